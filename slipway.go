@@ -1,0 +1,181 @@
+// Package slipway holds Slipway's domain types (Project, Deployment, Status,
+// LogLine) and the contracts between its parts (Store, MachineProvider).
+//
+// It must not import any adapter package (sqlite, temporal, podman, nats,
+// http, ...): adapters import it, never the other way round. The path of one
+// push is webhook (package github) → store (sqlite) → workflow (deploy) →
+// machine (machine/process) → agent (agent, gitmirror, podman) → registry →
+// logs (natslog).
+package slipway
+
+import (
+	"context"
+	"time"
+)
+
+// Status is the state of a deployment. Every deployment ends in one of the
+// terminal states (see Status.Terminal).
+type Status string
+
+// The states a deployment moves through.
+const (
+	StatusQueued     Status = "queued"
+	StatusBuilding   Status = "building"
+	StatusSucceeded  Status = "succeeded"
+	StatusFailed     Status = "failed"
+	StatusCancelled  Status = "cancelled"
+	StatusSuperseded Status = "superseded"
+)
+
+// Terminal reports whether s is a final state.
+func (s Status) Terminal() bool {
+	switch s {
+	case StatusSucceeded, StatusFailed, StatusCancelled, StatusSuperseded:
+		return true
+	}
+	return false
+}
+
+// Valid reports whether s is one of the known states.
+func (s Status) Valid() bool {
+	return s == StatusQueued || s == StatusBuilding || s.Terminal()
+}
+
+// Project is a repository plus its build settings.
+type Project struct {
+	// Name is the project's unique, DNS-label-like name (see ValidateProjectName).
+	Name string `json:"name"`
+	// Repo is any git URL the builder can fetch, file:// included.
+	Repo string `json:"repo"`
+	// Branch is the branch filter: only pushes to this branch deploy.
+	Branch string `json:"branch"`
+	// Dockerfile is the Dockerfile's path relative to the repository root.
+	Dockerfile string `json:"dockerfile"`
+	// Context is the build context directory relative to the repository root.
+	Context string `json:"context"`
+	// WebhookSecret is the HMAC secret forges sign deliveries with.
+	WebhookSecret string `json:"-"`
+	// CreatedAt is when the project was registered.
+	CreatedAt time.Time `json:"createdAt"`
+}
+
+// Trigger says what started a deployment.
+type Trigger string
+
+// Known triggers.
+const (
+	TriggerWebhook Trigger = "webhook"
+	TriggerManual  Trigger = "manual"
+	TriggerDemo    Trigger = "demo"
+)
+
+// Deployment is one attempt to build (and maybe roll out) one commit.
+type Deployment struct {
+	ID       string  `json:"id"`
+	Project  string  `json:"project"`
+	Ref      string  `json:"ref"`
+	Commit   string  `json:"commit"`
+	Trigger  Trigger `json:"trigger"`
+	Status   Status  `json:"status"`
+	Image    string  `json:"image"`
+	Digest   string  `json:"digest"`
+	// Error is the user-facing reason a deployment failed.
+	Error string `json:"error,omitempty"`
+	// FailedStep is the Dockerfile step (or phase) that failed, if known.
+	FailedStep string `json:"failedStep,omitempty"`
+	// DeliveryID is the forge's X-GitHub-Delivery id for webhook deployments.
+	DeliveryID string `json:"deliveryId,omitempty"`
+	// Timings maps a phase name (queue, wake, fetch, build, push, total) to
+	// its duration in milliseconds.
+	Timings    map[string]int64 `json:"timings,omitempty"`
+	CreatedAt  time.Time        `json:"createdAt"`
+	StartedAt  *time.Time       `json:"startedAt,omitempty"`
+	FinishedAt *time.Time       `json:"finishedAt,omitempty"`
+}
+
+// LogLine is one numbered line of a deployment's public build output.
+type LogLine struct {
+	Deployment string    `json:"deployment"`
+	N          int64     `json:"n"`
+	Time       time.Time `json:"time"`
+	Stream     string    `json:"stream"`
+	Step       string    `json:"step,omitempty"`
+	Text       string    `json:"text"`
+}
+
+// DeploymentResult is what a finished deployment records.
+type DeploymentResult struct {
+	Status     Status
+	Image      string
+	Digest     string
+	Error      string
+	FailedStep string
+	Timings    map[string]int64
+}
+
+// Store persists projects, deployments, webhook deliveries and log lines.
+// Implementations are safe for concurrent use.
+type Store interface {
+	// CreateProject stores p; it fails with ECONFLICT if the name is taken.
+	CreateProject(ctx context.Context, p *Project) error
+	// Project returns the named project or ENOTFOUND.
+	Project(ctx context.Context, name string) (*Project, error)
+	// Projects lists every project by name.
+	Projects(ctx context.Context) ([]*Project, error)
+	// ProjectsByRepo returns the projects whose repository matches one of
+	// urls (compared after NormalizeRepoURL).
+	ProjectsByRepo(ctx context.Context, urls []string) ([]*Project, error)
+
+	// CreateDeployment stores d (status queued). If deliveryID is not empty
+	// and was seen before, nothing is written and the earlier deployment is
+	// returned with created=false.
+	CreateDeployment(ctx context.Context, d *Deployment) (existing *Deployment, created bool, err error)
+	// Deployment returns one deployment or ENOTFOUND.
+	Deployment(ctx context.Context, id string) (*Deployment, error)
+	// Deployments lists a project's deployments, newest first; limit <= 0
+	// means all.
+	Deployments(ctx context.Context, project string, limit int) ([]*Deployment, error)
+	// UnfinishedDeployments lists deployments not in a terminal state.
+	UnfinishedDeployments(ctx context.Context) ([]*Deployment, error)
+	// MarkBuilding moves a queued deployment to building and sets StartedAt.
+	MarkBuilding(ctx context.Context, id string, at time.Time) error
+	// FinishDeployment records a terminal result. Finishing an already
+	// finished deployment is a no-op (the first result wins).
+	FinishDeployment(ctx context.Context, id string, r DeploymentResult, at time.Time) error
+
+	// AppendLogLines stores lines; a line already stored (same deployment
+	// and number) is ignored, so redelivery is harmless.
+	AppendLogLines(ctx context.Context, lines []LogLine) error
+	// LogLines returns a deployment's lines with N >= from, in order; limit
+	// <= 0 means all.
+	LogLines(ctx context.Context, deployment string, from int64, limit int) ([]LogLine, error)
+
+	// Close releases the store.
+	Close() error
+}
+
+// DeployRequest asks for a deployment of one commit of a project.
+type DeployRequest struct {
+	// Project is the project's name.
+	Project string
+	// Ref is the git ref that was pushed ("refs/heads/main") or asked for
+	// ("main"); it defaults to the project's branch.
+	Ref string
+	// Commit is the full SHA to build. When empty, Ref is resolved on the
+	// repository (git ls-remote).
+	Commit string
+	// Trigger says who asked.
+	Trigger Trigger
+	// DeliveryID is the forge's delivery id; a second request with the same
+	// id creates nothing and returns the first deployment.
+	DeliveryID string
+}
+
+// Deployer creates deployments and starts their workflows.
+type Deployer interface {
+	// Deploy validates req, records a queued deployment and starts its
+	// workflow. created is false when req.DeliveryID was seen before; the
+	// earlier deployment is returned then. If the workflow cannot be
+	// started the deployment is recorded as failed, never left queued.
+	Deploy(ctx context.Context, req DeployRequest) (d *Deployment, created bool, err error)
+}
