@@ -71,14 +71,14 @@ const (
 
 // Deployment is one attempt to build (and maybe roll out) one commit.
 type Deployment struct {
-	ID       string  `json:"id"`
-	Project  string  `json:"project"`
-	Ref      string  `json:"ref"`
-	Commit   string  `json:"commit"`
-	Trigger  Trigger `json:"trigger"`
-	Status   Status  `json:"status"`
-	Image    string  `json:"image"`
-	Digest   string  `json:"digest"`
+	ID      string  `json:"id"`
+	Project string  `json:"project"`
+	Ref     string  `json:"ref"`
+	Commit  string  `json:"commit"`
+	Trigger Trigger `json:"trigger"`
+	Status  Status  `json:"status"`
+	Image   string  `json:"image"`
+	Digest  string  `json:"digest"`
 	// Error is the user-facing reason a deployment failed.
 	Error string `json:"error,omitempty"`
 	// FailedStep is the Dockerfile step (or phase) that failed, if known.
