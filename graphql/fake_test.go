@@ -1,0 +1,238 @@
+package graphql_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/slipway-ci/slipway"
+)
+
+// memStore is an in-memory slipway.Store for the API's tests.
+type memStore struct {
+	mu          sync.Mutex
+	projects    map[string]*slipway.Project
+	deployments []*slipway.Deployment // in creation order
+	logs        map[string][]slipway.LogLine
+}
+
+var _ slipway.Store = (*memStore)(nil)
+
+func newMemStore() *memStore {
+	return &memStore{projects: map[string]*slipway.Project{}, logs: map[string][]slipway.LogLine{}}
+}
+
+func (s *memStore) CreateProject(_ context.Context, p *slipway.Project) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.projects[p.Name]; ok {
+		return slipway.Errorf(slipway.ECONFLICT, "project %q already exists", p.Name)
+	}
+	c := *p
+	s.projects[p.Name] = &c
+	return nil
+}
+
+func (s *memStore) Project(_ context.Context, name string) (*slipway.Project, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p, ok := s.projects[name]
+	if !ok {
+		return nil, slipway.Errorf(slipway.ENOTFOUND, "project %q not found", name)
+	}
+	c := *p
+	return &c, nil
+}
+
+func (s *memStore) Projects(context.Context) ([]*slipway.Project, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []*slipway.Project
+	for _, p := range s.projects {
+		c := *p
+		out = append(out, &c)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+func (s *memStore) ProjectsByRepo(_ context.Context, urls []string) ([]*slipway.Project, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []*slipway.Project
+	for _, p := range s.projects {
+		for _, u := range urls {
+			if slipway.NormalizeRepoURL(u) == slipway.NormalizeRepoURL(p.Repo) {
+				c := *p
+				out = append(out, &c)
+				break
+			}
+		}
+	}
+	return out, nil
+}
+
+func (s *memStore) CreateDeployment(_ context.Context, d *slipway.Deployment) (*slipway.Deployment, bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if d.DeliveryID != "" {
+		for _, e := range s.deployments {
+			if e.DeliveryID == d.DeliveryID {
+				c := *e
+				return &c, false, nil
+			}
+		}
+	}
+	c := *d
+	s.deployments = append(s.deployments, &c)
+	return d, true, nil
+}
+
+func (s *memStore) Deployment(_ context.Context, id string) (*slipway.Deployment, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, d := range s.deployments {
+		if d.ID == id {
+			c := *d
+			return &c, nil
+		}
+	}
+	return nil, slipway.Errorf(slipway.ENOTFOUND, "deployment %q not found", id)
+}
+
+func (s *memStore) Deployments(_ context.Context, project string, limit int) ([]*slipway.Deployment, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []*slipway.Deployment
+	for _, d := range slices.Backward(s.deployments) {
+		if d.Project == project {
+			c := *d
+			out = append(out, &c)
+		}
+		if limit > 0 && len(out) == limit {
+			break
+		}
+	}
+	return out, nil
+}
+
+func (s *memStore) UnfinishedDeployments(context.Context) ([]*slipway.Deployment, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []*slipway.Deployment
+	for _, d := range s.deployments {
+		if !d.Status.Terminal() {
+			c := *d
+			out = append(out, &c)
+		}
+	}
+	return out, nil
+}
+
+func (s *memStore) update(id string, f func(d *slipway.Deployment)) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, d := range s.deployments {
+		if d.ID == id {
+			f(d)
+			return nil
+		}
+	}
+	return slipway.Errorf(slipway.ENOTFOUND, "deployment %q not found", id)
+}
+
+func (s *memStore) MarkBuilding(_ context.Context, id string, at time.Time) error {
+	return s.update(id, func(d *slipway.Deployment) {
+		if d.Status == slipway.StatusQueued {
+			d.Status, d.StartedAt = slipway.StatusBuilding, &at
+		}
+	})
+}
+
+func (s *memStore) FinishDeployment(_ context.Context, id string, r slipway.DeploymentResult, at time.Time) error {
+	return s.update(id, func(d *slipway.Deployment) {
+		if d.Status.Terminal() {
+			return
+		}
+		d.Status, d.Image, d.Digest, d.Error, d.FailedStep, d.Timings, d.FinishedAt =
+			r.Status, r.Image, r.Digest, r.Error, r.FailedStep, r.Timings, &at
+	})
+}
+
+func (s *memStore) AppendLogLines(_ context.Context, lines []slipway.LogLine) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, l := range lines {
+		if !slices.ContainsFunc(s.logs[l.Deployment], func(e slipway.LogLine) bool { return e.N == l.N }) {
+			s.logs[l.Deployment] = append(s.logs[l.Deployment], l)
+		}
+	}
+	for id := range s.logs {
+		slices.SortFunc(s.logs[id], func(a, b slipway.LogLine) int { return int(a.N - b.N) })
+	}
+	return nil
+}
+
+func (s *memStore) LogLines(_ context.Context, deployment string, from int64, limit int) ([]slipway.LogLine, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []slipway.LogLine
+	for _, l := range s.logs[deployment] {
+		if l.N >= from && (limit <= 0 || len(out) < limit) {
+			out = append(out, l)
+		}
+	}
+	return out, nil
+}
+
+func (s *memStore) Close() error { return nil }
+
+// fakeDeployer records requests and creates queued deployments in a store.
+type fakeDeployer struct {
+	store *memStore
+	mu    sync.Mutex
+	reqs  []slipway.DeployRequest
+	// panicWith, when set, makes Deploy panic (to test recovery).
+	panicWith any
+	n         int
+}
+
+func (f *fakeDeployer) Deploy(ctx context.Context, req slipway.DeployRequest) (*slipway.Deployment, bool, error) {
+	f.mu.Lock()
+	f.reqs = append(f.reqs, req)
+	f.n++
+	n := f.n
+	f.mu.Unlock()
+	if f.panicWith != nil {
+		panic(f.panicWith)
+	}
+	p, err := f.store.Project(ctx, req.Project)
+	if err != nil {
+		return nil, false, err
+	}
+	if req.Ref == "" {
+		req.Ref = p.Branch
+	}
+	if req.Commit == "" {
+		req.Commit = "0123456789abcdef0123456789abcdef01234567"
+	}
+	d := &slipway.Deployment{
+		ID:        fmt.Sprintf("d-%d", n),
+		Project:   req.Project,
+		Ref:       req.Ref,
+		Commit:    req.Commit,
+		Trigger:   req.Trigger,
+		Status:    slipway.StatusQueued,
+		CreatedAt: time.Now().UTC(),
+	}
+	return f.store.CreateDeployment(ctx, d)
+}
+
+func (f *fakeDeployer) requests() []slipway.DeployRequest {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.reqs)
+}

@@ -1,0 +1,114 @@
+// Package graphql serves Slipway's GraphQL API (gqlgen): projects,
+// deployments and their stored logs, and the addProject and deploy
+// mutations. The web UI and the CLI are its clients.
+//
+// It is an adapter at the edge: it reads and writes through slipway.Store
+// and slipway.Deployer and maps *slipway.Error to GraphQL error codes in one
+// place (presentError). It must not reach into other adapters (sqlite,
+// temporal, ...) nor read flags or the environment.
+package graphql
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"runtime/debug"
+	"strings"
+
+	gqlgraphql "github.com/99designs/gqlgen/graphql"
+	"github.com/99designs/gqlgen/graphql/handler"
+	"github.com/99designs/gqlgen/graphql/handler/extension"
+	"github.com/99designs/gqlgen/graphql/handler/lru"
+	"github.com/99designs/gqlgen/graphql/handler/transport"
+	"github.com/vektah/gqlparser/v2/ast"
+	"github.com/vektah/gqlparser/v2/gqlerror"
+
+	"github.com/slipway-ci/slipway"
+	"github.com/slipway-ci/slipway/graphql/internal/gen"
+)
+
+// maxRequestBytes caps a request body: queries and mutations are small.
+const maxRequestBytes = 1 << 20
+
+// Config holds what the API needs. Store and Deployer are required.
+type Config struct {
+	// Store is where projects, deployments and log lines are read and
+	// projects are written.
+	Store slipway.Store
+	// Deployer starts deployments for the deploy mutation.
+	Deployer slipway.Deployer
+	// PublicURL is the server's address as forges and clients reach it,
+	// e.g. "http://127.0.0.1:8080"; a project's webhook URL is PublicURL +
+	// "/webhooks/github".
+	PublicURL string
+	// Logger receives internal errors and recovered panics (default:
+	// slog.Default()).
+	Logger *slog.Logger
+}
+
+// withDefaults fills in the optional fields.
+func (c Config) withDefaults() Config {
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	c.PublicURL = strings.TrimRight(c.PublicURL, "/")
+	return c
+}
+
+// NewHandler returns the GraphQL endpoint: JSON over POST (queries and
+// mutations) and GET (queries only). It answers on any path; the server
+// mounts it at /graphql.
+func NewHandler(cfg Config) http.Handler {
+	cfg = cfg.withDefaults()
+	srv := handler.New(gen.NewExecutableSchema(gen.Config{Resolvers: &Resolver{cfg: cfg}}))
+	srv.AddTransport(transport.GET{})
+	srv.AddTransport(transport.POST{})
+	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))
+	srv.Use(extension.Introspection{})
+	srv.SetRecoverFunc(func(ctx context.Context, p any) error {
+		cfg.Logger.ErrorContext(ctx, "graphql: panic in resolver",
+			"panic", fmt.Sprint(p), "path", gqlgraphql.GetPath(ctx).String(), "stack", string(debug.Stack()))
+		return fmt.Errorf("panic: %v", p)
+	})
+	srv.SetErrorPresenter(presentError(cfg.Logger))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.Body = http.MaxBytesReader(w, r.Body, maxRequestBytes)
+		srv.ServeHTTP(w, r)
+	})
+}
+
+// presentError is the one place application errors become GraphQL errors:
+// a *slipway.Error keeps its message and gets its code in
+// extensions.code; GraphQL's own errors (syntax, validation, argument
+// coercion) pass through; anything else is logged and shown as "internal
+// error".
+func presentError(logger *slog.Logger) gqlgraphql.ErrorPresenterFunc {
+	return func(ctx context.Context, err error) *gqlerror.Error {
+		gerr := gqlgraphql.DefaultErrorPresenter(ctx, err)
+		var serr *slipway.Error
+		switch {
+		case errors.As(err, &serr):
+			if serr.Code == slipway.EINTERNAL {
+				logger.ErrorContext(ctx, "graphql: internal error", "path", gerr.Path.String(), "err", err)
+			}
+			return &gqlerror.Error{
+				Message:    slipway.ErrorMessage(err),
+				Path:       gerr.Path,
+				Locations:  gerr.Locations,
+				Extensions: map[string]any{"code": serr.Code},
+			}
+		case gerr.Err == nil:
+			return gerr
+		default:
+			logger.ErrorContext(ctx, "graphql: internal error", "path", gerr.Path.String(), "err", err)
+			return &gqlerror.Error{
+				Message:    slipway.ErrorMessage(err),
+				Path:       gerr.Path,
+				Locations:  gerr.Locations,
+				Extensions: map[string]any{"code": slipway.EINTERNAL},
+			}
+		}
+	}
+}

@@ -1,0 +1,119 @@
+package graphql
+
+//go:generate go run github.com/99designs/gqlgen generate
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/slipway-ci/slipway"
+	"github.com/slipway-ci/slipway/graphql/internal/gen"
+)
+
+// Resolver is the root resolver; its methods (in schema.resolvers.go, kept
+// by gqlgen across regenerations) read the store and call the deployer.
+type Resolver struct {
+	cfg Config
+}
+
+// Page sizes for list fields.
+const (
+	defaultDeployments = 100
+	maxDeployments     = 1000
+	defaultLogLines    = 1000
+	maxLogLines        = 5000
+	maxSecretBytes     = 1024
+)
+
+// pageSize turns an optional "first" argument into a limit: def when
+// absent, at most max, an error when negative.
+func pageSize(first *int, def, max int) (int, error) {
+	if first == nil {
+		return def, nil
+	}
+	if *first < 0 {
+		return 0, slipway.Errorf(slipway.EINVALID, "first must not be negative, got %d", *first)
+	}
+	return min(*first, max), nil
+}
+
+// orDefault returns *p, or fallback when p is nil or points to "".
+func orDefault(p *string, fallback string) string {
+	if p == nil || *p == "" {
+		return fallback
+	}
+	return *p
+}
+
+// nonEmpty returns a pointer to s, or nil for "" (a GraphQL null).
+func nonEmpty(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+// newWebhookSecret returns 32 random bytes in hex.
+func newWebhookSecret() (string, error) {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(b), nil
+}
+
+// validateWebhookSecret rejects secrets a user could not paste into a forge.
+func validateWebhookSecret(s string) error {
+	if len(s) > maxSecretBytes || strings.TrimSpace(s) != s || strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		return slipway.Errorf(slipway.EINVALID, "invalid webhook secret: use at most %d printable characters without leading or trailing spaces", maxSecretBytes)
+	}
+	return nil
+}
+
+// phaseOrder is the order timings are listed in; other phases follow,
+// sorted by name.
+var phaseOrder = []string{"queue", "wake", "fetch", "build", "push", "total"}
+
+// phaseTimings lists t in phaseOrder, then the remaining phases by name.
+func phaseTimings(t map[string]int64) []*gen.PhaseTiming {
+	out := make([]*gen.PhaseTiming, 0, len(t))
+	known := make(map[string]bool, len(phaseOrder))
+	for _, p := range phaseOrder {
+		known[p] = true
+		if ms, ok := t[p]; ok {
+			out = append(out, &gen.PhaseTiming{Phase: p, Ms: int(ms)})
+		}
+	}
+	var rest []string
+	for p := range t {
+		if !known[p] {
+			rest = append(rest, p)
+		}
+	}
+	sort.Strings(rest)
+	for _, p := range rest {
+		out = append(out, &gen.PhaseTiming{Phase: p, Ms: int(t[p])})
+	}
+	return out
+}
+
+// webhookURL is where forges send deliveries for every project.
+func (r *Resolver) webhookURL() string {
+	return r.cfg.PublicURL + "/webhooks/github"
+}
+
+// deployments lists a project's newest deployments; limit 0 lists none.
+func (r *Resolver) deployments(ctx context.Context, project string, limit int) ([]*slipway.Deployment, error) {
+	if limit == 0 {
+		return []*slipway.Deployment{}, nil
+	}
+	ds, err := r.cfg.Store.Deployments(ctx, project, limit)
+	if err != nil {
+		return nil, fmt.Errorf("deployments of %s: %w", project, err)
+	}
+	return ds, nil
+}
