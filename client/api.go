@@ -1,0 +1,223 @@
+package client
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/slipway-ci/slipway"
+)
+
+// AddProjectInput describes a project to register. Empty optional fields
+// take the server's defaults (branch main, Dockerfile, context ".", a
+// random webhook secret).
+type AddProjectInput struct {
+	Name          string
+	Repo          string
+	Branch        string
+	Dockerfile    string
+	Context       string
+	WebhookSecret string
+}
+
+// AddProjectResult is a registered project with what to configure in the
+// forge. The secret is shown only once.
+type AddProjectResult struct {
+	Project       *slipway.Project
+	WebhookURL    string
+	WebhookSecret string
+}
+
+// DeployInput asks for a deployment of a project's commit, or of the head
+// of Ref (default: the project's branch) when Commit is empty.
+type DeployInput struct {
+	Project string
+	Commit  string
+	Ref     string
+}
+
+const projectFields = `name repo branch dockerfile context createdAt`
+
+const deploymentFields = `id project ref commit trigger status image digest error failedStep
+	timings { phase ms } createdAt startedAt finishedAt`
+
+// AddProject registers a project.
+func (c *Client) AddProject(ctx context.Context, in AddProjectInput) (*AddProjectResult, error) {
+	vars := map[string]any{"name": in.Name, "repo": in.Repo}
+	for k, v := range map[string]string{"branch": in.Branch, "dockerfile": in.Dockerfile, "context": in.Context, "webhookSecret": in.WebhookSecret} {
+		if v != "" {
+			vars[k] = v
+		}
+	}
+	var out struct {
+		AddProject struct {
+			Project       slipway.Project `json:"project"`
+			WebhookURL    string          `json:"webhookURL"`
+			WebhookSecret string          `json:"webhookSecret"`
+		} `json:"addProject"`
+	}
+	q := `mutation($in: AddProjectInput!) { addProject(input: $in) { project { ` + projectFields + ` } webhookURL webhookSecret } }`
+	if err := c.do(ctx, q, map[string]any{"in": vars}, &out); err != nil {
+		return nil, err
+	}
+	p := out.AddProject.Project
+	p.WebhookSecret = out.AddProject.WebhookSecret
+	return &AddProjectResult{Project: &p, WebhookURL: out.AddProject.WebhookURL, WebhookSecret: out.AddProject.WebhookSecret}, nil
+}
+
+// Projects lists every project by name. Secrets are never returned.
+func (c *Client) Projects(ctx context.Context) ([]*slipway.Project, error) {
+	var out struct {
+		Projects []*slipway.Project `json:"projects"`
+	}
+	if err := c.do(ctx, `{ projects { `+projectFields+` } }`, nil, &out); err != nil {
+		return nil, err
+	}
+	return out.Projects, nil
+}
+
+// Deploy starts a deployment and returns it (status queued).
+func (c *Client) Deploy(ctx context.Context, in DeployInput) (*slipway.Deployment, error) {
+	vars := map[string]any{"project": in.Project}
+	if in.Commit != "" {
+		vars["commit"] = in.Commit
+	}
+	if in.Ref != "" {
+		vars["ref"] = in.Ref
+	}
+	var out struct {
+		Deploy deployment `json:"deploy"`
+	}
+	q := `mutation($in: DeployInput!) { deploy(input: $in) { ` + deploymentFields + ` } }`
+	if err := c.do(ctx, q, map[string]any{"in": vars}, &out); err != nil {
+		return nil, err
+	}
+	return out.Deploy.domain(), nil
+}
+
+// Deployment returns one deployment; an unknown id is a not_found error.
+func (c *Client) Deployment(ctx context.Context, id string) (*slipway.Deployment, error) {
+	var out struct {
+		Deployment *deployment `json:"deployment"`
+	}
+	if err := c.do(ctx, `query($id: ID!) { deployment(id: $id) { `+deploymentFields+` } }`, map[string]any{"id": id}, &out); err != nil {
+		return nil, err
+	}
+	if out.Deployment == nil {
+		return nil, notFound(id)
+	}
+	return out.Deployment.domain(), nil
+}
+
+// Deployments lists a project's deployments, newest first: at most first,
+// or the server's default page when first <= 0.
+func (c *Client) Deployments(ctx context.Context, project string, first int) ([]*slipway.Deployment, error) {
+	vars := map[string]any{"project": project}
+	if first > 0 {
+		vars["first"] = first
+	}
+	var out struct {
+		Deployments []deployment `json:"deployments"`
+	}
+	q := `query($project: String!, $first: Int) { deployments(project: $project, first: $first) { ` + deploymentFields + ` } }`
+	if err := c.do(ctx, q, vars, &out); err != nil {
+		return nil, err
+	}
+	ds := make([]*slipway.Deployment, len(out.Deployments))
+	for i := range out.Deployments {
+		ds[i] = out.Deployments[i].domain()
+	}
+	return ds, nil
+}
+
+// Logs returns one page of a deployment's stored log lines, those numbered
+// from on, in order: at most first, or the server's default page when
+// first <= 0. Read the next page from the last line's N + 1; a page
+// shorter than asked for is the last.
+func (c *Client) Logs(ctx context.Context, id string, from int64, first int) ([]slipway.LogLine, error) {
+	vars := map[string]any{"id": id, "from": from}
+	if first > 0 {
+		vars["first"] = first
+	}
+	var out struct {
+		Deployment *struct {
+			Logs []struct {
+				N      int64     `json:"n"`
+				Time   time.Time `json:"time"`
+				Stream string    `json:"stream"`
+				Step   *string   `json:"step"`
+				Text   string    `json:"text"`
+			} `json:"logs"`
+		} `json:"deployment"`
+	}
+	q := `query($id: ID!, $from: Int, $first: Int) { deployment(id: $id) { logs(from: $from, first: $first) { n time stream step text } } }`
+	if err := c.do(ctx, q, vars, &out); err != nil {
+		return nil, err
+	}
+	if out.Deployment == nil {
+		return nil, notFound(id)
+	}
+	lines := make([]slipway.LogLine, len(out.Deployment.Logs))
+	for i, l := range out.Deployment.Logs {
+		lines[i] = slipway.LogLine{Deployment: id, N: l.N, Time: l.Time, Stream: l.Stream, Text: l.Text}
+		if l.Step != nil {
+			lines[i].Step = *l.Step
+		}
+	}
+	return lines, nil
+}
+
+func notFound(id string) error {
+	return &Error{Code: slipway.ENOTFOUND, Message: fmt.Sprintf("deployment %q not found", id)}
+}
+
+// deployment is a Deployment as the API sends it.
+type deployment struct {
+	ID         string  `json:"id"`
+	Project    string  `json:"project"`
+	Ref        string  `json:"ref"`
+	Commit     string  `json:"commit"`
+	Trigger    string  `json:"trigger"`
+	Status     string  `json:"status"`
+	Image      string  `json:"image"`
+	Digest     string  `json:"digest"`
+	Error      *string `json:"error"`
+	FailedStep *string `json:"failedStep"`
+	Timings    []struct {
+		Phase string `json:"phase"`
+		Ms    int64  `json:"ms"`
+	} `json:"timings"`
+	CreatedAt  time.Time  `json:"createdAt"`
+	StartedAt  *time.Time `json:"startedAt"`
+	FinishedAt *time.Time `json:"finishedAt"`
+}
+
+func (d *deployment) domain() *slipway.Deployment {
+	out := &slipway.Deployment{
+		ID:         d.ID,
+		Project:    d.Project,
+		Ref:        d.Ref,
+		Commit:     d.Commit,
+		Trigger:    slipway.Trigger(d.Trigger),
+		Status:     slipway.Status(strings.ToLower(d.Status)),
+		Image:      d.Image,
+		Digest:     d.Digest,
+		CreatedAt:  d.CreatedAt,
+		StartedAt:  d.StartedAt,
+		FinishedAt: d.FinishedAt,
+	}
+	if d.Error != nil {
+		out.Error = *d.Error
+	}
+	if d.FailedStep != nil {
+		out.FailedStep = *d.FailedStep
+	}
+	if len(d.Timings) > 0 {
+		out.Timings = make(map[string]int64, len(d.Timings))
+		for _, t := range d.Timings {
+			out.Timings[t.Phase] = t.Ms
+		}
+	}
+	return out
+}

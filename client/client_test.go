@@ -1,0 +1,264 @@
+package client_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/slipway-ci/slipway"
+	"github.com/slipway-ci/slipway/client"
+	"github.com/slipway-ci/slipway/graphql"
+)
+
+// fakeStore keeps projects, deployments and log lines in memory; the
+// methods the API does not call are left to the nil embedded Store.
+type fakeStore struct {
+	slipway.Store
+	mu          sync.Mutex
+	projects    []*slipway.Project
+	deployments []*slipway.Deployment // oldest first
+	logs        []slipway.LogLine
+}
+
+func (s *fakeStore) CreateProject(_ context.Context, p *slipway.Project) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, e := range s.projects {
+		if e.Name == p.Name {
+			return slipway.Errorf(slipway.ECONFLICT, "project %q already exists", p.Name)
+		}
+	}
+	c := *p
+	s.projects = append(s.projects, &c)
+	return nil
+}
+
+func (s *fakeStore) Project(_ context.Context, name string) (*slipway.Project, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, p := range s.projects {
+		if p.Name == name {
+			c := *p
+			return &c, nil
+		}
+	}
+	return nil, slipway.Errorf(slipway.ENOTFOUND, "project %q not found", name)
+}
+
+func (s *fakeStore) Projects(context.Context) ([]*slipway.Project, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.projects), nil
+}
+
+func (s *fakeStore) add(d *slipway.Deployment) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.deployments = append(s.deployments, d)
+}
+
+func (s *fakeStore) Deployment(_ context.Context, id string) (*slipway.Deployment, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, d := range s.deployments {
+		if d.ID == id {
+			c := *d
+			return &c, nil
+		}
+	}
+	return nil, slipway.Errorf(slipway.ENOTFOUND, "deployment %q not found", id)
+}
+
+func (s *fakeStore) Deployments(_ context.Context, project string, limit int) ([]*slipway.Deployment, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []*slipway.Deployment
+	for _, d := range slices.Backward(s.deployments) {
+		if d.Project == project && (limit <= 0 || len(out) < limit) {
+			c := *d
+			out = append(out, &c)
+		}
+	}
+	return out, nil
+}
+
+func (s *fakeStore) LogLines(_ context.Context, id string, from int64, limit int) ([]slipway.LogLine, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []slipway.LogLine
+	for _, l := range s.logs {
+		if l.Deployment == id && l.N >= from && (limit <= 0 || len(out) < limit) {
+			out = append(out, l)
+		}
+	}
+	return out, nil
+}
+
+// fakeDeployer records a queued deployment per request.
+type fakeDeployer struct{ store *fakeStore }
+
+func (f fakeDeployer) Deploy(ctx context.Context, req slipway.DeployRequest) (*slipway.Deployment, bool, error) {
+	if _, err := f.store.Project(ctx, req.Project); err != nil {
+		return nil, false, err
+	}
+	d := &slipway.Deployment{ID: fmt.Sprintf("d-%d", time.Now().UnixNano()), Project: req.Project, Ref: req.Ref,
+		Commit: req.Commit, Trigger: req.Trigger, Status: slipway.StatusQueued, CreatedAt: time.Now().UTC()}
+	f.store.add(d)
+	return d, true, nil
+}
+
+func newServer(t *testing.T) (*client.Client, *fakeStore, string) {
+	t.Helper()
+	store := &fakeStore{}
+	mux := http.NewServeMux()
+	srv := httptest.NewServer(mux)
+	t.Cleanup(srv.Close)
+	mux.Handle("/graphql", graphql.NewHandler(graphql.Config{
+		Store: store, Deployer: fakeDeployer{store}, PublicURL: srv.URL,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	}))
+	return client.New(srv.URL+"/", srv.Client()), store, srv.URL
+}
+
+func TestProjects(t *testing.T) {
+	c, _, url := newServer(t)
+	ctx := t.Context()
+	res, err := c.AddProject(ctx, client.AddProjectInput{Name: "web", Repo: "file:///r", Context: "app"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := res.Project
+	if p.Name != "web" || p.Repo != "file:///r" || p.Branch != "main" || p.Dockerfile != "Dockerfile" || p.Context != "app" || p.CreatedAt.IsZero() {
+		t.Errorf("AddProject project = %+v", p)
+	}
+	if res.WebhookURL != url+"/webhooks/github" || len(res.WebhookSecret) != 64 || p.WebhookSecret != res.WebhookSecret {
+		t.Errorf("AddProject = %+v", res)
+	}
+
+	_, err = c.AddProject(ctx, client.AddProjectInput{Name: "web", Repo: "file:///r"})
+	if slipway.ErrorCode(err) != slipway.ECONFLICT || err.Error() != `project "web" already exists (conflict)` {
+		t.Errorf("duplicate AddProject error = %v (code %q), want conflict", err, slipway.ErrorCode(err))
+	}
+	_, err = c.AddProject(ctx, client.AddProjectInput{Name: "Bad Name", Repo: "file:///r"})
+	if slipway.ErrorCode(err) != slipway.EINVALID || !strings.HasPrefix(slipway.ErrorMessage(err), "invalid project name") {
+		t.Errorf("invalid AddProject error = %v, want invalid", err)
+	}
+
+	ps, err := c.Projects(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ps) != 1 || ps[0].Name != "web" || ps[0].Context != "app" || ps[0].WebhookSecret != "" {
+		t.Errorf("Projects = %+v", ps)
+	}
+}
+
+func TestDeployments(t *testing.T) {
+	c, store, _ := newServer(t)
+	ctx := t.Context()
+	if _, err := c.AddProject(ctx, client.AddProjectInput{Name: "web", Repo: "file:///r"}); err != nil {
+		t.Fatal(err)
+	}
+	sha := strings.Repeat("c", 40)
+	d, err := c.Deploy(ctx, client.DeployInput{Project: "web", Commit: sha})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.ID == "" || d.Status != slipway.StatusQueued || d.Commit != sha || d.Trigger != slipway.TriggerManual {
+		t.Errorf("Deploy = %+v", d)
+	}
+	if _, err := c.Deploy(ctx, client.DeployInput{Project: "nope"}); slipway.ErrorCode(err) != slipway.ENOTFOUND {
+		t.Errorf("Deploy(nope) error = %v, want not_found", err)
+	}
+
+	start, end := time.Now().UTC().Truncate(time.Millisecond), time.Now().UTC().Add(time.Second).Truncate(time.Millisecond)
+	store.add(&slipway.Deployment{ID: "d-failed", Project: "web", Ref: "refs/heads/main", Commit: sha, Trigger: slipway.TriggerWebhook,
+		Status: slipway.StatusFailed, Error: "exit 1", FailedStep: "RUN false", Timings: map[string]int64{"build": 5, "total": 9},
+		CreatedAt: start, StartedAt: &start, FinishedAt: &end})
+
+	ds, err := c.Deployments(ctx, "web", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ds) != 2 || ds[0].ID != "d-failed" || ds[1].ID != d.ID {
+		t.Fatalf("Deployments = %+v, want d-failed then %s", ds, d.ID)
+	}
+	f := ds[0]
+	if f.Status != slipway.StatusFailed || f.Error != "exit 1" || f.FailedStep != "RUN false" || f.Timings["build"] != 5 || f.Timings["total"] != 9 ||
+		!f.StartedAt.Equal(start) || !f.FinishedAt.Equal(end) || f.Trigger != slipway.TriggerWebhook || f.Ref != "refs/heads/main" {
+		t.Errorf("failed deployment = %+v", f)
+	}
+	if ds, err := c.Deployments(ctx, "web", 1); err != nil || len(ds) != 1 {
+		t.Errorf("Deployments(first 1) = %d, %v", len(ds), err)
+	}
+	if _, err := c.Deployments(ctx, "nope", 0); slipway.ErrorCode(err) != slipway.ENOTFOUND {
+		t.Errorf("Deployments(nope) error = %v, want not_found", err)
+	}
+
+	got, err := c.Deployment(ctx, "d-failed")
+	if err != nil || got.Status != slipway.StatusFailed {
+		t.Errorf("Deployment(d-failed) = %+v, %v", got, err)
+	}
+	if _, err := c.Deployment(ctx, "d-404"); slipway.ErrorCode(err) != slipway.ENOTFOUND {
+		t.Errorf("Deployment(d-404) error = %v, want not_found", err)
+	}
+}
+
+func TestLogs(t *testing.T) {
+	c, store, _ := newServer(t)
+	ctx := t.Context()
+	store.add(&slipway.Deployment{ID: "d-1", Project: "web", Status: slipway.StatusSucceeded, CreatedAt: time.Now()})
+	for n := range int64(5) {
+		l := slipway.LogLine{Deployment: "d-1", N: n, Time: time.Now().UTC(), Stream: "stdout", Text: fmt.Sprintf("line %d", n)}
+		if n == 3 {
+			l.Step = "STEP 2/2"
+		}
+		store.logs = append(store.logs, l)
+	}
+	page, err := c.Logs(ctx, "d-1", 2, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(page) != 2 || page[0].N != 2 || page[1].N != 3 || page[1].Text != "line 3" || page[1].Step != "STEP 2/2" || page[0].Step != "" || page[0].Deployment != "d-1" {
+		t.Errorf("Logs(from 2, first 2) = %+v", page)
+	}
+	all, err := c.Logs(ctx, "d-1", 0, 0)
+	if err != nil || len(all) != 5 {
+		t.Errorf("Logs(all) = %d lines, %v; want 5", len(all), err)
+	}
+	if _, err := c.Logs(ctx, "d-404", 0, 0); slipway.ErrorCode(err) != slipway.ENOTFOUND {
+		t.Errorf("Logs(d-404) error = %v, want not_found", err)
+	}
+}
+
+func TestUnreachable(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	url := "http://" + ln.Addr().String()
+	ln.Close()
+	_, err = client.New(url, nil).Projects(t.Context())
+	want := "cannot reach the Slipway server at " + url + ": is `slipway server` running? (set --server or SLIPWAY_SERVER)"
+	if err == nil || err.Error() != want {
+		t.Errorf("Projects on a closed port: %v\nwant: %s", err, want)
+	}
+}
+
+func TestNotSlipway(t *testing.T) {
+	srv := httptest.NewServer(http.NotFoundHandler())
+	t.Cleanup(srv.Close)
+	_, err := client.New(srv.URL, nil).Projects(t.Context())
+	if err == nil || !strings.Contains(err.Error(), "unexpected answer from the Slipway server at "+srv.URL+": HTTP 404") {
+		t.Errorf("Projects against a 404 server: %v", err)
+	}
+}
