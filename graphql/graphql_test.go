@@ -336,7 +336,9 @@ func TestDeployments(t *testing.T) {
 	if len(got.Deployments) != 1 || got.Deployments[0].ID != "d-3" {
 		t.Errorf("deployments(first: 1) = %+v, want d-3", got.Deployments)
 	}
-	var viaProject struct{ Project struct{ Deployments []struct{ ID string } } }
+	var viaProject struct {
+		Project struct{ Deployments []struct{ ID string } }
+	}
 	e.do(t, `{ project(name: "web") { deployments(first: 2) { id } } }`, nil).ok(t, &viaProject)
 	if d := viaProject.Project.Deployments; len(d) != 2 || d[0].ID != "d-3" || d[1].ID != "d-2" {
 		t.Errorf("project.deployments(first: 2) = %+v", d)
