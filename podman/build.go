@@ -1,0 +1,328 @@
+package podman
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// BuildOptions describes one image build.
+type BuildOptions struct {
+	// ContextDir is the build context directory.
+	ContextDir string
+	// Dockerfile is the Dockerfile's path; a relative path is taken
+	// relative to ContextDir. Default: ContextDir/Dockerfile.
+	Dockerfile string
+	// Tag is the image reference to tag the result with, e.g.
+	// "127.0.0.1:5000/app:<sha>". It must name a tag other than "latest".
+	// Empty means untagged.
+	Tag string
+	// Labels are set on the image (--label k=v).
+	Labels map[string]string
+	// BuildArgs are passed as --build-arg k=v.
+	BuildArgs map[string]string
+	// TLSVerify requires HTTPS and verified certificates for registries
+	// the build pulls from.
+	TLSVerify bool
+	// Format is the image format, "oci" (default) or "docker".
+	Format string
+	// Stdout and Stderr receive podman's output line by line as it comes
+	// (each Write is one line ending in "\n"). Either may be nil; they may
+	// be the same writer.
+	Stdout, Stderr io.Writer
+}
+
+// Step is one Dockerfile instruction as podman ran it.
+type Step struct {
+	// Stage and Stages number the build stage ("[2/3]") of a multi-stage
+	// build; both are 0 for a single-stage build.
+	Stage, Stages int
+	// N and Total number the step within its stage ("STEP 2/5").
+	N, Total int
+	// Instruction is the instruction as podman prints it ("RUN make").
+	Instruction string
+	// Cached is true when podman reused a cached layer.
+	Cached bool
+	// Duration runs from this step's header to the next one (or the
+	// commit, or the end of the build).
+	Duration time.Duration
+}
+
+// String returns the step header as podman prints it, e.g.
+// "STEP 3/4: RUN make" or "[1/2] STEP 2/3: COPY . .".
+func (s Step) String() string {
+	h := fmt.Sprintf("STEP %d/%d: %s", s.N, s.Total, s.Instruction)
+	if s.Stages > 0 {
+		h = fmt.Sprintf("[%d/%d] %s", s.Stage, s.Stages, h)
+	}
+	return h
+}
+
+// BuildResult is what a successful build produced.
+type BuildResult struct {
+	// Steps are the steps in the order podman ran them.
+	Steps []Step
+	// ImageID is the built image's id ("sha256:...").
+	ImageID string
+	// Duration is the wall time of the podman build command.
+	Duration time.Duration
+}
+
+// BuildError is a build that podman ran and that failed.
+type BuildError struct {
+	// Step is the header of the step that failed, e.g.
+	// "STEP 3/4: RUN false"; empty when no step had started (a Dockerfile
+	// syntax error, say).
+	Step string
+	// ExitCode is the failing RUN command's exit status when podman
+	// reports one, otherwise podman's own exit status.
+	ExitCode int
+	// Message is podman's error line ("Error: building at STEP ...").
+	Message string
+	// Tail holds the last output lines (stdout and stderr interleaved).
+	Tail []string
+}
+
+func (e *BuildError) Error() string {
+	var b strings.Builder
+	b.WriteString("build failed")
+	if e.Step != "" {
+		b.WriteString(" at ")
+		b.WriteString(e.Step)
+	}
+	fmt.Fprintf(&b, " (exit code %d)", e.ExitCode)
+	if e.Message != "" {
+		b.WriteString(": ")
+		b.WriteString(strings.TrimPrefix(e.Message, "Error: "))
+	}
+	return b.String()
+}
+
+// tailLines is how many output lines a BuildError keeps.
+const tailLines = 20
+
+var (
+	stepRe       = regexp.MustCompile(`^(?:\[(\d+)/(\d+)\] )?STEP (\d+)/(\d+): (.*)$`)
+	exitStatusRe = regexp.MustCompile(`exit status (\d+)`)
+)
+
+// Build runs podman build with the layer cache (--layers) and streams its
+// output. A failed build returns a *BuildError; a cancelled one returns an
+// error wrapping ctx.Err() after the build's process group was killed and
+// its working containers removed (the cached layers stay usable).
+func (p *Podman) Build(ctx context.Context, opts BuildOptions) (*BuildResult, error) {
+	if opts.ContextDir == "" {
+		return nil, errors.New("build: ContextDir is required")
+	}
+	if fi, err := os.Stat(opts.ContextDir); err != nil || !fi.IsDir() {
+		return nil, fmt.Errorf("build: context %q is not a directory", opts.ContextDir)
+	}
+	if opts.Tag != "" {
+		if err := checkTag(opts.Tag); err != nil {
+			return nil, err
+		}
+	}
+	dockerfile := opts.Dockerfile
+	if dockerfile == "" {
+		dockerfile = "Dockerfile"
+	}
+	if !filepath.IsAbs(dockerfile) {
+		dockerfile = filepath.Join(opts.ContextDir, dockerfile)
+	}
+	format := opts.Format
+	if format == "" {
+		format = "oci"
+	}
+	if format != "oci" && format != "docker" {
+		return nil, fmt.Errorf("build: unknown format %q", format)
+	}
+
+	// Per-build scratch space: buildah's container bundles (TMPDIR) and a
+	// private runc state root, so a cancelled build's RUN containers can be
+	// found and removed without touching anyone else's.
+	tmp, err := os.MkdirTemp(p.cfg.TmpDir, "build-")
+	if err != nil {
+		return nil, fmt.Errorf("build: %w", err)
+	}
+	defer os.RemoveAll(tmp)
+	runcRoot := filepath.Join(tmp, "runc")
+	iidFile := filepath.Join(tmp, "iid")
+
+	args := []string{"build",
+		"--layers",
+		"--format", format,
+		fmt.Sprintf("--tls-verify=%t", opts.TLSVerify),
+		"--iidfile", iidFile,
+		"--runtime-flag", "root=" + runcRoot,
+		"-f", dockerfile,
+	}
+	if opts.Tag != "" {
+		args = append(args, "-t", opts.Tag)
+	}
+	for _, k := range slices.Sorted(maps.Keys(opts.Labels)) {
+		args = append(args, "--label", k+"="+opts.Labels[k])
+	}
+	for _, k := range slices.Sorted(maps.Keys(opts.BuildArgs)) {
+		args = append(args, "--build-arg", k+"="+opts.BuildArgs[k])
+	}
+	args = append(args, "--", opts.ContextDir)
+
+	cmd := p.Command(ctx, args...)
+	cmd.Env = append(cmd.Env, "TMPDIR="+tmp)
+	killGroup := cmd.Cancel
+	cmd.Cancel = func() error {
+		err := killGroup()
+		// The RUN process sits in its own session, out of reach of the
+		// group kill, and holds our output pipes.
+		p.removeRuncContainers(runcRoot)
+		return err
+	}
+
+	var parse stepParser
+	t := newTail(tailLines)
+	lw := newLineWriters(opts.Stdout, opts.Stderr, t)
+	lw.stdout.onLine = parse.line
+	var message string
+	lw.stderr.onLine = func(s string) {
+		if strings.HasPrefix(s, "Error: ") {
+			message = s
+		}
+	}
+	cmd.Stdout, cmd.Stderr = lw.stdout, lw.stderr
+
+	start := time.Now()
+	runErr := cmd.Run()
+	lw.flush()
+	parse.finish(time.Now())
+	res := &BuildResult{Steps: parse.steps, Duration: time.Since(start)}
+
+	if ctx.Err() != nil {
+		// podman exits 0 on SIGTERM; whatever the status, a cancelled build
+		// is not a success.
+		p.cleanupBuild(runcRoot, start)
+		return nil, fmt.Errorf("build cancelled: %w", ctx.Err())
+	}
+	if runErr != nil {
+		var exitErr *exec.ExitError
+		if !errors.As(runErr, &exitErr) {
+			return nil, fmt.Errorf("build: run podman: %w", runErr)
+		}
+		be := &BuildError{ExitCode: exitErr.ExitCode(), Message: message, Tail: t.lines()}
+		if m := exitStatusRe.FindStringSubmatch(message); m != nil {
+			be.ExitCode, _ = strconv.Atoi(m[1])
+		}
+		if n := len(parse.steps); n > 0 {
+			be.Step = parse.steps[n-1].String()
+		}
+		return nil, be
+	}
+	b, err := os.ReadFile(iidFile)
+	if err != nil {
+		return nil, fmt.Errorf("build: read image id: %w", err)
+	}
+	res.ImageID = strings.TrimSpace(string(b))
+	if !strings.HasPrefix(res.ImageID, "sha256:") {
+		res.ImageID = "sha256:" + res.ImageID
+	}
+	return res, nil
+}
+
+// stepParser follows podman build's stdout.
+type stepParser struct {
+	steps []Step
+	start time.Time // of the open step
+	open  bool
+}
+
+func (sp *stepParser) line(s string) {
+	now := time.Now()
+	switch {
+	case strings.HasPrefix(s, "--> Using cache "):
+		if sp.open {
+			sp.steps[len(sp.steps)-1].Cached = true
+		}
+	case strings.HasPrefix(s, "COMMIT"):
+		sp.finish(now)
+	default:
+		m := stepRe.FindStringSubmatch(s)
+		if m == nil {
+			return
+		}
+		sp.finish(now)
+		st := Step{Instruction: m[5]}
+		st.Stage, _ = strconv.Atoi(m[1])
+		st.Stages, _ = strconv.Atoi(m[2])
+		st.N, _ = strconv.Atoi(m[3])
+		st.Total, _ = strconv.Atoi(m[4])
+		sp.steps = append(sp.steps, st)
+		sp.start, sp.open = now, true
+	}
+}
+
+// finish closes the open step.
+func (sp *stepParser) finish(now time.Time) {
+	if sp.open {
+		sp.steps[len(sp.steps)-1].Duration = now.Sub(sp.start)
+		sp.open = false
+	}
+}
+
+// cleanupBuild removes what a killed build leaves behind: its RUN
+// containers (runc state under runcRoot) and the buildah working containers
+// created since start. It uses its own timeout: the build's context is
+// already done.
+func (p *Podman) cleanupBuild(runcRoot string, start time.Time) {
+	p.removeRuncContainers(runcRoot)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := p.run(ctx, "ps", "--all", "--external", "--format", "json")
+	if err != nil {
+		return
+	}
+	var ctrs []struct {
+		ID      string `json:"Id"`
+		State   string `json:"State"`
+		Created int64  `json:"Created"`
+	}
+	if json.Unmarshal([]byte(out), &ctrs) != nil {
+		return
+	}
+	var ids []string
+	for _, c := range ctrs {
+		// "storage" containers are buildah's, not podman's.
+		if c.State == "storage" && c.Created >= start.Unix()-1 {
+			ids = append(ids, c.ID)
+		}
+	}
+	if len(ids) > 0 {
+		_, _ = p.run(ctx, append([]string{"rm", "--force", "--"}, ids...)...)
+	}
+}
+
+// removeRuncContainers kills and deletes every container in a private runc
+// state root.
+func (p *Podman) removeRuncContainers(root string) {
+	if _, err := os.Stat(root); err != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, p.cfg.Runc, "--root", root, "list", "--quiet").Output()
+	if err != nil {
+		return
+	}
+	for _, id := range strings.Fields(string(out)) {
+		_ = exec.CommandContext(ctx, p.cfg.Runc, "--root", root, "delete", "--force", id).Run()
+	}
+}

@@ -1,0 +1,103 @@
+package podman
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestStepParser(t *testing.T) {
+	out := `[1/2] STEP 1/2: FROM localhost/base/busybox:1 AS b
+[1/2] STEP 2/2: RUN echo build > /out
+--> Using cache 9c3b986e9d3f
+--> 9c3b986e9d3
+[2/2] STEP 1/3: FROM localhost/base/busybox:1
+[2/2] STEP 2/3: COPY --from=b /out /out
+--> 495494fb8c3
+[2/2] STEP 3/3: RUN cat /out
+build
+COMMIT localhost/test:ms
+--> c10991999cb
+Successfully tagged localhost/test:ms`
+	var sp stepParser
+	for _, l := range strings.Split(out, "\n") {
+		sp.line(l)
+	}
+	want := []string{
+		"[1/2] STEP 1/2: FROM localhost/base/busybox:1 AS b",
+		"[1/2] STEP 2/2: RUN echo build > /out",
+		"[2/2] STEP 1/3: FROM localhost/base/busybox:1",
+		"[2/2] STEP 2/3: COPY --from=b /out /out",
+		"[2/2] STEP 3/3: RUN cat /out",
+	}
+	if len(sp.steps) != len(want) {
+		t.Fatalf("parsed %d steps, want %d: %+v", len(sp.steps), len(want), sp.steps)
+	}
+	for i, s := range sp.steps {
+		if s.String() != want[i] {
+			t.Errorf("step %d = %q, want %q", i, s.String(), want[i])
+		}
+	}
+	if !sp.steps[1].Cached || sp.steps[3].Cached {
+		t.Errorf("Cached flags = %v, %v; want true, false", sp.steps[1].Cached, sp.steps[3].Cached)
+	}
+	if s := sp.steps[4]; s.Stage != 2 || s.Stages != 2 || s.N != 3 || s.Total != 3 || s.Instruction != "RUN cat /out" {
+		t.Errorf("step 4 = %+v", s)
+	}
+	if sp.open {
+		t.Error("COMMIT did not close the last step")
+	}
+}
+
+func TestCheckTag(t *testing.T) {
+	tests := []struct {
+		ref string
+		ok  bool
+	}{
+		{"127.0.0.1:5000/app:0123abc", true},
+		{"localhost/base/busybox:1", true},
+		{"app:v1", true},
+		{"127.0.0.1:5000/app", false},
+		{"app", false},
+		{"app:latest", false},
+		{"127.0.0.1:5000/app:latest", false},
+		{"app:", false},
+		{"app@sha256:0000", false},
+		{"", false},
+	}
+	for _, tt := range tests {
+		if err := checkTag(tt.ref); (err == nil) != tt.ok {
+			t.Errorf("checkTag(%q) = %v, want ok=%v", tt.ref, err, tt.ok)
+		}
+	}
+}
+
+func TestLineWriters(t *testing.T) {
+	var out, errw strings.Builder
+	tl := newTail(3)
+	lw := newLineWriters(&out, &errw, tl)
+	var seen []string
+	lw.stdout.onLine = func(s string) { seen = append(seen, s) }
+	for _, chunk := range []string{"a", "b\nc", "\r\n", "d\ne\nf"} {
+		lw.stdout.Write([]byte(chunk))
+	}
+	lw.stderr.Write([]byte("oops\n"))
+	lw.flush()
+	if got := out.String(); got != "ab\nc\nd\ne\nf\n" {
+		t.Errorf("stdout = %q", got)
+	}
+	if got := errw.String(); got != "oops\n" {
+		t.Errorf("stderr = %q", got)
+	}
+	if got := strings.Join(seen, ","); got != "ab,c,d,e,f" {
+		t.Errorf("onLine saw %q", got)
+	}
+	if got := strings.Join(tl.lines(), ","); got != "e,oops,f" {
+		t.Errorf("tail = %q, want e,oops,f", got)
+	}
+}
+
+func TestTomlString(t *testing.T) {
+	if got, want := tomlString(`/a "b"\c`+"\n"), `"/a \"b\"\\c\u000A"`; got != want {
+		t.Errorf("tomlString = %s, want %s", got, want)
+	}
+}
