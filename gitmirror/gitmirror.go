@@ -1,0 +1,361 @@
+// Package gitmirror keeps a persistent bare mirror of a project's
+// repository on the builder's volume, fetches commits into it incrementally
+// and checks out exact commits, by running the git command-line tool.
+//
+// A fetch never clones afresh when the mirror exists: the volume is the
+// cache, and only new objects travel. The package must not know about
+// builds or deployments; it only moves commits.
+package gitmirror
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/slipway-ci/slipway"
+)
+
+// Mirror is a bare mirror of one repository. The zero value is not usable:
+// set Dir and URL.
+type Mirror struct {
+	// Dir is the bare repository's directory, on the volume. It is created
+	// on the first Fetch.
+	Dir string
+	// URL is the repository to fetch from: any URL git understands
+	// (https://, ssh://, file://, a path).
+	URL string
+}
+
+// NotFoundError says the repository does not have the commit.
+type NotFoundError struct {
+	Commit string
+	// Repo is the repository URL with any credentials removed.
+	Repo string
+}
+
+func (e *NotFoundError) Error() string {
+	return fmt.Sprintf("commit %s not found in %s", e.Commit, e.Repo)
+}
+
+var shaRE = regexp.MustCompile(`^([0-9a-f]{40}|[0-9a-f]{64})$`)
+
+// Fetch makes sure commit is in the mirror. It creates the mirror if
+// missing, returns at once when the commit is already there, fetches every
+// branch and tag otherwise (only the missing objects travel) and, when the
+// commit is on none of them (a pull request head, say), asks the remote for
+// it by SHA. git's progress goes to out (may be nil). A commit the remote
+// does not have is a *NotFoundError.
+func (m *Mirror) Fetch(ctx context.Context, commit string, out io.Writer) error {
+	if !shaRE.MatchString(commit) {
+		return fmt.Errorf("fetch: %q is not a full commit SHA", commit)
+	}
+	if err := m.check(); err != nil {
+		return err
+	}
+	unlock, err := m.lock(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+
+	if err := m.ensure(ctx); err != nil {
+		return err
+	}
+	if m.has(ctx, commit) {
+		return nil
+	}
+	if _, err := m.git(ctx, out, "fetch", "--prune", "--no-write-fetch-head", "origin",
+		"+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"); err != nil {
+		return fmt.Errorf("fetch from %s: %w", redact(m.URL), err)
+	}
+	if m.has(ctx, commit) {
+		return nil
+	}
+	// Not on a branch or tag: ask for the SHA itself, and keep a ref to it
+	// so gc does not drop it before the checkout.
+	if _, err := m.git(ctx, out, "fetch", "--no-write-fetch-head", "origin",
+		"+"+commit+":refs/slipway/commits/"+commit); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if out != nil {
+			fmt.Fprintf(out, "fetch by SHA: %v\n", err)
+		}
+	}
+	if m.has(ctx, commit) {
+		return nil
+	}
+	return &NotFoundError{Commit: commit, Repo: redact(m.URL)}
+}
+
+// Checkout writes the tree of commit (which must have been fetched) into
+// dst, replacing whatever dst held, and checks out submodules. dst is a
+// detached git worktree of the mirror; remove it with os.RemoveAll when
+// done (the next Checkout prunes the mirror's record of it).
+func (m *Mirror) Checkout(ctx context.Context, commit, dst string) error {
+	if !shaRE.MatchString(commit) {
+		return fmt.Errorf("checkout: %q is not a full commit SHA", commit)
+	}
+	if err := m.check(); err != nil {
+		return err
+	}
+	if dst == "" {
+		return errors.New("checkout: empty destination")
+	}
+	dst, err := filepath.Abs(dst)
+	if err != nil {
+		return err
+	}
+	unlock, err := m.lock(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+
+	if !m.has(ctx, commit) {
+		return &NotFoundError{Commit: commit, Repo: redact(m.URL)}
+	}
+	if err := os.RemoveAll(dst); err != nil {
+		return fmt.Errorf("checkout: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return fmt.Errorf("checkout: %w", err)
+	}
+	if _, err := m.git(ctx, nil, "worktree", "prune"); err != nil {
+		return fmt.Errorf("checkout: %w", err)
+	}
+	if _, err := m.git(ctx, nil, "worktree", "add", "--detach", "--force", "--quiet", "--", dst, commit); err != nil {
+		return fmt.Errorf("checkout %s: %w", commit, err)
+	}
+	if _, err := os.Stat(filepath.Join(dst, ".gitmodules")); err == nil {
+		if _, err := runGit(ctx, dst, nil, "submodule", "update", "--init", "--recursive", "--quiet"); err != nil {
+			return fmt.Errorf("checkout %s: submodules: %w", commit, err)
+		}
+	}
+	return nil
+}
+
+// ResolveRef returns the commit SHA that ref names on the repository at
+// url (git ls-remote). ref is a branch or tag name ("main", "v1.2"), a full
+// ref ("refs/heads/main") or HEAD; a full SHA is returned as is. Errors are
+// *slipway.Error: EINVALID for a bad ref or an unreadable repository,
+// ENOTFOUND for a ref the repository does not have.
+func ResolveRef(ctx context.Context, url, ref string) (string, error) {
+	if shaRE.MatchString(ref) {
+		return ref, nil
+	}
+	if err := slipway.ValidateRepoURL(url); err != nil && !filepath.IsAbs(url) {
+		return "", err
+	}
+	if ref != "HEAD" {
+		if err := slipway.ValidateRef(ref); err != nil {
+			return "", err
+		}
+	}
+	var candidates []string
+	switch {
+	case ref == "HEAD" || strings.HasPrefix(ref, "refs/"):
+		candidates = []string{ref}
+	default:
+		candidates = []string{"refs/heads/" + ref, "refs/tags/" + ref}
+	}
+	args := []string{"ls-remote", "--", url}
+	for _, c := range candidates {
+		args = append(args, c, c+"^{}")
+	}
+	out, err := runGit(ctx, "", nil, args...)
+	if err != nil {
+		if ctx.Err() != nil {
+			return "", ctx.Err()
+		}
+		return "", slipway.Errorf(slipway.EINVALID, "cannot read repository %s: %s", redact(url), gitMessage(err))
+	}
+	found := map[string]string{}
+	for _, line := range strings.Split(out, "\n") {
+		sha, name, ok := strings.Cut(strings.TrimSpace(line), "\t")
+		if ok {
+			found[name] = sha
+		}
+	}
+	for _, c := range candidates {
+		// An annotated tag's "^{}" line is the commit it points to.
+		if sha, ok := found[c+"^{}"]; ok {
+			return sha, nil
+		}
+		if sha, ok := found[c]; ok {
+			return sha, nil
+		}
+	}
+	return "", slipway.Errorf(slipway.ENOTFOUND, "ref %q not found in %s", ref, redact(url))
+}
+
+// check validates the Mirror's fields.
+func (m *Mirror) check() error {
+	if m.Dir == "" || m.URL == "" {
+		return errors.New("gitmirror: Dir and URL are required")
+	}
+	if strings.HasPrefix(m.URL, "-") {
+		return fmt.Errorf("gitmirror: invalid repository URL %q", m.URL)
+	}
+	return nil
+}
+
+// ensure creates the bare mirror if missing and points origin at URL.
+func (m *Mirror) ensure(ctx context.Context) error {
+	if _, err := os.Stat(filepath.Join(m.Dir, "HEAD")); errors.Is(err, os.ErrNotExist) {
+		if entries, _ := os.ReadDir(m.Dir); len(entries) > 0 {
+			return fmt.Errorf("gitmirror: %s is not empty and not a git mirror", m.Dir)
+		}
+		if err := os.MkdirAll(m.Dir, 0o755); err != nil {
+			return fmt.Errorf("gitmirror: %w", err)
+		}
+		if _, err := runGit(ctx, "", nil, "init", "--bare", "--quiet", "--", m.Dir); err != nil {
+			return fmt.Errorf("gitmirror: init: %w", err)
+		}
+	} else if err != nil {
+		return fmt.Errorf("gitmirror: %w", err)
+	}
+	// The URL may have changed since the last fetch (a project edit).
+	if _, err := m.git(ctx, nil, "config", "--", "remote.origin.url", m.URL); err != nil {
+		return fmt.Errorf("gitmirror: %w", err)
+	}
+	return nil
+}
+
+// has reports whether the mirror holds commit.
+func (m *Mirror) has(ctx context.Context, commit string) bool {
+	_, err := m.git(ctx, nil, "cat-file", "-e", commit+"^{commit}")
+	return err == nil
+}
+
+// lock takes an exclusive lock on the mirror (a file beside it), so two
+// fetches or checkouts on one volume do not trip over git's ref locks.
+func (m *Mirror) lock(ctx context.Context) (func(), error) {
+	p := filepath.Clean(m.Dir) + ".lock"
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return nil, fmt.Errorf("gitmirror: %w", err)
+	}
+	f, err := os.OpenFile(p, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("gitmirror: %w", err)
+	}
+	for {
+		err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+		if err == nil {
+			return func() { f.Close() }, nil
+		}
+		if !errors.Is(err, syscall.EWOULDBLOCK) {
+			f.Close()
+			return nil, fmt.Errorf("gitmirror: lock %s: %w", p, err)
+		}
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// git runs git on the mirror.
+func (m *Mirror) git(ctx context.Context, out io.Writer, args ...string) (string, error) {
+	return runGit(ctx, "", out, append([]string{"--git-dir=" + m.Dir}, args...)...)
+}
+
+// gitError is a failed git command with its (trimmed) stderr.
+type gitError struct {
+	args   []string
+	err    error
+	stderr string
+}
+
+func (e *gitError) Error() string {
+	if e.stderr == "" {
+		return fmt.Sprintf("git %s: %v", e.args[0], e.err)
+	}
+	return fmt.Sprintf("git %s: %v: %s", e.args[0], e.err, e.stderr)
+}
+
+func (e *gitError) Unwrap() error { return e.err }
+
+// gitMessage is git's own message for err, or err's text.
+func gitMessage(err error) string {
+	var ge *gitError
+	if errors.As(err, &ge) && ge.stderr != "" {
+		return ge.stderr
+	}
+	return err.Error()
+}
+
+// runGit runs git in dir (or the current directory) without prompts and
+// returns its trimmed stdout. stderr goes to out, if any, and into the
+// error.
+func runGit(ctx context.Context, dir string, out io.Writer, args ...string) (string, error) {
+	full := append([]string{"-c", "protocol.file.allow=always", "-c", "advice.detachedHead=false"}, args...)
+	cmd := exec.CommandContext(ctx, "git", full...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "GIT_TERMINAL_PROMPT=0", "GCM_INTERACTIVE=never")
+	if os.Getenv("GIT_SSH_COMMAND") == "" {
+		cmd.Env = append(cmd.Env, "GIT_SSH_COMMAND=ssh -o BatchMode=yes")
+	}
+	// git runs helpers (ssh, remote-https, upload-pack): cancel them all.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+	cmd.WaitDelay = 5 * time.Second
+
+	var stdout strings.Builder
+	stderr := &tailBuffer{max: 4096}
+	cmd.Stdout = &stdout
+	if out != nil {
+		cmd.Stderr = io.MultiWriter(stderr, out)
+	} else {
+		cmd.Stderr = stderr
+	}
+	if err := cmd.Run(); err != nil {
+		if ctx.Err() != nil {
+			return "", ctx.Err()
+		}
+		return "", &gitError{args: args, err: err, stderr: redactText(strings.TrimSpace(stderr.String()))}
+	}
+	return strings.TrimSpace(stdout.String()), nil
+}
+
+// tailBuffer keeps the last max bytes written to it.
+type tailBuffer struct {
+	max int
+	b   []byte
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.b = append(t.b, p...)
+	if len(t.b) > t.max {
+		t.b = t.b[len(t.b)-t.max:]
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) String() string { return string(t.b) }
+
+// redact removes credentials from a repository URL for messages.
+func redact(u string) string {
+	pu, err := url.Parse(u)
+	if err != nil || pu.User == nil {
+		return u
+	}
+	pu.User = nil
+	return pu.String()
+}
+
+var credRE = regexp.MustCompile(`(://)[^/@\s]+@`)
+
+// redactText removes credentials from URLs inside git's messages.
+func redactText(s string) string { return credRE.ReplaceAllString(s, "$1") }

@@ -1,0 +1,251 @@
+package gitmirror_test
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/slipway-ci/slipway"
+	"github.com/slipway-ci/slipway/gitmirror"
+	"github.com/slipway-ci/slipway/internal/testenv"
+)
+
+// objectCount is the number of objects (loose and packed) in a repository.
+func objectCount(t *testing.T, gitDir string) int {
+	t.Helper()
+	out := testenv.Git(t, gitDir, "count-objects", "-v")
+	n := 0
+	for _, line := range strings.Split(out, "\n") {
+		k, v, _ := strings.Cut(line, ": ")
+		if k == "count" || k == "in-pack" {
+			i, err := strconv.Atoi(v)
+			if err != nil {
+				t.Fatal(err)
+			}
+			n += i
+		}
+	}
+	return n
+}
+
+func inode(t *testing.T, p string) uint64 {
+	t.Helper()
+	fi, err := os.Stat(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Sys().(*syscall.Stat_t).Ino
+}
+
+func readFile(t *testing.T, p string) string {
+	t.Helper()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func TestFetchIncrementalAndCheckout(t *testing.T) {
+	repo, sha1 := testenv.GitRepo(t, map[string]string{
+		"Dockerfile":  "FROM scratch\n",
+		"src/app.txt": "version 1\n",
+	})
+	vol := t.TempDir()
+	m := &gitmirror.Mirror{Dir: filepath.Join(vol, "mirror.git"), URL: "file://" + repo}
+
+	start := time.Now()
+	if err := m.Fetch(t.Context(), sha1, nil); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("first fetch (init + fetch): %v", time.Since(start))
+	marker := filepath.Join(m.Dir, "slipway-marker")
+	if err := os.WriteFile(marker, []byte("still here"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ino := inode(t, m.Dir)
+	before := objectCount(t, m.Dir)
+
+	// A second commit changing one file: commit, root tree, src tree, blob.
+	sha2 := testenv.Commit(t, repo, map[string]string{"src/app.txt": "version 2\n"})
+	var out bytes.Buffer
+	start = time.Now()
+	if err := m.Fetch(t.Context(), sha2, &out); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("incremental fetch: %v; git said: %q", time.Since(start), out.String())
+	if readFile(t, marker) != "still here" || inode(t, m.Dir) != ino {
+		t.Error("the mirror was recreated instead of fetched into")
+	}
+	if got := objectCount(t, m.Dir) - before; got != 4 {
+		t.Errorf("incremental fetch brought %d objects, want the 4 new ones", got)
+	}
+	if !strings.Contains(out.String(), "main") {
+		t.Errorf("fetch output %q does not show the updated branch", out.String())
+	}
+
+	// A commit already in the mirror needs no remote at all.
+	gone := &gitmirror.Mirror{Dir: m.Dir, URL: "file:///nonexistent/repo"}
+	if err := gone.Fetch(t.Context(), sha1, nil); err != nil {
+		t.Errorf("fetch of a commit the mirror has, with the remote gone: %v", err)
+	}
+
+	// Checkouts of exact SHAs, into the same directory one after the other.
+	dst := filepath.Join(vol, "work", "checkout")
+	for _, c := range []struct{ sha, want string }{{sha1, "version 1\n"}, {sha2, "version 2\n"}, {sha1, "version 1\n"}} {
+		if err := m.Checkout(t.Context(), c.sha, dst); err != nil {
+			t.Fatal(err)
+		}
+		if got := readFile(t, filepath.Join(dst, "src", "app.txt")); got != c.want {
+			t.Errorf("checkout %s: app.txt = %q, want %q", c.sha[:8], got, c.want)
+		}
+		if head := testenv.Git(t, dst, "rev-parse", "HEAD"); head != c.sha {
+			t.Errorf("checkout %s: HEAD = %s", c.sha[:8], head)
+		}
+	}
+	// The agent removes checkouts with RemoveAll; the mirror forgets them.
+	if err := os.RemoveAll(dst); err != nil {
+		t.Fatal(err)
+	}
+	other := filepath.Join(vol, "work", "other")
+	if err := m.Checkout(t.Context(), sha2, other); err != nil {
+		t.Fatal(err)
+	}
+	if wt := testenv.Git(t, m.Dir, "worktree", "list", "--porcelain"); strings.Contains(wt, dst) {
+		t.Errorf("removed worktree still listed:\n%s", wt)
+	}
+}
+
+func TestFetchUnknownCommit(t *testing.T) {
+	repo, _ := testenv.GitRepo(t, map[string]string{"a": "1"})
+	m := &gitmirror.Mirror{Dir: filepath.Join(t.TempDir(), "m.git"), URL: repo}
+	missing := strings.Repeat("ab", 20)
+	err := m.Fetch(t.Context(), missing, nil)
+	var nf *gitmirror.NotFoundError
+	if !errors.As(err, &nf) {
+		t.Fatalf("Fetch(unknown) = %v (%T), want *NotFoundError", err, err)
+	}
+	if want := "commit " + missing + " not found in " + repo; err.Error() != want {
+		t.Errorf("error = %q, want %q", err, want)
+	}
+	if err := m.Checkout(t.Context(), missing, filepath.Join(t.TempDir(), "x")); !errors.As(err, &nf) {
+		t.Errorf("Checkout(unknown) = %v, want *NotFoundError", err)
+	}
+	for _, bad := range []string{"", "abc", "main", "--upload-pack=touch /tmp/pwned", strings.Repeat("g", 40)} {
+		if err := m.Fetch(t.Context(), bad, nil); err == nil || errors.As(err, &nf) {
+			t.Errorf("Fetch(%q) = %v, want a validation error", bad, err)
+		}
+	}
+}
+
+func TestFetchBySHA(t *testing.T) {
+	// A commit on no branch or tag, like a pull request head.
+	repo, _ := testenv.GitRepo(t, map[string]string{"a": "1"})
+	testenv.Git(t, repo, "checkout", "--quiet", "-b", "topic")
+	sha := testenv.Commit(t, repo, map[string]string{"a": "pr"})
+	testenv.Git(t, repo, "update-ref", "refs/pull/1/head", sha)
+	testenv.Git(t, repo, "checkout", "--quiet", "main")
+	testenv.Git(t, repo, "branch", "--quiet", "-D", "topic")
+
+	m := &gitmirror.Mirror{Dir: filepath.Join(t.TempDir(), "m.git"), URL: "file://" + repo}
+	if err := m.Fetch(t.Context(), sha, nil); err != nil {
+		t.Fatal(err)
+	}
+	dst := filepath.Join(t.TempDir(), "co")
+	if err := m.Checkout(t.Context(), sha, dst); err != nil {
+		t.Fatal(err)
+	}
+	if got := readFile(t, filepath.Join(dst, "a")); got != "pr" {
+		t.Errorf("a = %q, want pr", got)
+	}
+}
+
+func TestCheckoutSubmodules(t *testing.T) {
+	sub, _ := testenv.GitRepo(t, map[string]string{"lib.txt": "library\n"})
+	repo, _ := testenv.GitRepo(t, map[string]string{"main.txt": "main\n"})
+	testenv.Git(t, repo, "submodule", "--quiet", "add", "file://"+sub, "vendor/lib")
+	testenv.Git(t, repo, "commit", "--quiet", "-m", "add submodule")
+	sha := testenv.Git(t, repo, "rev-parse", "HEAD")
+
+	m := &gitmirror.Mirror{Dir: filepath.Join(t.TempDir(), "m.git"), URL: "file://" + repo}
+	if err := m.Fetch(t.Context(), sha, nil); err != nil {
+		t.Fatal(err)
+	}
+	dst := filepath.Join(t.TempDir(), "co")
+	if err := m.Checkout(t.Context(), sha, dst); err != nil {
+		t.Fatal(err)
+	}
+	if got := readFile(t, filepath.Join(dst, "vendor", "lib", "lib.txt")); got != "library\n" {
+		t.Errorf("submodule file = %q", got)
+	}
+}
+
+func TestMirrorDirNotARepo(t *testing.T) {
+	repo, sha := testenv.GitRepo(t, map[string]string{"a": "1"})
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "precious"), []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m := &gitmirror.Mirror{Dir: dir, URL: repo}
+	if err := m.Fetch(t.Context(), sha, nil); err == nil || !strings.Contains(err.Error(), "not a git mirror") {
+		t.Errorf("Fetch into a non-empty non-repo = %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "precious")); err != nil {
+		t.Error("Fetch removed a file it did not own")
+	}
+}
+
+func TestResolveRef(t *testing.T) {
+	repo, sha1 := testenv.GitRepo(t, map[string]string{"a": "1"})
+	testenv.Git(t, repo, "tag", "-a", "-m", "release", "v1")
+	testenv.Git(t, repo, "tag", "light")
+	sha2 := testenv.Commit(t, repo, map[string]string{"a": "2"})
+	testenv.Git(t, repo, "branch", "feature/main", sha1)
+	url := "file://" + repo
+
+	tests := []struct {
+		ref, want string
+	}{
+		{"main", sha2},
+		{"refs/heads/main", sha2},
+		{"HEAD", sha2},
+		{"v1", sha1},           // annotated: the commit, not the tag object
+		{"refs/tags/v1", sha1}, // same
+		{"light", sha1},
+		{"feature/main", sha1},
+		{sha1, sha1},
+	}
+	for _, tt := range tests {
+		got, err := gitmirror.ResolveRef(t.Context(), url, tt.ref)
+		if err != nil || got != tt.want {
+			t.Errorf("ResolveRef(%q) = %q, %v; want %q", tt.ref, got, err, tt.want)
+		}
+	}
+
+	errs := []struct {
+		url, ref, code, text string
+	}{
+		{url, "nope", slipway.ENOTFOUND, `ref "nope" not found in ` + url},
+		{url, "refs/heads/nope", slipway.ENOTFOUND, "not found"},
+		{url, "--upload-pack=x", slipway.EINVALID, "invalid git ref"},
+		{url, "a..b", slipway.EINVALID, "invalid git ref"},
+		{"file:///nonexistent/repo", "main", slipway.EINVALID, "cannot read repository file:///nonexistent/repo"},
+		{"-oProxyCommand=x", "main", slipway.EINVALID, "invalid repository URL"},
+		{"https://user:secret@127.0.0.1:1/repo.git", "main", slipway.EINVALID, "cannot read repository https://127.0.0.1:1/repo.git"},
+	}
+	for _, tt := range errs {
+		_, err := gitmirror.ResolveRef(t.Context(), tt.url, tt.ref)
+		if slipway.ErrorCode(err) != tt.code || !strings.Contains(slipway.ErrorMessage(err), tt.text) {
+			t.Errorf("ResolveRef(%q, %q) = %v; want code %s with %q", tt.url, tt.ref, err, tt.code, tt.text)
+		}
+		if strings.Contains(slipway.ErrorMessage(err), "secret") {
+			t.Errorf("ResolveRef(%q) leaks the credentials: %v", tt.url, err)
+		}
+	}
+}
