@@ -1,0 +1,200 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/slipway-ci/slipway"
+)
+
+// maxErrorLines caps the failure lines shown under a failed deployment.
+const maxErrorLines = 20
+
+func newDeploymentsCmd(g *globals) *cobra.Command {
+	var (
+		asJSON bool
+		limit  int
+	)
+	cmd := &cobra.Command{
+		Use:   "deployments NAME",
+		Short: "List a project's deployments, newest first",
+		Args:  exactArgs("NAME"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if limit < 0 {
+				return usageError{fmt.Errorf("--limit must not be negative")}
+			}
+			ds, err := g.client().Deployments(cmd.Context(), args[0], limit)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				out := make([]deploymentJSON, len(ds))
+				for i, d := range ds {
+					out[i] = toJSON(d)
+				}
+				return writeJSON(cmd.OutOrStdout(), out)
+			}
+			if len(ds) == 0 {
+				fmt.Fprintf(cmd.OutOrStdout(), "No deployments of %s yet: push to its branch or run 'slipway deploy %s'.\n", args[0], args[0])
+				return nil
+			}
+			return printDeployments(cmd.OutOrStdout(), ds, time.Now())
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	cmd.Flags().IntVarP(&limit, "limit", "n", 0, "list at most this many (default: the server's page, 100)")
+	return cmd
+}
+
+// printDeployments prints a table, one row per deployment, with the
+// failed step and error of failed deployments indented under their row.
+func printDeployments(w io.Writer, ds []*slipway.Deployment, now time.Time) error {
+	var table bytes.Buffer
+	tw := tabwriter.NewWriter(&table, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tSTATUS\tCOMMIT\tIMAGE\tDIGEST\tDURATION\tCREATED")
+	for _, d := range ds {
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
+			d.ID, d.Status, orDash(shorten(d.Commit, 12)), orDash(d.Image), orDash(shortDigest(d.Digest)), duration(d), age(d.CreatedAt, now))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	// The table has one line per row (cells hold no newlines), so the
+	// details can go under their row without breaking the columns.
+	rows := strings.Split(strings.TrimSuffix(table.String(), "\n"), "\n")
+	fmt.Fprintln(w, rows[0])
+	for i, d := range ds {
+		fmt.Fprintln(w, rows[i+1])
+		if d.Status == slipway.StatusSucceeded || (d.Error == "" && d.FailedStep == "") {
+			continue
+		}
+		if d.FailedStep != "" {
+			fmt.Fprintf(w, "    failed step: %s\n", oneLine(d.FailedStep))
+		}
+		lines := strings.Split(strings.TrimRight(d.Error, "\n"), "\n")
+		if len(lines) > maxErrorLines {
+			lines = append([]string{fmt.Sprintf("... (%d lines; see 'slipway logs %s')", len(lines), d.ID)}, lines[len(lines)-maxErrorLines:]...)
+		}
+		for _, l := range lines {
+			if l != "" {
+				fmt.Fprintf(w, "    %s\n", l)
+			}
+		}
+	}
+	return nil
+}
+
+// deploymentJSON is a deployment as `deployments --json` prints it: every
+// key is always present, null when unknown.
+type deploymentJSON struct {
+	ID         string           `json:"id"`
+	Project    string           `json:"project"`
+	Ref        string           `json:"ref"`
+	Commit     string           `json:"commit"`
+	Trigger    string           `json:"trigger"`
+	Status     string           `json:"status"`
+	Image      string           `json:"image"`
+	Digest     string           `json:"digest"`
+	Error      *string          `json:"error"`
+	FailedStep *string          `json:"failedStep"`
+	Timings    map[string]int64 `json:"timings"`
+	DurationMs *int64           `json:"durationMs"`
+	CreatedAt  time.Time        `json:"createdAt"`
+	StartedAt  *time.Time       `json:"startedAt"`
+	FinishedAt *time.Time       `json:"finishedAt"`
+}
+
+func toJSON(d *slipway.Deployment) deploymentJSON {
+	out := deploymentJSON{
+		ID: d.ID, Project: d.Project, Ref: d.Ref, Commit: d.Commit, Trigger: string(d.Trigger), Status: string(d.Status),
+		Image: d.Image, Digest: d.Digest, Timings: d.Timings, CreatedAt: d.CreatedAt, StartedAt: d.StartedAt, FinishedAt: d.FinishedAt,
+	}
+	if d.Error != "" {
+		out.Error = &d.Error
+	}
+	if d.FailedStep != "" {
+		out.FailedStep = &d.FailedStep
+	}
+	if out.Timings == nil {
+		out.Timings = map[string]int64{}
+	}
+	if ms, ok := durationMs(d); ok {
+		out.DurationMs = &ms
+	}
+	return out
+}
+
+// durationMs is how long d took: its total timing, else from creation to
+// finish; ok is false while it runs.
+func durationMs(d *slipway.Deployment) (ms int64, ok bool) {
+	if total, ok := d.Timings["total"]; ok {
+		return total, true
+	}
+	if d.FinishedAt != nil {
+		return d.FinishedAt.Sub(d.CreatedAt).Milliseconds(), true
+	}
+	return 0, false
+}
+
+// duration formats durationMs for people: "1m23.4s", or "-".
+func duration(d *slipway.Deployment) string {
+	ms, ok := durationMs(d)
+	if !ok {
+		return "-"
+	}
+	dur := time.Duration(ms) * time.Millisecond
+	if dur >= time.Minute {
+		return dur.Round(time.Second).String()
+	}
+	return dur.Round(100 * time.Millisecond).String()
+}
+
+// age says how long ago t was: "45s ago", "12m ago", "3h ago", else the date.
+func age(t, now time.Time) string {
+	d := now.Sub(t)
+	switch {
+	case t.IsZero():
+		return "-"
+	case d < time.Minute:
+		return fmt.Sprintf("%ds ago", max(0, int(d.Seconds())))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm ago", int(d.Minutes()))
+	case d < 24*time.Hour:
+		return fmt.Sprintf("%dh ago", int(d.Hours()))
+	}
+	return t.Local().Format("2006-01-02 15:04")
+}
+
+// shortDigest keeps the algorithm and 12 hex digits: "sha256:0123456789ab".
+func shortDigest(digest string) string {
+	algo, hex, ok := strings.Cut(digest, ":")
+	if !ok {
+		return shorten(digest, 12)
+	}
+	return algo + ":" + shorten(hex, 12)
+}
+
+func shorten(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// oneLine keeps a table cell on one line.
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(s), " ")
+}
