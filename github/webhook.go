@@ -1,0 +1,607 @@
+// Package github is Slipway's webhook edge: the HTTP handler behind
+// POST /webhooks/github that turns a forge's signed push delivery into a
+// deployment. It accepts GitHub deliveries and the GitHub-compatible ones
+// Gitea, Forgejo and Gogs send.
+//
+// The handler caps the body, checks the HMAC-SHA256 signature against the
+// webhook secret of each project registered for the delivery's repository,
+// and hands verified pushes to a slipway.Deployer, which records the
+// deployment (deduplicated by delivery id) and starts its workflow. It never
+// writes to the store itself and does nothing for a delivery it rejects; it
+// must not build, fetch or wait for anything, so it answers within
+// milliseconds.
+package github
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"net/url"
+	"path"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	gh "github.com/google/go-github/v84/github"
+
+	"github.com/slipway-ci/slipway"
+)
+
+// Path is where the server mounts the handler NewHandler returns.
+const Path = "/webhooks/github"
+
+// DefaultMaxBodyBytes is GitHub's own cap on a webhook payload: 25 MiB.
+const DefaultMaxBodyBytes = 25 << 20
+
+// deployTimeout bounds the Deployer call. The call is detached from the
+// request's context: once a delivery is verified, a forge that hangs up
+// (GitHub waits 10 s) must not leave a deployment half-created.
+const deployTimeout = 30 * time.Second
+
+// zeroSHA is the "after" of a push that deletes a ref.
+const zeroSHA = "0000000000000000000000000000000000000000"
+
+// HandlerConfig configures NewHandler. Store and Deployer are required.
+type HandlerConfig struct {
+	// Store finds the projects registered for a delivery's repository
+	// (ProjectsByRepo). The handler only reads from it.
+	Store slipway.Store
+	// Deployer records the deployment of a verified push and starts its
+	// workflow; it deduplicates redeliveries by delivery id.
+	Deployer slipway.Deployer
+	// MaxBodyBytes caps the request body; larger deliveries get 413.
+	// Zero or less means DefaultMaxBodyBytes (25 MiB, GitHub's limit).
+	MaxBodyBytes int64
+	// AppSecret is the optional webhook secret of a GitHub App. A delivery
+	// signed with it is accepted for every project registered for its
+	// repository, and it is the only way to verify deliveries that name no
+	// repository (installation events of an app installed on "all
+	// repositories"). Empty disables it: each project's own
+	// WebhookSecret is then the only secret accepted.
+	AppSecret string
+	// Logger receives one record per delivery. Nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// Response is the JSON body of every answer the handler gives.
+type Response struct {
+	// Message says what happened, and for an error what to do about it.
+	Message string `json:"message"`
+	// Delivery echoes the delivery id once the headers were read.
+	Delivery string `json:"delivery,omitempty"`
+	// Deployment is the id of the (first) deployment the delivery created
+	// or, for a redelivery, created earlier.
+	Deployment string `json:"deployment,omitempty"`
+	// Deployments lists every deployment id when the repository is
+	// registered as several projects.
+	Deployments []string `json:"deployments,omitempty"`
+}
+
+type handler struct {
+	store     slipway.Store
+	deployer  slipway.Deployer
+	maxBody   int64
+	appSecret string
+	log       *slog.Logger
+}
+
+// NewHandler returns the handler for POST /webhooks/github (see Path).
+// It panics if cfg.Store or cfg.Deployer is nil, a programming error.
+func NewHandler(cfg HandlerConfig) http.Handler {
+	if cfg.Store == nil || cfg.Deployer == nil {
+		panic("github.NewHandler: Store and Deployer are required")
+	}
+	if cfg.MaxBodyBytes <= 0 {
+		cfg.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &handler{
+		store:     cfg.Store,
+		deployer:  cfg.Deployer,
+		maxBody:   cfg.MaxBodyBytes,
+		appSecret: cfg.AppSecret,
+		log:       cfg.Logger,
+	}
+}
+
+// ServeHTTP answers one delivery. A panic below it becomes a logged 500
+// "internal error": the forge never sees a Go stack.
+func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	defer func() {
+		if v := recover(); v != nil {
+			if v == http.ErrAbortHandler {
+				panic(v)
+			}
+			h.log.Error("webhook handler panicked", "panic", v, "stack", string(debug.Stack()))
+			writeJSON(w, http.StatusInternalServerError, Response{Message: "internal error"})
+		}
+	}()
+	d := &delivery{}
+	status, resp := h.handle(w, r, d)
+	resp.Delivery = d.id
+	attrs := []any{"status", status, "event", d.event, "delivery", d.id, "message", resp.Message}
+	if len(resp.Deployments) > 0 {
+		attrs = append(attrs, "deployments", resp.Deployments)
+	}
+	if status >= 500 {
+		h.log.Error("webhook delivery failed", attrs...)
+	} else {
+		h.log.Info("webhook delivery", attrs...)
+	}
+	writeJSON(w, status, resp)
+}
+
+// delivery is what the handler learnt about a request so far, for logs.
+type delivery struct {
+	event string
+	id    string
+}
+
+func (h *handler) handle(w http.ResponseWriter, r *http.Request, d *delivery) (int, Response) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		return reply(http.StatusMethodNotAllowed, "method %s is not allowed: webhook deliveries are POST requests to %s", r.Method, Path)
+	}
+	form, ok := formEncoded(r.Header.Get("Content-Type"))
+	if !ok {
+		return reply(http.StatusUnsupportedMediaType, "unsupported Content-Type %q: set the webhook's content type to application/json", r.Header.Get("Content-Type"))
+	}
+	d.event = firstHeader(r, "X-GitHub-Event", "X-Gitea-Event", "X-Forgejo-Event", "X-Gogs-Event")
+	if d.event == "" {
+		return reply(http.StatusBadRequest, "missing X-GitHub-Event header: %s only accepts webhook deliveries from GitHub, Gitea, Forgejo or Gogs", Path)
+	}
+	id := firstHeader(r, "X-GitHub-Delivery", "X-Gitea-Delivery", "X-Forgejo-Delivery", "X-Gogs-Delivery")
+	if id == "" {
+		return reply(http.StatusBadRequest, "missing X-GitHub-Delivery header: a delivery id is needed to recognise redeliveries")
+	}
+	if !validDeliveryID(id) {
+		return reply(http.StatusBadRequest, "invalid X-GitHub-Delivery header %q: want at most 128 printable characters without spaces", id)
+	}
+	d.id = id
+
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.maxBody))
+	if err != nil {
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			return reply(http.StatusRequestEntityTooLarge, "payload is larger than %d bytes", h.maxBody)
+		}
+		return reply(http.StatusBadRequest, "could not read the request body")
+	}
+	payload := body
+	if form {
+		// The signature covers the raw form body, not the decoded field.
+		vals, err := url.ParseQuery(string(body))
+		if err != nil || vals.Get("payload") == "" {
+			return reply(http.StatusBadRequest, "form-encoded delivery without a payload field: set the webhook's content type to application/json")
+		}
+		payload = []byte(vals.Get("payload"))
+	}
+
+	var env envelope
+	if err := decodeObject(payload, &env); err != nil {
+		return reply(http.StatusBadRequest, "malformed %s payload: %v", d.event, err)
+	}
+	ev, known, err := parseEvent(d.event, payload)
+	if err != nil {
+		return reply(http.StatusBadRequest, "malformed %s payload: %v", d.event, err)
+	}
+
+	urls := env.repoURLs()
+	var projects []*slipway.Project
+	if len(urls) > 0 {
+		projects, err = h.store.ProjectsByRepo(r.Context(), urls)
+		if err != nil {
+			return h.errorReply(err, "find projects for "+urls[0])
+		}
+	}
+	if len(projects) == 0 && h.appSecret == "" {
+		switch {
+		case len(urls) > 0:
+			return noProject(urls[0])
+		case !known:
+			// Nothing to verify it with, and nothing would be done with it.
+			return reply(http.StatusAccepted, "event %q ignored: Slipway acts on push events", d.event)
+		default:
+			return reply(http.StatusNotFound, "this %s delivery names no repository, so no project's webhook secret can verify it: add the webhook to the repository, or configure the GitHub App webhook secret on the Slipway server", d.event)
+		}
+	}
+
+	projects, status, resp := h.authenticate(r, body, projects)
+	if status != 0 {
+		return status, resp
+	}
+
+	switch ev := ev.(type) {
+	case *gh.PingEvent:
+		if len(projects) == 0 {
+			return reply(http.StatusOK, "pong: the webhook's signature is valid")
+		}
+		return reply(http.StatusOK, "pong: the webhook is set up; pushes to %s deploy %s", urls[0], names(projects))
+	case *gh.PushEvent:
+		if len(projects) == 0 {
+			return noProject(firstOr(urls, "this delivery's repository"))
+		}
+		return h.push(r.Context(), ev, projects, id, len(projects) > 1)
+	case *gh.PullRequestEvent:
+		return reply(http.StatusAccepted, "event %q (action %q) accepted but not acted on yet", d.event, ev.GetAction())
+	case *gh.InstallationEvent:
+		return reply(http.StatusAccepted, "event %q (action %q) accepted but not acted on yet", d.event, ev.GetAction())
+	}
+	return reply(http.StatusAccepted, "event %q ignored: Slipway acts on push events", d.event)
+}
+
+// authenticate returns the projects whose webhook secret (or the app
+// secret) signed body. When none did, it returns a non-zero 401 status.
+func (h *handler) authenticate(r *http.Request, body []byte, projects []*slipway.Project) ([]*slipway.Project, int, Response) {
+	name, value := "X-Hub-Signature-256", r.Header.Get("X-Hub-Signature-256")
+	if value == "" {
+		for _, alt := range []string{"X-Gitea-Signature", "X-Forgejo-Signature", "X-Gogs-Signature"} {
+			if value = r.Header.Get(alt); value != "" {
+				name = alt
+				break
+			}
+		}
+	}
+	if value == "" {
+		status, resp := reply(http.StatusUnauthorized, "missing X-Hub-Signature-256 header: set the webhook's secret to the project's webhook secret so deliveries are signed")
+		return nil, status, resp
+	}
+	sum, err := parseSignature(value, name == "X-Hub-Signature-256")
+	if err != nil {
+		status, resp := reply(http.StatusUnauthorized, "malformed %s header: %v", name, err)
+		return nil, status, resp
+	}
+	if verify(h.appSecret, body, sum) {
+		return projects, 0, Response{}
+	}
+	var ok []*slipway.Project
+	for _, p := range projects {
+		if verify(p.WebhookSecret, body, sum) {
+			ok = append(ok, p)
+		}
+	}
+	if len(ok) == 0 {
+		status, resp := reply(http.StatusUnauthorized, "%s does not match the payload: the webhook's secret must be the project's webhook secret", name)
+		return nil, status, resp
+	}
+	return ok, 0, Response{}
+}
+
+// push deploys a verified push to each of projects whose branch filter
+// the pushed branch passes. scoped makes the delivery id used for
+// deduplication unique per project, because the store deduplicates by
+// delivery id alone and one delivery then creates several deployments.
+func (h *handler) push(ctx context.Context, ev *gh.PushEvent, projects []*slipway.Project, id string, scoped bool) (int, Response) {
+	ref, after := ev.GetRef(), ev.GetAfter()
+	if err := slipway.ValidateRef(ref); err != nil {
+		return reply(http.StatusBadRequest, "%s", slipway.ErrorMessage(err))
+	}
+	// Gitea's push payload has no "deleted" field; an all-zero "after"
+	// says the same.
+	if ev.GetDeleted() || after == zeroSHA {
+		return reply(http.StatusAccepted, "ref %s was deleted: nothing to deploy", ref)
+	}
+	if strings.HasPrefix(ref, "refs/tags/") {
+		return reply(http.StatusAccepted, "tag push %s ignored: Slipway deploys pushes to branches", ref)
+	}
+	branch, ok := strings.CutPrefix(ref, "refs/heads/")
+	if !ok {
+		return reply(http.StatusAccepted, "ref %s ignored: it is not a branch", ref)
+	}
+	if !slipway.ValidCommit(after) {
+		return reply(http.StatusBadRequest, "invalid commit %q in the push's \"after\" field: want a full 40-hex-digit SHA", after)
+	}
+
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), deployTimeout)
+	defer cancel()
+	var (
+		resp             Response
+		notes            []string
+		firstErr         error
+		created, redeliv int
+	)
+	for _, p := range projects {
+		prefix := ""
+		if len(projects) > 1 {
+			prefix = "project " + p.Name + ": "
+		}
+		filter := strings.TrimPrefix(p.Branch, "refs/heads/")
+		if filter == "" {
+			// No filter set: deploy the repository's default branch.
+			filter = ev.GetRepo().GetDefaultBranch()
+		}
+		if !branchMatches(filter, branch) {
+			notes = append(notes, fmt.Sprintf("%sbranch %s does not match project filter %s", prefix, branch, filter))
+			continue
+		}
+		req := slipway.DeployRequest{
+			Project:    p.Name,
+			Ref:        ref,
+			Commit:     after,
+			Trigger:    slipway.TriggerWebhook,
+			DeliveryID: id,
+		}
+		if scoped {
+			req.DeliveryID = id + "/" + p.Name
+		}
+		dep, isNew, err := h.deployer.Deploy(ctx, req)
+		if err != nil {
+			if statusFor(err) == http.StatusInternalServerError {
+				h.log.Error("deploy webhook push", "project", p.Name, "delivery", id, "ref", ref, "commit", after, "err", err)
+			}
+			if firstErr == nil {
+				firstErr = err
+			}
+			notes = append(notes, prefix+userMessage(err))
+			continue
+		}
+		resp.Deployments = append(resp.Deployments, dep.ID)
+		h.log.Info("webhook push", "project", p.Name, "deployment", dep.ID, "delivery", id, "ref", ref, "commit", after, "created", isNew)
+		if isNew {
+			created++
+			notes = append(notes, fmt.Sprintf("%sdeployment %s of %s at %s queued", prefix, dep.ID, branch, short(after)))
+		} else {
+			redeliv++
+			notes = append(notes, fmt.Sprintf("%sredelivery of delivery %s: deployment %s was already created for it, nothing new was queued", prefix, id, dep.ID))
+		}
+	}
+	if len(resp.Deployments) > 0 {
+		resp.Deployment = resp.Deployments[0]
+	}
+	resp.Message = strings.Join(notes, "; ")
+	switch {
+	case firstErr != nil:
+		return statusFor(firstErr), resp
+	case created == 0 && redeliv > 0:
+		return http.StatusOK, resp
+	}
+	return http.StatusAccepted, resp
+}
+
+// statusFor maps an application error to the HTTP status the forge sees.
+func statusFor(err error) int {
+	switch slipway.ErrorCode(err) {
+	case slipway.EINVALID:
+		return http.StatusBadRequest
+	case slipway.ENOTFOUND:
+		return http.StatusNotFound
+	case slipway.ECONFLICT:
+		return http.StatusConflict
+	case slipway.EUNAUTHORIZED:
+		return http.StatusUnauthorized
+	case slipway.ETOOLARGE:
+		return http.StatusRequestEntityTooLarge
+	}
+	return http.StatusInternalServerError
+}
+
+// userMessage is what a forge may read about err: internal errors are
+// logged, never shown.
+func userMessage(err error) string {
+	if statusFor(err) == http.StatusInternalServerError {
+		return "internal error"
+	}
+	return slipway.ErrorMessage(err)
+}
+
+func (h *handler) errorReply(err error, doing string) (int, Response) {
+	status := statusFor(err)
+	if status == http.StatusInternalServerError {
+		h.log.Error("webhook: "+doing, "err", err)
+	}
+	return status, Response{Message: userMessage(err)}
+}
+
+func noProject(repo string) (int, Response) {
+	return reply(http.StatusNotFound, "no project is registered for repository %s; add one with `slipway project add NAME --repo %s`", repo, repo)
+}
+
+func reply(status int, format string, args ...any) (int, Response) {
+	return status, Response{Message: fmt.Sprintf(format, args...)}
+}
+
+func writeJSON(w http.ResponseWriter, status int, resp Response) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(resp) // the forge hung up: nothing to do
+}
+
+// formEncoded reports whether a delivery with Content-Type ct carries its
+// JSON in a form field (GitHub's application/x-www-form-urlencoded option)
+// and ok=false for a content type the handler does not accept.
+func formEncoded(ct string) (form, ok bool) {
+	mt, _, err := mime.ParseMediaType(ct)
+	if err != nil {
+		return false, false
+	}
+	switch mt {
+	case "application/json":
+		return false, true
+	case "application/x-www-form-urlencoded":
+		return true, true
+	}
+	return false, false
+}
+
+func firstHeader(r *http.Request, names ...string) string {
+	for _, n := range names {
+		if v := strings.TrimSpace(r.Header.Get(n)); v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+// validDeliveryID keeps what ends up in the store and the logs tame.
+// GitHub and Gitea send UUIDs.
+func validDeliveryID(id string) bool {
+	if len(id) > 128 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if id[i] <= ' ' || id[i] >= 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+// branchMatches reports whether branch passes a project's branch filter:
+// the branch name itself or a path.Match pattern such as "release/*".
+// An empty filter passes every branch.
+func branchMatches(filter, branch string) bool {
+	if filter == "" || filter == branch {
+		return true
+	}
+	ok, err := path.Match(filter, branch)
+	return err == nil && ok
+}
+
+// envelope holds the fields shared by every event that name the
+// repository a delivery is about.
+type envelope struct {
+	Repository *struct {
+		CloneURL string `json:"clone_url"`
+		HTMLURL  string `json:"html_url"`
+		SSHURL   string `json:"ssh_url"`
+		GitURL   string `json:"git_url"`
+	} `json:"repository"`
+	// Installation events list repositories by full name only.
+	Repositories      []repoName `json:"repositories"`
+	RepositoriesAdded []repoName `json:"repositories_added"`
+	Installation      *struct {
+		Account *struct {
+			HTMLURL string `json:"html_url"`
+		} `json:"account"`
+	} `json:"installation"`
+	Sender *struct {
+		HTMLURL string `json:"html_url"`
+	} `json:"sender"`
+}
+
+// repoURLs lists the URLs the payload gives for its repository, clone URL
+// first (the one users register projects with).
+func (e *envelope) repoURLs() []string {
+	var urls []string
+	add := func(u string) {
+		if u != "" {
+			urls = append(urls, u)
+		}
+	}
+	if r := e.Repository; r != nil {
+		add(r.CloneURL)
+		add(r.HTMLURL)
+		add(r.SSHURL)
+		add(r.GitURL)
+	}
+	if len(urls) > 0 {
+		return urls
+	}
+	// An installation names "owner/repo" on the account's host.
+	host := "https://github.com"
+	for _, u := range []string{e.installationAccountURL(), e.senderURL()} {
+		if pu, err := url.Parse(u); err == nil && pu.Host != "" {
+			host = pu.Scheme + "://" + pu.Host
+			break
+		}
+	}
+	for _, list := range [][]repoName{e.Repositories, e.RepositoriesAdded} {
+		for _, r := range list {
+			if r.FullName != "" {
+				add(host + "/" + r.FullName)
+			}
+		}
+	}
+	return urls
+}
+
+type repoName struct {
+	FullName string `json:"full_name"`
+}
+
+func (e *envelope) installationAccountURL() string {
+	if e.Installation != nil && e.Installation.Account != nil {
+		return e.Installation.Account.HTMLURL
+	}
+	return ""
+}
+
+func (e *envelope) senderURL() string {
+	if e.Sender != nil {
+		return e.Sender.HTMLURL
+	}
+	return ""
+}
+
+// parseEvent decodes the payload of the events Slipway knows into
+// go-github's types; known is false for any other event.
+func parseEvent(event string, payload []byte) (ev any, known bool, err error) {
+	switch event {
+	case "push":
+		ev = new(gh.PushEvent)
+	case "ping":
+		ev = new(gh.PingEvent)
+	case "pull_request":
+		ev = new(gh.PullRequestEvent)
+	case "installation":
+		ev = new(gh.InstallationEvent)
+	default:
+		return nil, false, nil
+	}
+	if err := decodeObject(payload, ev); err != nil {
+		return nil, true, err
+	}
+	return ev, true, nil
+}
+
+// decodeObject unmarshals a JSON object, turning decoding errors into
+// messages that name the payload's fields rather than Go types.
+func decodeObject(payload []byte, v any) error {
+	if t := bytes.TrimLeft(payload, " \t\r\n"); len(t) == 0 || t[0] != '{' {
+		return errors.New("want a JSON object")
+	}
+	err := json.Unmarshal(payload, v)
+	if err == nil {
+		return nil
+	}
+	if se, ok := errors.AsType[*json.SyntaxError](err); ok {
+		return fmt.Errorf("invalid JSON at byte %d", se.Offset)
+	}
+	if te, ok := errors.AsType[*json.UnmarshalTypeError](err); ok {
+		return fmt.Errorf("field %q has the wrong type (a JSON %s)", te.Field, te.Value)
+	}
+	return errors.New("invalid JSON")
+}
+
+func names(projects []*slipway.Project) string {
+	var b strings.Builder
+	for i, p := range projects {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString("project " + p.Name)
+	}
+	return b.String()
+}
+
+func firstOr(list []string, def string) string {
+	if len(list) > 0 {
+		return list[0]
+	}
+	return def
+}
+
+func short(sha string) string {
+	if len(sha) > 12 {
+		return sha[:12]
+	}
+	return sha
+}

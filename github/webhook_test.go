@@ -1,0 +1,642 @@
+package github
+
+import (
+	"bytes"
+	"context"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/slipway-ci/slipway"
+)
+
+// The payloads in testdata are octokit/webhooks' recordings of real GitHub
+// deliveries (see testdata/SOURCE.txt and testdata/LICENSE.octokit-webhooks).
+// Their repository is Codertocat/Hello-World; push.with-new-branch pushes
+// 6113728f… to refs/heads/master.
+const (
+	secret  = "It's a Secret to Everybody"
+	repoURL = "https://github.com/Codertocat/Hello-World.git"
+	commit  = "6113728f27ae82c7b1a177c8d03f9e96e0adf246"
+)
+
+// fakeStore serves ProjectsByRepo from a fixed list. The embedded nil Store
+// makes any other method panic: the handler must not call them.
+type fakeStore struct {
+	slipway.Store
+	projects []*slipway.Project
+}
+
+func (s *fakeStore) ProjectsByRepo(_ context.Context, urls []string) ([]*slipway.Project, error) {
+	keys := map[string]bool{}
+	for _, u := range urls {
+		keys[slipway.NormalizeRepoURL(u)] = true
+	}
+	var out []*slipway.Project
+	for _, p := range s.projects {
+		if keys[slipway.NormalizeRepoURL(p.Repo)] {
+			cp := *p
+			out = append(out, &cp)
+		}
+	}
+	return out, nil
+}
+
+// fakeDeployer records requests and, like the store, deduplicates by
+// delivery id across all projects.
+type fakeDeployer struct {
+	mu         sync.Mutex
+	calls      []slipway.DeployRequest
+	byDelivery map[string]*slipway.Deployment
+	created    int
+	err        error // returned by every call when set
+	panics     bool
+}
+
+func (d *fakeDeployer) Deploy(_ context.Context, req slipway.DeployRequest) (*slipway.Deployment, bool, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.calls = append(d.calls, req)
+	if d.panics {
+		panic("deployer exploded")
+	}
+	if d.err != nil {
+		return nil, false, d.err
+	}
+	if dep, ok := d.byDelivery[req.DeliveryID]; ok && req.DeliveryID != "" {
+		return dep, false, nil
+	}
+	d.created++
+	dep := &slipway.Deployment{
+		ID: fmt.Sprintf("dep-%d", d.created), Project: req.Project, Ref: req.Ref, Commit: req.Commit,
+		Trigger: req.Trigger, Status: slipway.StatusQueued, DeliveryID: req.DeliveryID,
+	}
+	if d.byDelivery == nil {
+		d.byDelivery = map[string]*slipway.Deployment{}
+	}
+	d.byDelivery[req.DeliveryID] = dep
+	return dep, true, nil
+}
+
+func (d *fakeDeployer) requests() []slipway.DeployRequest {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return append([]slipway.DeployRequest(nil), d.calls...)
+}
+
+func webProject() *slipway.Project {
+	return &slipway.Project{Name: "web", Repo: "https://github.com/codertocat/hello-world", Branch: "master", WebhookSecret: secret}
+}
+
+// newServer starts the handler on a real socket.
+func newServer(t *testing.T, cfg HandlerConfig, projects ...*slipway.Project) (string, *fakeDeployer) {
+	t.Helper()
+	dep := &fakeDeployer{}
+	if cfg.Deployer != nil {
+		dep = cfg.Deployer.(*fakeDeployer)
+	}
+	cfg.Store, cfg.Deployer = &fakeStore{projects: projects}, dep
+	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	srv := httptest.NewServer(NewHandler(cfg))
+	t.Cleanup(srv.Close)
+	return srv.URL + Path, dep
+}
+
+// fixture returns a testdata payload, changed by edit, as JSON.
+func fixture(t *testing.T, name string, edit func(m map[string]any)) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("testdata", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	if edit != nil {
+		edit(m)
+	}
+	out, err := json.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// push is the branch push fixture with fields set (nil deletes a field).
+func push(t *testing.T, set map[string]any) []byte {
+	return fixture(t, "push.with-new-branch.payload.json", func(m map[string]any) {
+		for k, v := range set {
+			if v == nil {
+				delete(m, k)
+			} else {
+				m[k] = v
+			}
+		}
+	})
+}
+
+func withRepo(u string) func(map[string]any) {
+	return func(m map[string]any) {
+		repo := m["repository"].(map[string]any)
+		repo["clone_url"], repo["html_url"] = u, strings.TrimSuffix(u, ".git")
+		delete(repo, "ssh_url")
+		delete(repo, "git_url")
+	}
+}
+
+// headers builds a delivery's headers: kv are name, value pairs; a value
+// of "" drops a header set by default. The signature is computed over the
+// body actually sent unless overridden.
+func headers(kv ...string) func(body []byte) http.Header {
+	return func(body []byte) http.Header {
+		h := http.Header{}
+		h.Set("Content-Type", "application/json")
+		h.Set("X-GitHub-Event", "push")
+		h.Set("X-GitHub-Delivery", "72d3162e-cc78-11e3-81ab-4c9367dc0958")
+		h.Set("X-Hub-Signature-256", Sign(secret, body))
+		for i := 0; i+1 < len(kv); i += 2 {
+			if kv[i+1] == "" {
+				h.Del(kv[i])
+			} else {
+				h.Set(kv[i], kv[i+1])
+			}
+		}
+		return h
+	}
+}
+
+func send(t *testing.T, method, target string, h http.Header, body []byte) (int, Response) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), method, target, bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header = h
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, target, err)
+	}
+	defer res.Body.Close()
+	raw, err := io.ReadAll(res.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ct := res.Header.Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
+		t.Errorf("%s %s: Content-Type %q, want application/json", method, target, ct)
+	}
+	var resp Response
+	if err := json.Unmarshal(raw, &resp); err != nil {
+		t.Fatalf("%s %s = %d %q: not a JSON response: %v", method, target, res.StatusCode, raw, err)
+	}
+	if resp.Message == "" {
+		t.Errorf("%s %s = %d: empty message", method, target, res.StatusCode)
+	}
+	return res.StatusCode, resp
+}
+
+func TestWebhook(t *testing.T) {
+	formBody := func(t *testing.T) []byte {
+		return []byte("payload=" + url.QueryEscape(string(push(t, nil))))
+	}
+	wrongSig := Sign("not the secret", push(t, nil))
+	tests := []struct {
+		name        string
+		method      string // default POST
+		body        func(t *testing.T) []byte
+		headers     func(body []byte) http.Header
+		maxBody     int64
+		wantStatus  int
+		wantMessage string
+		wantDeploy  bool
+	}{
+		{
+			name: "valid push", body: func(t *testing.T) []byte { return push(t, nil) }, headers: headers(),
+			wantStatus: http.StatusAccepted, wantMessage: "deployment dep-1 of master at 6113728f27ae queued", wantDeploy: true,
+		},
+		{
+			name: "form-encoded push", body: formBody,
+			headers:    headers("Content-Type", "application/x-www-form-urlencoded"),
+			wantStatus: http.StatusAccepted, wantMessage: "deployment dep-1 of master", wantDeploy: true,
+		},
+		{
+			name: "gitea push without created, deleted, forced",
+			body: func(t *testing.T) []byte {
+				return push(t, map[string]any{"created": nil, "deleted": nil, "forced": nil, "base_ref": nil})
+			},
+			headers: func(body []byte) http.Header {
+				return headers("X-GitHub-Event", "", "X-GitHub-Delivery", "", "X-Hub-Signature-256", "",
+					"X-Gitea-Event", "push", "X-Gitea-Delivery", "f6266f16-1bf3-46a5-9ea4-602e06ead473",
+					"X-Gitea-Signature", strings.TrimPrefix(Sign(secret, body), "sha256="))(body)
+			},
+			wantStatus: http.StatusAccepted, wantMessage: "deployment dep-1 of master", wantDeploy: true,
+		},
+		{
+			name: "gitea push signed with X-Hub-Signature-256",
+			body: func(t *testing.T) []byte {
+				return push(t, map[string]any{"created": nil, "deleted": nil, "forced": nil})
+			},
+			headers: headers("X-GitHub-Event", "", "X-GitHub-Delivery", "",
+				"X-Gitea-Event", "push", "X-Gitea-Delivery", "f6266f16-1bf3-46a5-9ea4-602e06ead473"),
+			wantStatus: http.StatusAccepted, wantMessage: "queued", wantDeploy: true,
+		},
+		{
+			name: "project without branch filter deploys the default branch",
+			body: func(t *testing.T) []byte { return push(t, nil) }, headers: headers(),
+			wantStatus: http.StatusAccepted, wantMessage: "queued", wantDeploy: true,
+		},
+		{
+			name: "missing signature", body: func(t *testing.T) []byte { return push(t, nil) },
+			headers:    headers("X-Hub-Signature-256", ""),
+			wantStatus: http.StatusUnauthorized, wantMessage: "missing X-Hub-Signature-256 header",
+		},
+		{
+			name: "wrong signature", body: func(t *testing.T) []byte { return push(t, nil) },
+			headers:    headers("X-Hub-Signature-256", wrongSig),
+			wantStatus: http.StatusUnauthorized, wantMessage: "X-Hub-Signature-256 does not match the payload",
+		},
+		{
+			name: "signature over another body", body: func(t *testing.T) []byte { return push(t, map[string]any{"forced": true}) },
+			headers:    headers("X-Hub-Signature-256", Sign(secret, push(t, nil))),
+			wantStatus: http.StatusUnauthorized, wantMessage: "does not match",
+		},
+		{
+			name: "sha1 signature", body: func(t *testing.T) []byte { return push(t, nil) },
+			headers:    headers("X-Hub-Signature-256", "sha1="+strings.Repeat("ab", 20)),
+			wantStatus: http.StatusUnauthorized, wantMessage: "malformed X-Hub-Signature-256 header",
+		},
+		{
+			name: "oversized body", body: func(t *testing.T) []byte { return push(t, nil) }, headers: headers(), maxBody: 1024,
+			wantStatus: http.StatusRequestEntityTooLarge, wantMessage: "payload is larger than 1024 bytes",
+		},
+		{
+			name: "malformed JSON", body: func(t *testing.T) []byte { return []byte(`{"ref": "refs/heads/master",`) }, headers: headers(),
+			wantStatus: http.StatusBadRequest, wantMessage: "malformed push payload",
+		},
+		{
+			name: "JSON of the wrong shape", body: func(t *testing.T) []byte { return []byte(`{"ref": 42}`) }, headers: headers(),
+			wantStatus: http.StatusBadRequest, wantMessage: `field "ref" has the wrong type`,
+		},
+		{
+			name: "JSON array", body: func(t *testing.T) []byte { return []byte(`[]`) }, headers: headers(),
+			wantStatus: http.StatusBadRequest, wantMessage: "want a JSON object",
+		},
+		{
+			name: "form without payload field", body: func(t *testing.T) []byte { return []byte("other=1") },
+			headers:    headers("Content-Type", "application/x-www-form-urlencoded"),
+			wantStatus: http.StatusBadRequest, wantMessage: "without a payload field",
+		},
+		{
+			name: "wrong content type", body: func(t *testing.T) []byte { return push(t, nil) },
+			headers:    headers("Content-Type", "text/plain"),
+			wantStatus: http.StatusUnsupportedMediaType, wantMessage: `unsupported Content-Type "text/plain"`,
+		},
+		{
+			name: "missing content type", body: func(t *testing.T) []byte { return push(t, nil) },
+			headers:    headers("Content-Type", ""),
+			wantStatus: http.StatusUnsupportedMediaType, wantMessage: "unsupported Content-Type",
+		},
+		{
+			name: "missing event header", body: func(t *testing.T) []byte { return push(t, nil) },
+			headers:    headers("X-GitHub-Event", ""),
+			wantStatus: http.StatusBadRequest, wantMessage: "missing X-GitHub-Event header",
+		},
+		{
+			name: "missing delivery header", body: func(t *testing.T) []byte { return push(t, nil) },
+			headers:    headers("X-GitHub-Delivery", ""),
+			wantStatus: http.StatusBadRequest, wantMessage: "missing X-GitHub-Delivery header",
+		},
+		{
+			name: "hostile delivery id", body: func(t *testing.T) []byte { return push(t, nil) },
+			headers:    headers("X-GitHub-Delivery", strings.Repeat("x", 129)),
+			wantStatus: http.StatusBadRequest, wantMessage: "invalid X-GitHub-Delivery header",
+		},
+		{
+			name: "unknown event", body: func(t *testing.T) []byte { return push(t, nil) },
+			headers:    headers("X-GitHub-Event", "star"),
+			wantStatus: http.StatusAccepted, wantMessage: `event "star" ignored`,
+		},
+		{
+			name: "unknown event without repository", body: func(t *testing.T) []byte { return []byte(`{"action":"created"}`) },
+			headers:    headers("X-GitHub-Event", "github_app_authorization", "X-Hub-Signature-256", ""),
+			wantStatus: http.StatusAccepted, wantMessage: "ignored",
+		},
+		{
+			name: "unknown event with a wrong signature", body: func(t *testing.T) []byte { return push(t, nil) },
+			headers:    headers("X-GitHub-Event", "star", "X-Hub-Signature-256", wrongSig),
+			wantStatus: http.StatusUnauthorized, wantMessage: "does not match",
+		},
+		{
+			name: "ping", body: func(t *testing.T) []byte { return fixture(t, "ping.payload.json", withRepo(repoURL)) },
+			headers:    headers("X-GitHub-Event", "ping"),
+			wantStatus: http.StatusOK, wantMessage: "pong",
+		},
+		{
+			name: "unsigned ping", body: func(t *testing.T) []byte { return fixture(t, "ping.payload.json", withRepo(repoURL)) },
+			headers:    headers("X-GitHub-Event", "ping", "X-Hub-Signature-256", ""),
+			wantStatus: http.StatusUnauthorized, wantMessage: "missing X-Hub-Signature-256",
+		},
+		{
+			name: "pull request", body: func(t *testing.T) []byte { return fixture(t, "pull_request.opened.payload.json", nil) },
+			headers:    headers("X-GitHub-Event", "pull_request"),
+			wantStatus: http.StatusAccepted, wantMessage: `event "pull_request" (action "opened") accepted but not acted on yet`,
+		},
+		{
+			name: "installation", body: func(t *testing.T) []byte { return fixture(t, "installation.created.payload.json", nil) },
+			headers:    headers("X-GitHub-Event", "installation"),
+			wantStatus: http.StatusAccepted, wantMessage: `event "installation" (action "created") accepted but not acted on yet`,
+		},
+		{
+			name: "branch deletion", body: func(t *testing.T) []byte {
+				return push(t, map[string]any{"deleted": true, "created": false, "after": zeroSHA})
+			},
+			headers:    headers(),
+			wantStatus: http.StatusAccepted, wantMessage: "ref refs/heads/master was deleted: nothing to deploy",
+		},
+		{
+			name: "gitea branch deletion without deleted field", body: func(t *testing.T) []byte {
+				return push(t, map[string]any{"deleted": nil, "created": nil, "forced": nil, "after": zeroSHA})
+			},
+			headers:    headers("X-GitHub-Event", "", "X-Gitea-Event", "push"),
+			wantStatus: http.StatusAccepted, wantMessage: "was deleted",
+		},
+		{
+			name: "tag deletion fixture", body: func(t *testing.T) []byte { return fixture(t, "push.payload.json", nil) },
+			headers:    headers(),
+			wantStatus: http.StatusAccepted, wantMessage: "ref refs/tags/simple-tag was deleted",
+		},
+		{
+			name: "tag push", body: func(t *testing.T) []byte { return push(t, map[string]any{"ref": "refs/tags/v1.0.0"}) },
+			headers:    headers(),
+			wantStatus: http.StatusAccepted, wantMessage: "tag push refs/tags/v1.0.0 ignored",
+		},
+		{
+			name: "branch filter mismatch", body: func(t *testing.T) []byte { return push(t, map[string]any{"ref": "refs/heads/feature"}) },
+			headers:    headers(),
+			wantStatus: http.StatusAccepted, wantMessage: "branch feature does not match project filter master",
+		},
+		{
+			name: "unknown repository",
+			body: func(t *testing.T) []byte {
+				return fixture(t, "push.with-new-branch.payload.json", withRepo("https://github.com/someone/elsewhere.git"))
+			},
+			headers:    headers(),
+			wantStatus: http.StatusNotFound,
+			wantMessage: "no project is registered for repository https://github.com/someone/elsewhere.git; " +
+				"add one with `slipway project add NAME --repo https://github.com/someone/elsewhere.git`",
+		},
+		{
+			name: "hostile ref with dot-dot", body: func(t *testing.T) []byte { return push(t, map[string]any{"ref": "refs/heads/../../x"}) },
+			headers:    headers(),
+			wantStatus: http.StatusBadRequest, wantMessage: `invalid git ref "refs/heads/../../x"`,
+		},
+		{
+			name: "hostile ref with control character", body: func(t *testing.T) []byte { return push(t, map[string]any{"ref": "refs/heads/ma\x1bin"}) },
+			headers:    headers(),
+			wantStatus: http.StatusBadRequest, wantMessage: "invalid git ref",
+		},
+		{
+			name: "invalid after", body: func(t *testing.T) []byte { return push(t, map[string]any{"after": "HEAD; rm -rf /"}) },
+			headers:    headers(),
+			wantStatus: http.StatusBadRequest, wantMessage: "invalid commit",
+		},
+		{
+			name: "GET", method: http.MethodGet, body: func(t *testing.T) []byte { return nil }, headers: headers(),
+			wantStatus: http.StatusMethodNotAllowed, wantMessage: "method GET is not allowed",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := webProject()
+			if strings.HasPrefix(tt.name, "project without branch filter") {
+				p.Branch = ""
+			}
+			target, dep := newServer(t, HandlerConfig{MaxBodyBytes: tt.maxBody}, p)
+			method := tt.method
+			if method == "" {
+				method = http.MethodPost
+			}
+			body := tt.body(t)
+			h := tt.headers(body)
+			status, resp := send(t, method, target, h, body)
+			if status != tt.wantStatus || !strings.Contains(resp.Message, tt.wantMessage) {
+				t.Errorf("%s %s = %d %q, want %d %q", method, tt.name, status, resp.Message, tt.wantStatus, tt.wantMessage)
+			}
+			calls := dep.requests()
+			if !tt.wantDeploy {
+				if len(calls) != 0 {
+					t.Errorf("%s %s: deployer called with %+v, want no call", method, tt.name, calls)
+				}
+				if resp.Deployment != "" {
+					t.Errorf("%s %s: deployment %q, want none", method, tt.name, resp.Deployment)
+				}
+				return
+			}
+			if len(calls) != 1 {
+				t.Fatalf("%s %s: deployer called %d times, want 1", method, tt.name, len(calls))
+			}
+			delivery := firstNonEmpty(h.Get("X-GitHub-Delivery"), h.Get("X-Gitea-Delivery"))
+			want := slipway.DeployRequest{Project: "web", Ref: "refs/heads/master", Commit: commit, Trigger: slipway.TriggerWebhook, DeliveryID: delivery}
+			if calls[0] != want {
+				t.Errorf("%s %s: Deploy(%+v), want Deploy(%+v)", method, tt.name, calls[0], want)
+			}
+			if resp.Deployment != "dep-1" || len(resp.Deployments) != 1 || resp.Delivery != delivery {
+				t.Errorf("%s %s: response %+v, want deployment dep-1 for delivery %s", method, tt.name, resp, delivery)
+			}
+		})
+	}
+}
+
+func firstNonEmpty(s ...string) string {
+	for _, v := range s {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}
+
+func TestRedelivery(t *testing.T) {
+	target, dep := newServer(t, HandlerConfig{}, webProject())
+	body := push(t, nil)
+	h := headers()(body)
+
+	status, first := send(t, http.MethodPost, target, h, body)
+	if status != http.StatusAccepted || first.Deployment == "" {
+		t.Fatalf("POST %s = %d %q, want %d with a deployment", target, status, first.Message, http.StatusAccepted)
+	}
+	status, again := send(t, http.MethodPost, target, h, body)
+	if status != http.StatusOK || !strings.Contains(again.Message, "redelivery") {
+		t.Errorf("POST %s again = %d %q, want %d redelivery", target, status, again.Message, http.StatusOK)
+	}
+	if again.Deployment != first.Deployment {
+		t.Errorf("redelivery deployment = %q, want the original %q", again.Deployment, first.Deployment)
+	}
+	if dep.created != 1 {
+		t.Errorf("deployments created = %d, want 1", dep.created)
+	}
+
+	// A new delivery of the same push is a new deployment.
+	h.Set("X-GitHub-Delivery", "another-delivery")
+	status, other := send(t, http.MethodPost, target, h, body)
+	if status != http.StatusAccepted || other.Deployment == first.Deployment {
+		t.Errorf("POST %s new delivery = %d %+v, want %d and a new deployment", target, status, other, http.StatusAccepted)
+	}
+}
+
+func TestSeveralProjects(t *testing.T) {
+	api := &slipway.Project{Name: "api", Repo: repoURL, Branch: "master", WebhookSecret: secret}
+	docs := &slipway.Project{Name: "docs", Repo: "git@github.com:Codertocat/Hello-World.git", Branch: "release/*", WebhookSecret: secret}
+	other := &slipway.Project{Name: "other", Repo: repoURL, Branch: "master", WebhookSecret: "a different secret"}
+	target, dep := newServer(t, HandlerConfig{}, webProject(), api, docs, other)
+	body := push(t, nil)
+	h := headers()(body)
+
+	status, resp := send(t, http.MethodPost, target, h, body)
+	if status != http.StatusAccepted {
+		t.Fatalf("POST %s = %d %q, want %d", target, status, resp.Message, http.StatusAccepted)
+	}
+	if len(resp.Deployments) != 2 || resp.Deployment != resp.Deployments[0] {
+		t.Errorf("POST %s: deployments %q (first %q), want 2", target, resp.Deployments, resp.Deployment)
+	}
+	if !strings.Contains(resp.Message, "project docs: branch master does not match project filter release/*") {
+		t.Errorf("POST %s: message %q, want the docs filter mismatch", target, resp.Message)
+	}
+	var got []string
+	for _, c := range dep.requests() {
+		got = append(got, c.Project+"="+c.DeliveryID)
+	}
+	want := []string{"web=" + h.Get("X-GitHub-Delivery") + "/web", "api=" + h.Get("X-GitHub-Delivery") + "/api"}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("Deploy calls %q, want %q (the project whose secret differs is not deployed)", got, want)
+	}
+
+	status, again := send(t, http.MethodPost, target, h, body)
+	if status != http.StatusOK || fmt.Sprint(again.Deployments) != fmt.Sprint(resp.Deployments) {
+		t.Errorf("POST %s again = %d %+v, want %d with deployments %q", target, status, again, http.StatusOK, resp.Deployments)
+	}
+}
+
+func TestAppSecret(t *testing.T) {
+	const appSecret = "app secret"
+	target, dep := newServer(t, HandlerConfig{AppSecret: appSecret}, webProject())
+
+	body := push(t, nil)
+	status, resp := send(t, http.MethodPost, target, headers("X-Hub-Signature-256", Sign(appSecret, body))(body), body)
+	if status != http.StatusAccepted || len(dep.requests()) != 1 {
+		t.Errorf("POST %s signed by the app = %d %q, %d deploys, want %d and 1 deploy", target, status, resp.Message, len(dep.requests()), http.StatusAccepted)
+	}
+
+	// An installation on an account with no registered project can only be
+	// verified with the app secret.
+	inst := fixture(t, "installation.created.payload.json", func(m map[string]any) {
+		m["repositories"] = []any{map[string]any{"full_name": "someone/elsewhere"}}
+	})
+	for _, tc := range []struct {
+		sig        string
+		wantStatus int
+	}{{Sign(appSecret, inst), http.StatusAccepted}, {Sign(secret, inst), http.StatusUnauthorized}} {
+		status, resp := send(t, http.MethodPost, target, headers("X-GitHub-Event", "installation", "X-Hub-Signature-256", tc.sig)(inst), inst)
+		if status != tc.wantStatus {
+			t.Errorf("POST %s installation = %d %q, want %d", target, status, resp.Message, tc.wantStatus)
+		}
+	}
+}
+
+func TestDeployerErrors(t *testing.T) {
+	tests := []struct {
+		name        string
+		dep         *fakeDeployer
+		wantStatus  int
+		wantMessage string
+	}{
+		{"conflict", &fakeDeployer{err: slipway.Errorf(slipway.ECONFLICT, "project web is being deleted")}, http.StatusConflict, "project web is being deleted"},
+		{"invalid", &fakeDeployer{err: fmt.Errorf("deploy: %w", slipway.Errorf(slipway.EINVALID, "bad ref"))}, http.StatusBadRequest, "bad ref"},
+		{"internal", &fakeDeployer{err: errors.New("temporal: dial tcp 127.0.0.1:7233: connection refused")}, http.StatusInternalServerError, "internal error"},
+		{"panic", &fakeDeployer{panics: true}, http.StatusInternalServerError, "internal error"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			target, dep := newServer(t, HandlerConfig{Deployer: tt.dep}, webProject())
+			body := push(t, nil)
+			status, resp := send(t, http.MethodPost, target, headers()(body), body)
+			if status != tt.wantStatus || resp.Message != tt.wantMessage {
+				t.Errorf("POST %s = %d %q, want %d %q", target, status, resp.Message, tt.wantStatus, tt.wantMessage)
+			}
+			if len(dep.requests()) != 1 {
+				t.Errorf("deployer called %d times, want 1", len(dep.requests()))
+			}
+		})
+	}
+}
+
+func TestStatusFor(t *testing.T) {
+	tests := []struct {
+		err  error
+		want int
+	}{
+		{slipway.Errorf(slipway.EINVALID, "x"), http.StatusBadRequest},
+		{slipway.Errorf(slipway.ENOTFOUND, "x"), http.StatusNotFound},
+		{slipway.Errorf(slipway.ECONFLICT, "x"), http.StatusConflict},
+		{slipway.Errorf(slipway.EUNAUTHORIZED, "x"), http.StatusUnauthorized},
+		{slipway.Errorf(slipway.ETOOLARGE, "x"), http.StatusRequestEntityTooLarge},
+		{slipway.Errorf(slipway.EINTERNAL, "x"), http.StatusInternalServerError},
+		{fmt.Errorf("wrapped: %w", slipway.Errorf(slipway.ENOTFOUND, "x")), http.StatusNotFound},
+		{io.EOF, http.StatusInternalServerError},
+	}
+	for _, tt := range tests {
+		if got := statusFor(tt.err); got != tt.want {
+			t.Errorf("statusFor(%v) = %d, want %d", tt.err, got, tt.want)
+		}
+	}
+	if got := userMessage(slipway.Errorf(slipway.EINTERNAL, "secret detail")); got != "internal error" {
+		t.Errorf("userMessage(EINTERNAL) = %q, want %q", got, "internal error")
+	}
+}
+
+func TestSign(t *testing.T) {
+	// The example from GitHub's "Validating webhook deliveries" docs.
+	got := Sign("It's a Secret to Everybody", []byte("Hello, World!"))
+	want := "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"
+	if got != want {
+		t.Errorf("Sign(%q, %q) = %q, want %q", secret, "Hello, World!", got, want)
+	}
+	sum, _ := hex.DecodeString(strings.TrimPrefix(want, "sha256="))
+	if verify("", []byte("Hello, World!"), mac("", []byte("Hello, World!"))) {
+		t.Error("verify with an empty secret = true, want false")
+	}
+	if !verify(secret, []byte("Hello, World!"), sum) {
+		t.Error("verify(the docs example) = false, want true")
+	}
+}
+
+func TestBranchMatches(t *testing.T) {
+	tests := []struct {
+		filter, branch string
+		want           bool
+	}{
+		{"main", "main", true},
+		{"main", "mainline", false},
+		{"release/*", "release/1.2", true},
+		{"release/*", "release/1/2", false},
+		{"", "anything", true},
+		{"[", "[", true},
+		{"[", "x", false},
+	}
+	for _, tt := range tests {
+		if got := branchMatches(tt.filter, tt.branch); got != tt.want {
+			t.Errorf("branchMatches(%q, %q) = %v, want %v", tt.filter, tt.branch, got, tt.want)
+		}
+	}
+}
