@@ -89,12 +89,13 @@ func New(cfg Config) (*Podman, error) {
 		}
 		*bin = p
 	}
-	for _, d := range []string{cfg.Root, cfg.RunRoot, cfg.TmpDir, cfg.ConfDir, filepath.Join(cfg.TmpDir, "image-copy")} {
-		if err := os.MkdirAll(d, 0o700); err != nil {
-			return nil, fmt.Errorf("podman: %w", err)
-		}
-	}
 	p := &Podman{cfg: cfg, confFile: filepath.Join(cfg.ConfDir, "containers.conf")}
+	if err := os.MkdirAll(cfg.ConfDir, 0o700); err != nil {
+		return nil, fmt.Errorf("podman: %w", err)
+	}
+	if err := p.ensureDirs(); err != nil {
+		return nil, err
+	}
 	if err := os.WriteFile(p.confFile, []byte(p.containersConf()), 0o644); err != nil {
 		return nil, fmt.Errorf("podman: write containers.conf: %w", err)
 	}
@@ -117,6 +118,17 @@ events_logger = "file"
 tmp_dir = %s
 image_copy_tmp_dir = %s
 `, tomlString(p.cfg.TmpDir), tomlString(filepath.Join(p.cfg.TmpDir, "image-copy")))
+}
+
+// ensureDirs creates the directories podman expects to exist; podman
+// system reset removes some of them.
+func (p *Podman) ensureDirs() error {
+	for _, d := range []string{p.cfg.Root, p.cfg.RunRoot, p.cfg.TmpDir, filepath.Join(p.cfg.TmpDir, "image-copy")} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return fmt.Errorf("podman: %w", err)
+		}
+	}
+	return nil
 }
 
 // tomlString quotes s as a TOML basic string.
@@ -153,6 +165,9 @@ func (p *Podman) Command(ctx context.Context, args ...string) *exec.Cmd {
 		"--runroot", p.cfg.RunRoot,
 		"--storage-driver", "overlay",
 	}, args...)
+	// After a system reset the tmp dirs are gone; podman would fail
+	// without them. An error here shows up as podman's own.
+	_ = p.ensureDirs()
 	cmd := exec.CommandContext(ctx, p.cfg.Binary, full...)
 	cmd.Env = append(os.Environ(),
 		"CONTAINERS_CONF="+p.confFile,
@@ -251,11 +266,13 @@ func (p *Podman) Push(ctx context.Context, ref string, tlsVerify bool, out io.Wr
 }
 
 // Reset removes every image, container and layer of this storage (podman
-// system reset) and unmounts what is left, so the directories can be
-// deleted.
+// system reset), which also unmounts what podman had mounted. The Podman
+// stays usable: the directories are made again.
 func (p *Podman) Reset(ctx context.Context) error {
-	_, err := p.run(ctx, "system", "reset", "--force")
-	return err
+	if _, err := p.run(ctx, "system", "reset", "--force"); err != nil {
+		return err
+	}
+	return p.ensureDirs()
 }
 
 // checkTag refuses references that would end up tagged "latest": Slipway

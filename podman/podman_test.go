@@ -68,6 +68,7 @@ func writeContext(t *testing.T, files map[string]string) string {
 }
 
 func TestNewWritesContainersConf(t *testing.T) {
+	t.Parallel()
 	p := testenv.Podman(t)
 	b, err := os.ReadFile(p.ConfFile())
 	if err != nil {
@@ -101,6 +102,7 @@ func TestNewErrors(t *testing.T) {
 }
 
 func TestBuildPushRebuild(t *testing.T) {
+	// Not parallel: it measures build and push times.
 	host := testenv.Registry(t)
 	p := testenv.Podman(t)
 	base := testenv.BaseImage(t, p, host)
@@ -129,6 +131,9 @@ func TestBuildPushRebuild(t *testing.T) {
 		t.Fatalf("build: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.text(), stderr.text())
 	}
 	t.Logf("cold build: %v (podman %v)", time.Since(start), res.Duration)
+	for _, s := range res.Steps {
+		t.Logf("  %-60.60s %v", s, s.Duration.Round(time.Millisecond))
+	}
 	if !strings.HasPrefix(res.ImageID, "sha256:") {
 		t.Errorf("ImageID = %q", res.ImageID)
 	}
@@ -234,6 +239,7 @@ func assertManifest(t *testing.T, host, repo, tag, digest string) {
 }
 
 func TestBuildFailureNamesStep(t *testing.T) {
+	t.Parallel()
 	host := testenv.Registry(t)
 	p := testenv.Podman(t)
 	base := testenv.BaseImage(t, p, host)
@@ -275,6 +281,7 @@ func TestBuildFailureNamesStep(t *testing.T) {
 }
 
 func TestBuildRefusesLatest(t *testing.T) {
+	t.Parallel()
 	p := testenv.Podman(t)
 	for _, tag := range []string{"127.0.0.1:1/app", "127.0.0.1:1/app:latest"} {
 		_, err := p.Build(t.Context(), podman.BuildOptions{ContextDir: t.TempDir(), Tag: tag})
@@ -285,6 +292,7 @@ func TestBuildRefusesLatest(t *testing.T) {
 }
 
 func TestBuildCancel(t *testing.T) {
+	t.Parallel()
 	host := testenv.Registry(t)
 	p := testenv.Podman(t)
 	base := testenv.BaseImage(t, p, host)
@@ -352,6 +360,7 @@ func TestBuildCancel(t *testing.T) {
 }
 
 func TestImportRun(t *testing.T) {
+	t.Parallel()
 	p := testenv.Podman(t)
 	tarPath := testenv.BusyboxRootfsTar(t)
 	if err := p.Import(t.Context(), tarPath, "localhost/bb:1", `CMD ["/bin/sh"]`); err != nil {
@@ -367,5 +376,27 @@ func TestImportRun(t *testing.T) {
 	fields := strings.Fields(string(out))
 	if len(fields) < 2 || fields[0] != "42" {
 		t.Errorf("podman run output = %q, want 42 and an applet count", out)
+	}
+}
+
+func TestResetKeepsPodmanUsable(t *testing.T) {
+	t.Parallel()
+	p := testenv.Podman(t)
+	if err := p.Import(t.Context(), testenv.BusyboxRootfsTar(t), "localhost/bb:1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Reset(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	out, err := p.Command(t.Context(), "images", "--quiet").Output()
+	if err != nil || strings.TrimSpace(string(out)) != "" {
+		t.Fatalf("images after reset = %q, %v; want none", out, err)
+	}
+	if err := p.Import(t.Context(), testenv.BusyboxRootfsTar(t), "localhost/bb:2"); err != nil {
+		t.Fatalf("import after reset: %v", err)
+	}
+	ctxDir := writeContext(t, map[string]string{"Dockerfile": "FROM localhost/bb:2\nRUN true\n"})
+	if _, err := p.Build(t.Context(), podman.BuildOptions{ContextDir: ctxDir, Tag: "localhost/after-reset:1"}); err != nil {
+		t.Fatalf("build after reset: %v", err)
 	}
 }
