@@ -55,7 +55,7 @@ func ConfigAt(dir string) Config {
 }
 
 // InstallHint says how to get the tools this package needs on Debian.
-const InstallHint = "apt-get install podman buildah runc"
+const InstallHint = "apt-get install podman runc"
 
 // Podman runs podman commands against one storage root. It is safe for
 // concurrent use, but builds on one storage share its working containers:
