@@ -1,0 +1,43 @@
+package deploy
+
+import (
+	"context"
+	"time"
+
+	"github.com/slipway-ci/slipway"
+)
+
+// ControlActivities are the activities the server's worker runs on
+// ControlQueue: they touch the store and the machine provider.
+type ControlActivities struct {
+	Store    slipway.Store
+	Machines slipway.MachineProvider
+	// Now is the clock; default time.Now.
+	Now func() time.Time
+}
+
+func (a *ControlActivities) now() time.Time {
+	if a.Now != nil {
+		return a.Now().UTC()
+	}
+	return time.Now().UTC()
+}
+
+// MarkBuilding records that the deployment's workflow has started.
+func (a *ControlActivities) MarkBuilding(ctx context.Context, deployment string) error {
+	return a.Store.MarkBuilding(ctx, deployment, a.now())
+}
+
+// WakeMachine creates the project's machine if needed and makes sure its
+// agent runs.
+func (a *ControlActivities) WakeMachine(ctx context.Context, project string) error {
+	if err := a.Machines.Ensure(ctx, project); err != nil {
+		return err
+	}
+	return a.Machines.Start(ctx, project)
+}
+
+// FinishDeployment records the terminal result.
+func (a *ControlActivities) FinishDeployment(ctx context.Context, in FinishInput) error {
+	return a.Store.FinishDeployment(ctx, in.DeploymentID, in.Result, a.now())
+}

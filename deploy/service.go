@@ -1,0 +1,181 @@
+package deploy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
+
+	"github.com/slipway-ci/slipway"
+)
+
+// ServiceConfig configures the Deployer service.
+type ServiceConfig struct {
+	// Store records deployments.
+	Store slipway.Store
+	// Temporal starts and inspects workflows.
+	Temporal client.Client
+	// Registry is the host[:port][/prefix] images are pushed to; an image is
+	// <Registry>/<project>:<commit>.
+	Registry string
+	// ResolveRef turns a ref into a commit SHA on the project's repository
+	// (git ls-remote).
+	ResolveRef func(ctx context.Context, repo, ref string) (string, error)
+	// MaxBuild bounds one build; default one hour.
+	MaxBuild time.Duration
+	// Logger gets operational messages; default slog.Default().
+	Logger *slog.Logger
+}
+
+// Service implements slipway.Deployer on the store and Temporal.
+type Service struct {
+	cfg ServiceConfig
+}
+
+var _ slipway.Deployer = (*Service)(nil)
+
+// NewService returns a Deployer.
+func NewService(cfg ServiceConfig) *Service {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.MaxBuild <= 0 {
+		cfg.MaxBuild = time.Hour
+	}
+	return &Service{cfg: cfg}
+}
+
+// Deploy implements slipway.Deployer.
+func (s *Service) Deploy(ctx context.Context, req slipway.DeployRequest) (*slipway.Deployment, bool, error) {
+	p, err := s.cfg.Store.Project(ctx, req.Project)
+	if err != nil {
+		return nil, false, err
+	}
+	ref := req.Ref
+	if ref == "" {
+		ref = p.Branch
+	}
+	if err := slipway.ValidateRef(ref); err != nil {
+		return nil, false, err
+	}
+	commit := strings.ToLower(req.Commit)
+	if commit != "" && !slipway.ValidCommit(commit) {
+		return nil, false, slipway.Errorf(slipway.EINVALID, "invalid commit %q: give the full 40-character SHA", req.Commit)
+	}
+	if commit == "" {
+		if s.cfg.ResolveRef == nil {
+			return nil, false, slipway.Errorf(slipway.EINVALID, "no commit given")
+		}
+		commit, err = s.cfg.ResolveRef(ctx, p.Repo, ref)
+		if err != nil {
+			return nil, false, err
+		}
+		if !slipway.ValidCommit(commit) {
+			return nil, false, slipway.Errorf(slipway.EINVALID, "ref %q of %s resolved to %q, which is not a commit SHA", ref, p.Repo, commit)
+		}
+	}
+	trigger := req.Trigger
+	if trigger == "" {
+		trigger = slipway.TriggerManual
+	}
+	d := &slipway.Deployment{
+		Project:    p.Name,
+		Ref:        ref,
+		Commit:     commit,
+		Trigger:    trigger,
+		Status:     slipway.StatusQueued,
+		Image:      ImageRef(s.cfg.Registry, p.Name, commit),
+		DeliveryID: req.DeliveryID,
+	}
+	existing, created, err := s.cfg.Store.CreateDeployment(ctx, d)
+	if err != nil {
+		return nil, false, fmt.Errorf("record deployment: %w", err)
+	}
+	if !created {
+		return existing, false, nil
+	}
+	if existing != nil {
+		d = existing
+	}
+	if err := s.start(ctx, p, d); err != nil {
+		return nil, false, err
+	}
+	return d, true, nil
+}
+
+// start starts d's workflow; if that fails, d is recorded as failed.
+func (s *Service) start(ctx context.Context, p *slipway.Project, d *slipway.Deployment) error {
+	in := DeploymentInput{
+		DeploymentID: d.ID,
+		Project:      p.Name,
+		Repo:         p.Repo,
+		Ref:          d.Ref,
+		Commit:       d.Commit,
+		Dockerfile:   p.Dockerfile,
+		Context:      p.Context,
+		Image:        d.Image,
+		QueuedAt:     d.CreatedAt,
+		MaxBuild:     s.cfg.MaxBuild,
+	}
+	_, err := s.cfg.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID:        WorkflowID(d.ID),
+		TaskQueue: ControlQueue,
+		// A deployment must end even if everything else fails.
+		WorkflowExecutionTimeout: s.cfg.MaxBuild + 10*time.Minute,
+	}, DeploymentWorkflow, in)
+	var already *serviceerror.WorkflowExecutionAlreadyStarted
+	if err == nil || errors.As(err, &already) {
+		return nil
+	}
+	s.cfg.Logger.Error("start deployment workflow", "deployment", d.ID, "project", p.Name, "error", err)
+	msg := "could not start the deployment workflow: " + err.Error()
+	if ferr := s.cfg.Store.FinishDeployment(context.WithoutCancel(ctx), d.ID, slipway.DeploymentResult{Status: slipway.StatusFailed, FailedStep: "queue", Error: msg}, time.Now().UTC()); ferr != nil {
+		s.cfg.Logger.Error("record failed start", "deployment", d.ID, "error", ferr)
+	}
+	return fmt.Errorf("start workflow for deployment %s: %w", d.ID, err)
+}
+
+// Reconcile brings unfinished deployments in the store in line with
+// Temporal after a restart: a deployment whose workflow was never started
+// is started now; one whose workflow is gone or closed without recording a
+// result is marked failed.
+func (s *Service) Reconcile(ctx context.Context) error {
+	ds, err := s.cfg.Store.UnfinishedDeployments(ctx)
+	if err != nil {
+		return err
+	}
+	for _, d := range ds {
+		desc, err := s.cfg.Temporal.DescribeWorkflowExecution(ctx, WorkflowID(d.ID), "")
+		var notFound *serviceerror.NotFound
+		switch {
+		case errors.As(err, &notFound):
+			p, perr := s.cfg.Store.Project(ctx, d.Project)
+			if perr != nil {
+				_ = s.cfg.Store.FinishDeployment(ctx, d.ID, slipway.DeploymentResult{Status: slipway.StatusFailed, Error: "project no longer exists"}, time.Now().UTC())
+				continue
+			}
+			s.cfg.Logger.Info("starting a deployment whose workflow never started", "deployment", d.ID)
+			if err := s.start(ctx, p, d); err != nil {
+				s.cfg.Logger.Error("reconcile", "deployment", d.ID, "error", err)
+			}
+		case err != nil:
+			return fmt.Errorf("describe workflow of %s: %w", d.ID, err)
+		case desc.WorkflowExecutionInfo.GetCloseTime() != nil:
+			// Closed, yet the store was not updated: the workflow's final
+			// activity never ran (terminated by hand, or timed out).
+			st := desc.WorkflowExecutionInfo.GetStatus().String()
+			_ = s.cfg.Store.FinishDeployment(ctx, d.ID, slipway.DeploymentResult{Status: slipway.StatusFailed, Error: "the deployment workflow ended (" + st + ") without recording a result"}, time.Now().UTC())
+		}
+	}
+	return nil
+}
+
+// ImageRef is the image reference of a project's build of commit.
+func ImageRef(registry, project, commit string) string {
+	return strings.TrimSuffix(registry, "/") + "/" + project + ":" + commit
+}

@@ -1,0 +1,305 @@
+// Package deploy holds the Temporal workflows that turn a deployment record
+// into an image: DeploymentWorkflow on the control plane's task queue, and
+// the child BuildWorkflow on the project's own queue (builder-<project>),
+// whose activities (fetch, build, push) the project's agent runs. It also
+// holds the Deployer service that records deployments and starts them.
+//
+// Workflow code here must stay deterministic (workflow.Now, workflow.Go,
+// selectors; no I/O). It must not import the agent's drivers (podman, git):
+// activities are called by name.
+package deploy
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/slipway-ci/slipway"
+)
+
+// ControlQueue is the task queue the server's worker polls.
+const ControlQueue = "slipway-control"
+
+// BuilderQueue is the task queue only the project's agent polls.
+func BuilderQueue(project string) string { return "builder-" + project }
+
+// WorkflowID is the DeploymentWorkflow id of a deployment.
+func WorkflowID(deployment string) string { return "deploy-" + deployment }
+
+// Activity names. Control activities run in the server, build activities in
+// the project's agent.
+const (
+	ActivityMarkBuilding = "MarkBuilding"
+	ActivityWake         = "WakeMachine"
+	ActivityFinish       = "FinishDeployment"
+	ActivityFetch        = "Fetch"
+	ActivityBuild        = "Build"
+	ActivityPush         = "Push"
+)
+
+// ErrBuildFailed is the application error type of a build that cannot
+// succeed by retrying (bad Dockerfile, failing RUN, missing commit).
+const ErrBuildFailed = "BuildFailed"
+
+// DeploymentInput starts a DeploymentWorkflow.
+type DeploymentInput struct {
+	DeploymentID string
+	Project      string
+	Repo         string
+	Ref          string
+	Commit       string
+	Dockerfile   string
+	Context      string
+	// Image is the full reference to push: <registry>/<project>:<commit>.
+	Image string
+	// QueuedAt is when the deployment was recorded.
+	QueuedAt time.Time
+	// MaxBuild bounds the whole build; default one hour.
+	MaxBuild time.Duration
+}
+
+// BuildInput is the child BuildWorkflow's input and the build activities'.
+type BuildInput struct {
+	DeploymentID string
+	Project      string
+	Repo         string
+	Commit       string
+	Dockerfile   string
+	Context      string
+	Image        string
+	// Dir is the checkout on the machine's volume (set after Fetch).
+	Dir string
+}
+
+// FetchResult is the Fetch activity's result.
+type FetchResult struct {
+	Dir string
+}
+
+// Step is one Dockerfile step of a build.
+type Step struct {
+	N           int
+	Instruction string
+	Cached      bool
+	DurationMs  int64
+}
+
+// BuildActivityResult is the Build activity's result.
+type BuildActivityResult struct {
+	Steps []Step
+}
+
+// PushResult is the Push activity's result.
+type PushResult struct {
+	Digest string
+}
+
+// BuildResult is the BuildWorkflow's result.
+type BuildResult struct {
+	Image   string
+	Digest  string
+	Steps   []Step
+	Timings map[string]int64
+}
+
+// FailureDetails travel with a BuildFailed error.
+type FailureDetails struct {
+	Step string
+	Tail []string
+}
+
+// FinishInput is the FinishDeployment activity's input.
+type FinishInput struct {
+	DeploymentID string
+	Result       slipway.DeploymentResult
+}
+
+// BuildWorkflow fetches, builds and pushes one commit on the project's
+// machine. It runs on BuilderQueue(project).
+func BuildWorkflow(ctx workflow.Context, in BuildInput) (*BuildResult, error) {
+	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: time.Hour,
+		HeartbeatTimeout:    30 * time.Second,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval:        time.Second,
+			MaximumAttempts:        3,
+			NonRetryableErrorTypes: []string{ErrBuildFailed},
+		},
+	})
+	timings := map[string]int64{}
+	phase := func(name string, start time.Time) {
+		timings[name] = workflow.Now(ctx).Sub(start).Milliseconds()
+	}
+
+	start := workflow.Now(ctx)
+	var fetched FetchResult
+	if err := workflow.ExecuteActivity(ctx, ActivityFetch, in).Get(ctx, &fetched); err != nil {
+		return nil, err
+	}
+	phase("fetch", start)
+	in.Dir = fetched.Dir
+
+	start = workflow.Now(ctx)
+	var built BuildActivityResult
+	if err := workflow.ExecuteActivity(ctx, ActivityBuild, in).Get(ctx, &built); err != nil {
+		return nil, err
+	}
+	phase("build", start)
+
+	start = workflow.Now(ctx)
+	pushCtx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 30 * time.Minute,
+		HeartbeatTimeout:    30 * time.Second,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval:        time.Second,
+			BackoffCoefficient:     2,
+			MaximumInterval:        30 * time.Second,
+			MaximumAttempts:        6,
+			NonRetryableErrorTypes: []string{ErrBuildFailed},
+		},
+	})
+	var pushed PushResult
+	if err := workflow.ExecuteActivity(pushCtx, ActivityPush, in).Get(ctx, &pushed); err != nil {
+		return nil, err
+	}
+	phase("push", start)
+	return &BuildResult{Image: in.Image, Digest: pushed.Digest, Steps: built.Steps, Timings: timings}, nil
+}
+
+// keepAwakeEvery is how often DeploymentWorkflow makes sure the project's
+// machine is still running while its build is in progress, so an agent
+// that died (or a server restart) never leaves a build waiting forever.
+const keepAwakeEvery = 10 * time.Second
+
+// DeploymentWorkflow drives one deployment from queued to a terminal state.
+// Whatever happens (failure, cancellation, timeout), it records a terminal
+// status before it ends.
+func DeploymentWorkflow(ctx workflow.Context, in DeploymentInput) (res slipway.DeploymentResult, err error) {
+	if in.MaxBuild <= 0 {
+		in.MaxBuild = time.Hour
+	}
+	logger := workflow.GetLogger(ctx)
+	ctrl := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		TaskQueue:           ControlQueue,
+		StartToCloseTimeout: 30 * time.Second,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval:    200 * time.Millisecond,
+			BackoffCoefficient: 2,
+			MaximumInterval:    10 * time.Second,
+			MaximumAttempts:    10,
+		},
+	})
+	timings := map[string]int64{}
+	started := workflow.Now(ctx)
+	timings["queue"] = max(0, started.Sub(in.QueuedAt).Milliseconds())
+
+	// Record the outcome whatever happens, on a context that survives
+	// cancellation.
+	defer func() {
+		if res.Status == "" || !res.Status.Terminal() {
+			res = slipway.DeploymentResult{Status: slipway.StatusFailed, Error: "deployment ended without a result"}
+		}
+		if errors.Is(ctx.Err(), workflow.ErrCanceled) && res.Status == slipway.StatusFailed {
+			res.Status = slipway.StatusCancelled
+			res.Error = "cancelled"
+		}
+		timings["total"] = workflow.Now(ctx).Sub(in.QueuedAt).Milliseconds()
+		res.Timings = timings
+		dctx, _ := workflow.NewDisconnectedContext(ctrl)
+		if ferr := workflow.ExecuteActivity(dctx, ActivityFinish, FinishInput{DeploymentID: in.DeploymentID, Result: res}).Get(dctx, nil); ferr != nil {
+			logger.Error("recording the deployment result failed", "deployment", in.DeploymentID, "error", ferr)
+			err = ferr
+		}
+	}()
+
+	if err := workflow.ExecuteActivity(ctrl, ActivityMarkBuilding, in.DeploymentID).Get(ctx, nil); err != nil {
+		return failed("record building", err), nil
+	}
+
+	wakeStart := workflow.Now(ctx)
+	if err := workflow.ExecuteActivity(ctrl, ActivityWake, in.Project).Get(ctx, nil); err != nil {
+		return failed("wake", fmt.Errorf("could not start the builder machine: %w", err)), nil
+	}
+	timings["wake"] = workflow.Now(ctx).Sub(wakeStart).Milliseconds()
+
+	childCtx, cancelChild := workflow.WithCancel(ctx)
+	defer cancelChild()
+	childCtx = workflow.WithChildOptions(childCtx, workflow.ChildWorkflowOptions{
+		WorkflowID:         "build-" + in.DeploymentID,
+		TaskQueue:          BuilderQueue(in.Project),
+		WorkflowRunTimeout: in.MaxBuild,
+		// The agent may be gone for a while (machine restarting): do not
+		// fail the build because a workflow task waited.
+		WorkflowTaskTimeout: time.Minute,
+	})
+	child := workflow.ExecuteChildWorkflow(childCtx, BuildWorkflow, BuildInput{
+		DeploymentID: in.DeploymentID,
+		Project:      in.Project,
+		Repo:         in.Repo,
+		Commit:       in.Commit,
+		Dockerfile:   in.Dockerfile,
+		Context:      in.Context,
+		Image:        in.Image,
+	})
+
+	var built BuildResult
+	var buildErr error
+	done := false
+	sel := workflow.NewSelector(ctx)
+	sel.AddFuture(child, func(f workflow.Future) {
+		buildErr = f.Get(ctx, &built)
+		done = true
+	})
+	for !done {
+		timer := workflow.NewTimer(ctx, keepAwakeEvery)
+		timerFired := false
+		sel.AddFuture(timer, func(workflow.Future) { timerFired = true })
+		sel.Select(ctx)
+		if ctx.Err() != nil && !done {
+			// Cancelled: wait for the child to acknowledge its cancellation.
+			cancelChild()
+			_ = child.Get(ctx, nil)
+			return slipway.DeploymentResult{Status: slipway.StatusCancelled, Error: "cancelled"}, nil
+		}
+		if timerFired && !done {
+			// Best effort: the activity restarts the agent if it died.
+			_ = workflow.ExecuteActivity(ctrl, ActivityWake, in.Project).Get(ctx, nil)
+		}
+	}
+	if buildErr != nil {
+		return failed("build", buildErr), nil
+	}
+	for k, v := range built.Timings {
+		timings[k] = v
+	}
+	return slipway.DeploymentResult{Status: slipway.StatusSucceeded, Image: built.Image, Digest: built.Digest}, nil
+}
+
+// failed turns an error into a failed result, keeping the failing step and
+// the last output lines of a BuildFailed error.
+func failed(phase string, err error) slipway.DeploymentResult {
+	r := slipway.DeploymentResult{Status: slipway.StatusFailed, FailedStep: phase, Error: err.Error()}
+	var appErr *temporal.ApplicationError
+	if errors.As(err, &appErr) {
+		r.Error = appErr.Message()
+		var d FailureDetails
+		if appErr.HasDetails() && appErr.Details(&d) == nil {
+			if d.Step != "" {
+				r.FailedStep = d.Step
+			}
+			if len(d.Tail) > 0 {
+				r.Error += "\n" + strings.Join(d.Tail, "\n")
+			}
+		}
+		return r
+	}
+	var timeoutErr *temporal.TimeoutError
+	if errors.As(err, &timeoutErr) {
+		r.Error = fmt.Sprintf("%s timed out (%s)", phase, timeoutErr.TimeoutType())
+	}
+	return r
+}

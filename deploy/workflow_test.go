@@ -1,0 +1,206 @@
+package deploy
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/slipway-ci/slipway"
+)
+
+// fakeActivities stands in for the server's and the agent's activities by
+// name; each field may override one activity's behaviour.
+type fakeActivities struct {
+	mu       sync.Mutex
+	calls    map[string]int
+	finished []FinishInput
+	wake     func() error
+	build    func(ctx context.Context) (BuildActivityResult, error)
+	push     func(attempt int) (PushResult, error)
+}
+
+func (f *fakeActivities) count(name string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls[name]++
+	return f.calls[name]
+}
+
+func (f *fakeActivities) register(env *testsuite.TestWorkflowEnvironment) {
+	env.RegisterWorkflowWithOptions(BuildWorkflow, workflow.RegisterOptions{Name: "BuildWorkflow"})
+	env.RegisterActivityWithOptions(func(ctx context.Context, id string) error {
+		f.count(ActivityMarkBuilding)
+		return nil
+	}, activity.RegisterOptions{Name: ActivityMarkBuilding})
+	env.RegisterActivityWithOptions(func(ctx context.Context, project string) error {
+		f.count(ActivityWake)
+		if f.wake != nil {
+			return f.wake()
+		}
+		return nil
+	}, activity.RegisterOptions{Name: ActivityWake})
+	env.RegisterActivityWithOptions(func(ctx context.Context, in FinishInput) error {
+		f.count(ActivityFinish)
+		f.mu.Lock()
+		f.finished = append(f.finished, in)
+		f.mu.Unlock()
+		return nil
+	}, activity.RegisterOptions{Name: ActivityFinish})
+	env.RegisterActivityWithOptions(func(ctx context.Context, in BuildInput) (FetchResult, error) {
+		f.count(ActivityFetch)
+		return FetchResult{Dir: "/vol/work/" + in.DeploymentID}, nil
+	}, activity.RegisterOptions{Name: ActivityFetch})
+	env.RegisterActivityWithOptions(func(ctx context.Context, in BuildInput) (BuildActivityResult, error) {
+		f.count(ActivityBuild)
+		if in.Dir == "" {
+			return BuildActivityResult{}, errors.New("build got no checkout dir")
+		}
+		if f.build != nil {
+			return f.build(ctx)
+		}
+		return BuildActivityResult{Steps: []Step{{N: 1, Instruction: "STEP 1/1: FROM base", Cached: true}}}, nil
+	}, activity.RegisterOptions{Name: ActivityBuild})
+	env.RegisterActivityWithOptions(func(ctx context.Context, in BuildInput) (PushResult, error) {
+		n := f.count(ActivityPush)
+		if f.push != nil {
+			return f.push(n)
+		}
+		return PushResult{Digest: "sha256:abc"}, nil
+	}, activity.RegisterOptions{Name: ActivityPush})
+}
+
+func input() DeploymentInput {
+	return DeploymentInput{
+		DeploymentID: "d1", Project: "app", Repo: "file:///repo", Ref: "refs/heads/main",
+		Commit: strings.Repeat("a", 40), Dockerfile: "Dockerfile", Context: ".",
+		Image: "reg/app:" + strings.Repeat("a", 40), QueuedAt: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC),
+	}
+}
+
+func run(t *testing.T, f *fakeActivities, setup func(env *testsuite.TestWorkflowEnvironment)) slipway.DeploymentResult {
+	t.Helper()
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	env.SetStartTime(time.Date(2026, 1, 1, 0, 0, 1, 0, time.UTC))
+	f.calls = map[string]int{}
+	f.register(env)
+	if setup != nil {
+		setup(env)
+	}
+	env.ExecuteWorkflow(DeploymentWorkflow, input())
+	if !env.IsWorkflowCompleted() {
+		t.Fatal("workflow did not complete")
+	}
+	var res slipway.DeploymentResult
+	if err := env.GetWorkflowResult(&res); err != nil && !temporal.IsCanceledError(err) {
+		t.Fatalf("workflow error: %v", err)
+	}
+	if len(f.finished) != 1 {
+		t.Fatalf("FinishDeployment ran %d times, want exactly once", len(f.finished))
+	}
+	return f.finished[0].Result
+}
+
+func TestDeploymentSucceeds(t *testing.T) {
+	f := &fakeActivities{}
+	r := run(t, f, nil)
+	if r.Status != slipway.StatusSucceeded || r.Digest != "sha256:abc" || r.Image != input().Image {
+		t.Fatalf("result = %+v, want succeeded with digest and image", r)
+	}
+	for _, k := range []string{"queue", "wake", "fetch", "build", "push", "total"} {
+		if _, ok := r.Timings[k]; !ok {
+			t.Errorf("timings %v lack %q", r.Timings, k)
+		}
+	}
+	if r.Timings["queue"] != 1000 {
+		t.Errorf("queue timing = %d ms, want 1000 (queued 1s before the workflow started)", r.Timings["queue"])
+	}
+	if f.calls[ActivityMarkBuilding] != 1 || f.calls[ActivityFetch] != 1 || f.calls[ActivityBuild] != 1 || f.calls[ActivityPush] != 1 {
+		t.Errorf("activity calls = %v, want each once", f.calls)
+	}
+}
+
+func TestBuildFailureIsNotRetried(t *testing.T) {
+	f := &fakeActivities{build: func(context.Context) (BuildActivityResult, error) {
+		return BuildActivityResult{}, temporal.NewNonRetryableApplicationError("build failed at STEP 2/2: RUN false (exit code 1)", ErrBuildFailed, nil,
+			FailureDetails{Step: "STEP 2/2: RUN false", Tail: []string{"oops", "Error: building at STEP"}})
+	}}
+	r := run(t, f, nil)
+	if r.Status != slipway.StatusFailed || r.FailedStep != "STEP 2/2: RUN false" || !strings.Contains(r.Error, "oops") {
+		t.Fatalf("result = %+v, want failed at the RUN step with the output tail", r)
+	}
+	if f.calls[ActivityBuild] != 1 {
+		t.Errorf("Build ran %d times; a failing Dockerfile must not be retried", f.calls[ActivityBuild])
+	}
+	if f.calls[ActivityPush] != 0 {
+		t.Errorf("Push ran after a failed build")
+	}
+}
+
+func TestPushRetriedOnTransientErrors(t *testing.T) {
+	f := &fakeActivities{push: func(attempt int) (PushResult, error) {
+		if attempt < 3 {
+			return PushResult{}, errors.New("connection refused")
+		}
+		return PushResult{Digest: "sha256:def"}, nil
+	}}
+	r := run(t, f, nil)
+	if r.Status != slipway.StatusSucceeded || r.Digest != "sha256:def" {
+		t.Fatalf("result = %+v, want succeeded after push retries", r)
+	}
+	if f.calls[ActivityPush] != 3 || f.calls[ActivityBuild] != 1 {
+		t.Errorf("calls = %v, want 3 pushes and 1 build", f.calls)
+	}
+}
+
+func TestPushGivesUpWithClearError(t *testing.T) {
+	f := &fakeActivities{push: func(int) (PushResult, error) {
+		return PushResult{}, errors.New("registry unreachable")
+	}}
+	r := run(t, f, nil)
+	if r.Status != slipway.StatusFailed || !strings.Contains(r.Error, "registry unreachable") {
+		t.Fatalf("result = %+v, want failed with the push error", r)
+	}
+}
+
+func TestWakeFailure(t *testing.T) {
+	f := &fakeActivities{wake: func() error {
+		return temporal.NewNonRetryableApplicationError("no such binary", "WakeFailed", nil)
+	}}
+	r := run(t, f, nil)
+	if r.Status != slipway.StatusFailed || r.FailedStep != "wake" || !strings.Contains(r.Error, "no such binary") {
+		t.Fatalf("result = %+v, want failed at wake", r)
+	}
+	if f.calls[ActivityFetch] != 0 {
+		t.Errorf("fetched although the machine did not wake")
+	}
+}
+
+func TestCancelRecordsCancelled(t *testing.T) {
+	f := &fakeActivities{build: func(ctx context.Context) (BuildActivityResult, error) {
+		// A long build that honours cancellation.
+		for {
+			select {
+			case <-ctx.Done():
+				return BuildActivityResult{}, ctx.Err()
+			case <-time.After(10 * time.Millisecond):
+				activity.RecordHeartbeat(ctx)
+			}
+		}
+	}}
+	r := run(t, f, func(env *testsuite.TestWorkflowEnvironment) {
+		env.SetTestTimeout(30 * time.Second)
+		env.RegisterDelayedCallback(env.CancelWorkflow, 100*time.Millisecond)
+	})
+	if r.Status != slipway.StatusCancelled {
+		t.Fatalf("result = %+v, want cancelled", r)
+	}
+}

@@ -1,0 +1,236 @@
+// Package temporalserver embeds a Temporal server with SQLite persistence,
+// the way the Temporal CLI's dev server does, so that `slipway server` needs
+// no external orchestration service.
+//
+// It only starts and stops the server; it must not register workflows or
+// know anything about deployments (package deploy does).
+package temporalserver
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/google/uuid"
+	"go.temporal.io/server/common/cluster"
+	"go.temporal.io/server/common/config"
+	"go.temporal.io/server/common/dynamicconfig"
+	tlog "go.temporal.io/server/common/log"
+	"go.temporal.io/server/common/membership/static"
+	sqliteplugin "go.temporal.io/server/common/persistence/sql/sqlplugin/sqlite"
+	"go.temporal.io/server/common/primitives"
+	sqliteschema "go.temporal.io/server/schema/sqlite"
+	"go.temporal.io/server/temporal"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+)
+
+// Config configures the embedded server. Zero values get the defaults
+// filled in by Start.
+type Config struct {
+	// DatabaseFile is the SQLite file; it is created (with the schema) when
+	// missing. Required.
+	DatabaseFile string
+	// IP is the address every service binds to. Default 127.0.0.1.
+	IP string
+	// FrontendPort is the gRPC port clients dial. 0 picks a free port; pass
+	// the same port on restart so running agents reconnect.
+	FrontendPort int
+	// Namespace is created on every start (idempotent). Default "default".
+	Namespace string
+	// LogFile receives the server's warnings and errors (it is very chatty
+	// otherwise). Empty discards them.
+	LogFile string
+	// ClusterID identifies the cluster; it is stored beside the database so
+	// it survives restarts.
+	ClusterID string
+}
+
+// Server is a running embedded Temporal server.
+type Server struct {
+	srv      temporal.Server
+	hostPort string
+	logSync  func()
+}
+
+// HostPort is the frontend address clients dial.
+func (s *Server) HostPort() string { return s.hostPort }
+
+// Stop stops the server. Stop workers and clients first.
+func (s *Server) Stop() {
+	s.srv.Stop()
+	s.logSync()
+}
+
+const clusterName = "active"
+
+// Start starts the server and returns once its frontend accepts
+// connections.
+func Start(cfg Config) (*Server, error) {
+	if cfg.DatabaseFile == "" {
+		return nil, fmt.Errorf("temporal: no database file given")
+	}
+	if cfg.IP == "" {
+		cfg.IP = "127.0.0.1"
+	}
+	if cfg.Namespace == "" {
+		cfg.Namespace = "default"
+	}
+	if cfg.ClusterID == "" {
+		id, err := clusterID(cfg.DatabaseFile + ".cluster-id")
+		if err != nil {
+			return nil, err
+		}
+		cfg.ClusterID = id
+	}
+	if cfg.FrontendPort == 0 {
+		p, err := FreePort(cfg.IP)
+		if err != nil {
+			return nil, err
+		}
+		cfg.FrontendPort = p
+	}
+	logger, sync, err := newLogger(cfg.LogFile)
+	if err != nil {
+		return nil, err
+	}
+
+	sqlConf := config.SQL{
+		PluginName:        sqliteplugin.PluginName,
+		DatabaseName:      cfg.DatabaseFile,
+		ConnectAttributes: map[string]string{"mode": "rwc", "busy_timeout": "10000", "journal_mode": "wal", "synchronous": "normal"},
+	}
+	if _, err := os.Stat(cfg.DatabaseFile); os.IsNotExist(err) {
+		if err := sqliteschema.SetupSchema(&sqlConf); err != nil {
+			return nil, fmt.Errorf("temporal: set up schema in %s: %w", cfg.DatabaseFile, err)
+		}
+	}
+	ns, err := sqliteschema.NewNamespaceConfig(clusterName, cfg.Namespace, false, nil)
+	if err != nil {
+		return nil, fmt.Errorf("temporal: namespace config: %w", err)
+	}
+	if err := sqliteschema.CreateNamespaces(&sqlConf, ns); err != nil {
+		return nil, fmt.Errorf("temporal: create namespace %s: %w", cfg.Namespace, err)
+	}
+
+	hostPort := net.JoinHostPort(cfg.IP, strconv.Itoa(cfg.FrontendPort))
+	httpPort, err := FreePort(cfg.IP)
+	if err != nil {
+		return nil, err
+	}
+	var conf config.Config
+	conf.Global.Membership.MaxJoinDuration = 30 * time.Second
+	conf.Global.Membership.BroadcastAddress = cfg.IP
+	conf.Persistence.DefaultStore = "sqlite-default"
+	conf.Persistence.VisibilityStore = "sqlite-default"
+	conf.Persistence.NumHistoryShards = 1
+	conf.Persistence.DataStores = map[string]config.DataStore{"sqlite-default": {SQL: &sqlConf}}
+	conf.ClusterMetadata = &cluster.Config{
+		FailoverVersionIncrement: 10,
+		MasterClusterName:        clusterName,
+		CurrentClusterName:       clusterName,
+		ClusterInformation: map[string]cluster.ClusterInformation{
+			clusterName: {
+				Enabled:                true,
+				InitialFailoverVersion: 1,
+				RPCAddress:             hostPort,
+				HTTPAddress:            net.JoinHostPort(cfg.IP, strconv.Itoa(httpPort)),
+				ClusterID:              cfg.ClusterID,
+			},
+		},
+	}
+	conf.DCRedirectionPolicy.Policy = "noop"
+	conf.Services = map[string]config.Service{}
+	hosts := map[primitives.ServiceName]static.Hosts{}
+	for _, name := range []primitives.ServiceName{primitives.FrontendService, primitives.HistoryService, primitives.MatchingService, primitives.WorkerService} {
+		var svc config.Service
+		svc.RPC.BindOnIP = cfg.IP
+		if name == primitives.FrontendService {
+			svc.RPC.GRPCPort = cfg.FrontendPort
+			svc.RPC.HTTPPort = httpPort
+		} else {
+			p, err := FreePort(cfg.IP)
+			if err != nil {
+				return nil, err
+			}
+			svc.RPC.GRPCPort = p
+		}
+		conf.Services[string(name)] = svc
+		hosts[name] = static.SingleLocalHost(net.JoinHostPort(cfg.IP, strconv.Itoa(svc.RPC.GRPCPort)))
+	}
+	conf.Archival.History.State = "disabled"
+	conf.Archival.Visibility.State = "disabled"
+	conf.NamespaceDefaults.Archival.History.State = "disabled"
+	conf.NamespaceDefaults.Archival.Visibility.State = "disabled"
+	conf.PublicClient.HostPort = hostPort
+
+	dyn := dynamicconfig.StaticClient{
+		dynamicconfig.HistoryCacheHostLevelMaxSize.Key():                 8096,
+		dynamicconfig.FrontendMaxNamespaceVisibilityRPSPerInstance.Key(): 100,
+		// Without these, parent → child → activity takes ~340 ms and timers
+		// under a second are rounded up to a second (PLATFORM.md).
+		dynamicconfig.TransferProcessorMaxPollRPS.Key(): 1000,
+		dynamicconfig.TimerProcessorMaxPollRPS.Key():    1000,
+		dynamicconfig.TimerProcessorMaxTimeShift.Key():  50 * time.Millisecond,
+	}
+
+	srv, err := temporal.NewServer(
+		temporal.WithConfig(&conf),
+		temporal.ForServices(temporal.DefaultServices),
+		temporal.WithStaticHosts(hosts),
+		temporal.WithLogger(logger),
+		temporal.WithDynamicConfigClient(dyn),
+	)
+	if err != nil {
+		sync()
+		return nil, fmt.Errorf("temporal: new server: %w", err)
+	}
+	if err := srv.Start(); err != nil {
+		sync()
+		return nil, fmt.Errorf("temporal: start: %w", err)
+	}
+	return &Server{srv: srv, hostPort: hostPort, logSync: sync}, nil
+}
+
+func newLogger(path string) (tlog.Logger, func(), error) {
+	if path == "" {
+		return tlog.NewNoopLogger(), func() {}, nil
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return nil, nil, err
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		return nil, nil, fmt.Errorf("temporal: open log file: %w", err)
+	}
+	enc := zap.NewProductionEncoderConfig()
+	enc.EncodeTime = zapcore.ISO8601TimeEncoder
+	core := zapcore.NewCore(zapcore.NewJSONEncoder(enc), zapcore.AddSync(f), zapcore.ErrorLevel)
+	zl := zap.New(core)
+	return tlog.NewZapLogger(zl), func() { _ = zl.Sync(); _ = f.Close() }, nil
+}
+
+// clusterID reads the cluster id stored at path, creating it on first use.
+func clusterID(path string) (string, error) {
+	if b, err := os.ReadFile(path); err == nil && len(b) > 0 {
+		return string(b), nil
+	}
+	id := uuid.NewString()
+	if err := os.WriteFile(path, []byte(id), 0o644); err != nil {
+		return "", fmt.Errorf("temporal: store cluster id: %w", err)
+	}
+	return id, nil
+}
+
+// FreePort asks the kernel for a free TCP port on ip.
+func FreePort(ip string) (int, error) {
+	l, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
+	if err != nil {
+		return 0, fmt.Errorf("find a free port: %w", err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
