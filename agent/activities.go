@@ -1,0 +1,263 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/slipway-ci/slipway"
+	"github.com/slipway-ci/slipway/deploy"
+	"github.com/slipway-ci/slipway/gitmirror"
+	"github.com/slipway-ci/slipway/natslog"
+	"github.com/slipway-ci/slipway/podman"
+)
+
+// Activities are the build activities; one agent (one machine) runs them
+// for one project.
+type Activities struct {
+	cfg     Config
+	layout  Layout
+	podman  *podman.Podman
+	tracker *idleTracker
+}
+
+// job is what every activity sets up: idle tracking, heartbeats and the
+// log publisher.
+type job struct {
+	pub  *natslog.Publisher
+	out  io.Writer
+	stop func()
+}
+
+func (a *Activities) begin(ctx context.Context, in deploy.BuildInput, phase string) (*job, error) {
+	a.tracker.begin()
+	hbCtx, cancel := context.WithCancel(ctx)
+	go heartbeat(hbCtx, phase)
+	j := &job{out: a.cfg.Stdout}
+	if a.cfg.NATSURL != "" {
+		pub, err := natslog.NewPublisher(ctx, natslog.PublisherConfig{
+			URL:        a.cfg.NATSURL,
+			Project:    in.Project,
+			Deployment: in.DeploymentID,
+			Stdout:     a.cfg.Stdout,
+		})
+		if err != nil {
+			// The build never waits on the log path: keep going with stdout.
+			a.cfg.Logger.Warn("log stream unavailable, logging to stdout only", "deployment", in.DeploymentID, "error", err)
+		} else {
+			j.pub = pub
+			j.out = nil
+		}
+	}
+	j.stop = func() {
+		if j.pub != nil {
+			cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			_ = j.pub.Close(cctx)
+			ccancel()
+		}
+		cancel()
+		a.tracker.end(time.Now())
+	}
+	return j, nil
+}
+
+// writer returns where a command's output goes.
+func (j *job) writer(stream, step string) io.Writer {
+	if j.pub != nil {
+		return j.pub.Writer(stream, step)
+	}
+	return j.out
+}
+
+// line logs one line of the agent's own narration.
+func (j *job) line(step, format string, args ...any) {
+	text := fmt.Sprintf(format, args...)
+	if j.pub != nil {
+		j.pub.SetStep(step)
+		j.pub.Line("stdout", text)
+		return
+	}
+	fmt.Fprintln(j.out, text)
+}
+
+func heartbeat(ctx context.Context, phase string) {
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		activity.RecordHeartbeat(ctx, phase)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// buildFailed is an error a retry cannot fix.
+func buildFailed(step string, tail []string, format string, args ...any) error {
+	return temporal.NewNonRetryableApplicationError(fmt.Sprintf(format, args...), deploy.ErrBuildFailed, nil, deploy.FailureDetails{Step: step, Tail: tail})
+}
+
+func (a *Activities) checkoutDir(deployment string) string {
+	return filepath.Join(a.layout.Work, deployment)
+}
+
+// Fetch brings the commit into the volume's git mirror (incrementally) and
+// checks it out.
+func (a *Activities) Fetch(ctx context.Context, in deploy.BuildInput) (deploy.FetchResult, error) {
+	j, _ := a.begin(ctx, in, "fetch")
+	defer j.stop()
+	if !slipway.ValidCommit(in.Commit) {
+		return deploy.FetchResult{}, buildFailed("fetch", nil, "invalid commit %q", in.Commit)
+	}
+	j.line("fetch", "fetching %s from %s", in.Commit, in.Repo)
+	m := &gitmirror.Mirror{Dir: a.layout.Mirror, URL: in.Repo}
+	start := time.Now()
+	if err := m.Fetch(ctx, in.Commit, j.writer("stderr", "fetch")); err != nil {
+		if ctx.Err() != nil {
+			return deploy.FetchResult{}, ctx.Err()
+		}
+		var nf *gitmirror.NotFoundError
+		if errors.As(err, &nf) {
+			return deploy.FetchResult{}, buildFailed("fetch", nil, "%v", err)
+		}
+		return deploy.FetchResult{}, fmt.Errorf("fetch %s: %w", in.Commit, err)
+	}
+	dir := a.checkoutDir(in.DeploymentID)
+	if err := m.Checkout(ctx, in.Commit, dir); err != nil {
+		if ctx.Err() != nil {
+			return deploy.FetchResult{}, ctx.Err()
+		}
+		return deploy.FetchResult{}, fmt.Errorf("check out %s: %w", in.Commit, err)
+	}
+	j.line("fetch", "checked out %s in %s", in.Commit[:12], time.Since(start).Round(time.Millisecond))
+	return deploy.FetchResult{Dir: dir}, nil
+}
+
+// Build runs podman build on the checkout.
+func (a *Activities) Build(ctx context.Context, in deploy.BuildInput) (deploy.BuildActivityResult, error) {
+	j, _ := a.begin(ctx, in, "build")
+	defer j.stop()
+	dir := in.Dir
+	if dir == "" {
+		dir = a.checkoutDir(in.DeploymentID)
+	}
+	if _, err := os.Stat(dir); err != nil {
+		// The checkout vanished (volume deleted, machine replaced): a retry
+		// of the whole build fetches again.
+		return deploy.BuildActivityResult{}, fmt.Errorf("checkout %s is missing: %w", dir, err)
+	}
+	contextDir, dockerfile, err := resolveBuildPaths(dir, in.Context, in.Dockerfile)
+	if err != nil {
+		return deploy.BuildActivityResult{}, buildFailed("build", nil, "%s", slipway.ErrorMessage(err))
+	}
+	j.line("build", "building %s", in.Image)
+	res, err := a.podman.Build(ctx, podman.BuildOptions{
+		ContextDir: contextDir,
+		Dockerfile: dockerfile,
+		Tag:        in.Image,
+		Labels: map[string]string{
+			"slipway.project":    in.Project,
+			"slipway.deployment": in.DeploymentID,
+			"slipway.commit":     in.Commit,
+		},
+		TLSVerify: a.cfg.RegistryTLSVerify,
+		Stdout:    j.writer("stdout", "build"),
+		Stderr:    j.writer("stderr", "build"),
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return deploy.BuildActivityResult{}, ctx.Err()
+		}
+		var be *podman.BuildError
+		if errors.As(err, &be) {
+			step := be.Step
+			if step == "" {
+				step = "build"
+			}
+			return deploy.BuildActivityResult{}, buildFailed(step, be.Tail, "%s", be.Error())
+		}
+		return deploy.BuildActivityResult{}, fmt.Errorf("build: %w", err)
+	}
+	out := deploy.BuildActivityResult{}
+	cached := 0
+	for i, s := range res.Steps {
+		out.Steps = append(out.Steps, deploy.Step{N: i + 1, Instruction: s.String(), Cached: s.Cached, DurationMs: s.Duration.Milliseconds()})
+		if s.Cached {
+			cached++
+		}
+	}
+	j.line("build", "built %s: %d steps, %d cached, in %s", in.Image, len(res.Steps), cached, res.Duration.Round(time.Millisecond))
+	return out, nil
+}
+
+// Push pushes the image and removes the checkout.
+func (a *Activities) Push(ctx context.Context, in deploy.BuildInput) (deploy.PushResult, error) {
+	j, _ := a.begin(ctx, in, "push")
+	defer j.stop()
+	j.line("push", "pushing %s", in.Image)
+	digest, err := a.podman.Push(ctx, in.Image, a.cfg.RegistryTLSVerify, j.writer("stderr", "push"))
+	if err != nil {
+		if ctx.Err() != nil {
+			return deploy.PushResult{}, ctx.Err()
+		}
+		j.line("push", "push failed: %v", err)
+		return deploy.PushResult{}, fmt.Errorf("push %s: %w", in.Image, err)
+	}
+	j.line("push", "pushed %s@%s", in.Image, digest)
+	if err := os.RemoveAll(a.checkoutDir(in.DeploymentID)); err != nil {
+		a.cfg.Logger.Warn("remove checkout", "deployment", in.DeploymentID, "error", err)
+	}
+	return deploy.PushResult{Digest: digest}, nil
+}
+
+// resolveBuildPaths returns the context directory and Dockerfile inside the
+// checkout at root, refusing paths (or symlinks) that lead outside it.
+func resolveBuildPaths(root, contextPath, dockerfile string) (string, string, error) {
+	if contextPath == "" {
+		contextPath = "."
+	}
+	if dockerfile == "" {
+		dockerfile = "Dockerfile"
+	}
+	if err := slipway.ValidateRelPath("context", contextPath); err != nil {
+		return "", "", err
+	}
+	if err := slipway.ValidateRelPath("Dockerfile path", dockerfile); err != nil {
+		return "", "", err
+	}
+	realRoot, err := filepath.EvalSymlinks(root)
+	if err != nil {
+		return "", "", err
+	}
+	inside := func(what, p string) (string, error) {
+		real, err := filepath.EvalSymlinks(filepath.Join(realRoot, p))
+		if err != nil {
+			if os.IsNotExist(err) {
+				return "", slipway.Errorf(slipway.EINVALID, "%s %q does not exist in the repository", what, p)
+			}
+			return "", slipway.Errorf(slipway.EINVALID, "%s %q: %v", what, p, err)
+		}
+		if real != realRoot && !strings.HasPrefix(real, realRoot+string(filepath.Separator)) {
+			return "", slipway.Errorf(slipway.EINVALID, "%s %q points outside the repository", what, p)
+		}
+		return real, nil
+	}
+	ctxDir, err := inside("context", contextPath)
+	if err != nil {
+		return "", "", err
+	}
+	df, err := inside("Dockerfile", dockerfile)
+	if err != nil {
+		return "", "", err
+	}
+	return ctxDir, df, nil
+}

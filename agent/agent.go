@@ -1,0 +1,194 @@
+// Package agent is the process that runs inside a project's builder
+// machine. It polls the project's own task queue (builder-<project>), runs
+// the BuildWorkflow's activities (fetch into the git mirror on the volume,
+// podman build with the storage on the volume, push), streams their output
+// to NATS, and exits when no work is waiting, so the machine can sleep.
+//
+// It must not touch the control plane's store: everything it learns goes
+// back through Temporal (results) and NATS (logs).
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/client"
+	tlog "go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/slipway-ci/slipway/deploy"
+	"github.com/slipway-ci/slipway/podman"
+)
+
+// Config configures an agent. Zero values get the defaults set in Run.
+type Config struct {
+	// Project is the project whose queue the agent polls. Required.
+	Project string
+	// VolumeDir is the machine's volume: the git mirror, podman storage,
+	// checkouts. Required. See Layout.
+	VolumeDir string
+	// TemporalHostPort is the Temporal frontend. Required.
+	TemporalHostPort string
+	// Namespace is the Temporal namespace; default "default".
+	Namespace string
+	// NATSURL is where build output is streamed. Empty: output only goes to
+	// Stdout.
+	NATSURL string
+	// RegistryTLSVerify requires TLS when pulling base images and pushing.
+	// Off by default: the embedded registry speaks plain HTTP on loopback.
+	RegistryTLSVerify bool
+	// IdleTimeout is how long the agent keeps polling after its last task
+	// before it exits 0 (the machine sleeps). Default 3s.
+	IdleTimeout time.Duration
+	// StartTimeout is how long a freshly started agent waits for its first
+	// task. Default 60s.
+	StartTimeout time.Duration
+	// Stdout receives every public output line as well; default os.Stdout.
+	Stdout io.Writer
+	// Logger gets the agent's own messages; default slog.Default().
+	Logger *slog.Logger
+}
+
+// Layout names the directories on a machine's volume. The volume is only a
+// cache: deleting it makes the next build cold, never wrong.
+type Layout struct {
+	Root string
+	// Mirror is the bare git mirror of the project's repository.
+	Mirror string
+	// Work holds one checkout per running deployment.
+	Work string
+	// Podman holds podman's storage root, run root, tmp dir and config.
+	Podman string
+}
+
+// VolumeLayout returns the layout of the volume at dir.
+func VolumeLayout(dir string) Layout {
+	return Layout{
+		Root:   dir,
+		Mirror: filepath.Join(dir, "git", "mirror.git"),
+		Work:   filepath.Join(dir, "work"),
+		Podman: filepath.Join(dir, "podman"),
+	}
+}
+
+// Run polls the project's queue until the agent has been idle for
+// IdleTimeout (or never got work within StartTimeout), or ctx ends. It
+// returns nil when it stopped because it was idle.
+func Run(ctx context.Context, cfg Config) error {
+	if cfg.Project == "" || cfg.VolumeDir == "" || cfg.TemporalHostPort == "" {
+		return errors.New("agent: project, volume and Temporal address are required")
+	}
+	if cfg.Namespace == "" {
+		cfg.Namespace = "default"
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = 3 * time.Second
+	}
+	if cfg.StartTimeout <= 0 {
+		cfg.StartTimeout = 60 * time.Second
+	}
+	if cfg.Stdout == nil {
+		cfg.Stdout = os.Stdout
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	layout := VolumeLayout(cfg.VolumeDir)
+	for _, d := range []string{layout.Work, filepath.Dir(layout.Mirror)} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return fmt.Errorf("agent: prepare volume: %w", err)
+		}
+	}
+	pm, err := podman.New(podman.ConfigAt(layout.Podman))
+	if err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+
+	c, err := client.Dial(client.Options{
+		HostPort:  cfg.TemporalHostPort,
+		Namespace: cfg.Namespace,
+		Logger:    tlog.NewStructuredLogger(cfg.Logger),
+	})
+	if err != nil {
+		return fmt.Errorf("agent: connect to Temporal at %s: %w", cfg.TemporalHostPort, err)
+	}
+	defer c.Close()
+
+	tracker := newIdleTracker(time.Now())
+	acts := &Activities{cfg: cfg, layout: layout, podman: pm, tracker: tracker}
+	w := worker.New(c, deploy.BuilderQueue(cfg.Project), worker.Options{
+		// One build at a time: the volume's cache has one writer.
+		MaxConcurrentActivityExecutionSize: 1,
+		WorkerStopTimeout:                  10 * time.Second,
+	})
+	w.RegisterWorkflowWithOptions(deploy.BuildWorkflow, workflow.RegisterOptions{Name: "BuildWorkflow"})
+	w.RegisterActivityWithOptions(acts.Fetch, activity.RegisterOptions{Name: deploy.ActivityFetch})
+	w.RegisterActivityWithOptions(acts.Build, activity.RegisterOptions{Name: deploy.ActivityBuild})
+	w.RegisterActivityWithOptions(acts.Push, activity.RegisterOptions{Name: deploy.ActivityPush})
+	if err := w.Start(); err != nil {
+		return fmt.Errorf("agent: start worker: %w", err)
+	}
+	defer w.Stop()
+	cfg.Logger.Info("agent polling", "project", cfg.Project, "queue", deploy.BuilderQueue(cfg.Project), "volume", cfg.VolumeDir)
+
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case now := <-tick.C:
+			if tracker.idle(now, cfg.IdleTimeout, cfg.StartTimeout) {
+				cfg.Logger.Info("agent idle, exiting", "project", cfg.Project)
+				return nil
+			}
+		}
+	}
+}
+
+// idleTracker knows whether an activity is running and when the last one
+// ended.
+type idleTracker struct {
+	mu       sync.Mutex
+	started  time.Time
+	running  int
+	lastDone time.Time
+	hadWork  bool
+}
+
+func newIdleTracker(now time.Time) *idleTracker { return &idleTracker{started: now} }
+
+func (t *idleTracker) begin() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.running++
+	t.hadWork = true
+}
+
+func (t *idleTracker) end(now time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.running--
+	t.lastDone = now
+}
+
+func (t *idleTracker) idle(now time.Time, idle, start time.Duration) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.running > 0 {
+		return false
+	}
+	if !t.hadWork {
+		return now.Sub(t.started) > start
+	}
+	return now.Sub(t.lastDone) > idle
+}

@@ -1,0 +1,479 @@
+// Package e2e runs Slipway end to end: the real `slipway` binary as a
+// subprocess (server, agents and CLI), real podman, the embedded registry,
+// Temporal and NATS, real git repositories, and signed webhooks shaped like
+// GitHub's.
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/slipway-ci/slipway/github"
+	"github.com/slipway-ci/slipway/internal/testenv"
+)
+
+var slipwayBin string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "slipway-e2e-bin")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	slipwayBin = filepath.Join(dir, "slipway")
+	build := exec.Command("go", "build", "-o", slipwayBin, "github.com/slipway-ci/slipway/cmd/slipway")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "e2e: building slipway failed:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// syncBuffer collects a process's output for failure messages.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+type serverProc struct {
+	cmd     *exec.Cmd
+	URL     string
+	Host    string // host:port of the listener, also the registry host
+	DataDir string
+	out     *syncBuffer
+	done    chan struct{}
+}
+
+var runningRE = regexp.MustCompile(`Slipway is running: open (http://\S+)`)
+
+// startServer runs `slipway server` and waits until it serves.
+func startServer(t *testing.T, dataDir, listen string) *serverProc {
+	t.Helper()
+	cmd := exec.Command(slipwayBin, "server", "--data-dir", dataDir, "--listen", listen)
+	out := &syncBuffer{}
+	pr, pw := io.Pipe()
+	cmd.Stdout = io.MultiWriter(out, pw)
+	cmd.Stderr = out
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start server: %v", err)
+	}
+	s := &serverProc{cmd: cmd, DataDir: dataDir, out: out, done: make(chan struct{})}
+	go func() {
+		_ = cmd.Wait()
+		pw.Close()
+		close(s.done)
+	}()
+	urlc := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			if m := runningRE.FindStringSubmatch(sc.Text()); m != nil {
+				select {
+				case urlc <- m[1]:
+				default:
+				}
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		s.stop(t)
+		stopAgents(t, dataDir)
+		unmountAll(t, dataDir)
+	})
+	select {
+	case u := <-urlc:
+		s.URL = u
+		s.Host = strings.TrimPrefix(u, "http://")
+	case <-s.done:
+		t.Fatalf("server exited before serving:\n%s", out)
+	case <-time.After(3 * time.Minute):
+		t.Fatalf("server did not start within 3 minutes:\n%s", out)
+	}
+	return s
+}
+
+func (s *serverProc) stop(t *testing.T) {
+	select {
+	case <-s.done:
+		return
+	default:
+	}
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.done:
+	case <-time.After(30 * time.Second):
+		_ = s.cmd.Process.Kill()
+		<-s.done
+	}
+}
+
+func (s *serverProc) kill9(t *testing.T) {
+	t.Helper()
+	_ = s.cmd.Process.Kill()
+	<-s.done
+}
+
+// cli runs a slipway client command against s.
+func (s *serverProc) cli(t *testing.T, args ...string) (string, int) {
+	t.Helper()
+	cmd := exec.Command(slipwayBin, append([]string{"--server", s.URL}, args...)...)
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("slipway %v: %v", args, err)
+	}
+	return out.String() + errOut.String(), code
+}
+
+type deploymentJSON struct {
+	ID         string     `json:"id"`
+	Status     string     `json:"status"`
+	Commit     string     `json:"commit"`
+	Image      string     `json:"image"`
+	Digest     string     `json:"digest"`
+	Error      string     `json:"error"`
+	FailedStep string     `json:"failedStep"`
+	CreatedAt  time.Time  `json:"createdAt"`
+	FinishedAt *time.Time `json:"finishedAt"`
+}
+
+func (s *serverProc) deployments(t *testing.T, project string) []deploymentJSON {
+	t.Helper()
+	out, code := s.cli(t, "deployments", project, "--json")
+	if code != 0 {
+		t.Fatalf("slipway deployments %s --json: exit %d: %s", project, code, out)
+	}
+	var ds []deploymentJSON
+	if err := json.Unmarshal([]byte(out), &ds); err != nil {
+		t.Fatalf("slipway deployments --json printed invalid JSON: %v\n%s", err, out)
+	}
+	return ds
+}
+
+// waitFinished waits until deployment id reaches a terminal state.
+func (s *serverProc) waitFinished(t *testing.T, project, id string, within time.Duration) deploymentJSON {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		for _, d := range s.deployments(t, project) {
+			if d.ID == id {
+				switch d.Status {
+				case "succeeded", "failed", "cancelled", "superseded":
+					return d
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			logs, _ := s.cli(t, "logs", id)
+			t.Fatalf("deployment %s did not finish within %s\nserver output:\n%s\nlogs:\n%s\nagent log:\n%s", id, within, s.out, logs, s.agentLog(project))
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+}
+
+func (s *serverProc) agentLog(project string) string {
+	b, _ := os.ReadFile(filepath.Join(s.DataDir, "volumes", project, "agent.log"))
+	return string(b)
+}
+
+// pushPayload is GitHub's push fixture rewritten for repo, branch and
+// commit.
+func pushPayload(t *testing.T, repoURL, branch, before, after string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "github", "testdata", "push.payload.json"))
+	if err != nil {
+		t.Fatalf("read push fixture: %v", err)
+	}
+	var p map[string]any
+	if err := json.Unmarshal(b, &p); err != nil {
+		t.Fatal(err)
+	}
+	p["ref"] = "refs/heads/" + branch
+	p["before"] = before
+	p["after"] = after
+	p["deleted"] = false
+	repo := p["repository"].(map[string]any)
+	repo["clone_url"] = repoURL
+	repo["html_url"] = repoURL
+	repo["git_url"] = repoURL
+	repo["ssh_url"] = repoURL
+	repo["url"] = repoURL
+	out, _ := json.Marshal(p)
+	return out
+}
+
+type webhookAnswer struct {
+	Status     int
+	Message    string `json:"message"`
+	Deployment string `json:"deployment"`
+}
+
+func (s *serverProc) sendPush(t *testing.T, secret, delivery string, body []byte) webhookAnswer {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, s.URL+"/webhooks/github", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-GitHub-Event", "push")
+	req.Header.Set("X-GitHub-Delivery", delivery)
+	req.Header.Set("X-Hub-Signature-256", github.Sign(secret, body))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("POST webhook: %v", err)
+	}
+	defer resp.Body.Close()
+	var a webhookAnswer
+	raw, _ := io.ReadAll(resp.Body)
+	if err := json.Unmarshal(raw, &a); err != nil {
+		t.Fatalf("webhook answer is not JSON: %s", raw)
+	}
+	a.Status = resp.StatusCode
+	return a
+}
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// imageConfig fetches the manifest of ref's tag from the registry and then
+// its config blob, returning the manifest digest and the image labels.
+func imageConfig(t *testing.T, host, repo, tag string) (string, map[string]string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, fmt.Sprintf("http://%s/v2/%s/manifests/%s", host, repo, tag), nil)
+	req.Header.Set("Accept", "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("GET manifest: %v", err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		t.Fatalf("GET manifest %s:%s = %d %s", repo, tag, resp.StatusCode, raw)
+	}
+	var m struct {
+		Config struct {
+			Digest string `json:"digest"`
+		} `json:"config"`
+	}
+	if err := json.Unmarshal(raw, &m); err != nil || m.Config.Digest == "" {
+		t.Fatalf("manifest without config: %v %s", err, raw)
+	}
+	resp2, err := http.Get(fmt.Sprintf("http://%s/v2/%s/blobs/%s", host, repo, m.Config.Digest))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp2.Body.Close()
+	var c struct {
+		Config struct {
+			Labels map[string]string `json:"Labels"`
+		} `json:"config"`
+	}
+	if err := json.NewDecoder(resp2.Body).Decode(&c); err != nil {
+		t.Fatalf("decode image config: %v", err)
+	}
+	return resp.Header.Get("Docker-Content-Digest"), c.Config.Labels
+}
+
+func TestPushBecomesImage(t *testing.T) {
+	s := startServer(t, t.TempDir(), "127.0.0.1:0")
+	p := testenv.Podman(t)
+	base := testenv.BaseImage(t, p, s.Host)
+
+	dir, sha := testenv.GitRepo(t, map[string]string{
+		"Dockerfile": "FROM " + base + "\nRUN echo hello-from-build > /hello.txt\nCOPY app.txt /app.txt\nCMD [\"cat\", \"/app.txt\"]\n",
+		"app.txt":    "version 1\n",
+	})
+	repoURL := "file://" + dir
+	out, code := s.cli(t, "project", "add", "app", "--repo", repoURL, "--webhook-secret", "s3cret")
+	if code != 0 || !strings.Contains(out, "/webhooks/github") {
+		t.Fatalf("project add: exit %d, want 0 and the webhook URL:\n%s", code, out)
+	}
+
+	start := time.Now()
+	a := s.sendPush(t, "s3cret", "delivery-1", pushPayload(t, repoURL, "main", strings.Repeat("0", 40), sha))
+	if a.Status != http.StatusAccepted || a.Deployment == "" {
+		t.Fatalf("push webhook = %d %q (deployment %q), want 202 with a deployment id", a.Status, a.Message, a.Deployment)
+	}
+	t.Logf("webhook answered in %s", time.Since(start))
+
+	// A redelivery of the same delivery creates nothing new.
+	again := s.sendPush(t, "s3cret", "delivery-1", pushPayload(t, repoURL, "main", strings.Repeat("0", 40), sha))
+	if again.Deployment != a.Deployment {
+		t.Errorf("redelivery answered deployment %q, want the original %q", again.Deployment, a.Deployment)
+	}
+
+	d := s.waitFinished(t, "app", a.Deployment, 5*time.Minute)
+	if d.Status != "succeeded" {
+		logs, _ := s.cli(t, "logs", d.ID)
+		t.Fatalf("deployment %s = %s (%s at %s), want succeeded\nlogs:\n%s\nagent log:\n%s", d.ID, d.Status, d.Error, d.FailedStep, logs, s.agentLog("app"))
+	}
+	wantImage := s.Host + "/app:" + sha
+	if d.Image != wantImage || d.Commit != sha || !strings.HasPrefix(d.Digest, "sha256:") || d.FinishedAt == nil {
+		t.Errorf("deployment = %+v, want image %s, commit %s, a sha256 digest and a finish time", d, wantImage, sha)
+	}
+	if n := len(s.deployments(t, "app")); n != 1 {
+		t.Errorf("%d deployments after a push and its redelivery, want 1", n)
+	}
+
+	digest, labels := imageConfig(t, s.Host, "app", sha)
+	if digest != d.Digest {
+		t.Errorf("registry digest of app:%s = %s, deployment recorded %s", sha, digest, d.Digest)
+	}
+	for k, want := range map[string]string{"slipway.project": "app", "slipway.commit": sha, "slipway.deployment": d.ID} {
+		if labels[k] != want {
+			t.Errorf("image label %s = %q, want %q (labels %v)", k, labels[k], want, labels)
+		}
+	}
+	if resp, err := http.Get(fmt.Sprintf("http://%s/v2/app/manifests/latest", s.Host)); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode == 200 {
+			t.Errorf("the registry has app:latest; Slipway must never tag latest")
+		}
+	}
+	logs, code := s.cli(t, "logs", d.ID)
+	if code != 0 || !strings.Contains(logs, "STEP 2/4: RUN echo hello-from-build") {
+		t.Errorf("slipway logs %s: exit %d, want the build output:\n%s", d.ID, code, logs)
+	}
+
+	// A failing RUN ends failed, with the step and its output.
+	sha2 := testenv.Commit(t, dir, map[string]string{
+		"Dockerfile": "FROM " + base + "\nRUN echo about-to-fail && exit 3\n",
+	})
+	a2 := s.sendPush(t, "s3cret", "delivery-2", pushPayload(t, repoURL, "main", sha, sha2))
+	if a2.Status != http.StatusAccepted {
+		t.Fatalf("second push = %d %q", a2.Status, a2.Message)
+	}
+	d2 := s.waitFinished(t, "app", a2.Deployment, 5*time.Minute)
+	if d2.Status != "failed" || !strings.Contains(d2.FailedStep, "RUN echo about-to-fail") || !strings.Contains(d2.Error, "about-to-fail") {
+		t.Errorf("failing build = %s, step %q, error %q; want failed at the RUN step with its output", d2.Status, d2.FailedStep, d2.Error)
+	}
+	table, _ := s.cli(t, "deployments", "app")
+	if !strings.Contains(table, "failed") || !strings.Contains(table, "RUN echo about-to-fail") {
+		t.Errorf("slipway deployments does not show the failure and its step:\n%s", table)
+	}
+	logs2, _ := s.cli(t, "logs", d2.ID)
+	if !strings.Contains(logs2, "about-to-fail") {
+		t.Errorf("logs of the failed build lack the RUN output:\n%s", logs2)
+	}
+}
+
+func TestServerRestartMidBuild(t *testing.T) {
+	dataDir := t.TempDir()
+	addr := freeAddr(t)
+	s := startServer(t, dataDir, addr)
+	p := testenv.Podman(t)
+	base := testenv.BaseImage(t, p, s.Host)
+	dir, sha := testenv.GitRepo(t, map[string]string{
+		"Dockerfile": "FROM " + base + "\nRUN echo sleeping && sleep 6 && echo woke\nCOPY f.txt /f.txt\n",
+		"f.txt":      "x\n",
+	})
+	if out, code := s.cli(t, "project", "add", "slow", "--repo", "file://"+dir); code != 0 {
+		t.Fatalf("project add: %d %s", code, out)
+	}
+	out, code := s.cli(t, "deploy", "slow", "--commit", sha)
+	if code != 0 {
+		t.Fatalf("deploy: exit %d: %s", code, out)
+	}
+	ds := s.deployments(t, "slow")
+	if len(ds) != 1 || !strings.Contains(out, ds[0].ID) {
+		t.Fatalf("want one deployment whose id `slipway deploy` printed, got %v and:\n%s", ds, out)
+	}
+	id := ds[0].ID
+
+	// Wait until the RUN sleep step is running, then kill -9 the server.
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		logs, _ := s.cli(t, "logs", id)
+		if strings.Contains(logs, "sleeping") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the build never reached its RUN sleep step\nserver:\n%s\nagent:\n%s", s.out, s.agentLog("slow"))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	s.kill9(t)
+
+	s2 := startServer(t, dataDir, addr)
+	d := s2.waitFinished(t, "slow", id, 5*time.Minute)
+	if d.Status != "succeeded" {
+		logs, _ := s2.cli(t, "logs", id)
+		t.Fatalf("after a restart mid-build the deployment = %s (%s at %s), want succeeded\nlogs:\n%s\nagent:\n%s", d.Status, d.Error, d.FailedStep, logs, s2.agentLog("slow"))
+	}
+	logs, _ := s2.cli(t, "logs", id)
+	if !strings.Contains(logs, "woke") {
+		t.Errorf("log after restart lacks the end of the RUN step:\n%s", logs)
+	}
+}
+
+// stopAgents kills the agents the server started under dataDir: machines
+// outlive the server by design, but not the test.
+func stopAgents(t *testing.T, dataDir string) {
+	pids, _ := filepath.Glob(filepath.Join(dataDir, "volumes", "*", "agent.pid"))
+	for _, f := range pids {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		var pid int
+		if _, err := fmt.Sscan(string(b), &pid); err == nil && pid > 0 {
+			_ = syscall.Kill(-pid, syscall.SIGKILL)
+		}
+	}
+}
+
+// unmountAll lazily unmounts what podman left mounted under dir (its
+// overlay storage), so the test's temporary directory can be removed.
+func unmountAll(t *testing.T, dir string) {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return
+	}
+	var mounts []string
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 4 && (f[4] == dir || strings.HasPrefix(f[4], dir+"/")) {
+			mounts = append(mounts, f[4])
+		}
+	}
+	for i := len(mounts) - 1; i >= 0; i-- {
+		_ = syscall.Unmount(mounts[i], syscall.MNT_DETACH)
+	}
+}

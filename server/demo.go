@@ -1,0 +1,127 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	"github.com/slipway-ci/slipway"
+	"github.com/slipway-ci/slipway/podman"
+	"github.com/slipway-ci/slipway/podman/baseimage"
+)
+
+// demoProject is the name of the project --demo creates.
+const demoProject = "demo"
+
+// demoBaseImage is the base image the demo Dockerfile starts FROM; no
+// public registry is needed: it is made from Debian's busybox-static and
+// pushed to the server's own registry.
+const demoBaseImage = "base/busybox:1"
+
+type demoConfig struct {
+	DataDir   string
+	Registry  string
+	Store     slipway.Store
+	Deployer  slipway.Deployer
+	PublicURL string
+	Logger    *slog.Logger
+}
+
+// setUpDemo makes a local git repository with a small app, a base image in
+// the registry, a "demo" project pointing at the repository, and deploys
+// it once. Everything it creates lives in the data directory; running it
+// again reuses what exists.
+func setUpDemo(ctx context.Context, cfg demoConfig) error {
+	dir := filepath.Join(cfg.DataDir, "demo")
+	base := cfg.Registry + "/" + demoBaseImage
+	if !imageExists(ctx, cfg.Registry, demoBaseImage) {
+		cfg.Logger.Info("demo: making the base image from busybox-static", "image", base)
+		p, err := podman.New(podman.ConfigAt(filepath.Join(dir, "podman")))
+		if err != nil {
+			return err
+		}
+		if err := baseimage.Busybox(ctx, p, base); err != nil {
+			return err
+		}
+		if _, err := p.Push(ctx, base, false, nil); err != nil {
+			return fmt.Errorf("push demo base image: %w", err)
+		}
+	}
+
+	repo := filepath.Join(dir, "repo")
+	if _, err := os.Stat(filepath.Join(repo, ".git")); os.IsNotExist(err) {
+		files := map[string]string{
+			"Dockerfile": "FROM " + base + "\n" +
+				"WORKDIR /app\n" +
+				"COPY index.html /app/index.html\n" +
+				"RUN echo \"built by Slipway on $(date -u)\" > /app/BUILD && cat /app/BUILD\n" +
+				"EXPOSE 8000\n" +
+				"CMD [\"httpd\", \"-f\", \"-p\", \"8000\", \"-h\", \"/app\"]\n",
+			"index.html": "<!doctype html><h1>Hello from the Slipway demo</h1>\n",
+			"README.md":  "A demo app for Slipway: edit index.html, commit, and run `slipway deploy demo`.\n",
+		}
+		if err := os.MkdirAll(repo, 0o755); err != nil {
+			return err
+		}
+		for name, body := range files {
+			if err := os.WriteFile(filepath.Join(repo, name), []byte(body), 0o644); err != nil {
+				return err
+			}
+		}
+		for _, args := range [][]string{
+			{"init", "-q", "-b", "main"},
+			{"add", "-A"},
+			{"-c", "user.name=Slipway", "-c", "user.email=demo@slipway.local", "commit", "-q", "-m", "Demo app"},
+		} {
+			cmd := exec.CommandContext(ctx, "git", args...)
+			cmd.Dir = repo
+			if out, err := cmd.CombinedOutput(); err != nil {
+				return fmt.Errorf("demo repository: git %s: %v: %s", strings.Join(args, " "), err, out)
+			}
+		}
+	}
+
+	if _, err := cfg.Store.Project(ctx, demoProject); slipway.ErrorCode(err) == slipway.ENOTFOUND {
+		p := &slipway.Project{Name: demoProject, Repo: "file://" + repo, Branch: "main", Dockerfile: "Dockerfile", Context: ".", WebhookSecret: randomHex(20)}
+		if err := cfg.Store.CreateProject(ctx, p); err != nil {
+			return err
+		}
+	} else if err != nil {
+		return err
+	}
+	ds, err := cfg.Store.Deployments(ctx, demoProject, 1)
+	if err != nil {
+		return err
+	}
+	if len(ds) == 0 {
+		d, _, err := cfg.Deployer.Deploy(ctx, slipway.DeployRequest{Project: demoProject, Trigger: slipway.TriggerDemo})
+		if err != nil {
+			return fmt.Errorf("deploy demo: %w", err)
+		}
+		cfg.Logger.Info("demo: first deployment started", "deployment", d.ID)
+	}
+	cfg.Logger.Info("demo project ready", "repo", repo,
+		"try", "slipway deployments demo; slipway logs <id>; edit "+filepath.Join(repo, "index.html")+", commit, then slipway deploy demo --wait")
+	return nil
+}
+
+// imageExists asks the registry whether ref (name:tag) is there.
+func imageExists(ctx context.Context, registry, ref string) bool {
+	name, tag, _ := strings.Cut(ref, ":")
+	req, err := http.NewRequestWithContext(ctx, http.MethodHead, "http://"+registry+"/v2/"+name+"/manifests/"+tag, nil)
+	if err != nil {
+		return false
+	}
+	req.Header.Set("Accept", "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}

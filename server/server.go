@@ -1,0 +1,328 @@
+// Package server wires Slipway's control plane together: the store, the
+// embedded (or external) Temporal, NATS and registry, the machine
+// provider, the control worker and one HTTP listener serving webhooks, the
+// GraphQL API, the registry and the web page.
+//
+// It owns start-up order and shutdown; it must not contain business logic
+// (that lives in deploy, github, graphql, ...). Only cmd/slipway reads flags
+// and environment variables into Config.
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/client"
+	tlog "go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/slipway-ci/slipway/deploy"
+	"github.com/slipway-ci/slipway/github"
+	"github.com/slipway-ci/slipway/gitmirror"
+	"github.com/slipway-ci/slipway/graphql"
+	"github.com/slipway-ci/slipway/machine/process"
+	"github.com/slipway-ci/slipway/natslog"
+	"github.com/slipway-ci/slipway/registry"
+	"github.com/slipway-ci/slipway/sqlite"
+	"github.com/slipway-ci/slipway/temporalserver"
+)
+
+// Config configures `slipway server`. Empty fields get the defaults set in
+// setDefaults; the embedded components are used unless an external address
+// is given.
+type Config struct {
+	// DataDir holds everything the server keeps: the SQLite store, the
+	// Temporal database, the JetStream store, the registry's blobs and the
+	// machines' volumes. Default "./slipway-data".
+	DataDir string
+	// Listen is the HTTP address for webhooks, /graphql, /v2/ and the UI.
+	// Default "127.0.0.1:8080"; port 0 picks a free port.
+	Listen string
+	// PublicURL is how forges and clients reach the server; default
+	// "http://" + the listen address.
+	PublicURL string
+	// TemporalAddress is an external Temporal frontend (host:port). Empty
+	// starts the embedded server.
+	TemporalAddress string
+	// TemporalNamespace is the namespace to use; default "default".
+	TemporalNamespace string
+	// NATSURL is an external NATS server with JetStream. Empty starts the
+	// embedded one.
+	NATSURL string
+	// Registry is an external registry host[:port][/prefix] to push images
+	// to. Empty serves the embedded registry at /v2/ on Listen.
+	Registry string
+	// AgentBinary is the executable started as `AgentBinary agent ...` for
+	// each machine; default the running executable.
+	AgentBinary string
+	// AgentEnv is added to the agents' environment.
+	AgentEnv []string
+	// MaxBuild bounds a single build; default one hour.
+	MaxBuild time.Duration
+	// Demo creates a demo project on start and deploys it.
+	Demo bool
+	// Logger receives the server's messages; default a text logger on
+	// stderr.
+	Logger *slog.Logger
+	// Ready, if set, is called with the server's base URL once it serves.
+	Ready func(url string)
+}
+
+func (c *Config) setDefaults() {
+	if c.DataDir == "" {
+		c.DataDir = "slipway-data"
+	}
+	if c.Listen == "" {
+		c.Listen = "127.0.0.1:8080"
+	}
+	if c.TemporalNamespace == "" {
+		c.TemporalNamespace = "default"
+	}
+	if c.MaxBuild <= 0 {
+		c.MaxBuild = time.Hour
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	}
+}
+
+// state is what the server keeps across restarts besides its databases:
+// the ports running agents reconnect to, and the registry token.
+type state struct {
+	TemporalPort  int    `json:"temporalPort"`
+	NATSPort      int    `json:"natsPort"`
+	RegistryToken string `json:"registryToken"`
+}
+
+func loadState(path string) (state, error) {
+	var s state
+	b, err := os.ReadFile(path)
+	if os.IsNotExist(err) {
+		return s, nil
+	} else if err != nil {
+		return s, err
+	}
+	if err := json.Unmarshal(b, &s); err != nil {
+		return s, fmt.Errorf("read %s: %w", path, err)
+	}
+	return s, nil
+}
+
+func saveState(path string, s state) error {
+	b, _ := json.MarshalIndent(s, "", "  ")
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// Run starts the server and blocks until ctx ends, then shuts down in
+// reverse order. In-flight deployments resume on the next Run with the same
+// DataDir.
+func Run(ctx context.Context, cfg Config) (err error) {
+	cfg.setDefaults()
+	log := cfg.Logger
+	dataDir, err := filepath.Abs(cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dataDir, 0o755); err != nil {
+		return fmt.Errorf("create data directory: %w", err)
+	}
+	statePath := filepath.Join(dataDir, "state.json")
+	st, err := loadState(statePath)
+	if err != nil {
+		return err
+	}
+	if st.RegistryToken == "" {
+		st.RegistryToken = randomHex(24)
+	}
+
+	var stops []func()
+	defer func() {
+		for i := len(stops) - 1; i >= 0; i-- {
+			stops[i]()
+		}
+	}()
+
+	store, err := sqlite.Open(filepath.Join(dataDir, "slipway.db"))
+	if err != nil {
+		return fmt.Errorf("open store: %w", err)
+	}
+	stops = append(stops, func() { _ = store.Close() })
+
+	temporalAddr := cfg.TemporalAddress
+	if temporalAddr == "" {
+		if err := os.MkdirAll(filepath.Join(dataDir, "temporal"), 0o755); err != nil {
+			return err
+		}
+		ts, err := temporalserver.Start(temporalserver.Config{
+			DatabaseFile: filepath.Join(dataDir, "temporal", "temporal.db"),
+			FrontendPort: st.TemporalPort,
+			Namespace:    cfg.TemporalNamespace,
+			LogFile:      filepath.Join(dataDir, "logs", "temporal.log"),
+		})
+		if err != nil {
+			return fmt.Errorf("start embedded Temporal: %w", err)
+		}
+		stops = append(stops, ts.Stop)
+		temporalAddr = ts.HostPort()
+		_, port, _ := net.SplitHostPort(temporalAddr)
+		fmt.Sscan(port, &st.TemporalPort)
+		log.Info("embedded Temporal started", "address", temporalAddr)
+	}
+	tc, err := client.DialContext(ctx, client.Options{
+		HostPort:  temporalAddr,
+		Namespace: cfg.TemporalNamespace,
+		Logger:    tlog.NewStructuredLogger(slog.New(warnOnly{log.Handler()})),
+	})
+	if err != nil {
+		return fmt.Errorf("connect to Temporal at %s: %w", temporalAddr, err)
+	}
+	stops = append(stops, tc.Close)
+
+	natsURL := cfg.NATSURL
+	if natsURL == "" {
+		ns, err := natslog.StartServer(natslog.ServerConfig{StoreDir: filepath.Join(dataDir, "nats"), Port: st.NATSPort})
+		if err != nil {
+			return fmt.Errorf("start embedded NATS: %w", err)
+		}
+		stops = append(stops, ns.Shutdown)
+		natsURL = ns.URL()
+		if i := strings.LastIndex(natsURL, ":"); i > 0 {
+			fmt.Sscan(natsURL[i+1:], &st.NATSPort)
+		}
+		log.Info("embedded NATS started", "url", natsURL)
+	}
+	arch, err := natslog.StartArchiver(ctx, natslog.ArchiverConfig{URL: natsURL, Store: store, Logger: log})
+	if err != nil {
+		return fmt.Errorf("start log archiver: %w", err)
+	}
+	stops = append(stops, arch.Stop)
+
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.Listen, err)
+	}
+	defer ln.Close()
+	hostPort := loopbackHostPort(ln.Addr().(*net.TCPAddr))
+	publicURL := cfg.PublicURL
+	if publicURL == "" {
+		publicURL = "http://" + hostPort
+	}
+	registryHost := cfg.Registry
+	var reg *registry.Registry
+	if registryHost == "" {
+		registryHost = hostPort
+		reg, err = registry.New(ctx, registry.Config{RootDir: filepath.Join(dataDir, "registry"), Token: st.RegistryToken, Logger: log})
+		if err != nil {
+			return fmt.Errorf("start embedded registry: %w", err)
+		}
+		stops = append(stops, func() { _ = reg.Close() })
+	}
+	if err := saveState(statePath, st); err != nil {
+		return fmt.Errorf("save state: %w", err)
+	}
+
+	machines, err := process.New(process.Config{
+		VolumesDir: filepath.Join(dataDir, "volumes"),
+		Binary:     cfg.AgentBinary,
+		Args:       []string{"--temporal", temporalAddr, "--namespace", cfg.TemporalNamespace, "--nats", natsURL},
+		Env:        cfg.AgentEnv,
+		Logger:     log,
+	})
+	if err != nil {
+		return err
+	}
+	svc := deploy.NewService(deploy.ServiceConfig{
+		Store:      store,
+		Temporal:   tc,
+		Registry:   registryHost,
+		ResolveRef: gitmirror.ResolveRef,
+		MaxBuild:   cfg.MaxBuild,
+		Logger:     log,
+	})
+
+	w := worker.New(tc, deploy.ControlQueue, worker.Options{})
+	w.RegisterWorkflowWithOptions(deploy.DeploymentWorkflow, workflow.RegisterOptions{Name: "DeploymentWorkflow"})
+	acts := &deploy.ControlActivities{Store: store, Machines: machines}
+	w.RegisterActivityWithOptions(acts.MarkBuilding, activity.RegisterOptions{Name: deploy.ActivityMarkBuilding})
+	w.RegisterActivityWithOptions(acts.WakeMachine, activity.RegisterOptions{Name: deploy.ActivityWake})
+	w.RegisterActivityWithOptions(acts.FinishDeployment, activity.RegisterOptions{Name: deploy.ActivityFinish})
+	if err := w.Start(); err != nil {
+		return fmt.Errorf("start control worker: %w", err)
+	}
+	stops = append(stops, w.Stop)
+
+	if err := svc.Reconcile(ctx); err != nil {
+		log.Error("reconcile deployments with Temporal", "error", err)
+	}
+
+	mux := http.NewServeMux()
+	mux.Handle("/webhooks/github", github.NewHandler(github.HandlerConfig{Store: store, Deployer: svc, Logger: log}))
+	mux.Handle("/graphql", graphql.NewHandler(graphql.Config{Store: store, Deployer: svc, PublicURL: publicURL, Logger: log}))
+	if reg != nil {
+		mux.Handle("/v2/", reg)
+	}
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
+	mux.HandleFunc("/", indexPage(publicURL))
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- hs.Serve(ln) }()
+	stops = append(stops, func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = hs.Shutdown(sctx)
+	})
+
+	if cfg.Demo {
+		if err := setUpDemo(ctx, demoConfig{DataDir: dataDir, Registry: registryHost, Store: store, Deployer: svc, PublicURL: publicURL, Logger: log}); err != nil {
+			log.Error("demo project could not be set up", "error", err)
+		}
+	}
+
+	log.Info("Slipway is running", "url", publicURL, "data", dataDir, "registry", registryHost)
+	if cfg.Ready != nil {
+		cfg.Ready(publicURL)
+	}
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+		return nil
+	case err := <-serveErr:
+		if errors.Is(err, http.ErrServerClosed) {
+			return nil
+		}
+		return fmt.Errorf("serve HTTP: %w", err)
+	}
+}
+
+// loopbackHostPort is the address local clients (agents, podman) use to
+// reach a listener: an unspecified IP becomes 127.0.0.1.
+func loopbackHostPort(a *net.TCPAddr) string {
+	ip := a.IP
+	if ip == nil || ip.IsUnspecified() {
+		ip = net.IPv4(127, 0, 0, 1)
+	}
+	return net.JoinHostPort(ip.String(), fmt.Sprint(a.Port))
+}
+
+// warnOnly drops records below warning level: the Temporal SDK narrates
+// every poll otherwise.
+type warnOnly struct{ slog.Handler }
+
+func (h warnOnly) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= slog.LevelWarn && h.Handler.Enabled(ctx, l)
+}
