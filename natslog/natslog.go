@@ -1,0 +1,163 @@
+// Package natslog carries a deployment's public build log through NATS
+// JetStream: an embedded NATS server for `slipway server` (Server), the
+// agent-side Publisher that numbers lines and publishes them, and the
+// server-side Archiver that copies them into the slipway.Store.
+//
+// Every line is a JSON slipway.LogLine on subject
+// slipway.logs.<project>.<deployment> in stream SLIPWAY_LOGS, with header
+// Nats-Msg-Id "<deployment>:<n>" so that republishing a line is harmless.
+//
+// The package does not decide what is public or secret: callers hand the
+// Publisher only public output (its Redact hook is the last line of defence).
+// It must never block a build for long on NATS: when NATS is slow or away,
+// lines wait in a bounded buffer and still reach stdout.
+package natslog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/slipway-ci/slipway"
+)
+
+const (
+	// StreamName is the JetStream stream that holds every deployment's log.
+	StreamName = "SLIPWAY_LOGS"
+	// SubjectPrefix starts every log subject; StreamSubjects is the
+	// stream's (and the archiver's) wildcard.
+	SubjectPrefix  = "slipway.logs."
+	StreamSubjects = SubjectPrefix + ">"
+
+	// DefaultMaxAge is how long the stream keeps a line by default. The
+	// archived copy in the store is the long-term record.
+	DefaultMaxAge = 30 * 24 * time.Hour
+	// DuplicateWindow is how long the stream remembers Nats-Msg-Ids: a line
+	// republished within it (after a lost ack or a reconnect) is dropped by
+	// the server. Later duplicates are still harmless: the store ignores a
+	// line it already has.
+	DuplicateWindow = 10 * time.Minute
+	// MaxLineBytes is the longest line text; longer lines are split.
+	MaxLineBytes = 16 << 10
+
+	// maxMsgBytes bounds one stream message: a MaxLineBytes line of control
+	// characters grows six-fold as JSON, plus the other fields.
+	maxMsgBytes = 1 << 20
+)
+
+// Subject returns the subject a deployment's log lines are published on:
+// "slipway.logs.<project>.<deployment>".
+func Subject(project, deployment string) string {
+	return SubjectPrefix + project + "." + deployment
+}
+
+// validToken reports whether s can be one token of a NATS subject.
+func validToken(s string) bool {
+	return s != "" && !strings.ContainsAny(s, ".*> \t\r\n\x00")
+}
+
+// streamConfig is SLIPWAY_LOGS' configuration.
+func streamConfig(maxAge time.Duration) jetstream.StreamConfig {
+	if maxAge <= 0 {
+		maxAge = DefaultMaxAge
+	}
+	return jetstream.StreamConfig{
+		Name:        StreamName,
+		Description: "Slipway deployment log lines (JSON slipway.LogLine)",
+		Subjects:    []string{StreamSubjects},
+		Retention:   jetstream.LimitsPolicy,
+		Storage:     jetstream.FileStorage,
+		Discard:     jetstream.DiscardOld,
+		MaxAge:      maxAge,
+		MaxMsgs:     -1,
+		MaxBytes:    -1,
+		MaxMsgSize:  maxMsgBytes,
+		Duplicates:  DuplicateWindow,
+		Replicas:    1,
+	}
+}
+
+// EnsureStream creates the log stream, or updates it to the expected
+// configuration (file storage, DuplicateWindow, DefaultMaxAge).
+func EnsureStream(ctx context.Context, js jetstream.JetStream) error {
+	return ensureStream(ctx, js, DefaultMaxAge)
+}
+
+func ensureStream(ctx context.Context, js jetstream.JetStream, maxAge time.Duration) error {
+	if _, err := js.CreateOrUpdateStream(ctx, streamConfig(maxAge)); err != nil {
+		return fmt.Errorf("ensure stream %s: %w", StreamName, err)
+	}
+	return nil
+}
+
+// ensureStreamExists creates the stream only when it is missing, so that a
+// client never overwrites limits the server configured.
+func ensureStreamExists(ctx context.Context, js jetstream.JetStream) (jetstream.Stream, error) {
+	st, err := js.Stream(ctx, StreamName)
+	if err == nil {
+		return st, nil
+	}
+	if !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil, fmt.Errorf("look up stream %s: %w", StreamName, err)
+	}
+	if err := EnsureStream(ctx, js); err != nil {
+		return nil, err
+	}
+	st, err = js.Stream(ctx, StreamName)
+	if err != nil {
+		return nil, fmt.Errorf("look up stream %s: %w", StreamName, err)
+	}
+	return st, nil
+}
+
+// splitText cuts s (valid UTF-8) into pieces of at most max bytes, at rune
+// boundaries. An empty s is one empty line.
+func splitText(s string, max int) []string {
+	if len(s) <= max {
+		return []string{s}
+	}
+	var parts []string
+	for len(s) > max {
+		cut := runeCut(s, max)
+		parts = append(parts, s[:cut])
+		s = s[cut:]
+	}
+	if s != "" {
+		parts = append(parts, s)
+	}
+	return parts
+}
+
+// runeCut returns the largest cut <= max that does not split a rune (or max
+// itself if no rune start is near, as in invalid UTF-8).
+func runeCut[T ~string | ~[]byte](s T, max int) int {
+	for cut := max; cut > 0 && cut > max-utf8.UTFMax; cut-- {
+		if utf8.RuneStart(s[cut]) {
+			return cut
+		}
+	}
+	return max
+}
+
+// lineID is a line's Nats-Msg-Id.
+func lineID(deployment string, n int64) string {
+	return fmt.Sprintf("%s:%d", deployment, n)
+}
+
+// validLine reports why a decoded line cannot be archived, or "".
+func validLine(l *slipway.LogLine, subject string) string {
+	switch {
+	case l.Deployment == "":
+		return "no deployment"
+	case l.N < 1:
+		return fmt.Sprintf("bad line number %d", l.N)
+	case !strings.HasSuffix(subject, "."+l.Deployment):
+		return fmt.Sprintf("deployment %q does not match subject %q", l.Deployment, subject)
+	}
+	return ""
+}

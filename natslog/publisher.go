@@ -1,0 +1,658 @@
+package natslog
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/slipway-ci/slipway"
+)
+
+// PublisherConfig configures a Publisher.
+type PublisherConfig struct {
+	// URL is the NATS server to publish to.
+	URL string
+	// Project and Deployment name the subject (see Subject); both are
+	// required and must not contain '.', '*', '>' or spaces.
+	Project, Deployment string
+	// Stdout, when set, also receives every line as "[step] text\n" (or
+	// "text\n" without a step), including lines NATS could not take.
+	Stdout io.Writer
+	// Logger reports the publisher's own trouble (NATS unreachable, lines
+	// dropped); default no-op. It never receives build output.
+	Logger *zap.Logger
+	// Redact, when set, rewrites every line's text before either sink, for
+	// example to mask secrets.
+	Redact func(string) string
+	// MaxBufferBytes bounds the published-but-unacknowledged lines held in
+	// memory while NATS is slow or away. Past it new lines only reach
+	// Stdout, and one line saying how many were dropped is published once
+	// there is room again. Default 64 MiB.
+	MaxBufferBytes int
+	// Now is the clock that stamps lines; default time.Now.
+	Now func() time.Time
+}
+
+const (
+	defaultMaxBufferBytes = 64 << 20
+	// maxPendingAcks is how many publishes may await their ack at once.
+	maxPendingAcks = 1024
+	// ackTimeout is when an unacknowledged publish is sent again.
+	ackTimeout = 10 * time.Second
+	// retryWaitMin and retryWaitMax bound the pause before a retry round.
+	retryWaitMin = 50 * time.Millisecond
+	retryWaitMax = 2 * time.Second
+)
+
+// Publisher numbers a deployment's log lines (1, 2, ... per deployment,
+// continuing after the lines already in the stream) and publishes each to
+// NATS JetStream and to Stdout.
+//
+// Writing a line never waits for NATS: lines are queued and a background
+// goroutine publishes them asynchronously, republishing (with the same
+// Nats-Msg-Id) any line whose ack fails, times out or is lost in a
+// reconnect, until Close. A Publisher is safe for concurrent use.
+type Publisher struct {
+	cfg     PublisherConfig
+	log     *zap.Logger
+	subject string
+	nc      *nats.Conn
+	js      jetstream.JetStream
+
+	mu           sync.Mutex
+	step         string
+	last         int64 // number of the last line accepted
+	queue        []*nats.Msg
+	retry        []*nats.Msg
+	pending      map[*nats.Msg]pendingLine // accepted, not yet acked
+	pendingBytes int
+	dropped      int64
+	retryRounds  int // retry rounds since the last ack, for backoff
+	closed       bool
+	writers      map[*LineWriter]struct{}
+
+	wake    chan struct{} // worker: something to publish
+	emptied chan struct{} // Close: pending became empty
+	stop    chan struct{}
+	done    chan struct{}
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+type pendingLine struct {
+	n    int64
+	size int
+}
+
+// NewPublisher connects to NATS (reconnecting forever, buffering while
+// disconnected) and finds the last line number already in the stream for
+// the deployment, so that a retried build continues the numbering. The log
+// stream is created if it does not exist.
+func NewPublisher(ctx context.Context, cfg PublisherConfig) (*Publisher, error) {
+	if !validToken(cfg.Project) || !validToken(cfg.Deployment) {
+		return nil, slipway.Errorf(slipway.EINVALID, "invalid log subject for project %q, deployment %q", cfg.Project, cfg.Deployment)
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	if cfg.MaxBufferBytes <= 0 {
+		cfg.MaxBufferBytes = defaultMaxBufferBytes
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	p := &Publisher{
+		cfg:     cfg,
+		log:     cfg.Logger.With(zap.String("project", cfg.Project), zap.String("deployment", cfg.Deployment)),
+		subject: Subject(cfg.Project, cfg.Deployment),
+		pending: make(map[*nats.Msg]pendingLine),
+		writers: make(map[*LineWriter]struct{}),
+		wake:    make(chan struct{}, 1),
+		emptied: make(chan struct{}, 1),
+		stop:    make(chan struct{}),
+		done:    make(chan struct{}),
+	}
+	nc, err := nats.Connect(cfg.URL,
+		nats.Name("slipway-log-publisher "+cfg.Deployment),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(500*time.Millisecond),
+		nats.ReconnectBufSize(8<<20),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			p.log.Warn("log stream disconnected", zap.Error(err))
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			p.log.Info("log stream reconnected", zap.String("url", nc.ConnectedUrlRedacted()))
+		}),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			p.log.Warn("log stream error", zap.Error(err))
+		}),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("connect to log stream %s: %w", cfg.URL, err)
+	}
+	p.nc = nc
+	p.js, err = jetstream.New(nc,
+		jetstream.WithPublishAsyncMaxPending(maxPendingAcks),
+		jetstream.WithPublishAsyncTimeout(ackTimeout),
+		jetstream.WithPublishAsyncAckHandler(p.onAck),
+		jetstream.WithPublishAsyncErrHandler(p.onErr),
+	)
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("log stream: %w", err)
+	}
+	p.last, err = lastLineNumber(ctx, p.js, p.subject)
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	go p.run()
+	return p, nil
+}
+
+// lastLineNumber returns the highest line number stored on subject, or 0.
+// The last stored message normally holds it; when the count of messages
+// says the numbering is not 1..N in order (a line republished late after
+// a reconnect, a duplicate past the dedup window), it reads them all.
+func lastLineNumber(ctx context.Context, js jetstream.JetStream, subject string) (int64, error) {
+	st, err := ensureStreamExists(ctx, js)
+	if err != nil {
+		return 0, err
+	}
+	raw, err := st.GetLastMsgForSubject(ctx, subject)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return 0, nil
+	} else if err != nil {
+		return 0, fmt.Errorf("find last log line on %s: %w", subject, err)
+	}
+	var last slipway.LogLine
+	if err := json.Unmarshal(raw.Data, &last); err != nil {
+		return 0, fmt.Errorf("find last log line on %s: decode message %d: %w", subject, raw.Sequence, err)
+	}
+	info, err := st.Info(ctx, jetstream.WithSubjectFilter(subject))
+	if err != nil {
+		return 0, fmt.Errorf("find last log line on %s: %w", subject, err)
+	}
+	count := info.State.Subjects[subject]
+	if count == uint64(last.N) {
+		return last.N, nil
+	}
+	return scanMaxLineNumber(ctx, js, subject, count)
+}
+
+// scanMaxLineNumber reads every message on subject (count of them) and
+// returns the highest line number.
+func scanMaxLineNumber(ctx context.Context, js jetstream.JetStream, subject string, count uint64) (int64, error) {
+	cons, err := js.OrderedConsumer(ctx, StreamName, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{subject},
+		DeliverPolicy:  jetstream.DeliverAllPolicy,
+	})
+	if err != nil {
+		return 0, fmt.Errorf("scan log lines on %s: %w", subject, err)
+	}
+	it, err := cons.Messages()
+	if err != nil {
+		return 0, fmt.Errorf("scan log lines on %s: %w", subject, err)
+	}
+	defer it.Stop()
+	var max int64
+	for seen := uint64(0); seen < count; seen++ {
+		msg, err := it.Next(jetstream.NextContext(ctx))
+		if err != nil {
+			return 0, fmt.Errorf("scan log lines on %s: %w", subject, err)
+		}
+		var l slipway.LogLine
+		if json.Unmarshal(msg.Data(), &l) == nil && l.N > max {
+			max = l.N
+		}
+		if md, err := msg.Metadata(); err == nil && md.NumPending == 0 {
+			break
+		}
+	}
+	return max, nil
+}
+
+// SetStep sets the step that lines without their own step are tagged
+// with (a Dockerfile step or a phase such as "fetch").
+func (p *Publisher) SetStep(step string) {
+	p.mu.Lock()
+	p.step = step
+	p.mu.Unlock()
+}
+
+// Line publishes text as one line on stream ("stdout", "stderr", ...),
+// tagged with the current step. Newlines in text start new lines, and a
+// text longer than MaxLineBytes becomes several lines.
+func (p *Publisher) Line(stream, text string) {
+	text = strings.TrimSuffix(text, "\n")
+	for line := range strings.SplitSeq(text, "\n") {
+		p.emit(stream, "", strings.TrimSuffix(line, "\r"))
+	}
+}
+
+// emit turns text (one line, no newline) into one or more numbered lines.
+func (p *Publisher) emit(stream, step, text string) {
+	text = strings.ToValidUTF8(text, "\uFFFD")
+	if p.cfg.Redact != nil {
+		text = strings.ToValidUTF8(p.cfg.Redact(text), "\uFFFD")
+	}
+	parts := splitText(text, MaxLineBytes)
+	p.mu.Lock()
+	if step == "" {
+		step = p.step
+	}
+	now := p.cfg.Now().UTC()
+	startedDropping := false
+	for _, part := range parts {
+		startedDropping = p.acceptLocked(now, stream, step, part) || startedDropping
+		p.stdoutLocked(step, part)
+	}
+	buffered := p.pendingBytes
+	p.mu.Unlock()
+	// Log outside the lock: the Logger may well write through this
+	// Publisher (see Core).
+	if startedDropping {
+		p.log.Warn("log stream buffer full: dropping lines until NATS catches up", zap.Int("bufferBytes", buffered))
+	}
+}
+
+// acceptLocked numbers a line and queues it for publishing, unless the
+// publisher is closed or its buffer is full. It reports whether this line
+// started a run of dropped lines.
+func (p *Publisher) acceptLocked(now time.Time, stream, step, text string) (startedDropping bool) {
+	if p.closed {
+		return false
+	}
+	if p.dropped > 0 && p.pendingBytes < p.cfg.MaxBufferBytes/2 {
+		n := p.dropped
+		p.dropped = 0
+		p.queueLocked(now, "stderr", step, droppedNotice(n), true)
+	}
+	if p.dropped > 0 || !p.queueLocked(now, stream, step, text, false) {
+		p.dropped++
+		return p.dropped == 1
+	}
+	return false
+}
+
+func droppedNotice(n int64) string {
+	return fmt.Sprintf("[slipway] %d log lines were not published: the log stream was unavailable", n)
+}
+
+// queueLocked numbers a line and queues it, unless the buffer is full and
+// force is false.
+func (p *Publisher) queueLocked(now time.Time, stream, step, text string, force bool) bool {
+	l := slipway.LogLine{Deployment: p.cfg.Deployment, N: p.last + 1, Time: now, Stream: stream, Step: step, Text: text}
+	data, err := json.Marshal(l)
+	if err != nil { // only a clock outside years 0-9999 gets here; count it as dropped
+		return false
+	}
+	if !force && len(p.pending) > 0 && p.pendingBytes+len(data) > p.cfg.MaxBufferBytes {
+		return false
+	}
+	p.last = l.N
+	m := &nats.Msg{Subject: p.subject, Data: data, Header: nats.Header{}}
+	m.Header.Set(jetstream.MsgIDHeader, lineID(p.cfg.Deployment, l.N))
+	p.pending[m] = pendingLine{n: l.N, size: len(data)}
+	p.pendingBytes += len(data)
+	p.queue = append(p.queue, m)
+	signal(p.wake)
+	return true
+}
+
+func (p *Publisher) stdoutLocked(step, text string) {
+	if p.cfg.Stdout == nil {
+		return
+	}
+	var b strings.Builder
+	if step != "" {
+		b.Grow(len(step) + len(text) + 4)
+		b.WriteByte('[')
+		b.WriteString(step)
+		b.WriteString("] ")
+	}
+	b.WriteString(text)
+	b.WriteByte('\n')
+	// A failing stdout must not fail the build; the line is still published.
+	_, _ = io.WriteString(p.cfg.Stdout, b.String())
+}
+
+// signal wakes whoever waits on ch without blocking.
+func signal(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// onAck runs on NATS's ack goroutine when the stream stored a line (or
+// reports it as a duplicate, which means stored earlier).
+func (p *Publisher) onAck(_ jetstream.JetStream, m *nats.Msg, _ *jetstream.PubAck) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if pl, ok := p.pending[m]; ok {
+		delete(p.pending, m)
+		p.pendingBytes -= pl.size
+	}
+	p.retryRounds = 0
+	if len(p.pending) == 0 {
+		signal(p.emptied)
+	}
+}
+
+// onErr runs when a publish failed, timed out, or was cut by a reconnect:
+// the line goes back for another try.
+func (p *Publisher) onErr(_ jetstream.JetStream, m *nats.Msg, err error) {
+	p.mu.Lock()
+	pl, ok := p.pending[m]
+	if ok {
+		p.retry = append(p.retry, m)
+		signal(p.wake)
+	}
+	p.mu.Unlock()
+	if ok {
+		p.log.Debug("log line publish failed, will retry", zap.Int64("n", pl.n), zap.Error(err))
+	}
+}
+
+// run publishes queued lines, retried ones first (in line order), until
+// Close stops it.
+func (p *Publisher) run() {
+	defer close(p.done)
+	for {
+		p.mu.Lock()
+		var batch []*nats.Msg
+		for _, m := range p.retry {
+			if _, ok := p.pending[m]; ok { // else acked meanwhile
+				batch = append(batch, m)
+			}
+		}
+		p.retry = nil
+		retrying := len(batch) > 0
+		if retrying {
+			sort.Slice(batch, func(i, j int) bool { return p.pending[batch[i]].n < p.pending[batch[j]].n })
+			p.retryRounds++
+		} else {
+			batch, p.queue = p.queue, nil
+		}
+		rounds := p.retryRounds
+		p.mu.Unlock()
+
+		if len(batch) == 0 {
+			select {
+			case <-p.wake:
+				continue
+			case <-p.stop:
+				return
+			}
+		}
+		if retrying && !p.sleep(backoff(rounds)) {
+			return
+		}
+		// While disconnected, lines wait here rather than piling up in the
+		// connection's reconnect buffer, where they would time out and be
+		// buffered again.
+		for !p.nc.IsConnected() {
+			if !p.sleep(retryWaitMin * 4) {
+				return
+			}
+		}
+		for i, m := range batch {
+			if _, err := p.js.PublishMsgAsync(m); err != nil {
+				// Too many lines await their ack, or the connection just
+				// dropped: put the rest back in front, in order.
+				p.mu.Lock()
+				if retrying {
+					p.retry = append(p.retry, batch[i:]...)
+				} else {
+					p.queue = append(batch[i:], p.queue...)
+				}
+				p.mu.Unlock()
+				p.log.Debug("log line publish refused, will retry", zap.Int("lines", len(batch)-i), zap.Error(err))
+				if !p.sleep(retryWaitMin) {
+					return
+				}
+				break
+			}
+		}
+	}
+}
+
+func backoff(rounds int) time.Duration {
+	d := retryWaitMin
+	for i := 1; i < rounds && d < retryWaitMax; i++ {
+		d *= 2
+	}
+	return min(d, retryWaitMax)
+}
+
+// sleep waits d, or returns false if the publisher stops first.
+func (p *Publisher) sleep(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-p.stop:
+		return false
+	}
+}
+
+// Writer returns an io.Writer (a *LineWriter) that turns what is written
+// into lines on stream: it splits at "\n" (dropping a "\r" before it),
+// cuts lines longer than MaxLineBytes, and tags them with step, or with
+// the current step (SetStep) when step is "". A trailing partial line is
+// published on the writer's Flush or Close, or by the Publisher's Close.
+func (p *Publisher) Writer(stream, step string) io.Writer {
+	w := &LineWriter{p: p, stream: stream, step: step}
+	p.mu.Lock()
+	p.writers[w] = struct{}{}
+	p.mu.Unlock()
+	return w
+}
+
+// LineWriter is the io.Writer returned by Publisher.Writer. It is safe for
+// concurrent use; Write never fails.
+type LineWriter struct {
+	p      *Publisher
+	stream string
+	step   string
+
+	mu  sync.Mutex
+	buf []byte
+}
+
+// Write publishes every complete line in b and keeps the rest for later.
+func (w *LineWriter) Write(b []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf = append(w.buf, b...)
+	rest := w.buf
+	for {
+		i := bytes.IndexByte(rest, '\n')
+		if i < 0 {
+			break
+		}
+		w.p.emit(w.stream, w.step, string(bytes.TrimSuffix(rest[:i], []byte{'\r'})))
+		rest = rest[i+1:]
+	}
+	for len(rest) > MaxLineBytes {
+		cut := runeCut(rest, MaxLineBytes)
+		w.p.emit(w.stream, w.step, string(rest[:cut]))
+		rest = rest[cut:]
+	}
+	w.buf = w.buf[:copy(w.buf, rest)]
+	return len(b), nil
+}
+
+// Flush publishes a trailing partial line, if any.
+func (w *LineWriter) Flush() error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.buf) > 0 {
+		w.p.emit(w.stream, w.step, string(bytes.TrimSuffix(w.buf, []byte{'\r'})))
+		w.buf = w.buf[:0]
+	}
+	return nil
+}
+
+// Close flushes the writer. Writing after Close still works, but a
+// partial line is then only published by another Flush or Close.
+func (w *LineWriter) Close() error {
+	err := w.Flush()
+	w.p.mu.Lock()
+	delete(w.p.writers, w)
+	w.p.mu.Unlock()
+	return err
+}
+
+// Close flushes every open Writer, waits until NATS acknowledged every line
+// or ctx is done, and closes the connection. Lines written after Close only
+// reach Stdout. It is safe to call more than once; later calls return the
+// first call's result.
+func (p *Publisher) Close(ctx context.Context) error {
+	p.closeOnce.Do(func() { p.closeErr = p.close(ctx) })
+	return p.closeErr
+}
+
+func (p *Publisher) close(ctx context.Context) error {
+	p.mu.Lock()
+	writers := make([]*LineWriter, 0, len(p.writers))
+	for w := range p.writers {
+		writers = append(writers, w)
+	}
+	p.mu.Unlock()
+	// Flush in creation order is unknowable from a map; any order is fine
+	// because each writer's lines keep their own order.
+	for _, w := range writers {
+		_ = w.Close()
+	}
+
+	p.mu.Lock()
+	if p.dropped > 0 {
+		n := p.dropped
+		p.dropped = 0
+		p.queueLocked(p.cfg.Now().UTC(), "stderr", p.step, droppedNotice(n), true)
+	}
+	p.closed = true
+	p.mu.Unlock()
+
+	var err error
+	for {
+		p.mu.Lock()
+		left := len(p.pending)
+		p.mu.Unlock()
+		if left == 0 {
+			break
+		}
+		select {
+		case <-p.emptied:
+			continue
+		case <-ctx.Done():
+		}
+		p.mu.Lock()
+		left, first := len(p.pending), int64(0)
+		for _, pl := range p.pending {
+			if first == 0 || pl.n < first {
+				first = pl.n
+			}
+		}
+		p.mu.Unlock()
+		if left > 0 {
+			err = fmt.Errorf("close log publisher for %s: %d lines (from line %d) not acknowledged by NATS: %w", p.cfg.Deployment, left, first, ctx.Err())
+			p.log.Warn("log lines not acknowledged at close", zap.Int("lines", left), zap.Int64("firstLine", first))
+		}
+		break
+	}
+	close(p.stop)
+	<-p.done
+	p.nc.Close()
+	return err
+}
+
+// LastLine returns the number of the last line accepted for publishing
+// (0 before the first line of a deployment).
+func (p *Publisher) LastLine() int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.last
+}
+
+// Core returns a zapcore.Core that publishes each entry at or above level
+// as a line, so zap.New(p.Core(level)) is the one logger with both sinks
+// (NATS and Stdout). The entry's message is the text; fields "stream"
+// (default "stdout") and "step" (default the current step) are taken out,
+// other fields are appended as " key=value".
+func (p *Publisher) Core(level zapcore.LevelEnabler) zapcore.Core {
+	return &lineCore{LevelEnabler: level, p: p}
+}
+
+type lineCore struct {
+	zapcore.LevelEnabler
+	p      *Publisher
+	fields []zapcore.Field
+}
+
+func (c *lineCore) With(fields []zapcore.Field) zapcore.Core {
+	return &lineCore{LevelEnabler: c.LevelEnabler, p: c.p, fields: append(slices.Clip(c.fields), fields...)}
+}
+
+func (c *lineCore) Check(e zapcore.Entry, ce *zapcore.CheckedEntry) *zapcore.CheckedEntry {
+	if c.Enabled(e.Level) {
+		return ce.AddCore(e, c)
+	}
+	return ce
+}
+
+func (c *lineCore) Write(e zapcore.Entry, fields []zapcore.Field) error {
+	enc := zapcore.NewMapObjectEncoder()
+	for _, f := range c.fields {
+		f.AddTo(enc)
+	}
+	for _, f := range fields {
+		f.AddTo(enc)
+	}
+	stream, step := "stdout", ""
+	if s, ok := enc.Fields["stream"].(string); ok {
+		stream = s
+		delete(enc.Fields, "stream")
+	}
+	if s, ok := enc.Fields["step"].(string); ok {
+		step = s
+		delete(enc.Fields, "step")
+	}
+	text := e.Message
+	if len(enc.Fields) > 0 {
+		keys := make([]string, 0, len(enc.Fields))
+		for k := range enc.Fields {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		var b strings.Builder
+		b.WriteString(text)
+		for _, k := range keys {
+			fmt.Fprintf(&b, " %s=%v", k, enc.Fields[k])
+		}
+		text = b.String()
+	}
+	for line := range strings.SplitSeq(text, "\n") {
+		c.p.emit(stream, step, strings.TrimSuffix(line, "\r"))
+	}
+	return nil
+}
+
+func (c *lineCore) Sync() error { return nil }

@@ -1,0 +1,167 @@
+package natslog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// ServerConfig configures the embedded NATS server.
+type ServerConfig struct {
+	// StoreDir is where JetStream keeps the stream on disk (created if
+	// missing). Restarting on the same StoreDir keeps every stored line.
+	StoreDir string
+	// Host is the address clients connect to; default 127.0.0.1.
+	Host string
+	// Port is the client port; 0 picks a free one (URL reports it).
+	Port int
+	// MaxAge is how long the stream keeps a line; default DefaultMaxAge.
+	MaxAge time.Duration
+	// Logger, when set, gets the server's warnings and errors (never its
+	// notices or traces); default none.
+	Logger *slog.Logger
+}
+
+// Server is an embedded NATS server with JetStream on disk and the log
+// stream in place.
+type Server struct {
+	ns   *server.Server
+	once sync.Once
+}
+
+// readyTimeout bounds how long StartServer waits for the server to accept
+// connections (JetStream recovers its store before that).
+const readyTimeout = 10 * time.Second
+
+// StartServer starts an embedded NATS server with JetStream storing in
+// cfg.StoreDir, waits until it accepts connections, and makes sure the log
+// stream exists with the configured limits. The server installs no signal
+// handlers and prints nothing; its warnings and errors go to cfg.Logger if
+// set. Call Shutdown to stop it.
+func StartServer(cfg ServerConfig) (*Server, error) {
+	if cfg.StoreDir == "" {
+		return nil, errors.New("start nats: no store directory")
+	}
+	if cfg.Host == "" {
+		cfg.Host = "127.0.0.1"
+	}
+	if cfg.Port == 0 {
+		cfg.Port = server.RANDOM_PORT
+	}
+	if err := os.MkdirAll(cfg.StoreDir, 0o750); err != nil {
+		return nil, fmt.Errorf("start nats: %w", err)
+	}
+	ns, err := server.NewServer(&server.Options{
+		ServerName:             "slipway",
+		Host:                   cfg.Host,
+		Port:                   cfg.Port,
+		JetStream:              true,
+		StoreDir:               cfg.StoreDir,
+		NoSigs:                 true,
+		NoLog:                  true,
+		DisableJetStreamBanner: true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("start nats: %w", err)
+	}
+	logger := &serverLogger{log: cfg.Logger, fatal: make(chan string, 1)}
+	ns.SetLoggerV2(logger, false, false, false)
+	s := &Server{ns: ns}
+	go ns.Start()
+	// Wait for the client port, but give up at once when the server
+	// reports a fatal error (port in use, store unusable).
+	addr := net.JoinHostPort(cfg.Host, strconv.Itoa(max(cfg.Port, 0)))
+	for deadline := time.Now().Add(readyTimeout); !ns.ReadyForConnections(50 * time.Millisecond); {
+		select {
+		case msg := <-logger.fatal:
+			s.Shutdown()
+			return nil, fmt.Errorf("start nats on %s: %s", addr, msg)
+		default:
+		}
+		if time.Now().After(deadline) {
+			s.Shutdown()
+			return nil, fmt.Errorf("start nats on %s: not ready after %s", addr, readyTimeout)
+		}
+	}
+	if !ns.JetStreamEnabled() {
+		s.Shutdown()
+		return nil, fmt.Errorf("start nats: JetStream did not start in %s", cfg.StoreDir)
+	}
+	if err := s.ensureStream(cfg.MaxAge); err != nil {
+		s.Shutdown()
+		return nil, fmt.Errorf("start nats: %w", err)
+	}
+	return s, nil
+}
+
+func (s *Server) ensureStream(maxAge time.Duration) error {
+	nc, err := nats.Connect(s.URL(), nats.InProcessServer(s.ns), nats.Name("slipway-natslog-setup"))
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
+	defer cancel()
+	return ensureStream(ctx, js, maxAge)
+}
+
+// URL returns the client URL, with the real port when Port was 0.
+func (s *Server) URL() string {
+	return s.ns.ClientURL()
+}
+
+// Shutdown stops the server and waits until it has stopped. It is safe to
+// call more than once.
+func (s *Server) Shutdown() {
+	s.once.Do(func() {
+		s.ns.Shutdown()
+		s.ns.WaitForShutdown()
+	})
+}
+
+// serverLogger keeps the embedded server quiet: it passes warnings and
+// errors to an optional slog.Logger and reports the first fatal error to
+// StartServer.
+type serverLogger struct {
+	log   *slog.Logger
+	fatal chan string
+}
+
+func (l *serverLogger) Noticef(string, ...any) {}
+func (l *serverLogger) Debugf(string, ...any)  {}
+func (l *serverLogger) Tracef(string, ...any)  {}
+
+func (l *serverLogger) Warnf(format string, v ...any) {
+	if l.log != nil {
+		l.log.Warn("nats: " + fmt.Sprintf(format, v...))
+	}
+}
+
+func (l *serverLogger) Errorf(format string, v ...any) {
+	if l.log != nil {
+		l.log.Error("nats: " + fmt.Sprintf(format, v...))
+	}
+}
+
+func (l *serverLogger) Fatalf(format string, v ...any) {
+	msg := fmt.Sprintf(format, v...)
+	l.Errorf("%s", msg)
+	select {
+	case l.fatal <- msg:
+	default:
+	}
+}
