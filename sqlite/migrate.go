@@ -1,0 +1,130 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// ErrNewerSchema means the database file has a schema version this build
+// does not know: it was written by a newer Slipway. Open wraps it.
+var ErrNewerSchema = errors.New("database schema is newer than this version of slipway supports")
+
+// migrations is the schema's history: applying migrations[i] takes the
+// schema from version i to version i+1. Only append; never edit an entry
+// that has been released, since files in the wild have already applied it.
+var migrations = []string{
+	// 1: projects, deployments, log lines.
+	`
+CREATE TABLE projects (
+	name           TEXT PRIMARY KEY,
+	repo           TEXT NOT NULL,
+	repo_key       TEXT NOT NULL, -- slipway.NormalizeRepoURL(repo)
+	branch         TEXT NOT NULL DEFAULT '',
+	dockerfile     TEXT NOT NULL DEFAULT '',
+	context        TEXT NOT NULL DEFAULT '',
+	webhook_secret TEXT NOT NULL DEFAULT '',
+	created_at     TEXT NOT NULL
+) STRICT;
+CREATE INDEX projects_repo_key ON projects (repo_key);
+
+CREATE TABLE deployments (
+	id          TEXT PRIMARY KEY,
+	project     TEXT NOT NULL REFERENCES projects (name),
+	ref         TEXT NOT NULL DEFAULT '',
+	commit_sha  TEXT NOT NULL DEFAULT '',
+	"trigger"   TEXT NOT NULL DEFAULT '',
+	status      TEXT NOT NULL,
+	image       TEXT NOT NULL DEFAULT '',
+	digest      TEXT NOT NULL DEFAULT '',
+	error       TEXT NOT NULL DEFAULT '',
+	failed_step TEXT NOT NULL DEFAULT '',
+	delivery_id TEXT NOT NULL DEFAULT '',
+	timings     TEXT NOT NULL DEFAULT '', -- JSON object of phase -> milliseconds, or ''
+	created_at  TEXT NOT NULL,
+	started_at  TEXT,
+	finished_at TEXT
+) STRICT;
+-- One deployment per webhook delivery; manual deployments have no delivery.
+CREATE UNIQUE INDEX deployments_delivery_id ON deployments (delivery_id) WHERE delivery_id <> '';
+CREATE INDEX deployments_project_created ON deployments (project, created_at);
+CREATE INDEX deployments_unfinished ON deployments (created_at) WHERE status IN ('queued', 'building');
+
+CREATE TABLE log_lines (
+	deployment TEXT NOT NULL REFERENCES deployments (id),
+	n          INTEGER NOT NULL,
+	time       TEXT NOT NULL,
+	stream     TEXT NOT NULL DEFAULT '',
+	step       TEXT NOT NULL DEFAULT '',
+	text       TEXT NOT NULL DEFAULT '',
+	PRIMARY KEY (deployment, n)
+) STRICT;
+`,
+}
+
+// migrate applies the migrations db has not applied yet, each in its own
+// transaction together with its row in schema_migrations, so a failed
+// migration leaves the schema as it was. Concurrent callers (two processes
+// opening one file) are safe: each step re-reads the version under the
+// write lock.
+func migrate(ctx context.Context, db *sql.DB, migrations []string) error {
+	if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+	version    INTEGER PRIMARY KEY,
+	applied_at TEXT NOT NULL
+)`); err != nil {
+		return fmt.Errorf("create schema_migrations: %w", err)
+	}
+	// Each step applies one migration, so more steps than migrations
+	// means a step did not take effect.
+	for range len(migrations) + 1 {
+		done, err := migrateStep(ctx, db, migrations)
+		if err != nil || done {
+			return err
+		}
+	}
+	return errors.New("migrate: schema version did not advance")
+}
+
+// migrateStep applies the next pending migration, or reports done.
+func migrateStep(ctx context.Context, db *sql.DB, migrations []string) (done bool, err error) {
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return false, fmt.Errorf("migrate: %w", err)
+	}
+	defer tx.Rollback()
+
+	version, err := schemaVersion(ctx, tx)
+	if err != nil {
+		return false, err
+	}
+	switch {
+	case version > len(migrations):
+		return false, fmt.Errorf("schema version %d, but this slipway knows versions up to %d (upgrade slipway or restore a backup): %w",
+			version, len(migrations), ErrNewerSchema)
+	case version == len(migrations):
+		return true, nil
+	}
+	next := version + 1
+	if _, err := tx.ExecContext(ctx, migrations[version]); err != nil {
+		return false, fmt.Errorf("migrate to schema version %d: %w", next, err)
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)`,
+		next, formatTime(time.Now())); err != nil {
+		return false, fmt.Errorf("migrate to schema version %d: %w", next, err)
+	}
+	if err := tx.Commit(); err != nil {
+		return false, fmt.Errorf("migrate to schema version %d: %w", next, err)
+	}
+	return false, nil
+}
+
+// schemaVersion returns the highest applied migration, 0 for a new file.
+func schemaVersion(ctx context.Context, q rowQueryer) (int, error) {
+	var v int
+	if err := q.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&v); err != nil {
+		return 0, fmt.Errorf("read schema version: %w", err)
+	}
+	return v, nil
+}

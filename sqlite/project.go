@@ -1,0 +1,118 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/slipway-ci/slipway"
+)
+
+const projectColumns = `name, repo, branch, dockerfile, context, webhook_secret, created_at`
+
+// CreateProject stores p. The name must pass slipway.ValidateProjectName
+// (EINVALID) and be free (ECONFLICT). A zero CreatedAt is set to now; p's
+// CreatedAt is set to the UTC time stored.
+func (db *DB) CreateProject(ctx context.Context, p *slipway.Project) error {
+	if p == nil {
+		return slipway.Errorf(slipway.EINVALID, "no project given")
+	}
+	if err := slipway.ValidateProjectName(p.Name); err != nil {
+		return err
+	}
+	created := p.CreatedAt
+	if created.IsZero() {
+		created = db.now()
+	}
+	created = created.UTC()
+	_, err := db.write.ExecContext(ctx, `INSERT INTO projects
+	(name, repo, repo_key, branch, dockerfile, context, webhook_secret, created_at)
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+		p.Name, p.Repo, slipway.NormalizeRepoURL(p.Repo), p.Branch, p.Dockerfile, p.Context, p.WebhookSecret, formatTime(created))
+	if isConstraint(err, codeConstraintPrimaryKey, codeConstraintUnique) {
+		return slipway.Errorf(slipway.ECONFLICT, "project %q already exists", p.Name)
+	} else if err != nil {
+		return fmt.Errorf("create project %q: %w", p.Name, err)
+	}
+	p.CreatedAt = created
+	return nil
+}
+
+// Project returns the named project, or ENOTFOUND.
+func (db *DB) Project(ctx context.Context, name string) (*slipway.Project, error) {
+	p, err := scanProject(db.read.QueryRowContext(ctx, `SELECT `+projectColumns+` FROM projects WHERE name = ?`, name))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, slipway.Errorf(slipway.ENOTFOUND, "project %q not found", name)
+	} else if err != nil {
+		return nil, fmt.Errorf("get project %q: %w", name, err)
+	}
+	return p, nil
+}
+
+// Projects lists every project, ordered by name.
+func (db *DB) Projects(ctx context.Context) ([]*slipway.Project, error) {
+	ps, err := db.queryProjects(ctx, `SELECT `+projectColumns+` FROM projects ORDER BY name`)
+	if err != nil {
+		return nil, fmt.Errorf("list projects: %w", err)
+	}
+	return ps, nil
+}
+
+// ProjectsByRepo returns the projects, ordered by name, whose repository is
+// one of urls once both are reduced by slipway.NormalizeRepoURL, so a
+// webhook's clone, HTML or SSH URL all find a project registered with any
+// of them.
+func (db *DB) ProjectsByRepo(ctx context.Context, urls []string) ([]*slipway.Project, error) {
+	seen := map[string]bool{}
+	var keys []any
+	for _, u := range urls {
+		k := slipway.NormalizeRepoURL(u)
+		if k == "" || seen[k] {
+			continue
+		}
+		seen[k] = true
+		keys = append(keys, k)
+	}
+	if len(keys) == 0 {
+		return []*slipway.Project{}, nil
+	}
+	q := `SELECT ` + projectColumns + ` FROM projects WHERE repo_key IN (?` +
+		strings.Repeat(", ?", len(keys)-1) + `) ORDER BY name`
+	ps, err := db.queryProjects(ctx, q, keys...)
+	if err != nil {
+		return nil, fmt.Errorf("find projects by repository: %w", err)
+	}
+	return ps, nil
+}
+
+func (db *DB) queryProjects(ctx context.Context, query string, args ...any) ([]*slipway.Project, error) {
+	rows, err := db.read.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	ps := []*slipway.Project{}
+	for rows.Next() {
+		p, err := scanProject(rows)
+		if err != nil {
+			return nil, err
+		}
+		ps = append(ps, p)
+	}
+	return ps, rows.Err()
+}
+
+func scanProject(s scanner) (*slipway.Project, error) {
+	var p slipway.Project
+	var created string
+	if err := s.Scan(&p.Name, &p.Repo, &p.Branch, &p.Dockerfile, &p.Context, &p.WebhookSecret, &created); err != nil {
+		return nil, err
+	}
+	var err error
+	if p.CreatedAt, err = parseTime(created); err != nil {
+		return nil, err
+	}
+	return &p, nil
+}
