@@ -82,9 +82,9 @@ func NormalizeRepoURL(u string) string {
 	if pu, err := url.Parse(u); err == nil && pu.Host != "" {
 		u = pu.Hostname() + pu.Path
 	} else if at := strings.Index(u, "@"); at >= 0 && strings.Contains(u[at:], ":") {
-		hostPath := u[at+1:]
-		u = strings.Replace(hostPath, ":", "/", 1)
+		host, p, _ := strings.Cut(u[at+1:], ":")
+		u = host + "/" + strings.TrimPrefix(p, "/") // host:/abs/path is ssh://host/abs/path
 	}
-	u = strings.TrimSuffix(strings.TrimSuffix(u, "/"), ".git")
-	return strings.ToLower(u)
+	u = strings.ToLower(u)
+	return strings.TrimSuffix(strings.TrimSuffix(u, "/"), ".git")
 }
