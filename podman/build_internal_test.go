@@ -101,3 +101,17 @@ func TestTomlString(t *testing.T) {
 		t.Errorf("tomlString = %s, want %s", got, want)
 	}
 }
+
+func TestShortRunRoot(t *testing.T) {
+	long := "/tmp/" + strings.Repeat("x", 60) + "/podman/run"
+	got := shortRunRoot(long)
+	if len(got) > maxRunRoot || got == shortRunRoot("/tmp/"+strings.Repeat("y", 60)) {
+		t.Errorf("shortRunRoot(%q) = %q, want a distinct path of at most %d characters", long, got, maxRunRoot)
+	}
+	if got != shortRunRoot(long) {
+		t.Errorf("shortRunRoot is not stable")
+	}
+	if short := "/tmp/a/run"; shortRunRoot(short) != short {
+		t.Errorf("shortRunRoot(%q) = %q, want it unchanged", short, shortRunRoot(short))
+	}
+}

@@ -10,9 +10,13 @@
 package podman
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+
 	"context"
 	"errors"
 	"fmt"
+	"golang.org/x/sys/unix"
 	"io"
 	"os"
 	"os/exec"
@@ -82,6 +86,7 @@ func New(cfg Config) (*Podman, error) {
 			return nil, fmt.Errorf("podman: Config.%s must be an absolute path, got %q", name, v)
 		}
 	}
+	cfg.RunRoot = shortRunRoot(cfg.RunRoot)
 	for _, bin := range []*string{&cfg.Binary, &cfg.Runc} {
 		p, err := exec.LookPath(*bin)
 		if err != nil {
@@ -293,4 +298,28 @@ func checkTag(ref string) error {
 		return fmt.Errorf("podman: %q: Slipway never tags latest", ref)
 	}
 	return nil
+}
+
+// maxRunRoot is the longest run root podman accepts ("the specified runroot
+// is longer than 50 characters").
+const maxRunRoot = 50
+
+// shortRunRoot returns dir when podman accepts it, otherwise a short
+// directory in /run (or the temp dir) named after a hash of dir, so every
+// volume still gets its own run root. Run roots hold only locks and mount
+// state, which need not survive a reboot.
+func shortRunRoot(dir string) string {
+	if len(dir) <= maxRunRoot {
+		return dir
+	}
+	sum := sha256.Sum256([]byte(dir))
+	name := "slipway-" + hex.EncodeToString(sum[:8])
+	for _, base := range []string{"/run", os.TempDir()} {
+		if st, err := os.Stat(base); err == nil && st.IsDir() && unix.Access(base, unix.W_OK) == nil {
+			if p := filepath.Join(base, name); len(p) <= maxRunRoot {
+				return p
+			}
+		}
+	}
+	return filepath.Join("/tmp", name)
 }

@@ -186,7 +186,8 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	tc, err := client.DialContext(ctx, client.Options{
 		HostPort:  temporalAddr,
 		Namespace: cfg.TemporalNamespace,
-		Logger:    tlog.NewStructuredLogger(slog.New(warnOnly{log.Handler()})),
+		// The SDK narrates every poll at info level.
+		Logger: tlog.NewStructuredLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))),
 	})
 	if err != nil {
 		return fmt.Errorf("connect to Temporal at %s: %w", temporalAddr, err)
@@ -317,12 +318,4 @@ func loopbackHostPort(a *net.TCPAddr) string {
 		ip = net.IPv4(127, 0, 0, 1)
 	}
 	return net.JoinHostPort(ip.String(), fmt.Sprint(a.Port))
-}
-
-// warnOnly drops records below warning level: the Temporal SDK narrates
-// every poll otherwise.
-type warnOnly struct{ slog.Handler }
-
-func (h warnOnly) Enabled(ctx context.Context, l slog.Level) bool {
-	return l >= slog.LevelWarn && h.Handler.Enabled(ctx, l)
 }
