@@ -87,10 +87,13 @@ type Deployment struct {
 	DeliveryID string `json:"deliveryId,omitempty"`
 	// Timings maps a phase name (queue, wake, fetch, build, push, total) to
 	// its duration in milliseconds.
-	Timings    map[string]int64 `json:"timings,omitempty"`
-	CreatedAt  time.Time        `json:"createdAt"`
-	StartedAt  *time.Time       `json:"startedAt,omitempty"`
-	FinishedAt *time.Time       `json:"finishedAt,omitempty"`
+	Timings map[string]int64 `json:"timings,omitempty"`
+	// Steps are the Dockerfile steps the build ran, with their durations
+	// and whether the layer cache served them.
+	Steps      []BuildStep `json:"steps,omitempty"`
+	CreatedAt  time.Time   `json:"createdAt"`
+	StartedAt  *time.Time  `json:"startedAt,omitempty"`
+	FinishedAt *time.Time  `json:"finishedAt,omitempty"`
 }
 
 // LogLine is one numbered line of a deployment's public build output.
@@ -111,6 +114,20 @@ type DeploymentResult struct {
 	Error      string
 	FailedStep string
 	Timings    map[string]int64
+	Steps      []BuildStep
+}
+
+// BuildStep is one Dockerfile step of a build.
+type BuildStep struct {
+	// N numbers the steps of the whole build from 1.
+	N int `json:"n"`
+	// Instruction is the step as podman printed it, e.g.
+	// "STEP 3/5: RUN npm ci" or "[1/2] STEP 2/4: COPY . .".
+	Instruction string `json:"instruction"`
+	// Cached is true when the layer cache served the step.
+	Cached bool `json:"cached"`
+	// DurationMs is how long the step took.
+	DurationMs int64 `json:"durationMs"`
 }
 
 // Store persists projects, deployments, webhook deliveries and log lines.

@@ -190,7 +190,7 @@ func (a *Activities) Build(ctx context.Context, in deploy.BuildInput) (deploy.Bu
 	out := deploy.BuildActivityResult{}
 	cached := 0
 	for i, s := range res.Steps {
-		out.Steps = append(out.Steps, deploy.Step{N: i + 1, Instruction: s.String(), Cached: s.Cached, DurationMs: s.Duration.Milliseconds()})
+		out.Steps = append(out.Steps, slipway.BuildStep{N: i + 1, Instruction: s.String(), Cached: s.Cached, DurationMs: s.Duration.Milliseconds()})
 		if s.Cached {
 			cached++
 		}

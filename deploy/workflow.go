@@ -80,17 +80,9 @@ type FetchResult struct {
 	Dir string
 }
 
-// Step is one Dockerfile step of a build.
-type Step struct {
-	N           int
-	Instruction string
-	Cached      bool
-	DurationMs  int64
-}
-
 // BuildActivityResult is the Build activity's result.
 type BuildActivityResult struct {
-	Steps []Step
+	Steps []slipway.BuildStep
 }
 
 // PushResult is the Push activity's result.
@@ -102,7 +94,7 @@ type PushResult struct {
 type BuildResult struct {
 	Image   string
 	Digest  string
-	Steps   []Step
+	Steps   []slipway.BuildStep
 	Timings map[string]int64
 }
 
@@ -276,7 +268,7 @@ func DeploymentWorkflow(ctx workflow.Context, in DeploymentInput) (res slipway.D
 	for k, v := range built.Timings {
 		timings[k] = v
 	}
-	return slipway.DeploymentResult{Status: slipway.StatusSucceeded, Image: built.Image, Digest: built.Digest}, nil
+	return slipway.DeploymentResult{Status: slipway.StatusSucceeded, Image: built.Image, Digest: built.Digest, Steps: built.Steps}, nil
 }
 
 // failed turns an error into a failed result, keeping the failing step and

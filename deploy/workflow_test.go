@@ -66,7 +66,7 @@ func (f *fakeActivities) register(env *testsuite.TestWorkflowEnvironment) {
 		if f.build != nil {
 			return f.build(ctx)
 		}
-		return BuildActivityResult{Steps: []Step{{N: 1, Instruction: "STEP 1/1: FROM base", Cached: true}}}, nil
+		return BuildActivityResult{Steps: []slipway.BuildStep{{N: 1, Instruction: "STEP 1/1: FROM base", Cached: true}}}, nil
 	}, activity.RegisterOptions{Name: ActivityBuild})
 	env.RegisterActivityWithOptions(func(ctx context.Context, in BuildInput) (PushResult, error) {
 		n := f.count(ActivityPush)
