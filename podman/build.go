@@ -148,9 +148,9 @@ func (p *Podman) Build(ctx context.Context, opts BuildOptions) (*BuildResult, er
 		return nil, fmt.Errorf("build: unknown format %q", format)
 	}
 
-	// Per-build scratch space: buildah's container bundles (TMPDIR) and a
-	// private runc state root, so a cancelled build's RUN containers can be
-	// found and removed without touching anyone else's.
+	// Per-build scratch space: a private runc state root, so a cancelled
+	// build's RUN containers can be found and removed without touching
+	// anyone else's.
 	tmp, err := os.MkdirTemp(p.cfg.TmpDir, "build-")
 	if err != nil {
 		return nil, fmt.Errorf("build: %w", err)
@@ -179,7 +179,10 @@ func (p *Podman) Build(ctx context.Context, opts BuildOptions) (*BuildResult, er
 	args = append(args, "--", opts.ContextDir)
 
 	cmd := p.Command(ctx, args...)
-	cmd.Env = append(cmd.Env, "TMPDIR="+tmp)
+	// TMPDIR is where buildah keeps the contents of RUN --mount=type=cache
+	// (buildah-cache-<uid>) and its container bundles: it must persist on
+	// the volume, or every cache mount starts empty.
+	cmd.Env = append(cmd.Env, "TMPDIR="+p.BuildTmpDir())
 	killGroup := cmd.Cancel
 	cmd.Cancel = func() error {
 		err := killGroup()
@@ -326,3 +329,8 @@ func (p *Podman) removeRuncContainers(root string) {
 		_ = exec.CommandContext(ctx, p.cfg.Runc, "--root", root, "delete", "--force", id).Run()
 	}
 }
+
+// BuildTmpDir is the persistent temporary directory builds run with: it
+// holds the RUN --mount=type=cache directories, which must survive from one
+// build to the next.
+func (p *Podman) BuildTmpDir() string { return filepath.Join(p.cfg.TmpDir, "buildah") }

@@ -128,7 +128,7 @@ image_copy_tmp_dir = %s
 // ensureDirs creates the directories podman expects to exist; podman
 // system reset removes some of them.
 func (p *Podman) ensureDirs() error {
-	for _, d := range []string{p.cfg.Root, p.cfg.RunRoot, p.cfg.TmpDir, filepath.Join(p.cfg.TmpDir, "image-copy")} {
+	for _, d := range []string{p.cfg.Root, p.cfg.RunRoot, p.cfg.TmpDir, filepath.Join(p.cfg.TmpDir, "image-copy"), p.BuildTmpDir()} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return fmt.Errorf("podman: %w", err)
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
@@ -398,5 +399,27 @@ func TestResetKeepsPodmanUsable(t *testing.T) {
 	ctxDir := writeContext(t, map[string]string{"Dockerfile": "FROM localhost/bb:2\nRUN true\n"})
 	if _, err := p.Build(t.Context(), podman.BuildOptions{ContextDir: ctxDir, Tag: "localhost/after-reset:1"}); err != nil {
 		t.Fatalf("build after reset: %v", err)
+	}
+}
+
+// A RUN --mount=type=cache directory keeps its contents from one build to
+// the next on the same storage.
+func TestCacheMountPersists(t *testing.T) {
+	t.Parallel()
+	host := testenv.Registry(t)
+	p := testenv.Podman(t)
+	base := testenv.BaseImage(t, p, host)
+	dockerfile := "FROM " + base + "\n" +
+		"COPY stamp.txt /stamp.txt\n" +
+		"RUN --mount=type=cache,target=/cache cat /stamp.txt >> /cache/seen && echo \"cache holds $(wc -l < /cache/seen) builds\"\n"
+	for i, want := range []string{"cache holds 1 builds", "cache holds 2 builds"} {
+		ctxDir := writeContext(t, map[string]string{"Dockerfile": dockerfile, "stamp.txt": fmt.Sprintf("build %d\n", i)})
+		out := newLines("")
+		if _, err := p.Build(t.Context(), podman.BuildOptions{ContextDir: ctxDir, Tag: fmt.Sprintf("%s/cache:%d", host, i), Stdout: out, Stderr: out}); err != nil {
+			t.Fatalf("build %d: %v\n%s", i, err, out.text())
+		}
+		if !strings.Contains(out.text(), want) {
+			t.Fatalf("build %d output lacks %q: the cache mount did not persist\n%s", i, want, out.text())
+		}
 	}
 }
