@@ -32,6 +32,10 @@ type BuildOptions struct {
 	Labels map[string]string
 	// BuildArgs are passed as --build-arg k=v.
 	BuildArgs map[string]string
+	// Secrets maps a secret id to the file holding its value; a RUN step
+	// reads it with --mount=type=secret,id=ID (at /run/secrets/ID). Secrets
+	// never end up in a layer.
+	Secrets map[string]string
 	// TLSVerify requires HTTPS and verified certificates for registries
 	// the build pulls from.
 	TLSVerify bool
@@ -175,6 +179,12 @@ func (p *Podman) Build(ctx context.Context, opts BuildOptions) (*BuildResult, er
 	}
 	for _, k := range slices.Sorted(maps.Keys(opts.BuildArgs)) {
 		args = append(args, "--build-arg", k+"="+opts.BuildArgs[k])
+	}
+	for _, id := range slices.Sorted(maps.Keys(opts.Secrets)) {
+		if id == "" || strings.ContainsAny(id, ",=") {
+			return nil, fmt.Errorf("build: invalid secret id %q", id)
+		}
+		args = append(args, "--secret", "id="+id+",src="+opts.Secrets[id])
 	}
 	args = append(args, "--", opts.ContextDir)
 

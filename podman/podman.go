@@ -12,6 +12,7 @@ package podman
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 
 	"context"
 	"errors"
@@ -322,4 +323,58 @@ func shortRunRoot(dir string) string {
 		}
 	}
 	return filepath.Join("/tmp", name)
+}
+
+// Image is one image in the storage, as `podman images` lists it.
+type Image struct {
+	ID      string            `json:"Id"`
+	Names   []string          `json:"Names"`
+	Labels  map[string]string `json:"Labels"`
+	Created int64             `json:"Created"`
+}
+
+// Images lists the images whose labels match filter ("key=value"; empty
+// lists every image).
+func (p *Podman) Images(ctx context.Context, labelFilter string) ([]Image, error) {
+	args := []string{"images", "--format", "json"}
+	if labelFilter != "" {
+		args = append(args, "--filter", "label="+labelFilter)
+	}
+	out, err := p.run(ctx, args...)
+	if err != nil {
+		return nil, err
+	}
+	var imgs []Image
+	if out == "" {
+		return nil, nil
+	}
+	if err := json.Unmarshal([]byte(out), &imgs); err != nil {
+		return nil, fmt.Errorf("podman images: %w", err)
+	}
+	return imgs, nil
+}
+
+// RemoveImages removes images by id, with all their tags. Layers other
+// images still use stay.
+func (p *Podman) RemoveImages(ctx context.Context, ids ...string) error {
+	if len(ids) == 0 {
+		return nil
+	}
+	_, err := p.run(ctx, append([]string{"rmi", "--force", "--"}, ids...)...)
+	return err
+}
+
+// Tag adds the tag ref to the local image src (an id or a reference).
+func (p *Podman) Tag(ctx context.Context, src, ref string) error {
+	if err := checkTag(ref); err != nil {
+		return err
+	}
+	_, err := p.run(ctx, "tag", src, ref)
+	return err
+}
+
+// ImageExists reports whether the local storage has the image ref (an id
+// or a reference).
+func (p *Podman) ImageExists(ctx context.Context, ref string) bool {
+	return p.Command(ctx, "image", "exists", ref).Run() == nil
 }

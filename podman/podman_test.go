@@ -1,6 +1,7 @@
 package podman_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -421,5 +422,40 @@ func TestCacheMountPersists(t *testing.T) {
 		if !strings.Contains(out.text(), want) {
 			t.Fatalf("build %d output lacks %q: the cache mount did not persist\n%s", i, want, out.text())
 		}
+	}
+}
+
+// A build secret is readable by the RUN step that mounts it and stays out
+// of the image.
+func TestBuildSecret(t *testing.T) {
+	t.Parallel()
+	host := testenv.Registry(t)
+	p := testenv.Podman(t)
+	base := testenv.BaseImage(t, p, host)
+	secretFile := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(secretFile, []byte("s3cr3t-value"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctxDir := writeContext(t, map[string]string{"Dockerfile": "FROM " + base + "\n" +
+		"RUN --mount=type=secret,id=token test \"$(md5sum < /run/secrets/token | cut -c1-32)\" = e74a7345b906b2dd50c8e026a10bc02f && echo secret-ok && ls /run/secrets > /listing\n"})
+	ref := host + "/secret:1"
+	out := newLines("")
+	if _, err := p.Build(t.Context(), podman.BuildOptions{ContextDir: ctxDir, Tag: ref, Secrets: map[string]string{"token": secretFile}, Stdout: out, Stderr: out}); err != nil {
+		t.Fatalf("build with a secret: %v\n%s", err, out.text())
+	}
+	if !strings.Contains(out.text(), "secret-ok") {
+		t.Fatalf("the RUN step did not read the secret:\n%s", out.text())
+	}
+	save := filepath.Join(t.TempDir(), "image.tar")
+	if b, err := p.Command(t.Context(), "save", "-o", save, ref).CombinedOutput(); err != nil {
+		t.Fatalf("podman save: %v %s", err, b)
+	}
+	// Layers are uncompressed tar inside the docker-archive: a plain search
+	// finds the value if any layer holds it.
+	if b, err := os.ReadFile(save); err != nil || bytes.Contains(b, []byte("s3cr3t-value")) {
+		t.Errorf("the secret's value is in the saved image (err %v)", err)
+	}
+	if _, err := p.Build(t.Context(), podman.BuildOptions{ContextDir: ctxDir, Tag: ref, Secrets: map[string]string{"a,b": secretFile}}); err == nil {
+		t.Errorf("a secret id with a comma was accepted")
 	}
 }
