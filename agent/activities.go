@@ -177,6 +177,7 @@ func (a *Activities) Build(ctx context.Context, in deploy.BuildInput) (deploy.Bu
 		if ctx.Err() != nil {
 			return deploy.BuildActivityResult{}, ctx.Err()
 		}
+		a.housekeep(ctx, j, in.Project, "")
 		var be *podman.BuildError
 		if errors.As(err, &be) {
 			step := be.Step
@@ -216,6 +217,7 @@ func (a *Activities) Push(ctx context.Context, in deploy.BuildInput) (deploy.Pus
 	if err := os.RemoveAll(a.checkoutDir(in.DeploymentID)); err != nil {
 		a.cfg.Logger.Warn("remove checkout", "deployment", in.DeploymentID, "error", err)
 	}
+	a.housekeep(ctx, j, in.Project, in.Image)
 	return deploy.PushResult{Digest: digest}, nil
 }
 

@@ -52,6 +52,12 @@ type Config struct {
 	// StartTimeout is how long a freshly started agent waits for its first
 	// task. Default 60s.
 	StartTimeout time.Duration
+	// KeepImages is how many of this project's latest successful images the
+	// machine keeps (so a rollback never rebuilds); default 5.
+	KeepImages int
+	// ResetThreshold is the fraction of the volume's filesystem in use past
+	// which podman's storage is reset after a build; default 0.75.
+	ResetThreshold float64
 	// Stdout receives every public output line as well; default os.Stdout.
 	Stdout io.Writer
 	// Logger gets the agent's own messages; default slog.Default().
@@ -95,6 +101,12 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	if cfg.StartTimeout <= 0 {
 		cfg.StartTimeout = 60 * time.Second
+	}
+	if cfg.KeepImages <= 0 {
+		cfg.KeepImages = DefaultKeepImages
+	}
+	if cfg.ResetThreshold <= 0 {
+		cfg.ResetThreshold = DefaultResetThreshold
 	}
 	if cfg.Stdout == nil {
 		cfg.Stdout = os.Stdout

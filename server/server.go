@@ -27,6 +27,7 @@ import (
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/slipway-ci/slipway/agent"
 	"github.com/slipway-ci/slipway/deploy"
 	"github.com/slipway-ci/slipway/github"
 	"github.com/slipway-ci/slipway/gitmirror"
@@ -68,6 +69,12 @@ type Config struct {
 	AgentBinary string
 	// AgentEnv is added to the agents' environment.
 	AgentEnv []string
+	// KeepImages is how many of a project's latest successful images its
+	// machine keeps for rollbacks; default 5.
+	KeepImages int
+	// ResetThreshold is the fraction of a volume's filesystem in use past
+	// which the machine resets its podman storage; default 0.75.
+	ResetThreshold float64
 	// MaxBuild bounds a single build; default one hour.
 	MaxBuild time.Duration
 	// Demo creates a demo project on start and deploys it.
@@ -88,6 +95,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.TemporalNamespace == "" {
 		c.TemporalNamespace = "default"
+	}
+	if c.KeepImages <= 0 {
+		c.KeepImages = agent.DefaultKeepImages
+	}
+	if c.ResetThreshold <= 0 {
+		c.ResetThreshold = agent.DefaultResetThreshold
 	}
 	if c.MaxBuild <= 0 {
 		c.MaxBuild = time.Hour
@@ -240,7 +253,8 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	machines, err := process.New(process.Config{
 		VolumesDir: filepath.Join(dataDir, "volumes"),
 		Binary:     cfg.AgentBinary,
-		Args:       []string{"--temporal", temporalAddr, "--namespace", cfg.TemporalNamespace, "--nats", natsURL},
+		Args: []string{"--temporal", temporalAddr, "--namespace", cfg.TemporalNamespace, "--nats", natsURL,
+			"--keep-images", fmt.Sprint(cfg.KeepImages), "--reset-threshold", fmt.Sprint(cfg.ResetThreshold)},
 		Env:        cfg.AgentEnv,
 		Logger:     log,
 	})

@@ -53,6 +53,8 @@ external services with --temporal, --nats and --registry.`,
 	f.StringVar(&cfg.Registry, "registry", os.Getenv("SLIPWAY_REGISTRY"), "external registry host[:port][/prefix] to push to (default: embedded at /v2/)")
 	f.DurationVar(&cfg.MaxBuild, "max-build", time.Hour, "maximum duration of one build")
 	f.BoolVar(&cfg.Demo, "demo", false, "create and deploy a demo project that builds offline")
+	f.IntVar(&cfg.KeepImages, "keep-images", agent.DefaultKeepImages, "images of each project's last successful builds its machine keeps for rollbacks")
+	f.Float64Var(&cfg.ResetThreshold, "reset-threshold", agent.DefaultResetThreshold, "fraction of a volume in use past which its build cache is reset")
 	return cmd
 }
 
@@ -79,6 +81,8 @@ rarely run it by hand.`,
 	f.StringVar(&cfg.Namespace, "namespace", "default", "Temporal namespace")
 	f.StringVar(&cfg.NATSURL, "nats", "", "NATS URL for the log stream")
 	f.BoolVar(&cfg.RegistryTLSVerify, "registry-tls-verify", false, "require TLS for the registry")
+	f.IntVar(&cfg.KeepImages, "keep-images", agent.DefaultKeepImages, "keep the images of this many latest successful builds")
+	f.Float64Var(&cfg.ResetThreshold, "reset-threshold", agent.DefaultResetThreshold, "reset the build cache when the volume is fuller than this fraction")
 	f.DurationVar(&cfg.IdleTimeout, "idle-timeout", 3*time.Second, "exit after this long without work")
 	f.DurationVar(&cfg.StartTimeout, "start-timeout", time.Minute, "exit if no work arrives within this long of starting")
 	for _, name := range []string{"project", "volume", "temporal"} {

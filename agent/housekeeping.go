@@ -1,0 +1,118 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+
+	"golang.org/x/sys/unix"
+)
+
+// Housekeeping defaults.
+const (
+	DefaultKeepImages     = 5
+	DefaultResetThreshold = 0.75
+)
+
+// pinsFile lists, oldest first, the image references of this machine's
+// last successful builds: their images are kept so a rollback never
+// rebuilds.
+func (l Layout) pinsFile() string { return filepath.Join(l.Root, "pinned-images.json") }
+
+func (a *Activities) pins() []string {
+	var refs []string
+	b, err := os.ReadFile(a.layout.pinsFile())
+	if err == nil {
+		_ = json.Unmarshal(b, &refs)
+	}
+	return refs
+}
+
+func (a *Activities) savePins(refs []string) error {
+	b, _ := json.Marshal(refs)
+	tmp := a.layout.pinsFile() + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, a.layout.pinsFile())
+}
+
+// housekeep runs after every build. It pins pushed (the image just pushed,
+// if any), removes this project's images that are not among the last
+// KeepImages pinned ones, and when the volume's filesystem is fuller than
+// ResetThreshold it resets podman's storage and clears the temp and work
+// directories. The volume is only a cache: the next build is colder, never
+// wrong. Failures are reported, never fatal to the build.
+func (a *Activities) housekeep(ctx context.Context, j *job, project, pushed string) {
+	keep := a.cfg.KeepImages
+	pins := a.pins()
+	if pushed != "" {
+		pins = slices.DeleteFunc(pins, func(r string) bool { return r == pushed })
+		pins = append(pins, pushed)
+		if len(pins) > keep {
+			pins = pins[len(pins)-keep:]
+		}
+		if err := a.savePins(pins); err != nil {
+			a.cfg.Logger.Warn("housekeeping: save pinned images", "error", err)
+		}
+	}
+	imgs, err := a.podman.Images(ctx, "slipway.project="+project)
+	if err != nil {
+		a.cfg.Logger.Warn("housekeeping: list images", "error", err)
+	}
+	var remove []string
+	for _, img := range imgs {
+		pinned := false
+		for _, n := range img.Names {
+			if slices.Contains(pins, n) {
+				pinned = true
+			}
+		}
+		if !pinned {
+			remove = append(remove, img.ID)
+		}
+	}
+	if len(remove) > 0 {
+		if err := a.podman.RemoveImages(ctx, remove...); err != nil {
+			a.cfg.Logger.Warn("housekeeping: remove old images", "error", err)
+		} else {
+			j.line("housekeeping", "removed %d old image(s), keeping the last %d successful builds", len(remove), keep)
+		}
+	}
+
+	used, err := fsUsage(a.layout.Root)
+	if err != nil {
+		a.cfg.Logger.Warn("housekeeping: volume usage", "error", err)
+		return
+	}
+	if used <= a.cfg.ResetThreshold {
+		return
+	}
+	j.line("housekeeping", "volume %.0f%% full (threshold %.0f%%): resetting the build cache", used*100, a.cfg.ResetThreshold*100)
+	if err := a.podman.Reset(ctx); err != nil {
+		a.cfg.Logger.Warn("housekeeping: podman system reset", "error", err)
+	}
+	entries, _ := os.ReadDir(a.layout.Work)
+	for _, e := range entries {
+		_ = os.RemoveAll(filepath.Join(a.layout.Work, e.Name()))
+	}
+	_ = os.Remove(a.layout.pinsFile())
+}
+
+// fsUsage is the fraction of the filesystem holding dir that is in use, as
+// df computes it.
+func fsUsage(dir string) (float64, error) {
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		return 0, fmt.Errorf("statfs %s: %w", dir, err)
+	}
+	used := float64(st.Blocks - st.Bfree)
+	total := used + float64(st.Bavail)
+	if total == 0 {
+		return 0, nil
+	}
+	return used / total, nil
+}

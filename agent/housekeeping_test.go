@@ -1,0 +1,114 @@
+package agent
+
+import (
+	"bytes"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/slipway-ci/slipway/internal/testenv"
+	"github.com/slipway-ci/slipway/podman"
+)
+
+func testActivities(t *testing.T, p *podman.Podman, cfg Config) (*Activities, *bytes.Buffer) {
+	t.Helper()
+	var out bytes.Buffer
+	cfg.Stdout = &out
+	cfg.Logger = slog.New(slog.NewTextHandler(&out, nil))
+	layout := VolumeLayout(t.TempDir())
+	if err := os.MkdirAll(layout.Work, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return &Activities{cfg: cfg, layout: layout, podman: p, tracker: newIdleTracker(testNow)}, &out
+}
+
+func buildTagged(t *testing.T, p *podman.Podman, base, ref, project string) {
+	t.Helper()
+	dir := t.TempDir()
+	df := "FROM " + base + "\nRUN echo " + ref + " > /id\n"
+	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte(df), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out bytes.Buffer
+	if _, err := p.Build(t.Context(), podman.BuildOptions{ContextDir: dir, Tag: ref, Labels: map[string]string{"slipway.project": project}, Stdout: &out, Stderr: &out}); err != nil {
+		t.Fatalf("build %s: %v\n%s", ref, err, out.String())
+	}
+}
+
+func imageNames(t *testing.T, p *podman.Podman, project string) []string {
+	t.Helper()
+	imgs, err := p.Images(t.Context(), "slipway.project="+project)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, img := range imgs {
+		names = append(names, img.Names...)
+	}
+	slices.Sort(names)
+	return names
+}
+
+func TestHousekeepingKeepsPinnedImages(t *testing.T) {
+	host := testenv.Registry(t)
+	p := testenv.Podman(t)
+	base := testenv.BaseImage(t, p, host)
+	a, _ := testActivities(t, p, Config{KeepImages: 2, ResetThreshold: 1})
+	j := &job{out: a.cfg.Stdout}
+
+	// Another project's image on the same storage is never touched.
+	other := host + "/other:1"
+	buildTagged(t, p, base, other, "other")
+	var refs []string
+	for i := 1; i <= 4; i++ {
+		ref := fmt.Sprintf("%s/app:%d", host, i)
+		refs = append(refs, ref)
+		buildTagged(t, p, base, ref, "app")
+		a.housekeep(t.Context(), j, "app", ref)
+	}
+	if got, want := imageNames(t, p, "app"), refs[2:]; !slices.Equal(got, want) {
+		t.Errorf("after 4 builds with KeepImages 2, images = %v, want %v", got, want)
+	}
+	if got := imageNames(t, p, "other"); !slices.Equal(got, []string{other}) {
+		t.Errorf("another project's images = %v, want %v untouched", got, other)
+	}
+	// A failed build (nothing pushed) keeps the pins.
+	a.housekeep(t.Context(), j, "app", "")
+	if got := imageNames(t, p, "app"); len(got) != 2 {
+		t.Errorf("housekeeping after a failed build left %v, want the 2 pinned images", got)
+	}
+}
+
+func TestHousekeepingResetsPastThreshold(t *testing.T) {
+	host := testenv.Registry(t)
+	p := testenv.Podman(t)
+	base := testenv.BaseImage(t, p, host)
+	// Any volume is fuller than 0.1%: the reset runs.
+	a, out := testActivities(t, p, Config{KeepImages: 5, ResetThreshold: 0.001})
+	j := &job{out: a.cfg.Stdout}
+	ref := host + "/app:1"
+	buildTagged(t, p, base, ref, "app")
+	stale := filepath.Join(a.layout.Work, "d-old")
+	if err := os.MkdirAll(stale, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	a.housekeep(t.Context(), j, "app", ref)
+	if !bytes.Contains(out.Bytes(), []byte("resetting the build cache")) {
+		t.Fatalf("no reset past the threshold; output:\n%s", out)
+	}
+	if p.ImageExists(t.Context(), ref) {
+		t.Errorf("image %s survived the storage reset", ref)
+	}
+	if _, err := os.Stat(stale); !os.IsNotExist(err) {
+		t.Errorf("work directory %s survived the reset", stale)
+	}
+	// The next build on the reset storage works (cold).
+	testenv.BaseImage(t, p, host)
+	buildTagged(t, p, base, host+"/app:2", "app")
+}
+
+var testNow = time.Unix(0, 0)
