@@ -255,8 +255,8 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		Binary:     cfg.AgentBinary,
 		Args: []string{"--temporal", temporalAddr, "--namespace", cfg.TemporalNamespace, "--nats", natsURL,
 			"--keep-images", fmt.Sprint(cfg.KeepImages), "--reset-threshold", fmt.Sprint(cfg.ResetThreshold)},
-		Env:        cfg.AgentEnv,
-		Logger:     log,
+		Env:    cfg.AgentEnv,
+		Logger: log,
 	})
 	if err != nil {
 		return err
