@@ -67,6 +67,9 @@ const (
 	TriggerWebhook Trigger = "webhook"
 	TriggerManual  Trigger = "manual"
 	TriggerDemo    Trigger = "demo"
+	// TriggerRollback marks a deployment of an earlier build's image: it
+	// runs no build.
+	TriggerRollback Trigger = "rollback"
 )
 
 // Deployment is one attempt to build (and maybe roll out) one commit.
@@ -190,6 +193,11 @@ type DeployRequest struct {
 
 // Deployer creates deployments and starts their workflows.
 type Deployer interface {
+	// Rollback makes a new deployment of the image of an earlier successful
+	// deployment of project, without building. to names it by deployment
+	// id or commit SHA (a prefix of at least 7 digits); empty means the
+	// successful deployment before the latest one.
+	Rollback(ctx context.Context, project, to string) (*Deployment, error)
 	// Deploy validates req, records a queued deployment and starts its
 	// workflow. created is false when req.DeliveryID was seen before; the
 	// earlier deployment is returned then. If the workflow cannot be

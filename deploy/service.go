@@ -26,6 +26,9 @@ type ServiceConfig struct {
 	// ResolveRef turns a ref into a commit SHA on the project's repository
 	// (git ls-remote).
 	ResolveRef func(ctx context.Context, repo, ref string) (string, error)
+	// ImageExists reports whether the registry still has image@digest; a
+	// rollback to an image that is gone is refused. Nil skips the check.
+	ImageExists func(ctx context.Context, image, digest string) (bool, error)
 	// MaxBuild bounds one build; default one hour.
 	MaxBuild time.Duration
 	// Logger gets operational messages; default slog.Default().
@@ -110,6 +113,10 @@ func (s *Service) Deploy(ctx context.Context, req slipway.DeployRequest) (*slipw
 
 // start starts d's workflow; if that fails, d is recorded as failed.
 func (s *Service) start(ctx context.Context, p *slipway.Project, d *slipway.Deployment) error {
+	return s.startWith(ctx, p, d, nil)
+}
+
+func (s *Service) startWith(ctx context.Context, p *slipway.Project, d *slipway.Deployment, reuse *ReuseImage) error {
 	in := DeploymentInput{
 		DeploymentID: d.ID,
 		Project:      p.Name,
@@ -121,6 +128,7 @@ func (s *Service) start(ctx context.Context, p *slipway.Project, d *slipway.Depl
 		Image:        d.Image,
 		QueuedAt:     d.CreatedAt,
 		MaxBuild:     s.cfg.MaxBuild,
+		Reuse:        reuse,
 	}
 	_, err := s.cfg.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID:        WorkflowID(d.ID),
@@ -160,7 +168,11 @@ func (s *Service) Reconcile(ctx context.Context) error {
 				continue
 			}
 			s.cfg.Logger.Info("starting a deployment whose workflow never started", "deployment", d.ID)
-			if err := s.start(ctx, p, d); err != nil {
+			var reuse *ReuseImage
+			if d.Trigger == slipway.TriggerRollback {
+				reuse = &ReuseImage{Image: d.Image, Digest: d.Digest}
+			}
+			if err := s.startWith(ctx, p, d, reuse); err != nil {
 				s.cfg.Logger.Error("reconcile", "deployment", d.ID, "error", err)
 			}
 		case err != nil:
@@ -178,4 +190,85 @@ func (s *Service) Reconcile(ctx context.Context) error {
 // ImageRef is the image reference of a project's build of commit.
 func ImageRef(registry, project, commit string) string {
 	return strings.TrimSuffix(registry, "/") + "/" + project + ":" + commit
+}
+
+// Rollback implements slipway.Deployer.
+func (s *Service) Rollback(ctx context.Context, project, to string) (*slipway.Deployment, error) {
+	p, err := s.cfg.Store.Project(ctx, project)
+	if err != nil {
+		return nil, err
+	}
+	ds, err := s.cfg.Store.Deployments(ctx, p.Name, 0)
+	if err != nil {
+		return nil, err
+	}
+	target, err := rollbackTarget(ds, to)
+	if err != nil {
+		return nil, err
+	}
+	if s.cfg.ImageExists != nil {
+		ok, err := s.cfg.ImageExists(ctx, target.Image, target.Digest)
+		if err != nil {
+			return nil, fmt.Errorf("check image %s: %w", target.Image, err)
+		}
+		if !ok {
+			return nil, slipway.Errorf(slipway.ENOTFOUND, "the image of deployment %s (%s@%s) is no longer in the registry; deploy commit %s again to rebuild it", target.ID, target.Image, target.Digest, target.Commit)
+		}
+	}
+	d := &slipway.Deployment{
+		Project: p.Name,
+		Ref:     target.Ref,
+		Commit:  target.Commit,
+		Trigger: slipway.TriggerRollback,
+		Status:  slipway.StatusQueued,
+		Image:   target.Image,
+		Digest:  target.Digest,
+	}
+	if _, _, err := s.cfg.Store.CreateDeployment(ctx, d); err != nil {
+		return nil, fmt.Errorf("record rollback: %w", err)
+	}
+	if err := s.startWith(ctx, p, d, &ReuseImage{Image: target.Image, Digest: target.Digest, From: target.ID}); err != nil {
+		return nil, err
+	}
+	return d, nil
+}
+
+// rollbackTarget picks the deployment to roll back to from ds (newest
+// first): the one named by to (a deployment id or a commit SHA prefix), or
+// the successful one before the latest successful one.
+func rollbackTarget(ds []*slipway.Deployment, to string) (*slipway.Deployment, error) {
+	usable := func(d *slipway.Deployment) bool {
+		return d.Status == slipway.StatusSucceeded && d.Digest != "" && d.Image != ""
+	}
+	if to == "" {
+		var latest *slipway.Deployment
+		for _, d := range ds {
+			if !usable(d) {
+				continue
+			}
+			if latest == nil {
+				latest = d
+			} else if d.Digest != latest.Digest {
+				return d, nil
+			}
+		}
+		return nil, slipway.Errorf(slipway.ENOTFOUND, "no earlier successful deployment with a different image to roll back to")
+	}
+	to = strings.ToLower(to)
+	isSHA := len(to) >= 7 && len(to) <= 40 && strings.Trim(to, "0123456789abcdef") == ""
+	for _, d := range ds {
+		if d.ID == to || (isSHA && strings.HasPrefix(d.Commit, to)) {
+			if !usable(d) {
+				if d.ID == to {
+					return nil, slipway.Errorf(slipway.EINVALID, "deployment %s is %s: only a successful deployment's image can be rolled back to", d.ID, d.Status)
+				}
+				continue
+			}
+			return d, nil
+		}
+	}
+	if isSHA {
+		return nil, slipway.Errorf(slipway.ENOTFOUND, "no successful deployment of commit %s", to)
+	}
+	return nil, slipway.Errorf(slipway.ENOTFOUND, "no deployment %q in this project (give a deployment id or a commit SHA of at least 7 digits)", to)
 }

@@ -60,6 +60,17 @@ type DeploymentInput struct {
 	QueuedAt time.Time
 	// MaxBuild bounds the whole build; default one hour.
 	MaxBuild time.Duration
+	// Reuse, when set, deploys an image an earlier deployment built (a
+	// rollback): no machine wakes, nothing builds.
+	Reuse *ReuseImage
+}
+
+// ReuseImage names an already pushed image.
+type ReuseImage struct {
+	Image  string
+	Digest string
+	// From is the deployment that built it.
+	From string
 }
 
 // BuildInput is the child BuildWorkflow's input and the build activities'.
@@ -210,6 +221,10 @@ func DeploymentWorkflow(ctx workflow.Context, in DeploymentInput) (res slipway.D
 
 	if err := workflow.ExecuteActivity(ctrl, ActivityMarkBuilding, in.DeploymentID).Get(ctx, nil); err != nil {
 		return failed("record building", err), nil
+	}
+
+	if in.Reuse != nil {
+		return slipway.DeploymentResult{Status: slipway.StatusSucceeded, Image: in.Reuse.Image, Digest: in.Reuse.Digest}, nil
 	}
 
 	wakeStart := workflow.Now(ctx)

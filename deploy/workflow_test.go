@@ -204,3 +204,29 @@ func TestCancelRecordsCancelled(t *testing.T) {
 		t.Fatalf("result = %+v, want cancelled", r)
 	}
 }
+
+func TestRollbackRunsNoBuild(t *testing.T) {
+	f := &fakeActivities{}
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	f.calls = map[string]int{}
+	f.register(env)
+	in := input()
+	in.Reuse = &ReuseImage{Image: "reg/app:old", Digest: "sha256:old", From: "d0"}
+	env.ExecuteWorkflow(DeploymentWorkflow, in)
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	if len(f.finished) != 1 {
+		t.Fatalf("finished %d times", len(f.finished))
+	}
+	r := f.finished[0].Result
+	if r.Status != slipway.StatusSucceeded || r.Digest != "sha256:old" || r.Image != "reg/app:old" {
+		t.Errorf("rollback result = %+v, want succeeded with the earlier image", r)
+	}
+	for _, a := range []string{ActivityWake, ActivityFetch, ActivityBuild, ActivityPush} {
+		if f.calls[a] != 0 {
+			t.Errorf("a rollback ran %s", a)
+		}
+	}
+}

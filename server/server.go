@@ -266,8 +266,11 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		Temporal:   tc,
 		Registry:   registryHost,
 		ResolveRef: gitmirror.ResolveRef,
-		MaxBuild:   cfg.MaxBuild,
-		Logger:     log,
+		ImageExists: func(ctx context.Context, image, digest string) (bool, error) {
+			return registryImageExists(ctx, registryHost, image, digest)
+		},
+		MaxBuild: cfg.MaxBuild,
+		Logger:   log,
 	})
 
 	w := worker.New(tc, deploy.ControlQueue, worker.Options{})

@@ -1,11 +1,14 @@
 package server
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
 	"html"
+	"net"
 	"net/http"
+	"strings"
 )
 
 func randomHex(n int) string {
@@ -31,4 +34,40 @@ func indexPage(publicURL string) http.HandlerFunc {
 <p>Webhook URL: <code>%[1]s/webhooks/github</code></p>
 <p>Registry: <code>%[1]s/v2/</code></p>`, u)
 	}
+}
+
+// registryImageExists asks the registry at host whether image's repository
+// has the manifest digest. Loopback registries speak plain HTTP.
+func registryImageExists(ctx context.Context, host, image, digest string) (bool, error) {
+	rest := strings.TrimPrefix(image, host+"/")
+	if rest == image {
+		return false, fmt.Errorf("image %s is not in registry %s", image, host)
+	}
+	repo := rest
+	if i := strings.LastIndex(rest, ":"); i > 0 {
+		repo = rest[:i]
+	}
+	scheme := "https"
+	if h, _, err := net.SplitHostPort(strings.SplitN(host, "/", 2)[0]); err == nil {
+		if ip := net.ParseIP(h); (ip != nil && ip.IsLoopback()) || h == "localhost" {
+			scheme = "http"
+		}
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodHead, scheme+"://"+host+"/v2/"+repo+"/manifests/"+digest, nil)
+	if err != nil {
+		return false, err
+	}
+	req.Header.Set("Accept", "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.index.v1+json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return false, err
+	}
+	resp.Body.Close()
+	switch resp.StatusCode {
+	case http.StatusOK:
+		return true, nil
+	case http.StatusNotFound:
+		return false, nil
+	}
+	return false, fmt.Errorf("registry answered %s", resp.Status)
 }

@@ -1,0 +1,47 @@
+package deploy
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/slipway-ci/slipway"
+)
+
+func TestRollbackTarget(t *testing.T) {
+	sha := func(c byte) string { return strings.Repeat(string(c), 40) }
+	ok := func(id string, c byte, digest string) *slipway.Deployment {
+		return &slipway.Deployment{ID: id, Commit: sha(c), Status: slipway.StatusSucceeded, Image: "r/app:" + sha(c), Digest: digest}
+	}
+	failed := &slipway.Deployment{ID: "d-5", Commit: sha('e'), Status: slipway.StatusFailed}
+	// Newest first, as the store lists them.
+	ds := []*slipway.Deployment{failed, ok("d-4", 'd', "sha256:4"), ok("d-3", 'd', "sha256:4"), ok("d-2", 'b', "sha256:2"), ok("d-1", 'a', "sha256:1")}
+	for _, tc := range []struct {
+		to      string
+		want    string
+		errCode string
+	}{
+		{to: "", want: "d-2"}, // the latest image is d-4's (= d-3's): the one before is d-2's
+		{to: "d-1", want: "d-1"},
+		{to: "aaaaaaa", want: "d-1"},
+		{to: sha('b'), want: "d-2"},
+		{to: "DDDDDDD", want: "d-4"},
+		{to: "d-5", errCode: slipway.EINVALID},
+		{to: "eeeeeee", errCode: slipway.ENOTFOUND},
+		{to: "d-9", errCode: slipway.ENOTFOUND},
+		{to: "abc", errCode: slipway.ENOTFOUND},
+	} {
+		got, err := rollbackTarget(ds, tc.to)
+		if tc.errCode != "" {
+			if slipway.ErrorCode(err) != tc.errCode {
+				t.Errorf("rollbackTarget(%q) = %v, %v; want error %s", tc.to, got, err, tc.errCode)
+			}
+			continue
+		}
+		if err != nil || got.ID != tc.want {
+			t.Errorf("rollbackTarget(%q) = %v, %v; want %s", tc.to, got, err, tc.want)
+		}
+	}
+	if _, err := rollbackTarget([]*slipway.Deployment{ok("d-1", 'a', "sha256:1")}, ""); slipway.ErrorCode(err) != slipway.ENOTFOUND {
+		t.Errorf("rollback with a single successful deployment = %v, want not found", err)
+	}
+}
