@@ -106,6 +106,11 @@ func (s *fakeStore) LogLines(_ context.Context, id string, from int64, limit int
 // fakeDeployer records a queued deployment per request.
 type fakeDeployer struct{ store *fakeStore }
 
+// Rollback completes the fake Deployer; these tests do not roll back.
+func (f fakeDeployer) Rollback(context.Context, string, string) (*slipway.Deployment, error) {
+	return nil, slipway.Errorf(slipway.EINVALID, "rollback is not supported by this fake")
+}
+
 func (f fakeDeployer) Deploy(ctx context.Context, req slipway.DeployRequest) (*slipway.Deployment, bool, error) {
 	if _, err := f.store.Project(ctx, req.Project); err != nil {
 		return nil, false, err
