@@ -133,7 +133,8 @@ type BuildStep struct {
 	DurationMs int64 `json:"durationMs"`
 }
 
-// Store persists projects, deployments, webhook deliveries and log lines.
+// Store persists projects, deployments, webhook deliveries, log lines and
+// machine records.
 // Implementations are safe for concurrent use.
 type Store interface {
 	// CreateProject stores p; it fails with ECONFLICT if the name is taken.
@@ -169,6 +170,16 @@ type Store interface {
 	// LogLines returns a deployment's lines with N >= from, in order; limit
 	// <= 0 means all.
 	LogLines(ctx context.Context, deployment string, from int64, limit int) ([]LogLine, error)
+
+	// UpsertMachine stores m as the project's machine record, replacing
+	// the previous one; a zero UpdatedAt becomes now. An unknown project is
+	// ENOTFOUND; an invalid state is EINVALID.
+	UpsertMachine(ctx context.Context, m *Machine) error
+	// Machine returns a project's machine record, or ENOTFOUND when the
+	// project never had a machine.
+	Machine(ctx context.Context, project string) (*Machine, error)
+	// Machines lists every machine record by project name.
+	Machines(ctx context.Context) ([]*Machine, error)
 
 	// Close releases the store.
 	Close() error

@@ -17,12 +17,13 @@ type memStore struct {
 	projects    map[string]*slipway.Project
 	deployments []*slipway.Deployment // in creation order
 	logs        map[string][]slipway.LogLine
+	machines    map[string]*slipway.Machine
 }
 
 var _ slipway.Store = (*memStore)(nil)
 
 func newMemStore() *memStore {
-	return &memStore{projects: map[string]*slipway.Project{}, logs: map[string][]slipway.LogLine{}}
+	return &memStore{projects: map[string]*slipway.Project{}, logs: map[string][]slipway.LogLine{}, machines: map[string]*slipway.Machine{}}
 }
 
 func (s *memStore) CreateProject(_ context.Context, p *slipway.Project) error {
@@ -157,8 +158,8 @@ func (s *memStore) FinishDeployment(_ context.Context, id string, r slipway.Depl
 		if d.Status.Terminal() {
 			return
 		}
-		d.Status, d.Image, d.Digest, d.Error, d.FailedStep, d.Timings, d.FinishedAt =
-			r.Status, r.Image, r.Digest, r.Error, r.FailedStep, r.Timings, &at
+		d.Status, d.Image, d.Digest, d.Error, d.FailedStep, d.Timings, d.Steps, d.FinishedAt =
+			r.Status, r.Image, r.Digest, r.Error, r.FailedStep, r.Timings, r.Steps, &at
 	})
 }
 
@@ -185,6 +186,43 @@ func (s *memStore) LogLines(_ context.Context, deployment string, from int64, li
 			out = append(out, l)
 		}
 	}
+	return out, nil
+}
+
+func (s *memStore) UpsertMachine(_ context.Context, m *slipway.Machine) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, ok := s.projects[m.Project]; !ok {
+		return slipway.Errorf(slipway.ENOTFOUND, "project %q not found", m.Project)
+	}
+	if m.UpdatedAt.IsZero() {
+		m.UpdatedAt = time.Now().UTC()
+	}
+	c := *m
+	s.machines[m.Project] = &c
+	return nil
+}
+
+func (s *memStore) Machine(_ context.Context, project string) (*slipway.Machine, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m, ok := s.machines[project]
+	if !ok {
+		return nil, slipway.Errorf(slipway.ENOTFOUND, "no machine for project %q", project)
+	}
+	c := *m
+	return &c, nil
+}
+
+func (s *memStore) Machines(context.Context) ([]*slipway.Machine, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := []*slipway.Machine{}
+	for _, m := range s.machines {
+		c := *m
+		out = append(out, &c)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Project < out[j].Project })
 	return out, nil
 }
 

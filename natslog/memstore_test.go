@@ -105,6 +105,11 @@ func (s *memStore) MarkBuilding(context.Context, string, time.Time) error { retu
 func (s *memStore) FinishDeployment(context.Context, string, slipway.DeploymentResult, time.Time) error {
 	return errUnused
 }
-func (s *memStore) Close() error { return nil }
+func (s *memStore) UpsertMachine(context.Context, *slipway.Machine) error { return errUnused }
+func (s *memStore) Machine(context.Context, string) (*slipway.Machine, error) {
+	return nil, errUnused
+}
+func (s *memStore) Machines(context.Context) ([]*slipway.Machine, error) { return nil, errUnused }
+func (s *memStore) Close() error                                         { return nil }
 
 var _ slipway.Store = (*memStore)(nil)

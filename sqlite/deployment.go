@@ -14,7 +14,7 @@ import (
 )
 
 const deploymentColumns = `id, project, ref, commit_sha, "trigger", status, image, digest, error, failed_step,
-	delivery_id, timings, created_at, started_at, finished_at`
+	delivery_id, timings, created_at, started_at, finished_at, steps`
 
 // unfinished selects deployments that are not in a terminal state. It is
 // spelled out with literals (slipway.StatusQueued, slipway.StatusBuilding)
@@ -59,6 +59,10 @@ func (db *DB) CreateDeployment(ctx context.Context, d *slipway.Deployment) (*sli
 	if err != nil {
 		return nil, false, fmt.Errorf("create deployment: %w", err)
 	}
+	steps, err := encodeSteps(nd.Steps)
+	if err != nil {
+		return nil, false, fmt.Errorf("create deployment: %w", err)
+	}
 
 	tx, err := db.write.BeginTx(ctx, nil)
 	if err != nil {
@@ -76,9 +80,9 @@ func (db *DB) CreateDeployment(ctx context.Context, d *slipway.Deployment) (*sli
 	}
 
 	_, err = tx.ExecContext(ctx, `INSERT INTO deployments (`+deploymentColumns+`)
-	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL)`,
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?)`,
 		nd.ID, nd.Project, nd.Ref, nd.Commit, string(nd.Trigger), string(nd.Status), nd.Image, nd.Digest,
-		nd.Error, nd.FailedStep, nd.DeliveryID, timings, formatTime(nd.CreatedAt))
+		nd.Error, nd.FailedStep, nd.DeliveryID, timings, formatTime(nd.CreatedAt), steps)
 	switch {
 	case err == nil:
 	case nd.DeliveryID != "" && isConstraint(err, codeConstraintUnique):
@@ -179,10 +183,14 @@ func (db *DB) FinishDeployment(ctx context.Context, id string, r slipway.Deploym
 	if err != nil {
 		return fmt.Errorf("finish deployment %q: %w", id, err)
 	}
+	steps, err := encodeSteps(r.Steps)
+	if err != nil {
+		return fmt.Errorf("finish deployment %q: %w", id, err)
+	}
 	res, err := db.write.ExecContext(ctx, `UPDATE deployments
-	SET status = ?, image = ?, digest = ?, error = ?, failed_step = ?, timings = ?, finished_at = ?
+	SET status = ?, image = ?, digest = ?, error = ?, failed_step = ?, timings = ?, steps = ?, finished_at = ?
 	WHERE id = ? AND `+unfinished,
-		string(r.Status), r.Image, r.Digest, r.Error, r.FailedStep, timings, formatTime(at), id)
+		string(r.Status), r.Image, r.Digest, r.Error, r.FailedStep, timings, steps, formatTime(at), id)
 	if err != nil {
 		return fmt.Errorf("finish deployment %q: %w", id, err)
 	}
@@ -228,14 +236,18 @@ func scanDeployment(s scanner) (*slipway.Deployment, error) {
 		trigger, status   string
 		timings, created  string
 		started, finished sql.NullString
+		steps             string
 	)
 	if err := s.Scan(&d.ID, &d.Project, &d.Ref, &d.Commit, &trigger, &status, &d.Image, &d.Digest, &d.Error,
-		&d.FailedStep, &d.DeliveryID, &timings, &created, &started, &finished); err != nil {
+		&d.FailedStep, &d.DeliveryID, &timings, &created, &started, &finished, &steps); err != nil {
 		return nil, err
 	}
 	d.Trigger, d.Status = slipway.Trigger(trigger), slipway.Status(status)
 	var err error
 	if d.Timings, err = decodeTimings(timings); err != nil {
+		return nil, fmt.Errorf("deployment %q: %w", d.ID, err)
+	}
+	if d.Steps, err = decodeSteps(steps); err != nil {
 		return nil, fmt.Errorf("deployment %q: %w", d.ID, err)
 	}
 	if d.CreatedAt, err = parseTime(created); err != nil {
@@ -272,6 +284,30 @@ func decodeTimings(s string) (map[string]int64, error) {
 		return nil, fmt.Errorf("decode timings %q: %w", s, err)
 	}
 	return t, nil
+}
+
+// encodeSteps stores no steps as the empty string, which decodeSteps reads
+// back as nil.
+func encodeSteps(steps []slipway.BuildStep) (string, error) {
+	if len(steps) == 0 {
+		return "", nil
+	}
+	b, err := json.Marshal(steps)
+	if err != nil {
+		return "", fmt.Errorf("encode steps: %w", err)
+	}
+	return string(b), nil
+}
+
+func decodeSteps(s string) ([]slipway.BuildStep, error) {
+	if s == "" {
+		return nil, nil
+	}
+	var steps []slipway.BuildStep
+	if err := json.Unmarshal([]byte(s), &steps); err != nil {
+		return nil, fmt.Errorf("decode steps: %w", err)
+	}
+	return steps, nil
 }
 
 // idEncoding is base32 with the "extended hex" alphabet in lower case: its

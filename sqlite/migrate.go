@@ -62,6 +62,26 @@ CREATE TABLE log_lines (
 	PRIMARY KEY (deployment, n)
 ) STRICT;
 `,
+	// 2: the Dockerfile steps of a deployment's build.
+	`
+ALTER TABLE deployments ADD COLUMN steps TEXT NOT NULL DEFAULT ''; -- JSON array of slipway.BuildStep, or ''
+`,
+	// 3: one builder machine record per project.
+	`
+CREATE TABLE machines (
+	project       TEXT PRIMARY KEY REFERENCES projects (name) ON DELETE CASCADE,
+	provider      TEXT NOT NULL DEFAULT '',
+	state         TEXT NOT NULL,
+	pid           INTEGER NOT NULL DEFAULT 0,
+	volume_dir    TEXT NOT NULL DEFAULT '',
+	volume_bytes  INTEGER NOT NULL DEFAULT 0,
+	last_woke_at  TEXT,
+	last_wake_ms  INTEGER NOT NULL DEFAULT 0,
+	last_slept_at TEXT,
+	error         TEXT NOT NULL DEFAULT '',
+	updated_at    TEXT NOT NULL
+) STRICT;
+`,
 }
 
 // migrate applies the migrations db has not applied yet, each in its own

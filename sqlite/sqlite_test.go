@@ -283,6 +283,10 @@ func TestDeploymentLifecycle(t *testing.T) {
 	result := slipway.DeploymentResult{
 		Status: slipway.StatusSucceeded, Image: "localhost:5000/app:0123456", Digest: "sha256:abc",
 		Timings: map[string]int64{"queue": 12, "build": 8000, "total": 9000},
+		Steps: []slipway.BuildStep{
+			{N: 1, Instruction: "STEP 1/2: FROM base", Cached: false, DurationMs: 3},
+			{N: 2, Instruction: "STEP 2/2: RUN npm ci", Cached: true, DurationMs: 120},
+		},
 	}
 	if err := db.FinishDeployment(ctx, d.ID, result, finished); err != nil {
 		t.Fatalf("FinishDeployment: %v", err)
@@ -292,7 +296,7 @@ func TestDeploymentLifecycle(t *testing.T) {
 		t.Fatalf("FinishDeployment again: %v", err)
 	}
 	want := *got
-	want.Status, want.Image, want.Digest, want.Timings = result.Status, result.Image, result.Digest, result.Timings
+	want.Status, want.Image, want.Digest, want.Timings, want.Steps = result.Status, result.Image, result.Digest, result.Timings, result.Steps
 	want.StartedAt, want.FinishedAt = &started, &finished
 	if f := mustDeployment(t, db, d.ID); !reflect.DeepEqual(f, &want) {
 		t.Errorf("after FinishDeployment twice: %+v\nwant %+v", f, &want)
