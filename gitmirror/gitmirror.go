@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net/url"
 	"os"
 	"os/exec"
@@ -141,7 +142,23 @@ func (m *Mirror) Checkout(ctx context.Context, commit, dst string) error {
 			return fmt.Errorf("checkout %s: submodules: %w", commit, err)
 		}
 	}
-	return nil
+	return removeGitLinks(dst)
+}
+
+// removeGitLinks deletes the .git files of the worktree and its submodules:
+// they name the checkout's own path, so without this the build context (and
+// podman's cache key of a COPY . .) would differ for every checkout of the
+// same commit. They point outside the build context anyway.
+func removeGitLinks(dst string) error {
+	return filepath.WalkDir(dst, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.Name() == ".git" && d.Type().IsRegular() {
+			return os.Remove(path)
+		}
+		return nil
+	})
 }
 
 // ResolveRef returns the commit SHA that ref names on the repository at
