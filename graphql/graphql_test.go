@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -35,6 +36,7 @@ type env struct {
 	url      string
 	store    *memStore
 	deployer *fakeDeployer
+	machines *fakeMachines
 	logs     *bytes.Buffer
 }
 
@@ -42,7 +44,7 @@ type env struct {
 func newEnv(t *testing.T, wrap func(slipway.Store) slipway.Store) *env {
 	t.Helper()
 	store := newMemStore()
-	e := &env{store: store, deployer: &fakeDeployer{store: store}, logs: &bytes.Buffer{}}
+	e := &env{store: store, deployer: &fakeDeployer{store: store}, machines: &fakeMachines{store: store}, logs: &bytes.Buffer{}}
 	var s slipway.Store = store
 	if wrap != nil {
 		s = wrap(store)
@@ -51,6 +53,7 @@ func newEnv(t *testing.T, wrap func(slipway.Store) slipway.Store) *env {
 	mux.Handle("/graphql", graphql.NewHandler(graphql.Config{
 		Store:     s,
 		Deployer:  e.deployer,
+		Machines:  e.machines,
 		PublicURL: "https://ci.example.com/",
 		Logger:    slog.New(slog.NewTextHandler(e.logs, nil)),
 	}))
@@ -272,7 +275,11 @@ func seed(t *testing.T, s *memStore) {
 	}
 	must(s.MarkBuilding(ctx, "d-1", base.Add(time.Second)))
 	must(s.FinishDeployment(ctx, "d-1", slipway.DeploymentResult{Status: slipway.StatusSucceeded, Image: "localhost/web:" + strings.Repeat("a", 40),
-		Digest: "sha256:" + strings.Repeat("0", 64), Timings: map[string]int64{"total": 9000, "build": 5000, "zeta": 1, "queue": 10, "deploy": 7, "fetch": 300}},
+		Digest: "sha256:" + strings.Repeat("0", 64), Timings: map[string]int64{"total": 9000, "build": 5000, "zeta": 1, "queue": 10, "deploy": 7, "fetch": 300},
+		Steps: []slipway.BuildStep{
+			{N: 1, Instruction: "STEP 1/2: FROM base", Cached: false, DurationMs: 40},
+			{N: 2, Instruction: "STEP 2/2: RUN npm ci", Cached: true, DurationMs: 4900},
+		}},
 		base.Add(9*time.Second)))
 	must(s.MarkBuilding(ctx, "d-3", base.Add(2*time.Minute+time.Second)))
 	must(s.FinishDeployment(ctx, "d-3", slipway.DeploymentResult{Status: slipway.StatusFailed, Error: "RUN exit 1", FailedStep: "RUN false"},
@@ -294,9 +301,18 @@ type deploymentData struct {
 		Ms    int
 	}
 	StartedAt, FinishedAt *time.Time
+	Steps                 []stepData
 }
 
-const deploymentFields = `id status commit image digest error failedStep durationMs timings { phase ms } startedAt finishedAt`
+type stepData struct {
+	N           int
+	Instruction string
+	Cached      bool
+	DurationMs  int
+}
+
+const deploymentFields = `id status commit image digest error failedStep durationMs timings { phase ms } startedAt finishedAt
+	steps { n instruction cached durationMs }`
 
 func TestDeployments(t *testing.T) {
 	e := newEnv(t, nil)
@@ -323,6 +339,13 @@ func TestDeployments(t *testing.T) {
 	}
 	if ok.Status != "SUCCEEDED" || ok.DurationMs == nil || *ok.DurationMs != 9000 || ok.Digest == "" || ok.Image == "" || ok.FinishedAt == nil {
 		t.Errorf("succeeded deployment = %+v", ok)
+	}
+	if len(queued.Steps) != 0 || len(failed.Steps) != 0 {
+		t.Errorf("steps of deployments without a build = %+v, %+v; want []", queued.Steps, failed.Steps)
+	}
+	wantSteps := []stepData{{1, "STEP 1/2: FROM base", false, 40}, {2, "STEP 2/2: RUN npm ci", true, 4900}}
+	if !slices.Equal(ok.Steps, wantSteps) {
+		t.Errorf("steps = %+v, want %+v", ok.Steps, wantSteps)
 	}
 	var phases []string
 	for _, tm := range ok.Timings {

@@ -1,6 +1,6 @@
 // Package graphql serves Slipway's GraphQL API (gqlgen): projects,
-// deployments and their stored logs, and the addProject and deploy
-// mutations. The web UI and the CLI are its clients.
+// deployments with their steps and stored logs, builder machines, and the
+// addProject and deploy mutations. The web UI and the CLI are its clients.
 //
 // It is an adapter at the edge: it reads and writes through slipway.Store
 // and slipway.Deployer and maps *slipway.Error to GraphQL error codes in one
@@ -39,6 +39,10 @@ type Config struct {
 	Store slipway.Store
 	// Deployer starts deployments for the deploy mutation.
 	Deployer slipway.Deployer
+	// Machines, if set, re-checks machines whose record says their agent
+	// runs before they are shown (Status corrects the record of an agent
+	// that died). Without it machines are shown as stored.
+	Machines slipway.MachineProvider
 	// PublicURL is the server's address as forges and clients reach it,
 	// e.g. "http://127.0.0.1:8080"; a project's webhook URL is PublicURL +
 	// "/webhooks/github".

@@ -57,6 +57,15 @@ func nonEmpty(s string) *string {
 	return &s
 }
 
+// nonZero returns a pointer to n, or nil for 0 (a GraphQL null).
+func nonZero(n int64) *int {
+	if n == 0 {
+		return nil
+	}
+	i := int(n)
+	return &i
+}
+
 // newWebhookSecret returns 32 random bytes in hex.
 func newWebhookSecret() (string, error) {
 	b := make([]byte, 32)
@@ -116,4 +125,24 @@ func (r *Resolver) deployments(ctx context.Context, project string, limit int) (
 		return nil, fmt.Errorf("deployments of %s: %w", project, err)
 	}
 	return ds, nil
+}
+
+// recheck returns m, or its corrected record when m says an agent runs:
+// the machine provider checks that the agent is still alive and records it
+// asleep or failed if it is gone (an agent can die while no one watches).
+// Without a provider, or when the check fails, m is returned as stored.
+func (r *Resolver) recheck(ctx context.Context, m *slipway.Machine) *slipway.Machine {
+	if r.cfg.Machines == nil || !m.State.Running() {
+		return m
+	}
+	if _, err := r.cfg.Machines.Status(ctx, m.Project); err != nil {
+		r.cfg.Logger.WarnContext(ctx, "graphql: machine status check failed", "project", m.Project, "err", err)
+		return m
+	}
+	fresh, err := r.cfg.Store.Machine(ctx, m.Project)
+	if err != nil {
+		r.cfg.Logger.WarnContext(ctx, "graphql: re-read machine", "project", m.Project, "err", err)
+		return m
+	}
+	return fresh
 }

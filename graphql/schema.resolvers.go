@@ -80,6 +80,26 @@ func (r *logLineResolver) Step(ctx context.Context, obj *slipway.LogLine) (*stri
 	return nonEmpty(obj.Step), nil
 }
 
+// Pid is the resolver for the pid field.
+func (r *machineResolver) Pid(ctx context.Context, obj *slipway.Machine) (*int, error) {
+	return nonZero(int64(obj.PID)), nil
+}
+
+// VolumeBytes is the resolver for the volumeBytes field.
+func (r *machineResolver) VolumeBytes(ctx context.Context, obj *slipway.Machine) (*int, error) {
+	return nonZero(obj.VolumeBytes), nil
+}
+
+// LastWakeMs is the resolver for the lastWakeMs field.
+func (r *machineResolver) LastWakeMs(ctx context.Context, obj *slipway.Machine) (*int, error) {
+	return nonZero(obj.LastWakeMs), nil
+}
+
+// Error is the resolver for the error field.
+func (r *machineResolver) Error(ctx context.Context, obj *slipway.Machine) (*string, error) {
+	return nonEmpty(obj.Error), nil
+}
+
 // AddProject is the resolver for the addProject field.
 func (r *mutationResolver) AddProject(ctx context.Context, input gen.AddProjectInput) (*gen.AddProjectPayload, error) {
 	p := &slipway.Project{
@@ -152,6 +172,17 @@ func (r *projectResolver) Deployments(ctx context.Context, obj *slipway.Project,
 	return r.deployments(ctx, obj.Name, limit)
 }
 
+// Machine is the resolver for the machine field.
+func (r *projectResolver) Machine(ctx context.Context, obj *slipway.Project) (*slipway.Machine, error) {
+	m, err := r.cfg.Store.Machine(ctx, obj.Name)
+	if slipway.ErrorCode(err) == slipway.ENOTFOUND {
+		return nil, nil
+	} else if err != nil {
+		return nil, fmt.Errorf("machine of %s: %w", obj.Name, err)
+	}
+	return r.recheck(ctx, m), nil
+}
+
 // Projects is the resolver for the projects field.
 func (r *queryResolver) Projects(ctx context.Context) ([]*slipway.Project, error) {
 	ps, err := r.cfg.Store.Projects(ctx)
@@ -195,11 +226,26 @@ func (r *queryResolver) Deployment(ctx context.Context, id string) (*slipway.Dep
 	return d, nil
 }
 
+// Machines is the resolver for the machines field.
+func (r *queryResolver) Machines(ctx context.Context) ([]*slipway.Machine, error) {
+	ms, err := r.cfg.Store.Machines(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list machines: %w", err)
+	}
+	for i, m := range ms {
+		ms[i] = r.recheck(ctx, m)
+	}
+	return ms, nil
+}
+
 // Deployment returns gen.DeploymentResolver implementation.
 func (r *Resolver) Deployment() gen.DeploymentResolver { return &deploymentResolver{r} }
 
 // LogLine returns gen.LogLineResolver implementation.
 func (r *Resolver) LogLine() gen.LogLineResolver { return &logLineResolver{r} }
+
+// Machine returns gen.MachineResolver implementation.
+func (r *Resolver) Machine() gen.MachineResolver { return &machineResolver{r} }
 
 // Mutation returns gen.MutationResolver implementation.
 func (r *Resolver) Mutation() gen.MutationResolver { return &mutationResolver{r} }
@@ -213,6 +259,7 @@ func (r *Resolver) Query() gen.QueryResolver { return &queryResolver{r} }
 type (
 	deploymentResolver struct{ *Resolver }
 	logLineResolver    struct{ *Resolver }
+	machineResolver    struct{ *Resolver }
 	mutationResolver   struct{ *Resolver }
 	projectResolver    struct{ *Resolver }
 	queryResolver      struct{ *Resolver }

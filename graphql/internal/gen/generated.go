@@ -30,6 +30,7 @@ type Config = graphql.Config[ResolverRoot, DirectiveRoot, ComplexityRoot]
 type ResolverRoot interface {
 	Deployment() DeploymentResolver
 	LogLine() LogLineResolver
+	Machine() MachineResolver
 	Mutation() MutationResolver
 	Project() ProjectResolver
 	Query() QueryResolver
@@ -43,6 +44,13 @@ type ComplexityRoot struct {
 		Project       func(childComplexity int) int
 		WebhookSecret func(childComplexity int) int
 		WebhookURL    func(childComplexity int) int
+	}
+
+	BuildStep struct {
+		Cached      func(childComplexity int) int
+		DurationMs  func(childComplexity int) int
+		Instruction func(childComplexity int) int
+		N           func(childComplexity int) int
 	}
 
 	Deployment struct {
@@ -60,6 +68,7 @@ type ComplexityRoot struct {
 		Ref        func(childComplexity int) int
 		StartedAt  func(childComplexity int) int
 		Status     func(childComplexity int) int
+		Steps      func(childComplexity int) int
 		Timings    func(childComplexity int) int
 		Trigger    func(childComplexity int) int
 	}
@@ -70,6 +79,20 @@ type ComplexityRoot struct {
 		Stream func(childComplexity int) int
 		Text   func(childComplexity int) int
 		Time   func(childComplexity int) int
+	}
+
+	Machine struct {
+		Error       func(childComplexity int) int
+		LastSleptAt func(childComplexity int) int
+		LastWakeMs  func(childComplexity int) int
+		LastWokeAt  func(childComplexity int) int
+		Pid         func(childComplexity int) int
+		Project     func(childComplexity int) int
+		Provider    func(childComplexity int) int
+		State       func(childComplexity int) int
+		UpdatedAt   func(childComplexity int) int
+		VolumeBytes func(childComplexity int) int
+		VolumeDir   func(childComplexity int) int
 	}
 
 	Mutation struct {
@@ -88,6 +111,7 @@ type ComplexityRoot struct {
 		CreatedAt   func(childComplexity int) int
 		Deployments func(childComplexity int, first *int) int
 		Dockerfile  func(childComplexity int) int
+		Machine     func(childComplexity int) int
 		Name        func(childComplexity int) int
 		Repo        func(childComplexity int) int
 		WebhookURL  func(childComplexity int) int
@@ -96,6 +120,7 @@ type ComplexityRoot struct {
 	Query struct {
 		Deployment  func(childComplexity int, id string) int
 		Deployments func(childComplexity int, project string, first *int) int
+		Machines    func(childComplexity int) int
 		Project     func(childComplexity int, name string) int
 		Projects    func(childComplexity int) int
 	}
@@ -118,6 +143,15 @@ type DeploymentResolver interface {
 type LogLineResolver interface {
 	Step(ctx context.Context, obj *slipway.LogLine) (*string, error)
 }
+type MachineResolver interface {
+	Pid(ctx context.Context, obj *slipway.Machine) (*int, error)
+
+	VolumeBytes(ctx context.Context, obj *slipway.Machine) (*int, error)
+
+	LastWakeMs(ctx context.Context, obj *slipway.Machine) (*int, error)
+
+	Error(ctx context.Context, obj *slipway.Machine) (*string, error)
+}
 type MutationResolver interface {
 	AddProject(ctx context.Context, input AddProjectInput) (*AddProjectPayload, error)
 	Deploy(ctx context.Context, input DeployInput) (*slipway.Deployment, error)
@@ -126,12 +160,14 @@ type ProjectResolver interface {
 	WebhookURL(ctx context.Context, obj *slipway.Project) (string, error)
 
 	Deployments(ctx context.Context, obj *slipway.Project, first *int) ([]*slipway.Deployment, error)
+	Machine(ctx context.Context, obj *slipway.Project) (*slipway.Machine, error)
 }
 type QueryResolver interface {
 	Projects(ctx context.Context) ([]*slipway.Project, error)
 	Project(ctx context.Context, name string) (*slipway.Project, error)
 	Deployments(ctx context.Context, project string, first *int) ([]*slipway.Deployment, error)
 	Deployment(ctx context.Context, id string) (*slipway.Deployment, error)
+	Machines(ctx context.Context) ([]*slipway.Machine, error)
 }
 
 // endregion ************************** generated!.gotpl **************************
@@ -170,6 +206,31 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.AddProjectPayload.WebhookURL(childComplexity), true
+
+	case "BuildStep.cached":
+		if e.ComplexityRoot.BuildStep.Cached == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BuildStep.Cached(childComplexity), true
+	case "BuildStep.durationMs":
+		if e.ComplexityRoot.BuildStep.DurationMs == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BuildStep.DurationMs(childComplexity), true
+	case "BuildStep.instruction":
+		if e.ComplexityRoot.BuildStep.Instruction == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BuildStep.Instruction(childComplexity), true
+	case "BuildStep.n":
+		if e.ComplexityRoot.BuildStep.N == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BuildStep.N(childComplexity), true
 
 	case "Deployment.commit":
 		if e.ComplexityRoot.Deployment.Commit == nil {
@@ -260,6 +321,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Deployment.Status(childComplexity), true
+	case "Deployment.steps":
+		if e.ComplexityRoot.Deployment.Steps == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Deployment.Steps(childComplexity), true
 	case "Deployment.timings":
 		if e.ComplexityRoot.Deployment.Timings == nil {
 			break
@@ -303,6 +370,73 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.LogLine.Time(childComplexity), true
+
+	case "Machine.error":
+		if e.ComplexityRoot.Machine.Error == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Machine.Error(childComplexity), true
+	case "Machine.lastSleptAt":
+		if e.ComplexityRoot.Machine.LastSleptAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Machine.LastSleptAt(childComplexity), true
+	case "Machine.lastWakeMs":
+		if e.ComplexityRoot.Machine.LastWakeMs == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Machine.LastWakeMs(childComplexity), true
+	case "Machine.lastWokeAt":
+		if e.ComplexityRoot.Machine.LastWokeAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Machine.LastWokeAt(childComplexity), true
+	case "Machine.pid":
+		if e.ComplexityRoot.Machine.Pid == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Machine.Pid(childComplexity), true
+	case "Machine.project":
+		if e.ComplexityRoot.Machine.Project == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Machine.Project(childComplexity), true
+	case "Machine.provider":
+		if e.ComplexityRoot.Machine.Provider == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Machine.Provider(childComplexity), true
+	case "Machine.state":
+		if e.ComplexityRoot.Machine.State == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Machine.State(childComplexity), true
+	case "Machine.updatedAt":
+		if e.ComplexityRoot.Machine.UpdatedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Machine.UpdatedAt(childComplexity), true
+	case "Machine.volumeBytes":
+		if e.ComplexityRoot.Machine.VolumeBytes == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Machine.VolumeBytes(childComplexity), true
+	case "Machine.volumeDir":
+		if e.ComplexityRoot.Machine.VolumeDir == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Machine.VolumeDir(childComplexity), true
 
 	case "Mutation.addProject":
 		if e.ComplexityRoot.Mutation.AddProject == nil {
@@ -375,6 +509,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Project.Dockerfile(childComplexity), true
+	case "Project.machine":
+		if e.ComplexityRoot.Project.Machine == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Project.Machine(childComplexity), true
 	case "Project.name":
 		if e.ComplexityRoot.Project.Name == nil {
 			break
@@ -417,6 +557,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.Query.Deployments(childComplexity, args["project"].(string), args["first"].(*int)), true
 
+	case "Query.machines":
+		if e.ComplexityRoot.Query.Machines == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Query.Machines(childComplexity), true
 	case "Query.project":
 		if e.ComplexityRoot.Query.Project == nil {
 			break
@@ -536,6 +682,8 @@ type Query {
   deployments(project: String!, first: Int): [Deployment!]!
   "One deployment, or null when there is none with that id."
   deployment(id: ID!): Deployment
+  "Every project's builder machine (projects that never built have none), by project name."
+  machines: [Machine!]!
 }
 
 type Mutation {
@@ -585,6 +733,8 @@ type Project {
   createdAt: Time!
   "The project's deployments, newest first (at most first, default 100, max 1000)."
   deployments(first: Int): [Deployment!]!
+  "The project's builder machine, or null before its first build."
+  machine: Machine
 }
 
 type Deployment {
@@ -607,6 +757,8 @@ type Deployment {
   timings: [PhaseTiming!]!
   "The whole deployment's duration, once finished."
   durationMs: Int
+  "The Dockerfile steps the build ran, in order (empty until the build finished, and for rollbacks)."
+  steps: [BuildStep!]!
   createdAt: Time!
   startedAt: Time
   finishedAt: Time
@@ -638,6 +790,59 @@ type LogLine {
   step: String
   text: String!
 }
+
+"One Dockerfile step of a build."
+type BuildStep {
+  "The step's number in the whole build, from 1."
+  n: Int!
+  "The step as podman printed it, e.g. \"STEP 3/5: RUN npm ci\" or \"[1/2] STEP 2/4: COPY . .\"."
+  instruction: String!
+  "True when the layer cache served the step."
+  cached: Boolean!
+  durationMs: Int!
+}
+
+"""
+A project's builder machine: an agent plus a volume that is the project's
+build cache. It sleeps between builds.
+"""
+type Machine {
+  project: String!
+  "The machine provider that runs it, e.g. process."
+  provider: String!
+  state: MachineState!
+  "The agent's process id while it runs (process provider)."
+  pid: Int
+  "Where the machine's volume lives."
+  volumeDir: String!
+  "The volume's disk use in bytes when the machine last went to sleep."
+  volumeBytes: Int
+  "When the agent was last launched."
+  lastWokeAt: Time
+  "How long the last wake took, from launching the agent to it polling its queue (null when not measured)."
+  lastWakeMs: Int
+  "When the agent last exited."
+  lastSleptAt: Time
+  "Why the machine failed."
+  error: String
+  "When the record last changed."
+  updatedAt: Time!
+}
+
+enum MachineState {
+  "Never created, or destroyed."
+  ABSENT
+  "The volume only, no agent running."
+  ASLEEP
+  "The agent was launched and does not poll its queue yet."
+  STARTING
+  "The agent polls its queue."
+  AWAKE
+  "A build asked for the machine while its agent was polling."
+  BUILDING
+  "The agent could not start, or exited with an error; see error."
+  FAILED
+}
 `, BuiltIn: false},
 }
 var parsedSchema = gqlparser.MustLoadSchema(sources...)
@@ -656,6 +861,20 @@ func (ec *executionContext) childFields_AddProjectPayload(ctx context.Context, f
 		return ec.fieldContext_AddProjectPayload_webhookSecret(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type AddProjectPayload", field.Name)
+}
+
+func (ec *executionContext) childFields_BuildStep(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "n":
+		return ec.fieldContext_BuildStep_n(ctx, field)
+	case "instruction":
+		return ec.fieldContext_BuildStep_instruction(ctx, field)
+	case "cached":
+		return ec.fieldContext_BuildStep_cached(ctx, field)
+	case "durationMs":
+		return ec.fieldContext_BuildStep_durationMs(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type BuildStep", field.Name)
 }
 
 func (ec *executionContext) childFields_Deployment(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -684,6 +903,8 @@ func (ec *executionContext) childFields_Deployment(ctx context.Context, field gr
 		return ec.fieldContext_Deployment_timings(ctx, field)
 	case "durationMs":
 		return ec.fieldContext_Deployment_durationMs(ctx, field)
+	case "steps":
+		return ec.fieldContext_Deployment_steps(ctx, field)
 	case "createdAt":
 		return ec.fieldContext_Deployment_createdAt(ctx, field)
 	case "startedAt":
@@ -710,6 +931,34 @@ func (ec *executionContext) childFields_LogLine(ctx context.Context, field graph
 		return ec.fieldContext_LogLine_text(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type LogLine", field.Name)
+}
+
+func (ec *executionContext) childFields_Machine(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "project":
+		return ec.fieldContext_Machine_project(ctx, field)
+	case "provider":
+		return ec.fieldContext_Machine_provider(ctx, field)
+	case "state":
+		return ec.fieldContext_Machine_state(ctx, field)
+	case "pid":
+		return ec.fieldContext_Machine_pid(ctx, field)
+	case "volumeDir":
+		return ec.fieldContext_Machine_volumeDir(ctx, field)
+	case "volumeBytes":
+		return ec.fieldContext_Machine_volumeBytes(ctx, field)
+	case "lastWokeAt":
+		return ec.fieldContext_Machine_lastWokeAt(ctx, field)
+	case "lastWakeMs":
+		return ec.fieldContext_Machine_lastWakeMs(ctx, field)
+	case "lastSleptAt":
+		return ec.fieldContext_Machine_lastSleptAt(ctx, field)
+	case "error":
+		return ec.fieldContext_Machine_error(ctx, field)
+	case "updatedAt":
+		return ec.fieldContext_Machine_updatedAt(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type Machine", field.Name)
 }
 
 func (ec *executionContext) childFields_PhaseTiming(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -740,6 +989,8 @@ func (ec *executionContext) childFields_Project(ctx context.Context, field graph
 		return ec.fieldContext_Project_createdAt(ctx, field)
 	case "deployments":
 		return ec.fieldContext_Project_deployments(ctx, field)
+	case "machine":
+		return ec.fieldContext_Project_machine(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Project", field.Name)
 }
@@ -1140,6 +1391,98 @@ func (ec *executionContext) fieldContext_AddProjectPayload_webhookSecret(_ conte
 	return graphql.NewScalarFieldContext("AddProjectPayload", field, false, false, "String")
 }
 
+func (ec *executionContext) _BuildStep_n(ctx context.Context, field graphql.CollectedField, obj *slipway.BuildStep) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_BuildStep_n(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.N, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_BuildStep_n(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("BuildStep", field, false, false, "Int")
+}
+
+func (ec *executionContext) _BuildStep_instruction(ctx context.Context, field graphql.CollectedField, obj *slipway.BuildStep) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_BuildStep_instruction(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Instruction, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_BuildStep_instruction(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("BuildStep", field, false, false, "String")
+}
+
+func (ec *executionContext) _BuildStep_cached(ctx context.Context, field graphql.CollectedField, obj *slipway.BuildStep) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_BuildStep_cached(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Cached, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_BuildStep_cached(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("BuildStep", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _BuildStep_durationMs(ctx context.Context, field graphql.CollectedField, obj *slipway.BuildStep) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_BuildStep_durationMs(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.DurationMs, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNInt2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_BuildStep_durationMs(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("BuildStep", field, false, false, "Int")
+}
+
 func (ec *executionContext) _Deployment_id(ctx context.Context, field graphql.CollectedField, obj *slipway.Deployment) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -1425,6 +1768,38 @@ func (ec *executionContext) fieldContext_Deployment_durationMs(_ context.Context
 	return graphql.NewScalarFieldContext("Deployment", field, true, true, "Int")
 }
 
+func (ec *executionContext) _Deployment_steps(ctx context.Context, field graphql.CollectedField, obj *slipway.Deployment) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Deployment_steps(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Steps, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []slipway.BuildStep) graphql.Marshaler {
+			return ec.marshalNBuildStep2ᚕgithubᚗcomᚋslipwayᚑciᚋslipwayᚐBuildStepᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Deployment_steps(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Deployment",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_BuildStep(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Deployment_createdAt(ctx context.Context, field graphql.CollectedField, obj *slipway.Deployment) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -1651,6 +2026,259 @@ func (ec *executionContext) _LogLine_text(ctx context.Context, field graphql.Col
 }
 func (ec *executionContext) fieldContext_LogLine_text(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("LogLine", field, false, false, "String")
+}
+
+func (ec *executionContext) _Machine_project(ctx context.Context, field graphql.CollectedField, obj *slipway.Machine) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Machine_project(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Project, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Machine_project(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Machine", field, false, false, "String")
+}
+
+func (ec *executionContext) _Machine_provider(ctx context.Context, field graphql.CollectedField, obj *slipway.Machine) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Machine_provider(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Provider, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Machine_provider(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Machine", field, false, false, "String")
+}
+
+func (ec *executionContext) _Machine_state(ctx context.Context, field graphql.CollectedField, obj *slipway.Machine) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Machine_state(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.State, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v slipway.MachineState) graphql.Marshaler {
+			return ec.marshalNMachineState2githubᚗcomᚋslipwayᚑciᚋslipwayᚐMachineState(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Machine_state(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Machine", field, false, false, "MachineState")
+}
+
+func (ec *executionContext) _Machine_pid(ctx context.Context, field graphql.CollectedField, obj *slipway.Machine) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Machine_pid(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Machine().Pid(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *int) graphql.Marshaler {
+			return ec.marshalOInt2ᚖint(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Machine_pid(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Machine", field, true, true, "Int")
+}
+
+func (ec *executionContext) _Machine_volumeDir(ctx context.Context, field graphql.CollectedField, obj *slipway.Machine) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Machine_volumeDir(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.VolumeDir, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Machine_volumeDir(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Machine", field, false, false, "String")
+}
+
+func (ec *executionContext) _Machine_volumeBytes(ctx context.Context, field graphql.CollectedField, obj *slipway.Machine) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Machine_volumeBytes(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Machine().VolumeBytes(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *int) graphql.Marshaler {
+			return ec.marshalOInt2ᚖint(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Machine_volumeBytes(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Machine", field, true, true, "Int")
+}
+
+func (ec *executionContext) _Machine_lastWokeAt(ctx context.Context, field graphql.CollectedField, obj *slipway.Machine) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Machine_lastWokeAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.LastWokeAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Machine_lastWokeAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Machine", field, false, false, "Time")
+}
+
+func (ec *executionContext) _Machine_lastWakeMs(ctx context.Context, field graphql.CollectedField, obj *slipway.Machine) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Machine_lastWakeMs(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Machine().LastWakeMs(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *int) graphql.Marshaler {
+			return ec.marshalOInt2ᚖint(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Machine_lastWakeMs(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Machine", field, true, true, "Int")
+}
+
+func (ec *executionContext) _Machine_lastSleptAt(ctx context.Context, field graphql.CollectedField, obj *slipway.Machine) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Machine_lastSleptAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.LastSleptAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Machine_lastSleptAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Machine", field, false, false, "Time")
+}
+
+func (ec *executionContext) _Machine_error(ctx context.Context, field graphql.CollectedField, obj *slipway.Machine) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Machine_error(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Machine().Error(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Machine_error(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Machine", field, true, true, "String")
+}
+
+func (ec *executionContext) _Machine_updatedAt(ctx context.Context, field graphql.CollectedField, obj *slipway.Machine) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Machine_updatedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.UpdatedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Machine_updatedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Machine", field, false, false, "Time")
 }
 
 func (ec *executionContext) _Mutation_addProject(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
@@ -1992,6 +2620,38 @@ func (ec *executionContext) fieldContext_Project_deployments(ctx context.Context
 	return fc, nil
 }
 
+func (ec *executionContext) _Project_machine(ctx context.Context, field graphql.CollectedField, obj *slipway.Project) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Project_machine(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Project().Machine(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *slipway.Machine) graphql.Marshaler {
+			return ec.marshalOMachine2ᚖgithubᚗcomᚋslipwayᚑciᚋslipwayᚐMachine(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Project_machine(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Project",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Machine(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Query_projects(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -2152,6 +2812,38 @@ func (ec *executionContext) fieldContext_Query_deployment(ctx context.Context, f
 	if fc.Args, err = ec.field_Query_deployment_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
 		ec.Error(ctx, err)
 		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Query_machines(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_machines(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Query().Machines(ctx)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*slipway.Machine) graphql.Marshaler {
+			return ec.marshalNMachine2ᚕᚖgithubᚗcomᚋslipwayᚑciᚋslipwayᚐMachineᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_machines(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Machine(ctx, field)
+		},
 	}
 	return fc, nil
 }
@@ -3489,6 +4181,54 @@ func (ec *executionContext) _AddProjectPayload(ctx context.Context, sel ast.Sele
 	return out
 }
 
+var buildStepImplementors = []string{"BuildStep"}
+
+func (ec *executionContext) _BuildStep(ctx context.Context, sel ast.SelectionSet, obj *slipway.BuildStep) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, buildStepImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("BuildStep")
+		case "n":
+			out.Values[i] = ec._BuildStep_n(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "instruction":
+			out.Values[i] = ec._BuildStep_instruction(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "cached":
+			out.Values[i] = ec._BuildStep_cached(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "durationMs":
+			out.Values[i] = ec._BuildStep_durationMs(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var deploymentImplementors = []string{"Deployment"}
 
 func (ec *executionContext) _Deployment(ctx context.Context, sel ast.SelectionSet, obj *slipway.Deployment) graphql.Marshaler {
@@ -3565,6 +4305,11 @@ func (ec *executionContext) _Deployment(ctx context.Context, sel ast.SelectionSe
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Deployment_durationMs(ctx, field, obj)
 				})
+		case "steps":
+			out.Values[i] = ec._Deployment_steps(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
 		case "createdAt":
 			out.Values[i] = ec._Deployment_createdAt(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
@@ -3637,6 +4382,93 @@ func (ec *executionContext) _LogLine(ctx context.Context, sel ast.SelectionSet, 
 				})
 		case "text":
 			out.Values[i] = ec._LogLine_text(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var machineImplementors = []string{"Machine"}
+
+func (ec *executionContext) _Machine(ctx context.Context, sel ast.SelectionSet, obj *slipway.Machine) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, machineImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("Machine")
+		case "project":
+			out.Values[i] = ec._Machine_project(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "provider":
+			out.Values[i] = ec._Machine_provider(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "state":
+			out.Values[i] = ec._Machine_state(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "pid":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Machine_pid(ctx, field, obj)
+				})
+		case "volumeDir":
+			out.Values[i] = ec._Machine_volumeDir(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "volumeBytes":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Machine_volumeBytes(ctx, field, obj)
+				})
+		case "lastWokeAt":
+			out.Values[i] = ec._Machine_lastWokeAt(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "lastWakeMs":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Machine_lastWakeMs(ctx, field, obj)
+				})
+		case "lastSleptAt":
+			out.Values[i] = ec._Machine_lastSleptAt(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "error":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Machine_error(ctx, field, obj)
+				})
+		case "updatedAt":
+			out.Values[i] = ec._Machine_updatedAt(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				atomic.AddUint32(&out.Invalids, 1)
 			}
@@ -3798,6 +4630,12 @@ func (ec *executionContext) _Project(ctx context.Context, sel ast.SelectionSet, 
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Project_deployments(ctx, field, obj)
 				})
+		case "machine":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Project_machine(ctx, field, obj)
+				})
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -3857,6 +4695,12 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 				true, false,
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Query_deployment(ctx, field)
+				})
+		case "machines":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_machines(ctx, field)
 				})
 		case "__type":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
@@ -4278,6 +5122,26 @@ func (ec *executionContext) marshalNBoolean2bool(ctx context.Context, sel ast.Se
 	return res
 }
 
+func (ec *executionContext) marshalNBuildStep2githubᚗcomᚋslipwayᚑciᚋslipwayᚐBuildStep(ctx context.Context, sel ast.SelectionSet, v slipway.BuildStep) graphql.Marshaler {
+	return ec._BuildStep(ctx, sel, &v)
+}
+
+func (ec *executionContext) marshalNBuildStep2ᚕgithubᚗcomᚋslipwayᚑciᚋslipwayᚐBuildStepᚄ(ctx context.Context, sel ast.SelectionSet, v []slipway.BuildStep) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNBuildStep2githubᚗcomᚋslipwayᚑciᚋslipwayᚐBuildStep(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
 func (ec *executionContext) unmarshalNDeployInput2githubᚗcomᚋslipwayᚑciᚋslipwayᚋgraphqlᚋinternalᚋgenᚐDeployInput(ctx context.Context, v any) (DeployInput, error) {
 	res, err := ec.unmarshalInputDeployInput(ctx, v)
 	return res, graphql.ErrorOnPath(ctx, err)
@@ -4406,6 +5270,64 @@ func (ec *executionContext) marshalNLogLine2ᚖgithubᚗcomᚋslipwayᚑciᚋsli
 	}
 	return ec._LogLine(ctx, sel, v)
 }
+
+func (ec *executionContext) marshalNMachine2ᚕᚖgithubᚗcomᚋslipwayᚑciᚋslipwayᚐMachineᚄ(ctx context.Context, sel ast.SelectionSet, v []*slipway.Machine) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNMachine2ᚖgithubᚗcomᚋslipwayᚑciᚋslipwayᚐMachine(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNMachine2ᚖgithubᚗcomᚋslipwayᚑciᚋslipwayᚐMachine(ctx context.Context, sel ast.SelectionSet, v *slipway.Machine) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "Machine!")
+		return graphql.Null
+	}
+	return ec._Machine(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNMachineState2githubᚗcomᚋslipwayᚑciᚋslipwayᚐMachineState(ctx context.Context, v any) (slipway.MachineState, error) {
+	tmp, err := graphql.UnmarshalString(v)
+	res := unmarshalNMachineState2githubᚗcomᚋslipwayᚑciᚋslipwayᚐMachineState[tmp]
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNMachineState2githubᚗcomᚋslipwayᚑciᚋslipwayᚐMachineState(ctx context.Context, sel ast.SelectionSet, v slipway.MachineState) graphql.Marshaler {
+	_ = sel
+	res := graphql.MarshalString(marshalNMachineState2githubᚗcomᚋslipwayᚑciᚋslipwayᚐMachineState[v])
+	if res == graphql.Null {
+		graphql.AddInvalidNullFromMarshaler(ctx, "MachineState!")
+	}
+	return res
+}
+
+var (
+	unmarshalNMachineState2githubᚗcomᚋslipwayᚑciᚋslipwayᚐMachineState = map[string]slipway.MachineState{
+		"ABSENT":   slipway.MachineAbsent,
+		"ASLEEP":   slipway.MachineAsleep,
+		"STARTING": slipway.MachineStarting,
+		"AWAKE":    slipway.MachineAwake,
+		"BUILDING": slipway.MachineBuilding,
+		"FAILED":   slipway.MachineFailed,
+	}
+	marshalNMachineState2githubᚗcomᚋslipwayᚑciᚋslipwayᚐMachineState = map[slipway.MachineState]string{
+		slipway.MachineAbsent:   "ABSENT",
+		slipway.MachineAsleep:   "ASLEEP",
+		slipway.MachineStarting: "STARTING",
+		slipway.MachineAwake:    "AWAKE",
+		slipway.MachineBuilding: "BUILDING",
+		slipway.MachineFailed:   "FAILED",
+	}
+)
 
 func (ec *executionContext) marshalNPhaseTiming2ᚕᚖgithubᚗcomᚋslipwayᚑciᚋslipwayᚋgraphqlᚋinternalᚋgenᚐPhaseTimingᚄ(ctx context.Context, sel ast.SelectionSet, v []*PhaseTiming) graphql.Marshaler {
 	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
@@ -4678,6 +5600,13 @@ func (ec *executionContext) marshalOInt2ᚖint(ctx context.Context, sel ast.Sele
 	_ = ctx
 	res := graphql.MarshalInt(*v)
 	return res
+}
+
+func (ec *executionContext) marshalOMachine2ᚖgithubᚗcomᚋslipwayᚑciᚋslipwayᚐMachine(ctx context.Context, sel ast.SelectionSet, v *slipway.Machine) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._Machine(ctx, sel, v)
 }
 
 func (ec *executionContext) marshalOProject2ᚖgithubᚗcomᚋslipwayᚑciᚋslipwayᚐProject(ctx context.Context, sel ast.SelectionSet, v *slipway.Project) graphql.Marshaler {
