@@ -46,10 +46,10 @@ func (f *fakeMachines) checkedProjects() []string {
 
 type machineData struct {
 	Project, Provider, State, VolumeDir string
-	Pid, VolumeBytes, LastWakeMs       *int
-	LastWokeAt, LastSleptAt            *time.Time
-	Error                              *string
-	UpdatedAt                          time.Time
+	Pid, VolumeBytes, LastWakeMs        *int
+	LastWokeAt, LastSleptAt             *time.Time
+	Error                               *string
+	UpdatedAt                           time.Time
 }
 
 const machineFields = `project provider state pid volumeDir volumeBytes lastWokeAt lastWakeMs lastSleptAt error updatedAt`
