@@ -40,7 +40,9 @@ type DeployInput struct {
 const projectFields = `name repo branch dockerfile context createdAt`
 
 const deploymentFields = `id project ref commit trigger status image digest error failedStep
-	timings { phase ms } createdAt startedAt finishedAt`
+	timings { phase ms } steps { n instruction cached durationMs } createdAt startedAt finishedAt`
+
+const machineFields = `project provider state pid volumeDir volumeBytes lastWokeAt lastWakeMs lastSleptAt error updatedAt`
 
 // AddProject registers a project.
 func (c *Client) AddProject(ctx context.Context, in AddProjectInput) (*AddProjectResult, error) {
@@ -168,6 +170,22 @@ func (c *Client) Logs(ctx context.Context, id string, from int64, first int) ([]
 	return lines, nil
 }
 
+// Machines lists every project's builder machine by project name;
+// projects that never built have none.
+func (c *Client) Machines(ctx context.Context) ([]*slipway.Machine, error) {
+	var out struct {
+		Machines []machine `json:"machines"`
+	}
+	if err := c.do(ctx, `{ machines { `+machineFields+` } }`, nil, &out); err != nil {
+		return nil, err
+	}
+	ms := make([]*slipway.Machine, len(out.Machines))
+	for i := range out.Machines {
+		ms[i] = out.Machines[i].domain()
+	}
+	return ms, nil
+}
+
 func notFound(id string) error {
 	return &Error{Code: slipway.ENOTFOUND, Message: fmt.Sprintf("deployment %q not found", id)}
 }
@@ -188,9 +206,10 @@ type deployment struct {
 		Phase string `json:"phase"`
 		Ms    int64  `json:"ms"`
 	} `json:"timings"`
-	CreatedAt  time.Time  `json:"createdAt"`
-	StartedAt  *time.Time `json:"startedAt"`
-	FinishedAt *time.Time `json:"finishedAt"`
+	Steps      []slipway.BuildStep `json:"steps"`
+	CreatedAt  time.Time           `json:"createdAt"`
+	StartedAt  *time.Time          `json:"startedAt"`
+	FinishedAt *time.Time          `json:"finishedAt"`
 }
 
 func (d *deployment) domain() *slipway.Deployment {
@@ -203,6 +222,7 @@ func (d *deployment) domain() *slipway.Deployment {
 		Status:     slipway.Status(strings.ToLower(d.Status)),
 		Image:      d.Image,
 		Digest:     d.Digest,
+		Steps:      d.Steps,
 		CreatedAt:  d.CreatedAt,
 		StartedAt:  d.StartedAt,
 		FinishedAt: d.FinishedAt,
@@ -218,6 +238,46 @@ func (d *deployment) domain() *slipway.Deployment {
 		for _, t := range d.Timings {
 			out.Timings[t.Phase] = t.Ms
 		}
+	}
+	return out
+}
+
+// machine is a Machine as the API sends it.
+type machine struct {
+	Project     string     `json:"project"`
+	Provider    string     `json:"provider"`
+	State       string     `json:"state"`
+	PID         *int       `json:"pid"`
+	VolumeDir   string     `json:"volumeDir"`
+	VolumeBytes *int64     `json:"volumeBytes"`
+	LastWokeAt  *time.Time `json:"lastWokeAt"`
+	LastWakeMs  *int64     `json:"lastWakeMs"`
+	LastSleptAt *time.Time `json:"lastSleptAt"`
+	Error       *string    `json:"error"`
+	UpdatedAt   time.Time  `json:"updatedAt"`
+}
+
+func (m *machine) domain() *slipway.Machine {
+	out := &slipway.Machine{
+		Project:     m.Project,
+		Provider:    m.Provider,
+		State:       slipway.MachineState(strings.ToLower(m.State)),
+		VolumeDir:   m.VolumeDir,
+		LastWokeAt:  m.LastWokeAt,
+		LastSleptAt: m.LastSleptAt,
+		UpdatedAt:   m.UpdatedAt,
+	}
+	if m.PID != nil {
+		out.PID = *m.PID
+	}
+	if m.VolumeBytes != nil {
+		out.VolumeBytes = *m.VolumeBytes
+	}
+	if m.LastWakeMs != nil {
+		out.LastWakeMs = *m.LastWakeMs
+	}
+	if m.Error != nil {
+		out.Error = *m.Error
 	}
 	return out
 }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -27,6 +28,7 @@ type fakeStore struct {
 	projects    []*slipway.Project
 	deployments []*slipway.Deployment // oldest first
 	logs        []slipway.LogLine
+	machines    []*slipway.Machine // by project
 }
 
 func (s *fakeStore) CreateProject(_ context.Context, p *slipway.Project) error {
@@ -87,6 +89,17 @@ func (s *fakeStore) Deployments(_ context.Context, project string, limit int) ([
 			c := *d
 			out = append(out, &c)
 		}
+	}
+	return out, nil
+}
+
+func (s *fakeStore) Machines(context.Context) ([]*slipway.Machine, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := []*slipway.Machine{}
+	for _, m := range s.machines {
+		c := *m
+		out = append(out, &c)
 	}
 	return out, nil
 }
@@ -188,6 +201,7 @@ func TestDeployments(t *testing.T) {
 	start, end := time.Now().UTC().Truncate(time.Millisecond), time.Now().UTC().Add(time.Second).Truncate(time.Millisecond)
 	store.add(&slipway.Deployment{ID: "d-failed", Project: "web", Ref: "refs/heads/main", Commit: sha, Trigger: slipway.TriggerWebhook,
 		Status: slipway.StatusFailed, Error: "exit 1", FailedStep: "RUN false", Timings: map[string]int64{"build": 5, "total": 9},
+		Steps:     []slipway.BuildStep{{N: 1, Instruction: "STEP 1/2: FROM base", Cached: true, DurationMs: 2}, {N: 2, Instruction: "STEP 2/2: RUN false", DurationMs: 3}},
 		CreatedAt: start, StartedAt: &start, FinishedAt: &end})
 
 	ds, err := c.Deployments(ctx, "web", 0)
@@ -202,6 +216,12 @@ func TestDeployments(t *testing.T) {
 		!f.StartedAt.Equal(start) || !f.FinishedAt.Equal(end) || f.Trigger != slipway.TriggerWebhook || f.Ref != "refs/heads/main" {
 		t.Errorf("failed deployment = %+v", f)
 	}
+	if len(f.Steps) != 2 || f.Steps[0] != (slipway.BuildStep{N: 1, Instruction: "STEP 1/2: FROM base", Cached: true, DurationMs: 2}) || f.Steps[1].Cached {
+		t.Errorf("failed deployment's steps = %+v", f.Steps)
+	}
+	if ds[1].Steps != nil && len(ds[1].Steps) != 0 {
+		t.Errorf("queued deployment's steps = %+v, want none", ds[1].Steps)
+	}
 	if ds, err := c.Deployments(ctx, "web", 1); err != nil || len(ds) != 1 {
 		t.Errorf("Deployments(first 1) = %d, %v", len(ds), err)
 	}
@@ -215,6 +235,34 @@ func TestDeployments(t *testing.T) {
 	}
 	if _, err := c.Deployment(ctx, "d-404"); slipway.ErrorCode(err) != slipway.ENOTFOUND {
 		t.Errorf("Deployment(d-404) error = %v, want not_found", err)
+	}
+}
+
+func TestMachines(t *testing.T) {
+	c, store, _ := newServer(t)
+	ctx := t.Context()
+	if ms, err := c.Machines(ctx); err != nil || len(ms) != 0 {
+		t.Fatalf("Machines with none = %+v, %v", ms, err)
+	}
+	woke := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	want := []*slipway.Machine{
+		{Project: "api", Provider: "process", State: slipway.MachineFailed, VolumeDir: "/v/api", VolumeBytes: 6 << 30,
+			LastWokeAt: &woke, LastSleptAt: &woke, Error: "agent exited with status 1", UpdatedAt: woke},
+		{Project: "web", Provider: "process", State: slipway.MachineBuilding, PID: 77, VolumeDir: "/v/web",
+			LastWokeAt: &woke, LastWakeMs: 95, UpdatedAt: woke},
+	}
+	store.machines = want
+	got, err := c.Machines(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(want) {
+		t.Fatalf("Machines = %+v, want %+v", got, want)
+	}
+	for i := range want {
+		if !reflect.DeepEqual(got[i], want[i]) {
+			t.Errorf("machine %d = %+v\nwant %+v", i, got[i], want[i])
+		}
 	}
 }
 
