@@ -142,7 +142,10 @@ func (a *Activities) Fetch(ctx context.Context, in deploy.BuildInput) (deploy.Fe
 	return deploy.FetchResult{Dir: dir}, nil
 }
 
-// Build runs podman build on the checkout.
+// Build runs podman build on the checkout, then labels the result and
+// tags it as the deployment's image. When the build's inputs are identical
+// to an earlier successful build on this machine, that build's image is
+// reused and the Dockerfile does not run at all.
 func (a *Activities) Build(ctx context.Context, in deploy.BuildInput) (deploy.BuildActivityResult, error) {
 	j, _ := a.begin(ctx, in, "build")
 	defer j.stop()
@@ -159,19 +162,33 @@ func (a *Activities) Build(ctx context.Context, in deploy.BuildInput) (deploy.Bu
 	if err != nil {
 		return deploy.BuildActivityResult{}, buildFailed("build", nil, "%s", slipway.ErrorMessage(err))
 	}
+
+	out := deploy.BuildActivityResult{}
+	if !a.cfg.NoReuse {
+		key, why := inputKey(ctx, contextDir, dockerfile, nil, nil, a.resolveDigest)
+		out.InputKey = key
+		if key == "" {
+			a.cfg.Logger.Info("build inputs cannot be pinned down; no reuse", "deployment", in.DeploymentID, "reason", why)
+		} else if prev := a.reusable(ctx, key); prev != "" {
+			j.line("build", "inputs identical to the earlier build of %s: reusing its image without building", prev)
+			if err := a.label(ctx, j, prev, in); err == nil {
+				out.ReusedFrom = prev
+				return out, nil
+			} else if ctx.Err() != nil {
+				return deploy.BuildActivityResult{}, ctx.Err()
+			} else {
+				j.line("build", "could not reuse %s (%v): building", prev, err)
+			}
+		}
+	}
+
 	j.line("build", "building %s", in.Image)
 	res, err := a.podman.Build(ctx, podman.BuildOptions{
 		ContextDir: contextDir,
 		Dockerfile: dockerfile,
-		Tag:        in.Image,
-		Labels: map[string]string{
-			"slipway.project":    in.Project,
-			"slipway.deployment": in.DeploymentID,
-			"slipway.commit":     in.Commit,
-		},
-		TLSVerify: a.cfg.RegistryTLSVerify,
-		Stdout:    j.writer("stdout", "build"),
-		Stderr:    j.writer("stderr", "build"),
+		TLSVerify:  a.cfg.RegistryTLSVerify,
+		Stdout:     j.writer("stdout", "build"),
+		Stderr:     j.writer("stderr", "build"),
 	})
 	if err != nil {
 		if ctx.Err() != nil {
@@ -188,7 +205,12 @@ func (a *Activities) Build(ctx context.Context, in deploy.BuildInput) (deploy.Bu
 		}
 		return deploy.BuildActivityResult{}, fmt.Errorf("build: %w", err)
 	}
-	out := deploy.BuildActivityResult{}
+	if err := a.label(ctx, j, strings.TrimPrefix(res.ImageID, "sha256:"), in); err != nil {
+		if ctx.Err() != nil {
+			return deploy.BuildActivityResult{}, ctx.Err()
+		}
+		return deploy.BuildActivityResult{}, err
+	}
 	cached := 0
 	for i, s := range res.Steps {
 		out.Steps = append(out.Steps, slipway.BuildStep{N: i + 1, Instruction: s.String(), Cached: s.Cached, DurationMs: s.Duration.Milliseconds()})
@@ -198,6 +220,65 @@ func (a *Activities) Build(ctx context.Context, in deploy.BuildInput) (deploy.Bu
 	}
 	j.line("build", "built %s: %d steps, %d cached, in %s", in.Image, len(res.Steps), cached, res.Duration.Round(time.Millisecond))
 	return out, nil
+}
+
+// label makes the deployment's image from src: src plus the slipway.*
+// labels, tagged in.Image. Labels go on in a step of their own after the
+// Dockerfile's, so that the Dockerfile's steps stay cacheable from one
+// deployment to the next (the deployment id differs every time).
+func (a *Activities) label(ctx context.Context, j *job, src string, in deploy.BuildInput) error {
+	dir, err := os.MkdirTemp(a.layout.Work, "label-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	df := fmt.Sprintf("FROM %s\nLABEL \"slipway.project\"=%q \"slipway.deployment\"=%q \"slipway.commit\"=%q\n",
+		src, in.Project, in.DeploymentID, in.Commit)
+	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte(df), 0o644); err != nil {
+		return err
+	}
+	var buf strings.Builder
+	if _, err := a.podman.Build(ctx, podman.BuildOptions{ContextDir: dir, Tag: in.Image, TLSVerify: a.cfg.RegistryTLSVerify, Stdout: &buf, Stderr: &buf}); err != nil {
+		return fmt.Errorf("label the image: %w", err)
+	}
+	return nil
+}
+
+// inputsDir holds one file per input key of a successful build, naming the
+// image it produced.
+func (l Layout) inputsDir() string { return filepath.Join(l.Root, "inputs") }
+
+// reusable returns the image of an earlier successful build with inputs
+// key, if the machine still has it.
+func (a *Activities) reusable(ctx context.Context, key string) string {
+	b, err := os.ReadFile(filepath.Join(a.layout.inputsDir(), key))
+	if err != nil {
+		return ""
+	}
+	ref := strings.TrimSpace(string(b))
+	if ref == "" || !a.podman.ImageExists(ctx, ref) {
+		return ""
+	}
+	return ref
+}
+
+// remember records that inputs key built image ref.
+func (a *Activities) remember(key, ref string) {
+	if key == "" {
+		return
+	}
+	if err := os.MkdirAll(a.layout.inputsDir(), 0o755); err != nil {
+		a.cfg.Logger.Warn("record build inputs", "error", err)
+		return
+	}
+	if err := os.WriteFile(filepath.Join(a.layout.inputsDir(), key), []byte(ref+"\n"), 0o644); err != nil {
+		a.cfg.Logger.Warn("record build inputs", "error", err)
+	}
+}
+
+// resolveDigest asks the image's registry for the digest its tag points to.
+func (a *Activities) resolveDigest(ctx context.Context, ref string) (string, error) {
+	return registryDigest(ctx, ref, a.cfg.RegistryTLSVerify)
 }
 
 // Push pushes the image and removes the checkout.
@@ -217,6 +298,7 @@ func (a *Activities) Push(ctx context.Context, in deploy.BuildInput) (deploy.Pus
 	if err := os.RemoveAll(a.checkoutDir(in.DeploymentID)); err != nil {
 		a.cfg.Logger.Warn("remove checkout", "deployment", in.DeploymentID, "error", err)
 	}
+	a.remember(in.InputKey, in.Image)
 	a.housekeep(ctx, j, in.Project, in.Image)
 	return deploy.PushResult{Digest: digest}, nil
 }

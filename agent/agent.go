@@ -58,6 +58,9 @@ type Config struct {
 	// ResetThreshold is the fraction of the volume's filesystem in use past
 	// which podman's storage is reset after a build; default 0.75.
 	ResetThreshold float64
+	// NoReuse turns off reusing the image of an earlier build with
+	// identical inputs (every deployment then runs the Dockerfile).
+	NoReuse bool
 	// Stdout receives every public output line as well; default os.Stdout.
 	Stdout io.Writer
 	// Logger gets the agent's own messages; default slog.Default().

@@ -84,6 +84,8 @@ type BuildInput struct {
 	Image        string
 	// Dir is the checkout on the machine's volume (set after Fetch).
 	Dir string
+	// InputKey identifies the build's inputs (set after Build).
+	InputKey string
 }
 
 // FetchResult is the Fetch activity's result.
@@ -94,6 +96,12 @@ type FetchResult struct {
 // BuildActivityResult is the Build activity's result.
 type BuildActivityResult struct {
 	Steps []slipway.BuildStep
+	// InputKey identifies the build's inputs (empty when they cannot be
+	// pinned down); Push records it once the image is pushed.
+	InputKey string
+	// ReusedFrom is the image of an earlier build with identical inputs
+	// whose image was reused instead of building.
+	ReusedFrom string
 }
 
 // PushResult is the Push activity's result.
@@ -152,6 +160,7 @@ func BuildWorkflow(ctx workflow.Context, in BuildInput) (*BuildResult, error) {
 		return nil, err
 	}
 	phase("build", start)
+	in.InputKey = built.InputKey
 
 	start = workflow.Now(ctx)
 	pushCtx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{

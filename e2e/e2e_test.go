@@ -372,6 +372,22 @@ func TestPushBecomesImage(t *testing.T) {
 		t.Errorf("slipway logs %s: exit %d, want the build output:\n%s", d.ID, code, logs)
 	}
 
+	// Deploying the same commit again reuses the image of the identical
+	// build: no Dockerfile step runs, and the image carries the new
+	// deployment's labels.
+	out, code = s.cli(t, "deploy", "app", "--commit", sha, "--wait")
+	if code != 0 {
+		t.Fatalf("redeploy of the same commit: exit %d:\n%s", code, out)
+	}
+	again2 := s.deployments(t, "app")[0]
+	relogs, _ := s.cli(t, "logs", again2.ID)
+	if !strings.Contains(relogs, "reusing its image without building") || strings.Contains(relogs, "hello-from-build") {
+		t.Errorf("redeploy of an identical commit ran the build:\n%s", relogs)
+	}
+	if _, labels := imageConfig(t, s.Host, "app", sha); labels["slipway.deployment"] != again2.ID {
+		t.Errorf("reused image's slipway.deployment label = %q, want the new deployment %s", labels["slipway.deployment"], again2.ID)
+	}
+
 	// A failing RUN ends failed, with the step and its output.
 	sha2 := testenv.Commit(t, dir, map[string]string{
 		"Dockerfile": "FROM " + base + "\nRUN echo about-to-fail && exit 3\n",

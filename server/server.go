@@ -37,6 +37,7 @@ import (
 	"github.com/slipway-ci/slipway/registry"
 	"github.com/slipway-ci/slipway/sqlite"
 	"github.com/slipway-ci/slipway/temporalserver"
+	"github.com/slipway-ci/slipway/web"
 )
 
 // Config configures `slipway server`. Empty fields get the defaults set in
@@ -75,6 +76,9 @@ type Config struct {
 	// ResetThreshold is the fraction of a volume's filesystem in use past
 	// which the machine resets its podman storage; default 0.75.
 	ResetThreshold float64
+	// NoReuse makes every deployment run its Dockerfile, even when an
+	// earlier build had identical inputs.
+	NoReuse bool
 	// MaxBuild bounds a single build; default one hour.
 	MaxBuild time.Duration
 	// Demo creates a demo project on start and deploys it.
@@ -254,7 +258,8 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		VolumesDir: filepath.Join(dataDir, "volumes"),
 		Binary:     cfg.AgentBinary,
 		Args: []string{"--temporal", temporalAddr, "--namespace", cfg.TemporalNamespace, "--nats", natsURL,
-			"--keep-images", fmt.Sprint(cfg.KeepImages), "--reset-threshold", fmt.Sprint(cfg.ResetThreshold)},
+			"--keep-images", fmt.Sprint(cfg.KeepImages), "--reset-threshold", fmt.Sprint(cfg.ResetThreshold),
+			fmt.Sprintf("--no-reuse=%t", cfg.NoReuse)},
 		Env:    cfg.AgentEnv,
 		Logger: log,
 	})
@@ -295,7 +300,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		mux.Handle("/v2/", reg)
 	}
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
-	mux.HandleFunc("/", indexPage(publicURL))
+	mux.Handle("/", web.Handler())
 	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- hs.Serve(ln) }()

@@ -55,6 +55,7 @@ external services with --temporal, --nats and --registry.`,
 	f.BoolVar(&cfg.Demo, "demo", false, "create and deploy a demo project that builds offline")
 	f.IntVar(&cfg.KeepImages, "keep-images", agent.DefaultKeepImages, "images of each project's last successful builds its machine keeps for rollbacks")
 	f.Float64Var(&cfg.ResetThreshold, "reset-threshold", agent.DefaultResetThreshold, "fraction of a volume in use past which its build cache is reset")
+	f.BoolVar(&cfg.NoReuse, "no-reuse", false, "always run the Dockerfile, even when an earlier build had identical inputs")
 	return cmd
 }
 
@@ -83,6 +84,7 @@ rarely run it by hand.`,
 	f.BoolVar(&cfg.RegistryTLSVerify, "registry-tls-verify", false, "require TLS for the registry")
 	f.IntVar(&cfg.KeepImages, "keep-images", agent.DefaultKeepImages, "keep the images of this many latest successful builds")
 	f.Float64Var(&cfg.ResetThreshold, "reset-threshold", agent.DefaultResetThreshold, "reset the build cache when the volume is fuller than this fraction")
+	f.BoolVar(&cfg.NoReuse, "no-reuse", false, "always run the Dockerfile, even when an earlier build had identical inputs")
 	f.DurationVar(&cfg.IdleTimeout, "idle-timeout", 3*time.Second, "exit after this long without work")
 	f.DurationVar(&cfg.StartTimeout, "start-timeout", time.Minute, "exit if no work arrives within this long of starting")
 	for _, name := range []string{"project", "volume", "temporal"} {
