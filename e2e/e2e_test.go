@@ -76,9 +76,9 @@ type serverProc struct {
 var runningRE = regexp.MustCompile(`Slipway is running: open (http://\S+)`)
 
 // startServer runs `slipway server` and waits until it serves.
-func startServer(t *testing.T, dataDir, listen string) *serverProc {
+func startServer(t *testing.T, dataDir, listen string, extra ...string) *serverProc {
 	t.Helper()
-	cmd := exec.Command(slipwayBin, "server", "--data-dir", dataDir, "--listen", listen)
+	cmd := exec.Command(slipwayBin, append([]string{"server", "--data-dir", dataDir, "--listen", listen}, extra...)...)
 	out := &syncBuffer{}
 	pr, pw := io.Pipe()
 	cmd.Stdout = io.MultiWriter(out, pw)
@@ -491,5 +491,124 @@ func unmountAll(t *testing.T, dir string) {
 	}
 	for i := len(mounts) - 1; i >= 0; i-- {
 		_ = syscall.Unmount(mounts[i], syscall.MNT_DETACH)
+	}
+}
+
+// waitAsleep waits until the project's agent has exited (its machine
+// sleeps).
+func (s *serverProc) waitAsleep(t *testing.T, project string) {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		b, err := os.ReadFile(filepath.Join(s.DataDir, "volumes", project, "agent.pid"))
+		if err != nil {
+			return
+		}
+		var pid int
+		fmt.Sscan(string(b), &pid)
+		if pid <= 0 || syscall.Kill(pid, 0) != nil {
+			return
+		}
+		if stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil && strings.Contains(string(stat), ") Z ") {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the agent of %s (pid %d) did not exit within a minute of its last build", project, pid)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+type deploymentDetail struct {
+	ID      string `json:"id"`
+	Status  string `json:"status"`
+	Digest  string `json:"digest"`
+	Trigger string `json:"trigger"`
+	Steps   []struct {
+		Instruction string `json:"instruction"`
+		Cached      bool   `json:"cached"`
+	} `json:"steps"`
+}
+
+func (s *serverProc) deployWait(t *testing.T, project, commit string) deploymentDetail {
+	t.Helper()
+	out, code := s.cli(t, "deploy", project, "--commit", commit, "--wait")
+	if code != 0 {
+		t.Fatalf("deploy %s %s: exit %d:\n%s\nagent:\n%s", project, commit, code, out, s.agentLog(project))
+	}
+	id := s.deployments(t, project)[0].ID
+	return s.detail(t, id)
+}
+
+func (s *serverProc) detail(t *testing.T, id string) deploymentDetail {
+	t.Helper()
+	out, code := s.cli(t, "deployment", id, "--json")
+	if code != 0 {
+		t.Fatalf("slipway deployment %s --json: exit %d: %s", id, code, out)
+	}
+	var d deploymentDetail
+	if err := json.Unmarshal([]byte(out), &d); err != nil {
+		t.Fatalf("slipway deployment --json: %v\n%s", err, out)
+	}
+	return d
+}
+
+// The machine's volume is the cache: an unchanged commit hits the layer
+// cache on every step, a cache mount keeps its contents across builds, and
+// a deleted volume makes the next build cold but still correct.
+func TestCacheAcrossDeployments(t *testing.T) {
+	s := startServer(t, t.TempDir(), "127.0.0.1:0", "--no-reuse")
+	p := testenv.Podman(t)
+	base := testenv.BaseImage(t, p, s.Host)
+	dockerfile := "FROM " + base + "\n" +
+		"COPY stamp.txt /stamp.txt\n" +
+		"RUN --mount=type=cache,target=/cache cat /stamp.txt >> /cache/seen && echo \"cache holds $(wc -l < /cache/seen) builds\"\n" +
+		"COPY app.txt /app.txt\n"
+	dir, sha1 := testenv.GitRepo(t, map[string]string{"Dockerfile": dockerfile, "stamp.txt": "one\n", "app.txt": "app\n"})
+	if out, code := s.cli(t, "project", "add", "cache", "--repo", "file://"+dir); code != 0 {
+		t.Fatalf("project add: %d %s", code, out)
+	}
+	logsOf := func(id string) string { l, _ := s.cli(t, "logs", id); return l }
+
+	first := s.deployWait(t, "cache", sha1)
+	if l := logsOf(first.ID); !strings.Contains(l, "cache holds 1 builds") {
+		t.Fatalf("first build output:\n%s", l)
+	}
+	s.waitAsleep(t, "cache")
+
+	second := s.deployWait(t, "cache", sha1)
+	if len(second.Steps) < 4 {
+		t.Fatalf("second build steps = %+v, want the Dockerfile's 4", second.Steps)
+	}
+	for _, st := range second.Steps[1:] {
+		if !st.Cached {
+			t.Errorf("second build of an unchanged commit: step %q not cached", st.Instruction)
+		}
+	}
+
+	sha2 := testenv.Commit(t, dir, map[string]string{"stamp.txt": "two\n"})
+	third := s.deployWait(t, "cache", sha2)
+	if l := logsOf(third.ID); !strings.Contains(l, "cache holds 2 builds") {
+		t.Errorf("the cache mount did not keep its contents across builds:\n%s", l)
+	}
+	s.waitAsleep(t, "cache")
+
+	// Losing the volume costs time, never correctness.
+	vol := filepath.Join(s.DataDir, "volumes", "cache")
+	unmountAll(t, vol)
+	if err := os.RemoveAll(vol); err != nil {
+		t.Fatalf("delete the volume: %v", err)
+	}
+	fourth := s.deployWait(t, "cache", sha2)
+	if fourth.Status != "succeeded" {
+		t.Fatalf("build after the volume was deleted = %s", fourth.Status)
+	}
+	for _, st := range fourth.Steps[1:] {
+		if st.Cached {
+			t.Errorf("build on a new volume: step %q cached", st.Instruction)
+		}
+	}
+	if l := logsOf(fourth.ID); !strings.Contains(l, "cache holds 1 builds") {
+		t.Errorf("build on a new volume did not start with an empty cache mount:\n%s", l)
 	}
 }
