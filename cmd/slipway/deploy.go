@@ -39,29 +39,7 @@ ends and exits 0 only if it succeeded.`,
 				fmt.Fprintln(w, d.ID)
 				return nil
 			}
-			fmt.Fprintf(w, "deployment %s %s\n", d.ID, d.Status)
-			ticker := time.NewTicker(pollInterval)
-			defer ticker.Stop()
-			for last := d.Status; !d.Status.Terminal(); {
-				select {
-				case <-cmd.Context().Done():
-					return fmt.Errorf("stopped waiting for deployment %s (it goes on: see 'slipway deployments %s')", d.ID, d.Project)
-				case <-ticker.C:
-				}
-				if d, err = c.Deployment(cmd.Context(), d.ID); err != nil {
-					return fmt.Errorf("follow deployment: %w", err)
-				}
-				if d.Status != last && !d.Status.Terminal() {
-					fmt.Fprintf(w, "deployment %s %s\n", d.ID, d.Status)
-				}
-				last = d.Status
-			}
-			if d.Status == slipway.StatusSucceeded {
-				fmt.Fprintf(w, "deployment %s succeeded in %s: %s\n", d.ID, duration(d), imageRef(d))
-				return nil
-			}
-			fmt.Fprintf(w, "deployment %s %s\n", d.ID, d.Status)
-			return fmt.Errorf("deployment %s %s%s (see 'slipway logs %s')", d.ID, d.Status, failure(d), d.ID)
+			return follow(cmd, c, d)
 		},
 	}
 	f := cmd.Flags()
@@ -93,4 +71,34 @@ func failure(d *slipway.Deployment) string {
 		s += ": " + d.Error
 	}
 	return s
+}
+
+// follow prints a deployment's state changes until it ends; the error is
+// non-nil unless it succeeded.
+func follow(cmd *cobra.Command, c *client.Client, d *slipway.Deployment) error {
+	w := cmd.OutOrStdout()
+	var err error
+	fmt.Fprintf(w, "deployment %s %s\n", d.ID, d.Status)
+	ticker := time.NewTicker(pollInterval)
+	defer ticker.Stop()
+	for last := d.Status; !d.Status.Terminal(); {
+		select {
+		case <-cmd.Context().Done():
+			return fmt.Errorf("stopped waiting for deployment %s (it goes on: see 'slipway deployments %s')", d.ID, d.Project)
+		case <-ticker.C:
+		}
+		if d, err = c.Deployment(cmd.Context(), d.ID); err != nil {
+			return fmt.Errorf("follow deployment: %w", err)
+		}
+		if d.Status != last && !d.Status.Terminal() {
+			fmt.Fprintf(w, "deployment %s %s\n", d.ID, d.Status)
+		}
+		last = d.Status
+	}
+	if d.Status == slipway.StatusSucceeded {
+		fmt.Fprintf(w, "deployment %s succeeded in %s: %s\n", d.ID, duration(d), imageRef(d))
+		return nil
+	}
+	fmt.Fprintf(w, "deployment %s %s\n", d.ID, d.Status)
+	return fmt.Errorf("deployment %s %s%s (see 'slipway logs %s')", d.ID, d.Status, failure(d), d.ID)
 }

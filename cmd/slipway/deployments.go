@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -57,10 +58,11 @@ func newDeploymentsCmd(g *globals) *cobra.Command {
 func printDeployments(w io.Writer, ds []*slipway.Deployment, now time.Time) error {
 	var table bytes.Buffer
 	tw := tabwriter.NewWriter(&table, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tSTATUS\tCOMMIT\tIMAGE\tDIGEST\tDURATION\tCREATED")
+	fmt.Fprintln(tw, "ID\tSTATUS\tCOMMIT\tIMAGE\tDIGEST\tDURATION\tCREATED\tPHASES")
 	for _, d := range ds {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
-			d.ID, d.Status, orDash(shorten(d.Commit, 12)), orDash(d.Image), orDash(shortDigest(d.Digest)), duration(d), age(d.CreatedAt, now))
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
+			d.ID, d.Status, orDash(shorten(d.Commit, 12)), orDash(d.Image), orDash(shortDigest(d.Digest)), duration(d), age(d.CreatedAt, now),
+			orDash(phaseSummary(d)))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -93,21 +95,22 @@ func printDeployments(w io.Writer, ds []*slipway.Deployment, now time.Time) erro
 // deploymentJSON is a deployment as `deployments --json` prints it: every
 // key is always present, null when unknown.
 type deploymentJSON struct {
-	ID         string           `json:"id"`
-	Project    string           `json:"project"`
-	Ref        string           `json:"ref"`
-	Commit     string           `json:"commit"`
-	Trigger    string           `json:"trigger"`
-	Status     string           `json:"status"`
-	Image      string           `json:"image"`
-	Digest     string           `json:"digest"`
-	Error      *string          `json:"error"`
-	FailedStep *string          `json:"failedStep"`
-	Timings    map[string]int64 `json:"timings"`
-	DurationMs *int64           `json:"durationMs"`
-	CreatedAt  time.Time        `json:"createdAt"`
-	StartedAt  *time.Time       `json:"startedAt"`
-	FinishedAt *time.Time       `json:"finishedAt"`
+	ID         string              `json:"id"`
+	Project    string              `json:"project"`
+	Ref        string              `json:"ref"`
+	Commit     string              `json:"commit"`
+	Trigger    string              `json:"trigger"`
+	Status     string              `json:"status"`
+	Image      string              `json:"image"`
+	Digest     string              `json:"digest"`
+	Error      *string             `json:"error"`
+	FailedStep *string             `json:"failedStep"`
+	Timings    map[string]int64    `json:"timings"`
+	Steps      []slipway.BuildStep `json:"steps"`
+	DurationMs *int64              `json:"durationMs"`
+	CreatedAt  time.Time           `json:"createdAt"`
+	StartedAt  *time.Time          `json:"startedAt"`
+	FinishedAt *time.Time          `json:"finishedAt"`
 }
 
 func toJSON(d *slipway.Deployment) deploymentJSON {
@@ -123,6 +126,10 @@ func toJSON(d *slipway.Deployment) deploymentJSON {
 	}
 	if out.Timings == nil {
 		out.Timings = map[string]int64{}
+	}
+	out.Steps = d.Steps
+	if out.Steps == nil {
+		out.Steps = []slipway.BuildStep{}
 	}
 	if ms, ok := durationMs(d); ok {
 		out.DurationMs = &ms
@@ -153,6 +160,68 @@ func duration(d *slipway.Deployment) string {
 		return dur.Round(time.Second).String()
 	}
 	return dur.Round(100 * time.Millisecond).String()
+}
+
+// phaseOrder is the order phases are shown in; others follow by name.
+var phaseOrder = []string{"queue", "wake", "fetch", "build", "push", "total"}
+
+// phases lists the phases of d's timings in phaseOrder, then the others by
+// name.
+func phases(d *slipway.Deployment) []string {
+	var out, rest []string
+	known := map[string]bool{}
+	for _, p := range phaseOrder {
+		known[p] = true
+		if _, ok := d.Timings[p]; ok {
+			out = append(out, p)
+		}
+	}
+	for p := range d.Timings {
+		if !known[p] {
+			rest = append(rest, p)
+		}
+	}
+	sort.Strings(rest)
+	return append(out, rest...)
+}
+
+// phaseSummary is a one-line breakdown of d's phases without the total,
+// e.g. "queue 8ms wake 90ms fetch 210ms build 3.1s (4/5 cached) push 320ms".
+func phaseSummary(d *slipway.Deployment) string {
+	var parts []string
+	for _, p := range phases(d) {
+		if p == "total" {
+			continue
+		}
+		part := p + " " + ms(d.Timings[p])
+		if p == "build" && len(d.Steps) > 0 {
+			part += fmt.Sprintf(" (%d/%d cached)", cachedSteps(d.Steps), len(d.Steps))
+		}
+		parts = append(parts, part)
+	}
+	return strings.Join(parts, " ")
+}
+
+func cachedSteps(steps []slipway.BuildStep) int {
+	n := 0
+	for _, s := range steps {
+		if s.Cached {
+			n++
+		}
+	}
+	return n
+}
+
+// ms formats milliseconds for people: "85ms", "3.1s", "1m23s".
+func ms(n int64) string {
+	d := time.Duration(n) * time.Millisecond
+	switch {
+	case d < time.Second:
+		return fmt.Sprintf("%dms", n)
+	case d < time.Minute:
+		return fmt.Sprintf("%.1fs", d.Seconds())
+	}
+	return d.Round(time.Second).String()
 }
 
 // age says how long ago t was: "45s ago", "12m ago", "3h ago", else the date.

@@ -1,7 +1,7 @@
 // Command slipway is Slipway's one binary: `slipway server` runs the
 // control plane, `slipway agent` runs on a builder machine, and the other
-// commands (project, deploy, deployments, logs) are clients of the
-// server's GraphQL API.
+// commands (project, deploy, deployments, deployment, logs, machines) are
+// clients of the server's GraphQL API.
 //
 // This is the only place that reads flags and the environment; it maps them
 // onto the packages' Config structs and must hold no other logic.
@@ -102,7 +102,8 @@ its GraphQL API (--server, or SLIPWAY_SERVER).`,
 	root.PersistentFlags().StringVar(&g.server, "server", server, "URL of the Slipway server (env SLIPWAY_SERVER)")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 
-	root.AddCommand(newProjectCmd(g), newProjectsCmd(g), newDeployCmd(g), newDeploymentsCmd(g), newLogsCmd(g))
+	root.AddCommand(newProjectCmd(g), newProjectsCmd(g), newDeployCmd(g), newDeploymentsCmd(g), newDeploymentCmd(g),
+		newLogsCmd(g), newMachinesCmd(g))
 	addServerCommands(root)
 
 	started = new(bool)

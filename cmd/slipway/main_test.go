@@ -32,6 +32,7 @@ type fakeStore struct {
 	deployments []*slipway.Deployment // oldest first
 	scripts     map[string][]slipway.Deployment
 	logs        []slipway.LogLine
+	machines    []*slipway.Machine // by project
 }
 
 func (s *fakeStore) CreateProject(_ context.Context, p *slipway.Project) error {
@@ -199,7 +200,13 @@ func (ts *testServer) seed(t *testing.T) {
 	s1, f1 := t0.Add(time.Second), t0.Add(90*time.Second)
 	ts.store.add(&slipway.Deployment{ID: "d-ok", Project: "web", Ref: "refs/heads/main", Commit: shaA, Trigger: slipway.TriggerWebhook,
 		Status: slipway.StatusSucceeded, Image: "127.0.0.1:8080/web:" + shaA, Digest: digest,
-		Timings: map[string]int64{"build": 80000, "total": 89000}, CreatedAt: t0, StartedAt: &s1, FinishedAt: &f1})
+		Timings: map[string]int64{"queue": 12, "wake": 85, "fetch": 1200, "build": 80000, "push": 7703, "total": 89000},
+		Steps: []slipway.BuildStep{
+			{N: 1, Instruction: "STEP 1/3: FROM 127.0.0.1:8080/base/node:22", Cached: true, DurationMs: 4},
+			{N: 2, Instruction: "STEP 2/3: RUN --mount=type=cache,target=/root/.npm npm ci", Cached: true, DurationMs: 310},
+			{N: 3, Instruction: "STEP 3/3: RUN npm run build", DurationMs: 79500},
+		},
+		CreatedAt: t0, StartedAt: &s1, FinishedAt: &f1})
 	t1 := t0.Add(30 * time.Minute)
 	s2, f2 := t1.Add(time.Second), t1.Add(5*time.Second)
 	ts.store.add(&slipway.Deployment{ID: "d-bad", Project: "web", Ref: "refs/heads/main", Commit: shaB, Trigger: slipway.TriggerManual,
@@ -223,7 +230,7 @@ func TestDeploymentsJSON(t *testing.T) {
 	}
 	for _, d := range got {
 		for _, key := range []string{"id", "status", "commit", "image", "digest", "createdAt", "finishedAt",
-			"ref", "trigger", "error", "failedStep", "timings", "startedAt", "durationMs"} {
+			"ref", "trigger", "error", "failedStep", "timings", "steps", "startedAt", "durationMs"} {
 			if _, ok := d[key]; !ok {
 				t.Errorf("deployment %v has no key %q", d["id"], key)
 			}
@@ -237,6 +244,13 @@ func TestDeploymentsJSON(t *testing.T) {
 	if ok["id"] != "d-ok" || ok["status"] != "succeeded" || ok["digest"] != digest || ok["image"] != "127.0.0.1:8080/web:"+shaA ||
 		ok["error"] != nil || ok["durationMs"] != float64(89000) || ok["timings"].(map[string]any)["build"] != float64(80000) {
 		t.Errorf("succeeded deployment = %v", ok)
+	}
+	if steps := ok["steps"].([]any); len(steps) != 3 || steps[1].(map[string]any)["cached"] != true ||
+		steps[2].(map[string]any)["durationMs"] != float64(79500) || steps[2].(map[string]any)["instruction"] != "STEP 3/3: RUN npm run build" {
+		t.Errorf("succeeded deployment's steps = %v", ok["steps"])
+	}
+	if steps, isList := bad["steps"].([]any); !isList || len(steps) != 0 {
+		t.Errorf("failed deployment's steps = %#v, want []", bad["steps"])
 	}
 	if _, err := time.Parse(time.RFC3339, ok["finishedAt"].(string)); err != nil {
 		t.Errorf("finishedAt = %v: %v", ok["finishedAt"], err)
@@ -265,12 +279,13 @@ func TestDeploymentsTable(t *testing.T) {
 	}
 	lines := strings.Split(strings.TrimSpace(stdout), "\n")
 	want := []*regexp.Regexp{
-		regexp.MustCompile(`^ID\s+STATUS\s+COMMIT\s+IMAGE\s+DIGEST\s+DURATION\s+CREATED$`),
-		regexp.MustCompile(`^d-bad\s+failed\s+bbbbbbbbbbbb\s+-\s+-\s+5s\s+30m ago$`),
+		regexp.MustCompile(`^ID\s+STATUS\s+COMMIT\s+IMAGE\s+DIGEST\s+DURATION\s+CREATED\s+PHASES$`),
+		regexp.MustCompile(`^d-bad\s+failed\s+bbbbbbbbbbbb\s+-\s+-\s+5s\s+30m ago\s+-$`),
 		regexp.MustCompile(`^    failed step: STEP 2/3: RUN make$`),
 		regexp.MustCompile(`^    RUN exit status 1$`),
 		regexp.MustCompile(`^    make: \*\*\* \[all\] Error 1$`),
-		regexp.MustCompile(`^d-ok\s+succeeded\s+aaaaaaaaaaaa\s+127\.0\.0\.1:8080/web:a{40}\s+sha256:012345678901\s+1m29s\s+(59m|1h) ago$`),
+		regexp.MustCompile(`^d-ok\s+succeeded\s+aaaaaaaaaaaa\s+127\.0\.0\.1:8080/web:a{40}\s+sha256:012345678901\s+1m29s\s+(59m|1h) ago\s+` +
+			`queue 12ms wake 85ms fetch 1\.2s build 1m20s \(2/3 cached\) push 7\.7s$`),
 	}
 	if len(lines) != len(want) {
 		t.Fatalf("got %d lines, want %d:\n%s", len(lines), len(want), stdout)
@@ -380,6 +395,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"project", "add", "x"}, `required flag(s) "repo" not set`},
 		{[]string{"deployments", "web", "extra"}, "takes 1 argument(s)"},
 		{[]string{"logs"}, "takes 1 argument(s) (DEPLOYMENT)"},
+		{[]string{"deployment"}, "takes 1 argument(s) (ID)"},
 		{[]string{"nosuchcommand"}, `unknown command "nosuchcommand"`},
 		{[]string{"deployments", "web", "--limit", "-1"}, "--limit must not be negative"},
 	}

@@ -1,0 +1,110 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/slipway-ci/slipway"
+)
+
+func newDeploymentCmd(g *globals) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "deployment ID",
+		Short: "Show one deployment: status, image, timings per phase and each build step",
+		Args:  exactArgs("ID"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			d, err := g.client().Deployment(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return writeJSON(cmd.OutOrStdout(), toJSON(d))
+			}
+			return printDeployment(cmd.OutOrStdout(), d, time.Now())
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+// printDeployment prints d's fields, then its phases and its build steps.
+func printDeployment(w io.Writer, d *slipway.Deployment, now time.Time) error {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	field := func(name, value string) { fmt.Fprintf(tw, "%s:\t%s\n", name, value) }
+	field("deployment", d.ID)
+	field("project", d.Project)
+	field("status", string(d.Status))
+	field("trigger", orDash(string(d.Trigger)))
+	field("ref", orDash(d.Ref))
+	field("commit", orDash(d.Commit))
+	field("image", orDash(d.Image))
+	field("digest", orDash(d.Digest))
+	field("created", when(&d.CreatedAt, now))
+	field("started", when(d.StartedAt, now))
+	field("finished", when(d.FinishedAt, now))
+	field("duration", duration(d))
+	if d.FailedStep != "" {
+		field("failed step", oneLine(d.FailedStep))
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if d.Error != "" && d.Status != slipway.StatusSucceeded {
+		fmt.Fprintln(w, "error:")
+		lines := strings.Split(strings.TrimRight(d.Error, "\n"), "\n")
+		if len(lines) > maxErrorLines {
+			lines = append([]string{fmt.Sprintf("... (%d lines; see 'slipway logs %s')", len(lines), d.ID)}, lines[len(lines)-maxErrorLines:]...)
+		}
+		for _, l := range lines {
+			fmt.Fprintf(w, "  %s\n", l)
+		}
+	}
+
+	if ps := phases(d); len(ps) > 0 {
+		fmt.Fprintln(w)
+		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "PHASE\tDURATION")
+		for _, p := range ps {
+			fmt.Fprintf(tw, "%s\t%s\n", p, ms(d.Timings[p]))
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+
+	if len(d.Steps) > 0 {
+		fmt.Fprintf(w, "\nSTEPS (%d, %d cached)\n", len(d.Steps), cachedSteps(d.Steps))
+		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "#\tDURATION\tCACHE\tSTEP")
+		for _, s := range d.Steps {
+			cache := "-"
+			if s.Cached {
+				cache = "cached"
+			}
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", s.N, ms(s.DurationMs), cache, oneLine(s.Instruction))
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// when formats a point in time with its age: "2026-01-02 15:04:05 (3m ago)",
+// or "-".
+func when(t *time.Time, now time.Time) string {
+	if t == nil || t.IsZero() {
+		return "-"
+	}
+	s := t.Local().Format("2006-01-02 15:04:05")
+	if now.Sub(*t) < 24*time.Hour {
+		s += " (" + age(*t, now) + ")"
+	}
+	return s
+}
