@@ -281,3 +281,21 @@ func (m *machine) domain() *slipway.Machine {
 	}
 	return out
 }
+
+// Rollback deploys the image of an earlier successful deployment of
+// project again, without building; to is a deployment id or commit SHA, or
+// empty for the one before the latest.
+func (c *Client) Rollback(ctx context.Context, project, to string) (*slipway.Deployment, error) {
+	vars := map[string]any{"project": project}
+	if to != "" {
+		vars["to"] = to
+	}
+	var out struct {
+		Rollback deployment `json:"rollback"`
+	}
+	q := `mutation($project: String!, $to: String) { rollback(project: $project, to: $to) { ` + deploymentFields + ` } }`
+	if err := c.do(ctx, q, vars, &out); err != nil {
+		return nil, err
+	}
+	return out.Rollback.domain(), nil
+}

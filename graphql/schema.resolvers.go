@@ -158,6 +158,15 @@ func (r *mutationResolver) Deploy(ctx context.Context, input gen.DeployInput) (*
 	return d, nil
 }
 
+// Rollback is the resolver for the rollback field.
+func (r *mutationResolver) Rollback(ctx context.Context, project string, to *string) (*slipway.Deployment, error) {
+	d, err := r.cfg.Deployer.Rollback(ctx, project, orDefault(to, ""))
+	if err != nil {
+		return nil, fmt.Errorf("roll back %s: %w", project, err)
+	}
+	return d, nil
+}
+
 // WebhookURL is the resolver for the webhookURL field.
 func (r *projectResolver) WebhookURL(ctx context.Context, obj *slipway.Project) (string, error) {
 	return r.webhookURL(), nil
