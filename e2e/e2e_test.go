@@ -611,4 +611,20 @@ func TestCacheAcrossDeployments(t *testing.T) {
 	if l := logsOf(fourth.ID); !strings.Contains(l, "cache holds 1 builds") {
 		t.Errorf("build on a new volume did not start with an empty cache mount:\n%s", l)
 	}
+
+	// A rollback deploys the first build's image again without building.
+	out, code := s.cli(t, "rollback", "cache", "--to", first.ID, "--wait")
+	if code != 0 {
+		t.Fatalf("rollback: exit %d:\n%s", code, out)
+	}
+	rb := s.detail(t, s.deployments(t, "cache")[0].ID)
+	if rb.ID == fourth.ID || rb.Trigger != "rollback" || rb.Digest != first.Digest || len(rb.Steps) != 0 {
+		t.Errorf("rollback deployment = %+v, want a new rollback deployment of digest %s with no build steps", rb, first.Digest)
+	}
+	if l := logsOf(rb.ID); strings.Contains(l, "STEP") {
+		t.Errorf("the rollback ran a build:\n%s", l)
+	}
+	if out, code := s.cli(t, "rollback", "cache", "--to", "d-nonexistent"); code == 0 || !strings.Contains(out, "no deployment") {
+		t.Errorf("rollback to an unknown deployment: exit %d, %q; want an error naming the problem", code, out)
+	}
 }
