@@ -1,6 +1,11 @@
 // Package process is the default machine provider: a project's machine is
 // a local `slipway agent` process, and its volume is a directory.
 //
+// It watches the agents it starts and records every state change of a
+// machine (see slipway.MachineState) through an optional StateRecorder,
+// with the wake latency: the time from launching the agent to the agent's
+// ready file (slipway.AgentReadyFile) appearing on the volume.
+//
 // It must not build anything itself; it only starts, watches and stops
 // agent processes.
 package process
@@ -9,6 +14,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"io/fs"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -22,28 +29,71 @@ import (
 	"github.com/slipway-ci/slipway"
 )
 
+// Name is the Provider field of the machine records this provider writes.
+const Name = "process"
+
+// AgentBinaryName is the small agent-only executable (cmd/slipway-agent)
+// that the provider prefers when it lies next to the running executable:
+// it starts several times faster than the full slipway binary.
+const AgentBinaryName = "slipway-agent"
+
+// StateRecorder stores machine records; slipway.Store implements it.
+type StateRecorder interface {
+	// Machine returns a project's record, or ENOTFOUND.
+	Machine(ctx context.Context, project string) (*slipway.Machine, error)
+	// UpsertMachine replaces a project's record.
+	UpsertMachine(ctx context.Context, m *slipway.Machine) error
+}
+
 // Config configures the provider.
 type Config struct {
 	// VolumesDir holds one volume directory per project. Required.
 	VolumesDir string
-	// Binary is the slipway executable to run as the agent; default the
-	// running executable.
+	// Binary is the executable run as `Binary agent --project P --volume V
+	// ARGS...`. Default: slipway-agent next to the running executable if
+	// there is one, else the running executable.
 	Binary string
 	// Args are passed to `slipway agent` after the project and volume flags
 	// (the Temporal and NATS addresses, say).
 	Args []string
 	// Env is added to the agent's environment.
 	Env []string
+	// Recorder, if set, receives every state change of every machine.
+	// Without it the provider still works; it only knows what it sees.
+	Recorder StateRecorder
+	// ReadyTimeout is how long the provider waits for a launched agent's
+	// ready file before it takes the agent as awake anyway, if it still
+	// runs (an agent that does not write the file). Default 10s.
+	ReadyTimeout time.Duration
 	// Logger gets operational messages; default slog.Default().
 	Logger *slog.Logger
+	// Now is the clock; default time.Now.
+	Now func() time.Time
 }
 
 // Provider implements slipway.MachineProvider with local processes.
 type Provider struct {
 	cfg Config
 	mu  sync.Mutex
-	// procs are the agents this provider started and has not reaped yet.
-	procs map[string]*exec.Cmd
+	// machines are the machines this provider has seen, by project.
+	machines map[string]*machine
+}
+
+// machine is what the provider knows of one project's machine. Its fields
+// are guarded by Provider.mu.
+type machine struct {
+	project string
+	// rec is the machine's record as last written (or read).
+	rec slipway.Machine
+	// loaded is set once rec was read from the recorder (or there is none).
+	loaded bool
+	// cmd is the agent this provider started and has not reaped yet.
+	cmd *exec.Cmd
+	// stopping is set by Stop: the agent's exit is a sleep, not a failure.
+	stopping bool
+	// watched is the pid of an agent this provider did not start (it
+	// outlived an earlier server) and watches until it exits.
+	watched int
 }
 
 var _ slipway.MachineProvider = (*Provider)(nil)
@@ -54,17 +104,41 @@ func New(cfg Config) (*Provider, error) {
 		return nil, errors.New("process provider: no volumes directory")
 	}
 	if cfg.Binary == "" {
-		exe, err := os.Executable()
+		bin, err := DefaultBinary()
 		if err != nil {
-			return nil, fmt.Errorf("process provider: find own executable: %w", err)
+			return nil, fmt.Errorf("process provider: %w", err)
 		}
-		cfg.Binary = exe
+		cfg.Binary = bin
+	}
+	if cfg.ReadyTimeout <= 0 {
+		cfg.ReadyTimeout = 10 * time.Second
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Provider{cfg: cfg, procs: map[string]*exec.Cmd{}}, nil
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Provider{cfg: cfg, machines: map[string]*machine{}}, nil
 }
+
+// DefaultBinary is the agent executable used when Config.Binary is empty:
+// slipway-agent in the running executable's directory if it exists, else
+// the running executable.
+func DefaultBinary() (string, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return "", fmt.Errorf("find own executable: %w", err)
+	}
+	agent := filepath.Join(filepath.Dir(exe), AgentBinaryName)
+	if st, err := os.Stat(agent); err == nil && st.Mode().IsRegular() && st.Mode().Perm()&0o111 != 0 {
+		return agent, nil
+	}
+	return exe, nil
+}
+
+// Binary is the executable the provider runs as the agent.
+func (p *Provider) Binary() string { return p.cfg.Binary }
 
 // VolumeDir is the project's volume directory.
 func (p *Provider) VolumeDir(project string) string {
@@ -73,6 +147,10 @@ func (p *Provider) VolumeDir(project string) string {
 
 func (p *Provider) pidFile(project string) string {
 	return filepath.Join(p.VolumeDir(project), "agent.pid")
+}
+
+func (p *Provider) readyFile(project string) string {
+	return filepath.Join(p.VolumeDir(project), slipway.AgentReadyFile)
 }
 
 // Ensure implements slipway.MachineProvider.
@@ -87,18 +165,38 @@ func (p *Provider) Ensure(ctx context.Context, project string) error {
 }
 
 // Start implements slipway.MachineProvider: it starts the agent unless one
-// is already running for the project.
+// is already running for the project, in which case the build reuses it
+// and the machine is building. The agent is launched in its own process
+// group, so it survives the server; it is watched until it exits.
 func (p *Provider) Start(ctx context.Context, project string) error {
 	if err := p.Ensure(ctx, project); err != nil {
 		return err
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if pid, ok := p.runningPID(project); ok {
-		p.cfg.Logger.Debug("machine already awake", "project", project, "pid", pid)
+	m := p.machine(ctx, project)
+	if pid, ok := p.runningPID(project, m); ok {
+		if m.cmd == nil {
+			p.watch(project, m, pid)
+		}
+		if st := m.rec.State; st != slipway.MachineStarting && st != slipway.MachineBuilding || m.rec.PID != pid {
+			p.record(ctx, m, func(r *slipway.Machine) {
+				r.State, r.PID, r.Error = slipway.MachineBuilding, pid, ""
+			})
+		}
+		p.cfg.Logger.Debug("machine already awake", "project", project, "pid", pid, "state", m.rec.State)
 		return nil
 	}
+	return p.launch(ctx, project, m)
+}
+
+// launch starts the project's agent. Callers hold p.mu.
+func (p *Provider) launch(ctx context.Context, project string, m *machine) error {
 	vol := p.VolumeDir(project)
+	// A ready file is only ever this launch's.
+	if err := os.Remove(p.readyFile(project)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("remove stale ready file of %s: %w", project, err)
+	}
 	logFile, err := os.OpenFile(filepath.Join(vol, "agent.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {
 		return fmt.Errorf("open agent log of %s: %w", project, err)
@@ -114,39 +212,290 @@ func (p *Provider) Start(ctx context.Context, project string) error {
 	// kill builds, and a server crash leaves the machine running (it
 	// reconnects when the server is back).
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	started := p.cfg.Now()
 	if err := cmd.Start(); err != nil {
+		p.record(ctx, m, func(r *slipway.Machine) {
+			r.State, r.PID, r.Error = slipway.MachineFailed, 0, fmt.Sprintf("cannot start the agent %s: %v", p.cfg.Binary, err)
+		})
 		return fmt.Errorf("start agent of %s: %w", project, err)
 	}
-	if err := os.WriteFile(p.pidFile(project), []byte(strconv.Itoa(cmd.Process.Pid)), 0o644); err != nil {
+	pid := cmd.Process.Pid
+	if err := os.WriteFile(p.pidFile(project), []byte(strconv.Itoa(pid)), 0o644); err != nil {
 		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		p.record(ctx, m, func(r *slipway.Machine) {
+			r.State, r.PID, r.Error = slipway.MachineFailed, 0, fmt.Sprintf("cannot record the agent's pid: %v", err)
+		})
 		return fmt.Errorf("record agent pid of %s: %w", project, err)
 	}
-	p.procs[project] = cmd
-	p.cfg.Logger.Info("machine woke", "project", project, "pid", cmd.Process.Pid)
-	go func() {
-		err := cmd.Wait()
-		p.mu.Lock()
-		if p.procs[project] == cmd {
-			delete(p.procs, project)
-		}
-		p.mu.Unlock()
-		p.cfg.Logger.Info("machine asleep", "project", project, "exit", exitStatus(err))
-	}()
+	m.cmd, m.stopping = cmd, false
+	p.record(ctx, m, func(r *slipway.Machine) {
+		r.State, r.PID, r.Error = slipway.MachineStarting, pid, ""
+		r.LastWokeAt, r.LastWakeMs = &started, 0
+	})
+	p.cfg.Logger.Info("machine waking", "project", project, "pid", pid, "binary", p.cfg.Binary)
+
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	go p.follow(project, m, pid, started, exited)
 	return nil
 }
 
-func exitStatus(err error) string {
-	if err == nil {
-		return "0"
+// errUnwatched is the exit "status" of an agent this provider did not
+// start: it cannot know how it ended.
+var errUnwatched = errors.New("exit status unknown")
+
+// watch follows an agent this provider did not start (one that outlived an
+// earlier server) until it exits. Callers hold p.mu.
+func (p *Provider) watch(project string, m *machine, pid int) {
+	if m.watched == pid {
+		return
 	}
-	return err.Error()
+	m.watched = pid
+	started := p.cfg.Now()
+	if m.rec.LastWokeAt != nil {
+		started = *m.rec.LastWokeAt
+	}
+	exited := make(chan error, 1)
+	go func() {
+		for isAgent(pid, project) {
+			time.Sleep(200 * time.Millisecond)
+		}
+		exited <- errUnwatched
+	}()
+	go p.follow(project, m, pid, started, exited)
+}
+
+// follow waits for the agent pid to become ready and then to exit, and
+// records both. exited delivers the agent's exit. It runs as long as the
+// agent does.
+func (p *Provider) follow(project string, m *machine, pid int, started time.Time, exited <-chan error) {
+	deadline := started.Add(p.cfg.ReadyTimeout)
+	interval := 5 * time.Millisecond
+	for p.isStarting(m, pid) {
+		select {
+		case err := <-exited:
+			p.exited(project, m, pid, err)
+			return
+		case <-time.After(interval):
+		}
+		if st, err := os.Stat(p.readyFile(project)); err == nil {
+			// The file's time, not ours: polling adds no latency.
+			p.awake(project, m, pid, max(1, st.ModTime().Sub(started).Milliseconds()))
+		} else if p.cfg.Now().After(deadline) {
+			p.cfg.Logger.Warn("agent did not signal readiness; taking it as awake", "project", project, "pid", pid,
+				"file", slipway.AgentReadyFile, "timeout", p.cfg.ReadyTimeout)
+			p.awake(project, m, pid, 0)
+		}
+		if time.Since(started) > time.Second {
+			interval = 50 * time.Millisecond
+		}
+	}
+	p.exited(project, m, pid, <-exited)
+}
+
+func (p *Provider) isStarting(m *machine, pid int) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return m.rec.PID == pid && m.rec.State == slipway.MachineStarting
+}
+
+// awake records that the agent pid polls its queue, wakeMs after it was
+// launched (0: not measured).
+func (p *Provider) awake(project string, m *machine, pid int, wakeMs int64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if m.rec.PID != pid || m.rec.State != slipway.MachineStarting {
+		return
+	}
+	p.record(context.Background(), m, func(r *slipway.Machine) {
+		r.State, r.LastWakeMs = slipway.MachineAwake, wakeMs
+	})
+	p.cfg.Logger.Info("machine awake", "project", project, "pid", pid, "wake_ms", wakeMs)
+}
+
+// exited records the exit of the agent pid: asleep when it exited 0 or was
+// stopped, failed otherwise.
+func (p *Provider) exited(project string, m *machine, pid int, exitErr error) {
+	size := volumeBytes(p.VolumeDir(project))
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if m.cmd != nil && m.cmd.Process.Pid == pid {
+		m.cmd = nil
+	}
+	if m.watched == pid {
+		m.watched = 0
+	}
+	if size > 0 {
+		m.rec.VolumeBytes = size
+	}
+	p.gone(context.Background(), project, m, pid, exitErr)
+}
+
+// gone records that the agent pid is no longer running, if it is the one
+// the record names. exitErr is its exit (errUnwatched when unknown: then
+// a ready file it left behind means it crashed). Callers hold p.mu.
+func (p *Provider) gone(ctx context.Context, project string, m *machine, pid int, exitErr error) {
+	if m.rec.PID != pid || !m.rec.State.Running() {
+		return
+	}
+	state, reason := slipway.MachineAsleep, ""
+	_, statErr := os.Stat(p.readyFile(project))
+	leftReady := statErr == nil
+	var exitErrType *exec.ExitError
+	switch {
+	case exitErr == nil || m.stopping:
+	case errors.Is(exitErr, errUnwatched):
+		if leftReady {
+			state, reason = slipway.MachineFailed, fmt.Sprintf("the agent (pid %d) ended without cleaning up: it crashed or was killed", pid)
+		}
+	case errors.As(exitErr, &exitErrType):
+		state, reason = slipway.MachineFailed, describeExit(exitErrType)
+		if tail := logTail(filepath.Join(p.VolumeDir(project), "agent.log"), 3); tail != "" {
+			reason += "; its last output:\n" + tail
+		}
+	default:
+		state, reason = slipway.MachineFailed, "the agent failed: "+exitErr.Error()
+	}
+	for _, f := range []string{p.readyFile(project), p.pidFile(project)} {
+		if err := os.Remove(f); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			p.cfg.Logger.Warn("remove agent file", "project", project, "file", f, "err", err)
+		}
+	}
+	now := p.cfg.Now()
+	m.stopping = false
+	p.record(ctx, m, func(r *slipway.Machine) {
+		r.State, r.PID, r.Error, r.LastSleptAt = state, 0, reason, &now
+	})
+	if state == slipway.MachineFailed {
+		p.cfg.Logger.Warn("machine failed", "project", project, "pid", pid, "reason", reason)
+	} else {
+		p.cfg.Logger.Info("machine asleep", "project", project, "pid", pid)
+	}
+}
+
+// describeExit says how an agent process ended.
+func describeExit(e *exec.ExitError) string {
+	if ws, ok := e.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return fmt.Sprintf("the agent was killed by signal %d (%s)", int(ws.Signal()), ws.Signal())
+	}
+	return fmt.Sprintf("the agent exited with status %d", e.ExitCode())
+}
+
+// logTail returns the last n non-empty lines of the file at path (reading
+// at most its last 4 KiB), or "".
+func logTail(path string, n int) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	const maxTail = 4096
+	if st, err := f.Stat(); err == nil && st.Size() > maxTail {
+		if _, err := f.Seek(st.Size()-maxTail, io.SeekStart); err != nil {
+			return ""
+		}
+	}
+	b, err := io.ReadAll(f)
+	if err != nil {
+		return ""
+	}
+	var lines []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			lines = append(lines, l)
+		}
+	}
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// volumeBytes is the disk space used by the files under dir (hard links
+// counted once), or 0 when it cannot be measured.
+func volumeBytes(dir string) int64 {
+	type inode struct{ dev, ino uint64 }
+	seen := map[inode]bool{}
+	var total int64
+	_ = filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return nil // unreadable parts are skipped, not fatal
+		}
+		info, err := d.Info()
+		if err != nil {
+			return nil
+		}
+		st, ok := info.Sys().(*syscall.Stat_t)
+		if !ok {
+			total += info.Size()
+			return nil
+		}
+		if st.Nlink > 1 {
+			k := inode{uint64(st.Dev), st.Ino}
+			if seen[k] {
+				return nil
+			}
+			seen[k] = true
+		}
+		total += st.Blocks * 512
+		return nil
+	})
+	return total
+}
+
+// machine returns the provider's view of the project's machine, reading
+// its record on first use. Callers hold p.mu.
+func (p *Provider) machine(ctx context.Context, project string) *machine {
+	m := p.machines[project]
+	if m == nil {
+		m = &machine{project: project}
+		p.machines[project] = m
+	}
+	if m.loaded {
+		return m
+	}
+	if p.cfg.Recorder == nil {
+		m.loaded = true
+		return m
+	}
+	rec, err := p.cfg.Recorder.Machine(ctx, project)
+	switch {
+	case err == nil:
+		m.rec, m.loaded = *rec, true
+	case slipway.ErrorCode(err) == slipway.ENOTFOUND:
+		m.loaded = true
+	default:
+		p.cfg.Logger.Warn("read machine record", "project", project, "err", err)
+	}
+	return m
+}
+
+// record applies f to m's record and stores it. A failure to store is
+// logged: the record is what users see, the agent runs either way. Callers
+// hold p.mu, which keeps the records of one machine in order.
+func (p *Provider) record(ctx context.Context, m *machine, f func(*slipway.Machine)) {
+	f(&m.rec)
+	m.rec.Project, m.rec.Provider, m.rec.VolumeDir = m.project, Name, p.VolumeDir(m.project)
+	m.rec.UpdatedAt = p.cfg.Now().UTC()
+	if p.cfg.Recorder == nil {
+		return
+	}
+	rec := m.rec
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := p.cfg.Recorder.UpsertMachine(ctx, &rec); err != nil {
+		p.cfg.Logger.Warn("record machine state", "project", rec.Project, "state", rec.State, "err", err)
+	}
 }
 
 // runningPID reports the project's agent pid if it is alive. Callers hold
 // p.mu.
-func (p *Provider) runningPID(project string) (int, bool) {
-	if cmd, ok := p.procs[project]; ok {
-		return cmd.Process.Pid, true
+func (p *Provider) runningPID(project string, m *machine) (int, bool) {
+	if m.cmd != nil {
+		// Not yet reaped, but perhaps already exited.
+		pid := m.cmd.Process.Pid
+		return pid, isAgent(pid, project)
 	}
 	b, err := os.ReadFile(p.pidFile(project))
 	if err != nil {
@@ -187,42 +536,76 @@ func isAgent(pid int, project string) bool {
 }
 
 // Stop implements slipway.MachineProvider: SIGTERM to the agent's process
-// group, SIGKILL after a grace period.
+// group, SIGKILL after a grace period. The machine is then asleep.
 func (p *Provider) Stop(ctx context.Context, project string) error {
+	if err := slipway.ValidateProjectName(project); err != nil {
+		return err
+	}
 	p.mu.Lock()
-	pid, ok := p.runningPID(project)
+	m := p.machine(ctx, project)
+	pid, ok := p.runningPID(project, m)
+	if ok {
+		m.stopping = true
+	}
 	p.mu.Unlock()
 	if !ok {
 		return nil
 	}
 	_ = syscall.Kill(-pid, syscall.SIGTERM)
 	deadline := time.Now().Add(15 * time.Second)
-	for time.Now().Before(deadline) {
-		if !isAgent(pid, project) {
-			return nil
+	for isAgent(pid, project) {
+		if time.Now().After(deadline) {
+			_ = syscall.Kill(-pid, syscall.SIGKILL)
+			deadline = time.Now().Add(15 * time.Second)
 		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
+		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	_ = syscall.Kill(-pid, syscall.SIGKILL)
+	// The watcher records the exit of an agent this provider started; an
+	// unwatched one is recorded here.
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if m.cmd == nil {
+		p.gone(ctx, project, m, pid, nil)
+	}
 	return nil
 }
 
-// Status implements slipway.MachineProvider.
+// Status implements slipway.MachineProvider. It checks that an agent the
+// record says runs is alive, and corrects the record of one that is gone
+// (asleep, or failed if it left its ready file behind).
 func (p *Provider) Status(ctx context.Context, project string) (slipway.MachineState, error) {
-	if _, err := os.Stat(p.VolumeDir(project)); os.IsNotExist(err) {
+	if err := slipway.ValidateProjectName(project); err != nil {
+		return "", err
+	}
+	if _, err := os.Stat(p.VolumeDir(project)); errors.Is(err, fs.ErrNotExist) {
 		return slipway.MachineAbsent, nil
 	}
 	p.mu.Lock()
-	_, ok := p.runningPID(project)
-	p.mu.Unlock()
-	if ok {
-		return slipway.MachineAwake, nil
+	defer p.mu.Unlock()
+	m := p.machine(ctx, project)
+	pid, alive := p.runningPID(project, m)
+	switch {
+	case m.cmd != nil:
+		// An agent this provider started: its watcher records its states.
+	case alive:
+		// One that outlived an earlier server: adopt it.
+		if !m.rec.State.Running() || m.rec.PID != pid {
+			p.record(ctx, m, func(r *slipway.Machine) { r.State, r.PID, r.Error = slipway.MachineAwake, pid, "" })
+		}
+		p.watch(project, m, pid)
+	case m.rec.State.Running():
+		// Gone while no one watched it.
+		p.gone(ctx, project, m, m.rec.PID, errUnwatched)
 	}
-	return slipway.MachineAsleep, nil
+	switch m.rec.State {
+	case "", slipway.MachineAbsent:
+		return slipway.MachineAsleep, nil // the volume exists
+	}
+	return m.rec.State, nil
 }
 
 // Destroy implements slipway.MachineProvider.
@@ -233,5 +616,16 @@ func (p *Provider) Destroy(ctx context.Context, project string) error {
 	if err := p.Stop(ctx, project); err != nil {
 		return err
 	}
-	return os.RemoveAll(p.VolumeDir(project))
+	if err := os.RemoveAll(p.VolumeDir(project)); err != nil {
+		return fmt.Errorf("remove volume of %s: %w", project, err)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	m := p.machine(ctx, project)
+	if m.rec.State != "" && m.rec.State != slipway.MachineAbsent {
+		p.record(ctx, m, func(r *slipway.Machine) {
+			r.State, r.PID, r.Error, r.VolumeBytes = slipway.MachineAbsent, 0, "", 0
+		})
+	}
+	return nil
 }
