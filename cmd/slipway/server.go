@@ -9,13 +9,14 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/slipway-ci/slipway/agent"
+	"github.com/slipway-ci/slipway/cmd/internal/agentcmd"
 	"github.com/slipway-ci/slipway/server"
 )
 
 // addServerCommands adds the commands that run Slipway's processes rather
 // than talk to a server: `server` and `agent`.
 func addServerCommands(root *cobra.Command) {
-	root.AddCommand(newServerCmd(), newAgentCmd())
+	root.AddCommand(newServerCmd(), agentcmd.New())
 }
 
 func envOr(key, def string) string {
@@ -53,42 +54,10 @@ external services with --temporal, --nats and --registry.`,
 	f.StringVar(&cfg.Registry, "registry", os.Getenv("SLIPWAY_REGISTRY"), "external registry host[:port][/prefix] to push to (default: embedded at /v2/)")
 	f.DurationVar(&cfg.MaxBuild, "max-build", time.Hour, "maximum duration of one build")
 	f.BoolVar(&cfg.Demo, "demo", false, "create and deploy a demo project that builds offline")
+	f.StringVar(&cfg.AgentBinary, "agent-binary", os.Getenv("SLIPWAY_AGENT_BINARY"),
+		"executable run as 'BINARY agent ...' on each machine (default: slipway-agent next to this executable, else this executable)")
 	f.IntVar(&cfg.KeepImages, "keep-images", agent.DefaultKeepImages, "images of each project's last successful builds its machine keeps for rollbacks")
 	f.Float64Var(&cfg.ResetThreshold, "reset-threshold", agent.DefaultResetThreshold, "fraction of a volume in use past which its build cache is reset")
 	f.BoolVar(&cfg.NoReuse, "no-reuse", false, "always run the Dockerfile, even when an earlier build had identical inputs")
-	return cmd
-}
-
-func newAgentCmd() *cobra.Command {
-	var cfg agent.Config
-	cmd := &cobra.Command{
-		Use:   "agent",
-		Short: "Run a builder agent for one project (started by the machine provider)",
-		Long: `Run the agent of one project's builder machine. It polls the project's
-task queue (builder-PROJECT), runs its builds with the volume as the cache,
-and exits 0 once no work is waiting. The machine provider starts it; you
-rarely run it by hand.`,
-		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg.Logger = slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelInfo}))
-			cfg.Stdout = cmd.OutOrStdout()
-			return agent.Run(cmd.Context(), cfg)
-		},
-	}
-	f := cmd.Flags()
-	f.StringVar(&cfg.Project, "project", "", "project whose queue to poll")
-	f.StringVar(&cfg.VolumeDir, "volume", "", "the machine's volume directory")
-	f.StringVar(&cfg.TemporalHostPort, "temporal", "", "Temporal frontend host:port")
-	f.StringVar(&cfg.Namespace, "namespace", "default", "Temporal namespace")
-	f.StringVar(&cfg.NATSURL, "nats", "", "NATS URL for the log stream")
-	f.BoolVar(&cfg.RegistryTLSVerify, "registry-tls-verify", false, "require TLS for the registry")
-	f.IntVar(&cfg.KeepImages, "keep-images", agent.DefaultKeepImages, "keep the images of this many latest successful builds")
-	f.Float64Var(&cfg.ResetThreshold, "reset-threshold", agent.DefaultResetThreshold, "reset the build cache when the volume is fuller than this fraction")
-	f.BoolVar(&cfg.NoReuse, "no-reuse", false, "always run the Dockerfile, even when an earlier build had identical inputs")
-	f.DurationVar(&cfg.IdleTimeout, "idle-timeout", 3*time.Second, "exit after this long without work")
-	f.DurationVar(&cfg.StartTimeout, "start-timeout", time.Minute, "exit if no work arrives within this long of starting")
-	for _, name := range []string{"project", "volume", "temporal"} {
-		_ = cmd.MarkFlagRequired(name)
-	}
 	return cmd
 }
