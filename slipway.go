@@ -209,6 +209,9 @@ type Deployer interface {
 	// id or commit SHA (a prefix of at least 7 digits); empty means the
 	// successful deployment before the latest one.
 	Rollback(ctx context.Context, project, to string) (*Deployment, error)
+	// Cancel stops a queued or running deployment, which ends cancelled; a
+	// deployment that already ended is ECONFLICT.
+	Cancel(ctx context.Context, id string) (*Deployment, error)
 	// Deploy validates req, records a queued deployment and starts its
 	// workflow. created is false when req.DeliveryID was seen before; the
 	// earlier deployment is returned then. If the workflow cannot be

@@ -89,7 +89,7 @@ func (j *job) line(step, format string, args ...any) {
 }
 
 func heartbeat(ctx context.Context, phase string) {
-	t := time.NewTicker(5 * time.Second)
+	t := time.NewTicker(deploy.HeartbeatInterval)
 	defer t.Stop()
 	for {
 		activity.RecordHeartbeat(ctx, phase)

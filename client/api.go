@@ -299,3 +299,15 @@ func (c *Client) Rollback(ctx context.Context, project, to string) (*slipway.Dep
 	}
 	return out.Rollback.domain(), nil
 }
+
+// Cancel stops a queued or running deployment.
+func (c *Client) Cancel(ctx context.Context, id string) (*slipway.Deployment, error) {
+	var out struct {
+		Cancel deployment `json:"cancel"`
+	}
+	q := `mutation($id: ID!) { cancel(id: $id) { ` + deploymentFields + ` } }`
+	if err := c.do(ctx, q, map[string]any{"id": id}, &out); err != nil {
+		return nil, err
+	}
+	return out.Cancel.domain(), nil
+}

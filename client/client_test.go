@@ -124,6 +124,11 @@ func (f fakeDeployer) Rollback(context.Context, string, string) (*slipway.Deploy
 	return nil, slipway.Errorf(slipway.EINVALID, "rollback is not supported by this fake")
 }
 
+// Cancel completes the fake Deployer; these tests do not cancel.
+func (f fakeDeployer) Cancel(context.Context, string) (*slipway.Deployment, error) {
+	return nil, slipway.Errorf(slipway.EINVALID, "cancel is not supported by this fake")
+}
+
 func (f fakeDeployer) Deploy(ctx context.Context, req slipway.DeployRequest) (*slipway.Deployment, bool, error) {
 	if _, err := f.store.Project(ctx, req.Project); err != nil {
 		return nil, false, err

@@ -130,14 +130,12 @@ func (s *Service) startWith(ctx context.Context, p *slipway.Project, d *slipway.
 		MaxBuild:     s.cfg.MaxBuild,
 		Reuse:        reuse,
 	}
-	_, err := s.cfg.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-		ID:        WorkflowID(d.ID),
-		TaskQueue: ControlQueue,
-		// A deployment must end even if everything else fails.
-		WorkflowExecutionTimeout: s.cfg.MaxBuild + 10*time.Minute,
-	}, DeploymentWorkflow, in)
-	var already *serviceerror.WorkflowExecutionAlreadyStarted
-	if err == nil || errors.As(err, &already) {
+	// The project's workflow runs its deployments one at a time and lets a
+	// newer push to a branch supersede the older ones.
+	_, err := s.cfg.Temporal.SignalWithStartWorkflow(ctx, ProjectWorkflowID(p.Name), SignalDeploy, in,
+		client.StartWorkflowOptions{ID: ProjectWorkflowID(p.Name), TaskQueue: ControlQueue},
+		ProjectWorkflow, p.Name, []DeploymentInput(nil))
+	if err == nil {
 		return nil
 	}
 	s.cfg.Logger.Error("start deployment workflow", "deployment", d.ID, "project", p.Name, "error", err)
@@ -149,9 +147,10 @@ func (s *Service) startWith(ctx context.Context, p *slipway.Project, d *slipway.
 }
 
 // Reconcile brings unfinished deployments in the store in line with
-// Temporal after a restart: a deployment whose workflow was never started
-// is started now; one whose workflow is gone or closed without recording a
-// result is marked failed.
+// Temporal after a restart: a deployment whose workflow never started is
+// handed to its project's workflow again (which ignores one it already
+// has); one whose workflow closed without recording a result is marked
+// failed.
 func (s *Service) Reconcile(ctx context.Context) error {
 	ds, err := s.cfg.Store.UnfinishedDeployments(ctx)
 	if err != nil {
@@ -167,7 +166,6 @@ func (s *Service) Reconcile(ctx context.Context) error {
 				_ = s.cfg.Store.FinishDeployment(ctx, d.ID, slipway.DeploymentResult{Status: slipway.StatusFailed, Error: "project no longer exists"}, time.Now().UTC())
 				continue
 			}
-			s.cfg.Logger.Info("starting a deployment whose workflow never started", "deployment", d.ID)
 			var reuse *ReuseImage
 			if d.Trigger == slipway.TriggerRollback {
 				reuse = &ReuseImage{Image: d.Image, Digest: d.Digest}
@@ -185,6 +183,27 @@ func (s *Service) Reconcile(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// Cancel stops a queued or running deployment; it ends cancelled.
+func (s *Service) Cancel(ctx context.Context, id string) (*slipway.Deployment, error) {
+	d, err := s.cfg.Store.Deployment(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if d.Status.Terminal() {
+		return nil, slipway.Errorf(slipway.ECONFLICT, "deployment %s already ended %s", d.ID, d.Status)
+	}
+	err = s.cfg.Temporal.SignalWorkflow(ctx, ProjectWorkflowID(d.Project), "", SignalCancel, d.ID)
+	var notFound *serviceerror.NotFound
+	if errors.As(err, &notFound) {
+		// No workflow holds it: record it directly.
+		err = s.cfg.Store.FinishDeployment(ctx, d.ID, slipway.DeploymentResult{Status: slipway.StatusCancelled, Error: "cancelled"}, time.Now().UTC())
+	}
+	if err != nil {
+		return nil, fmt.Errorf("cancel %s: %w", id, err)
+	}
+	return d, nil
 }
 
 // ImageRef is the image reference of a project's build of commit.

@@ -134,7 +134,10 @@ type FinishInput struct {
 func BuildWorkflow(ctx workflow.Context, in BuildInput) (*BuildResult, error) {
 	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: time.Hour,
-		HeartbeatTimeout:    30 * time.Second,
+		// Cancellation reaches an activity with a heartbeat, which the SDK
+		// sends at most every 0.8 × HeartbeatTimeout: keep it short, so a
+		// superseded build's podman is killed within seconds.
+		HeartbeatTimeout: heartbeatTimeout,
 		RetryPolicy: &temporal.RetryPolicy{
 			InitialInterval:        time.Second,
 			MaximumAttempts:        3,
@@ -165,7 +168,7 @@ func BuildWorkflow(ctx workflow.Context, in BuildInput) (*BuildResult, error) {
 	start = workflow.Now(ctx)
 	pushCtx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: 30 * time.Minute,
-		HeartbeatTimeout:    30 * time.Second,
+		HeartbeatTimeout:    heartbeatTimeout,
 		RetryPolicy: &temporal.RetryPolicy{
 			InitialInterval:        time.Second,
 			BackoffCoefficient:     2,
@@ -181,6 +184,13 @@ func BuildWorkflow(ctx workflow.Context, in BuildInput) (*BuildResult, error) {
 	phase("push", start)
 	return &BuildResult{Image: in.Image, Digest: pushed.Digest, Steps: built.Steps, Timings: timings}, nil
 }
+
+// heartbeatTimeout is the build activities' heartbeat timeout; the agent
+// heartbeats every HeartbeatInterval.
+const heartbeatTimeout = 5 * time.Second
+
+// HeartbeatInterval is how often the agent's activities heartbeat.
+const HeartbeatInterval = time.Second
 
 // keepAwakeEvery is how often DeploymentWorkflow makes sure the project's
 // machine is still running while its build is in progress, so an agent
@@ -215,9 +225,10 @@ func DeploymentWorkflow(ctx workflow.Context, in DeploymentInput) (res slipway.D
 		if res.Status == "" || !res.Status.Terminal() {
 			res = slipway.DeploymentResult{Status: slipway.StatusFailed, Error: "deployment ended without a result"}
 		}
-		if errors.Is(ctx.Err(), workflow.ErrCanceled) && res.Status == slipway.StatusFailed {
-			res.Status = slipway.StatusCancelled
-			res.Error = "cancelled"
+		if errors.Is(ctx.Err(), workflow.ErrCanceled) && (res.Status == slipway.StatusFailed || res.Status == slipway.StatusCancelled) {
+			reason := StopReason{Status: slipway.StatusCancelled}
+			workflow.GetSignalChannel(ctx, SignalStop).ReceiveAsync(&reason)
+			res = slipway.DeploymentResult{Status: reason.Status, Error: reason.Message()}
 		}
 		timings["total"] = workflow.Now(ctx).Sub(in.QueuedAt).Milliseconds()
 		res.Timings = timings

@@ -10,3 +10,8 @@ import (
 func (f *fakeDeployer) Rollback(ctx context.Context, project, to string) (*slipway.Deployment, error) {
 	return nil, slipway.Errorf(slipway.EINVALID, "rollback is not supported by this fake")
 }
+
+// Cancel completes the fake Deployer; these tests do not cancel.
+func (f *fakeDeployer) Cancel(ctx context.Context, id string) (*slipway.Deployment, error) {
+	return nil, slipway.Errorf(slipway.EINVALID, "cancel is not supported by this fake")
+}

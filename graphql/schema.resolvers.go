@@ -167,6 +167,15 @@ func (r *mutationResolver) Rollback(ctx context.Context, project string, to *str
 	return d, nil
 }
 
+// Cancel is the resolver for the cancel field.
+func (r *mutationResolver) Cancel(ctx context.Context, id string) (*slipway.Deployment, error) {
+	d, err := r.cfg.Deployer.Cancel(ctx, id)
+	if err != nil {
+		return nil, fmt.Errorf("cancel %s: %w", id, err)
+	}
+	return d, nil
+}
+
 // WebhookURL is the resolver for the webhookURL field.
 func (r *projectResolver) WebhookURL(ctx context.Context, obj *slipway.Project) (string, error) {
 	return r.webhookURL(), nil

@@ -279,6 +279,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	})
 
 	w := worker.New(tc, deploy.ControlQueue, worker.Options{})
+	w.RegisterWorkflowWithOptions(deploy.ProjectWorkflow, workflow.RegisterOptions{Name: "ProjectWorkflow"})
 	w.RegisterWorkflowWithOptions(deploy.DeploymentWorkflow, workflow.RegisterOptions{Name: "DeploymentWorkflow"})
 	acts := &deploy.ControlActivities{Store: store, Machines: machines}
 	w.RegisterActivityWithOptions(acts.MarkBuilding, activity.RegisterOptions{Name: deploy.ActivityMarkBuilding})

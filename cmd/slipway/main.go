@@ -103,7 +103,7 @@ its GraphQL API (--server, or SLIPWAY_SERVER).`,
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 
 	root.AddCommand(newProjectCmd(g), newProjectsCmd(g), newDeployCmd(g), newDeploymentsCmd(g), newDeploymentCmd(g),
-		newLogsCmd(g), newMachinesCmd(g), newRollbackCmd(g))
+		newLogsCmd(g), newMachinesCmd(g), newRollbackCmd(g), newCancelCmd(g))
 	addServerCommands(root)
 
 	started = new(bool)

@@ -97,6 +97,7 @@ type ComplexityRoot struct {
 
 	Mutation struct {
 		AddProject func(childComplexity int, input AddProjectInput) int
+		Cancel     func(childComplexity int, id string) int
 		Deploy     func(childComplexity int, input DeployInput) int
 		Rollback   func(childComplexity int, project string, to *string) int
 	}
@@ -157,6 +158,7 @@ type MutationResolver interface {
 	AddProject(ctx context.Context, input AddProjectInput) (*AddProjectPayload, error)
 	Deploy(ctx context.Context, input DeployInput) (*slipway.Deployment, error)
 	Rollback(ctx context.Context, project string, to *string) (*slipway.Deployment, error)
+	Cancel(ctx context.Context, id string) (*slipway.Deployment, error)
 }
 type ProjectResolver interface {
 	WebhookURL(ctx context.Context, obj *slipway.Project) (string, error)
@@ -451,6 +453,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.AddProject(childComplexity, args["input"].(AddProjectInput)), true
+	case "Mutation.cancel":
+		if e.ComplexityRoot.Mutation.Cancel == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_cancel_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.Cancel(childComplexity, args["id"].(string)), true
 	case "Mutation.deploy":
 		if e.ComplexityRoot.Mutation.Deploy == nil {
 			break
@@ -710,6 +723,8 @@ type Mutation {
   it, the successful deployment before the latest one.
   """
   rollback(project: String!, to: String): Deployment!
+  "Stops a queued or running deployment; it ends cancelled."
+  cancel(id: ID!): Deployment!
 }
 
 input AddProjectInput {
@@ -1163,6 +1178,20 @@ func (ec *executionContext) field_Mutation_addProject_args(ctx context.Context, 
 		return nil, err
 	}
 	args["input"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_cancel_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "id",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["id"] = arg0
 	return args, nil
 }
 
@@ -2448,6 +2477,50 @@ func (ec *executionContext) fieldContext_Mutation_rollback(ctx context.Context, 
 	}()
 	ctx = graphql.WithFieldContext(ctx, fc)
 	if fc.Args, err = ec.field_Mutation_rollback_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_cancel(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_cancel(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().Cancel(ctx, fc.Args["id"].(string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *slipway.Deployment) graphql.Marshaler {
+			return ec.marshalNDeployment2ᚖgithubᚗcomᚋslipwayᚑciᚋslipwayᚐDeployment(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_cancel(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Deployment(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_cancel_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
 		ec.Error(ctx, err)
 		return fc, err
 	}
@@ -4610,6 +4683,13 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 		case "rollback":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_rollback(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "cancel":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_cancel(ctx, field)
 			})
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
