@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -35,10 +36,12 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	slipwayBin = filepath.Join(dir, "slipway")
-	build := exec.Command("go", "build", "-o", slipwayBin, "github.com/slipway-ci/slipway/cmd/slipway")
+	// slipway-agent next to slipway is what the server runs on machines.
+	build := exec.Command("go", "build", "-o", dir+string(filepath.Separator),
+		"github.com/slipway-ci/slipway/cmd/slipway", "github.com/slipway-ci/slipway/cmd/slipway-agent")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "e2e: building slipway failed:", err)
+		fmt.Fprintln(os.Stderr, "e2e: building slipway and slipway-agent failed:", err)
 		os.Exit(1)
 	}
 	code := m.Run()
@@ -367,6 +370,16 @@ func TestPushBecomesImage(t *testing.T) {
 			t.Errorf("the registry has app:latest; Slipway must never tag latest")
 		}
 	}
+	if agentBin := filepath.Join(filepath.Dir(slipwayBin), "slipway-agent"); !strings.Contains(s.out.String(), "binary="+agentBin) {
+		t.Errorf("the server did not run %s on the machine:\n%s", agentBin, s.out)
+	}
+	detail, hasRun := s.detail(t, d.ID), false
+	for _, st := range detail.Steps {
+		hasRun = hasRun || strings.Contains(st.Instruction, "RUN echo hello-from-build")
+	}
+	if !hasRun {
+		t.Errorf("slipway deployment %s --json lacks the RUN step: %+v", d.ID, detail.Steps)
+	}
 	logs, code := s.cli(t, "logs", d.ID)
 	if code != 0 || !regexp.MustCompile(`STEP 2/\d+: RUN echo hello-from-build`).MatchString(logs) {
 		t.Errorf("slipway logs %s: exit %d, want the build output:\n%s", d.ID, code, logs)
@@ -626,5 +639,98 @@ func TestCacheAcrossDeployments(t *testing.T) {
 	}
 	if out, code := s.cli(t, "rollback", "cache", "--to", "d-nonexistent"); code == 0 || !strings.Contains(out, "no deployment") {
 		t.Errorf("rollback to an unknown deployment: exit %d, %q; want an error naming the problem", code, out)
+	}
+}
+
+// waitLog waits until deployment id's log contains want.
+func (s *serverProc) waitLog(t *testing.T, project, id, want string) {
+	t.Helper()
+	deadline := time.Now().Add(3 * time.Minute)
+	for {
+		if l, _ := s.cli(t, "logs", id); strings.Contains(l, want) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the log of %s never showed %q\nagent:\n%s", id, want, s.agentLog(project))
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// podmanBuilds counts the podman build processes working on dir's volumes.
+func podmanBuilds(dataDir string) int {
+	n := 0
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		cmd := strings.Split(string(b), "\x00")
+		if len(cmd) > 0 && filepath.Base(cmd[0]) == "podman" && slices.Contains(cmd, "build") && strings.Contains(string(b), dataDir) {
+			n++
+		}
+	}
+	return n
+}
+
+// A newer push to the branch supersedes the running build (its podman is
+// killed, it pushes nothing) and `slipway cancel` stops a build.
+func TestSupersedeAndCancel(t *testing.T) {
+	s := startServer(t, t.TempDir(), "127.0.0.1:0")
+	p := testenv.Podman(t)
+	base := testenv.BaseImage(t, p, s.Host)
+	slow := func(v string) map[string]string {
+		return map[string]string{"Dockerfile": "FROM " + base + "\nCOPY v.txt /v.txt\nRUN echo started-" + v + " && sleep 30\n", "v.txt": v}
+	}
+	dir, sha1 := testenv.GitRepo(t, slow("one"))
+	repoURL := "file://" + dir
+	if out, code := s.cli(t, "project", "add", "race", "--repo", repoURL, "--webhook-secret", "k"); code != 0 {
+		t.Fatalf("project add: %d %s", code, out)
+	}
+	a1 := s.sendPush(t, "k", "race-1", pushPayload(t, repoURL, "main", strings.Repeat("0", 40), sha1))
+	s.waitLog(t, "race", a1.Deployment, "started-one")
+
+	sha2 := testenv.Commit(t, dir, map[string]string{"Dockerfile": "FROM " + base + "\nCOPY v.txt /v.txt\n", "v.txt": "two"})
+	pushed := time.Now()
+	a2 := s.sendPush(t, "k", "race-2", pushPayload(t, repoURL, "main", sha1, sha2))
+	d1 := s.waitFinished(t, "race", a1.Deployment, time.Minute)
+	t.Logf("superseded %s after %s", d1.ID, time.Since(pushed))
+	if d1.Status != "superseded" || !strings.Contains(d1.Error, a2.Deployment) {
+		t.Errorf("first deployment = %s (%q), want superseded by %s", d1.Status, d1.Error, a2.Deployment)
+	}
+	d2 := s.waitFinished(t, "race", a2.Deployment, 3*time.Minute)
+	if d2.Status != "succeeded" {
+		t.Fatalf("second deployment = %s %s", d2.Status, d2.Error)
+	}
+	if d1.Digest != "" {
+		t.Errorf("the superseded deployment recorded digest %s", d1.Digest)
+	}
+	if n := podmanBuilds(s.DataDir); n != 0 {
+		t.Errorf("%d podman build processes still running after the superseded build ended", n)
+	}
+
+	sha3 := testenv.Commit(t, dir, slow("three"))
+	out, code := s.cli(t, "deploy", "race", "--commit", sha3)
+	if code != 0 {
+		t.Fatalf("deploy: %d %s", code, out)
+	}
+	id3 := strings.TrimSpace(out)
+	s.waitLog(t, "race", id3, "started-three")
+	if out, code := s.cli(t, "cancel", id3, "--wait"); code != 0 {
+		t.Fatalf("slipway cancel --wait: exit %d\n%s", code, out)
+	}
+	if d := s.detail(t, id3); d.Status != "cancelled" || d.Digest != "" {
+		t.Errorf("cancelled deployment = %+v", d)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for podmanBuilds(s.DataDir) != 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("podman build still running 30s after the cancel")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if out, code := s.cli(t, "cancel", id3); code == 0 || !strings.Contains(out, "already ended") {
+		t.Errorf("cancelling an ended deployment: exit %d %q, want an error", code, out)
 	}
 }
