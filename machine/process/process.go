@@ -63,7 +63,7 @@ type Config struct {
 	Recorder StateRecorder
 	// ReadyTimeout is how long the provider waits for a launched agent's
 	// ready file before it takes the agent as awake anyway, if it still
-	// runs (an agent that does not write the file). Default 10s.
+	// runs (an agent that does not write the file). Default 3s.
 	ReadyTimeout time.Duration
 	// Logger gets operational messages; default slog.Default().
 	Logger *slog.Logger
@@ -111,7 +111,7 @@ func New(cfg Config) (*Provider, error) {
 		cfg.Binary = bin
 	}
 	if cfg.ReadyTimeout <= 0 {
-		cfg.ReadyTimeout = 10 * time.Second
+		cfg.ReadyTimeout = 3 * time.Second
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
