@@ -66,7 +66,8 @@ type Config struct {
 	// to. Empty serves the embedded registry at /v2/ on Listen.
 	Registry string
 	// AgentBinary is the executable started as `AgentBinary agent ...` for
-	// each machine; default the running executable.
+	// each machine; default slipway-agent next to the running executable,
+	// else the running executable (see process.DefaultBinary).
 	AgentBinary string
 	// AgentEnv is added to the agents' environment.
 	AgentEnv []string
@@ -260,8 +261,9 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		Args: []string{"--temporal", temporalAddr, "--namespace", cfg.TemporalNamespace, "--nats", natsURL,
 			"--keep-images", fmt.Sprint(cfg.KeepImages), "--reset-threshold", fmt.Sprint(cfg.ResetThreshold),
 			fmt.Sprintf("--no-reuse=%t", cfg.NoReuse)},
-		Env:    cfg.AgentEnv,
-		Logger: log,
+		Env:      cfg.AgentEnv,
+		Recorder: store,
+		Logger:   log,
 	})
 	if err != nil {
 		return err
@@ -296,7 +298,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 
 	mux := http.NewServeMux()
 	mux.Handle("/webhooks/github", github.NewHandler(github.HandlerConfig{Store: store, Deployer: svc, Logger: log}))
-	mux.Handle("/graphql", graphql.NewHandler(graphql.Config{Store: store, Deployer: svc, PublicURL: publicURL, Logger: log}))
+	mux.Handle("/graphql", graphql.NewHandler(graphql.Config{Store: store, Deployer: svc, Machines: machines, PublicURL: publicURL, Logger: log}))
 	if reg != nil {
 		mux.Handle("/v2/", reg)
 	}
