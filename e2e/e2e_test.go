@@ -421,6 +421,32 @@ func TestPushBecomesImage(t *testing.T) {
 	if !strings.Contains(logs2, "about-to-fail") {
 		t.Errorf("logs of the failed build lack the RUN output:\n%s", logs2)
 	}
+
+	// The machine is recorded; once its agent exits it is asleep.
+	s.waitAsleep(t, "app")
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		out, code := s.cli(t, "machines", "--json")
+		var ms []struct {
+			Project, State, Provider string
+			Error                    *string
+			LastWokeAt               *time.Time
+			VolumeBytes              *int64
+		}
+		if err := json.Unmarshal([]byte(out), &ms); code != 0 || err != nil {
+			t.Fatalf("slipway machines --json: exit %d, %v:\n%s", code, err, out)
+		}
+		if len(ms) == 1 && ms[0].Project == "app" && ms[0].State == "asleep" {
+			if ms[0].Provider != "process" || ms[0].Error != nil || ms[0].LastWokeAt == nil || ms[0].VolumeBytes == nil {
+				t.Errorf("machine of app = %+v", ms[0])
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("slipway machines never showed app asleep:\n%s", out)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
 
 func TestServerRestartMidBuild(t *testing.T) {
