@@ -640,7 +640,7 @@ function projectsTable(projects) {
           "tr",
           { class: "row-link", dataset: { href, project: p.name } },
           h("td", {}, h("a", { class: "strong", href, text: p.name })),
-          h("td", { class: "mono truncate", title: p.repo, text: p.repo }),
+          h("td", {}, h("span", { class: "mono truncate", title: p.repo, text: p.repo })),
           h("td", {}, h("span", { class: "chip mono", text: p.branch })),
           h("td", {}, d ? [statusBadge(d.status), " ", h("span", { class: "mono muted", text: shortSHA(d.commit) })] : h("span", { class: "muted", text: "Never deployed" })),
           h("td", { class: "num muted" }, d ? ago(d.createdAt) : null),
