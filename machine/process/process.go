@@ -179,7 +179,7 @@ func (p *Provider) Start(ctx context.Context, project string) error {
 		if m.cmd == nil {
 			p.watch(project, m, pid)
 		}
-		if st := m.rec.State; st != slipway.MachineStarting && st != slipway.MachineBuilding || m.rec.PID != pid {
+		if st := m.rec.State; (st != slipway.MachineStarting && st != slipway.MachineBuilding) || m.rec.PID != pid {
 			p.record(ctx, m, func(r *slipway.Machine) {
 				r.State, r.PID, r.Error = slipway.MachineBuilding, pid, ""
 			})
