@@ -760,3 +760,72 @@ func TestSupersedeAndCancel(t *testing.T) {
 		t.Errorf("cancelling an ended deployment: exit %d %q, want an error", code, out)
 	}
 }
+
+// descendants lists pid and every process below it.
+func descendants(pid int) []int {
+	children := map[int][]int{}
+	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
+	for _, st := range stats {
+		b, err := os.ReadFile(st)
+		if err != nil {
+			continue
+		}
+		s := string(b)
+		i := strings.LastIndexByte(s, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(s[i+1:])
+		var self, ppid int
+		fmt.Sscan(filepath.Base(filepath.Dir(st)), &self)
+		if len(f) > 1 {
+			fmt.Sscan(f[1], &ppid)
+		}
+		children[ppid] = append(children[ppid], self)
+	}
+	out := []int{pid}
+	for i := 0; i < len(out); i++ {
+		out = append(out, children[out[i]]...)
+	}
+	return out
+}
+
+// A machine that dies mid-build (the agent and everything it started,
+// killed with SIGKILL) is detected and restarted, and the build is retried
+// and succeeds.
+func TestMachineDiesMidBuild(t *testing.T) {
+	s := startServer(t, t.TempDir(), "127.0.0.1:0")
+	p := testenv.Podman(t)
+	base := testenv.BaseImage(t, p, s.Host)
+	dir, sha := testenv.GitRepo(t, map[string]string{
+		"Dockerfile": "FROM " + base + "\nRUN echo run-started && sleep 8 && echo run-done\n",
+	})
+	if out, code := s.cli(t, "project", "add", "fragile", "--repo", "file://"+dir); code != 0 {
+		t.Fatalf("project add: %d %s", code, out)
+	}
+	out, code := s.cli(t, "deploy", "fragile", "--commit", sha)
+	if code != 0 {
+		t.Fatalf("deploy: %d %s", code, out)
+	}
+	id := strings.TrimSpace(out)
+	s.waitLog(t, "fragile", id, "run-started")
+	b, err := os.ReadFile(filepath.Join(s.DataDir, "volumes", "fragile", "agent.pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pid int
+	fmt.Sscan(string(b), &pid)
+	killed := descendants(pid)
+	for _, p := range killed {
+		_ = syscall.Kill(p, syscall.SIGKILL)
+	}
+	t.Logf("killed the machine: %d processes", len(killed))
+	d := s.waitFinished(t, "fragile", id, 4*time.Minute)
+	if d.Status != "succeeded" {
+		logs, _ := s.cli(t, "logs", id)
+		t.Fatalf("deployment after the machine died = %s (%s at %s), want succeeded\nlogs:\n%s\nagent:\n%s", d.Status, d.Error, d.FailedStep, logs, s.agentLog("fragile"))
+	}
+	if logs, _ := s.cli(t, "logs", id); !strings.Contains(logs, "run-done") {
+		t.Errorf("the retried build's log lacks the end of the RUN step:\n%s", logs)
+	}
+}
