@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"time"
 
@@ -25,6 +26,7 @@ import (
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/slipway-ci/slipway"
 	"github.com/slipway-ci/slipway/deploy"
 	"github.com/slipway-ci/slipway/podman"
 )
@@ -153,6 +155,11 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("agent: start worker: %w", err)
 	}
 	defer w.Stop()
+	// Tell the machine provider the agent is polling (it measures the wake
+	// until this file appears); an agent that exits idle removes it.
+	if err := writeReady(cfg.VolumeDir); err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
 	cfg.Logger.Info("agent polling", "project", cfg.Project, "queue", deploy.BuilderQueue(cfg.Project), "volume", cfg.VolumeDir)
 
 	tick := time.NewTicker(100 * time.Millisecond)
@@ -164,6 +171,7 @@ func Run(ctx context.Context, cfg Config) error {
 		case now := <-tick.C:
 			if tracker.idle(now, cfg.IdleTimeout, cfg.StartTimeout) {
 				cfg.Logger.Info("agent idle, exiting", "project", cfg.Project)
+				_ = os.Remove(filepath.Join(cfg.VolumeDir, slipway.AgentReadyFile))
 				return nil
 			}
 		}
@@ -206,4 +214,14 @@ func (t *idleTracker) idle(now time.Time, idle, start time.Duration) bool {
 		return now.Sub(t.started) > start
 	}
 	return now.Sub(t.lastDone) > idle
+}
+
+// writeReady writes the agent's pid to the volume's ready file, atomically.
+func writeReady(volume string) error {
+	path := filepath.Join(volume, slipway.AgentReadyFile)
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+		return fmt.Errorf("write ready file: %w", err)
+	}
+	return os.Rename(tmp, path)
 }

@@ -34,8 +34,28 @@ func (a *ControlActivities) WakeMachine(ctx context.Context, project string) err
 	if err := a.Machines.Ensure(ctx, project); err != nil {
 		return err
 	}
-	return a.Machines.Start(ctx, project)
+	if err := a.Machines.Start(ctx, project); err != nil {
+		return err
+	}
+	// The wake ends when the agent polls, so the "wake" phase is the real
+	// wake; a slow start is not an error (the build waits in the queue).
+	deadline := time.Now().Add(wakeWait)
+	for time.Now().Before(deadline) {
+		st, err := a.Machines.Status(ctx, project)
+		if err != nil || st != slipway.MachineStarting {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	return nil
 }
+
+// wakeWait bounds how long WakeMachine waits for the agent to poll.
+const wakeWait = 10 * time.Second
 
 // FinishDeployment records the terminal result.
 func (a *ControlActivities) FinishDeployment(ctx context.Context, in FinishInput) error {
