@@ -18,6 +18,7 @@ import (
 	"github.com/slipway-ci/slipway/gitmirror"
 	"github.com/slipway-ci/slipway/natslog"
 	"github.com/slipway-ci/slipway/podman"
+	"github.com/slipway-ci/slipway/redact"
 )
 
 // Activities are the build activities; one agent (one machine) runs them
@@ -41,13 +42,18 @@ func (a *Activities) begin(ctx context.Context, in deploy.BuildInput, phase stri
 	a.tracker.begin()
 	hbCtx, cancel := context.WithCancel(ctx)
 	go heartbeat(hbCtx, phase)
-	j := &job{out: a.cfg.Stdout}
+	// Secrets are masked before any sink: the log stream, stdout, and
+	// through the stream the store.
+	secrets := redact.New(redact.RepoURLSecrets(in.Repo)...)
+	stdout := redact.NewWriter(a.cfg.Stdout, secrets)
+	j := &job{out: stdout}
 	if a.cfg.NATSURL != "" {
 		pub, err := natslog.NewPublisher(ctx, natslog.PublisherConfig{
 			URL:        a.cfg.NATSURL,
 			Project:    in.Project,
 			Deployment: in.DeploymentID,
 			Stdout:     a.cfg.Stdout,
+			Redact:     secrets.Func(),
 		})
 		if err != nil {
 			// The build never waits on the log path: keep going with stdout.
@@ -63,6 +69,7 @@ func (a *Activities) begin(ctx context.Context, in deploy.BuildInput, phase stri
 			_ = j.pub.Close(cctx)
 			ccancel()
 		}
+		_ = stdout.Flush()
 		cancel()
 		a.tracker.end(time.Now())
 	}
