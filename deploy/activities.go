@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"context"
+	"go.temporal.io/sdk/activity"
 	"time"
 
 	"github.com/slipway-ci/slipway"
@@ -12,6 +13,8 @@ import (
 type ControlActivities struct {
 	Store    slipway.Store
 	Machines slipway.MachineProvider
+	// Slots limits concurrent builds across projects; nil means no limit.
+	Slots *Slots
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 }
@@ -60,4 +63,34 @@ const wakeWait = 10 * time.Second
 // FinishDeployment records the terminal result.
 func (a *ControlActivities) FinishDeployment(ctx context.Context, in FinishInput) error {
 	return a.Store.FinishDeployment(ctx, in.DeploymentID, in.Result, a.now())
+}
+
+// AcquireBuildSlot waits (heartbeating) until the deployment may build.
+func (a *ControlActivities) AcquireBuildSlot(ctx context.Context, deployment string) error {
+	if a.Slots == nil {
+		return nil
+	}
+	hbCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		t := time.NewTicker(HeartbeatInterval)
+		defer t.Stop()
+		for {
+			activity.RecordHeartbeat(hbCtx)
+			select {
+			case <-hbCtx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return a.Slots.Acquire(ctx, deployment)
+}
+
+// ReleaseBuildSlot frees the deployment's build slot.
+func (a *ControlActivities) ReleaseBuildSlot(ctx context.Context, deployment string) error {
+	if a.Slots != nil {
+		a.Slots.Release(deployment)
+	}
+	return nil
 }

@@ -36,6 +36,8 @@ const (
 	ActivityMarkBuilding = "MarkBuilding"
 	ActivityWake         = "WakeMachine"
 	ActivityFinish       = "FinishDeployment"
+	ActivityAcquireSlot  = "AcquireBuildSlot"
+	ActivityReleaseSlot  = "ReleaseBuildSlot"
 	ActivityFetch        = "Fetch"
 	ActivityBuild        = "Build"
 	ActivityPush         = "Push"
@@ -239,6 +241,24 @@ func DeploymentWorkflow(ctx workflow.Context, in DeploymentInput) (res slipway.D
 		}
 	}()
 
+	if in.Reuse == nil {
+		// Wait for a build slot (a global limit, fair across projects);
+		// the deployment stays queued meanwhile.
+		slotCtx := workflow.WithActivityOptions(ctrl, workflow.ActivityOptions{
+			TaskQueue:           ControlQueue,
+			StartToCloseTimeout: in.MaxBuild,
+			HeartbeatTimeout:    heartbeatTimeout,
+			RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: 10 * time.Second},
+		})
+		if err := workflow.ExecuteActivity(slotCtx, ActivityAcquireSlot, in.DeploymentID).Get(ctx, nil); err != nil {
+			return failed("queue", fmt.Errorf("no build slot: %w", err)), nil
+		}
+		defer func() {
+			dctx, _ := workflow.NewDisconnectedContext(ctrl)
+			_ = workflow.ExecuteActivity(dctx, ActivityReleaseSlot, in.DeploymentID).Get(dctx, nil)
+		}()
+		timings["queue"] = max(0, workflow.Now(ctx).Sub(in.QueuedAt).Milliseconds())
+	}
 	if err := workflow.ExecuteActivity(ctrl, ActivityMarkBuilding, in.DeploymentID).Get(ctx, nil); err != nil {
 		return failed("record building", err), nil
 	}

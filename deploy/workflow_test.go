@@ -40,6 +40,14 @@ func (f *fakeActivities) register(env *testsuite.TestWorkflowEnvironment) {
 		f.count(ActivityMarkBuilding)
 		return nil
 	}, activity.RegisterOptions{Name: ActivityMarkBuilding})
+	env.RegisterActivityWithOptions(func(ctx context.Context, id string) error {
+		f.count(ActivityAcquireSlot)
+		return nil
+	}, activity.RegisterOptions{Name: ActivityAcquireSlot})
+	env.RegisterActivityWithOptions(func(ctx context.Context, id string) error {
+		f.count(ActivityReleaseSlot)
+		return nil
+	}, activity.RegisterOptions{Name: ActivityReleaseSlot})
 	env.RegisterActivityWithOptions(func(ctx context.Context, project string) error {
 		f.count(ActivityWake)
 		if f.wake != nil {
@@ -122,6 +130,9 @@ func TestDeploymentSucceeds(t *testing.T) {
 	}
 	if r.Timings["queue"] != 1000 {
 		t.Errorf("queue timing = %d ms, want 1000 (queued 1s before the workflow started)", r.Timings["queue"])
+	}
+	if f.calls[ActivityAcquireSlot] != 1 || f.calls[ActivityReleaseSlot] != 1 {
+		t.Errorf("build slot acquired %d and released %d times, want once each", f.calls[ActivityAcquireSlot], f.calls[ActivityReleaseSlot])
 	}
 	if f.calls[ActivityMarkBuilding] != 1 || f.calls[ActivityFetch] != 1 || f.calls[ActivityBuild] != 1 || f.calls[ActivityPush] != 1 {
 		t.Errorf("activity calls = %v, want each once", f.calls)

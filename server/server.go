@@ -80,6 +80,9 @@ type Config struct {
 	// NoReuse makes every deployment run its Dockerfile, even when an
 	// earlier build had identical inputs.
 	NoReuse bool
+	// MaxBuilds is how many builds may run at once across all projects
+	// (each project builds one at a time anyway); default 4.
+	MaxBuilds int
 	// MaxBuild bounds a single build; default one hour.
 	MaxBuild time.Duration
 	// Demo creates a demo project on start and deploys it.
@@ -106,6 +109,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.ResetThreshold <= 0 {
 		c.ResetThreshold = agent.DefaultResetThreshold
+	}
+	if c.MaxBuilds <= 0 {
+		c.MaxBuilds = 4
 	}
 	if c.MaxBuild <= 0 {
 		c.MaxBuild = time.Hour
@@ -283,10 +289,12 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	w := worker.New(tc, deploy.ControlQueue, worker.Options{})
 	w.RegisterWorkflowWithOptions(deploy.ProjectWorkflow, workflow.RegisterOptions{Name: "ProjectWorkflow"})
 	w.RegisterWorkflowWithOptions(deploy.DeploymentWorkflow, workflow.RegisterOptions{Name: "DeploymentWorkflow"})
-	acts := &deploy.ControlActivities{Store: store, Machines: machines}
+	acts := &deploy.ControlActivities{Store: store, Machines: machines, Slots: deploy.NewSlots(cfg.MaxBuilds)}
 	w.RegisterActivityWithOptions(acts.MarkBuilding, activity.RegisterOptions{Name: deploy.ActivityMarkBuilding})
 	w.RegisterActivityWithOptions(acts.WakeMachine, activity.RegisterOptions{Name: deploy.ActivityWake})
 	w.RegisterActivityWithOptions(acts.FinishDeployment, activity.RegisterOptions{Name: deploy.ActivityFinish})
+	w.RegisterActivityWithOptions(acts.AcquireBuildSlot, activity.RegisterOptions{Name: deploy.ActivityAcquireSlot})
+	w.RegisterActivityWithOptions(acts.ReleaseBuildSlot, activity.RegisterOptions{Name: deploy.ActivityReleaseSlot})
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("start control worker: %w", err)
 	}

@@ -53,6 +53,7 @@ external services with --temporal, --nats and --registry.`,
 	f.StringVar(&cfg.NATSURL, "nats", os.Getenv("SLIPWAY_NATS"), "external NATS URL with JetStream (default: embedded)")
 	f.StringVar(&cfg.Registry, "registry", os.Getenv("SLIPWAY_REGISTRY"), "external registry host[:port][/prefix] to push to (default: embedded at /v2/)")
 	f.DurationVar(&cfg.MaxBuild, "max-build", time.Hour, "maximum duration of one build")
+	f.IntVar(&cfg.MaxBuilds, "max-builds", 4, "builds that may run at once across all projects (each project builds one at a time)")
 	f.BoolVar(&cfg.Demo, "demo", false, "create and deploy a demo project that builds offline")
 	f.StringVar(&cfg.AgentBinary, "agent-binary", os.Getenv("SLIPWAY_AGENT_BINARY"),
 		"executable run as 'BINARY agent ...' on each machine (default: slipway-agent next to this executable, else this executable)")

@@ -1,0 +1,71 @@
+package deploy
+
+import (
+	"context"
+	"testing"
+	"time"
+)
+
+func TestSlotsLimitAndOrder(t *testing.T) {
+	s := NewSlots(2)
+	ctx := t.Context()
+	for _, id := range []string{"a", "b"} {
+		if err := s.Acquire(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Acquire(ctx, "a"); err != nil || s.Running() != 2 {
+		t.Fatalf("re-acquiring a held slot: %v, running %d", err, s.Running())
+	}
+	got := make(chan string, 3)
+	for _, id := range []string{"c", "d", "e"} {
+		go func() {
+			if err := s.Acquire(ctx, id); err == nil {
+				got <- id
+			}
+		}()
+		// Let each waiter queue before the next (their order is the test).
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			s.mu.Lock()
+			n := len(s.waiting)
+			s.mu.Unlock()
+			if n > 0 && s.waiting[n-1].id == id || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	select {
+	case id := <-got:
+		t.Fatalf("%s got a slot while 2 of 2 were held", id)
+	case <-time.After(50 * time.Millisecond):
+	}
+	for _, step := range []struct{ release, want string }{{"a", "c"}, {"b", "d"}, {"c", "e"}} {
+		s.Release(step.release)
+		select {
+		case id := <-got:
+			if id != step.want {
+				t.Fatalf("after releasing %s the slot went to %s, want %s (first come, first served)", step.release, id, step.want)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("%s never got a slot", step.want)
+		}
+	}
+}
+
+func TestSlotsCancelledWaiter(t *testing.T) {
+	s := NewSlots(1)
+	if err := s.Acquire(t.Context(), "a"); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Millisecond)
+	defer cancel()
+	if err := s.Acquire(ctx, "b"); err == nil {
+		t.Fatal("b got the only slot while a held it")
+	}
+	s.Release("a")
+	if err := s.Acquire(t.Context(), "c"); err != nil || s.Running() != 1 {
+		t.Fatalf("after a gave up its slot and b gave up waiting, c: %v, running %d", err, s.Running())
+	}
+}
