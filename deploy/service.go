@@ -53,6 +53,10 @@ func NewService(cfg ServiceConfig) *Service {
 	return &Service{cfg: cfg}
 }
 
+// recentForReplay is how many of a project's latest deployments a webhook
+// delivery's commit is checked against.
+const recentForReplay = 200
+
 // Deploy implements slipway.Deployer.
 func (s *Service) Deploy(ctx context.Context, req slipway.DeployRequest) (*slipway.Deployment, bool, error) {
 	p, err := s.cfg.Store.Project(ctx, req.Project)
@@ -85,6 +89,19 @@ func (s *Service) Deploy(ctx context.Context, req slipway.DeployRequest) (*slipw
 	trigger := req.Trigger
 	if trigger == "" {
 		trigger = slipway.TriggerManual
+	}
+	if trigger == slipway.TriggerWebhook {
+		// A delivery replayed under another id (or an old one) is not a new
+		// build unless its commit is new to the project.
+		recent, err := s.cfg.Store.Deployments(ctx, p.Name, recentForReplay)
+		if err != nil {
+			return nil, false, err
+		}
+		for _, d := range recent {
+			if d.Commit == commit && d.Trigger == slipway.TriggerWebhook && branchOf(d.Ref) == branchOf(ref) {
+				return d, false, nil
+			}
+		}
 	}
 	d := &slipway.Deployment{
 		Project:    p.Name,

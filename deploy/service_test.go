@@ -1,10 +1,12 @@
 package deploy
 
 import (
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/slipway-ci/slipway"
+	"github.com/slipway-ci/slipway/sqlite"
 )
 
 func TestRollbackTarget(t *testing.T) {
@@ -43,5 +45,34 @@ func TestRollbackTarget(t *testing.T) {
 	}
 	if _, err := rollbackTarget([]*slipway.Deployment{ok("d-1", 'a', "sha256:1")}, ""); slipway.ErrorCode(err) != slipway.ENOTFOUND {
 		t.Errorf("rollback with a single successful deployment = %v, want not found", err)
+	}
+}
+
+// A webhook delivery for a commit the project already deployed from a
+// webhook (a replay under a new delivery id) creates nothing new.
+func TestWebhookReplayOfKnownCommit(t *testing.T) {
+	store, err := sqlite.Open(filepath.Join(t.TempDir(), "s.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	ctx := t.Context()
+	if err := store.CreateProject(ctx, &slipway.Project{Name: "app", Repo: "file:///r", Branch: "main", Dockerfile: "Dockerfile", Context: "."}); err != nil {
+		t.Fatal(err)
+	}
+	sha := strings.Repeat("a", 40)
+	first := &slipway.Deployment{Project: "app", Ref: "refs/heads/main", Commit: sha, Trigger: slipway.TriggerWebhook, DeliveryID: "one"}
+	if _, _, err := store.CreateDeployment(ctx, first); err != nil {
+		t.Fatal(err)
+	}
+	// No Temporal client: reaching it would panic, so the test also proves
+	// nothing was started.
+	svc := NewService(ServiceConfig{Store: store, Registry: "reg"})
+	d, created, err := svc.Deploy(ctx, slipway.DeployRequest{Project: "app", Ref: "refs/heads/main", Commit: sha, Trigger: slipway.TriggerWebhook, DeliveryID: "two"})
+	if err != nil || created || d.ID != first.ID {
+		t.Fatalf("replayed delivery = %v, created %v, %v; want the first deployment %s, not created", d, created, err, first.ID)
+	}
+	if ds, _ := store.Deployments(ctx, "app", 0); len(ds) != 1 {
+		t.Errorf("%d deployments after a replay, want 1", len(ds))
 	}
 }
