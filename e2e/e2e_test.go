@@ -790,6 +790,26 @@ func descendants(pid int) []int {
 	return out
 }
 
+// killMachine kills project's machine the hard way, as a crash would: its
+// agent and every process below it, with SIGKILL. It returns how many
+// processes it killed.
+func killMachine(t *testing.T, s *serverProc, project string) int {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(s.DataDir, "volumes", project, "agent.pid"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pid int
+	if _, err := fmt.Sscan(string(b), &pid); err != nil || pid <= 1 {
+		t.Fatalf("agent.pid of %s holds %q, not a process id", project, b)
+	}
+	killed := descendants(pid)
+	for _, p := range killed {
+		_ = syscall.Kill(p, syscall.SIGKILL)
+	}
+	return len(killed)
+}
+
 // A machine that dies mid-build (the agent and everything it started,
 // killed with SIGKILL) is detected and restarted, and the build is retried
 // and succeeds.
@@ -809,17 +829,7 @@ func TestMachineDiesMidBuild(t *testing.T) {
 	}
 	id := strings.TrimSpace(out)
 	s.waitLog(t, "fragile", id, "run-started")
-	b, err := os.ReadFile(filepath.Join(s.DataDir, "volumes", "fragile", "agent.pid"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var pid int
-	fmt.Sscan(string(b), &pid)
-	killed := descendants(pid)
-	for _, p := range killed {
-		_ = syscall.Kill(p, syscall.SIGKILL)
-	}
-	t.Logf("killed the machine: %d processes", len(killed))
+	t.Logf("killed the machine: %d processes", killMachine(t, s, "fragile"))
 	d := s.waitFinished(t, "fragile", id, 4*time.Minute)
 	if d.Status != "succeeded" {
 		logs, _ := s.cli(t, "logs", id)

@@ -9,9 +9,12 @@
 package graphql
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"runtime/debug"
@@ -79,8 +82,30 @@ func NewHandler(cfg Config) http.Handler {
 	srv.SetErrorPresenter(presentError(cfg.Logger))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		r.Body = http.MaxBytesReader(w, r.Body, maxRequestBytes)
+		if r.Method == http.MethodPost {
+			// Read the body here: gqlgen answers a body it cannot read (too
+			// large, cut off) with 200.
+			body, err := io.ReadAll(r.Body)
+			if err != nil {
+				if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+					writeRequestError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is larger than %d bytes", maxRequestBytes))
+				} else {
+					writeRequestError(w, http.StatusBadRequest, "could not read the request body")
+				}
+				return
+			}
+			r.Body = io.NopCloser(bytes.NewReader(body))
+		}
 		srv.ServeHTTP(w, r)
 	})
+}
+
+// writeRequestError answers a request the API could not read with status
+// and a GraphQL error response carrying message.
+func writeRequestError(w http.ResponseWriter, status int, message string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(map[string]any{"errors": []map[string]string{{"message": message}}, "data": nil})
 }
 
 // presentError is the one place application errors become GraphQL errors:
