@@ -2,7 +2,10 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
+	"strings"
+	"unicode/utf8"
 
 	"github.com/slipway-ci/slipway"
 )
@@ -26,12 +29,29 @@ func (db *DB) AppendLogLines(ctx context.Context, lines []slipway.LogLine) error
 		return fmt.Errorf("append log lines: %w", err)
 	}
 	defer stmt.Close()
+	// The search index is written here rather than by a trigger: see
+	// migration 4.
+	index, err := tx.PrepareContext(ctx, `INSERT INTO log_lines_fts (rowid, text) VALUES (?, ?)`)
+	if err != nil {
+		return fmt.Errorf("append log lines: %w", err)
+	}
+	defer index.Close()
 	for _, l := range lines {
-		_, err := stmt.ExecContext(ctx, l.Deployment, l.N, formatTime(l.Time), l.Stream, l.Step, l.Text)
+		res, err := stmt.ExecContext(ctx, l.Deployment, l.N, formatTime(l.Time), l.Stream, l.Step, l.Text)
 		if isConstraint(err, codeConstraintForeignKey) {
 			return slipway.Errorf(slipway.ENOTFOUND, "deployment %q not found", l.Deployment)
 		} else if err != nil {
 			return fmt.Errorf("append log line %d of deployment %q: %w", l.N, l.Deployment, err)
+		}
+		if n, err := res.RowsAffected(); err != nil || n == 0 {
+			continue // already stored, and indexed then
+		}
+		rowid, err := res.LastInsertId()
+		if err != nil {
+			return fmt.Errorf("append log line %d of deployment %q: %w", l.N, l.Deployment, err)
+		}
+		if _, err := index.ExecContext(ctx, rowid, l.Text); err != nil {
+			return fmt.Errorf("index log line %d of deployment %q: %w", l.N, l.Deployment, err)
 		}
 	}
 	if err := tx.Commit(); err != nil {
@@ -66,3 +86,73 @@ func (db *DB) LogLines(ctx context.Context, deployment string, from int64, limit
 	}
 	return lines, nil
 }
+
+var _ slipway.LogSearcher = (*DB)(nil)
+
+// SearchLogLines returns the lines of q.Deployment that q selects, ordered
+// by N. Terms of three or more characters are looked up in the full-text
+// index (log_lines_fts, trigrams: substrings, ignoring case); shorter ones
+// are matched with LIKE on the deployment's lines.
+func (db *DB) SearchLogLines(ctx context.Context, q slipway.LogQuery) ([]slipway.LogLine, error) {
+	where := []string{"l.deployment = ?", "l.n >= ?"}
+	args := []any{q.Deployment, q.From}
+	if q.Step != "" {
+		where = append(where, "l.step = ?")
+		args = append(args, q.Step)
+	}
+	var phrases []string
+	for _, term := range slipway.SearchTerms(q.Search) {
+		if utf8.RuneCountInString(term) >= 3 {
+			phrases = append(phrases, ftsPhrase(term))
+			continue
+		}
+		where = append(where, `l.text LIKE ? ESCAPE '\'`)
+		args = append(args, "%"+likeEscaper.Replace(term)+"%")
+	}
+	if len(phrases) > 0 {
+		// The index knows no deployments, but a deployment's lines lie
+		// within a range of rowids (they are stored as they arrive): ask
+		// it about that range only.
+		var lo, hi sql.NullInt64
+		if err := db.read.QueryRowContext(ctx, `SELECT MIN(rowid), MAX(rowid) FROM log_lines WHERE deployment = ?`, q.Deployment).Scan(&lo, &hi); err != nil {
+			return nil, fmt.Errorf("search log lines of deployment %q: %w", q.Deployment, err)
+		}
+		if !lo.Valid {
+			return []slipway.LogLine{}, nil
+		}
+		where = append(where, "l.rowid IN (SELECT rowid FROM log_lines_fts WHERE log_lines_fts MATCH ? AND rowid BETWEEN ? AND ?)")
+		args = append(args, strings.Join(phrases, " AND "), lo.Int64, hi.Int64)
+	}
+	args = append(args, sqlLimit(q.Limit))
+	rows, err := db.read.QueryContext(ctx, `SELECT l.deployment, l.n, l.time, l.stream, l.step, l.text FROM log_lines l
+	WHERE `+strings.Join(where, " AND ")+` ORDER BY l.n LIMIT ?`, args...)
+	if err != nil {
+		return nil, fmt.Errorf("search log lines of deployment %q: %w", q.Deployment, err)
+	}
+	defer rows.Close()
+	lines := []slipway.LogLine{}
+	for rows.Next() {
+		var l slipway.LogLine
+		var t string
+		if err := rows.Scan(&l.Deployment, &l.N, &t, &l.Stream, &l.Step, &l.Text); err != nil {
+			return nil, fmt.Errorf("search log lines of deployment %q: %w", q.Deployment, err)
+		}
+		if l.Time, err = parseTime(t); err != nil {
+			return nil, fmt.Errorf("search log lines of deployment %q: %w", q.Deployment, err)
+		}
+		lines = append(lines, l)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("search log lines of deployment %q: %w", q.Deployment, err)
+	}
+	return lines, nil
+}
+
+// ftsPhrase quotes s as an FTS5 string: a phrase, which the trigram
+// tokenizer matches as a substring.
+func ftsPhrase(s string) string {
+	return `"` + strings.ReplaceAll(s, `"`, `""`) + `"`
+}
+
+// likeEscaper escapes LIKE's wildcards for ESCAPE '\'.
+var likeEscaper = strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`)

@@ -82,6 +82,33 @@ CREATE TABLE machines (
 	updated_at    TEXT NOT NULL
 ) STRICT;
 `,
+	// 4: full-text search of log lines. The trigram tokenizer matches any
+	// substring of three or more characters, ignoring case, which suits
+	// build output (paths, flags, error codes) better than words do. The
+	// index holds only the text and is written by AppendLogLines in the
+	// same transaction as the lines: an insert trigger would make FTS5
+	// flush its index once per row (some twenty times slower). Whoever
+	// deletes log lines must remove them from log_lines_fts too (its
+	// 'delete' command).
+	`
+CREATE VIRTUAL TABLE log_lines_fts USING fts5(
+	text,
+	content = 'log_lines', content_rowid = 'rowid',
+	tokenize = 'trigram'
+);
+INSERT INTO log_lines_fts (log_lines_fts) VALUES ('rebuild');
+`,
+	// 5: API tokens, by the SHA-256 of the token (the token itself is
+	// never stored).
+	`
+CREATE TABLE api_tokens (
+	id           TEXT PRIMARY KEY,
+	name         TEXT NOT NULL DEFAULT '',
+	hash         TEXT NOT NULL UNIQUE,
+	created_at   TEXT NOT NULL,
+	last_used_at TEXT
+) STRICT;
+`,
 }
 
 // migrate applies the migrations db has not applied yet, each in its own
