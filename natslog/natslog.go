@@ -1,7 +1,10 @@
 // Package natslog carries a deployment's public build log through NATS
 // JetStream: an embedded NATS server for `slipway server` (Server), the
-// agent-side Publisher that numbers lines and publishes them, and the
-// server-side Archiver that copies them into the slipway.Store.
+// agent-side Publisher that numbers lines and publishes them, the
+// server-side Archiver that copies them into the slipway.Store, and the
+// Watcher that lets the API follow a deployment live (its stored log, then
+// the stream, with no gap and no duplicate; its state changes, announced on
+// slipway.events.<project>.<deployment>).
 //
 // Every line is a JSON slipway.LogLine on subject
 // slipway.logs.<project>.<deployment> in stream SLIPWAY_LOGS, with header

@@ -1,0 +1,533 @@
+package natslog
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/slipway-ci/slipway"
+)
+
+// EventSubjectPrefix starts the subjects on which a deployment's state
+// changes are announced: "slipway.events.<project>.<deployment>". The
+// messages are core NATS (at most once), so watchers also poll.
+const EventSubjectPrefix = "slipway.events."
+
+// EventSubject returns the subject a deployment's state changes are
+// announced on.
+func EventSubject(project, deployment string) string {
+	return EventSubjectPrefix + project + "." + deployment
+}
+
+// Event is what is announced when a deployment's state changes. Watchers
+// re-read the deployment from the store; the status is for logs and tools.
+type Event struct {
+	Deployment string         `json:"deployment"`
+	Status     slipway.Status `json:"status"`
+}
+
+// WatcherConfig configures a Watcher.
+type WatcherConfig struct {
+	// URL is the NATS server holding the log stream.
+	URL string
+	// Store is where deployments are read, and stored lines replayed from.
+	// Required.
+	Store slipway.Store
+	// Logger reports trouble with NATS; default no-op.
+	Logger *slog.Logger
+	// PollInterval is how often a followed deployment is re-read from the
+	// store besides when an event announces a change; default 1s.
+	PollInterval time.Duration
+	// Settle is how long after a cancelled or superseded deployment ended
+	// its late lines are still waited for (the agent may flush them after
+	// the workflow gave up on it); default 2s.
+	Settle time.Duration
+	// GapTimeout is how long a missing line may hold back the lines after
+	// it, once the stream has delivered everything it has; the line is
+	// then taken as lost (its publisher gave up). Default 5s.
+	GapTimeout time.Duration
+	// StartMargin is how far before the last stored line's timestamp the
+	// stream is read from, to allow for the clocks of the agent and of
+	// the NATS server to differ; default one minute.
+	StartMargin time.Duration
+}
+
+const (
+	defaultPollInterval = time.Second
+	defaultSettle       = 2 * time.Second
+	defaultGapTimeout   = 5 * time.Second
+	defaultStartMargin  = time.Minute
+	// replayPage is how many stored lines are read at a time.
+	replayPage = 1000
+)
+
+// Watcher follows deployments live for the API: their log lines (stored,
+// then from the stream) and their state changes (announced on
+// EventSubject). It also wraps the store the control plane writes through
+// so that those changes are announced (NotifyingStore). It is safe for
+// concurrent use.
+type Watcher struct {
+	cfg WatcherConfig
+	log *slog.Logger
+	nc  *nats.Conn
+	js  jetstream.JetStream
+}
+
+// NewWatcher connects to NATS (reconnecting forever). ctx bounds the
+// connection attempt only.
+func NewWatcher(ctx context.Context, cfg WatcherConfig) (*Watcher, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("start log watcher: no store")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.PollInterval <= 0 {
+		cfg.PollInterval = defaultPollInterval
+	}
+	if cfg.Settle <= 0 {
+		cfg.Settle = defaultSettle
+	}
+	if cfg.GapTimeout <= 0 {
+		cfg.GapTimeout = defaultGapTimeout
+	}
+	if cfg.StartMargin <= 0 {
+		cfg.StartMargin = defaultStartMargin
+	}
+	w := &Watcher{cfg: cfg, log: cfg.Logger.With("component", "log watcher")}
+	nc, err := nats.Connect(cfg.URL,
+		nats.Name("slipway-log-watcher"),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(500*time.Millisecond),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			w.log.Warn("disconnected from NATS", "error", err)
+		}),
+		nats.ReconnectHandler(func(*nats.Conn) { w.log.Info("reconnected to NATS") }),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			w.log.Debug("nats error", "error", err)
+		}),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("start log watcher: connect to %s: %w", cfg.URL, err)
+	}
+	w.nc = nc
+	if w.js, err = jetstream.New(nc); err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("start log watcher: %w", err)
+	}
+	return w, nil
+}
+
+// Close closes the connection; follows in progress end with an error.
+func (w *Watcher) Close() {
+	w.nc.Close()
+}
+
+// NotifyingStore returns store with CreateDeployment, MarkBuilding and
+// FinishDeployment announcing each change they make on EventSubject. Every
+// other method is store's own.
+func (w *Watcher) NotifyingStore(store slipway.Store) slipway.Store {
+	return &notifyingStore{Store: store, w: w}
+}
+
+type notifyingStore struct {
+	slipway.Store
+	w *Watcher
+}
+
+func (s *notifyingStore) CreateDeployment(ctx context.Context, d *slipway.Deployment) (*slipway.Deployment, bool, error) {
+	got, created, err := s.Store.CreateDeployment(ctx, d)
+	if err == nil && created {
+		s.w.announce(got)
+	}
+	return got, created, err
+}
+
+func (s *notifyingStore) MarkBuilding(ctx context.Context, id string, at time.Time) error {
+	err := s.Store.MarkBuilding(ctx, id, at)
+	if err == nil {
+		s.announceID(ctx, id)
+	}
+	return err
+}
+
+func (s *notifyingStore) FinishDeployment(ctx context.Context, id string, r slipway.DeploymentResult, at time.Time) error {
+	err := s.Store.FinishDeployment(ctx, id, r, at)
+	if err == nil {
+		s.announceID(ctx, id)
+	}
+	return err
+}
+
+func (s *notifyingStore) announceID(ctx context.Context, id string) {
+	d, err := s.Store.Deployment(ctx, id)
+	if err != nil {
+		s.w.log.Debug("announce deployment change: re-read", "deployment", id, "error", err)
+		return
+	}
+	s.w.announce(d)
+}
+
+// announce publishes d's state on its event subject; a failure only
+// delays watchers until their next poll.
+func (w *Watcher) announce(d *slipway.Deployment) {
+	if !validToken(d.Project) || !validToken(d.ID) {
+		return
+	}
+	data, _ := json.Marshal(Event{Deployment: d.ID, Status: d.Status})
+	if err := w.nc.Publish(EventSubject(d.Project, d.ID), data); err != nil {
+		w.log.Debug("announce deployment change", "deployment", d.ID, "error", err)
+	}
+}
+
+// WatchDeployment returns a channel that receives a value whenever the
+// deployment's state may have changed (values are coalesced: the channel
+// holds at most one), until ctx ends, when it is closed. Changes come from
+// announcements, so callers should also re-read the deployment now and
+// then.
+func (w *Watcher) WatchDeployment(ctx context.Context, project, deployment string) (<-chan struct{}, error) {
+	out := make(chan struct{}, 1)
+	if !validToken(project) || !validToken(deployment) {
+		close(out)
+		return out, slipway.Errorf(slipway.EINVALID, "invalid deployment %q of project %q", deployment, project)
+	}
+	sub, err := w.nc.Subscribe(EventSubject(project, deployment), func(*nats.Msg) { signal(out) })
+	if err != nil {
+		close(out)
+		return out, fmt.Errorf("watch deployment %s: %w", deployment, err)
+	}
+	go func() {
+		<-ctx.Done()
+		_ = sub.Unsubscribe()
+		close(out)
+	}()
+	return out, nil
+}
+
+// FollowLog calls emit with every line of the deployment numbered from on
+// (from < 1 means from the first), in order and each exactly once: first
+// the lines already in the store, then the stream's, as they are
+// published. It returns nil once the deployment has ended and its log is
+// complete; ctx's error when ctx ends first; emit's error if emit fails;
+// ENOTFOUND for an unknown deployment.
+//
+// Lines come from the stream from a moment before the last stored line on
+// (see StartMargin), so a line archived while the replay ran is not missed;
+// a line seen twice is dropped by its number. The log is complete when the
+// deployment is in a terminal state and the stream has delivered every
+// line it holds for it (plus Settle after a cancelled or superseded
+// deployment ended). A line the stream never got (its publisher gave up)
+// holds the lines after it back for at most GapTimeout.
+//
+// Without NATS (the connection down when the follow starts) it polls the
+// store instead.
+func (w *Watcher) FollowLog(ctx context.Context, deployment string, from int64, emit func(slipway.LogLine) error) error {
+	d, err := w.cfg.Store.Deployment(ctx, deployment)
+	if err != nil {
+		return err
+	}
+	f := &follow{w: w, d: d, next: max(from, 1), emit: emit, pending: map[int64]slipway.LogLine{}}
+	if err := f.replay(ctx); err != nil {
+		return err
+	}
+	changed, err := w.WatchDeployment(ctx, d.Project, d.ID)
+	if err != nil {
+		return err
+	}
+	if !w.nc.IsConnected() {
+		return f.poll(ctx, changed)
+	}
+	return f.stream(ctx, changed)
+}
+
+// follow is the state of one FollowLog.
+type follow struct {
+	w    *Watcher
+	d    *slipway.Deployment
+	next int64 // the number of the next line to emit
+	emit func(slipway.LogLine) error
+	// lastTime is the timestamp of the last line emitted, zero if none.
+	lastTime time.Time
+	// pending holds lines that came before their turn.
+	pending map[int64]slipway.LogLine
+}
+
+// send emits l if it is next, keeps it if it is early, drops it if it was
+// sent already; then emits what was waiting for it.
+func (f *follow) send(l slipway.LogLine) error {
+	switch {
+	case l.N < f.next:
+		return nil
+	case l.N > f.next:
+		f.pending[l.N] = l
+		return nil
+	}
+	if err := f.emit(l); err != nil {
+		return err
+	}
+	f.next++
+	f.lastTime = l.Time
+	for {
+		p, ok := f.pending[f.next]
+		if !ok {
+			return nil
+		}
+		delete(f.pending, f.next)
+		if err := f.emit(p); err != nil {
+			return err
+		}
+		f.next++
+		f.lastTime = p.Time
+	}
+}
+
+// skipGap gives up on the missing line(s) before the first pending line
+// and emits from there.
+func (f *follow) skipGap() error {
+	if len(f.pending) == 0 {
+		return nil
+	}
+	keys := make([]int64, 0, len(f.pending))
+	for n := range f.pending {
+		keys = append(keys, n)
+	}
+	first := slices.Min(keys)
+	f.w.log.Warn("log lines missing from the stream: skipping them", "deployment", f.d.ID, "from", f.next, "to", first-1)
+	f.next = first
+	l := f.pending[first]
+	delete(f.pending, first)
+	return f.send(l)
+}
+
+// flushPending emits every pending line in order, skipping gaps: the end
+// of a complete log.
+func (f *follow) flushPending() error {
+	for len(f.pending) > 0 {
+		if err := f.skipGap(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// replay emits the stored lines from next on, as long as they follow each
+// other.
+func (f *follow) replay(ctx context.Context) error {
+	for {
+		lines, err := f.w.cfg.Store.LogLines(ctx, f.d.ID, f.next, replayPage)
+		if err != nil {
+			return fmt.Errorf("replay log of %s: %w", f.d.ID, err)
+		}
+		for _, l := range lines {
+			if l.N != f.next {
+				return nil // a gap: the stream has the rest
+			}
+			if err := f.send(l); err != nil {
+				return err
+			}
+		}
+		if len(lines) < replayPage {
+			return nil
+		}
+	}
+}
+
+// ended re-reads the deployment and reports whether its log can be
+// complete: it is in a terminal state, and settled if it was stopped.
+func (f *follow) ended(ctx context.Context) (bool, error) {
+	if !f.d.Status.Terminal() {
+		d, err := f.w.cfg.Store.Deployment(ctx, f.d.ID)
+		if err != nil {
+			return false, fmt.Errorf("follow deployment %s: %w", f.d.ID, err)
+		}
+		f.d = d
+	}
+	if !f.d.Status.Terminal() {
+		return false, nil
+	}
+	if f.d.Status == slipway.StatusCancelled || f.d.Status == slipway.StatusSuperseded {
+		if f.d.FinishedAt != nil && time.Since(*f.d.FinishedAt) < f.w.cfg.Settle {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// stream follows the log stream with an ordered consumer on the
+// deployment's subject.
+func (f *follow) stream(ctx context.Context, changed <-chan struct{}) error {
+	cfg := jetstream.OrderedConsumerConfig{
+		FilterSubjects:    []string{Subject(f.d.Project, f.d.ID)},
+		DeliverPolicy:     jetstream.DeliverAllPolicy,
+		InactiveThreshold: time.Minute,
+	}
+	if !f.lastTime.IsZero() {
+		start := f.lastTime.Add(-f.w.cfg.StartMargin)
+		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &start
+	}
+	cons, err := f.w.js.OrderedConsumer(ctx, StreamName, cfg)
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		f.w.log.Warn("follow log: cannot read the stream, polling the store", "deployment", f.d.ID, "error", err)
+		return f.poll(ctx, changed)
+	}
+	it, err := cons.Messages()
+	if err != nil {
+		f.w.log.Warn("follow log: cannot read the stream, polling the store", "deployment", f.d.ID, "error", err)
+		return f.poll(ctx, changed)
+	}
+	msgs := make(chan jetstream.Msg, 64)
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		defer close(msgs)
+		for {
+			m, err := it.Next()
+			if err != nil {
+				if !errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+					f.w.log.Debug("follow log: stream", "deployment", f.d.ID, "error", err)
+				}
+				return
+			}
+			select {
+			case msgs <- m:
+			case <-stop:
+				return
+			}
+		}
+	}()
+	defer wg.Wait()
+	defer it.Stop()
+	defer close(stop)
+
+	var processed uint64       // stream sequence of the last message handled
+	var stalledSince time.Time // when the stream last had nothing more while a line was missing
+	ticker := time.NewTicker(min(f.w.cfg.PollInterval, 250*time.Millisecond))
+	defer ticker.Stop()
+	lastPoll := time.Now()
+	// A log that is complete already ends without waiting for a tick.
+	now := make(chan struct{}, 1)
+	now <- struct{}{}
+	for {
+		check := false
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case m, ok := <-msgs:
+			if !ok {
+				if ctx.Err() != nil {
+					return ctx.Err()
+				}
+				return fmt.Errorf("follow log of %s: the stream ended", f.d.ID)
+			}
+			last := false
+			if md, err := m.Metadata(); err == nil {
+				processed = md.Sequence.Stream
+				last = md.NumPending == 0
+			}
+			var l slipway.LogLine
+			if err := json.Unmarshal(m.Data(), &l); err == nil && validLine(&l, m.Subject()) == "" {
+				if err := f.send(l); err != nil {
+					return err
+				}
+			}
+			if !last || !f.d.Status.Terminal() {
+				continue
+			}
+			check = true
+		case <-now:
+			check = true
+		case <-changed:
+			check = true
+		case <-ticker.C:
+			// Re-read the store at PollInterval; check the stream's end
+			// more often once the deployment has ended, or a line is
+			// missing.
+			check = f.d.Status.Terminal() || len(f.pending) > 0 || time.Since(lastPoll) >= f.w.cfg.PollInterval
+		}
+		if !check {
+			continue
+		}
+		lastPoll = time.Now()
+		ended, err := f.ended(ctx)
+		if err != nil {
+			return err
+		}
+		if !ended && len(f.pending) == 0 {
+			continue
+		}
+		caughtUp, err := caughtUp(ctx, cons, processed)
+		if err != nil {
+			f.w.log.Debug("follow log: consumer info", "deployment", f.d.ID, "error", err)
+			continue
+		}
+		if !caughtUp {
+			stalledSince = time.Time{}
+			continue
+		}
+		if ended {
+			return f.flushPending()
+		}
+		// A line is missing and the stream has nothing more.
+		if stalledSince.IsZero() {
+			stalledSince = time.Now()
+		} else if time.Since(stalledSince) >= f.w.cfg.GapTimeout {
+			if err := f.skipGap(); err != nil {
+				return err
+			}
+			stalledSince = time.Time{}
+		}
+	}
+}
+
+// caughtUp reports whether the consumer has delivered every message it
+// has and all of them were handled (processed is the stream sequence of
+// the last one handled).
+func caughtUp(ctx context.Context, cons jetstream.Consumer, processed uint64) (bool, error) {
+	ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	info, err := cons.Info(ictx)
+	if err != nil {
+		return false, err
+	}
+	return info.NumPending == 0 && info.Delivered.Stream <= processed, nil
+}
+
+// poll follows the log through the store alone: the stream is out of
+// reach. The log counts as complete once the deployment ended, settled,
+// and a poll found no new line.
+func (f *follow) poll(ctx context.Context, changed <-chan struct{}) error {
+	ticker := time.NewTicker(min(f.w.cfg.PollInterval, 250*time.Millisecond))
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-changed:
+		case <-ticker.C:
+		}
+		before := f.next
+		if err := f.replay(ctx); err != nil {
+			return err
+		}
+		ended, err := f.ended(ctx)
+		if err != nil {
+			return err
+		}
+		if ended && f.next == before {
+			return nil
+		}
+	}
+}

@@ -1,0 +1,310 @@
+package natslog_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/slipway-ci/slipway"
+	"github.com/slipway-ci/slipway/natslog"
+	"github.com/slipway-ci/slipway/sqlite"
+)
+
+// sqliteDeployment opens a real store with project demo and one building
+// deployment.
+func sqliteDeployment(t *testing.T) (*sqlite.DB, *slipway.Deployment) {
+	t.Helper()
+	db, err := sqlite.Open(filepath.Join(t.TempDir(), "slipway.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	ctx := t.Context()
+	if err := db.CreateProject(ctx, &slipway.Project{Name: project, Repo: "file:///r"}); err != nil {
+		t.Fatal(err)
+	}
+	d, _, err := db.CreateDeployment(ctx, &slipway.Deployment{Project: project, Status: slipway.StatusQueued})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.MarkBuilding(ctx, d.ID, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	return db, d
+}
+
+func newWatcher(t *testing.T, url string, store slipway.Store, cfg natslog.WatcherConfig) *natslog.Watcher {
+	t.Helper()
+	cfg.URL, cfg.Store = url, store
+	w, err := natslog.NewWatcher(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.Close)
+	return w
+}
+
+// collector runs FollowLog in the background and gathers what it emits.
+type collector struct {
+	mu    sync.Mutex
+	lines []slipway.LogLine
+	done  chan error
+}
+
+func follow(t *testing.T, w *natslog.Watcher, deployment string, from int64) *collector {
+	t.Helper()
+	c := &collector{done: make(chan error, 1)}
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	go func() {
+		defer cancel()
+		c.done <- w.FollowLog(ctx, deployment, from, func(l slipway.LogLine) error {
+			c.mu.Lock()
+			c.lines = append(c.lines, l)
+			c.mu.Unlock()
+			return nil
+		})
+	}()
+	return c
+}
+
+func (c *collector) count() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.lines)
+}
+
+// wait waits for FollowLog to return and checks that it emitted exactly
+// the lines from..to, in order.
+func (c *collector) wait(t *testing.T, from, to int64, within time.Duration) {
+	t.Helper()
+	select {
+	case err := <-c.done:
+		if err != nil {
+			t.Fatalf("FollowLog: %v", err)
+		}
+	case <-time.After(within):
+		t.Fatalf("FollowLog did not return within %s (%d lines so far)", within, c.count())
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if want := int(to - from + 1); len(c.lines) != want {
+		t.Errorf("FollowLog emitted %d lines, want %d (%d..%d)", len(c.lines), want, from, to)
+	}
+	for i, l := range c.lines {
+		if l.N != from+int64(i) {
+			t.Fatalf("line %d emitted has N=%d, want %d: lines must come once each, in order", i, l.N, from+int64(i))
+		}
+		if want := fmt.Sprintf("line %d", l.N); l.Text != want {
+			t.Errorf("line %d = %q, want %q", l.N, l.Text, want)
+		}
+	}
+}
+
+// Followers that join before, during and after the archiving of a build's
+// log each see every line once, in order, and stop when the deployment
+// ends.
+func TestFollowReplayThenLive(t *testing.T) {
+	srv := startServer(t, natslog.ServerConfig{})
+	db, d := sqliteDeployment(t)
+	a, err := natslog.StartArchiver(t.Context(), natslog.ArchiverConfig{URL: srv.URL(), Store: db})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(a.Stop)
+	w := newWatcher(t, srv.URL(), db, natslog.WatcherConfig{})
+	p := newPublisher(t, natslog.PublisherConfig{URL: srv.URL(), Deployment: d.ID})
+
+	early := follow(t, w, d.ID, 0)
+	const half, total = 3000, 6000
+	for n := 1; n <= half; n++ {
+		p.Line("stdout", fmt.Sprintf("line %d", n))
+	}
+	waitForStore(t, a, d.ID, 2000) // part of it archived, the rest on its way
+	mid := follow(t, w, d.ID, 1)
+	fromMiddle := follow(t, w, d.ID, 1500)
+	for n := half + 1; n <= total; n++ {
+		p.Line("stdout", fmt.Sprintf("line %d", n))
+		if n == half+1000 {
+			time.Sleep(50 * time.Millisecond) // let the followers catch up with the live end
+		}
+	}
+	closePublisher(t, p)
+	select {
+	case err := <-early.done:
+		t.Fatalf("FollowLog returned before the deployment ended: %v", err)
+	case <-time.After(300 * time.Millisecond):
+	}
+	if err := db.FinishDeployment(t.Context(), d.ID, slipway.DeploymentResult{Status: slipway.StatusSucceeded}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	early.wait(t, 1, total, 30*time.Second)
+	mid.wait(t, 1, total, 30*time.Second)
+	fromMiddle.wait(t, 1500, total, 30*time.Second)
+
+	// After the end: the whole log, at once.
+	start := time.Now()
+	late := follow(t, w, d.ID, 0)
+	late.wait(t, 1, total, 30*time.Second)
+	t.Logf("a follow of the finished %d-line log took %s", total, time.Since(start))
+}
+
+func waitForStore(t *testing.T, a *natslog.Archiver, deployment string, n int64) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	if err := a.WaitFor(ctx, deployment, n); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// publishRaw puts a line on the stream as a publisher would.
+func publishRaw(t *testing.T, url string, d *slipway.Deployment, n int64) {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := nc.JetStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, _ := json.Marshal(slipway.LogLine{Deployment: d.ID, N: n, Time: time.Now(), Stream: "stdout", Text: fmt.Sprintf("line %d", n)})
+	if _, err := js.Publish(natslog.Subject(d.Project, d.ID), data); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A log whose lines exist only in the store (the stream expired them) is
+// replayed whole, and the follow ends at once.
+func TestFollowStoredOnly(t *testing.T) {
+	srv := startServer(t, natslog.ServerConfig{})
+	db, d := sqliteDeployment(t)
+	var lines []slipway.LogLine
+	for n := int64(1); n <= 2500; n++ {
+		lines = append(lines, slipway.LogLine{Deployment: d.ID, N: n, Time: time.Now(), Text: fmt.Sprintf("line %d", n)})
+	}
+	if err := db.AppendLogLines(t.Context(), lines); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.FinishDeployment(t.Context(), d.ID, slipway.DeploymentResult{Status: slipway.StatusFailed}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	w := newWatcher(t, srv.URL(), db, natslog.WatcherConfig{})
+	follow(t, w, d.ID, 0).wait(t, 1, 2500, 5*time.Second)
+	follow(t, w, d.ID, 2400).wait(t, 2400, 2500, 5*time.Second)
+
+	// Without NATS the store is polled instead.
+	srv.Shutdown()
+	follow(t, w, d.ID, 2001).wait(t, 2001, 2500, 10*time.Second)
+
+	err := w.FollowLog(t.Context(), "d-nope", 0, func(slipway.LogLine) error { return nil })
+	if slipway.ErrorCode(err) != slipway.ENOTFOUND {
+		t.Errorf("FollowLog of an unknown deployment = %v, want not_found", err)
+	}
+}
+
+// A line missing from the stream holds back the lines after it only for
+// GapTimeout; lines that arrive out of order are put in order.
+func TestFollowGapsAndOrder(t *testing.T) {
+	srv := startServer(t, natslog.ServerConfig{})
+	db, d := sqliteDeployment(t)
+	w := newWatcher(t, srv.URL(), db, natslog.WatcherConfig{GapTimeout: 500 * time.Millisecond, PollInterval: 100 * time.Millisecond})
+	c := follow(t, w, d.ID, 0)
+	for _, n := range []int64{2, 1, 3, 5, 6} { // 4 never comes
+		publishRaw(t, srv.URL(), d, n)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for c.count() < 3 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if n := c.count(); n != 3 {
+		t.Errorf("before the gap timed out: %d lines, want 1..3", n)
+	}
+	for c.count() < 5 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := db.FinishDeployment(t.Context(), d.ID, slipway.DeploymentResult{Status: slipway.StatusSucceeded}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-c.done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("FollowLog did not end")
+	}
+	var ns []int64
+	for _, l := range c.lines {
+		ns = append(ns, l.N)
+	}
+	if fmt.Sprint(ns) != "[1 2 3 5 6]" {
+		t.Errorf("lines = %v, want [1 2 3 5 6]", ns)
+	}
+}
+
+// A cancelled deployment's last lines, flushed by its agent just after the
+// cancellation was recorded, still reach followers.
+func TestFollowCancelledSettles(t *testing.T) {
+	srv := startServer(t, natslog.ServerConfig{})
+	db, d := sqliteDeployment(t)
+	w := newWatcher(t, srv.URL(), db, natslog.WatcherConfig{Settle: time.Second})
+	publishRaw(t, srv.URL(), d, 1)
+	c := follow(t, w, d.ID, 0)
+	notifying := w.NotifyingStore(db)
+	if err := notifying.FinishDeployment(t.Context(), d.ID, slipway.DeploymentResult{Status: slipway.StatusCancelled}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	publishRaw(t, srv.URL(), d, 2)
+	c.wait(t, 1, 2, 10*time.Second)
+}
+
+// NotifyingStore announces every change of a deployment's state, and
+// WatchDeployment hears it.
+func TestWatchDeployment(t *testing.T) {
+	srv := startServer(t, natslog.ServerConfig{})
+	db, _ := sqliteDeployment(t)
+	w := newWatcher(t, srv.URL(), db, natslog.WatcherConfig{})
+	store := w.NotifyingStore(db)
+	ctx := t.Context()
+	d, _, err := store.CreateDeployment(ctx, &slipway.Deployment{Project: project, Status: slipway.StatusQueued})
+	if err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithCancel(ctx)
+	changed, err := w.WatchDeployment(wctx, project, d.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	expect := func(what string) {
+		t.Helper()
+		select {
+		case <-changed:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("no announcement after %s", what)
+		}
+	}
+	if err := store.MarkBuilding(ctx, d.ID, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	expect("MarkBuilding")
+	if err := store.FinishDeployment(ctx, d.ID, slipway.DeploymentResult{Status: slipway.StatusSucceeded}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	expect("FinishDeployment")
+	cancel()
+	for range changed {
+	}
+	if _, err := w.WatchDeployment(ctx, "a.b", d.ID); slipway.ErrorCode(err) != slipway.EINVALID {
+		t.Errorf("WatchDeployment of a bad subject = %v, want invalid", err)
+	}
+}
