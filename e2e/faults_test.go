@@ -276,6 +276,29 @@ func TestFaultSuite(t *testing.T) {
 			}
 		})
 
+		su.fault(t, group, "registry", "registry-stays-down", func(t *testing.T, fc *faultCase) {
+			dir, sha := testenv.GitRepo(t, map[string]string{
+				"Dockerfile": "FROM " + base + "\nRUN echo run-started && sleep 2 && echo run-done\n",
+			})
+			if out, code := s.cli(t, "project", "add", "pushdown", "--repo", "file://"+dir); code != 0 {
+				t.Fatalf("project add: %d %s", code, out)
+			}
+			id := s.deployID(t, "pushdown", sha)
+			s.waitLog(t, "pushdown", id, "run-started")
+			proxy.down()
+			defer proxy.up(t)
+			down := time.Now()
+			fc.inject("the registry unreachable from mid-RUN until the deployment ends")
+			d := fc.expect(s, "pushdown", id, 4*time.Minute, "failed")
+			t.Logf("failed %s after the registry went down: %s (step %q)", time.Since(down).Round(time.Second), d.Error, d.FailedStep)
+			if !strings.Contains(d.Error, "push") || !strings.Contains(d.Error, proxy.addr) || !strings.Contains(d.Error, "connection refused") {
+				t.Errorf("error %q, want it to say the push to %s failed with connection refused", d.Error, proxy.addr)
+			}
+			if logs, _ := s.cli(t, "logs", id); strings.Count(logs, "push failed") < 2 {
+				t.Errorf("the push was not retried:\n%s", logs)
+			}
+		})
+
 		su.fault(t, group, "volume", "volume-over-threshold", func(t *testing.T, fc *faultCase) {
 			dir, sha1 := testenv.GitRepo(t, map[string]string{"Dockerfile": "FROM " + base + "\nCOPY f.txt /f.txt\nRUN cat /f.txt\n", "f.txt": "1\n"})
 			if out, code := s.cli(t, "project", "add", "full", "--repo", "file://"+dir); code != 0 {
