@@ -299,7 +299,11 @@ func (a *Activities) Push(ctx context.Context, in deploy.BuildInput) (deploy.Pus
 			return deploy.PushResult{}, ctx.Err()
 		}
 		j.line("push", "push failed: %v", err)
-		return deploy.PushResult{}, fmt.Errorf("push %s: %w", in.Image, err)
+		// Retryable (registry and network errors pass); once the retries
+		// are spent the deployment fails at "push" with this one line.
+		host, _, _ := strings.Cut(in.Image, "/")
+		return deploy.PushResult{}, temporal.NewApplicationError(
+			fmt.Sprintf("push to %s failed: %s", host, lastLine(err.Error())), "PushFailed", deploy.FailureDetails{Step: "push"})
 	}
 	j.line("push", "pushed %s@%s", in.Image, digest)
 	if err := os.RemoveAll(a.checkoutDir(in.DeploymentID)); err != nil {
@@ -351,4 +355,10 @@ func resolveBuildPaths(root, contextPath, dockerfile string) (string, string, er
 		return "", "", err
 	}
 	return ctxDir, df, nil
+}
+
+// lastLine is the last non-empty line of s, without podman's "Error: ".
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return strings.TrimPrefix(strings.TrimSpace(lines[len(lines)-1]), "Error: ")
 }

@@ -84,8 +84,11 @@ func ProjectWorkflow(ctx workflow.Context, project string, pending []DeploymentI
 		}
 		running.stopping = true
 		// The reason first, then the cancellation: the deployment records
-		// the reason when it winds down.
-		_ = workflow.SignalExternalWorkflow(ctx, WorkflowID(running.in.DeploymentID), "", SignalStop, r).Get(ctx, nil)
+		// the reason when it winds down. A signal to a child that is not
+		// started yet would be lost, so wait for the start.
+		if running.future.GetChildWorkflowExecution().Get(ctx, nil) == nil {
+			_ = workflow.SignalExternalWorkflow(ctx, WorkflowID(running.in.DeploymentID), "", SignalStop, r).Get(ctx, nil)
+		}
 		running.cancel()
 	}
 	onDeploy := func(in DeploymentInput) {

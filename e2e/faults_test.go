@@ -291,6 +291,9 @@ func TestFaultSuite(t *testing.T) {
 			fc.inject("the registry unreachable from mid-RUN until the deployment ends")
 			d := fc.expect(s, "pushdown", id, 4*time.Minute, "failed")
 			t.Logf("failed %s after the registry went down: %s (step %q)", time.Since(down).Round(time.Second), d.Error, d.FailedStep)
+			if d.FailedStep != "push" || !strings.HasPrefix(d.Error, "push to "+proxy.addr+" failed") || strings.Count(d.Error, "\n") > 0 {
+				t.Errorf("failed step %q, error %q; want step push and one line saying the push to %s failed", d.FailedStep, d.Error, proxy.addr)
+			}
 			if !strings.Contains(d.Error, "push") || !strings.Contains(d.Error, proxy.addr) || !strings.Contains(d.Error, "connection refused") {
 				t.Errorf("error %q, want it to say the push to %s failed with connection refused", d.Error, proxy.addr)
 			}
