@@ -1,10 +1,14 @@
-.PHONY: run test build faults
+.PHONY: run test build bench faults
 run:
 	scripts/run
 test:
 	scripts/test
 build:
-	go build -o bin/slipway ./cmd/slipway
+	go build -o bin/ ./cmd/slipway ./cmd/slipway-agent
+# The benchmark (bench/README.md): 10-25 minutes, needs root, podman and the
+# npm registry. Pass flags with BENCH_FLAGS, e.g. make bench BENCH_FLAGS="-runs 1".
+bench:
+	go run ./bench/cmd/bench $(BENCH_FLAGS)
 # The fault suite (issue 5; e2e/faults_test.go): kills agents and the server
 # mid-build, cuts the registry, deletes volumes, replays deliveries and sends
 # a bad-input corpus. About 5 minutes; needs root and podman, like make test.

@@ -1,0 +1,394 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/slipway-ci/slipway/github"
+)
+
+// slipwayServer is a running `slipway server` and the way to talk to it:
+// signed webhooks, the CLI, and the GraphQL API for log line times.
+type slipwayServer struct {
+	bin      string
+	dataDir  string
+	repoRoot string
+	URL      string
+	Host     string // host:port, also the registry's
+	cmd      *exec.Cmd
+	done     chan struct{}
+	api      *graphQL
+	pushes   int
+}
+
+// buildSlipway compiles the slipway binary the way the README does.
+func buildSlipway(ctx context.Context, repoRoot, out string) error {
+	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, "./cmd/slipway")
+	cmd.Dir = repoRoot
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build ./cmd/slipway: %w\n%s", err, b)
+	}
+	return nil
+}
+
+var runningRE = regexp.MustCompile(`Slipway is running: open (http://\S+)`)
+
+// startSlipway runs `slipway server` on a free loopback port and waits for
+// its "Slipway is running" line. Its output goes to logFile.
+func startSlipway(ctx context.Context, bin, dataDir, repoRoot string, logFile io.Writer) (*slipwayServer, error) {
+	cmd := exec.Command(bin, "server", "--data-dir", dataDir, "--listen", "127.0.0.1:0")
+	pr, pw := io.Pipe()
+	cmd.Stdout = io.MultiWriter(logFile, pw)
+	cmd.Stderr = logFile
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start slipway server: %w", err)
+	}
+	s := &slipwayServer{bin: bin, dataDir: dataDir, repoRoot: repoRoot, cmd: cmd, done: make(chan struct{})}
+	go func() {
+		_ = cmd.Wait()
+		pw.Close()
+		close(s.done)
+	}()
+	urlc := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			if m := runningRE.FindStringSubmatch(sc.Text()); m != nil {
+				select {
+				case urlc <- m[1]:
+				default:
+				}
+			}
+		}
+	}()
+	select {
+	case u := <-urlc:
+		s.URL = u
+		s.Host = strings.TrimPrefix(u, "http://")
+		s.api = &graphQL{url: u + "/graphql"}
+		return s, nil
+	case <-s.done:
+		return nil, fmt.Errorf("slipway server exited before serving (see server.log)")
+	case <-time.After(3 * time.Minute):
+		s.stop()
+		return nil, fmt.Errorf("slipway server did not start within 3 minutes (see server.log)")
+	case <-ctx.Done():
+		s.stop()
+		return nil, ctx.Err()
+	}
+}
+
+// stop stops the server and the agents it started (machines outlive the
+// server by design, but not the benchmark).
+func (s *slipwayServer) stop() {
+	select {
+	case <-s.done:
+	default:
+		_ = s.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-s.done:
+		case <-time.After(30 * time.Second):
+			_ = s.cmd.Process.Kill()
+			<-s.done
+		}
+	}
+	pids, _ := filepath.Glob(filepath.Join(s.dataDir, "volumes", "*", "agent.pid"))
+	for _, f := range pids {
+		if pid, ok := readPID(f); ok && alive(pid) {
+			_ = syscall.Kill(-pid, syscall.SIGKILL)
+		}
+	}
+}
+
+// cli runs a slipway client command against the server.
+func (s *slipwayServer) cli(ctx context.Context, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, s.bin, append([]string{"--server", s.URL}, args...)...)
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	if err := cmd.Run(); err != nil {
+		return out.String(), fmt.Errorf("slipway %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(errOut.String()+out.String()))
+	}
+	return out.String(), nil
+}
+
+func (s *slipwayServer) addProject(ctx context.Context, name, repoDir, secret string) error {
+	_, err := s.cli(ctx, "project", "add", name, "--repo", "file://"+repoDir, "--webhook-secret", secret)
+	return err
+}
+
+func readPID(file string) (int, bool) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return 0, false
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	return pid, err == nil && pid > 0
+}
+
+// alive reports whether pid is a running (not zombie) process.
+func alive(pid int) bool {
+	if err := syscall.Kill(pid, 0); err != nil {
+		return !errors.Is(err, syscall.ESRCH)
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	// "pid (comm) S ...": the state follows the last ')'.
+	if i := bytes.LastIndexByte(b, ')'); i >= 0 && i+2 < len(b) {
+		return b[i+2] != 'Z'
+	}
+	return true
+}
+
+// waitAsleep waits until the project's agent has exited (its machine
+// sleeps), so the next push has to wake it.
+func (s *slipwayServer) waitAsleep(ctx context.Context, project string, within time.Duration) error {
+	pidFile := filepath.Join(s.dataDir, "volumes", project, "agent.pid")
+	deadline := time.Now().Add(within)
+	for {
+		pid, ok := readPID(pidFile)
+		if !ok || !alive(pid) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the machine of %s (agent pid %d) is still awake after %s", project, pid, within)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// pushPayload is GitHub's push fixture rewritten for the repo and commit.
+func (s *slipwayServer) pushPayload(repoURL, before, after string) ([]byte, error) {
+	b, err := os.ReadFile(filepath.Join(s.repoRoot, "github", "testdata", "push.payload.json"))
+	if err != nil {
+		return nil, fmt.Errorf("read push fixture: %w", err)
+	}
+	var p map[string]any
+	if err := json.Unmarshal(b, &p); err != nil {
+		return nil, err
+	}
+	p["ref"] = "refs/heads/main"
+	p["before"] = before
+	p["after"] = after
+	p["deleted"] = false
+	p["created"] = false
+	repo, ok := p["repository"].(map[string]any)
+	if !ok {
+		return nil, errors.New("push fixture has no repository object")
+	}
+	for _, k := range []string{"clone_url", "html_url", "git_url", "ssh_url", "url"} {
+		repo[k] = repoURL
+	}
+	return json.Marshal(p)
+}
+
+// deploy sends a signed push webhook for sha and waits for the deployment
+// to succeed. The machine must be asleep first.
+func (s *slipwayServer) deploy(ctx context.Context, project, repoDir, secret, before, sha string, timeout time.Duration) (sample, error) {
+	if err := s.waitAsleep(ctx, project, 2*time.Minute); err != nil {
+		return sample{}, err
+	}
+	body, err := s.pushPayload("file://"+repoDir, before, sha)
+	if err != nil {
+		return sample{}, err
+	}
+	s.pushes++
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.URL+"/webhooks/github", bytes.NewReader(body))
+	if err != nil {
+		return sample{}, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-GitHub-Event", "push")
+	req.Header.Set("X-GitHub-Delivery", fmt.Sprintf("bench-%d-%d", time.Now().UnixNano(), s.pushes))
+	req.Header.Set("X-Hub-Signature-256", github.Sign(secret, body))
+
+	start := time.Now()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return sample{}, fmt.Errorf("POST webhook: %w", err)
+	}
+	raw, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	answered := time.Now()
+	var a struct {
+		Message    string `json:"message"`
+		Deployment string `json:"deployment"`
+	}
+	if err := json.Unmarshal(raw, &a); err != nil || resp.StatusCode != http.StatusAccepted || a.Deployment == "" {
+		return sample{}, fmt.Errorf("push webhook answered %d %s, want 202 with a deployment", resp.StatusCode, raw)
+	}
+
+	// Poll the API (cheap) for the end; the CLI reports it afterwards.
+	deadline := start.Add(timeout)
+	var d deploymentStatus
+	for {
+		d, err = s.api.deployment(ctx, a.Deployment)
+		if err != nil {
+			return sample{}, err
+		}
+		if d.terminal() {
+			break
+		}
+		if time.Now().After(deadline) {
+			return sample{}, fmt.Errorf("deployment %s still %s after %s", d.ID, d.Status, timeout)
+		}
+		select {
+		case <-ctx.Done():
+			return sample{}, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	end := time.Now()
+	if d.Status != "succeeded" {
+		logs, _ := s.cli(ctx, "logs", d.ID)
+		return sample{}, fmt.Errorf("deployment %s %s at %q: %s\nlogs (tail):\n%s", d.ID, d.Status, d.FailedStep, d.Error, tailLines(logs, 30))
+	}
+
+	smp := sample{System: "slipway", Commit: sha, TotalMs: ms(end.Sub(start)), PhasesMs: map[string]int64{"webhook": ms(answered.Sub(start))}}
+	timings, steps, err := s.cliDeployment(ctx, project, d.ID)
+	if err != nil {
+		return sample{}, err
+	}
+	var sum int64
+	for k, v := range timings {
+		smp.PhasesMs[k] = v
+		if k != "total" {
+			sum += v
+		}
+	}
+	if total, ok := timings["total"]; ok {
+		// Between the phases: workflow and task scheduling, the agent
+		// picking up the child workflow.
+		smp.PhasesMs["between"] = total - sum
+	}
+	smp.Steps = steps
+
+	// The log lines carry the agent's clock: webhook POST → "building"
+	// (the agent about to run podman build) is the orchestration overhead.
+	lines, err := s.logs(ctx, d.ID)
+	if err != nil {
+		return sample{}, err
+	}
+	var sp stepParser
+	for _, l := range lines {
+		if _, ok := smp.PhasesMs["toBuilding"]; !ok && isBuildStart(l.Text) {
+			smp.PhasesMs["toBuilding"] = ms(l.Time.Sub(start))
+		}
+		if strings.HasPrefix(l.Text, "built ") || strings.HasPrefix(l.Text, "pushing ") {
+			sp.finish(l.Time)
+		}
+		sp.line(l.Time, l.Text)
+	}
+	if len(smp.Steps) == 0 {
+		smp.Steps = sp.steps
+	}
+	return smp, nil
+}
+
+// cliDeployment reads one deployment's timings (and steps, where the CLI
+// prints them) from `slipway deployments NAME --json`.
+func (s *slipwayServer) cliDeployment(ctx context.Context, project, id string) (map[string]int64, []step, error) {
+	out, err := s.cli(ctx, "deployments", project, "--json")
+	if err != nil {
+		return nil, nil, err
+	}
+	var ds []struct {
+		ID      string           `json:"id"`
+		Timings map[string]int64 `json:"timings"`
+		Steps   []struct {
+			Instruction string `json:"instruction"`
+			Cached      bool   `json:"cached"`
+			DurationMs  int64  `json:"durationMs"`
+		} `json:"steps"`
+	}
+	if err := json.Unmarshal([]byte(out), &ds); err != nil {
+		return nil, nil, fmt.Errorf("slipway deployments --json: %w", err)
+	}
+	for _, d := range ds {
+		if d.ID != id {
+			continue
+		}
+		var steps []step
+		for _, st := range d.Steps {
+			steps = append(steps, step{Instruction: st.Instruction, Cached: st.Cached, DurationMs: st.DurationMs})
+		}
+		return d.Timings, steps, nil
+	}
+	return nil, nil, fmt.Errorf("slipway deployments %s --json does not list %s", project, id)
+}
+
+// logs reads a deployment's stored log lines, waiting briefly for the
+// archive to catch up with the end of the build.
+func (s *slipwayServer) logs(ctx context.Context, id string) ([]logLine, error) {
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		var all []logLine
+		for from := int64(0); ; {
+			page, err := s.api.logs(ctx, id, from, 1000)
+			if err != nil {
+				return nil, err
+			}
+			all = append(all, page...)
+			if len(page) < 1000 {
+				break
+			}
+			from = page[len(page)-1].N + 1
+		}
+		for _, l := range all {
+			if strings.HasPrefix(l.Text, "pushed ") {
+				return all, nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return all, nil
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// isBuildStart tells the agent's line that starts the build phase proper:
+// it is about to run podman build, or has decided to reuse an earlier
+// image instead.
+func isBuildStart(text string) bool {
+	return strings.HasPrefix(text, "building ") || strings.HasPrefix(text, "inputs identical")
+}
+
+func tailLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
+
+// syncWriter serialises writes to a shared log file.
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
+}
