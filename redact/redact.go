@@ -144,21 +144,35 @@ func (r *Redactor) Func() func(string) string {
 // password (https://user:TOKEN@host/...), or a username that stands alone
 // and is long enough to be a token (https://TOKEN@host/...). Usernames
 // such as "git" in ssh://git@host/... are not secret.
+//
+// Besides the decoded value it returns the value as written in repo, when
+// that differs (percent-encoded otherwise than Forms would encode it).
 func RepoURLSecrets(repo string) []string {
 	u, err := url.Parse(repo)
 	if err != nil || u.User == nil {
 		return nil
 	}
+	// The userinfo as written: between "://" and the last "@" before the
+	// path.
+	raw := repo[strings.Index(repo, "://")+3:]
+	if i := strings.IndexByte(raw, '/'); i >= 0 {
+		raw = raw[:i]
+	}
+	raw = raw[:max(strings.LastIndexByte(raw, '@'), 0)]
+	rawUser, rawPass, hasPass := strings.Cut(raw, ":")
+	var secret, written string
 	if pw, ok := u.User.Password(); ok {
-		if pw == "" {
-			return nil
-		}
-		return []string{pw}
+		secret, written = pw, rawPass
+	} else if name := u.User.Username(); len(name) >= 16 {
+		secret, written = name, rawUser
 	}
-	if name := u.User.Username(); len(name) >= 16 {
-		return []string{name}
+	if secret == "" || (hasPass && rawPass == "") {
+		return nil
 	}
-	return nil
+	if written != "" && !slices.Contains(Forms(secret), written) {
+		return []string{secret, written}
+	}
+	return []string{secret}
 }
 
 // Writer is an io.Writer that redacts whole lines before passing them on,
