@@ -73,3 +73,25 @@ type TokenStore interface {
 	// TouchToken records that a token was used at at.
 	TouchToken(ctx context.Context, id string, at time.Time) error
 }
+
+// IssueToken creates a new API token named name in ts and returns the
+// token (to be shown once) with its record.
+func IssueToken(ctx context.Context, ts TokenStore, name string) (string, *APIToken, error) {
+	name = strings.TrimSpace(name)
+	if len(name) > 100 || strings.ContainsFunc(name, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		return "", nil, Errorf(EINVALID, "invalid token name %q: use at most 100 printable characters", name)
+	}
+	token, err := NewToken()
+	if err != nil {
+		return "", nil, err
+	}
+	id, err := NewTokenID()
+	if err != nil {
+		return "", nil, err
+	}
+	t := &APIToken{ID: id, Name: name, CreatedAt: time.Now().UTC()}
+	if err := ts.CreateToken(ctx, t, HashToken(token)); err != nil {
+		return "", nil, fmt.Errorf("create API token: %w", err)
+	}
+	return token, t, nil
+}

@@ -144,13 +144,7 @@ func (c *Client) Logs(ctx context.Context, id string, from int64, first int) ([]
 	}
 	var out struct {
 		Deployment *struct {
-			Logs []struct {
-				N      int64     `json:"n"`
-				Time   time.Time `json:"time"`
-				Stream string    `json:"stream"`
-				Step   *string   `json:"step"`
-				Text   string    `json:"text"`
-			} `json:"logs"`
+			Logs []logLine `json:"logs"`
 		} `json:"deployment"`
 	}
 	q := `query($id: ID!, $from: Int, $first: Int) { deployment(id: $id) { logs(from: $from, first: $first) { n time stream step text } } }`
@@ -161,11 +155,8 @@ func (c *Client) Logs(ctx context.Context, id string, from int64, first int) ([]
 		return nil, notFound(id)
 	}
 	lines := make([]slipway.LogLine, len(out.Deployment.Logs))
-	for i, l := range out.Deployment.Logs {
-		lines[i] = slipway.LogLine{Deployment: id, N: l.N, Time: l.Time, Stream: l.Stream, Text: l.Text}
-		if l.Step != nil {
-			lines[i].Step = *l.Step
-		}
+	for i := range out.Deployment.Logs {
+		lines[i] = out.Deployment.Logs[i].domain(id)
 	}
 	return lines, nil
 }
@@ -311,3 +302,78 @@ func (c *Client) Cancel(ctx context.Context, id string) (*slipway.Deployment, er
 	}
 	return out.Cancel.domain(), nil
 }
+
+// SearchLogs returns one page of a deployment's stored lines that q
+// selects (q.Deployment is id): lines numbered q.From on whose text has
+// every word of q.Search and whose step is q.Step, at most q.Limit (or the
+// server's default page when <= 0).
+func (c *Client) SearchLogs(ctx context.Context, q slipway.LogQuery) ([]slipway.LogLine, error) {
+	vars := map[string]any{"id": q.Deployment, "from": q.From}
+	if q.Limit > 0 {
+		vars["first"] = q.Limit
+	}
+	if q.Search != "" {
+		vars["search"] = q.Search
+	}
+	if q.Step != "" {
+		vars["step"] = q.Step
+	}
+	var out struct {
+		Deployment *struct {
+			Logs []logLine `json:"logs"`
+		} `json:"deployment"`
+	}
+	query := `query($id: ID!, $from: Int, $first: Int, $search: String, $step: String) {
+	deployment(id: $id) { logs(from: $from, first: $first, search: $search, step: $step) { n time stream step text } } }`
+	if err := c.do(ctx, query, vars, &out); err != nil {
+		return nil, err
+	}
+	if out.Deployment == nil {
+		return nil, notFound(q.Deployment)
+	}
+	lines := make([]slipway.LogLine, len(out.Deployment.Logs))
+	for i := range out.Deployment.Logs {
+		lines[i] = out.Deployment.Logs[i].domain(q.Deployment)
+	}
+	return lines, nil
+}
+
+// CreateToken creates an API token named name and returns the token (shown
+// only now) with its record.
+func (c *Client) CreateToken(ctx context.Context, name string) (string, *slipway.APIToken, error) {
+	var out struct {
+		CreateToken struct {
+			Token    string           `json:"token"`
+			APIToken slipway.APIToken `json:"apiToken"`
+		} `json:"createToken"`
+	}
+	q := `mutation($name: String) { createToken(name: $name) { token apiToken { ` + tokenFields + ` } } }`
+	if err := c.do(ctx, q, map[string]any{"name": name}, &out); err != nil {
+		return "", nil, err
+	}
+	return out.CreateToken.Token, &out.CreateToken.APIToken, nil
+}
+
+// Tokens lists the API tokens, oldest first (their records only).
+func (c *Client) Tokens(ctx context.Context) ([]*slipway.APIToken, error) {
+	var out struct {
+		Tokens []*slipway.APIToken `json:"tokens"`
+	}
+	if err := c.do(ctx, `{ tokens { `+tokenFields+` } }`, nil, &out); err != nil {
+		return nil, err
+	}
+	return out.Tokens, nil
+}
+
+// RevokeToken revokes the API token with the id.
+func (c *Client) RevokeToken(ctx context.Context, id string) (*slipway.APIToken, error) {
+	var out struct {
+		RevokeToken slipway.APIToken `json:"revokeToken"`
+	}
+	if err := c.do(ctx, `mutation($id: ID!) { revokeToken(id: $id) { `+tokenFields+` } }`, map[string]any{"id": id}, &out); err != nil {
+		return nil, err
+	}
+	return &out.RevokeToken, nil
+}
+
+const tokenFields = `id name createdAt lastUsedAt`

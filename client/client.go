@@ -1,6 +1,7 @@
 // Package client is a small Go client for Slipway's GraphQL API, used by
-// the CLI. It speaks plain JSON over HTTP (net/http, encoding/json) and
-// returns slipway domain types.
+// the CLI. It speaks plain JSON over HTTP (net/http, encoding/json) for
+// queries and mutations and graphql-transport-ws over WebSocket for
+// subscriptions, sends the API token, and returns slipway domain types.
 //
 // It must not import the server side (graphql, sqlite, ...): the API is its
 // only contract with the server.
@@ -30,6 +31,7 @@ const maxResponseBytes = 64 << 20
 type Client struct {
 	baseURL string
 	http    *http.Client
+	token   string
 }
 
 // New returns a client for the server at baseURL (e.g.
@@ -41,6 +43,17 @@ func New(baseURL string, httpClient *http.Client) *Client {
 	}
 	return &Client{baseURL: strings.TrimRight(baseURL, "/"), http: httpClient}
 }
+
+// WithToken returns a copy of c that authenticates with the API token
+// (sent as "Authorization: Bearer TOKEN").
+func (c *Client) WithToken(token string) *Client {
+	cc := *c
+	cc.token = strings.TrimSpace(token)
+	return &cc
+}
+
+// HasToken reports whether c sends an API token.
+func (c *Client) HasToken() bool { return c.token != "" }
 
 // Error is an error the server reported. It unwraps to a *slipway.Error
 // with the same code and message, so slipway.ErrorCode works on it.
@@ -88,6 +101,9 @@ func (c *Client) do(ctx context.Context, query string, vars map[string]any, out 
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json")
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return c.transportError(ctx, err)
@@ -102,21 +118,27 @@ func (c *Client) do(ctx context.Context, query string, vars map[string]any, out 
 		return fmt.Errorf("unexpected answer from the Slipway server at %s: HTTP %s (is it a Slipway server?)", c.baseURL, resp.Status)
 	}
 	if len(r.Errors) > 0 {
-		e := &Error{}
-		msgs := make([]string, 0, len(r.Errors))
-		for _, ge := range r.Errors {
-			msgs = append(msgs, ge.Message)
-			if code, ok := ge.Extensions["code"].(string); ok && e.Code == "" {
-				e.Code = code
-			}
-		}
-		e.Message = strings.Join(msgs, "; ")
-		return e
+		return responseError(&r)
 	}
 	if err := json.Unmarshal(r.Data, out); err != nil {
 		return fmt.Errorf("decode the answer of the Slipway server at %s: %w", c.baseURL, err)
 	}
 	return nil
+}
+
+// responseError is the *Error for a response's errors: their messages,
+// and the first code.
+func responseError(r *gqlResponse) *Error {
+	e := &Error{}
+	msgs := make([]string, 0, len(r.Errors))
+	for _, ge := range r.Errors {
+		msgs = append(msgs, ge.Message)
+		if code, ok := ge.Extensions["code"].(string); ok && e.Code == "" {
+			e.Code = code
+		}
+	}
+	e.Message = strings.Join(msgs, "; ")
+	return e
 }
 
 // transportError turns a failed HTTP round trip into a message that says

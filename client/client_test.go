@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
@@ -18,6 +19,7 @@ import (
 	"github.com/slipway-ci/slipway"
 	"github.com/slipway-ci/slipway/client"
 	"github.com/slipway-ci/slipway/graphql"
+	"github.com/slipway-ci/slipway/sqlite"
 )
 
 // fakeStore keeps projects, deployments and log lines in memory; the
@@ -141,15 +143,38 @@ func (f fakeDeployer) Deploy(ctx context.Context, req slipway.DeployRequest) (*s
 
 func newServer(t *testing.T) (*client.Client, *fakeStore, string) {
 	t.Helper()
+	c, store, url, _ := newServerWith(t, nil)
+	return c, store, url
+}
+
+// newServerWith serves the real API over fakes (tokens in a real SQLite
+// store) on a real socket, with wrap around its handler if not nil, and
+// returns a client with a valid token, and the token store.
+func newServerWith(t *testing.T, wrap func(http.Handler) http.Handler) (*client.Client, *fakeStore, string, *sqlite.DB) {
+	t.Helper()
 	store := &fakeStore{}
+	tokens, err := sqlite.Open(filepath.Join(t.TempDir(), "tokens.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tokens.Close() })
+	token, _, err := slipway.IssueToken(t.Context(), tokens, "test")
+	if err != nil {
+		t.Fatal(err)
+	}
 	mux := http.NewServeMux()
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
-	mux.Handle("/graphql", graphql.NewHandler(graphql.Config{
-		Store: store, Deployer: fakeDeployer{store}, PublicURL: srv.URL,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-	}))
-	return client.New(srv.URL+"/", srv.Client()), store, srv.URL
+	var h http.Handler = graphql.NewHandler(graphql.Config{
+		Store: store, Deployer: fakeDeployer{store}, Tokens: tokens, PublicURL: srv.URL,
+		PollInterval: 20 * time.Millisecond,
+		Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
+	})
+	if wrap != nil {
+		h = wrap(h)
+	}
+	mux.Handle("/graphql", h)
+	return client.New(srv.URL+"/", srv.Client()).WithToken(token), store, srv.URL, tokens
 }
 
 func TestProjects(t *testing.T) {

@@ -70,6 +70,7 @@ func (s *syncBuffer) String() string {
 type serverProc struct {
 	cmd     *exec.Cmd
 	URL     string
+	Token   string // the admin API token the server wrote to its data directory
 	Host    string // host:port of the listener, also the registry host
 	DataDir string
 	out     *syncBuffer
@@ -116,6 +117,11 @@ func startServer(t *testing.T, dataDir, listen string, extra ...string) *serverP
 	case u := <-urlc:
 		s.URL = u
 		s.Host = strings.TrimPrefix(u, "http://")
+		b, err := os.ReadFile(filepath.Join(dataDir, "admin-token"))
+		if err != nil {
+			t.Fatalf("the server wrote no admin token: %v\n%s", err, out)
+		}
+		s.Token = strings.TrimSpace(string(b))
 	case <-s.done:
 		t.Fatalf("server exited before serving:\n%s", out)
 	case <-time.After(3 * time.Minute):
@@ -148,7 +154,7 @@ func (s *serverProc) kill9(t *testing.T) {
 // cli runs a slipway client command against s.
 func (s *serverProc) cli(t *testing.T, args ...string) (string, int) {
 	t.Helper()
-	cmd := exec.Command(slipwayBin, append([]string{"--server", s.URL}, args...)...)
+	cmd := exec.Command(slipwayBin, append([]string{"--server", s.URL, "--token", s.Token}, args...)...)
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	err := cmd.Run()

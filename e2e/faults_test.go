@@ -754,6 +754,7 @@ func (s *serverProc) graphqlRaw(t *testing.T, method, contentType string, body [
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
 	}
+	req.Header.Set("Authorization", "Bearer "+s.Token)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatalf("%s /graphql: %v", method, err)
@@ -960,6 +961,7 @@ func (su *faultSuite) badInputs(t *testing.T, s *serverProc, base string) {
 			var a gqlAnswer
 			if c.method == http.MethodGet {
 				req, _ := http.NewRequest(http.MethodGet, s.URL+"/graphql?query="+url.QueryEscape(`mutation { addProject(input: {name: "evil-l", repo: "file:///tmp"}) { webhookSecret } }`), nil)
+				req.Header.Set("Authorization", "Bearer "+s.Token)
 				resp, err := http.DefaultClient.Do(req)
 				if err != nil {
 					t.Fatal(err)

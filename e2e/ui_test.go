@@ -35,10 +35,27 @@ func TestWebUI(t *testing.T) {
 	repoURL := "file://" + dir
 	b := webtest.New(t, 1280, 900)
 
+	// Without a token the UI asks for one; a wrong one is refused with the
+	// server's message, the admin token lets the user in.
+	b.Do("open Slipway", 30*time.Second, chromedp.Navigate(s.URL+"/"))
+	webtest.WaitFor[bool](b, "the sign-in form", `!!document.querySelector("#sign-in #token-input")`, 15*time.Second)
+	b.Screenshot("sign-in")
+	b.Do("sign in with a wrong token", 30*time.Second,
+		chromedp.SendKeys(chromedp.CSS("#token-input"), "slw_wrong"),
+		chromedp.Click(chromedp.CSS("#sign-in-button")),
+	)
+	refused := webtest.WaitFor[string](b, "the refusal", `document.querySelector("#sign-in-error")?.hidden === false && document.querySelector("#sign-in-error").textContent`, 15*time.Second)
+	if !strings.Contains(refused, "invalid API token") {
+		t.Errorf("sign-in with a wrong token says %q, want the server's message", refused)
+	}
+	b.Do("sign in with the admin token", 30*time.Second,
+		chromedp.SendKeys(chromedp.CSS("#token-input"), s.Token),
+		chromedp.Click(chromedp.CSS("#sign-in-button")),
+	)
+
 	// The project list starts empty; the form adds a project and shows its
 	// webhook URL and secret once.
-	b.Do("open Slipway", 30*time.Second, chromedp.Navigate(s.URL+"/"))
-	webtest.WaitFor[bool](b, "the empty project list", `document.body.innerText.includes("No projects yet")`, 15*time.Second)
+	webtest.WaitFor[bool](b, "the empty project list", `document.body.innerText.includes("No projects yet") && !!document.querySelector("#sign-out")`, 15*time.Second)
 	b.Do("fill in the add-project form", 30*time.Second,
 		chromedp.Click(chromedp.CSS("#add-project")),
 		chromedp.SendKeys(chromedp.CSS(`#add-project-card input[name="name"]`), "web"),
@@ -66,11 +83,12 @@ func TestWebUI(t *testing.T) {
 	// The log arrives while the build runs: the first RUN line shows while
 	// the status is still building and before the step's last line.
 	type liveState struct {
-		Status   string `json:"status"`
-		Coloured bool   `json:"coloured"`
-		Done     bool   `json:"done"`
-		Follow   string `json:"follow"`
-		Numbered bool   `json:"numbered"`
+		Status    string `json:"status"`
+		Coloured  bool   `json:"coloured"`
+		Done      bool   `json:"done"`
+		Follow    string `json:"follow"`
+		Numbered  bool   `json:"numbered"`
+		Transport string `json:"transport"`
 	}
 	live := webtest.WaitFor[liveState](b, "the first build line in the log", `(() => {
 		const lines = [...document.querySelectorAll("#log-lines .ln")];
@@ -82,6 +100,7 @@ func TestWebUI(t *testing.T) {
 			done: lines.some((e) => e.textContent.includes("ui-build-done")),
 			follow: document.querySelector("#follow-toggle").getAttribute("aria-pressed"),
 			numbered: /^\d+$/.test(l.querySelector(".ln-n").textContent),
+			transport: document.documentElement.dataset.logTransport,
 		};
 	})()`, 4*time.Minute)
 	b.Screenshot("deployment-live")
@@ -90,6 +109,9 @@ func TestWebUI(t *testing.T) {
 	}
 	if !live.Coloured || !live.Numbered || live.Follow != "true" {
 		t.Errorf("live log line: coloured %v, numbered %v, follow %q; want ANSI colours as classes, a line number and follow on", live.Coloured, live.Numbered, live.Follow)
+	}
+	if live.Transport != "websocket" {
+		t.Errorf("the live log came by %q, want the WebSocket subscription", live.Transport)
 	}
 
 	webtest.WaitFor[bool](b, "the deployment to succeed", `document.querySelector("#deployment-status")?.dataset.status === "succeeded"`, 5*time.Minute)
@@ -218,7 +240,10 @@ func (s *serverProc) logLines(t *testing.T, id string) []json.RawMessage {
 		"query":     `query($id: ID!) { deployment(id: $id) { logs(first: 5000) { n } } }`,
 		"variables": map[string]any{"id": id},
 	})
-	resp, err := http.Post(s.URL+"/graphql", "application/json", strings.NewReader(string(body)))
+	req, _ := http.NewRequest(http.MethodPost, s.URL+"/graphql", strings.NewReader(string(body)))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+s.Token)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -274,3 +274,70 @@ func (f *fakeDeployer) requests() []slipway.DeployRequest {
 	defer f.mu.Unlock()
 	return slices.Clone(f.reqs)
 }
+
+// memTokens is an in-memory slipway.TokenStore.
+type memTokens struct {
+	mu     sync.Mutex
+	byHash map[string]*slipway.APIToken
+}
+
+var _ slipway.TokenStore = (*memTokens)(nil)
+
+func newMemTokens() *memTokens { return &memTokens{byHash: map[string]*slipway.APIToken{}} }
+
+func (m *memTokens) CreateToken(_ context.Context, t *slipway.APIToken, hash string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.byHash[hash]; ok || hash == "" {
+		return slipway.Errorf(slipway.ECONFLICT, "token exists")
+	}
+	c := *t
+	m.byHash[hash] = &c
+	return nil
+}
+
+func (m *memTokens) TokenByHash(_ context.Context, hash string) (*slipway.APIToken, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	t, ok := m.byHash[hash]
+	if !ok {
+		return nil, slipway.Errorf(slipway.ENOTFOUND, "no such API token")
+	}
+	c := *t
+	return &c, nil
+}
+
+func (m *memTokens) Tokens(context.Context) ([]*slipway.APIToken, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := []*slipway.APIToken{}
+	for _, t := range m.byHash {
+		c := *t
+		out = append(out, &c)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].CreatedAt.Before(out[j].CreatedAt) })
+	return out, nil
+}
+
+func (m *memTokens) DeleteToken(_ context.Context, id string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for h, t := range m.byHash {
+		if t.ID == id {
+			delete(m.byHash, h)
+			return nil
+		}
+	}
+	return slipway.Errorf(slipway.ENOTFOUND, "API token %q not found", id)
+}
+
+func (m *memTokens) TouchToken(_ context.Context, id string, at time.Time) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, t := range m.byHash {
+		if t.ID == id {
+			t.LastUsedAt = &at
+		}
+	}
+	return nil
+}

@@ -34,7 +34,9 @@ type response struct {
 
 type env struct {
 	url      string
+	token    string // an API token the server knows
 	store    *memStore
+	tokens   *memTokens
 	deployer *fakeDeployer
 	machines *fakeMachines
 	logs     *bytes.Buffer
@@ -43,20 +45,37 @@ type env struct {
 // newEnv serves the API with in-memory fakes on a real socket.
 func newEnv(t *testing.T, wrap func(slipway.Store) slipway.Store) *env {
 	t.Helper()
+	return newEnvWith(t, func(c *graphql.Config) {
+		if wrap != nil {
+			c.Store = wrap(c.Store)
+		}
+	})
+}
+
+// graphqlConfig is the API's configuration, for newEnvWith's callers.
+type graphqlConfig = graphql.Config
+
+// newEnvWith is newEnv with a last say on the configuration.
+func newEnvWith(t *testing.T, configure func(*graphql.Config)) *env {
+	t.Helper()
 	store := newMemStore()
-	e := &env{store: store, deployer: &fakeDeployer{store: store}, machines: &fakeMachines{store: store}, logs: &bytes.Buffer{}}
-	var s slipway.Store = store
-	if wrap != nil {
-		s = wrap(store)
+	e := &env{store: store, tokens: newMemTokens(), deployer: &fakeDeployer{store: store}, machines: &fakeMachines{store: store}, logs: &bytes.Buffer{}}
+	token, _, err := slipway.IssueToken(t.Context(), e.tokens, "test")
+	if err != nil {
+		t.Fatal(err)
 	}
-	mux := http.NewServeMux()
-	mux.Handle("/graphql", graphql.NewHandler(graphql.Config{
-		Store:     s,
+	e.token = token
+	cfg := graphql.Config{
+		Store:     store,
 		Deployer:  e.deployer,
 		Machines:  e.machines,
+		Tokens:    e.tokens,
 		PublicURL: "https://ci.example.com/",
 		Logger:    slog.New(slog.NewTextHandler(e.logs, nil)),
-	}))
+	}
+	configure(&cfg)
+	mux := http.NewServeMux()
+	mux.Handle("/graphql", graphql.NewHandler(cfg))
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	e.url = srv.URL + "/graphql"
@@ -71,6 +90,7 @@ func (e *env) do(t *testing.T, query string, vars map[string]any) response {
 		t.Fatal(err)
 	}
 	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+e.token)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -465,7 +485,9 @@ func TestGET(t *testing.T) {
 	e := newEnv(t, nil)
 	seed(t, e.store)
 	get := func(query string) (int, string) {
-		resp, err := http.Get(e.url + "?query=" + url.QueryEscape(query))
+		req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, e.url+"?query="+url.QueryEscape(query), nil)
+		req.Header.Set("Authorization", "Bearer "+e.token)
+		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}

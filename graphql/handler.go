@@ -1,6 +1,8 @@
 // Package graphql serves Slipway's GraphQL API (gqlgen): projects,
-// deployments with their steps and stored logs, builder machines, and the
-// addProject and deploy mutations. The web UI and the CLI are its clients.
+// deployments with their steps and stored (searchable) logs, builder
+// machines, API tokens, the mutations, and subscriptions to a deployment's
+// state and live log over WebSocket (graphql-transport-ws). Every request
+// needs an API token. The web UI and the CLI are its clients.
 //
 // It is an adapter at the edge: it reads and writes through slipway.Store
 // and slipway.Deployer and maps *slipway.Error to GraphQL error codes in one
@@ -19,6 +21,7 @@ import (
 	"net/http"
 	"runtime/debug"
 	"strings"
+	"time"
 
 	gqlgraphql "github.com/99designs/gqlgen/graphql"
 	"github.com/99designs/gqlgen/graphql/handler"
@@ -46,6 +49,16 @@ type Config struct {
 	// runs before they are shown (Status corrects the record of an agent
 	// that died). Without it machines are shown as stored.
 	Machines slipway.MachineProvider
+	// Tokens authenticates requests: each must carry a token it knows
+	// ('Authorization: Bearer TOKEN'), and the token mutations write it.
+	// Required: without it every request is refused.
+	Tokens slipway.TokenStore
+	// Live, if set, follows deployments for the subscriptions (the log
+	// stream and state announcements). Without it they poll the store.
+	Live Live
+	// PollInterval is how often subscriptions poll the store when Live
+	// cannot tell them about a change; default 250ms.
+	PollInterval time.Duration
 	// PublicURL is the server's address as forges and clients reach it,
 	// e.g. "http://127.0.0.1:8080"; a project's webhook URL is PublicURL +
 	// "/webhooks/github".
@@ -60,16 +73,29 @@ func (c Config) withDefaults() Config {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	if c.PollInterval <= 0 {
+		c.PollInterval = 250 * time.Millisecond
+	}
 	c.PublicURL = strings.TrimRight(c.PublicURL, "/")
 	return c
 }
 
 // NewHandler returns the GraphQL endpoint: JSON over POST (queries and
-// mutations) and GET (queries only). It answers on any path; the server
-// mounts it at /graphql.
+// mutations) and GET (queries only), and subscriptions over WebSocket. It
+// answers on any path; the server mounts it at /graphql. A request without
+// a valid API token gets 401 and an error saying how to get one.
 func NewHandler(cfg Config) http.Handler {
 	cfg = cfg.withDefaults()
+	auth := &authenticator{tokens: cfg.Tokens, log: cfg.Logger}
 	srv := handler.New(gen.NewExecutableSchema(gen.Config{Resolvers: &Resolver{cfg: cfg}}))
+	srv.AddTransport(transport.Websocket{
+		InitFunc:    auth.wsInit,
+		InitTimeout: 10 * time.Second,
+		// Keeps idle connections alive through proxies (pongs need no
+		// answer in graphql-transport-ws; graphql-ws gets keep-alives).
+		PongOnlyInterval:      15 * time.Second,
+		KeepAlivePingInterval: 15 * time.Second,
+	})
 	srv.AddTransport(transport.GET{})
 	srv.AddTransport(transport.POST{})
 	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))
@@ -80,7 +106,7 @@ func NewHandler(cfg Config) http.Handler {
 		return fmt.Errorf("panic: %v", p)
 	})
 	srv.SetErrorPresenter(presentError(cfg.Logger))
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	return auth.middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		r.Body = http.MaxBytesReader(w, r.Body, maxRequestBytes)
 		if r.Method == http.MethodPost {
 			// Read the body here: gqlgen answers a body it cannot read (too
@@ -97,7 +123,7 @@ func NewHandler(cfg Config) http.Handler {
 			r.Body = io.NopCloser(bytes.NewReader(body))
 		}
 		srv.ServeHTTP(w, r)
-	})
+	}))
 }
 
 // writeRequestError answers a request the API could not read with status

@@ -49,13 +49,19 @@ func (r *deploymentResolver) DurationMs(ctx context.Context, obj *slipway.Deploy
 }
 
 // Logs is the resolver for the logs field.
-func (r *deploymentResolver) Logs(ctx context.Context, obj *slipway.Deployment, from *int, first *int) ([]*slipway.LogLine, error) {
-	var start int64
+func (r *deploymentResolver) Logs(ctx context.Context, obj *slipway.Deployment, from *int, after *int, search *string, step *string, first *int) ([]*slipway.LogLine, error) {
+	q := slipway.LogQuery{Deployment: obj.ID, Search: orDefault(search, ""), Step: orDefault(step, "")}
 	if from != nil {
 		if *from < 0 {
 			return nil, slipway.Errorf(slipway.EINVALID, "from must not be negative, got %d", *from)
 		}
-		start = int64(*from)
+		q.From = int64(*from)
+	}
+	if after != nil {
+		if *after < 0 {
+			return nil, slipway.Errorf(slipway.EINVALID, "after must not be negative, got %d", *after)
+		}
+		q.From = max(q.From, int64(*after)+1)
 	}
 	limit, err := pageSize(first, defaultLogLines, maxLogLines)
 	if err != nil {
@@ -64,7 +70,8 @@ func (r *deploymentResolver) Logs(ctx context.Context, obj *slipway.Deployment, 
 	if limit == 0 {
 		return []*slipway.LogLine{}, nil
 	}
-	lines, err := r.cfg.Store.LogLines(ctx, obj.ID, start, limit)
+	q.Limit = limit
+	lines, err := r.logLines(ctx, q)
 	if err != nil {
 		return nil, fmt.Errorf("log lines of %s: %w", obj.ID, err)
 	}
@@ -176,6 +183,32 @@ func (r *mutationResolver) Cancel(ctx context.Context, id string) (*slipway.Depl
 	return d, nil
 }
 
+// CreateToken is the resolver for the createToken field.
+func (r *mutationResolver) CreateToken(ctx context.Context, name *string) (*gen.CreateTokenPayload, error) {
+	token, t, err := slipway.IssueToken(ctx, r.cfg.Tokens, orDefault(name, ""))
+	if err != nil {
+		return nil, err
+	}
+	return &gen.CreateTokenPayload{Token: token, APIToken: t}, nil
+}
+
+// RevokeToken is the resolver for the revokeToken field.
+func (r *mutationResolver) RevokeToken(ctx context.Context, id string) (*slipway.APIToken, error) {
+	tokens, err := r.cfg.Tokens.Tokens(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list API tokens: %w", err)
+	}
+	for _, t := range tokens {
+		if t.ID == id {
+			if err := r.cfg.Tokens.DeleteToken(ctx, id); err != nil {
+				return nil, fmt.Errorf("revoke API token %s: %w", id, err)
+			}
+			return t, nil
+		}
+	}
+	return nil, slipway.Errorf(slipway.ENOTFOUND, "API token %q not found", id)
+}
+
 // WebhookURL is the resolver for the webhookURL field.
 func (r *projectResolver) WebhookURL(ctx context.Context, obj *slipway.Project) (string, error) {
 	return r.webhookURL(), nil
@@ -256,6 +289,32 @@ func (r *queryResolver) Machines(ctx context.Context) ([]*slipway.Machine, error
 	return ms, nil
 }
 
+// Tokens is the resolver for the tokens field.
+func (r *queryResolver) Tokens(ctx context.Context) ([]*slipway.APIToken, error) {
+	ts, err := r.cfg.Tokens.Tokens(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list API tokens: %w", err)
+	}
+	return ts, nil
+}
+
+// DeploymentUpdated is the resolver for the deploymentUpdated field.
+func (r *subscriptionResolver) DeploymentUpdated(ctx context.Context, id string) (<-chan *slipway.Deployment, error) {
+	return r.deploymentUpdates(ctx, id)
+}
+
+// DeploymentLogs is the resolver for the deploymentLogs field.
+func (r *subscriptionResolver) DeploymentLogs(ctx context.Context, id string, fromLine *int) (<-chan *slipway.LogLine, error) {
+	from := int64(1)
+	if fromLine != nil {
+		if *fromLine < 0 {
+			return nil, slipway.Errorf(slipway.EINVALID, "fromLine must not be negative, got %d", *fromLine)
+		}
+		from = max(int64(*fromLine), 1)
+	}
+	return r.deploymentLogs(ctx, id, from)
+}
+
 // Deployment returns gen.DeploymentResolver implementation.
 func (r *Resolver) Deployment() gen.DeploymentResolver { return &deploymentResolver{r} }
 
@@ -274,11 +333,15 @@ func (r *Resolver) Project() gen.ProjectResolver { return &projectResolver{r} }
 // Query returns gen.QueryResolver implementation.
 func (r *Resolver) Query() gen.QueryResolver { return &queryResolver{r} }
 
+// Subscription returns gen.SubscriptionResolver implementation.
+func (r *Resolver) Subscription() gen.SubscriptionResolver { return &subscriptionResolver{r} }
+
 type (
-	deploymentResolver struct{ *Resolver }
-	logLineResolver    struct{ *Resolver }
-	machineResolver    struct{ *Resolver }
-	mutationResolver   struct{ *Resolver }
-	projectResolver    struct{ *Resolver }
-	queryResolver      struct{ *Resolver }
+	deploymentResolver   struct{ *Resolver }
+	logLineResolver      struct{ *Resolver }
+	machineResolver      struct{ *Resolver }
+	mutationResolver     struct{ *Resolver }
+	projectResolver      struct{ *Resolver }
+	queryResolver        struct{ *Resolver }
+	subscriptionResolver struct{ *Resolver }
 )

@@ -186,6 +186,12 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		return fmt.Errorf("open store: %w", err)
 	}
 	stops = append(stops, func() { _ = store.Close() })
+	adminToken := filepath.Join(dataDir, AdminTokenFile)
+	if created, err := ensureAdminToken(ctx, store, adminToken); err != nil {
+		return fmt.Errorf("admin API token: %w", err)
+	} else if created {
+		log.Info("created the admin API token", "file", adminToken)
+	}
 
 	temporalAddr := cfg.TemporalAddress
 	if temporalAddr == "" {
@@ -236,6 +242,14 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		return fmt.Errorf("start log archiver: %w", err)
 	}
 	stops = append(stops, arch.Stop)
+	watcher, err := natslog.NewWatcher(ctx, natslog.WatcherConfig{URL: natsURL, Store: store, Logger: log})
+	if err != nil {
+		return fmt.Errorf("start log watcher: %w", err)
+	}
+	stops = append(stops, watcher.Close)
+	// Deployment state changes written through this store are announced,
+	// so the API's subscribers hear of them at once.
+	deployments := watcher.NotifyingStore(store)
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -275,7 +289,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		return err
 	}
 	svc := deploy.NewService(deploy.ServiceConfig{
-		Store:      store,
+		Store:      deployments,
 		Temporal:   tc,
 		Registry:   registryHost,
 		ResolveRef: gitmirror.ResolveRef,
@@ -289,7 +303,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	w := worker.New(tc, deploy.ControlQueue, worker.Options{})
 	w.RegisterWorkflowWithOptions(deploy.ProjectWorkflow, workflow.RegisterOptions{Name: "ProjectWorkflow"})
 	w.RegisterWorkflowWithOptions(deploy.DeploymentWorkflow, workflow.RegisterOptions{Name: "DeploymentWorkflow"})
-	acts := &deploy.ControlActivities{Store: store, Machines: machines, Slots: deploy.NewSlots(cfg.MaxBuilds)}
+	acts := &deploy.ControlActivities{Store: deployments, Machines: machines, Slots: deploy.NewSlots(cfg.MaxBuilds)}
 	w.RegisterActivityWithOptions(acts.MarkBuilding, activity.RegisterOptions{Name: deploy.ActivityMarkBuilding})
 	w.RegisterActivityWithOptions(acts.WakeMachine, activity.RegisterOptions{Name: deploy.ActivityWake})
 	w.RegisterActivityWithOptions(acts.FinishDeployment, activity.RegisterOptions{Name: deploy.ActivityFinish})
@@ -306,7 +320,8 @@ func Run(ctx context.Context, cfg Config) (err error) {
 
 	mux := http.NewServeMux()
 	mux.Handle("/webhooks/github", github.NewHandler(github.HandlerConfig{Store: store, Deployer: svc, Logger: log}))
-	mux.Handle("/graphql", graphql.NewHandler(graphql.Config{Store: store, Deployer: svc, Machines: machines, PublicURL: publicURL, Logger: log}))
+	mux.Handle("/graphql", graphql.NewHandler(graphql.Config{Store: store, Deployer: svc, Machines: machines, Tokens: store, Live: watcher,
+		PublicURL: publicURL, Logger: log}))
 	if reg != nil {
 		mux.Handle("/v2/", reg)
 	}

@@ -14,11 +14,13 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 
 	"github.com/spf13/cobra"
 
+	"github.com/slipway-ci/slipway"
 	"github.com/slipway-ci/slipway/client"
 )
 
@@ -46,6 +48,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 0
 	}
 	fmt.Fprintf(stderr, "error: %s\n", err)
+	if slipway.ErrorCode(err) == slipway.EUNAUTHORIZED {
+		fmt.Fprintln(stderr, "hint: pass an API token with --token or SLIPWAY_TOKEN; on the server's machine the CLI reads the admin token from ./slipway-data/admin-token")
+	}
 	var uerr usageError
 	if !*started || errors.As(err, &uerr) {
 		if cmd == nil {
@@ -68,7 +73,12 @@ func (e usageError) Unwrap() error { return e.err }
 // globals holds the flags every client command shares.
 type globals struct {
 	server string
+	token  string
 }
+
+// adminTokenFile is where `slipway server` writes its admin token, in its
+// data directory.
+const adminTokenFile = "admin-token"
 
 // client returns a client for the server the user chose. A bare host:port
 // is taken as http://host:port.
@@ -77,7 +87,28 @@ func (g *globals) client() *client.Client {
 	if !strings.Contains(server, "://") {
 		server = "http://" + server
 	}
-	return client.New(server, nil)
+	c := client.New(server, nil)
+	if token := g.apiToken(); token != "" {
+		c = c.WithToken(token)
+	}
+	return c
+}
+
+// apiToken is the token the user chose: --token, else SLIPWAY_TOKEN, else
+// the admin token in the server's data directory when it is readable here
+// ($SLIPWAY_DATA_DIR or ./slipway-data), else none.
+func (g *globals) apiToken() string {
+	if g.token != "" {
+		return g.token
+	}
+	if t := os.Getenv("SLIPWAY_TOKEN"); t != "" {
+		return t
+	}
+	b, err := os.ReadFile(filepath.Join(envOr("SLIPWAY_DATA_DIR", "slipway-data"), adminTokenFile))
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
 }
 
 // newRootCmd builds the command tree. started reports whether a command's
@@ -91,7 +122,10 @@ func newRootCmd() (root *cobra.Command, started *bool) {
 builder machine with a warm local cache, pushed by commit SHA.
 
 Run the server with 'slipway server'; the other commands talk to it through
-its GraphQL API (--server, or SLIPWAY_SERVER).`,
+its GraphQL API (--server, or SLIPWAY_SERVER) with an API token: --token, or
+SLIPWAY_TOKEN, or else the admin token the server wrote to its data
+directory, read from ./slipway-data/admin-token (or $SLIPWAY_DATA_DIR/admin-token)
+when that file is there. 'slipway token create' makes more tokens.`,
 		SilenceErrors: true,
 		SilenceUsage:  true,
 	}
@@ -100,10 +134,12 @@ its GraphQL API (--server, or SLIPWAY_SERVER).`,
 		server = defaultServer
 	}
 	root.PersistentFlags().StringVar(&g.server, "server", server, "URL of the Slipway server (env SLIPWAY_SERVER)")
+	// No default shown: it would print the token from the environment.
+	root.PersistentFlags().StringVar(&g.token, "token", "", "API token (default: env SLIPWAY_TOKEN, else ./slipway-data/admin-token if present)")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 
 	root.AddCommand(newProjectCmd(g), newProjectsCmd(g), newDeployCmd(g), newDeploymentsCmd(g), newDeploymentCmd(g),
-		newLogsCmd(g), newMachinesCmd(g), newRollbackCmd(g), newCancelCmd(g))
+		newLogsCmd(g), newMachinesCmd(g), newRollbackCmd(g), newCancelCmd(g), newTokenCmd(g), newTokensCmd(g))
 	addServerCommands(root)
 
 	started = new(bool)

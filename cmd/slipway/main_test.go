@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/slipway-ci/slipway"
 	"github.com/slipway-ci/slipway/graphql"
+	"github.com/slipway-ci/slipway/sqlite"
 )
 
 // fakeStore keeps projects, deployments and log lines in memory. Each read
@@ -151,8 +153,10 @@ func (f *fakeDeployer) requests() []slipway.DeployRequest {
 
 type testServer struct {
 	url      string
+	token    string // a valid API token
 	store    *fakeStore
 	deployer *fakeDeployer
+	tokens   *sqlite.DB
 }
 
 // newServer serves the real GraphQL API over fakes on a real socket.
@@ -160,12 +164,22 @@ func newServer(t *testing.T) *testServer {
 	t.Helper()
 	ts := &testServer{store: &fakeStore{}}
 	ts.deployer = &fakeDeployer{store: ts.store}
+	tokens, err := sqlite.Open(filepath.Join(t.TempDir(), "tokens.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tokens.Close() })
+	ts.tokens = tokens
+	if ts.token, _, err = slipway.IssueToken(t.Context(), tokens, "test"); err != nil {
+		t.Fatal(err)
+	}
 	mux := http.NewServeMux()
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	mux.Handle("/graphql", graphql.NewHandler(graphql.Config{
-		Store: ts.store, Deployer: ts.deployer, PublicURL: srv.URL,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Store: ts.store, Deployer: ts.deployer, Tokens: tokens, PublicURL: srv.URL,
+		PollInterval: 10 * time.Millisecond,
+		Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}))
 	ts.url = srv.URL
 	return ts
@@ -175,7 +189,7 @@ func newServer(t *testing.T) *testServer {
 func (ts *testServer) slipwayCmd(t *testing.T, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
 	var out, errOut bytes.Buffer
-	code = run(t.Context(), append([]string{"--server", ts.url}, args...), &out, &errOut)
+	code = run(t.Context(), append([]string{"--server", ts.url, "--token", ts.token}, args...), &out, &errOut)
 	return code, out.String(), errOut.String()
 }
 

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -34,12 +35,19 @@ func newServerCmd() *cobra.Command {
 		Long: `Run the Slipway control plane. By default everything is embedded and kept
 in one data directory: the SQLite store, a Temporal server, a NATS JetStream
 server and an OCI registry served at /v2/ on the same listener. Point at
-external services with --temporal, --nats and --registry.`,
+external services with --temporal, --nats and --registry.
+
+The API needs a token. On its first start the server creates an admin token
+and writes it to DATA-DIR/admin-token (mode 0600); the CLI run from the
+directory holding ./slipway-data reads it from there.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg.Logger = slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelInfo}))
 			cfg.Ready = func(url string) {
 				fmt.Fprintf(cmd.OutOrStdout(), "Slipway is running: open %s\n", url)
+				if abs, err := filepath.Abs(filepath.Join(cfg.DataDir, server.AdminTokenFile)); err == nil {
+					fmt.Fprintf(cmd.OutOrStdout(), "The admin API token is in %s (the CLI finds ./slipway-data/admin-token by itself; else pass --token or SLIPWAY_TOKEN; the web UI asks for it).\n", abs)
+				}
 			}
 			return server.Run(cmd.Context(), cfg)
 		},

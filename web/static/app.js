@@ -228,13 +228,52 @@ class APIError extends Error {
   }
 }
 
+// The API token lives in localStorage: the sign-in form puts it there.
+const TOKEN_KEY = "slipway.token";
+
+function apiToken() {
+  try {
+    return localStorage.getItem(TOKEN_KEY) || "";
+  } catch {
+    return "";
+  }
+}
+
+function setAPIToken(token) {
+  try {
+    if (token) localStorage.setItem(TOKEN_KEY, token);
+    else localStorage.removeItem(TOKEN_KEY);
+  } catch {
+    // Storage disabled: the token lasts until the page is reloaded.
+  }
+  renderAuthNav();
+}
+
+function apiErrorOf(errors) {
+  const messages = [...new Set(errors.map((e) => e.message))];
+  return new APIError(messages.join("; "), errors[0].extensions?.code);
+}
+
+/**
+ * signInNeeded shows the sign-in form in place of the page and returns an
+ * AbortError for the caller to throw: the page's requests and loops stop
+ * the way they stop when the user leaves the page.
+ */
+function signInNeeded(message) {
+  showSignIn(message);
+  return new DOMException("an API token is needed", "AbortError");
+}
+
 /** gql runs a GraphQL operation and returns its data or throws an APIError with the server's message. */
 async function gql(query, variables = {}, signal) {
   let res;
   try {
+    const headers = { "Content-Type": "application/json", Accept: "application/json" };
+    const token = apiToken();
+    if (token) headers.Authorization = `Bearer ${token}`;
     res = await fetch("/graphql", {
       method: "POST",
-      headers: { "Content-Type": "application/json", Accept: "application/json" },
+      headers,
       body: JSON.stringify({ query, variables }),
       signal,
     });
@@ -249,8 +288,9 @@ async function gql(query, variables = {}, signal) {
     if (isAbort(err)) throw err;
   }
   if (body?.errors?.length) {
-    const messages = [...new Set(body.errors.map((e) => e.message))];
-    throw new APIError(messages.join("; "), body.errors[0].extensions?.code);
+    const err = apiErrorOf(body.errors);
+    if (err.code === "unauthorized") throw signInNeeded(err.message);
+    throw err;
   }
   if (!res.ok || !body?.data) {
     throw new APIError(`The server answered ${res.status} ${res.statusText || ""}`.trim(), "http");
@@ -285,6 +325,14 @@ const M_ADD_PROJECT = `mutation AddProject($input: AddProjectInput!) {
   addProject(input: $input) { project { name } webhookURL webhookSecret }
 }`;
 
+const S_DEPLOYMENT = `subscription DeploymentUpdated($id: ID!) {
+  deploymentUpdated(id: $id) { ${DEPLOYMENT_FIELDS} timings { phase ms } }
+}`;
+
+const S_LOGS = `subscription DeploymentLogs($id: ID!, $from: Int) {
+  deploymentLogs(id: $id, fromLine: $from) { n time stream step text }
+}`;
+
 /**
  * followDeployment yields what is new about a deployment, as
  * { deployment, lines } batches: first its stored log from line `from` on,
@@ -292,13 +340,132 @@ const M_ADD_PROJECT = `mutation AddProject($input: AddProjectInput!) {
  * log is complete, or signal aborts. A failed poll yields { error } and is
  * retried.
  *
- * This is the one place the UI learns about a running deployment. It polls
- * deployment(id) { status logs(from) } today; when the API has
- * subscriptions, a deploymentUpdated(id) + deploymentLogs(id, fromLine)
- * subscription over graphql-transport-ws replaces its body and no caller
- * changes.
+ * This is the one place the UI learns about a running deployment. It
+ * subscribes to deploymentUpdated and deploymentLogs over one WebSocket
+ * (graphql-transport-ws); if the WebSocket cannot be used, or breaks, it
+ * polls deployment(id) { logs(from) } from the next line on instead.
+ * document.documentElement.dataset.logTransport says which it uses.
  */
 async function* followDeployment(id, from, signal) {
+  let next = Math.max(from, 1);
+  try {
+    document.documentElement.dataset.logTransport = "websocket";
+    for await (const ev of subscribeDeployment(id, next, signal)) {
+      if (ev.lines.length) next = ev.lines[ev.lines.length - 1].n + 1;
+      yield ev;
+    }
+    return;
+  } catch (err) {
+    if (isAbort(err) || err instanceof APIError) throw err;
+    // The WebSocket failed (blocked by a proxy, server restarting): poll.
+  }
+  document.documentElement.dataset.logTransport = "polling";
+  yield* pollDeployment(id, next, signal);
+}
+
+/** WSError means the WebSocket could not be used, or broke. */
+class WSError extends Error {
+  constructor(message) {
+    super(message);
+    this.name = "WSError";
+  }
+}
+
+/**
+ * subscribeDeployment runs the deploymentUpdated and deploymentLogs
+ * subscriptions on one WebSocket and yields { deployment, lines } batches
+ * (the latest deployment, and every line that came since the last batch)
+ * until both complete. It throws an APIError for the server's errors and a
+ * WSError when the socket fails.
+ */
+async function* subscribeDeployment(id, from, signal) {
+  if (signal?.aborted) throw signal.reason;
+  const url = `${location.protocol === "https:" ? "wss:" : "ws:"}//${location.host}/graphql`;
+  let ws;
+  try {
+    ws = new WebSocket(url, "graphql-transport-ws");
+  } catch (err) {
+    throw new WSError(String(err));
+  }
+  let deployment = null;
+  let dirty = false; // deployment changed since the last batch
+  let lines = [];
+  const open = new Set(["d", "l"]);
+  let failure = null;
+  let wake = null;
+  const poke = () => {
+    wake?.();
+    wake = null;
+  };
+  const fail = (err) => {
+    failure ??= err;
+    poke();
+  };
+  ws.onopen = () => {
+    const token = apiToken();
+    ws.send(JSON.stringify({ type: "connection_init", payload: token ? { Authorization: `Bearer ${token}` } : {} }));
+  };
+  ws.onmessage = (e) => {
+    let m;
+    try {
+      m = JSON.parse(e.data);
+    } catch {
+      return fail(new WSError("the server sent something that is not JSON"));
+    }
+    switch (m.type) {
+      case "connection_ack":
+        ws.send(JSON.stringify({ id: "d", type: "subscribe", payload: { query: S_DEPLOYMENT, variables: { id } } }));
+        ws.send(JSON.stringify({ id: "l", type: "subscribe", payload: { query: S_LOGS, variables: { id, from } } }));
+        return;
+      case "ping":
+        ws.send(JSON.stringify({ type: "pong" }));
+        return;
+      case "next":
+        if (m.payload?.errors?.length) return fail(apiErrorOf(m.payload.errors));
+        if (m.id === "d") {
+          deployment = m.payload.data.deploymentUpdated;
+          dirty = true;
+        } else if (m.id === "l") lines.push(m.payload.data.deploymentLogs);
+        return poke();
+      case "error":
+        return fail(apiErrorOf(m.payload || [{ message: "the subscription failed" }]));
+      case "complete":
+        open.delete(m.id);
+        return poke();
+    }
+  };
+  ws.onclose = (e) => {
+    if (e.code === 4403 || e.code === 4401) fail(new APIError("an API token is required", "unauthorized"));
+    else if (open.size) fail(new WSError(`the WebSocket closed (${e.code})`));
+  };
+  const onAbort = () => fail(signal.reason);
+  signal?.addEventListener("abort", onAbort, { once: true });
+  try {
+    for (;;) {
+      if (failure) {
+        if (failure instanceof APIError && failure.code === "unauthorized") throw signInNeeded(failure.message);
+        if (failure.code === "not_found") throw new APIError(`There is no deployment ${id}.`, "not_found");
+        throw failure;
+      }
+      if (deployment && (lines.length || dirty)) {
+        const batch = lines;
+        lines = [];
+        dirty = false;
+        yield { deployment, lines: batch };
+        continue;
+      }
+      if (!open.size) return;
+      await new Promise((resolve) => (wake = resolve));
+    }
+  } finally {
+    signal?.removeEventListener("abort", onAbort);
+    ws.onclose = null;
+    if (ws.readyState === WebSocket.CONNECTING || ws.readyState === WebSocket.OPEN) ws.close(1000);
+  }
+}
+
+/** pollDeployment is followDeployment by polling deployment(id) { logs(from) }. */
+async function* pollDeployment(id, from, signal) {
   let next = from;
   let quiet = 0; // polls without new lines since the deployment ended
   let failures = 0;
@@ -1262,6 +1429,65 @@ function matchRoute(pathname) {
 
 let pageController = null;
 
+// --- Sign-in ------------------------------------------------------------------
+
+/**
+ * showSignIn replaces the page with a form asking for an API token, which
+ * is kept in localStorage; the page the user wanted then loads again.
+ */
+function showSignIn(message) {
+  pageController?.abort();
+  pageController = new AbortController();
+  hideAllBanners();
+  const hadToken = !!apiToken();
+  if (hadToken) setAPIToken("");
+  document.title = "Sign in · Slipway";
+  const input = h("input", { type: "password", id: "token-input", name: "token", class: "mono", required: true, autocomplete: "current-password", spellcheck: "false", placeholder: "slw_…" });
+  const error = h("div", { class: "form-error", id: "sign-in-error", role: "alert", hidden: !hadToken, text: hadToken ? message : "" });
+  const form = h(
+    "form",
+    { class: "form card form-card sign-in", id: "sign-in" },
+    h(
+      "div",
+      { class: "card-head" },
+      h("h2", { class: "card-title", text: "Sign in to Slipway" }),
+      h("p", { class: "muted" }, "Paste an API token. The server wrote its admin token to ", h("code", { text: "DATA-DIR/admin-token" }), " on its first start; ", h("code", { text: "slipway token create" }), " makes more."),
+    ),
+    field("API token", input, "Kept in this browser until you sign out."),
+    error,
+    h("div", { class: "form-actions" }, h("button", { type: "submit", class: "btn btn-primary", id: "sign-in-button", text: "Sign in" })),
+  );
+  form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    const token = input.value.trim();
+    if (!token) return;
+    setAPIToken(token);
+    render();
+  });
+  clear(document.getElementById("app")).append(h("div", { class: "sign-in-page" }, form));
+  input.focus();
+}
+
+/** renderAuthNav shows "Sign out" in the top bar while a token is kept. */
+function renderAuthNav() {
+  const nav = document.querySelector(".topnav");
+  if (!nav) return;
+  nav.querySelector("#sign-out")?.remove();
+  if (!apiToken()) return;
+  nav.append(
+    h("button", {
+      type: "button",
+      class: "topnav-button",
+      id: "sign-out",
+      text: "Sign out",
+      onclick: () => {
+        setAPIToken("");
+        showSignIn("");
+      },
+    }),
+  );
+}
+
 function render() {
   pageController?.abort();
   pageController = new AbortController();
@@ -1303,6 +1529,7 @@ document.addEventListener("click", (e) => {
 });
 
 window.addEventListener("popstate", render);
+renderAuthNav();
 
 // Durations of running deployments in lists tick every second.
 setInterval(() => {
@@ -1310,6 +1537,6 @@ setInterval(() => {
 }, 1000);
 
 // A hook for tests and for poking at the UI from the browser's console.
-window.Slipway = Object.freeze({ AnsiParser, stripAnsi, failingLineIndex, fmtDuration, followDeployment });
+window.Slipway = Object.freeze({ AnsiParser, stripAnsi, failingLineIndex, fmtDuration, followDeployment, pollDeployment });
 
 render();

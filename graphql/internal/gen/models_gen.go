@@ -28,6 +28,12 @@ type AddProjectPayload struct {
 	WebhookSecret string `json:"webhookSecret"`
 }
 
+type CreateTokenPayload struct {
+	// The token: send it as 'Authorization: Bearer TOKEN'. It is not shown again.
+	Token    string            `json:"token"`
+	APIToken *slipway.APIToken `json:"apiToken"`
+}
+
 type DeployInput struct {
 	Project string `json:"project"`
 	// A full 40-hex-digit commit SHA.
@@ -45,4 +51,11 @@ type PhaseTiming struct {
 }
 
 type Query struct {
+}
+
+// Live updates, over WebSocket with the graphql-transport-ws protocol at
+// /graphql. Authenticate with the Authorization header of the upgrade request
+// or, from a browser, with {"Authorization": "Bearer TOKEN"} as the
+// connection_init payload.
+type Subscription struct {
 }

@@ -1,0 +1,120 @@
+package main
+
+import (
+	"fmt"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/slipway-ci/slipway"
+)
+
+func newTokenCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "token",
+		Short: "Create and revoke API tokens",
+		Long: `API tokens give access to the server's API (the CLI, the web UI, scripts).
+On its first start the server creates an admin token and writes it to
+DATA-DIR/admin-token; run on the server's machine, the CLI uses it when no
+other token is given.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return usageError{fmt.Errorf("%s needs a subcommand: create or revoke", cmd.CommandPath())}
+		},
+	}
+	cmd.AddCommand(newTokenCreateCmd(g), newTokenRevokeCmd(g))
+	return cmd
+}
+
+func newTokenCreateCmd(g *globals) *cobra.Command {
+	var (
+		name   string
+		asJSON bool
+	)
+	cmd := &cobra.Command{
+		Use:   "create [--name NAME]",
+		Short: "Create an API token and print it (it is shown only once)",
+		Long: `Create an API token and print it. The server keeps only its hash, so the
+token is shown only now: store it where its user will find it, e.g. in
+SLIPWAY_TOKEN, or paste it into the web UI's sign-in form.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			token, t, err := g.client().CreateToken(cmd.Context(), name)
+			if err != nil {
+				return err
+			}
+			w := cmd.OutOrStdout()
+			if asJSON {
+				return writeJSON(w, struct {
+					Token string `json:"token"`
+					*slipway.APIToken
+				}{token, t})
+			}
+			fmt.Fprintln(w, token)
+			fmt.Fprintf(cmd.ErrOrStderr(), "Token %s (%s) created. It is not shown again; use it with --token, SLIPWAY_TOKEN, or the web UI's sign-in.\n", t.ID, displayName(t.Name))
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&name, "name", "", "what the token is for, e.g. ci")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON (the token with its record)")
+	return cmd
+}
+
+func newTokenRevokeCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "revoke ID",
+		Short: "Revoke an API token (see 'slipway tokens' for the ids)",
+		Args:  exactArgs("ID"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			t, err := g.client().RevokeToken(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "Token %s (%s) revoked.\n", t.ID, displayName(t.Name))
+			return nil
+		},
+	}
+}
+
+func newTokensCmd(g *globals) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "tokens",
+		Short: "List API tokens (never the tokens themselves)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ts, err := g.client().Tokens(cmd.Context())
+			if err != nil {
+				return err
+			}
+			w := cmd.OutOrStdout()
+			if asJSON {
+				if ts == nil {
+					ts = []*slipway.APIToken{}
+				}
+				return writeJSON(w, ts)
+			}
+			now := time.Now()
+			tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+			fmt.Fprintln(tw, "ID\tNAME\tCREATED\tLAST USED")
+			for _, t := range ts {
+				used := "never"
+				if t.LastUsedAt != nil {
+					used = age(*t.LastUsedAt, now)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", t.ID, displayName(t.Name), age(t.CreatedAt, now), used)
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+func displayName(name string) string {
+	if name == "" {
+		return "unnamed"
+	}
+	return name
+}

@@ -1,0 +1,132 @@
+package graphql
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/99designs/gqlgen/graphql/handler/transport"
+
+	"github.com/slipway-ci/slipway"
+)
+
+// What a client is told when its request carries no usable token. The
+// messages say how to get one, since that is the only thing to do about it.
+const (
+	howToGetToken = "Create a token with 'slipway token create', or use the admin token the server wrote to DATA-DIR/admin-token."
+	msgNoToken    = "an API token is required: send it as 'Authorization: Bearer TOKEN'. " + howToGetToken
+	msgBadScheme  = "the Authorization header must be 'Bearer TOKEN'. " + howToGetToken
+	msgBadToken   = "invalid API token: it is unknown or was revoked. " + howToGetToken
+	// wsForbidden is the WebSocket close reason (at most 123 bytes).
+	wsForbidden = "Forbidden: a valid API token is required (slipway token create)"
+	// wsCloseForbidden is graphql-transport-ws' close code for a refused
+	// connection_init.
+	wsCloseForbidden = 4403
+	// touchEvery is how often a token's last use is recorded.
+	touchEvery = time.Minute
+)
+
+type tokenKey struct{}
+
+// tokenFrom returns the token that authenticated the request, or nil.
+func tokenFrom(ctx context.Context) *slipway.APIToken {
+	t, _ := ctx.Value(tokenKey{}).(*slipway.APIToken)
+	return t
+}
+
+// authenticator checks API tokens against the token store.
+type authenticator struct {
+	tokens slipway.TokenStore
+	log    *slog.Logger
+}
+
+// check returns the token record for an Authorization value ("Bearer
+// TOKEN"), or an EUNAUTHORIZED error saying what is wrong.
+func (a *authenticator) check(ctx context.Context, authorization string) (*slipway.APIToken, error) {
+	authorization = strings.TrimSpace(authorization)
+	if authorization == "" {
+		return nil, slipway.Errorf(slipway.EUNAUTHORIZED, "%s", msgNoToken)
+	}
+	scheme, token, ok := strings.Cut(authorization, " ")
+	token = strings.TrimSpace(token)
+	if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
+		return nil, slipway.Errorf(slipway.EUNAUTHORIZED, "%s", msgBadScheme)
+	}
+	if a.tokens == nil {
+		a.log.ErrorContext(ctx, "graphql: no token store configured: refusing every request")
+		return nil, slipway.Errorf(slipway.EUNAUTHORIZED, "%s", msgBadToken)
+	}
+	t, err := a.tokens.TokenByHash(ctx, slipway.HashToken(token))
+	if slipway.ErrorCode(err) == slipway.ENOTFOUND {
+		return nil, slipway.Errorf(slipway.EUNAUTHORIZED, "%s", msgBadToken)
+	} else if err != nil {
+		a.log.ErrorContext(ctx, "graphql: look up API token", "err", err)
+		return nil, slipway.Errorf(slipway.EINTERNAL, "internal error")
+	}
+	if now := time.Now().UTC(); t.LastUsedAt == nil || now.Sub(*t.LastUsedAt) >= touchEvery {
+		if err := a.tokens.TouchToken(ctx, t.ID, now); err != nil {
+			a.log.WarnContext(ctx, "graphql: record API token use", "token", t.ID, "err", err)
+		}
+	}
+	return t, nil
+}
+
+// middleware refuses requests without a valid token with 401 and a
+// GraphQL-shaped error. A WebSocket upgrade without an Authorization
+// header passes: browsers cannot set one, so the token comes in the
+// connection_init payload instead (see wsInit).
+func (a *authenticator) middleware(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		authorization := r.Header.Get("Authorization")
+		if authorization == "" && isWebSocketUpgrade(r) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		t, err := a.check(r.Context(), authorization)
+		if err != nil {
+			status := http.StatusUnauthorized
+			if slipway.ErrorCode(err) == slipway.EINTERNAL {
+				status = http.StatusInternalServerError
+			} else {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="slipway"`)
+			}
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(status)
+			_ = json.NewEncoder(w).Encode(map[string]any{"errors": []map[string]any{{
+				"message":    slipway.ErrorMessage(err),
+				"extensions": map[string]string{"code": slipway.ErrorCode(err)},
+			}}})
+			return
+		}
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), tokenKey{}, t)))
+	})
+}
+
+// wsInit authenticates a WebSocket connection that the upgrade request did
+// not: its connection_init payload must carry {"Authorization": "Bearer
+// TOKEN"} (or {"token": "TOKEN"}). A refused connection is closed with
+// 4403, as graphql-transport-ws prescribes.
+func (a *authenticator) wsInit(ctx context.Context, payload transport.InitPayload) (context.Context, *transport.InitPayload, error) {
+	if tokenFrom(ctx) != nil {
+		return ctx, nil, nil
+	}
+	authorization := payload.Authorization()
+	if authorization == "" {
+		if tok := payload.GetString("token"); tok != "" {
+			authorization = "Bearer " + tok
+		}
+	}
+	t, err := a.check(ctx, authorization)
+	if err != nil {
+		ctx = transport.WithWebsocketCloseCode(ctx, wsCloseForbidden)
+		return transport.AppendCloseReason(ctx, wsForbidden), nil, err
+	}
+	return context.WithValue(ctx, tokenKey{}, t), nil, nil
+}
+
+func isWebSocketUpgrade(r *http.Request) bool {
+	return strings.EqualFold(r.Header.Get("Upgrade"), "websocket")
+}
