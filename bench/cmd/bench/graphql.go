@@ -15,7 +15,8 @@ import (
 // queries of its own: the harness must not break when the client package
 // asks for fields a server built a moment earlier does not have yet.
 type graphQL struct {
-	url string
+	url   string
+	token func() string // a bearer token to send, or ""
 }
 
 func (g *graphQL) do(ctx context.Context, query string, vars map[string]any, out any) error {
@@ -30,6 +31,9 @@ func (g *graphQL) do(ctx context.Context, query string, vars map[string]any, out
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
+	if t := g.token(); t != "" {
+		req.Header.Set("Authorization", "Bearer "+t)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return fmt.Errorf("graphql: %w", err)

@@ -15,14 +15,20 @@ import (
 )
 
 // step is one Dockerfile step as a build ran it. The pseudo-step "COMMIT"
-// is the final image's commit (from podman's COMMIT line to the end).
+// is the final image's commit (from podman's COMMIT line to its last
+// output line).
 type step struct {
 	Instruction string `json:"instruction"`
 	Cached      bool   `json:"cached"`
 	DurationMs  int64  `json:"durationMs"`
 }
 
-var stepHeaderRE = regexp.MustCompile(`^(?:\[\d+/\d+\] )?STEP \d+/\d+: .*$`)
+var (
+	stepHeaderRE = regexp.MustCompile(`^(?:\[\d+/\d+\] )?STEP \d+/\d+: .*$`)
+	// commitRE matches the final image's commit; in a multi-stage build
+	// podman prefixes it with the stage ("[4/4] COMMIT name").
+	commitRE = regexp.MustCompile(`^(?:\[\d+/\d+\] )?COMMIT\b`)
+)
 
 // stepParser follows podman build's output, line by line with the time
 // each line arrived. It works the same on a live build and on Slipway's
@@ -39,7 +45,7 @@ func (sp *stepParser) line(now time.Time, s string) {
 		if sp.open {
 			sp.steps[len(sp.steps)-1].Cached = true
 		}
-	case strings.HasPrefix(s, "COMMIT"):
+	case commitRE.MatchString(s):
 		sp.finish(now)
 		sp.steps = append(sp.steps, step{Instruction: "COMMIT"})
 		sp.start, sp.open = now, true

@@ -33,6 +33,8 @@ type slipwayServer struct {
 	cmd      *exec.Cmd
 	done     chan struct{}
 	api      *graphQL
+	tokenMu  sync.Mutex
+	token    string // the admin API token, once read
 	pushes   int
 }
 
@@ -80,7 +82,7 @@ func startSlipway(ctx context.Context, bin, dataDir, repoRoot string, logFile io
 	case u := <-urlc:
 		s.URL = u
 		s.Host = strings.TrimPrefix(u, "http://")
-		s.api = &graphQL{url: u + "/graphql"}
+		s.api = &graphQL{url: u + "/graphql", token: s.adminToken}
 		return s, nil
 	case <-s.done:
 		return nil, fmt.Errorf("slipway server exited before serving (see server.log)")
@@ -118,12 +120,28 @@ func (s *slipwayServer) stop() {
 // cli runs a slipway client command against the server.
 func (s *slipwayServer) cli(ctx context.Context, args ...string) (string, error) {
 	cmd := exec.CommandContext(ctx, s.bin, append([]string{"--server", s.URL}, args...)...)
+	if t := s.adminToken(); t != "" {
+		cmd.Env = append(os.Environ(), "SLIPWAY_TOKEN="+t)
+	}
 	var out, errOut bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errOut
 	if err := cmd.Run(); err != nil {
 		return out.String(), fmt.Errorf("slipway %s: %w: %s", strings.Join(args, " "), err, strings.TrimSpace(errOut.String()+out.String()))
 	}
 	return out.String(), nil
+}
+
+// adminToken is the admin API token a server that requires tokens writes
+// to its data directory, or "" for a server that does not.
+func (s *slipwayServer) adminToken() string {
+	s.tokenMu.Lock()
+	defer s.tokenMu.Unlock()
+	if s.token == "" {
+		if b, err := os.ReadFile(filepath.Join(s.dataDir, "admin-token")); err == nil {
+			s.token = strings.TrimSpace(string(b))
+		}
+	}
+	return s.token
 }
 
 func (s *slipwayServer) addProject(ctx context.Context, name, repoDir, secret string) error {
@@ -289,17 +307,32 @@ func (s *slipwayServer) deploy(ctx context.Context, project, repoDir, secret, be
 	if err != nil {
 		return sample{}, err
 	}
+	// The steps are timed from the log lines, the same way as the other
+	// systems' (podman's output with its arrival time), so that the tables
+	// compare like with like; the CLI's steps are the fallback. The last
+	// step ends with podman's last output line: what the agent does after
+	// podman (labelling the image) is outside the steps.
 	var sp stepParser
+	var last time.Time
+	inBuild := false
 	for _, l := range lines {
-		if _, ok := smp.PhasesMs["toBuilding"]; !ok && isBuildStart(l.Text) {
-			smp.PhasesMs["toBuilding"] = ms(l.Time.Sub(start))
+		switch {
+		case isBuildStart(l.Text):
+			if _, ok := smp.PhasesMs["toBuilding"]; !ok {
+				smp.PhasesMs["toBuilding"] = ms(l.Time.Sub(start))
+			}
+			inBuild = true
+		case strings.HasPrefix(l.Text, "built ") || strings.HasPrefix(l.Text, "pushing "):
+			if inBuild {
+				sp.finish(last)
+			}
+			inBuild = false
+		case inBuild:
+			sp.line(l.Time, l.Text)
+			last = l.Time
 		}
-		if strings.HasPrefix(l.Text, "built ") || strings.HasPrefix(l.Text, "pushing ") {
-			sp.finish(l.Time)
-		}
-		sp.line(l.Time, l.Text)
 	}
-	if len(smp.Steps) == 0 {
+	if len(sp.steps) > 0 {
 		smp.Steps = sp.steps
 	}
 	return smp, nil
