@@ -16,16 +16,19 @@ var pollInterval = 500 * time.Millisecond
 
 func newDeployCmd(g *globals) *cobra.Command {
 	var (
-		in   client.DeployInput
-		wait bool
+		in          client.DeployInput
+		wait        bool
+		followBuild bool
 	)
 	cmd := &cobra.Command{
-		Use:   "deploy NAME [--commit SHA | --ref REF] [--wait]",
+		Use:   "deploy NAME [--commit SHA | --ref REF] [--wait | --follow]",
 		Short: "Deploy a commit of a project (default: the head of its branch)",
 		Long: `Start a deployment of a project: of the full commit SHA given with
 --commit, or else of the head of --ref (default: the project's branch).
 It prints the deployment id. With --wait it follows the deployment until it
-ends and exits 0 only if it succeeded.`,
+ends and exits 0 only if it succeeded. --follow does the same and shows the
+build as it runs: a progress bar of the Dockerfile's steps ("STEP n/m") when
+stdout is a terminal, the build's log lines otherwise.`,
 		Args: exactArgs("NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			in.Project = args[0]
@@ -35,6 +38,9 @@ ends and exits 0 only if it succeeded.`,
 				return err
 			}
 			w := cmd.OutOrStdout()
+			if followBuild {
+				return followBuildLog(cmd, c, d)
+			}
 			if !wait {
 				fmt.Fprintln(w, d.ID)
 				return nil
@@ -46,7 +52,9 @@ ends and exits 0 only if it succeeded.`,
 	f.StringVar(&in.Commit, "commit", "", "full SHA of the commit to deploy")
 	f.StringVar(&in.Ref, "ref", "", "branch or ref whose head to deploy (default: the project's branch)")
 	f.BoolVar(&wait, "wait", false, "wait for the deployment to end; exit 0 only if it succeeded")
+	f.BoolVarP(&followBuild, "follow", "f", false, "like --wait, showing the build: a progress bar on a terminal, log lines otherwise")
 	cmd.MarkFlagsMutuallyExclusive("commit", "ref")
+	cmd.MarkFlagsMutuallyExclusive("wait", "follow")
 	return cmd
 }
 
@@ -101,4 +109,36 @@ func follow(cmd *cobra.Command, c *client.Client, d *slipway.Deployment) error {
 	}
 	fmt.Fprintf(w, "deployment %s %s\n", d.ID, d.Status)
 	return fmt.Errorf("deployment %s %s%s (see 'slipway logs %s')", d.ID, d.Status, failure(d), d.ID)
+}
+
+// followBuildLog shows a deployment's build live (see buildProgress) until
+// it ends, then its result; the error is non-nil unless it succeeded.
+func followBuildLog(cmd *cobra.Command, c *client.Client, d *slipway.Deployment) error {
+	w := cmd.OutOrStdout()
+	ctx := cmd.Context()
+	fmt.Fprintf(w, "deployment %s %s\n", d.ID, d.Status)
+	p := newProgress(w, isTerminal(w))
+	err := c.FollowLogs(ctx, d.ID, 1, func(l slipway.LogLine) error {
+		p.line(l)
+		return nil
+	})
+	if err != nil {
+		p.finish(true)
+		if ctx.Err() != nil {
+			return fmt.Errorf("stopped following deployment %s (it goes on: see 'slipway deployments %s')", d.ID, d.Project)
+		}
+		return fmt.Errorf("follow deployment %s: %w", d.ID, err)
+	}
+	final, err := c.Deployment(ctx, d.ID)
+	if err != nil {
+		p.finish(true)
+		return err
+	}
+	p.finish(final.Status != slipway.StatusSucceeded)
+	if final.Status == slipway.StatusSucceeded {
+		fmt.Fprintf(w, "deployment %s succeeded in %s: %s\n", final.ID, duration(final), imageRef(final))
+		return nil
+	}
+	fmt.Fprintf(w, "deployment %s %s\n", final.ID, final.Status)
+	return fmt.Errorf("deployment %s %s%s (see 'slipway logs %s')", final.ID, final.Status, failure(final), final.ID)
 }
