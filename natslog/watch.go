@@ -67,6 +67,8 @@ const (
 	defaultStartMargin  = time.Minute
 	// replayPage is how many stored lines are read at a time.
 	replayPage = 1000
+	// natsTimeout bounds one request to JetStream while following.
+	natsTimeout = 2 * time.Second
 )
 
 // Watcher follows deployments live for the API: their log lines (stored,
@@ -373,7 +375,10 @@ func (f *follow) stream(ctx context.Context, changed <-chan struct{}) error {
 		start := f.lastTime.Add(-f.w.cfg.StartMargin)
 		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &start
 	}
-	cons, err := f.w.js.OrderedConsumer(ctx, StreamName, cfg)
+	// A NATS that just went away answers nothing: do not wait for it.
+	cctx, cancel := context.WithTimeout(ctx, natsTimeout)
+	cons, err := f.w.js.OrderedConsumer(cctx, StreamName, cfg)
+	cancel()
 	if err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -412,8 +417,9 @@ func (f *follow) stream(ctx context.Context, changed <-chan struct{}) error {
 	defer it.Stop()
 	defer close(stop)
 
-	var processed uint64       // stream sequence of the last message handled
-	var stalledSince time.Time // when the stream last had nothing more while a line was missing
+	var processed uint64          // stream sequence of the last message handled
+	var stalledSince time.Time    // when the stream last had nothing more while a line was missing
+	var infoFailedSince time.Time // when asking the consumer for its state began to fail
 	ticker := time.NewTicker(min(f.w.cfg.PollInterval, 250*time.Millisecond))
 	defer ticker.Stop()
 	lastPoll := time.Now()
@@ -471,8 +477,22 @@ func (f *follow) stream(ctx context.Context, changed <-chan struct{}) error {
 		caughtUp, err := caughtUp(ctx, cons, processed)
 		if err != nil {
 			f.w.log.Debug("follow log: consumer info", "deployment", f.d.ID, "error", err)
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			// The stream cannot say whether it has more: once the
+			// deployment ended and that lasted, take the store's word.
+			if ended && !infoFailedSince.IsZero() && time.Since(infoFailedSince) >= f.w.cfg.GapTimeout {
+				f.w.log.Warn("follow log: the stream does not answer, finishing from the store", "deployment", f.d.ID, "error", err)
+				f.pending = map[int64]slipway.LogLine{}
+				return f.poll(ctx, changed)
+			}
+			if infoFailedSince.IsZero() {
+				infoFailedSince = time.Now()
+			}
 			continue
 		}
+		infoFailedSince = time.Time{}
 		if !caughtUp {
 			stalledSince = time.Time{}
 			continue
@@ -496,7 +516,7 @@ func (f *follow) stream(ctx context.Context, changed <-chan struct{}) error {
 // has and all of them were handled (processed is the stream sequence of
 // the last one handled).
 func caughtUp(ctx context.Context, cons jetstream.Consumer, processed uint64) (bool, error) {
-	ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	ictx, cancel := context.WithTimeout(ctx, natsTimeout)
 	defer cancel()
 	info, err := cons.Info(ictx)
 	if err != nil {

@@ -200,8 +200,12 @@ func TestFollowStoredOnly(t *testing.T) {
 	follow(t, w, d.ID, 0).wait(t, 1, 2500, 5*time.Second)
 	follow(t, w, d.ID, 2400).wait(t, 2400, 2500, 5*time.Second)
 
-	// Known problem (docs/STATUS.md): following right after NATS went away
-	// sometimes does not end; that case is left out until it is fixed.
+	// Without NATS the store is polled instead, whether the watcher
+	// noticed that NATS is gone before the follow starts or only while
+	// it follows the stream.
+	srv.Shutdown()
+	follow(t, w, d.ID, 2001).wait(t, 2001, 2500, 30*time.Second)
+	follow(t, w, d.ID, 2201).wait(t, 2201, 2500, 30*time.Second)
 
 	err := w.FollowLog(t.Context(), "d-nope", 0, func(slipway.LogLine) error { return nil })
 	if slipway.ErrorCode(err) != slipway.ENOTFOUND {
@@ -306,4 +310,27 @@ func TestWatchDeployment(t *testing.T) {
 	if _, err := w.WatchDeployment(ctx, "a.b", d.ID); slipway.ErrorCode(err) != slipway.EINVALID {
 		t.Errorf("WatchDeployment of a bad subject = %v, want invalid", err)
 	}
+}
+
+// NATS going away while a follow reads the stream does not leave it
+// hanging: once the deployment ended it finishes from the store.
+func TestFollowWhenNATSGoesAway(t *testing.T) {
+	srv := startServer(t, natslog.ServerConfig{})
+	db, d := sqliteDeployment(t)
+	w := newWatcher(t, srv.URL(), db, natslog.WatcherConfig{GapTimeout: 500 * time.Millisecond, PollInterval: 100 * time.Millisecond})
+	publishRaw(t, srv.URL(), d, 1)
+	c := follow(t, w, d.ID, 0)
+	deadline := time.Now().Add(10 * time.Second)
+	for c.count() < 1 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	srv.Shutdown()
+	// Line 2 reached the store (by an archiver, say) before NATS went.
+	if err := db.AppendLogLines(t.Context(), []slipway.LogLine{{Deployment: d.ID, N: 2, Time: time.Now(), Text: "line 2"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.FinishDeployment(t.Context(), d.ID, slipway.DeploymentResult{Status: slipway.StatusFailed}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	c.wait(t, 1, 2, 30*time.Second)
 }
