@@ -161,22 +161,29 @@ func resume(ctx context.Context, attempt func() (progressed bool, err error)) er
 // reconnects and goes on from the next line.
 func (c *Client) FollowLogs(ctx context.Context, id string, fromLine int64, fn func(slipway.LogLine) error) error {
 	next := max(fromLine, 1)
-	const q = `subscription($id: ID!, $from: Int) { deploymentLogs(id: $id, fromLine: $from) { n time stream step text } }`
+	// The batched form of deploymentLogs: one event per batch of ready
+	// lines keeps up with fast builds.
+	const q = `subscription($id: ID!, $from: Int) { deploymentLogLines(id: $id, fromLine: $from, max: 1000) { n time stream step text } }`
 	return resume(ctx, func() (bool, error) {
 		start := next
 		err := c.subscribe(ctx, q, map[string]any{"id": id, "from": next}, func(data json.RawMessage) error {
 			var out struct {
-				DeploymentLogs logLine `json:"deploymentLogs"`
+				DeploymentLogLines []logLine `json:"deploymentLogLines"`
 			}
 			if err := json.Unmarshal(data, &out); err != nil {
-				return fmt.Errorf("decode a log line: %w", err)
+				return fmt.Errorf("decode log lines: %w", err)
 			}
-			l := out.DeploymentLogs.domain(id)
-			if l.N < next {
-				return nil
+			for i := range out.DeploymentLogLines {
+				l := out.DeploymentLogLines[i].domain(id)
+				if l.N < next {
+					continue
+				}
+				next = l.N + 1
+				if err := fn(l); err != nil {
+					return err
+				}
 			}
-			next = l.N + 1
-			return fn(l)
+			return nil
 		})
 		return next > start, err
 	})

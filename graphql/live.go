@@ -120,7 +120,7 @@ func (r *Resolver) deploymentLogs(ctx context.Context, id string, from int64) (<
 	if _, err := r.cfg.Store.Deployment(ctx, id); err != nil {
 		return nil, fmt.Errorf("deployment %s: %w", id, err)
 	}
-	out := make(chan *slipway.LogLine, 256)
+	out := make(chan *slipway.LogLine, 1024)
 	go func() {
 		defer close(out)
 		emit := func(l slipway.LogLine) error {
@@ -182,4 +182,54 @@ func (r *Resolver) pollLog(ctx context.Context, id string, from int64, emit func
 		case <-ticker.C:
 		}
 	}
+}
+
+// firstLine turns an optional fromLine argument into a line number (lines
+// are numbered from 1).
+func firstLine(fromLine *int) (int64, error) {
+	if fromLine == nil {
+		return 1, nil
+	}
+	if *fromLine < 0 {
+		return 0, slipway.Errorf(slipway.EINVALID, "fromLine must not be negative, got %d", *fromLine)
+	}
+	return max(int64(*fromLine), 1), nil
+}
+
+// deploymentLogBatches is deploymentLogs in batches of the lines ready at
+// the time, at most size each: one event per batch costs far less than one
+// per line when a build writes fast.
+func (r *Resolver) deploymentLogBatches(ctx context.Context, id string, from int64, size int) (<-chan []*slipway.LogLine, error) {
+	if size < 1 {
+		size = 1
+	}
+	lines, err := r.deploymentLogs(ctx, id, from)
+	if err != nil {
+		return nil, err
+	}
+	out := make(chan []*slipway.LogLine, 1)
+	go func() {
+		defer close(out)
+		for l := range lines {
+			batch := []*slipway.LogLine{l}
+		fill:
+			for len(batch) < size {
+				select {
+				case more, ok := <-lines:
+					if !ok {
+						break fill
+					}
+					batch = append(batch, more)
+				default:
+					break fill
+				}
+			}
+			select {
+			case out <- batch:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return out, nil
 }

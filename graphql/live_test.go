@@ -399,6 +399,26 @@ func TestSubscriptionsThroughLive(t *testing.T) {
 	if nexts, errp := w.until("log", 5*time.Second); len(nexts) != 3 || errp != "" || !strings.Contains(string(nexts[0]), "live 1") {
 		t.Errorf("deploymentLogs through Live = %s, error %q", nexts, errp)
 	}
+	live.n = 2500
+	w.subscribe("batches", `subscription { deploymentLogLines(id: "d-3", fromLine: 2, max: 1000) { n } }`, nil)
+	nexts, errp := w.until("batches", 10*time.Second)
+	var ns []int
+	for _, p := range nexts {
+		var d struct {
+			Data struct{ DeploymentLogLines []struct{ N int } }
+		}
+		json.Unmarshal(p, &d)
+		if len(d.Data.DeploymentLogLines) > 1000 {
+			t.Errorf("a batch of %d lines, want at most 1000", len(d.Data.DeploymentLogLines))
+		}
+		for _, l := range d.Data.DeploymentLogLines {
+			ns = append(ns, l.N)
+		}
+	}
+	if errp != "" || len(ns) != 2499 || ns[0] != 2 || ns[len(ns)-1] != 2500 || !slices.IsSorted(ns) || len(nexts) >= len(ns) {
+		t.Errorf("deploymentLogLines = %d lines in %d batches (error %q), want 2..2500 in order, batched", len(ns), len(nexts), errp)
+	}
+	live.n = 3
 	w.subscribe("state", `subscription { deploymentUpdated(id: "d-3") { status } }`, nil)
 	if _, errp := w.until("state", 5*time.Second); errp != "" {
 		t.Errorf("deploymentUpdated: error %s", errp)
@@ -410,7 +430,7 @@ func TestSubscriptionsThroughLive(t *testing.T) {
 	// that does not leak the cause.
 	live.fail = errors.New("nats: connection closed at /var/secret")
 	w.subscribe("fail", `subscription { deploymentLogs(id: "d-3", fromLine: 3) { n } }`, nil)
-	nexts, errp := w.until("fail", 5*time.Second)
+	nexts, errp = w.until("fail", 5*time.Second)
 	if len(nexts) != 1 || !strings.Contains(errp, "internal error") || strings.Contains(errp, "secret") {
 		t.Errorf("failing follow = %d lines, error %s; want line 3, then internal error", len(nexts), errp)
 	}

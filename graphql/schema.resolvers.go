@@ -305,14 +305,24 @@ func (r *subscriptionResolver) DeploymentUpdated(ctx context.Context, id string)
 
 // DeploymentLogs is the resolver for the deploymentLogs field.
 func (r *subscriptionResolver) DeploymentLogs(ctx context.Context, id string, fromLine *int) (<-chan *slipway.LogLine, error) {
-	from := int64(1)
-	if fromLine != nil {
-		if *fromLine < 0 {
-			return nil, slipway.Errorf(slipway.EINVALID, "fromLine must not be negative, got %d", *fromLine)
-		}
-		from = max(int64(*fromLine), 1)
+	from, err := firstLine(fromLine)
+	if err != nil {
+		return nil, err
 	}
 	return r.deploymentLogs(ctx, id, from)
+}
+
+// DeploymentLogLines is the resolver for the deploymentLogLines field.
+func (r *subscriptionResolver) DeploymentLogLines(ctx context.Context, id string, fromLine *int, max *int) (<-chan []*slipway.LogLine, error) {
+	from, err := firstLine(fromLine)
+	if err != nil {
+		return nil, err
+	}
+	size, err := pageSize(max, defaultLogLines, maxLogLines)
+	if err != nil {
+		return nil, err
+	}
+	return r.deploymentLogBatches(ctx, id, from, size)
 }
 
 // Deployment returns gen.DeploymentResolver implementation.

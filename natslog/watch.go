@@ -386,7 +386,7 @@ func (f *follow) stream(ctx context.Context, changed <-chan struct{}) error {
 		f.w.log.Warn("follow log: cannot read the stream, polling the store", "deployment", f.d.ID, "error", err)
 		return f.poll(ctx, changed)
 	}
-	it, err := cons.Messages()
+	it, err := cons.Messages(jetstream.PullMaxMessages(2000))
 	if err != nil {
 		f.w.log.Warn("follow log: cannot read the stream, polling the store", "deployment", f.d.ID, "error", err)
 		return f.poll(ctx, changed)

@@ -329,8 +329,8 @@ const S_DEPLOYMENT = `subscription DeploymentUpdated($id: ID!) {
   deploymentUpdated(id: $id) { ${DEPLOYMENT_FIELDS} timings { phase ms } }
 }`;
 
-const S_LOGS = `subscription DeploymentLogs($id: ID!, $from: Int) {
-  deploymentLogs(id: $id, fromLine: $from) { n time stream step text }
+const S_LOGS = `subscription DeploymentLogLines($id: ID!, $from: Int) {
+  deploymentLogLines(id: $id, fromLine: $from, max: 2000) { n time stream step text }
 }`;
 
 /**
@@ -341,7 +341,8 @@ const S_LOGS = `subscription DeploymentLogs($id: ID!, $from: Int) {
  * retried.
  *
  * This is the one place the UI learns about a running deployment. It
- * subscribes to deploymentUpdated and deploymentLogs over one WebSocket
+ * subscribes to deploymentUpdated and deploymentLogLines (deploymentLogs in
+ * batches) over one WebSocket
  * (graphql-transport-ws); if the WebSocket cannot be used, or breaks, it
  * polls deployment(id) { logs(from) } from the next line on instead.
  * document.documentElement.dataset.logTransport says which it uses.
@@ -425,7 +426,7 @@ async function* subscribeDeployment(id, from, signal) {
         if (m.id === "d") {
           deployment = m.payload.data.deploymentUpdated;
           dirty = true;
-        } else if (m.id === "l") lines.push(m.payload.data.deploymentLogs);
+        } else if (m.id === "l") lines.push(...m.payload.data.deploymentLogLines);
         return poke();
       case "error":
         return fail(apiErrorOf(m.payload || [{ message: "the subscription failed" }]));

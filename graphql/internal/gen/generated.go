@@ -144,8 +144,9 @@ type ComplexityRoot struct {
 	}
 
 	Subscription struct {
-		DeploymentLogs    func(childComplexity int, id string, fromLine *int) int
-		DeploymentUpdated func(childComplexity int, id string) int
+		DeploymentLogLines func(childComplexity int, id string, fromLine *int, max *int) int
+		DeploymentLogs     func(childComplexity int, id string, fromLine *int) int
+		DeploymentUpdated  func(childComplexity int, id string) int
 	}
 }
 
@@ -200,6 +201,7 @@ type QueryResolver interface {
 type SubscriptionResolver interface {
 	DeploymentUpdated(ctx context.Context, id string) (<-chan *slipway.Deployment, error)
 	DeploymentLogs(ctx context.Context, id string, fromLine *int) (<-chan *slipway.LogLine, error)
+	DeploymentLogLines(ctx context.Context, id string, fromLine *int, max *int) (<-chan []*slipway.LogLine, error)
 }
 
 // endregion ************************** generated!.gotpl **************************
@@ -701,6 +703,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.Query.Tokens(childComplexity), true
 
+	case "Subscription.deploymentLogLines":
+		if e.ComplexityRoot.Subscription.DeploymentLogLines == nil {
+			break
+		}
+
+		args, err := ec.field_Subscription_deploymentLogLines_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Subscription.DeploymentLogLines(childComplexity, args["id"].(string), args["fromLine"].(*int), args["max"].(*int)), true
 	case "Subscription.deploymentLogs":
 		if e.ComplexityRoot.Subscription.DeploymentLogs == nil {
 			break
@@ -887,6 +900,12 @@ type Subscription {
   complete.
   """
   deploymentLogs(id: ID!, fromLine: Int): LogLine!
+  """
+  deploymentLogs in batches: each event carries the lines ready at the
+  time, in order (at most max, default 1000, max 5000). Clients following
+  fast builds use it to keep up.
+  """
+  deploymentLogLines(id: ID!, fromLine: Int, max: Int): [LogLine!]!
 }
 
 input AddProjectInput {
@@ -1566,6 +1585,36 @@ func (ec *executionContext) field_Query_project_args(ctx context.Context, rawArg
 		return nil, err
 	}
 	args["name"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Subscription_deploymentLogLines_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "id",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNID2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["id"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "fromLine",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["fromLine"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "max",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["max"] = arg2
 	return args, nil
 }
 
@@ -3733,6 +3782,50 @@ func (ec *executionContext) fieldContext_Subscription_deploymentLogs(ctx context
 	return fc, nil
 }
 
+func (ec *executionContext) _Subscription_deploymentLogLines(ctx context.Context, field graphql.CollectedField) (ret func(ctx context.Context) graphql.Marshaler) {
+	return graphql.ResolveFieldStream(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Subscription_deploymentLogLines(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Subscription().DeploymentLogLines(ctx, fc.Args["id"].(string), fc.Args["fromLine"].(*int), fc.Args["max"].(*int))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*slipway.LogLine) graphql.Marshaler {
+			return ec.marshalNLogLine2ᚕᚖgithubᚗcomᚋslipwayᚑciᚋslipwayᚐLogLineᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Subscription_deploymentLogLines(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Subscription",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_LogLine(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Subscription_deploymentLogLines_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) ___Directive_name(ctx context.Context, field graphql.CollectedField, obj *introspection.Directive) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -5679,6 +5772,8 @@ func (ec *executionContext) _Subscription(ctx context.Context, sel ast.Selection
 		return ec._Subscription_deploymentUpdated(ctx, fields[0])
 	case "deploymentLogs":
 		return ec._Subscription_deploymentLogs(ctx, fields[0])
+	case "deploymentLogLines":
+		return ec._Subscription_deploymentLogLines(ctx, fields[0])
 	default:
 		panic("unknown field " + strconv.Quote(fields[0].Name))
 	}
