@@ -29,34 +29,18 @@ func (db *DB) AppendLogLines(ctx context.Context, lines []slipway.LogLine) error
 		return fmt.Errorf("append log lines: %w", err)
 	}
 	defer stmt.Close()
-	// The search index is written here rather than by a trigger: see
-	// migration 4.
-	index, err := tx.PrepareContext(ctx, `INSERT INTO log_lines_fts (rowid, text) VALUES (?, ?)`)
-	if err != nil {
-		return fmt.Errorf("append log lines: %w", err)
-	}
-	defer index.Close()
 	for _, l := range lines {
-		res, err := stmt.ExecContext(ctx, l.Deployment, l.N, formatTime(l.Time), l.Stream, l.Step, l.Text)
+		_, err := stmt.ExecContext(ctx, l.Deployment, l.N, formatTime(l.Time), l.Stream, l.Step, l.Text)
 		if isConstraint(err, codeConstraintForeignKey) {
 			return slipway.Errorf(slipway.ENOTFOUND, "deployment %q not found", l.Deployment)
 		} else if err != nil {
 			return fmt.Errorf("append log line %d of deployment %q: %w", l.N, l.Deployment, err)
 		}
-		if n, err := res.RowsAffected(); err != nil || n == 0 {
-			continue // already stored, and indexed then
-		}
-		rowid, err := res.LastInsertId()
-		if err != nil {
-			return fmt.Errorf("append log line %d of deployment %q: %w", l.N, l.Deployment, err)
-		}
-		if _, err := index.ExecContext(ctx, rowid, l.Text); err != nil {
-			return fmt.Errorf("index log line %d of deployment %q: %w", l.N, l.Deployment, err)
-		}
 	}
 	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("append log lines: %w", err)
 	}
+	db.indexer.poke() // the search index catches up in the background
 	return nil
 }
 
@@ -91,8 +75,8 @@ var _ slipway.LogSearcher = (*DB)(nil)
 
 // SearchLogLines returns the lines of q.Deployment that q selects, ordered
 // by N. Terms of three or more characters are looked up in the full-text
-// index (log_lines_fts, trigrams: substrings, ignoring case); shorter ones
-// are matched with LIKE on the deployment's lines.
+// index (log_lines_fts, trigrams: substrings, ignoring case); shorter ones,
+// and the lines the indexer has not reached yet, are matched with LIKE.
 func (db *DB) SearchLogLines(ctx context.Context, q slipway.LogQuery) ([]slipway.LogLine, error) {
 	where := []string{"l.deployment = ?", "l.n >= ?"}
 	args := []any{q.Deployment, q.From}
@@ -100,10 +84,11 @@ func (db *DB) SearchLogLines(ctx context.Context, q slipway.LogQuery) ([]slipway
 		where = append(where, "l.step = ?")
 		args = append(args, q.Step)
 	}
-	var phrases []string
+	var phrases, long []string
 	for _, term := range slipway.SearchTerms(q.Search) {
 		if utf8.RuneCountInString(term) >= 3 {
 			phrases = append(phrases, ftsPhrase(term))
+			long = append(long, term)
 			continue
 		}
 		where = append(where, `l.text LIKE ? ESCAPE '\'`)
@@ -112,16 +97,28 @@ func (db *DB) SearchLogLines(ctx context.Context, q slipway.LogQuery) ([]slipway
 	if len(phrases) > 0 {
 		// The index knows no deployments, but a deployment's lines lie
 		// within a range of rowids (they are stored as they arrive): ask
-		// it about that range only.
+		// it about that range only. Lines past indexed_upto are not in
+		// the index yet: match those directly.
 		var lo, hi sql.NullInt64
-		if err := db.read.QueryRowContext(ctx, `SELECT MIN(rowid), MAX(rowid) FROM log_lines WHERE deployment = ?`, q.Deployment).Scan(&lo, &hi); err != nil {
+		var indexed int64
+		err := db.read.QueryRowContext(ctx, `SELECT MIN(rowid), MAX(rowid), (SELECT indexed_upto FROM log_index) FROM log_lines WHERE deployment = ?`,
+			q.Deployment).Scan(&lo, &hi, &indexed)
+		if err != nil {
 			return nil, fmt.Errorf("search log lines of deployment %q: %w", q.Deployment, err)
 		}
 		if !lo.Valid {
 			return []slipway.LogLine{}, nil
 		}
-		where = append(where, "l.rowid IN (SELECT rowid FROM log_lines_fts WHERE log_lines_fts MATCH ? AND rowid BETWEEN ? AND ?)")
-		args = append(args, strings.Join(phrases, " AND "), lo.Int64, hi.Int64)
+		likes := make([]string, len(long))
+		for i := range long {
+			likes[i] = `l.text LIKE ? ESCAPE '\'`
+		}
+		where = append(where, "((l.rowid <= ? AND l.rowid IN (SELECT rowid FROM log_lines_fts WHERE log_lines_fts MATCH ? AND rowid BETWEEN ? AND ?))"+
+			" OR (l.rowid > ? AND "+strings.Join(likes, " AND ")+"))")
+		args = append(args, indexed, strings.Join(phrases, " AND "), lo.Int64, min(hi.Int64, indexed), indexed)
+		for _, term := range long {
+			args = append(args, "%"+likeEscaper.Replace(term)+"%")
+		}
 	}
 	args = append(args, sqlLimit(q.Limit))
 	rows, err := db.read.QueryContext(ctx, `SELECT l.deployment, l.n, l.time, l.stream, l.step, l.text FROM log_lines l

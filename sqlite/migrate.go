@@ -85,11 +85,10 @@ CREATE TABLE machines (
 	// 4: full-text search of log lines. The trigram tokenizer matches any
 	// substring of three or more characters, ignoring case, which suits
 	// build output (paths, flags, error codes) better than words do. The
-	// index holds only the text and is written by AppendLogLines in the
-	// same transaction as the lines: an insert trigger would make FTS5
-	// flush its index once per row (some twenty times slower). Whoever
-	// deletes log lines must remove them from log_lines_fts too (its
-	// 'delete' command).
+	// index holds only the text. It is not kept by a trigger, which would
+	// make FTS5 flush its index once per row (some twenty times slower),
+	// but written in batches (see migration 6). Whoever deletes log lines
+	// must remove them from log_lines_fts too (its 'delete' command).
 	`
 CREATE VIRTUAL TABLE log_lines_fts USING fts5(
 	text,
@@ -108,6 +107,17 @@ CREATE TABLE api_tokens (
 	created_at   TEXT NOT NULL,
 	last_used_at TEXT
 ) STRICT;
+`,
+	// 6: the search index trails the lines: a background indexer adds the
+	// lines with rowid > indexed_upto to log_lines_fts in batches, so that
+	// storing a build's output never waits for the index (searches match
+	// the lines not indexed yet directly).
+	`
+CREATE TABLE log_index (
+	id           INTEGER PRIMARY KEY CHECK (id = 1),
+	indexed_upto INTEGER NOT NULL
+) STRICT;
+INSERT INTO log_index (id, indexed_upto) SELECT 1, COALESCE(MAX(rowid), 0) FROM log_lines;
 `,
 }
 

@@ -97,6 +97,48 @@ func TestSearchLogLines(t *testing.T) {
 	}
 }
 
+// Lines are searchable at once, and the indexer adds them to the search
+// index in the background.
+func TestIndexerCatchesUp(t *testing.T) {
+	db, _ := openTest(t)
+	ctx := t.Context()
+	mustCreateProject(t, db, "app", "file:///r")
+	d := mustCreateDeployment(t, db, &slipway.Deployment{Project: "app"})
+	var lines []slipway.LogLine
+	for n := int64(1); n <= 5000; n++ {
+		lines = append(lines, slipway.LogLine{Deployment: d.ID, N: n, Time: time.Now(), Text: fmt.Sprintf("line %d needle-%d", n, n%10)})
+	}
+	if err := db.AppendLogLines(ctx, lines); err != nil {
+		t.Fatal(err)
+	}
+	got, err := db.SearchLogLines(ctx, slipway.LogQuery{Deployment: d.ID, Search: "needle-7"})
+	if err != nil || len(got) != 500 {
+		t.Fatalf("search right after storing = %d lines, %v; want 500", len(got), err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var upto, max int64
+		if err := db.read.QueryRowContext(ctx, `SELECT (SELECT indexed_upto FROM log_index), (SELECT MAX(rowid) FROM log_lines)`).Scan(&upto, &max); err != nil {
+			t.Fatal(err)
+		}
+		if upto == max {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the indexer is at %d of %d after 30s", upto, max)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	var inIndex int
+	if err := db.read.QueryRowContext(ctx, `SELECT COUNT(*) FROM log_lines_fts WHERE log_lines_fts MATCH '"needle-7"'`).Scan(&inIndex); err != nil || inIndex != 500 {
+		t.Errorf("the index has %d lines with needle-7, %v; want 500", inIndex, err)
+	}
+	got, err = db.SearchLogLines(ctx, slipway.LogQuery{Deployment: d.ID, Search: "needle-7", From: 4000})
+	if err != nil || len(got) != 100 || got[0].N != 4007 {
+		t.Errorf("search once indexed = %d lines, %v", len(got), err)
+	}
+}
+
 // A database that had log lines before the search index existed gets them
 // indexed by the migration.
 func TestSearchIndexesOldLines(t *testing.T) {
@@ -108,7 +150,7 @@ func TestSearchIndexesOldLines(t *testing.T) {
 	ctx := t.Context()
 	// Back to schema 3 with lines in it, as an older Slipway left it.
 	for _, stmt := range []string{
-		`DROP TABLE log_lines_fts`, `DROP TABLE api_tokens`, `DELETE FROM schema_migrations WHERE version > 3`,
+		`DROP TABLE log_lines_fts`, `DROP TABLE api_tokens`, `DROP TABLE log_index`, `DELETE FROM schema_migrations WHERE version > 3`,
 	} {
 		if _, err := db.write.ExecContext(ctx, stmt); err != nil {
 			t.Fatalf("%s: %v", stmt, err)

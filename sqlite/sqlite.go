@@ -31,10 +31,11 @@ import (
 // of failing with "database is locked"), reads use a pool of read-only
 // connections that WAL mode lets run while a write is in progress.
 type DB struct {
-	path  string
-	write *sql.DB
-	read  *sql.DB
-	now   func() time.Time
+	path    string
+	write   *sql.DB
+	read    *sql.DB
+	now     func() time.Time
+	indexer *indexer
 }
 
 var _ slipway.Store = (*DB)(nil)
@@ -86,6 +87,7 @@ func Open(path string) (*DB, error) {
 		db.Close()
 		return nil, fmt.Errorf("open sqlite database %s: %w", path, err)
 	}
+	db.indexer = startIndexer(db.write)
 	return db, nil
 }
 
@@ -113,6 +115,7 @@ func dsn(abs string, readOnly bool) string {
 
 // Close closes the database. Calls made after Close fail.
 func (db *DB) Close() error {
+	db.indexer.close()
 	var errs []error
 	if db.read != nil {
 		errs = append(errs, db.read.Close())
