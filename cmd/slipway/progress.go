@@ -64,6 +64,8 @@ type barProgress struct {
 	stage string // "[1/2] " in a multi-stage build
 	desc  string // the bar's description
 	tail  []string
+	// pushing is set once the push began.
+	pushing bool
 }
 
 // describe sets the bar's description, drawing the bar only when it changes
@@ -115,8 +117,12 @@ func (p *barProgress) line(l slipway.LogLine) {
 	case "fetch":
 		p.describe("fetching the commit")
 	case "push":
-		if p.bar.State().CurrentNum < int64(p.bar.GetMax()) {
-			_ = p.bar.Set(p.bar.GetMax())
+		if !p.pushing {
+			// Every step is done; the push is one more unit, so that the
+			// bar (which clears itself when full) stays up while it runs.
+			p.pushing = true
+			p.bar.ChangeMax(p.bar.GetMax() + 1)
+			_ = p.bar.Set(p.bar.GetMax() - 1)
 		}
 		p.describe("pushing the image")
 	}
