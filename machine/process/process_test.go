@@ -71,8 +71,10 @@ func fakeAgent(args []string) int {
 	fmt.Fprintf(os.Stderr, "fake agent of %s polling\n", *project)
 	for {
 		b, err := os.ReadFile(filepath.Join(*volume, exitFile))
-		if err == nil {
-			code, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+		// A file being written may still be empty: only a whole number
+		// counts, or a status 1 could be read as 0 (a clean exit).
+		code, convErr := strconv.Atoi(strings.TrimSpace(string(b)))
+		if err == nil && convErr == nil {
 			if code == 0 {
 				os.Remove(ready)
 			}
@@ -202,10 +204,21 @@ func (e *env) waitState(t *testing.T, project string, state slipway.MachineState
 	}
 }
 
-// exit tells the project's fake agent to exit with code.
+// exit tells the project's fake agent to exit with code. The file is
+// renamed into place so the agent, polling every few milliseconds, never
+// reads it half-written.
 func (e *env) exit(t *testing.T, project string, code int) {
 	t.Helper()
-	if err := os.WriteFile(filepath.Join(e.volumes, project, exitFile), []byte(strconv.Itoa(code)), 0o644); err != nil {
+	writeExitFile(t, filepath.Join(e.volumes, project), code)
+}
+
+func writeExitFile(t *testing.T, volume string, code int) {
+	t.Helper()
+	tmp := filepath.Join(volume, exitFile+".tmp")
+	if err := os.WriteFile(tmp, []byte(strconv.Itoa(code)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(volume, exitFile)); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -563,9 +576,7 @@ func TestWithoutRecorder(t *testing.T) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "web", exitFile), []byte("0"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	writeExitFile(t, filepath.Join(dir, "web"), 0)
 	for {
 		st, _ := p.Status(t.Context(), "web")
 		if st == slipway.MachineAsleep {
