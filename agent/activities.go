@@ -33,9 +33,12 @@ type Activities struct {
 // job is what every activity sets up: idle tracking, heartbeats and the
 // log publisher.
 type job struct {
-	pub  *natslog.Publisher
-	out  io.Writer
-	stop func()
+	// secrets masks the deployment's secrets in everything the job sends
+	// out: log lines, and the errors that go back through Temporal.
+	secrets *redact.Redactor
+	pub     *natslog.Publisher
+	out     io.Writer
+	stop    func()
 }
 
 func (a *Activities) begin(ctx context.Context, in deploy.BuildInput, phase string) (*job, error) {
@@ -46,7 +49,7 @@ func (a *Activities) begin(ctx context.Context, in deploy.BuildInput, phase stri
 	// through the stream the store.
 	secrets := redact.New(redact.RepoURLSecrets(in.Repo)...)
 	stdout := redact.NewWriter(a.cfg.Stdout, secrets)
-	j := &job{out: stdout}
+	j := &job{out: stdout, secrets: secrets}
 	if a.cfg.NATSURL != "" {
 		pub, err := natslog.NewPublisher(ctx, natslog.PublisherConfig{
 			URL:        a.cfg.NATSURL,
@@ -108,9 +111,16 @@ func heartbeat(ctx context.Context, phase string) {
 	}
 }
 
-// buildFailed is an error a retry cannot fix.
-func buildFailed(step string, tail []string, format string, args ...any) error {
-	return temporal.NewNonRetryableApplicationError(fmt.Sprintf(format, args...), deploy.ErrBuildFailed, nil, deploy.FailureDetails{Step: step, Tail: tail})
+// buildFailed is an error a retry cannot fix. Its message and tail end up
+// in the deployment's record (and in Temporal's history): they are
+// redacted like log lines.
+func (j *job) buildFailed(step string, tail []string, format string, args ...any) error {
+	var redacted []string
+	for _, l := range tail {
+		redacted = append(redacted, j.secrets.Redact(l))
+	}
+	return temporal.NewNonRetryableApplicationError(j.secrets.Redact(fmt.Sprintf(format, args...)), deploy.ErrBuildFailed, nil,
+		deploy.FailureDetails{Step: j.secrets.Redact(step), Tail: redacted})
 }
 
 func (a *Activities) checkoutDir(deployment string) string {
@@ -123,7 +133,7 @@ func (a *Activities) Fetch(ctx context.Context, in deploy.BuildInput) (deploy.Fe
 	j, _ := a.begin(ctx, in, "fetch")
 	defer j.stop()
 	if !slipway.ValidCommit(in.Commit) {
-		return deploy.FetchResult{}, buildFailed("fetch", nil, "invalid commit %q", in.Commit)
+		return deploy.FetchResult{}, j.buildFailed("fetch", nil, "invalid commit %q", in.Commit)
 	}
 	j.line("fetch", "fetching %s from %s", in.Commit, in.Repo)
 	m := &gitmirror.Mirror{Dir: a.layout.Mirror, URL: in.Repo}
@@ -134,7 +144,7 @@ func (a *Activities) Fetch(ctx context.Context, in deploy.BuildInput) (deploy.Fe
 		}
 		var nf *gitmirror.NotFoundError
 		if errors.As(err, &nf) {
-			return deploy.FetchResult{}, buildFailed("fetch", nil, "%v", err)
+			return deploy.FetchResult{}, j.buildFailed("fetch", nil, "%v", err)
 		}
 		return deploy.FetchResult{}, fmt.Errorf("fetch %s: %w", in.Commit, err)
 	}
@@ -167,7 +177,7 @@ func (a *Activities) Build(ctx context.Context, in deploy.BuildInput) (deploy.Bu
 	}
 	contextDir, dockerfile, err := resolveBuildPaths(dir, in.Context, in.Dockerfile)
 	if err != nil {
-		return deploy.BuildActivityResult{}, buildFailed("build", nil, "%s", slipway.ErrorMessage(err))
+		return deploy.BuildActivityResult{}, j.buildFailed("build", nil, "%s", slipway.ErrorMessage(err))
 	}
 
 	out := deploy.BuildActivityResult{}
@@ -208,7 +218,7 @@ func (a *Activities) Build(ctx context.Context, in deploy.BuildInput) (deploy.Bu
 			if step == "" {
 				step = "build"
 			}
-			return deploy.BuildActivityResult{}, buildFailed(step, be.Tail, "%s", be.Error())
+			return deploy.BuildActivityResult{}, j.buildFailed(step, be.Tail, "%s", be.Error())
 		}
 		return deploy.BuildActivityResult{}, fmt.Errorf("build: %w", err)
 	}
@@ -303,7 +313,7 @@ func (a *Activities) Push(ctx context.Context, in deploy.BuildInput) (deploy.Pus
 		// are spent the deployment fails at "push" with this one line.
 		host, _, _ := strings.Cut(in.Image, "/")
 		return deploy.PushResult{}, temporal.NewApplicationError(
-			fmt.Sprintf("push to %s failed: %s", host, lastLine(err.Error())), "PushFailed", deploy.FailureDetails{Step: "push"})
+			j.secrets.Redact(fmt.Sprintf("push to %s failed: %s", host, lastLine(err.Error()))), "PushFailed", deploy.FailureDetails{Step: "push"})
 	}
 	j.line("push", "pushed %s@%s", in.Image, digest)
 	if err := os.RemoveAll(a.checkoutDir(in.DeploymentID)); err != nil {

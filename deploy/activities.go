@@ -2,10 +2,13 @@ package deploy
 
 import (
 	"context"
-	"go.temporal.io/sdk/activity"
+	"fmt"
 	"time"
 
+	"go.temporal.io/sdk/activity"
+
 	"github.com/slipway-ci/slipway"
+	"github.com/slipway-ci/slipway/redact"
 )
 
 // ControlActivities are the activities the server's worker runs on
@@ -60,9 +63,32 @@ func (a *ControlActivities) WakeMachine(ctx context.Context, project string) err
 // wakeWait bounds how long WakeMachine waits for the agent to poll.
 const wakeWait = 10 * time.Second
 
-// FinishDeployment records the terminal result.
+// FinishDeployment records the terminal result. The error (the failing
+// step's last output lines among others) is redacted first: it is shown by
+// the API and the CLI like a log line is.
 func (a *ControlActivities) FinishDeployment(ctx context.Context, in FinishInput) error {
+	if in.Result.Error != "" {
+		r, err := a.redactor(ctx, in.DeploymentID)
+		if err != nil {
+			return err
+		}
+		in.Result.Error = r.Redact(in.Result.Error)
+	}
 	return a.Store.FinishDeployment(ctx, in.DeploymentID, in.Result, a.now())
+}
+
+// redactor masks the secrets of a deployment's project: the credentials in
+// its repository URL.
+func (a *ControlActivities) redactor(ctx context.Context, deployment string) (*redact.Redactor, error) {
+	d, err := a.Store.Deployment(ctx, deployment)
+	if err != nil {
+		return nil, fmt.Errorf("deployment %s: %w", deployment, err)
+	}
+	p, err := a.Store.Project(ctx, d.Project)
+	if err != nil {
+		return nil, fmt.Errorf("project %s: %w", d.Project, err)
+	}
+	return redact.New(redact.RepoURLSecrets(p.Repo)...), nil
 }
 
 // AcquireBuildSlot waits (heartbeating) until the deployment may build.

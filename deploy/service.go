@@ -12,6 +12,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/slipway-ci/slipway"
+	"github.com/slipway-ci/slipway/redact"
 )
 
 // ServiceConfig configures the Deployer service.
@@ -80,10 +81,17 @@ func (s *Service) Deploy(ctx context.Context, req slipway.DeployRequest) (*slipw
 		}
 		commit, err = s.cfg.ResolveRef(ctx, p.Repo, ref)
 		if err != nil {
+			// git's message may quote the URL, credentials and all.
+			r := redact.New(redact.RepoURLSecrets(p.Repo)...)
+			if e := (*slipway.Error)(nil); errors.As(err, &e) && r.Redact(e.Message) != e.Message {
+				return nil, false, &slipway.Error{Code: e.Code, Message: r.Redact(e.Message)}
+			} else if msg := r.Redact(err.Error()); msg != err.Error() {
+				return nil, false, errors.New(msg)
+			}
 			return nil, false, err
 		}
 		if !slipway.ValidCommit(commit) {
-			return nil, false, slipway.Errorf(slipway.EINVALID, "ref %q of %s resolved to %q, which is not a commit SHA", ref, p.Repo, commit)
+			return nil, false, slipway.Errorf(slipway.EINVALID, "ref %q of %s resolved to %q, which is not a commit SHA", ref, redact.RepoURL(p.Repo), commit)
 		}
 	}
 	trigger := req.Trigger

@@ -12,6 +12,7 @@ import (
 
 	"github.com/slipway-ci/slipway"
 	"github.com/slipway-ci/slipway/graphql/internal/gen"
+	"github.com/slipway-ci/slipway/redact"
 )
 
 // Resolver is the root resolver; its methods (in schema.resolvers.go, kept
@@ -145,4 +146,15 @@ func (r *Resolver) recheck(ctx context.Context, m *slipway.Machine) *slipway.Mac
 		return m
 	}
 	return fresh
+}
+
+// redactError returns d's error with its project's repository credentials
+// masked. Errors are redacted before they are stored; this covers those
+// stored before that.
+func (r *Resolver) redactError(ctx context.Context, d *slipway.Deployment) (string, error) {
+	p, err := r.cfg.Store.Project(ctx, d.Project)
+	if err != nil {
+		return "", fmt.Errorf("project of deployment %s: %w", d.ID, err)
+	}
+	return redact.New(redact.RepoURLSecrets(p.Repo)...).Redact(d.Error), nil
 }

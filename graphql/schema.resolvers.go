@@ -12,6 +12,7 @@ import (
 
 	"github.com/slipway-ci/slipway"
 	"github.com/slipway-ci/slipway/graphql/internal/gen"
+	"github.com/slipway-ci/slipway/redact"
 )
 
 // Trigger is the resolver for the trigger field.
@@ -21,7 +22,14 @@ func (r *deploymentResolver) Trigger(ctx context.Context, obj *slipway.Deploymen
 
 // Error is the resolver for the error field.
 func (r *deploymentResolver) Error(ctx context.Context, obj *slipway.Deployment) (*string, error) {
-	return nonEmpty(obj.Error), nil
+	if obj.Error == "" {
+		return nil, nil
+	}
+	msg, err := r.redactError(ctx, obj)
+	if err != nil {
+		return nil, err
+	}
+	return nonEmpty(msg), nil
 }
 
 // FailedStep is the resolver for the failedStep field.
@@ -207,6 +215,11 @@ func (r *mutationResolver) RevokeToken(ctx context.Context, id string) (*slipway
 		}
 	}
 	return nil, slipway.Errorf(slipway.ENOTFOUND, "API token %q not found", id)
+}
+
+// Repo is the resolver for the repo field.
+func (r *projectResolver) Repo(ctx context.Context, obj *slipway.Project) (string, error) {
+	return redact.RepoURL(obj.Repo), nil
 }
 
 // WebhookURL is the resolver for the webhookURL field.

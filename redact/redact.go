@@ -175,6 +175,13 @@ func RepoURLSecrets(repo string) []string {
 	return []string{secret}
 }
 
+// RepoURL returns repo with the secrets RepoURLSecrets finds in it masked,
+// for showing a project's repository to users (the API, the CLI): the
+// store keeps the URL as given, since the builder needs its credentials.
+func RepoURL(repo string) string {
+	return New(RepoURLSecrets(repo)...).Redact(repo)
+}
+
 // Writer is an io.Writer that redacts whole lines before passing them on,
 // so a secret split across two writes is still masked. A trailing partial
 // line is passed on by Flush. It is safe for concurrent use.

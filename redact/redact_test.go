@@ -128,3 +128,19 @@ func TestWriter(t *testing.T) {
 		t.Errorf("output = %q, want %q", got, want)
 	}
 }
+
+func TestRepoURL(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"https://user:tok3n-value@github.com/o/r.git", "https://user:" + Mask + "@github.com/o/r.git"},
+		{"https://ghp_0123456789abcdefghij@github.com/o/r.git", "https://" + Mask + "@github.com/o/r.git"},
+		{"https://x:p%40ss%2Fw0rd@example.com/r", "https://x:" + Mask + "@example.com/r"},
+		{"ssh://git@github.com/o/r.git", "ssh://git@github.com/o/r.git"},
+		{"git@github.com:o/r.git", "git@github.com:o/r.git"},
+		{"file:///srv/git/r", "file:///srv/git/r"},
+	}
+	for _, tt := range tests {
+		if got := RepoURL(tt.in); got != tt.want {
+			t.Errorf("RepoURL(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}

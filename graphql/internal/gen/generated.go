@@ -185,6 +185,8 @@ type MutationResolver interface {
 	RevokeToken(ctx context.Context, id string) (*slipway.APIToken, error)
 }
 type ProjectResolver interface {
+	Repo(ctx context.Context, obj *slipway.Project) (string, error)
+
 	WebhookURL(ctx context.Context, obj *slipway.Project) (string, error)
 
 	Deployments(ctx context.Context, obj *slipway.Project, first *int) ([]*slipway.Deployment, error)
@@ -940,6 +942,7 @@ input DeployInput {
 
 type Project {
   name: String!
+  "The repository URL, with any credentials in it masked."
   repo: String!
   branch: String!
   dockerfile: String!
@@ -964,7 +967,7 @@ type Deployment {
   image: String!
   "The pushed image's digest (empty until pushed)."
   digest: String!
-  "Why the deployment failed."
+  "Why the deployment failed (secrets masked)."
   error: String
   "The Dockerfile step or phase that failed."
   failedStep: String
@@ -3185,7 +3188,7 @@ func (ec *executionContext) _Project_repo(ctx context.Context, field graphql.Col
 			return ec.fieldContext_Project_repo(ctx, field)
 		},
 		func(ctx context.Context) (any, error) {
-			return obj.Repo, nil
+			return ec.Resolvers.Project().Repo(ctx, obj)
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
@@ -3196,7 +3199,7 @@ func (ec *executionContext) _Project_repo(ctx context.Context, field graphql.Col
 	)
 }
 func (ec *executionContext) fieldContext_Project_repo(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("Project", field, false, false, "String")
+	return graphql.NewScalarFieldContext("Project", field, true, true, "String")
 }
 
 func (ec *executionContext) _Project_branch(ctx context.Context, field graphql.CollectedField, obj *slipway.Project) (ret graphql.Marshaler) {
@@ -5610,10 +5613,11 @@ func (ec *executionContext) _Project(ctx context.Context, sel ast.SelectionSet, 
 				atomic.AddUint32(&out.Invalids, 1)
 			}
 		case "repo":
-			out.Values[i] = ec._Project_repo(ctx, field, obj)
-			if out.Values[i] == graphql.Null {
-				atomic.AddUint32(&out.Invalids, 1)
-			}
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Project_repo(ctx, field, obj)
+				})
 		case "branch":
 			out.Values[i] = ec._Project_branch(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
