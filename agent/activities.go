@@ -57,6 +57,7 @@ func (a *Activities) begin(ctx context.Context, in deploy.BuildInput, phase stri
 			Deployment: in.DeploymentID,
 			Stdout:     a.cfg.Stdout,
 			Redact:     secrets.Func(),
+			SpoolDir:   a.layout.LogSpool,
 		})
 		if err != nil {
 			// The build never waits on the log path: keep going with stdout.

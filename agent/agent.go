@@ -79,15 +79,20 @@ type Layout struct {
 	Work string
 	// Podman holds podman's storage root, run root, tmp dir and config.
 	Podman string
+	// LogSpool holds the public log lines NATS could not take yet (NATS
+	// away, or the agent exited before it came back); the next publisher
+	// sends them first. See natslog.PublisherConfig.SpoolDir.
+	LogSpool string
 }
 
 // VolumeLayout returns the layout of the volume at dir.
 func VolumeLayout(dir string) Layout {
 	return Layout{
-		Root:   dir,
-		Mirror: filepath.Join(dir, "git", "mirror.git"),
-		Work:   filepath.Join(dir, "work"),
-		Podman: filepath.Join(dir, "podman"),
+		Root:     dir,
+		Mirror:   filepath.Join(dir, "git", "mirror.git"),
+		Work:     filepath.Join(dir, "work"),
+		Podman:   filepath.Join(dir, "podman"),
+		LogSpool: filepath.Join(dir, "logspool"),
 	}
 }
 

@@ -13,7 +13,9 @@
 // The package does not decide what is public or secret: callers hand the
 // Publisher only public output (its Redact hook is the last line of defence).
 // It must never block a build for long on NATS: when NATS is slow or away,
-// lines wait in a bounded buffer and still reach stdout.
+// lines wait in a bounded memory buffer, then in a bounded spool on the
+// machine's volume (spool.go) that outlives the publisher, and they always
+// reach stdout.
 package natslog
 
 import (

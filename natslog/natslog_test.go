@@ -47,6 +47,18 @@ func startArchiver(t testing.TB, url string, store *memStore) *natslog.Archiver 
 	return a
 }
 
+// restartProofArchiver starts an archiver that stays up across a NATS
+// restart: lines whose delivery the restart cut come again after a second.
+func restartProofArchiver(t testing.TB, url string, store *memStore) *natslog.Archiver {
+	t.Helper()
+	a, err := natslog.StartArchiver(t.Context(), natslog.ArchiverConfig{URL: url, Store: store, AckWait: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(a.Stop)
+	return a
+}
+
 func newPublisher(t testing.TB, cfg natslog.PublisherConfig) *natslog.Publisher {
 	t.Helper()
 	if cfg.Project == "" {
@@ -312,20 +324,9 @@ func TestStreamSurvivesServerRestart(t *testing.T) {
 }
 
 func TestPublisherRidesOutServerRestart(t *testing.T) {
-	dir := t.TempDir()
-	s1, err := natslog.StartServer(natslog.ServerConfig{StoreDir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	port := portOf(t, s1.URL())
+	s1, dir, port := stoppableServer(t)
 	store := newMemStore()
-	// The archiver stays up across the restart; lines whose delivery the
-	// restart cut come again after AckWait.
-	a, err := natslog.StartArchiver(t.Context(), natslog.ArchiverConfig{URL: s1.URL(), Store: store, AckWait: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(a.Stop)
+	a := restartProofArchiver(t, s1.URL(), store)
 	var stdout bytes.Buffer
 	p := newPublisher(t, natslog.PublisherConfig{URL: s1.URL(), Deployment: "d5", Stdout: &stdout})
 	for i := 1; i <= 300; i++ {
@@ -362,39 +363,57 @@ func TestPublisherRidesOutServerRestart(t *testing.T) {
 	}
 }
 
+// TestFullBufferDropsLinesWithoutGaps: past the memory buffer (no spool)
+// or the spool's bound, lines only reach stdout, and one line says how many
+// were dropped; the numbering has no gap.
 func TestFullBufferDropsLinesWithoutGaps(t *testing.T) {
-	dir := t.TempDir()
-	s1, err := natslog.StartServer(natslog.ServerConfig{StoreDir: dir})
-	if err != nil {
-		t.Fatal(err)
+	tests := []struct {
+		name  string
+		cfg   natslog.PublisherConfig
+		bound int64 // spool bytes, if a spool
+	}{
+		{"memory buffer", natslog.PublisherConfig{MaxBufferBytes: 8 << 10}, 0},
+		{"spool", natslog.PublisherConfig{SpoolDir: t.TempDir(), MaxSpoolBytes: 32 << 10}, 32 << 10},
 	}
-	port := portOf(t, s1.URL())
-	var stdout bytes.Buffer
-	p := newPublisher(t, natslog.PublisherConfig{URL: s1.URL(), Deployment: "d6", Stdout: &stdout, MaxBufferBytes: 8 << 10})
-	s1.Shutdown()
-	for i := 1; i <= 200; i++ {
-		p.Line("stdout", fmt.Sprintf("line %d", i))
-	}
-	if n := strings.Count(stdout.String(), "\n"); n != 200 {
-		t.Errorf("stdout got %d lines, want all 200", n)
-	}
-	accepted := p.LastLine()
-	if accepted == 0 || accepted >= 200 {
-		t.Fatalf("accepted %d lines with an 8 KiB buffer and no server, want some but not all", accepted)
-	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s1, dir, port := stoppableServer(t)
+			var stdout bytes.Buffer
+			cfg := tt.cfg
+			cfg.URL, cfg.Deployment, cfg.Stdout = s1.URL(), "d6", &stdout
+			p := newPublisher(t, cfg)
+			s1.Shutdown()
+			const total = 2000
+			for i := 1; i <= total; i++ {
+				p.Line("stdout", fmt.Sprintf("line %d", i))
+			}
+			if n := strings.Count(stdout.String(), "\n"); n != total {
+				t.Errorf("stdout got %d lines, want all %d", n, total)
+			}
+			accepted := p.LastLine()
+			if accepted == 0 || accepted >= total {
+				t.Fatalf("accepted %d lines with a full buffer and no server, want some but not all", accepted)
+			}
+			if tt.bound > 0 {
+				if size := spoolSize(t, cfg.SpoolDir); size > tt.bound {
+					t.Errorf("spool holds %d bytes, bound is %d", size, tt.bound)
+				}
+			}
 
-	s2 := startServer(t, natslog.ServerConfig{StoreDir: dir, Port: port})
-	closePublisher(t, p)
-	store := newMemStore()
-	a := startArchiver(t, s2.URL(), store)
-	waitFor(t, a, "d6", accepted+1)
-	lines := storedLines(t, store, "d6")
-	if int64(len(lines)) != accepted+1 {
-		t.Fatalf("stored %d lines, want %d accepted + 1 notice", len(lines), accepted)
-	}
-	notice := lines[len(lines)-1].Text
-	if want := fmt.Sprintf("%d log lines were not published", 200-accepted); !strings.Contains(notice, want) {
-		t.Errorf("last line = %q, want it to say %q", notice, want)
+			s2 := startServer(t, natslog.ServerConfig{StoreDir: dir, Port: port})
+			closePublisher(t, p)
+			store := newMemStore()
+			a := startArchiver(t, s2.URL(), store)
+			waitFor(t, a, "d6", accepted+1)
+			lines := storedLines(t, store, "d6")
+			if int64(len(lines)) != accepted+1 {
+				t.Fatalf("stored %d lines, want %d accepted + 1 notice", len(lines), accepted)
+			}
+			notice := lines[len(lines)-1].Text
+			if want := fmt.Sprintf("%d log lines were not published", total-accepted); !strings.Contains(notice, want) {
+				t.Errorf("last line = %q, want it to say %q", notice, want)
+			}
+		})
 	}
 }
 

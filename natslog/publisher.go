@@ -38,10 +38,22 @@ type PublisherConfig struct {
 	// example to mask secrets.
 	Redact func(string) string
 	// MaxBufferBytes bounds the published-but-unacknowledged lines held in
-	// memory while NATS is slow or away. Past it new lines only reach
-	// Stdout, and one line saying how many were dropped is published once
-	// there is room again. Default 64 MiB.
+	// memory while NATS is slow or away. Past it new lines go to the
+	// spool (SpoolDir), or without one only reach Stdout, and one line
+	// saying how many were dropped is published once there is room again.
+	// Default 64 MiB.
 	MaxBufferBytes int
+	// SpoolDir, when set, is a directory on the machine's volume where
+	// lines wait while NATS is unreachable or the memory buffer is full.
+	// They are published from there, in order and with their numbers,
+	// when NATS is back. Lines a publisher could not send before Close
+	// gave up stay there, and the next publisher started on the same
+	// directory (for any deployment) sends them first. Without it such
+	// lines are lost to the stream once Close gives up.
+	SpoolDir string
+	// MaxSpoolBytes bounds the spool on disk; past it lines only reach
+	// Stdout and a line saying how many were dropped follows. Default 1 GiB.
+	MaxSpoolBytes int64
 	// Now is the clock that stamps lines; default time.Now.
 	Now func() time.Time
 }
@@ -64,7 +76,11 @@ const (
 // Writing a line never waits for NATS: lines are queued and a background
 // goroutine publishes them asynchronously, republishing (with the same
 // Nats-Msg-Id) any line whose ack fails, times out or is lost in a
-// reconnect, until Close. A Publisher is safe for concurrent use.
+// reconnect, until Close. With a SpoolDir, lines written while NATS is
+// unreachable (or the memory buffer is full) are appended to a file there
+// and published from it when NATS is back, and Close leaves what NATS did
+// not take for the next Publisher on that directory. A Publisher is safe
+// for concurrent use.
 type Publisher struct {
 	cfg     PublisherConfig
 	log     *zap.Logger
@@ -84,6 +100,14 @@ type Publisher struct {
 	closed       bool
 	writers      map[*LineWriter]struct{}
 
+	// The spool (spool.go); used only with SpoolDir.
+	segs       []*segment // segments with lines still to read, oldest first
+	cur        *segment   // the segment new lines are appended to, or nil
+	live       int        // segment files held and not yet removed
+	spoolBytes int64      // bytes in those files
+	lastKey    int64
+	spoolErr   error // why the spool last refused a line
+
 	wake    chan struct{} // worker: something to publish
 	emptied chan struct{} // Close: pending became empty
 	stop    chan struct{}
@@ -96,6 +120,8 @@ type Publisher struct {
 type pendingLine struct {
 	n    int64
 	size int
+	seg  *segment // the spool segment it was read from, if any
+	off  int64    // its offset there
 }
 
 // NewPublisher connects to NATS (reconnecting forever, buffering while
@@ -114,6 +140,9 @@ func NewPublisher(ctx context.Context, cfg PublisherConfig) (*Publisher, error) 
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.MaxSpoolBytes <= 0 {
+		cfg.MaxSpoolBytes = defaultMaxSpoolBytes
 	}
 	p := &Publisher{
 		cfg:     cfg,
@@ -136,6 +165,7 @@ func NewPublisher(ctx context.Context, cfg PublisherConfig) (*Publisher, error) 
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
 			p.log.Info("log stream reconnected", zap.String("url", nc.ConnectedUrlRedacted()))
+			signal(p.wake)
 		}),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 			p.log.Warn("log stream error", zap.Error(err))
@@ -159,6 +189,17 @@ func NewPublisher(ctx context.Context, cfg PublisherConfig) (*Publisher, error) 
 	if err != nil {
 		nc.Close()
 		return nil, err
+	}
+	if cfg.SpoolDir != "" {
+		// Lines an earlier publisher left behind go first; if some are
+		// this deployment's, numbering continues after them.
+		spooled, err := p.adoptSpool()
+		if err != nil {
+			p.releaseSpool()
+			nc.Close()
+			return nil, err
+		}
+		p.last = max(p.last, spooled)
 	}
 	go p.run()
 	return p, nil
@@ -277,7 +318,7 @@ func (p *Publisher) acceptLocked(now time.Time, stream, step, text string) (star
 	if p.closed {
 		return false
 	}
-	if p.dropped > 0 && p.pendingBytes < p.cfg.MaxBufferBytes/2 {
+	if p.dropped > 0 && p.roomLocked() {
 		n := p.dropped
 		p.dropped = 0
 		p.queueLocked(now, "stderr", step, droppedNotice(n), true)
@@ -289,19 +330,40 @@ func (p *Publisher) acceptLocked(now time.Time, stream, step, text string) (star
 	return false
 }
 
+// roomLocked reports whether there is room again after lines were
+// dropped: the spool or the memory buffer is at most half full.
+func (p *Publisher) roomLocked() bool {
+	if p.cfg.SpoolDir != "" && p.spoolErr == nil && p.spoolBytes < p.cfg.MaxSpoolBytes/2 {
+		return true
+	}
+	return p.pendingBytes < p.cfg.MaxBufferBytes/2 && (p.cfg.SpoolDir == "" || len(p.segs) == 0 && p.nc.IsConnected())
+}
+
 func droppedNotice(n int64) string {
 	return fmt.Sprintf("[slipway] %d log lines were not published: the log stream was unavailable", n)
 }
 
-// queueLocked numbers a line and queues it, unless the buffer is full and
-// force is false.
+// queueLocked numbers a line and queues it in memory, or appends it to
+// the spool while NATS is away, the memory buffer is full or older lines
+// wait in the spool. It reports false if there is no room for the line
+// and force is false.
 func (p *Publisher) queueLocked(now time.Time, stream, step, text string, force bool) bool {
 	l := slipway.LogLine{Deployment: p.cfg.Deployment, N: p.last + 1, Time: now, Stream: stream, Step: step, Text: text}
 	data, err := json.Marshal(l)
 	if err != nil { // only a clock outside years 0-9999 gets here; count it as dropped
 		return false
 	}
-	if !force && len(p.pending) > 0 && p.pendingBytes+len(data) > p.cfg.MaxBufferBytes {
+	full := len(p.pending) > 0 && p.pendingBytes+len(data) > p.cfg.MaxBufferBytes
+	if p.cfg.SpoolDir != "" && (full || p.cur != nil || len(p.segs) > 0 || !p.nc.IsConnected()) {
+		if p.spoolLocked(data) {
+			p.last = l.N
+			signal(p.wake)
+			return true
+		}
+		if !force {
+			return false
+		}
+	} else if full && !force {
 		return false
 	}
 	p.last = l.N
@@ -344,13 +406,21 @@ func signal(ch chan struct{}) {
 func (p *Publisher) onAck(_ jetstream.JetStream, m *nats.Msg, _ *jetstream.PubAck) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	if pl, ok := p.pending[m]; ok {
+	pl, ok := p.pending[m]
+	if ok {
 		delete(p.pending, m)
 		p.pendingBytes -= pl.size
 	}
 	p.retryRounds = 0
+	if ok && pl.seg != nil {
+		pl.seg.unacked--
+		p.retireLocked(pl.seg)
+	}
 	if len(p.pending) == 0 {
 		signal(p.emptied)
+	}
+	if len(p.segs) > 0 {
+		signal(p.wake) // the buffer has room: the spool may drain
 	}
 }
 
@@ -393,12 +463,31 @@ func (p *Publisher) run() {
 		p.mu.Unlock()
 
 		if len(batch) == 0 {
+			if p.nc.IsConnected() && p.drain() {
+				continue
+			}
+			// While lines wait in the spool, look again now and then in
+			// case a wake-up was missed.
+			var poll <-chan time.Time
+			var t *time.Timer
+			if p.spooling() {
+				t = time.NewTimer(retryWaitMax / 4)
+				poll = t.C
+			}
+			stopped := false
 			select {
 			case <-p.wake:
-				continue
+			case <-poll:
 			case <-p.stop:
+				stopped = true
+			}
+			if t != nil {
+				t.Stop()
+			}
+			if stopped {
 				return
 			}
+			continue
 		}
 		if retrying && !p.sleep(backoff(rounds)) {
 			return
@@ -521,9 +610,12 @@ func (w *LineWriter) Close() error {
 }
 
 // Close flushes every open Writer, waits until NATS acknowledged every line
-// or ctx is done, and closes the connection. Lines written after Close only
-// reach Stdout. It is safe to call more than once; later calls return the
-// first call's result.
+// (including those in the spool) or ctx is done, and closes the connection.
+// When ctx ends first, the lines not acknowledged are an error without a
+// SpoolDir; with one they are kept in the spool for the next Publisher and
+// only failing to write them there is an error. Lines written after Close
+// only reach Stdout. It is safe to call more than once; later calls return
+// the first call's result.
 func (p *Publisher) Close(ctx context.Context) error {
 	p.closeOnce.Do(func() { p.closeErr = p.close(ctx) })
 	return p.closeErr
@@ -554,7 +646,7 @@ func (p *Publisher) close(ctx context.Context) error {
 	var err error
 	for {
 		p.mu.Lock()
-		left := len(p.pending)
+		left := len(p.pending) + p.live
 		p.mu.Unlock()
 		if left == 0 {
 			break
@@ -564,6 +656,8 @@ func (p *Publisher) close(ctx context.Context) error {
 			continue
 		case <-ctx.Done():
 		}
+		close(p.stop)
+		<-p.done
 		p.mu.Lock()
 		left, first := len(p.pending), int64(0)
 		for _, pl := range p.pending {
@@ -571,17 +665,50 @@ func (p *Publisher) close(ctx context.Context) error {
 				first = pl.n
 			}
 		}
-		p.mu.Unlock()
-		if left > 0 {
-			err = fmt.Errorf("close log publisher for %s: %d lines (from line %d) not acknowledged by NATS: %w", p.cfg.Deployment, left, first, ctx.Err())
-			p.log.Warn("log lines not acknowledged at close", zap.Int("lines", left), zap.Int64("firstLine", first))
+		if p.cfg.SpoolDir != "" {
+			// Everything not acknowledged stays on disk for the next
+			// publisher; only failing to keep it is an error.
+			kept, perr := p.persistSpoolLocked()
+			p.mu.Unlock()
+			p.log.Warn("NATS did not take every log line before close: the rest stays in the spool",
+				zap.String("spool", p.cfg.SpoolDir), zap.Int("memoryLines", kept), zap.Int("unacknowledged", left))
+			if perr != nil {
+				err = fmt.Errorf("close log publisher for %s: keep unsent lines in spool %s: %w", p.cfg.Deployment, p.cfg.SpoolDir, perr)
+			}
+		} else {
+			p.mu.Unlock()
+			if left > 0 {
+				err = fmt.Errorf("close log publisher for %s: %d lines (from line %d) not acknowledged by NATS: %w", p.cfg.Deployment, left, first, ctx.Err())
+				p.log.Warn("log lines not acknowledged at close", zap.Int("lines", left), zap.Int64("firstLine", first))
+			}
 		}
-		break
+		p.nc.Close()
+		return err
 	}
 	close(p.stop)
 	<-p.done
 	p.nc.Close()
-	return err
+	return nil
+}
+
+// spooling reports whether lines wait in the spool.
+func (p *Publisher) spooling() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.segs) > 0
+}
+
+// releaseSpool lets go of the segments adopted by a publisher that failed
+// to start, for the next one.
+func (p *Publisher) releaseSpool() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, s := range p.segs {
+		if s.rf != nil {
+			_ = s.rf.Close()
+		}
+	}
+	p.segs = nil
 }
 
 // LastLine returns the number of the last line accepted for publishing
