@@ -240,6 +240,9 @@ func pushPayload(t *testing.T, repoURL, branch, before, after string) []byte {
 	repo["git_url"] = repoURL
 	repo["ssh_url"] = repoURL
 	repo["url"] = repoURL
+	// The push happens now, as GitHub would say: the fixture's 2019
+	// pushed_at would be past the server's webhook window.
+	repo["pushed_at"] = time.Now().Unix()
 	out, _ := json.Marshal(p)
 	return out
 }

@@ -9,7 +9,8 @@
 // deployment (deduplicated by delivery id) and starts its workflow. It never
 // writes to the store itself and does nothing for a delivery it rejects; it
 // must not build, fetch or wait for anything, so it answers within
-// milliseconds.
+// milliseconds. A push delivery older than the webhook window
+// (HandlerConfig.MaxAge) whose commit was already deployed builds nothing.
 package github
 
 import (
@@ -47,6 +48,10 @@ const deployTimeout = 30 * time.Second
 // zeroSHA is the "after" of a push that deletes a ref.
 const zeroSHA = "0000000000000000000000000000000000000000"
 
+// DefaultMaxAge is the webhook window `slipway server` uses unless told
+// otherwise (--webhook-max-age).
+const DefaultMaxAge = time.Hour
+
 // HandlerConfig configures NewHandler. Store and Deployer are required.
 type HandlerConfig struct {
 	// Store finds the projects registered for a delivery's repository
@@ -65,8 +70,20 @@ type HandlerConfig struct {
 	// repositories"). Empty disables it: each project's own
 	// WebhookSecret is then the only secret accepted.
 	AppSecret string
+	// MaxAge is the webhook window: a push delivery whose push happened
+	// longer ago than this (by the payload's repository.pushed_at, else its
+	// head commit's timestamp) builds nothing when its commit was already
+	// deployed from the same branch, whatever its delivery id; one whose
+	// commit is new still builds. It stops a captured delivery from being
+	// replayed later to roll a project back. Zero or less turns the check
+	// off (a replay under a new id of a commit among the project's recent
+	// webhook deployments still builds nothing: the Deployer sees to that).
+	MaxAge time.Duration
 	// Logger receives one record per delivery. Nil means slog.Default().
 	Logger *slog.Logger
+	// Now is the clock deliveries' ages are measured with; nil means
+	// time.Now.
+	Now func() time.Time
 }
 
 // Response is the JSON body of every answer the handler gives.
@@ -88,7 +105,9 @@ type handler struct {
 	deployer  slipway.Deployer
 	maxBody   int64
 	appSecret string
+	maxAge    time.Duration
 	log       *slog.Logger
+	now       func() time.Time
 }
 
 // NewHandler returns the handler for POST /webhooks/github (see Path).
@@ -103,12 +122,17 @@ func NewHandler(cfg HandlerConfig) http.Handler {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
 	return &handler{
 		store:     cfg.Store,
 		deployer:  cfg.Deployer,
 		maxBody:   cfg.MaxBodyBytes,
 		appSecret: cfg.AppSecret,
+		maxAge:    cfg.MaxAge,
 		log:       cfg.Logger,
+		now:       cfg.Now,
 	}
 }
 
@@ -301,6 +325,7 @@ func (h *handler) push(ctx context.Context, ev *gh.PushEvent, projects []*slipwa
 
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), deployTimeout)
 	defer cancel()
+	pushedAt, age, stale := h.staleness(ev)
 	var (
 		resp             Response
 		notes            []string
@@ -320,6 +345,25 @@ func (h *handler) push(ctx context.Context, ev *gh.PushEvent, projects []*slipwa
 		if !branchMatches(filter, branch) {
 			notes = append(notes, fmt.Sprintf("%sbranch %s does not match project filter %s", prefix, branch, filter))
 			continue
+		}
+		if stale {
+			known, err := h.deployedBefore(ctx, p.Name, branch, after)
+			if err != nil {
+				h.log.Error("look up earlier deployments", "project", p.Name, "delivery", id, "commit", after, "err", err)
+				if firstErr == nil {
+					firstErr = err
+				}
+				notes = append(notes, prefix+userMessage(err))
+				continue
+			}
+			if known != nil {
+				resp.Deployments = append(resp.Deployments, known.ID)
+				redeliv++
+				h.log.Info("stale webhook push ignored", "project", p.Name, "deployment", known.ID, "delivery", id, "ref", ref, "commit", after, "pushed_at", pushedAt, "age", age)
+				notes = append(notes, fmt.Sprintf("%sstale delivery: its push is %s old (pushed at %s), past the webhook window of %s, and commit %s of %s was already deployed as %s: nothing new was queued (push again to rebuild, or use `slipway deploy`)",
+					prefix, age.Round(time.Second), pushedAt.UTC().Format(time.RFC3339), h.maxAge, short(after), branch, known.ID))
+				continue
+			}
 		}
 		req := slipway.DeployRequest{
 			Project:    p.Name,
@@ -347,9 +391,12 @@ func (h *handler) push(ctx context.Context, ev *gh.PushEvent, projects []*slipwa
 		if isNew {
 			created++
 			notes = append(notes, fmt.Sprintf("%sdeployment %s of %s at %s queued", prefix, dep.ID, branch, short(after)))
-		} else {
+		} else if dep.DeliveryID == req.DeliveryID {
 			redeliv++
 			notes = append(notes, fmt.Sprintf("%sredelivery of delivery %s: deployment %s was already created for it, nothing new was queued", prefix, id, dep.ID))
+		} else {
+			redeliv++
+			notes = append(notes, fmt.Sprintf("%sreplay of an earlier push: commit %s of %s was already deployed as %s, nothing new was queued", prefix, short(after), branch, dep.ID))
 		}
 	}
 	if len(resp.Deployments) > 0 {
@@ -360,9 +407,58 @@ func (h *handler) push(ctx context.Context, ev *gh.PushEvent, projects []*slipwa
 	case firstErr != nil:
 		return statusFor(firstErr), resp
 	case created == 0 && redeliv > 0:
+		// A redelivery or a stale delivery of a deployed commit is 200, not
+		// a 4xx: the delivery is authentic and its push is handled, so the
+		// forge's delivery log should show it as delivered (GitHub and
+		// Gitea do not redeliver on their own; a 4xx would only invite a
+		// manual redelivery that gets the same answer).
 		return http.StatusOK, resp
 	}
 	return http.StatusAccepted, resp
+}
+
+// staleness returns when the push was made and how long ago, and whether
+// that is past the webhook window. The push time is the payload's
+// repository.pushed_at (GitHub), else its head commit's timestamp, else
+// its newest commit's (Gitea, Forgejo and Gogs send no pushed_at). A
+// delivery that says nothing about time is never stale; a push time in the
+// future (clock skew) counts as now.
+func (h *handler) staleness(ev *gh.PushEvent) (pushedAt time.Time, age time.Duration, stale bool) {
+	if h.maxAge <= 0 {
+		return time.Time{}, 0, false
+	}
+	switch {
+	case ev.GetRepo().GetPushedAt().Unix() > 0:
+		pushedAt = ev.GetRepo().GetPushedAt().Time
+	case ev.GetHeadCommit().GetTimestamp().Unix() > 0:
+		pushedAt = ev.GetHeadCommit().GetTimestamp().Time
+	default:
+		for _, c := range ev.Commits {
+			if ts := c.GetTimestamp().Time; ts.Unix() > 0 && ts.After(pushedAt) {
+				pushedAt = ts
+			}
+		}
+	}
+	if pushedAt.IsZero() {
+		return time.Time{}, 0, false
+	}
+	age = max(h.now().Sub(pushedAt), 0)
+	return pushedAt, age, age > h.maxAge
+}
+
+// deployedBefore returns the latest deployment of commit from branch in
+// project, or nil when it was never deployed from there.
+func (h *handler) deployedBefore(ctx context.Context, project, branch, commit string) (*slipway.Deployment, error) {
+	ds, err := h.store.Deployments(ctx, project, 0)
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range ds {
+		if strings.EqualFold(d.Commit, commit) && strings.TrimPrefix(d.Ref, "refs/heads/") == branch {
+			return d, nil
+		}
+	}
+	return nil, nil
 }
 
 // statusFor maps an application error to the HTTP status the forge sees.

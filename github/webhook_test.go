@@ -17,6 +17,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/slipway-ci/slipway"
 )
@@ -31,11 +32,28 @@ const (
 	commit  = "6113728f27ae82c7b1a177c8d03f9e96e0adf246"
 )
 
-// fakeStore serves ProjectsByRepo from a fixed list. The embedded nil Store
-// makes any other method panic: the handler must not call them.
+// fakeStore serves ProjectsByRepo and Deployments from fixed lists. The
+// embedded nil Store makes any other method panic: the handler must not
+// call them.
 type fakeStore struct {
 	slipway.Store
-	projects []*slipway.Project
+	projects    []*slipway.Project
+	deployments []*slipway.Deployment
+	err         error // returned by Deployments when set
+}
+
+func (s *fakeStore) Deployments(_ context.Context, project string, limit int) ([]*slipway.Deployment, error) {
+	if s.err != nil {
+		return nil, s.err
+	}
+	var out []*slipway.Deployment
+	for _, d := range s.deployments {
+		if d.Project == project && (limit <= 0 || len(out) < limit) {
+			cp := *d
+			out = append(out, &cp)
+		}
+	}
+	return out, nil
 }
 
 func (s *fakeStore) ProjectsByRepo(_ context.Context, urls []string) ([]*slipway.Project, error) {
@@ -106,7 +124,12 @@ func newServer(t *testing.T, cfg HandlerConfig, projects ...*slipway.Project) (s
 	if cfg.Deployer != nil {
 		dep = cfg.Deployer.(*fakeDeployer)
 	}
-	cfg.Store, cfg.Deployer = &fakeStore{projects: projects}, dep
+	store := &fakeStore{}
+	if cfg.Store != nil {
+		store = cfg.Store.(*fakeStore)
+	}
+	store.projects = projects
+	cfg.Store, cfg.Deployer = store, dep
 	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	srv := httptest.NewServer(NewHandler(cfg))
 	t.Cleanup(srv.Close)
@@ -638,5 +661,136 @@ func TestBranchMatches(t *testing.T) {
 		if got := branchMatches(tt.filter, tt.branch); got != tt.want {
 			t.Errorf("branchMatches(%q, %q) = %v, want %v", tt.filter, tt.branch, got, tt.want)
 		}
+	}
+}
+
+// TestDeliveryAge: a delivery older than the webhook window builds nothing
+// when its commit was already deployed from its branch, whatever its
+// delivery id; one whose commit is new still builds. The fixture's push
+// (push.with-new-branch) has repository.pushed_at 1557933657
+// (2019-05-15T15:20:57Z) and a head commit of 2019-05-15T15:19:25Z.
+func TestDeliveryAge(t *testing.T) {
+	pushedAt := time.Unix(1557933657, 0)
+	known := &slipway.Deployment{ID: "d-known", Project: "web", Ref: "refs/heads/master", Commit: commit, Trigger: slipway.TriggerWebhook, DeliveryID: "first"}
+	elsewhere := &slipway.Deployment{ID: "d-other-branch", Project: "web", Ref: "refs/heads/other", Commit: commit, Trigger: slipway.TriggerWebhook}
+	manual := &slipway.Deployment{ID: "d-manual", Project: "web", Ref: "master", Commit: commit, Trigger: slipway.TriggerManual}
+	otherCommit := &slipway.Deployment{ID: "d-old", Project: "web", Ref: "refs/heads/master", Commit: strings.Repeat("b", 40), Trigger: slipway.TriggerWebhook}
+	noTimes := func(m map[string]any) {
+		delete(m["repository"].(map[string]any), "pushed_at")
+		delete(m, "head_commit")
+		for _, c := range m["commits"].([]any) {
+			delete(c.(map[string]any), "timestamp")
+		}
+	}
+	tests := []struct {
+		name        string
+		maxAge      time.Duration
+		now         time.Time
+		deployed    []*slipway.Deployment
+		edit        func(m map[string]any)
+		wantStatus  int
+		wantMessage string
+		wantDeploy  bool
+		wantID      string
+	}{
+		{
+			name: "stale, commit deployed from the branch", maxAge: time.Hour, now: pushedAt.Add(2 * time.Hour), deployed: []*slipway.Deployment{otherCommit, known},
+			wantStatus: http.StatusOK, wantID: "d-known",
+			wantMessage: "stale delivery: its push is 2h0m0s old (pushed at 2019-05-15T15:20:57Z), past the webhook window of 1h0m0s, and commit 6113728f27ae of master was already deployed as d-known: nothing new was queued",
+		},
+		{
+			name: "stale, commit deployed by hand from the branch", maxAge: time.Hour, now: pushedAt.Add(2 * time.Hour), deployed: []*slipway.Deployment{manual},
+			wantStatus: http.StatusOK, wantID: "d-manual", wantMessage: "already deployed as d-manual",
+		},
+		{
+			name: "stale, commit new", maxAge: time.Hour, now: pushedAt.Add(2 * time.Hour), deployed: []*slipway.Deployment{otherCommit},
+			wantStatus: http.StatusAccepted, wantMessage: "queued", wantDeploy: true,
+		},
+		{
+			name: "stale, commit deployed only from another branch", maxAge: time.Hour, now: pushedAt.Add(2 * time.Hour), deployed: []*slipway.Deployment{elsewhere},
+			wantStatus: http.StatusAccepted, wantMessage: "queued", wantDeploy: true,
+		},
+		{
+			name: "within the window, commit deployed: the Deployer decides", maxAge: time.Hour, now: pushedAt.Add(30 * time.Minute), deployed: []*slipway.Deployment{known},
+			wantStatus: http.StatusAccepted, wantMessage: "queued", wantDeploy: true,
+		},
+		{
+			name: "window off", maxAge: 0, now: pushedAt.Add(24 * 365 * time.Hour), deployed: []*slipway.Deployment{known},
+			wantStatus: http.StatusAccepted, wantMessage: "queued", wantDeploy: true,
+		},
+		{
+			name: "pushed_at as an RFC 3339 string", maxAge: time.Hour, now: pushedAt.Add(2 * time.Hour), deployed: []*slipway.Deployment{known},
+			edit:       func(m map[string]any) { m["repository"].(map[string]any)["pushed_at"] = "2019-05-15T15:20:57Z" },
+			wantStatus: http.StatusOK, wantID: "d-known", wantMessage: "pushed at 2019-05-15T15:20:57Z",
+		},
+		{
+			name: "gitea: no pushed_at, the head commit's time", maxAge: time.Hour, now: pushedAt.Add(2 * time.Hour), deployed: []*slipway.Deployment{known},
+			edit:       func(m map[string]any) { delete(m["repository"].(map[string]any), "pushed_at") },
+			wantStatus: http.StatusOK, wantID: "d-known", wantMessage: "pushed at 2019-05-15T15:19:25Z",
+		},
+		{
+			name: "no head commit: the newest commit's time", maxAge: time.Hour, now: pushedAt.Add(2 * time.Hour), deployed: []*slipway.Deployment{known},
+			edit: func(m map[string]any) {
+				delete(m["repository"].(map[string]any), "pushed_at")
+				delete(m, "head_commit")
+			},
+			wantStatus: http.StatusOK, wantID: "d-known", wantMessage: "pushed at 2019-05-15T15:19:25Z",
+		},
+		{
+			name: "no time at all: never stale", maxAge: time.Hour, now: pushedAt.Add(24 * time.Hour), deployed: []*slipway.Deployment{known}, edit: noTimes,
+			wantStatus: http.StatusAccepted, wantMessage: "queued", wantDeploy: true,
+		},
+		{
+			name: "pushed in the future (clock skew)", maxAge: time.Hour, now: pushedAt.Add(-3 * time.Hour), deployed: []*slipway.Deployment{known},
+			wantStatus: http.StatusAccepted, wantMessage: "queued", wantDeploy: true,
+		},
+		{
+			name: "pushed_at of the wrong type", maxAge: time.Hour, now: pushedAt, deployed: []*slipway.Deployment{known},
+			edit:       func(m map[string]any) { m["repository"].(map[string]any)["pushed_at"] = map[string]any{"evil": 1} },
+			wantStatus: http.StatusBadRequest, wantMessage: "malformed push payload",
+		},
+	}
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			now := tt.now
+			target, dep := newServer(t, HandlerConfig{MaxAge: tt.maxAge, Now: func() time.Time { return now }, Store: &fakeStore{deployments: tt.deployed}}, webProject())
+			body := fixture(t, "push.with-new-branch.payload.json", tt.edit)
+			// A new delivery id: a replay of the push under another id.
+			status, resp := send(t, http.MethodPost, target, headers("X-GitHub-Delivery", fmt.Sprintf("replayed-%d", i))(body), body)
+			if status != tt.wantStatus || !strings.Contains(resp.Message, tt.wantMessage) {
+				t.Errorf("POST %s = %d %q, want %d %q", tt.name, status, resp.Message, tt.wantStatus, tt.wantMessage)
+			}
+			if calls := dep.requests(); (len(calls) == 1) != tt.wantDeploy || len(calls) > 1 {
+				t.Errorf("POST %s: Deploy calls %+v, want a call: %v", tt.name, calls, tt.wantDeploy)
+			}
+			if tt.wantID != "" && (resp.Deployment != tt.wantID || len(resp.Deployments) != 1) {
+				t.Errorf("POST %s: deployments %q, want the earlier %s", tt.name, resp.Deployments, tt.wantID)
+			}
+		})
+	}
+
+	t.Run("store error", func(t *testing.T) {
+		target, dep := newServer(t, HandlerConfig{MaxAge: time.Hour, Now: func() time.Time { return pushedAt.Add(2 * time.Hour) },
+			Store: &fakeStore{err: errors.New("database is locked")}}, webProject())
+		body := push(t, nil)
+		status, resp := send(t, http.MethodPost, target, headers()(body), body)
+		if status != http.StatusInternalServerError || resp.Message != "internal error" || len(dep.requests()) != 0 {
+			t.Errorf("POST with a failing store = %d %q, %d Deploy calls; want 500 internal error and none", status, resp.Message, len(dep.requests()))
+		}
+	})
+}
+
+// A Deployer that returns an earlier deployment made for another delivery
+// (the replay of a deployed commit under a new id) is answered 200 with a
+// message saying so.
+func TestReplayUnderNewID(t *testing.T) {
+	dep := &fakeDeployer{byDelivery: map[string]*slipway.Deployment{}}
+	target, _ := newServer(t, HandlerConfig{Deployer: dep}, webProject())
+	body := push(t, nil)
+	dep.byDelivery["replayed"] = &slipway.Deployment{ID: "d-first", Project: "web", Commit: commit, DeliveryID: "original"}
+	status, resp := send(t, http.MethodPost, target, headers("X-GitHub-Delivery", "replayed")(body), body)
+	if status != http.StatusOK || resp.Deployment != "d-first" ||
+		resp.Message != "replay of an earlier push: commit 6113728f27ae of master was already deployed as d-first, nothing new was queued" {
+		t.Errorf("replay = %d %+v, want 200 naming d-first", status, resp)
 	}
 }

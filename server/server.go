@@ -85,6 +85,11 @@ type Config struct {
 	MaxBuilds int
 	// MaxBuild bounds a single build; default one hour.
 	MaxBuild time.Duration
+	// WebhookMaxAge is the webhook window: a push delivered more than this
+	// long after the push (GitHub's repository.pushed_at) builds nothing
+	// when its commit was already deployed from its branch. Zero means
+	// github.DefaultMaxAge (one hour); negative turns the check off.
+	WebhookMaxAge time.Duration
 	// Demo creates a demo project on start and deploys it.
 	Demo bool
 	// Logger receives the server's messages; default a text logger on
@@ -115,6 +120,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxBuild <= 0 {
 		c.MaxBuild = time.Hour
+	}
+	if c.WebhookMaxAge == 0 {
+		c.WebhookMaxAge = github.DefaultMaxAge
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
@@ -319,7 +327,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	}
 
 	mux := http.NewServeMux()
-	mux.Handle("/webhooks/github", github.NewHandler(github.HandlerConfig{Store: store, Deployer: svc, Logger: log}))
+	mux.Handle("/webhooks/github", github.NewHandler(github.HandlerConfig{Store: store, Deployer: svc, MaxAge: cfg.WebhookMaxAge, Logger: log}))
 	mux.Handle("/graphql", graphql.NewHandler(graphql.Config{Store: store, Deployer: svc, Machines: machines, Tokens: store, Live: watcher,
 		PublicURL: publicURL, Logger: log}))
 	if reg != nil {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/slipway-ci/slipway/agent"
 	"github.com/slipway-ci/slipway/cmd/internal/agentcmd"
+	"github.com/slipway-ci/slipway/github"
 	"github.com/slipway-ci/slipway/server"
 )
 
@@ -42,6 +43,11 @@ and writes it to DATA-DIR/admin-token (mode 0600); the CLI run from the
 directory holding ./slipway-data reads it from there.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if cfg.WebhookMaxAge == 0 {
+				cfg.WebhookMaxAge = -1 // 0 on the command line turns the window off
+			} else if cfg.WebhookMaxAge < 0 {
+				return fmt.Errorf("--webhook-max-age %s: want a positive duration such as 1h, or 0 to turn the check off", cfg.WebhookMaxAge)
+			}
 			cfg.Logger = slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelInfo}))
 			cfg.Ready = func(url string) {
 				fmt.Fprintf(cmd.OutOrStdout(), "Slipway is running: open %s\n", url)
@@ -62,6 +68,8 @@ directory holding ./slipway-data reads it from there.`,
 	f.StringVar(&cfg.Registry, "registry", os.Getenv("SLIPWAY_REGISTRY"), "external registry host[:port][/prefix] to push to (default: embedded at /v2/)")
 	f.DurationVar(&cfg.MaxBuild, "max-build", time.Hour, "maximum duration of one build")
 	f.IntVar(&cfg.MaxBuilds, "max-builds", 4, "builds that may run at once across all projects (each project builds one at a time)")
+	f.DurationVar(&cfg.WebhookMaxAge, "webhook-max-age", github.DefaultMaxAge,
+		"webhook window: a push delivered longer than this after it was made (a replayed or late delivery) builds nothing if its commit was already deployed from its branch; 0 turns the check off")
 	f.BoolVar(&cfg.Demo, "demo", false, "create and deploy a demo project that builds offline")
 	f.StringVar(&cfg.AgentBinary, "agent-binary", os.Getenv("SLIPWAY_AGENT_BINARY"),
 		"executable run as 'BINARY agent ...' on each machine (default: slipway-agent next to this executable, else this executable)")
