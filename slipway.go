@@ -55,6 +55,9 @@ type Project struct {
 	Context string `json:"context"`
 	// WebhookSecret is the HMAC secret forges sign deliveries with.
 	WebhookSecret string `json:"-"`
+	// LogRetention is how long and how much build log the store keeps;
+	// the zero value keeps everything.
+	LogRetention LogRetention `json:"logRetention"`
 	// CreatedAt is when the project was registered.
 	CreatedAt time.Time `json:"createdAt"`
 }
@@ -93,10 +96,13 @@ type Deployment struct {
 	Timings map[string]int64 `json:"timings,omitempty"`
 	// Steps are the Dockerfile steps the build ran, with their durations
 	// and whether the layer cache served them.
-	Steps      []BuildStep `json:"steps,omitempty"`
-	CreatedAt  time.Time   `json:"createdAt"`
-	StartedAt  *time.Time  `json:"startedAt,omitempty"`
-	FinishedAt *time.Time  `json:"finishedAt,omitempty"`
+	Steps []BuildStep `json:"steps,omitempty"`
+	// LogPruned is true once the project's log retention deleted the
+	// deployment's log lines; the record itself is kept.
+	LogPruned  bool       `json:"logPruned,omitempty"`
+	CreatedAt  time.Time  `json:"createdAt"`
+	StartedAt  *time.Time `json:"startedAt,omitempty"`
+	FinishedAt *time.Time `json:"finishedAt,omitempty"`
 }
 
 // LogLine is one numbered line of a deployment's public build output.

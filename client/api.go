@@ -19,6 +19,11 @@ type AddProjectInput struct {
 	Dockerfile    string
 	Context       string
 	WebhookSecret string
+	// LogRetention and LogRetentionSize are the project's log retention
+	// limits as slipway.ParseLogAge and slipway.ParseLogSize read them
+	// ("30d", "500MB"); empty keeps everything.
+	LogRetention     string
+	LogRetentionSize string
 }
 
 // AddProjectResult is a registered project with what to configure in the
@@ -37,17 +42,18 @@ type DeployInput struct {
 	Ref     string
 }
 
-const projectFields = `name repo branch dockerfile context createdAt`
+const projectFields = `name repo branch dockerfile context createdAt logRetention { maxAgeSeconds maxBytes }`
 
 const deploymentFields = `id project ref commit trigger status image digest error failedStep
-	timings { phase ms } steps { n instruction cached durationMs } createdAt startedAt finishedAt`
+	timings { phase ms } steps { n instruction cached durationMs } createdAt startedAt finishedAt logPruned`
 
 const machineFields = `project provider state pid volumeDir volumeBytes lastWokeAt lastWakeMs lastSleptAt error updatedAt`
 
 // AddProject registers a project.
 func (c *Client) AddProject(ctx context.Context, in AddProjectInput) (*AddProjectResult, error) {
 	vars := map[string]any{"name": in.Name, "repo": in.Repo}
-	for k, v := range map[string]string{"branch": in.Branch, "dockerfile": in.Dockerfile, "context": in.Context, "webhookSecret": in.WebhookSecret} {
+	for k, v := range map[string]string{"branch": in.Branch, "dockerfile": in.Dockerfile, "context": in.Context, "webhookSecret": in.WebhookSecret,
+		"logRetention": in.LogRetention, "logRetentionSize": in.LogRetentionSize} {
 		if v != "" {
 			vars[k] = v
 		}
@@ -66,6 +72,28 @@ func (c *Client) AddProject(ctx context.Context, in AddProjectInput) (*AddProjec
 	p := out.AddProject.Project
 	p.WebhookSecret = out.AddProject.WebhookSecret
 	return &AddProjectResult{Project: &p, WebhookURL: out.AddProject.WebhookURL, WebhookSecret: out.AddProject.WebhookSecret}, nil
+}
+
+// SetLogRetention changes a project's log retention: maxAge ("30d") and
+// maxSize ("500MB") replace the current limits when not nil ("off" removes
+// one). It returns the project as changed.
+func (c *Client) SetLogRetention(ctx context.Context, project string, maxAge, maxSize *string) (*slipway.Project, error) {
+	vars := map[string]any{"project": project}
+	if maxAge != nil {
+		vars["maxAge"] = *maxAge
+	}
+	if maxSize != nil {
+		vars["maxSize"] = *maxSize
+	}
+	var out struct {
+		SetLogRetention slipway.Project `json:"setLogRetention"`
+	}
+	q := `mutation($project: String!, $maxAge: String, $maxSize: String) {
+	setLogRetention(project: $project, maxAge: $maxAge, maxSize: $maxSize) { ` + projectFields + ` } }`
+	if err := c.do(ctx, q, vars, &out); err != nil {
+		return nil, err
+	}
+	return &out.SetLogRetention, nil
 }
 
 // Projects lists every project by name. Secrets are never returned.
@@ -201,6 +229,7 @@ type deployment struct {
 	CreatedAt  time.Time           `json:"createdAt"`
 	StartedAt  *time.Time          `json:"startedAt"`
 	FinishedAt *time.Time          `json:"finishedAt"`
+	LogPruned  bool                `json:"logPruned"`
 }
 
 func (d *deployment) domain() *slipway.Deployment {
@@ -217,6 +246,7 @@ func (d *deployment) domain() *slipway.Deployment {
 		CreatedAt:  d.CreatedAt,
 		StartedAt:  d.StartedAt,
 		FinishedAt: d.FinishedAt,
+		LogPruned:  d.LogPruned,
 	}
 	if d.Error != nil {
 		out.Error = *d.Error

@@ -158,3 +158,23 @@ func (r *Resolver) redactError(ctx context.Context, d *slipway.Deployment) (stri
 	}
 	return redact.New(redact.RepoURLSecrets(p.Repo)...).Redact(d.Error), nil
 }
+
+// parseRetention returns cur with the limits given (non-nil) replaced:
+// maxAge as slipway.ParseLogAge reads it, maxSize as slipway.ParseLogSize.
+func parseRetention(cur slipway.LogRetention, maxAge, maxSize *string) (slipway.LogRetention, error) {
+	if maxAge != nil {
+		d, err := slipway.ParseLogAge(*maxAge)
+		if err != nil {
+			return cur, err
+		}
+		cur.MaxAge = d
+	}
+	if maxSize != nil {
+		n, err := slipway.ParseLogSize(*maxSize)
+		if err != nil {
+			return cur, err
+		}
+		cur.MaxBytes = n
+	}
+	return cur, nil
+}

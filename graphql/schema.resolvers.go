@@ -95,6 +95,21 @@ func (r *logLineResolver) Step(ctx context.Context, obj *slipway.LogLine) (*stri
 	return nonEmpty(obj.Step), nil
 }
 
+// MaxAgeSeconds is the resolver for the maxAgeSeconds field.
+func (r *logRetentionResolver) MaxAgeSeconds(ctx context.Context, obj *slipway.LogRetention) (*int, error) {
+	return nonZero(int64(obj.MaxAge / time.Second)), nil
+}
+
+// MaxBytes is the resolver for the maxBytes field.
+func (r *logRetentionResolver) MaxBytes(ctx context.Context, obj *slipway.LogRetention) (*int, error) {
+	return nonZero(obj.MaxBytes), nil
+}
+
+// Summary is the resolver for the summary field.
+func (r *logRetentionResolver) Summary(ctx context.Context, obj *slipway.LogRetention) (string, error) {
+	return obj.String(), nil
+}
+
 // Pid is the resolver for the pid field.
 func (r *machineResolver) Pid(ctx context.Context, obj *slipway.Machine) (*int, error) {
 	return nonZero(int64(obj.PID)), nil
@@ -140,6 +155,16 @@ func (r *mutationResolver) AddProject(ctx context.Context, input gen.AddProjectI
 	if err := slipway.ValidateRelPath("context", p.Context); err != nil {
 		return nil, err
 	}
+	ret, err := parseRetention(slipway.LogRetention{}, input.LogRetention, input.LogRetentionSize)
+	if err != nil {
+		return nil, err
+	}
+	if !ret.IsZero() {
+		if _, ok := r.cfg.Store.(slipway.LogPruner); !ok {
+			return nil, slipway.Errorf(slipway.EINVALID, "this server's store does not support log retention")
+		}
+	}
+	p.LogRetention = ret
 	if input.WebhookSecret != nil && *input.WebhookSecret != "" {
 		if err := validateWebhookSecret(*input.WebhookSecret); err != nil {
 			return nil, err
@@ -215,6 +240,27 @@ func (r *mutationResolver) RevokeToken(ctx context.Context, id string) (*slipway
 		}
 	}
 	return nil, slipway.Errorf(slipway.ENOTFOUND, "API token %q not found", id)
+}
+
+// SetLogRetention is the resolver for the setLogRetention field.
+func (r *mutationResolver) SetLogRetention(ctx context.Context, project string, maxAge *string, maxSize *string) (*slipway.Project, error) {
+	pruner, ok := r.cfg.Store.(slipway.LogPruner)
+	if !ok {
+		return nil, slipway.Errorf(slipway.EINVALID, "this server's store does not support log retention")
+	}
+	p, err := r.cfg.Store.Project(ctx, project)
+	if err != nil {
+		return nil, fmt.Errorf("project %s: %w", project, err)
+	}
+	ret, err := parseRetention(p.LogRetention, maxAge, maxSize)
+	if err != nil {
+		return nil, err
+	}
+	p, err = pruner.SetLogRetention(ctx, project, ret)
+	if err != nil {
+		return nil, fmt.Errorf("set the log retention of %s: %w", project, err)
+	}
+	return p, nil
 }
 
 // Repo is the resolver for the repo field.
@@ -344,6 +390,9 @@ func (r *Resolver) Deployment() gen.DeploymentResolver { return &deploymentResol
 // LogLine returns gen.LogLineResolver implementation.
 func (r *Resolver) LogLine() gen.LogLineResolver { return &logLineResolver{r} }
 
+// LogRetention returns gen.LogRetentionResolver implementation.
+func (r *Resolver) LogRetention() gen.LogRetentionResolver { return &logRetentionResolver{r} }
+
 // Machine returns gen.MachineResolver implementation.
 func (r *Resolver) Machine() gen.MachineResolver { return &machineResolver{r} }
 
@@ -362,6 +411,7 @@ func (r *Resolver) Subscription() gen.SubscriptionResolver { return &subscriptio
 type (
 	deploymentResolver   struct{ *Resolver }
 	logLineResolver      struct{ *Resolver }
+	logRetentionResolver struct{ *Resolver }
 	machineResolver      struct{ *Resolver }
 	mutationResolver     struct{ *Resolver }
 	projectResolver      struct{ *Resolver }

@@ -90,6 +90,9 @@ type Config struct {
 	// when its commit was already deployed from its branch. Zero means
 	// github.DefaultMaxAge (one hour); negative turns the check off.
 	WebhookMaxAge time.Duration
+	// LogPruneEvery is how often the projects' log retention is applied
+	// (also once at start); default DefaultLogPruneEvery.
+	LogPruneEvery time.Duration
 	// Demo creates a demo project on start and deploys it.
 	Demo bool
 	// Logger receives the server's messages; default a text logger on
@@ -123,6 +126,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.WebhookMaxAge == 0 {
 		c.WebhookMaxAge = github.DefaultMaxAge
+	}
+	if c.LogPruneEvery <= 0 {
+		c.LogPruneEvery = DefaultLogPruneEvery
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
@@ -325,6 +331,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	if err := svc.Reconcile(ctx); err != nil {
 		log.Error("reconcile deployments with Temporal", "error", err)
 	}
+	stops = append(stops, startLogPruner(ctx, store, cfg.LogPruneEvery, log))
 
 	mux := http.NewServeMux()
 	mux.Handle("/webhooks/github", github.NewHandler(github.HandlerConfig{Store: store, Deployer: svc, MaxAge: cfg.WebhookMaxAge, Logger: log}))

@@ -14,7 +14,7 @@ import (
 )
 
 const deploymentColumns = `id, project, ref, commit_sha, "trigger", status, image, digest, error, failed_step,
-	delivery_id, timings, created_at, started_at, finished_at, steps`
+	delivery_id, timings, created_at, started_at, finished_at, steps, log_pruned_at`
 
 // unfinished selects deployments that are not in a terminal state. It is
 // spelled out with literals (slipway.StatusQueued, slipway.StatusBuilding)
@@ -80,7 +80,7 @@ func (db *DB) CreateDeployment(ctx context.Context, d *slipway.Deployment) (*sli
 	}
 
 	_, err = tx.ExecContext(ctx, `INSERT INTO deployments (`+deploymentColumns+`)
-	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?)`,
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?, NULL)`,
 		nd.ID, nd.Project, nd.Ref, nd.Commit, string(nd.Trigger), string(nd.Status), nd.Image, nd.Digest,
 		nd.Error, nd.FailedStep, nd.DeliveryID, timings, formatTime(nd.CreatedAt), steps)
 	switch {
@@ -237,11 +237,13 @@ func scanDeployment(s scanner) (*slipway.Deployment, error) {
 		timings, created  string
 		started, finished sql.NullString
 		steps             string
+		pruned            sql.NullString
 	)
 	if err := s.Scan(&d.ID, &d.Project, &d.Ref, &d.Commit, &trigger, &status, &d.Image, &d.Digest, &d.Error,
-		&d.FailedStep, &d.DeliveryID, &timings, &created, &started, &finished, &steps); err != nil {
+		&d.FailedStep, &d.DeliveryID, &timings, &created, &started, &finished, &steps, &pruned); err != nil {
 		return nil, err
 	}
+	d.LogPruned = pruned.Valid
 	d.Trigger, d.Status = slipway.Trigger(trigger), slipway.Status(status)
 	var err error
 	if d.Timings, err = decodeTimings(timings); err != nil {

@@ -119,6 +119,13 @@ CREATE TABLE log_index (
 ) STRICT;
 INSERT INTO log_index (id, indexed_upto) SELECT 1, COALESCE(MAX(rowid), 0) FROM log_lines;
 `,
+	// 7: log retention per project (0: no limit), and when retention
+	// deleted a deployment's log lines (NULL: never).
+	`
+ALTER TABLE projects ADD COLUMN log_retention_seconds INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE projects ADD COLUMN log_retention_bytes INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE deployments ADD COLUMN log_pruned_at TEXT;
+`,
 }
 
 // migrate applies the migrations db has not applied yet, each in its own

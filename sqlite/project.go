@@ -6,11 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/slipway-ci/slipway"
 )
 
-const projectColumns = `name, repo, branch, dockerfile, context, webhook_secret, created_at`
+const projectColumns = `name, repo, branch, dockerfile, context, webhook_secret, created_at,
+	log_retention_seconds, log_retention_bytes`
 
 // CreateProject stores p. The name must pass slipway.ValidateProjectName
 // (EINVALID) and be free (ECONFLICT). A zero CreatedAt is set to now; p's
@@ -28,9 +30,10 @@ func (db *DB) CreateProject(ctx context.Context, p *slipway.Project) error {
 	}
 	created = created.UTC()
 	_, err := db.write.ExecContext(ctx, `INSERT INTO projects
-	(name, repo, repo_key, branch, dockerfile, context, webhook_secret, created_at)
-	VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-		p.Name, p.Repo, slipway.NormalizeRepoURL(p.Repo), p.Branch, p.Dockerfile, p.Context, p.WebhookSecret, formatTime(created))
+	(name, repo, repo_key, branch, dockerfile, context, webhook_secret, created_at, log_retention_seconds, log_retention_bytes)
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		p.Name, p.Repo, slipway.NormalizeRepoURL(p.Repo), p.Branch, p.Dockerfile, p.Context, p.WebhookSecret, formatTime(created),
+		retentionSeconds(p.LogRetention), max(p.LogRetention.MaxBytes, 0))
 	if isConstraint(err, codeConstraintPrimaryKey, codeConstraintUnique) {
 		return slipway.Errorf(slipway.ECONFLICT, "project %q already exists", p.Name)
 	} else if err != nil {
@@ -107,9 +110,12 @@ func (db *DB) queryProjects(ctx context.Context, query string, args ...any) ([]*
 func scanProject(s scanner) (*slipway.Project, error) {
 	var p slipway.Project
 	var created string
-	if err := s.Scan(&p.Name, &p.Repo, &p.Branch, &p.Dockerfile, &p.Context, &p.WebhookSecret, &created); err != nil {
+	var retentionSecs int64
+	if err := s.Scan(&p.Name, &p.Repo, &p.Branch, &p.Dockerfile, &p.Context, &p.WebhookSecret, &created,
+		&retentionSecs, &p.LogRetention.MaxBytes); err != nil {
 		return nil, err
 	}
+	p.LogRetention.MaxAge = time.Duration(retentionSecs) * time.Second
 	var err error
 	if p.CreatedAt, err = parseTime(created); err != nil {
 		return nil, err

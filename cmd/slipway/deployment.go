@@ -49,6 +49,9 @@ func printDeployment(w io.Writer, d *slipway.Deployment, now time.Time) error {
 	field("started", when(d.StartedAt, now))
 	field("finished", when(d.FinishedAt, now))
 	field("duration", duration(d))
+	if d.LogPruned {
+		field("log", "deleted by the project's log retention")
+	}
 	if d.FailedStep != "" {
 		field("failed step", oneLine(d.FailedStep))
 	}

@@ -45,7 +45,7 @@ the lines numbered N and later. --json prints one JSON object per line.`,
 			w := bufio.NewWriter(cmd.OutOrStdout())
 			defer w.Flush()
 			printLine = linePrinter(w, asJSON)
-			for {
+			for printed := 0; ; {
 				q.Limit = logPage
 				lines, err := c.SearchLogs(cmd.Context(), q)
 				if err != nil {
@@ -54,7 +54,13 @@ the lines numbered N and later. --json prints one JSON object per line.`,
 				for _, l := range lines {
 					printLine(l)
 				}
+				printed += len(lines)
 				if len(lines) < logPage {
+					if printed == 0 {
+						if err := prunedLog(cmd, c, q.Deployment); err != nil {
+							return err
+						}
+					}
 					return w.Flush()
 				}
 				q.From = lines[len(lines)-1].N + 1
@@ -91,9 +97,11 @@ func linePrinter(w io.Writer, asJSON bool) func(slipway.LogLine) {
 // followLogs prints the deployment's log live (the lines q selects) until
 // it ends, and returns an error unless it succeeded.
 func followLogs(cmd *cobra.Command, c *client.Client, q slipway.LogQuery, printLine func(slipway.LogLine)) error {
+	printed := 0
 	err := c.FollowLogs(cmd.Context(), q.Deployment, q.From, func(l slipway.LogLine) error {
 		if slipway.MatchLogLine(l, q) {
 			printLine(l)
+			printed++
 		}
 		return nil
 	})
@@ -107,7 +115,29 @@ func followLogs(cmd *cobra.Command, c *client.Client, q slipway.LogQuery, printL
 	if err != nil {
 		return err
 	}
+	if printed == 0 && d.LogPruned {
+		return errPruned(d)
+	}
 	return result(d)
+}
+
+// prunedLog returns an error saying so when the deployment's log was
+// deleted by its project's log retention: a log that prints nothing must
+// not look like a build that printed nothing.
+func prunedLog(cmd *cobra.Command, c *client.Client, id string) error {
+	d, err := c.Deployment(cmd.Context(), id)
+	if err != nil {
+		return err
+	}
+	if d.LogPruned {
+		return errPruned(d)
+	}
+	return nil
+}
+
+func errPruned(d *slipway.Deployment) error {
+	return fmt.Errorf("the log of deployment %s was deleted by project %s's log retention (the deployment %s; 'slipway deployment %s' shows its record)",
+		d.ID, d.Project, d.Status, d.ID)
 }
 
 // result is nil for a succeeded deployment, else an error saying how it

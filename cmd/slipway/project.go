@@ -19,7 +19,75 @@ func newProjectCmd(g *globals) *cobra.Command {
 		Short: "Manage projects",
 		Args:  cobra.NoArgs,
 	}
-	cmd.AddCommand(newProjectAddCmd(g))
+	cmd.AddCommand(newProjectAddCmd(g), newProjectSetCmd(g))
+	return cmd
+}
+
+// retentionHelp explains the log retention flags.
+const retentionHelp = `--log-retention deletes the logs of deployments that ended longer ago than
+AGE (a number of days, weeks or hours: 30d, 2w, 12h); --log-retention-size
+deletes the oldest deployments' logs while the project's logs take more
+than SIZE (500MB, 2GB, 1GiB). The deployments' records stay, marked as
+pruned, and the log of a deployment still running is never deleted. "off"
+removes a limit; without limits every log is kept. The server applies
+retention at start and then every --log-prune-every (default 10m).`
+
+// checkRetentionFlags rejects retention values the server would reject,
+// as usage errors, before anything is sent.
+func checkRetentionFlags(age, size *string) error {
+	if age != nil {
+		if _, err := slipway.ParseLogAge(*age); err != nil {
+			return usageError{fmt.Errorf("--log-retention: %s", slipway.ErrorMessage(err))}
+		}
+	}
+	if size != nil {
+		if _, err := slipway.ParseLogSize(*size); err != nil {
+			return usageError{fmt.Errorf("--log-retention-size: %s", slipway.ErrorMessage(err))}
+		}
+	}
+	return nil
+}
+
+// changed returns the flag's value if it was given on the command line.
+func changed(cmd *cobra.Command, name string) *string {
+	f := cmd.Flags().Lookup(name)
+	if f == nil || !f.Changed {
+		return nil
+	}
+	v := f.Value.String()
+	return &v
+}
+
+func newProjectSetCmd(g *globals) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "set NAME [--log-retention AGE] [--log-retention-size SIZE]",
+		Short: "Change a project's settings (log retention)",
+		Long:  "Change a project's log retention; a flag left out keeps its setting.\n\n" + retentionHelp,
+		Args:  exactArgs("NAME"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			age, size := changed(cmd, "log-retention"), changed(cmd, "log-retention-size")
+			if age == nil && size == nil {
+				return usageError{fmt.Errorf("nothing to change: give --log-retention or --log-retention-size")}
+			}
+			if err := checkRetentionFlags(age, size); err != nil {
+				return err
+			}
+			p, err := g.client().SetLogRetention(cmd.Context(), args[0], age, size)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				return writeJSON(cmd.OutOrStdout(), p)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "Project %s: log retention %s.\n", p.Name, p.LogRetention)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.String("log-retention", "", "delete logs of deployments that ended longer ago than AGE, e.g. 30d; off: no age limit")
+	f.String("log-retention-size", "", "delete the oldest logs while the project's logs exceed SIZE, e.g. 500MB; off: no size limit")
+	f.BoolVar(&asJSON, "json", false, "print the project as JSON")
 	return cmd
 }
 
@@ -34,10 +102,15 @@ func newProjectAddCmd(g *globals) *cobra.Command {
 		Long: `Register a project: a git repository (any URL the builder can fetch,
 file:// included) and its build settings. It prints the webhook URL and the
 secret to configure in GitHub, Gitea or Forgejo; the secret is not shown
-again.`,
+again.
+
+` + retentionHelp,
 		Args: exactArgs("NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			in.Name = args[0]
+			if err := checkRetentionFlags(changed(cmd, "log-retention"), changed(cmd, "log-retention-size")); err != nil {
+				return err
+			}
 			res, err := g.client().AddProject(cmd.Context(), in)
 			if err != nil {
 				return err
@@ -59,6 +132,8 @@ again.`,
 	f.StringVar(&in.Dockerfile, "dockerfile", "Dockerfile", "path of the Dockerfile in the repository")
 	f.StringVar(&in.Context, "context", ".", "build context directory in the repository")
 	f.StringVar(&in.WebhookSecret, "webhook-secret", "", "webhook secret (default: a random one)")
+	f.StringVar(&in.LogRetention, "log-retention", "", "delete logs of deployments that ended longer ago than AGE, e.g. 30d (default: keep them)")
+	f.StringVar(&in.LogRetentionSize, "log-retention-size", "", "delete the oldest logs while the project's logs exceed SIZE, e.g. 500MB (default: no limit)")
 	f.BoolVar(&asJSON, "json", false, "print JSON")
 	_ = cmd.MarkFlagRequired("repo")
 	return cmd
@@ -72,6 +147,7 @@ func printAddedProject(w io.Writer, res *client.AddProjectResult) {
 	fmt.Fprintf(tw, "  branch:\t%s\n", p.Branch)
 	fmt.Fprintf(tw, "  dockerfile:\t%s\n", p.Dockerfile)
 	fmt.Fprintf(tw, "  context:\t%s\n", p.Context)
+	fmt.Fprintf(tw, "  log retention:\t%s\n", p.LogRetention)
 	fmt.Fprintf(tw, "  webhook URL:\t%s\n", res.WebhookURL)
 	fmt.Fprintf(tw, "  webhook secret:\t%s\n", res.WebhookSecret)
 	tw.Flush()

@@ -75,6 +75,7 @@ directory holding ./slipway-data reads it from there.`,
 		"executable run as 'BINARY agent ...' on each machine (default: slipway-agent next to this executable, else this executable)")
 	f.IntVar(&cfg.KeepImages, "keep-images", agent.DefaultKeepImages, "images of each project's last successful builds its machine keeps for rollbacks")
 	f.Float64Var(&cfg.ResetThreshold, "reset-threshold", agent.DefaultResetThreshold, "fraction of a volume in use past which its build cache is reset")
+	f.DurationVar(&cfg.LogPruneEvery, "log-prune-every", server.DefaultLogPruneEvery, "how often the projects' log retention is applied (also once at start)")
 	f.BoolVar(&cfg.NoReuse, "no-reuse", false, "always run the Dockerfile, even when an earlier build had identical inputs")
 	return cmd
 }

@@ -30,6 +30,7 @@ type Config = graphql.Config[ResolverRoot, DirectiveRoot, ComplexityRoot]
 type ResolverRoot interface {
 	Deployment() DeploymentResolver
 	LogLine() LogLineResolver
+	LogRetention() LogRetentionResolver
 	Machine() MachineResolver
 	Mutation() MutationResolver
 	Project() ProjectResolver
@@ -76,6 +77,7 @@ type ComplexityRoot struct {
 		FinishedAt func(childComplexity int) int
 		ID         func(childComplexity int) int
 		Image      func(childComplexity int) int
+		LogPruned  func(childComplexity int) int
 		Logs       func(childComplexity int, from *int, after *int, search *string, step *string, first *int) int
 		Project    func(childComplexity int) int
 		Ref        func(childComplexity int) int
@@ -94,6 +96,12 @@ type ComplexityRoot struct {
 		Time   func(childComplexity int) int
 	}
 
+	LogRetention struct {
+		MaxAgeSeconds func(childComplexity int) int
+		MaxBytes      func(childComplexity int) int
+		Summary       func(childComplexity int) int
+	}
+
 	Machine struct {
 		Error       func(childComplexity int) int
 		LastSleptAt func(childComplexity int) int
@@ -109,12 +117,13 @@ type ComplexityRoot struct {
 	}
 
 	Mutation struct {
-		AddProject  func(childComplexity int, input AddProjectInput) int
-		Cancel      func(childComplexity int, id string) int
-		CreateToken func(childComplexity int, name *string) int
-		Deploy      func(childComplexity int, input DeployInput) int
-		RevokeToken func(childComplexity int, id string) int
-		Rollback    func(childComplexity int, project string, to *string) int
+		AddProject      func(childComplexity int, input AddProjectInput) int
+		Cancel          func(childComplexity int, id string) int
+		CreateToken     func(childComplexity int, name *string) int
+		Deploy          func(childComplexity int, input DeployInput) int
+		RevokeToken     func(childComplexity int, id string) int
+		Rollback        func(childComplexity int, project string, to *string) int
+		SetLogRetention func(childComplexity int, project string, maxAge *string, maxSize *string) int
 	}
 
 	PhaseTiming struct {
@@ -123,15 +132,16 @@ type ComplexityRoot struct {
 	}
 
 	Project struct {
-		Branch      func(childComplexity int) int
-		Context     func(childComplexity int) int
-		CreatedAt   func(childComplexity int) int
-		Deployments func(childComplexity int, first *int) int
-		Dockerfile  func(childComplexity int) int
-		Machine     func(childComplexity int) int
-		Name        func(childComplexity int) int
-		Repo        func(childComplexity int) int
-		WebhookURL  func(childComplexity int) int
+		Branch       func(childComplexity int) int
+		Context      func(childComplexity int) int
+		CreatedAt    func(childComplexity int) int
+		Deployments  func(childComplexity int, first *int) int
+		Dockerfile   func(childComplexity int) int
+		LogRetention func(childComplexity int) int
+		Machine      func(childComplexity int) int
+		Name         func(childComplexity int) int
+		Repo         func(childComplexity int) int
+		WebhookURL   func(childComplexity int) int
 	}
 
 	Query struct {
@@ -167,6 +177,11 @@ type DeploymentResolver interface {
 type LogLineResolver interface {
 	Step(ctx context.Context, obj *slipway.LogLine) (*string, error)
 }
+type LogRetentionResolver interface {
+	MaxAgeSeconds(ctx context.Context, obj *slipway.LogRetention) (*int, error)
+	MaxBytes(ctx context.Context, obj *slipway.LogRetention) (*int, error)
+	Summary(ctx context.Context, obj *slipway.LogRetention) (string, error)
+}
 type MachineResolver interface {
 	Pid(ctx context.Context, obj *slipway.Machine) (*int, error)
 
@@ -183,6 +198,7 @@ type MutationResolver interface {
 	Cancel(ctx context.Context, id string) (*slipway.Deployment, error)
 	CreateToken(ctx context.Context, name *string) (*CreateTokenPayload, error)
 	RevokeToken(ctx context.Context, id string) (*slipway.APIToken, error)
+	SetLogRetention(ctx context.Context, project string, maxAge *string, maxSize *string) (*slipway.Project, error)
 }
 type ProjectResolver interface {
 	Repo(ctx context.Context, obj *slipway.Project) (string, error)
@@ -360,6 +376,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Deployment.Image(childComplexity), true
+	case "Deployment.logPruned":
+		if e.ComplexityRoot.Deployment.LogPruned == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Deployment.LogPruned(childComplexity), true
 	case "Deployment.logs":
 		if e.ComplexityRoot.Deployment.Logs == nil {
 			break
@@ -444,6 +466,25 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.LogLine.Time(childComplexity), true
+
+	case "LogRetention.maxAgeSeconds":
+		if e.ComplexityRoot.LogRetention.MaxAgeSeconds == nil {
+			break
+		}
+
+		return e.ComplexityRoot.LogRetention.MaxAgeSeconds(childComplexity), true
+	case "LogRetention.maxBytes":
+		if e.ComplexityRoot.LogRetention.MaxBytes == nil {
+			break
+		}
+
+		return e.ComplexityRoot.LogRetention.MaxBytes(childComplexity), true
+	case "LogRetention.summary":
+		if e.ComplexityRoot.LogRetention.Summary == nil {
+			break
+		}
+
+		return e.ComplexityRoot.LogRetention.Summary(childComplexity), true
 
 	case "Machine.error":
 		if e.ComplexityRoot.Machine.Error == nil {
@@ -578,6 +619,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.Rollback(childComplexity, args["project"].(string), args["to"].(*string)), true
+	case "Mutation.setLogRetention":
+		if e.ComplexityRoot.Mutation.SetLogRetention == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_setLogRetention_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.SetLogRetention(childComplexity, args["project"].(string), args["maxAge"].(*string), args["maxSize"].(*string)), true
 
 	case "PhaseTiming.ms":
 		if e.ComplexityRoot.PhaseTiming.Ms == nil {
@@ -627,6 +679,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Project.Dockerfile(childComplexity), true
+	case "Project.logRetention":
+		if e.ComplexityRoot.Project.LogRetention == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Project.LogRetention(childComplexity), true
 	case "Project.machine":
 		if e.ComplexityRoot.Project.Machine == nil {
 			break
@@ -880,6 +938,14 @@ type Mutation {
   createToken(name: String): CreateTokenPayload!
   "Revokes an API token: requests carrying it are refused from now on."
   revokeToken(id: ID!): APIToken!
+  """
+  Changes how much build log the server keeps for a project. maxAge (a
+  number of days, weeks or hours: "30d", "2w", "12h") and maxSize ("500MB",
+  "2GiB") replace the current limits; "off" removes a limit; an argument
+  left out keeps its limit. Logs past the new limits are deleted by the
+  server's next retention pass (at start, then periodically).
+  """
+  setLogRetention(project: String!, maxAge: String, maxSize: String): Project!
 }
 
 """
@@ -922,6 +988,10 @@ input AddProjectInput {
   context: String
   "The HMAC secret the forge signs deliveries with (default: a random one)."
   webhookSecret: String
+  "Delete the logs of deployments that ended longer ago than this, e.g. 30d, 2w or 12h (default: keep them)."
+  logRetention: String
+  "Delete the oldest deployments' logs while the project's logs take more than this, e.g. 500MB or 2GiB (default: no limit)."
+  logRetentionSize: String
 }
 
 type AddProjectPayload {
@@ -953,6 +1023,23 @@ type Project {
   deployments(first: Int): [Deployment!]!
   "The project's builder machine, or null before its first build."
   machine: Machine
+  "How much build log the server keeps for the project."
+  logRetention: LogRetention!
+}
+
+"""
+How long and how much of a project's build logs the server keeps. Past a
+limit, the log lines of the oldest ended deployments are deleted (their
+records stay, with logPruned set); the log of a deployment that has not
+ended is never deleted. Without limits everything is kept.
+"""
+type LogRetention {
+  "Logs of deployments that ended longer ago than this many seconds are deleted; null: no age limit."
+  maxAgeSeconds: Int
+  "The oldest ended deployments' logs are deleted while the project's log text takes more bytes than this; null: no size limit."
+  maxBytes: Int
+  "The limits for people, e.g. \"30d, 500 MB\" or \"keep everything\"."
+  summary: String!
 }
 
 type Deployment {
@@ -980,6 +1067,8 @@ type Deployment {
   createdAt: Time!
   startedAt: Time
   finishedAt: Time
+  "True once the project's log retention deleted this deployment's log lines; the record stays."
+  logPruned: Boolean!
   """
   Stored log lines, in order: those with n >= from (default 0) and n >
   after (a cursor: the last n of the previous page), at most first (default
@@ -1175,6 +1264,8 @@ func (ec *executionContext) childFields_Deployment(ctx context.Context, field gr
 		return ec.fieldContext_Deployment_startedAt(ctx, field)
 	case "finishedAt":
 		return ec.fieldContext_Deployment_finishedAt(ctx, field)
+	case "logPruned":
+		return ec.fieldContext_Deployment_logPruned(ctx, field)
 	case "logs":
 		return ec.fieldContext_Deployment_logs(ctx, field)
 	}
@@ -1195,6 +1286,18 @@ func (ec *executionContext) childFields_LogLine(ctx context.Context, field graph
 		return ec.fieldContext_LogLine_text(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type LogLine", field.Name)
+}
+
+func (ec *executionContext) childFields_LogRetention(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "maxAgeSeconds":
+		return ec.fieldContext_LogRetention_maxAgeSeconds(ctx, field)
+	case "maxBytes":
+		return ec.fieldContext_LogRetention_maxBytes(ctx, field)
+	case "summary":
+		return ec.fieldContext_LogRetention_summary(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type LogRetention", field.Name)
 }
 
 func (ec *executionContext) childFields_Machine(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -1255,6 +1358,8 @@ func (ec *executionContext) childFields_Project(ctx context.Context, field graph
 		return ec.fieldContext_Project_deployments(ctx, field)
 	case "machine":
 		return ec.fieldContext_Project_machine(ctx, field)
+	case "logRetention":
+		return ec.fieldContext_Project_logRetention(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Project", field.Name)
 }
@@ -1510,6 +1615,36 @@ func (ec *executionContext) field_Mutation_rollback_args(ctx context.Context, ra
 		return nil, err
 	}
 	args["to"] = arg1
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_setLogRetention_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "project",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["project"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "maxAge",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["maxAge"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "maxSize",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["maxSize"] = arg2
 	return args, nil
 }
 
@@ -2434,6 +2569,29 @@ func (ec *executionContext) fieldContext_Deployment_finishedAt(_ context.Context
 	return graphql.NewScalarFieldContext("Deployment", field, false, false, "Time")
 }
 
+func (ec *executionContext) _Deployment_logPruned(ctx context.Context, field graphql.CollectedField, obj *slipway.Deployment) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Deployment_logPruned(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.LogPruned, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Deployment_logPruned(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Deployment", field, false, false, "Boolean")
+}
+
 func (ec *executionContext) _Deployment_logs(ctx context.Context, field graphql.CollectedField, obj *slipway.Deployment) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -2591,6 +2749,75 @@ func (ec *executionContext) _LogLine_text(ctx context.Context, field graphql.Col
 }
 func (ec *executionContext) fieldContext_LogLine_text(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("LogLine", field, false, false, "String")
+}
+
+func (ec *executionContext) _LogRetention_maxAgeSeconds(ctx context.Context, field graphql.CollectedField, obj *slipway.LogRetention) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_LogRetention_maxAgeSeconds(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.LogRetention().MaxAgeSeconds(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *int) graphql.Marshaler {
+			return ec.marshalOInt2ᚖint(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_LogRetention_maxAgeSeconds(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("LogRetention", field, true, true, "Int")
+}
+
+func (ec *executionContext) _LogRetention_maxBytes(ctx context.Context, field graphql.CollectedField, obj *slipway.LogRetention) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_LogRetention_maxBytes(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.LogRetention().MaxBytes(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *int) graphql.Marshaler {
+			return ec.marshalOInt2ᚖint(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_LogRetention_maxBytes(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("LogRetention", field, true, true, "Int")
+}
+
+func (ec *executionContext) _LogRetention_summary(ctx context.Context, field graphql.CollectedField, obj *slipway.LogRetention) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_LogRetention_summary(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.LogRetention().Summary(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_LogRetention_summary(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("LogRetention", field, true, true, "String")
 }
 
 func (ec *executionContext) _Machine_project(ctx context.Context, field graphql.CollectedField, obj *slipway.Machine) (ret graphql.Marshaler) {
@@ -3110,6 +3337,50 @@ func (ec *executionContext) fieldContext_Mutation_revokeToken(ctx context.Contex
 	return fc, nil
 }
 
+func (ec *executionContext) _Mutation_setLogRetention(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_setLogRetention(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().SetLogRetention(ctx, fc.Args["project"].(string), fc.Args["maxAge"].(*string), fc.Args["maxSize"].(*string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *slipway.Project) graphql.Marshaler {
+			return ec.marshalNProject2ᚖgithubᚗcomᚋslipwayᚑciᚋslipwayᚐProject(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_setLogRetention(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Project(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_setLogRetention_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _PhaseTiming_phase(ctx context.Context, field graphql.CollectedField, obj *PhaseTiming) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -3388,6 +3659,38 @@ func (ec *executionContext) fieldContext_Project_machine(_ context.Context, fiel
 		IsResolver: true,
 		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 			return ec.childFields_Machine(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Project_logRetention(ctx context.Context, field graphql.CollectedField, obj *slipway.Project) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Project_logRetention(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.LogRetention, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v slipway.LogRetention) graphql.Marshaler {
+			return ec.marshalNLogRetention2githubᚗcomᚋslipwayᚑciᚋslipwayᚐLogRetention(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Project_logRetention(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Project",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_LogRetention(ctx, field)
 		},
 	}
 	return fc, nil
@@ -4913,7 +5216,7 @@ func (ec *executionContext) unmarshalInputAddProjectInput(ctx context.Context, o
 		asMap[k] = v
 	}
 
-	fieldsInOrder := [...]string{"name", "repo", "branch", "dockerfile", "context", "webhookSecret"}
+	fieldsInOrder := [...]string{"name", "repo", "branch", "dockerfile", "context", "webhookSecret", "logRetention", "logRetentionSize"}
 	for _, k := range fieldsInOrder {
 		v, ok := asMap[k]
 		if !ok {
@@ -4962,6 +5265,20 @@ func (ec *executionContext) unmarshalInputAddProjectInput(ctx context.Context, o
 				return it, err
 			}
 			it.WebhookSecret = data
+		case "logRetention":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("logRetention"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.LogRetention = data
+		case "logRetentionSize":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("logRetentionSize"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.LogRetentionSize = data
 		}
 	}
 	return it, nil
@@ -5316,6 +5633,11 @@ func (ec *executionContext) _Deployment(ctx context.Context, sel ast.SelectionSe
 			if out.Values[i] == graphql.RequiredNull {
 				atomic.AddUint32(&out.Invalids, 1)
 			}
+		case "logPruned":
+			out.Values[i] = ec._Deployment_logPruned(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
 		case "logs":
 			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
 				true, true,
@@ -5376,6 +5698,52 @@ func (ec *executionContext) _LogLine(ctx context.Context, sel ast.SelectionSet, 
 			if out.Values[i] == graphql.Null {
 				atomic.AddUint32(&out.Invalids, 1)
 			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var logRetentionImplementors = []string{"LogRetention"}
+
+func (ec *executionContext) _LogRetention(ctx context.Context, sel ast.SelectionSet, obj *slipway.LogRetention) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, logRetentionImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("LogRetention")
+		case "maxAgeSeconds":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._LogRetention_maxAgeSeconds(ctx, field, obj)
+				})
+		case "maxBytes":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._LogRetention_maxBytes(ctx, field, obj)
+				})
+		case "summary":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._LogRetention_summary(ctx, field, obj)
+				})
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -5541,6 +5909,13 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
+		case "setLogRetention":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_setLogRetention(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -5656,6 +6031,11 @@ func (ec *executionContext) _Project(ctx context.Context, sel ast.SelectionSet, 
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Project_machine(ctx, field, obj)
 				})
+		case "logRetention":
+			out.Values[i] = ec._Project_logRetention(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -6351,6 +6731,10 @@ func (ec *executionContext) marshalNLogLine2ᚖgithubᚗcomᚋslipwayᚑciᚋsli
 		return graphql.Null
 	}
 	return ec._LogLine(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNLogRetention2githubᚗcomᚋslipwayᚑciᚋslipwayᚐLogRetention(ctx context.Context, sel ast.SelectionSet, v slipway.LogRetention) graphql.Marshaler {
+	return ec._LogRetention(ctx, sel, &v)
 }
 
 func (ec *executionContext) marshalNMachine2ᚕᚖgithubᚗcomᚋslipwayᚑciᚋslipwayᚐMachineᚄ(ctx context.Context, sel ast.SelectionSet, v []*slipway.Machine) graphql.Marshaler {

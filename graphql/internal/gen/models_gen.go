@@ -18,6 +18,10 @@ type AddProjectInput struct {
 	Context *string `json:"context,omitempty"`
 	// The HMAC secret the forge signs deliveries with (default: a random one).
 	WebhookSecret *string `json:"webhookSecret,omitempty"`
+	// Delete the logs of deployments that ended longer ago than this, e.g. 30d, 2w or 12h (default: keep them).
+	LogRetention *string `json:"logRetention,omitempty"`
+	// Delete the oldest deployments' logs while the project's logs take more than this, e.g. 500MB or 2GiB (default: no limit).
+	LogRetentionSize *string `json:"logRetentionSize,omitempty"`
 }
 
 type AddProjectPayload struct {
