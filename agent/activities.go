@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -14,6 +16,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/slipway-ci/slipway"
+	"github.com/slipway-ci/slipway/buildsecrets"
 	"github.com/slipway-ci/slipway/deploy"
 	"github.com/slipway-ci/slipway/gitmirror"
 	"github.com/slipway-ci/slipway/natslog"
@@ -36,20 +39,35 @@ type job struct {
 	// secrets masks the deployment's secrets in everything the job sends
 	// out: log lines, and the errors that go back through Temporal.
 	secrets *redact.Redactor
-	pub     *natslog.Publisher
-	out     io.Writer
-	stop    func()
+	// buildSecrets are the project's build secrets, with their values.
+	buildSecrets []slipway.SecretValue
+	pub          *natslog.Publisher
+	out          io.Writer
+	stop         func()
 }
 
 func (a *Activities) begin(ctx context.Context, in deploy.BuildInput, phase string) (*job, error) {
+	// Every phase fetches the build secrets, if the project has any, if
+	// only to mask them in its output.
+	var buildSecrets []slipway.SecretValue
+	if len(in.Secrets) > 0 {
+		var err error
+		if buildSecrets, err = a.fetchSecrets(ctx, in); err != nil {
+			return nil, err
+		}
+	}
 	a.tracker.begin()
 	hbCtx, cancel := context.WithCancel(ctx)
 	go heartbeat(hbCtx, phase)
 	// Secrets are masked before any sink: the log stream, stdout, and
 	// through the stream the store.
-	secrets := redact.New(redact.RepoURLSecrets(in.Repo)...)
+	masked := redact.RepoURLSecrets(in.Repo)
+	for _, s := range buildSecrets {
+		masked = append(masked, string(s.Value))
+	}
+	secrets := redact.New(masked...)
 	stdout := redact.NewWriter(a.cfg.Stdout, secrets)
-	j := &job{out: stdout, secrets: secrets}
+	j := &job{out: stdout, secrets: secrets, buildSecrets: buildSecrets}
 	if a.cfg.NATSURL != "" {
 		pub, err := natslog.NewPublisher(ctx, natslog.PublisherConfig{
 			URL:        a.cfg.NATSURL,
@@ -99,6 +117,55 @@ func (j *job) line(step, format string, args ...any) {
 	fmt.Fprintln(j.out, text)
 }
 
+// fetchSecrets asks the server for the deployment's build secrets (see
+// package buildsecrets: their values are not in the workflow's input).
+func (a *Activities) fetchSecrets(ctx context.Context, in deploy.BuildInput) ([]slipway.SecretValue, error) {
+	if a.cfg.NATSURL == "" {
+		return nil, temporal.NewNonRetryableApplicationError(
+			"the project has build secrets, but this agent has no NATS address to fetch them from (--nats)", deploy.ErrBuildFailed, nil, deploy.FailureDetails{Step: "secrets"})
+	}
+	vals, err := buildsecrets.Fetch(ctx, a.cfg.NATSURL, in.Project, in.DeploymentID, in.SecretsToken)
+	if errors.Is(err, buildsecrets.ErrRefused) {
+		return nil, temporal.NewNonRetryableApplicationError(err.Error(), deploy.ErrBuildFailed, nil, deploy.FailureDetails{Step: "secrets"})
+	} else if err != nil {
+		return nil, err
+	}
+	return vals, nil
+}
+
+// writeSecrets writes the build secrets to 0600 files in a new 0700
+// directory on the volume, for podman build --secret; the caller removes
+// the directory after the build.
+func (a *Activities) writeSecrets(secrets []slipway.SecretValue) (dir string, files, digests map[string]string, err error) {
+	// One build at a time runs on a machine: a secrets directory left
+	// behind is an agent's that was killed mid-build.
+	stale, _ := filepath.Glob(filepath.Join(a.layout.Work, "secrets-*"))
+	for _, d := range stale {
+		_ = os.RemoveAll(d)
+	}
+	if len(secrets) == 0 {
+		return "", nil, nil, nil
+	}
+	dir, err = os.MkdirTemp(a.layout.Work, "secrets-")
+	if err != nil {
+		return "", nil, nil, err
+	}
+	files, digests = map[string]string{}, map[string]string{}
+	for _, s := range secrets {
+		if err := slipway.ValidateSecretName(s.Name); err != nil {
+			os.RemoveAll(dir)
+			return "", nil, nil, err
+		}
+		path := filepath.Join(dir, s.Name)
+		if err := os.WriteFile(path, s.Value, 0o600); err != nil {
+			os.RemoveAll(dir)
+			return "", nil, nil, err
+		}
+		files[s.Name], digests[s.Name] = path, s.Digest
+	}
+	return dir, files, digests, nil
+}
+
 func heartbeat(ctx context.Context, phase string) {
 	t := time.NewTicker(deploy.HeartbeatInterval)
 	defer t.Stop()
@@ -131,7 +198,10 @@ func (a *Activities) checkoutDir(deployment string) string {
 // Fetch brings the commit into the volume's git mirror (incrementally) and
 // checks it out.
 func (a *Activities) Fetch(ctx context.Context, in deploy.BuildInput) (deploy.FetchResult, error) {
-	j, _ := a.begin(ctx, in, "fetch")
+	j, err := a.begin(ctx, in, "fetch")
+	if err != nil {
+		return deploy.FetchResult{}, err
+	}
 	defer j.stop()
 	if !slipway.ValidCommit(in.Commit) {
 		return deploy.FetchResult{}, j.buildFailed("fetch", nil, "invalid commit %q", in.Commit)
@@ -165,7 +235,10 @@ func (a *Activities) Fetch(ctx context.Context, in deploy.BuildInput) (deploy.Fe
 // to an earlier successful build on this machine, that build's image is
 // reused and the Dockerfile does not run at all.
 func (a *Activities) Build(ctx context.Context, in deploy.BuildInput) (deploy.BuildActivityResult, error) {
-	j, _ := a.begin(ctx, in, "build")
+	j, err := a.begin(ctx, in, "build")
+	if err != nil {
+		return deploy.BuildActivityResult{}, err
+	}
 	defer j.stop()
 	dir := in.Dir
 	if dir == "" {
@@ -181,9 +254,18 @@ func (a *Activities) Build(ctx context.Context, in deploy.BuildInput) (deploy.Bu
 		return deploy.BuildActivityResult{}, j.buildFailed("build", nil, "%s", slipway.ErrorMessage(err))
 	}
 
+	secretsDir, secretFiles, secretDigests, err := a.writeSecrets(j.buildSecrets)
+	if err != nil {
+		return deploy.BuildActivityResult{}, fmt.Errorf("write build secrets: %w", err)
+	}
+	if secretsDir != "" {
+		defer os.RemoveAll(secretsDir)
+		j.line("build", "build secrets: %s", strings.Join(slices.Sorted(maps.Keys(secretFiles)), ", "))
+	}
+
 	out := deploy.BuildActivityResult{}
 	if !a.cfg.NoReuse {
-		key, why := inputKey(ctx, contextDir, dockerfile, nil, nil, a.resolveDigest)
+		key, why := inputKey(ctx, contextDir, dockerfile, nil, secretDigests, a.resolveDigest)
 		out.InputKey = key
 		if key == "" {
 			a.cfg.Logger.Info("build inputs cannot be pinned down; no reuse", "deployment", in.DeploymentID, "reason", why)
@@ -204,6 +286,7 @@ func (a *Activities) Build(ctx context.Context, in deploy.BuildInput) (deploy.Bu
 	res, err := a.podman.Build(ctx, podman.BuildOptions{
 		ContextDir: contextDir,
 		Dockerfile: dockerfile,
+		Secrets:    secretFiles,
 		TLSVerify:  a.cfg.RegistryTLSVerify,
 		Stdout:     j.writer("stdout", "build"),
 		Stderr:     j.writer("stderr", "build"),
@@ -301,7 +384,10 @@ func (a *Activities) resolveDigest(ctx context.Context, ref string) (string, err
 
 // Push pushes the image and removes the checkout.
 func (a *Activities) Push(ctx context.Context, in deploy.BuildInput) (deploy.PushResult, error) {
-	j, _ := a.begin(ctx, in, "push")
+	j, err := a.begin(ctx, in, "push")
+	if err != nil {
+		return deploy.PushResult{}, err
+	}
 	defer j.stop()
 	j.line("push", "pushing %s", in.Image)
 	digest, err := a.podman.Push(ctx, in.Image, a.cfg.RegistryTLSVerify, j.writer("stderr", "push"))

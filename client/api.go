@@ -407,3 +407,49 @@ func (c *Client) RevokeToken(ctx context.Context, id string) (*slipway.APIToken,
 }
 
 const tokenFields = `id name createdAt lastUsedAt`
+
+// SetSecret creates or replaces a project's build secret. The answer
+// never carries the value.
+func (c *Client) SetSecret(ctx context.Context, project, name string, value []byte) (*slipway.Secret, error) {
+	var out struct {
+		SetSecret slipway.Secret `json:"setSecret"`
+	}
+	q := `mutation($p: String!, $n: String!, $v: String!) { setSecret(project: $p, name: $n, value: $v) { name updatedAt } }`
+	if err := c.do(ctx, q, map[string]any{"p": project, "n": name, "v": string(value)}, &out); err != nil {
+		return nil, err
+	}
+	out.SetSecret.Project = project
+	return &out.SetSecret, nil
+}
+
+// DeleteSecret removes a project's build secret.
+func (c *Client) DeleteSecret(ctx context.Context, project, name string) (*slipway.Secret, error) {
+	var out struct {
+		DeleteSecret slipway.Secret `json:"deleteSecret"`
+	}
+	q := `mutation($p: String!, $n: String!) { deleteSecret(project: $p, name: $n) { name updatedAt } }`
+	if err := c.do(ctx, q, map[string]any{"p": project, "n": name}, &out); err != nil {
+		return nil, err
+	}
+	out.DeleteSecret.Project = project
+	return &out.DeleteSecret, nil
+}
+
+// Secrets lists a project's build secrets by name (never their values).
+func (c *Client) Secrets(ctx context.Context, project string) ([]*slipway.Secret, error) {
+	var out struct {
+		Project *struct {
+			Secrets []*slipway.Secret `json:"secrets"`
+		} `json:"project"`
+	}
+	if err := c.do(ctx, `query($p: String!) { project(name: $p) { secrets { name updatedAt } } }`, map[string]any{"p": project}, &out); err != nil {
+		return nil, err
+	}
+	if out.Project == nil {
+		return nil, slipway.Errorf(slipway.ENOTFOUND, "project %q not found", project)
+	}
+	for _, s := range out.Project.Secrets {
+		s.Project = project
+	}
+	return out.Project.Secrets, nil
+}

@@ -16,6 +16,9 @@ import (
 type ControlActivities struct {
 	Store    slipway.Store
 	Machines slipway.MachineProvider
+	// Secrets, if set, holds the projects' build secrets, which are masked
+	// in a deployment's recorded error.
+	Secrets slipway.SecretStore
 	// Slots limits concurrent builds across projects; nil means no limit.
 	Slots *Slots
 	// Now is the clock; default time.Now.
@@ -78,7 +81,7 @@ func (a *ControlActivities) FinishDeployment(ctx context.Context, in FinishInput
 }
 
 // redactor masks the secrets of a deployment's project: the credentials in
-// its repository URL.
+// its repository URL and its build secrets.
 func (a *ControlActivities) redactor(ctx context.Context, deployment string) (*redact.Redactor, error) {
 	d, err := a.Store.Deployment(ctx, deployment)
 	if err != nil {
@@ -88,7 +91,17 @@ func (a *ControlActivities) redactor(ctx context.Context, deployment string) (*r
 	if err != nil {
 		return nil, fmt.Errorf("project %s: %w", d.Project, err)
 	}
-	return redact.New(redact.RepoURLSecrets(p.Repo)...), nil
+	secrets := redact.RepoURLSecrets(p.Repo)
+	if a.Secrets != nil {
+		vals, err := a.Secrets.SecretValues(ctx, p.Name)
+		if err != nil {
+			return nil, fmt.Errorf("secrets of %s: %w", p.Name, err)
+		}
+		for _, v := range vals {
+			secrets = append(secrets, string(v.Value))
+		}
+	}
+	return redact.New(secrets...), nil
 }
 
 // AcquireBuildSlot waits (heartbeating) until the deployment may build.

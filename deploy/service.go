@@ -30,6 +30,9 @@ type ServiceConfig struct {
 	// ImageExists reports whether the registry still has image@digest; a
 	// rollback to an image that is gone is refused. Nil skips the check.
 	ImageExists func(ctx context.Context, image, digest string) (bool, error)
+	// Secrets, if set, holds the projects' build secrets: a deployment
+	// carries their names and a build token, not their values.
+	Secrets slipway.SecretStore
 	// MaxBuild bounds one build; default one hour.
 	MaxBuild time.Duration
 	// Logger gets operational messages; default slog.Default().
@@ -155,6 +158,11 @@ func (s *Service) startWith(ctx context.Context, p *slipway.Project, d *slipway.
 		MaxBuild:     s.cfg.MaxBuild,
 		Reuse:        reuse,
 	}
+	if s.cfg.Secrets != nil && reuse == nil {
+		if err := s.addSecrets(ctx, &in); err != nil {
+			return s.failStart(ctx, p, d, err)
+		}
+	}
 	// The project's workflow runs its deployments one at a time and lets a
 	// newer push to a branch supersede the older ones.
 	_, err := s.cfg.Temporal.SignalWithStartWorkflow(ctx, ProjectWorkflowID(p.Name), SignalDeploy, in,
@@ -163,6 +171,31 @@ func (s *Service) startWith(ctx context.Context, p *slipway.Project, d *slipway.
 	if err == nil {
 		return nil
 	}
+	return s.failStart(ctx, p, d, err)
+}
+
+// addSecrets puts the names of the project's build secrets and the
+// deployment's build token in in.
+func (s *Service) addSecrets(ctx context.Context, in *DeploymentInput) error {
+	secrets, err := s.cfg.Secrets.Secrets(ctx, in.Project)
+	if err != nil {
+		return fmt.Errorf("list build secrets: %w", err)
+	}
+	if len(secrets) == 0 {
+		return nil
+	}
+	for _, sec := range secrets {
+		in.Secrets = append(in.Secrets, sec.Name)
+	}
+	in.SecretsToken, err = s.cfg.Secrets.BuildToken(in.DeploymentID)
+	if err != nil {
+		return fmt.Errorf("build token: %w", err)
+	}
+	return nil
+}
+
+// failStart records d as failed because its workflow could not start.
+func (s *Service) failStart(ctx context.Context, p *slipway.Project, d *slipway.Deployment, err error) error {
 	s.cfg.Logger.Error("start deployment workflow", "deployment", d.ID, "project", p.Name, "error", err)
 	msg := "could not start the deployment workflow: " + err.Error()
 	if ferr := s.cfg.Store.FinishDeployment(context.WithoutCancel(ctx), d.ID, slipway.DeploymentResult{Status: slipway.StatusFailed, FailedStep: "queue", Error: msg}, time.Now().UTC()); ferr != nil {

@@ -65,6 +65,11 @@ type DeploymentInput struct {
 	// Reuse, when set, deploys an image an earlier deployment built (a
 	// rollback): no machine wakes, nothing builds.
 	Reuse *ReuseImage
+	// Secrets names the project's build secrets and SecretsToken lets the
+	// agent fetch their values at build time (package buildsecrets): the
+	// values never travel through the workflow's history.
+	Secrets      []string
+	SecretsToken string
 }
 
 // ReuseImage names an already pushed image.
@@ -88,6 +93,10 @@ type BuildInput struct {
 	Dir string
 	// InputKey identifies the build's inputs (set after Build).
 	InputKey string
+	// Secrets and SecretsToken: see DeploymentInput. The agent fetches the
+	// values when Secrets is not empty.
+	Secrets      []string
+	SecretsToken string
 }
 
 // FetchResult is the Fetch activity's result.
@@ -291,6 +300,8 @@ func DeploymentWorkflow(ctx workflow.Context, in DeploymentInput) (res slipway.D
 		Dockerfile:   in.Dockerfile,
 		Context:      in.Context,
 		Image:        in.Image,
+		Secrets:      in.Secrets,
+		SecretsToken: in.SecretsToken,
 	})
 
 	var built BuildResult

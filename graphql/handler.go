@@ -53,6 +53,10 @@ type Config struct {
 	// ('Authorization: Bearer TOKEN'), and the token mutations write it.
 	// Required: without it every request is refused.
 	Tokens slipway.TokenStore
+	// Secrets, if set, keeps the projects' build secrets (setSecret,
+	// deleteSecret, Project.secrets; values are write-only). Without it
+	// those fields answer with an error.
+	Secrets slipway.SecretStore
 	// Live, if set, follows deployments for the subscriptions (the log
 	// stream and state announcements). Without it they poll the store.
 	Live Live

@@ -178,3 +178,12 @@ func parseRetention(cur slipway.LogRetention, maxAge, maxSize *string) (slipway.
 	}
 	return cur, nil
 }
+
+// secretStore returns the store of build secrets, or an error saying the
+// server keeps none.
+func (r *Resolver) secretStore() (slipway.SecretStore, error) {
+	if r.cfg.Secrets == nil {
+		return nil, slipway.Errorf(slipway.EINVALID, "this server keeps no build secrets")
+	}
+	return r.cfg.Secrets, nil
+}

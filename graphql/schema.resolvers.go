@@ -263,6 +263,32 @@ func (r *mutationResolver) SetLogRetention(ctx context.Context, project string, 
 	return p, nil
 }
 
+// SetSecret is the resolver for the setSecret field.
+func (r *mutationResolver) SetSecret(ctx context.Context, project string, name string, value string) (*slipway.Secret, error) {
+	secrets, err := r.secretStore()
+	if err != nil {
+		return nil, err
+	}
+	sec, err := secrets.SetSecret(ctx, project, name, []byte(value))
+	if err != nil {
+		return nil, fmt.Errorf("set secret %s of %s: %w", name, project, err)
+	}
+	return sec, nil
+}
+
+// DeleteSecret is the resolver for the deleteSecret field.
+func (r *mutationResolver) DeleteSecret(ctx context.Context, project string, name string) (*slipway.Secret, error) {
+	secrets, err := r.secretStore()
+	if err != nil {
+		return nil, err
+	}
+	sec, err := secrets.DeleteSecret(ctx, project, name)
+	if err != nil {
+		return nil, fmt.Errorf("delete secret %s of %s: %w", name, project, err)
+	}
+	return sec, nil
+}
+
 // Repo is the resolver for the repo field.
 func (r *projectResolver) Repo(ctx context.Context, obj *slipway.Project) (string, error) {
 	return redact.RepoURL(obj.Repo), nil
@@ -291,6 +317,19 @@ func (r *projectResolver) Machine(ctx context.Context, obj *slipway.Project) (*s
 		return nil, fmt.Errorf("machine of %s: %w", obj.Name, err)
 	}
 	return r.recheck(ctx, m), nil
+}
+
+// Secrets is the resolver for the secrets field.
+func (r *projectResolver) Secrets(ctx context.Context, obj *slipway.Project) ([]*slipway.Secret, error) {
+	secrets, err := r.secretStore()
+	if err != nil {
+		return nil, err
+	}
+	list, err := secrets.Secrets(ctx, obj.Name)
+	if err != nil {
+		return nil, fmt.Errorf("secrets of %s: %w", obj.Name, err)
+	}
+	return list, nil
 }
 
 // Projects is the resolver for the projects field.

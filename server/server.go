@@ -28,6 +28,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/slipway-ci/slipway/agent"
+	"github.com/slipway-ci/slipway/buildsecrets"
 	"github.com/slipway-ci/slipway/deploy"
 	"github.com/slipway-ci/slipway/github"
 	"github.com/slipway-ci/slipway/gitmirror"
@@ -261,6 +262,12 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		return fmt.Errorf("start log watcher: %w", err)
 	}
 	stops = append(stops, watcher.Close)
+	// Agents fetch their project's build secrets at build time.
+	bs, err := buildsecrets.Serve(buildsecrets.ServerConfig{URL: natsURL, Store: store, Secrets: store, Logger: log})
+	if err != nil {
+		return err
+	}
+	stops = append(stops, bs.Close)
 	// Deployment state changes written through this store are announced,
 	// so the API's subscribers hear of them at once.
 	deployments := watcher.NotifyingStore(store)
@@ -310,6 +317,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		ImageExists: func(ctx context.Context, image, digest string) (bool, error) {
 			return registryImageExists(ctx, registryHost, image, digest)
 		},
+		Secrets:  store,
 		MaxBuild: cfg.MaxBuild,
 		Logger:   log,
 	})
@@ -317,7 +325,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	w := worker.New(tc, deploy.ControlQueue, worker.Options{})
 	w.RegisterWorkflowWithOptions(deploy.ProjectWorkflow, workflow.RegisterOptions{Name: "ProjectWorkflow"})
 	w.RegisterWorkflowWithOptions(deploy.DeploymentWorkflow, workflow.RegisterOptions{Name: "DeploymentWorkflow"})
-	acts := &deploy.ControlActivities{Store: deployments, Machines: machines, Slots: deploy.NewSlots(cfg.MaxBuilds)}
+	acts := &deploy.ControlActivities{Store: deployments, Machines: machines, Secrets: store, Slots: deploy.NewSlots(cfg.MaxBuilds)}
 	w.RegisterActivityWithOptions(acts.MarkBuilding, activity.RegisterOptions{Name: deploy.ActivityMarkBuilding})
 	w.RegisterActivityWithOptions(acts.WakeMachine, activity.RegisterOptions{Name: deploy.ActivityWake})
 	w.RegisterActivityWithOptions(acts.FinishDeployment, activity.RegisterOptions{Name: deploy.ActivityFinish})
@@ -336,7 +344,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	mux := http.NewServeMux()
 	mux.Handle("/webhooks/github", github.NewHandler(github.HandlerConfig{Store: store, Deployer: svc, MaxAge: cfg.WebhookMaxAge, Logger: log}))
 	mux.Handle("/graphql", graphql.NewHandler(graphql.Config{Store: store, Deployer: svc, Machines: machines, Tokens: store, Live: watcher,
-		PublicURL: publicURL, Logger: log}))
+		Secrets: store, PublicURL: publicURL, Logger: log}))
 	if reg != nil {
 		mux.Handle("/v2/", reg)
 	}

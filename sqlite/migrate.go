@@ -126,6 +126,17 @@ ALTER TABLE projects ADD COLUMN log_retention_seconds INTEGER NOT NULL DEFAULT 0
 ALTER TABLE projects ADD COLUMN log_retention_bytes INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE deployments ADD COLUMN log_pruned_at TEXT;
 `,
+	// 8: projects' build secrets, encrypted (AES-256-GCM with the key in
+	// secrets.key beside the database file; see secrets.go).
+	`
+CREATE TABLE project_secrets (
+	project    TEXT NOT NULL REFERENCES projects (name) ON DELETE CASCADE,
+	name       TEXT NOT NULL,
+	sealed     BLOB NOT NULL, -- nonce || AES-GCM ciphertext, project and name as additional data
+	updated_at TEXT NOT NULL,
+	PRIMARY KEY (project, name)
+) STRICT;
+`,
 }
 
 // migrate applies the migrations db has not applied yet, each in its own

@@ -19,6 +19,7 @@ import (
 	"net/url"
 	"path/filepath"
 	"runtime"
+	"sync"
 	"time"
 
 	"github.com/slipway-ci/slipway"
@@ -36,6 +37,10 @@ type DB struct {
 	read    *sql.DB
 	now     func() time.Time
 	indexer *indexer
+
+	// keyMu guards key, the secrets key once read (see secrets.go).
+	keyMu sync.Mutex
+	key   []byte
 }
 
 var _ slipway.Store = (*DB)(nil)

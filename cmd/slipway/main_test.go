@@ -177,7 +177,7 @@ func newServer(t *testing.T) *testServer {
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	mux.Handle("/graphql", graphql.NewHandler(graphql.Config{
-		Store: ts.store, Deployer: ts.deployer, Tokens: tokens, PublicURL: srv.URL,
+		Store: ts.store, Deployer: ts.deployer, Tokens: tokens, Secrets: tokens, PublicURL: srv.URL,
 		PollInterval: 10 * time.Millisecond,
 		Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}))
