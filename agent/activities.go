@@ -117,6 +117,22 @@ func (j *job) line(step, format string, args ...any) {
 	fmt.Fprintln(j.out, text)
 }
 
+// scrub returns err with the job's secrets masked in its message: an
+// activity's error goes into Temporal's history and maybe the deployment's
+// record. Application errors are built redacted (buildFailed); others
+// (git's, podman's) are replaced by a plain error with the masked message,
+// which Temporal retries just the same.
+func (j *job) scrub(err error) error {
+	var appErr *temporal.ApplicationError
+	if err == nil || errors.As(err, &appErr) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	if msg := j.secrets.Redact(err.Error()); msg != err.Error() {
+		return errors.New(msg)
+	}
+	return err
+}
+
 // fetchSecrets asks the server for the deployment's build secrets (see
 // package buildsecrets: their values are not in the workflow's input).
 func (a *Activities) fetchSecrets(ctx context.Context, in deploy.BuildInput) ([]slipway.SecretValue, error) {
@@ -197,12 +213,13 @@ func (a *Activities) checkoutDir(deployment string) string {
 
 // Fetch brings the commit into the volume's git mirror (incrementally) and
 // checks it out.
-func (a *Activities) Fetch(ctx context.Context, in deploy.BuildInput) (deploy.FetchResult, error) {
+func (a *Activities) Fetch(ctx context.Context, in deploy.BuildInput) (_ deploy.FetchResult, err error) {
 	j, err := a.begin(ctx, in, "fetch")
 	if err != nil {
 		return deploy.FetchResult{}, err
 	}
 	defer j.stop()
+	defer func() { err = j.scrub(err) }()
 	if !slipway.ValidCommit(in.Commit) {
 		return deploy.FetchResult{}, j.buildFailed("fetch", nil, "invalid commit %q", in.Commit)
 	}
@@ -234,12 +251,13 @@ func (a *Activities) Fetch(ctx context.Context, in deploy.BuildInput) (deploy.Fe
 // tags it as the deployment's image. When the build's inputs are identical
 // to an earlier successful build on this machine, that build's image is
 // reused and the Dockerfile does not run at all.
-func (a *Activities) Build(ctx context.Context, in deploy.BuildInput) (deploy.BuildActivityResult, error) {
+func (a *Activities) Build(ctx context.Context, in deploy.BuildInput) (_ deploy.BuildActivityResult, err error) {
 	j, err := a.begin(ctx, in, "build")
 	if err != nil {
 		return deploy.BuildActivityResult{}, err
 	}
 	defer j.stop()
+	defer func() { err = j.scrub(err) }()
 	dir := in.Dir
 	if dir == "" {
 		dir = a.checkoutDir(in.DeploymentID)
@@ -383,12 +401,13 @@ func (a *Activities) resolveDigest(ctx context.Context, ref string) (string, err
 }
 
 // Push pushes the image and removes the checkout.
-func (a *Activities) Push(ctx context.Context, in deploy.BuildInput) (deploy.PushResult, error) {
+func (a *Activities) Push(ctx context.Context, in deploy.BuildInput) (_ deploy.PushResult, err error) {
 	j, err := a.begin(ctx, in, "push")
 	if err != nil {
 		return deploy.PushResult{}, err
 	}
 	defer j.stop()
+	defer func() { err = j.scrub(err) }()
 	j.line("push", "pushing %s", in.Image)
 	digest, err := a.podman.Push(ctx, in.Image, a.cfg.RegistryTLSVerify, j.writer("stderr", "push"))
 	if err != nil {

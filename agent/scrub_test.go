@@ -1,0 +1,40 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/slipway-ci/slipway/deploy"
+	"github.com/slipway-ci/slipway/redact"
+)
+
+// An activity's error leaves the agent with the deployment's secrets
+// masked, whatever produced it.
+func TestScrubAndBuildFailed(t *testing.T) {
+	const secret = "hunter2-secret"
+	j := &job{secrets: redact.New(secret)}
+	err := j.scrub(fmt.Errorf("build: podman: %s", "auth "+secret+" refused"))
+	if err == nil || strings.Contains(err.Error(), secret) || !strings.Contains(err.Error(), "auth [redacted] refused") {
+		t.Errorf("scrub = %v", err)
+	}
+	if err := j.scrub(nil); err != nil {
+		t.Errorf("scrub(nil) = %v", err)
+	}
+	if err := j.scrub(fmt.Errorf("fetch: %w", context.Canceled)); !errors.Is(err, context.Canceled) {
+		t.Errorf("scrub of a cancellation = %v, want it kept", err)
+	}
+	bf := j.buildFailed("STEP 2/2: RUN echo "+secret, []string{"line " + secret, "ok"}, "build failed: %s", secret)
+	if strings.Contains(bf.Error(), secret) || j.scrub(bf) != bf {
+		t.Errorf("buildFailed = %v (scrubbed again: %v)", bf, j.scrub(bf))
+	}
+	var appErr *temporal.ApplicationError
+	var d deploy.FailureDetails
+	if !errors.As(bf, &appErr) || appErr.Details(&d) != nil || strings.Contains(fmt.Sprint(d), secret) || d.Tail[0] != "line [redacted]" {
+		t.Errorf("buildFailed details = %+v", d)
+	}
+}
