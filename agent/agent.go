@@ -69,8 +69,40 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// Layout names the directories on a machine's volume. The volume is only a
-// cache: deleting it makes the next build cold, never wrong.
+// Layout names the directories on a machine's volume. This is the one
+// place the volume's layout is written down (README.md links here). The
+// volume is only a cache: deleting it makes the next build cold, never
+// wrong.
+//
+//	VOLUME/                      the project's volume: DATA-DIR/volumes/PROJECT. Mode 0700;
+//	                             in rootless mode owned by the project's builder user
+//	                             slipway-PROJECT, which nobody else's agent runs as
+//	  agent.pid                  the agent's pid (written by the machine provider)
+//	  agent.ready                the agent polls its queue (slipway.AgentReadyFile)
+//	  agent.log                  the agent's stdout and stderr
+//	  git/mirror.git             bare git mirror, fetched into incrementally (Mirror)
+//	  work/DEPLOYMENT            checkout of one deployment, removed after its push (Work)
+//	  work/label-*               scratch context of the labelling step
+//	  podman/storage             podman storage root (--root): images, layers, build cache
+//	  podman/run                 podman run root (--runroot): locks, mount state; when the
+//	                             path is longer than podman's 50-character limit, a short
+//	                             directory /run/slipway-HASH (root) or
+//	                             $XDG_RUNTIME_DIR/slipway-HASH (rootless) instead
+//	  podman/tmp                 podman's tmp_dir and image copy dir; per-build scratch
+//	  podman/tmp/buildah         TMPDIR of builds: RUN --mount=type=cache storage
+//	                             (buildah-cache[-UID]), kept from build to build
+//	  podman/conf                containers.conf written for this volume
+//	  tmp/                       TMPDIR of the agent and its tools (git, ...)
+//	  home/                      rootless only: HOME and XDG_{CONFIG,DATA,CACHE}_HOME;
+//	                             .gitconfig; .local/share/containers/cache holds the
+//	                             blob-info cache (as root, podman 4.3 keeps it in
+//	                             /var/lib/containers/cache, shared by all projects)
+//	  inputs/KEY                 image built from identical inputs (reuse without a build)
+//	  pinned-images.json         images kept for rollbacks (housekeeping)
+//	  logspool/                  public log lines kept while NATS is unreachable (LogSpool)
+//
+// Outside the volume, a rootless agent's XDG_RUNTIME_DIR is
+// /run/slipway/HASH-OF-VOLUME-PATH (podman's pause.pid lives there).
 type Layout struct {
 	Root string
 	// Mirror is the bare git mirror of the project's repository.
@@ -165,7 +197,8 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := writeReady(cfg.VolumeDir); err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}
-	cfg.Logger.Info("agent polling", "project", cfg.Project, "queue", deploy.BuilderQueue(cfg.Project), "volume", cfg.VolumeDir)
+	cfg.Logger.Info("agent polling", "project", cfg.Project, "queue", deploy.BuilderQueue(cfg.Project), "volume", cfg.VolumeDir,
+		"uid", os.Geteuid(), "rootless", os.Geteuid() != 0)
 
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()

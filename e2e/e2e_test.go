@@ -35,6 +35,11 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
+	// Rootless builders run the agent as their own users.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
 	slipwayBin = filepath.Join(dir, "slipway")
 	// slipway-agent next to slipway is what the server runs on machines.
 	build := exec.Command("go", "build", "-o", dir+string(filepath.Separator),
@@ -82,6 +87,9 @@ var runningRE = regexp.MustCompile(`Slipway is running: open (http://\S+)`)
 // startServer runs `slipway server` and waits until it serves.
 func startServer(t *testing.T, dataDir, listen string, extra ...string) *serverProc {
 	t.Helper()
+	// Rootless builder users reach their volumes through the data
+	// directory's parent (a private test directory).
+	testenv.PassThrough(t, filepath.Dir(dataDir))
 	cmd := exec.Command(slipwayBin, append([]string{"server", "--data-dir", dataDir, "--listen", listen}, extra...)...)
 	out := &syncBuffer{}
 	pr, pw := io.Pipe()
@@ -288,17 +296,7 @@ func freeAddr(t *testing.T) string {
 // its config blob, returning the manifest digest and the image labels.
 func imageConfig(t *testing.T, host, repo, tag string) (string, map[string]string) {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodGet, fmt.Sprintf("http://%s/v2/%s/manifests/%s", host, repo, tag), nil)
-	req.Header.Set("Accept", "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("GET manifest: %v", err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != 200 {
-		t.Fatalf("GET manifest %s:%s = %d %s", repo, tag, resp.StatusCode, raw)
-	}
+	raw, digest := manifest(t, host, repo, tag)
 	var m struct {
 		Config struct {
 			Digest string `json:"digest"`
@@ -320,7 +318,25 @@ func imageConfig(t *testing.T, host, repo, tag string) (string, map[string]strin
 	if err := json.NewDecoder(resp2.Body).Decode(&c); err != nil {
 		t.Fatalf("decode image config: %v", err)
 	}
-	return resp.Header.Get("Docker-Content-Digest"), c.Config.Labels
+	return digest, c.Config.Labels
+}
+
+// manifest fetches the manifest of repo:tag from the registry at host and
+// returns it with its digest.
+func manifest(t *testing.T, host, repo, tag string) ([]byte, string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, fmt.Sprintf("http://%s/v2/%s/manifests/%s", host, repo, tag), nil)
+	req.Header.Set("Accept", "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("GET manifest: %v", err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != 200 {
+		t.Fatalf("GET manifest %s:%s = %d %s", repo, tag, resp.StatusCode, raw)
+	}
+	return raw, resp.Header.Get("Docker-Content-Digest")
 }
 
 func TestPushBecomesImage(t *testing.T) {

@@ -331,12 +331,20 @@ func (p *Podman) removeRuncContainers(root string) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, p.cfg.Runc, "--root", root, "list", "--quiet").Output()
+	runc := func(args ...string) *exec.Cmd {
+		args = append([]string{"--root", root}, args...)
+		if os.Geteuid() != 0 {
+			// Rootless: the RUN containers live in podman's user namespace.
+			return p.Command(ctx, append([]string{"unshare", p.cfg.Runc}, args...)...)
+		}
+		return exec.CommandContext(ctx, p.cfg.Runc, args...)
+	}
+	out, err := runc("list", "--quiet").Output()
 	if err != nil {
 		return
 	}
 	for _, id := range strings.Fields(string(out)) {
-		_ = exec.CommandContext(ctx, p.cfg.Runc, "--root", root, "delete", "--force", id).Run()
+		_ = runc("delete", "--force", id).Run()
 	}
 }
 

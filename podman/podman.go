@@ -1,6 +1,13 @@
 // Package podman drives the podman command-line tool (os/exec) on one
 // storage root: the builder volume of one project.
 //
+// It runs podman as whoever runs it. As root, podman is rootful; as an
+// unprivileged user with subordinate uid/gid ranges (the rootless machine
+// mode), podman is rootless and keeps everything the Config names on the
+// volume, plus its blob-info cache under $XDG_DATA_HOME (which the machine
+// provider also points at the volume); the overlay driver is then the
+// kernel's native rootless overlay.
+//
 // Every command runs with CONTAINERS_CONF pointing at a containers.conf this
 // package writes for the volume (runc, cgroupfs, no default ulimits, tmp
 // dirs on the volume) and with --root/--runroot/--storage-driver overlay, so
@@ -105,8 +112,43 @@ func New(cfg Config) (*Podman, error) {
 	if err := os.WriteFile(p.confFile, []byte(p.containersConf()), 0o644); err != nil {
 		return nil, fmt.Errorf("podman: write containers.conf: %w", err)
 	}
+	if err := p.writeSlirpWrapper(); err != nil {
+		return nil, err
+	}
 	return p, nil
 }
+
+// binDir holds the wrappers that come first in podman's PATH.
+func (p *Podman) binDir() string { return filepath.Join(p.cfg.ConfDir, "bin") }
+
+// writeSlirpWrapper puts a slirp4netns in binDir that always passes
+// --disable-host-loopback. Rootless RUN steps get their network from
+// slirp4netns, which buildah 1.28 starts from PATH without that flag: a RUN
+// step could then reach every service on the host's loopback (the
+// registry, NATS, Temporal) at 10.0.2.2. Without slirp4netns (root
+// podman, which uses a bridge) there is nothing to wrap.
+func (p *Podman) writeSlirpWrapper() error {
+	real, err := exec.LookPath("slirp4netns")
+	if err != nil {
+		return nil
+	}
+	if err := os.MkdirAll(p.binDir(), 0o755); err != nil {
+		return fmt.Errorf("podman: %w", err)
+	}
+	script := "#!/bin/sh\n# Written by Slipway: RUN steps must not reach the host's loopback.\nexec " + shellQuote(real) + " --disable-host-loopback \"$@\"\n"
+	path := filepath.Join(p.binDir(), "slirp4netns")
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(script), 0o755); err != nil {
+		return fmt.Errorf("podman: write slirp4netns wrapper: %w", err)
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("podman: write slirp4netns wrapper: %w", err)
+	}
+	return nil
+}
+
+// shellQuote quotes s for sh.
+func shellQuote(s string) string { return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'" }
 
 // containersConf is the engine configuration of this volume. These machines
 // lack CAP_SYS_RESOURCE, so podman's default ulimits cannot be applied
@@ -178,6 +220,7 @@ func (p *Podman) Command(ctx context.Context, args ...string) *exec.Cmd {
 	cmd.Env = append(os.Environ(),
 		"CONTAINERS_CONF="+p.confFile,
 		"TMPDIR="+p.cfg.TmpDir,
+		"PATH="+p.binDir()+string(filepath.ListSeparator)+os.Getenv("PATH"),
 	)
 	setGroupKill(cmd)
 	return cmd
@@ -306,7 +349,7 @@ func checkTag(ref string) error {
 const maxRunRoot = 50
 
 // shortRunRoot returns dir when podman accepts it, otherwise a short
-// directory in /run (or the temp dir) named after a hash of dir, so every
+// directory in /run (or $XDG_RUNTIME_DIR, or the temp dir) named after a hash of dir, so every
 // volume still gets its own run root. Run roots hold only locks and mount
 // state, which need not survive a reboot.
 func shortRunRoot(dir string) string {
@@ -315,7 +358,11 @@ func shortRunRoot(dir string) string {
 	}
 	sum := sha256.Sum256([]byte(dir))
 	name := "slipway-" + hex.EncodeToString(sum[:8])
-	for _, base := range []string{"/run", os.TempDir()} {
+	// /run is root's; a rootless user has its XDG_RUNTIME_DIR.
+	for _, base := range []string{"/run", os.Getenv("XDG_RUNTIME_DIR"), os.TempDir()} {
+		if base == "" {
+			continue
+		}
 		if st, err := os.Stat(base); err == nil && st.IsDir() && unix.Access(base, unix.W_OK) == nil {
 			if p := filepath.Join(base, name); len(p) <= maxRunRoot {
 				return p

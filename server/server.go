@@ -72,6 +72,13 @@ type Config struct {
 	AgentBinary string
 	// AgentEnv is added to the agents' environment.
 	AgentEnv []string
+	// BuilderIsolation is whom the agents (and so podman) run as:
+	// "rootless" (each project's agent as its own unprivileged user, with
+	// rootless podman; the server fails to start if the host cannot do it),
+	// "root" (as the server's user), or "auto" (rootless when
+	// process.ProbeRootless finds the host able to, else root). Default
+	// "auto". The server logs which mode it chose and why.
+	BuilderIsolation string
 	// KeepImages is how many of a project's latest successful images its
 	// machine keeps for rollbacks; default 5.
 	KeepImages int
@@ -118,6 +125,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.ResetThreshold <= 0 {
 		c.ResetThreshold = agent.DefaultResetThreshold
+	}
+	if c.BuilderIsolation == "" {
+		c.BuilderIsolation = DefaultBuilderIsolation
 	}
 	if c.MaxBuilds <= 0 {
 		c.MaxBuilds = 4
@@ -296,8 +306,14 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		return fmt.Errorf("save state: %w", err)
 	}
 
+	volumesDir := filepath.Join(dataDir, "volumes")
+	isolation, err := chooseIsolation(ctx, cfg.BuilderIsolation, dataDir, volumesDir, cfg.AgentBinary, log)
+	if err != nil {
+		return err
+	}
 	machines, err := process.New(process.Config{
-		VolumesDir: filepath.Join(dataDir, "volumes"),
+		VolumesDir: volumesDir,
+		Isolation:  isolation,
 		Binary:     cfg.AgentBinary,
 		Args: []string{"--temporal", temporalAddr, "--namespace", cfg.TemporalNamespace, "--nats", natsURL,
 			"--keep-images", fmt.Sprint(cfg.KeepImages), "--reset-threshold", fmt.Sprint(cfg.ResetThreshold),

@@ -17,6 +17,12 @@ func GitRepo(t testing.TB, files map[string]string) (dir, sha string) {
 		t.Fatalf("testenv: git not found: %v (apt-get install git)", err)
 	}
 	dir = t.TempDir()
+	// Rootless builders fetch as their own unprivileged users: they must
+	// be able to read the repository (t.TempDir makes it 0700).
+	PassThrough(t, filepath.Dir(dir))
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	Git(t, dir, "init", "--quiet", "--initial-branch=main")
 	return dir, Commit(t, dir, files)
 }
@@ -68,4 +74,21 @@ func Git(t testing.TB, dir string, args ...string) string {
 		t.Fatalf("git %s: %v: %s", strings.Join(args, " "), err, stderr.String())
 	}
 	return strings.TrimSpace(string(out))
+}
+
+// PassThrough lets other users pass through dir (chmod o+x, and g+x) when
+// it does not already: rootless builders are other users, and test
+// directories are private. It never changes the mode of a directory others
+// can already pass.
+func PassThrough(t testing.TB, dir string) {
+	t.Helper()
+	st, err := os.Stat(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode().Perm()&0o001 == 0 {
+		if err := os.Chmod(dir, st.Mode().Perm()|0o011); err != nil {
+			t.Fatal(err)
+		}
+	}
 }

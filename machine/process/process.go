@@ -58,6 +58,16 @@ type Config struct {
 	Args []string
 	// Env is added to the agent's environment.
 	Env []string
+	// Isolation says whom agents run as: IsolationRoot (the default) runs
+	// them as the server's user; IsolationRootless runs each project's
+	// agent as its own builder user (see UserName), created on first use,
+	// which owns the project's volume (mode 0700). Check the host with
+	// ProbeRootless first.
+	Isolation Isolation
+	// RuntimeBase holds the rootless agents' XDG_RUNTIME_DIRs (one per
+	// volume) and the lock serializing user creation; default
+	// DefaultRuntimeBase.
+	RuntimeBase string
 	// Recorder, if set, receives every state change of every machine.
 	// Without it the provider still works; it only knows what it sees.
 	Recorder StateRecorder
@@ -94,6 +104,8 @@ type machine struct {
 	// watched is the pid of an agent this provider did not start (it
 	// outlived an earlier server) and watches until it exits.
 	watched int
+	// user runs the agent in rootless mode, once known.
+	user *builderUser
 }
 
 var _ slipway.MachineProvider = (*Provider)(nil)
@@ -109,6 +121,16 @@ func New(cfg Config) (*Provider, error) {
 			return nil, fmt.Errorf("process provider: %w", err)
 		}
 		cfg.Binary = bin
+	}
+	switch cfg.Isolation {
+	case "":
+		cfg.Isolation = IsolationRoot
+	case IsolationRoot, IsolationRootless:
+	default:
+		return nil, fmt.Errorf("process provider: unknown isolation %q (want %q or %q)", cfg.Isolation, IsolationRoot, IsolationRootless)
+	}
+	if cfg.RuntimeBase == "" {
+		cfg.RuntimeBase = DefaultRuntimeBase
 	}
 	if cfg.ReadyTimeout <= 0 {
 		cfg.ReadyTimeout = 3 * time.Second
@@ -140,6 +162,9 @@ func DefaultBinary() (string, error) {
 // Binary is the executable the provider runs as the agent.
 func (p *Provider) Binary() string { return p.cfg.Binary }
 
+// Isolation is the mode agents run in.
+func (p *Provider) Isolation() Isolation { return p.cfg.Isolation }
+
 // VolumeDir is the project's volume directory.
 func (p *Provider) VolumeDir(project string) string {
 	return filepath.Join(p.cfg.VolumesDir, project)
@@ -158,10 +183,53 @@ func (p *Provider) Ensure(ctx context.Context, project string) error {
 	if err := slipway.ValidateProjectName(project); err != nil {
 		return err
 	}
-	if err := os.MkdirAll(p.VolumeDir(project), 0o755); err != nil {
+	if p.cfg.Isolation == IsolationRootless {
+		// Builder users reach their volumes through here, and see nothing
+		// else: no listing, and no other volume.
+		if err := os.MkdirAll(p.cfg.VolumesDir, 0o711); err != nil {
+			return fmt.Errorf("create volume of %s: %w", project, err)
+		}
+		if err := os.Chmod(p.cfg.VolumesDir, 0o711); err != nil {
+			return fmt.Errorf("create volume of %s: %w", project, err)
+		}
+		if _, err := p.builderUser(ctx, project); err != nil {
+			return err
+		}
+	}
+	if err := os.MkdirAll(p.VolumeDir(project), 0o700); err != nil {
 		return fmt.Errorf("create volume of %s: %w", project, err)
 	}
 	return nil
+}
+
+// builderUser returns the user that runs project's agent in rootless
+// mode, creating it on first use.
+func (p *Provider) builderUser(ctx context.Context, project string) (builderUser, error) {
+	p.mu.Lock()
+	m := p.machines[project]
+	if m != nil && m.user != nil {
+		u := *m.user
+		p.mu.Unlock()
+		return u, nil
+	}
+	p.mu.Unlock()
+	u, err := ensureUser(ctx, UserName(project), p.cfg.RuntimeBase)
+	if err != nil {
+		return builderUser{}, err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if m = p.machines[project]; m == nil {
+		m = &machine{project: project}
+		p.machines[project] = m
+	}
+	m.user = &u
+	return u, nil
+}
+
+// runtimeDir is the XDG_RUNTIME_DIR of project's rootless agent.
+func (p *Provider) runtimeDir(project string) string {
+	return runtimeDir(p.cfg.RuntimeBase, p.VolumeDir(project))
 }
 
 // Start implements slipway.MachineProvider: it starts the agent unless one
@@ -193,6 +261,35 @@ func (p *Provider) Start(ctx context.Context, project string) error {
 // launch starts the project's agent. Callers hold p.mu.
 func (p *Provider) launch(ctx context.Context, project string, m *machine) error {
 	vol := p.VolumeDir(project)
+	var env []string
+	var cred *syscall.Credential
+	if p.cfg.Isolation == IsolationRootless {
+		if m.user == nil {
+			return fmt.Errorf("start agent of %s: no builder user (Ensure was not called)", project)
+		}
+		u := *m.user
+		wiped, err := prepareVolume(vol, u.UID, u.GID, true)
+		if err != nil {
+			return fmt.Errorf("prepare the volume of %s for user %s: %w", project, u.Name, err)
+		}
+		if wiped {
+			p.cfg.Logger.Info("volume emptied: it belonged to another user (isolation mode changed)", "project", project, "user", u.Name)
+		}
+		rt := p.runtimeDir(project)
+		if err := prepareRuntimeDir(rt, u); err != nil {
+			return fmt.Errorf("prepare the runtime dir of %s: %w", project, err)
+		}
+		env, cred = rootlessEnv(u, vol, rt), credential(u)
+	} else {
+		wiped, err := prepareVolume(vol, os.Geteuid(), os.Getegid(), false)
+		if err != nil {
+			return fmt.Errorf("prepare the volume of %s: %w", project, err)
+		}
+		if wiped {
+			p.cfg.Logger.Info("volume emptied: it belonged to another user (isolation mode changed)", "project", project)
+		}
+		env = []string{"TMPDIR=" + filepath.Join(vol, "tmp")}
+	}
 	// A ready file is only ever this launch's.
 	if err := os.Remove(p.readyFile(project)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("remove stale ready file of %s: %w", project, err)
@@ -207,11 +304,11 @@ func (p *Provider) launch(ctx context.Context, project string, m *machine) error
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
 	cmd.Dir = vol
-	cmd.Env = append(os.Environ(), p.cfg.Env...)
+	cmd.Env = append(append(os.Environ(), p.cfg.Env...), env...)
 	// Its own process group: a signal to the server's terminal does not
 	// kill builds, and a server crash leaves the machine running (it
 	// reconnects when the server is back).
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: cred}
 	started := p.cfg.Now()
 	if err := cmd.Start(); err != nil {
 		p.record(ctx, m, func(r *slipway.Machine) {
@@ -233,7 +330,11 @@ func (p *Provider) launch(ctx context.Context, project string, m *machine) error
 		r.State, r.PID, r.Error = slipway.MachineStarting, pid, ""
 		r.LastWokeAt, r.LastWakeMs = &started, 0
 	})
-	p.cfg.Logger.Info("machine waking", "project", project, "pid", pid, "binary", p.cfg.Binary)
+	if m.user != nil && cred != nil {
+		p.cfg.Logger.Info("machine waking", "project", project, "pid", pid, "binary", p.cfg.Binary, "user", m.user.Name)
+	} else {
+		p.cfg.Logger.Info("machine waking", "project", project, "pid", pid, "binary", p.cfg.Binary)
+	}
 
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
@@ -361,6 +462,9 @@ func (p *Provider) gone(ctx context.Context, project string, m *machine, pid int
 		if err := os.Remove(f); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			p.cfg.Logger.Warn("remove agent file", "project", project, "file", f, "err", err)
 		}
+	}
+	if m.user != nil {
+		stopPause(p.runtimeDir(project), m.user.UID)
 	}
 	now := p.cfg.Now()
 	m.stopping = false
@@ -616,12 +720,18 @@ func (p *Provider) Destroy(ctx context.Context, project string) error {
 	if err := p.Stop(ctx, project); err != nil {
 		return err
 	}
+	p.mu.Lock()
+	m := p.machine(ctx, project)
+	if m.user != nil {
+		stopPause(p.runtimeDir(project), m.user.UID)
+	}
+	p.mu.Unlock()
+	_ = os.RemoveAll(p.runtimeDir(project))
 	if err := os.RemoveAll(p.VolumeDir(project)); err != nil {
 		return fmt.Errorf("remove volume of %s: %w", project, err)
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	m := p.machine(ctx, project)
 	if m.rec.State != "" && m.rec.State != slipway.MachineAbsent {
 		p.record(ctx, m, func(r *slipway.Machine) {
 			r.State, r.PID, r.Error, r.VolumeBytes = slipway.MachineAbsent, 0, "", 0
