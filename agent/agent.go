@@ -83,6 +83,7 @@ type Config struct {
 //	  git/mirror.git             bare git mirror, fetched into incrementally (Mirror)
 //	  work/DEPLOYMENT            checkout of one deployment, removed after its push (Work)
 //	  work/label-*               scratch context of the labelling step
+//	  work/secrets-*             a build's secrets (0600 files), removed after the build
 //	  podman/storage             podman storage root (--root): images, layers, build cache
 //	  podman/run                 podman run root (--runroot): locks, mount state; when the
 //	                             path is longer than podman's 50-character limit, a short
