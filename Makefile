@@ -1,4 +1,4 @@
-.PHONY: run test build bench faults
+.PHONY: run test build bench bench-logs faults
 run:
 	scripts/run
 test:
@@ -7,8 +7,12 @@ build:
 	go build -o bin/ ./cmd/slipway ./cmd/slipway-agent
 # The benchmark (bench/README.md): 10-25 minutes, needs root, podman and the
 # npm registry. Pass flags with BENCH_FLAGS, e.g. make bench BENCH_FLAGS="-runs 1".
-bench:
+bench: bench-logs
 	go run ./bench/cmd/bench $(BENCH_FLAGS)
+# The log path benchmark (bench/README.md, "Log path"): about a minute, no
+# podman needed; writes bench/results/LOGS.md. Flags: BENCH_LOGS_FLAGS.
+bench-logs:
+	go run ./bench/cmd/benchlogs $(BENCH_LOGS_FLAGS)
 # The fault suite (issue 5; e2e/faults_test.go): kills agents and the server
 # mid-build, cuts the registry, deletes volumes, replays deliveries and sends
 # a bad-input corpus. About 5 minutes; needs root and podman, like make test.

@@ -1,0 +1,420 @@
+// Command benchlogs measures the log path (issue 4's benchmark): lines per
+// second from the agent's writer (a natslog.Publisher's LineWriter, as the
+// agent writes podman's output) through JetStream to a subscriber, for one
+// build and for ten concurrent builds, and the latency from a line being
+// written to a subscriber receiving it.
+//
+// Two subscribers are measured, each in its own pass:
+//
+//   - watcher: natslog.Watcher.FollowLog in process, the JetStream ordered
+//     consumer (after a replay of the store) that the API's subscriptions
+//     are built on;
+//   - websocket: the real GraphQL API (graphql.NewHandler on a loopback
+//     HTTP server, with the Watcher as its Live source and a SQLite store)
+//     and client.FollowLogs, i.e. the deploymentLogLines subscription over
+//     graphql-transport-ws, as `slipway logs -f` and the web UI follow.
+//
+// The embedded NATS server, the archiver (writing every line into SQLite,
+// as `slipway server` does) and everything else run in this one process,
+// sharing the machine's cores. It writes bench/results/LOGS.md.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/pprof"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/slipway-ci/slipway"
+	"github.com/slipway-ci/slipway/client"
+	"github.com/slipway-ci/slipway/graphql"
+	"github.com/slipway-ci/slipway/natslog"
+	"github.com/slipway-ci/slipway/sqlite"
+)
+
+// Targets from issue 4.
+const (
+	targetLinesPerSec = 50000
+	targetP99         = 100 * time.Millisecond
+)
+
+func main() {
+	var (
+		lines      = flag.Int("lines", 200000, "lines per scenario (split between the builds)")
+		out        = flag.String("out", "bench/results/LOGS.md", "where to write the Markdown table (empty: nowhere)")
+		subs       = flag.String("subscribers", "watcher,websocket", "subscribers to measure: watcher, websocket")
+		builds     = flag.String("builds", "1,10", "concurrent builds per scenario")
+		cpuprofile = flag.String("cpuprofile", "", "write a CPU profile of the measured passes to this file")
+		label      = flag.String("label", "", "a label for this run, printed with the table")
+	)
+	flag.Parse()
+	if err := run(*lines, *out, strings.Split(*subs, ","), *builds, *cpuprofile, *label); err != nil {
+		log.Fatalf("benchlogs: %v", err)
+	}
+}
+
+// result is one scenario's figures.
+type result struct {
+	Subscriber string
+	Builds     int
+	Lines      int
+	Published  float64 // lines/s until every line was acknowledged by JetStream
+	Received   float64 // lines/s from the first write to the last line received
+	P50, P99   time.Duration
+}
+
+func (r result) met() bool {
+	if r.Builds == 1 {
+		return r.Received >= targetLinesPerSec && r.P99 < targetP99
+	}
+	return r.P99 < targetP99
+}
+
+func run(lines int, out string, subs []string, buildsFlag, cpuprofile, label string) error {
+	var buildCounts []int
+	for _, f := range strings.Split(buildsFlag, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil || n < 1 {
+			return fmt.Errorf("-builds: %q is not a number of builds", f)
+		}
+		buildCounts = append(buildCounts, n)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	env, err := startEnv(ctx)
+	if err != nil {
+		return err
+	}
+	defer env.close()
+
+	if cpuprofile != "" {
+		f, err := os.Create(cpuprofile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	var results []result
+	for _, sub := range subs {
+		sub = strings.TrimSpace(sub)
+		if sub != "watcher" && sub != "websocket" {
+			return fmt.Errorf("-subscribers: unknown subscriber %q (watcher, websocket)", sub)
+		}
+		for _, b := range buildCounts {
+			r, err := env.scenario(ctx, sub, b, lines)
+			if err != nil {
+				return fmt.Errorf("%s, %d builds: %w", sub, b, err)
+			}
+			fmt.Printf("%-9s %2d build(s): %7d lines, published %7.0f lines/s, received %7.0f lines/s, p50 %8s, p99 %8s\n",
+				r.Subscriber, r.Builds, r.Lines, r.Published, r.Received, r.P50.Round(100*time.Microsecond), r.P99.Round(100*time.Microsecond))
+			results = append(results, r)
+		}
+	}
+	table := report(results, label)
+	fmt.Print("\n" + table)
+	if out != "" {
+		if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(out, []byte(table), 0o644); err != nil {
+			return err
+		}
+		fmt.Printf("\nwrote %s\n", out)
+	}
+	return nil
+}
+
+// env is the embedded NATS server, the store, the archiver, the watcher
+// and the API, as `slipway server` wires them.
+type env struct {
+	dir     string
+	ns      *natslog.Server
+	store   *sqlite.DB
+	arch    *natslog.Archiver
+	watcher *natslog.Watcher
+	api     *client.Client
+	hs      *http.Server
+	seq     atomic.Int64
+}
+
+func startEnv(ctx context.Context) (*env, error) {
+	dir, err := os.MkdirTemp("", "slipway-benchlogs-")
+	if err != nil {
+		return nil, err
+	}
+	e := &env{dir: dir}
+	quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	if e.ns, err = natslog.StartServer(natslog.ServerConfig{StoreDir: filepath.Join(dir, "nats")}); err != nil {
+		return nil, err
+	}
+	if e.store, err = sqlite.Open(filepath.Join(dir, "slipway.db")); err != nil {
+		return nil, err
+	}
+	if e.arch, err = natslog.StartArchiver(ctx, natslog.ArchiverConfig{URL: e.ns.URL(), Store: e.store, Logger: quiet}); err != nil {
+		return nil, err
+	}
+	if e.watcher, err = natslog.NewWatcher(ctx, natslog.WatcherConfig{URL: e.ns.URL(), Store: e.store, Logger: quiet}); err != nil {
+		return nil, err
+	}
+	token, _, err := slipway.IssueToken(ctx, e.store, "bench")
+	if err != nil {
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/graphql", graphql.NewHandler(graphql.Config{Store: e.store, Tokens: e.store, Live: e.watcher, Logger: quiet}))
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	e.hs = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = e.hs.Serve(ln) }()
+	e.api = client.New("http://"+ln.Addr().String(), nil).WithToken(token)
+	return e, nil
+}
+
+func (e *env) close() {
+	_ = e.hs.Close()
+	e.watcher.Close()
+	e.arch.Stop()
+	e.ns.Shutdown()
+	_ = e.store.Close()
+	_ = os.RemoveAll(e.dir)
+}
+
+// build is one deployment being written and followed.
+type build struct {
+	project, id string
+	lat         []time.Duration // one per line received
+	last        time.Time       // when the last line arrived
+	got         int
+	err         error
+}
+
+// scenario runs builds concurrent builds of lines/builds lines each, with
+// one subscriber per build, and measures them.
+func (e *env) scenario(ctx context.Context, sub string, builds, lines int) (result, error) {
+	per := lines / builds
+	bs := make([]*build, builds)
+	for i := range bs {
+		n := e.seq.Add(1)
+		b := &build{project: fmt.Sprintf("bench%d", n), lat: make([]time.Duration, 0, per+1)}
+		if err := e.store.CreateProject(ctx, &slipway.Project{Name: b.project, Repo: "file:///bench", Branch: "main", Dockerfile: "Dockerfile", Context: "."}); err != nil {
+			return result{}, err
+		}
+		d, _, err := e.store.CreateDeployment(ctx, &slipway.Deployment{Project: b.project, Ref: "refs/heads/main", Commit: strings.Repeat("a", 40), Trigger: slipway.TriggerManual})
+		if err != nil {
+			return result{}, err
+		}
+		b.id = d.ID
+		if err := e.store.MarkBuilding(ctx, b.id, time.Now()); err != nil {
+			return result{}, err
+		}
+		bs[i] = b
+	}
+
+	// Lines carry the time they were written, as an offset from base on
+	// this process's monotonic clock.
+	base := time.Now()
+	subCtx, cancelSubs := context.WithCancel(ctx)
+	defer cancelSubs()
+	var subsDone sync.WaitGroup
+	ready := make(chan struct{}, builds)
+	for _, b := range bs {
+		subsDone.Add(1)
+		go func() {
+			defer subsDone.Done()
+			b.err = e.follow(subCtx, sub, b, per+1, base, ready)
+		}()
+	}
+
+	// Publishers, as the agent makes them; line 1 is a warm-up that every
+	// subscriber must see before the measured lines are written.
+	pubs := make([]*natslog.Publisher, builds)
+	for i, b := range bs {
+		p, err := natslog.NewPublisher(ctx, natslog.PublisherConfig{URL: e.ns.URL(), Project: b.project, Deployment: b.id, Stdout: io.Discard})
+		if err != nil {
+			return result{}, err
+		}
+		pubs[i] = p
+		p.Line("stdout", "warm-up t=0")
+	}
+	for range builds {
+		select {
+		case <-ready:
+		case <-time.After(time.Minute):
+			return result{}, errors.New("subscribers did not see the first line within a minute")
+		}
+	}
+
+	runtime.GC()
+	start := time.Now()
+	var writers sync.WaitGroup
+	pubDone := make([]time.Time, builds)
+	for i := range bs {
+		writers.Add(1)
+		go func() {
+			defer writers.Done()
+			writeBuild(pubs[i], per, base)
+			cctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+			defer cancel()
+			if err := pubs[i].Close(cctx); err != nil {
+				log.Printf("close publisher: %v", err)
+			}
+			pubDone[i] = time.Now()
+		}()
+	}
+	writers.Wait()
+	waitCh := make(chan struct{})
+	go func() { subsDone.Wait(); close(waitCh) }()
+	select {
+	case <-waitCh:
+	case <-time.After(5 * time.Minute):
+		cancelSubs()
+		<-waitCh
+		return result{}, errors.New("subscribers did not receive every line within 5 minutes")
+	}
+	for _, b := range bs {
+		if b.err != nil {
+			return result{}, b.err
+		}
+		_ = e.store.FinishDeployment(ctx, b.id, slipway.DeploymentResult{Status: slipway.StatusSucceeded}, time.Now())
+	}
+
+	var all []time.Duration
+	var lastRecv, lastPub time.Time
+	for i, b := range bs {
+		all = append(all, b.lat...)
+		if b.last.After(lastRecv) {
+			lastRecv = b.last
+		}
+		if pubDone[i].After(lastPub) {
+			lastPub = pubDone[i]
+		}
+	}
+	slices.Sort(all)
+	total := per * builds
+	return result{
+		Subscriber: sub,
+		Builds:     builds,
+		Lines:      total,
+		Published:  float64(total) / lastPub.Sub(start).Seconds(),
+		Received:   float64(total) / lastRecv.Sub(start).Seconds(),
+		P50:        all[len(all)/2],
+		P99:        all[len(all)*99/100],
+	}, nil
+}
+
+// writeBuild writes n lines through the publisher's LineWriter in chunks
+// of 64 lines, the way the agent copies podman's output from a pipe.
+func writeBuild(p *natslog.Publisher, n int, base time.Time) {
+	w := p.Writer("stdout", "build")
+	const chunk = 64
+	pad := strings.Repeat("x", 60)
+	buf := make([]byte, 0, chunk*128)
+	for i := 1; i <= n; i++ {
+		buf = fmt.Appendf(buf, "STEP 3/9: RUN npm ci line %d t=%d %s\n", i, time.Since(base).Nanoseconds(), pad)
+		if i%chunk == 0 || i == n {
+			_, _ = w.Write(buf)
+			buf = buf[:0]
+		}
+	}
+	_ = w.(io.Closer).Close()
+}
+
+// follow receives want lines of b's log and records each line's latency.
+func (e *env) follow(ctx context.Context, sub string, b *build, want int, base time.Time, ready chan<- struct{}) error {
+	errDone := errors.New("done")
+	emit := func(l slipway.LogLine) error {
+		now := time.Since(base)
+		b.got++
+		if b.got == 1 {
+			ready <- struct{}{}
+			return nil
+		}
+		if i := strings.Index(l.Text, " t="); i >= 0 {
+			rest := l.Text[i+3:]
+			if j := strings.IndexByte(rest, ' '); j >= 0 {
+				rest = rest[:j]
+			}
+			if at, err := strconv.ParseInt(rest, 10, 64); err == nil {
+				b.lat = append(b.lat, now-time.Duration(at))
+			}
+		}
+		if b.got >= want {
+			b.last = time.Now()
+			return errDone
+		}
+		return nil
+	}
+	var err error
+	switch sub {
+	case "watcher":
+		err = e.watcher.FollowLog(ctx, b.id, 1, emit)
+	case "websocket":
+		err = e.api.FollowLogs(ctx, b.id, 1, emit)
+	}
+	if errors.Is(err, errDone) || b.got >= want {
+		return nil
+	}
+	if err == nil {
+		err = errors.New("the follow ended early")
+	}
+	return fmt.Errorf("%s follow of %s: got %d of %d lines: %w", sub, b.id, b.got, want, err)
+}
+
+func report(rs []result, label string) string {
+	var b strings.Builder
+	host, _ := os.Hostname()
+	fmt.Fprintf(&b, "# Log path benchmark\n\n")
+	fmt.Fprintf(&b, "`make bench-logs` (bench/cmd/benchlogs), %s, %s, %d CPUs, %s.", time.Now().UTC().Format("2006-01-02 15:04 MST"), host, runtime.NumCPU(), runtime.Version())
+	if label != "" {
+		fmt.Fprintf(&b, " %s.", label)
+	}
+	b.WriteString(" Writer: natslog.Publisher's LineWriter (as the agent), chunks of 64 lines of ~110 bytes, as fast as it can. " +
+		"**watcher**: natslog.Watcher.FollowLog (JetStream ordered consumer) in process; " +
+		"**websocket**: the GraphQL subscription deploymentLogLines over graphql-transport-ws (client.FollowLogs against graphql.NewHandler on loopback). " +
+		"NATS, the archiver into SQLite, the API and the subscriber share this process. " +
+		"Latency: from the write to the subscriber's receipt, same clock. " +
+		fmt.Sprintf("Targets: ≥ %d lines/s for one build, p99 < %s.\n\n", targetLinesPerSec, targetP99))
+	b.WriteString("| subscriber | scenario | lines | published lines/s | received lines/s | p50 | p99 | target met |\n")
+	b.WriteString("| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |\n")
+	for _, r := range rs {
+		scen := "1 build"
+		if r.Builds > 1 {
+			scen = fmt.Sprintf("%d concurrent builds", r.Builds)
+		}
+		met := "no"
+		if r.met() {
+			met = "yes"
+		}
+		fmt.Fprintf(&b, "| %s | %s | %d | %.0f | %.0f | %s | %s | %s |\n", r.Subscriber, scen, r.Lines, r.Published, r.Received,
+			fmtDur(r.P50), fmtDur(r.P99), met)
+	}
+	return b.String()
+}
+
+func fmtDur(d time.Duration) string {
+	if d >= time.Second {
+		return fmt.Sprintf("%.2f s", d.Seconds())
+	}
+	return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond))
+}
