@@ -291,13 +291,20 @@ func (p *Publisher) emit(stream, step, text string) {
 	if p.cfg.Redact != nil {
 		text = strings.ToValidUTF8(p.cfg.Redact(text), "\uFFFD")
 	}
-	parts := splitText(text, MaxLineBytes)
+	var parts []string
+	if len(text) > MaxLineBytes {
+		parts = splitText(text, MaxLineBytes)
+	}
 	p.mu.Lock()
 	if step == "" {
 		step = p.step
 	}
 	now := p.cfg.Now().UTC()
 	startedDropping := false
+	if parts == nil {
+		startedDropping = p.acceptLocked(now, stream, step, text)
+		p.stdoutLocked(step, text)
+	}
 	for _, part := range parts {
 		startedDropping = p.acceptLocked(now, stream, step, part) || startedDropping
 		p.stdoutLocked(step, part)
@@ -349,8 +356,8 @@ func droppedNotice(n int64) string {
 // and force is false.
 func (p *Publisher) queueLocked(now time.Time, stream, step, text string, force bool) bool {
 	l := slipway.LogLine{Deployment: p.cfg.Deployment, N: p.last + 1, Time: now, Stream: stream, Step: step, Text: text}
-	data, err := json.Marshal(l)
-	if err != nil { // only a clock outside years 0-9999 gets here; count it as dropped
+	data, ok := appendLineJSON(make([]byte, 0, 96+len(text)+len(step)+len(p.cfg.Deployment)), &l)
+	if !ok { // only a clock outside years 0-9999 gets here; count it as dropped
 		return false
 	}
 	full := len(p.pending) > 0 && p.pendingBytes+len(data) > p.cfg.MaxBufferBytes
@@ -367,8 +374,7 @@ func (p *Publisher) queueLocked(now time.Time, stream, step, text string, force 
 		return false
 	}
 	p.last = l.N
-	m := &nats.Msg{Subject: p.subject, Data: data, Header: nats.Header{}}
-	m.Header.Set(jetstream.MsgIDHeader, lineID(p.cfg.Deployment, l.N))
+	m := &nats.Msg{Subject: p.subject, Data: data, Header: nats.Header{jetstream.MsgIDHeader: {lineID(p.cfg.Deployment, l.N)}}}
 	p.pending[m] = pendingLine{n: l.N, size: len(data)}
 	p.pendingBytes += len(data)
 	p.queue = append(p.queue, m)
