@@ -241,6 +241,11 @@ func (a *Activities) Fetch(ctx context.Context, in deploy.BuildInput) (_ deploy.
 		if ctx.Err() != nil {
 			return deploy.FetchResult{}, ctx.Err()
 		}
+		if refused, ok := errors.AsType[*gitmirror.RefusedError](err); ok {
+			j.line("fetch", "%s", refused.Reason)
+			_ = os.RemoveAll(dir)
+			return deploy.FetchResult{}, j.buildFailed("fetch", nil, "%s", refused.Reason)
+		}
 		return deploy.FetchResult{}, fmt.Errorf("check out %s: %w", in.Commit, err)
 	}
 	j.line("fetch", "checked out %s in %s", in.Commit[:12], time.Since(start).Round(time.Millisecond))
@@ -269,6 +274,14 @@ func (a *Activities) Build(ctx context.Context, in deploy.BuildInput) (_ deploy.
 	}
 	contextDir, dockerfile, err := resolveBuildPaths(dir, in.Context, in.Dockerfile)
 	if err != nil {
+		return deploy.BuildActivityResult{}, j.buildFailed("build", nil, "%s", slipway.ErrorMessage(err))
+	}
+	df, err := os.ReadFile(dockerfile)
+	if err != nil {
+		return deploy.BuildActivityResult{}, j.buildFailed("build", nil, "cannot read the Dockerfile %s: %v", in.Dockerfile, err)
+	}
+	if err := checkMounts(df, contextDir); err != nil {
+		j.line("build", "%s", slipway.ErrorMessage(err))
 		return deploy.BuildActivityResult{}, j.buildFailed("build", nil, "%s", slipway.ErrorMessage(err))
 	}
 
@@ -320,7 +333,11 @@ func (a *Activities) Build(ctx context.Context, in deploy.BuildInput) (_ deploy.
 			if step == "" {
 				step = "build"
 			}
-			return deploy.BuildActivityResult{}, j.buildFailed(step, be.Tail, "%s", be.Error())
+			tail := make([]string, len(be.Tail))
+			for i, l := range be.Tail {
+				tail[i] = clarifyCopyError(l)
+			}
+			return deploy.BuildActivityResult{}, j.buildFailed(step, tail, "%s", clarifyCopyError(be.Error()))
 		}
 		return deploy.BuildActivityResult{}, fmt.Errorf("build: %w", err)
 	}

@@ -50,11 +50,13 @@ func (e *NotFoundError) Error() string {
 var shaRE = regexp.MustCompile(`^([0-9a-f]{40}|[0-9a-f]{64})$`)
 
 // Fetch makes sure commit is in the mirror. It creates the mirror if
-// missing, returns at once when the commit is already there, fetches every
-// branch and tag otherwise (only the missing objects travel) and, when the
-// commit is on none of them (a pull request head, say), asks the remote for
-// it by SHA. git's progress goes to out (may be nil). A commit the remote
-// does not have is a *NotFoundError.
+// missing and returns at once when the commit is already there. Otherwise
+// it fetches the branches (only the missing objects travel; tags are left
+// alone, since a repository may have tens of thousands), then, when the
+// commit is on no branch (a pull request head, say), asks the remote for it
+// by SHA, and only as a last resort fetches the tags. git's progress goes
+// to out (may be nil). A commit the remote does not have is a
+// *NotFoundError.
 func (m *Mirror) Fetch(ctx context.Context, commit string, out io.Writer) error {
 	if !shaRE.MatchString(commit) {
 		return fmt.Errorf("fetch: %q is not a full commit SHA", commit)
@@ -74,16 +76,18 @@ func (m *Mirror) Fetch(ctx context.Context, commit string, out io.Writer) error 
 	if m.has(ctx, commit) {
 		return nil
 	}
-	if _, err := m.git(ctx, out, "fetch", "--prune", "--no-write-fetch-head", "origin",
-		"+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"); err != nil {
+	// --no-tags: no tag following either, so the remote lists only its
+	// branches (protocol v2 ref prefixes), not every tag.
+	if _, err := m.git(ctx, out, "fetch", "--prune", "--no-tags", "--no-write-fetch-head", "origin",
+		"+refs/heads/*:refs/heads/*"); err != nil {
 		return fmt.Errorf("fetch from %s: %w", redact(m.URL), err)
 	}
 	if m.has(ctx, commit) {
 		return nil
 	}
-	// Not on a branch or tag: ask for the SHA itself, and keep a ref to it
-	// so gc does not drop it before the checkout.
-	if _, err := m.git(ctx, out, "fetch", "--no-write-fetch-head", "origin",
+	// Not on a branch: ask for the SHA itself, and keep a ref to it so gc
+	// does not drop it before the checkout.
+	if _, err := m.git(ctx, out, "fetch", "--no-tags", "--no-write-fetch-head", "origin",
 		"+"+commit+":refs/slipway/commits/"+commit); err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -91,6 +95,15 @@ func (m *Mirror) Fetch(ctx context.Context, commit string, out io.Writer) error 
 		if out != nil {
 			fmt.Fprintf(out, "fetch by SHA: %v\n", err)
 		}
+	}
+	if m.has(ctx, commit) {
+		return nil
+	}
+	// A remote that does not serve commits by SHA: the commit may still
+	// be on a tag.
+	if _, err := m.git(ctx, out, "fetch", "--no-tags", "--no-write-fetch-head", "origin",
+		"+refs/tags/*:refs/tags/*"); err != nil {
+		return fmt.Errorf("fetch tags from %s: %w", redact(m.URL), err)
 	}
 	if m.has(ctx, commit) {
 		return nil
@@ -138,11 +151,48 @@ func (m *Mirror) Checkout(ctx context.Context, commit, dst string) error {
 		return fmt.Errorf("checkout %s: %w", commit, err)
 	}
 	if _, err := os.Stat(filepath.Join(dst, ".gitmodules")); err == nil {
-		if _, err := runGit(ctx, dst, nil, "submodule", "update", "--init", "--recursive", "--quiet"); err != nil {
+		// A submodule may live on the builder's own disk only if the
+		// repository itself does (a project registered with a local
+		// path): otherwise a repository could name another project's
+		// mirror, or any repository on the host, as a submodule and copy
+		// it into its build context. "user" is git's own default: file://
+		// for commands a user runs, never for submodules.
+		fileAllow := "user"
+		if isLocal(m.URL) {
+			fileAllow = "always"
+		}
+		if _, err := runGit(ctx, dst, nil, "-c", "protocol.file.allow="+fileAllow,
+			"submodule", "update", "--init", "--recursive", "--quiet"); err != nil {
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			if msg := gitMessage(err); strings.Contains(msg, "transport 'file' not allowed") {
+				return &RefusedError{Reason: fmt.Sprintf("a submodule of commit %s is a local path or file:// URL, which a repository fetched from %s may not use: a build may only read repositories it fetches over the network", commit, redact(m.URL))}
+			}
 			return fmt.Errorf("checkout %s: submodules: %w", commit, err)
 		}
 	}
 	return removeGitLinks(dst)
+}
+
+// RefusedError says a checkout was refused because the repository asked
+// for something a build may not have; retrying cannot help.
+type RefusedError struct {
+	Reason string
+}
+
+func (e *RefusedError) Error() string { return e.Reason }
+
+// isLocal reports whether a repository URL names a repository on this
+// machine: a file:// URL or a path.
+func isLocal(u string) bool {
+	if strings.HasPrefix(u, "file://") || strings.HasPrefix(u, "/") || strings.HasPrefix(u, ".") {
+		return true
+	}
+	if pu, err := url.Parse(u); err == nil && pu.Scheme != "" {
+		return false
+	}
+	return !strings.Contains(u, ":") // not scp-like host:path
 }
 
 // removeGitLinks deletes the .git files of the worktree and its submodules:

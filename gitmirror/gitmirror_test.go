@@ -3,7 +3,11 @@ package gitmirror_test
 import (
 	"bytes"
 	"errors"
+	"fmt"
+	"net/http/cgi"
+	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -249,5 +253,110 @@ func TestResolveRef(t *testing.T) {
 		if strings.Contains(slipway.ErrorMessage(err), "secret") {
 			t.Errorf("ResolveRef(%q) leaks the credentials: %v", tt.url, err)
 		}
+	}
+}
+
+// gitHTTP serves the repositories under root over HTTP with git's own
+// http-backend, on a real socket: a remote that is not on the builder's
+// disk as far as git can tell.
+func gitHTTP(t *testing.T, root string) string {
+	t.Helper()
+	backend := "/usr/lib/git-core/git-http-backend"
+	if _, err := os.Stat(backend); err != nil {
+		t.Fatalf("git's http-backend is missing (package git): %v", err)
+	}
+	h := &cgi.Handler{Path: backend, Env: []string{"GIT_PROJECT_ROOT=" + root, "GIT_HTTP_EXPORT_ALL=1", "GIT_CONFIG_NOSYSTEM=1", "GIT_CONFIG_GLOBAL=/dev/null"}}
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return srv.URL
+}
+
+// A repository fetched over the network must not pull a repository on the
+// builder's disk (another project's mirror, say) into its build context as
+// a submodule; a submodule that is itself on the network is fine.
+func TestSubmoduleOnTheHostRefused(t *testing.T) {
+	root := t.TempDir()
+	secret, _ := testenv.GitRepo(t, map[string]string{"secret.txt": "another project's source\n"})
+	lib, _ := testenv.GitRepo(t, map[string]string{"lib.txt": "library\n"})
+	testenv.Git(t, root, "clone", "--quiet", "--bare", lib, "lib.git")
+	base := gitHTTP(t, root)
+
+	for _, tc := range []struct {
+		name, subURL string
+		refused      bool
+	}{
+		{"file URL", "file://" + secret, true},
+		{"absolute path", secret, true},
+		{"over HTTP", base + "/lib.git", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			repo, _ := testenv.GitRepo(t, map[string]string{"main.txt": "main\n"})
+			testenv.Git(t, repo, "submodule", "--quiet", "add", tc.subURL, "vendor/sub")
+			testenv.Git(t, repo, "commit", "--quiet", "-m", "add submodule")
+			sha := testenv.Git(t, repo, "rev-parse", "HEAD")
+			name := strings.ReplaceAll(tc.name, " ", "-") + ".git"
+			testenv.Git(t, root, "clone", "--quiet", "--bare", repo, name)
+
+			m := &gitmirror.Mirror{Dir: filepath.Join(t.TempDir(), "m.git"), URL: base + "/" + name}
+			if err := m.Fetch(t.Context(), sha, nil); err != nil {
+				t.Fatal(err)
+			}
+			dst := filepath.Join(t.TempDir(), "co")
+			err := m.Checkout(t.Context(), sha, dst)
+			var refused *gitmirror.RefusedError
+			if tc.refused {
+				if !errors.As(err, &refused) || !strings.Contains(err.Error(), "a submodule of commit "+sha+" is a local path or file:// URL") {
+					t.Errorf("Checkout with a submodule at %s = %v, want it refused", tc.subURL, err)
+				}
+				if _, err := os.Stat(filepath.Join(dst, "vendor", "sub", "secret.txt")); err == nil {
+					t.Errorf("the host's repository was checked out into the build context")
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Checkout with a submodule over HTTP: %v", err)
+			}
+			if got := readFile(t, filepath.Join(dst, "vendor", "sub", "lib.txt")); got != "library\n" {
+				t.Errorf("submodule file = %q", got)
+			}
+		})
+	}
+}
+
+// A repository with 20,000 tags: a fetch brings the commit without
+// listing, storing or negotiating the tags.
+func TestFetchManyTags(t *testing.T) {
+	repo, sha := testenv.GitRepo(t, map[string]string{"a": "1"})
+	var refs strings.Builder
+	for i := range 20_000 {
+		fmt.Fprintf(&refs, "create refs/tags/v%d %s\n", i, sha)
+	}
+	cmd := exec.Command("git", "update-ref", "--stdin")
+	cmd.Dir, cmd.Stdin = repo, strings.NewReader(refs.String())
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("create tags: %v: %s", err, out)
+	}
+	testenv.Git(t, repo, "pack-refs", "--all")
+
+	m := &gitmirror.Mirror{Dir: filepath.Join(t.TempDir(), "m.git"), URL: "file://" + repo}
+	for i, commit := range []string{sha, testenv.Commit(t, repo, map[string]string{"a": "2"})} {
+		start := time.Now()
+		if err := m.Fetch(t.Context(), commit, nil); err != nil {
+			t.Fatalf("fetch %d: %v", i, err)
+		}
+		t.Logf("fetch %d of a repository with 20,000 tags: %s", i, time.Since(start).Round(time.Millisecond))
+		if tags := testenv.Git(t, m.Dir, "for-each-ref", "--count=1", "refs/tags/"); tags != "" {
+			t.Fatalf("fetch %d copied tags into the mirror: %s", i, tags)
+		}
+	}
+
+	// A commit only a tag names (not a branch) is still found.
+	testenv.Git(t, repo, "checkout", "--quiet", "-b", "topic")
+	onTag := testenv.Commit(t, repo, map[string]string{"a": "tagged"})
+	testenv.Git(t, repo, "tag", "release-only", onTag)
+	testenv.Git(t, repo, "checkout", "--quiet", "main")
+	testenv.Git(t, repo, "branch", "--quiet", "-D", "topic")
+	if err := m.Fetch(t.Context(), onTag, nil); err != nil {
+		t.Fatalf("fetch of a commit on a tag only: %v", err)
 	}
 }
