@@ -42,10 +42,18 @@ func ValidateRef(ref string) error {
 }
 
 // ValidateRelPath checks that p (a Dockerfile or context path) stays inside
-// the repository: relative, without "..".
+// the repository: relative, without "..", without control characters, at
+// most 1024 bytes. Symlinks are the builder's to check (the repository is
+// not at hand here).
 func ValidateRelPath(what, p string) error {
 	clean := path.Clean(p)
-	if p == "" || path.IsAbs(p) || clean == ".." || strings.HasPrefix(clean, "../") || strings.ContainsAny(p, "\x00\n\r") {
+	bad := p == "" || len(p) > 1024 || path.IsAbs(p) || clean == ".." || strings.HasPrefix(clean, "../")
+	for _, r := range p {
+		if r < 0x20 || r == 0x7f {
+			bad = true
+		}
+	}
+	if bad {
 		return Errorf(EINVALID, "invalid %s %q: it must be a path inside the repository", what, p)
 	}
 	return nil
