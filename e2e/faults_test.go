@@ -15,6 +15,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/slipway-ci/slipway/github"
 	"github.com/slipway-ci/slipway/internal/testenv"
@@ -89,6 +90,34 @@ func TestFaultSuite(t *testing.T) {
 				t.Errorf("%d of 100 answers named the stored deployment %s", ids[ds[0].ID], ds[0].ID)
 			}
 			fc.expect(s, "redeliver", ds[0].ID, 3*time.Minute, "succeeded")
+
+			// Replays of that push under new delivery ids, one made now and
+			// one whose push is past the webhook window (pushed_at two
+			// hours ago): neither builds. A late delivery of a new commit
+			// still builds.
+			fc.inject("the same push replayed under a new delivery id")
+			if a := postHook(s.URL, hookHeaders("push", "replayed-fresh", github.Sign("rk", body)), body); a.Err != nil || a.Status != http.StatusOK || a.Deployment != ds[0].ID {
+				t.Errorf("replay under a new id = %d %q (%v), want 200 naming %s", a.Status, a.Message, a.Err, ds[0].ID)
+			}
+			stale := withPushedAt(t, body, time.Now().Add(-2*time.Hour))
+			fc.inject("the same push, pushed two hours ago (past the 1h window), under a new delivery id")
+			if a := postHook(s.URL, hookHeaders("push", "replayed-stale", github.Sign("rk", stale)), stale); a.Err != nil || a.Status != http.StatusOK ||
+				a.Deployment != ds[0].ID || !strings.Contains(a.Message, "stale delivery") || !strings.Contains(a.Message, "past the webhook window of 1h0m0s") {
+				t.Errorf("stale replay = %d %q (%v), want 200 saying the delivery is stale, naming %s", a.Status, a.Message, a.Err, ds[0].ID)
+			}
+			if n := len(s.deployments(t, "redeliver")); n != 1 {
+				t.Errorf("%d deployments after replays of a deployed commit, want 1", n)
+			}
+			sha2 := testenv.Commit(t, dir, map[string]string{"a.txt": "b\n"})
+			late := withPushedAt(t, pushPayload(t, repoURL, "main", sha, sha2), time.Now().Add(-2*time.Hour))
+			fc.inject("a push of a new commit delivered two hours late")
+			a := postHook(s.URL, hookHeaders("push", "late-new-commit", github.Sign("rk", late)), late)
+			if a.Err != nil || a.Status != http.StatusAccepted || a.Deployment == "" {
+				t.Fatalf("late delivery of a new commit = %d %q (%v), want 202 with a deployment", a.Status, a.Message, a.Err)
+			}
+			if d := fc.expect(s, "redeliver", a.Deployment, 3*time.Minute, "succeeded"); d.Commit != sha2 {
+				t.Errorf("the late delivery built %s, want %s", d.Commit, sha2)
+			}
 		})
 
 		su.fault(t, group, "machine", "agent-killed-mid-run", func(t *testing.T, fc *faultCase) {
@@ -223,6 +252,112 @@ func TestFaultSuite(t *testing.T) {
 			}
 		})
 
+		su.fault(t, group, "repository", "symlinks-inside-the-context", func(t *testing.T, fc *faultCase) {
+			// A file on the builder's disk that no build may read.
+			marker := fmt.Sprintf("HOST-SECRET-%d", time.Now().UnixNano())
+			hostFile := filepath.Join(t.TempDir(), "host-secret")
+			if err := os.WriteFile(hostFile, []byte(marker+"\n"), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			dir, _ := testenv.GitRepo(t, map[string]string{"README": "hostile\n"})
+			for _, l := range []struct{ name, target string }{{"secret-link", hostFile}, {"host-dir", filepath.Dir(hostFile)}} {
+				if err := os.Symlink(l.target, filepath.Join(dir, l.name)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for _, c := range []struct {
+				project, dockerfile, want, what string
+				status                          string
+			}{
+				{"copy-symlink", "FROM " + base + "\nCOPY secret-link /x\nRUN cat /x\n", "secret-link is a symlink to " + hostFile + ", outside the build context", "COPY of a symlink out of the context", "failed"},
+				{"copy-dir-with-symlinks", "FROM " + base + "\nCOPY . /ctx/\nRUN cat /ctx/secret-link /ctx/host-dir/host-secret || echo no-host-file\n", "", "COPY . of a context holding symlinks out of it", "succeeded"},
+				{"mount-symlink", "FROM " + base + "\nRUN --mount=type=bind,source=secret-link,target=/m cat /m\n", "points outside the build context", "RUN --mount of a symlink out of the context", "failed"},
+				{"mount-symlinked-dir", "FROM " + base + "\nRUN --mount=type=bind,source=host-dir,target=/m cat /m/host-secret\n", "points outside the build context", "RUN --mount of a symlinked directory out of the context", "failed"},
+				{"mount-from-stage", "FROM " + base + " AS s\nRUN ln -s " + hostFile + " /leak\nFROM " + base + "\nRUN --mount=type=bind,from=s,source=leak,target=/m cat /m\n", "COPY --from=s what the step needs instead", "RUN --mount from a stage holding a symlink to the host", "failed"},
+			} {
+				sha := testenv.Commit(t, dir, map[string]string{"Dockerfile": c.dockerfile})
+				if out, code := s.cli(t, "project", "add", c.project, "--repo", "file://"+dir); code != 0 {
+					t.Fatalf("project add: %d %s", code, out)
+				}
+				fc.inject("%s", c.what)
+				d := fc.expect(s, c.project, s.deployID(t, c.project, sha), 3*time.Minute, c.status)
+				if !strings.Contains(d.Error, c.want) || strings.Count(d.Error, "copier.request") > 0 {
+					t.Errorf("%s: error %q, want it to say %q (and no dump of buildah's request)", c.project, d.Error, c.want)
+				}
+				logs, _ := s.cli(t, "logs", d.ID)
+				if strings.Contains(logs, marker) || strings.Contains(d.Error, marker) {
+					t.Errorf("%s: the build read the host's file:\n%s", c.project, logs)
+				}
+				if c.status == "succeeded" && !strings.Contains(logs, "no-host-file") {
+					t.Errorf("%s: the symlinks were not copied as dangling links:\n%s", c.project, logs)
+				}
+			}
+		})
+
+		su.fault(t, group, "output", "giant-binary-output", func(t *testing.T, fc *faultCase) {
+			// 6 MB of random bytes (NULs, escapes, invalid UTF-8, ~25k
+			// "lines"), then a 2 MB line without a newline, then a marker.
+			dir, sha := testenv.GitRepo(t, map[string]string{
+				"Dockerfile": "FROM " + base + "\nRUN head -c 6000000 /dev/urandom && head -c 2000000 /dev/zero | tr '\\0' a && echo && echo giant-output-done\n",
+			})
+			if out, code := s.cli(t, "project", "add", "giant", "--repo", "file://"+dir); code != 0 {
+				t.Fatalf("project add: %d %s", code, out)
+			}
+			fc.inject("a RUN step writing 6 MB of random binary output and a 2 MB line")
+			d := fc.expect(s, "giant", s.deployID(t, "giant", sha), 5*time.Minute, "succeeded")
+			var lines, longest, stored, aBytes int
+			var sawDone bool
+			for after := -1; ; {
+				vars := map[string]any{"id": d.ID, "after": after}
+				if after < 0 {
+					vars["after"] = nil
+				}
+				a := s.graphql(t, `query($id: ID!, $after: Int) { deployment(id: $id) { logs(after: $after, first: 5000) { n text } } }`, vars)
+				var data struct {
+					Deployment struct {
+						Logs []struct {
+							N    int
+							Text string
+						}
+					}
+				}
+				if a.Status != http.StatusOK || len(a.Errors) > 0 || json.Unmarshal(a.Data, &data) != nil {
+					t.Fatalf("read the log after line %d: %d %s", after, a.Status, truncate(a.Raw, 300))
+				}
+				if len(data.Deployment.Logs) == 0 {
+					break
+				}
+				for _, l := range data.Deployment.Logs {
+					if l.N != after+1 && !(after == -1 && l.N <= 1) {
+						t.Fatalf("log line %d follows line %d: a gap", l.N, after)
+					}
+					after = l.N
+					lines++
+					longest = max(longest, len(l.Text))
+					if !utf8.ValidString(l.Text) {
+						t.Fatalf("log line %d is not valid UTF-8: %q", l.N, truncate(l.Text, 100))
+					}
+					sawDone = sawDone || strings.Contains(l.Text, "giant-output-done")
+					stored += len(l.Text)
+					if strings.Count(l.Text, "a") == len(l.Text) && len(l.Text) > 1000 {
+						aBytes += len(l.Text)
+					}
+					if strings.HasPrefix(l.Text, "[slipway]") || lines < 8 {
+						t.Logf("line %d (%d bytes): %s", l.N, len(l.Text), truncate(l.Text, 200))
+					}
+				}
+			}
+			t.Logf("giant output stored as %d lines (%d bytes, %d of them the 2 MB line), the longest %d bytes", lines, stored, aBytes, longest)
+			// Known problem (docs/STATUS.md): the stream keeps only part of
+			// such output while the agent's stdout has all of it; logged
+			// here so the figure is in every run.
+			al := s.agentLog("giant")
+			t.Logf("the agent's stdout (agent.log) got %d lines, %d bytes", strings.Count(al, "\n"), len(al))
+			if !sawDone || lines < 1000 || longest > 16<<10 {
+				t.Errorf("giant output: %d lines, longest %d bytes, end marker seen %v; want every line stored, split at 16 KiB, through to the end", lines, longest, sawDone)
+			}
+		})
+
 		// Last: the restarted server must still hold every deployment above.
 		su.fault(t, group, "server", "server-killed-mid-build", func(t *testing.T, fc *faultCase) {
 			dir, sha := testenv.GitRepo(t, map[string]string{
@@ -297,8 +432,29 @@ func TestFaultSuite(t *testing.T) {
 			if !strings.Contains(d.Error, "push") || !strings.Contains(d.Error, proxy.addr) || !strings.Contains(d.Error, "connection refused") {
 				t.Errorf("error %q, want it to say the push to %s failed with connection refused", d.Error, proxy.addr)
 			}
-			if logs, _ := s.cli(t, "logs", id); strings.Count(logs, "push failed") < 2 {
-				t.Errorf("the push was not retried:\n%s", logs)
+			// Retried with backoff: the attempts' failures come further and
+			// further apart.
+			a := s.graphql(t, `query($id: ID!) { deployment(id: $id) { logs(search: "push failed", first: 100) { n time text } } }`, map[string]any{"id": id})
+			var data struct {
+				Deployment struct {
+					Logs []struct {
+						N    int
+						Time time.Time
+						Text string
+					}
+				}
+			}
+			if a.Status != http.StatusOK || len(a.Errors) > 0 || json.Unmarshal(a.Data, &data) != nil {
+				t.Fatalf("search the log: %d %s", a.Status, truncate(a.Raw, 300))
+			}
+			var gaps []time.Duration
+			for i := 1; i < len(data.Deployment.Logs); i++ {
+				gaps = append(gaps, data.Deployment.Logs[i].Time.Sub(data.Deployment.Logs[i-1].Time).Round(10*time.Millisecond))
+			}
+			t.Logf("%d push attempts failed, %v apart", len(data.Deployment.Logs), gaps)
+			if len(gaps) < 2 || gaps[len(gaps)-1] < gaps[0]+2*time.Second {
+				logs, _ := s.cli(t, "logs", id)
+				t.Errorf("the push was not retried with backoff (failures %v apart):\n%s", gaps, logs)
 			}
 		})
 
@@ -326,6 +482,18 @@ func TestFaultSuite(t *testing.T) {
 }
 
 const zeroSHA = "0000000000000000000000000000000000000000"
+
+// withPushedAt returns the push payload body with repository.pushed_at set
+// to at.
+func withPushedAt(t *testing.T, body []byte, at time.Time) []byte {
+	t.Helper()
+	var p map[string]any
+	if err := json.Unmarshal(body, &p); err != nil {
+		t.Fatal(err)
+	}
+	p["repository"].(map[string]any)["pushed_at"] = at.Unix()
+	return must(json.Marshal(p))
+}
 
 // faultSuite tallies what TestFaultSuite injected and how it ended.
 type faultSuite struct {
@@ -393,6 +561,9 @@ func (su *faultSuite) fault(t *testing.T, group, category, name string, f func(t
 		fc.t = t
 		f(t, fc)
 	})
+	if fc.t == nil {
+		return // left out by -run: nothing injected, nothing to count
+	}
 	su.mu.Lock()
 	defer su.mu.Unlock()
 	c := su.category(category)
@@ -917,6 +1088,7 @@ func (su *faultSuite) badInputs(t *testing.T, s *serverProc, base string) {
 		}{
 			{"dockerfile ../../etc/passwd", []string{"project", "add", "evil-a", "--repo", repoURL, "--dockerfile", "../../etc/passwd"}, "invalid dockerfile"},
 			{"dockerfile /etc/passwd", []string{"project", "add", "evil-b", "--repo", repoURL, "--dockerfile", "/etc/passwd"}, "invalid dockerfile"},
+			{"dockerfile with an escape character", []string{"project", "add", "evil-q", "--repo", repoURL, "--dockerfile", "Docker\x1b[2Jfile"}, "invalid dockerfile"},
 			{"context /etc", []string{"project", "add", "evil-c", "--repo", repoURL, "--context", "/etc"}, "invalid context"},
 			{"context ../..", []string{"project", "add", "evil-d", "--repo", repoURL, "--context", "../.."}, "invalid context"},
 			{"name with uppercase", []string{"project", "add", "Evil", "--repo", repoURL}, "invalid project name"},

@@ -794,3 +794,23 @@ func TestReplayUnderNewID(t *testing.T) {
 		t.Errorf("replay = %d %+v, want 200 naming d-first", status, resp)
 	}
 }
+
+// A push of 20,000 commits (a payload of ~20 MB, under GitHub's 25 MiB
+// cap) is one deployment of its head commit; the commits array is not
+// walked beyond finding the push's time.
+func TestHugeCommitsArray(t *testing.T) {
+	body := fixture(t, "push.with-new-branch.payload.json", func(m map[string]any) {
+		c := m["commits"].([]any)[0]
+		commits := make([]any, 20_000)
+		for i := range commits {
+			commits[i] = c
+		}
+		m["commits"] = commits
+	})
+	t.Logf("payload of %d bytes", len(body))
+	target, dep := newServer(t, HandlerConfig{MaxAge: time.Hour}, webProject())
+	status, resp := send(t, http.MethodPost, target, headers()(body), body)
+	if status != http.StatusAccepted || len(dep.requests()) != 1 || dep.requests()[0].Commit != commit {
+		t.Errorf("POST a push of 20,000 commits = %d %q, Deploy calls %+v; want 202 and one deployment of %s", status, resp.Message, dep.requests(), commit)
+	}
+}
