@@ -115,6 +115,7 @@ func run(lines int, out string, subs []string, buildsFlag string, rate int, cpup
 		}
 		defer pprof.StopCPUProfile()
 	}
+	loadBefore := loadAverage()
 	var results []result
 	for _, sub := range subs {
 		sub = strings.TrimSpace(sub)
@@ -139,7 +140,7 @@ func run(lines int, out string, subs []string, buildsFlag string, rate int, cpup
 			results = append(results, r)
 		}
 	}
-	table := report(results, label)
+	table := report(results, label, loadBefore, loadAverage())
 	fmt.Print("\n" + table)
 	if out != "" {
 		if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
@@ -399,11 +400,21 @@ func (e *env) follow(ctx context.Context, sub string, b *build, want int, base t
 	return fmt.Errorf("%s follow of %s: got %d of %d lines: %w", sub, b.id, b.got, want, err)
 }
 
-func report(rs []result, label string) string {
+// loadAverage is the one-minute load average, or "?".
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	return strings.Fields(string(b) + " ?")[0]
+}
+
+func report(rs []result, label, loadBefore, loadAfter string) string {
 	var b strings.Builder
 	host, _ := os.Hostname()
 	fmt.Fprintf(&b, "# Log path benchmark\n\n")
-	fmt.Fprintf(&b, "`make bench-logs` (bench/cmd/benchlogs), %s, %s, %d CPUs, %s.", time.Now().UTC().Format("2006-01-02 15:04 MST"), host, runtime.NumCPU(), runtime.Version())
+	fmt.Fprintf(&b, "`make bench-logs` (bench/cmd/benchlogs), %s, %s, %d CPUs, %s, one-minute load average %s at the start and %s at the end.",
+		time.Now().UTC().Format("2006-01-02 15:04 MST"), host, runtime.NumCPU(), runtime.Version(), loadBefore, loadAfter)
 	if label != "" {
 		fmt.Fprintf(&b, " %s.", label)
 	}
