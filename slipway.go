@@ -99,7 +99,10 @@ type Deployment struct {
 	Steps []BuildStep `json:"steps,omitempty"`
 	// LogPruned is true once the project's log retention deleted the
 	// deployment's log lines; the record itself is kept.
-	LogPruned  bool       `json:"logPruned,omitempty"`
+	LogPruned bool `json:"logPruned,omitempty"`
+	// Progress, when set, is the deployment's progress as read with its
+	// record (the API fills it in for subscribers); it is not stored.
+	Progress   *Progress  `json:"progress,omitempty"`
 	CreatedAt  time.Time  `json:"createdAt"`
 	StartedAt  *time.Time `json:"startedAt,omitempty"`
 	FinishedAt *time.Time `json:"finishedAt,omitempty"`

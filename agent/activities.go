@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 
@@ -31,6 +32,9 @@ type Activities struct {
 	layout  Layout
 	podman  *podman.Podman
 	tracker *idleTracker
+	// events announces progress on the deployments' event subjects; nil
+	// without NATS.
+	events *nats.Conn
 }
 
 // job is what every activity sets up: idle tracking, heartbeats and the
@@ -43,7 +47,10 @@ type job struct {
 	buildSecrets []slipway.SecretValue
 	pub          *natslog.Publisher
 	out          io.Writer
-	stop         func()
+	// progress reports the phase and build step to the deployment's
+	// workflow.
+	progress *progressReporter
+	stop     func()
 }
 
 func (a *Activities) begin(ctx context.Context, in deploy.BuildInput, phase string) (*job, error) {
@@ -85,7 +92,9 @@ func (a *Activities) begin(ctx context.Context, in deploy.BuildInput, phase stri
 			j.out = nil
 		}
 	}
+	j.progress = startProgress(a.progressSender(ctx, in), slipway.Progress{Phase: phase}, a.cfg.Logger)
 	j.stop = func() {
+		j.progress.close()
 		if j.pub != nil {
 			cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 			_ = j.pub.Close(cctx)
@@ -96,6 +105,23 @@ func (a *Activities) begin(ctx context.Context, in deploy.BuildInput, phase stri
 		a.tracker.end(time.Now())
 	}
 	return j, nil
+}
+
+// progressSender returns how the activity of ctx reports progress: a
+// deploy.SignalProgress signal to the deployment's workflow, then an
+// announcement on the deployment's NATS event subject so that the API's
+// subscribers query it at once.
+func (a *Activities) progressSender(ctx context.Context, in deploy.BuildInput) func(context.Context, slipway.Progress) error {
+	c := activity.GetClient(ctx)
+	return func(ctx context.Context, p slipway.Progress) error {
+		if err := c.SignalWorkflow(ctx, deploy.WorkflowID(in.DeploymentID), "", deploy.SignalProgress, p); err != nil {
+			return err
+		}
+		if a.events != nil {
+			return natslog.Announce(a.events, in.Project, in.DeploymentID, slipway.StatusBuilding)
+		}
+		return nil
+	}
 }
 
 // writer returns where a command's output goes.
@@ -321,6 +347,12 @@ func (a *Activities) Build(ctx context.Context, in deploy.BuildInput) (_ deploy.
 		TLSVerify:  a.cfg.RegistryTLSVerify,
 		Stdout:     j.writer("stdout", "build"),
 		Stderr:     j.writer("stderr", "build"),
+		Progress: func(s podman.Step, cached int) {
+			j.progress.update(func(p *slipway.Progress) {
+				*p = slipway.Progress{Phase: slipway.PhaseBuild, Step: s.N, StepsTotal: s.Total, Stage: s.Stage, Stages: s.Stages,
+					Instruction: s.Instruction, CachedSteps: cached}
+			})
+		},
 	})
 	if err != nil {
 		if ctx.Err() != nil {

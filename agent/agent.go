@@ -20,6 +20,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
 	tlog "go.temporal.io/sdk/log"
@@ -180,6 +181,18 @@ func Run(ctx context.Context, cfg Config) error {
 
 	tracker := newIdleTracker(time.Now())
 	acts := &Activities{cfg: cfg, layout: layout, podman: pm, tracker: tracker}
+	if cfg.NATSURL != "" {
+		// Progress announcements only: they are best effort, so a NATS
+		// that is not there yet is connected to in the background.
+		nc, err := nats.Connect(cfg.NATSURL, nats.Name("slipway-agent-events"), nats.MaxReconnects(-1),
+			nats.RetryOnFailedConnect(true), nats.ReconnectWait(500*time.Millisecond))
+		if err != nil {
+			cfg.Logger.Warn("progress announcements unavailable", "error", err)
+		} else {
+			acts.events = nc
+			defer nc.Close()
+		}
+	}
 	w := worker.New(c, deploy.BuilderQueue(cfg.Project), worker.Options{
 		// One build at a time: the volume's cache has one writer.
 		MaxConcurrentActivityExecutionSize: 1,

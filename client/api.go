@@ -45,7 +45,8 @@ type DeployInput struct {
 const projectFields = `name repo branch dockerfile context createdAt logRetention { maxAgeSeconds maxBytes }`
 
 const deploymentFields = `id project ref commit trigger status image digest error failedStep
-	timings { phase ms } steps { n instruction cached durationMs } createdAt startedAt finishedAt logPruned`
+	timings { phase ms } steps { n instruction cached durationMs } createdAt startedAt finishedAt logPruned
+	progress { phase step stepsTotal stage stages instruction cachedSteps }`
 
 const machineFields = `project provider state pid volumeDir volumeBytes lastWokeAt lastWakeMs lastSleptAt error updatedAt`
 
@@ -230,6 +231,15 @@ type deployment struct {
 	StartedAt  *time.Time          `json:"startedAt"`
 	FinishedAt *time.Time          `json:"finishedAt"`
 	LogPruned  bool                `json:"logPruned"`
+	Progress   *struct {
+		Phase       string  `json:"phase"`
+		Step        int     `json:"step"`
+		StepsTotal  int     `json:"stepsTotal"`
+		Stage       *int    `json:"stage"`
+		Stages      *int    `json:"stages"`
+		Instruction *string `json:"instruction"`
+		CachedSteps int     `json:"cachedSteps"`
+	} `json:"progress"`
 }
 
 func (d *deployment) domain() *slipway.Deployment {
@@ -247,6 +257,18 @@ func (d *deployment) domain() *slipway.Deployment {
 		StartedAt:  d.StartedAt,
 		FinishedAt: d.FinishedAt,
 		LogPruned:  d.LogPruned,
+	}
+	if p := d.Progress; p != nil {
+		out.Progress = &slipway.Progress{Phase: p.Phase, Step: p.Step, StepsTotal: p.StepsTotal, CachedSteps: p.CachedSteps}
+		if p.Stage != nil {
+			out.Progress.Stage = *p.Stage
+		}
+		if p.Stages != nil {
+			out.Progress.Stages = *p.Stages
+		}
+		if p.Instruction != nil {
+			out.Progress.Instruction = *p.Instruction
+		}
 	}
 	if d.Error != nil {
 		out.Error = *d.Error

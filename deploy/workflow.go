@@ -229,10 +229,12 @@ func DeploymentWorkflow(ctx workflow.Context, in DeploymentInput) (res slipway.D
 	timings := map[string]int64{}
 	started := workflow.Now(ctx)
 	timings["queue"] = max(0, started.Sub(in.QueuedAt).Milliseconds())
+	progress := newProgress()
 
 	// Record the outcome whatever happens, on a context that survives
 	// cancellation.
 	defer func() {
+		progress.phase(slipway.PhaseDone)
 		if res.Status == "" || !res.Status.Terminal() {
 			res = slipway.DeploymentResult{Status: slipway.StatusFailed, Error: "deployment ended without a result"}
 		}
@@ -249,6 +251,10 @@ func DeploymentWorkflow(ctx workflow.Context, in DeploymentInput) (res slipway.D
 			err = ferr
 		}
 	}()
+
+	if err := progress.track(ctx); err != nil {
+		return failed("queue", err), nil
+	}
 
 	if in.Reuse == nil {
 		// Wait for a build slot (a global limit, fair across projects);
@@ -276,12 +282,14 @@ func DeploymentWorkflow(ctx workflow.Context, in DeploymentInput) (res slipway.D
 		return slipway.DeploymentResult{Status: slipway.StatusSucceeded, Image: in.Reuse.Image, Digest: in.Reuse.Digest}, nil
 	}
 
+	progress.phase(slipway.PhaseWake)
 	wakeStart := workflow.Now(ctx)
 	if err := workflow.ExecuteActivity(ctrl, ActivityWake, in.Project).Get(ctx, nil); err != nil {
 		return failed("wake", fmt.Errorf("could not start the builder machine: %w", err)), nil
 	}
 	timings["wake"] = workflow.Now(ctx).Sub(wakeStart).Milliseconds()
 
+	progress.phase(slipway.PhaseFetch)
 	childCtx, cancelChild := workflow.WithCancel(ctx)
 	defer cancelChild()
 	childCtx = workflow.WithChildOptions(childCtx, workflow.ChildWorkflowOptions{

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -239,5 +240,143 @@ func TestRollbackRunsNoBuild(t *testing.T) {
 		if f.calls[a] != 0 {
 			t.Errorf("a rollback ran %s", a)
 		}
+	}
+}
+
+// The workflow answers the state query with its phase, and with the build
+// step the agent signalled.
+func TestProgressQuery(t *testing.T) {
+	release := make(chan struct{})
+	var building atomic.Bool
+	f := &fakeActivities{build: func(ctx context.Context) (BuildActivityResult, error) {
+		building.Store(true)
+		for {
+			select {
+			case <-ctx.Done():
+				return BuildActivityResult{}, ctx.Err()
+			case <-release:
+				return BuildActivityResult{Steps: []slipway.BuildStep{
+					{N: 1, Instruction: "STEP 1/3: FROM base", Cached: true},
+					{N: 2, Instruction: "STEP 2/3: COPY . .", Cached: true},
+					{N: 3, Instruction: "STEP 3/3: RUN make"},
+				}}, nil
+			case <-time.After(10 * time.Millisecond):
+				activity.RecordHeartbeat(ctx)
+			}
+		}
+	}}
+	var env *testsuite.TestWorkflowEnvironment
+	query := func() slipway.Progress {
+		t.Helper()
+		v, err := env.QueryWorkflow(QueryState)
+		if err != nil {
+			t.Fatalf("query %s: %v", QueryState, err)
+		}
+		var p slipway.Progress
+		if err := v.Get(&p); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	// The test clock skips ahead while no activity runs: each check waits
+	// for the (fake) build activity to run, then schedules the next one,
+	// so they happen in order while it runs.
+	var chain func(steps ...func())
+	chain = func(steps ...func()) {
+		if len(steps) == 0 {
+			return
+		}
+		env.RegisterDelayedCallback(func() {
+			if !building.Load() {
+				chain(steps...)
+				return
+			}
+			steps[0]()
+			chain(steps[1:]...)
+		}, 50*time.Millisecond)
+	}
+	var beforeSignal, midBuild, inPush, afterFetchAgain slipway.Progress
+	step := slipway.Progress{Phase: slipway.PhaseBuild, Step: 2, StepsTotal: 3, Instruction: "COPY . .", CachedSteps: 2}
+	r := run(t, f, func(e *testsuite.TestWorkflowEnvironment) {
+		env = e
+		env.SetTestTimeout(30 * time.Second)
+		chain(
+			func() {
+				beforeSignal = query()
+				env.SignalWorkflow(SignalProgress, slipway.Progress{Phase: slipway.PhaseBuild})
+				env.SignalWorkflow(SignalProgress, step)
+			},
+			func() {
+				midBuild = query()
+				// The push keeps the build's step counts.
+				env.SignalWorkflow(SignalProgress, slipway.Progress{Phase: slipway.PhasePush})
+			},
+			func() {
+				inPush = query()
+				env.SignalWorkflow(SignalProgress, slipway.Progress{Phase: slipway.PhaseFetch})
+			},
+			func() {
+				afterFetchAgain = query()
+				close(release)
+			},
+		)
+	})
+	if r.Status != slipway.StatusSucceeded {
+		t.Fatalf("result = %+v, want succeeded", r)
+	}
+	if beforeSignal != (slipway.Progress{Phase: slipway.PhaseFetch}) {
+		t.Errorf("state once the build started = %+v, want phase fetch and no steps", beforeSignal)
+	}
+	if midBuild != step {
+		t.Errorf("state mid-build = %+v, want %+v", midBuild, step)
+	}
+	wantPush := step
+	wantPush.Phase = slipway.PhasePush
+	if inPush != wantPush {
+		t.Errorf("state in push = %+v, want %+v", inPush, wantPush)
+	}
+	if afterFetchAgain != (slipway.Progress{Phase: slipway.PhaseFetch}) {
+		t.Errorf("state after a new fetch = %+v, want phase fetch and the steps reset", afterFetchAgain)
+	}
+	if p := query(); p.Phase != slipway.PhaseDone {
+		t.Errorf("state after the end = %+v, want phase done", p)
+	}
+}
+
+// The phases the workflow drives itself, seen from a wake that takes a
+// while.
+func TestProgressQueryWake(t *testing.T) {
+	var env *testsuite.TestWorkflowEnvironment
+	var seen slipway.Progress
+	var waking atomic.Bool
+	woke := make(chan struct{})
+	f := &fakeActivities{wake: func() error {
+		if waking.CompareAndSwap(false, true) {
+			<-woke
+		}
+		return nil
+	}}
+	var check func()
+	check = func() {
+		if !waking.Load() {
+			env.RegisterDelayedCallback(check, 50*time.Millisecond)
+			return
+		}
+		v, err := env.QueryWorkflow(QueryState)
+		if err == nil {
+			err = v.Get(&seen)
+		}
+		if err != nil {
+			t.Error(err)
+		}
+		close(woke)
+	}
+	run(t, f, func(e *testsuite.TestWorkflowEnvironment) {
+		env = e
+		env.SetTestTimeout(30 * time.Second)
+		env.RegisterDelayedCallback(check, 50*time.Millisecond)
+	})
+	if seen.Phase != slipway.PhaseWake {
+		t.Errorf("state while waking = %+v, want phase wake", seen)
 	}
 }

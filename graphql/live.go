@@ -83,6 +83,9 @@ func (r *Resolver) deploymentUpdates(ctx context.Context, id string) (<-chan *sl
 		defer ticker.Stop()
 		var last []byte
 		for {
+			// The progress is part of what is compared, so a new build
+			// step is sent too.
+			d.Progress = r.progress(ctx, d)
 			if snap, _ := json.Marshal(d); string(snap) != string(last) {
 				last = snap
 				select {

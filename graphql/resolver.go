@@ -187,3 +187,19 @@ func (r *Resolver) secretStore() (slipway.SecretStore, error) {
 	}
 	return r.cfg.Secrets, nil
 }
+
+// progress is d's progress: asked of the Deployer while d runs (its
+// workflow knows the build step), else, or when that fails, what d's
+// record tells.
+func (r *Resolver) progress(ctx context.Context, d *slipway.Deployment) *slipway.Progress {
+	pr, ok := r.cfg.Deployer.(slipway.ProgressReader)
+	if !ok || d.Status.Terminal() {
+		return slipway.ProgressOf(d)
+	}
+	p, err := pr.Progress(ctx, d)
+	if err != nil {
+		r.cfg.Logger.WarnContext(ctx, "graphql: deployment progress", "deployment", d.ID, "err", err)
+		return slipway.ProgressOf(d)
+	}
+	return p
+}

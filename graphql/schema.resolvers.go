@@ -56,6 +56,14 @@ func (r *deploymentResolver) DurationMs(ctx context.Context, obj *slipway.Deploy
 	return &n, nil
 }
 
+// Progress is the resolver for the progress field.
+func (r *deploymentResolver) Progress(ctx context.Context, obj *slipway.Deployment) (*slipway.Progress, error) {
+	if obj.Progress != nil {
+		return obj.Progress, nil
+	}
+	return r.progress(ctx, obj), nil
+}
+
 // Logs is the resolver for the logs field.
 func (r *deploymentResolver) Logs(ctx context.Context, obj *slipway.Deployment, from *int, after *int, search *string, step *string, first *int) ([]*slipway.LogLine, error) {
 	q := slipway.LogQuery{Deployment: obj.ID, Search: orDefault(search, ""), Step: orDefault(step, "")}
@@ -289,6 +297,21 @@ func (r *mutationResolver) DeleteSecret(ctx context.Context, project string, nam
 	return sec, nil
 }
 
+// Stage is the resolver for the stage field.
+func (r *progressResolver) Stage(ctx context.Context, obj *slipway.Progress) (*int, error) {
+	return nonZero(int64(obj.Stage)), nil
+}
+
+// Stages is the resolver for the stages field.
+func (r *progressResolver) Stages(ctx context.Context, obj *slipway.Progress) (*int, error) {
+	return nonZero(int64(obj.Stages)), nil
+}
+
+// Instruction is the resolver for the instruction field.
+func (r *progressResolver) Instruction(ctx context.Context, obj *slipway.Progress) (*string, error) {
+	return nonEmpty(obj.Instruction), nil
+}
+
 // Repo is the resolver for the repo field.
 func (r *projectResolver) Repo(ctx context.Context, obj *slipway.Project) (string, error) {
 	return redact.RepoURL(obj.Repo), nil
@@ -438,6 +461,9 @@ func (r *Resolver) Machine() gen.MachineResolver { return &machineResolver{r} }
 // Mutation returns gen.MutationResolver implementation.
 func (r *Resolver) Mutation() gen.MutationResolver { return &mutationResolver{r} }
 
+// Progress returns gen.ProgressResolver implementation.
+func (r *Resolver) Progress() gen.ProgressResolver { return &progressResolver{r} }
+
 // Project returns gen.ProjectResolver implementation.
 func (r *Resolver) Project() gen.ProjectResolver { return &projectResolver{r} }
 
@@ -453,6 +479,7 @@ type (
 	logRetentionResolver struct{ *Resolver }
 	machineResolver      struct{ *Resolver }
 	mutationResolver     struct{ *Resolver }
+	progressResolver     struct{ *Resolver }
 	projectResolver      struct{ *Resolver }
 	queryResolver        struct{ *Resolver }
 	subscriptionResolver struct{ *Resolver }

@@ -181,13 +181,20 @@ func (s *notifyingStore) announceID(ctx context.Context, id string) {
 // announce publishes d's state on its event subject; a failure only
 // delays watchers until their next poll.
 func (w *Watcher) announce(d *slipway.Deployment) {
-	if !validToken(d.Project) || !validToken(d.ID) {
-		return
-	}
-	data, _ := json.Marshal(Event{Deployment: d.ID, Status: d.Status})
-	if err := w.nc.Publish(EventSubject(d.Project, d.ID), data); err != nil {
+	if err := Announce(w.nc, d.Project, d.ID, d.Status); err != nil {
 		w.log.Debug("announce deployment change", "deployment", d.ID, "error", err)
 	}
+}
+
+// Announce publishes on EventSubject(project, deployment) that the
+// deployment changed (its status, or its progress while it builds), so
+// watchers re-read it. Delivery is at most once: watchers also poll.
+func Announce(nc *nats.Conn, project, deployment string, status slipway.Status) error {
+	if !validToken(project) || !validToken(deployment) {
+		return slipway.Errorf(slipway.EINVALID, "invalid deployment %q of project %q", deployment, project)
+	}
+	data, _ := json.Marshal(Event{Deployment: deployment, Status: status})
+	return nc.Publish(EventSubject(project, deployment), data)
 }
 
 // WatchDeployment returns a channel that receives a value whenever the

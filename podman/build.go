@@ -45,6 +45,11 @@ type BuildOptions struct {
 	// (each Write is one line ending in "\n"). Either may be nil; they may
 	// be the same writer.
 	Stdout, Stderr io.Writer
+	// Progress, if set, is called when a step starts and when podman
+	// reuses a cached layer for it, with that step and how many steps so
+	// far the cache served. It is called from the goroutine reading
+	// podman's output: it must return quickly.
+	Progress func(current Step, cached int)
 }
 
 // Step is one Dockerfile instruction as podman ran it.
@@ -202,7 +207,7 @@ func (p *Podman) Build(ctx context.Context, opts BuildOptions) (*BuildResult, er
 		return err
 	}
 
-	var parse stepParser
+	parse := stepParser{progress: opts.Progress}
 	t := newTail(tailLines)
 	lw := newLineWriters(opts.Stdout, opts.Stderr, t)
 	lw.stdout.onLine = parse.line
@@ -253,17 +258,28 @@ func (p *Podman) Build(ctx context.Context, opts BuildOptions) (*BuildResult, er
 
 // stepParser follows podman build's stdout.
 type stepParser struct {
-	steps []Step
-	start time.Time // of the open step
-	open  bool
+	steps    []Step
+	start    time.Time // of the open step
+	open     bool
+	cached   int
+	progress func(Step, int)
+}
+
+// report tells the progress callback about the last step.
+func (sp *stepParser) report() {
+	if sp.progress != nil {
+		sp.progress(sp.steps[len(sp.steps)-1], sp.cached)
+	}
 }
 
 func (sp *stepParser) line(s string) {
 	now := time.Now()
 	switch {
 	case strings.HasPrefix(s, "--> Using cache "):
-		if sp.open {
+		if sp.open && !sp.steps[len(sp.steps)-1].Cached {
 			sp.steps[len(sp.steps)-1].Cached = true
+			sp.cached++
+			sp.report()
 		}
 	case strings.HasPrefix(s, "COMMIT"):
 		sp.finish(now)
@@ -280,6 +296,7 @@ func (sp *stepParser) line(s string) {
 		st.Total, _ = strconv.Atoi(m[4])
 		sp.steps = append(sp.steps, st)
 		sp.start, sp.open = now, true
+		sp.report()
 	}
 }
 

@@ -1,6 +1,7 @@
 package podman
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 )
@@ -18,9 +19,17 @@ build
 COMMIT localhost/test:ms
 --> c10991999cb
 Successfully tagged localhost/test:ms`
-	var sp stepParser
+	var reports []string
+	sp := stepParser{progress: func(s Step, cached int) {
+		reports = append(reports, fmt.Sprintf("%d/%d %d/%d cached=%d", s.Stage, s.Stages, s.N, s.Total, cached))
+	}}
 	for _, l := range strings.Split(out, "\n") {
 		sp.line(l)
+	}
+	// Each step as it starts, and again when the cache serves it.
+	wantReports := "1/2 1/2 cached=0,1/2 2/2 cached=0,1/2 2/2 cached=1,2/2 1/3 cached=1,2/2 2/3 cached=1,2/2 3/3 cached=1"
+	if got := strings.Join(reports, ","); got != wantReports {
+		t.Errorf("progress reports = %s, want %s", got, wantReports)
 	}
 	want := []string{
 		"[1/2] STEP 1/2: FROM localhost/base/busybox:1 AS b",

@@ -49,6 +49,9 @@ func printDeployment(w io.Writer, d *slipway.Deployment, now time.Time) error {
 	field("started", when(d.StartedAt, now))
 	field("finished", when(d.FinishedAt, now))
 	field("duration", duration(d))
+	if p := d.Progress; p != nil && !d.Status.Terminal() {
+		field("progress", progressText(p))
+	}
 	if d.LogPruned {
 		field("log", "deleted by the project's log retention")
 	}
@@ -108,6 +111,23 @@ func when(t *time.Time, now time.Time) string {
 	s := t.Local().Format("2006-01-02 15:04:05")
 	if now.Sub(*t) < 24*time.Hour {
 		s += " (" + age(*t, now) + ")"
+	}
+	return s
+}
+
+// progressText describes a running deployment's progress: "build, step
+// 3/5 (2 cached): RUN make", "[2/3] step 1/4", or just the phase.
+func progressText(p *slipway.Progress) string {
+	s := p.Phase
+	if p.StepsTotal > 0 {
+		s += ", "
+		if p.Stages > 0 {
+			s += fmt.Sprintf("stage %d/%d ", p.Stage, p.Stages)
+		}
+		s += fmt.Sprintf("step %d/%d (%d cached so far)", p.Step, p.StepsTotal, p.CachedSteps)
+		if p.Instruction != "" {
+			s += ": " + oneLine(p.Instruction)
+		}
 	}
 	return s
 }

@@ -112,13 +112,14 @@ type deploymentJSON struct {
 	StartedAt  *time.Time          `json:"startedAt"`
 	FinishedAt *time.Time          `json:"finishedAt"`
 	LogPruned  bool                `json:"logPruned"`
+	Progress   *slipway.Progress   `json:"progress"`
 }
 
 func toJSON(d *slipway.Deployment) deploymentJSON {
 	out := deploymentJSON{
 		ID: d.ID, Project: d.Project, Ref: d.Ref, Commit: d.Commit, Trigger: string(d.Trigger), Status: string(d.Status),
 		Image: d.Image, Digest: d.Digest, Timings: d.Timings, CreatedAt: d.CreatedAt, StartedAt: d.StartedAt, FinishedAt: d.FinishedAt,
-		LogPruned: d.LogPruned,
+		LogPruned: d.LogPruned, Progress: d.Progress,
 	}
 	if d.Error != "" {
 		out.Error = &d.Error

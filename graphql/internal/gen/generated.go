@@ -33,6 +33,7 @@ type ResolverRoot interface {
 	LogRetention() LogRetentionResolver
 	Machine() MachineResolver
 	Mutation() MutationResolver
+	Progress() ProgressResolver
 	Project() ProjectResolver
 	Query() QueryResolver
 	Subscription() SubscriptionResolver
@@ -79,6 +80,7 @@ type ComplexityRoot struct {
 		Image      func(childComplexity int) int
 		LogPruned  func(childComplexity int) int
 		Logs       func(childComplexity int, from *int, after *int, search *string, step *string, first *int) int
+		Progress   func(childComplexity int) int
 		Project    func(childComplexity int) int
 		Ref        func(childComplexity int) int
 		StartedAt  func(childComplexity int) int
@@ -133,6 +135,16 @@ type ComplexityRoot struct {
 		Phase func(childComplexity int) int
 	}
 
+	Progress struct {
+		CachedSteps func(childComplexity int) int
+		Instruction func(childComplexity int) int
+		Phase       func(childComplexity int) int
+		Stage       func(childComplexity int) int
+		Stages      func(childComplexity int) int
+		Step        func(childComplexity int) int
+		StepsTotal  func(childComplexity int) int
+	}
+
 	Project struct {
 		Branch       func(childComplexity int) int
 		Context      func(childComplexity int) int
@@ -180,6 +192,7 @@ type DeploymentResolver interface {
 	Timings(ctx context.Context, obj *slipway.Deployment) ([]*PhaseTiming, error)
 	DurationMs(ctx context.Context, obj *slipway.Deployment) (*int, error)
 
+	Progress(ctx context.Context, obj *slipway.Deployment) (*slipway.Progress, error)
 	Logs(ctx context.Context, obj *slipway.Deployment, from *int, after *int, search *string, step *string, first *int) ([]*slipway.LogLine, error)
 }
 type LogLineResolver interface {
@@ -209,6 +222,11 @@ type MutationResolver interface {
 	SetLogRetention(ctx context.Context, project string, maxAge *string, maxSize *string) (*slipway.Project, error)
 	SetSecret(ctx context.Context, project string, name string, value string) (*slipway.Secret, error)
 	DeleteSecret(ctx context.Context, project string, name string) (*slipway.Secret, error)
+}
+type ProgressResolver interface {
+	Stage(ctx context.Context, obj *slipway.Progress) (*int, error)
+	Stages(ctx context.Context, obj *slipway.Progress) (*int, error)
+	Instruction(ctx context.Context, obj *slipway.Progress) (*string, error)
 }
 type ProjectResolver interface {
 	Repo(ctx context.Context, obj *slipway.Project) (string, error)
@@ -405,6 +423,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Deployment.Logs(childComplexity, args["from"].(*int), args["after"].(*int), args["search"].(*string), args["step"].(*string), args["first"].(*int)), true
+	case "Deployment.progress":
+		if e.ComplexityRoot.Deployment.Progress == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Deployment.Progress(childComplexity), true
 	case "Deployment.project":
 		if e.ComplexityRoot.Deployment.Project == nil {
 			break
@@ -677,6 +701,49 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.PhaseTiming.Phase(childComplexity), true
+
+	case "Progress.cachedSteps":
+		if e.ComplexityRoot.Progress.CachedSteps == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Progress.CachedSteps(childComplexity), true
+	case "Progress.instruction":
+		if e.ComplexityRoot.Progress.Instruction == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Progress.Instruction(childComplexity), true
+	case "Progress.phase":
+		if e.ComplexityRoot.Progress.Phase == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Progress.Phase(childComplexity), true
+	case "Progress.stage":
+		if e.ComplexityRoot.Progress.Stage == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Progress.Stage(childComplexity), true
+	case "Progress.stages":
+		if e.ComplexityRoot.Progress.Stages == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Progress.Stages(childComplexity), true
+	case "Progress.step":
+		if e.ComplexityRoot.Progress.Step == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Progress.Step(childComplexity), true
+	case "Progress.stepsTotal":
+		if e.ComplexityRoot.Progress.StepsTotal == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Progress.StepsTotal(childComplexity), true
 
 	case "Project.branch":
 		if e.ComplexityRoot.Project.Branch == nil {
@@ -1141,6 +1208,12 @@ type Deployment {
   "True once the project's log retention deleted this deployment's log lines; the record stays."
   logPruned: Boolean!
   """
+  Where the deployment is now: its phase and, while it builds, the
+  Dockerfile step podman is on. Read from the deployment's workflow while
+  it runs (a Temporal query), from the record once it ended.
+  """
+  progress: Progress!
+  """
   Stored log lines, in order: those with n >= from (default 0) and n >
   after (a cursor: the last n of the previous page), at most first (default
   1000, max 5000). search keeps the lines whose text contains every one of
@@ -1157,6 +1230,28 @@ enum DeploymentStatus {
   FAILED
   CANCELLED
   SUPERSEDED
+}
+
+"A deployment's progress."
+type Progress {
+  "queue, wake, fetch, build, push, or done once the deployment ended."
+  phase: String!
+  """
+  The current step's number in podman's "STEP n/m" (within its stage, for
+  a multi-stage build); once the deployment ended, the number of steps the
+  build ran. 0 before the first step.
+  """
+  step: Int!
+  "The m of \"STEP n/m\"; once the deployment ended, the number of steps the build ran."
+  stepsTotal: Int!
+  "The current stage of a multi-stage build (\"[2/3]\"), else null."
+  stage: Int
+  "How many stages a multi-stage build has, else null."
+  stages: Int
+  "The current step's instruction, e.g. \"RUN npm ci\"."
+  instruction: String
+  "How many steps so far the layer cache served."
+  cachedSteps: Int!
 }
 
 type PhaseTiming {
@@ -1337,6 +1432,8 @@ func (ec *executionContext) childFields_Deployment(ctx context.Context, field gr
 		return ec.fieldContext_Deployment_finishedAt(ctx, field)
 	case "logPruned":
 		return ec.fieldContext_Deployment_logPruned(ctx, field)
+	case "progress":
+		return ec.fieldContext_Deployment_progress(ctx, field)
 	case "logs":
 		return ec.fieldContext_Deployment_logs(ctx, field)
 	}
@@ -1407,6 +1504,26 @@ func (ec *executionContext) childFields_PhaseTiming(ctx context.Context, field g
 		return ec.fieldContext_PhaseTiming_ms(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type PhaseTiming", field.Name)
+}
+
+func (ec *executionContext) childFields_Progress(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "phase":
+		return ec.fieldContext_Progress_phase(ctx, field)
+	case "step":
+		return ec.fieldContext_Progress_step(ctx, field)
+	case "stepsTotal":
+		return ec.fieldContext_Progress_stepsTotal(ctx, field)
+	case "stage":
+		return ec.fieldContext_Progress_stage(ctx, field)
+	case "stages":
+		return ec.fieldContext_Progress_stages(ctx, field)
+	case "instruction":
+		return ec.fieldContext_Progress_instruction(ctx, field)
+	case "cachedSteps":
+		return ec.fieldContext_Progress_cachedSteps(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type Progress", field.Name)
 }
 
 func (ec *executionContext) childFields_Project(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -2727,6 +2844,38 @@ func (ec *executionContext) fieldContext_Deployment_logPruned(_ context.Context,
 	return graphql.NewScalarFieldContext("Deployment", field, false, false, "Boolean")
 }
 
+func (ec *executionContext) _Deployment_progress(ctx context.Context, field graphql.CollectedField, obj *slipway.Deployment) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Deployment_progress(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Deployment().Progress(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *slipway.Progress) graphql.Marshaler {
+			return ec.marshalNProgress2ᚖgithubᚗcomᚋslipwayᚑciᚋslipwayᚐProgress(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Deployment_progress(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Deployment",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Progress(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Deployment_logs(ctx context.Context, field graphql.CollectedField, obj *slipway.Deployment) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -3648,6 +3797,167 @@ func (ec *executionContext) _PhaseTiming_ms(ctx context.Context, field graphql.C
 }
 func (ec *executionContext) fieldContext_PhaseTiming_ms(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("PhaseTiming", field, false, false, "Int")
+}
+
+func (ec *executionContext) _Progress_phase(ctx context.Context, field graphql.CollectedField, obj *slipway.Progress) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Progress_phase(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Phase, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Progress_phase(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Progress", field, false, false, "String")
+}
+
+func (ec *executionContext) _Progress_step(ctx context.Context, field graphql.CollectedField, obj *slipway.Progress) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Progress_step(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Step, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Progress_step(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Progress", field, false, false, "Int")
+}
+
+func (ec *executionContext) _Progress_stepsTotal(ctx context.Context, field graphql.CollectedField, obj *slipway.Progress) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Progress_stepsTotal(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.StepsTotal, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Progress_stepsTotal(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Progress", field, false, false, "Int")
+}
+
+func (ec *executionContext) _Progress_stage(ctx context.Context, field graphql.CollectedField, obj *slipway.Progress) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Progress_stage(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Progress().Stage(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *int) graphql.Marshaler {
+			return ec.marshalOInt2ᚖint(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Progress_stage(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Progress", field, true, true, "Int")
+}
+
+func (ec *executionContext) _Progress_stages(ctx context.Context, field graphql.CollectedField, obj *slipway.Progress) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Progress_stages(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Progress().Stages(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *int) graphql.Marshaler {
+			return ec.marshalOInt2ᚖint(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Progress_stages(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Progress", field, true, true, "Int")
+}
+
+func (ec *executionContext) _Progress_instruction(ctx context.Context, field graphql.CollectedField, obj *slipway.Progress) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Progress_instruction(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Progress().Instruction(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Progress_instruction(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Progress", field, true, true, "String")
+}
+
+func (ec *executionContext) _Progress_cachedSteps(ctx context.Context, field graphql.CollectedField, obj *slipway.Progress) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Progress_cachedSteps(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CachedSteps, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Progress_cachedSteps(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Progress", field, false, false, "Int")
 }
 
 func (ec *executionContext) _Project_name(ctx context.Context, field graphql.CollectedField, obj *slipway.Project) (ret graphql.Marshaler) {
@@ -5939,6 +6249,12 @@ func (ec *executionContext) _Deployment(ctx context.Context, sel ast.SelectionSe
 			if out.Values[i] == graphql.Null {
 				atomic.AddUint32(&out.Invalids, 1)
 			}
+		case "progress":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Deployment_progress(ctx, field, obj)
+				})
 		case "logs":
 			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
 				true, true,
@@ -6268,6 +6584,72 @@ func (ec *executionContext) _PhaseTiming(ctx context.Context, sel ast.SelectionS
 			out.Values[i] = ec._PhaseTiming_ms(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var progressImplementors = []string{"Progress"}
+
+func (ec *executionContext) _Progress(ctx context.Context, sel ast.SelectionSet, obj *slipway.Progress) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, progressImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("Progress")
+		case "phase":
+			out.Values[i] = ec._Progress_phase(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "step":
+			out.Values[i] = ec._Progress_step(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "stepsTotal":
+			out.Values[i] = ec._Progress_stepsTotal(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "stage":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Progress_stage(ctx, field, obj)
+				})
+		case "stages":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Progress_stages(ctx, field, obj)
+				})
+		case "instruction":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Progress_instruction(ctx, field, obj)
+				})
+		case "cachedSteps":
+			out.Values[i] = ec._Progress_cachedSteps(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
 			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
@@ -7176,6 +7558,14 @@ func (ec *executionContext) marshalNPhaseTiming2ᚖgithubᚗcomᚋslipwayᚑci�
 		return graphql.Null
 	}
 	return ec._PhaseTiming(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNProgress2ᚖgithubᚗcomᚋslipwayᚑciᚋslipwayᚐProgress(ctx context.Context, sel ast.SelectionSet, v *slipway.Progress) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "Progress!")
+		return graphql.Null
+	}
+	return ec._Progress(ctx, sel, v)
 }
 
 func (ec *executionContext) marshalNProject2ᚕᚖgithubᚗcomᚋslipwayᚑciᚋslipwayᚐProjectᚄ(ctx context.Context, sel ast.SelectionSet, v []*slipway.Project) graphql.Marshaler {

@@ -1,0 +1,128 @@
+package deploy
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/slipway-ci/slipway"
+)
+
+// How a deployment's progress reaches the API.
+//
+// DeploymentWorkflow, which lives from queued to the end, holds the
+// deployment's slipway.Progress and answers the QueryState query with it.
+// It sets the phases it drives itself (queue, wake, then fetch when the
+// build starts, done at the end). What happens on the builder machine it
+// cannot see: the child BuildWorkflow only learns of an activity's result
+// when the activity ends, and heartbeat details are not readable by
+// workflow code (only by the activity's next attempt, and by clients
+// through DescribeWorkflowExecution). So the agent's activities tell it:
+// each sends the SignalProgress signal (a whole slipway.Progress, not a
+// delta, so signals coalesced or lost in between do no harm) to the
+// deployment's workflow when it starts its phase (fetch, build, push) and
+// whenever podman starts a step or reuses a cached layer. The agent sends
+// them from a goroutine of its own, newest state only, so the build never
+// waits for Temporal; after each signal it announces a change on the
+// deployment's NATS event subject, where the API's subscribers hear it and
+// query the workflow. A query reflects every signal accepted before it
+// (Temporal answers queries after the workflow has processed its pending
+// events).
+//
+// Adding the query handler and the signal channel adds no commands to the
+// workflow's history, so histories recorded before them replay unchanged.
+const (
+	// QueryState is the query DeploymentWorkflow answers with its
+	// slipway.Progress.
+	QueryState = "state"
+	// SignalProgress carries a slipway.Progress from the agent to the
+	// deployment's DeploymentWorkflow.
+	SignalProgress = "progress"
+)
+
+// progressState is DeploymentWorkflow's slipway.Progress.
+type progressState struct {
+	p slipway.Progress
+}
+
+// phase moves to a phase the workflow drives.
+func (s *progressState) phase(name string) {
+	if s.p.Phase == slipway.PhaseDone {
+		return
+	}
+	s.p.Phase = name
+	if name == slipway.PhaseFetch {
+		// A build (re)starts: the step counts of an earlier attempt are
+		// gone.
+		s.p = slipway.Progress{Phase: name}
+	}
+}
+
+// apply takes what the agent reported. The step fields are kept when the
+// report has none (the push phase keeps the build's last step and cached
+// count).
+func (s *progressState) apply(u slipway.Progress) {
+	if s.p.Phase == slipway.PhaseDone || u.Phase == "" {
+		return
+	}
+	if u.Phase == slipway.PhaseFetch || u.StepsTotal > 0 {
+		s.p = u
+		return
+	}
+	s.p.Phase = u.Phase
+}
+
+// newProgress returns the state of a deployment that has just started:
+// in phase queue.
+func newProgress() *progressState {
+	return &progressState{p: slipway.Progress{Phase: slipway.PhaseQueue}}
+}
+
+// track answers the state query of the workflow of ctx with s and applies
+// the progress signals it receives.
+func (s *progressState) track(ctx workflow.Context) error {
+	if err := workflow.SetQueryHandler(ctx, QueryState, func() (slipway.Progress, error) {
+		return s.p, nil
+	}); err != nil {
+		return err
+	}
+	ch := workflow.GetSignalChannel(ctx, SignalProgress)
+	workflow.Go(ctx, func(ctx workflow.Context) {
+		for {
+			var u slipway.Progress
+			if !ch.Receive(ctx, &u) {
+				return
+			}
+			s.apply(u)
+		}
+	})
+	return nil
+}
+
+// Progress implements slipway.ProgressReader: a running deployment's
+// workflow is asked (QueryState); a deployment that ended, or whose
+// workflow does not run yet (queued behind another of its project), is
+// described from its record.
+func (s *Service) Progress(ctx context.Context, d *slipway.Deployment) (*slipway.Progress, error) {
+	if d.Status.Terminal() || s.cfg.Temporal == nil {
+		return slipway.ProgressOf(d), nil
+	}
+	v, err := s.cfg.Temporal.QueryWorkflow(ctx, WorkflowID(d.ID), "", QueryState)
+	var notFound *serviceerror.NotFound
+	if errors.As(err, &notFound) {
+		return slipway.ProgressOf(d), nil
+	} else if err != nil {
+		return nil, fmt.Errorf("query the progress of deployment %s: %w", d.ID, err)
+	}
+	var p slipway.Progress
+	if err := v.Get(&p); err != nil {
+		return nil, fmt.Errorf("query the progress of deployment %s: %w", d.ID, err)
+	}
+	if p.Phase == "" {
+		return slipway.ProgressOf(d), nil
+	}
+	return &p, nil
+}
