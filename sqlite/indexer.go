@@ -8,11 +8,19 @@ import (
 	"time"
 )
 
-// indexBatch is how many log lines the indexer adds to the search index
-// in one transaction; indexPause is its pause between batches, which lets
-// the lines of running builds be stored in between.
+// indexBatch and indexBatchBytes bound the log lines the indexer adds to
+// the search index in one transaction (whichever is reached first; at
+// least one line); indexPause is its pause between batches, which lets
+// the lines of running builds be stored in between. The byte bound
+// matters for binary output: the trigram index of 2000 lines of random
+// bytes took seconds, holding the only write connection, and archiving a
+// build's log fell tens of seconds behind the build.
 const (
-	indexBatch = 2000
+	indexBatch      = 2000
+	indexBatchBytes = 1 << 20
+	// indexYield is how many times as long as its last batch took the
+	// indexer leaves the write connection to others before the next one.
+	indexYield = 4
 	indexPause = 20 * time.Millisecond
 	indexEvery = time.Second
 )
@@ -70,19 +78,20 @@ func (ix *indexer) run() {
 	}()
 	tick := time.NewTicker(indexEvery)
 	defer tick.Stop()
+	var rest time.Duration // the pause owed before the next batch
 	for {
 		for {
-			n, err := indexStep(ctx, ix.db, indexBatch)
+			if !ix.pause(rest) {
+				return
+			}
+			start := time.Now()
+			more, err := indexStep(ctx, ix.db, indexBatch, indexBatchBytes)
+			rest = max(indexPause, indexYield*time.Since(start))
 			ix.mu.Lock()
 			ix.lastErr = err
 			ix.mu.Unlock()
-			if err != nil || n < indexBatch {
+			if err != nil || !more {
 				break
-			}
-			select {
-			case <-ix.stop:
-				return
-			case <-time.After(indexPause):
 			}
 		}
 		select {
@@ -94,38 +103,55 @@ func (ix *indexer) run() {
 	}
 }
 
-// indexStep adds up to limit log lines past log_index.indexed_upto to the
-// search index and moves the mark past them, in one transaction, and
-// returns how many it added. Concurrent callers (two processes on one
-// file) each index different lines: the write transaction serialises them.
-func indexStep(ctx context.Context, db *sql.DB, limit int) (int, error) {
+// pause waits d, or returns false if the indexer is stopped first.
+func (ix *indexer) pause(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ix.stop:
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// indexStep adds up to limit log lines past log_index.indexed_upto, and
+// at most maxBytes of text unless the first line alone is longer, to the
+// search index and moves the mark past them, in one transaction. It
+// reports whether it stopped at a bound (more lines may wait). Concurrent
+// callers (two processes on one file) each index different lines: the
+// write transaction serialises them.
+func indexStep(ctx context.Context, db *sql.DB, limit, maxBytes int) (more bool, err error) {
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
-		return 0, fmt.Errorf("index log lines: %w", err)
+		return false, fmt.Errorf("index log lines: %w", err)
 	}
 	defer tx.Rollback()
 	var from int64
 	if err := tx.QueryRowContext(ctx, `SELECT indexed_upto FROM log_index WHERE id = 1`).Scan(&from); err != nil {
-		return 0, fmt.Errorf("index log lines: %w", err)
+		return false, fmt.Errorf("index log lines: %w", err)
 	}
 	var upto sql.NullInt64
-	var n int
-	if err := tx.QueryRowContext(ctx, `SELECT MAX(rowid), COUNT(*) FROM (SELECT rowid FROM log_lines WHERE rowid > ? ORDER BY rowid LIMIT ?)`,
-		from, limit).Scan(&upto, &n); err != nil {
-		return 0, fmt.Errorf("index log lines: %w", err)
+	var n, candidates int
+	if err := tx.QueryRowContext(ctx, `SELECT MAX(CASE WHEN acc <= ? OR rn = 1 THEN rowid END), COALESCE(SUM(acc <= ? OR rn = 1), 0), COUNT(*) FROM (
+		SELECT rowid, SUM(size) OVER w AS acc, ROW_NUMBER() OVER w AS rn FROM (
+			SELECT rowid, length(CAST(text AS BLOB)) AS size FROM log_lines WHERE rowid > ? ORDER BY rowid LIMIT ?)
+		WINDOW w AS (ORDER BY rowid ROWS UNBOUNDED PRECEDING))`,
+		maxBytes, maxBytes, from, limit).Scan(&upto, &n, &candidates); err != nil {
+		return false, fmt.Errorf("index log lines: %w", err)
 	}
-	if n == 0 {
-		return 0, nil
+	if candidates == 0 {
+		return false, nil
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO log_lines_fts (rowid, text) SELECT rowid, text FROM log_lines WHERE rowid > ? AND rowid <= ?`,
 		from, upto.Int64); err != nil {
-		return 0, fmt.Errorf("index log lines: %w", err)
+		return false, fmt.Errorf("index log lines: %w", err)
 	}
 	if _, err := tx.ExecContext(ctx, `UPDATE log_index SET indexed_upto = ? WHERE id = 1`, upto.Int64); err != nil {
-		return 0, fmt.Errorf("index log lines: %w", err)
+		return false, fmt.Errorf("index log lines: %w", err)
 	}
 	if err := tx.Commit(); err != nil {
-		return 0, fmt.Errorf("index log lines: %w", err)
+		return false, fmt.Errorf("index log lines: %w", err)
 	}
-	return n, nil
+	return n < candidates || candidates == limit, nil
 }

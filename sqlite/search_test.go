@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -304,5 +305,47 @@ func TestTokens(t *testing.T) {
 	wantCode(t, "DeleteToken again", db.DeleteToken(ctx, "t-a"), slipway.ENOTFOUND, "")
 	if _, err := db.TokenByHash(ctx, slipway.HashToken("slw_one")); slipway.ErrorCode(err) != slipway.ENOTFOUND {
 		t.Errorf("a deleted token still authenticates: %v", err)
+	}
+}
+
+// TestIndexStepBoundsBytes: one index transaction takes at most
+// indexBatchBytes of text (but always at least one line), so indexing big
+// binary output never holds the write connection for long, and it says
+// whether lines were left for the next step.
+func TestIndexStepBoundsBytes(t *testing.T) {
+	db, _ := openTest(t)
+	db.indexer.close() // step by hand
+	ctx := t.Context()
+	mustCreateProject(t, db, "app", "file:///r")
+	d := mustCreateDeployment(t, db, &slipway.Deployment{Project: "app"})
+	sizes := []int{3 << 20, 600 << 10, 600 << 10, 10, 10}
+	var lines []slipway.LogLine
+	for i, size := range sizes {
+		lines = append(lines, slipway.LogLine{Deployment: d.ID, N: int64(i + 1), Time: time.Now(), Text: strings.Repeat("x", size)})
+	}
+	if err := db.AppendLogLines(ctx, lines); err != nil {
+		t.Fatal(err)
+	}
+	upto := func() (n int64) {
+		if err := db.read.QueryRowContext(ctx, `SELECT indexed_upto FROM log_index`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	base := upto()
+	for _, want := range []struct {
+		upto int64
+		more bool
+	}{{1, true}, {2, true}, {5, false}} {
+		more, err := indexStep(ctx, db.write, indexBatch, 1<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := upto() - base; got != want.upto || more != want.more {
+			t.Fatalf("after a step: indexed %d lines, more %v; want %d, %v", got, more, want.upto, want.more)
+		}
+	}
+	if more, err := indexStep(ctx, db.write, indexBatch, 1<<20); err != nil || more {
+		t.Fatalf("step with nothing left = more %v, %v", more, err)
 	}
 }
