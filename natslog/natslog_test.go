@@ -17,6 +17,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/slipway-ci/slipway"
 	"github.com/slipway-ci/slipway/natslog"
@@ -380,9 +381,18 @@ func TestFullBufferDropsLinesWithoutGaps(t *testing.T) {
 			s1, dir, port := stoppableServer(t)
 			var stdout bytes.Buffer
 			cfg := tt.cfg
-			cfg.URL, cfg.Deployment, cfg.Stdout = s1.URL(), "d6", &stdout
+			core, seen := observer.New(zapcore.WarnLevel)
+			cfg.URL, cfg.Deployment, cfg.Stdout, cfg.Logger = s1.URL(), "d6", &stdout, zap.New(core)
 			p := newPublisher(t, cfg)
 			s1.Shutdown()
+			// The client learns of the shutdown asynchronously; lines
+			// written before that go to memory, not the spool.
+			for deadline := time.Now().Add(30 * time.Second); seen.FilterMessage("log stream disconnected").Len() == 0; {
+				if time.Now().After(deadline) {
+					t.Fatal("the publisher never noticed the server shut down")
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
 			const total = 2000
 			for i := 1; i <= total; i++ {
 				p.Line("stdout", fmt.Sprintf("line %d", i))
