@@ -57,20 +57,18 @@ func results(f *fakeActivities) map[string]slipway.DeploymentResult {
 
 func TestNewerPushSupersedes(t *testing.T) {
 	f := &fakeActivities{}
-	builds := 0
 	f.build = func(ctx context.Context) (BuildActivityResult, error) {
-		f.mu.Lock()
-		builds++
-		n := builds
-		f.mu.Unlock()
-		if n == 1 {
+		// d1's build runs until it is stopped. Chosen by deployment, not by
+		// call order: on a loaded machine d2 may arrive before d1 reached
+		// its build, and then d2's build is the first one called.
+		if activity.GetInfo(ctx).WorkflowExecution.ID == "build-d1" {
 			return blockingBuild(ctx)
 		}
 		time.Sleep(300 * time.Millisecond)
 		return BuildActivityResult{}, nil
 	}
 	env := projectEnv(t, f)
-	// d1 is building when d2 (same branch, other spelling) and d3 (another
+	// d1 is building (or about to) when d2 (same branch, other spelling) and d3 (another
 	// branch) arrive; d2 supersedes d1; d3 waits its turn.
 	env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalDeploy, deployment("d2", "main")) }, 200*time.Millisecond)
 	env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalDeploy, deployment("d3", "refs/heads/dev")) }, 300*time.Millisecond)
