@@ -67,6 +67,12 @@ type Machine struct {
 	Provider string `json:"provider"`
 	// State is the machine's last recorded state.
 	State MachineState `json:"state"`
+	// Isolation is whom the agent runs as: "rootless" (its own
+	// unprivileged user, User, with rootless podman) or "root"; "" in
+	// records written before isolation modes existed.
+	Isolation string `json:"isolation,omitempty"`
+	// User is the builder user the agent runs as in rootless mode.
+	User string `json:"user,omitempty"`
 	// PID is the agent's process id while it runs (process provider), 0
 	// otherwise.
 	PID int `json:"pid,omitempty"`

@@ -48,7 +48,7 @@ const deploymentFields = `id project ref commit trigger status image digest erro
 	timings { phase ms } steps { n instruction cached durationMs } createdAt startedAt finishedAt logPruned
 	progress { phase step stepsTotal stage stages instruction cachedSteps }`
 
-const machineFields = `project provider state pid volumeDir volumeBytes lastWokeAt lastWakeMs lastSleptAt error updatedAt`
+const machineFields = `project provider isolation user state pid volumeDir volumeBytes lastWokeAt lastWakeMs lastSleptAt error updatedAt`
 
 // AddProject registers a project.
 func (c *Client) AddProject(ctx context.Context, in AddProjectInput) (*AddProjectResult, error) {
@@ -289,6 +289,8 @@ func (d *deployment) domain() *slipway.Deployment {
 type machine struct {
 	Project     string     `json:"project"`
 	Provider    string     `json:"provider"`
+	Isolation   string     `json:"isolation"`
+	User        *string    `json:"user"`
 	State       string     `json:"state"`
 	PID         *int       `json:"pid"`
 	VolumeDir   string     `json:"volumeDir"`
@@ -304,6 +306,7 @@ func (m *machine) domain() *slipway.Machine {
 	out := &slipway.Machine{
 		Project:     m.Project,
 		Provider:    m.Provider,
+		Isolation:   m.Isolation,
 		State:       slipway.MachineState(strings.ToLower(m.State)),
 		VolumeDir:   m.VolumeDir,
 		LastWokeAt:  m.LastWokeAt,
@@ -312,6 +315,9 @@ func (m *machine) domain() *slipway.Machine {
 	}
 	if m.PID != nil {
 		out.PID = *m.PID
+	}
+	if m.User != nil {
+		out.User = *m.User
 	}
 	if m.VolumeBytes != nil {
 		out.VolumeBytes = *m.VolumeBytes

@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -535,6 +536,39 @@ func stopAgents(t *testing.T, dataDir string) {
 		var pid int
 		if _, err := fmt.Sscan(string(b), &pid); err == nil && pid > 0 {
 			_ = syscall.Kill(-pid, syscall.SIGKILL)
+		}
+	}
+	killWorkingIn(dataDir)
+}
+
+// killWorkingIn kills every process still working in dir (its command
+// line, working directory or root directory is in it): podman runs in its
+// own process group, and its build containers in theirs, so killing an
+// agent leaves them writing to the volume, which the test is about to
+// remove. It waits up to 15 s for them to be gone.
+func killWorkingIn(dir string) {
+	inDir := func(p string) bool { return p == dir || strings.HasPrefix(p, dir+"/") }
+	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		found := false
+		procs, _ := os.ReadDir("/proc")
+		for _, e := range procs {
+			pid, err := strconv.Atoi(e.Name())
+			if err != nil || pid == os.Getpid() {
+				continue
+			}
+			cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+			cwd, _ := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid))
+			root, _ := os.Readlink(fmt.Sprintf("/proc/%d/root", pid))
+			if strings.Contains(string(cmdline), dir+"/") || inDir(cwd) || inDir(root) {
+				if stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil && strings.Contains(string(stat), ") Z ") {
+					continue
+				}
+				found = true
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+		if !found {
+			return
 		}
 	}
 }

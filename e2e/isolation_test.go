@@ -140,6 +140,26 @@ func testIsolation(t *testing.T, mode string) {
 	}
 	t.Logf("COPY of a symlink to a's volume: deploy exit %d", code)
 
+	// `slipway machines` says whom each agent runs as.
+	out, code = s.cli(t, "machines", "--json")
+	var ms []struct {
+		Project   string  `json:"project"`
+		Isolation *string `json:"isolation"`
+		User      *string `json:"user"`
+	}
+	if err := json.Unmarshal([]byte(out), &ms); code != 0 || err != nil || len(ms) != 2 {
+		t.Fatalf("machines --json = exit %d, %v:\n%s", code, err, out)
+	}
+	for _, m := range ms {
+		wantUser := ""
+		if mode == "rootless" {
+			wantUser = process.UserName(m.Project)
+		}
+		if m.Isolation == nil || *m.Isolation != mode || (m.User == nil) != (wantUser == "") || (m.User != nil && *m.User != wantUser) {
+			t.Errorf("machine %s: isolation %v, user %v; want %s, %q", m.Project, m.Isolation, m.User, mode, wantUser)
+		}
+	}
+
 	// Volumes are private to their owner, and the data directory lists
 	// nothing to anyone else.
 	for _, v := range []string{"a", "b"} {

@@ -10,7 +10,7 @@ import (
 )
 
 const machineColumns = `project, provider, state, pid, volume_dir, volume_bytes, last_woke_at, last_wake_ms,
-	last_slept_at, error, updated_at`
+	last_slept_at, error, updated_at, isolation, builder_user`
 
 // UpsertMachine stores m as its project's machine record, replacing the
 // previous one. A zero UpdatedAt is set to now; m's UpdatedAt is set to the
@@ -29,14 +29,15 @@ func (db *DB) UpsertMachine(ctx context.Context, m *slipway.Machine) error {
 	}
 	updated = updated.UTC()
 	_, err := db.write.ExecContext(ctx, `INSERT INTO machines (`+machineColumns+`)
-	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 	ON CONFLICT (project) DO UPDATE SET
 		provider = excluded.provider, state = excluded.state, pid = excluded.pid,
 		volume_dir = excluded.volume_dir, volume_bytes = excluded.volume_bytes,
 		last_woke_at = excluded.last_woke_at, last_wake_ms = excluded.last_wake_ms,
-		last_slept_at = excluded.last_slept_at, error = excluded.error, updated_at = excluded.updated_at`,
+		last_slept_at = excluded.last_slept_at, error = excluded.error, updated_at = excluded.updated_at,
+		isolation = excluded.isolation, builder_user = excluded.builder_user`,
 		m.Project, m.Provider, string(m.State), m.PID, m.VolumeDir, m.VolumeBytes, nullTime(m.LastWokeAt), m.LastWakeMs,
-		nullTime(m.LastSleptAt), m.Error, formatTime(updated))
+		nullTime(m.LastSleptAt), m.Error, formatTime(updated), m.Isolation, m.User)
 	if isConstraint(err, codeConstraintForeignKey) {
 		return slipway.Errorf(slipway.ENOTFOUND, "project %q not found", m.Project)
 	} else if err != nil {
@@ -86,7 +87,7 @@ func scanMachine(s scanner) (*slipway.Machine, error) {
 		woke, slept    sql.NullString
 	)
 	if err := s.Scan(&m.Project, &m.Provider, &state, &m.PID, &m.VolumeDir, &m.VolumeBytes, &woke, &m.LastWakeMs,
-		&slept, &m.Error, &updated); err != nil {
+		&slept, &m.Error, &updated, &m.Isolation, &m.User); err != nil {
 		return nil, err
 	}
 	m.State = slipway.MachineState(state)

@@ -49,8 +49,8 @@ func TestMachines(t *testing.T) {
 	slept := woke.Add(time.Minute).UTC()
 	updated := slept.Add(time.Millisecond)
 	web2 := &slipway.Machine{
-		Project: "web", Provider: "process", State: slipway.MachineFailed, VolumeDir: "/srv/slipway/volumes/web",
-		VolumeBytes: 1 << 30, LastWokeAt: &wokeUTC, LastWakeMs: 87, LastSleptAt: &slept,
+		Project: "web", Provider: "process", Isolation: "rootless", User: "slipway-web", State: slipway.MachineFailed,
+		VolumeDir: "/srv/slipway/volumes/web", VolumeBytes: 1 << 30, LastWokeAt: &wokeUTC, LastWakeMs: 87, LastSleptAt: &slept,
 		Error: "agent exited with status 1", UpdatedAt: updated,
 	}
 	if err := db.UpsertMachine(ctx, web2); err != nil {

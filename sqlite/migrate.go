@@ -137,6 +137,11 @@ CREATE TABLE project_secrets (
 	PRIMARY KEY (project, name)
 ) STRICT;
 `,
+	// 9: whom a machine's agent runs as (builder isolation mode and user).
+	`
+ALTER TABLE machines ADD COLUMN isolation TEXT NOT NULL DEFAULT '';
+ALTER TABLE machines ADD COLUMN builder_user TEXT NOT NULL DEFAULT '';
+`,
 }
 
 // migrate applies the migrations db has not applied yet, each in its own

@@ -52,7 +52,7 @@ long waking took (launch to polling), and its volume.`,
 func printMachines(w io.Writer, ms []*slipway.Machine, now time.Time) error {
 	var table bytes.Buffer
 	tw := tabwriter.NewWriter(&table, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "PROJECT\tSTATE\tPID\tLAST WAKE\tWAKE MS\tVOLUME")
+	fmt.Fprintln(tw, "PROJECT\tSTATE\tRUNS AS\tPID\tLAST WAKE\tWAKE MS\tVOLUME")
 	for _, m := range ms {
 		pid, wake, woke := "-", "-", "-"
 		if m.PID > 0 {
@@ -68,7 +68,11 @@ func printMachines(w io.Writer, ms []*slipway.Machine, now time.Time) error {
 		if m.VolumeBytes > 0 {
 			volume += " (" + bytesSize(m.VolumeBytes) + ")"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", m.Project, m.State, pid, woke, wake, volume)
+		runsAs := orDash(m.Isolation)
+		if m.User != "" {
+			runsAs += " (" + m.User + ")"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", m.Project, m.State, runsAs, pid, woke, wake, volume)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -93,6 +97,8 @@ func printMachines(w io.Writer, ms []*slipway.Machine, now time.Time) error {
 type machineJSON struct {
 	Project     string     `json:"project"`
 	Provider    string     `json:"provider"`
+	Isolation   *string    `json:"isolation"`
+	User        *string    `json:"user"`
 	State       string     `json:"state"`
 	PID         *int       `json:"pid"`
 	VolumeDir   string     `json:"volumeDir"`
@@ -108,6 +114,12 @@ func toMachineJSON(m *slipway.Machine) machineJSON {
 	out := machineJSON{
 		Project: m.Project, Provider: m.Provider, State: string(m.State), VolumeDir: m.VolumeDir,
 		LastWokeAt: m.LastWokeAt, LastSleptAt: m.LastSleptAt, UpdatedAt: m.UpdatedAt,
+	}
+	if m.Isolation != "" {
+		out.Isolation = &m.Isolation
+	}
+	if m.User != "" {
+		out.User = &m.User
 	}
 	if m.PID > 0 {
 		out.PID = &m.PID

@@ -38,7 +38,7 @@ func TestMachines(t *testing.T) {
 	ts.store.machines = []*slipway.Machine{
 		{Project: "api", Provider: "process", State: slipway.MachineFailed, VolumeDir: "/data/volumes/api", VolumeBytes: 3 << 29,
 			LastWokeAt: &woke, LastSleptAt: &slept, Error: "agent exited with status 1: no podman", UpdatedAt: slept},
-		{Project: "web", Provider: "process", State: slipway.MachineBuilding, PID: 4321, VolumeDir: "/data/volumes/web",
+		{Project: "web", Provider: "process", Isolation: "rootless", User: "slipway-web", State: slipway.MachineBuilding, PID: 4321, VolumeDir: "/data/volumes/web",
 			LastWokeAt: &woke, LastWakeMs: 84, UpdatedAt: woke},
 		{Project: "zzz", Provider: "process", State: slipway.MachineAsleep, VolumeDir: "/data/volumes/zzz", UpdatedAt: woke},
 	}
@@ -49,11 +49,11 @@ func TestMachines(t *testing.T) {
 	}
 	lines := strings.Split(strings.TrimSpace(stdout), "\n")
 	want := []*regexp.Regexp{
-		regexp.MustCompile(`^PROJECT\s+STATE\s+PID\s+LAST WAKE\s+WAKE MS\s+VOLUME$`),
-		regexp.MustCompile(`^api\s+failed\s+-\s+3m ago\s+-\s+/data/volumes/api \(1\.5 GiB\)$`),
+		regexp.MustCompile(`^PROJECT\s+STATE\s+RUNS AS\s+PID\s+LAST WAKE\s+WAKE MS\s+VOLUME$`),
+		regexp.MustCompile(`^api\s+failed\s+-\s+-\s+3m ago\s+-\s+/data/volumes/api \(1\.5 GiB\)$`),
 		regexp.MustCompile(`^    agent exited with status 1: no podman$`),
-		regexp.MustCompile(`^web\s+building\s+4321\s+3m ago\s+84\s+/data/volumes/web$`),
-		regexp.MustCompile(`^zzz\s+asleep\s+-\s+-\s+-\s+/data/volumes/zzz$`),
+		regexp.MustCompile(`^web\s+building\s+rootless \(slipway-web\)\s+4321\s+3m ago\s+84\s+/data/volumes/web$`),
+		regexp.MustCompile(`^zzz\s+asleep\s+-\s+-\s+-\s+-\s+/data/volumes/zzz$`),
 	}
 	if len(lines) != len(want) {
 		t.Fatalf("machines printed %d lines, want %d:\n%s", len(lines), len(want), stdout)
@@ -69,7 +69,7 @@ func TestMachines(t *testing.T) {
 	if err := json.Unmarshal([]byte(stdout), &got); code != 0 || err != nil {
 		t.Fatalf("machines --json = exit %d, %v:\n%s", code, err, stdout)
 	}
-	keys := []string{"error", "lastSleptAt", "lastWakeMs", "lastWokeAt", "pid", "project", "provider", "state", "updatedAt", "volumeBytes", "volumeDir"}
+	keys := []string{"error", "isolation", "lastSleptAt", "lastWakeMs", "lastWokeAt", "pid", "project", "provider", "state", "updatedAt", "user", "volumeBytes", "volumeDir"}
 	for _, m := range got {
 		var have []string
 		for k := range m {
@@ -86,6 +86,9 @@ func TestMachines(t *testing.T) {
 	api, web, zzz := got[0], got[1], got[2]
 	if api["state"] != "failed" || api["error"] != "agent exited with status 1: no podman" || api["pid"] != nil || api["volumeBytes"] != float64(3<<29) {
 		t.Errorf("api = %v", api)
+	}
+	if web["isolation"] != "rootless" || web["user"] != "slipway-web" || api["isolation"] != nil || api["user"] != nil {
+		t.Errorf("isolation and user: web %v %v, api %v %v", web["isolation"], web["user"], api["isolation"], api["user"])
 	}
 	if web["state"] != "building" || web["pid"] != float64(4321) || web["lastWakeMs"] != float64(84) || web["error"] != nil || web["lastSleptAt"] != nil {
 		t.Errorf("web = %v", web)

@@ -581,6 +581,10 @@ func (p *Provider) machine(ctx context.Context, project string) *machine {
 func (p *Provider) record(ctx context.Context, m *machine, f func(*slipway.Machine)) {
 	f(&m.rec)
 	m.rec.Project, m.rec.Provider, m.rec.VolumeDir = m.project, Name, p.VolumeDir(m.project)
+	m.rec.Isolation, m.rec.User = string(p.cfg.Isolation), ""
+	if p.cfg.Isolation == IsolationRootless && m.user != nil {
+		m.rec.User = m.user.Name
+	}
 	m.rec.UpdatedAt = p.cfg.Now().UTC()
 	if p.cfg.Recorder == nil {
 		return

@@ -106,6 +106,7 @@ type ComplexityRoot struct {
 
 	Machine struct {
 		Error       func(childComplexity int) int
+		Isolation   func(childComplexity int) int
 		LastSleptAt func(childComplexity int) int
 		LastWakeMs  func(childComplexity int) int
 		LastWokeAt  func(childComplexity int) int
@@ -114,6 +115,7 @@ type ComplexityRoot struct {
 		Provider    func(childComplexity int) int
 		State       func(childComplexity int) int
 		UpdatedAt   func(childComplexity int) int
+		User        func(childComplexity int) int
 		VolumeBytes func(childComplexity int) int
 		VolumeDir   func(childComplexity int) int
 	}
@@ -528,6 +530,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Machine.Error(childComplexity), true
+	case "Machine.isolation":
+		if e.ComplexityRoot.Machine.Isolation == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Machine.Isolation(childComplexity), true
 	case "Machine.lastSleptAt":
 		if e.ComplexityRoot.Machine.LastSleptAt == nil {
 			break
@@ -576,6 +584,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Machine.UpdatedAt(childComplexity), true
+	case "Machine.user":
+		if e.ComplexityRoot.Machine.User == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Machine.User(childComplexity), true
 	case "Machine.volumeBytes":
 		if e.ComplexityRoot.Machine.VolumeBytes == nil {
 			break
@@ -1289,6 +1303,10 @@ type Machine {
   project: String!
   "The machine provider that runs it, e.g. process."
   provider: String!
+  "Whom the agent runs as: rootless (its own unprivileged user, see user) or root; empty for records from before isolation modes."
+  isolation: String!
+  "The builder user the agent runs as in rootless mode, e.g. slipway-app."
+  user: String
   state: MachineState!
   "The agent's process id while it runs (process provider)."
   pid: Int
@@ -1474,6 +1492,10 @@ func (ec *executionContext) childFields_Machine(ctx context.Context, field graph
 		return ec.fieldContext_Machine_project(ctx, field)
 	case "provider":
 		return ec.fieldContext_Machine_provider(ctx, field)
+	case "isolation":
+		return ec.fieldContext_Machine_isolation(ctx, field)
+	case "user":
+		return ec.fieldContext_Machine_user(ctx, field)
 	case "state":
 		return ec.fieldContext_Machine_state(ctx, field)
 	case "pid":
@@ -3147,6 +3169,52 @@ func (ec *executionContext) _Machine_provider(ctx context.Context, field graphql
 	)
 }
 func (ec *executionContext) fieldContext_Machine_provider(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Machine", field, false, false, "String")
+}
+
+func (ec *executionContext) _Machine_isolation(ctx context.Context, field graphql.CollectedField, obj *slipway.Machine) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Machine_isolation(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Isolation, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Machine_isolation(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Machine", field, false, false, "String")
+}
+
+func (ec *executionContext) _Machine_user(ctx context.Context, field graphql.CollectedField, obj *slipway.Machine) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Machine_user(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.User, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalOString2string(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Machine_user(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("Machine", field, false, false, "String")
 }
 
@@ -6399,6 +6467,16 @@ func (ec *executionContext) _Machine(ctx context.Context, sel ast.SelectionSet, 
 			if out.Values[i] == graphql.Null {
 				atomic.AddUint32(&out.Invalids, 1)
 			}
+		case "isolation":
+			out.Values[i] = ec._Machine_isolation(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "user":
+			out.Values[i] = ec._Machine_user(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
 		case "state":
 			out.Values[i] = ec._Machine_state(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
@@ -7853,6 +7931,18 @@ func (ec *executionContext) marshalOProject2ᚖgithubᚗcomᚋslipwayᚑciᚋsli
 		return graphql.Null
 	}
 	return ec._Project(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalOString2string(ctx context.Context, v any) (string, error) {
+	res, err := graphql.UnmarshalString(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOString2string(ctx context.Context, sel ast.SelectionSet, v string) graphql.Marshaler {
+	_ = sel
+	_ = ctx
+	res := graphql.MarshalString(v)
+	return res
 }
 
 func (ec *executionContext) unmarshalOString2ᚖstring(ctx context.Context, v any) (*string, error) {
