@@ -12,7 +12,7 @@ import (
 )
 
 // DefaultBuilderIsolation is Config.BuilderIsolation's default.
-const DefaultBuilderIsolation = "root"
+const DefaultBuilderIsolation = "auto"
 
 // chooseIsolation decides whom the agents run as (see
 // Config.BuilderIsolation), prepares the data directory for it and says
