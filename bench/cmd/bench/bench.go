@@ -25,6 +25,13 @@ func Run(ctx context.Context, cfg Config) error {
 		if work, err = os.MkdirTemp("", "slipway-bench-"); err != nil {
 			return err
 		}
+		// MkdirTemp makes it 0700; the builder users of rootless mode must
+		// pass through it to their volumes and the agent binary, or the
+		// server falls back to root podman and Slipway is measured in the
+		// wrong mode.
+		if err := os.Chmod(work, 0o711); err != nil {
+			return err
+		}
 	} else if err := os.MkdirAll(work, 0o755); err != nil {
 		return err
 	}
