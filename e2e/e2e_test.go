@@ -898,3 +898,43 @@ func TestMachineDiesMidBuild(t *testing.T) {
 		t.Errorf("the retried build's log lacks the end of the RUN step:\n%s", logs)
 	}
 }
+
+// TestDemo runs the quick start's server (--demo) in the default builder
+// isolation (rootless on a host scripts/setup prepared): the demo project's first deployment must succeed, and again
+// after a restart on the same data directory (which makes the data
+// directory private again).
+func TestDemo(t *testing.T) {
+	dataDir := t.TempDir()
+	s := startServer(t, dataDir, "127.0.0.1:0", "--demo")
+	// scripts/setup makes this host fit for rootless builders, so the
+	// default (auto) must pick them: the mode the quick start runs in.
+	if out := s.out.String(); !strings.Contains(out, "builders: rootless podman") {
+		t.Fatalf("the server did not choose rootless builders:\n%s", out)
+	}
+	waitDemo := func(s *serverProc, n int) {
+		t.Helper()
+		deadline := time.Now().Add(5 * time.Minute)
+		for {
+			ds := s.deployments(t, "demo")
+			if len(ds) >= n {
+				d := s.waitFinished(t, "demo", ds[0].ID, 5*time.Minute)
+				if d.Status != "succeeded" {
+					t.Fatalf("demo deployment %s = %s: %s\nserver output:\n%s", d.ID, d.Status, d.Error, s.out.String())
+				}
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no demo deployment after 5 minutes\nserver output:\n%s", s.out.String())
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	waitDemo(s, 1)
+	s.stop(t)
+	s = startServer(t, dataDir, "127.0.0.1:0", "--demo")
+	out, code := s.cli(t, "deploy", "demo", "--wait")
+	if code != 0 {
+		t.Fatalf("slipway deploy demo --wait after a restart: exit %d\n%s\nserver output:\n%s", code, out, s.out.String())
+	}
+	waitDemo(s, 2)
+}

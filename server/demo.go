@@ -86,6 +86,17 @@ func setUpDemo(ctx context.Context, cfg demoConfig) error {
 		}
 	}
 
+	// Rootless builders fetch the repository as the project's own user:
+	// they must pass through the demo directory (made private with the
+	// rest of the data directory at start, and 0700 from podman's storage
+	// set-up) to the repository, which holds nothing secret.
+	if err := os.Chmod(dir, 0o711); err != nil {
+		return err
+	}
+	if err := os.Chmod(repo, 0o755); err != nil {
+		return err
+	}
+
 	if _, err := cfg.Store.Project(ctx, demoProject); slipway.ErrorCode(err) == slipway.ENOTFOUND {
 		p := &slipway.Project{Name: demoProject, Repo: "file://" + repo, Branch: "main", Dockerfile: "Dockerfile", Context: ".", WebhookSecret: randomHex(20)}
 		if err := cfg.Store.CreateProject(ctx, p); err != nil {
