@@ -85,7 +85,7 @@ func (s *Service) Deploy(ctx context.Context, req slipway.DeployRequest) (*slipw
 		commit, err = s.cfg.ResolveRef(ctx, p.Repo, ref)
 		if err != nil {
 			// git's message may quote the URL, credentials and all.
-			r := redact.New(redact.RepoURLSecrets(p.Repo)...)
+			r := redact.ForRepo(p.Repo)
 			if e := (*slipway.Error)(nil); errors.As(err, &e) && r.Redact(e.Message) != e.Message {
 				return nil, false, &slipway.Error{Code: e.Code, Message: r.Redact(e.Message)}
 			} else if msg := r.Redact(err.Error()); msg != err.Error() {

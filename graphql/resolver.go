@@ -156,7 +156,7 @@ func (r *Resolver) redactError(ctx context.Context, d *slipway.Deployment) (stri
 	if err != nil {
 		return "", fmt.Errorf("project of deployment %s: %w", d.ID, err)
 	}
-	return redact.New(redact.RepoURLSecrets(p.Repo)...).Redact(d.Error), nil
+	return redact.ForRepo(p.Repo).Redact(d.Error), nil
 }
 
 // parseRetention returns cur with the limits given (non-nil) replaced:

@@ -175,11 +175,17 @@ func RepoURLSecrets(repo string) []string {
 	return []string{secret}
 }
 
+// ForRepo returns a Redactor for the secrets RepoURLSecrets finds in repo,
+// for text that may quote the repository's URL (git's errors).
+func ForRepo(repo string) *Redactor {
+	return New(RepoURLSecrets(repo)...)
+}
+
 // RepoURL returns repo with the secrets RepoURLSecrets finds in it masked,
 // for showing a project's repository to users (the API, the CLI): the
 // store keeps the URL as given, since the builder needs its credentials.
 func RepoURL(repo string) string {
-	return New(RepoURLSecrets(repo)...).Redact(repo)
+	return ForRepo(repo).Redact(repo)
 }
 
 // Writer is an io.Writer that redacts whole lines before passing them on,
