@@ -369,7 +369,11 @@ func (a *Activities) Build(ctx context.Context, in deploy.BuildInput) (_ deploy.
 			for i, l := range be.Tail {
 				tail[i] = clarifyCopyError(l)
 			}
-			return deploy.BuildActivityResult{}, j.buildFailed(step, tail, "%s", clarifyCopyError(be.Error()))
+			msg := clarifyCopyError(be.Error())
+			if !strings.Contains(msg, "outside the build context") {
+				msg += outwardCopySource(be.Step, contextDir)
+			}
+			return deploy.BuildActivityResult{}, j.buildFailed(step, tail, "%s", msg)
 		}
 		return deploy.BuildActivityResult{}, fmt.Errorf("build: %w", err)
 	}

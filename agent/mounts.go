@@ -109,3 +109,40 @@ func clarifyCopyError(msg string) string {
 	}
 	return msg
 }
+
+// outwardCopySource names the source of a failed COPY or ADD step (step as
+// podman prints it, "STEP n/m: COPY a b /dst") that is a symlink out of
+// contextDir, the way clarifyCopyError does: buildah's own message for it
+// varies (rootless, its copier subprocess may only report a broken pipe).
+// It returns "" when the step is no such COPY or ADD.
+func outwardCopySource(step, contextDir string) string {
+	_, instr, ok := strings.Cut(step, ": ")
+	if !ok {
+		return ""
+	}
+	f := strings.Fields(instr)
+	if len(f) < 3 || (!strings.EqualFold(f[0], "COPY") && !strings.EqualFold(f[0], "ADD")) {
+		return ""
+	}
+	for _, src := range f[1 : len(f)-1] {
+		if strings.HasPrefix(src, "--") {
+			if strings.HasPrefix(src, "--from") {
+				return ""
+			}
+			continue
+		}
+		p := filepath.Join(contextDir, filepath.Clean("/"+src))
+		real, err := filepath.EvalSymlinks(p)
+		if err != nil {
+			if target, lerr := os.Readlink(p); lerr == nil {
+				real = target
+			} else {
+				continue
+			}
+		}
+		if real != contextDir && !strings.HasPrefix(real, contextDir+string(os.PathSeparator)) {
+			return fmt.Sprintf(" (%s is a symlink to %s, outside the build context: a build only sees the files inside its context)", strings.TrimPrefix(filepath.Clean("/"+src), "/"), real)
+		}
+	}
+	return ""
+}

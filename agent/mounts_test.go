@@ -84,3 +84,30 @@ func TestClarifyCopyError(t *testing.T) {
 		t.Errorf("clarifyCopyError changed an unrelated message: %s", got)
 	}
 }
+
+func TestOutwardCopySource(t *testing.T) {
+	ctxDir := t.TempDir()
+	outside := filepath.Join(t.TempDir(), "host-secret")
+	if err := os.WriteFile(outside, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(outside, filepath.Join(ctxDir, "secret-link")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(ctxDir, "plain"), []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	want := " (secret-link is a symlink to " + outside + ", outside the build context: a build only sees the files inside its context)"
+	for step, w := range map[string]string{
+		"STEP 2/3: COPY secret-link /x":                want,
+		"STEP 2/3: ADD --chown=1 plain secret-link /x": want,
+		"STEP 2/3: COPY plain /x":                      "",
+		"STEP 2/3: COPY --from=s secret-link /x":       "",
+		"STEP 2/3: RUN cat secret-link":                "",
+		"build":                                        "",
+	} {
+		if got := outwardCopySource(step, ctxDir); got != w {
+			t.Errorf("outwardCopySource(%q) = %q, want %q", step, got, w)
+		}
+	}
+}
