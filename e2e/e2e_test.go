@@ -176,6 +176,22 @@ func (s *serverProc) cli(t *testing.T, args ...string) (string, int) {
 	return out.String() + errOut.String(), code
 }
 
+// addProject runs `slipway project add NAME --repo REPO FLAGS...` and fails
+// the test unless it succeeds. repo is a repository URL or a local directory
+// (an absolute path, given to the server as a file:// URL). It returns what
+// the command printed.
+func (s *serverProc) addProject(t *testing.T, name, repo string, flags ...string) string {
+	t.Helper()
+	if strings.HasPrefix(repo, "/") {
+		repo = "file://" + repo
+	}
+	out, code := s.cli(t, append([]string{"project", "add", name, "--repo", repo}, flags...)...)
+	if code != 0 {
+		t.Fatalf("slipway project add %s: exit %d\n%s", name, code, out)
+	}
+	return out
+}
+
 type deploymentJSON struct {
 	ID         string     `json:"id"`
 	Status     string     `json:"status"`
@@ -350,9 +366,8 @@ func TestPushBecomesImage(t *testing.T) {
 		"app.txt":    "version 1\n",
 	})
 	repoURL := "file://" + dir
-	out, code := s.cli(t, "project", "add", "app", "--repo", repoURL, "--webhook-secret", "s3cret")
-	if code != 0 || !strings.Contains(out, "/webhooks/github") {
-		t.Fatalf("project add: exit %d, want 0 and the webhook URL:\n%s", code, out)
+	if out := s.addProject(t, "app", repoURL, "--webhook-secret", "s3cret"); !strings.Contains(out, "/webhooks/github") {
+		t.Fatalf("project add printed no webhook URL:\n%s", out)
 	}
 
 	start := time.Now()
@@ -414,7 +429,7 @@ func TestPushBecomesImage(t *testing.T) {
 	// Deploying the same commit again reuses the image of the identical
 	// build: no Dockerfile step runs, and the image carries the new
 	// deployment's labels.
-	out, code = s.cli(t, "deploy", "app", "--commit", sha, "--wait")
+	out, code := s.cli(t, "deploy", "app", "--commit", sha, "--wait")
 	if code != 0 {
 		t.Fatalf("redeploy of the same commit: exit %d:\n%s", code, out)
 	}
@@ -485,9 +500,7 @@ func TestServerRestartMidBuild(t *testing.T) {
 		"Dockerfile": "FROM " + base + "\nRUN echo sleeping && sleep 6 && echo woke\nCOPY f.txt /f.txt\n",
 		"f.txt":      "x\n",
 	})
-	if out, code := s.cli(t, "project", "add", "slow", "--repo", "file://"+dir); code != 0 {
-		t.Fatalf("project add: %d %s", code, out)
-	}
+	s.addProject(t, "slow", dir)
 	out, code := s.cli(t, "deploy", "slow", "--commit", sha)
 	if code != 0 {
 		t.Fatalf("deploy: exit %d: %s", code, out)
@@ -663,9 +676,7 @@ func TestCacheAcrossDeployments(t *testing.T) {
 		"RUN --mount=type=cache,target=/cache cat /stamp.txt >> /cache/seen && echo \"cache holds $(wc -l < /cache/seen) builds\"\n" +
 		"COPY app.txt /app.txt\n"
 	dir, sha1 := testenv.GitRepo(t, map[string]string{"Dockerfile": dockerfile, "stamp.txt": "one\n", "app.txt": "app\n"})
-	if out, code := s.cli(t, "project", "add", "cache", "--repo", "file://"+dir); code != 0 {
-		t.Fatalf("project add: %d %s", code, out)
-	}
+	s.addProject(t, "cache", dir)
 	logsOf := func(id string) string { l, _ := s.cli(t, "logs", id); return l }
 
 	first := s.deployWait(t, "cache", sha1)
@@ -770,9 +781,7 @@ func TestSupersedeAndCancel(t *testing.T) {
 	}
 	dir, sha1 := testenv.GitRepo(t, slow("one"))
 	repoURL := "file://" + dir
-	if out, code := s.cli(t, "project", "add", "race", "--repo", repoURL, "--webhook-secret", "k"); code != 0 {
-		t.Fatalf("project add: %d %s", code, out)
-	}
+	s.addProject(t, "race", repoURL, "--webhook-secret", "k")
 	a1 := s.sendPush(t, "k", "race-1", pushPayload(t, repoURL, "main", strings.Repeat("0", 40), sha1))
 	s.waitLog(t, "race", a1.Deployment, "started-one")
 
@@ -879,9 +888,7 @@ func TestMachineDiesMidBuild(t *testing.T) {
 	dir, sha := testenv.GitRepo(t, map[string]string{
 		"Dockerfile": "FROM " + base + "\nRUN echo run-started && sleep 8 && echo run-done\n",
 	})
-	if out, code := s.cli(t, "project", "add", "fragile", "--repo", "file://"+dir); code != 0 {
-		t.Fatalf("project add: %d %s", code, out)
-	}
+	s.addProject(t, "fragile", dir)
 	out, code := s.cli(t, "deploy", "fragile", "--commit", sha)
 	if code != 0 {
 		t.Fatalf("deploy: %d %s", code, out)

@@ -50,9 +50,7 @@ func TestFaultSuite(t *testing.T) {
 		su.fault(t, group, "delivery", "redelivered-100-times", func(t *testing.T, fc *faultCase) {
 			dir, sha := testenv.GitRepo(t, map[string]string{"Dockerfile": "FROM " + base + "\nCOPY a.txt /a.txt\n", "a.txt": "a\n"})
 			repoURL := "file://" + dir
-			if out, code := s.cli(t, "project", "add", "redeliver", "--repo", repoURL, "--webhook-secret", "rk"); code != 0 {
-				t.Fatalf("project add: %d %s", code, out)
-			}
+			s.addProject(t, "redeliver", repoURL, "--webhook-secret", "rk")
 			body := pushPayload(t, repoURL, "main", zeroSHA, sha)
 			fc.inject("100 concurrent deliveries of one push with the same delivery id")
 			answers := make([]hookAnswer, 100)
@@ -124,9 +122,7 @@ func TestFaultSuite(t *testing.T) {
 			dir, sha := testenv.GitRepo(t, map[string]string{
 				"Dockerfile": "FROM " + base + "\nRUN echo run-started && sleep 8 && echo run-done\n",
 			})
-			if out, code := s.cli(t, "project", "add", "fragile", "--repo", "file://"+dir); code != 0 {
-				t.Fatalf("project add: %d %s", code, out)
-			}
+			s.addProject(t, "fragile", dir)
 			id := s.deployID(t, "fragile", sha)
 			s.waitLog(t, "fragile", id, "run-started")
 			n := killMachine(t, s, "fragile")
@@ -141,9 +137,7 @@ func TestFaultSuite(t *testing.T) {
 			dockerfile := "FROM " + base + "\nCOPY stamp.txt /stamp.txt\n" +
 				"RUN --mount=type=cache,target=/cache cat /stamp.txt >> /cache/seen && echo \"cache holds $(wc -l < /cache/seen) builds\"\n"
 			dir, sha1 := testenv.GitRepo(t, map[string]string{"Dockerfile": dockerfile, "stamp.txt": "one\n"})
-			if out, code := s.cli(t, "project", "add", "vol", "--repo", "file://"+dir); code != 0 {
-				t.Fatalf("project add: %d %s", code, out)
-			}
+			s.addProject(t, "vol", dir)
 			first := fc.expect(s, "vol", s.deployID(t, "vol", sha1), 3*time.Minute, "succeeded")
 			if l, _ := s.cli(t, "logs", first.ID); !strings.Contains(l, "cache holds 1 builds") {
 				t.Fatalf("first build's output lacks the cache mount's count:\n%s", l)
@@ -184,9 +178,7 @@ func TestFaultSuite(t *testing.T) {
 			}
 			dir, sha := testenv.GitRepo(t, files(0))
 			repoURL := "file://" + dir
-			if out, code := s.cli(t, "project", "add", "rapid", "--repo", repoURL, "--webhook-secret", "rp"); code != 0 {
-				t.Fatalf("project add: %d %s", code, out)
-			}
+			s.addProject(t, "rapid", repoURL, "--webhook-secret", "rp")
 			shas := []string{sha}
 			for i := 1; i < 20; i++ {
 				shas = append(shas, testenv.Commit(t, dir, files(i)))
@@ -238,9 +230,7 @@ func TestFaultSuite(t *testing.T) {
 				{"symlink-dockerfile", "--dockerfile=Dockerfile", "Dockerfile"},
 				{"symlink-context", "--context=ctx", "context"},
 			} {
-				if out, code := s.cli(t, "project", "add", c.project, "--repo", "file://"+dir, c.flag); code != 0 {
-					t.Fatalf("project add: %d %s", code, out)
-				}
+				s.addProject(t, c.project, dir, c.flag)
 				fc.inject("a commit whose %s is a symlink out of the repository", c.what)
 				d := fc.expect(s, c.project, s.deployID(t, c.project, sha), 3*time.Minute, "failed")
 				if !strings.Contains(d.Error, "points outside the repository") {
@@ -276,9 +266,7 @@ func TestFaultSuite(t *testing.T) {
 				{"mount-from-stage", "FROM " + base + " AS s\nRUN ln -s " + hostFile + " /leak\nFROM " + base + "\nRUN --mount=type=bind,from=s,source=leak,target=/m cat /m\n", "COPY --from=s what the step needs instead", "RUN --mount from a stage holding a symlink to the host", "failed"},
 			} {
 				sha := testenv.Commit(t, dir, map[string]string{"Dockerfile": c.dockerfile})
-				if out, code := s.cli(t, "project", "add", c.project, "--repo", "file://"+dir); code != 0 {
-					t.Fatalf("project add: %d %s", code, out)
-				}
+				s.addProject(t, c.project, dir)
 				fc.inject("%s", c.what)
 				d := fc.expect(s, c.project, s.deployID(t, c.project, sha), 3*time.Minute, c.status)
 				if !strings.Contains(d.Error, c.want) || strings.Count(d.Error, "copier.request") > 0 {
@@ -300,9 +288,7 @@ func TestFaultSuite(t *testing.T) {
 			dir, sha := testenv.GitRepo(t, map[string]string{
 				"Dockerfile": "FROM " + base + "\nRUN head -c 6000000 /dev/urandom && head -c 2000000 /dev/zero | tr '\\0' a && echo && echo giant-output-done\n",
 			})
-			if out, code := s.cli(t, "project", "add", "giant", "--repo", "file://"+dir); code != 0 {
-				t.Fatalf("project add: %d %s", code, out)
-			}
+			s.addProject(t, "giant", dir)
 			fc.inject("a RUN step writing 6 MB of random binary output and a 2 MB line")
 			d := fc.expect(s, "giant", s.deployID(t, "giant", sha), 5*time.Minute, "succeeded")
 			// The agent's stdout (agent.log) gets every line the publisher
@@ -381,9 +367,7 @@ func TestFaultSuite(t *testing.T) {
 			dir, sha := testenv.GitRepo(t, map[string]string{
 				"Dockerfile": "FROM " + base + "\nRUN echo sleeping && sleep 6 && echo woke-up-last-line\n",
 			})
-			if out, code := s.cli(t, "project", "add", "slow", "--repo", "file://"+dir); code != 0 {
-				t.Fatalf("project add: %d %s", code, out)
-			}
+			s.addProject(t, "slow", dir)
 			id := s.deployID(t, "slow", sha)
 			s.waitLog(t, "slow", id, "sleeping")
 			s.kill9(t)
@@ -410,9 +394,7 @@ func TestFaultSuite(t *testing.T) {
 			dir, sha := testenv.GitRepo(t, map[string]string{
 				"Dockerfile": "FROM " + base + "\nRUN echo run-started && sleep 3 && echo run-done\n",
 			})
-			if out, code := s.cli(t, "project", "add", "pushy", "--repo", "file://"+dir); code != 0 {
-				t.Fatalf("project add: %d %s", code, out)
-			}
+			s.addProject(t, "pushy", dir)
 			id := s.deployID(t, "pushy", sha)
 			s.waitLog(t, "pushy", id, "run-started")
 			proxy.down()
@@ -433,9 +415,7 @@ func TestFaultSuite(t *testing.T) {
 			dir, sha := testenv.GitRepo(t, map[string]string{
 				"Dockerfile": "FROM " + base + "\nRUN echo run-started && sleep 2 && echo run-done\n",
 			})
-			if out, code := s.cli(t, "project", "add", "pushdown", "--repo", "file://"+dir); code != 0 {
-				t.Fatalf("project add: %d %s", code, out)
-			}
+			s.addProject(t, "pushdown", dir)
 			id := s.deployID(t, "pushdown", sha)
 			s.waitLog(t, "pushdown", id, "run-started")
 			proxy.down()
@@ -478,9 +458,7 @@ func TestFaultSuite(t *testing.T) {
 
 		su.fault(t, group, "volume", "volume-over-threshold", func(t *testing.T, fc *faultCase) {
 			dir, sha1 := testenv.GitRepo(t, map[string]string{"Dockerfile": "FROM " + base + "\nCOPY f.txt /f.txt\nRUN cat /f.txt\n", "f.txt": "1\n"})
-			if out, code := s.cli(t, "project", "add", "full", "--repo", "file://"+dir); code != 0 {
-				t.Fatalf("project add: %d %s", code, out)
-			}
+			s.addProject(t, "full", dir)
 			fc.inject("a volume past its usage threshold (--reset-threshold 0.001)")
 			first := fc.expect(s, "full", s.deployID(t, "full", sha1), 3*time.Minute, "succeeded")
 			if l, _ := s.cli(t, "logs", first.ID); !strings.Contains(l, "resetting the build cache") {
@@ -992,9 +970,7 @@ func (su *faultSuite) badInputs(t *testing.T, s *serverProc, base string) {
 		dir, sha := testenv.GitRepo(t, map[string]string{"Dockerfile": "FROM " + base + "\n"})
 		repoURL := "file://" + dir
 		const secret = "inputs-secret"
-		if out, code := s.cli(t, "project", "add", "inputs", "--repo", repoURL, "--webhook-secret", secret); code != 0 {
-			t.Fatalf("project add: %d %s", code, out)
-		}
+		s.addProject(t, "inputs", repoURL, "--webhook-secret", secret)
 		before := s.stored(t)
 		start := time.Now()
 		record := func(cat, name string, rejected bool, format string, args ...any) {

@@ -55,9 +55,7 @@ func testIsolation(t *testing.T, mode string) {
 		"Dockerfile": "FROM " + base + "\nRUN --mount=type=cache,target=/cache echo cached > /cache/a.txt\nCOPY a.txt /a.txt\n",
 		"a.txt":      "project a\n",
 	})
-	if out, code := s.cli(t, "project", "add", "a", "--repo", "file://"+dirA); code != 0 {
-		t.Fatalf("project add a: exit %d\n%s", code, out)
-	}
+	s.addProject(t, "a", dirA)
 	if d := s.deployWait(t, "a", shaA); d.Status != "succeeded" {
 		t.Fatalf("deployment of a = %s, want succeeded", d.Status)
 	}
@@ -103,9 +101,7 @@ func testIsolation(t *testing.T, mode string) {
 		}
 	}
 	shaB = testenv.Commit(t, dirB, nil)
-	if out, code := s.cli(t, "project", "add", "b", "--repo", "file://"+dirB); code != 0 {
-		t.Fatalf("project add b: exit %d\n%s", code, out)
-	}
+	s.addProject(t, "b", dirB)
 	d := s.deployWait(t, "b", shaB)
 	if d.Status != "succeeded" {
 		t.Fatalf("deployment of b = %s, want succeeded", d.Status)

@@ -101,9 +101,7 @@ func TestFollowMidBuild(t *testing.T) {
 		"Dockerfile": "FROM " + base + "\nRUN for i in $(seq 1 150); do echo \"live-line-$i\"; sleep 0.05; done\nCOPY f.txt /f.txt\n",
 		"f.txt":      "x\n",
 	})
-	if out, code := s.cli(t, "project", "add", "live", "--repo", "file://"+dir); code != 0 {
-		t.Fatalf("project add: %d %s", code, out)
-	}
+	s.addProject(t, "live", dir)
 	out, code := s.cli(t, "deploy", "live", "--commit", sha)
 	if code != 0 {
 		t.Fatalf("deploy: exit %d: %s", code, out)
@@ -273,9 +271,7 @@ func TestRedactionInEverySink(t *testing.T) {
 	})
 	gitURL := gitHTTPServer(t, dir, "ci", secret)
 	repo := strings.Replace(gitURL, "http://", "http://ci:"+strings.ReplaceAll(encoded, "+", "%20")+"@", 1) + "/repo.git"
-	if out, code := s.cli(t, "project", "add", "secretive", "--repo", repo); code != 0 {
-		t.Fatalf("project add: %d %s", code, out)
-	}
+	s.addProject(t, "secretive", repo)
 	d := s.deployWait(t, "secretive", sha)
 	if d.Status != "succeeded" {
 		t.Fatalf("deployment %s", d.Status)

@@ -67,9 +67,7 @@ func TestNATSStoppedMidBuild(t *testing.T) {
 	// NATS back while the build still runs.
 	const slow, bulk = 150, 5000
 	dir, sha := testenv.GitRepo(t, map[string]string{"Dockerfile": noisyDockerfile(base, "one", slow, bulk)})
-	if out, code := s.cli(t, "project", "add", "spool", "--repo", "file://"+dir); code != 0 {
-		t.Fatalf("project add: %d %s", code, out)
-	}
+	s.addProject(t, "spool", dir)
 	id := s.startDeploy(t, "spool", sha)
 	s.waitLog(t, "spool", id, "one-slow-10")
 	ns.Shutdown()

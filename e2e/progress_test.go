@@ -29,9 +29,7 @@ func TestProgressMidBuild(t *testing.T) {
 		"f.txt":    "x\n",
 		"wait.txt": "0\n",
 	})
-	if out, code := s.cli(t, "project", "add", "steps", "--repo", "file://"+dir); code != 0 {
-		t.Fatalf("project add: %d %s", code, out)
-	}
+	s.addProject(t, "steps", dir)
 	first := s.deployWait(t, "steps", sha)
 	if first.Status != "succeeded" {
 		t.Fatalf("first build: %+v", first)

@@ -98,9 +98,7 @@ func TestBuildSecrets(t *testing.T) {
 		`sed -e 's/%/%25/g; s/ /%20/g; s/@/%40/g; s#/#%2F#g; s/+/%2B/g' /run/secrets/token && echo && ` +
 		"wc -c < /run/secrets/token > /secret-length && echo secret-step-done\n"
 	dir, sha := testenv.GitRepo(t, map[string]string{"Dockerfile": "FROM " + base + "\n" + print})
-	if out, code := s.cli(t, "project", "add", "sec", "--repo", "file://"+dir); code != 0 {
-		t.Fatalf("project add: %d %s", code, out)
-	}
+	s.addProject(t, "sec", dir)
 
 	// Bad names and values are refused with a clear message.
 	for name, value := range map[string]string{"a,b": secret, "id=x": secret, "../x": secret, "short": "abc"} {
