@@ -35,6 +35,8 @@ type Activities struct {
 	// events announces progress on the deployments' event subjects; nil
 	// without NATS.
 	events *nats.Conn
+	// secrets keeps the build secrets of the deployment being built.
+	secrets secretCache
 }
 
 // job is what every activity sets up: idle tracking, heartbeats and the
@@ -50,18 +52,27 @@ type job struct {
 	// progress reports the phase and build step to the deployment's
 	// workflow.
 	progress *progressReporter
-	stop     func()
+	// stop ends the activity; err is what it returns.
+	stop func(err *error)
 }
 
 func (a *Activities) begin(ctx context.Context, in deploy.BuildInput, phase string) (*job, error) {
-	// Every phase fetches the build secrets, if the project has any, if
-	// only to mask them in its output.
+	// Every phase needs the build secrets, if the project has any, if only
+	// to mask them in its output; the first fetches them, the others find
+	// them kept.
 	var buildSecrets []slipway.SecretValue
+	kept := false
 	if len(in.Secrets) > 0 {
-		var err error
-		if buildSecrets, err = a.fetchSecrets(ctx, in); err != nil {
+		vals, fresh, err := a.secrets.get(ctx, in.DeploymentID, func(ctx context.Context) ([]slipway.SecretValue, error) {
+			return a.fetchSecrets(ctx, in)
+		})
+		if err != nil {
 			return nil, err
 		}
+		if fresh {
+			a.cfg.Logger.Info("build secrets fetched", "deployment", in.DeploymentID, "phase", phase, "count", len(vals))
+		}
+		buildSecrets, kept = vals, true
 	}
 	a.tracker.begin()
 	hbCtx, cancel := context.WithCancel(ctx)
@@ -93,7 +104,7 @@ func (a *Activities) begin(ctx context.Context, in deploy.BuildInput, phase stri
 		}
 	}
 	j.progress = startProgress(a.progressSender(ctx, in), slipway.Progress{Phase: phase}, a.cfg.Logger)
-	j.stop = func() {
+	j.stop = func(errp *error) {
 		j.progress.close()
 		if j.pub != nil {
 			cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
@@ -102,6 +113,9 @@ func (a *Activities) begin(ctx context.Context, in deploy.BuildInput, phase stri
 		}
 		_ = stdout.Flush()
 		cancel()
+		if kept && a.secrets.release(in.DeploymentID, lastActivity(ctx, phase, *errp)) {
+			a.cfg.Logger.Info("build secrets dropped", "deployment", in.DeploymentID, "phase", phase)
+		}
 		a.tracker.end(time.Now())
 	}
 	return j, nil
@@ -244,7 +258,7 @@ func (a *Activities) Fetch(ctx context.Context, in deploy.BuildInput) (_ deploy.
 	if err != nil {
 		return deploy.FetchResult{}, err
 	}
-	defer j.stop()
+	defer j.stop(&err)
 	defer func() { err = j.scrub(err) }()
 	if !slipway.ValidCommit(in.Commit) {
 		return deploy.FetchResult{}, j.buildFailed("fetch", nil, "invalid commit %q", in.Commit)
@@ -287,7 +301,7 @@ func (a *Activities) Build(ctx context.Context, in deploy.BuildInput) (_ deploy.
 	if err != nil {
 		return deploy.BuildActivityResult{}, err
 	}
-	defer j.stop()
+	defer j.stop(&err)
 	defer func() { err = j.scrub(err) }()
 	dir := in.Dir
 	if dir == "" {
@@ -459,7 +473,7 @@ func (a *Activities) Push(ctx context.Context, in deploy.BuildInput) (_ deploy.P
 	if err != nil {
 		return deploy.PushResult{}, err
 	}
-	defer j.stop()
+	defer j.stop(&err)
 	defer func() { err = j.scrub(err) }()
 	j.line("push", "pushing %s", in.Image)
 	digest, err := a.podman.Push(ctx, in.Image, a.cfg.RegistryTLSVerify, j.writer("stderr", "push"))

@@ -181,6 +181,7 @@ func Run(ctx context.Context, cfg Config) error {
 
 	tracker := newIdleTracker(time.Now())
 	acts := &Activities{cfg: cfg, layout: layout, podman: pm, tracker: tracker}
+	defer acts.secrets.wipe()
 	if cfg.NATSURL != "" {
 		// Progress announcements only: they are best effort, so a NATS
 		// that is not there yet is connected to in the background.

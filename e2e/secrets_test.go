@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -113,6 +114,17 @@ func TestBuildSecrets(t *testing.T) {
 	first := s.deployWait(t, "sec", sha)
 	if first.Status != "succeeded" {
 		t.Fatalf("build with a secret = %s", first.Status)
+	}
+	// The agent asked for the secrets once for the three phases, and let
+	// go of them after the push.
+	agentLines := strings.Split(s.agentLog("sec"), "\n")
+	count := func(msg string) int {
+		return len(slices.DeleteFunc(slices.Clone(agentLines), func(l string) bool {
+			return !strings.Contains(l, msg) || !strings.Contains(l, "deployment="+first.ID)
+		}))
+	}
+	if f, d := count(`msg="build secrets fetched"`), count(`msg="build secrets dropped"`); f != 1 || d != 1 {
+		t.Errorf("the agent fetched the secrets %d times and dropped them %d times for one deployment, want 1 and 1:\n%s", f, d, s.agentLog("sec"))
 	}
 	checkNoSecret := func(what, text string) {
 		t.Helper()
