@@ -165,6 +165,10 @@ type Store interface {
 	// Deployments lists a project's deployments, newest first; limit <= 0
 	// means all.
 	Deployments(ctx context.Context, project string, limit int) ([]*Deployment, error)
+	// DeploymentOfCommit returns the newest deployment of commit (any
+	// case) from branch (a ref "refs/heads/<branch>" or "<branch>") in
+	// project, or ENOTFOUND.
+	DeploymentOfCommit(ctx context.Context, project, branch, commit string) (*Deployment, error)
 	// UnfinishedDeployments lists deployments not in a terminal state.
 	UnfinishedDeployments(ctx context.Context) ([]*Deployment, error)
 	// MarkBuilding moves a queued deployment to building and sets StartedAt.

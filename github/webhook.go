@@ -449,16 +449,11 @@ func (h *handler) staleness(ev *gh.PushEvent) (pushedAt time.Time, age time.Dura
 // deployedBefore returns the latest deployment of commit from branch in
 // project, or nil when it was never deployed from there.
 func (h *handler) deployedBefore(ctx context.Context, project, branch, commit string) (*slipway.Deployment, error) {
-	ds, err := h.store.Deployments(ctx, project, 0)
-	if err != nil {
-		return nil, err
+	d, err := h.store.DeploymentOfCommit(ctx, project, branch, commit)
+	if slipway.ErrorCode(err) == slipway.ENOTFOUND {
+		return nil, nil
 	}
-	for _, d := range ds {
-		if strings.EqualFold(d.Commit, commit) && strings.TrimPrefix(d.Ref, "refs/heads/") == branch {
-			return d, nil
-		}
-	}
-	return nil, nil
+	return d, err
 }
 
 // statusFor maps an application error to the HTTP status the forge sees.

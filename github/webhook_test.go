@@ -32,28 +32,28 @@ const (
 	commit  = "6113728f27ae82c7b1a177c8d03f9e96e0adf246"
 )
 
-// fakeStore serves ProjectsByRepo and Deployments from fixed lists. The
-// embedded nil Store makes any other method panic: the handler must not
-// call them.
+// fakeStore serves ProjectsByRepo and DeploymentOfCommit from fixed
+// lists (deployments newest first). The embedded nil Store makes any other
+// method panic: the handler must not call them (Deployments, which reads a
+// whole project's history, included).
 type fakeStore struct {
 	slipway.Store
 	projects    []*slipway.Project
 	deployments []*slipway.Deployment
-	err         error // returned by Deployments when set
+	err         error // returned by DeploymentOfCommit when set
 }
 
-func (s *fakeStore) Deployments(_ context.Context, project string, limit int) ([]*slipway.Deployment, error) {
+func (s *fakeStore) DeploymentOfCommit(_ context.Context, project, branch, commit string) (*slipway.Deployment, error) {
 	if s.err != nil {
 		return nil, s.err
 	}
-	var out []*slipway.Deployment
 	for _, d := range s.deployments {
-		if d.Project == project && (limit <= 0 || len(out) < limit) {
+		if d.Project == project && strings.EqualFold(d.Commit, commit) && strings.TrimPrefix(d.Ref, "refs/heads/") == branch {
 			cp := *d
-			out = append(out, &cp)
+			return &cp, nil
 		}
 	}
-	return out, nil
+	return nil, slipway.Errorf(slipway.ENOTFOUND, "no deployment of %s", commit)
 }
 
 func (s *fakeStore) ProjectsByRepo(_ context.Context, urls []string) ([]*slipway.Project, error) {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -118,6 +119,18 @@ func (s *memStore) Deployments(_ context.Context, project string, limit int) ([]
 		}
 	}
 	return out, nil
+}
+
+func (s *memStore) DeploymentOfCommit(_ context.Context, project, branch, commit string) (*slipway.Deployment, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, d := range slices.Backward(s.deployments) {
+		if d.Project == project && strings.EqualFold(d.Commit, commit) && strings.TrimPrefix(d.Ref, "refs/heads/") == branch {
+			c := *d
+			return &c, nil
+		}
+	}
+	return nil, slipway.Errorf(slipway.ENOTFOUND, "no deployment of %s", commit)
 }
 
 func (s *memStore) UnfinishedDeployments(context.Context) ([]*slipway.Deployment, error) {

@@ -98,6 +98,9 @@ func (s *memStore) Deployment(context.Context, string) (*slipway.Deployment, err
 func (s *memStore) Deployments(context.Context, string, int) ([]*slipway.Deployment, error) {
 	return nil, errUnused
 }
+func (s *memStore) DeploymentOfCommit(context.Context, string, string, string) (*slipway.Deployment, error) {
+	return nil, errUnused
+}
 func (s *memStore) UnfinishedDeployments(context.Context) ([]*slipway.Deployment, error) {
 	return nil, errUnused
 }

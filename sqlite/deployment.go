@@ -130,6 +130,25 @@ func (db *DB) Deployments(ctx context.Context, project string, limit int) ([]*sl
 	return ds, nil
 }
 
+// deploymentOfCommit is DeploymentOfCommit's query after its SELECT list.
+const deploymentOfCommit = ` FROM deployments
+	WHERE project = ? AND commit_sha = ? COLLATE NOCASE AND ref IN (?, 'refs/heads/' || ?)
+	ORDER BY created_at DESC, id DESC LIMIT 1`
+
+// DeploymentOfCommit returns the newest deployment of commit (compared
+// without regard to case) made from branch in project, or ENOTFOUND. A
+// deployment's ref counts as the branch spelled either way, "main" or
+// "refs/heads/main". The index deployments_project_commit serves it.
+func (db *DB) DeploymentOfCommit(ctx context.Context, project, branch, commit string) (*slipway.Deployment, error) {
+	d, err := scanDeployment(db.read.QueryRowContext(ctx, `SELECT `+deploymentColumns+deploymentOfCommit, project, commit, branch, branch))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, slipway.Errorf(slipway.ENOTFOUND, "no deployment of commit %s from branch %s in project %q", commit, branch, project)
+	} else if err != nil {
+		return nil, fmt.Errorf("find the deployment of commit %s in project %q: %w", commit, project, err)
+	}
+	return d, nil
+}
+
 // UnfinishedDeployments lists the queued and building deployments, oldest
 // first.
 func (db *DB) UnfinishedDeployments(ctx context.Context) ([]*slipway.Deployment, error) {

@@ -142,6 +142,11 @@ CREATE TABLE project_secrets (
 ALTER TABLE machines ADD COLUMN isolation TEXT NOT NULL DEFAULT '';
 ALTER TABLE machines ADD COLUMN builder_user TEXT NOT NULL DEFAULT '';
 `,
+	// 10: a project's newest deployment of one commit (DeploymentOfCommit,
+	// for the webhook window) without reading all of its deployments.
+	`
+CREATE INDEX deployments_project_commit ON deployments (project, commit_sha COLLATE NOCASE, created_at);
+`,
 }
 
 // migrate applies the migrations db has not applied yet, each in its own

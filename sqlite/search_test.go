@@ -152,7 +152,8 @@ func TestSearchIndexesOldLines(t *testing.T) {
 	// Back to schema 3 with lines in it, as an older Slipway left it.
 	for _, stmt := range []string{
 		`DROP TABLE log_lines_fts`, `DROP TABLE api_tokens`, `DROP TABLE log_index`, `DROP TABLE project_secrets`,
-		`ALTER TABLE machines DROP COLUMN isolation`, `ALTER TABLE machines DROP COLUMN builder_user`, `DELETE FROM schema_migrations WHERE version > 3`,
+		`ALTER TABLE machines DROP COLUMN isolation`, `ALTER TABLE machines DROP COLUMN builder_user`, `DROP INDEX deployments_project_commit`,
+		`DELETE FROM schema_migrations WHERE version > 3`,
 	} {
 		if _, err := db.write.ExecContext(ctx, stmt); err != nil {
 			t.Fatalf("%s: %v", stmt, err)

@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"regexp"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -394,6 +395,67 @@ func TestDeploymentListsAndOrder(t *testing.T) {
 	}
 	if got, want := ids(un), []string{"d-1", "o-1", "d-3", "d-4"}; !slices.Equal(got, want) {
 		t.Errorf("UnfinishedDeployments() = %q, want %q (oldest first, no finished ones)", got, want)
+	}
+}
+
+func TestDeploymentOfCommit(t *testing.T) {
+	db, _ := openTest(t)
+	ctx := t.Context()
+	mustCreateProject(t, db, "app", "https://github.com/acme/app")
+	mustCreateProject(t, db, "other", "https://github.com/acme/other")
+	a, b := strings.Repeat("a", 40), strings.Repeat("b", 40)
+	t0 := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	for i, d := range []slipway.Deployment{
+		{ID: "old-a", Project: "app", Ref: "refs/heads/main", Commit: a},
+		{ID: "new-a", Project: "app", Ref: "main", Commit: a},
+		{ID: "dev-a", Project: "app", Ref: "refs/heads/dev", Commit: a},
+		{ID: "main-b", Project: "app", Ref: "refs/heads/main", Commit: b},
+		{ID: "other-a", Project: "other", Ref: "refs/heads/main", Commit: a},
+		{ID: "tag-a", Project: "app", Ref: "refs/tags/main", Commit: a},
+	} {
+		d.CreatedAt = t0.Add(time.Duration(i) * time.Minute)
+		if d.ID == "tag-a" {
+			d.CreatedAt = t0.Add(-time.Hour)
+		}
+		mustCreateDeployment(t, db, &d)
+	}
+	for _, tt := range []struct{ project, branch, commit, want string }{
+		{"app", "main", a, "new-a"}, // the newest, whichever way the ref is spelled
+		{"app", "main", strings.ToUpper(a), "new-a"},
+		{"app", "dev", a, "dev-a"},
+		{"app", "main", b, "main-b"},
+		{"other", "main", a, "other-a"},
+		{"app", "dev", b, ""},
+		{"app", "feature", a, ""},
+		{"nope", "main", a, ""},
+	} {
+		d, err := db.DeploymentOfCommit(ctx, tt.project, tt.branch, tt.commit)
+		switch {
+		case tt.want == "":
+			wantCode(t, fmt.Sprintf("DeploymentOfCommit(%q, %q, %.8s)", tt.project, tt.branch, tt.commit), err, slipway.ENOTFOUND, "")
+		case err != nil || d.ID != tt.want:
+			t.Errorf("DeploymentOfCommit(%q, %q, %.8s) = %v, %v; want %s", tt.project, tt.branch, tt.commit, d, err, tt.want)
+		}
+	}
+
+	// The lookup reads the project's deployments of that commit through
+	// the index, not the project's whole history.
+	rows, err := db.read.QueryContext(ctx, `EXPLAIN QUERY PLAN SELECT id`+deploymentOfCommit, "app", a, "main", "main")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var plan []string
+	for rows.Next() {
+		var id, parent, unused int
+		var detail string
+		if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+			t.Fatal(err)
+		}
+		plan = append(plan, detail)
+	}
+	if p := strings.Join(plan, "; "); !strings.Contains(p, "deployments_project_commit (project=? AND commit_sha=?)") {
+		t.Errorf("query plan %q does not use deployments_project_commit on both columns", p)
 	}
 }
 
