@@ -915,8 +915,8 @@ func TestDemo(t *testing.T) {
 	s := startServer(t, dataDir, "127.0.0.1:0", "--demo")
 	// scripts/setup makes this host fit for rootless builders, so the
 	// default (auto) must pick them: the mode the quick start runs in.
-	if out := s.out.String(); !strings.Contains(out, "builders: rootless podman") {
-		t.Fatalf("the server did not choose rootless builders:\n%s", out)
+	if out := s.out.String(); !strings.Contains(out, "builders: rootless podman") || !strings.Contains(out, "probed now: no verdict kept") {
+		t.Fatalf("the server did not choose rootless builders, or not after probing podman:\n%s", out)
 	}
 	waitDemo := func(s *serverProc, n int) {
 		t.Helper()
@@ -939,6 +939,10 @@ func TestDemo(t *testing.T) {
 	waitDemo(s, 1)
 	s.stop(t)
 	s = startServer(t, dataDir, "127.0.0.1:0", "--demo")
+	// Nothing the probe depends on changed: its verdict is reused.
+	if out := s.out.String(); !regexp.MustCompile(`builders: rootless podman \(.*\), because this host can run it \(podman's verdict cached at `).MatchString(out) {
+		t.Errorf("the restarted server did not reuse the kept rootless verdict:\n%s", out)
+	}
 	out, code := s.cli(t, "deploy", "demo", "--wait")
 	if code != 0 {
 		t.Fatalf("slipway deploy demo --wait after a restart: exit %d\n%s\nserver output:\n%s", code, out, s.out.String())

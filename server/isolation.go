@@ -7,12 +7,17 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/slipway-ci/slipway/machine/process"
 )
 
 // DefaultBuilderIsolation is Config.BuilderIsolation's default.
 const DefaultBuilderIsolation = "auto"
+
+// probeCacheFile keeps, in the data directory, the verdict of the rootless
+// probe's slow part (see process.ProbeRootlessCached).
+const probeCacheFile = "rootless-probe.json"
 
 // chooseIsolation decides whom the agents run as (see
 // Config.BuilderIsolation), prepares the data directory for it and says
@@ -31,7 +36,7 @@ func chooseIsolation(ctx context.Context, want, dataDir, volumesDir, agentBinary
 	if err := protectDataDir(dataDir, volumesDir, true); err != nil {
 		return "", err
 	}
-	probe, err := process.ProbeRootless(ctx, volumesDir, agentBinary, "")
+	probe, err := process.ProbeRootlessCached(ctx, volumesDir, agentBinary, "", filepath.Join(dataDir, probeCacheFile))
 	if err != nil {
 		if want == "rootless" {
 			return "", fmt.Errorf("--builder-isolation rootless, but this host cannot run rootless builders: %w", err)
@@ -39,7 +44,12 @@ func chooseIsolation(ctx context.Context, want, dataDir, volumesDir, agentBinary
 		log.Warn(fmt.Sprintf("builders: root podman, because rootless podman is not possible here: %v", err))
 		return process.IsolationRoot, protectDataDir(dataDir, volumesDir, false)
 	}
-	log.Info(fmt.Sprintf("builders: rootless podman (user %s, %s)", process.UserName("<project>"), probe.Storage))
+	how := fmt.Sprintf("probed now: %s", probe.Reprobed)
+	if probe.Cached {
+		how = fmt.Sprintf("podman's verdict cached at %s in %s; probed again when podman, the kernel, /dev/net/tun or the subuids change",
+			probe.ProbedAt.Format(time.RFC3339), probeCacheFile)
+	}
+	log.Info(fmt.Sprintf("builders: rootless podman (user %s, %s), because this host can run it (%s)", process.UserName("<project>"), probe.Storage, how))
 	return process.IsolationRootless, nil
 }
 

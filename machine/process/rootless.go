@@ -314,6 +314,13 @@ type RootlessProbe struct {
 	// Storage describes podman's storage driver for rootless users, e.g.
 	// "native overlay" or "overlay via fuse-overlayfs".
 	Storage string
+	// ProbedAt is when podman ran as ProbeUser for this verdict (set by
+	// ProbeRootlessCached).
+	ProbedAt time.Time
+	// Cached says the verdict was kept from ProbedAt, without running
+	// podman; Reprobed says why podman ran again (ProbeRootlessCached).
+	Cached   bool
+	Reprobed string
 }
 
 // ProbeRootless checks that this host can run agents rootless: the server
@@ -325,47 +332,60 @@ type RootlessProbe struct {
 // on a scratch volume under volumesDir. The error says what is missing and
 // how to fix it.
 func ProbeRootless(ctx context.Context, volumesDir, agentBinary, runtimeBase string) (RootlessProbe, error) {
-	if runtimeBase == "" {
-		runtimeBase = DefaultRuntimeBase
+	if err := checkRootlessHost(volumesDir, agentBinary); err != nil {
+		return RootlessProbe{}, err
 	}
+	return probePodman(ctx, volumesDir, runtimeBase)
+}
+
+// checkRootlessHost runs ProbeRootless's quick checks, all but podman.
+func checkRootlessHost(volumesDir, agentBinary string) error {
 	if os.Geteuid() != 0 {
-		return RootlessProbe{}, errors.New("the server does not run as root, so it cannot create a user per project")
+		return errors.New("the server does not run as root, so it cannot create a user per project")
 	}
 	for _, tool := range []struct{ bin, pkg string }{
 		{"useradd", "passwd"}, {"usermod", "passwd"}, {"newuidmap", "uidmap"}, {"newgidmap", "uidmap"},
 		{"slirp4netns", "slirp4netns"}, {"podman", "podman"},
 	} {
 		if _, err := exec.LookPath(tool.bin); err != nil {
-			return RootlessProbe{}, fmt.Errorf("%s is not installed (apt-get install %s, or run scripts/setup)", tool.bin, tool.pkg)
+			return fmt.Errorf("%s is not installed (apt-get install %s, or run scripts/setup)", tool.bin, tool.pkg)
 		}
 	}
 	if b, err := os.ReadFile("/proc/sys/user/max_user_namespaces"); err == nil && strings.TrimSpace(string(b)) == "0" {
-		return RootlessProbe{}, errors.New("user namespaces are disabled (sysctl user.max_user_namespaces = 0)")
+		return errors.New("user namespaces are disabled (sysctl user.max_user_namespaces = 0)")
 	}
 	if st, err := os.Stat("/dev/net/tun"); err != nil {
-		return RootlessProbe{}, fmt.Errorf("/dev/net/tun is missing, so RUN steps of a rootless build get no private network: %v", err)
+		return fmt.Errorf("/dev/net/tun is missing, so RUN steps of a rootless build get no private network: %v", err)
 	} else if st.Mode().Perm()&0o006 != 0o006 {
-		return RootlessProbe{}, fmt.Errorf("/dev/net/tun is mode %04o, so RUN steps of a rootless build get no private network (scripts/setup makes it 0666, as most distributions ship it)", st.Mode().Perm())
+		return fmt.Errorf("/dev/net/tun is mode %04o, so RUN steps of a rootless build get no private network (scripts/setup makes it 0666, as most distributions ship it)", st.Mode().Perm())
 	}
 	if err := othersCanReach(volumesDir, "reach their volumes"); err != nil {
-		return RootlessProbe{}, err
+		return err
 	}
 	if agentBinary == "" {
 		bin, err := DefaultBinary()
 		if err != nil {
-			return RootlessProbe{}, err
+			return err
 		}
 		agentBinary = bin
 	}
 	if err := othersCanReach(agentBinary, "run the agent"); err != nil {
-		return RootlessProbe{}, err
+		return err
 	}
 	if st, err := os.Stat(agentBinary); err != nil {
-		return RootlessProbe{}, err
+		return err
 	} else if st.Mode().Perm()&0o001 == 0 {
-		return RootlessProbe{}, fmt.Errorf("the agent %s is mode %04o: builder users cannot run it (chmod o+rx %s)", agentBinary, st.Mode().Perm(), agentBinary)
+		return fmt.Errorf("the agent %s is mode %04o: builder users cannot run it (chmod o+rx %s)", agentBinary, st.Mode().Perm(), agentBinary)
 	}
+	return nil
+}
 
+// probePodman runs podman info as ProbeUser with its storage on a scratch
+// volume under volumesDir, the slow part of ProbeRootless.
+func probePodman(ctx context.Context, volumesDir, runtimeBase string) (RootlessProbe, error) {
+	if runtimeBase == "" {
+		runtimeBase = DefaultRuntimeBase
+	}
 	u, err := ensureUser(ctx, ProbeUser, runtimeBase)
 	if err != nil {
 		return RootlessProbe{}, err
