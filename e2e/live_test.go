@@ -242,9 +242,13 @@ func (s *serverProc) streamText(t *testing.T, project, id string) string {
 		n := 0
 		for m := range batch.Messages() {
 			n++
-			var l slipway.LogLine
-			_ = json.Unmarshal(m.Data(), &l)
-			text.WriteString(l.Text + "\n")
+			lines, err := natslog.DecodeLines(m.Data())
+			if err != nil {
+				t.Fatalf("log stream message %.200q: %v", m.Data(), err)
+			}
+			for _, l := range lines {
+				text.WriteString(l.Text + "\n")
+			}
 		}
 		if n == 0 {
 			return text.String()

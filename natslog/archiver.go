@@ -2,7 +2,6 @@ package natslog
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -27,7 +26,9 @@ type ArchiverConfig struct {
 	// Durable names the consumer whose position survives restarts;
 	// default "slipway-archiver".
 	Durable string
-	// BatchSize is the most lines written to the store at once; default 256.
+	// BatchSize is about the most lines written to the store at once (a
+	// write takes whole messages, so the last one may go past it), and the
+	// most messages fetched ahead; default 1024.
 	BatchSize int
 	// AckWait is how long NATS waits for the archiver to acknowledge a
 	// line before delivering it again (after a crash or a NATS restart
@@ -41,7 +42,7 @@ type ArchiverConfig struct {
 
 const (
 	defaultDurable     = "slipway-archiver"
-	defaultBatchSize   = 256
+	defaultBatchSize   = 1024
 	defaultMaxAttempts = 30
 	defaultAckWait     = 30 * time.Second
 	maxNakDelay        = time.Minute
@@ -92,7 +93,7 @@ func StartArchiver(ctx context.Context, cfg ArchiverConfig) (*Archiver, error) {
 	a := &Archiver{
 		cfg:     cfg,
 		log:     cfg.Logger.With("consumer", cfg.Durable),
-		msgs:    make(chan jetstream.Msg, cfg.BatchSize),
+		msgs:    make(chan jetstream.Msg, 256), // messages handed over, not yet archived
 		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
 		written: make(chan struct{}),
@@ -136,8 +137,8 @@ func (a *Archiver) start(ctx context.Context) error {
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       a.cfg.AckWait,
-		MaxDeliver:    -1, // the archiver gives up on a line itself (MaxAttempts), and logs it
-		MaxAckPending: 4 * a.cfg.BatchSize,
+		MaxDeliver:    -1,                  // the archiver gives up on a line itself (MaxAttempts), and logs it
+		MaxAckPending: 4 * a.cfg.BatchSize, // messages: lines, or batches of lines
 	})
 	if err != nil {
 		return fmt.Errorf("create consumer %s: %w", a.cfg.Durable, err)
@@ -155,7 +156,7 @@ func (a *Archiver) start(ctx context.Context) error {
 		case <-a.stop:
 		}
 	},
-		jetstream.PullMaxMessages(a.cfg.BatchSize),
+		jetstream.PullMaxBytes(pullMaxBytes),
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 			a.log.Debug("log archiver consume", "error", err)
 		}),
@@ -172,70 +173,93 @@ func (a *Archiver) start(ctx context.Context) error {
 func (a *Archiver) run(ctx context.Context) {
 	defer close(a.done)
 	for {
-		var batch []jetstream.Msg
+		var batch []msgLines
+		lines := 0
 		select {
 		case m := <-a.msgs:
-			batch = append(batch, m)
+			batch, lines = a.decode(batch, m, lines)
 		case <-a.stop:
 			return
 		}
 	gather:
-		for len(batch) < a.cfg.BatchSize {
+		for lines < a.cfg.BatchSize {
 			select {
 			case m := <-a.msgs:
-				batch = append(batch, m)
+				batch, lines = a.decode(batch, m, lines)
 			default:
 				break gather
 			}
 		}
-		a.archive(ctx, batch)
+		a.archive(ctx, batch, lines)
 	}
 }
 
-// archive writes one batch to the store and acknowledges what was written.
-func (a *Archiver) archive(ctx context.Context, batch []jetstream.Msg) {
-	lines := make([]slipway.LogLine, 0, len(batch))
-	msgs := make([]jetstream.Msg, 0, len(batch))
-	for _, m := range batch {
-		var l slipway.LogLine
-		if err := json.Unmarshal(m.Data(), &l); err != nil {
-			a.terminate(m, "not a JSON log line: "+err.Error())
-			continue
-		}
-		if why := validLine(&l, m.Subject()); why != "" {
-			a.terminate(m, why)
-			continue
-		}
-		lines = append(lines, l)
-		msgs = append(msgs, m)
+// msgLines is a message of the stream and its lines.
+type msgLines struct {
+	m     jetstream.Msg
+	lines []slipway.LogLine
+}
+
+// decode adds m's valid lines to batch, or terminates m if it holds none.
+// n counts the lines in batch.
+func (a *Archiver) decode(batch []msgLines, m jetstream.Msg, n int) ([]msgLines, int) {
+	lines, err := DecodeLines(m.Data())
+	if err != nil {
+		a.terminate(m, "not JSON log lines: "+err.Error())
+		return batch, n
 	}
-	if len(lines) == 0 {
+	valid := lines[:0]
+	for i := range lines {
+		if why := validLine(&lines[i], m.Subject()); why != "" {
+			a.log.Error("archive log line: bad line, dropping it", "subject", m.Subject(), "n", lines[i].N, "reason", why)
+			continue
+		}
+		valid = append(valid, lines[i])
+	}
+	if len(valid) == 0 {
+		a.terminate(m, "no valid log line")
+		return batch, n
+	}
+	return append(batch, msgLines{m, valid}), n + len(valid)
+}
+
+// archive writes one batch (n lines) to the store and acknowledges the
+// messages written.
+func (a *Archiver) archive(ctx context.Context, batch []msgLines, n int) {
+	if len(batch) == 0 {
 		return
+	}
+	lines := batch[0].lines
+	if len(batch) > 1 {
+		lines = make([]slipway.LogLine, 0, n)
+		for _, b := range batch {
+			lines = append(lines, b.lines...)
+		}
 	}
 	err := a.cfg.Store.AppendLogLines(ctx, lines)
 	if err == nil {
-		a.ack(msgs)
+		a.ack(batch)
 		a.notify()
 		return
 	}
 	if ctx.Err() != nil {
-		nak(msgs) // stopping: let the next archiver have them at once
+		nak(batch) // stopping: let the next archiver have them at once
 		return
 	}
-	a.log.Warn("archive log lines: store write failed, trying one by one", "lines", len(lines), "error", err)
-	// One bad line must not hold back the others: retry them one by one and
-	// send back (or give up) only those that fail.
+	a.log.Warn("archive log lines: store write failed, trying message by message", "lines", len(lines), "messages", len(batch), "error", err)
+	// One bad message must not hold back the others: retry them one by
+	// one and send back (or give up) only those that fail.
 	wrote := false
-	for i, l := range lines {
-		if err := a.cfg.Store.AppendLogLines(ctx, lines[i:i+1]); err != nil {
+	for i, b := range batch {
+		if err := a.cfg.Store.AppendLogLines(ctx, b.lines); err != nil {
 			if ctx.Err() != nil {
-				nak(msgs[i:])
+				nak(batch[i:])
 				break
 			}
-			a.retryLater(msgs[i], l, err)
+			a.retryLater(b.m, b.lines[0], err)
 			continue
 		}
-		a.ack(msgs[i : i+1])
+		a.ack(batch[i : i+1])
 		wrote = true
 	}
 	if wrote {
@@ -243,9 +267,9 @@ func (a *Archiver) archive(ctx context.Context, batch []jetstream.Msg) {
 	}
 }
 
-// retryLater returns a line the store refused to the stream, with a
-// growing delay, or gives it up when the error is permanent or it was
-// tried MaxAttempts times.
+// retryLater returns a message whose lines the store refused to the
+// stream, with a growing delay, or gives it up when the error is permanent
+// or it was tried MaxAttempts times. l is its first line.
 func (a *Archiver) retryLater(m jetstream.Msg, l slipway.LogLine, err error) {
 	attempts := uint64(1)
 	if md, mdErr := m.Metadata(); mdErr == nil {
@@ -273,9 +297,9 @@ func (a *Archiver) terminate(m jetstream.Msg, why string) {
 	}
 }
 
-func (a *Archiver) ack(msgs []jetstream.Msg) {
-	for _, m := range msgs {
-		if err := m.Ack(); err != nil {
+func (a *Archiver) ack(msgs []msgLines) {
+	for _, b := range msgs {
+		if err := b.m.Ack(); err != nil {
 			// The line is stored; a redelivery is harmless.
 			a.log.Debug("ack log line", "error", err)
 		}
@@ -283,9 +307,9 @@ func (a *Archiver) ack(msgs []jetstream.Msg) {
 }
 
 // nak hands msgs back for immediate redelivery.
-func nak(msgs []jetstream.Msg) {
-	for _, m := range msgs {
-		_ = m.Nak()
+func nak(msgs []msgLines) {
+	for _, b := range msgs {
+		_ = b.m.Nak()
 	}
 }
 

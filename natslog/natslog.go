@@ -6,9 +6,14 @@
 // the stream, with no gap and no duplicate; its state changes, announced on
 // slipway.events.<project>.<deployment>).
 //
-// Every line is a JSON slipway.LogLine on subject
-// slipway.logs.<project>.<deployment> in stream SLIPWAY_LOGS, with header
-// Nats-Msg-Id "<deployment>:<n>" so that republishing a line is harmless.
+// A message on subject slipway.logs.<project>.<deployment> in stream
+// SLIPWAY_LOGS holds one or more consecutive lines of the deployment: a
+// JSON array of slipway.LogLine (several lines), or one JSON
+// slipway.LogLine (one line, the only form earlier versions wrote; see
+// DecodeLines). Its header Nats-Msg-Id is "<deployment>:<first>-<last>"
+// ("<deployment>:<n>" for one line), so that republishing a message is
+// harmless: a message is never regrouped once made, in memory or in the
+// spool, so a republished batch has the same id.
 //
 // The package does not decide what is public or secret: callers hand the
 // Publisher only public output (its Redact hook is the last line of defence).
@@ -54,6 +59,14 @@ const (
 	// maxMsgBytes bounds one stream message: a MaxLineBytes line of control
 	// characters grows six-fold as JSON, plus the other fields.
 	maxMsgBytes = 1 << 20
+	// maxBatchBytes bounds the lines the Publisher puts in one message (a
+	// single longer line is a message of its own).
+	maxBatchBytes = 64 << 10
+	// flushDelay is how long the Publisher lets a message fill with the
+	// lines that follow its first one before sending it: the cost of the
+	// log path is per message, so at high rates it carries hundreds of
+	// lines, and a single line waits at most this long.
+	flushDelay = 2 * time.Millisecond
 )
 
 // Subject returns the subject a deployment's log lines are published on:
@@ -150,9 +163,29 @@ func runeCut[T ~string | ~[]byte](s T, max int) int {
 	return max
 }
 
-// lineID is a line's Nats-Msg-Id.
-func lineID(deployment string, n int64) string {
-	return deployment + ":" + strconv.FormatInt(n, 10)
+// batchID is the Nats-Msg-Id of a message holding lines first..last.
+func batchID(deployment string, first, last int64) string {
+	id := deployment + ":" + strconv.FormatInt(first, 10)
+	if last != first {
+		id += "-" + strconv.FormatInt(last, 10)
+	}
+	return id
+}
+
+// lineRange returns the deployment and the lowest and highest line number
+// of the lines, and false unless they are all the same deployment's and
+// consecutive (what a Publisher makes).
+func lineRange(lines []slipway.LogLine) (deployment string, first, last int64, ok bool) {
+	if len(lines) == 0 {
+		return "", 0, 0, false
+	}
+	deployment, first = lines[0].Deployment, lines[0].N
+	for i, l := range lines {
+		if l.Deployment != deployment || l.N != first+int64(i) {
+			return "", 0, 0, false
+		}
+	}
+	return deployment, first, first + int64(len(lines)) - 1, true
 }
 
 // validLine reports why a decoded line cannot be archived, or "".

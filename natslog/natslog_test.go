@@ -136,8 +136,43 @@ func texts(lines []slipway.LogLine) []string {
 	return out
 }
 
-// subjectCount is how many messages the stream holds for a deployment.
+// subjectCount is how many lines the stream holds for a deployment. It
+// fails the test if a line is there twice (JetStream's dedup by message id
+// must keep a republished message out).
 func subjectCount(t testing.TB, url, deployment string) uint64 {
+	t.Helper()
+	lines, _ := streamLines(t, url, deployment)
+	seen := make(map[int64]bool, len(lines))
+	for _, l := range lines {
+		if seen[l.N] {
+			t.Fatalf("the stream holds line %d of %s twice", l.N, deployment)
+		}
+		seen[l.N] = true
+	}
+	return uint64(len(lines))
+}
+
+// streamMsg is a message of the log stream.
+type streamMsg struct {
+	id    string // its Nats-Msg-Id
+	size  int
+	lines []slipway.LogLine
+}
+
+// streamLines returns every line the stream holds for a deployment, in
+// stream order, and how many messages hold them.
+func streamLines(t testing.TB, url, deployment string) ([]slipway.LogLine, int) {
+	t.Helper()
+	msgs := streamMsgs(t, url, deployment)
+	var lines []slipway.LogLine
+	for _, m := range msgs {
+		lines = append(lines, m.lines...)
+	}
+	return lines, len(msgs)
+}
+
+// streamMsgs returns the messages the stream holds for a deployment.
+func streamMsgs(t testing.TB, url, deployment string) []streamMsg {
 	t.Helper()
 	nc, err := nats.Connect(url)
 	if err != nil {
@@ -145,16 +180,32 @@ func subjectCount(t testing.TB, url, deployment string) uint64 {
 	}
 	defer nc.Close()
 	js, _ := jetstream.New(nc)
-	st, err := js.Stream(t.Context(), natslog.StreamName)
+	cons, err := js.OrderedConsumer(t.Context(), natslog.StreamName, jetstream.OrderedConsumerConfig{FilterSubjects: []string{natslog.Subject(project, deployment)}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	subj := natslog.Subject(project, deployment)
-	info, err := st.Info(t.Context(), jetstream.WithSubjectFilter(subj))
-	if err != nil {
-		t.Fatal(err)
+	var msgs []streamMsg
+	for {
+		batch, err := cons.FetchNoWait(500)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for m := range batch.Messages() {
+			n++
+			ls, err := natslog.DecodeLines(m.Data())
+			if err != nil {
+				t.Fatalf("message %q: %v", m.Data(), err)
+			}
+			msgs = append(msgs, streamMsg{id: m.Headers().Get(jetstream.MsgIDHeader), size: len(m.Data()), lines: ls})
+		}
+		if err := batch.Error(); err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			return msgs
+		}
 	}
-	return info.State.Subjects[subj]
 }
 
 func TestSubject(t *testing.T) {
@@ -243,7 +294,7 @@ func TestPublishThousandLines(t *testing.T) {
 		t.Errorf("store saw %d duplicate writes, want 0", dups)
 	}
 	if got := subjectCount(t, s.URL(), "d1"); got != 1000 {
-		t.Errorf("stream holds %d messages, want 1000", got)
+		t.Errorf("stream holds %d lines, want 1000", got)
 	}
 	if !strings.HasPrefix(stdout.String(), "[build] line 1\n[build] line 2\n") || strings.Count(stdout.String(), "\n") != 1000 {
 		t.Errorf("stdout = %.60q..., want 1000 lines starting with %q", stdout.String(), "[build] line 1\n")
@@ -357,7 +408,7 @@ func TestPublisherRidesOutServerRestart(t *testing.T) {
 		}
 	}
 	if got := subjectCount(t, s2.URL(), "d5"); got != 600 {
-		t.Errorf("stream holds %d messages, want 600 (republished lines must be deduplicated)", got)
+		t.Errorf("stream holds %d lines, want 600 (republished messages must be deduplicated)", got)
 	}
 	if n := strings.Count(stdout.String(), "\n"); n != 600 {
 		t.Errorf("stdout got %d lines, want 600", n)

@@ -3,12 +3,12 @@ package natslog
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -70,13 +70,16 @@ const (
 )
 
 // Publisher numbers a deployment's log lines (1, 2, ... per deployment,
-// continuing after the lines already in the stream) and publishes each to
-// NATS JetStream and to Stdout.
+// continuing after the lines already in the stream) and publishes them to
+// NATS JetStream, several consecutive lines per message, and each to
+// Stdout.
 //
-// Writing a line never waits for NATS: lines are queued and a background
-// goroutine publishes them asynchronously, republishing (with the same
-// Nats-Msg-Id) any line whose ack fails, times out or is lost in a
-// reconnect, until Close. With a SpoolDir, lines written while NATS is
+// Writing a line never waits for NATS: a line joins the message being
+// filled, which is sealed when it reaches maxBatchBytes or flushDelay
+// after its first line, and a background goroutine publishes sealed
+// messages asynchronously, republishing (the same message, with the same
+// Nats-Msg-Id) any whose ack fails, times out or is lost in a reconnect,
+// until Close. With a SpoolDir, lines written while NATS is
 // unreachable (or the memory buffer is full) are appended to a file there
 // and published from it when NATS is back, and Close leaves what NATS did
 // not take for the next Publisher on that directory. A Publisher is safe
@@ -93,12 +96,18 @@ type Publisher struct {
 	last         int64 // number of the last line accepted
 	queue        []*nats.Msg
 	retry        []*nats.Msg
-	pending      map[*nats.Msg]pendingLine // accepted, not yet acked
-	pendingBytes int
-	dropped      int64
-	retryRounds  int // retry rounds since the last ack, for backoff
-	closed       bool
-	writers      map[*LineWriter]struct{}
+	pending      map[*nats.Msg]pendingLine // sealed, not yet acked
+	pendingBytes int                       // pending's messages and the open batch
+
+	// The message being filled: "[" and the lines' JSON joined by ",".
+	open               []byte
+	openFirst, openEnd int64 // its first line, and the one after its last
+	openedAt           time.Time
+	scratch            []byte // a line's JSON, reused
+	dropped            int64
+	retryRounds        int // retry rounds since the last ack, for backoff
+	closed             bool
+	writers            map[*LineWriter]struct{}
 
 	// The spool (spool.go); used only with SpoolDir.
 	segs       []*segment // segments with lines still to read, oldest first
@@ -117,11 +126,13 @@ type Publisher struct {
 	closeErr  error
 }
 
+// pendingLine is a published message awaiting its ack.
 type pendingLine struct {
-	n    int64
-	size int
-	seg  *segment // the spool segment it was read from, if any
-	off  int64    // its offset there
+	n     int64 // its first line
+	lines int   // how many lines it holds
+	size  int
+	seg   *segment // the spool segment it was read from, if any
+	off   int64    // its offset there
 }
 
 // NewPublisher connects to NATS (reconnecting forever, buffering while
@@ -206,9 +217,11 @@ func NewPublisher(ctx context.Context, cfg PublisherConfig) (*Publisher, error) 
 }
 
 // lastLineNumber returns the highest line number stored on subject, or 0.
-// The last stored message normally holds it; when the count of messages
-// says the numbering is not 1..N in order (a line republished late after
-// a reconnect, a duplicate past the dedup window), it reads them all.
+// When every message holds one line (as earlier versions published), the
+// last stored message normally holds it and the count of messages says
+// whether the numbering is 1..N in order; otherwise (batches, a message
+// republished late after a reconnect, a duplicate past the dedup window)
+// it reads every message's id.
 func lastLineNumber(ctx context.Context, js jetstream.JetStream, subject string) (int64, error) {
 	st, err := ensureStreamExists(ctx, js)
 	if err != nil {
@@ -220,8 +233,8 @@ func lastLineNumber(ctx context.Context, js jetstream.JetStream, subject string)
 	} else if err != nil {
 		return 0, fmt.Errorf("find last log line on %s: %w", subject, err)
 	}
-	var last slipway.LogLine
-	if err := json.Unmarshal(raw.Data, &last); err != nil {
+	last, err := DecodeLines(raw.Data)
+	if err != nil {
 		return 0, fmt.Errorf("find last log line on %s: decode message %d: %w", subject, raw.Sequence, err)
 	}
 	info, err := st.Info(ctx, jetstream.WithSubjectFilter(subject))
@@ -229,8 +242,8 @@ func lastLineNumber(ctx context.Context, js jetstream.JetStream, subject string)
 		return 0, fmt.Errorf("find last log line on %s: %w", subject, err)
 	}
 	count := info.State.Subjects[subject]
-	if count == uint64(last.N) {
-		return last.N, nil
+	if len(last) == 1 && count == uint64(last[0].N) {
+		return last[0].N, nil
 	}
 	return scanMaxLineNumber(ctx, js, subject, count)
 }
@@ -256,15 +269,38 @@ func scanMaxLineNumber(ctx context.Context, js jetstream.JetStream, subject stri
 		if err != nil {
 			return 0, fmt.Errorf("scan log lines on %s: %w", subject, err)
 		}
-		var l slipway.LogLine
-		if json.Unmarshal(msg.Data(), &l) == nil && l.N > max {
-			max = l.N
-		}
+		max = maxInt(max, msgLastLine(msg.Headers(), msg.Data()))
 		if md, err := msg.Metadata(); err == nil && md.NumPending == 0 {
 			break
 		}
 	}
 	return max, nil
+}
+
+// msgLastLine returns the highest line number in a message of the log
+// stream: from its Nats-Msg-Id ("<deployment>:<first>-<last>" or
+// "<deployment>:<n>") without decoding the lines, or else from the lines.
+// It returns 0 for a message that holds no line.
+func msgLastLine(h nats.Header, data []byte) int64 {
+	id := h.Get(jetstream.MsgIDHeader)
+	if i := strings.LastIndexByte(id, ':'); i >= 0 {
+		r := id[i+1:]
+		if j := strings.IndexByte(r, '-'); j >= 0 {
+			r = r[j+1:]
+		}
+		if n, err := strconv.ParseInt(r, 10, 64); err == nil && n > 0 {
+			return n
+		}
+	}
+	lines, err := DecodeLines(data)
+	if err != nil {
+		return 0
+	}
+	var max int64
+	for _, l := range lines {
+		max = maxInt(max, l.N)
+	}
+	return max
 }
 
 // SetStep sets the step that lines without their own step are tagged
@@ -350,36 +386,92 @@ func droppedNotice(n int64) string {
 	return fmt.Sprintf("[slipway] %d log lines were not published: the log stream was unavailable", n)
 }
 
-// queueLocked numbers a line and queues it in memory, or appends it to
-// the spool while NATS is away, the memory buffer is full or older lines
-// wait in the spool. It reports false if there is no room for the line
-// and force is false.
+// queueLocked numbers a line and adds it to the message being filled.
+// It reports false if there is no room for the line and force is false:
+// the line would go to the spool (NATS is away, the memory buffer is full
+// or older lines wait in the spool) and the spool is full, or to memory
+// and the memory buffer is full.
 func (p *Publisher) queueLocked(now time.Time, stream, step, text string, force bool) bool {
 	l := slipway.LogLine{Deployment: p.cfg.Deployment, N: p.last + 1, Time: now, Stream: stream, Step: step, Text: text}
-	data, ok := appendLineJSON(make([]byte, 0, 96+len(text)+len(step)+len(p.cfg.Deployment)), &l)
+	data, ok := appendLineJSON(p.scratch[:0], &l)
+	p.scratch = data
 	if !ok { // only a clock outside years 0-9999 gets here; count it as dropped
 		return false
 	}
-	full := len(p.pending) > 0 && p.pendingBytes+len(data) > p.cfg.MaxBufferBytes
-	if p.cfg.SpoolDir != "" && (full || p.cur != nil || len(p.segs) > 0 || !p.nc.IsConnected()) {
-		if p.spoolLocked(data) {
-			p.last = l.N
-			signal(p.wake)
-			return true
-		}
-		if !force {
+	if !force {
+		full := p.pendingBytes > 0 && p.pendingBytes+len(data) > p.cfg.MaxBufferBytes
+		if p.spoolingLocked(full) {
+			if p.spoolBytes+int64(len(p.cfg.Project)+len(p.open)+len(data)+3) > p.cfg.MaxSpoolBytes {
+				return false
+			}
+		} else if full {
 			return false
 		}
-	} else if full && !force {
-		return false
 	}
-	p.last = l.N
-	m := &nats.Msg{Subject: p.subject, Data: data, Header: nats.Header{jetstream.MsgIDHeader: {lineID(p.cfg.Deployment, l.N)}}}
-	p.pending[m] = pendingLine{n: l.N, size: len(data)}
+	if len(p.open) > 0 && len(p.open)+1+len(data)+1 > maxBatchBytes {
+		p.sealLocked()
+	}
+	if len(p.open) == 0 {
+		if p.open == nil {
+			p.open = make([]byte, 0, maxBatchBytes+1)
+		}
+		p.open = append(p.open, '[')
+		p.openFirst = l.N
+		p.openedAt = time.Now()
+		p.pendingBytes++
+		signal(p.wake) // to seal it flushDelay from now
+	} else {
+		p.open = append(p.open, ',')
+		p.pendingBytes++
+	}
+	p.open = append(p.open, data...)
 	p.pendingBytes += len(data)
+	p.openEnd = l.N + 1
+	p.last = l.N
+	if len(p.open) >= maxBatchBytes {
+		p.sealLocked()
+	}
+	return true
+}
+
+// spoolingLocked reports whether a message goes to the spool rather than
+// to memory: NATS is away, older lines wait in the spool, or the memory
+// buffer is full (full).
+func (p *Publisher) spoolingLocked(full bool) bool {
+	return p.cfg.SpoolDir != "" && (full || p.cur != nil || len(p.segs) > 0 || !p.nc.IsConnected())
+}
+
+// sealLocked ends the message being filled and queues it for publishing,
+// or appends it to the spool (see spoolingLocked). A message the spool
+// refuses (its disk failed) stays in memory: its lines are numbered
+// already, and dropping them would leave a gap. So memory can exceed
+// MaxBufferBytes by one message.
+func (p *Publisher) sealLocked() {
+	if len(p.open) == 0 {
+		return
+	}
+	first, last := p.openFirst, p.openEnd-1
+	openBytes := len(p.open)
+	// The message gets a copy of its exact size; the buffer is reused.
+	var data []byte
+	if first == last {
+		data = slices.Clone(p.open[1:]) // one line: the line itself, as earlier versions wrote it
+	} else {
+		data = append(append(make([]byte, 0, openBytes+1), p.open...), ']')
+	}
+	p.open = p.open[:0]
+	memBytes := p.pendingBytes - openBytes
+	full := memBytes > 0 && memBytes+len(data) > p.cfg.MaxBufferBytes
+	if p.spoolingLocked(full) && p.spoolLocked(data) {
+		p.pendingBytes -= openBytes
+		signal(p.wake)
+		return
+	}
+	m := &nats.Msg{Subject: p.subject, Data: data, Header: nats.Header{jetstream.MsgIDHeader: {batchID(p.cfg.Deployment, first, last)}}}
+	p.pending[m] = pendingLine{n: first, lines: int(last - first + 1), size: len(data)}
+	p.pendingBytes += len(data) - openBytes
 	p.queue = append(p.queue, m)
 	signal(p.wake)
-	return true
 }
 
 func (p *Publisher) stdoutLocked(step, text string) {
@@ -441,11 +533,12 @@ func (p *Publisher) onErr(_ jetstream.JetStream, m *nats.Msg, err error) {
 	}
 	p.mu.Unlock()
 	if ok {
-		p.log.Debug("log line publish failed, will retry", zap.Int64("n", pl.n), zap.Error(err))
+		p.log.Debug("log lines publish failed, will retry", zap.Int64("from", pl.n), zap.Int("lines", pl.lines), zap.Error(err))
 	}
 }
 
-// run publishes queued lines, retried ones first (in line order), until
+// run publishes queued messages, retried ones first (in line order), and
+// seals the message being filled flushDelay after its first line, until
 // Close stops it.
 func (p *Publisher) run() {
 	defer close(p.done)
@@ -463,9 +556,16 @@ func (p *Publisher) run() {
 			sort.Slice(batch, func(i, j int) bool { return p.pending[batch[i]].n < p.pending[batch[j]].n })
 			p.retryRounds++
 		} else {
+			if len(p.queue) == 0 && len(p.open) > 0 && time.Since(p.openedAt) >= flushDelay {
+				p.sealLocked()
+			}
 			batch, p.queue = p.queue, nil
 		}
 		rounds := p.retryRounds
+		var sealIn time.Duration // when the message being filled is due
+		if len(p.open) > 0 {
+			sealIn = max(flushDelay-time.Since(p.openedAt), time.Microsecond)
+		}
 		p.mu.Unlock()
 
 		if len(batch) == 0 {
@@ -476,7 +576,10 @@ func (p *Publisher) run() {
 			// case a wake-up was missed.
 			var poll <-chan time.Time
 			var t *time.Timer
-			if p.spooling() {
+			if sealIn > 0 {
+				t = time.NewTimer(sealIn)
+				poll = t.C
+			} else if p.spooling() {
 				t = time.NewTimer(retryWaitMax / 4)
 				poll = t.C
 			}
@@ -647,6 +750,7 @@ func (p *Publisher) close(ctx context.Context) error {
 		p.queueLocked(p.cfg.Now().UTC(), "stderr", p.step, droppedNotice(n), true)
 	}
 	p.closed = true
+	p.sealLocked()
 	p.mu.Unlock()
 
 	var err error
@@ -665,8 +769,9 @@ func (p *Publisher) close(ctx context.Context) error {
 		close(p.stop)
 		<-p.done
 		p.mu.Lock()
-		left, first := len(p.pending), int64(0)
+		left, first := 0, int64(0)
 		for _, pl := range p.pending {
+			left += pl.lines
 			if first == 0 || pl.n < first {
 				first = pl.n
 			}

@@ -3,7 +3,6 @@ package natslog
 import (
 	"bufio"
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -25,10 +24,12 @@ import (
 // that neither a NATS outage nor the agent exiting during one loses a line.
 //
 // It is a queue of segment files named spool-<key>.log, drained in key
-// order. Each record is one line, "<project> <JSON slipway.LogLine>\n", so a
-// segment can hold lines of any deployment of the project and every line
-// keeps its number and Nats-Msg-Id when it is finally published (JetStream
-// and the store drop what they already have). A publisher holds an
+// order. Each record is one message, "<project> <message>\n" where the
+// message is as published (see DecodeLines: a JSON array of consecutive
+// lines, or one JSON line as earlier versions wrote), so a segment can
+// hold lines of any deployment of the project and every message keeps its
+// lines, their numbers and its Nats-Msg-Id when it is finally published
+// (JetStream and the store drop what they already have). A publisher holds an
 // exclusive flock on every segment it writes or drains, so two publishers
 // sharing a directory never send the same segment; a segment left by a
 // publisher that exited (or crashed) is adopted by the next one that
@@ -160,12 +161,12 @@ func maxLineIn(f *os.File, off int64, project, deployment string) (int64, error)
 			rec, err = append(slices.Clone(rec), rest...), err2
 		}
 		if len(rec) > 0 && rec[len(rec)-1] == '\n' && bytes.HasPrefix(rec, prefix) {
-			var l struct {
-				Deployment string `json:"deployment"`
-				N          int64  `json:"n"`
-			}
-			if json.Unmarshal(rec[len(prefix):], &l) == nil && l.Deployment == deployment && l.N > max {
-				max = l.N
+			if lines, err := DecodeLines(rec[len(prefix):]); err == nil {
+				for _, l := range lines {
+					if l.Deployment == deployment && l.N > max {
+						max = l.N
+					}
+				}
 			}
 		}
 		if err == io.EOF {
@@ -176,9 +177,9 @@ func maxLineIn(f *os.File, off int64, project, deployment string) (int64, error)
 	}
 }
 
-// spoolLocked appends a line (already numbered, as JSON) to the segment
-// being written, starting one if needed. It reports false if the spool is
-// full or the disk refuses the line.
+// spoolLocked appends a message (its lines already numbered) to the
+// segment being written, starting one if needed. It reports false if the
+// spool is full or the disk refuses the message.
 func (p *Publisher) spoolLocked(data []byte) bool {
 	rec := int64(len(p.cfg.Project) + 1 + len(data) + 1)
 	if p.spoolBytes+rec > p.cfg.MaxSpoolBytes {
@@ -279,11 +280,12 @@ func (p *Publisher) endWriteLocked(s *segment) {
 	}
 }
 
-// spooled is a line read back from the spool.
+// spooled is a message read back from the spool.
 type spooled struct {
-	msg *nats.Msg
-	n   int64
-	off int64
+	msg   *nats.Msg
+	n     int64 // its first line
+	lines int
+	off   int64
 }
 
 // drain moves the next chunk of the oldest segment into the publish queue.
@@ -315,7 +317,7 @@ func (p *Publisher) drain() bool {
 	defer p.mu.Unlock()
 	s.readOff = from + bytesRead
 	for _, l := range lines {
-		p.pending[l.msg] = pendingLine{n: l.n, size: len(l.msg.Data), seg: s, off: l.off}
+		p.pending[l.msg] = pendingLine{n: l.n, lines: l.lines, size: len(l.msg.Data), seg: s, off: l.off}
 		p.pendingBytes += len(l.msg.Data)
 		s.unacked++
 		p.queue = append(p.queue, l.msg)
@@ -349,17 +351,21 @@ func (p *Publisher) readChunk(s *segment, off, limit int64) ([]spooled, int64, e
 		at := off + read
 		read += int64(len(rec))
 		project, data, ok := bytes.Cut(rec[:len(rec)-1], []byte{' '})
-		var l struct {
-			Deployment string `json:"deployment"`
-			N          int64  `json:"n"`
+		var dep string
+		var first, last int64
+		if ok && validToken(string(project)) {
+			if lines, err := DecodeLines(data); err == nil {
+				dep, first, last, ok = lineRange(lines)
+			} else {
+				ok = false
+			}
 		}
-		if !ok || !validToken(string(project)) || json.Unmarshal(data, &l) != nil || !validToken(l.Deployment) || l.N < 1 {
+		if !ok || !validToken(dep) || first < 1 {
 			p.log.Warn("log spool: skipping a bad record", zap.String("segment", s.path), zap.Int64("offset", at))
 			continue
 		}
-		m := &nats.Msg{Subject: Subject(string(project), l.Deployment), Data: data, Header: nats.Header{}}
-		m.Header.Set(jetstream.MsgIDHeader, lineID(l.Deployment, l.N))
-		out = append(out, spooled{msg: m, n: l.N, off: at})
+		m := &nats.Msg{Subject: Subject(string(project), dep), Data: data, Header: nats.Header{jetstream.MsgIDHeader: {batchID(dep, first, last)}}}
+		out = append(out, spooled{msg: m, n: first, lines: int(last - first + 1), off: at})
 	}
 	return out, read, nil
 }
@@ -384,9 +390,9 @@ func removeSegment(path string) {
 }
 
 // persistSpoolLocked runs when Close gives up waiting for NATS: it writes
-// the lines still only in memory to a new segment that drains before the
-// others, records how far every other segment was sent, and releases them
-// for the next publisher. It returns how many lines were kept.
+// the messages still only in memory to a new segment that drains before
+// the others, records how far every other segment was sent, and releases
+// them for the next publisher. It returns how many lines were kept.
 func (p *Publisher) persistSpoolLocked() (int, error) {
 	var errs []error
 	kept := 0
@@ -416,7 +422,9 @@ func (p *Publisher) persistSpoolLocked() (int, error) {
 			if err := s.w.Flush(); err != nil {
 				errs = append(errs, err)
 			} else {
-				kept += len(mem)
+				for _, m := range mem {
+					kept += p.pending[m].lines
+				}
 			}
 			errs = append(errs, s.wf.Sync(), s.wf.Close(), s.rf.Close())
 		}

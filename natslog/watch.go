@@ -67,6 +67,9 @@ const (
 	defaultStartMargin  = time.Minute
 	// replayPage is how many stored lines are read at a time.
 	replayPage = 1000
+	// pullMaxBytes bounds the messages a follow (or the archiver) fetches
+	// ahead of handling them.
+	pullMaxBytes = 4 << 20
 	// natsTimeout bounds one request to JetStream while following.
 	natsTimeout = 2 * time.Second
 )
@@ -393,7 +396,9 @@ func (f *follow) stream(ctx context.Context, changed <-chan struct{}) error {
 		f.w.log.Warn("follow log: cannot read the stream, polling the store", "deployment", f.d.ID, "error", err)
 		return f.poll(ctx, changed)
 	}
-	it, err := cons.Messages(jetstream.PullMaxMessages(2000))
+	// A message holds up to maxBatchBytes of lines (one line earlier):
+	// bound what is fetched ahead by bytes.
+	it, err := cons.Messages(jetstream.PullMaxBytes(pullMaxBytes))
 	if err != nil {
 		f.w.log.Warn("follow log: cannot read the stream, polling the store", "deployment", f.d.ID, "error", err)
 		return f.poll(ctx, changed)
@@ -450,10 +455,18 @@ func (f *follow) stream(ctx context.Context, changed <-chan struct{}) error {
 				processed = md.Sequence.Stream
 				last = md.NumPending == 0
 			}
-			var l slipway.LogLine
-			if err := json.Unmarshal(m.Data(), &l); err == nil && validLine(&l, m.Subject()) == "" {
-				if err := f.send(l); err != nil {
-					return err
+			// A message holds one line or several consecutive ones; those
+			// before the next line wanted (a replay from the middle of a
+			// message, a line replayed from the store) are dropped by
+			// their number.
+			if lines, err := DecodeLines(m.Data()); err == nil {
+				for i := range lines {
+					if validLine(&lines[i], m.Subject()) != "" {
+						continue
+					}
+					if err := f.send(lines[i]); err != nil {
+						return err
+					}
 				}
 			}
 			if !last || !f.d.Status.Terminal() {
