@@ -117,10 +117,19 @@ func Run(ctx context.Context, cfg Config) error {
 			local.remove()
 		}
 	})
-	total := len(cfg.Scenarios) * cfg.Runs
+	runsOf := func(sc string) int {
+		if sc == "cold" {
+			return cfg.ColdRuns
+		}
+		return cfg.Runs
+	}
+	total := 0
+	for _, sc := range cfg.Scenarios {
+		total += runsOf(sc)
+	}
 	n := 0
 	for _, sc := range cfg.Scenarios {
-		for run := 0; run < cfg.Runs; run++ {
+		for run := 0; run < runsOf(sc); run++ {
 			n++
 			var before, sha string
 			if sc == "cold" {
@@ -151,7 +160,7 @@ func Run(ctx context.Context, cfg Config) error {
 					return err
 				}
 			}
-			progress("[%d/%d] %s, run %d of %d: commit %s", n, total, scenarioTitle[sc], run+1, cfg.Runs, sha[:12])
+			progress("[%d/%d] %s, run %d of %d: commit %s", n, total, scenarioTitle[sc], run+1, runsOf(sc), sha[:12])
 			for _, sys := range rotate(cfg.Systems, run) {
 				logf, err := os.Create(filepath.Join(logDir, fmt.Sprintf("%s-%d-%s.log", sc, run+1, sys)))
 				if err != nil {
@@ -207,7 +216,7 @@ func phaseSummary(s sample) string {
 	var order []string
 	switch s.System {
 	case "slipway":
-		order = []string{"queue", "wake", "between", "fetch", "build", "push", "toBuilding"}
+		order = []string{"queue", "wake", "between", "fetch", "build", "push", "toBuilding", "serverCPU"}
 	case "ci":
 		order = []string{"clone", "build", "push"}
 	default:

@@ -37,6 +37,10 @@ import (
 type Config struct {
 	// Runs is how many times each scenario runs for each system.
 	Runs int
+	// ColdRuns is how many times the cold scenario runs; default Runs.
+	// The warm scenarios start from the last cold run's state, so a
+	// targeted run (-scenarios source) can do with one.
+	ColdRuns int
 	// Scenarios are the scenarios to run, in order; later ones need the
 	// warm state the earlier ones leave, and "cold" always runs first.
 	Scenarios []string
@@ -71,6 +75,7 @@ func main() {
 	var scenarios, systems string
 	var noWrite bool
 	flag.IntVar(&cfg.Runs, "runs", 3, "runs of each scenario for each system (medians need 3 or more)")
+	flag.IntVar(&cfg.ColdRuns, "cold-runs", 0, "runs of the cold scenario (default -runs; 1 is enough to warm up for -scenarios source)")
 	flag.StringVar(&scenarios, "scenarios", strings.Join(allScenarios, ","), "scenarios to run: "+strings.Join(allScenarios, ","))
 	flag.StringVar(&systems, "systems", strings.Join(allSystems, ","), "systems to measure: "+strings.Join(allSystems, ","))
 	flag.StringVar(&cfg.AppDir, "app", "", "sample app directory (default bench/app)")
@@ -117,6 +122,12 @@ func (c *Config) fill() error {
 	}
 	if c.Runs > len(depVersions) {
 		return fmt.Errorf("-runs must be at most %d (one dependency bump per run)", len(depVersions))
+	}
+	if c.ColdRuns == 0 {
+		c.ColdRuns = c.Runs
+	}
+	if c.ColdRuns < 1 || c.ColdRuns > len(depVersions) {
+		return fmt.Errorf("-cold-runs must be between 1 and %d", len(depVersions))
 	}
 	for _, s := range c.Scenarios {
 		if !slices.Contains(allScenarios, s) {

@@ -58,6 +58,7 @@ var slipwayPhases = []struct{ key, title string }{
 	{"total", "total (server)"},
 	{"toBuilding", "POST → `building`"},
 	{"orchestration", "queue+wake+fetch"},
+	{"serverCPU", "server CPU"},
 }
 
 func (r *results) of(sc, sys string) []sample {
@@ -431,7 +432,9 @@ func (r *results) markdown() string {
 			"(`slipway deployments --json`); `between phases` is total minus the named phases " +
 			"(workflow scheduling, the agent picking up its task); `webhook answer` and " +
 			"`POST → building` are measured by the harness (the latter from the webhook POST to the " +
-			"agent's `building` log line).\n")
+			"agent's `building` log line); `server CPU` is the CPU time the server process used " +
+			"(its threads: Temporal, NATS, the store, the log archiver and indexer) from the POST to the " +
+			"deployment seen succeeded: on 2 cores it competes with the build.\n")
 	}
 
 	for _, sc := range r.Scenarios {

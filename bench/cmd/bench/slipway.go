@@ -240,6 +240,7 @@ func (s *slipwayServer) deploy(ctx context.Context, project, repoDir, secret, be
 	req.Header.Set("X-GitHub-Delivery", fmt.Sprintf("bench-%d-%d", time.Now().UnixNano(), s.pushes))
 	req.Header.Set("X-Hub-Signature-256", github.Sign(secret, body))
 
+	cpu0 := procCPU(s.cmd.Process.Pid)
 	start := time.Now()
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -277,6 +278,7 @@ func (s *slipwayServer) deploy(ctx context.Context, project, repoDir, secret, be
 		}
 	}
 	end := time.Now()
+	cpu1 := procCPU(s.cmd.Process.Pid)
 	if d.Status != "succeeded" {
 		logs, _ := s.cli(ctx, "logs", d.ID)
 		return sample{}, fmt.Errorf("deployment %s %s at %q: %s\nlogs (tail):\n%s", d.ID, d.Status, d.FailedStep, d.Error, tailLines(logs, 30))
@@ -300,6 +302,12 @@ func (s *slipwayServer) deploy(ctx context.Context, project, repoDir, secret, be
 		smp.PhasesMs["between"] = total - sum
 	}
 	smp.Steps = steps
+	if cpu0 >= 0 && cpu1 >= cpu0 {
+		// CPU the server process (Temporal, NATS, the store, the archiver
+		// and indexer) spent while the deployment ran: on 2 cores it
+		// competes with the build.
+		smp.PhasesMs["serverCPU"] = ms(cpu1 - cpu0)
+	}
 
 	// The log lines carry the agent's clock: webhook POST → "building"
 	// (the agent about to run podman build) is the orchestration overhead.
@@ -424,4 +432,29 @@ func (s *syncWriter) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.w.Write(p)
+}
+
+// procCPU is the user+system CPU time process pid has used so far (its
+// threads included), or -1 if unknown.
+func procCPU(pid int) time.Duration {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return -1
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return -1
+	}
+	// After "pid (comm)": state is field 3; utime and stime are 14 and 15.
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return -1
+	}
+	u, err1 := strconv.ParseInt(f[11], 10, 64)
+	st, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return -1
+	}
+	// The kernel counts in USER_HZ, 100 on Linux.
+	return time.Duration(u+st) * 10 * time.Millisecond
 }
