@@ -14,6 +14,10 @@ import (
 // whose deployment and number are already stored is skipped (the stored
 // line is kept), so redelivered lines are harmless. A line of an unknown
 // deployment is ENOTFOUND.
+//
+// The archiver calls it with up to a thousand lines at a time: they go
+// in INSERTs of logRowsPerInsert rows, which cost far less per line than
+// one INSERT each.
 func (db *DB) AppendLogLines(ctx context.Context, lines []slipway.LogLine) error {
 	if len(lines) == 0 {
 		return nil
@@ -23,8 +27,62 @@ func (db *DB) AppendLogLines(ctx context.Context, lines []slipway.LogLine) error
 		return fmt.Errorf("append log lines: %w", err)
 	}
 	defer tx.Rollback()
-	stmt, err := tx.PrepareContext(ctx, `INSERT OR IGNORE INTO log_lines (deployment, n, time, stream, step, text)
-	VALUES (?, ?, ?, ?, ?, ?)`)
+	var full *sql.Stmt // the INSERT of logRowsPerInsert rows
+	for rest := lines; len(rest) > 0; {
+		chunk := rest[:min(len(rest), logRowsPerInsert)]
+		rest = rest[len(chunk):]
+		var stmt *sql.Stmt
+		if len(chunk) == logRowsPerInsert && full != nil {
+			stmt = full
+		} else {
+			if stmt, err = tx.PrepareContext(ctx, insertLogLines(len(chunk))); err != nil {
+				return fmt.Errorf("append log lines: %w", err)
+			}
+			defer stmt.Close()
+			if len(chunk) == logRowsPerInsert {
+				full = stmt
+			}
+		}
+		args := make([]any, 0, 6*len(chunk))
+		for _, l := range chunk {
+			args = append(args, l.Deployment, l.N, formatTime(l.Time), l.Stream, l.Step, l.Text)
+		}
+		if _, err := stmt.ExecContext(ctx, args...); err != nil {
+			// The failed INSERT changed nothing: line by line, the error
+			// names the line at fault.
+			if err := appendLogLinesOneByOne(ctx, tx, chunk); err != nil {
+				return err
+			}
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("append log lines: %w", err)
+	}
+	db.indexer.poke() // the search index catches up in the background
+	return nil
+}
+
+// logRowsPerInsert is how many lines one INSERT of AppendLogLines holds
+// (6 parameters each, far below SQLite's limit of 32,766).
+const logRowsPerInsert = 64
+
+// insertLogLines is the INSERT of rows lines.
+func insertLogLines(rows int) string {
+	var b strings.Builder
+	b.WriteString("INSERT OR IGNORE INTO log_lines (deployment, n, time, stream, step, text) VALUES ")
+	for i := range rows {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString("(?, ?, ?, ?, ?, ?)")
+	}
+	return b.String()
+}
+
+// appendLogLinesOneByOne inserts lines one INSERT each, in tx, and says
+// which line failed and why.
+func appendLogLinesOneByOne(ctx context.Context, tx *sql.Tx, lines []slipway.LogLine) error {
+	stmt, err := tx.PrepareContext(ctx, insertLogLines(1))
 	if err != nil {
 		return fmt.Errorf("append log lines: %w", err)
 	}
@@ -37,10 +95,6 @@ func (db *DB) AppendLogLines(ctx context.Context, lines []slipway.LogLine) error
 			return fmt.Errorf("append log line %d of deployment %q: %w", l.N, l.Deployment, err)
 		}
 	}
-	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("append log lines: %w", err)
-	}
-	db.indexer.poke() // the search index catches up in the background
 	return nil
 }
 

@@ -239,7 +239,7 @@ func BenchmarkSearchLogLines(b *testing.B) {
 	}
 }
 
-// BenchmarkAppendLogLines writes batches of 256 lines, as the archiver does;
+// BenchmarkAppendLogLines writes batches of 256 lines (the archiver writes up to 1024);
 // the full-text index costs most of the time.
 func BenchmarkAppendLogLines(b *testing.B) {
 	db, err := Open(filepath.Join(b.TempDir(), "slipway.db"))

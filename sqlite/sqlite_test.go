@@ -673,6 +673,31 @@ func TestLogLines(t *testing.T) {
 	if got, _ := db.LogLines(ctx, d.ID, 5, 0); len(got) != 0 {
 		t.Errorf("a failed batch stored %+v; want nothing", got)
 	}
+
+	// Batches longer than one INSERT (logRowsPerInsert rows): lines 3..300
+	// with 3 and 4 already stored, in full INSERTs and a shorter last one;
+	// then one with an unknown deployment's line in its second INSERT.
+	var long []slipway.LogLine
+	for n := int64(3); n <= 300; n++ {
+		long = append(long, line(n, fmt.Sprint("line ", n)))
+	}
+	if err := db.AppendLogLines(ctx, long); err != nil {
+		t.Fatalf("AppendLogLines of %d lines: %v", len(long), err)
+	}
+	got, err := db.LogLines(ctx, d.ID, 0, 0)
+	if err != nil || len(got) != 300 || got[2].Text != "three" || got[3].Text != "four" || got[4].Text != "line 5" || got[299].Text != "line 300" {
+		t.Fatalf("after a long batch: %d lines (error %v), want 1..300 with 3 and 4 as first stored", len(got), err)
+	}
+	bad := []slipway.LogLine{}
+	for n := int64(301); n <= 400; n++ {
+		bad = append(bad, line(n, "x"))
+	}
+	bad[logRowsPerInsert+5].Deployment = "d-gone"
+	err = db.AppendLogLines(ctx, bad)
+	wantCode(t, "AppendLogLines long batch with an unknown deployment", err, slipway.ENOTFOUND, `deployment "d-gone" not found`)
+	if got, _ := db.LogLines(ctx, d.ID, 301, 0); len(got) != 0 {
+		t.Errorf("a failed long batch stored %d lines; want none", len(got))
+	}
 }
 
 func TestTimesRoundTrip(t *testing.T) {
