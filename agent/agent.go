@@ -29,6 +29,7 @@ import (
 
 	"github.com/slipway-ci/slipway"
 	"github.com/slipway-ci/slipway/deploy"
+	"github.com/slipway-ci/slipway/gitmirror"
 	"github.com/slipway-ci/slipway/podman"
 )
 
@@ -215,6 +216,23 @@ func Run(ctx context.Context, cfg Config) error {
 	cfg.Logger.Info("agent polling", "project", cfg.Project, "queue", deploy.BuilderQueue(cfg.Project), "volume", cfg.VolumeDir,
 		"uid", os.Geteuid(), "rootless", os.Geteuid() != 0)
 
+	// The machine usually wakes for a push: bring the git mirror up to
+	// date while Temporal hands the agent its build, so that the build's
+	// Fetch (which waits for this, holding the mirror's lock) finds the
+	// pushed commit already there. Best effort: Fetch does the real work.
+	// Not before the agent polls: git would slow the agent's own start.
+	refreshCtx, cancelRefresh := context.WithTimeout(ctx, refreshTimeout)
+	defer cancelRefresh()
+	go func() {
+		start := time.Now()
+		if err := gitmirror.Refresh(refreshCtx, layout.Mirror, nil); err != nil {
+			// git's messages come without the URL's credentials.
+			cfg.Logger.Info("mirror refresh at wake failed; the build fetches", "error", err)
+			return
+		}
+		cfg.Logger.Info("mirror refreshed at wake", "in", time.Since(start).Round(time.Millisecond))
+	}()
+
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	for {
@@ -230,6 +248,9 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 	}
 }
+
+// refreshTimeout bounds the mirror refresh at wake.
+const refreshTimeout = 2 * time.Minute
 
 // idleTracker knows whether an activity is running and when the last one
 // ended.

@@ -9,6 +9,8 @@ import (
 	"slices"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/slipway-ci/slipway/gitmirror"
 )
 
 // Housekeeping defaults.
@@ -44,9 +46,15 @@ func (a *Activities) savePins(refs []string) error {
 // if any), removes this project's images that are not among the last
 // KeepImages pinned ones, and when the volume's filesystem is fuller than
 // ResetThreshold it resets podman's storage and clears the temp and work
-// directories. The volume is only a cache: the next build is colder, never
-// wrong. Failures are reported, never fatal to the build.
+// directories; it also runs git's automatic maintenance on the mirror. The
+// volume is only a cache: the next build is colder, never wrong. Failures
+// are reported, never fatal to the build.
 func (a *Activities) housekeep(ctx context.Context, j *job, project, pushed string) {
+	// Fetches leave git's automatic maintenance out (it is not needed to
+	// build): it runs here, after the build.
+	if err := (&gitmirror.Mirror{Dir: a.layout.Mirror}).Maintain(ctx); err != nil {
+		a.cfg.Logger.Warn("housekeeping: git maintenance of the mirror", "error", err)
+	}
 	keep := a.cfg.KeepImages
 	pins := a.pins()
 	if pushed != "" {

@@ -35,6 +35,16 @@ type ServiceConfig struct {
 	Secrets slipway.SecretStore
 	// MaxBuild bounds one build; default one hour.
 	MaxBuild time.Duration
+	// EarlyWake, if set, starts the project's machine as soon as Deploy
+	// has recorded a new deployment, while Temporal schedules its workflow
+	// (ProjectWorkflow, DeploymentWorkflow, the build slot): the workflow's
+	// WakeMachine then finds the agent up, or nearly. It is called before
+	// the workflow is started and must return at once (wake in the
+	// background; ctx is the request's). It is never called for a delivery
+	// that builds nothing (a replay, a duplicate). A machine it wakes for a
+	// deployment that does not build at once goes back to sleep by itself
+	// (the agent's start timeout).
+	EarlyWake func(ctx context.Context, project string)
 	// Logger gets operational messages; default slog.Default().
 	Logger *slog.Logger
 }
@@ -132,6 +142,9 @@ func (s *Service) Deploy(ctx context.Context, req slipway.DeployRequest) (*slipw
 	}
 	if existing != nil {
 		d = existing
+	}
+	if s.cfg.EarlyWake != nil {
+		s.cfg.EarlyWake(ctx, p.Name)
 	}
 	if err := s.start(ctx, p, d); err != nil {
 		return nil, false, err

@@ -51,15 +51,8 @@ func TestRollbackTarget(t *testing.T) {
 // A webhook delivery for a commit the project already deployed from a
 // webhook (a replay under a new delivery id) creates nothing new.
 func TestWebhookReplayOfKnownCommit(t *testing.T) {
-	store, err := sqlite.Open(filepath.Join(t.TempDir(), "s.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
+	store := storeWithApp(t)
 	ctx := t.Context()
-	if err := store.CreateProject(ctx, &slipway.Project{Name: "app", Repo: "file:///r", Branch: "main", Dockerfile: "Dockerfile", Context: "."}); err != nil {
-		t.Fatal(err)
-	}
 	sha := strings.Repeat("a", 40)
 	first := &slipway.Deployment{Project: "app", Ref: "refs/heads/main", Commit: sha, Trigger: slipway.TriggerWebhook, DeliveryID: "one"}
 	if _, _, err := store.CreateDeployment(ctx, first); err != nil {
@@ -75,4 +68,19 @@ func TestWebhookReplayOfKnownCommit(t *testing.T) {
 	if ds, _ := store.Deployments(ctx, "app", 0); len(ds) != 1 {
 		t.Errorf("%d deployments after a replay, want 1", len(ds))
 	}
+}
+
+// storeWithApp is a new store holding project app (branch main), closed
+// when the test ends.
+func storeWithApp(t *testing.T) *sqlite.DB {
+	t.Helper()
+	store, err := sqlite.Open(filepath.Join(t.TempDir(), "s.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { store.Close() })
+	if err := store.CreateProject(t.Context(), &slipway.Project{Name: "app", Repo: "file:///r", Branch: "main", Dockerfile: "Dockerfile", Context: "."}); err != nil {
+		t.Fatal(err)
+	}
+	return store
 }

@@ -73,6 +73,14 @@ func (s *Slots) Release(id string) {
 	s.grant()
 }
 
+// Free reports whether a deployment asking now would get a slot at once:
+// a slot is free and no one is waiting for one.
+func (s *Slots) Free() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.holders)+len(s.waiting) < s.limit
+}
+
 // Running is the number of slots held.
 func (s *Slots) Running() int {
 	s.mu.Lock()

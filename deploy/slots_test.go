@@ -69,3 +69,22 @@ func TestSlotsCancelledWaiter(t *testing.T) {
 		t.Fatalf("after a gave up its slot and b gave up waiting, c: %v, running %d", err, s.Running())
 	}
 }
+
+// Free says whether a deployment asking now would build at once: the
+// server wakes a machine early only then.
+func TestSlotsFree(t *testing.T) {
+	s := NewSlots(1)
+	if !s.Free() {
+		t.Fatal("an unused limit of 1 is not free")
+	}
+	if err := s.Acquire(t.Context(), "a"); err != nil {
+		t.Fatal(err)
+	}
+	if s.Free() {
+		t.Error("a full limit is free")
+	}
+	s.Release("a")
+	if !s.Free() {
+		t.Error("the limit is not free after the release")
+	}
+}

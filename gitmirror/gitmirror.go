@@ -76,10 +76,7 @@ func (m *Mirror) Fetch(ctx context.Context, commit string, out io.Writer) error 
 	if m.has(ctx, commit) {
 		return nil
 	}
-	// --no-tags: no tag following either, so the remote lists only its
-	// branches (protocol v2 ref prefixes), not every tag.
-	if _, err := m.git(ctx, out, "fetch", "--prune", "--no-tags", "--no-write-fetch-head", "origin",
-		"+refs/heads/*:refs/heads/*"); err != nil {
+	if err := m.fetchBranches(ctx, out); err != nil {
 		return fmt.Errorf("fetch from %s: %w", redact(m.URL), err)
 	}
 	if m.has(ctx, commit) {
@@ -87,7 +84,7 @@ func (m *Mirror) Fetch(ctx context.Context, commit string, out io.Writer) error 
 	}
 	// Not on a branch: ask for the SHA itself, and keep a ref to it so gc
 	// does not drop it before the checkout.
-	if _, err := m.git(ctx, out, "fetch", "--no-tags", "--no-write-fetch-head", "origin",
+	if _, err := m.git(ctx, out, "fetch", "--no-tags", "--no-write-fetch-head", "--no-auto-maintenance", "origin",
 		"+"+commit+":refs/slipway/commits/"+commit); err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -101,7 +98,7 @@ func (m *Mirror) Fetch(ctx context.Context, commit string, out io.Writer) error 
 	}
 	// A remote that does not serve commits by SHA: the commit may still
 	// be on a tag.
-	if _, err := m.git(ctx, out, "fetch", "--no-tags", "--no-write-fetch-head", "origin",
+	if _, err := m.git(ctx, out, "fetch", "--no-tags", "--no-write-fetch-head", "--no-auto-maintenance", "origin",
 		"+refs/tags/*:refs/tags/*"); err != nil {
 		return fmt.Errorf("fetch tags from %s: %w", redact(m.URL), err)
 	}
@@ -109,6 +106,54 @@ func (m *Mirror) Fetch(ctx context.Context, commit string, out io.Writer) error 
 		return nil
 	}
 	return &NotFoundError{Commit: commit, Repo: redact(m.URL)}
+}
+
+// fetchBranches fetches the remote's branches into the mirror: only the
+// missing objects travel. --no-tags: no tag following either, so the
+// remote lists only its branches (protocol v2 ref prefixes), not every
+// tag. No automatic maintenance (a git process more on the way to a
+// build): Maintain runs it after the build. Callers hold the lock.
+func (m *Mirror) fetchBranches(ctx context.Context, out io.Writer) error {
+	_, err := m.git(ctx, out, "fetch", "--prune", "--no-tags", "--no-write-fetch-head", "--no-auto-maintenance", "origin",
+		"+refs/heads/*:refs/heads/*")
+	return err
+}
+
+// Refresh fetches the branches of the repository the mirror in dir was
+// last fetched from, if dir holds a mirror (else it does nothing). A
+// machine that wakes for a push runs it while it connects to its queue, so
+// that the build's Fetch finds the pushed commit already there. ctx bounds
+// it; the build's Fetch waits for it (the mirror's lock).
+func Refresh(ctx context.Context, dir string, out io.Writer) error {
+	if _, err := os.Stat(filepath.Join(dir, "HEAD")); err != nil {
+		return nil
+	}
+	m := &Mirror{Dir: dir}
+	unlock, err := m.lock(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	if m.originURL() == "" {
+		return nil
+	}
+	return m.fetchBranches(ctx, out)
+}
+
+// Maintain runs git's automatic maintenance on the mirror (packing loose
+// objects when there are enough of them), which fetches leave out. It is
+// quick when there is nothing to do; run it after a build.
+func (m *Mirror) Maintain(ctx context.Context) error {
+	if _, err := os.Stat(filepath.Join(m.Dir, "HEAD")); err != nil {
+		return nil
+	}
+	unlock, err := m.lock(ctx)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	_, err = m.git(ctx, nil, "maintenance", "run", "--auto", "--quiet")
+	return err
 }
 
 // Checkout writes the tree of commit (which must have been fetched) into
@@ -135,19 +180,24 @@ func (m *Mirror) Checkout(ctx context.Context, commit, dst string) error {
 	}
 	defer unlock()
 
-	if !m.has(ctx, commit) {
-		return &NotFoundError{Commit: commit, Repo: redact(m.URL)}
-	}
 	if err := os.RemoveAll(dst); err != nil {
 		return fmt.Errorf("checkout: %w", err)
 	}
 	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 		return fmt.Errorf("checkout: %w", err)
 	}
-	if _, err := m.git(ctx, nil, "worktree", "prune"); err != nil {
+	if err := m.pruneWorktrees(); err != nil {
 		return fmt.Errorf("checkout: %w", err)
 	}
 	if _, err := m.git(ctx, nil, "worktree", "add", "--detach", "--force", "--quiet", "--", dst, commit); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		// Asked only now, not before every checkout: one git process
+		// fewer on the way to a build.
+		if !m.has(ctx, commit) {
+			return &NotFoundError{Commit: commit, Repo: redact(m.URL)}
+		}
 		return fmt.Errorf("checkout %s: %w", commit, err)
 	}
 	if _, err := os.Stat(filepath.Join(dst, ".gitmodules")); err == nil {
@@ -276,6 +326,61 @@ func (m *Mirror) check() error {
 	return nil
 }
 
+// pruneWorktrees forgets the mirror's worktrees whose checkout is gone,
+// as `git worktree prune` does (Checkout removes every checkout's .git
+// file, so an earlier checkout's record always goes), without running a
+// git process. Locked worktrees are kept. Callers hold the lock.
+func (m *Mirror) pruneWorktrees() error {
+	dir := filepath.Join(m.Dir, "worktrees")
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		wt := filepath.Join(dir, e.Name())
+		if _, err := os.Stat(filepath.Join(wt, "locked")); err == nil {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(wt, "gitdir"))
+		if err == nil {
+			if _, err = os.Stat(strings.TrimSpace(string(b))); err == nil {
+				continue
+			}
+		}
+		if err := os.RemoveAll(wt); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// originURL is the URL of the mirror's origin as its config file says, or
+// "" when the file does not say it plainly (then `git config` is asked).
+func (m *Mirror) originURL() string {
+	b, err := os.ReadFile(filepath.Join(m.Dir, "config"))
+	if err != nil {
+		return ""
+	}
+	inOrigin := false
+	for _, line := range strings.Split(string(b), "\n") {
+		line = strings.TrimSpace(line)
+		if strings.HasPrefix(line, "[") {
+			inOrigin = line == `[remote "origin"]`
+			continue
+		}
+		if k, v, ok := strings.Cut(line, "="); inOrigin && ok && strings.TrimSpace(k) == "url" {
+			v = strings.TrimSpace(v)
+			if strings.ContainsAny(v, "\"\\;#") {
+				return "" // quoted or escaped: let git read it
+			}
+			return v
+		}
+	}
+	return ""
+}
+
 // ensure creates the bare mirror if missing and points origin at URL.
 func (m *Mirror) ensure(ctx context.Context) error {
 	if _, err := os.Stat(filepath.Join(m.Dir, "HEAD")); errors.Is(err, os.ErrNotExist) {
@@ -291,7 +396,11 @@ func (m *Mirror) ensure(ctx context.Context) error {
 	} else if err != nil {
 		return fmt.Errorf("gitmirror: %w", err)
 	}
-	// The URL may have changed since the last fetch (a project edit).
+	// The URL may have changed since the last fetch (a project edit). Read
+	// from the file, unchanged, it costs no git process.
+	if m.originURL() == m.URL {
+		return nil
+	}
 	if _, err := m.git(ctx, nil, "config", "--", "remote.origin.url", m.URL); err != nil {
 		return fmt.Errorf("gitmirror: %w", err)
 	}

@@ -360,3 +360,49 @@ func TestFetchManyTags(t *testing.T) {
 		t.Fatalf("fetch of a commit on a tag only: %v", err)
 	}
 }
+
+// hasCommit reports whether the repository at gitDir holds commit.
+func hasCommit(gitDir, commit string) bool {
+	return exec.Command("git", "--git-dir="+gitDir, "cat-file", "-e", commit+"^{commit}").Run() == nil
+}
+
+func TestRefreshFetchesBranchesOfTheLastRepository(t *testing.T) {
+	// Nothing to refresh before the first fetch.
+	if err := gitmirror.Refresh(t.Context(), filepath.Join(t.TempDir(), "none.git"), nil); err != nil {
+		t.Errorf("Refresh of a missing mirror: %v", err)
+	}
+	repo, sha1 := testenv.GitRepo(t, map[string]string{"a": "1"})
+	m := &gitmirror.Mirror{Dir: filepath.Join(t.TempDir(), "m.git"), URL: "file://" + repo}
+	if err := m.Fetch(t.Context(), sha1, nil); err != nil {
+		t.Fatal(err)
+	}
+	sha2 := testenv.Commit(t, repo, map[string]string{"a": "2"})
+	if hasCommit(m.Dir, sha2) {
+		t.Fatal("the mirror has the new commit before any fetch")
+	}
+	if err := gitmirror.Refresh(t.Context(), m.Dir, nil); err != nil {
+		t.Fatal(err)
+	}
+	if !hasCommit(m.Dir, sha2) {
+		t.Error("Refresh did not fetch the branch's new commit")
+	}
+	// The project's repository moved: the next Fetch points origin at the
+	// new URL (the config is rewritten only when it changed).
+	moved := filepath.Join(t.TempDir(), "moved")
+	testenv.Git(t, "", "clone", "--quiet", "--bare", repo, moved)
+	sha3 := testenv.Commit(t, repo, map[string]string{"a": "3"})
+	testenv.Git(t, repo, "push", "--quiet", moved, "main")
+	if err := os.RemoveAll(repo); err != nil {
+		t.Fatal(err)
+	}
+	m.URL = "file://" + moved
+	if err := m.Fetch(t.Context(), sha3, nil); err != nil {
+		t.Fatalf("fetch after the repository moved: %v", err)
+	}
+	if got := testenv.Git(t, m.Dir, "config", "remote.origin.url"); got != m.URL {
+		t.Errorf("origin = %q, want %q", got, m.URL)
+	}
+	if err := m.Maintain(t.Context()); err != nil {
+		t.Errorf("Maintain: %v", err)
+	}
+}

@@ -325,6 +325,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	if err != nil {
 		return err
 	}
+	slots := deploy.NewSlots(cfg.MaxBuilds)
 	svc := deploy.NewService(deploy.ServiceConfig{
 		Store:      deployments,
 		Temporal:   tc,
@@ -335,13 +336,27 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		},
 		Secrets:  store,
 		MaxBuild: cfg.MaxBuild,
-		Logger:   log,
+		// The machine starts while Temporal schedules the build, unless the
+		// build will wait for a slot (then WakeMachine wakes it in time).
+		EarlyWake: func(ctx context.Context, project string) {
+			if !slots.Free() {
+				return
+			}
+			ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+			go func() {
+				defer cancel()
+				if err := machines.Start(ctx, project); err != nil {
+					log.Warn("early wake failed; the deployment wakes its machine itself", "project", project, "error", err)
+				}
+			}()
+		},
+		Logger: log,
 	})
 
 	w := worker.New(tc, deploy.ControlQueue, worker.Options{})
 	w.RegisterWorkflowWithOptions(deploy.ProjectWorkflow, workflow.RegisterOptions{Name: "ProjectWorkflow"})
 	w.RegisterWorkflowWithOptions(deploy.DeploymentWorkflow, workflow.RegisterOptions{Name: "DeploymentWorkflow"})
-	acts := &deploy.ControlActivities{Store: deployments, Machines: machines, Secrets: store, Slots: deploy.NewSlots(cfg.MaxBuilds)}
+	acts := &deploy.ControlActivities{Store: deployments, Machines: machines, Secrets: store, Slots: slots}
 	w.RegisterActivityWithOptions(acts.MarkBuilding, activity.RegisterOptions{Name: deploy.ActivityMarkBuilding})
 	w.RegisterActivityWithOptions(acts.WakeMachine, activity.RegisterOptions{Name: deploy.ActivityWake})
 	w.RegisterActivityWithOptions(acts.FinishDeployment, activity.RegisterOptions{Name: deploy.ActivityFinish})

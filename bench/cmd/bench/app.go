@@ -125,11 +125,16 @@ func newAppRepo(ctx context.Context, appDir, dir, baseRef string) (*appRepo, err
 	if err != nil {
 		return nil, fmt.Errorf("copy app: %w", err)
 	}
+	return initRepo(ctx, dir, "sample app")
+}
+
+// initRepo makes dir a repository on branch main and commits what it holds.
+func initRepo(ctx context.Context, dir, msg string) (*appRepo, error) {
 	r := &appRepo{Dir: dir}
 	if _, err := r.git(ctx, "init", "--quiet", "--initial-branch", "main"); err != nil {
 		return nil, err
 	}
-	if _, err := r.commit(ctx, "sample app"); err != nil {
+	if _, err := r.commit(ctx, msg); err != nil {
 		return nil, err
 	}
 	return r, nil

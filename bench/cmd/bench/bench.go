@@ -19,23 +19,10 @@ const webhookSecret = "bench-webhook-secret"
 // Run runs the benchmark and writes its results.
 func Run(ctx context.Context, cfg Config) error {
 	started := time.Now()
-	work := cfg.WorkDir
-	if work == "" {
-		var err error
-		if work, err = os.MkdirTemp("", "slipway-bench-"); err != nil {
-			return err
-		}
-		// MkdirTemp makes it 0700; the builder users of rootless mode must
-		// pass through it to their volumes and the agent binary, or the
-		// server falls back to root podman and Slipway is measured in the
-		// wrong mode.
-		if err := os.Chmod(work, 0o711); err != nil {
-			return err
-		}
-	} else if err := os.MkdirAll(work, 0o755); err != nil {
+	work, err := workDir(cfg.WorkDir, "slipway-bench-")
+	if err != nil {
 		return err
 	}
-	work, _ = filepath.Abs(work)
 	logDir := filepath.Join(work, "logs")
 	if err := os.MkdirAll(logDir, 0o755); err != nil {
 		return err
@@ -203,6 +190,27 @@ var scenarioTitle = map[string]string{
 	"nochange": "no change",
 	"source":   "one source file changed",
 	"deps":     "dependencies changed",
+}
+
+// workDir makes the work directory dir, or a new temporary one named
+// after prefix when dir is "", and returns its absolute path.
+func workDir(dir, prefix string) (string, error) {
+	if dir == "" {
+		var err error
+		if dir, err = os.MkdirTemp("", prefix); err != nil {
+			return "", err
+		}
+		// MkdirTemp makes it 0700; the builder users of rootless mode must
+		// pass through it to their volumes and the agent binary, or the
+		// server falls back to root podman and Slipway is measured in the
+		// wrong mode.
+		if err := os.Chmod(dir, 0o711); err != nil {
+			return "", err
+		}
+	} else if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	return filepath.Abs(dir)
 }
 
 // rotate returns systems starting at index run, so no system always goes

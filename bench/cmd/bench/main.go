@@ -74,6 +74,7 @@ func main() {
 	var cfg Config
 	var scenarios, systems string
 	var noWrite bool
+	var orchestration int
 	flag.IntVar(&cfg.Runs, "runs", 3, "runs of each scenario for each system (medians need 3 or more)")
 	flag.IntVar(&cfg.ColdRuns, "cold-runs", 0, "runs of the cold scenario (default -runs; 1 is enough to warm up for -scenarios source)")
 	flag.StringVar(&scenarios, "scenarios", strings.Join(allScenarios, ","), "scenarios to run: "+strings.Join(allScenarios, ","))
@@ -83,7 +84,8 @@ func main() {
 	flag.BoolVar(&noWrite, "no-write", false, "print the results only; write no files")
 	flag.StringVar(&cfg.WorkDir, "work", "", "work directory (default a new temporary directory)")
 	flag.BoolVar(&cfg.Keep, "keep", false, "keep the work directory")
-	flag.StringVar(&cfg.Slipway, "slipway", "", "prebuilt slipway binary (default: go build ./cmd/slipway)")
+	flag.StringVar(&cfg.Slipway, "slipway", "", "prebuilt slipway binary, slipway-agent beside it (default: go build ./cmd/slipway ./cmd/slipway-agent); with -orchestration, a comma-separated list to compare")
+	flag.IntVar(&orchestration, "orchestration", 0, "instead of the benchmark, measure the webhook → first build command path: this many pushes of a tiny project per -slipway binary (see bench/README.md)")
 	flag.StringVar(&cfg.Network, "network", "", "podman build --network for the local and ci systems (e.g. host)")
 	flag.DurationVar(&cfg.BuildTimeout, "build-timeout", 10*time.Minute, "limit for one build")
 	flag.Parse()
@@ -99,7 +101,11 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := Run(ctx, cfg); err != nil {
+	run := Run
+	if orchestration > 0 {
+		run = func(ctx context.Context, cfg Config) error { return RunOrchestration(ctx, cfg, orchestration) }
+	}
+	if err := run(ctx, cfg); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}

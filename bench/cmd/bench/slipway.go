@@ -38,12 +38,23 @@ type slipwayServer struct {
 	pushes   int
 }
 
-// buildSlipway compiles the slipway binary the way the README does.
+// buildSlipway compiles the slipway binary to out, and the small agent
+// binary next to it, the way `make build` does: the server's machines run
+// slipway-agent when it lies beside slipway (it wakes faster than the full
+// binary).
 func buildSlipway(ctx context.Context, repoRoot, out string) error {
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, "./cmd/slipway")
-	cmd.Dir = repoRoot
-	if b, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build ./cmd/slipway: %w\n%s", err, b)
+	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
+		return err
+	}
+	for _, b := range []struct{ pkg, out string }{
+		{"./cmd/slipway", out},
+		{"./cmd/slipway-agent", filepath.Join(filepath.Dir(out), "slipway-agent")},
+	} {
+		cmd := exec.CommandContext(ctx, "go", "build", "-o", b.out, b.pkg)
+		cmd.Dir = repoRoot
+		if o, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("go build %s: %w\n%s", b.pkg, err, o)
+		}
 	}
 	return nil
 }
@@ -284,7 +295,8 @@ func (s *slipwayServer) deploy(ctx context.Context, project, repoDir, secret, be
 		return sample{}, fmt.Errorf("deployment %s %s at %q: %s\nlogs (tail):\n%s", d.ID, d.Status, d.FailedStep, d.Error, tailLines(logs, 30))
 	}
 
-	smp := sample{System: "slipway", Commit: sha, TotalMs: ms(end.Sub(start)), PhasesMs: map[string]int64{"webhook": ms(answered.Sub(start))}}
+	smp := sample{System: "slipway", Commit: sha, TotalMs: ms(end.Sub(start)), PhasesMs: map[string]int64{"webhook": ms(answered.Sub(start))},
+		start: start, deployment: d.ID}
 	timings, steps, err := s.cliDeployment(ctx, project, d.ID)
 	if err != nil {
 		return sample{}, err
@@ -315,6 +327,7 @@ func (s *slipwayServer) deploy(ctx context.Context, project, repoDir, secret, be
 	if err != nil {
 		return sample{}, err
 	}
+	smp.lines = lines
 	// The steps are timed from the log lines, the same way as the other
 	// systems' (podman's output with its arrival time), so that the tables
 	// compare like with like; the CLI's steps are the fallback. The last

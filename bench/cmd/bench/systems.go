@@ -30,6 +30,12 @@ type sample struct {
 	// Load1 is the machine's one-minute load average when the sample
 	// started: the machine may be shared, and a high load explains outliers.
 	Load1 float64 `json:"load1"`
+
+	// For the orchestration benchmark (slipway only): when the POST was
+	// sent, the deployment, and its stored log lines.
+	start      time.Time
+	deployment string
+	lines      []logLine
 }
 
 // loadAvg returns the one-minute load average (0 if unknown).

@@ -1,0 +1,77 @@
+package deploy
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"go.temporal.io/sdk/client"
+
+	"github.com/slipway-ci/slipway"
+	"github.com/slipway-ci/slipway/temporalserver"
+)
+
+// Deploy wakes the project's machine early for a new deployment only: not
+// for a replayed delivery of a known commit, nor for a duplicate delivery.
+// The real embedded Temporal receives the workflow (no worker runs it).
+func TestEarlyWakeOnlyForNewDeployments(t *testing.T) {
+	dir := t.TempDir()
+	ts, err := temporalserver.Start(temporalserver.Config{DatabaseFile: filepath.Join(dir, "temporal.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ts.Stop()
+	tc, err := client.Dial(client.Options{HostPort: ts.HostPort()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tc.Close()
+	store := storeWithApp(t)
+	ctx := t.Context()
+
+	var woke []string
+	svc := NewService(ServiceConfig{Store: store, Temporal: tc, Registry: "reg", EarlyWake: func(ctx context.Context, project string) {
+		// Before the workflow starts: Temporal has not heard of it yet.
+		if _, err := tc.DescribeWorkflowExecution(ctx, ProjectWorkflowID(project), ""); err == nil && len(woke) == 0 {
+			t.Error("EarlyWake called after the project's workflow started")
+		}
+		woke = append(woke, project)
+	}})
+	push := func(commit, delivery string) (*slipway.Deployment, bool) {
+		t.Helper()
+		d, created, err := svc.Deploy(ctx, slipway.DeployRequest{Project: "app", Ref: "refs/heads/main", Commit: commit, Trigger: slipway.TriggerWebhook, DeliveryID: delivery})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d, created
+	}
+	d1, created := push(strings.Repeat("a", 40), "one")
+	if !created {
+		t.Fatal("first push created no deployment")
+	}
+	if len(woke) != 1 || woke[0] != "app" {
+		t.Fatalf("a new deployment woke %v, want [app]", woke)
+	}
+	// The workflow was handed the deployment.
+	if _, err := tc.DescribeWorkflowExecution(ctx, ProjectWorkflowID("app"), ""); err != nil {
+		t.Errorf("project workflow not started: %v", err)
+	}
+	// The same delivery again, and the same commit under a new delivery id:
+	// nothing new, so no wake.
+	if d, created := push(strings.Repeat("a", 40), "one"); created || d.ID != d1.ID {
+		t.Errorf("duplicate delivery created %v (%s)", created, d.ID)
+	}
+	if d, created := push(strings.Repeat("a", 40), "two"); created || d.ID != d1.ID {
+		t.Errorf("replayed commit created %v (%s)", created, d.ID)
+	}
+	if len(woke) != 1 {
+		t.Errorf("ignored deliveries woke the machine: %v", woke)
+	}
+	if _, created := push(strings.Repeat("b", 40), "three"); !created {
+		t.Fatal("new commit created no deployment")
+	}
+	if len(woke) != 2 {
+		t.Errorf("2 new deployments and 2 ignored deliveries woke %v, want [app app]", woke)
+	}
+}
