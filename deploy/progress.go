@@ -61,6 +61,14 @@ func (s *progressState) phase(name string) {
 	}
 }
 
+// advance moves from phase from to phase to, unless the state has moved
+// on from from already (the agent reported a later phase).
+func (s *progressState) advance(from, to string) {
+	if s.p.Phase == from {
+		s.phase(to)
+	}
+}
+
 // apply takes what the agent reported. The step fields are kept when the
 // report has none (the push phase keeps the build's last step and cached
 // count).

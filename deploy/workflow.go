@@ -208,6 +208,12 @@ const HeartbeatInterval = time.Second
 // that died (or a server restart) never leaves a build waiting forever.
 const keepAwakeEvery = 10 * time.Second
 
+// versionParallelStart is the workflow.GetVersion change id of
+// DeploymentWorkflow's version 1: MarkBuilding, WakeMachine and the child
+// BuildWorkflow start together instead of one after the other. Histories
+// recorded before it replay on the old path.
+const versionParallelStart = "parallel-start"
+
 // DeploymentWorkflow drives one deployment from queued to a terminal state.
 // Whatever happens (failure, cancellation, timeout), it records a terminal
 // status before it ends.
@@ -274,22 +280,13 @@ func DeploymentWorkflow(ctx workflow.Context, in DeploymentInput) (res slipway.D
 		}()
 		timings["queue"] = max(0, workflow.Now(ctx).Sub(in.QueuedAt).Milliseconds())
 	}
-	if err := workflow.ExecuteActivity(ctrl, ActivityMarkBuilding, in.DeploymentID).Get(ctx, nil); err != nil {
-		return failed("record building", err), nil
-	}
-
 	if in.Reuse != nil {
+		if err := workflow.ExecuteActivity(ctrl, ActivityMarkBuilding, in.DeploymentID).Get(ctx, nil); err != nil {
+			return failed("record building", err), nil
+		}
 		return slipway.DeploymentResult{Status: slipway.StatusSucceeded, Image: in.Reuse.Image, Digest: in.Reuse.Digest}, nil
 	}
 
-	progress.phase(slipway.PhaseWake)
-	wakeStart := workflow.Now(ctx)
-	if err := workflow.ExecuteActivity(ctrl, ActivityWake, in.Project).Get(ctx, nil); err != nil {
-		return failed("wake", fmt.Errorf("could not start the builder machine: %w", err)), nil
-	}
-	timings["wake"] = workflow.Now(ctx).Sub(wakeStart).Milliseconds()
-
-	progress.phase(slipway.PhaseFetch)
 	childCtx, cancelChild := workflow.WithCancel(ctx)
 	defer cancelChild()
 	childCtx = workflow.WithChildOptions(childCtx, workflow.ChildWorkflowOptions{
@@ -300,17 +297,66 @@ func DeploymentWorkflow(ctx workflow.Context, in DeploymentInput) (res slipway.D
 		// fail the build because a workflow task waited.
 		WorkflowTaskTimeout: time.Minute,
 	})
-	child := workflow.ExecuteChildWorkflow(childCtx, BuildWorkflow, BuildInput{
-		DeploymentID: in.DeploymentID,
-		Project:      in.Project,
-		Repo:         in.Repo,
-		Commit:       in.Commit,
-		Dockerfile:   in.Dockerfile,
-		Context:      in.Context,
-		Image:        in.Image,
-		Secrets:      in.Secrets,
-		SecretsToken: in.SecretsToken,
-	})
+	startBuild := func() workflow.ChildWorkflowFuture {
+		return workflow.ExecuteChildWorkflow(childCtx, BuildWorkflow, BuildInput{
+			DeploymentID: in.DeploymentID,
+			Project:      in.Project,
+			Repo:         in.Repo,
+			Commit:       in.Commit,
+			Dockerfile:   in.Dockerfile,
+			Context:      in.Context,
+			Image:        in.Image,
+			Secrets:      in.Secrets,
+			SecretsToken: in.SecretsToken,
+		})
+	}
+	// stopBuild cancels a started build and waits for it to acknowledge.
+	stopBuild := func(child workflow.ChildWorkflowFuture) {
+		cancelChild()
+		_ = child.Get(ctx, nil)
+	}
+
+	var child workflow.ChildWorkflowFuture
+	if workflow.GetVersion(ctx, versionParallelStart, workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		// Before version 1: record building, wake, then start the build,
+		// one after the other.
+		if err := workflow.ExecuteActivity(ctrl, ActivityMarkBuilding, in.DeploymentID).Get(ctx, nil); err != nil {
+			return failed("record building", err), nil
+		}
+		progress.phase(slipway.PhaseWake)
+		wakeStart := workflow.Now(ctx)
+		if err := workflow.ExecuteActivity(ctrl, ActivityWake, in.Project).Get(ctx, nil); err != nil {
+			return failed("wake", fmt.Errorf("could not start the builder machine: %w", err)), nil
+		}
+		timings["wake"] = workflow.Now(ctx).Sub(wakeStart).Milliseconds()
+		progress.phase(slipway.PhaseFetch)
+		child = startBuild()
+	} else {
+		// Record building, wake the machine and start the build at once:
+		// the build's first task waits on the builder queue until the
+		// agent polls, which it does the moment it is awake (often already,
+		// woken at webhook time: Service's EarlyWake), instead of after two
+		// more trips through Temporal.
+		marked := workflow.ExecuteActivity(ctrl, ActivityMarkBuilding, in.DeploymentID)
+		progress.phase(slipway.PhaseWake)
+		wakeStart := workflow.Now(ctx)
+		woke := workflow.ExecuteActivity(ctrl, ActivityWake, in.Project)
+		child = startBuild()
+		if err := marked.Get(ctx, nil); err != nil {
+			stopBuild(child)
+			return failed("record building", err), nil
+		}
+		if err := woke.Get(ctx, nil); err != nil {
+			stopBuild(child)
+			if ctx.Err() != nil {
+				return slipway.DeploymentResult{Status: slipway.StatusCancelled, Error: "cancelled"}, nil
+			}
+			return failed("wake", fmt.Errorf("could not start the builder machine: %w", err)), nil
+		}
+		timings["wake"] = workflow.Now(ctx).Sub(wakeStart).Milliseconds()
+		// The agent may have reported its own phase already.
+		progress.advance(slipway.PhaseWake, slipway.PhaseFetch)
+	}
 
 	var built BuildResult
 	var buildErr error
@@ -327,8 +373,7 @@ func DeploymentWorkflow(ctx workflow.Context, in DeploymentInput) (res slipway.D
 		sel.Select(ctx)
 		if ctx.Err() != nil && !done {
 			// Cancelled: wait for the child to acknowledge its cancellation.
-			cancelChild()
-			_ = child.Get(ctx, nil)
+			stopBuild(child)
 			return slipway.DeploymentResult{Status: slipway.StatusCancelled, Error: "cancelled"}, nil
 		}
 		if timerFired && !done {
