@@ -160,6 +160,28 @@ func (s *serverProc) kill9(t *testing.T) {
 	<-s.done
 }
 
+// waitOutput waits until the server's output matches re (its log reaches
+// the buffer through a pipe, after its "running" line), and returns the
+// output; it fails t if the server exits or a minute passes first.
+func (s *serverProc) waitOutput(t *testing.T, re *regexp.Regexp) string {
+	t.Helper()
+	deadline := time.Now().Add(time.Minute)
+	for {
+		out := s.out.String()
+		if re.MatchString(out) {
+			return out
+		}
+		select {
+		case <-s.done:
+			t.Fatalf("the server exited; its output does not match %s:\n%s", re, s.out.String())
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the server's output does not match %s:\n%s", re, out)
+		}
+	}
+}
+
 // cli runs a slipway client command against s.
 func (s *serverProc) cli(t *testing.T, args ...string) (string, int) {
 	t.Helper()
@@ -915,7 +937,7 @@ func TestDemo(t *testing.T) {
 	s := startServer(t, dataDir, "127.0.0.1:0", "--demo")
 	// scripts/setup makes this host fit for rootless builders, so the
 	// default (auto) must pick them: the mode the quick start runs in.
-	if out := s.out.String(); !strings.Contains(out, "builders: rootless podman") || !strings.Contains(out, "probed now: no verdict kept") {
+	if out := s.waitOutput(t, regexp.MustCompile(`builders: `)); !strings.Contains(out, "builders: rootless podman") || !strings.Contains(out, "probed now: no verdict kept") {
 		t.Fatalf("the server did not choose rootless builders, or not after probing podman:\n%s", out)
 	}
 	waitDemo := func(s *serverProc, n int) {
@@ -940,7 +962,7 @@ func TestDemo(t *testing.T) {
 	s.stop(t)
 	s = startServer(t, dataDir, "127.0.0.1:0", "--demo")
 	// Nothing the probe depends on changed: its verdict is reused.
-	if out := s.out.String(); !regexp.MustCompile(`builders: rootless podman \(.*\), because this host can run it \(podman's verdict cached at `).MatchString(out) {
+	if out := s.waitOutput(t, regexp.MustCompile(`builders: `)); !regexp.MustCompile(`builders: rootless podman \(.*\), because this host can run it \(podman's verdict cached at `).MatchString(out) {
 		t.Errorf("the restarted server did not reuse the kept rootless verdict:\n%s", out)
 	}
 	out, code := s.cli(t, "deploy", "demo", "--wait")
