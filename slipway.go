@@ -152,6 +152,10 @@ type Store interface {
 	Project(ctx context.Context, name string) (*Project, error)
 	// Projects lists every project by name.
 	Projects(ctx context.Context) ([]*Project, error)
+	// DeleteProject removes a project with its deployments' records, logs,
+	// machine record and secrets; ECONFLICT while one of its deployments
+	// is queued or building, ENOTFOUND for an unknown name.
+	DeleteProject(ctx context.Context, name string) error
 	// ProjectsByRepo returns the projects whose repository matches one of
 	// urls (compared after NormalizeRepoURL).
 	ProjectsByRepo(ctx context.Context, urls []string) ([]*Project, error)

@@ -463,6 +463,21 @@ func (c *Client) DeleteSecret(ctx context.Context, project, name string) (*slipw
 	return &out.DeleteSecret, nil
 }
 
+// DeleteProject removes a project with its machine, builder user, secrets
+// and deployments' records; it returns how many deployments it removed.
+func (c *Client) DeleteProject(ctx context.Context, name string) (int, error) {
+	var out struct {
+		DeleteProject struct {
+			DeploymentsRemoved int `json:"deploymentsRemoved"`
+		} `json:"deleteProject"`
+	}
+	q := `mutation($n: String!) { deleteProject(name: $n) { name deploymentsRemoved } }`
+	if err := c.do(ctx, q, map[string]any{"n": name}, &out); err != nil {
+		return 0, err
+	}
+	return out.DeleteProject.DeploymentsRemoved, nil
+}
+
 // Secrets lists a project's build secrets by name (never their values).
 func (c *Client) Secrets(ctx context.Context, project string) ([]*slipway.Secret, error) {
 	var out struct {

@@ -121,6 +121,23 @@ func (s *memStore) Deployments(_ context.Context, project string, limit int) ([]
 	return out, nil
 }
 
+func (s *memStore) DeleteProject(_ context.Context, name string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.projects[name] == nil {
+		return slipway.Errorf(slipway.ENOTFOUND, "project %q not found", name)
+	}
+	for _, d := range s.deployments {
+		if d.Project == name && !d.Status.Terminal() {
+			return slipway.Errorf(slipway.ECONFLICT, "project %s has a deployment that has not ended (%s)", name, d.ID)
+		}
+	}
+	s.deployments = slices.DeleteFunc(s.deployments, func(d *slipway.Deployment) bool { return d.Project == name })
+	delete(s.projects, name)
+	delete(s.machines, name)
+	return nil
+}
+
 func (s *memStore) DeploymentOfCommit(_ context.Context, project, branch, commit string) (*slipway.Deployment, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

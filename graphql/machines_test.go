@@ -13,11 +13,23 @@ import (
 // the projects in dead gone and records their machines asleep, as the
 // process provider does.
 type fakeMachines struct {
-	slipway.MachineProvider // the API only calls Status
+	slipway.MachineProvider // the API only calls Status and Destroy
 	store                   *memStore
 	mu                      sync.Mutex
 	dead                    map[string]bool
 	checked                 []string
+	destroyed               []string
+	destroyErr              error
+}
+
+func (f *fakeMachines) Destroy(_ context.Context, project string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.destroyErr != nil {
+		return f.destroyErr
+	}
+	f.destroyed = append(f.destroyed, project)
+	return nil
 }
 
 func (f *fakeMachines) Status(ctx context.Context, project string) (slipway.MachineState, error) {

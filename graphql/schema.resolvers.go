@@ -297,6 +297,36 @@ func (r *mutationResolver) DeleteSecret(ctx context.Context, project string, nam
 	return sec, nil
 }
 
+// DeleteProject is the resolver for the deleteProject field.
+func (r *mutationResolver) DeleteProject(ctx context.Context, name string) (*gen.DeleteProjectPayload, error) {
+	if _, err := r.cfg.Store.Project(ctx, name); err != nil {
+		return nil, err
+	}
+	ds, err := r.cfg.Store.Deployments(ctx, name, 0)
+	if err != nil {
+		return nil, fmt.Errorf("delete project %s: %w", name, err)
+	}
+	for _, d := range ds {
+		if !d.Status.Terminal() {
+			return nil, slipway.Errorf(slipway.ECONFLICT, "project %s has a deployment that has not ended (%s, %s): cancel it (slipway cancel %s) or wait for it",
+				name, d.ID, d.Status, d.ID)
+		}
+	}
+	// The machine first: a failure there leaves the project as it was
+	// (a deleted volume is recreated by its next build); the store's
+	// deletion checks again that nothing started in between.
+	if r.cfg.Machines != nil {
+		if err := r.cfg.Machines.Destroy(ctx, name); err != nil {
+			return nil, fmt.Errorf("delete project %s: remove its machine: %w", name, err)
+		}
+	}
+	if err := r.cfg.Store.DeleteProject(ctx, name); err != nil {
+		return nil, err
+	}
+	r.cfg.Logger.Info("project deleted", "project", name, "deployments", len(ds))
+	return &gen.DeleteProjectPayload{Name: name, DeploymentsRemoved: len(ds)}, nil
+}
+
 // Stage is the resolver for the stage field.
 func (r *progressResolver) Stage(ctx context.Context, obj *slipway.Progress) (*int, error) {
 	return nonZero(int64(obj.Stage)), nil

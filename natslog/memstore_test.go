@@ -98,6 +98,7 @@ func (s *memStore) Deployment(context.Context, string) (*slipway.Deployment, err
 func (s *memStore) Deployments(context.Context, string, int) ([]*slipway.Deployment, error) {
 	return nil, errUnused
 }
+func (s *memStore) DeleteProject(context.Context, string) error { return errUnused }
 func (s *memStore) DeploymentOfCommit(context.Context, string, string, string) (*slipway.Deployment, error) {
 	return nil, errUnused
 }

@@ -122,3 +122,46 @@ func scanProject(s scanner) (*slipway.Project, error) {
 	}
 	return &p, nil
 }
+
+// DeleteProject removes project name and everything stored for it: its
+// deployments' records and log lines (and their search index entries), its
+// machine record and its build secrets, in one transaction. A project with
+// a queued or building deployment is ECONFLICT (nothing is removed); an
+// unknown one ENOTFOUND.
+func (db *DB) DeleteProject(ctx context.Context, name string) error {
+	fail := func(err error) error { return fmt.Errorf("delete project %q: %w", name, err) }
+	tx, err := db.write.BeginTx(ctx, nil)
+	if err != nil {
+		return fail(err)
+	}
+	defer tx.Rollback()
+	var exists int
+	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM projects WHERE name = ?`, name).Scan(&exists); err != nil {
+		return fail(err)
+	} else if exists == 0 {
+		return slipway.Errorf(slipway.ENOTFOUND, "project %q not found", name)
+	}
+	var running string
+	err = tx.QueryRowContext(ctx, `SELECT id FROM deployments WHERE project = ? AND `+unfinished+` ORDER BY created_at LIMIT 1`, name).Scan(&running)
+	if err == nil {
+		return slipway.Errorf(slipway.ECONFLICT, "project %s has a deployment that has not ended (%s): cancel it (slipway cancel %s) or wait for it", name, running, running)
+	} else if !errors.Is(err, sql.ErrNoRows) {
+		return fail(err)
+	}
+	if err := deleteLogLines(ctx, tx, `deployment IN (SELECT id FROM deployments WHERE project = ?)`, name); err != nil {
+		return fail(err)
+	}
+	for _, stmt := range []string{
+		`DELETE FROM deployments WHERE project = ?`,
+		`DELETE FROM machines WHERE project = ?`,
+		`DELETE FROM projects WHERE name = ?`, // secrets go by ON DELETE CASCADE
+	} {
+		if _, err := tx.ExecContext(ctx, stmt, name); err != nil {
+			return fail(err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fail(err)
+	}
+	return nil
+}

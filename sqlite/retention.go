@@ -2,6 +2,7 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"time"
 
@@ -177,23 +178,7 @@ func (db *DB) pruneDeploymentLog(ctx context.Context, id string, now time.Time, 
 		id).Scan(&lines, &bytes); err != nil {
 		return fail(err)
 	}
-	// The index is an external-content FTS5 table: a row is removed by
-	// its 'delete' command with the text it was indexed with, and only
-	// rows the indexer has reached are in it (migration 6).
-	if _, err := tx.ExecContext(ctx, `INSERT INTO log_lines_fts (log_lines_fts, rowid, text)
-	SELECT 'delete', rowid, text FROM log_lines
-	WHERE deployment = ? AND rowid <= (SELECT indexed_upto FROM log_index WHERE id = 1)`, id); err != nil {
-		return fail(err)
-	}
-	if _, err := tx.ExecContext(ctx, `DELETE FROM log_lines WHERE deployment = ?`, id); err != nil {
-		return fail(err)
-	}
-	// SQLite gives a new row the largest rowid plus one: had the deleted
-	// lines been the last ones, new lines would reuse rowids the indexer
-	// believes it has done. Every rowid between the new largest and the
-	// old mark is gone, so moving the mark back to the largest is exact.
-	if _, err := tx.ExecContext(ctx, `UPDATE log_index SET indexed_upto = (SELECT COALESCE(MAX(rowid), 0) FROM log_lines)
-	WHERE id = 1 AND indexed_upto > (SELECT COALESCE(MAX(rowid), 0) FROM log_lines)`); err != nil {
+	if err := deleteLogLines(ctx, tx, `deployment = ?`, id); err != nil {
 		return fail(err)
 	}
 	if err := tx.Commit(); err != nil {
@@ -221,4 +206,28 @@ func (db *DB) queryStrings(ctx context.Context, query string, args ...any) ([]st
 		out = append(out, s)
 	}
 	return out, rows.Err()
+}
+
+// deleteLogLines deletes the log lines matching where (a condition on
+// log_lines with one parameter, arg) and their search index entries,
+// within tx.
+func deleteLogLines(ctx context.Context, tx *sql.Tx, where string, arg any) error {
+	// The index is an external-content FTS5 table: a row is removed by
+	// its 'delete' command with the text it was indexed with, and only
+	// rows the indexer has reached are in it (migration 6).
+	if _, err := tx.ExecContext(ctx, `INSERT INTO log_lines_fts (log_lines_fts, rowid, text)
+	SELECT 'delete', rowid, text FROM log_lines
+	WHERE `+where+` AND rowid <= (SELECT indexed_upto FROM log_index WHERE id = 1)`, arg); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM log_lines WHERE `+where, arg); err != nil {
+		return err
+	}
+	// SQLite gives a new row the largest rowid plus one: had the deleted
+	// lines been the last ones, new lines would reuse rowids the indexer
+	// believes it has done. Every rowid between the new largest and the
+	// old mark is gone, so moving the mark back to the largest is exact.
+	_, err := tx.ExecContext(ctx, `UPDATE log_index SET indexed_upto = (SELECT COALESCE(MAX(rowid), 0) FROM log_lines)
+	WHERE id = 1 AND indexed_upto > (SELECT COALESCE(MAX(rowid), 0) FROM log_lines)`)
+	return err
 }

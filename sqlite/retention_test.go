@@ -279,3 +279,59 @@ func TestSetLogRetention(t *testing.T) {
 		t.Errorf("after reopening: %+v, %v", got, err)
 	}
 }
+
+func TestDeleteProject(t *testing.T) {
+	db, _ := openTest(t)
+	ctx := t.Context()
+	mustCreateProject(t, db, "gone", "https://github.com/acme/gone")
+	mustCreateProject(t, db, "kept", "https://github.com/acme/kept")
+	t0 := time.Now().Add(-time.Hour)
+	logDeployment(t, db, "gone", "goneword", 5, 0, slipway.StatusSucceeded, t0, t0)
+	kept := logDeployment(t, db, "kept", "keptword", 5, 0, slipway.StatusSucceeded, t0, t0)
+	waitIndexed(t, db)
+	// Lines past the indexer's mark too.
+	running := logDeployment(t, db, "gone", "goneword", 3, 0, slipway.StatusBuilding, t0, t0)
+	if _, err := db.SetSecret(ctx, "gone", "token", []byte("s3cr3t-value")); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.UpsertMachine(ctx, &slipway.Machine{Project: "gone", Provider: "process", State: slipway.MachineAsleep}); err != nil {
+		t.Fatal(err)
+	}
+
+	err := db.DeleteProject(ctx, "gone")
+	wantCode(t, "DeleteProject with a deployment building", err, slipway.ECONFLICT, "")
+	if _, err := db.Project(ctx, "gone"); err != nil {
+		t.Fatalf("a refused DeleteProject removed the project: %v", err)
+	}
+	if err := db.FinishDeployment(ctx, running.ID, slipway.DeploymentResult{Status: slipway.StatusCancelled}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.DeleteProject(ctx, "gone"); err != nil {
+		t.Fatalf("DeleteProject: %v", err)
+	}
+	wantCode(t, "Project after DeleteProject", func() error { _, err := db.Project(ctx, "gone"); return err }(), slipway.ENOTFOUND, "")
+	wantCode(t, "DeleteProject again", db.DeleteProject(ctx, "gone"), slipway.ENOTFOUND, `project "gone" not found`)
+	if ds, err := db.Deployments(ctx, "gone", 0); err != nil || len(ds) != 0 {
+		t.Errorf("deployments after DeleteProject: %v, %v", ids(ds), err)
+	}
+	for table, q := range map[string]string{
+		"log_lines":       `SELECT COUNT(*) FROM log_lines WHERE text LIKE 'goneword%'`,
+		"machines":        `SELECT COUNT(*) FROM machines WHERE project = 'gone'`,
+		"project_secrets": `SELECT COUNT(*) FROM project_secrets WHERE project = 'gone'`,
+	} {
+		var n int
+		if err := db.read.QueryRowContext(ctx, q).Scan(&n); err != nil || n != 0 {
+			t.Errorf("%s keeps %d rows of the deleted project (%v)", table, n, err)
+		}
+	}
+	if n := inIndex(t, db, "goneword"); n != 0 {
+		t.Errorf("the search index keeps %d lines of the deleted project", n)
+	}
+	waitIndexed(t, db)
+	checkIndex(t, db)
+	if got, err := db.SearchLogLines(ctx, slipway.LogQuery{Deployment: kept.ID, Search: "keptword"}); err != nil || len(got) != 5 {
+		t.Errorf("the other project's log after the deletion: %d lines, %v; want 5", len(got), err)
+	}
+	// The name is free again.
+	mustCreateProject(t, db, "gone", "https://github.com/acme/gone")
+}

@@ -19,7 +19,36 @@ func newProjectCmd(g *globals) *cobra.Command {
 		Short: "Manage projects",
 		Args:  cobra.NoArgs,
 	}
-	cmd.AddCommand(newProjectAddCmd(g), newProjectSetCmd(g))
+	cmd.AddCommand(newProjectAddCmd(g), newProjectSetCmd(g), newProjectRmCmd(g))
+	return cmd
+}
+
+func newProjectRmCmd(g *globals) *cobra.Command {
+	var yes bool
+	cmd := &cobra.Command{
+		Use:   "rm NAME --yes",
+		Short: "Remove a project, its builder machine and its deployments' records",
+		Long: `Remove a project: its builder machine (the agent, the volume with its build
+cache and, with rootless builders, the project's builder user and its
+subordinate uid/gid ranges), its build secrets, and its deployments'
+records and logs. Images already pushed stay in the registry. A project
+with a queued or running deployment is refused: cancel it first. Nothing
+can be undone, so --yes is required.`,
+		Example: `  slipway project rm web --yes`,
+		Args:    exactArgs("NAME"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if !yes {
+				return usageError{fmt.Errorf("removing project %s deletes its build cache and its deployments' records and logs: add --yes to go ahead", args[0])}
+			}
+			n, err := g.client().DeleteProject(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "Project %s removed, with its machine and %d deployment record(s).\n", args[0], n)
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&yes, "yes", false, "remove without further question")
 	return cmd
 }
 

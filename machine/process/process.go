@@ -19,6 +19,7 @@ import (
 	"log/slog"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -716,7 +717,10 @@ func (p *Provider) Status(ctx context.Context, project string) (slipway.MachineS
 	return m.rec.State, nil
 }
 
-// Destroy implements slipway.MachineProvider.
+// Destroy implements slipway.MachineProvider: it stops the agent, removes
+// the volume and the agent's runtime directory and, in rootless mode, the
+// project's builder user with its subordinate id ranges (only a user
+// Slipway created; see removeUser).
 func (p *Provider) Destroy(ctx context.Context, project string) error {
 	if err := slipway.ValidateProjectName(project); err != nil {
 		return err
@@ -726,13 +730,40 @@ func (p *Provider) Destroy(ctx context.Context, project string) error {
 	}
 	p.mu.Lock()
 	m := p.machine(ctx, project)
-	if m.user != nil {
-		stopPause(p.runtimeDir(project), m.user.UID)
-	}
+	bu := m.user
+	m.user = nil
 	p.mu.Unlock()
+	if bu == nil && p.cfg.Isolation == IsolationRootless {
+		// A user created before this server started.
+		if u, err := user.Lookup(UserName(project)); err == nil {
+			b := builderUser{Name: u.Username}
+			b.UID, _ = strconv.Atoi(u.Uid)
+			b.GID, _ = strconv.Atoi(u.Gid)
+			if b.UID != 0 {
+				bu = &b
+			}
+		}
+	}
+	if bu != nil {
+		stopPause(p.runtimeDir(project), bu.UID)
+		killMachineProcesses(*bu, p.VolumeDir(project), p.runtimeDir(project))
+	}
 	_ = os.RemoveAll(p.runtimeDir(project))
 	if err := os.RemoveAll(p.VolumeDir(project)); err != nil {
 		return fmt.Errorf("remove volume of %s: %w", project, err)
+	}
+	if p.cfg.Isolation == IsolationRootless {
+		// The builder user goes with its machine, and with it its
+		// subordinate ids. Failing that (a user Slipway did not make, or
+		// one still running processes: another server's project of the
+		// same name) leaves the user, which takes nothing but a name and
+		// an id range.
+		name := UserName(project)
+		if removed, err := removeUser(ctx, name, p.cfg.RuntimeBase); err != nil {
+			p.cfg.Logger.Warn("builder user kept", "project", project, "user", name, "error", err)
+		} else if removed {
+			p.cfg.Logger.Info("builder user removed", "project", project, "user", name)
+		}
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -83,23 +83,16 @@ type builderUser struct {
 // ranges of SubIDCount ids that overlap no one else's. Concurrent callers
 // (also in other processes) are serialized by a lock file in lockDir.
 func ensureUser(ctx context.Context, name, lockDir string) (builderUser, error) {
-	if err := os.MkdirAll(lockDir, 0o755); err != nil {
-		return builderUser{}, fmt.Errorf("builder user %s: %w", name, err)
-	}
-	lock, err := os.OpenFile(filepath.Join(lockDir, "users.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	unlock, err := lockUsers(lockDir)
 	if err != nil {
 		return builderUser{}, fmt.Errorf("builder user %s: %w", name, err)
 	}
-	defer lock.Close()
-	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX); err != nil {
-		return builderUser{}, fmt.Errorf("builder user %s: lock: %w", name, err)
-	}
-	defer unix.Flock(int(lock.Fd()), unix.LOCK_UN)
+	defer unlock()
 
 	u, err := user.Lookup(name)
 	if errors.As(err, new(user.UnknownUserError)) {
 		out, err := exec.CommandContext(ctx, "useradd", "--system", "--no-create-home", "--home-dir", "/nonexistent",
-			"--shell", "/usr/sbin/nologin", "--user-group", "--comment", "Slipway builder", name).CombinedOutput()
+			"--shell", "/usr/sbin/nologin", "--user-group", "--comment", builderComment, name).CombinedOutput()
 		if err != nil {
 			return builderUser{}, fmt.Errorf("create builder user %s: useradd: %v: %s", name, err, strings.TrimSpace(string(out)))
 		}
@@ -141,6 +134,132 @@ func ensureUser(ctx context.Context, name, lockDir string) (builderUser, error) 
 		return builderUser{}, fmt.Errorf("give builder user %s subordinate ids %s: usermod: %v: %s", name, span, err, strings.TrimSpace(string(out)))
 	}
 	return bu, nil
+}
+
+// killMachineProcesses kills the processes of builder user u (its uid, or
+// an id of its subordinate ranges: its build containers) that work for the
+// machine whose volume is vol and runtime directory rt: their command line,
+// working or root directory is in vol, or their XDG_RUNTIME_DIR is rt.
+// podman and its build containers run in process groups of their own and
+// outlive a stopped agent; a volume must not be written while it is
+// removed, nor can a user be removed while it runs processes. It waits up
+// to 15 s for them to be gone.
+func killMachineProcesses(u builderUser, vol, rt string) {
+	uids, _ := readSubIDs("/etc/subuid")
+	mine := func(uid int64) bool {
+		if uid == int64(u.UID) {
+			return true
+		}
+		for _, r := range uids {
+			if (r.owner == u.Name || r.owner == strconv.Itoa(u.UID)) && uid >= r.start && uid < r.start+r.count {
+				return true
+			}
+		}
+		return false
+	}
+	in := func(p, dir string) bool { return p == dir || strings.HasPrefix(p, dir+"/") }
+	for deadline := time.Now().Add(15 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		found := false
+		procs, _ := os.ReadDir("/proc")
+		for _, e := range procs {
+			pid, err := strconv.Atoi(e.Name())
+			if err != nil || pid <= 1 {
+				continue
+			}
+			var st unix.Stat_t
+			if unix.Stat("/proc/"+e.Name(), &st) != nil || !mine(int64(st.Uid)) {
+				continue
+			}
+			cmdline, _ := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+			environ, _ := os.ReadFile("/proc/" + e.Name() + "/environ")
+			cwd, _ := os.Readlink("/proc/" + e.Name() + "/cwd")
+			root, _ := os.Readlink("/proc/" + e.Name() + "/root")
+			if strings.Contains(string(cmdline), vol+"/") || in(cwd, vol) || in(root, vol) ||
+				strings.Contains("\x00"+string(environ)+"\x00", "\x00XDG_RUNTIME_DIR="+rt+"\x00") {
+				if stat, err := os.ReadFile("/proc/" + e.Name() + "/stat"); err == nil && strings.Contains(string(stat), ") Z ") {
+					continue // a zombie: its parent reaps it
+				}
+				found = true
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+		if !found {
+			return
+		}
+	}
+}
+
+// lockUsers serializes the changes of builder users (and their subordinate
+// ids) across processes, by a lock file in lockDir.
+func lockUsers(lockDir string) (unlock func(), err error) {
+	if err := os.MkdirAll(lockDir, 0o755); err != nil {
+		return nil, err
+	}
+	lock, err := os.OpenFile(filepath.Join(lockDir, "users.lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX); err != nil {
+		lock.Close()
+		return nil, fmt.Errorf("lock: %w", err)
+	}
+	return func() {
+		_ = unix.Flock(int(lock.Fd()), unix.LOCK_UN)
+		lock.Close()
+	}, nil
+}
+
+// builderComment marks the users ensureUser created (their GECOS field):
+// removeUser removes no other.
+const builderComment = "Slipway builder"
+
+// removeUser removes the builder user name that ensureUser created, with
+// its group and its /etc/subuid and /etc/subgid ranges. A user that does
+// not exist is no error; one whose name does not start with "slipway-" or
+// that lacks the builderComment mark is not Slipway's and is refused, as is
+// one that still runs processes (userdel refuses it: another server's
+// agent of a same-named project, say). removed says whether it was there.
+func removeUser(ctx context.Context, name, lockDir string) (removed bool, err error) {
+	if !strings.HasPrefix(name, "slipway-") {
+		return false, fmt.Errorf("remove builder user %s: not a Slipway builder's name", name)
+	}
+	unlock, err := lockUsers(lockDir)
+	if err != nil {
+		return false, fmt.Errorf("remove builder user %s: %w", name, err)
+	}
+	defer unlock()
+
+	u, err := user.Lookup(name)
+	if errors.As(err, new(user.UnknownUserError)) {
+		return false, nil
+	} else if err != nil {
+		return false, fmt.Errorf("look up builder user %s: %w", name, err)
+	}
+	if u.Name != builderComment || u.Uid == "0" {
+		return false, fmt.Errorf("user %s was not created by Slipway (its comment is %q, not %q): left alone", name, u.Name, builderComment)
+	}
+	// The ranges first, while the user exists for usermod to find.
+	var args []string
+	for _, f := range []struct{ file, flag string }{{"/etc/subuid", "--del-subuids"}, {"/etc/subgid", "--del-subgids"}} {
+		rs, err := readSubIDs(f.file)
+		if err != nil {
+			return false, err
+		}
+		for _, r := range rs {
+			if r.owner == name || r.owner == u.Uid {
+				args = append(args, f.flag, fmt.Sprintf("%d-%d", r.start, r.start+r.count-1))
+			}
+		}
+	}
+	if len(args) > 0 {
+		if out, err := exec.CommandContext(ctx, "usermod", append(args, name)...).CombinedOutput(); err != nil {
+			return false, fmt.Errorf("remove the subordinate ids of builder user %s: usermod: %v: %s", name, err, strings.TrimSpace(string(out)))
+		}
+	}
+	if out, err := exec.CommandContext(ctx, "userdel", name).CombinedOutput(); err != nil {
+		return false, fmt.Errorf("remove builder user %s: userdel: %v: %s", name, err, strings.TrimSpace(string(out)))
+	}
+	return true, nil
 }
 
 // subIDRange is one line of /etc/subuid or /etc/subgid.

@@ -1,8 +1,10 @@
 package process
 
 import (
+	"os/exec"
 	"os/user"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -69,5 +71,65 @@ func TestEnsureUser(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+func TestRemoveUser(t *testing.T) {
+	ctx := t.Context()
+	lockDir := t.TempDir()
+	const name = "slipway-test-removed"
+	u, err := ensureUser(ctx, name, lockDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	owned := func() (n int) {
+		t.Helper()
+		for _, f := range []string{"/etc/subuid", "/etc/subgid"} {
+			rs, err := readSubIDs(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range rs {
+				if r.owner == name || r.owner == strconv.Itoa(u.UID) {
+					n++
+				}
+			}
+		}
+		return n
+	}
+	if owned() != 2 {
+		t.Fatalf("%s owns %d subordinate ranges before removal, want 2", name, owned())
+	}
+	if removed, err := removeUser(ctx, name, lockDir); err != nil || !removed {
+		t.Fatalf("removeUser(%s) = %v, %v", name, removed, err)
+	}
+	if _, err := user.Lookup(name); err == nil {
+		t.Errorf("user %s still exists", name)
+	}
+	if _, err := user.LookupGroup(name); err == nil {
+		t.Errorf("group %s still exists", name)
+	}
+	if n := owned(); n != 0 {
+		t.Errorf("%d subordinate ranges of %s are left", n, name)
+	}
+	if removed, err := removeUser(ctx, name, lockDir); err != nil || removed {
+		t.Errorf("removeUser of a user that is gone = %v, %v; want false, nil", removed, err)
+	}
+
+	// A user Slipway did not create is left alone, whatever its name.
+	const alien = "slipway-test-alien"
+	if _, err := user.Lookup(alien); err != nil {
+		if out, err := exec.Command("useradd", "--system", "--no-create-home", "--comment", "someone else", alien).CombinedOutput(); err != nil {
+			t.Fatalf("useradd %s: %v %s", alien, err, out)
+		}
+	}
+	if removed, err := removeUser(ctx, alien, lockDir); err == nil || removed || !strings.Contains(err.Error(), "not created by Slipway") {
+		t.Errorf("removeUser(%s) = %v, %v; want a refusal", alien, removed, err)
+	}
+	if _, err := user.Lookup(alien); err != nil {
+		t.Errorf("the user Slipway did not create was removed: %v", err)
+	}
+	if removed, err := removeUser(ctx, "root", lockDir); err == nil || removed {
+		t.Errorf("removeUser(root) = %v, %v; want a refusal", removed, err)
 	}
 }

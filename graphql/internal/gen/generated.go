@@ -68,6 +68,11 @@ type ComplexityRoot struct {
 		Token    func(childComplexity int) int
 	}
 
+	DeleteProjectPayload struct {
+		DeploymentsRemoved func(childComplexity int) int
+		Name               func(childComplexity int) int
+	}
+
 	Deployment struct {
 		Commit     func(childComplexity int) int
 		CreatedAt  func(childComplexity int) int
@@ -124,6 +129,7 @@ type ComplexityRoot struct {
 		AddProject      func(childComplexity int, input AddProjectInput) int
 		Cancel          func(childComplexity int, id string) int
 		CreateToken     func(childComplexity int, name *string) int
+		DeleteProject   func(childComplexity int, name string) int
 		DeleteSecret    func(childComplexity int, project string, name string) int
 		Deploy          func(childComplexity int, input DeployInput) int
 		RevokeToken     func(childComplexity int, id string) int
@@ -224,6 +230,7 @@ type MutationResolver interface {
 	SetLogRetention(ctx context.Context, project string, maxAge *string, maxSize *string) (*slipway.Project, error)
 	SetSecret(ctx context.Context, project string, name string, value string) (*slipway.Secret, error)
 	DeleteSecret(ctx context.Context, project string, name string) (*slipway.Secret, error)
+	DeleteProject(ctx context.Context, name string) (*DeleteProjectPayload, error)
 }
 type ProgressResolver interface {
 	Stage(ctx context.Context, obj *slipway.Progress) (*int, error)
@@ -353,6 +360,19 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.CreateTokenPayload.Token(childComplexity), true
+
+	case "DeleteProjectPayload.deploymentsRemoved":
+		if e.ComplexityRoot.DeleteProjectPayload.DeploymentsRemoved == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DeleteProjectPayload.DeploymentsRemoved(childComplexity), true
+	case "DeleteProjectPayload.name":
+		if e.ComplexityRoot.DeleteProjectPayload.Name == nil {
+			break
+		}
+
+		return e.ComplexityRoot.DeleteProjectPayload.Name(childComplexity), true
 
 	case "Deployment.commit":
 		if e.ComplexityRoot.Deployment.Commit == nil {
@@ -636,6 +656,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.CreateToken(childComplexity, args["name"].(*string)), true
+	case "Mutation.deleteProject":
+		if e.ComplexityRoot.Mutation.DeleteProject == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_deleteProject_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.DeleteProject(childComplexity, args["name"].(string)), true
 	case "Mutation.deleteSecret":
 		if e.ComplexityRoot.Mutation.DeleteSecret == nil {
 			break
@@ -1090,6 +1121,22 @@ type Mutation {
   setSecret(project: String!, name: String!, value: String!): Secret!
   "Removes a project's build secret; answers its record."
   deleteSecret(project: String!, name: String!): Secret!
+  """
+  Removes a project: its builder machine (agent, volume and, with rootless
+  builders, its builder user and that user's subordinate id ranges), its
+  secrets, and its deployments' records and logs. Images already pushed
+  stay in the registry. Refused (CONFLICT) while one of its deployments is
+  queued or building: cancel it first.
+  """
+  deleteProject(name: String!): DeleteProjectPayload!
+}
+
+"What deleteProject removed."
+type DeleteProjectPayload {
+  "The project's name, free to be used again."
+  name: String!
+  "How many deployment records (with their logs) were removed."
+  deploymentsRemoved: Int!
 }
 
 """
@@ -1412,6 +1459,16 @@ func (ec *executionContext) childFields_CreateTokenPayload(ctx context.Context, 
 		return ec.fieldContext_CreateTokenPayload_apiToken(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type CreateTokenPayload", field.Name)
+}
+
+func (ec *executionContext) childFields_DeleteProjectPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "name":
+		return ec.fieldContext_DeleteProjectPayload_name(ctx, field)
+	case "deploymentsRemoved":
+		return ec.fieldContext_DeleteProjectPayload_deploymentsRemoved(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type DeleteProjectPayload", field.Name)
 }
 
 func (ec *executionContext) childFields_Deployment(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -1782,6 +1839,20 @@ func (ec *executionContext) field_Mutation_createToken_args(ctx context.Context,
 	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "name",
 		func(ctx context.Context, v any) (*string, error) {
 			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["name"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_deleteProject_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "name",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
 		})
 	if err != nil {
 		return nil, err
@@ -2455,6 +2526,52 @@ func (ec *executionContext) fieldContext_CreateTokenPayload_apiToken(_ context.C
 		},
 	}
 	return fc, nil
+}
+
+func (ec *executionContext) _DeleteProjectPayload_name(ctx context.Context, field graphql.CollectedField, obj *DeleteProjectPayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DeleteProjectPayload_name(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Name, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DeleteProjectPayload_name(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DeleteProjectPayload", field, false, false, "String")
+}
+
+func (ec *executionContext) _DeleteProjectPayload_deploymentsRemoved(ctx context.Context, field graphql.CollectedField, obj *DeleteProjectPayload) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_DeleteProjectPayload_deploymentsRemoved(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.DeploymentsRemoved, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_DeleteProjectPayload_deploymentsRemoved(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("DeleteProjectPayload", field, false, false, "Int")
 }
 
 func (ec *executionContext) _Deployment_id(ctx context.Context, field graphql.CollectedField, obj *slipway.Deployment) (ret graphql.Marshaler) {
@@ -3815,6 +3932,50 @@ func (ec *executionContext) fieldContext_Mutation_deleteSecret(ctx context.Conte
 	}()
 	ctx = graphql.WithFieldContext(ctx, fc)
 	if fc.Args, err = ec.field_Mutation_deleteSecret_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_deleteProject(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_deleteProject(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().DeleteProject(ctx, fc.Args["name"].(string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *DeleteProjectPayload) graphql.Marshaler {
+			return ec.marshalNDeleteProjectPayload2ᚖgithubᚗcomᚋslipwayᚑciᚋslipwayᚋgraphqlᚋinternalᚋgenᚐDeleteProjectPayload(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_deleteProject(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_DeleteProjectPayload(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_deleteProject_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
 		ec.Error(ctx, err)
 		return fc, err
 	}
@@ -6216,6 +6377,44 @@ func (ec *executionContext) _CreateTokenPayload(ctx context.Context, sel ast.Sel
 	return out
 }
 
+var deleteProjectPayloadImplementors = []string{"DeleteProjectPayload"}
+
+func (ec *executionContext) _DeleteProjectPayload(ctx context.Context, sel ast.SelectionSet, obj *DeleteProjectPayload) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, deleteProjectPayloadImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("DeleteProjectPayload")
+		case "name":
+			out.Values[i] = ec._DeleteProjectPayload_name(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "deploymentsRemoved":
+			out.Values[i] = ec._DeleteProjectPayload_deploymentsRemoved(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var deploymentImplementors = []string{"Deployment"}
 
 func (ec *executionContext) _Deployment(ctx context.Context, sel ast.SelectionSet, obj *slipway.Deployment) graphql.Marshaler {
@@ -6621,6 +6820,13 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 		case "deleteSecret":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_deleteSecret(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "deleteProject":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_deleteProject(ctx, field)
 			})
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
@@ -7421,6 +7627,14 @@ func (ec *executionContext) marshalNCreateTokenPayload2ᚖgithubᚗcomᚋslipway
 		return graphql.Null
 	}
 	return ec._CreateTokenPayload(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNDeleteProjectPayload2ᚖgithubᚗcomᚋslipwayᚑciᚋslipwayᚋgraphqlᚋinternalᚋgenᚐDeleteProjectPayload(ctx context.Context, sel ast.SelectionSet, v *DeleteProjectPayload) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "DeleteProjectPayload!")
+		return graphql.Null
+	}
+	return ec._DeleteProjectPayload(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalNDeployInput2githubᚗcomᚋslipwayᚑciᚋslipwayᚋgraphqlᚋinternalᚋgenᚐDeployInput(ctx context.Context, v any) (DeployInput, error) {

@@ -38,6 +38,14 @@ type CreateTokenPayload struct {
 	APIToken *slipway.APIToken `json:"apiToken"`
 }
 
+// What deleteProject removed.
+type DeleteProjectPayload struct {
+	// The project's name, free to be used again.
+	Name string `json:"name"`
+	// How many deployment records (with their logs) were removed.
+	DeploymentsRemoved int `json:"deploymentsRemoved"`
+}
+
 type DeployInput struct {
 	Project string `json:"project"`
 	// A full 40-hex-digit commit SHA.
