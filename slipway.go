@@ -100,6 +100,17 @@ type Deployment struct {
 	// LogPruned is true once the project's log retention deleted the
 	// deployment's log lines; the record itself is kept.
 	LogPruned bool `json:"logPruned,omitempty"`
+	// LogComplete says whether the store held the deployment's whole log
+	// (every line the agent wrote) when it ended: nil while it runs, and
+	// for deployments recorded before Slipway checked; false when the
+	// lines did not all arrive in time (see LogCompleteAt).
+	LogComplete *bool `json:"logComplete,omitempty"`
+	// LogCompleteAt is when the log was found complete, or when the wait
+	// for it gave up.
+	LogCompleteAt *time.Time `json:"logCompleteAt,omitempty"`
+	// LogLines is the number of the deployment's last log line, as far as
+	// it is known when it ended (0: none).
+	LogLines int64 `json:"logLines,omitempty"`
 	// Progress, when set, is the deployment's progress as read with its
 	// record (the API fills it in for subscribers); it is not stored.
 	Progress   *Progress  `json:"progress,omitempty"`
@@ -127,6 +138,13 @@ type DeploymentResult struct {
 	FailedStep string
 	Timings    map[string]int64
 	Steps      []BuildStep
+	// LogComplete, LogCompleteAt and LogLines: see Deployment. When
+	// LogComplete is nil, a deployment that never started building is
+	// recorded with a complete (empty) log at the finish time, others with
+	// LogComplete unknown.
+	LogComplete   *bool
+	LogCompleteAt time.Time
+	LogLines      int64
 }
 
 // BuildStep is one Dockerfile step of a build.

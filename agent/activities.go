@@ -110,6 +110,7 @@ func (a *Activities) begin(ctx context.Context, in deploy.BuildInput, phase stri
 			cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 			_ = j.pub.Close(cctx)
 			ccancel()
+			a.reportLogEnd(ctx, in, j.pub.LastLine())
 		}
 		_ = stdout.Flush()
 		cancel()
@@ -119,6 +120,21 @@ func (a *Activities) begin(ctx context.Context, in deploy.BuildInput, phase stri
 		a.tracker.end(time.Now())
 	}
 	return j, nil
+}
+
+// reportLogEnd tells the deployment's workflow the number of the last log
+// line written so far (deploy.SignalLogEnd), so that the server waits for
+// the archiver to store that many before it records the end. Best effort:
+// without it the server waits for what the stream holds.
+func (a *Activities) reportLogEnd(ctx context.Context, in deploy.BuildInput, last int64) {
+	if last == 0 {
+		return
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), progressTimeout)
+	defer cancel()
+	if err := activity.GetClient(ctx).SignalWorkflow(sctx, deploy.WorkflowID(in.DeploymentID), "", deploy.SignalLogEnd, last); err != nil {
+		a.cfg.Logger.Warn("report the last log line", "deployment", in.DeploymentID, "line", last, "error", err)
+	}
 }
 
 // progressSender returns how the activity of ctx reports progress: a

@@ -45,7 +45,7 @@ type DeployInput struct {
 const projectFields = `name repo branch dockerfile context createdAt logRetention { maxAgeSeconds maxBytes }`
 
 const deploymentFields = `id project ref commit trigger status image digest error failedStep
-	timings { phase ms } steps { n instruction cached durationMs } createdAt startedAt finishedAt logPruned
+	timings { phase ms } steps { n instruction cached durationMs } createdAt startedAt finishedAt logPruned logComplete logCompleteAt logLines
 	progress { phase step stepsTotal stage stages instruction cachedSteps }`
 
 const machineFields = `project provider isolation user state pid volumeDir volumeBytes lastWokeAt lastWakeMs lastSleptAt error updatedAt`
@@ -231,7 +231,11 @@ type deployment struct {
 	StartedAt  *time.Time          `json:"startedAt"`
 	FinishedAt *time.Time          `json:"finishedAt"`
 	LogPruned  bool                `json:"logPruned"`
-	Progress   *struct {
+	// LogComplete is null for servers older than the field too.
+	LogComplete   *bool      `json:"logComplete"`
+	LogCompleteAt *time.Time `json:"logCompleteAt"`
+	LogLines      int64      `json:"logLines"`
+	Progress      *struct {
 		Phase       string  `json:"phase"`
 		Step        int     `json:"step"`
 		StepsTotal  int     `json:"stepsTotal"`
@@ -244,19 +248,20 @@ type deployment struct {
 
 func (d *deployment) domain() *slipway.Deployment {
 	out := &slipway.Deployment{
-		ID:         d.ID,
-		Project:    d.Project,
-		Ref:        d.Ref,
-		Commit:     d.Commit,
-		Trigger:    slipway.Trigger(d.Trigger),
-		Status:     slipway.Status(strings.ToLower(d.Status)),
-		Image:      d.Image,
-		Digest:     d.Digest,
-		Steps:      d.Steps,
-		CreatedAt:  d.CreatedAt,
-		StartedAt:  d.StartedAt,
-		FinishedAt: d.FinishedAt,
-		LogPruned:  d.LogPruned,
+		ID:          d.ID,
+		Project:     d.Project,
+		Ref:         d.Ref,
+		Commit:      d.Commit,
+		Trigger:     slipway.Trigger(d.Trigger),
+		Status:      slipway.Status(strings.ToLower(d.Status)),
+		Image:       d.Image,
+		Digest:      d.Digest,
+		Steps:       d.Steps,
+		CreatedAt:   d.CreatedAt,
+		StartedAt:   d.StartedAt,
+		FinishedAt:  d.FinishedAt,
+		LogPruned:   d.LogPruned,
+		LogComplete: d.LogComplete, LogCompleteAt: d.LogCompleteAt, LogLines: d.LogLines,
 	}
 	if p := d.Progress; p != nil {
 		out.Progress = &slipway.Progress{Phase: p.Phase, Step: p.Step, StepsTotal: p.StepsTotal, CachedSteps: p.CachedSteps}

@@ -3,6 +3,7 @@ package deploy
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"go.temporal.io/sdk/activity"
@@ -21,6 +22,12 @@ type ControlActivities struct {
 	Secrets slipway.SecretStore
 	// Slots limits concurrent builds across projects; nil means no limit.
 	Slots *Slots
+	// Logs is the log archiver AwaitLog waits for.
+	Logs LogArchive
+	// LogWait bounds AwaitLog's wait; default 30 s.
+	LogWait time.Duration
+	// Logger reports incomplete logs; default none.
+	Logger *slog.Logger
 	// Now is the clock; default time.Now.
 	Now func() time.Time
 }

@@ -236,6 +236,8 @@ func DeploymentWorkflow(ctx workflow.Context, in DeploymentInput) (res slipway.D
 	started := workflow.Now(ctx)
 	timings["queue"] = max(0, started.Sub(in.QueuedAt).Milliseconds())
 	progress := newProgress()
+	logEnd := trackLogEnd(ctx)
+	reachedBuilder := false
 
 	// Record the outcome whatever happens, on a context that survives
 	// cancellation.
@@ -252,6 +254,7 @@ func DeploymentWorkflow(ctx workflow.Context, in DeploymentInput) (res slipway.D
 		timings["total"] = workflow.Now(ctx).Sub(in.QueuedAt).Milliseconds()
 		res.Timings = timings
 		dctx, _ := workflow.NewDisconnectedContext(ctrl)
+		recordLogCompleteness(ctx, dctx, in, reachedBuilder, logEnd, &res)
 		if ferr := workflow.ExecuteActivity(dctx, ActivityFinish, FinishInput{DeploymentID: in.DeploymentID, Result: res}).Get(dctx, nil); ferr != nil {
 			logger.Error("recording the deployment result failed", "deployment", in.DeploymentID, "error", ferr)
 			err = ferr
@@ -331,6 +334,7 @@ func DeploymentWorkflow(ctx workflow.Context, in DeploymentInput) (res slipway.D
 		timings["wake"] = workflow.Now(ctx).Sub(wakeStart).Milliseconds()
 		progress.phase(slipway.PhaseFetch)
 		child = startBuild()
+		reachedBuilder = true
 	} else {
 		// Record building, wake the machine and start the build at once:
 		// the build's first task waits on the builder queue until the
@@ -342,6 +346,10 @@ func DeploymentWorkflow(ctx workflow.Context, in DeploymentInput) (res slipway.D
 		wakeStart := workflow.Now(ctx)
 		woke := workflow.ExecuteActivity(ctrl, ActivityWake, in.Project)
 		child = startBuild()
+		// The agent may already be awake and writing: wait for its log
+		// even if the wake or mark then fails (AwaitLog returns at once
+		// when no line was written).
+		reachedBuilder = true
 		if err := marked.Get(ctx, nil); err != nil {
 			stopBuild(child)
 			return failed("record building", err), nil

@@ -26,6 +26,8 @@ type fakeActivities struct {
 	wake     func() error
 	build    func(ctx context.Context) (BuildActivityResult, error)
 	push     func(attempt int) (PushResult, error)
+	awaited  []LogWaitInput
+	awaitLog func(LogWaitInput) (LogWaitResult, error)
 }
 
 func (f *fakeActivities) count(name string) int {
@@ -63,6 +65,16 @@ func (f *fakeActivities) register(env *testsuite.TestWorkflowEnvironment) {
 		f.mu.Unlock()
 		return nil
 	}, activity.RegisterOptions{Name: ActivityFinish})
+	env.RegisterActivityWithOptions(func(ctx context.Context, in LogWaitInput) (LogWaitResult, error) {
+		f.count(ActivityAwaitLog)
+		f.mu.Lock()
+		f.awaited = append(f.awaited, in)
+		f.mu.Unlock()
+		if f.awaitLog != nil {
+			return f.awaitLog(in)
+		}
+		return LogWaitResult{Complete: true, Lines: in.AgentLastLine, At: logCheckedAt}, nil
+	}, activity.RegisterOptions{Name: ActivityAwaitLog})
 	env.RegisterActivityWithOptions(func(ctx context.Context, in BuildInput) (FetchResult, error) {
 		f.count(ActivityFetch)
 		return FetchResult{Dir: "/vol/work/" + in.DeploymentID}, nil
@@ -85,6 +97,9 @@ func (f *fakeActivities) register(env *testsuite.TestWorkflowEnvironment) {
 		return PushResult{Digest: "sha256:abc"}, nil
 	}, activity.RegisterOptions{Name: ActivityPush})
 }
+
+// logCheckedAt is when the stand-in AwaitLog found a log complete.
+var logCheckedAt = time.Date(2026, 1, 1, 0, 1, 0, 0, time.UTC)
 
 func input() DeploymentInput {
 	return DeploymentInput{
@@ -197,6 +212,45 @@ func TestWakeFailure(t *testing.T) {
 	if f.calls[ActivityPush] != 0 {
 		t.Errorf("pushed although the machine did not wake")
 	}
+	// No builder ever wrote a line: nothing to wait for. (The build starts
+	// alongside the wake, so AwaitLog runs, and returns at once without a
+	// line to wait for: TestAwaitLog.)
+	if len(f.awaited) > 1 || (len(f.awaited) == 1 && f.awaited[0].AgentLastLine != 0) || r.LogComplete == nil || !*r.LogComplete || r.LogLines != 0 {
+		t.Errorf("log of a deployment whose machine did not wake: AwaitLog inputs %+v, complete %v, %d lines; want no agent line, complete, 0 lines",
+			f.awaited, r.LogComplete, r.LogLines)
+	}
+}
+
+// The workflow waits for the archiver before it records the end, with the
+// agent's last line number, and records what the wait found.
+func TestLogCompleteRecorded(t *testing.T) {
+	f := &fakeActivities{}
+	r := run(t, f, func(env *testsuite.TestWorkflowEnvironment) {
+		env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalLogEnd, int64(40)) }, 0)
+		env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalLogEnd, int64(57)) }, time.Millisecond)
+	})
+	if len(f.awaited) != 1 || f.awaited[0].AgentLastLine != 57 || f.awaited[0].Settle != 0 {
+		t.Fatalf("AwaitLog inputs = %+v, want one with the agent's last line 57 and no settle time", f.awaited)
+	}
+	if r.LogComplete == nil || !*r.LogComplete || r.LogLines != 57 || !r.LogCompleteAt.Equal(logCheckedAt) {
+		t.Errorf("recorded log complete %v, %d lines at %v; want complete, 57 lines at %v", r.LogComplete, r.LogLines, r.LogCompleteAt, logCheckedAt)
+	}
+
+	f = &fakeActivities{awaitLog: func(in LogWaitInput) (LogWaitResult, error) {
+		return LogWaitResult{Complete: false, Lines: 9, At: logCheckedAt, Missing: "lines 1..9 not all stored after 30s"}, nil
+	}}
+	r = run(t, f, nil)
+	if r.Status != slipway.StatusSucceeded || r.LogComplete == nil || *r.LogComplete || r.LogLines != 9 {
+		t.Errorf("with the log short: status %s, log complete %v, %d lines; want succeeded, incomplete, 9", r.Status, r.LogComplete, r.LogLines)
+	}
+
+	f = &fakeActivities{awaitLog: func(in LogWaitInput) (LogWaitResult, error) {
+		return LogWaitResult{}, temporal.NewNonRetryableApplicationError("no log archiver to wait for", "NoArchiver", nil)
+	}}
+	r = run(t, f, nil)
+	if r.Status != slipway.StatusSucceeded || r.LogComplete == nil || *r.LogComplete {
+		t.Errorf("when the wait fails: status %s, log complete %v; want succeeded, incomplete", r.Status, r.LogComplete)
+	}
 }
 
 func TestCancelRecordsCancelled(t *testing.T) {
@@ -217,6 +271,10 @@ func TestCancelRecordsCancelled(t *testing.T) {
 	})
 	if r.Status != slipway.StatusCancelled {
 		t.Fatalf("result = %+v, want cancelled", r)
+	}
+	// The cancelled agent may still be writing: the wait looks again.
+	if len(f.awaited) != 1 || f.awaited[0].Settle != stoppedSettle {
+		t.Errorf("AwaitLog inputs = %+v, want one with settle time %s", f.awaited, stoppedSettle)
 	}
 }
 
@@ -239,7 +297,10 @@ func TestRollbackRunsNoBuild(t *testing.T) {
 	if r.Status != slipway.StatusSucceeded || r.Digest != "sha256:old" || r.Image != "reg/app:old" {
 		t.Errorf("rollback result = %+v, want succeeded with the earlier image", r)
 	}
-	for _, a := range []string{ActivityWake, ActivityFetch, ActivityBuild, ActivityPush} {
+	if r.LogComplete == nil || !*r.LogComplete {
+		t.Errorf("a rollback's (empty) log recorded complete %v, want complete", r.LogComplete)
+	}
+	for _, a := range []string{ActivityWake, ActivityFetch, ActivityBuild, ActivityPush, ActivityAwaitLog} {
 		if f.calls[a] != 0 {
 			t.Errorf("a rollback ran %s", a)
 		}

@@ -224,6 +224,26 @@ type deploymentJSON struct {
 	FailedStep string     `json:"failedStep"`
 	CreatedAt  time.Time  `json:"createdAt"`
 	FinishedAt *time.Time `json:"finishedAt"`
+	// LogComplete and LogLines: whether the whole log was stored when it
+	// ended, and its last line's number.
+	LogComplete *bool `json:"logComplete"`
+	LogLines    int64 `json:"logLines"`
+}
+
+// checkLogComplete fails unless d ended with its log recorded complete and
+// the store holds exactly lines 1..LogLines, read at once: a reader never
+// sees a short log after the end.
+func (s *serverProc) checkLogComplete(t *testing.T, d deploymentJSON) {
+	t.Helper()
+	stored, err := s.api().Logs(t.Context(), d.ID, 0, 5000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.LogComplete == nil || !*d.LogComplete || d.LogLines == 0 || int64(len(stored)) != d.LogLines ||
+		stored[len(stored)-1].N != d.LogLines {
+		t.Errorf("deployment %s ended with log complete %v, %d lines; the store has %d lines: want complete and all of them stored",
+			d.ID, d.LogComplete, d.LogLines, len(stored))
+	}
 }
 
 func (s *serverProc) deployments(t *testing.T, project string) []deploymentJSON {
@@ -553,6 +573,7 @@ func TestServerRestartMidBuild(t *testing.T) {
 		logs, _ := s2.cli(t, "logs", id)
 		t.Fatalf("after a restart mid-build the deployment = %s (%s at %s), want succeeded\nlogs:\n%s\nagent:\n%s", d.Status, d.Error, d.FailedStep, logs, s2.agentLog("slow"))
 	}
+	s2.checkLogComplete(t, d)
 	logs, _ := s2.cli(t, "logs", id)
 	if !strings.Contains(logs, "woke") {
 		t.Errorf("log after restart lacks the end of the RUN step:\n%s", logs)
@@ -657,7 +678,9 @@ type deploymentDetail struct {
 	Status  string `json:"status"`
 	Digest  string `json:"digest"`
 	Trigger string `json:"trigger"`
-	Steps   []struct {
+	// LogPruned is true once log retention deleted the log.
+	LogPruned bool `json:"logPruned"`
+	Steps     []struct {
 		Instruction string `json:"instruction"`
 		Cached      bool   `json:"cached"`
 	} `json:"steps"`

@@ -147,6 +147,7 @@ func TestFollowMidBuild(t *testing.T) {
 	if d.Status != "succeeded" {
 		t.Fatalf("deployment %s, want succeeded", d.Status)
 	}
+	s.checkLogComplete(t, d)
 
 	stored, err := s.api().Logs(t.Context(), id, 0, 5000)
 	if err != nil {
@@ -179,6 +180,10 @@ func TestFollowMidBuild(t *testing.T) {
 		t.Errorf("deploy --follow of a failing build: exit %d\n%s", code, out)
 	}
 	failed := s.deployments(t, "live")[0]
+	s.checkLogComplete(t, failed)
+	if out, code := s.cli(t, "deployment", failed.ID); code != 0 || !strings.Contains(out, fmt.Sprintf("complete, %d lines", failed.LogLines)) {
+		t.Errorf("slipway deployment of a failed build does not show its complete log: exit %d\n%s", code, out)
+	}
 	if out, code := s.cli(t, "logs", "-f", failed.ID); code != 1 || !strings.Contains(out, "follow-about-to-fail") {
 		t.Errorf("logs -f of a failed deployment: exit %d\n%s", code, out)
 	}

@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"testing"
@@ -17,9 +18,12 @@ import (
 // add a project with the form, deploy it with the Deploy button, watch the
 // log arrive while the build runs, see it succeed; then a push that fails
 // shows the failed step, and "Jump to failing step" brings its line into
-// view. Set SLIPWAY_UI_SCREENSHOTS=DIR to keep a screenshot of each page.
+// view. Mid-build the page shows the build's progress (phase, STEP n/m);
+// once ended, that its log is complete; after the project's log retention
+// deleted a log, that it was pruned. Set SLIPWAY_UI_SCREENSHOTS=DIR to keep
+// a screenshot of each page.
 func TestWebUI(t *testing.T) {
-	s := startServer(t, t.TempDir(), "127.0.0.1:0")
+	s := startServer(t, t.TempDir(), "127.0.0.1:0", "--log-prune-every", "2s")
 	p := testenv.Podman(t)
 	base := testenv.BaseImage(t, p, s.Host)
 	dir, sha1 := testenv.GitRepo(t, map[string]string{
@@ -89,12 +93,25 @@ func TestWebUI(t *testing.T) {
 		Follow    string `json:"follow"`
 		Numbered  bool   `json:"numbered"`
 		Transport string `json:"transport"`
+		Progress  *struct {
+			Phase string `json:"phase"`
+			Step  string `json:"step"`
+			Total string `json:"total"`
+			Text  string `json:"text"`
+		} `json:"progress"`
+		ListProgress string `json:"listProgress"`
 	}
-	live := webtest.WaitFor[liveState](b, "the first build line in the log", `(() => {
+	// The progress card follows the build's STEP n/m (the agent's signal
+	// can trail the log line by a moment): wait for both, or for the end.
+	live := webtest.WaitFor[liveState](b, "the first build line in the log and the build's progress", `(() => {
 		const lines = [...document.querySelectorAll("#log-lines .ln")];
 		const l = lines.find((e) => e.textContent.includes("ui-build-started"));
 		if (!l) return null;
+		const p = document.querySelector("#progress");
+		const done = lines.some((e) => e.textContent.includes("ui-build-done"));
+		if (!done && p?.dataset.step !== "2") return null;
 		return {
+			progress: p && {phase: p.dataset.phase, step: p.dataset.step, total: p.dataset.stepsTotal, text: p.innerText},
 			status: document.querySelector("#deployment-status")?.dataset.status,
 			coloured: l.querySelector(".ansi-fg-2")?.textContent === "ui-build-started" && l.querySelector(".ansi-bold")?.textContent === "one",
 			done: lines.some((e) => e.textContent.includes("ui-build-done")),
@@ -113,9 +130,16 @@ func TestWebUI(t *testing.T) {
 	if live.Transport != "websocket" {
 		t.Errorf("the live log came by %q, want the WebSocket subscription", live.Transport)
 	}
+	if pr := live.Progress; pr == nil || pr.Phase != "build" || pr.Step != "2" || pr.Total != "3" ||
+		!strings.Contains(pr.Text, "Step 2 of 3") || !strings.Contains(pr.Text, "RUN printf") {
+		t.Errorf("progress mid-build = %+v; want phase build, \"Step 2 of 3\" and the RUN instruction", pr)
+	}
 
 	webtest.WaitFor[bool](b, "the deployment to succeed", `document.querySelector("#deployment-status")?.dataset.status === "succeeded"`, 5*time.Minute)
 	webtest.WaitFor[bool](b, "the end of the log", `document.querySelector("#log-state")?.textContent === "Complete" && document.querySelector("#log-lines").textContent.includes("ui-build-done")`, time.Minute)
+	if n := webtest.Eval[int](b, `document.querySelectorAll("#progress").length`); n != 0 {
+		t.Errorf("the progress card is still shown after the deployment ended")
+	}
 	d := s.waitFinished(t, "web", id, time.Minute)
 	type finished struct {
 		Digest string   `json:"digest"`
@@ -138,6 +162,9 @@ func TestWebUI(t *testing.T) {
 	apiLines := s.logLines(t, id)
 	if f.Lines != len(apiLines) {
 		t.Errorf("the page shows %d log lines, the API has %d", f.Lines, len(apiLines))
+	}
+	if got, want := webtest.Eval[string](b, `document.querySelector("#log-summary").innerText`), fmt.Sprintf("Complete · %d lines", len(apiLines)); got != want {
+		t.Errorf("the summary says the log is %q, want %q", got, want)
 	}
 	for i := 1; i < len(f.Nums); i++ {
 		if f.Nums[i] != f.Nums[i-1]+1 {
@@ -173,8 +200,10 @@ func TestWebUI(t *testing.T) {
 	}
 
 	// A push that fails: the project page shows the failure and its step.
+	// Its first step writes 1.1 MB of log (275 lines of 4000 x), so that a
+	// 1 MB log retention later deletes logs.
 	sha2 := testenv.Commit(t, dir, map[string]string{
-		"Dockerfile": "FROM " + base + "\nRUN echo ui-about-to-fail && exit 3\n",
+		"Dockerfile": "FROM " + base + "\nRUN head -c 1100000 /dev/zero | tr '\\0' x | fold -w 4000\nRUN echo ui-about-to-fail && exit 3\n",
 	})
 	a := s.sendPush(t, secret, "ui-delivery-1", pushPayload(t, repoURL, "main", sha1, sha2))
 	if a.Status != http.StatusAccepted || a.Deployment == "" {
@@ -222,6 +251,43 @@ func TestWebUI(t *testing.T) {
 	j := webtest.WaitFor[jumpState](b, "the failing step's line", target, 10*time.Second)
 	if !strings.Contains(j.Text, "STEP") || !strings.Contains(j.Text, "RUN echo ui-about-to-fail") || !j.Failing || !j.InView {
 		t.Errorf("jump to failing step: line %q, marked failing %v, in view %v; want the failing STEP line, in view", j.Text, j.Failing, j.InView)
+	}
+
+	// A 1 MB log retention deletes the first deployment's log (the oldest
+	// first): its page says the log was pruned, not that it is empty.
+	if out, code := s.cli(t, "project", "set", "web", "--log-retention-size", "1MB"); code != 0 {
+		t.Fatalf("project set --log-retention-size: exit %d: %s", code, out)
+	}
+	deadline := time.Now().Add(time.Minute)
+	for !s.detail(t, id).LogPruned {
+		if time.Now().After(deadline) {
+			t.Fatalf("the first deployment's log was not pruned within a minute of setting a 1 MB retention\nserver:\n%s", s.out)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	b.Do("open the pruned deployment", 30*time.Second, chromedp.Navigate(s.URL+"/deployments/"+id))
+	type prunedState struct {
+		Notice  string `json:"notice"`
+		State   string `json:"state"`
+		Summary string `json:"summary"`
+		Lines   int    `json:"lines"`
+		Bars    int    `json:"bars"`
+	}
+	ps := webtest.WaitFor[prunedState](b, "the pruned log's notice", `(() => {
+		const n = document.querySelector("#log-pruned");
+		if (!n || n.hidden || document.querySelector("#log-state")?.textContent === "Live") return null;
+		return {
+			notice: n.innerText,
+			state: document.querySelector("#log-state").textContent,
+			summary: document.querySelector("#log-summary")?.innerText,
+			lines: document.querySelectorAll("#log-lines .ln").length,
+			bars: document.querySelectorAll("#timings .bar-row").length,
+		};
+	})()`, 30*time.Second)
+	b.Screenshot("deployment-pruned")
+	if !strings.Contains(ps.Notice, "Log pruned") || ps.State != "Pruned" || !strings.Contains(ps.Summary, "Pruned") || ps.Lines != 0 || ps.Bars == 0 {
+		t.Errorf("pruned deployment page: notice %q, log state %q, summary %q, %d lines, %d timing bars; want the pruned notice and state, no lines, the timings kept",
+			ps.Notice, ps.State, ps.Summary, ps.Lines, ps.Bars)
 	}
 }
 

@@ -355,6 +355,20 @@ func (a *Archiver) WaitFor(ctx context.Context, deployment string, n int64) erro
 	}
 }
 
+// LastStreamLine returns the number of the deployment's last line in the
+// stream (0 when it has none): the line WaitFor must reach for the store
+// to hold everything NATS took.
+func (a *Archiver) LastStreamLine(ctx context.Context, project, deployment string) (int64, error) {
+	if !validToken(project) || !validToken(deployment) {
+		return 0, slipway.Errorf(slipway.EINVALID, "invalid log subject for project %q, deployment %q", project, deployment)
+	}
+	js, err := jetstream.New(a.nc)
+	if err != nil {
+		return 0, err
+	}
+	return lastLineNumber(ctx, js, Subject(project, deployment))
+}
+
 // Stop stops consuming, abandons a store write in progress (its lines are
 // redelivered later), sends the pending acks and closes the connection. It
 // waits for all of that and is safe to call more than once.

@@ -235,9 +235,12 @@ func (w *Watcher) WatchDeployment(ctx context.Context, project, deployment strin
 // (see StartMargin), so a line archived while the replay ran is not missed;
 // a line seen twice is dropped by its number. The log is complete when the
 // deployment is in a terminal state and the stream has delivered every
-// line it holds for it (plus Settle after a cancelled or superseded
-// deployment ended). A line the stream never got (its publisher gave up)
-// holds the lines after it back for at most GapTimeout.
+// line it holds for it, and, when the server recorded the log complete,
+// every line up to the deployment's LogLines (from the store if the
+// stream lacks them). Deployments ended without that mark (recorded by an
+// older server) wait Settle after a cancel or supersede instead. A line
+// the stream never got (its publisher gave up) holds the lines after it
+// back for at most GapTimeout.
 //
 // Without NATS (the connection down when the follow starts) it polls the
 // store instead.
@@ -365,7 +368,9 @@ func (f *follow) ended(ctx context.Context) (bool, error) {
 	if !f.d.Status.Terminal() {
 		return false, nil
 	}
-	if f.d.Status == slipway.StatusCancelled || f.d.Status == slipway.StatusSuperseded {
+	// A stopped build's lines may still be arriving, unless the server
+	// waited for them before it recorded the end (LogComplete set).
+	if f.d.LogComplete == nil && (f.d.Status == slipway.StatusCancelled || f.d.Status == slipway.StatusSuperseded) {
 		if f.d.FinishedAt != nil && time.Since(*f.d.FinishedAt) < f.w.cfg.Settle {
 			return false, nil
 		}
@@ -518,6 +523,13 @@ func (f *follow) stream(ctx context.Context, changed <-chan struct{}) error {
 			continue
 		}
 		if ended {
+			// The store has every line up to LogLines once the log was
+			// found complete: take from it what the stream did not give.
+			if c := f.d.LogComplete; c != nil && *c && f.next <= f.d.LogLines {
+				if err := f.replay(ctx); err != nil {
+					return err
+				}
+			}
 			return f.flushPending()
 		}
 		// A line is missing and the stream has nothing more.

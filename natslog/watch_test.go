@@ -271,6 +271,34 @@ func TestFollowCancelledSettles(t *testing.T) {
 	c.wait(t, 1, 2, 10*time.Second)
 }
 
+// A deployment the server recorded with a complete log ends a follow once
+// every line up to its last is out, taking from the store what the stream
+// did not deliver, and a stopped one does not wait Settle for late lines.
+func TestFollowEndsWithTheRecordedLog(t *testing.T) {
+	srv := startServer(t, natslog.ServerConfig{})
+	db, d := sqliteDeployment(t)
+	w := newWatcher(t, srv.URL(), db, natslog.WatcherConfig{Settle: time.Hour})
+	publishRaw(t, srv.URL(), d, 1)
+	c := follow(t, w, d.ID, 0)
+	deadline := time.Now().Add(10 * time.Second)
+	for c.count() < 1 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	// Lines 2 and 3 are in the store (archived), not in this stream.
+	now := time.Now()
+	if err := db.AppendLogLines(t.Context(), []slipway.LogLine{
+		{Deployment: d.ID, N: 2, Time: now, Stream: "stdout", Text: "line 2"},
+		{Deployment: d.ID, N: 3, Time: now, Stream: "stdout", Text: "line 3"},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	r := slipway.DeploymentResult{Status: slipway.StatusCancelled, LogComplete: new(true), LogLines: 3}
+	if err := w.NotifyingStore(db).FinishDeployment(t.Context(), d.ID, r, now); err != nil {
+		t.Fatal(err)
+	}
+	c.wait(t, 1, 3, 30*time.Second)
+}
+
 // NotifyingStore announces every change of a deployment's state, and
 // WatchDeployment hears it.
 func TestWatchDeployment(t *testing.T) {

@@ -356,12 +356,14 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	w := worker.New(tc, deploy.ControlQueue, worker.Options{})
 	w.RegisterWorkflowWithOptions(deploy.ProjectWorkflow, workflow.RegisterOptions{Name: "ProjectWorkflow"})
 	w.RegisterWorkflowWithOptions(deploy.DeploymentWorkflow, workflow.RegisterOptions{Name: "DeploymentWorkflow"})
-	acts := &deploy.ControlActivities{Store: deployments, Machines: machines, Secrets: store, Slots: slots}
+	acts := &deploy.ControlActivities{Store: deployments, Machines: machines, Secrets: store, Slots: slots,
+		Logs: arch, Logger: log}
 	w.RegisterActivityWithOptions(acts.MarkBuilding, activity.RegisterOptions{Name: deploy.ActivityMarkBuilding})
 	w.RegisterActivityWithOptions(acts.WakeMachine, activity.RegisterOptions{Name: deploy.ActivityWake})
 	w.RegisterActivityWithOptions(acts.FinishDeployment, activity.RegisterOptions{Name: deploy.ActivityFinish})
 	w.RegisterActivityWithOptions(acts.AcquireBuildSlot, activity.RegisterOptions{Name: deploy.ActivityAcquireSlot})
 	w.RegisterActivityWithOptions(acts.ReleaseBuildSlot, activity.RegisterOptions{Name: deploy.ActivityReleaseSlot})
+	w.RegisterActivityWithOptions(acts.AwaitLog, activity.RegisterOptions{Name: deploy.ActivityAwaitLog})
 	if err := w.Start(); err != nil {
 		return fmt.Errorf("start control worker: %w", err)
 	}

@@ -14,7 +14,8 @@ import (
 )
 
 const deploymentColumns = `id, project, ref, commit_sha, "trigger", status, image, digest, error, failed_step,
-	delivery_id, timings, created_at, started_at, finished_at, steps, log_pruned_at`
+	delivery_id, timings, created_at, started_at, finished_at, steps, log_pruned_at,
+	log_complete, log_complete_at, log_lines`
 
 // unfinished selects deployments that are not in a terminal state. It is
 // spelled out with literals (slipway.StatusQueued, slipway.StatusBuilding)
@@ -80,7 +81,7 @@ func (db *DB) CreateDeployment(ctx context.Context, d *slipway.Deployment) (*sli
 	}
 
 	_, err = tx.ExecContext(ctx, `INSERT INTO deployments (`+deploymentColumns+`)
-	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?, NULL)`,
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?, NULL, NULL, NULL, 0)`,
 		nd.ID, nd.Project, nd.Ref, nd.Commit, string(nd.Trigger), string(nd.Status), nd.Image, nd.Digest,
 		nd.Error, nd.FailedStep, nd.DeliveryID, timings, formatTime(nd.CreatedAt), steps)
 	switch {
@@ -206,10 +207,23 @@ func (db *DB) FinishDeployment(ctx context.Context, id string, r slipway.Deploym
 	if err != nil {
 		return fmt.Errorf("finish deployment %q: %w", id, err)
 	}
+	// A deployment that never started building has a complete, empty
+	// log unless the caller says otherwise.
+	var complete, completeAt any
+	if r.LogComplete != nil {
+		complete, completeAt = *r.LogComplete, formatTime(at)
+		if !r.LogCompleteAt.IsZero() {
+			completeAt = formatTime(r.LogCompleteAt)
+		}
+	}
 	res, err := db.write.ExecContext(ctx, `UPDATE deployments
-	SET status = ?, image = ?, digest = ?, error = ?, failed_step = ?, timings = ?, steps = ?, finished_at = ?
+	SET status = ?, image = ?, digest = ?, error = ?, failed_step = ?, timings = ?, steps = ?, finished_at = ?,
+		log_complete = COALESCE(?, CASE WHEN started_at IS NULL THEN 1 END),
+		log_complete_at = COALESCE(?, CASE WHEN started_at IS NULL THEN ? END),
+		log_lines = ?
 	WHERE id = ? AND `+unfinished,
-		string(r.Status), r.Image, r.Digest, r.Error, r.FailedStep, timings, steps, formatTime(at), id)
+		string(r.Status), r.Image, r.Digest, r.Error, r.FailedStep, timings, steps, formatTime(at),
+		complete, completeAt, formatTime(at), r.LogLines, id)
 	if err != nil {
 		return fmt.Errorf("finish deployment %q: %w", id, err)
 	}
@@ -257,12 +271,18 @@ func scanDeployment(s scanner) (*slipway.Deployment, error) {
 		started, finished sql.NullString
 		steps             string
 		pruned            sql.NullString
+		complete          sql.NullBool
+		completeAt        sql.NullString
 	)
 	if err := s.Scan(&d.ID, &d.Project, &d.Ref, &d.Commit, &trigger, &status, &d.Image, &d.Digest, &d.Error,
-		&d.FailedStep, &d.DeliveryID, &timings, &created, &started, &finished, &steps, &pruned); err != nil {
+		&d.FailedStep, &d.DeliveryID, &timings, &created, &started, &finished, &steps, &pruned,
+		&complete, &completeAt, &d.LogLines); err != nil {
 		return nil, err
 	}
 	d.LogPruned = pruned.Valid
+	if complete.Valid {
+		d.LogComplete = &complete.Bool
+	}
 	d.Trigger, d.Status = slipway.Trigger(trigger), slipway.Status(status)
 	var err error
 	if d.Timings, err = decodeTimings(timings); err != nil {
@@ -275,6 +295,9 @@ func scanDeployment(s scanner) (*slipway.Deployment, error) {
 		return nil, fmt.Errorf("deployment %q: %w", d.ID, err)
 	}
 	if d.StartedAt, err = parseNullTime(started); err != nil {
+		return nil, fmt.Errorf("deployment %q: %w", d.ID, err)
+	}
+	if d.LogCompleteAt, err = parseNullTime(completeAt); err != nil {
 		return nil, fmt.Errorf("deployment %q: %w", d.ID, err)
 	}
 	if d.FinishedAt, err = parseNullTime(finished); err != nil {

@@ -147,6 +147,14 @@ ALTER TABLE machines ADD COLUMN builder_user TEXT NOT NULL DEFAULT '';
 	`
 CREATE INDEX deployments_project_commit ON deployments (project, commit_sha COLLATE NOCASE, created_at);
 `,
+	// 11: whether a deployment's whole log was in the store when it ended
+	// (NULL: not known, as for deployments recorded before), since when,
+	// and the number of its last line.
+	`
+ALTER TABLE deployments ADD COLUMN log_complete INTEGER CHECK (log_complete IN (0, 1));
+ALTER TABLE deployments ADD COLUMN log_complete_at TEXT;
+ALTER TABLE deployments ADD COLUMN log_lines INTEGER NOT NULL DEFAULT 0;
+`,
 }
 
 // migrate applies the migrations db has not applied yet, each in its own

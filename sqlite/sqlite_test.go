@@ -288,6 +288,7 @@ func TestDeploymentLifecycle(t *testing.T) {
 			{N: 1, Instruction: "STEP 1/2: FROM base", Cached: false, DurationMs: 3},
 			{N: 2, Instruction: "STEP 2/2: RUN npm ci", Cached: true, DurationMs: 120},
 		},
+		LogComplete: new(true), LogCompleteAt: finished.Add(-time.Second), LogLines: 42,
 	}
 	if err := db.FinishDeployment(ctx, d.ID, result, finished); err != nil {
 		t.Fatalf("FinishDeployment: %v", err)
@@ -299,6 +300,7 @@ func TestDeploymentLifecycle(t *testing.T) {
 	want := *got
 	want.Status, want.Image, want.Digest, want.Timings, want.Steps = result.Status, result.Image, result.Digest, result.Timings, result.Steps
 	want.StartedAt, want.FinishedAt = &started, &finished
+	want.LogComplete, want.LogCompleteAt, want.LogLines = new(true), new(finished.Add(-time.Second)), 42
 	if f := mustDeployment(t, db, d.ID); !reflect.DeepEqual(f, &want) {
 		t.Errorf("after FinishDeployment twice: %+v\nwant %+v", f, &want)
 	}
@@ -343,6 +345,45 @@ func TestFinishQueuedDeployment(t *testing.T) {
 	if got.Status != r.Status || got.Error != r.Error || got.FailedStep != r.FailedStep ||
 		got.StartedAt != nil || got.FinishedAt == nil || !got.FinishedAt.Equal(at) || got.Timings != nil {
 		t.Errorf("after finishing a queued deployment: %+v", got)
+	}
+	// It never reached a builder: its (empty) log is complete.
+	if got.LogComplete == nil || !*got.LogComplete || got.LogCompleteAt == nil || !got.LogCompleteAt.Equal(at) || got.LogLines != 0 {
+		t.Errorf("log of a deployment finished in the queue: complete %v at %v, %d lines; want complete at %v, 0 lines",
+			got.LogComplete, got.LogCompleteAt, got.LogLines, at)
+	}
+}
+
+// TestFinishRecordsLogCompleteness: a deployment that started building
+// records what its result says about its log, and nothing (unknown) when
+// the result does not say.
+func TestFinishRecordsLogCompleteness(t *testing.T) {
+	db, _ := openTest(t)
+	ctx := t.Context()
+	mustCreateProject(t, db, "app", "https://github.com/acme/app")
+	at := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name     string
+		complete *bool
+		lines    int64
+	}{{"unknown", nil, 0}, {"incomplete", new(false), 7}, {"complete", new(true), 9}} {
+		d := mustCreateDeployment(t, db, &slipway.Deployment{Project: "app"})
+		if err := db.MarkBuilding(ctx, d.ID, at); err != nil {
+			t.Fatal(err)
+		}
+		r := slipway.DeploymentResult{Status: slipway.StatusFailed, LogComplete: tc.complete, LogLines: tc.lines}
+		if err := db.FinishDeployment(ctx, d.ID, r, at.Add(time.Minute)); err != nil {
+			t.Fatal(err)
+		}
+		got := mustDeployment(t, db, d.ID)
+		switch {
+		case tc.complete == nil && (got.LogComplete != nil || got.LogCompleteAt != nil):
+			t.Errorf("%s: log complete %v at %v, want unknown", tc.name, *got.LogComplete, got.LogCompleteAt)
+		case tc.complete != nil && (got.LogComplete == nil || *got.LogComplete != *tc.complete ||
+			got.LogCompleteAt == nil || !got.LogCompleteAt.Equal(at.Add(time.Minute))):
+			t.Errorf("%s: log complete %v at %v, want %v at the finish time", tc.name, got.LogComplete, got.LogCompleteAt, *tc.complete)
+		case got.LogLines != tc.lines:
+			t.Errorf("%s: %d log lines, want %d", tc.name, got.LogLines, tc.lines)
+		}
 	}
 }
 

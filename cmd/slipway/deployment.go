@@ -52,8 +52,13 @@ func printDeployment(w io.Writer, d *slipway.Deployment, now time.Time) error {
 	if p := d.Progress; p != nil && !d.Status.Terminal() {
 		field("progress", progressText(p))
 	}
-	if d.LogPruned {
+	switch {
+	case d.LogPruned:
 		field("log", "deleted by the project's log retention")
+	case d.LogComplete != nil && *d.LogComplete:
+		field("log", fmt.Sprintf("complete, %d lines (stored %s)", d.LogLines, when(d.LogCompleteAt, now)))
+	case d.LogComplete != nil:
+		field("log", fmt.Sprintf("INCOMPLETE: the build wrote %d lines; not all had reached the server by %s", d.LogLines, when(d.LogCompleteAt, now)))
 	}
 	if d.FailedStep != "" {
 		field("failed step", oneLine(d.FailedStep))

@@ -112,7 +112,12 @@ type deploymentJSON struct {
 	StartedAt  *time.Time          `json:"startedAt"`
 	FinishedAt *time.Time          `json:"finishedAt"`
 	LogPruned  bool                `json:"logPruned"`
-	Progress   *slipway.Progress   `json:"progress"`
+	// LogComplete: null while running (or unknown), else whether the
+	// stored log was complete when it ended.
+	LogComplete   *bool             `json:"logComplete"`
+	LogCompleteAt *time.Time        `json:"logCompleteAt"`
+	LogLines      int64             `json:"logLines"`
+	Progress      *slipway.Progress `json:"progress"`
 }
 
 func toJSON(d *slipway.Deployment) deploymentJSON {
@@ -120,6 +125,7 @@ func toJSON(d *slipway.Deployment) deploymentJSON {
 		ID: d.ID, Project: d.Project, Ref: d.Ref, Commit: d.Commit, Trigger: string(d.Trigger), Status: string(d.Status),
 		Image: d.Image, Digest: d.Digest, Timings: d.Timings, CreatedAt: d.CreatedAt, StartedAt: d.StartedAt, FinishedAt: d.FinishedAt,
 		LogPruned: d.LogPruned, Progress: d.Progress,
+		LogComplete: d.LogComplete, LogCompleteAt: d.LogCompleteAt, LogLines: d.LogLines,
 	}
 	if d.Error != "" {
 		out.Error = &d.Error

@@ -56,12 +56,10 @@ the lines numbered N and later. --json prints one JSON object per line.`,
 				}
 				printed += len(lines)
 				if len(lines) < logPage {
-					if printed == 0 {
-						if err := prunedLog(cmd, c, q.Deployment); err != nil {
-							return err
-						}
+					if err := w.Flush(); err != nil {
+						return err
 					}
-					return w.Flush()
+					return logState(cmd, c, q.Deployment, printed)
 				}
 				q.From = lines[len(lines)-1].N + 1
 			}
@@ -118,21 +116,32 @@ func followLogs(cmd *cobra.Command, c *client.Client, q slipway.LogQuery, printL
 	if printed == 0 && d.LogPruned {
 		return errPruned(d)
 	}
+	noteIncomplete(cmd.ErrOrStderr(), d)
 	return result(d)
 }
 
-// prunedLog returns an error saying so when the deployment's log was
-// deleted by its project's log retention: a log that prints nothing must
-// not look like a build that printed nothing.
-func prunedLog(cmd *cobra.Command, c *client.Client, id string) error {
+// logState says what the printed log lacks: an error when the deployment's
+// log was deleted by its project's log retention (a log that prints
+// nothing must not look like a build that printed nothing), a note on
+// stderr when lines of an ended deployment never reached the server.
+func logState(cmd *cobra.Command, c *client.Client, id string, printed int) error {
 	d, err := c.Deployment(cmd.Context(), id)
 	if err != nil {
 		return err
 	}
-	if d.LogPruned {
+	if d.LogPruned && printed == 0 {
 		return errPruned(d)
 	}
+	noteIncomplete(cmd.ErrOrStderr(), d)
 	return nil
+}
+
+// noteIncomplete tells w when the deployment ended with an incomplete log.
+func noteIncomplete(w io.Writer, d *slipway.Deployment) {
+	if d.Status.Terminal() && !d.LogPruned && d.LogComplete != nil && !*d.LogComplete {
+		fmt.Fprintf(w, "slipway: the log of deployment %s is incomplete: the build wrote %d lines, and not all of them had reached the server when it ended\n",
+			d.ID, d.LogLines)
+	}
 }
 
 func errPruned(d *slipway.Deployment) error {

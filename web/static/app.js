@@ -299,6 +299,10 @@ async function gql(query, variables = {}, signal) {
 }
 
 const DEPLOYMENT_FIELDS = `id project ref commit trigger status image digest error failedStep durationMs createdAt startedAt finishedAt`;
+const PROGRESS_FIELDS = `progress { phase step stepsTotal stage stages instruction cachedSteps }`;
+// What the deployment page shows beyond a list row: the log's state and
+// where the build is.
+const DETAIL_FIELDS = `${DEPLOYMENT_FIELDS} logPruned logComplete logCompleteAt logLines ${PROGRESS_FIELDS}`;
 
 const Q_PROJECTS = `query Projects {
   projects { name repo branch createdAt deployments(first: 1) { id status commit createdAt finishedAt } }
@@ -307,13 +311,13 @@ const Q_PROJECTS = `query Projects {
 const Q_PROJECT = `query Project($name: String!) {
   project(name: $name) {
     name repo branch dockerfile context webhookURL createdAt
-    deployments(first: 50) { ${DEPLOYMENT_FIELDS} }
+    deployments(first: 50) { ${DEPLOYMENT_FIELDS} ${PROGRESS_FIELDS} }
   }
 }`;
 
 const Q_DEPLOYMENT = `query Deployment($id: ID!, $from: Int, $first: Int) {
   deployment(id: $id) {
-    ${DEPLOYMENT_FIELDS}
+    ${DETAIL_FIELDS}
     timings { phase ms }
     logs(from: $from, first: $first) { n time stream step text }
   }
@@ -326,7 +330,7 @@ const M_ADD_PROJECT = `mutation AddProject($input: AddProjectInput!) {
 }`;
 
 const S_DEPLOYMENT = `subscription DeploymentUpdated($id: ID!) {
-  deploymentUpdated(id: $id) { ${DEPLOYMENT_FIELDS} timings { phase ms } }
+  deploymentUpdated(id: $id) { ${DETAIL_FIELDS} timings { phase ms } }
 }`;
 
 const S_LOGS = `subscription DeploymentLogLines($id: ID!, $from: Int) {
@@ -488,8 +492,12 @@ async function* pollDeployment(id, from, signal) {
     yield { deployment: d, lines };
     if (lines.length === LOG_PAGE) continue; // more is stored: read on at once
     if (TERMINAL.has(d.status)) {
-      // The log archiver can trail the result by a moment: stop after a few
-      // quiet polls, or at once for a deployment that ended a while ago.
+      // The server records the end once the store has the whole log
+      // (logComplete): nothing more will come.
+      if (d.logPruned || (d.logComplete != null && next > d.logLines)) return;
+      // Older servers: the log archiver can trail the result by a moment:
+      // stop after a few quiet polls, or at once for a deployment that
+      // ended a while ago.
       const endedLongAgo = d.finishedAt && Date.now() - new Date(d.finishedAt).getTime() > 15000;
       quiet = lines.length ? 0 : quiet + 1;
       if (endedLongAgo || quiet >= 3) return;
@@ -980,7 +988,7 @@ function deploymentsTable(ds) {
         return h(
           "tr",
           { class: `row-link row-${d.status.toLowerCase()}`, dataset: { href, deployment: d.id } },
-          h("td", {}, h("a", { href, class: "row-anchor", "aria-label": `Deployment ${d.id}` }, statusBadge(d.status))),
+          h("td", {}, h("a", { href, class: "row-anchor", "aria-label": `Deployment ${d.id}` }, statusBadge(d.status)), progressShort(d) ? h("div", { class: "row-progress small", text: progressShort(d) }) : null),
           h(
             "td",
             {},
@@ -997,16 +1005,94 @@ function deploymentsTable(ds) {
   );
 }
 
+// --- Build progress ---------------------------------------------------------
+
+const PHASE_LABEL = {
+  queue: "Queued",
+  wake: "Waking the builder",
+  fetch: "Fetching the source",
+  build: "Building",
+  push: "Pushing the image",
+  done: "Finishing",
+};
+
+/** stepText is "Step 3 of 5" (with the stage of a multi-stage build), or "". */
+function stepText(p) {
+  if (!p?.stepsTotal) return "";
+  const stage = p.stages ? `Stage ${p.stage} of ${p.stages} · ` : "";
+  return `${stage}Step ${p.step} of ${p.stepsTotal}`;
+}
+
+/** progressShort is a running deployment's progress in a few words, for lists. */
+function progressShort(d) {
+  const p = d.progress;
+  if (!p || TERMINAL.has(d.status)) return "";
+  const phase = PHASE_LABEL[p.phase] || p.phase;
+  if (p.phase === "build" && p.stepsTotal) return `${phase} · ${p.stages ? `[${p.stage}/${p.stages}] ` : ""}${p.step}/${p.stepsTotal}`;
+  return phase;
+}
+
+/**
+ * progressCard shows where a running deployment is: the phases as a
+ * stepper, and during the build the Dockerfile step podman is on, how far
+ * through the steps it is and how many the layer cache served.
+ */
+function progressCard(d) {
+  const p = d.progress || { phase: d.status === "QUEUED" ? "queue" : "wake", step: 0, stepsTotal: 0, cachedSteps: 0 };
+  const at = PHASES.indexOf(p.phase);
+  const stepper = h(
+    "ol",
+    { class: "stepper" },
+    PHASES.map((phase, i) => {
+      const state = at < 0 || i < at ? "done" : i === at ? "now" : "next";
+      return h("li", { class: `stepper-item stepper-${state}`, dataset: { phase, state } }, h("span", { class: "stepper-dot", "aria-hidden": "true" }), h("span", { class: "stepper-label", text: phase }));
+    }),
+  );
+  const detail = [];
+  if (p.stepsTotal) {
+    const pct = Math.min(100, Math.round((100 * p.step) / p.stepsTotal));
+    detail.push(
+      h(
+        "div",
+        { class: "progress-steps" },
+        h("span", { class: "progress-step strong", id: "progress-step", text: stepText(p) }),
+        p.cachedSteps ? h("span", { class: "chip chip-cached", id: "progress-cached", text: `${p.cachedSteps} cached` }) : null,
+      ),
+      h("div", { class: "progress-track", role: "progressbar", "aria-valuemin": "0", "aria-valuemax": String(p.stepsTotal), "aria-valuenow": String(p.step) }, h("div", { class: "progress-fill", style: { width: `${pct}%` } })),
+      p.instruction ? h("div", { class: "progress-instruction mono truncate", title: p.instruction, text: p.instruction }) : null,
+    );
+  } else {
+    detail.push(h("div", { class: "progress-steps muted", text: p.phase === "build" ? "Starting the build…" : at < PHASES.indexOf("build") ? "The build steps show here once podman starts." : "" }));
+  }
+  return h(
+    "div",
+    { class: "card progress-card", id: "progress", dataset: { phase: p.phase, step: String(p.step), stepsTotal: String(p.stepsTotal), cachedSteps: String(p.cachedSteps) } },
+    h("div", { class: "card-head" }, h("h2", { class: "card-title" }, h("span", { class: "live-dot", "aria-hidden": "true" }), h("span", { id: "progress-phase", text: PHASE_LABEL[p.phase] || p.phase }))),
+    stepper,
+    detail,
+  );
+}
+
+/** logSummary says what is known of a deployment's stored log. */
+function logSummary(d) {
+  if (d.logPruned) return h("span", { class: "chip chip-warn", text: "Pruned by retention" });
+  if (!TERMINAL.has(d.status)) return h("span", { class: "muted", text: "Streaming…" });
+  if (d.logComplete === true) return h("span", {}, "Complete", h("span", { class: "muted", text: ` · ${d.logLines} ${d.logLines === 1 ? "line" : "lines"}` }));
+  if (d.logComplete === false) return h("span", { class: "chip chip-warn", title: "Not every line reached the server before the deployment ended", text: "Incomplete" });
+  return h("span", { class: "muted", text: "—" });
+}
+
 // --- One deployment ---------------------------------------------------------
 
 function deploymentPage(root, { id }, signal) {
   document.title = `Deployment ${id} · Slipway`;
   const head = h("div", {}, pageHeader({ crumbs: [{ text: "Projects", href: "/" }, { text: "…" }, { text: id }], title: "Deployment" }));
   const failure = h("div", {});
+  const progress = h("div", {});
   const summary = h("div", { class: "card summary" }, skeleton(4));
   const timings = h("div", { class: "card timings", id: "timings" }, h("div", { class: "card-head" }, h("h2", { class: "card-title", text: "Phase timings" })));
   const log = new LogView();
-  root.append(head, failure, h("div", { class: "deploy-grid" }, summary, timings), log.el);
+  root.append(head, failure, progress, h("div", { class: "deploy-grid" }, summary, timings), log.el);
 
   let current = null;
   const render = (d) => {
@@ -1024,6 +1110,8 @@ function deploymentPage(root, { id }, signal) {
     );
     clear(failure);
     if (d.status === "FAILED") failure.append(failureCard(d, () => log.jumpToFailure()));
+    clear(progress);
+    if (!TERMINAL.has(d.status)) progress.append(progressCard(d));
     append(clear(summary), summaryCard(d));
     renderTimings(timings, d, log.lastStep);
     shownStep = log.lastStep;
@@ -1104,7 +1192,8 @@ function summaryCard(d) {
     item("Digest", "span2", d.digest ? [h("span", { class: "mono", id: "digest", title: d.digest, text: shortDigest(d.digest) }), copyButton(d.digest)] : h("span", { class: "muted", text: TERMINAL.has(d.status) ? "—" : "After the push" })),
     item("Trigger", "", triggerLabel(d.trigger)),
     item("Started", "", ago(d.startedAt || d.createdAt)),
-    item("Finished", "span2", d.finishedAt ? ago(d.finishedAt) : h("span", { class: "muted", text: TERMINAL.has(d.status) ? "—" : "Running…" })),
+    item("Finished", "", d.finishedAt ? ago(d.finishedAt) : h("span", { class: "muted", text: TERMINAL.has(d.status) ? "—" : "Running…" })),
+    item("Log", "", h("span", { id: "log-summary" }, logSummary(d))),
   ];
 }
 
@@ -1126,6 +1215,7 @@ function renderTimings(card, d, logStep) {
   if (running) {
     let now = "wake";
     if (d.status === "QUEUED") now = "queue";
+    else if (PHASES.includes(d.progress?.phase)) now = d.progress.phase;
     else if (PHASES.includes(logStep)) now = logStep;
     else if (logStep) now = "build"; // a Dockerfile step
     const at = PHASES.indexOf(now);
@@ -1199,7 +1289,8 @@ class LogView {
     this.state = h("span", { class: "log-state", id: "log-state" });
     this.body = h("div", { class: "log-lines", id: "log-lines" });
     this.placeholder = h("div", { class: "log-placeholder", text: "Waiting for the first line…" });
-    this.pane = h("div", { class: "log-pane", id: "log-pane", tabindex: "0" }, this.placeholder, this.body);
+    this.notice = h("div", { class: "log-notice", hidden: true });
+    this.pane = h("div", { class: "log-pane", id: "log-pane", tabindex: "0" }, this.notice, this.placeholder, this.body);
     this.el = h(
       "section",
       { class: "card log-card", id: "log" },
@@ -1245,19 +1336,44 @@ class LogView {
   setDeployment(d) {
     this.deployment = d;
     this.updateFailure();
+    this.updateNotice();
+  }
+
+  /** updateNotice says when the log shown is not the whole log: pruned by retention, or incomplete. */
+  updateNotice() {
+    const d = this.deployment;
+    clear(this.notice);
+    this.notice.hidden = true;
+    this.notice.removeAttribute("id");
+    if (d?.logPruned) {
+      this.notice.id = "log-pruned";
+      this.notice.append(h("strong", { text: "Log pruned" }), ` — project ${d.project}'s log retention deleted this deployment's log. Its record, timings and steps are kept.`);
+      this.placeholder.textContent = "";
+    } else if (d && TERMINAL.has(d.status) && d.logComplete === false) {
+      this.notice.id = "log-incomplete";
+      this.notice.append(h("strong", { text: "Log incomplete" }), ` — the build wrote ${d.logLines} lines, but not all of them reached the server before the deployment ended.`);
+    } else return;
+    this.notice.hidden = false;
   }
 
   setLive(live, text) {
     this.live = live;
     this.el.classList.toggle("is-live", live);
-    append(clear(this.state), [live ? h("span", { class: "live-dot", "aria-hidden": "true" }) : null, text || (live ? "Live" : "Complete")]);
+    let endState = "Complete";
+    if (this.deployment?.logPruned) endState = "Pruned";
+    else if (this.deployment?.logComplete === false) endState = "Incomplete";
+    append(clear(this.state), [live ? h("span", { class: "live-dot", "aria-hidden": "true" }) : null, text || (live ? "Live" : endState)]);
     this.followBtn.hidden = !live;
-    if (!live && !text && this.follow && !this.lines.length) this.placeholder.textContent = "This deployment wrote no log lines.";
+    if (!live && !text && this.follow && !this.lines.length) this.placeholder.textContent = this.emptyText();
+  }
+
+  emptyText() {
+    return this.deployment?.logPruned ? "" : "This deployment wrote no log lines.";
   }
 
   done() {
     document.removeEventListener("keydown", this.keyHandler);
-    if (!this.lines.length) this.placeholder.textContent = "This deployment wrote no log lines.";
+    if (!this.lines.length) this.placeholder.textContent = this.emptyText();
   }
 
   append(batch) {

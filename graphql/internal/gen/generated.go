@@ -74,25 +74,28 @@ type ComplexityRoot struct {
 	}
 
 	Deployment struct {
-		Commit     func(childComplexity int) int
-		CreatedAt  func(childComplexity int) int
-		Digest     func(childComplexity int) int
-		DurationMs func(childComplexity int) int
-		Error      func(childComplexity int) int
-		FailedStep func(childComplexity int) int
-		FinishedAt func(childComplexity int) int
-		ID         func(childComplexity int) int
-		Image      func(childComplexity int) int
-		LogPruned  func(childComplexity int) int
-		Logs       func(childComplexity int, from *int, after *int, search *string, step *string, first *int) int
-		Progress   func(childComplexity int) int
-		Project    func(childComplexity int) int
-		Ref        func(childComplexity int) int
-		StartedAt  func(childComplexity int) int
-		Status     func(childComplexity int) int
-		Steps      func(childComplexity int) int
-		Timings    func(childComplexity int) int
-		Trigger    func(childComplexity int) int
+		Commit        func(childComplexity int) int
+		CreatedAt     func(childComplexity int) int
+		Digest        func(childComplexity int) int
+		DurationMs    func(childComplexity int) int
+		Error         func(childComplexity int) int
+		FailedStep    func(childComplexity int) int
+		FinishedAt    func(childComplexity int) int
+		ID            func(childComplexity int) int
+		Image         func(childComplexity int) int
+		LogComplete   func(childComplexity int) int
+		LogCompleteAt func(childComplexity int) int
+		LogLines      func(childComplexity int) int
+		LogPruned     func(childComplexity int) int
+		Logs          func(childComplexity int, from *int, after *int, search *string, step *string, first *int) int
+		Progress      func(childComplexity int) int
+		Project       func(childComplexity int) int
+		Ref           func(childComplexity int) int
+		StartedAt     func(childComplexity int) int
+		Status        func(childComplexity int) int
+		Steps         func(childComplexity int) int
+		Timings       func(childComplexity int) int
+		Trigger       func(childComplexity int) int
 	}
 
 	LogLine struct {
@@ -428,6 +431,24 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Deployment.Image(childComplexity), true
+	case "Deployment.logComplete":
+		if e.ComplexityRoot.Deployment.LogComplete == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Deployment.LogComplete(childComplexity), true
+	case "Deployment.logCompleteAt":
+		if e.ComplexityRoot.Deployment.LogCompleteAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Deployment.LogCompleteAt(childComplexity), true
+	case "Deployment.logLines":
+		if e.ComplexityRoot.Deployment.LogLines == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Deployment.LogLines(childComplexity), true
 	case "Deployment.logPruned":
 		if e.ComplexityRoot.Deployment.LogPruned == nil {
 			break
@@ -1269,6 +1290,18 @@ type Deployment {
   "True once the project's log retention deleted this deployment's log lines; the record stays."
   logPruned: Boolean!
   """
+  Whether the stored log was complete (every line the build wrote) when
+  the deployment ended: null while it runs (and for deployments recorded
+  before Slipway checked); false when lines were still missing after the
+  server waited 30 s for them. Once a deployment has ended with
+  logComplete true, logs returns its whole log.
+  """
+  logComplete: Boolean
+  "When the log was found complete, or when the wait for it gave up."
+  logCompleteAt: Time
+  "The number of the deployment's last log line, once it ended (0: none)."
+  logLines: Int!
+  """
   Where the deployment is now: its phase and, while it builds, the
   Dockerfile step podman is on. Read from the deployment's workflow while
   it runs (a Temporal query), from the record once it ended.
@@ -1507,6 +1540,12 @@ func (ec *executionContext) childFields_Deployment(ctx context.Context, field gr
 		return ec.fieldContext_Deployment_finishedAt(ctx, field)
 	case "logPruned":
 		return ec.fieldContext_Deployment_logPruned(ctx, field)
+	case "logComplete":
+		return ec.fieldContext_Deployment_logComplete(ctx, field)
+	case "logCompleteAt":
+		return ec.fieldContext_Deployment_logCompleteAt(ctx, field)
+	case "logLines":
+		return ec.fieldContext_Deployment_logLines(ctx, field)
 	case "progress":
 		return ec.fieldContext_Deployment_progress(ctx, field)
 	case "logs":
@@ -2981,6 +3020,75 @@ func (ec *executionContext) _Deployment_logPruned(ctx context.Context, field gra
 }
 func (ec *executionContext) fieldContext_Deployment_logPruned(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("Deployment", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _Deployment_logComplete(ctx context.Context, field graphql.CollectedField, obj *slipway.Deployment) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Deployment_logComplete(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.LogComplete, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *bool) graphql.Marshaler {
+			return ec.marshalOBoolean2ᚖbool(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Deployment_logComplete(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Deployment", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _Deployment_logCompleteAt(ctx context.Context, field graphql.CollectedField, obj *slipway.Deployment) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Deployment_logCompleteAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.LogCompleteAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Deployment_logCompleteAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Deployment", field, false, false, "Time")
+}
+
+func (ec *executionContext) _Deployment_logLines(ctx context.Context, field graphql.CollectedField, obj *slipway.Deployment) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Deployment_logLines(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.LogLines, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNInt2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Deployment_logLines(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Deployment", field, false, false, "Int")
 }
 
 func (ec *executionContext) _Deployment_progress(ctx context.Context, field graphql.CollectedField, obj *slipway.Deployment) (ret graphql.Marshaler) {
@@ -6513,6 +6621,21 @@ func (ec *executionContext) _Deployment(ctx context.Context, sel ast.SelectionSe
 			}
 		case "logPruned":
 			out.Values[i] = ec._Deployment_logPruned(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "logComplete":
+			out.Values[i] = ec._Deployment_logComplete(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "logCompleteAt":
+			out.Values[i] = ec._Deployment_logCompleteAt(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "logLines":
+			out.Values[i] = ec._Deployment_logLines(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				atomic.AddUint32(&out.Invalids, 1)
 			}
