@@ -200,10 +200,10 @@ func TestWebUI(t *testing.T) {
 	}
 
 	// A push that fails: the project page shows the failure and its step.
-	// Its first step writes 1.1 MB of log (275 lines of 4000 x), so that a
-	// 1 MB log retention later deletes logs.
+	// Its first step writes 1.2 MB of log (300 lines of 4000 x), so that a
+	// 1 MiB log retention later deletes logs.
 	sha2 := testenv.Commit(t, dir, map[string]string{
-		"Dockerfile": "FROM " + base + "\nRUN head -c 1100000 /dev/zero | tr '\\0' x | fold -w 4000\nRUN echo ui-about-to-fail && exit 3\n",
+		"Dockerfile": "FROM " + base + "\nRUN head -c 1200000 /dev/zero | tr '\\0' x | fold -w 4000\nRUN echo ui-about-to-fail && exit 3\n",
 	})
 	a := s.sendPush(t, secret, "ui-delivery-1", pushPayload(t, repoURL, "main", sha1, sha2))
 	if a.Status != http.StatusAccepted || a.Deployment == "" {
@@ -253,15 +253,15 @@ func TestWebUI(t *testing.T) {
 		t.Errorf("jump to failing step: line %q, marked failing %v, in view %v; want the failing STEP line, in view", j.Text, j.Failing, j.InView)
 	}
 
-	// A 1 MB log retention deletes the first deployment's log (the oldest
+	// A 1 MiB log retention deletes the first deployment's log (the oldest
 	// first): its page says the log was pruned, not that it is empty.
-	if out, code := s.cli(t, "project", "set", "web", "--log-retention-size", "1MB"); code != 0 {
+	if out, code := s.cli(t, "project", "set", "web", "--log-retention-size", "1MiB"); code != 0 {
 		t.Fatalf("project set --log-retention-size: exit %d: %s", code, out)
 	}
 	deadline := time.Now().Add(time.Minute)
 	for !s.detail(t, id).LogPruned {
 		if time.Now().After(deadline) {
-			t.Fatalf("the first deployment's log was not pruned within a minute of setting a 1 MB retention\nserver:\n%s", s.out)
+			t.Fatalf("the first deployment's log was not pruned within a minute of setting a 1 MiB retention\nserver:\n%s", s.out)
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
