@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"syscall"
@@ -43,9 +44,7 @@ func testIsolation(t *testing.T, mode string) {
 	}
 	s := startServer(t, dataDir, "127.0.0.1:0", args...)
 	want := map[string]string{"rootless": "builders: rootless podman (user slipway-<project>, native overlay)", "root": "builders: root podman, because"}[mode]
-	if !strings.Contains(s.out.String(), want) {
-		t.Fatalf("server output does not say %q:\n%s", want, s.out)
-	}
+	s.waitOutput(t, regexp.MustCompile(regexp.QuoteMeta(want)))
 	p := testenv.Podman(t)
 	base := testenv.BaseImage(t, p, s.Host)
 
