@@ -249,6 +249,11 @@ func (w *Watcher) FollowLog(ctx context.Context, deployment string, from int64, 
 	if err != nil {
 		return err
 	}
+	if d.LogPruned {
+		// Log retention deleted it; the stream may keep the lines longer,
+		// but they are not to be served again.
+		return nil
+	}
 	f := &follow{w: w, d: d, next: max(from, 1), emit: emit, pending: map[int64]slipway.LogLine{}}
 	if err := f.replay(ctx); err != nil {
 		return err

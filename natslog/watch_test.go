@@ -299,6 +299,32 @@ func TestFollowEndsWithTheRecordedLog(t *testing.T) {
 	c.wait(t, 1, 3, 30*time.Second)
 }
 
+// The log of a deployment whose lines log retention deleted is not served
+// again from the stream, which may keep them longer.
+func TestFollowPrunedServesNothing(t *testing.T) {
+	srv := startServer(t, natslog.ServerConfig{})
+	db, d := sqliteDeployment(t)
+	w := newWatcher(t, srv.URL(), db, natslog.WatcherConfig{})
+	publishRaw(t, srv.URL(), d, 1)
+	if err := db.AppendLogLines(t.Context(), []slipway.LogLine{{Deployment: d.ID, N: 1, Time: time.Now(), Stream: "stdout", Text: "line 1"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.FinishDeployment(t.Context(), d.ID, slipway.DeploymentResult{Status: slipway.StatusSucceeded}, time.Now().Add(-48*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.SetLogRetention(t.Context(), project, slipway.LogRetention{MaxAge: 24 * time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.PruneLogs(t.Context(), time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := db.Deployment(t.Context(), d.ID); err != nil || !got.LogPruned {
+		t.Fatalf("after PruneLogs: %+v, %v; want the log pruned", got, err)
+	}
+	c := follow(t, w, d.ID, 0)
+	c.wait(t, 1, 0, 30*time.Second)
+}
+
 // NotifyingStore announces every change of a deployment's state, and
 // WatchDeployment hears it.
 func TestWatchDeployment(t *testing.T) {
