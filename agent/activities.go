@@ -308,10 +308,11 @@ func (a *Activities) Fetch(ctx context.Context, in deploy.BuildInput) (_ deploy.
 	return deploy.FetchResult{Dir: dir}, nil
 }
 
-// Build runs podman build on the checkout, then labels the result and
-// tags it as the deployment's image. When the build's inputs are identical
-// to an earlier successful build on this machine, that build's image is
-// reused and the Dockerfile does not run at all.
+// Build runs podman build on the checkout, tagging the result as the
+// deployment's image. When the build's inputs are identical to an earlier
+// successful build on this machine, that build's image is tagged instead
+// and the Dockerfile does not run at all. The slipway.* labels go on at
+// Push, in the registry (labelInRegistry).
 func (a *Activities) Build(ctx context.Context, in deploy.BuildInput) (_ deploy.BuildActivityResult, err error) {
 	j, err := a.begin(ctx, in, "build")
 	if err != nil {
@@ -358,7 +359,7 @@ func (a *Activities) Build(ctx context.Context, in deploy.BuildInput) (_ deploy.
 			a.cfg.Logger.Info("build inputs cannot be pinned down; no reuse", "deployment", in.DeploymentID, "reason", why)
 		} else if prev := a.reusable(ctx, key); prev != "" {
 			j.line("build", "inputs identical to the earlier build of %s: reusing its image without building", prev)
-			if err := a.label(ctx, j, prev, in); err == nil {
+			if err := a.podman.Tag(ctx, prev, in.Image); err == nil {
 				out.ReusedFrom = prev
 				return out, nil
 			} else if ctx.Err() != nil {
@@ -373,6 +374,7 @@ func (a *Activities) Build(ctx context.Context, in deploy.BuildInput) (_ deploy.
 	res, err := a.podman.Build(ctx, podman.BuildOptions{
 		ContextDir: contextDir,
 		Dockerfile: dockerfile,
+		Tag:        in.Image,
 		Secrets:    secretFiles,
 		TLSVerify:  a.cfg.RegistryTLSVerify,
 		Stdout:     j.writer("stdout", "build"),
@@ -407,12 +409,6 @@ func (a *Activities) Build(ctx context.Context, in deploy.BuildInput) (_ deploy.
 		}
 		return deploy.BuildActivityResult{}, fmt.Errorf("build: %w", err)
 	}
-	if err := a.label(ctx, j, strings.TrimPrefix(res.ImageID, "sha256:"), in); err != nil {
-		if ctx.Err() != nil {
-			return deploy.BuildActivityResult{}, ctx.Err()
-		}
-		return deploy.BuildActivityResult{}, err
-	}
 	cached := 0
 	for i, s := range res.Steps {
 		out.Steps = append(out.Steps, slipway.BuildStep{N: i + 1, Instruction: s.String(), Cached: s.Cached, DurationMs: s.Duration.Milliseconds()})
@@ -424,27 +420,6 @@ func (a *Activities) Build(ctx context.Context, in deploy.BuildInput) (_ deploy.
 	return out, nil
 }
 
-// label makes the deployment's image from src: src plus the slipway.*
-// labels, tagged in.Image. Labels go on in a step of their own after the
-// Dockerfile's, so that the Dockerfile's steps stay cacheable from one
-// deployment to the next (the deployment id differs every time).
-func (a *Activities) label(ctx context.Context, j *job, src string, in deploy.BuildInput) error {
-	dir, err := os.MkdirTemp(a.layout.Work, "label-")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(dir)
-	df := fmt.Sprintf("FROM %s\nLABEL \"slipway.project\"=%q \"slipway.deployment\"=%q \"slipway.commit\"=%q\n",
-		src, in.Project, in.DeploymentID, in.Commit)
-	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte(df), 0o644); err != nil {
-		return err
-	}
-	var buf strings.Builder
-	if _, err := a.podman.Build(ctx, podman.BuildOptions{ContextDir: dir, Tag: in.Image, TLSVerify: a.cfg.RegistryTLSVerify, Stdout: &buf, Stderr: &buf}); err != nil {
-		return fmt.Errorf("label the image: %w", err)
-	}
-	return nil
-}
 
 // inputsDir holds one file per input key of a successful build, naming the
 // image it produced.
@@ -492,17 +467,24 @@ func (a *Activities) Push(ctx context.Context, in deploy.BuildInput) (_ deploy.P
 	defer j.stop(&err)
 	defer func() { err = j.scrub(err) }()
 	j.line("push", "pushing %s", in.Image)
-	digest, err := a.podman.Push(ctx, in.Image, a.cfg.RegistryTLSVerify, j.writer("stderr", "push"))
-	if err != nil {
+	// pushFailed is retryable (registry and network errors pass); once the
+	// retries are spent the deployment fails at "push" with this one line.
+	pushFailed := func(what, prep string, err error) error {
 		if ctx.Err() != nil {
-			return deploy.PushResult{}, ctx.Err()
+			return ctx.Err()
 		}
-		j.line("push", "push failed: %v", err)
-		// Retryable (registry and network errors pass); once the retries
-		// are spent the deployment fails at "push" with this one line.
+		j.line("push", "%s failed: %v", what, err)
 		host, _, _ := strings.Cut(in.Image, "/")
-		return deploy.PushResult{}, temporal.NewApplicationError(
-			j.secrets.Redact(fmt.Sprintf("push to %s failed: %s", host, lastLine(err.Error()))), "PushFailed", deploy.FailureDetails{Step: "push"})
+		return temporal.NewApplicationError(
+			j.secrets.Redact(fmt.Sprintf("%s %s %s failed: %s", what, prep, host, lastLine(err.Error()))), "PushFailed", deploy.FailureDetails{Step: "push"})
+	}
+	if _, err := a.podman.Push(ctx, in.Image, a.cfg.RegistryTLSVerify, j.writer("stderr", "push")); err != nil {
+		return deploy.PushResult{}, pushFailed("push", "to", err)
+	}
+	labels := map[string]string{"slipway.project": in.Project, "slipway.deployment": in.DeploymentID, "slipway.commit": in.Commit}
+	digest, err := labelInRegistry(ctx, in.Image, labels, a.cfg.RegistryTLSVerify)
+	if err != nil {
+		return deploy.PushResult{}, pushFailed("labelling the image", "in", err)
 	}
 	j.line("push", "pushed %s@%s", in.Image, digest)
 	if err := os.RemoveAll(a.checkoutDir(in.DeploymentID)); err != nil {

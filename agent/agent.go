@@ -84,7 +84,6 @@ type Config struct {
 //	  agent.log                  the agent's stdout and stderr
 //	  git/mirror.git             bare git mirror, fetched into incrementally (Mirror)
 //	  work/DEPLOYMENT            checkout of one deployment, removed after its push (Work)
-//	  work/label-*               scratch context of the labelling step
 //	  work/secrets-*             a build's secrets (0600 files), removed after the build
 //	  podman/storage             podman storage root (--root): images, layers, build cache
 //	  podman/run                 podman run root (--runroot): locks, mount state; when the

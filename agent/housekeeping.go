@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 
 	"golang.org/x/sys/unix"
 
@@ -67,19 +68,26 @@ func (a *Activities) housekeep(ctx context.Context, j *job, project, pushed stri
 			a.cfg.Logger.Warn("housekeeping: save pinned images", "error", err)
 		}
 	}
-	imgs, err := a.podman.Images(ctx, "slipway.project="+project)
+	// The project's images are those in the repositories of its pinned
+	// images (the deployments' images carry no labels in this storage: the
+	// labels are put on in the registry), and those an older agent built
+	// with the slipway.project label. Base images and other names stay.
+	repos := map[string]bool{}
+	for _, r := range pins {
+		repos[repository(r)] = true
+	}
+	imgs, err := a.podman.Images(ctx, "")
 	if err != nil {
 		a.cfg.Logger.Warn("housekeeping: list images", "error", err)
 	}
 	var remove []string
 	for _, img := range imgs {
-		pinned := false
+		mine, pinned := img.Labels["slipway.project"] == project, false
 		for _, n := range img.Names {
-			if slices.Contains(pins, n) {
-				pinned = true
-			}
+			mine = mine || repos[repository(n)]
+			pinned = pinned || slices.Contains(pins, n)
 		}
-		if !pinned {
+		if mine && !pinned {
 			remove = append(remove, img.ID)
 		}
 	}
@@ -123,4 +131,14 @@ func fsUsage(dir string) (float64, error) {
 		return 0, nil
 	}
 	return used / total, nil
+}
+
+// repository is ref without its tag or digest: "host:5000/app:abc" →
+// "host:5000/app".
+func repository(ref string) string {
+	ref, _, _ = strings.Cut(ref, "@")
+	if i := strings.LastIndex(ref, ":"); i > strings.LastIndex(ref, "/") {
+		ref = ref[:i]
+	}
+	return ref
 }

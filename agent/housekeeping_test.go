@@ -26,28 +26,40 @@ func testActivities(t *testing.T, p *podman.Podman, cfg Config) (*Activities, *b
 	return &Activities{cfg: cfg, layout: layout, podman: p, tracker: newIdleTracker(testNow)}, &out
 }
 
-func buildTagged(t *testing.T, p *podman.Podman, base, ref, project string) {
+// buildTagged builds an image tagged ref, as the agent does: without
+// labels (they are put on in the registry), or with the slipway.project
+// label as older agents did when labelled is true.
+func buildTagged(t *testing.T, p *podman.Podman, base, ref, project string, labelled bool) {
 	t.Helper()
 	dir := t.TempDir()
 	df := "FROM " + base + "\nRUN echo " + ref + " > /id\n"
 	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte(df), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	var labels map[string]string
+	if labelled {
+		labels = map[string]string{"slipway.project": project}
+	}
 	var out bytes.Buffer
-	if _, err := p.Build(t.Context(), podman.BuildOptions{ContextDir: dir, Tag: ref, Labels: map[string]string{"slipway.project": project}, Stdout: &out, Stderr: &out}); err != nil {
+	if _, err := p.Build(t.Context(), podman.BuildOptions{ContextDir: dir, Tag: ref, Labels: labels, Stdout: &out, Stderr: &out}); err != nil {
 		t.Fatalf("build %s: %v\n%s", ref, err, out.String())
 	}
 }
 
-func imageNames(t *testing.T, p *podman.Podman, project string) []string {
+// imageNames lists the storage's image names in repository repo.
+func imageNames(t *testing.T, p *podman.Podman, repo string) []string {
 	t.Helper()
-	imgs, err := p.Images(t.Context(), "slipway.project="+project)
+	imgs, err := p.Images(t.Context(), "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	var names []string
 	for _, img := range imgs {
-		names = append(names, img.Names...)
+		for _, n := range img.Names {
+			if repository(n) == repo {
+				names = append(names, n)
+			}
+		}
 	}
 	slices.Sort(names)
 	return names
@@ -60,25 +72,36 @@ func TestHousekeepingKeepsPinnedImages(t *testing.T) {
 	a, _ := testActivities(t, p, Config{KeepImages: 2, ResetThreshold: 1})
 	j := &job{out: a.cfg.Stdout}
 
-	// Another project's image on the same storage is never touched.
+	// Another project's image and the base image on the same storage are
+	// never touched.
 	other := host + "/other:1"
-	buildTagged(t, p, base, other, "other")
+	buildTagged(t, p, base, other, "other", false)
+	// An image an older agent labelled (before labels moved to the
+	// registry) is recognised by its label.
+	legacy := host + "/app-legacy:0"
+	buildTagged(t, p, base, legacy, "app", true)
 	var refs []string
 	for i := 1; i <= 4; i++ {
 		ref := fmt.Sprintf("%s/app:%d", host, i)
 		refs = append(refs, ref)
-		buildTagged(t, p, base, ref, "app")
+		buildTagged(t, p, base, ref, "app", false)
 		a.housekeep(t.Context(), j, "app", ref)
 	}
-	if got, want := imageNames(t, p, "app"), refs[2:]; !slices.Equal(got, want) {
+	if got, want := imageNames(t, p, host+"/app"), refs[2:]; !slices.Equal(got, want) {
 		t.Errorf("after 4 builds with KeepImages 2, images = %v, want %v", got, want)
 	}
-	if got := imageNames(t, p, "other"); !slices.Equal(got, []string{other}) {
+	if got := imageNames(t, p, host+"/app-legacy"); len(got) != 0 {
+		t.Errorf("the old labelled image %v survived housekeeping", got)
+	}
+	if got := imageNames(t, p, host+"/other"); !slices.Equal(got, []string{other}) {
 		t.Errorf("another project's images = %v, want %v untouched", got, other)
+	}
+	if !p.ImageExists(t.Context(), base) {
+		t.Errorf("housekeeping removed the base image %s", base)
 	}
 	// A failed build (nothing pushed) keeps the pins.
 	a.housekeep(t.Context(), j, "app", "")
-	if got := imageNames(t, p, "app"); len(got) != 2 {
+	if got := imageNames(t, p, host+"/app"); len(got) != 2 {
 		t.Errorf("housekeeping after a failed build left %v, want the 2 pinned images", got)
 	}
 }
@@ -91,7 +114,7 @@ func TestHousekeepingResetsPastThreshold(t *testing.T) {
 	a, out := testActivities(t, p, Config{KeepImages: 5, ResetThreshold: 0.001})
 	j := &job{out: a.cfg.Stdout}
 	ref := host + "/app:1"
-	buildTagged(t, p, base, ref, "app")
+	buildTagged(t, p, base, ref, "app", false)
 	stale := filepath.Join(a.layout.Work, "d-old")
 	if err := os.MkdirAll(stale, 0o755); err != nil {
 		t.Fatal(err)
@@ -108,7 +131,21 @@ func TestHousekeepingResetsPastThreshold(t *testing.T) {
 	}
 	// The next build on the reset storage works (cold).
 	testenv.BaseImage(t, p, host)
-	buildTagged(t, p, base, host+"/app:2", "app")
+	buildTagged(t, p, base, host+"/app:2", "app", false)
+}
+
+func TestRepository(t *testing.T) {
+	for ref, want := range map[string]string{
+		"127.0.0.1:5000/app:abc":         "127.0.0.1:5000/app",
+		"127.0.0.1:5000/app":             "127.0.0.1:5000/app",
+		"127.0.0.1:5000/app@sha256:1234": "127.0.0.1:5000/app",
+		"registry.example.com/a/b:v1":    "registry.example.com/a/b",
+		"localhost/base/node:20":         "localhost/base/node",
+	} {
+		if got := repository(ref); got != want {
+			t.Errorf("repository(%q) = %q, want %q", ref, got, want)
+		}
+	}
 }
 
 var testNow = time.Unix(0, 0)

@@ -10,12 +10,10 @@ import (
 	"io"
 	"io/fs"
 	"maps"
-	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/moby/patternmatcher"
 	"github.com/moby/patternmatcher/ignorefile"
@@ -234,42 +232,3 @@ func hashContext(h io.Writer, dir, dockerfile string) error {
 	})
 }
 
-// registryDigest returns the manifest digest ref (host/name:tag or
-// host/name@digest) points to, asking its registry. References without a
-// registry host are not resolved: nothing outside this machine is asked.
-func registryDigest(ctx context.Context, ref string, tlsVerify bool) (string, error) {
-	if _, d, ok := strings.Cut(ref, "@"); ok {
-		return d, nil
-	}
-	host, rest, ok := strings.Cut(ref, "/")
-	if !ok || !(strings.ContainsAny(host, ".:") || host == "localhost") {
-		return "", fmt.Errorf("%s names no registry host", ref)
-	}
-	name, tag := rest, "latest"
-	if i := strings.LastIndex(rest, ":"); i > 0 {
-		name, tag = rest[:i], rest[i+1:]
-	}
-	scheme := "https"
-	if !tlsVerify {
-		scheme = "http"
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodHead, scheme+"://"+host+"/v2/"+name+"/manifests/"+tag, nil)
-	if err != nil {
-		return "", err
-	}
-	req.Header.Set("Accept", "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json")
-	c := http.Client{Timeout: 10 * time.Second}
-	resp, err := c.Do(req)
-	if err != nil {
-		return "", err
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("registry answered %s", resp.Status)
-	}
-	d := resp.Header.Get("Docker-Content-Digest")
-	if d == "" {
-		return "", fmt.Errorf("registry gave no digest")
-	}
-	return d, nil
-}

@@ -116,8 +116,19 @@ func (a *ControlActivities) AcquireBuildSlot(ctx context.Context, deployment str
 	if a.Slots == nil {
 		return nil
 	}
+	defer heartbeat(ctx)()
+	return a.Slots.Acquire(ctx, deployment)
+}
+
+// heartbeat records the activity's heartbeat every HeartbeatInterval until
+// the returned stop is called, so that a lost worker (a server restart) is
+// noticed within heartbeatTimeout, not at the activity's start-to-close
+// timeout. Outside an activity (tests calling the method) it does nothing.
+func heartbeat(ctx context.Context) (stop func()) {
+	if !activity.IsActivity(ctx) {
+		return func() {}
+	}
 	hbCtx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	go func() {
 		t := time.NewTicker(HeartbeatInterval)
 		defer t.Stop()
@@ -130,7 +141,7 @@ func (a *ControlActivities) AcquireBuildSlot(ctx context.Context, deployment str
 			}
 		}
 	}()
-	return a.Slots.Acquire(ctx, deployment)
+	return cancel
 }
 
 // ReleaseBuildSlot frees the deployment's build slot.

@@ -85,6 +85,7 @@ func (a *ControlActivities) AwaitLog(ctx context.Context, in LogWaitInput) (LogW
 	if a.Logs == nil {
 		return LogWaitResult{}, temporal.NewNonRetryableApplicationError("no log archiver to wait for", "NoArchiver", nil)
 	}
+	defer heartbeat(ctx)()
 	start := time.Now()
 	wctx, cancel := context.WithTimeout(ctx, a.logWaitMax())
 	defer cancel()
@@ -189,6 +190,9 @@ func recordLogCompleteness(ctx, dctx workflow.Context, in DeploymentInput, reach
 	actx := workflow.WithActivityOptions(dctx, workflow.ActivityOptions{
 		TaskQueue:           ControlQueue,
 		StartToCloseTimeout: logWaitMax + 15*time.Second,
+		// A server restart mid-wait is noticed in seconds, not at the
+		// start-to-close timeout.
+		HeartbeatTimeout: heartbeatTimeout,
 		RetryPolicy: &temporal.RetryPolicy{
 			InitialInterval:        time.Second,
 			MaximumAttempts:        3,

@@ -226,8 +226,13 @@ func TestWakeFailure(t *testing.T) {
 func TestLogCompleteRecorded(t *testing.T) {
 	f := &fakeActivities{}
 	r := run(t, f, func(env *testsuite.TestWorkflowEnvironment) {
-		env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalLogEnd, int64(40)) }, 0)
-		env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalLogEnd, int64(57)) }, time.Millisecond)
+		// Two activities end (both at once: a later delay races the fake
+		// activities, which take no workflow time); the higher number wins
+		// whatever the order.
+		env.RegisterDelayedCallback(func() {
+			env.SignalWorkflow(SignalLogEnd, int64(57))
+			env.SignalWorkflow(SignalLogEnd, int64(40))
+		}, 0)
 	})
 	if len(f.awaited) != 1 || f.awaited[0].AgentLastLine != 57 || f.awaited[0].Settle != 0 {
 		t.Fatalf("AwaitLog inputs = %+v, want one with the agent's last line 57 and no settle time", f.awaited)

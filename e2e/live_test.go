@@ -18,13 +18,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/slipway-ci/slipway"
 	"github.com/slipway-ci/slipway/client"
 	"github.com/slipway-ci/slipway/internal/testenv"
-	"github.com/slipway-ci/slipway/natslog"
 )
 
 // api is a client of s's API with its admin token.
@@ -226,39 +222,13 @@ func (s *serverProc) streamText(t *testing.T, project, id string) string {
 	if err := json.Unmarshal(b, &state); err != nil {
 		t.Fatal(err)
 	}
-	nc, err := nats.Connect(fmt.Sprintf("nats://127.0.0.1:%d", state.NATSPort))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-	defer cancel()
-	cons, err := js.OrderedConsumer(ctx, natslog.StreamName, jetstream.OrderedConsumerConfig{FilterSubjects: []string{natslog.Subject(project, id)}})
-	if err != nil {
-		t.Fatal(err)
-	}
 	var text strings.Builder
-	for {
-		batch, err := cons.FetchNoWait(500)
-		if err != nil {
-			t.Fatal(err)
-		}
-		n := 0
-		for m := range batch.Messages() {
-			n++
-			lines, err := natslog.DecodeLines(m.Data())
-			if err != nil {
-				t.Fatalf("log stream message %.200q: %v", m.Data(), err)
-			}
-			for _, l := range lines {
-				text.WriteString(l.Text + "\n")
-			}
-		}
-		if n == 0 {
-			return text.String()
+	for _, m := range testenv.StreamMsgs(t, fmt.Sprintf("nats://127.0.0.1:%d", state.NATSPort), project, id) {
+		for _, l := range m.Lines {
+			text.WriteString(l.Text + "\n")
 		}
 	}
+	return text.String()
 }
 
 // A secret in the repository URL's credentials, printed by the build in

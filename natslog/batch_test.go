@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/slipway-ci/slipway"
+	"github.com/slipway-ci/slipway/internal/testenv"
 	"github.com/slipway-ci/slipway/natslog"
 )
 
@@ -80,7 +81,7 @@ func TestPublisherBatchesLines(t *testing.T) {
 	waitFor(t, a, "b1", total)
 	checkTexts(t, store, "b1", total)
 
-	lines, msgs := streamLines(t, s.URL(), "b1")
+	lines, msgs := testenv.StreamLines(t, s.URL(), project, "b1")
 	if len(lines) != total {
 		t.Fatalf("stream holds %d lines, want %d", len(lines), total)
 	}
@@ -93,17 +94,17 @@ func TestPublisherBatchesLines(t *testing.T) {
 	t.Logf("%d lines in %d messages", total, msgs)
 
 	// Every message's id is "<deployment>:<first>-<last>" of its lines.
-	for _, m := range streamMsgs(t, s.URL(), "b1") {
-		ls := m.lines
+	for _, m := range testenv.StreamMsgs(t, s.URL(), project, "b1") {
+		ls := m.Lines
 		want := fmt.Sprintf("b1:%d-%d", ls[0].N, ls[len(ls)-1].N)
 		if len(ls) == 1 {
 			want = fmt.Sprintf("b1:%d", ls[0].N)
 		}
-		if m.id != want {
-			t.Errorf("message with lines %d..%d has id %q, want %q", ls[0].N, ls[len(ls)-1].N, m.id, want)
+		if m.ID != want {
+			t.Errorf("message with lines %d..%d has id %q, want %q", ls[0].N, ls[len(ls)-1].N, m.ID, want)
 		}
-		if m.size > 70<<10 {
-			t.Errorf("message with lines %d..%d is %d bytes, want at most ~64 KiB", ls[0].N, ls[len(ls)-1].N, m.size)
+		if m.Size > 70<<10 {
+			t.Errorf("message with lines %d..%d is %d bytes, want at most ~64 KiB", ls[0].N, ls[len(ls)-1].N, m.Size)
 		}
 	}
 }
@@ -184,7 +185,7 @@ func TestRepublishedBatchIsDeduplicated(t *testing.T) {
 	}
 	waitFor(t, a, "r1", 9)
 	checkTexts(t, store, "r1", 9)
-	lines, msgs := streamLines(t, s.URL(), "r1")
+	lines, msgs := testenv.StreamLines(t, s.URL(), project, "r1")
 	if len(lines) != 9 || msgs != 3 {
 		t.Errorf("stream holds %d lines in %d messages, want 9 in 3 (the resent batches dropped as duplicates)", len(lines), msgs)
 	}

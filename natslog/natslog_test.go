@@ -20,6 +20,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/slipway-ci/slipway"
+	"github.com/slipway-ci/slipway/internal/testenv"
 	"github.com/slipway-ci/slipway/natslog"
 )
 
@@ -141,7 +142,7 @@ func texts(lines []slipway.LogLine) []string {
 // must keep a republished message out).
 func subjectCount(t testing.TB, url, deployment string) uint64 {
 	t.Helper()
-	lines, _ := streamLines(t, url, deployment)
+	lines, _ := testenv.StreamLines(t, url, project, deployment)
 	seen := make(map[int64]bool, len(lines))
 	for _, l := range lines {
 		if seen[l.N] {
@@ -150,62 +151,6 @@ func subjectCount(t testing.TB, url, deployment string) uint64 {
 		seen[l.N] = true
 	}
 	return uint64(len(lines))
-}
-
-// streamMsg is a message of the log stream.
-type streamMsg struct {
-	id    string // its Nats-Msg-Id
-	size  int
-	lines []slipway.LogLine
-}
-
-// streamLines returns every line the stream holds for a deployment, in
-// stream order, and how many messages hold them.
-func streamLines(t testing.TB, url, deployment string) ([]slipway.LogLine, int) {
-	t.Helper()
-	msgs := streamMsgs(t, url, deployment)
-	var lines []slipway.LogLine
-	for _, m := range msgs {
-		lines = append(lines, m.lines...)
-	}
-	return lines, len(msgs)
-}
-
-// streamMsgs returns the messages the stream holds for a deployment.
-func streamMsgs(t testing.TB, url, deployment string) []streamMsg {
-	t.Helper()
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
-	cons, err := js.OrderedConsumer(t.Context(), natslog.StreamName, jetstream.OrderedConsumerConfig{FilterSubjects: []string{natslog.Subject(project, deployment)}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var msgs []streamMsg
-	for {
-		batch, err := cons.FetchNoWait(500)
-		if err != nil {
-			t.Fatal(err)
-		}
-		n := 0
-		for m := range batch.Messages() {
-			n++
-			ls, err := natslog.DecodeLines(m.Data())
-			if err != nil {
-				t.Fatalf("message %q: %v", m.Data(), err)
-			}
-			msgs = append(msgs, streamMsg{id: m.Headers().Get(jetstream.MsgIDHeader), size: len(m.Data()), lines: ls})
-		}
-		if err := batch.Error(); err != nil {
-			t.Fatal(err)
-		}
-		if n == 0 {
-			return msgs
-		}
-	}
 }
 
 func TestSubject(t *testing.T) {

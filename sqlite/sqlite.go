@@ -37,6 +37,9 @@ type DB struct {
 	read    *sql.DB
 	now     func() time.Time
 	indexer *indexer
+	// tokenByHash is prepared once: every API request looks its token up,
+	// and parsing the SQL each time cost more than the lookup.
+	tokenByHash *sql.Stmt
 
 	// keyMu guards key, the secrets key once read (see secrets.go).
 	keyMu sync.Mutex
@@ -92,6 +95,11 @@ func Open(path string) (*DB, error) {
 		db.Close()
 		return nil, fmt.Errorf("open sqlite database %s: %w", path, err)
 	}
+	db.tokenByHash, err = db.read.PrepareContext(ctx, `SELECT `+tokenColumns+` FROM api_tokens WHERE hash = ?`)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("open sqlite database %s: %w", path, err)
+	}
 	db.indexer = startIndexer(db.write)
 	return db, nil
 }
@@ -122,6 +130,9 @@ func dsn(abs string, readOnly bool) string {
 func (db *DB) Close() error {
 	db.indexer.close()
 	var errs []error
+	if db.tokenByHash != nil {
+		errs = append(errs, db.tokenByHash.Close())
+	}
 	if db.read != nil {
 		errs = append(errs, db.read.Close())
 	}

@@ -51,7 +51,7 @@ func scanToken(s scanner) (*slipway.APIToken, error) {
 
 // TokenByHash returns the token with the hash, or ENOTFOUND.
 func (db *DB) TokenByHash(ctx context.Context, hash string) (*slipway.APIToken, error) {
-	t, err := scanToken(db.read.QueryRowContext(ctx, `SELECT `+tokenColumns+` FROM api_tokens WHERE hash = ?`, hash))
+	t, err := scanToken(db.tokenByHash.QueryRowContext(ctx, hash))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, slipway.Errorf(slipway.ENOTFOUND, "no such API token")
 	} else if err != nil {

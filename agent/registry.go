@@ -1,0 +1,115 @@
+package agent
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"maps"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/authn"
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+)
+
+// The agent talks to the image registry itself (go-containerregistry) for
+// two small things podman would take a whole process and a build step
+// for: reading the digest a tag points to (the identity of a FROM image),
+// and putting the deployment's labels on a pushed image.
+//
+// Credentials are the builder's own, as podman finds them: the Docker
+// config and the containers auth.json ($XDG_RUNTIME_DIR/containers or
+// $REGISTRY_AUTH_FILE). With TLS verification off (the embedded registry
+// on loopback) plain HTTP is allowed and certificates are not checked,
+// like podman's --tls-verify=false.
+
+// registryTimeout bounds one registry request.
+const registryTimeout = 30 * time.Second
+
+func registryRef(ref string, tlsVerify bool) (name.Reference, []remote.Option, error) {
+	var nopts []name.Option
+	ropts := []remote.Option{remote.WithAuthFromKeychain(authn.DefaultKeychain)}
+	if !tlsVerify {
+		nopts = append(nopts, name.Insecure)
+		tr := remote.DefaultTransport.(*http.Transport).Clone()
+		tr.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // --tls-verify=false asks for exactly this
+		ropts = append(ropts, remote.WithTransport(tr))
+	}
+	r, err := name.ParseReference(ref, nopts...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("image reference %q: %w", ref, err)
+	}
+	return r, ropts, nil
+}
+
+// registryDigest returns the manifest digest ref (host/name:tag or
+// host/name@digest) points to, asking its registry. References without a
+// registry host are not resolved: nothing outside this machine is asked.
+func registryDigest(ctx context.Context, ref string, tlsVerify bool) (string, error) {
+	if _, d, ok := strings.Cut(ref, "@"); ok {
+		return d, nil
+	}
+	host, _, ok := strings.Cut(ref, "/")
+	if !ok || !(strings.ContainsAny(host, ".:") || host == "localhost") {
+		return "", fmt.Errorf("%s names no registry host", ref)
+	}
+	r, ropts, err := registryRef(ref, tlsVerify)
+	if err != nil {
+		return "", err
+	}
+	ctx, cancel := context.WithTimeout(ctx, registryTimeout)
+	defer cancel()
+	desc, err := remote.Head(r, append(ropts, remote.WithContext(ctx))...)
+	if err != nil {
+		return "", err
+	}
+	return desc.Digest.String(), nil
+}
+
+// labelInRegistry puts labels on the image the tag ref names in its
+// registry: a new image config with the labels added and a new manifest
+// with the same layers, put under the same tag. It returns the new
+// manifest's digest. Only the config and the manifest travel; the layers
+// are already there.
+//
+// Labels are set here rather than in the build because a label whose
+// value changes every deployment (its id, its commit) would make a build
+// step that never hits the cache, and podman 4.3 spends a second or more
+// on a build of its own for a LABEL.
+func labelInRegistry(ctx context.Context, ref string, labels map[string]string, tlsVerify bool) (string, error) {
+	r, ropts, err := registryRef(ref, tlsVerify)
+	if err != nil {
+		return "", err
+	}
+	ctx, cancel := context.WithTimeout(ctx, registryTimeout)
+	defer cancel()
+	ropts = append(ropts, remote.WithContext(ctx))
+	img, err := remote.Image(r, ropts...)
+	if err != nil {
+		return "", fmt.Errorf("read %s: %w", ref, err)
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return "", fmt.Errorf("read the config of %s: %w", ref, err)
+	}
+	cf = cf.DeepCopy()
+	if cf.Config.Labels == nil {
+		cf.Config.Labels = make(map[string]string, len(labels))
+	}
+	maps.Copy(cf.Config.Labels, labels)
+	labelled, err := mutate.ConfigFile(img, cf)
+	if err != nil {
+		return "", fmt.Errorf("label %s: %w", ref, err)
+	}
+	if err := remote.Write(r, labelled, ropts...); err != nil {
+		return "", fmt.Errorf("write the labelled %s: %w", ref, err)
+	}
+	d, err := labelled.Digest()
+	if err != nil {
+		return "", err
+	}
+	return d.String(), nil
+}
