@@ -357,7 +357,7 @@ func (a *Activities) Build(ctx context.Context, in deploy.BuildInput) (_ deploy.
 		out.InputKey = key
 		if key == "" {
 			a.cfg.Logger.Info("build inputs cannot be pinned down; no reuse", "deployment", in.DeploymentID, "reason", why)
-		} else if prev := a.reusable(ctx, key); prev != "" {
+		} else if prev := a.reusable(key); prev != "" {
 			j.line("build", "inputs identical to the earlier build of %s: reusing its image without building", prev)
 			if err := a.podman.Tag(ctx, prev, in.Image); err == nil {
 				out.ReusedFrom = prev
@@ -365,7 +365,7 @@ func (a *Activities) Build(ctx context.Context, in deploy.BuildInput) (_ deploy.
 			} else if ctx.Err() != nil {
 				return deploy.BuildActivityResult{}, ctx.Err()
 			} else {
-				j.line("build", "could not reuse %s (%v): building", prev, err)
+				j.line("build", "could not reuse %s, no longer in the build cache (%v): building", prev, err)
 			}
 		}
 	}
@@ -426,17 +426,15 @@ func (a *Activities) Build(ctx context.Context, in deploy.BuildInput) (_ deploy.
 func (l Layout) inputsDir() string { return filepath.Join(l.Root, "inputs") }
 
 // reusable returns the image of an earlier successful build with inputs
-// key, if the machine still has it.
-func (a *Activities) reusable(ctx context.Context, key string) string {
+// key, as recorded. Whether the storage still has it is found out by
+// tagging it (Build falls back to building when that fails): one podman
+// process fewer on the way to a reused build.
+func (a *Activities) reusable(key string) string {
 	b, err := os.ReadFile(filepath.Join(a.layout.inputsDir(), key))
 	if err != nil {
 		return ""
 	}
-	ref := strings.TrimSpace(string(b))
-	if ref == "" || !a.podman.ImageExists(ctx, ref) {
-		return ""
-	}
-	return ref
+	return strings.TrimSpace(string(b))
 }
 
 // remember records that inputs key built image ref.

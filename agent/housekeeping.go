@@ -116,6 +116,8 @@ func (a *Activities) housekeep(ctx context.Context, j *job, project, pushed stri
 		_ = os.RemoveAll(filepath.Join(a.layout.Work, e.Name()))
 	}
 	_ = os.Remove(a.layout.pinsFile())
+	// The reset removed the images the reuse records name.
+	_ = os.RemoveAll(a.layout.inputsDir())
 }
 
 // fsUsage is the fraction of the filesystem holding dir that is in use, as
