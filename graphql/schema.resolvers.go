@@ -98,11 +98,6 @@ func (r *deploymentResolver) Logs(ctx context.Context, obj *slipway.Deployment, 
 	return out, nil
 }
 
-// Step is the resolver for the step field.
-func (r *logLineResolver) Step(ctx context.Context, obj *slipway.LogLine) (*string, error) {
-	return nonEmpty(obj.Step), nil
-}
-
 // MaxAgeSeconds is the resolver for the maxAgeSeconds field.
 func (r *logRetentionResolver) MaxAgeSeconds(ctx context.Context, obj *slipway.LogRetention) (*int, error) {
 	return nonZero(int64(obj.MaxAge / time.Second)), nil
@@ -479,9 +474,6 @@ func (r *subscriptionResolver) DeploymentLogLines(ctx context.Context, id string
 // Deployment returns gen.DeploymentResolver implementation.
 func (r *Resolver) Deployment() gen.DeploymentResolver { return &deploymentResolver{r} }
 
-// LogLine returns gen.LogLineResolver implementation.
-func (r *Resolver) LogLine() gen.LogLineResolver { return &logLineResolver{r} }
-
 // LogRetention returns gen.LogRetentionResolver implementation.
 func (r *Resolver) LogRetention() gen.LogRetentionResolver { return &logRetentionResolver{r} }
 
@@ -505,7 +497,6 @@ func (r *Resolver) Subscription() gen.SubscriptionResolver { return &subscriptio
 
 type (
 	deploymentResolver   struct{ *Resolver }
-	logLineResolver      struct{ *Resolver }
 	logRetentionResolver struct{ *Resolver }
 	machineResolver      struct{ *Resolver }
 	mutationResolver     struct{ *Resolver }
@@ -514,3 +505,4 @@ type (
 	queryResolver        struct{ *Resolver }
 	subscriptionResolver struct{ *Resolver }
 )
+

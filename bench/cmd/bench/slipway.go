@@ -19,6 +19,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/slipway-ci/slipway"
+	"github.com/slipway-ci/slipway/client"
 	"github.com/slipway-ci/slipway/github"
 )
 
@@ -268,10 +270,31 @@ func (s *slipwayServer) deploy(ctx context.Context, project, repoDir, secret, be
 		return sample{}, fmt.Errorf("push webhook answered %d %s, want 202 with a deployment", resp.StatusCode, raw)
 	}
 
-	// Poll the API (cheap) for the end; the CLI reports it afterwards.
+	// Wait for the end on the deploymentUpdated subscription, as `slipway
+	// deploy --wait` does, rather than polling: polling every 50 ms cost
+	// the server CPU that the build competes with on 2 cores. Should the
+	// subscription fail (a server without it), fall back to polling.
 	deadline := start.Add(timeout)
+	wctx, stopFollow := context.WithCancel(ctx)
+	defer stopFollow()
+	ended := make(chan error, 1)
+	go func() {
+		ended <- client.New(s.URL, nil).WithToken(s.adminToken()).FollowDeployment(wctx, a.Deployment, func(*slipway.Deployment) error { return nil })
+	}()
+	interval := 2 * time.Second
 	var d deploymentStatus
 	for {
+		select {
+		case <-ctx.Done():
+			return sample{}, ctx.Err()
+		case err := <-ended:
+			if err != nil {
+				progress("following deployment %s: %v; polling instead", a.Deployment, err)
+				interval = 50 * time.Millisecond
+			}
+			ended = nil
+		case <-time.After(interval):
+		}
 		d, err = s.api.deployment(ctx, a.Deployment)
 		if err != nil {
 			return sample{}, err
@@ -281,11 +304,6 @@ func (s *slipwayServer) deploy(ctx context.Context, project, repoDir, secret, be
 		}
 		if time.Now().After(deadline) {
 			return sample{}, fmt.Errorf("deployment %s still %s after %s", d.ID, d.Status, timeout)
-		}
-		select {
-		case <-ctx.Done():
-			return sample{}, ctx.Err()
-		case <-time.After(50 * time.Millisecond):
 		}
 	}
 	end := time.Now()

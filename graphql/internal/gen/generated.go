@@ -29,7 +29,6 @@ type Config = graphql.Config[ResolverRoot, DirectiveRoot, ComplexityRoot]
 
 type ResolverRoot interface {
 	Deployment() DeploymentResolver
-	LogLine() LogLineResolver
 	LogRetention() LogRetentionResolver
 	Machine() MachineResolver
 	Mutation() MutationResolver
@@ -99,11 +98,11 @@ type ComplexityRoot struct {
 	}
 
 	LogLine struct {
-		N      func(childComplexity int) int
-		Step   func(childComplexity int) int
-		Stream func(childComplexity int) int
-		Text   func(childComplexity int) int
-		Time   func(childComplexity int) int
+		N         func(childComplexity int) int
+		StepOrNil func(childComplexity int) int
+		Stream    func(childComplexity int) int
+		Text      func(childComplexity int) int
+		Time      func(childComplexity int) int
 	}
 
 	LogRetention struct {
@@ -205,9 +204,6 @@ type DeploymentResolver interface {
 
 	Progress(ctx context.Context, obj *slipway.Deployment) (*slipway.Progress, error)
 	Logs(ctx context.Context, obj *slipway.Deployment, from *int, after *int, search *string, step *string, first *int) ([]*slipway.LogLine, error)
-}
-type LogLineResolver interface {
-	Step(ctx context.Context, obj *slipway.LogLine) (*string, error)
 }
 type LogRetentionResolver interface {
 	MaxAgeSeconds(ctx context.Context, obj *slipway.LogRetention) (*int, error)
@@ -522,11 +518,11 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.LogLine.N(childComplexity), true
 	case "LogLine.step":
-		if e.ComplexityRoot.LogLine.Step == nil {
+		if e.ComplexityRoot.LogLine.StepOrNil == nil {
 			break
 		}
 
-		return e.ComplexityRoot.LogLine.Step(childComplexity), true
+		return e.ComplexityRoot.LogLine.StepOrNil(childComplexity), true
 	case "LogLine.stream":
 		if e.ComplexityRoot.LogLine.Stream == nil {
 			break
@@ -3245,7 +3241,7 @@ func (ec *executionContext) _LogLine_step(ctx context.Context, field graphql.Col
 			return ec.fieldContext_LogLine_step(ctx, field)
 		},
 		func(ctx context.Context) (any, error) {
-			return ec.Resolvers.LogLine().Step(ctx, obj)
+			return obj.StepOrNil(), nil
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
@@ -3256,7 +3252,7 @@ func (ec *executionContext) _LogLine_step(ctx context.Context, field graphql.Col
 	)
 }
 func (ec *executionContext) fieldContext_LogLine_step(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("LogLine", field, true, true, "String")
+	return graphql.NewScalarFieldContext("LogLine", field, true, false, "String")
 }
 
 func (ec *executionContext) _LogLine_text(ctx context.Context, field graphql.CollectedField, obj *slipway.LogLine) (ret graphql.Marshaler) {
@@ -6682,28 +6678,27 @@ func (ec *executionContext) _LogLine(ctx context.Context, sel ast.SelectionSet, 
 		case "n":
 			out.Values[i] = ec._LogLine_n(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				atomic.AddUint32(&out.Invalids, 1)
+				out.Invalids++
 			}
 		case "time":
 			out.Values[i] = ec._LogLine_time(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				atomic.AddUint32(&out.Invalids, 1)
+				out.Invalids++
 			}
 		case "stream":
 			out.Values[i] = ec._LogLine_stream(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				atomic.AddUint32(&out.Invalids, 1)
+				out.Invalids++
 			}
 		case "step":
-			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
-				true, false,
-				func(ctx context.Context) graphql.Marshaler {
-					return ec._LogLine_step(ctx, field, obj)
-				})
+			out.Values[i] = ec._LogLine_step(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
 		case "text":
 			out.Values[i] = ec._LogLine_text(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
-				atomic.AddUint32(&out.Invalids, 1)
+				out.Invalids++
 			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
