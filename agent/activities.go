@@ -420,7 +420,6 @@ func (a *Activities) Build(ctx context.Context, in deploy.BuildInput) (_ deploy.
 	return out, nil
 }
 
-
 // inputsDir holds one file per input key of a successful build, naming the
 // image it produced.
 func (l Layout) inputsDir() string { return filepath.Join(l.Root, "inputs") }

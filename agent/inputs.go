@@ -231,4 +231,3 @@ func hashContext(h io.Writer, dir, dockerfile string) error {
 		return nil
 	})
 }
-
