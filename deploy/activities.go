@@ -129,19 +129,26 @@ func heartbeat(ctx context.Context) (stop func()) {
 		return func() {}
 	}
 	hbCtx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
 	go func() {
+		defer close(done)
 		t := time.NewTicker(HeartbeatInterval)
 		defer t.Stop()
 		for {
-			activity.RecordHeartbeat(hbCtx)
 			select {
 			case <-hbCtx.Done():
 				return
 			case <-t.C:
 			}
+			// Not with hbCtx: cancelled between the tick and here, the SDK
+			// would log a warning for every activity that just ended.
+			activity.RecordHeartbeat(ctx)
 		}
 	}()
-	return cancel
+	return func() {
+		cancel()
+		<-done // no heartbeat after the activity returned
+	}
 }
 
 // ReleaseBuildSlot frees the deployment's build slot.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/workflow"
@@ -46,6 +47,10 @@ const (
 // progressState is DeploymentWorkflow's slipway.Progress.
 type progressState struct {
 	p slipway.Progress
+	// entered is when the agent first reported each of its phases
+	// (workflow time): a failed build has no BuildWorkflow timings, so
+	// the phases it went through are timed from these.
+	entered map[string]time.Time
 }
 
 // phase moves to a phase the workflow drives.
@@ -86,7 +91,30 @@ func (s *progressState) apply(u slipway.Progress) {
 // newProgress returns the state of a deployment that has just started:
 // in phase queue.
 func newProgress() *progressState {
-	return &progressState{p: slipway.Progress{Phase: slipway.PhaseQueue}}
+	return &progressState{p: slipway.Progress{Phase: slipway.PhaseQueue}, entered: map[string]time.Time{}}
+}
+
+// agentTimings times the agent's phases (fetch, build, push) that the
+// agent reported entering, each until the next one began or until end:
+// the timings of a build that failed or was stopped.
+func (s *progressState) agentTimings(end time.Time) map[string]int64 {
+	phases := []string{slipway.PhaseFetch, slipway.PhaseBuild, slipway.PhasePush}
+	out := map[string]int64{}
+	for i, p := range phases {
+		start, ok := s.entered[p]
+		if !ok {
+			continue
+		}
+		until := end
+		for _, next := range phases[i+1:] {
+			if t, ok := s.entered[next]; ok {
+				until = t
+				break
+			}
+		}
+		out[p] = max(0, until.Sub(start).Milliseconds())
+	}
+	return out
 }
 
 // track answers the state query of the workflow of ctx with s and applies
@@ -103,6 +131,9 @@ func (s *progressState) track(ctx workflow.Context) error {
 			var u slipway.Progress
 			if !ch.Receive(ctx, &u) {
 				return
+			}
+			if _, seen := s.entered[u.Phase]; !seen && u.Phase != "" {
+				s.entered[u.Phase] = workflow.Now(ctx)
 			}
 			s.apply(u)
 		}

@@ -390,6 +390,10 @@ func DeploymentWorkflow(ctx workflow.Context, in DeploymentInput) (res slipway.D
 		}
 	}
 	if buildErr != nil {
+		// The phases the agent went through, as far as it got.
+		for k, v := range progress.agentTimings(workflow.Now(ctx)) {
+			timings[k] = v
+		}
 		return failed("build", buildErr), nil
 	}
 	for k, v := range built.Timings {

@@ -172,6 +172,29 @@ func TestBuildFailureIsNotRetried(t *testing.T) {
 	}
 }
 
+// A failed build has no BuildWorkflow timings: the phases the agent
+// reported entering are timed from its progress signals.
+func TestFailedBuildRecordsPhaseTimings(t *testing.T) {
+	f := &fakeActivities{build: func(context.Context) (BuildActivityResult, error) {
+		return BuildActivityResult{}, temporal.NewNonRetryableApplicationError("build failed", ErrBuildFailed, nil)
+	}}
+	r := run(t, f, func(env *testsuite.TestWorkflowEnvironment) {
+		env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalProgress, slipway.Progress{Phase: slipway.PhaseFetch}) }, 0)
+		env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalProgress, slipway.Progress{Phase: slipway.PhaseBuild}) }, 0)
+	})
+	if r.Status != slipway.StatusFailed {
+		t.Fatalf("result = %+v, want failed", r)
+	}
+	for _, p := range []string{"queue", "fetch", "build", "total"} {
+		if _, ok := r.Timings[p]; !ok {
+			t.Errorf("failed build's timings %v lack %s", r.Timings, p)
+		}
+	}
+	if _, ok := r.Timings["push"]; ok {
+		t.Errorf("failed build's timings %v have a push it never reached", r.Timings)
+	}
+}
+
 func TestPushRetriedOnTransientErrors(t *testing.T) {
 	f := &fakeActivities{push: func(attempt int) (PushResult, error) {
 		if attempt < 3 {
