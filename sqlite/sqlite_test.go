@@ -715,9 +715,8 @@ func TestLogLines(t *testing.T) {
 		t.Errorf("a failed batch stored %+v; want nothing", got)
 	}
 
-	// Batches longer than one INSERT (logRowsPerInsert rows): lines 3..300
-	// with 3 and 4 already stored, in full INSERTs and a shorter last one;
-	// then one with an unknown deployment's line in its second INSERT.
+	// A long batch: lines 3..300 with 3 and 4 already stored (they are
+	// kept); then one with an unknown deployment's line in the middle.
 	var long []slipway.LogLine
 	for n := int64(3); n <= 300; n++ {
 		long = append(long, line(n, fmt.Sprint("line ", n)))
@@ -733,7 +732,7 @@ func TestLogLines(t *testing.T) {
 	for n := int64(301); n <= 400; n++ {
 		bad = append(bad, line(n, "x"))
 	}
-	bad[logRowsPerInsert+5].Deployment = "d-gone"
+	bad[69].Deployment = "d-gone"
 	err = db.AppendLogLines(ctx, bad)
 	wantCode(t, "AppendLogLines long batch with an unknown deployment", err, slipway.ENOTFOUND, `deployment "d-gone" not found`)
 	if got, _ := db.LogLines(ctx, d.ID, 301, 0); len(got) != 0 {
