@@ -21,6 +21,7 @@ package main
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"flag"
 	"fmt"
@@ -161,6 +162,13 @@ func run(lines int, out string, subs []string, buildsFlag string, rates []int, c
 			scens = append(scens, scen{1, rate * 10, rate}) // ten seconds
 		}
 		for _, sc := range scens {
+			// Each scenario starts on a quiet server: the search index
+			// has caught up with the previous scenario's lines.
+			if waited, err := env.waitIndexed(ctx, 2*time.Minute); err != nil {
+				return err
+			} else if waited > time.Second {
+				fmt.Printf("(waited %s for the search index to catch up)\n", waited.Round(100*time.Millisecond))
+			}
 			r, err := env.scenario(ctx, sub, sc.builds, sc.lines, sc.rate)
 			if err != nil {
 				return fmt.Errorf("%s, %d builds: %w", sub, sc.builds, err)
@@ -195,6 +203,34 @@ type env struct {
 	api     *client.Client
 	hs      *http.Server
 	seq     atomic.Int64
+}
+
+// waitIndexed waits until the store's search index holds every stored
+// line (the background indexer is idle), at most limit.
+func (e *env) waitIndexed(ctx context.Context, limit time.Duration) (time.Duration, error) {
+	db, err := sql.Open("sqlite", "file:"+filepath.Join(e.dir, "slipway.db")+"?mode=ro")
+	if err != nil {
+		return 0, err
+	}
+	defer db.Close()
+	start := time.Now()
+	for {
+		var behind int64
+		if err := db.QueryRowContext(ctx, `SELECT COALESCE((SELECT MAX(rowid) FROM log_lines), 0) - (SELECT indexed_upto FROM log_index)`).Scan(&behind); err != nil {
+			return 0, fmt.Errorf("read the search index's progress: %w", err)
+		}
+		if behind <= 0 {
+			return time.Since(start), nil
+		}
+		if time.Since(start) > limit {
+			return 0, fmt.Errorf("the search index is still %d lines behind after %s", behind, limit)
+		}
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 func startEnv(ctx context.Context) (*env, error) {
