@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -37,6 +38,9 @@ type Activities struct {
 	events *nats.Conn
 	// secrets keeps the build secrets of the deployment being built.
 	secrets secretCache
+	// background counts the housekeeping still running after an
+	// activity returned (afterJob).
+	background sync.WaitGroup
 }
 
 // job is what every activity sets up: idle tracking, heartbeats and the
@@ -74,6 +78,8 @@ func (a *Activities) begin(ctx context.Context, in deploy.BuildInput, phase stri
 		}
 		buildSecrets, kept = vals, true
 	}
+	// The previous build's housekeeping may still run: never beside this.
+	a.waitAfterJob()
 	a.tracker.begin()
 	hbCtx, cancel := context.WithCancel(ctx)
 	go heartbeat(hbCtx, phase)

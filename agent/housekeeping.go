@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -50,24 +51,54 @@ func (a *Activities) savePins(refs []string) error {
 // directories; it also runs git's automatic maintenance on the mirror. The
 // volume is only a cache: the next build is colder, never wrong. Failures
 // are reported, never fatal to the build.
+//
+// Only what the deployment's log must show runs before it returns: the
+// pins, and on a volume past the threshold the image removal and the
+// reset. Otherwise the removal of old images and git's maintenance (a few
+// podman and git processes, 0.2–0.5 s) run after the activity has
+// returned, so the deployment ends without waiting for them; the agent
+// does not exit, and its next activity does not start, until they are
+// done (afterJob). They report to the agent's own log.
 func (a *Activities) housekeep(ctx context.Context, j *job, project, pushed string) {
-	// Fetches leave git's automatic maintenance out (it is not needed to
-	// build): it runs here, after the build.
-	if err := (&gitmirror.Mirror{Dir: a.layout.Mirror}).Maintain(ctx); err != nil {
-		a.cfg.Logger.Warn("housekeeping: git maintenance of the mirror", "error", err)
-	}
-	keep := a.cfg.KeepImages
 	pins := a.pins()
 	if pushed != "" {
 		pins = slices.DeleteFunc(pins, func(r string) bool { return r == pushed })
 		pins = append(pins, pushed)
-		if len(pins) > keep {
-			pins = pins[len(pins)-keep:]
+		if len(pins) > a.cfg.KeepImages {
+			pins = pins[len(pins)-a.cfg.KeepImages:]
 		}
 		if err := a.savePins(pins); err != nil {
 			a.cfg.Logger.Warn("housekeeping: save pinned images", "error", err)
 		}
 	}
+	used, err := fsUsage(a.layout.Root)
+	if err != nil {
+		a.cfg.Logger.Warn("housekeeping: volume usage", "error", err)
+	} else if used > a.cfg.ResetThreshold {
+		// Old images first: their space may be enough.
+		a.removeOldImages(ctx, j, project, pins)
+		a.maintainMirror(ctx)
+		a.resetIfFull(ctx, j)
+		return
+	}
+	a.afterJob(func(ctx context.Context) {
+		a.removeOldImages(ctx, nil, project, pins)
+		a.maintainMirror(ctx)
+	})
+}
+
+// maintainMirror runs git's automatic maintenance on the mirror, which
+// fetches leave out (it is not needed to build).
+func (a *Activities) maintainMirror(ctx context.Context) {
+	if err := (&gitmirror.Mirror{Dir: a.layout.Mirror}).Maintain(ctx); err != nil {
+		a.cfg.Logger.Warn("housekeeping: git maintenance of the mirror", "error", err)
+	}
+}
+
+// removeOldImages removes the project's images that are not pinned. It
+// reports to the deployment's log through j, or to the agent's log when j
+// is nil.
+func (a *Activities) removeOldImages(ctx context.Context, j *job, project string, pins []string) {
 	// The project's images are those in the repositories of its pinned
 	// images (the deployments' images carry no labels in this storage: the
 	// labels are put on in the registry), and those an older agent built
@@ -91,14 +122,24 @@ func (a *Activities) housekeep(ctx context.Context, j *job, project, pushed stri
 			remove = append(remove, img.ID)
 		}
 	}
-	if len(remove) > 0 {
-		if err := a.podman.RemoveImages(ctx, remove...); err != nil {
-			a.cfg.Logger.Warn("housekeeping: remove old images", "error", err)
-		} else {
-			j.line("housekeeping", "removed %d old image(s), keeping the last %d successful builds", len(remove), keep)
-		}
+	if len(remove) == 0 {
+		return
 	}
+	if err := a.podman.RemoveImages(ctx, remove...); err != nil {
+		a.cfg.Logger.Warn("housekeeping: remove old images", "error", err)
+		return
+	}
+	msg := fmt.Sprintf("removed %d old image(s), keeping the last %d successful builds", len(remove), a.cfg.KeepImages)
+	if j != nil {
+		j.line("housekeeping", "%s", msg)
+	} else {
+		a.cfg.Logger.Info("housekeeping: "+msg, "project", project)
+	}
+}
 
+// resetIfFull resets podman's storage and clears the work directories when
+// the volume is fuller than ResetThreshold.
+func (a *Activities) resetIfFull(ctx context.Context, j *job) {
 	used, err := fsUsage(a.layout.Root)
 	if err != nil {
 		a.cfg.Logger.Warn("housekeeping: volume usage", "error", err)
@@ -119,6 +160,30 @@ func (a *Activities) housekeep(ctx context.Context, j *job, project, pushed stri
 	// The reset removed the images the reuse records name.
 	_ = os.RemoveAll(a.layout.inputsDir())
 }
+
+// afterJob runs fn after the current activity has returned, in the
+// background. Until fn is done the agent counts as busy (it does not exit
+// idle) and the next activity waits for it (waitAfterJob), so
+// housekeeping never runs beside a build. fn gets a context of its own
+// (the activity's ends with it), bounded by afterJobTimeout.
+func (a *Activities) afterJob(fn func(ctx context.Context)) {
+	a.tracker.begin()
+	a.background.Add(1)
+	go func() {
+		defer a.background.Done()
+		defer a.tracker.end(time.Now())
+		ctx, cancel := context.WithTimeout(context.Background(), afterJobTimeout)
+		defer cancel()
+		fn(ctx)
+	}()
+}
+
+// afterJobTimeout bounds the background housekeeping of one build.
+const afterJobTimeout = 5 * time.Minute
+
+// waitAfterJob waits until the background work of earlier activities is
+// done.
+func (a *Activities) waitAfterJob() { a.background.Wait() }
 
 // fsUsage is the fraction of the filesystem holding dir that is in use, as
 // df computes it.

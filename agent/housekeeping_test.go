@@ -2,6 +2,7 @@ package agent
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"log/slog"
 	"os"
@@ -86,6 +87,7 @@ func TestHousekeepingKeepsPinnedImages(t *testing.T) {
 		refs = append(refs, ref)
 		buildTagged(t, p, base, ref, "app", false)
 		a.housekeep(t.Context(), j, "app", ref)
+		a.waitAfterJob() // the removal runs after the activity
 	}
 	if got, want := imageNames(t, p, host+"/app"), refs[2:]; !slices.Equal(got, want) {
 		t.Errorf("after 4 builds with KeepImages 2, images = %v, want %v", got, want)
@@ -101,6 +103,7 @@ func TestHousekeepingKeepsPinnedImages(t *testing.T) {
 	}
 	// A failed build (nothing pushed) keeps the pins.
 	a.housekeep(t.Context(), j, "app", "")
+	a.waitAfterJob() // the removal runs after the activity
 	if got := imageNames(t, p, host+"/app"); len(got) != 2 {
 		t.Errorf("housekeeping after a failed build left %v, want the 2 pinned images", got)
 	}
@@ -120,6 +123,7 @@ func TestHousekeepingResetsPastThreshold(t *testing.T) {
 		t.Fatal(err)
 	}
 	a.housekeep(t.Context(), j, "app", ref)
+	a.waitAfterJob() // the removal runs after the activity
 	if !bytes.Contains(out.Bytes(), []byte("resetting the build cache")) {
 		t.Fatalf("no reset past the threshold; output:\n%s", out)
 	}
@@ -149,3 +153,33 @@ func TestRepository(t *testing.T) {
 }
 
 var testNow = time.Unix(0, 0)
+
+// Work left after an activity keeps the agent busy (it does not exit idle)
+// and holds back the next activity until it is done.
+func TestAfterJobKeepsTheAgentBusy(t *testing.T) {
+	a := &Activities{tracker: newIdleTracker(testNow)}
+	release := make(chan struct{})
+	a.afterJob(func(context.Context) { <-release })
+	if a.tracker.idle(testNow.Add(time.Hour), time.Second, time.Second) {
+		t.Fatal("the agent counts as idle while housekeeping runs")
+	}
+	waited := make(chan struct{})
+	go func() {
+		a.waitAfterJob()
+		close(waited)
+	}()
+	select {
+	case <-waited:
+		t.Fatal("the next activity did not wait for the housekeeping")
+	case <-time.After(50 * time.Millisecond):
+	}
+	close(release)
+	select {
+	case <-waited:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the next activity still waits after the housekeeping ended")
+	}
+	if !a.tracker.idle(time.Now().Add(time.Hour), time.Second, time.Second) {
+		t.Error("the agent is not idle after the housekeeping ended")
+	}
+}
