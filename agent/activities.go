@@ -116,7 +116,15 @@ func (a *Activities) begin(ctx context.Context, in deploy.BuildInput, phase stri
 			cctx, ccancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 			_ = j.pub.Close(cctx)
 			ccancel()
-			a.reportLogEnd(ctx, in, j.pub.LastLine())
+			// A fetch or build that went well is followed by the build's
+			// next activity, whose own report covers its lines too (the
+			// numbers go on from one activity to the next): only the last
+			// activity of a build, or one that failed or was stopped,
+			// reports, and the next activity starts a Temporal round trip
+			// sooner.
+			if *errp != nil || phase == "push" {
+				a.reportLogEnd(ctx, in, j.pub.LastLine())
+			}
 		}
 		_ = stdout.Flush()
 		cancel()
