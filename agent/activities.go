@@ -366,12 +366,13 @@ func (a *Activities) Build(ctx context.Context, in deploy.BuildInput) (_ deploy.
 	}
 
 	out := deploy.BuildActivityResult{}
+	var plan *stepPlan
 	if !a.cfg.NoReuse {
-		key, why := inputKey(ctx, contextDir, dockerfile, nil, secretDigests, a.resolveDigest)
-		out.InputKey = key
-		if key == "" {
-			a.cfg.Logger.Info("build inputs cannot be pinned down; no reuse", "deployment", in.DeploymentID, "reason", why)
-		} else if prev := a.reusable(key); prev != "" {
+		inputs := readInputs(ctx, contextDir, dockerfile, nil, secretDigests, a.resolveDigest)
+		out.InputKey = inputs.key
+		if inputs.key == "" {
+			a.cfg.Logger.Info("build inputs cannot be pinned down; no reuse", "deployment", in.DeploymentID, "reason", inputs.why)
+		} else if prev := a.reusable(inputs.key); prev != "" {
 			j.line("build", "inputs identical to the earlier build of %s: reusing its image without building", prev)
 			if err := a.podman.Tag(ctx, prev, in.Image); err == nil {
 				out.ReusedFrom = prev
@@ -382,24 +383,45 @@ func (a *Activities) Build(ctx context.Context, in deploy.BuildInput) (_ deploy.
 				j.line("build", "could not reuse %s, no longer in the build cache (%v): building", prev, err)
 			}
 		}
+		if inputs.key != "" {
+			plan = a.planSteps(dockerfile, df, inputs, secretDigests)
+		}
 	}
 
 	j.line("build", "building %s", in.Image)
-	res, err := a.podman.Build(ctx, podman.BuildOptions{
-		ContextDir: contextDir,
-		Dockerfile: dockerfile,
-		Tag:        in.Image,
-		Secrets:    secretFiles,
-		TLSVerify:  a.cfg.RegistryTLSVerify,
-		Stdout:     j.writer("stdout", "build"),
-		Stderr:     j.writer("stderr", "build"),
-		Progress: func(s podman.Step, cached int) {
-			j.progress.update(func(p *slipway.Progress) {
-				*p = slipway.Progress{Phase: slipway.PhaseBuild, Step: s.N, StepsTotal: s.Total, Stage: s.Stage, Stages: s.Stages,
-					Instruction: s.Instruction, CachedSteps: cached}
-			})
-		},
-	})
+	build := func(plan *stepPlan) (*podman.BuildResult, error) {
+		opts := podman.BuildOptions{
+			ContextDir: contextDir,
+			Dockerfile: dockerfile,
+			Tag:        in.Image,
+			Secrets:    secretFiles,
+			TLSVerify:  a.cfg.RegistryTLSVerify,
+			Stdout:     j.writer("stdout", "build"),
+			Stderr:     j.writer("stderr", "build"),
+			Progress: func(s podman.Step, cached int) {
+				s, cached = plan.progress(s, cached)
+				j.progress.update(func(p *slipway.Progress) {
+					*p = slipway.Progress{Phase: slipway.PhaseBuild, Step: s.N, StepsTotal: s.Total, Stage: s.Stage, Stages: s.Stages,
+						Instruction: s.Instruction, CachedSteps: cached}
+				})
+			},
+		}
+		if plan.cutting() {
+			j.line("build", "%s", plan.summary())
+			opts.Dockerfile = plan.file
+		}
+		return a.podman.Build(ctx, opts)
+	}
+	res, err := build(plan)
+	if err != nil && ctx.Err() == nil && plan.lostImage(err) {
+		// An image a stage was to start from is gone (housekeeping, or a
+		// storage cleaned by hand): build as written.
+		j.line("build", "an image of the earlier build's steps is no longer in the build cache: building every stage as written")
+		a.forgetSteps()
+		plan.drop()
+		res, err = build(plan)
+	}
+	plan.remove()
 	if err != nil {
 		if ctx.Err() != nil {
 			return deploy.BuildActivityResult{}, ctx.Err()
@@ -422,6 +444,10 @@ func (a *Activities) Build(ctx context.Context, in deploy.BuildInput) (_ deploy.
 			return deploy.BuildActivityResult{}, j.buildFailed(step, tail, "%s", msg)
 		}
 		return deploy.BuildActivityResult{}, fmt.Errorf("build: %w", err)
+	}
+	if plan != nil {
+		res.Steps = plan.originalSteps(res.Steps)
+		a.rememberSteps(plan.keys, res.Steps)
 	}
 	cached := 0
 	for i, s := range res.Steps {

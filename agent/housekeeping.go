@@ -157,8 +157,9 @@ func (a *Activities) resetIfFull(ctx context.Context, j *job) {
 		_ = os.RemoveAll(filepath.Join(a.layout.Work, e.Name()))
 	}
 	_ = os.Remove(a.layout.pinsFile())
-	// The reset removed the images the reuse records name.
+	// The reset removed the images the reuse and step records name.
 	_ = os.RemoveAll(a.layout.inputsDir())
+	a.forgetSteps()
 }
 
 // afterJob runs fn after the current activity has returned, in the

@@ -32,25 +32,45 @@ import (
 // points to.
 type resolveDigest func(ctx context.Context, ref string) (string, error)
 
+// buildInputs is what a build reads, as far as it can be pinned down.
+type buildInputs struct {
+	// key identifies all of it; "" when it cannot be pinned down, and why
+	// says why.
+	key, why string
+	// digests are the manifest digests of the external images.
+	digests map[string]string
+	// entries is the build context after .dockerignore.
+	entries []contextEntry
+}
+
 // inputKey returns the key of a build's inputs, or "" and the reason it
 // cannot be computed.
 func inputKey(ctx context.Context, contextDir, dockerfile string, buildArgs, secretDigests map[string]string, resolve resolveDigest) (string, string) {
+	in := readInputs(ctx, contextDir, dockerfile, buildArgs, secretDigests, resolve)
+	return in.key, in.why
+}
+
+// readInputs reads and identifies a build's inputs.
+func readInputs(ctx context.Context, contextDir, dockerfile string, buildArgs, secretDigests map[string]string, resolve resolveDigest) buildInputs {
+	fail := func(why string) buildInputs { return buildInputs{why: why} }
 	df, err := os.ReadFile(dockerfile)
 	if err != nil {
-		return "", err.Error()
+		return fail(err.Error())
 	}
 	refs, why := externalImages(df)
 	if why != "" {
-		return "", why
+		return fail(why)
 	}
+	in := buildInputs{digests: map[string]string{}}
 	h := sha256.New()
 	fmt.Fprintf(h, "slipway-inputs-v1\ndockerfile %d\n", len(df))
 	h.Write(df)
 	for _, ref := range refs {
 		digest, err := resolve(ctx, ref)
 		if err != nil || digest == "" {
-			return "", fmt.Sprintf("cannot resolve image %s: %v", ref, err)
+			return fail(fmt.Sprintf("cannot resolve image %s: %v", ref, err))
 		}
+		in.digests[ref] = digest
 		fmt.Fprintf(h, "image %s %s\n", ref, digest)
 	}
 	for _, k := range slices.Sorted(maps.Keys(buildArgs)) {
@@ -59,10 +79,14 @@ func inputKey(ctx context.Context, contextDir, dockerfile string, buildArgs, sec
 	for _, k := range slices.Sorted(maps.Keys(secretDigests)) {
 		fmt.Fprintf(h, "secret %q %s\n", k, secretDigests[k])
 	}
-	if err := hashContext(h, contextDir, dockerfile); err != nil {
-		return "", err.Error()
+	if in.entries, err = contextEntries(contextDir, dockerfile); err != nil {
+		return fail(err.Error())
 	}
-	return hex.EncodeToString(h.Sum(nil)), ""
+	for _, e := range in.entries {
+		io.WriteString(h, e.line)
+	}
+	in.key = hex.EncodeToString(h.Sum(nil))
+	return in
 }
 
 // externalImages lists the images a Dockerfile pulls (FROM, COPY --from,
@@ -161,9 +185,15 @@ func logicalLines(df []byte) []string {
 	return out
 }
 
-// hashContext writes the build context's identity to h: every file and
-// directory not excluded by .dockerignore, in lexical order.
-func hashContext(h io.Writer, dir, dockerfile string) error {
+// contextEntry is one file or directory of the build context.
+type contextEntry struct {
+	rel  string // slash-separated path in the context
+	line string // its identity: kind, path, mode, contents or target
+}
+
+// contextEntries lists the build context's files and directories not
+// excluded by .dockerignore, in lexical order, with their identities.
+func contextEntries(dir, dockerfile string) ([]contextEntry, error) {
 	var patterns []string
 	for _, name := range []string{dockerfile + ".dockerignore", filepath.Join(dir, ".dockerignore")} {
 		f, err := os.Open(name)
@@ -173,15 +203,16 @@ func hashContext(h io.Writer, dir, dockerfile string) error {
 		patterns, err = ignorefile.ReadAll(f)
 		f.Close()
 		if err != nil {
-			return fmt.Errorf("read %s: %w", name, err)
+			return nil, fmt.Errorf("read %s: %w", name, err)
 		}
 		break
 	}
 	pm, err := patternmatcher.New(patterns)
 	if err != nil {
-		return fmt.Errorf(".dockerignore: %w", err)
+		return nil, fmt.Errorf(".dockerignore: %w", err)
 	}
-	return filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+	var out []contextEntry
+	err = filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
@@ -204,15 +235,16 @@ func hashContext(h io.Writer, dir, dockerfile string) error {
 		if err != nil {
 			return err
 		}
+		var line string
 		switch {
 		case d.Type()&fs.ModeSymlink != 0:
 			target, err := os.Readlink(path)
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(h, "link %q %q\n", rel, target)
+			line = fmt.Sprintf("link %q %q\n", rel, target)
 		case d.IsDir():
-			fmt.Fprintf(h, "dir %q %o\n", rel, info.Mode().Perm())
+			line = fmt.Sprintf("dir %q %o\n", rel, info.Mode().Perm())
 		case d.Type().IsRegular():
 			f, err := os.Open(path)
 			if err != nil {
@@ -224,10 +256,12 @@ func hashContext(h io.Writer, dir, dockerfile string) error {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(h, "file %q %o %x\n", rel, info.Mode().Perm(), fh.Sum(nil))
+			line = fmt.Sprintf("file %q %o %x\n", rel, info.Mode().Perm(), fh.Sum(nil))
 		default:
-			fmt.Fprintf(h, "other %q %s\n", rel, info.Mode())
+			line = fmt.Sprintf("other %q %s\n", rel, info.Mode())
 		}
+		out = append(out, contextEntry{rel: rel, line: line})
 		return nil
 	})
+	return out, err
 }

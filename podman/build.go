@@ -63,6 +63,11 @@ type Step struct {
 	Instruction string
 	// Cached is true when podman reused a cached layer.
 	Cached bool
+	// Image is the id of the image this step produced or reused, as
+	// podman printed it after the step ("--> 1f0e3dad9909", or the full
+	// id of a cached layer); a short id is a unique prefix podman
+	// resolves. Empty when podman printed none (a FROM step).
+	Image string
 	// Duration runs from this step's header to the next one (or the
 	// commit, or the end of the build).
 	Duration time.Duration
@@ -250,6 +255,9 @@ func (p *Podman) Build(ctx context.Context, opts BuildOptions) (*BuildResult, er
 		return nil, fmt.Errorf("build: read image id: %w", err)
 	}
 	res.ImageID = strings.TrimSpace(string(b))
+	if n := len(res.Steps); n > 0 && res.Steps[n-1].Image == "" {
+		res.Steps[n-1].Image = strings.TrimPrefix(res.ImageID, "sha256:")
+	}
 	if !strings.HasPrefix(res.ImageID, "sha256:") {
 		res.ImageID = "sha256:" + res.ImageID
 	}
@@ -277,9 +285,19 @@ func (sp *stepParser) line(s string) {
 	switch {
 	case strings.HasPrefix(s, "--> Using cache "):
 		if sp.open && !sp.steps[len(sp.steps)-1].Cached {
-			sp.steps[len(sp.steps)-1].Cached = true
+			last := &sp.steps[len(sp.steps)-1]
+			last.Cached = true
+			last.Image = strings.TrimSpace(strings.TrimPrefix(s, "--> Using cache "))
 			sp.cached++
 			sp.report()
+		}
+	case strings.HasPrefix(s, "--> "):
+		// The image of the step just run; after a COMMIT, of the stage's
+		// last step.
+		if n := len(sp.steps); n > 0 && sp.steps[n-1].Image == "" {
+			if id := strings.TrimSpace(strings.TrimPrefix(s, "--> ")); isHexID(id) {
+				sp.steps[n-1].Image = id
+			}
 		}
 	case strings.HasPrefix(s, "COMMIT"):
 		sp.finish(now)
@@ -298,6 +316,11 @@ func (sp *stepParser) line(s string) {
 		sp.start, sp.open = now, true
 		sp.report()
 	}
+}
+
+// isHexID reports whether s looks like an image id or a prefix of one.
+func isHexID(s string) bool {
+	return len(s) >= 10 && len(s) <= 64 && strings.Trim(s, "0123456789abcdef") == ""
 }
 
 // finish closes the open step.

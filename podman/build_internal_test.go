@@ -55,6 +55,15 @@ Successfully tagged localhost/test:ms`
 	if sp.open {
 		t.Error("COMMIT did not close the last step")
 	}
+	// The image each step produced: the cached layer's id, the id printed
+	// after a step, after a COMMIT; none for a FROM.
+	var images []string
+	for _, s := range sp.steps {
+		images = append(images, s.Image)
+	}
+	if got, want := strings.Join(images, ","), ",9c3b986e9d3f,,495494fb8c3,c10991999cb"; got != want {
+		t.Errorf("step images = %s, want %s", got, want)
+	}
 }
 
 func TestCheckTag(t *testing.T) {

@@ -1,0 +1,172 @@
+package e2e
+
+import (
+	"archive/tar"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/slipway-ci/slipway/internal/testenv"
+)
+
+// imageFile reads a file of the image ref from the registry.
+func imageFile(t *testing.T, ref, path string) string {
+	t.Helper()
+	r, err := name.ParseReference(ref, name.Insecure)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := remote.Image(r, remote.WithContext(t.Context()))
+	if err != nil {
+		t.Fatalf("pull %s: %v", ref, err)
+	}
+	fs := mutate.Extract(img)
+	defer fs.Close()
+	tr := tar.NewReader(fs)
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			t.Fatalf("%s has no %s", ref, path)
+		}
+		if err != nil {
+			t.Fatalf("read %s: %v", ref, err)
+		}
+		if strings.TrimPrefix(h.Name, "./") == strings.TrimPrefix(path, "/") {
+			b, err := io.ReadAll(tr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return string(b)
+		}
+	}
+}
+
+// A rebuild starts each stage from the image of its longest prefix of
+// unchanged steps (recorded at the earlier build), so podman checks no
+// cache for them, and the image is the one a full build makes: a changed
+// source reaches the image, a changed dependency re-runs its stage and
+// reaches the image through COPY --from, and a recorded image that is gone
+// makes the build run as written.
+func TestStepsStartFromRecordedImages(t *testing.T) {
+	s := startServer(t, t.TempDir(), "127.0.0.1:0")
+	p := testenv.Podman(t)
+	base := testenv.BaseImage(t, p, s.Host)
+	dockerfile := "FROM " + base + " AS deps\n" +
+		"WORKDIR /app\n" +
+		"COPY dep.txt ./\n" +
+		"RUN echo \"deps-ran-$(cat dep.txt)\" && cat dep.txt > deps.out\n" +
+		"\n" +
+		"FROM " + base + " AS build\n" +
+		"WORKDIR /src\n" +
+		"COPY src ./src\n" +
+		"RUN echo build-ran && cat src/*.txt > /build.out\n" +
+		"\n" +
+		"FROM " + base + "\n" +
+		"WORKDIR /app\n" +
+		"COPY --from=deps /app/deps.out /deps.out\n" +
+		"COPY --from=build /build.out /build.out\n" +
+		"COPY static.txt /static.txt\n" +
+		"CMD [\"cat\", \"/build.out\"]\n"
+	dir, sha := testenv.GitRepo(t, map[string]string{
+		"Dockerfile": dockerfile, "dep.txt": "dep-1\n", "src/a.txt": "src-1\n", "static.txt": "static\n",
+	})
+	s.addProject(t, "steps", dir)
+	logsOf := func(id string) string { l, _ := s.cli(t, "logs", id); return l }
+	image := func(d deploymentDetail) string {
+		for _, dep := range s.deployments(t, "steps") {
+			if dep.ID == d.ID {
+				return dep.Image + "@" + dep.Digest
+			}
+		}
+		t.Fatalf("no deployment %s", d.ID)
+		return ""
+	}
+	const summary = "unchanged since an earlier build start from its images"
+
+	first := s.deployWait(t, "steps", sha)
+	if l := logsOf(first.ID); strings.Contains(l, summary) || !strings.Contains(l, "deps-ran-dep-1") {
+		t.Fatalf("first build:\n%s", l)
+	}
+	s.waitAsleep(t, "steps")
+
+	// A source file changes: the deps stage and the last stage's prefix
+	// start from recorded images; the build stage re-runs from its COPY.
+	sha = testenv.Commit(t, dir, map[string]string{"src/a.txt": "src-2\n"})
+	second := s.deployWait(t, "steps", sha)
+	l := logsOf(second.ID)
+	if !strings.Contains(l, summary) || !strings.Contains(l, "build-ran") || strings.Contains(l, "deps-ran") {
+		t.Fatalf("second build (one source file changed):\n%s", l)
+	}
+	if regexp.MustCompile(`\[1/3\] STEP`).MatchString(l) {
+		t.Errorf("podman ran the deps stage, whose steps were all recorded:\n%s", l)
+	}
+	// The steps shown are the Dockerfile's as written, not the rewritten
+	// file's, with the deps stage's cached.
+	stepsOf := func(d deploymentDetail) []string {
+		var out []string
+		for _, st := range d.Steps {
+			out = append(out, st.Instruction)
+			if strings.Contains(st.Instruction, "deps-ran") && d.ID == second.ID && !st.Cached {
+				t.Errorf("step %q not shown cached", st.Instruction)
+			}
+		}
+		slices.Sort(out)
+		return out
+	}
+	if got, want := stepsOf(second), stepsOf(first); !slices.Equal(got, want) {
+		t.Errorf("second build's steps:\n%s\nwant the Dockerfile's:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	img := image(second)
+	if got := imageFile(t, img, "/build.out"); got != "src-2\n" {
+		t.Errorf("/build.out = %q, want the changed source", got)
+	}
+	if got := imageFile(t, img, "/deps.out"); got != "dep-1\n" {
+		t.Errorf("/deps.out = %q, want dep-1", got)
+	}
+	s.waitAsleep(t, "steps")
+
+	// The dependency changes: its stage runs again and the last stage
+	// copies its new output.
+	sha = testenv.Commit(t, dir, map[string]string{"dep.txt": "dep-2\n"})
+	third := s.deployWait(t, "steps", sha)
+	if l := logsOf(third.ID); !strings.Contains(l, "deps-ran-dep-2") || strings.Contains(l, "build-ran") {
+		t.Fatalf("third build (dependency changed):\n%s", l)
+	}
+	img = image(third)
+	if got := imageFile(t, img, "/deps.out"); got != "dep-2\n" {
+		t.Errorf("/deps.out = %q, want dep-2", got)
+	}
+	if got := imageFile(t, img, "/build.out"); got != "src-2\n" {
+		t.Errorf("/build.out = %q, want src-2", got)
+	}
+	s.waitAsleep(t, "steps")
+
+	// The recorded images are gone (as if removed by hand): the build
+	// notices, runs the Dockerfile as written, and succeeds.
+	rec := filepath.Join(s.DataDir, "volumes", "steps", "steps.json")
+	b, err := os.ReadFile(rec)
+	if err != nil {
+		t.Fatalf("step records: %v", err)
+	}
+	gone := regexp.MustCompile(`"image":"[0-9a-f]+"`).ReplaceAll(b, []byte(`"image":"0123456789abcdef0123"`))
+	if err := os.WriteFile(rec, gone, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	sha = testenv.Commit(t, dir, map[string]string{"static.txt": "static-2\n"})
+	fourth := s.deployWait(t, "steps", sha)
+	if l := logsOf(fourth.ID); !strings.Contains(l, "no longer in the build cache") {
+		t.Errorf("fourth build (records name missing images) did not say it builds as written:\n%s", l)
+	}
+	if got := imageFile(t, image(fourth), "/static.txt"); got != "static-2\n" {
+		t.Errorf("/static.txt = %q, want static-2", got)
+	}
+}
