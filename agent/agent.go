@@ -63,7 +63,9 @@ type Config struct {
 	// which podman's storage is reset after a build; default 0.75.
 	ResetThreshold float64
 	// NoReuse turns off reusing the image of an earlier build with
-	// identical inputs (every deployment then runs the Dockerfile).
+	// identical inputs and starting stages from the recorded images of
+	// unchanged steps (every deployment then runs the whole Dockerfile,
+	// with podman's layer cache).
 	NoReuse bool
 	// Stdout receives every public output line as well; default os.Stdout.
 	Stdout io.Writer

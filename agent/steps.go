@@ -516,9 +516,13 @@ func (p *stepPlan) summary() string {
 		if len(p.d.stages) == 1 {
 			name = "the Dockerfile"
 		}
-		parts = append(parts, fmt.Sprintf("%s: steps 2-%d from %s", name, n+1, shortID(p.images[s])))
+		steps := fmt.Sprintf("steps 2-%d", n+1)
+		if n == 1 {
+			steps = "step 2"
+		}
+		parts = append(parts, fmt.Sprintf("%s %s (%s)", name, steps, shortID(p.images[s])))
 	}
-	return fmt.Sprintf("%d step(s) unchanged since an earlier build start from its images without podman's cache checks (%s)", total, strings.Join(parts, "; "))
+	return fmt.Sprintf("reusing the images of %d unchanged step(s) of earlier builds, without podman's cache checks: %s", total, strings.Join(parts, "; "))
 }
 
 // progress maps a step podman reports to the Dockerfile as written.
@@ -553,7 +557,7 @@ func (p *stepPlan) lostImage(err error) bool {
 		return false
 	}
 	for s, n := range p.cut {
-		if n > 0 && strings.Contains(be.Step, "FROM "+p.images[s]) {
+		if n > 0 && (strings.Contains(be.Step, "FROM "+p.images[s]) || strings.Contains(be.Message, p.images[s])) {
 			return true
 		}
 	}

@@ -90,7 +90,7 @@ func TestStepsStartFromRecordedImages(t *testing.T) {
 		t.Fatalf("no deployment %s", d.ID)
 		return ""
 	}
-	const summary = "unchanged since an earlier build start from its images"
+	const summary = "unchanged step(s) of earlier builds, without podman's cache checks"
 
 	first := s.deployWait(t, "steps", sha)
 	if l := logsOf(first.ID); strings.Contains(l, summary) || !strings.Contains(l, "deps-ran-dep-1") {

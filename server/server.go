@@ -85,8 +85,8 @@ type Config struct {
 	// ResetThreshold is the fraction of a volume's filesystem in use past
 	// which the machine resets its podman storage; default 0.75.
 	ResetThreshold float64
-	// NoReuse makes every deployment run its Dockerfile, even when an
-	// earlier build had identical inputs.
+	// NoReuse makes every deployment run its whole Dockerfile, even when
+	// an earlier build had identical inputs or the same first steps.
 	NoReuse bool
 	// MaxBuilds is how many builds may run at once across all projects
 	// (each project builds one at a time anyway); default 4.

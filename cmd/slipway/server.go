@@ -76,7 +76,7 @@ directory holding ./slipway-data reads it from there.`,
 	f.IntVar(&cfg.KeepImages, "keep-images", agent.DefaultKeepImages, "images of each project's last successful builds its machine keeps for rollbacks")
 	f.Float64Var(&cfg.ResetThreshold, "reset-threshold", agent.DefaultResetThreshold, "fraction of a volume in use past which its build cache is reset")
 	f.DurationVar(&cfg.LogPruneEvery, "log-prune-every", server.DefaultLogPruneEvery, "how often the projects' log retention is applied (also once at start)")
-	f.BoolVar(&cfg.NoReuse, "no-reuse", false, "always run the Dockerfile, even when an earlier build had identical inputs")
+	f.BoolVar(&cfg.NoReuse, "no-reuse", false, "always run the whole Dockerfile, even when an earlier build had identical inputs or the same first steps")
 	f.StringVar(&cfg.BuilderIsolation, "builder-isolation", envOr("SLIPWAY_BUILDER_ISOLATION", server.DefaultBuilderIsolation),
 		"whom builders run as: rootless (a user per project, rootless podman), root, or auto (rootless when the host allows it) (env SLIPWAY_BUILDER_ISOLATION)")
 	return cmd

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -371,7 +372,11 @@ func (s *slipwayServer) deploy(ctx context.Context, project, repoDir, secret, be
 			last = l.Time
 		}
 	}
-	if len(sp.steps) > 0 {
+	// A build whose stages started from the recorded images of unchanged
+	// steps ran a rewritten Dockerfile: its log numbers podman's steps of
+	// that file, the CLI's steps those of the Dockerfile as written (the
+	// same podman timings, and the steps it did not run shown cached).
+	if len(sp.steps) > 0 && !slices.ContainsFunc(lines, func(l logLine) bool { return strings.HasPrefix(l.Text, "reusing the images of ") }) {
 		smp.Steps = sp.steps
 	}
 	return smp, nil

@@ -49,7 +49,7 @@ rarely run it by hand.`,
 	f.BoolVar(&cfg.RegistryTLSVerify, "registry-tls-verify", false, "require TLS for the registry")
 	f.IntVar(&cfg.KeepImages, "keep-images", agent.DefaultKeepImages, "keep the images of this many latest successful builds")
 	f.Float64Var(&cfg.ResetThreshold, "reset-threshold", agent.DefaultResetThreshold, "reset the build cache when the volume is fuller than this fraction")
-	f.BoolVar(&cfg.NoReuse, "no-reuse", false, "always run the Dockerfile, even when an earlier build had identical inputs")
+	f.BoolVar(&cfg.NoReuse, "no-reuse", false, "always run the whole Dockerfile, even when an earlier build had identical inputs or the same first steps")
 	f.DurationVar(&cfg.IdleTimeout, "idle-timeout", 3*time.Second, "exit after this long without work")
 	f.DurationVar(&cfg.StartTimeout, "start-timeout", time.Minute, "exit if no work arrives within this long of starting")
 	for _, name := range []string{"project", "volume", "temporal"} {
