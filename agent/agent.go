@@ -102,6 +102,8 @@ type Config struct {
 //	                             blob-info cache (as root, podman 4.3 keeps it in
 //	                             /var/lib/containers/cache, shared by all projects)
 //	  inputs/KEY                 image built from identical inputs (reuse without a build)
+//	  steps.json                 image of each recorded Dockerfile step key (steps.go)
+//	  work/dockerfile-*/         a build's rewritten Dockerfile, while it builds
 //	  pinned-images.json         images kept for rollbacks (housekeeping)
 //	  logspool/                  public log lines kept while NATS is unreachable (LogSpool)
 //
