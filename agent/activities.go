@@ -396,7 +396,7 @@ func (a *Activities) Build(ctx context.Context, in deploy.BuildInput) (_ deploy.
 			Tag:        in.Image,
 			Secrets:    secretFiles,
 			TLSVerify:  a.cfg.RegistryTLSVerify,
-			Stdout:     j.writer("stdout", "build"),
+			Stdout:     plan.headers(j.writer("stdout", "build")),
 			Stderr:     j.writer("stderr", "build"),
 			Progress: func(s podman.Step, cached int) {
 				s, cached = plan.progress(s, cached)
@@ -429,6 +429,7 @@ func (a *Activities) Build(ctx context.Context, in deploy.BuildInput) (_ deploy.
 		a.housekeep(ctx, j, in.Project, "")
 		var be *podman.BuildError
 		if errors.As(err, &be) {
+			be.Step = plan.mapHeader(be.Step)
 			step := be.Step
 			if step == "" {
 				step = "build"

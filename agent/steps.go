@@ -525,20 +525,77 @@ func (p *stepPlan) summary() string {
 	return fmt.Sprintf("reusing the images of %d unchanged step(s) of earlier builds, without podman's cache checks: %s", total, strings.Join(parts, "; "))
 }
 
-// progress maps a step podman reports to the Dockerfile as written.
+// mapStep numbers a step of the rewritten Dockerfile as the Dockerfile is
+// written. The FROM that replaced a stage's prefix stands for the
+// prefix's last step, shown with the recorded image it starts from.
+func (p *stepPlan) mapStep(s podman.Step) podman.Step {
+	if !p.cutting() {
+		return s
+	}
+	st := max(s.Stage-1, 0)
+	if st >= len(p.cut) || p.cut[st] == 0 || (s.Stages == 0) != (len(p.cut) == 1) {
+		return s
+	}
+	if s.N == 1 {
+		s.Instruction = p.d.stages[st].insts[p.cut[st]].text + " (unchanged: image " + shortID(p.images[st]) + ")"
+	}
+	s.N += p.cut[st]
+	s.Total += p.cut[st]
+	return s
+}
+
+// mapHeader renumbers a step header line of podman's output (mapStep);
+// other lines pass unchanged.
+func (p *stepPlan) mapHeader(line string) string {
+	if !p.cutting() {
+		return line
+	}
+	s, ok := podman.ParseStepHeader(line)
+	if !ok {
+		return line
+	}
+	return p.mapStep(s).String()
+}
+
+// headers passes podman's output to w, one line per Write, with the step
+// headers renumbered (mapHeader): the build's log then numbers its steps
+// as the Dockerfile does, as do the deployment's steps and its progress.
+func (p *stepPlan) headers(w io.Writer) io.Writer {
+	if !p.cutting() || w == nil {
+		return w
+	}
+	return headerWriter{w: w, p: p}
+}
+
+type headerWriter struct {
+	w io.Writer
+	p *stepPlan
+}
+
+func (h headerWriter) Write(b []byte) (int, error) {
+	line, nl := strings.CutSuffix(string(b), "\n")
+	if m := h.p.mapHeader(line); m != line {
+		if nl {
+			m += "\n"
+		}
+		if _, err := io.WriteString(h.w, m); err != nil {
+			return 0, err
+		}
+		return len(b), nil
+	}
+	return h.w.Write(b)
+}
+
+// progress maps a step podman reports to the Dockerfile as written, and
+// counts the steps the records served as cached.
 func (p *stepPlan) progress(s podman.Step, cached int) (podman.Step, int) {
 	if !p.cutting() {
 		return s, cached
 	}
-	total := 0
 	for _, n := range p.cut {
-		total += n
+		cached += n
 	}
-	if st := max(s.Stage-1, 0); st < len(p.cut) {
-		s.N += p.cut[st]
-		s.Total += p.cut[st]
-	}
-	return s, cached + total
+	return p.mapStep(s), cached
 }
 
 // originalSteps: see dockerfileStages.originalSteps.

@@ -220,4 +220,32 @@ CMD ["node", "dist/index.js"]
 	if strings.Join(got, "\n") != strings.Join(wantSteps, "\n") {
 		t.Errorf("original steps:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(wantSteps, "\n"))
 	}
+
+	// The log's step headers are renumbered the same way as they pass.
+	plan := &stepPlan{d: d, cut: cut, images: images, file: "Dockerfile.rewritten"}
+	var log bytes.Buffer
+	w := plan.headers(&log)
+	for _, l := range []string{
+		"[2/3] STEP 1/3: FROM bbbbbbbbbbbb AS build\n",
+		"[2/3] STEP 2/3: COPY src ./src\n",
+		"--> d1\n",
+		"[3/3] STEP 4/4: CMD [\"node\", \"dist/index.js\"]\n",
+		"STEP 1/1: not a stage podman numbered\n",
+	} {
+		if _, err := w.Write([]byte(l)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wantLog := `[2/3] STEP 2/4: COPY tsconfig.json ./ (unchanged: image bbbbbbbbbbbb)
+[2/3] STEP 3/4: COPY src ./src
+--> d1
+[3/3] STEP 6/6: CMD ["node", "dist/index.js"]
+STEP 1/1: not a stage podman numbered
+`
+	if log.String() != wantLog {
+		t.Errorf("log:\n%s\nwant:\n%s", log.String(), wantLog)
+	}
+	if s, cached := plan.progress(podman.Step{Stage: 3, Stages: 3, N: 2, Total: 4, Instruction: "COPY --from=build /app/dist ./dist"}, 1); s.N != 4 || s.Total != 6 || cached != 7 {
+		t.Errorf("progress = step %d/%d, %d cached; want 4/6, 7", s.N, s.Total, cached)
+	}
 }

@@ -81,6 +81,9 @@ func TestStepsStartFromRecordedImages(t *testing.T) {
 	})
 	s.addProject(t, "steps", dir)
 	logsOf := func(id string) string { l, _ := s.cli(t, "logs", id); return l }
+	// ran says whether a RUN step printed line (not just a step header
+	// naming it).
+	ran := func(l, line string) bool { return regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(line) + `$`).MatchString(l) }
 	image := func(d deploymentDetail) string {
 		for _, dep := range s.deployments(t, "steps") {
 			if dep.ID == d.ID {
@@ -93,7 +96,7 @@ func TestStepsStartFromRecordedImages(t *testing.T) {
 	const summary = "unchanged step(s) of earlier builds, without podman's cache checks"
 
 	first := s.deployWait(t, "steps", sha)
-	if l := logsOf(first.ID); strings.Contains(l, summary) || !strings.Contains(l, "deps-ran-dep-1") {
+	if l := logsOf(first.ID); strings.Contains(l, summary) || !ran(l, "deps-ran-dep-1") {
 		t.Fatalf("first build:\n%s", l)
 	}
 	s.waitAsleep(t, "steps")
@@ -103,8 +106,14 @@ func TestStepsStartFromRecordedImages(t *testing.T) {
 	sha = testenv.Commit(t, dir, map[string]string{"src/a.txt": "src-2\n"})
 	second := s.deployWait(t, "steps", sha)
 	l := logsOf(second.ID)
-	if !strings.Contains(l, summary) || !strings.Contains(l, "build-ran") || strings.Contains(l, "deps-ran") {
+	if !strings.Contains(l, summary) || !ran(l, "build-ran") || ran(l, "deps-ran-dep-1") {
 		t.Fatalf("second build (one source file changed):\n%s", l)
+	}
+	// The log numbers the steps as the Dockerfile does.
+	for _, want := range []string{"[2/3] STEP 2/4: WORKDIR /src (unchanged: image ", "[2/3] STEP 3/4: COPY src ./src", "[3/3] STEP 5/6: COPY static.txt /static.txt"} {
+		if !strings.Contains(l, want) {
+			t.Errorf("second build's log has no %q:\n%s", want, l)
+		}
 	}
 	if regexp.MustCompile(`\[1/3\] STEP`).MatchString(l) {
 		t.Errorf("podman ran the deps stage, whose steps were all recorded:\n%s", l)
@@ -138,7 +147,7 @@ func TestStepsStartFromRecordedImages(t *testing.T) {
 	// copies its new output.
 	sha = testenv.Commit(t, dir, map[string]string{"dep.txt": "dep-2\n"})
 	third := s.deployWait(t, "steps", sha)
-	if l := logsOf(third.ID); !strings.Contains(l, "deps-ran-dep-2") || strings.Contains(l, "build-ran") {
+	if l := logsOf(third.ID); !ran(l, "deps-ran-dep-2") || ran(l, "build-ran") {
 		t.Fatalf("third build (dependency changed):\n%s", l)
 	}
 	img = image(third)
@@ -168,5 +177,15 @@ func TestStepsStartFromRecordedImages(t *testing.T) {
 	}
 	if got := imageFile(t, image(fourth), "/static.txt"); got != "static-2\n" {
 		t.Errorf("/static.txt = %q, want static-2", got)
+	}
+	s.waitAsleep(t, "steps")
+
+	// A step after the reused ones fails: the deployment names it as the
+	// Dockerfile numbers it.
+	sha = testenv.Commit(t, dir, map[string]string{"src/a.txt": "src-3\n", "Dockerfile": strings.Replace(dockerfile, "echo build-ran", "exit 7", 1)})
+	out, _ := s.cli(t, "deploy", "steps", "--commit", sha, "--wait")
+	failed := s.deployments(t, "steps")[0]
+	if failed.Status != "failed" || failed.FailedStep != "[2/3] STEP 4/4: RUN exit 7 && cat src/*.txt > /build.out" {
+		t.Errorf("failing build: status %s, failed step %q; want failed at [2/3] STEP 4/4\n%s", failed.Status, failed.FailedStep, out)
 	}
 }

@@ -302,20 +302,30 @@ func (sp *stepParser) line(s string) {
 	case strings.HasPrefix(s, "COMMIT"):
 		sp.finish(now)
 	default:
-		m := stepRe.FindStringSubmatch(s)
-		if m == nil {
+		st, ok := ParseStepHeader(s)
+		if !ok {
 			return
 		}
 		sp.finish(now)
-		st := Step{Instruction: m[5]}
-		st.Stage, _ = strconv.Atoi(m[1])
-		st.Stages, _ = strconv.Atoi(m[2])
-		st.N, _ = strconv.Atoi(m[3])
-		st.Total, _ = strconv.Atoi(m[4])
 		sp.steps = append(sp.steps, st)
 		sp.start, sp.open = now, true
 		sp.report()
 	}
+}
+
+// ParseStepHeader reads a step header podman build prints
+// ("[1/2] STEP 2/3: COPY . ."): the inverse of Step.String.
+func ParseStepHeader(line string) (Step, bool) {
+	m := stepRe.FindStringSubmatch(line)
+	if m == nil {
+		return Step{}, false
+	}
+	st := Step{Instruction: m[5]}
+	st.Stage, _ = strconv.Atoi(m[1])
+	st.Stages, _ = strconv.Atoi(m[2])
+	st.N, _ = strconv.Atoi(m[3])
+	st.Total, _ = strconv.Atoi(m[4])
+	return st, true
 }
 
 // isHexID reports whether s looks like an image id or a prefix of one.
