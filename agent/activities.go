@@ -436,7 +436,7 @@ func (a *Activities) Build(ctx context.Context, in deploy.BuildInput) (_ deploy.
 			}
 			tail := make([]string, len(be.Tail))
 			for i, l := range be.Tail {
-				tail[i] = clarifyCopyError(l)
+				tail[i] = clarifyCopyError(plan.mapHeader(l))
 			}
 			msg := clarifyCopyError(be.Error())
 			if !strings.Contains(msg, "outside the build context") {

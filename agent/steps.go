@@ -513,14 +513,14 @@ func (p *stepPlan) summary() string {
 		if name == "" {
 			name = fmt.Sprintf("stage %d", s+1)
 		}
-		if len(p.d.stages) == 1 {
-			name = "the Dockerfile"
-		}
 		steps := fmt.Sprintf("steps 2-%d", n+1)
 		if n == 1 {
 			steps = "step 2"
 		}
-		parts = append(parts, fmt.Sprintf("%s %s (%s)", name, steps, shortID(p.images[s])))
+		if len(p.d.stages) > 1 {
+			steps = name + " " + steps
+		}
+		parts = append(parts, fmt.Sprintf("%s (image %s)", steps, shortID(p.images[s])))
 	}
 	return fmt.Sprintf("reusing the images of %d unchanged step(s) of earlier builds, without podman's cache checks: %s", total, strings.Join(parts, "; "))
 }
