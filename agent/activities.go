@@ -368,7 +368,7 @@ func (a *Activities) Build(ctx context.Context, in deploy.BuildInput) (_ deploy.
 	out := deploy.BuildActivityResult{}
 	var plan *stepPlan
 	if !a.cfg.NoReuse {
-		inputs := readInputs(ctx, contextDir, dockerfile, nil, secretDigests, a.resolveDigest)
+		inputs := readInputs(ctx, contextDir, dockerfile, df, nil, secretDigests, a.resolveDigest)
 		out.InputKey = inputs.key
 		if inputs.key == "" {
 			a.cfg.Logger.Info("build inputs cannot be pinned down; no reuse", "deployment", in.DeploymentID, "reason", inputs.why)
@@ -417,7 +417,7 @@ func (a *Activities) Build(ctx context.Context, in deploy.BuildInput) (_ deploy.
 		// An image a stage was to start from is gone (housekeeping, or a
 		// storage cleaned by hand): build as written.
 		j.line("build", "an image of the earlier build's steps is no longer in the build cache: building every stage as written")
-		a.forgetSteps()
+		a.forgetSteps(plan)
 		plan.drop()
 		res, err = build(plan)
 	}
@@ -448,7 +448,7 @@ func (a *Activities) Build(ctx context.Context, in deploy.BuildInput) (_ deploy.
 	}
 	if plan != nil {
 		res.Steps = plan.originalSteps(res.Steps)
-		a.rememberSteps(plan.keys, res.Steps)
+		a.rememberSteps(plan.recs, plan.keys, res.Steps)
 	}
 	cached := 0
 	for i, s := range res.Steps {

@@ -295,10 +295,17 @@ func (t *idleTracker) idle(now time.Time, idle, start time.Duration) bool {
 
 // writeReady writes the agent's pid to the volume's ready file, atomically.
 func writeReady(volume string) error {
-	path := filepath.Join(volume, slipway.AgentReadyFile)
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
+	if err := writeFileAtomic(filepath.Join(volume, slipway.AgentReadyFile), []byte(strconv.Itoa(os.Getpid()))); err != nil {
 		return fmt.Errorf("write ready file: %w", err)
 	}
-	return os.Rename(tmp, path)
+	return nil
+}
+
+// writeFileAtomic replaces name with b.
+func writeFileAtomic(name string, b []byte) error {
+	tmp := name + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(tmp, name)
 }

@@ -37,11 +37,7 @@ func (a *Activities) pins() []string {
 
 func (a *Activities) savePins(refs []string) error {
 	b, _ := json.Marshal(refs)
-	tmp := a.layout.pinsFile() + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, a.layout.pinsFile())
+	return writeFileAtomic(a.layout.pinsFile(), b)
 }
 
 // housekeep runs after every build. It pins pushed (the image just pushed,
@@ -159,7 +155,7 @@ func (a *Activities) resetIfFull(ctx context.Context, j *job) {
 	_ = os.Remove(a.layout.pinsFile())
 	// The reset removed the images the reuse and step records name.
 	_ = os.RemoveAll(a.layout.inputsDir())
-	a.forgetSteps()
+	a.forgetSteps(nil)
 }
 
 // afterJob runs fn after the current activity has returned, in the

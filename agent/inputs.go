@@ -43,20 +43,11 @@ type buildInputs struct {
 	entries []contextEntry
 }
 
-// inputKey returns the key of a build's inputs, or "" and the reason it
-// cannot be computed.
-func inputKey(ctx context.Context, contextDir, dockerfile string, buildArgs, secretDigests map[string]string, resolve resolveDigest) (string, string) {
-	in := readInputs(ctx, contextDir, dockerfile, buildArgs, secretDigests, resolve)
-	return in.key, in.why
-}
-
-// readInputs reads and identifies a build's inputs.
-func readInputs(ctx context.Context, contextDir, dockerfile string, buildArgs, secretDigests map[string]string, resolve resolveDigest) buildInputs {
+// readInputs identifies a build's inputs: the Dockerfile (its path, for
+// the .dockerignore beside it, and its contents df), the context, the
+// build arguments, the secrets' digests and the external images' digests.
+func readInputs(ctx context.Context, contextDir, dockerfile string, df []byte, buildArgs, secretDigests map[string]string, resolve resolveDigest) buildInputs {
 	fail := func(why string) buildInputs { return buildInputs{why: why} }
-	df, err := os.ReadFile(dockerfile)
-	if err != nil {
-		return fail(err.Error())
-	}
 	refs, why := externalImages(df)
 	if why != "" {
 		return fail(why)
@@ -79,6 +70,7 @@ func readInputs(ctx context.Context, contextDir, dockerfile string, buildArgs, s
 	for _, k := range slices.Sorted(maps.Keys(secretDigests)) {
 		fmt.Fprintf(h, "secret %q %s\n", k, secretDigests[k])
 	}
+	var err error
 	if in.entries, err = contextEntries(contextDir, dockerfile); err != nil {
 		return fail(err.Error())
 	}

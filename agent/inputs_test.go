@@ -43,6 +43,17 @@ func writeTree(t *testing.T, dir string, files map[string]string) {
 	}
 }
 
+// inputKey reads the Dockerfile as Build does and returns the key of the
+// build's inputs, or "" and why.
+func inputKey(ctx context.Context, contextDir, dockerfile string, buildArgs, secretDigests map[string]string, resolve resolveDigest) (string, string) {
+	df, err := os.ReadFile(dockerfile)
+	if err != nil {
+		return "", err.Error()
+	}
+	in := readInputs(ctx, contextDir, dockerfile, df, buildArgs, secretDigests, resolve)
+	return in.key, in.why
+}
+
 func TestInputKey(t *testing.T) {
 	digest := "sha256:1"
 	resolve := func(ctx context.Context, ref string) (string, error) { return digest, nil }

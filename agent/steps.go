@@ -321,11 +321,11 @@ func (a *Activities) loadSteps() map[string]stepRecord {
 	return recs
 }
 
-// rememberSteps records the image of every step of a successful build
-// whose key is known. steps are numbered as in the Dockerfile as written
+// rememberSteps adds to recs (the records as the build found them) the
+// image of every step of a successful build whose key is known, and saves
+// them. steps are numbered as in the Dockerfile as written
 // (originalSteps).
-func (a *Activities) rememberSteps(keys [][]string, steps []podman.Step) {
-	recs := a.loadSteps()
+func (a *Activities) rememberSteps(recs map[string]stepRecord, keys [][]string, steps []podman.Step) {
 	now := time.Now().UTC()
 	for _, s := range steps {
 		st := max(s.Stage-1, 0)
@@ -350,8 +350,14 @@ func (a *Activities) rememberSteps(keys [][]string, steps []podman.Step) {
 	}
 }
 
-// forgetSteps drops the step records (their images are gone).
-func (a *Activities) forgetSteps() { _ = os.Remove(a.layout.stepsFile()) }
+// forgetSteps drops the step records (their images are gone), on the
+// volume and in the running build's plan p, if any.
+func (a *Activities) forgetSteps(p *stepPlan) {
+	_ = os.Remove(a.layout.stepsFile())
+	if p != nil {
+		clear(p.recs)
+	}
+}
 
 // originalSteps maps the steps podman ran from the rewritten Dockerfile
 // back to the Dockerfile as written: a cut stage's prefix shows as cached
@@ -445,15 +451,6 @@ func (d *dockerfileStages) rewrite(w io.Writer, cut []int, images []string) {
 	}
 }
 
-// writeFileAtomic replaces name with b.
-func writeFileAtomic(name string, b []byte) error {
-	tmp := name + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, name)
-}
-
 // stepPlan is how a build uses the step records. A nil plan builds the
 // Dockerfile as written.
 type stepPlan struct {
@@ -461,8 +458,9 @@ type stepPlan struct {
 	keys   [][]string
 	cut    []int
 	images []string
-	dir    string // holds the rewritten Dockerfile
-	file   string // the rewritten Dockerfile; "" when nothing is cut
+	recs   map[string]stepRecord // the records the plan was made from
+	dir    string                // holds the rewritten Dockerfile
+	file   string                // the rewritten Dockerfile; "" when nothing is cut
 }
 
 // planSteps computes the build's step keys and, when some stage can start
@@ -475,7 +473,8 @@ func (a *Activities) planSteps(dockerfile string, df []byte, inputs buildInputs,
 		return nil
 	}
 	p := &stepPlan{d: d, keys: d.keys(stepKeyInputs{entries: inputs.entries, digests: inputs.digests, secretDigests: secretDigests})}
-	p.cut, p.images = cutPlan(p.keys, a.loadSteps())
+	p.recs = a.loadSteps()
+	p.cut, p.images = cutPlan(p.keys, p.recs)
 	if !slices.ContainsFunc(p.cut, func(n int) bool { return n > 0 }) {
 		return p
 	}

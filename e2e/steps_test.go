@@ -83,7 +83,9 @@ func TestStepsStartFromRecordedImages(t *testing.T) {
 	logsOf := func(id string) string { l, _ := s.cli(t, "logs", id); return l }
 	// ran says whether a RUN step printed line (not just a step header
 	// naming it).
-	ran := func(l, line string) bool { return regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(line) + `$`).MatchString(l) }
+	ran := func(l, line string) bool {
+		return regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(line) + `$`).MatchString(l)
+	}
 	image := func(d deploymentDetail) string {
 		for _, dep := range s.deployments(t, "steps") {
 			if dep.ID == d.ID {
