@@ -326,7 +326,8 @@ func (a *Activities) Fetch(ctx context.Context, in deploy.BuildInput) (_ deploy.
 // deployment's image. When the build's inputs are identical to an earlier
 // successful build on this machine, that build's image is tagged instead
 // and the Dockerfile does not run at all. The slipway.* labels go on at
-// Push, in the registry (labelInRegistry).
+// Push, in the registry (configureInRegistry), with the config-only steps
+// the Dockerfile ends with (configTail).
 func (a *Activities) Build(ctx context.Context, in deploy.BuildInput) (_ deploy.BuildActivityResult, err error) {
 	j, err := a.begin(ctx, in, "build")
 	if err != nil {
@@ -372,10 +373,21 @@ func (a *Activities) Build(ctx context.Context, in deploy.BuildInput) (_ deploy.
 		out.InputKey = inputs.key
 		if inputs.key == "" {
 			a.cfg.Logger.Info("build inputs cannot be pinned down; no reuse", "deployment", in.DeploymentID, "reason", inputs.why)
-		} else if prev := a.reusable(inputs.key); prev != "" {
+		}
+		d, why := parseStages(df)
+		if d == nil {
+			a.cfg.Logger.Info("Dockerfile steps not reused", "reason", why)
+		}
+		if prev := a.reusable(inputs.key); inputs.key != "" && prev != "" {
 			j.line("build", "inputs identical to the earlier build of %s: reusing its image without building", prev)
 			if err := a.podman.Tag(ctx, prev, in.Image); err == nil {
 				out.ReusedFrom = prev
+				if d != nil {
+					// Built without its config-only tail, as this build
+					// would be (an older agent's image has it already:
+					// applying it again changes nothing).
+					out.ImageConfig = d.configTail()
+				}
 				return out, nil
 			} else if ctx.Err() != nil {
 				return deploy.BuildActivityResult{}, ctx.Err()
@@ -384,7 +396,7 @@ func (a *Activities) Build(ctx context.Context, in deploy.BuildInput) (_ deploy.
 			}
 		}
 		if inputs.key != "" {
-			plan = a.planSteps(dockerfile, df, inputs, secretDigests)
+			plan = a.planSteps(dockerfile, d, inputs, secretDigests)
 		}
 	}
 
@@ -407,7 +419,9 @@ func (a *Activities) Build(ctx context.Context, in deploy.BuildInput) (_ deploy.
 			},
 		}
 		if plan.cutting() {
-			j.line("build", "%s", plan.summary())
+			for _, l := range plan.summary() {
+				j.line("build", "%s", l)
+			}
 			opts.Dockerfile = plan.file
 		}
 		return a.podman.Build(ctx, opts)
@@ -449,6 +463,7 @@ func (a *Activities) Build(ctx context.Context, in deploy.BuildInput) (_ deploy.
 	if plan != nil {
 		res.Steps = plan.originalSteps(res.Steps)
 		a.rememberSteps(plan.recs, plan.keys, res.Steps)
+		out.ImageConfig = plan.config()
 	}
 	cached := 0
 	for i, s := range res.Steps {
@@ -520,7 +535,10 @@ func (a *Activities) Push(ctx context.Context, in deploy.BuildInput) (_ deploy.P
 		return deploy.PushResult{}, pushFailed("push", "to", err)
 	}
 	labels := map[string]string{"slipway.project": in.Project, "slipway.deployment": in.DeploymentID, "slipway.commit": in.Commit}
-	digest, err := labelInRegistry(ctx, in.Image, labels, a.cfg.RegistryTLSVerify)
+	if len(in.ImageConfig) > 0 {
+		j.line("push", "applying %s to the image's config", strings.Join(in.ImageConfig, "; "))
+	}
+	digest, err := configureInRegistry(ctx, in.Image, labels, in.ImageConfig, a.cfg.RegistryTLSVerify)
 	if err != nil {
 		return deploy.PushResult{}, pushFailed("labelling the image", "in", err)
 	}

@@ -18,7 +18,8 @@ import (
 // The agent talks to the image registry itself (go-containerregistry) for
 // two small things podman would take a whole process and a build step
 // for: reading the digest a tag points to (the identity of a FROM image),
-// and putting the deployment's labels on a pushed image.
+// and putting the deployment's labels (and the config-only steps a
+// Dockerfile ends with) on a pushed image.
 //
 // Credentials are the builder's own, as podman finds them: the Docker
 // config and the containers auth.json ($XDG_RUNTIME_DIR/containers or
@@ -69,17 +70,17 @@ func registryDigest(ctx context.Context, ref string, tlsVerify bool) (string, er
 	return desc.Digest.String(), nil
 }
 
-// labelInRegistry puts labels on the image the tag ref names in its
-// registry: a new image config with the labels added and a new manifest
-// with the same layers, put under the same tag. It returns the new
-// manifest's digest. Only the config and the manifest travel; the layers
-// are already there.
+// configureInRegistry puts labels on the image the tag ref names in its
+// registry, after applying the config-only instructions insts
+// (configTail): a new image config and a new manifest with the same
+// layers, put under the same tag. It returns the new manifest's digest.
+// Only the config and the manifest travel; the layers are already there.
 //
 // Labels are set here rather than in the build because a label whose
 // value changes every deployment (its id, its commit) would make a build
 // step that never hits the cache, and podman 4.3 spends a second or more
 // on a build of its own for a LABEL.
-func labelInRegistry(ctx context.Context, ref string, labels map[string]string, tlsVerify bool) (string, error) {
+func configureInRegistry(ctx context.Context, ref string, labels map[string]string, insts []string, tlsVerify bool) (string, error) {
 	r, ropts, err := registryRef(ref, tlsVerify)
 	if err != nil {
 		return "", err
@@ -96,6 +97,9 @@ func labelInRegistry(ctx context.Context, ref string, labels map[string]string, 
 		return "", fmt.Errorf("read the config of %s: %w", ref, err)
 	}
 	cf = cf.DeepCopy()
+	if err := applyConfig(cf, insts, time.Now().UTC()); err != nil {
+		return "", fmt.Errorf("apply %s: %w", strings.Join(insts, "; "), err)
+	}
 	if cf.Config.Labels == nil {
 		cf.Config.Labels = make(map[string]string, len(labels))
 	}

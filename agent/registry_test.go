@@ -2,10 +2,14 @@ package agent
 
 import (
 	"bytes"
+	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"testing"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/slipway-ci/slipway/internal/testenv"
@@ -35,25 +39,18 @@ func TestLabelInRegistry(t *testing.T) {
 		t.Fatalf("push: %v\n%s", err, out.String())
 	}
 	labels := map[string]string{"slipway.project": "app", "slipway.deployment": "d-1", "slipway.commit": "0123456789abcdef"}
-	got, err := labelInRegistry(t.Context(), ref, labels, false)
+	got, err := configureInRegistry(t.Context(), ref, labels, nil, false)
 	if err != nil {
-		t.Fatalf("labelInRegistry: %v", err)
+		t.Fatalf("configureInRegistry: %v", err)
 	}
 	if got == pushed {
-		t.Fatalf("labelInRegistry returned the pushed digest %s: nothing changed", got)
+		t.Fatalf("configureInRegistry returned the pushed digest %s: nothing changed", got)
 	}
 	if d, err := registryDigest(t.Context(), ref, false); err != nil || d != got {
 		t.Fatalf("the tag points to %s (err %v), want the labelled manifest %s", d, err, got)
 	}
 
-	r, ropts, err := registryRef(ref, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	img, err := remote.Image(r, ropts...)
-	if err != nil {
-		t.Fatal(err)
-	}
+	img := remoteImage(t, ref)
 	cf, err := img.ConfigFile()
 	if err != nil {
 		t.Fatal(err)
@@ -64,11 +61,7 @@ func TestLabelInRegistry(t *testing.T) {
 			t.Errorf("label %s = %q, want %q (labels %v)", k, v, want, cf.Config.Labels)
 		}
 	}
-	r0, _, _ := registryRef(host+"/app@"+pushed, false)
-	orig, err := remote.Image(r0, ropts...)
-	if err != nil {
-		t.Fatalf("the unlabelled manifest %s: %v", pushed, err)
-	}
+	orig := remoteImage(t, host+"/app@"+pushed) // the unlabelled manifest
 	l0, _ := orig.Layers()
 	l1, _ := img.Layers()
 	if len(l0) == 0 || len(l0) != len(l1) {
@@ -83,7 +76,119 @@ func TestLabelInRegistry(t *testing.T) {
 	}
 
 	// An unknown image is an error that names it, not a panic.
-	if _, err := labelInRegistry(t.Context(), host+"/nothing:here", labels, false); err == nil {
-		t.Error("labelInRegistry of an image the registry lacks succeeded")
+	if _, err := configureInRegistry(t.Context(), host+"/nothing:here", labels, nil, false); err == nil {
+		t.Error("configureInRegistry of an image the registry lacks succeeded")
 	}
+}
+
+// TestConfigStepsMatchPodman builds Dockerfiles that end with config-only
+// steps twice: as written, by podman; and without those steps, which are
+// then applied in the registry (configTail, configureInRegistry). The two
+// images' configs must be the same, and so must their history's last
+// entries.
+func TestConfigStepsMatchPodman(t *testing.T) {
+	host := testenv.Registry(t)
+	p := testenv.Podman(t)
+	base := testenv.BaseImage(t, p, host)
+	cases := []struct {
+		name, body string
+		tail       int
+	}{
+		{"everything", `ENV A=1 B="two words"
+CMD ["sh"]
+RUN echo hi > /hi
+ENV A=3 C=4
+EXPOSE 8080 53/udp 9000/tcp
+USER nobody
+LABEL org.example.a="x y" b=c "q"="r"
+STOPSIGNAL SIGTERM
+CMD echo hello
+ENTRYPOINT ["/bin/sh", "-c"]
+`, 7},
+		{"entrypoint clears the base image's command", `RUN echo hi > /hi
+ENTRYPOINT ["/bin/echo"]
+`, 1},
+		{"entrypoint after a command of the stage", `CMD ["x"]
+RUN echo hi > /hi
+ENTRYPOINT echo from the shell
+USER 65534:65534
+`, 1},
+		{"not config-only", `RUN echo hi > /hi
+ENV P=$PATH
+WORKDIR /tmp
+EXPOSE 80
+`, 1},
+	}
+	for i, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			df := "FROM " + base + "\n" + c.body
+			d, why := parseStages([]byte(df))
+			if d == nil {
+				t.Fatalf("parseStages: %s", why)
+			}
+			tail := d.configTail()
+			if len(tail) != c.tail {
+				t.Fatalf("configTail = %q, want %d instructions", tail, c.tail)
+			}
+			var stripped bytes.Buffer
+			d.rewrite(&stripped, make([]int, len(d.stages)), make([]string, len(d.stages)), len(tail))
+			build := func(name, dockerfile string) string {
+				dir := t.TempDir()
+				if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte(dockerfile), 0o644); err != nil {
+					t.Fatal(err)
+				}
+				ref := fmt.Sprintf("%s/cfg%d-%s:1", host, i, name)
+				var out bytes.Buffer
+				if _, err := p.Build(t.Context(), podman.BuildOptions{ContextDir: dir, Tag: ref, Stdout: &out, Stderr: &out}); err != nil {
+					t.Fatalf("build: %v\n%s", err, out.String())
+				}
+				if _, err := p.Push(t.Context(), ref, false, &out); err != nil {
+					t.Fatalf("push: %v\n%s", err, out.String())
+				}
+				return ref
+			}
+			written := build("podman", df)
+			applied := build("registry", stripped.String())
+			if _, err := configureInRegistry(t.Context(), applied, nil, tail, false); err != nil {
+				t.Fatal(err)
+			}
+			want, got := configOf(t, written), configOf(t, applied)
+			if w, g := want.Config, got.Config; !reflect.DeepEqual(w, g) {
+				wj, _ := json.MarshalIndent(w, "", " ")
+				gj, _ := json.MarshalIndent(g, "", " ")
+				t.Errorf("config applied in the registry:\n%s\npodman's:\n%s", gj, wj)
+			}
+			if len(want.History) != len(got.History) {
+				t.Fatalf("history: %d entries, podman's %d", len(got.History), len(want.History))
+			}
+			for k := len(want.History) - len(tail); k < len(want.History); k++ {
+				w, g := want.History[k], got.History[k]
+				if w.CreatedBy != g.CreatedBy || w.EmptyLayer != g.EmptyLayer {
+					t.Errorf("history %d: %q (empty layer %v), podman's %q (%v)", k, g.CreatedBy, g.EmptyLayer, w.CreatedBy, w.EmptyLayer)
+				}
+			}
+		})
+	}
+}
+
+func remoteImage(t *testing.T, ref string) v1.Image {
+	t.Helper()
+	r, ropts, err := registryRef(ref, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := remote.Image(r, ropts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
+}
+
+func configOf(t *testing.T, ref string) *v1.ConfigFile {
+	t.Helper()
+	cf, err := remoteImage(t, ref).ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cf
 }

@@ -362,9 +362,11 @@ func (a *Activities) forgetSteps(p *stepPlan) {
 // originalSteps maps the steps podman ran from the rewritten Dockerfile
 // back to the Dockerfile as written: a cut stage's prefix shows as cached
 // steps that took no time (the last one carries the time of the FROM that
-// replaced them), the steps after it get their numbers back, and a stage
-// cut whole, which podman does not show, is all cached steps.
-func (d *dockerfileStages) originalSteps(cut []int, images []string, ran []podman.Step) []podman.Step {
+// replaced them), the steps after it get their numbers back, a stage cut
+// whole, which podman does not show, is all cached steps, and the final
+// stage's last tail steps, left to the registry (configTail), come last:
+// not cached, no time.
+func (d *dockerfileStages) originalSteps(cut []int, images []string, tail int, ran []podman.Step) []podman.Step {
 	multi := len(d.stages) > 1
 	step := func(s, i int) podman.Step {
 		st := podman.Step{N: i + 1, Total: len(d.stages[s].insts), Instruction: d.stages[s].insts[i].text, Cached: i > 0}
@@ -378,8 +380,12 @@ func (d *dockerfileStages) originalSteps(cut []int, images []string, ran []podma
 	}
 	var out []podman.Step
 	seen := map[int]bool{}
+	last := len(d.stages) - 1
 	for _, r := range ran {
 		s := max(r.Stage-1, 0)
+		if s == last {
+			r.Total += tail
+		}
 		if s >= len(d.stages) || cut[s] == 0 {
 			out = append(out, r)
 			continue
@@ -406,17 +412,28 @@ func (d *dockerfileStages) originalSteps(cut []int, images []string, ran []podma
 			}
 		}
 	}
+	for i := len(d.stages[last].insts) - tail; i < len(d.stages[last].insts); i++ {
+		st := step(last, i)
+		st.Cached = false
+		out = append(out, st)
+	}
 	return out
 }
 
 // cutPlan finds, for every stage, the longest prefix of steps with a
 // recorded image: cut[s] is the number of steps the rewritten Dockerfile
-// replaces with a FROM of images[s] (0: the stage runs as written).
-func cutPlan(keys [][]string, recs map[string]stepRecord) (cut []int, images []string) {
+// replaces with a FROM of images[s] (0: the stage runs as written). The
+// final stage's last tail steps are not built (configTail): its prefix
+// ends before them.
+func cutPlan(keys [][]string, recs map[string]stepRecord, tail int) (cut []int, images []string) {
 	cut = make([]int, len(keys))
 	images = make([]string, len(keys))
 	for s, ks := range keys {
-		for i := len(ks) - 1; i >= 1; i-- {
+		end := len(ks) - 1
+		if s == len(keys)-1 {
+			end -= tail
+		}
+		for i := end; i >= 1; i-- {
 			if r, ok := recs[ks[i]]; ok && ks[i] != "" && r.Image != "" {
 				cut[s], images[s] = i, r.Image
 				break
@@ -428,8 +445,8 @@ func cutPlan(keys [][]string, recs map[string]stepRecord) (cut []int, images []s
 
 // rewrite writes the Dockerfile with each cut stage starting FROM the
 // recorded image of its prefix: stage s keeps its instructions after
-// index cut[s].
-func (d *dockerfileStages) rewrite(w io.Writer, cut []int, images []string) {
+// index cut[s], the final stage all but its last tail.
+func (d *dockerfileStages) rewrite(w io.Writer, cut []int, images []string, tail int) {
 	for _, l := range d.head {
 		fmt.Fprintln(w, l)
 	}
@@ -443,7 +460,11 @@ func (d *dockerfileStages) rewrite(w io.Writer, cut []int, images []string) {
 			fmt.Fprintln(w, from)
 			start = cut[s] + 1
 		}
-		for _, inst := range st.insts[start:] {
+		end := len(st.insts)
+		if s == len(d.stages)-1 {
+			end -= tail
+		}
+		for _, inst := range st.insts[start:end] {
 			for _, l := range inst.raw {
 				fmt.Fprintln(w, l)
 			}
@@ -459,29 +480,31 @@ type stepPlan struct {
 	cut    []int
 	images []string
 	recs   map[string]stepRecord // the records the plan was made from
-	dir    string                // holds the rewritten Dockerfile
-	file   string                // the rewritten Dockerfile; "" when nothing is cut
+	// tail are the final stage's last instructions, applied to the
+	// image's config in the registry instead of built (configTail).
+	tail []string
+	dir  string // holds the rewritten Dockerfile
+	file string // the rewritten Dockerfile; "" when the Dockerfile is built as written
 }
 
 // planSteps computes the build's step keys and, when some stage can start
 // from a recorded image, writes the rewritten Dockerfile. It returns nil
 // when the Dockerfile's steps cannot be keyed.
-func (a *Activities) planSteps(dockerfile string, df []byte, inputs buildInputs, secretDigests map[string]string) *stepPlan {
-	d, why := parseStages(df)
+func (a *Activities) planSteps(dockerfile string, d *dockerfileStages, inputs buildInputs, secretDigests map[string]string) *stepPlan {
 	if d == nil {
-		a.cfg.Logger.Info("Dockerfile steps not reused", "reason", why)
 		return nil
 	}
 	p := &stepPlan{d: d, keys: d.keys(stepKeyInputs{entries: inputs.entries, digests: inputs.digests, secretDigests: secretDigests})}
 	p.recs = a.loadSteps()
-	p.cut, p.images = cutPlan(p.keys, p.recs)
-	if !slices.ContainsFunc(p.cut, func(n int) bool { return n > 0 }) {
+	p.tail = d.configTail()
+	p.cut, p.images = cutPlan(p.keys, p.recs, len(p.tail))
+	if len(p.tail) == 0 && !slices.ContainsFunc(p.cut, func(n int) bool { return n > 0 }) {
 		return p
 	}
 	dir, err := os.MkdirTemp(a.layout.Work, "dockerfile-")
 	if err == nil {
 		var b bytes.Buffer
-		d.rewrite(&b, p.cut, p.images)
+		d.rewrite(&b, p.cut, p.images, len(p.tail))
 		p.dir, p.file = dir, filepath.Join(dir, "Dockerfile")
 		err = os.WriteFile(p.file, b.Bytes(), 0o644)
 	}
@@ -499,8 +522,9 @@ func (a *Activities) planSteps(dockerfile string, df []byte, inputs buildInputs,
 
 func (p *stepPlan) cutting() bool { return p != nil && p.file != "" }
 
-// summary says, for the build's log, which steps the records serve.
-func (p *stepPlan) summary() string {
+// summary says, for the build's log, which steps the records serve and
+// which are left to the registry.
+func (p *stepPlan) summary() []string {
 	var parts []string
 	total := 0
 	for s, n := range p.cut {
@@ -521,7 +545,14 @@ func (p *stepPlan) summary() string {
 		}
 		parts = append(parts, fmt.Sprintf("%s (image %s)", steps, shortID(p.images[s])))
 	}
-	return fmt.Sprintf("reusing the images of %d unchanged step(s) of earlier builds, without podman's cache checks: %s", total, strings.Join(parts, "; "))
+	var out []string
+	if total > 0 {
+		out = append(out, fmt.Sprintf("reusing the images of %d unchanged step(s) of earlier builds, without podman's cache checks: %s", total, strings.Join(parts, "; ")))
+	}
+	if len(p.tail) > 0 {
+		out = append(out, fmt.Sprintf("the last %d step(s) change only the image's config (%s): applied in the registry at push, not built", len(p.tail), strings.Join(p.tail, "; ")))
+	}
+	return out
 }
 
 // mapStep numbers a step of the rewritten Dockerfile as the Dockerfile is
@@ -532,7 +563,13 @@ func (p *stepPlan) mapStep(s podman.Step) podman.Step {
 		return s
 	}
 	st := max(s.Stage-1, 0)
-	if st >= len(p.cut) || p.cut[st] == 0 || (s.Stages == 0) != (len(p.cut) == 1) {
+	if st >= len(p.cut) || (s.Stages == 0) != (len(p.cut) == 1) {
+		return s
+	}
+	if st == len(p.cut)-1 {
+		s.Total += len(p.tail)
+	}
+	if p.cut[st] == 0 {
 		return s
 	}
 	if s.N == 1 {
@@ -602,7 +639,16 @@ func (p *stepPlan) originalSteps(ran []podman.Step) []podman.Step {
 	if !p.cutting() {
 		return ran
 	}
-	return p.d.originalSteps(p.cut, p.images, ran)
+	return p.d.originalSteps(p.cut, p.images, len(p.tail), ran)
+}
+
+// config is what Push applies to the image's config in the registry: the
+// instructions the rewritten Dockerfile left out.
+func (p *stepPlan) config() []string {
+	if !p.cutting() {
+		return nil
+	}
+	return p.tail
 }
 
 // lostImage reports whether a failed build failed because an image a stage
@@ -627,6 +673,7 @@ func (p *stepPlan) drop() {
 	}
 	p.remove()
 	p.file = ""
+	p.tail = nil
 	clear(p.cut)
 }
 

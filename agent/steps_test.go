@@ -2,7 +2,9 @@ package agent
 
 import (
 	"bytes"
+	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -166,7 +168,7 @@ func TestRewriteAndOriginalSteps(t *testing.T) {
 	cut := []int{3, 1, 2}
 	images := []string{"aaaaaaaaaaaa", "bbbbbbbbbbbb", "cccccccccccc"}
 	var b bytes.Buffer
-	d.rewrite(&b, cut, images)
+	d.rewrite(&b, cut, images, 0)
 	want := `# syntax=docker/dockerfile:1
 FROM aaaaaaaaaaaa AS deps
 FROM bbbbbbbbbbbb AS build
@@ -194,7 +196,7 @@ CMD ["node", "dist/index.js"]
 		{Stage: 3, Stages: 3, N: 4, Total: 4, Instruction: `CMD ["node", "dist/index.js"]`, Image: "e3"},
 	}
 	var got []string
-	for _, s := range d.originalSteps(cut, images, ran) {
+	for _, s := range d.originalSteps(cut, images, 0, ran) {
 		c := ""
 		if s.Cached {
 			c = " (cached)"
@@ -247,5 +249,66 @@ STEP 1/1: not a stage podman numbered
 	}
 	if s, cached := plan.progress(podman.Step{Stage: 3, Stages: 3, N: 2, Total: 4, Instruction: "COPY --from=build /app/dist ./dist"}, 1); s.N != 4 || s.Total != 6 || cached != 7 {
 		t.Errorf("progress = step %d/%d, %d cached; want 4/6, 7", s.N, s.Total, cached)
+	}
+}
+
+// TestConfigTailLeftOut: the final stage's config-only last steps are left
+// out of the rewritten Dockerfile, a recorded image of them is not started
+// from, and they come back, not cached, in the deployment's steps and the
+// log's numbering.
+func TestConfigTailLeftOut(t *testing.T) {
+	d, why := parseStages([]byte(stepsDockerfile))
+	if d == nil {
+		t.Fatal(why)
+	}
+	tail := d.configTail()
+	if want := []string{`CMD ["node", "dist/index.js"]`}; !slices.Equal(tail, want) {
+		t.Fatalf("configTail = %q, want %q", tail, want)
+	}
+	keys := d.keys(stepKeyInputs{digests: map[string]string{"base/node:20": "sha256:1"}})
+	last := len(keys) - 1
+	recs := map[string]stepRecord{keys[last][len(keys[last])-1]: {Image: "f1"}, keys[last][2]: {Image: "f0"}}
+	cut, images := cutPlan(keys, recs, len(tail))
+	if cut[last] != 2 || images[last] != "f0" {
+		t.Fatalf("the last stage starts after step %d from %q, want after 2 (the CMD's record is not used) from f0", cut[last], images[last])
+	}
+	var b bytes.Buffer
+	d.rewrite(&b, cut, images, len(tail))
+	if s := b.String(); strings.Contains(s, "CMD") || !strings.HasSuffix(s, "FROM f0\nCOPY --from=build /app/dist ./dist\nRUN --mount=type=secret,id=token cat /run/secrets/token > /dev/null\n") {
+		t.Errorf("rewritten Dockerfile:\n%s", s)
+	}
+	ran := []podman.Step{
+		{Stage: 3, Stages: 3, N: 1, Total: 3, Instruction: "FROM f0"},
+		{Stage: 3, Stages: 3, N: 2, Total: 3, Instruction: "COPY --from=build /app/dist ./dist", Image: "e1"},
+		{Stage: 3, Stages: 3, N: 3, Total: 3, Instruction: "RUN --mount=type=secret,id=token cat /run/secrets/token > /dev/null", Image: "e2"},
+	}
+	plan := &stepPlan{d: d, keys: keys, cut: cut, images: images, tail: tail, file: "Dockerfile.rewritten"}
+	var got []string
+	for _, s := range plan.originalSteps(ran) {
+		got = append(got, fmt.Sprintf("%s cached=%v %s", s, s.Cached, s.Image))
+	}
+	want := []string{
+		"[3/3] STEP 1/6: FROM base/node:20 cached=false ",
+		"[3/3] STEP 2/6: WORKDIR /app cached=true ",
+		"[3/3] STEP 3/6: COPY --from=deps /app/node_modules ./node_modules cached=true f0",
+		"[3/3] STEP 4/6: COPY --from=build /app/dist ./dist cached=false e1",
+		"[3/3] STEP 5/6: RUN --mount=type=secret,id=token cat /run/secrets/token > /dev/null cached=false e2",
+		`[3/3] STEP 6/6: CMD ["node", "dist/index.js"] cached=false `,
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("original steps:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if h := plan.mapHeader("[3/3] STEP 2/3: COPY --from=build /app/dist ./dist"); h != "[3/3] STEP 4/6: COPY --from=build /app/dist ./dist" {
+		t.Errorf("header renumbered to %q", h)
+	}
+	if h := plan.mapHeader("[2/3] STEP 2/4: COPY src ./src"); h != "[2/3] STEP 2/4: COPY src ./src" {
+		t.Errorf("a stage that is not the last renumbered to %q", h)
+	}
+	if c := plan.config(); !slices.Equal(c, tail) {
+		t.Errorf("config() = %q", c)
+	}
+	plan.drop()
+	if c := plan.config(); c != nil {
+		t.Errorf("a dropped plan builds as written, yet config() = %q", c)
 	}
 }

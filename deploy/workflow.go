@@ -93,6 +93,10 @@ type BuildInput struct {
 	Dir string
 	// InputKey identifies the build's inputs (set after Build).
 	InputKey string
+	// ImageConfig are the config-only instructions the Dockerfile ends
+	// with that Push applies to the image's config in the registry (set
+	// after Build).
+	ImageConfig []string `json:",omitempty"`
 	// Secrets and SecretsToken: see DeploymentInput. The agent fetches the
 	// values when Secrets is not empty.
 	Secrets      []string
@@ -113,6 +117,8 @@ type BuildActivityResult struct {
 	// ReusedFrom is the image of an earlier build with identical inputs
 	// whose image was reused instead of building.
 	ReusedFrom string
+	// ImageConfig: see BuildInput.
+	ImageConfig []string `json:",omitempty"`
 }
 
 // PushResult is the Push activity's result.
@@ -175,6 +181,7 @@ func BuildWorkflow(ctx workflow.Context, in BuildInput) (*BuildResult, error) {
 	}
 	phase("build", start)
 	in.InputKey = built.InputKey
+	in.ImageConfig = built.ImageConfig
 
 	start = workflow.Now(ctx)
 	pushCtx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{

@@ -483,6 +483,11 @@ func TestPushBecomesImage(t *testing.T) {
 	if _, labels := imageConfig(t, s.Host, "app", sha); labels["slipway.deployment"] != again2.ID {
 		t.Errorf("reused image's slipway.deployment label = %q, want the new deployment %s", labels["slipway.deployment"], again2.ID)
 	}
+	// The Dockerfile's last step (CMD) is applied in the registry, to the
+	// built image and to the reused one alike.
+	if cf := registryConfig(t, s.Host+"/app:"+sha); !slices.Equal(cf.Config.Cmd, []string{"cat", "/app.txt"}) {
+		t.Errorf("reused image's command = %q, want the Dockerfile's [cat /app.txt]", cf.Config.Cmd)
+	}
 
 	// A failing RUN ends failed, with the step and its output.
 	sha2 := testenv.Commit(t, dir, map[string]string{

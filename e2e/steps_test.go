@@ -12,14 +12,15 @@ import (
 	"testing"
 
 	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/slipway-ci/slipway/internal/testenv"
 )
 
-// imageFile reads a file of the image ref from the registry.
-func imageFile(t *testing.T, ref, path string) string {
+// remoteImage reads the image ref from the registry.
+func remoteImage(t *testing.T, ref string) v1.Image {
 	t.Helper()
 	r, err := name.ParseReference(ref, name.Insecure)
 	if err != nil {
@@ -29,7 +30,13 @@ func imageFile(t *testing.T, ref, path string) string {
 	if err != nil {
 		t.Fatalf("pull %s: %v", ref, err)
 	}
-	fs := mutate.Extract(img)
+	return img
+}
+
+// imageFile reads a file of the image ref from the registry.
+func imageFile(t *testing.T, ref, path string) string {
+	t.Helper()
+	fs := mutate.Extract(remoteImage(t, ref))
 	defer fs.Close()
 	tr := tar.NewReader(fs)
 	for {
@@ -48,6 +55,16 @@ func imageFile(t *testing.T, ref, path string) string {
 			return string(b)
 		}
 	}
+}
+
+// registryConfig reads the config of the image ref from the registry.
+func registryConfig(t *testing.T, ref string) *v1.ConfigFile {
+	t.Helper()
+	cf, err := remoteImage(t, ref).ConfigFile()
+	if err != nil {
+		t.Fatalf("config of %s: %v", ref, err)
+	}
+	return cf
 }
 
 // A rebuild starts each stage from the image of its longest prefix of
@@ -75,6 +92,7 @@ func TestStepsStartFromRecordedImages(t *testing.T) {
 		"COPY --from=deps /app/deps.out /deps.out\n" +
 		"COPY --from=build /build.out /build.out\n" +
 		"COPY static.txt /static.txt\n" +
+		"EXPOSE 8080\n" +
 		"CMD [\"cat\", \"/build.out\"]\n"
 	dir, sha := testenv.GitRepo(t, map[string]string{
 		"Dockerfile": dockerfile, "dep.txt": "dep-1\n", "src/a.txt": "src-1\n", "static.txt": "static\n",
@@ -101,6 +119,22 @@ func TestStepsStartFromRecordedImages(t *testing.T) {
 	if l := logsOf(first.ID); strings.Contains(l, summary) || !ran(l, "deps-ran-dep-1") {
 		t.Fatalf("first build:\n%s", l)
 	}
+	// The config-only last steps are applied in the registry, not built,
+	// and still shown as the Dockerfile's last steps.
+	checkConfig := func(d deploymentDetail) {
+		t.Helper()
+		cf := registryConfig(t, image(d))
+		if _, ok := cf.Config.ExposedPorts["8080/tcp"]; !ok || !slices.Equal(cf.Config.Cmd, []string{"cat", "/build.out"}) || cf.Config.Labels["slipway.deployment"] != d.ID {
+			t.Errorf("deployment %s's image config: ports %v, cmd %q, labels %v; want 8080/tcp, [cat /build.out], its labels", d.ID, cf.Config.ExposedPorts, cf.Config.Cmd, cf.Config.Labels)
+		}
+	}
+	checkConfig(first)
+	if l := logsOf(first.ID); !strings.Contains(l, "applied in the registry at push, not built") || strings.Contains(l, "STEP 6/7: EXPOSE") {
+		t.Errorf("first build's log does not say the config-only steps are applied in the registry, or podman ran them:\n%s", l)
+	}
+	if n := len(first.Steps); n < 2 || first.Steps[n-2].Instruction != "[3/3] STEP 6/7: EXPOSE 8080" || first.Steps[n-1].Instruction != `[3/3] STEP 7/7: CMD ["cat", "/build.out"]` || first.Steps[n-1].Cached {
+		t.Errorf("first build's steps end %+v, want EXPOSE and CMD, not cached", first.Steps[max(n-2, 0):])
+	}
 	s.waitAsleep(t, "steps")
 
 	// A source file changes: the deps stage and the last stage's prefix
@@ -112,7 +146,7 @@ func TestStepsStartFromRecordedImages(t *testing.T) {
 		t.Fatalf("second build (one source file changed):\n%s", l)
 	}
 	// The log numbers the steps as the Dockerfile does.
-	for _, want := range []string{"[2/3] STEP 2/4: WORKDIR /src (unchanged: image ", "[2/3] STEP 3/4: COPY src ./src", "[3/3] STEP 5/6: COPY static.txt /static.txt"} {
+	for _, want := range []string{"[2/3] STEP 2/4: WORKDIR /src (unchanged: image ", "[2/3] STEP 3/4: COPY src ./src", "[3/3] STEP 5/7: COPY static.txt /static.txt"} {
 		if !strings.Contains(l, want) {
 			t.Errorf("second build's log has no %q:\n%s", want, l)
 		}
@@ -143,6 +177,7 @@ func TestStepsStartFromRecordedImages(t *testing.T) {
 	if got := imageFile(t, img, "/deps.out"); got != "dep-1\n" {
 		t.Errorf("/deps.out = %q, want dep-1", got)
 	}
+	checkConfig(second)
 	s.waitAsleep(t, "steps")
 
 	// The dependency changes: its stage runs again and the last stage
@@ -180,6 +215,7 @@ func TestStepsStartFromRecordedImages(t *testing.T) {
 	if got := imageFile(t, image(fourth), "/static.txt"); got != "static-2\n" {
 		t.Errorf("/static.txt = %q, want static-2", got)
 	}
+	checkConfig(fourth)
 	s.waitAsleep(t, "steps")
 
 	// A step after the reused ones fails: the deployment names it as the
