@@ -152,6 +152,8 @@ func withoutFlags(args []string) []string {
 }
 
 // logicalLines joins a Dockerfile's continued lines and drops comments.
+// Blank lines inside a continuation are skipped, as podman's parser does
+// (parseStages reads them the same way).
 func logicalLines(df []byte) []string {
 	var out []string
 	var cur strings.Builder
@@ -159,7 +161,7 @@ func logicalLines(df []byte) []string {
 	sc.Buffer(make([]byte, 1<<16), 1<<22)
 	for sc.Scan() {
 		line := strings.TrimSpace(sc.Text())
-		if strings.HasPrefix(line, "#") {
+		if strings.HasPrefix(line, "#") || (line == "" && cur.Len() > 0) {
 			continue
 		}
 		if s, ok := strings.CutSuffix(line, "\\"); ok {

@@ -19,6 +19,9 @@ func TestExternalImages(t *testing.T) {
 		{name: "stages", df: "FROM reg/node:20 AS build\nRUN make\nFROM reg/node:20-slim\nCOPY --from=build /app /app\nCOPY --from=0 /x /x\n", want: []string{"reg/node:20", "reg/node:20-slim"}},
 		{name: "copy from image", df: "FROM scratch\nCOPY --from=reg/tools:1 /bin/t /t\nRUN --mount=type=bind,from=reg/data:2,target=/d true\n", want: []string{"reg/tools:1", "reg/data:2"}},
 		{name: "continued lines and comments", df: "# FROM nothing\nFROM \\\n  --platform=linux/amd64 \\\n  reg/base:1\n", want: []string{"reg/base:1"}},
+		// podman skips a blank line inside a continuation: the --from
+		// still belongs to the COPY.
+		{name: "blank line in a continuation", df: "FROM reg/base:1\nCOPY \\\n\n  --from=reg/tools:1 /t /t\n", want: []string{"reg/base:1", "reg/tools:1"}},
 		{name: "variable base", df: "ARG BASE=reg/base:1\nFROM $BASE\n", why: true},
 		{name: "remote ADD", df: "FROM reg/base:1\nADD https://example.com/x.tgz /x\n", why: true},
 		{name: "empty FROM", df: "FROM\n", why: true},
