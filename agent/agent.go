@@ -86,6 +86,8 @@ type Config struct {
 //	  agent.log                  the agent's stdout and stderr
 //	  git/mirror.git             bare git mirror, fetched into incrementally (Mirror)
 //	  work/DEPLOYMENT            checkout of one deployment, removed after its push (Work)
+//	  work/.prepared/SHA         checkout made at wake of the branch head the push moved,
+//	                             moved to work/DEPLOYMENT by that build's Fetch (Prepared)
 //	  work/secrets-*             a build's secrets (0600 files), removed after the build
 //	  podman/storage             podman storage root (--root): images, layers, build cache
 //	  podman/run                 podman run root (--runroot): locks, mount state; when the
@@ -115,6 +117,9 @@ type Layout struct {
 	Mirror string
 	// Work holds one checkout per running deployment.
 	Work string
+	// Prepared holds the checkout the agent makes at wake of the commit
+	// the push brought (gitmirror.Refresh), for the build's Fetch.
+	Prepared string
 	// Podman holds podman's storage root, run root, tmp dir and config.
 	Podman string
 	// LogSpool holds the public log lines NATS could not take yet (NATS
@@ -129,6 +134,7 @@ func VolumeLayout(dir string) Layout {
 		Root:     dir,
 		Mirror:   filepath.Join(dir, "git", "mirror.git"),
 		Work:     filepath.Join(dir, "work"),
+		Prepared: filepath.Join(dir, "work", ".prepared"),
 		Podman:   filepath.Join(dir, "podman"),
 		LogSpool: filepath.Join(dir, "logspool"),
 	}
@@ -168,6 +174,25 @@ func Run(ctx context.Context, cfg Config) error {
 			return fmt.Errorf("agent: prepare volume: %w", err)
 		}
 	}
+	// The machine usually wakes for a push: bring the git mirror up to
+	// date and check out the branch head the push moved while the agent
+	// connects and Temporal hands it its build, so that the build's Fetch
+	// (which waits for this, holding the mirror's lock) finds the pushed
+	// commit already there, checked out: on the way from the push to the
+	// build, git's processes then overlap the agent's start instead of
+	// following it. Best effort: Fetch does the real work.
+	refreshCtx, cancelRefresh := context.WithTimeout(ctx, refreshTimeout)
+	defer cancelRefresh()
+	go func() {
+		start := time.Now()
+		commit, err := gitmirror.Refresh(refreshCtx, layout.Mirror, layout.Prepared, nil)
+		if err != nil {
+			// git's messages come without the URL's credentials.
+			cfg.Logger.Info("mirror refresh at wake failed; the build fetches", "error", err)
+			return
+		}
+		cfg.Logger.Info("mirror refreshed at wake", "in", time.Since(start).Round(time.Millisecond), "prepared", commit)
+	}()
 	pm, err := podman.New(podman.ConfigAt(layout.Podman))
 	if err != nil {
 		return fmt.Errorf("agent: %w", err)
@@ -218,23 +243,6 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	cfg.Logger.Info("agent polling", "project", cfg.Project, "queue", deploy.BuilderQueue(cfg.Project), "volume", cfg.VolumeDir,
 		"uid", os.Geteuid(), "rootless", os.Geteuid() != 0)
-
-	// The machine usually wakes for a push: bring the git mirror up to
-	// date while Temporal hands the agent its build, so that the build's
-	// Fetch (which waits for this, holding the mirror's lock) finds the
-	// pushed commit already there. Best effort: Fetch does the real work.
-	// Not before the agent polls: git would slow the agent's own start.
-	refreshCtx, cancelRefresh := context.WithTimeout(ctx, refreshTimeout)
-	defer cancelRefresh()
-	go func() {
-		start := time.Now()
-		if err := gitmirror.Refresh(refreshCtx, layout.Mirror, nil); err != nil {
-			// git's messages come without the URL's credentials.
-			cfg.Logger.Info("mirror refresh at wake failed; the build fetches", "error", err)
-			return
-		}
-		cfg.Logger.Info("mirror refreshed at wake", "in", time.Since(start).Round(time.Millisecond))
-	}()
 
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()

@@ -34,6 +34,11 @@ type Mirror struct {
 	// URL is the repository to fetch from: any URL git understands
 	// (https://, ssh://, file://, a path).
 	URL string
+	// Prepared, if set, is the directory where Refresh leaves a checkout
+	// made ahead of time (Prepared/SHA); Checkout moves it into place
+	// instead of checking the commit out again. On the destination's
+	// filesystem.
+	Prepared string
 }
 
 // NotFoundError says the repository does not have the commit.
@@ -73,7 +78,7 @@ func (m *Mirror) Fetch(ctx context.Context, commit string, out io.Writer) error 
 	if err := m.ensure(ctx); err != nil {
 		return err
 	}
-	if m.has(ctx, commit) {
+	if m.prepared(commit) != "" || m.has(ctx, commit) {
 		return nil
 	}
 	if err := m.fetchBranches(ctx, out); err != nil {
@@ -121,23 +126,99 @@ func (m *Mirror) fetchBranches(ctx context.Context, out io.Writer) error {
 
 // Refresh fetches the branches of the repository the mirror in dir was
 // last fetched from, if dir holds a mirror (else it does nothing). A
-// machine that wakes for a push runs it while it connects to its queue, so
-// that the build's Fetch finds the pushed commit already there. ctx bounds
-// it; the build's Fetch waits for it (the mirror's lock).
-func Refresh(ctx context.Context, dir string, out io.Writer) error {
+// machine that wakes for a push runs it while the server schedules the
+// build, so that the build's Fetch finds the pushed commit already there.
+// When exactly one branch moved (the push), Refresh also checks out its
+// new head into prepared/SHA (if prepared is set), for the build's
+// Checkout to move into place; a checkout with submodules is left to
+// Checkout, whose rules for them depend on the URL it is given. It returns
+// the commit it prepared, if any. ctx bounds it; the build's Fetch waits
+// for it (the mirror's lock).
+func Refresh(ctx context.Context, dir, prepared string, out io.Writer) (string, error) {
 	if _, err := os.Stat(filepath.Join(dir, "HEAD")); err != nil {
-		return nil
+		return "", nil
 	}
 	m := &Mirror{Dir: dir}
 	unlock, err := m.lock(ctx)
 	if err != nil {
-		return err
+		return "", err
 	}
 	defer unlock()
-	if m.originURL() == "" {
-		return nil
+	if m.URL = m.originURL(); m.URL == "" {
+		return "", nil
 	}
-	return m.fetchBranches(ctx, out)
+	before := m.branchHeads()
+	if err := m.fetchBranches(ctx, out); err != nil {
+		return "", err
+	}
+	if prepared == "" {
+		return "", nil
+	}
+	// Earlier guesses nobody took.
+	if err := os.RemoveAll(prepared); err != nil {
+		return "", err
+	}
+	moved := map[string]bool{}
+	for ref, sha := range m.branchHeads() {
+		if before[ref] != sha {
+			moved[sha] = true
+		}
+	}
+	if len(moved) != 1 {
+		return "", nil
+	}
+	var commit string
+	for commit = range moved {
+	}
+	tmp := filepath.Join(prepared, commit+".tmp")
+	if err := m.checkout(ctx, commit, tmp, false); err != nil {
+		_ = os.RemoveAll(tmp)
+		if errors.Is(err, errSubmodules) {
+			return "", nil
+		}
+		return "", err
+	}
+	return commit, os.Rename(tmp, filepath.Join(prepared, commit))
+}
+
+// branchHeads reads the mirror's branches and the commits they point to
+// from its files (loose refs override packed ones), as git does, without a
+// git process.
+func (m *Mirror) branchHeads() map[string]string {
+	heads := map[string]string{}
+	if b, err := os.ReadFile(filepath.Join(m.Dir, "packed-refs")); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			sha, ref, ok := strings.Cut(line, " ")
+			if ok && shaRE.MatchString(sha) && strings.HasPrefix(ref, "refs/heads/") {
+				heads[ref] = sha
+			}
+		}
+	}
+	root := filepath.Join(m.Dir, "refs", "heads")
+	_ = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return nil
+		}
+		b, err := os.ReadFile(p)
+		if sha := strings.TrimSpace(string(b)); err == nil && shaRE.MatchString(sha) {
+			rel, _ := filepath.Rel(root, p)
+			heads["refs/heads/"+filepath.ToSlash(rel)] = sha
+		}
+		return nil
+	})
+	return heads
+}
+
+// prepared returns the checkout of commit Refresh made, or "".
+func (m *Mirror) prepared(commit string) string {
+	if m.Prepared == "" {
+		return ""
+	}
+	p := filepath.Join(m.Prepared, commit)
+	if _, err := os.Stat(p); err != nil {
+		return ""
+	}
+	return p
 }
 
 // Maintain runs git's automatic maintenance on the mirror (packing loose
@@ -179,7 +260,26 @@ func (m *Mirror) Checkout(ctx context.Context, commit, dst string) error {
 		return err
 	}
 	defer unlock()
+	if p := m.prepared(commit); p != "" {
+		if err := os.RemoveAll(dst); err != nil {
+			return fmt.Errorf("checkout: %w", err)
+		}
+		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+			return fmt.Errorf("checkout: %w", err)
+		}
+		if err := os.Rename(p, dst); err == nil {
+			return nil
+		}
+	}
+	return m.checkout(ctx, commit, dst, true)
+}
 
+// errSubmodules: a checkout without submodules found some.
+var errSubmodules = errors.New("the commit has submodules")
+
+// checkout is Checkout; callers hold the lock. Without submodules, a
+// commit that has some is errSubmodules.
+func (m *Mirror) checkout(ctx context.Context, commit, dst string, submodules bool) error {
 	if err := os.RemoveAll(dst); err != nil {
 		return fmt.Errorf("checkout: %w", err)
 	}
@@ -201,6 +301,9 @@ func (m *Mirror) Checkout(ctx context.Context, commit, dst string) error {
 		return fmt.Errorf("checkout %s: %w", commit, err)
 	}
 	if _, err := os.Stat(filepath.Join(dst, ".gitmodules")); err == nil {
+		if !submodules {
+			return errSubmodules
+		}
 		// A submodule may live on the builder's own disk only if the
 		// repository itself does (a project registered with a local
 		// path): otherwise a repository could name another project's
@@ -437,7 +540,7 @@ func (m *Mirror) lock(ctx context.Context) (func(), error) {
 		case <-ctx.Done():
 			f.Close()
 			return nil, ctx.Err()
-		case <-time.After(50 * time.Millisecond):
+		case <-time.After(5 * time.Millisecond):
 		}
 	}
 }

@@ -368,7 +368,7 @@ func hasCommit(gitDir, commit string) bool {
 
 func TestRefreshFetchesBranchesOfTheLastRepository(t *testing.T) {
 	// Nothing to refresh before the first fetch.
-	if err := gitmirror.Refresh(t.Context(), filepath.Join(t.TempDir(), "none.git"), nil); err != nil {
+	if _, err := gitmirror.Refresh(t.Context(), filepath.Join(t.TempDir(), "none.git"), "", nil); err != nil {
 		t.Errorf("Refresh of a missing mirror: %v", err)
 	}
 	repo, sha1 := testenv.GitRepo(t, map[string]string{"a": "1"})
@@ -380,7 +380,7 @@ func TestRefreshFetchesBranchesOfTheLastRepository(t *testing.T) {
 	if hasCommit(m.Dir, sha2) {
 		t.Fatal("the mirror has the new commit before any fetch")
 	}
-	if err := gitmirror.Refresh(t.Context(), m.Dir, nil); err != nil {
+	if _, err := gitmirror.Refresh(t.Context(), m.Dir, "", nil); err != nil {
 		t.Fatal(err)
 	}
 	if !hasCommit(m.Dir, sha2) {
@@ -404,5 +404,68 @@ func TestRefreshFetchesBranchesOfTheLastRepository(t *testing.T) {
 	}
 	if err := m.Maintain(t.Context()); err != nil {
 		t.Errorf("Maintain: %v", err)
+	}
+}
+
+// TestRefreshPreparesThePushedCommit: when one branch moved, Refresh checks
+// out its new head ahead of time, and the build's Checkout moves that
+// checkout into place instead of checking out again. Two branches moving,
+// or a commit with submodules, prepare nothing.
+func TestRefreshPreparesThePushedCommit(t *testing.T) {
+	repo, sha1 := testenv.GitRepo(t, map[string]string{"a": "1"})
+	prepared := filepath.Join(t.TempDir(), "work", ".prepared")
+	m := &gitmirror.Mirror{Dir: filepath.Join(t.TempDir(), "m.git"), URL: "file://" + repo, Prepared: prepared}
+	if err := m.Fetch(t.Context(), sha1, nil); err != nil {
+		t.Fatal(err)
+	}
+	sha2 := testenv.Commit(t, repo, map[string]string{"a": "2"})
+	got, err := gitmirror.Refresh(t.Context(), m.Dir, prepared, nil)
+	if err != nil || got != sha2 {
+		t.Fatalf("Refresh = %q, %v; want the pushed commit %s prepared", got, err, sha2)
+	}
+	if a := readFile(t, filepath.Join(prepared, sha2, "a")); a != "2" {
+		t.Fatalf("prepared checkout has a = %q", a)
+	}
+	if _, err := os.Stat(filepath.Join(prepared, sha2, ".git")); err == nil {
+		t.Error("the prepared checkout has a .git link")
+	}
+	// Marked, to tell a moved checkout from a new one.
+	if err := os.WriteFile(filepath.Join(prepared, sha2, "marker"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Fetch(t.Context(), sha2, nil); err != nil {
+		t.Fatal(err)
+	}
+	dst := filepath.Join(filepath.Dir(prepared), "d-1")
+	if err := m.Checkout(t.Context(), sha2, dst); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dst, "marker")); err != nil || readFile(t, filepath.Join(dst, "a")) != "2" {
+		t.Errorf("Checkout did not move the prepared checkout into place (marker: %v)", err)
+	}
+	if _, err := os.Stat(filepath.Join(prepared, sha2)); err == nil {
+		t.Error("the prepared checkout is still there after Checkout took it")
+	}
+	// The next checkout of the same commit checks out afresh.
+	if err := m.Checkout(t.Context(), sha2, dst+"b"); err != nil || readFile(t, filepath.Join(dst+"b", "a")) != "2" {
+		t.Fatalf("second checkout: %v", err)
+	}
+
+	// Two branches moved: which one is the build's is unknown.
+	testenv.Git(t, repo, "branch", "other")
+	testenv.Commit(t, repo, map[string]string{"a": "3"})
+	if got, err := gitmirror.Refresh(t.Context(), m.Dir, prepared, nil); err != nil || got != "" {
+		t.Errorf("Refresh with two branches moved = %q, %v; want nothing prepared", got, err)
+	}
+
+	// A commit with a submodule is left to Checkout.
+	sub, _ := testenv.GitRepo(t, map[string]string{"lib.txt": "library\n"})
+	testenv.Git(t, repo, "-c", "protocol.file.allow=always", "submodule", "--quiet", "add", "file://"+sub, "vendor/lib")
+	testenv.Git(t, repo, "commit", "--quiet", "-m", "add submodule")
+	if got, err := gitmirror.Refresh(t.Context(), m.Dir, prepared, nil); err != nil || got != "" {
+		t.Errorf("Refresh of a commit with a submodule = %q, %v; want nothing prepared", got, err)
+	}
+	if entries, _ := os.ReadDir(prepared); len(entries) != 0 {
+		t.Errorf("prepared dir holds %d entries after a commit with a submodule", len(entries))
 	}
 }
