@@ -42,6 +42,8 @@ var orchMilestones = []struct{ key, title string }{
 	{"wakeDone", "WakeMachine done (agent polls)"},
 	{"buildWF", "BuildWorkflow started"},
 	{"agentTask", "agent's first workflow task"},
+	{"agentTaskDone", "agent's first workflow task done"},
+	{"fetchScheduled", "Fetch scheduled"},
 	{"fetchStart", "Fetch started (agent)"},
 	{"fetchLine", "agent: fetching"},
 	{"fetchDone", "agent: checked out"},
@@ -239,10 +241,14 @@ func (t *orchTarget) push(ctx context.Context, timeout time.Duration, run int) (
 		for _, e := range bev {
 			if e.GetEventType() == enumspb.EVENT_TYPE_WORKFLOW_TASK_STARTED {
 				at("agentTask", e.GetEventTime().AsTime())
+			}
+			if e.GetEventType() == enumspb.EVENT_TYPE_WORKFLOW_TASK_COMPLETED {
+				at("agentTaskDone", e.GetEventTime().AsTime())
 				break
 			}
 		}
 		bacts := activityTimes(bev)
+		at("fetchScheduled", bacts[deploy.ActivityFetch+":scheduled"])
 		at("fetchStart", bacts[deploy.ActivityFetch+":started"])
 		at("buildStart", bacts[deploy.ActivityBuild+":started"])
 	}
