@@ -120,6 +120,15 @@ func (a *ControlActivities) AcquireBuildSlot(ctx context.Context, deployment str
 	return a.Slots.Acquire(ctx, deployment)
 }
 
+// TryAcquireBuildSlot takes a build slot for the deployment if one is free
+// and nobody waits for one (a local activity: it must not wait).
+func (a *ControlActivities) TryAcquireBuildSlot(ctx context.Context, deployment string) (bool, error) {
+	if a.Slots == nil {
+		return true, nil
+	}
+	return a.Slots.TryAcquire(deployment), nil
+}
+
 // heartbeat records the activity's heartbeat every HeartbeatInterval until
 // the returned stop is called, so that a lost worker (a server restart) is
 // noticed within heartbeatTimeout, not at the activity's start-to-close

@@ -65,6 +65,17 @@ func (s *Slots) Acquire(ctx context.Context, id string) error {
 	}
 }
 
+// TryAcquire gives deployment id a slot if one is free and nobody is
+// waiting for one, and reports whether id holds a slot. It never waits.
+func (s *Slots) TryAcquire(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.holders[id] && len(s.holders)+len(s.waiting) < s.limit {
+		s.holders[id] = true
+	}
+	return s.holders[id]
+}
+
 // Release frees id's slot, if it holds one. Safe to call more than once.
 func (s *Slots) Release(id string) {
 	s.mu.Lock()

@@ -72,6 +72,33 @@ func TestSlotsCancelledWaiter(t *testing.T) {
 
 // Free says whether a deployment asking now would build at once: the
 // server wakes a machine early only then.
+func TestSlotsTryAcquire(t *testing.T) {
+	s := NewSlots(1)
+	if !s.TryAcquire("a") || !s.TryAcquire("a") {
+		t.Fatal("a free slot was not taken, or taken only once")
+	}
+	if s.TryAcquire("b") {
+		t.Fatal("b took a slot beyond the limit")
+	}
+	if s.Running() != 1 {
+		t.Fatalf("%d slots held, want 1", s.Running())
+	}
+	// b asks in line; once a releases, b has it and c must not take it.
+	got := make(chan error, 1)
+	go func() { got <- s.Acquire(t.Context(), "b") }()
+	s.Release("a")
+	if err := <-got; err != nil {
+		t.Fatal(err)
+	}
+	if s.TryAcquire("c") {
+		t.Error("c took the slot b waited for")
+	}
+	s.Release("b")
+	if !s.TryAcquire("c") {
+		t.Error("c did not take the free slot")
+	}
+}
+
 func TestSlotsFree(t *testing.T) {
 	s := NewSlots(1)
 	if !s.Free() {

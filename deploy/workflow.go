@@ -37,10 +37,13 @@ const (
 	ActivityWake         = "WakeMachine"
 	ActivityFinish       = "FinishDeployment"
 	ActivityAcquireSlot  = "AcquireBuildSlot"
-	ActivityReleaseSlot  = "ReleaseBuildSlot"
-	ActivityFetch        = "Fetch"
-	ActivityBuild        = "Build"
-	ActivityPush         = "Push"
+	// ActivityTryAcquireSlot is a local activity (the control worker's
+	// process holds the slots): a slot now, or none without waiting.
+	ActivityTryAcquireSlot = "TryAcquireBuildSlot"
+	ActivityReleaseSlot    = "ReleaseBuildSlot"
+	ActivityFetch          = "Fetch"
+	ActivityBuild          = "Build"
+	ActivityPush           = "Push"
 )
 
 // ErrBuildFailed is the application error type of a build that cannot
@@ -221,6 +224,13 @@ const keepAwakeEvery = 10 * time.Second
 // recorded before it replay on the old path.
 const versionParallelStart = "parallel-start"
 
+// versionLocalSlot is the change id of DeploymentWorkflow's version with a
+// local activity that takes a free build slot at once (no task queue
+// round trip: ~30 ms on the way to the build); only when none is free
+// does the deployment wait in AcquireBuildSlot. Histories recorded before
+// it replay on the old path.
+const versionLocalSlot = "local-slot"
+
 // DeploymentWorkflow drives one deployment from queued to a terminal state.
 // Whatever happens (failure, cancellation, timeout), it records a terminal
 // status before it ends.
@@ -281,8 +291,19 @@ func DeploymentWorkflow(ctx workflow.Context, in DeploymentInput) (res slipway.D
 			HeartbeatTimeout:    heartbeatTimeout,
 			RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: 10 * time.Second},
 		})
-		if err := workflow.ExecuteActivity(slotCtx, ActivityAcquireSlot, in.DeploymentID).Get(ctx, nil); err != nil {
-			return failed("queue", fmt.Errorf("no build slot: %w", err)), nil
+		held := false
+		if workflow.GetVersion(ctx, versionLocalSlot, workflow.DefaultVersion, 1) == 1 {
+			lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
+				ScheduleToCloseTimeout: 10 * time.Second,
+				RetryPolicy:            &temporal.RetryPolicy{MaximumAttempts: 1},
+			})
+			// A failure here only means waiting in the queue below.
+			_ = workflow.ExecuteLocalActivity(lctx, ActivityTryAcquireSlot, in.DeploymentID).Get(ctx, &held)
+		}
+		if !held {
+			if err := workflow.ExecuteActivity(slotCtx, ActivityAcquireSlot, in.DeploymentID).Get(ctx, nil); err != nil {
+				return failed("queue", fmt.Errorf("no build slot: %w", err)), nil
+			}
 		}
 		defer func() {
 			dctx, _ := workflow.NewDisconnectedContext(ctrl)

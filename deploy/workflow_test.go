@@ -28,6 +28,8 @@ type fakeActivities struct {
 	push     func(attempt int) (PushResult, error)
 	awaited  []LogWaitInput
 	awaitLog func(LogWaitInput) (LogWaitResult, error)
+	// slotsBusy: no build slot is free at once (TryAcquireBuildSlot).
+	slotsBusy bool
 }
 
 func (f *fakeActivities) count(name string) int {
@@ -47,6 +49,10 @@ func (f *fakeActivities) register(env *testsuite.TestWorkflowEnvironment) {
 		f.count(ActivityAcquireSlot)
 		return nil
 	}, activity.RegisterOptions{Name: ActivityAcquireSlot})
+	env.RegisterActivityWithOptions(func(ctx context.Context, id string) (bool, error) {
+		f.count(ActivityTryAcquireSlot)
+		return !f.slotsBusy, nil
+	}, activity.RegisterOptions{Name: ActivityTryAcquireSlot})
 	env.RegisterActivityWithOptions(func(ctx context.Context, id string) error {
 		f.count(ActivityReleaseSlot)
 		return nil
@@ -147,11 +153,24 @@ func TestDeploymentSucceeds(t *testing.T) {
 	if r.Timings["queue"] != 1000 {
 		t.Errorf("queue timing = %d ms, want 1000 (queued 1s before the workflow started)", r.Timings["queue"])
 	}
-	if f.calls[ActivityAcquireSlot] != 1 || f.calls[ActivityReleaseSlot] != 1 {
-		t.Errorf("build slot acquired %d and released %d times, want once each", f.calls[ActivityAcquireSlot], f.calls[ActivityReleaseSlot])
+	// A free slot is taken by the local activity: no wait in the queue.
+	if f.calls[ActivityTryAcquireSlot] != 1 || f.calls[ActivityAcquireSlot] != 0 || f.calls[ActivityReleaseSlot] != 1 {
+		t.Errorf("build slot taken %d times at once, waited for %d times, released %d times; want 1, 0, 1", f.calls[ActivityTryAcquireSlot], f.calls[ActivityAcquireSlot], f.calls[ActivityReleaseSlot])
 	}
 	if f.calls[ActivityMarkBuilding] != 1 || f.calls[ActivityFetch] != 1 || f.calls[ActivityBuild] != 1 || f.calls[ActivityPush] != 1 {
 		t.Errorf("activity calls = %v, want each once", f.calls)
+	}
+}
+
+// With no slot free at once, the deployment waits for one in
+// AcquireBuildSlot, then builds.
+func TestDeploymentWaitsForABusySlot(t *testing.T) {
+	f := &fakeActivities{slotsBusy: true}
+	if r := run(t, f, nil); r.Status != slipway.StatusSucceeded {
+		t.Fatalf("result = %+v, want succeeded", r)
+	}
+	if f.calls[ActivityTryAcquireSlot] != 1 || f.calls[ActivityAcquireSlot] != 1 || f.calls[ActivityReleaseSlot] != 1 || f.calls[ActivityBuild] != 1 {
+		t.Errorf("activity calls = %v, want one try, one wait, one release, one build", f.calls)
 	}
 }
 

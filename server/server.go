@@ -362,6 +362,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	w.RegisterActivityWithOptions(acts.WakeMachine, activity.RegisterOptions{Name: deploy.ActivityWake})
 	w.RegisterActivityWithOptions(acts.FinishDeployment, activity.RegisterOptions{Name: deploy.ActivityFinish})
 	w.RegisterActivityWithOptions(acts.AcquireBuildSlot, activity.RegisterOptions{Name: deploy.ActivityAcquireSlot})
+	w.RegisterActivityWithOptions(acts.TryAcquireBuildSlot, activity.RegisterOptions{Name: deploy.ActivityTryAcquireSlot})
 	w.RegisterActivityWithOptions(acts.ReleaseBuildSlot, activity.RegisterOptions{Name: deploy.ActivityReleaseSlot})
 	w.RegisterActivityWithOptions(acts.AwaitLog, activity.RegisterOptions{Name: deploy.ActivityAwaitLog})
 	if err := w.Start(); err != nil {

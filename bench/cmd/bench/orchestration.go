@@ -231,6 +231,13 @@ func (t *orchTarget) push(ctx context.Context, timeout time.Duration, run int) (
 		at("deployWF", dev[0].GetEventTime().AsTime())
 	}
 	at("slot", acts[deploy.ActivityAcquireSlot+":completed"])
+	for _, e := range dev {
+		// A slot free at once is taken by a local activity: its marker.
+		if e.GetEventType() == enumspb.EVENT_TYPE_MARKER_RECORDED && e.GetMarkerRecordedEventAttributes().GetMarkerName() == "LocalActivity" {
+			at("slot", e.GetEventTime().AsTime())
+			break
+		}
+	}
 	at("marked", acts[deploy.ActivityMarkBuilding+":completed"])
 	at("wakeStart", acts[deploy.ActivityWake+":started"])
 	at("wakeDone", acts[deploy.ActivityWake+":completed"])
