@@ -16,17 +16,7 @@ import (
 // for a replayed delivery of a known commit, nor for a duplicate delivery.
 // The real embedded Temporal receives the workflow (no worker runs it).
 func TestEarlyWakeOnlyForNewDeployments(t *testing.T) {
-	dir := t.TempDir()
-	ts, err := temporalserver.Start(temporalserver.Config{DatabaseFile: filepath.Join(dir, "temporal.db")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ts.Stop()
-	tc, err := client.Dial(client.Options{HostPort: ts.HostPort()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer tc.Close()
+	tc := embeddedTemporal(t)
 	store := storeWithApp(t)
 	ctx := t.Context()
 
@@ -74,4 +64,21 @@ func TestEarlyWakeOnlyForNewDeployments(t *testing.T) {
 	if len(woke) != 2 {
 		t.Errorf("2 new deployments and 2 ignored deliveries woke %v, want [app app]", woke)
 	}
+}
+
+// embeddedTemporal starts the embedded Temporal server and returns a
+// client of it; both stop when the test ends.
+func embeddedTemporal(t *testing.T) client.Client {
+	t.Helper()
+	ts, err := temporalserver.Start(temporalserver.Config{DatabaseFile: filepath.Join(t.TempDir(), "temporal.db")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ts.Stop)
+	tc, err := client.Dial(client.Options{HostPort: ts.HostPort()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(tc.Close)
+	return tc
 }

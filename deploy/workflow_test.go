@@ -39,7 +39,14 @@ func (f *fakeActivities) count(name string) int {
 	return f.calls[name]
 }
 
-func (f *fakeActivities) register(env *testsuite.TestWorkflowEnvironment) {
+// registrar is what fakeActivities registers with: a test environment or
+// a real worker.
+type registrar interface {
+	RegisterWorkflowWithOptions(w interface{}, options workflow.RegisterOptions)
+	RegisterActivityWithOptions(a interface{}, options activity.RegisterOptions)
+}
+
+func (f *fakeActivities) register(env registrar) {
 	env.RegisterWorkflowWithOptions(BuildWorkflow, workflow.RegisterOptions{Name: "BuildWorkflow"})
 	env.RegisterActivityWithOptions(func(ctx context.Context, id string) error {
 		f.count(ActivityMarkBuilding)
