@@ -13,11 +13,13 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -165,11 +167,9 @@ func Refresh(ctx context.Context, dir, prepared string, out io.Writer) (string, 
 		}
 	}
 	if len(moved) != 1 {
-		return "", nil
+		return "", nil // nothing moved, or which one is the build's is unknown
 	}
-	var commit string
-	for commit = range moved {
-	}
+	commit := slices.Collect(maps.Keys(moved))[0]
 	tmp := filepath.Join(prepared, commit+".tmp")
 	if err := m.checkout(ctx, commit, tmp, false); err != nil {
 		_ = os.RemoveAll(tmp)
