@@ -167,6 +167,10 @@ type BuildStep struct {
 	Instruction string `json:"instruction"`
 	// Cached is true when the layer cache served the step.
 	Cached bool `json:"cached"`
+	// InRegistry is true for a step that only changes the image's config
+	// (EXPOSE, USER, CMD, ...) and was applied to it in the registry at
+	// push instead of being built.
+	InRegistry bool `json:"inRegistry,omitempty"`
 	// DurationMs is how long the step took.
 	DurationMs int64 `json:"durationMs"`
 }

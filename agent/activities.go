@@ -467,7 +467,9 @@ func (a *Activities) Build(ctx context.Context, in deploy.BuildInput) (_ deploy.
 	}
 	cached := 0
 	for i, s := range res.Steps {
-		out.Steps = append(out.Steps, slipway.BuildStep{N: i + 1, Instruction: s.String(), Cached: s.Cached, DurationMs: s.Duration.Milliseconds()})
+		// The config-only steps applied at Push come last (originalSteps).
+		inRegistry := i >= len(res.Steps)-len(out.ImageConfig)
+		out.Steps = append(out.Steps, slipway.BuildStep{N: i + 1, Instruction: s.String(), Cached: s.Cached, InRegistry: inRegistry, DurationMs: s.Duration.Milliseconds()})
 		if s.Cached {
 			cached++
 		}

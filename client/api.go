@@ -45,7 +45,7 @@ type DeployInput struct {
 const projectFields = `name repo branch dockerfile context createdAt logRetention { maxAgeSeconds maxBytes }`
 
 const deploymentFields = `id project ref commit trigger status image digest error failedStep
-	timings { phase ms } steps { n instruction cached durationMs } createdAt startedAt finishedAt logPruned logComplete logCompleteAt logLines
+	timings { phase ms } steps { n instruction cached inRegistry durationMs } createdAt startedAt finishedAt logPruned logComplete logCompleteAt logLines
 	progress { phase step stepsTotal stage stages instruction cachedSteps }`
 
 const machineFields = `project provider isolation user state pid volumeDir volumeBytes lastWokeAt lastWakeMs lastSleptAt error updatedAt`

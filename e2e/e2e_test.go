@@ -688,6 +688,7 @@ type deploymentDetail struct {
 	Steps     []struct {
 		Instruction string `json:"instruction"`
 		Cached      bool   `json:"cached"`
+		InRegistry  bool   `json:"inRegistry"`
 	} `json:"steps"`
 }
 

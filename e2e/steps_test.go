@@ -132,8 +132,12 @@ func TestStepsStartFromRecordedImages(t *testing.T) {
 	if l := logsOf(first.ID); !strings.Contains(l, "applied in the registry at push, not built") || strings.Contains(l, "STEP 6/7: EXPOSE") {
 		t.Errorf("first build's log does not say the config-only steps are applied in the registry, or podman ran them:\n%s", l)
 	}
-	if n := len(first.Steps); n < 2 || first.Steps[n-2].Instruction != "[3/3] STEP 6/7: EXPOSE 8080" || first.Steps[n-1].Instruction != `[3/3] STEP 7/7: CMD ["cat", "/build.out"]` || first.Steps[n-1].Cached {
-		t.Errorf("first build's steps end %+v, want EXPOSE and CMD, not cached", first.Steps[max(n-2, 0):])
+	if n := len(first.Steps); n < 3 || first.Steps[n-2].Instruction != "[3/3] STEP 6/7: EXPOSE 8080" || first.Steps[n-1].Instruction != `[3/3] STEP 7/7: CMD ["cat", "/build.out"]` ||
+		first.Steps[n-1].Cached || !first.Steps[n-2].InRegistry || !first.Steps[n-1].InRegistry || first.Steps[n-3].InRegistry {
+		t.Errorf("first build's steps end %+v, want EXPOSE and CMD, not cached, applied in the registry (and the step before them not)", first.Steps[max(n-3, 0):])
+	}
+	if out, _ := s.cli(t, "deployment", first.ID); !strings.Contains(out, "2 applied in the registry") || !regexp.MustCompile(`(?m)^\d+ +0ms +registry +\[3/3\] STEP 7/7: CMD`).MatchString(out) {
+		t.Errorf("slipway deployment does not show the steps applied in the registry:\n%s", out)
 	}
 	s.waitAsleep(t, "steps")
 

@@ -90,13 +90,25 @@ func printDeployment(w io.Writer, d *slipway.Deployment, now time.Time) error {
 	}
 
 	if len(d.Steps) > 0 {
-		fmt.Fprintf(w, "\nSTEPS (%d, %d cached)\n", len(d.Steps), cachedSteps(d.Steps))
+		inRegistry := 0
+		for _, s := range d.Steps {
+			if s.InRegistry {
+				inRegistry++
+			}
+		}
+		if inRegistry > 0 {
+			fmt.Fprintf(w, "\nSTEPS (%d, %d cached, %d applied in the registry)\n", len(d.Steps), cachedSteps(d.Steps), inRegistry)
+		} else {
+			fmt.Fprintf(w, "\nSTEPS (%d, %d cached)\n", len(d.Steps), cachedSteps(d.Steps))
+		}
 		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 		fmt.Fprintln(tw, "#\tDURATION\tCACHE\tSTEP")
 		for _, s := range d.Steps {
 			cache := "-"
 			if s.Cached {
 				cache = "cached"
+			} else if s.InRegistry {
+				cache = "registry"
 			}
 			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", s.N, ms(s.DurationMs), cache, oneLine(s.Instruction))
 		}

@@ -58,6 +58,7 @@ type ComplexityRoot struct {
 	BuildStep struct {
 		Cached      func(childComplexity int) int
 		DurationMs  func(childComplexity int) int
+		InRegistry  func(childComplexity int) int
 		Instruction func(childComplexity int) int
 		N           func(childComplexity int) int
 	}
@@ -334,6 +335,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.BuildStep.DurationMs(childComplexity), true
+	case "BuildStep.inRegistry":
+		if e.ComplexityRoot.BuildStep.InRegistry == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BuildStep.InRegistry(childComplexity), true
 	case "BuildStep.instruction":
 		if e.ComplexityRoot.BuildStep.Instruction == nil {
 			break
@@ -1368,6 +1375,11 @@ type BuildStep {
   instruction: String!
   "True when the layer cache served the step."
   cached: Boolean!
+  """
+  True for a step that only changes the image's config (EXPOSE, USER, CMD,
+  ...) and was applied to it in the registry at push instead of being built.
+  """
+  inRegistry: Boolean!
   durationMs: Int!
 }
 
@@ -1474,6 +1486,8 @@ func (ec *executionContext) childFields_BuildStep(ctx context.Context, field gra
 		return ec.fieldContext_BuildStep_instruction(ctx, field)
 	case "cached":
 		return ec.fieldContext_BuildStep_cached(ctx, field)
+	case "inRegistry":
+		return ec.fieldContext_BuildStep_inRegistry(ctx, field)
 	case "durationMs":
 		return ec.fieldContext_BuildStep_durationMs(ctx, field)
 	}
@@ -2482,6 +2496,29 @@ func (ec *executionContext) _BuildStep_cached(ctx context.Context, field graphql
 	)
 }
 func (ec *executionContext) fieldContext_BuildStep_cached(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("BuildStep", field, false, false, "Boolean")
+}
+
+func (ec *executionContext) _BuildStep_inRegistry(ctx context.Context, field graphql.CollectedField, obj *slipway.BuildStep) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_BuildStep_inRegistry(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.InRegistry, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_BuildStep_inRegistry(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("BuildStep", field, false, false, "Boolean")
 }
 
@@ -6418,6 +6455,11 @@ func (ec *executionContext) _BuildStep(ctx context.Context, sel ast.SelectionSet
 			}
 		case "cached":
 			out.Values[i] = ec._BuildStep_cached(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "inRegistry":
+			out.Values[i] = ec._BuildStep_inRegistry(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
