@@ -8,10 +8,12 @@ package temporalserver
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
@@ -232,12 +234,54 @@ func clusterID(path string) (string, error) {
 	return id, nil
 }
 
-// FreePort asks the kernel for a free TCP port on ip.
+// FreePort returns a TCP port on ip that is free now, for a Temporal
+// service to bind a moment later. The embedded Temporal server binds its
+// ports itself and exits the whole process (logging only to its log file)
+// when one is taken by then. A port the kernel picks for "port 0" comes
+// from the ephemeral range, which the kernel also hands to every outgoing
+// connection: on a busy machine one of those can take the port in that
+// moment. So the port is picked below the ephemeral range, where only
+// listeners go, and never twice in one process.
 func FreePort(ip string) (int, error) {
+	lo, hi := freePortRange()
+	portsMu.Lock()
+	defer portsMu.Unlock()
+	for range 200 {
+		p := lo + rand.IntN(hi-lo)
+		if portsGiven[p] {
+			continue
+		}
+		l, err := net.Listen("tcp", net.JoinHostPort(ip, strconv.Itoa(p)))
+		if err != nil {
+			continue
+		}
+		l.Close()
+		portsGiven[p] = true
+		return p, nil
+	}
+	// Below the ephemeral range everything is taken: let the kernel pick.
 	l, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
 	if err != nil {
 		return 0, fmt.Errorf("find a free port: %w", err)
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+var (
+	portsMu    sync.Mutex
+	portsGiven = map[int]bool{}
+)
+
+// freePortRange is where FreePort picks: from 10000 to the start of the
+// kernel's ephemeral port range (32768 unless configured otherwise).
+func freePortRange() (lo, hi int) {
+	lo, hi = 10000, 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		var first, last int
+		if n, _ := fmt.Sscan(string(b), &first, &last); n == 2 && first > lo+1000 {
+			hi = first
+		}
+	}
+	return lo, hi
 }
