@@ -218,7 +218,10 @@ func newLogger(path string) (tlog.Logger, func(), error) {
 	enc := zap.NewProductionEncoderConfig()
 	enc.EncodeTime = zapcore.ISO8601TimeEncoder
 	core := zapcore.NewCore(zapcore.NewJSONEncoder(enc), zapcore.AddSync(f), zapcore.ErrorLevel)
-	zl := zap.New(core)
+	// Temporal ends the process on a fatal error (a port it cannot bind,
+	// say): say why on stderr too, not only in the log file.
+	fatal := zapcore.NewCore(zapcore.NewConsoleEncoder(enc), zapcore.Lock(os.Stderr), zapcore.DPanicLevel)
+	zl := zap.New(zapcore.NewTee(core, fatal))
 	return tlog.NewZapLogger(zl), func() { _ = zl.Sync(); _ = f.Close() }, nil
 }
 
