@@ -30,6 +30,7 @@ import (
 	"github.com/slipway-ci/slipway"
 	"github.com/slipway-ci/slipway/deploy"
 	"github.com/slipway-ci/slipway/gitmirror"
+	"github.com/slipway-ci/slipway/internal/atomicfile"
 	"github.com/slipway-ci/slipway/podman"
 )
 
@@ -303,17 +304,8 @@ func (t *idleTracker) idle(now time.Time, idle, start time.Duration) bool {
 
 // writeReady writes the agent's pid to the volume's ready file, atomically.
 func writeReady(volume string) error {
-	if err := writeFileAtomic(filepath.Join(volume, slipway.AgentReadyFile), []byte(strconv.Itoa(os.Getpid()))); err != nil {
+	if err := atomicfile.Write(filepath.Join(volume, slipway.AgentReadyFile), []byte(strconv.Itoa(os.Getpid())), 0o644); err != nil {
 		return fmt.Errorf("write ready file: %w", err)
 	}
 	return nil
-}
-
-// writeFileAtomic replaces name with b.
-func writeFileAtomic(name string, b []byte) error {
-	tmp := name + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, name)
 }

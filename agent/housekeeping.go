@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/slipway-ci/slipway/gitmirror"
+	"github.com/slipway-ci/slipway/internal/atomicfile"
 )
 
 // Housekeeping defaults.
@@ -37,7 +38,7 @@ func (a *Activities) pins() []string {
 
 func (a *Activities) savePins(refs []string) error {
 	b, _ := json.Marshal(refs)
-	return writeFileAtomic(a.layout.pinsFile(), b)
+	return atomicfile.Write(a.layout.pinsFile(), b, 0o644)
 }
 
 // housekeep runs after every build. It pins pushed (the image just pushed,

@@ -18,6 +18,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/slipway-ci/slipway/internal/atomicfile"
 	"github.com/slipway-ci/slipway/podman"
 )
 
@@ -343,7 +344,7 @@ func (a *Activities) rememberSteps(recs map[string]stepRecord, keys [][]string, 
 	}
 	b, err := json.Marshal(recs)
 	if err == nil {
-		err = writeFileAtomic(a.layout.stepsFile(), b)
+		err = atomicfile.Write(a.layout.stepsFile(), b, 0o644)
 	}
 	if err != nil {
 		a.cfg.Logger.Warn("record build steps", "error", err)

@@ -17,6 +17,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
+
+	"github.com/slipway-ci/slipway/internal/atomicfile"
 )
 
 // The spool keeps lines on disk (in PublisherConfig.SpoolDir, on the
@@ -448,7 +450,7 @@ func (p *Publisher) persistSpoolLocked() (int, error) {
 			unsent = st.Size() - resume
 		}
 		if resume > 0 {
-			errs = append(errs, writeFileAtomic(s.path+offSuffix, []byte(strconv.FormatInt(resume, 10)+"\n")))
+			errs = append(errs, atomicfile.Write(s.path+offSuffix, []byte(strconv.FormatInt(resume, 10)+"\n"), 0o640))
 		}
 		errs = append(errs, s.rf.Close())
 		s.rf = nil
@@ -479,12 +481,4 @@ func (p *Publisher) liveSegmentsLocked() []*segment {
 	add(p.cur)
 	slices.SortFunc(out, func(a, b *segment) int { return cmpInt(a.key, b.key) })
 	return out
-}
-
-func writeFileAtomic(path string, b []byte) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o640); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
 }

@@ -32,6 +32,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/slipway-ci/slipway/internal/atomicfile"
 )
 
 // Config says where a Podman keeps its state. All directories are created
@@ -137,11 +139,7 @@ func (p *Podman) writeSlirpWrapper() error {
 	}
 	script := "#!/bin/sh\n# Written by Slipway: RUN steps must not reach the host's loopback.\nexec " + shellQuote(real) + " --disable-host-loopback \"$@\"\n"
 	path := filepath.Join(p.binDir(), "slirp4netns")
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(script), 0o755); err != nil {
-		return fmt.Errorf("podman: write slirp4netns wrapper: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
+	if err := atomicfile.Write(path, []byte(script), 0o755); err != nil {
 		return fmt.Errorf("podman: write slirp4netns wrapper: %w", err)
 	}
 	return nil

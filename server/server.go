@@ -33,6 +33,7 @@ import (
 	"github.com/slipway-ci/slipway/github"
 	"github.com/slipway-ci/slipway/gitmirror"
 	"github.com/slipway-ci/slipway/graphql"
+	"github.com/slipway-ci/slipway/internal/atomicfile"
 	"github.com/slipway-ci/slipway/machine/process"
 	"github.com/slipway-ci/slipway/natslog"
 	"github.com/slipway-ci/slipway/registry"
@@ -170,11 +171,7 @@ func loadState(path string) (state, error) {
 
 func saveState(path string, s state) error {
 	b, _ := json.MarshalIndent(s, "", "  ")
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return atomicfile.Write(path, b, 0o600)
 }
 
 // Run starts the server and blocks until ctx ends, then shuts down in

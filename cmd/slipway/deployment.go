@@ -90,13 +90,7 @@ func printDeployment(w io.Writer, d *slipway.Deployment, now time.Time) error {
 	}
 
 	if len(d.Steps) > 0 {
-		inRegistry := 0
-		for _, s := range d.Steps {
-			if s.InRegistry {
-				inRegistry++
-			}
-		}
-		if inRegistry > 0 {
+		if inRegistry := countSteps(d.Steps, func(s slipway.BuildStep) bool { return s.InRegistry }); inRegistry > 0 {
 			fmt.Fprintf(w, "\nSTEPS (%d, %d cached, %d applied in the registry)\n", len(d.Steps), cachedSteps(d.Steps), inRegistry)
 		} else {
 			fmt.Fprintf(w, "\nSTEPS (%d, %d cached)\n", len(d.Steps), cachedSteps(d.Steps))

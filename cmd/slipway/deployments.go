@@ -212,9 +212,14 @@ func phaseSummary(d *slipway.Deployment) string {
 }
 
 func cachedSteps(steps []slipway.BuildStep) int {
+	return countSteps(steps, func(s slipway.BuildStep) bool { return s.Cached })
+}
+
+// countSteps counts the steps for which f is true.
+func countSteps(steps []slipway.BuildStep, f func(slipway.BuildStep) bool) int {
 	n := 0
 	for _, s := range steps {
-		if s.Cached {
+		if f(s) {
 			n++
 		}
 	}

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/slipway-ci/slipway/internal/atomicfile"
 )
 
 // probeCacheVersion changes when the probe, or what its verdict depends
@@ -82,10 +84,7 @@ func (c probeCache) probe(ctx context.Context, slow func(context.Context) (Rootl
 	p.ProbedAt, p.Reprobed = time.Now().UTC(), why
 	b, _ := json.MarshalIndent(probeRecord{Inputs: now, Storage: p.Storage, ProbedAt: p.ProbedAt}, "", "  ")
 	// The verdict saves time only: failing to keep it fails nothing.
-	tmp := c.path + ".tmp"
-	if os.WriteFile(tmp, append(b, '\n'), 0o600) == nil {
-		_ = os.Rename(tmp, c.path)
-	}
+	_ = atomicfile.Write(c.path, append(b, '\n'), 0o600)
 	return p, nil
 }
 
