@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"iter"
 	"maps"
 	"os"
 	"path/filepath"
@@ -151,32 +152,66 @@ func withoutFlags(args []string) []string {
 	return args
 }
 
-// logicalLines joins a Dockerfile's continued lines and drops comments.
-// Blank lines inside a continuation are skipped, as podman's parser does
-// (parseStages reads them the same way).
+// logicalLines returns a Dockerfile's instructions, continued lines
+// joined, comments dropped (dockerfileLines).
 func logicalLines(df []byte) []string {
 	var out []string
-	var cur strings.Builder
-	sc := bufio.NewScanner(bytes.NewReader(df))
-	sc.Buffer(make([]byte, 1<<16), 1<<22)
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		if strings.HasPrefix(line, "#") || (line == "" && cur.Len() > 0) {
-			continue
+	for l := range dockerfileLines(df) {
+		if l.text != "" {
+			out = append(out, l.text)
 		}
-		if s, ok := strings.CutSuffix(line, "\\"); ok {
-			cur.WriteString(s)
-			cur.WriteByte(' ')
-			continue
-		}
-		cur.WriteString(line)
-		out = append(out, cur.String())
-		cur.Reset()
-	}
-	if cur.Len() > 0 {
-		out = append(out, cur.String())
 	}
 	return out
+}
+
+// dfLine is one logical line of a Dockerfile: an instruction, or a blank
+// or comment line between instructions (text "").
+type dfLine struct {
+	raw  []string // the physical lines, as written
+	text string   // the instruction, its lines trimmed and joined by a space
+	open bool     // the file ended in the instruction's continuation
+}
+
+// dockerfileLines reads a Dockerfile the way podman's parser does: a line
+// ending in a backslash continues on the next; comment and blank lines
+// inside a continuation are skipped.
+func dockerfileLines(df []byte) iter.Seq[dfLine] {
+	return func(yield func(dfLine) bool) {
+		sc := bufio.NewScanner(bytes.NewReader(df))
+		sc.Buffer(make([]byte, 1<<16), 1<<22)
+		var raw, parts []string
+		for sc.Scan() {
+			line := sc.Text()
+			trimmed := strings.TrimSpace(line)
+			comment := trimmed == "" || strings.HasPrefix(trimmed, "#")
+			if len(raw) == 0 && comment {
+				if !yield(dfLine{raw: []string{line}}) {
+					return
+				}
+				continue
+			}
+			raw = append(raw, line)
+			if comment {
+				continue
+			}
+			if s, ok := strings.CutSuffix(trimmed, "\\"); ok {
+				parts = append(parts, strings.TrimSpace(s))
+				continue
+			}
+			parts = append(parts, trimmed)
+			if !yield(dfLine{raw: raw, text: joinParts(parts)}) {
+				return
+			}
+			raw, parts = nil, nil
+		}
+		if len(raw) > 0 {
+			yield(dfLine{raw: raw, text: joinParts(parts), open: true})
+		}
+	}
+}
+
+func joinParts(parts []string) string {
+	return strings.Join(slices.DeleteFunc(parts, func(p string) bool { return p == "" }), " ")
 }
 
 // contextEntry is one file or directory of the build context.

@@ -101,3 +101,38 @@ func TestInputKey(t *testing.T) {
 		t.Errorf("an unresolvable base image gave key %q (reason %q), want none", k, why)
 	}
 }
+
+func TestDockerfileLines(t *testing.T) {
+	df := "# syntax note\n\nFROM a AS b\nRUN echo \\\n  one \\\n\n  # a comment inside\n  two\nCOPY x \\\n"
+	type line struct {
+		raw  int
+		text string
+		open bool
+	}
+	var got []line
+	for l := range dockerfileLines([]byte(df)) {
+		got = append(got, line{len(l.raw), l.text, l.open})
+	}
+	want := []line{
+		{1, "", false},
+		{1, "", false},
+		{1, "FROM a AS b", false},
+		{5, "RUN echo one two", false},
+		{1, "COPY x", true},
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("dockerfileLines:\n got %+v\nwant %+v", got, want)
+	}
+	if got, want := logicalLines([]byte(df)), []string{"FROM a AS b", "RUN echo one two", "COPY x"}; !slices.Equal(got, want) {
+		t.Errorf("logicalLines = %q, want %q", got, want)
+	}
+	if _, why := parseStages([]byte(df)); why != "a continued last line" {
+		t.Errorf("parseStages of a continued last line: %q", why)
+	}
+	if _, why := parseStages([]byte("# escape=`\nFROM a\n")); why != "a parser directive" {
+		t.Errorf("parseStages of a parser directive: %q", why)
+	}
+	if _, why := parseStages([]byte("FROM a\n# escape=`\nRUN x\n")); why != "" {
+		t.Errorf("a comment after the first instruction is no directive, got %q", why)
+	}
+}

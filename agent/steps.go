@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
@@ -66,38 +65,23 @@ type dockerfileStages struct {
 // when the file uses syntax whose text it cannot rewrite faithfully.
 func parseStages(df []byte) (*dockerfileStages, string) {
 	d := &dockerfileStages{}
-	sc := bufio.NewScanner(bytes.NewReader(df))
-	sc.Buffer(make([]byte, 1<<16), 1<<22)
-	var cur *dfInstruction
-	var parts []string
-	first := true
-	for sc.Scan() {
-		line := sc.Text()
-		trimmed := strings.TrimSpace(line)
-		if first && strings.HasPrefix(trimmed, "#") && strings.Contains(strings.ToLower(trimmed), "escape") && strings.Contains(trimmed, "=") {
-			return nil, "a parser directive"
+	first := true // no instruction yet: a comment may be a parser directive
+	for l := range dockerfileLines(df) {
+		if l.open {
+			return nil, "a continued last line"
 		}
-		if cur == nil {
-			if trimmed == "" || strings.HasPrefix(trimmed, "#") {
-				if len(d.stages) == 0 {
-					d.head = append(d.head, line)
-				}
-				continue
+		if l.text == "" {
+			trimmed := strings.TrimSpace(l.raw[0])
+			if first && strings.HasPrefix(trimmed, "#") && strings.Contains(strings.ToLower(trimmed), "escape") && strings.Contains(trimmed, "=") {
+				return nil, "a parser directive"
 			}
-			first = false
-			cur = &dfInstruction{}
-			parts = parts[:0]
-		}
-		cur.raw = append(cur.raw, line)
-		if strings.HasPrefix(trimmed, "#") || (trimmed == "" && len(cur.raw) > 1) {
-			continue // comments and blank lines inside a continuation
-		}
-		if s, ok := strings.CutSuffix(trimmed, "\\"); ok {
-			parts = append(parts, strings.TrimSpace(s))
+			if len(d.stages) == 0 {
+				d.head = append(d.head, l.raw[0])
+			}
 			continue
 		}
-		parts = append(parts, trimmed)
-		cur.text = strings.Join(slices.DeleteFunc(parts, func(p string) bool { return p == "" }), " ")
+		first = false
+		cur := dfInstruction{raw: l.raw, text: l.text}
 		fields := strings.Fields(cur.text)
 		cur.keyword = strings.ToUpper(fields[0])
 		if strings.Contains(cur.text, "<<") && (cur.keyword == "RUN" || cur.keyword == "COPY" || cur.keyword == "ADD") {
@@ -112,15 +96,10 @@ func parseStages(df []byte) (*dockerfileStages, string) {
 			d.stages = append(d.stages, st)
 		} else if len(d.stages) == 0 {
 			d.head = append(d.head, cur.raw...)
-			cur = nil
 			continue
 		}
 		st := &d.stages[len(d.stages)-1]
-		st.insts = append(st.insts, *cur)
-		cur = nil
-	}
-	if cur != nil {
-		return nil, "a continued last line"
+		st.insts = append(st.insts, cur)
 	}
 	if len(d.stages) == 0 {
 		return nil, "no FROM"
