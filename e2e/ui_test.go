@@ -159,6 +159,33 @@ func TestWebUI(t *testing.T) {
 	if got := strings.Join(f.Phases, ","); got != "queue,wake,fetch,build,push,total" {
 		t.Errorf("timing bars for %s, want queue,wake,fetch,build,push,total", got)
 	}
+	// The build steps card lists the steps the API reports, in order,
+	// with how each was served.
+	type stepRow struct {
+		N    string `json:"n"`
+		How  string `json:"how"`
+		Text string `json:"text"`
+	}
+	rows := webtest.WaitFor[[]stepRow](b, "the build steps card", `(() => {
+		const rows = [...document.querySelectorAll("#steps .step-row")];
+		return rows.length ? rows.map((r) => ({n: r.dataset.n, how: r.dataset.how, text: r.querySelector(".step-text").textContent})) : null;
+	})()`, 30*time.Second)
+	apiSteps := s.detail(t, id).Steps
+	if len(rows) != len(apiSteps) || len(rows) != 3 {
+		t.Errorf("the steps card shows %d steps, the API has %d, the Dockerfile 3: %+v", len(rows), len(apiSteps), rows)
+	}
+	for i := range min(len(rows), len(apiSteps)) {
+		how := "built"
+		if apiSteps[i].Cached {
+			how = "cached"
+		}
+		if apiSteps[i].InRegistry {
+			how = "registry"
+		}
+		if rows[i].N != fmt.Sprint(i+1) || rows[i].Text != apiSteps[i].Instruction || rows[i].How != how {
+			t.Errorf("step row %d = %+v, want n %d, %q, %s", i, rows[i], i+1, apiSteps[i].Instruction, how)
+		}
+	}
 	apiLines := s.logLines(t, id)
 	if f.Lines != len(apiLines) {
 		t.Errorf("the page shows %d log lines, the API has %d", f.Lines, len(apiLines))

@@ -302,6 +302,8 @@ const DEPLOYMENT_FIELDS = `id project ref commit trigger status image digest err
 const PROGRESS_FIELDS = `progress { phase step stepsTotal stage stages instruction cachedSteps }`;
 // What the deployment page shows beyond a list row: the log's state and
 // where the build is.
+// The Dockerfile steps a finished build ran, for the deployment page.
+const STEP_FIELDS = `steps { n instruction cached inRegistry durationMs }`;
 const DETAIL_FIELDS = `${DEPLOYMENT_FIELDS} logPruned logComplete logCompleteAt logLines ${PROGRESS_FIELDS}`;
 
 const Q_PROJECTS = `query Projects {
@@ -319,6 +321,7 @@ const Q_DEPLOYMENT = `query Deployment($id: ID!, $from: Int, $first: Int) {
   deployment(id: $id) {
     ${DETAIL_FIELDS}
     timings { phase ms }
+    ${STEP_FIELDS}
     logs(from: $from, first: $first) { n time stream step text }
   }
 }`;
@@ -330,7 +333,7 @@ const M_ADD_PROJECT = `mutation AddProject($input: AddProjectInput!) {
 }`;
 
 const S_DEPLOYMENT = `subscription DeploymentUpdated($id: ID!) {
-  deploymentUpdated(id: $id) { ${DETAIL_FIELDS} timings { phase ms } }
+  deploymentUpdated(id: $id) { ${DETAIL_FIELDS} timings { phase ms } ${STEP_FIELDS} }
 }`;
 
 const S_LOGS = `subscription DeploymentLogLines($id: ID!, $from: Int) {
@@ -1091,8 +1094,9 @@ function deploymentPage(root, { id }, signal) {
   const progress = h("div", {});
   const summary = h("div", { class: "card summary" }, skeleton(4));
   const timings = h("div", { class: "card timings", id: "timings" }, h("div", { class: "card-head" }, h("h2", { class: "card-title", text: "Phase timings" })));
+  const steps = h("div", {});
   const log = new LogView();
-  root.append(head, failure, progress, h("div", { class: "deploy-grid" }, summary, timings), log.el);
+  root.append(head, failure, progress, h("div", { class: "deploy-grid" }, summary, timings), steps, log.el);
 
   let current = null;
   const render = (d) => {
@@ -1114,6 +1118,8 @@ function deploymentPage(root, { id }, signal) {
     if (!TERMINAL.has(d.status)) progress.append(progressCard(d));
     append(clear(summary), summaryCard(d));
     renderTimings(timings, d, log.lastStep);
+    clear(steps);
+    if (d.steps?.length) steps.append(stepsCard(d.steps));
     shownStep = log.lastStep;
     log.setDeployment(d);
   };
@@ -1262,6 +1268,39 @@ function renderTimings(card, d, logStep) {
   }
   if (byPhase.has("total")) rows.append(row("total", 0, byPhase.get("total"), "bar-row-total"));
   card.append(rows);
+}
+
+/**
+ * stepsCard lists the Dockerfile steps a finished build ran: each one's
+ * duration (a bar on the scale of the slowest) and whether the layer cache
+ * served it or it was applied to the image's config in the registry.
+ */
+function stepsCard(steps) {
+  const slowest = Math.max(1, ...steps.map((s) => s.durationMs));
+  const cached = steps.filter((s) => s.cached).length;
+  const inRegistry = steps.filter((s) => s.inRegistry).length;
+  const summary = [`${steps.length} steps`, cached ? `${cached} cached` : "", inRegistry ? `${inRegistry} applied in the registry` : ""].filter(Boolean).join(" · ");
+  return h(
+    "div",
+    { class: "card steps", id: "steps" },
+    h("div", { class: "card-head" }, h("h2", { class: "card-title", text: "Build steps" }), h("span", { class: "muted small", text: summary })),
+    h(
+      "ol",
+      { class: "step-list" },
+      steps.map((s) => {
+        const how = s.inRegistry ? "registry" : s.cached ? "cached" : "built";
+        return h(
+          "li",
+          { class: `step-row step-${how}`, dataset: { n: String(s.n), how, ms: String(s.durationMs) } },
+          h("span", { class: "step-n muted mono", text: String(s.n) }),
+          h("span", { class: "step-text mono", title: s.instruction, text: s.instruction }),
+          h("span", { class: `step-how small step-how-${how}`, text: how === "registry" ? "in registry" : how }),
+          h("span", { class: "bar-track" }, h("span", { class: "bar bar-build", style: { left: "0", width: `max(2px, ${(100 * s.durationMs) / slowest}%)` } })),
+          h("span", { class: "bar-value mono", text: fmtDuration(s.durationMs) }),
+        );
+      }),
+    ),
+  );
 }
 
 /**
