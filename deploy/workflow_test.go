@@ -30,6 +30,20 @@ type fakeActivities struct {
 	awaitLog func(LogWaitInput) (LogWaitResult, error)
 	// slotsBusy: no build slot is free at once (TryAcquireBuildSlot).
 	slotsBusy bool
+	// The build's activities run on the agent, which only a successful
+	// wake starts: the stand-in Fetch waits for one (or its cancellation).
+	woken    chan struct{}
+	wakeOnce sync.Once
+}
+
+// wokenCh is closed once a wake succeeded.
+func (f *fakeActivities) wokenCh() chan struct{} {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.woken == nil {
+		f.woken = make(chan struct{})
+	}
+	return f.woken
 }
 
 func (f *fakeActivities) count(name string) int {
@@ -67,8 +81,11 @@ func (f *fakeActivities) register(env registrar) {
 	env.RegisterActivityWithOptions(func(ctx context.Context, project string) error {
 		f.count(ActivityWake)
 		if f.wake != nil {
-			return f.wake()
+			if err := f.wake(); err != nil {
+				return err
+			}
 		}
+		f.wakeOnce.Do(func() { close(f.wokenCh()) })
 		return nil
 	}, activity.RegisterOptions{Name: ActivityWake})
 	env.RegisterActivityWithOptions(func(ctx context.Context, in FinishInput) error {
@@ -90,6 +107,11 @@ func (f *fakeActivities) register(env registrar) {
 	}, activity.RegisterOptions{Name: ActivityAwaitLog})
 	env.RegisterActivityWithOptions(func(ctx context.Context, in BuildInput) (FetchResult, error) {
 		f.count(ActivityFetch)
+		select {
+		case <-f.wokenCh():
+		case <-ctx.Done():
+			return FetchResult{}, ctx.Err()
+		}
 		return FetchResult{Dir: "/vol/work/" + in.DeploymentID}, nil
 	}, activity.RegisterOptions{Name: ActivityFetch})
 	env.RegisterActivityWithOptions(func(ctx context.Context, in BuildInput) (BuildActivityResult, error) {
@@ -255,9 +277,9 @@ func TestWakeFailure(t *testing.T) {
 	if r.Status != slipway.StatusFailed || r.FailedStep != "wake" || !strings.Contains(r.Error, "no such binary") {
 		t.Fatalf("result = %+v, want failed at wake", r)
 	}
-	// The build starts with the wake (its first task waits for the agent,
-	// which the test environment does not model): it is cancelled, and the
-	// deployment records the wake's failure, not the build's outcome.
+	// The build starts with the wake (its Fetch waits for the agent the
+	// wake starts): it is cancelled, and the deployment records the wake's
+	// failure, not the build's outcome.
 	if f.calls[ActivityPush] != 0 {
 		t.Errorf("pushed although the machine did not wake")
 	}
