@@ -183,15 +183,15 @@ func dockerfileLines(df []byte) iter.Seq[dfLine] {
 		for sc.Scan() {
 			line := sc.Text()
 			trimmed := strings.TrimSpace(line)
-			comment := trimmed == "" || strings.HasPrefix(trimmed, "#")
-			if len(raw) == 0 && comment {
+			blankOrComment := trimmed == "" || strings.HasPrefix(trimmed, "#")
+			if len(raw) == 0 && blankOrComment {
 				if !yield(dfLine{raw: []string{line}}) {
 					return
 				}
 				continue
 			}
 			raw = append(raw, line)
-			if comment {
+			if blankOrComment {
 				continue
 			}
 			if s, ok := strings.CutSuffix(trimmed, "\\"); ok {

@@ -300,10 +300,10 @@ async function gql(query, variables = {}, signal) {
 
 const DEPLOYMENT_FIELDS = `id project ref commit trigger status image digest error failedStep durationMs createdAt startedAt finishedAt`;
 const PROGRESS_FIELDS = `progress { phase step stepsTotal stage stages instruction cachedSteps }`;
-// What the deployment page shows beyond a list row: the log's state and
-// where the build is.
 // The Dockerfile steps a finished build ran, for the deployment page.
 const STEP_FIELDS = `steps { n instruction cached inRegistry durationMs }`;
+// What the deployment page shows beyond a list row: the log's state and
+// where the build is.
 const DETAIL_FIELDS = `${DEPLOYMENT_FIELDS} logPruned logComplete logCompleteAt logLines ${PROGRESS_FIELDS}`;
 
 const Q_PROJECTS = `query Projects {
