@@ -173,6 +173,10 @@ type BuildStep struct {
 	InRegistry bool `json:"inRegistry,omitempty"`
 	// DurationMs is how long the step took.
 	DurationMs int64 `json:"durationMs"`
+	// Why says why the step could not be reused from an earlier build's
+	// recorded image (its inputs cannot be pinned down, or it follows
+	// such a step); empty when it could be.
+	Why string `json:"why,omitempty"`
 }
 
 // Store persists projects, deployments, webhook deliveries, log lines and

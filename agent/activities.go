@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	docker "github.com/fsouza/go-dockerclient"
 	"github.com/nats-io/nats.go"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
@@ -344,15 +345,18 @@ func (a *Activities) Build(ctx context.Context, in deploy.BuildInput) (_ deploy.
 		// of the whole build fetches again.
 		return deploy.BuildActivityResult{}, fmt.Errorf("checkout %s is missing: %w", dir, err)
 	}
-	contextDir, dockerfile, err := resolveBuildPaths(dir, in.Context, in.Dockerfile)
+	// The Dockerfile is read once, as the builder will read it; every
+	// decision below is taken from that reading.
+	images := newImageResolver(ctx, a.resolveImage)
+	bf, err := readBuildFile(dir, in.Context, in.Dockerfile, in.BuildArgs, images)
 	if err != nil {
+		j.line("build", "%s", slipway.ErrorMessage(err))
 		return deploy.BuildActivityResult{}, j.buildFailed("build", nil, "%s", slipway.ErrorMessage(err))
 	}
-	df, err := os.ReadFile(dockerfile)
-	if err != nil {
-		return deploy.BuildActivityResult{}, j.buildFailed("build", nil, "cannot read the Dockerfile %s: %v", in.Dockerfile, err)
+	for _, w := range bf.Warnings {
+		j.line("build", "%s", w)
 	}
-	if err := checkMounts(df, contextDir); err != nil {
+	if err := checkPolicy(bf); err != nil {
 		j.line("build", "%s", slipway.ErrorMessage(err))
 		return deploy.BuildActivityResult{}, j.buildFailed("build", nil, "%s", slipway.ErrorMessage(err))
 	}
@@ -367,27 +371,25 @@ func (a *Activities) Build(ctx context.Context, in deploy.BuildInput) (_ deploy.
 	}
 
 	out := deploy.BuildActivityResult{}
+	tail := func(n int) {
+		if n > 0 {
+			out.ConfigTail, out.ImageConfig = bf.tailSteps(n)
+		}
+	}
 	var plan *stepPlan
 	if !a.cfg.NoReuse {
-		inputs := readInputs(ctx, contextDir, dockerfile, df, nil, secretDigests, a.resolveDigest)
+		inputs := bf.readInputs(in.BuildArgs, secretDigests)
 		out.InputKey = inputs.key
 		if inputs.key == "" {
-			a.cfg.Logger.Info("build inputs cannot be pinned down; no reuse", "deployment", in.DeploymentID, "reason", inputs.why)
-		}
-		d, why := parseStages(df)
-		if d == nil {
-			a.cfg.Logger.Info("Dockerfile steps not reused", "reason", why)
+			j.line("build", "the build's inputs cannot be pinned down (%s): the image of an identical earlier build is not reused", inputs.why)
 		}
 		if prev := a.reusable(inputs.key); inputs.key != "" && prev != "" {
 			j.line("build", "inputs identical to the earlier build of %s: reusing its image without building", prev)
 			if err := a.podman.Tag(ctx, prev, in.Image); err == nil {
 				out.ReusedFrom = prev
-				if d != nil {
-					// Built without its config-only tail, as this build
-					// would be (an older agent's image has it already:
-					// applying it again changes nothing).
-					out.ImageConfig = d.configTail()
-				}
+				// Built without its config-only tail, as this build
+				// would be.
+				tail(bf.configTail())
 				return out, nil
 			} else if ctx.Err() != nil {
 				return deploy.BuildActivityResult{}, ctx.Err()
@@ -395,16 +397,22 @@ func (a *Activities) Build(ctx context.Context, in deploy.BuildInput) (_ deploy.
 				j.line("build", "could not reuse %s, no longer in the build cache (%v): building", prev, err)
 			}
 		}
-		if inputs.key != "" {
-			plan = a.planSteps(dockerfile, d, inputs, secretDigests)
+		if inputs.entries != nil {
+			plan = a.planSteps(bf, inputs.entries, secretDigests, in.BuildArgs)
+			for _, l := range plan.keys.whyNotReused(bf) {
+				j.line("build", "%s", l)
+			}
 		}
 	}
 
 	j.line("build", "building %s", in.Image)
 	build := func(plan *stepPlan) (*podman.BuildResult, error) {
 		opts := podman.BuildOptions{
-			ContextDir: contextDir,
-			Dockerfile: dockerfile,
+			ContextDir: bf.contextDir,
+			Dockerfile: bf.path,
+			IgnoreFile: bf.ignoreFile,
+			BuildArgs:  in.BuildArgs,
+			Format:     bf.format,
 			Tag:        in.Image,
 			Secrets:    secretFiles,
 			TLSVerify:  a.cfg.RegistryTLSVerify,
@@ -453,23 +461,28 @@ func (a *Activities) Build(ctx context.Context, in deploy.BuildInput) (_ deploy.
 				tail[i] = clarifyCopyError(plan.mapHeader(l))
 			}
 			msg := clarifyCopyError(be.Error())
-			if !strings.Contains(msg, "outside the build context") {
-				msg += outwardCopySource(be.Step, contextDir)
-			}
 			return deploy.BuildActivityResult{}, j.buildFailed(step, tail, "%s", msg)
 		}
 		return deploy.BuildActivityResult{}, fmt.Errorf("build: %w", err)
 	}
+	var why func(podman.Step) string
 	if plan != nil {
 		res.Steps = plan.originalSteps(res.Steps)
-		a.rememberSteps(plan.recs, plan.keys, res.Steps)
-		out.ImageConfig = plan.config()
+		a.rememberSteps(plan.recs, plan.keys.keys, res.Steps)
+		if plan.cutting() {
+			tail(plan.tail)
+		}
+		why = plan.why
 	}
 	cached := 0
 	for i, s := range res.Steps {
 		// The config-only steps applied at Push come last (originalSteps).
 		inRegistry := i >= len(res.Steps)-len(out.ImageConfig)
-		out.Steps = append(out.Steps, slipway.BuildStep{N: i + 1, Instruction: s.String(), Cached: s.Cached, InRegistry: inRegistry, DurationMs: s.Duration.Milliseconds()})
+		bs := slipway.BuildStep{N: i + 1, Instruction: s.String(), Cached: s.Cached, InRegistry: inRegistry, DurationMs: s.Duration.Milliseconds()}
+		if why != nil && !inRegistry {
+			bs.Why = why(s)
+		}
+		out.Steps = append(out.Steps, bs)
 		if s.Cached {
 			cached++
 		}
@@ -508,9 +521,10 @@ func (a *Activities) remember(key, ref string) {
 	}
 }
 
-// resolveDigest asks the image's registry for the digest its tag points to.
-func (a *Activities) resolveDigest(ctx context.Context, ref string) (string, error) {
-	return registryDigest(ctx, ref, a.cfg.RegistryTLSVerify)
+// resolveImage asks the image's registry for the digest its tag points to
+// and the image's config.
+func (a *Activities) resolveImage(ctx context.Context, ref string) (string, *docker.Config, error) {
+	return registryImage(ctx, ref, a.cfg.RegistryTLSVerify)
 }
 
 // Push pushes the image and removes the checkout.
@@ -537,10 +551,17 @@ func (a *Activities) Push(ctx context.Context, in deploy.BuildInput) (_ deploy.P
 		return deploy.PushResult{}, pushFailed("push", "to", err)
 	}
 	labels := map[string]string{"slipway.project": in.Project, "slipway.deployment": in.DeploymentID, "slipway.commit": in.Commit}
-	if len(in.ImageConfig) > 0 {
-		j.line("push", "applying %s to the image's config", strings.Join(in.ImageConfig, "; "))
+	tail := in.ConfigTail
+	if tail == nil && len(in.ImageConfig) > 0 {
+		// Sent by an agent before ConfigTail: plain instructions.
+		if tail, err = legacyTail(in.ImageConfig); err != nil {
+			return deploy.PushResult{}, j.buildFailed("push", nil, "%v", err)
+		}
 	}
-	digest, err := configureInRegistry(ctx, in.Image, labels, in.ImageConfig, a.cfg.RegistryTLSVerify)
+	if tail != nil {
+		j.line("push", "applying %s to the image's config", describeTail(tail))
+	}
+	digest, err := configureInRegistry(ctx, in.Image, labels, tail, a.cfg.RegistryTLSVerify)
 	if err != nil {
 		return deploy.PushResult{}, pushFailed("labelling the image", "in", err)
 	}
@@ -572,7 +593,7 @@ func resolveBuildPaths(root, contextPath, dockerfile string) (string, string, er
 	if err != nil {
 		return "", "", err
 	}
-	inside := func(what, p string) (string, error) {
+	within := func(what, p string) (string, error) {
 		real, err := filepath.EvalSymlinks(filepath.Join(realRoot, p))
 		if err != nil {
 			if os.IsNotExist(err) {
@@ -585,11 +606,11 @@ func resolveBuildPaths(root, contextPath, dockerfile string) (string, string, er
 		}
 		return real, nil
 	}
-	ctxDir, err := inside("context", contextPath)
+	ctxDir, err := within("context", contextPath)
 	if err != nil {
 		return "", "", err
 	}
-	df, err := inside("Dockerfile", dockerfile)
+	df, err := within("Dockerfile", dockerfile)
 	if err != nil {
 		return "", "", err
 	}

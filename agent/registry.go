@@ -9,10 +9,13 @@ import (
 	"strings"
 	"time"
 
+	docker "github.com/fsouza/go-dockerclient"
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/slipway-ci/slipway/deploy"
 )
 
 // The agent talks to the image registry itself (go-containerregistry) for
@@ -71,7 +74,7 @@ func registryDigest(ctx context.Context, ref string, tlsVerify bool) (string, er
 }
 
 // configureInRegistry puts labels on the image the tag ref names in its
-// registry, after applying the config-only instructions insts
+// registry, after applying the config-only steps of tail
 // (configTail): a new image config and a new manifest with the same
 // layers, put under the same tag. It returns the new manifest's digest.
 // Only the config and the manifest travel; the layers are already there.
@@ -80,7 +83,7 @@ func registryDigest(ctx context.Context, ref string, tlsVerify bool) (string, er
 // value changes every deployment (its id, its commit) would make a build
 // step that never hits the cache, and podman 4.3 spends a second or more
 // on a build of its own for a LABEL.
-func configureInRegistry(ctx context.Context, ref string, labels map[string]string, insts []string, tlsVerify bool) (string, error) {
+func configureInRegistry(ctx context.Context, ref string, labels map[string]string, tail *deploy.ConfigTail, tlsVerify bool) (string, error) {
 	r, ropts, err := registryRef(ref, tlsVerify)
 	if err != nil {
 		return "", err
@@ -97,8 +100,8 @@ func configureInRegistry(ctx context.Context, ref string, labels map[string]stri
 		return "", fmt.Errorf("read the config of %s: %w", ref, err)
 	}
 	cf = cf.DeepCopy()
-	if err := applyConfig(cf, insts, time.Now().UTC()); err != nil {
-		return "", fmt.Errorf("apply %s: %w", strings.Join(insts, "; "), err)
+	if err := applyConfig(cf, tail, time.Now().UTC()); err != nil {
+		return "", fmt.Errorf("apply %s: %w", describeTail(tail), err)
 	}
 	if cf.Config.Labels == nil {
 		cf.Config.Labels = make(map[string]string, len(labels))
@@ -116,4 +119,35 @@ func configureInRegistry(ctx context.Context, ref string, labels map[string]stri
 		return "", err
 	}
 	return d.String(), nil
+}
+
+// registryImage returns the manifest digest ref points to and the image's
+// config (for the variables and ONBUILD triggers of the stages that start
+// from it), asking its registry; as registryDigest, references without a
+// registry host are not resolved.
+func registryImage(ctx context.Context, ref string, tlsVerify bool) (string, *docker.Config, error) {
+	host, _, ok := strings.Cut(ref, "/")
+	if !ok || !(strings.ContainsAny(host, ".:") || host == "localhost") {
+		return "", nil, fmt.Errorf("%s names no registry host", ref)
+	}
+	r, ropts, err := registryRef(ref, tlsVerify)
+	if err != nil {
+		return "", nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, registryTimeout)
+	defer cancel()
+	desc, err := remote.Get(r, append(ropts, remote.WithContext(ctx))...)
+	if err != nil {
+		return "", nil, err
+	}
+	img, err := desc.Image()
+	if err != nil {
+		return "", nil, fmt.Errorf("read %s: %w", ref, err)
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return "", nil, fmt.Errorf("read the config of %s: %w", ref, err)
+	}
+	cfg := toDockerConfig(cf.Config)
+	return desc.Digest.String(), &cfg, nil
 }

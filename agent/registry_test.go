@@ -2,13 +2,14 @@ package agent
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
-	"reflect"
 	"testing"
 
+	docker "github.com/fsouza/go-dockerclient"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
@@ -81,12 +82,12 @@ func TestLabelInRegistry(t *testing.T) {
 	}
 }
 
-// TestConfigStepsMatchPodman builds Dockerfiles that end with config-only
-// steps twice: as written, by podman; and without those steps, which are
-// then applied in the registry (configTail, configureInRegistry). The two
-// images' configs must be the same, and so must their history's last
+// TestConfigStepsMatchBuilder builds Dockerfiles that end with config-only
+// steps twice: as written, by the builder; and without those steps, which
+// are then applied in the registry (configTail, configureInRegistry). The
+// two images' configs must be the same, and so must their history's last
 // entries.
-func TestConfigStepsMatchPodman(t *testing.T) {
+func TestConfigStepsMatchBuilder(t *testing.T) {
 	host := testenv.Registry(t)
 	p := testenv.Podman(t)
 	base := testenv.BaseImage(t, p, host)
@@ -112,7 +113,26 @@ ENTRYPOINT ["/bin/echo"]
 RUN echo hi > /hi
 ENTRYPOINT echo from the shell
 USER 65534:65534
-`, 1},
+`, 2},
+		{"variables", `ARG APP_UID=1234
+ARG PORT=3000
+ENV HOME_DIR=/srv
+RUN echo hi > /hi
+ENV PATH="/app/bin:${PATH}" LEGACY_SET=1
+env LOWER=case
+EXPOSE $PORT
+USER $APP_UID
+LABEL home="$HOME_DIR" "multi word"='single quoted' escaped="a \"b\""
+ENV \
+    CONTINUED=yes \
+    TWO=2
+CMD exec server --port $PORT
+`, 7},
+		{"healthcheck in docker format", `RUN echo hi > /hi
+HEALTHCHECK --interval=30s --timeout=3s --start-period=1m --retries=2 CMD wget -q -O- http://localhost:8080/ || exit 1
+STOPSIGNAL SIGINT
+CMD ["serve"]
+`, 3},
 		{"not config-only", `RUN echo hi > /hi
 ENV P=$PATH
 WORKDIR /tmp
@@ -122,16 +142,25 @@ EXPOSE 80
 	for i, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			df := "FROM " + base + "\n" + c.body
-			d, why := parseStages([]byte(df))
-			if d == nil {
-				t.Fatalf("parseStages: %s", why)
+			dir := t.TempDir()
+			if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte(df), 0o644); err != nil {
+				t.Fatal(err)
 			}
-			tail := d.configTail()
-			if len(tail) != c.tail {
-				t.Fatalf("configTail = %q, want %d instructions", tail, c.tail)
+			images := newImageResolver(t.Context(), func(ctx context.Context, ref string) (string, *docker.Config, error) {
+				return registryImage(ctx, ref, false)
+			})
+			bf, err := readBuildFile(dir, "", "Dockerfile", nil, images)
+			if err != nil {
+				t.Fatal(err)
 			}
+			n := bf.configTail()
+			if n != c.tail {
+				t.Fatalf("configTail = %d, want %d", n, c.tail)
+			}
+			tail, _ := bf.tailSteps(n)
+			plan := &stepPlan{bf: bf, tail: n, cut: make([]int, len(bf.Stages)), images: make([]string, len(bf.Stages)), restored: make([][]string, len(bf.Stages))}
 			var stripped bytes.Buffer
-			d.rewrite(&stripped, make([]int, len(d.stages)), make([]string, len(d.stages)), len(tail))
+			plan.rewrite(&stripped, nil)
 			build := func(name, dockerfile string) string {
 				dir := t.TempDir()
 				if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte(dockerfile), 0o644); err != nil {
@@ -139,7 +168,7 @@ EXPOSE 80
 				}
 				ref := fmt.Sprintf("%s/cfg%d-%s:1", host, i, name)
 				var out bytes.Buffer
-				if _, err := p.Build(t.Context(), podman.BuildOptions{ContextDir: dir, Tag: ref, Stdout: &out, Stderr: &out}); err != nil {
+				if _, err := p.Build(t.Context(), podman.BuildOptions{ContextDir: dir, Tag: ref, Format: bf.format, Stdout: &out, Stderr: &out}); err != nil {
 					t.Fatalf("build: %v\n%s", err, out.String())
 				}
 				if _, err := p.Push(t.Context(), ref, false, &out); err != nil {
@@ -147,24 +176,25 @@ EXPOSE 80
 				}
 				return ref
 			}
-			written := build("podman", df)
+			written := build("builder", df)
 			applied := build("registry", stripped.String())
 			if _, err := configureInRegistry(t.Context(), applied, nil, tail, false); err != nil {
 				t.Fatal(err)
 			}
 			want, got := configOf(t, written), configOf(t, applied)
-			if w, g := want.Config, got.Config; !reflect.DeepEqual(w, g) {
-				wj, _ := json.MarshalIndent(w, "", " ")
-				gj, _ := json.MarshalIndent(g, "", " ")
-				t.Errorf("config applied in the registry:\n%s\npodman's:\n%s", gj, wj)
+			// Compared as written (empty and missing lists are the same).
+			wj, _ := json.MarshalIndent(want.Config, "", " ")
+			gj, _ := json.MarshalIndent(got.Config, "", " ")
+			if !bytes.Equal(wj, gj) {
+				t.Errorf("config applied in the registry:\n%s\nthe builder's:\n%s", gj, wj)
 			}
 			if len(want.History) != len(got.History) {
-				t.Fatalf("history: %d entries, podman's %d", len(got.History), len(want.History))
+				t.Fatalf("history: %d entries, the builder's %d", len(got.History), len(want.History))
 			}
-			for k := len(want.History) - len(tail); k < len(want.History); k++ {
+			for k := len(want.History) - n; k < len(want.History); k++ {
 				w, g := want.History[k], got.History[k]
 				if w.CreatedBy != g.CreatedBy || w.EmptyLayer != g.EmptyLayer {
-					t.Errorf("history %d: %q (empty layer %v), podman's %q (%v)", k, g.CreatedBy, g.EmptyLayer, w.CreatedBy, w.EmptyLayer)
+					t.Errorf("history %d: %q (empty layer %v), the builder's %q (%v)", k, g.CreatedBy, g.EmptyLayer, w.CreatedBy, w.EmptyLayer)
 				}
 			}
 		})

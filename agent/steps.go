@@ -7,279 +7,284 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"maps"
 	"os"
 	"path"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
+	docker "github.com/fsouza/go-dockerclient"
+
+	"github.com/slipway-ci/slipway/deploy"
+	"github.com/slipway-ci/slipway/dockerfile"
 	"github.com/slipway-ci/slipway/internal/atomicfile"
 	"github.com/slipway-ci/slipway/podman"
 )
 
-// Step reuse. podman's layer cache checks every step again on every build:
-// it mounts each cached layer, hashes the sources of every COPY (a COPY
-// --from of a node_modules tree takes seconds) and compares. On the bench
-// app that is 5.4 s of a 14.8 s rebuild after a one-line change, spent on
-// steps whose inputs did not change. The agent keeps its own record
-// instead: for each step of a successful build, the key of its inputs and
-// the image podman made (or reused) for it. A step's key covers its
-// instruction, its parent step's key (down to the digest of the FROM
-// image or the key of the stage it starts from), the contents of the
-// context files it copies (after .dockerignore) and the key of the stage it
-// copies from. The next build starts each stage from the image of its
-// longest recorded prefix, in a rewritten Dockerfile, so podman runs only
-// the steps after it (its own cache still serves those that it can).
+// Step reuse. The builder's layer cache checks every step again on every
+// build: it mounts each cached layer, hashes the sources of every COPY (a
+// COPY --from of a node_modules tree takes seconds) and compares. The agent
+// keeps its own record instead: for each step of a successful build, the
+// key of its inputs and the image the builder made (or reused) for it. A
+// step's key covers the step as the builder evaluates it (package
+// dockerfile: variables expanded, flags, heredocs), its parent step's key
+// (down to the digest of the FROM image or the key of the stage it starts
+// from), and what it reads: the context files a COPY or ADD matches (after
+// the ignore file), the files a bind mount of the context shows, the stage
+// or pinned image a --from names, the environment (build arguments
+// included) a RUN sees, the secrets it mounts. The next build starts each
+// stage from the image of its longest recorded prefix, in a rewritten
+// Dockerfile, so the builder runs only the steps after it (its own cache
+// still serves those that it can).
 //
-// A prefix ends before a step whose inputs the key cannot pin down: ARG
-// (its value is not kept in the image), SHELL, ONBUILD and HEALTHCHECK
-// (not kept in an OCI image), a RUN with a bind mount or a mount from
-// another stage or image, COPY --from an image, JSON or heredoc forms the
-// parser does not read. This is the assumption podman's layer cache makes:
-// a RUN with the same parent and text is not run again.
+// A step has no key, and ends its stage's prefix, when its inputs cannot be
+// pinned down (ADD of a URL without --checksum, a --from image whose
+// digest cannot be resolved) or when a stage could not start from its image
+// without changing the build (ONBUILD, VOLUME). This is the assumption the
+// builder's own layer cache makes: a RUN with the same parent, text and
+// environment is not run again.
 
-// dfInstruction is one instruction of a Dockerfile.
-type dfInstruction struct {
-	keyword string   // upper case: "COPY"
-	text    string   // the logical line, continuations joined
-	raw     []string // the physical lines, as written
+// stepKeysVersion changes when keys are computed differently: records of
+// another version are never matched.
+const stepKeysVersion = "slipway-steps-v2"
+
+// stepKeys are the keys of a build's steps: keys[s][i] of stage s's step i
+// (0 is its FROM), "" when the step has none; why[s][i] then says why.
+type stepKeys struct {
+	keys [][]string
+	why  [][]string
 }
 
-// dfStage is one FROM and the instructions after it.
-type dfStage struct {
-	name  string // lower case, "" when the stage has no AS
-	insts []dfInstruction
-}
-
-// dockerfileStages is a Dockerfile split into stages.
-type dockerfileStages struct {
-	head   []string // the physical lines before the first FROM (global ARGs)
-	stages []dfStage
-}
-
-// parseStages splits a Dockerfile into stages. It gives a reason instead
-// when the file uses syntax whose text it cannot rewrite faithfully.
-func parseStages(df []byte) (*dockerfileStages, string) {
-	d := &dockerfileStages{}
-	first := true // no instruction yet: a comment may be a parser directive
-	for l := range dockerfileLines(df) {
-		if l.open {
-			return nil, "a continued last line"
-		}
-		if l.text == "" {
-			trimmed := strings.TrimSpace(l.raw[0])
-			if first && strings.HasPrefix(trimmed, "#") && strings.Contains(strings.ToLower(trimmed), "escape") && strings.Contains(trimmed, "=") {
-				return nil, "a parser directive"
-			}
-			if len(d.stages) == 0 {
-				d.head = append(d.head, l.raw[0])
-			}
-			continue
-		}
-		first = false
-		cur := dfInstruction{raw: l.raw, text: l.text}
-		fields := strings.Fields(cur.text)
-		cur.keyword = strings.ToUpper(fields[0])
-		if strings.Contains(cur.text, "<<") && (cur.keyword == "RUN" || cur.keyword == "COPY" || cur.keyword == "ADD") {
-			return nil, "a heredoc"
-		}
-		if cur.keyword == "FROM" {
-			args := withoutFlags(fields[1:])
-			st := dfStage{}
-			if len(args) >= 3 && strings.EqualFold(args[1], "AS") {
-				st.name = strings.ToLower(args[2])
-			}
-			d.stages = append(d.stages, st)
-		} else if len(d.stages) == 0 {
-			d.head = append(d.head, cur.raw...)
-			continue
-		}
-		st := &d.stages[len(d.stages)-1]
-		st.insts = append(st.insts, cur)
-	}
-	if len(d.stages) == 0 {
-		return nil, "no FROM"
-	}
-	return d, ""
-}
-
-// stageIndex finds the stage a FROM or --from names among the stages
-// before stage before: by name, or by number.
-func (d *dockerfileStages) stageIndex(ref string, before int) int {
-	ref = strings.ToLower(ref)
-	if isNumber(ref) {
-		n, err := strconv.Atoi(ref)
-		if err == nil && n < before {
-			return n
-		}
-		return -1
-	}
-	for i := before - 1; i >= 0; i-- {
-		if d.stages[i].name == ref {
-			return i
-		}
-	}
-	return -1
-}
-
-// stepKeyInputs is what step keys are computed from besides the Dockerfile.
-type stepKeyInputs struct {
-	entries       []contextEntry
-	digests       map[string]string // external image → manifest digest
-	buildArgs     map[string]string
+// keyer computes step keys.
+type keyer struct {
+	bf            *buildFile
+	entries       []contextEntry // the context after the ignore file
 	secretDigests map[string]string
+	// bindCache holds the identity of context bind-mount sources.
+	bindCache map[string]string
 }
 
-// keys returns, for every stage, the key of each of its steps (keys[s][0]
-// is the FROM's); "" from the first step whose inputs cannot be pinned
-// down to the end of its stage.
-func (d *dockerfileStages) keys(in stepKeyInputs) [][]string {
-	global := sha256.New()
-	fmt.Fprintf(global, "slipway-steps-v1\n%s\n", strings.Join(d.head, "\n"))
-	for _, k := range slices.Sorted(maps.Keys(in.buildArgs)) {
-		fmt.Fprintf(global, "arg %q %q\n", k, in.buildArgs[k])
-	}
-	globalKey := hex.EncodeToString(global.Sum(nil))
-	lastKey := func(keys [][]string, s int) string {
-		if s < 0 || s >= len(keys) || len(keys[s]) == 0 {
-			return ""
-		}
-		return keys[s][len(keys[s])-1]
-	}
-	out := make([][]string, len(d.stages))
-	for s, st := range d.stages {
-		out[s] = make([]string, len(st.insts))
-		parent := ""
-		for i, inst := range st.insts {
-			extra, ok := "", true
-			fields := strings.Fields(inst.text)
-			switch inst.keyword {
-			case "FROM":
-				args := withoutFlags(fields[1:])
-				if len(args) == 0 {
-					ok = false
-					break
-				}
-				if from := d.stageIndex(args[0], s); from >= 0 {
-					extra = "stage " + lastKey(out, from)
-					ok = lastKey(out, from) != ""
-				} else if strings.EqualFold(args[0], "scratch") {
-					extra = "scratch"
-				} else {
-					extra = "image " + in.digests[args[0]]
-					ok = in.digests[args[0]] != ""
-				}
-				parent = globalKey
-			case "COPY", "ADD":
-				extra, ok = d.copyInputs(s, fields[1:], in, out)
-			case "RUN":
-				extra, ok = runInputs(fields[1:], in)
-			case "ARG", "SHELL", "ONBUILD", "HEALTHCHECK":
-				ok = false
-			}
-			if !ok || parent == "" {
-				break
-			}
-			text := inst.text
-			if inst.keyword == "FROM" {
-				// Without its AS: two stages on one base share a prefix,
-				// as podman's layers do.
-				if i := slices.IndexFunc(fields, func(f string) bool { return strings.EqualFold(f, "AS") }); i > 0 {
-					text = strings.Join(fields[:i], " ")
-				}
+// stepKeys computes the keys of every step of the build.
+func (bf *buildFile) stepKeys(entries []contextEntry, secretDigests map[string]string) stepKeys {
+	k := &keyer{bf: bf, entries: entries, secretDigests: secretDigests, bindCache: map[string]string{}}
+	g := sha256.New()
+	fmt.Fprintf(g, "%s\nformat %s\n", stepKeysVersion, bf.format)
+	global := hex.EncodeToString(g.Sum(nil))
+	out := stepKeys{keys: make([][]string, len(bf.Stages)), why: make([][]string, len(bf.Stages))}
+	for s, st := range bf.Stages {
+		out.keys[s] = make([]string, len(st.Steps))
+		out.why[s] = make([]string, len(st.Steps))
+		parent := global
+		for i, step := range st.Steps {
+			if parent == "" {
+				out.why[s][i] = fmt.Sprintf("follows step %d, which has no key", firstUnkeyed(out.keys[s])+1)
+				continue
 			}
 			h := sha256.New()
-			fmt.Fprintf(h, "%s\n%s\n%s\n", parent, text, extra)
+			fmt.Fprintf(h, "%s\n%s\n", parent, step.Command)
+			writeList(h, "arg", step.Args)
+			writeList(h, "flag", step.Flags)
+			fmt.Fprintf(h, "json %t\n", step.JSON)
+			for _, d := range step.Heredocs {
+				fmt.Fprintf(h, "heredoc %q %q %t %t\n", d.Name, d.Content, d.Expand, d.Chomp)
+			}
+			var why string
+			switch step.Command {
+			case "from":
+				why = k.from(h, st, out.keys)
+			case "copy", "add":
+				why = k.copies(h, s, step, out.keys)
+			case "run":
+				why = k.run(h, s, step, out.keys)
+			case "arg":
+				writeList(h, "in scope", step.ArgsInScope)
+			case "onbuild":
+				why = "ONBUILD: a stage cannot start from an image that carries triggers"
+			case "volume":
+				why = "VOLUME: the steps after it treat the volume differently when a stage starts from an image"
+			}
+			if why != "" {
+				out.why[s][i] = why
+				parent = ""
+				continue
+			}
 			parent = hex.EncodeToString(h.Sum(nil))
-			out[s][i] = parent
+			out.keys[s][i] = parent
 		}
 	}
 	return out
 }
 
-// copyInputs identifies what a COPY or ADD copies: the key of the stage it
-// copies from, or the contents of the context files its sources match.
-func (d *dockerfileStages) copyInputs(stage int, args []string, in stepKeyInputs, keys [][]string) (string, bool) {
-	var srcs []string
-	for _, a := range args {
-		if v, ok := strings.CutPrefix(a, "--from="); ok {
-			from := d.stageIndex(v, stage)
-			if from < 0 || len(keys[from]) == 0 || keys[from][len(keys[from])-1] == "" {
-				return "", false // an image, a later stage, or a stage without a key
-			}
-			return "stage " + keys[from][len(keys[from])-1], true
-		}
-		if !strings.HasPrefix(a, "--") {
-			srcs = append(srcs, a)
-		}
-	}
-	if len(srcs) < 2 || strings.HasPrefix(srcs[0], "[") {
-		return "", false // JSON form, or no destination
-	}
-	h := sha256.New()
-	for _, src := range srcs[:len(srcs)-1] {
-		if strings.Contains(src, "://") || strings.Contains(src, "$") {
-			return "", false
-		}
-		pattern := strings.Trim(path.Clean("/"+src), "/")
-		depth := strings.Count(pattern, "/") + 1
-		fmt.Fprintf(h, "source %q\n", src)
-		for _, e := range in.entries {
-			if pattern != "" {
-				parts := strings.SplitN(e.rel, "/", depth+1)
-				if len(parts) < depth {
-					continue
-				}
-				if ok, err := path.Match(pattern, strings.Join(parts[:depth], "/")); err != nil {
-					return "", false
-				} else if !ok {
-					continue
-				}
-			}
-			h.Write([]byte(e.line))
-		}
-	}
-	return hex.EncodeToString(h.Sum(nil)), true
+func firstUnkeyed(keys []string) int {
+	return max(slices.Index(keys, ""), 0)
 }
 
-// runInputs identifies what a RUN reads besides its parent: secrets. A
-// bind mount (of the context, a stage or an image) or a cache mount from a
-// stage is not pinned down.
-func runInputs(args []string, in stepKeyInputs) (string, bool) {
-	extra := ""
-	for _, a := range args {
-		if !strings.HasPrefix(a, "--") {
-			break
+func writeList(h hash.Hash, what string, l []string) {
+	for _, v := range l {
+		fmt.Fprintf(h, "%s %q\n", what, v)
+	}
+}
+
+// lastKey is the key of stage s's last step ("" when it has none).
+func lastKey(keys [][]string, s int) string {
+	if s < 0 || s >= len(keys) || len(keys[s]) == 0 {
+		return ""
+	}
+	return keys[s][len(keys[s])-1]
+}
+
+// from identifies what a stage starts from.
+func (k *keyer) from(h hash.Hash, st *dockerfile.Stage, keys [][]string) string {
+	switch {
+	case st.BaseStage >= 0:
+		key := lastKey(keys, st.BaseStage)
+		if key == "" {
+			return fmt.Sprintf("FROM %s: that stage has steps without a key", st.Base)
 		}
-		spec, ok := strings.CutPrefix(a, "--mount=")
-		if !ok {
+		fmt.Fprintf(h, "stage %s\n", key)
+	case st.IsScratch():
+		fmt.Fprintf(h, "scratch\n")
+	default:
+		d, err := k.bf.images.digest(st.Base)
+		if err != nil {
+			return fmt.Sprintf("FROM %s: the image's digest cannot be resolved (%v)", st.Base, err)
+		}
+		fmt.Fprintf(h, "image %s %s\n", st.Base, d)
+	}
+	return ""
+}
+
+// stageOrImage identifies what a --from or from= names: an earlier stage
+// by its key, an image by its digest.
+func (k *keyer) stageOrImage(stage int, ref string, keys [][]string, what string) (string, string) {
+	if j := k.bf.StageIndex(ref, stage); j >= 0 {
+		key := lastKey(keys, j)
+		if key == "" {
+			return "", fmt.Sprintf("%s: stage %q has steps without a key", what, ref)
+		}
+		return "stage " + key, ""
+	}
+	d, err := k.bf.images.digest(ref)
+	if err != nil {
+		return "", fmt.Sprintf("%s: the image's digest cannot be resolved (%v)", what, err)
+	}
+	return "image " + ref + " " + d, ""
+}
+
+// copies identifies what a COPY or ADD copies.
+func (k *keyer) copies(h hash.Hash, stage int, step *dockerfile.Step, keys [][]string) string {
+	for _, c := range step.Copies {
+		fmt.Fprintf(h, "copy dest %q chown %q chmod %q link %t parents %t keepgit %t checksum %q\n", c.Dest, c.Chown, c.Chmod, c.Link, c.Parents, c.KeepGitDir, c.Checksum)
+		writeList(h, "exclude", c.Excludes)
+		for _, f := range c.Files {
+			fmt.Fprintf(h, "file %q %q\n", f.Name, f.Data)
+		}
+		if remoteAdd(c) && c.Checksum == "" {
+			return fmt.Sprintf("%s of a URL: what it downloads can change under the same text (pin it with --checksum)", strings.ToUpper(step.Command))
+		}
+		if c.From != "" {
+			id, why := k.stageOrImage(stage, c.From, keys, strings.ToUpper(step.Command)+" --from="+c.From)
+			if why != "" {
+				return why
+			}
+			fmt.Fprintf(h, "from %s\n", id)
+			writeList(h, "source", c.Src)
 			continue
 		}
-		typ := "bind"
-		from := false
-		for _, part := range strings.Split(spec, ",") {
-			k, v, _ := strings.Cut(part, "=")
-			switch k {
-			case "type":
-				typ = v
-			case "from":
-				from = true
+		for _, src := range c.Src {
+			fmt.Fprintf(h, "source %q\n", src)
+			if isHeredocSource(src, c) || c.Download && isRemoteSource(src) {
+				continue
+			}
+			k.matching(h, src)
+		}
+	}
+	return ""
+}
+
+// matching writes the identities of the context entries a COPY source
+// matches, and of everything under the matched directories. It may take
+// more than the builder copies (a changed file it would not copy only
+// costs a rebuild), never less.
+func (k *keyer) matching(h hash.Hash, src string) {
+	pattern := strings.Trim(path.Clean("/"+filepath.ToSlash(src)), "/")
+	all := pattern == "" || strings.Contains(pattern, "**")
+	depth := strings.Count(pattern, "/") + 1
+	for _, e := range k.entries {
+		if !all {
+			parts := strings.SplitN(e.rel, "/", depth+1)
+			if len(parts) < depth {
+				continue
+			}
+			if ok, err := path.Match(pattern, strings.Join(parts[:depth], "/")); err == nil && !ok {
+				continue
 			}
 		}
-		switch {
-		case typ == "bind" || from:
-			return "", false
-		case typ == "secret":
-			for _, k := range slices.Sorted(maps.Keys(in.secretDigests)) {
-				extra += fmt.Sprintf("secret %q %s\n", k, in.secretDigests[k])
+		io.WriteString(h, e.line)
+	}
+}
+
+// run identifies what a RUN reads besides its parent: its environment, and
+// what it mounts.
+func (k *keyer) run(h hash.Hash, stage int, step *dockerfile.Step, keys [][]string) string {
+	writeList(h, "env", step.Env)
+	for _, r := range step.Runs {
+		fmt.Fprintf(h, "run shell %t network %q\n", r.Shell, r.Network)
+		writeList(h, "arg", r.Args)
+		for _, f := range r.Files {
+			fmt.Fprintf(h, "file %q %q\n", f.Name, f.Data)
+		}
+		for _, raw := range r.Mounts {
+			fmt.Fprintf(h, "mount %q\n", raw)
+			m, err := parseRunMount(raw)
+			if err != nil {
+				return fmt.Sprintf("RUN --mount=%s: %v", raw, err)
+			}
+			switch {
+			case m.from != "" && (m.typ == "bind" || m.typ == "cache"):
+				id, why := k.stageOrImage(stage, m.from, keys, "RUN --mount=..."+"from="+m.from)
+				if why != "" {
+					return why
+				}
+				fmt.Fprintf(h, "from %s\n", id)
+			case m.typ == "bind":
+				id, err := k.bindSource(m.source)
+				if err != nil {
+					return fmt.Sprintf("RUN --mount=%s: its source cannot be read (%v)", raw, err)
+				}
+				fmt.Fprintf(h, "source %s\n", id)
+			case m.typ == "secret":
+				for _, name := range slices.Sorted(maps.Keys(k.secretDigests)) {
+					fmt.Fprintf(h, "secret %q %s\n", name, k.secretDigests[name])
+				}
 			}
 		}
 	}
-	return extra, true
+	return ""
+}
+
+// bindSource identifies the files a bind mount of the context shows: all
+// of them under source, the ignore file does not apply to mounts.
+func (k *keyer) bindSource(source string) (string, error) {
+	rel := strings.Trim(path.Clean("/"+filepath.ToSlash(source)), "/")
+	if id, ok := k.bindCache[rel]; ok {
+		return id, nil
+	}
+	entries, err := contextEntries(k.bf.contextDir, rel, nil)
+	if err != nil {
+		return "", err
+	}
+	h := sha256.New()
+	for _, e := range entries {
+		io.WriteString(h, e.line)
+	}
+	id := hex.EncodeToString(h.Sum(nil))
+	k.bindCache[rel] = id
+	return id, nil
 }
 
 // stepRecord is the image a step key produced.
@@ -311,7 +316,7 @@ func (a *Activities) rememberSteps(recs map[string]stepRecord, keys [][]string, 
 		st := max(s.Stage-1, 0)
 		i := s.N - 1
 		if st >= len(keys) || s.Total != len(keys[st]) || i < 1 || i >= len(keys[st]) || keys[st][i] == "" || s.Image == "" {
-			continue // a FROM (its image is its base's), or not the steps we parsed
+			continue // a FROM (its image is its base's), or not the steps we read
 		}
 		recs[keys[st][i]] = stepRecord{Image: s.Image, Used: now}
 	}
@@ -339,82 +344,96 @@ func (a *Activities) forgetSteps(p *stepPlan) {
 	}
 }
 
-// originalSteps maps the steps podman ran from the rewritten Dockerfile
-// back to the Dockerfile as written: a cut stage's prefix shows as cached
-// steps that took no time (the last one carries the time of the FROM that
-// replaced them), the steps after it get their numbers back, a stage cut
-// whole, which podman does not show, is all cached steps, and the final
-// stage's last tail steps, left to the registry (configTail), come last:
-// not cached, no time.
-func (d *dockerfileStages) originalSteps(cut []int, images []string, tail int, ran []podman.Step) []podman.Step {
-	multi := len(d.stages) > 1
-	step := func(s, i int) podman.Step {
-		st := podman.Step{N: i + 1, Total: len(d.stages[s].insts), Instruction: d.stages[s].insts[i].text, Cached: i > 0}
-		if multi {
-			st.Stage, st.Stages = s+1, len(d.stages)
-		}
-		if i == cut[s] {
-			st.Image = images[s]
-		}
-		return st
+// configTail returns the number of steps the final stage ends with that
+// change only the image's config (dockerfile.Step.ConfigOnly): the build
+// leaves them out and Push applies them to the image's config in the
+// registry. At least one step after the FROM is built; in an OCI image a
+// HEALTHCHECK has no place, so the tail has none then (the build is in
+// Docker format whenever the Dockerfile has one).
+func (bf *buildFile) configTail() int {
+	steps := bf.Stages[len(bf.Stages)-1].Steps
+	start := len(steps)
+	for start > 2 && steps[start-1].ConfigOnly() && (bf.format == "docker" || steps[start-1].Command != "healthcheck") {
+		start--
 	}
-	var out []podman.Step
-	seen := map[int]bool{}
-	last := len(d.stages) - 1
-	for _, r := range ran {
-		s := max(r.Stage-1, 0)
-		if s == last {
-			r.Total += tail
-		}
-		if s >= len(d.stages) || cut[s] == 0 {
-			out = append(out, r)
-			continue
-		}
-		if !seen[s] {
-			seen[s] = true
-			for i := range cut[s] {
-				out = append(out, step(s, i))
+	return len(steps) - start
+}
+
+// tailSteps are the config-only steps configTail counts, for Push, and
+// their texts.
+func (bf *buildFile) tailSteps(n int) (*deploy.ConfigTail, []string) {
+	all := bf.Stages[len(bf.Stages)-1].Steps
+	before := all[len(all)-n-1]
+	t := &deploy.ConfigTail{CmdSet: before.CmdSet, RunEnv: slices.Clone(before.RunEnv)}
+	var texts []string
+	for _, s := range all[len(all)-n:] {
+		t.Steps = append(t.Steps, s.ConfigStep())
+		texts = append(texts, s.Original)
+	}
+	return t, texts
+}
+
+// builtinArgs are the build arguments the builder defines itself
+// (imagebuilder's builtinArgDefaults); a stage declares them without a
+// value.
+var builtinArgs = map[string]bool{
+	"TARGETPLATFORM": true, "TARGETOS": true, "TARGETARCH": true, "TARGETVARIANT": true,
+	"BUILDPLATFORM": true, "BUILDOS": true, "BUILDARCH": true, "BUILDVARIANT": true,
+}
+
+// stepPlan is how a build uses the step records. A nil plan builds the
+// Dockerfile as written.
+type stepPlan struct {
+	bf   *buildFile
+	keys stepKeys
+	// cut[s] is the index of the step of stage s whose recorded image the
+	// rewritten stage starts from (0: the stage runs as written);
+	// images[s] that image; restored[s] the ARGs the rewritten stage
+	// declares again after its FROM (the build arguments in scope at the
+	// cut, which an image does not keep).
+	cut      []int
+	images   []string
+	restored [][]string
+	recs     map[string]stepRecord // the records the plan was made from
+	// tail is the number of the final stage's last steps applied to the
+	// image's config in the registry instead of built (configTail).
+	tail int
+	dir  string // holds the rewritten Dockerfile
+	file string // the rewritten Dockerfile; "" when the Dockerfile is built as written
+}
+
+// validCut reports whether stage st may start from the image of its step
+// c: not inside the base image's ONBUILD triggers, and not between a CMD
+// and a later ENTRYPOINT (the ENTRYPOINT keeps a CMD of the same stage,
+// which a stage starting from an image does not know of).
+func validCut(st *dockerfile.Stage, c int) bool {
+	if c+1 < len(st.Steps) && st.Steps[c+1].Trigger {
+		return false
+	}
+	if st.Steps[c].CmdSet {
+		for _, s := range st.Steps[c+1:] {
+			if s.Command == "entrypoint" {
+				return false
 			}
 		}
-		r.N += cut[s]
-		r.Total += cut[s]
-		if r.N == cut[s]+1 {
-			o := step(s, cut[s])
-			o.Duration = r.Duration
-			r = o
-		}
-		out = append(out, r)
 	}
-	for s := range d.stages {
-		if cut[s] > 0 && !seen[s] && cut[s] == len(d.stages[s].insts)-1 {
-			for i := range d.stages[s].insts {
-				out = append(out, step(s, i))
-			}
-		}
-	}
-	for i := len(d.stages[last].insts) - tail; i < len(d.stages[last].insts); i++ {
-		st := step(last, i)
-		st.Cached = false
-		out = append(out, st)
-	}
-	return out
+	return true
 }
 
 // cutPlan finds, for every stage, the longest prefix of steps with a
-// recorded image: cut[s] is the number of steps the rewritten Dockerfile
-// replaces with a FROM of images[s] (0: the stage runs as written). The
-// final stage's last tail steps are not built (configTail): its prefix
-// ends before them.
-func cutPlan(keys [][]string, recs map[string]stepRecord, tail int) (cut []int, images []string) {
-	cut = make([]int, len(keys))
-	images = make([]string, len(keys))
-	for s, ks := range keys {
-		end := len(ks) - 1
-		if s == len(keys)-1 {
+// recorded image. The final stage's last tail steps are not built: its
+// prefix ends before them.
+func cutPlan(bf *buildFile, keys stepKeys, recs map[string]stepRecord, tail int) (cut []int, images []string) {
+	cut = make([]int, len(bf.Stages))
+	images = make([]string, len(bf.Stages))
+	for s, st := range bf.Stages {
+		end := len(st.Steps) - 1
+		if s == len(bf.Stages)-1 {
 			end -= tail
 		}
 		for i := end; i >= 1; i-- {
-			if r, ok := recs[ks[i]]; ok && ks[i] != "" && r.Image != "" {
+			r, ok := recs[keys.keys[s][i]]
+			if keys.keys[s][i] != "" && ok && r.Image != "" && validCut(st, i) {
 				cut[s], images[s] = i, r.Image
 				break
 			}
@@ -423,81 +442,154 @@ func cutPlan(keys [][]string, recs map[string]stepRecord, tail int) (cut []int, 
 	return cut, images
 }
 
-// rewrite writes the Dockerfile with each cut stage starting FROM the
-// recorded image of its prefix: stage s keeps its instructions after
-// index cut[s], the final stage all but its last tail.
-func (d *dockerfileStages) rewrite(w io.Writer, cut []int, images []string, tail int) {
-	for _, l := range d.head {
-		fmt.Fprintln(w, l)
-	}
-	for s, st := range d.stages {
-		start := 0
-		if cut[s] > 0 {
-			from := "FROM " + images[s]
-			if st.name != "" {
-				from += " AS " + st.name
-			}
-			fmt.Fprintln(w, from)
-			start = cut[s] + 1
-		}
-		end := len(st.insts)
-		if s == len(d.stages)-1 {
-			end -= tail
-		}
-		for _, inst := range st.insts[start:end] {
-			for _, l := range inst.raw {
-				fmt.Fprintln(w, l)
-			}
-		}
-	}
-}
-
-// stepPlan is how a build uses the step records. A nil plan builds the
-// Dockerfile as written.
-type stepPlan struct {
-	d      *dockerfileStages
-	keys   [][]string
-	cut    []int
-	images []string
-	recs   map[string]stepRecord // the records the plan was made from
-	// tail are the final stage's last instructions, applied to the
-	// image's config in the registry instead of built (configTail).
-	tail []string
-	dir  string // holds the rewritten Dockerfile
-	file string // the rewritten Dockerfile; "" when the Dockerfile is built as written
-}
-
 // planSteps computes the build's step keys and, when some stage can start
-// from a recorded image, writes the rewritten Dockerfile. It returns nil
-// when the Dockerfile's steps cannot be keyed.
-func (a *Activities) planSteps(dockerfile string, d *dockerfileStages, inputs buildInputs, secretDigests map[string]string) *stepPlan {
-	if d == nil {
-		return nil
-	}
-	p := &stepPlan{d: d, keys: d.keys(stepKeyInputs{entries: inputs.entries, digests: inputs.digests, secretDigests: secretDigests})}
+// from a recorded image or the final stage ends with config-only steps,
+// writes the rewritten Dockerfile.
+func (a *Activities) planSteps(bf *buildFile, entries []contextEntry, secretDigests, buildArgs map[string]string) *stepPlan {
+	p := &stepPlan{bf: bf, keys: bf.stepKeys(entries, secretDigests)}
 	p.recs = a.loadSteps()
-	p.tail = d.configTail()
-	p.cut, p.images = cutPlan(p.keys, p.recs, len(p.tail))
-	if len(p.tail) == 0 && !slices.ContainsFunc(p.cut, func(n int) bool { return n > 0 }) {
+	p.tail = bf.configTail()
+	p.cut, p.images = cutPlan(bf, p.keys, p.recs, p.tail)
+	p.restored = make([][]string, len(bf.Stages))
+	if p.tail == 0 && !slices.ContainsFunc(p.cut, func(n int) bool { return n > 0 }) {
+		return p
+	}
+	var b bytes.Buffer
+	p.rewrite(&b, buildArgs)
+	if err := p.check(b.Bytes(), buildArgs); err != nil {
+		a.cfg.Logger.Warn("the rewritten Dockerfile does not read as planned; building as written", "error", err)
+		p.drop()
 		return p
 	}
 	dir, err := os.MkdirTemp(a.layout.Work, "dockerfile-")
 	if err == nil {
-		var b bytes.Buffer
-		d.rewrite(&b, p.cut, p.images, len(p.tail))
 		p.dir, p.file = dir, filepath.Join(dir, "Dockerfile")
 		err = os.WriteFile(p.file, b.Bytes(), 0o644)
 	}
-	if ignore, rerr := os.ReadFile(dockerfile + ".dockerignore"); err == nil && rerr == nil {
-		// podman reads the ignore file beside the Dockerfile first.
-		err = os.WriteFile(p.file+".dockerignore", ignore, 0o644)
-	}
 	if err != nil {
 		a.cfg.Logger.Warn("write the rewritten Dockerfile", "error", err)
-		p.remove()
 		p.drop()
 	}
 	return p
+}
+
+// rewrite writes the Dockerfile with each cut stage starting FROM the
+// recorded image of its prefix (and declaring again the build arguments
+// in scope there), the final stage without its last tail steps. Every
+// other line is copied as written: parser directives, comments, heredocs.
+func (p *stepPlan) rewrite(w io.Writer, buildArgs map[string]string) {
+	f := p.bf.File
+	lines := func(from, to int) { // 1-based, inclusive
+		for n := from; n <= to && n <= len(f.Lines); n++ {
+			fmt.Fprintln(w, f.Lines[n-1])
+		}
+	}
+	lines(1, f.Head)
+	last := len(f.Stages) - 1
+	for s, st := range f.Stages {
+		end := len(f.Lines)
+		if s < last {
+			end = f.Stages[s+1].Steps[0].StartLine - 1
+		} else if p.tail > 0 {
+			end = st.Steps[len(st.Steps)-p.tail].StartLine - 1
+		}
+		c := p.cut[s]
+		if c == 0 {
+			lines(st.Steps[0].StartLine, end)
+			continue
+		}
+		from := "FROM " + p.images[s]
+		if st.Name != "" {
+			from += " AS " + st.Name
+		}
+		fmt.Fprintln(w, from)
+		p.restored[s] = nil
+		if c+1 < len(st.Steps)-boolInt(s == last)*p.tail {
+			for _, name := range st.Steps[c].Declared {
+				if slices.Contains(p.restored[s], name) {
+					continue
+				}
+				p.restored[s] = append(p.restored[s], name)
+				fmt.Fprintln(w, restoreArg(name, st.Steps[c].ArgsInScope, buildArgs, f.EscapeToken))
+			}
+			lines(st.Steps[c+1].StartLine, end)
+		}
+	}
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+// restoreArg declares build argument name again with the value it had.
+func restoreArg(name string, inScope []string, buildArgs map[string]string, escape rune) string {
+	if _, user := buildArgs[name]; user || builtinArgs[name] {
+		return "ARG " + name
+	}
+	for _, kv := range inScope {
+		if k, v, _ := strings.Cut(kv, "="); k == name {
+			esc := string(escape)
+			return "ARG " + name + "='" + strings.ReplaceAll(v, "'", "'"+esc+"''") + "'"
+		}
+	}
+	return "ARG " + name
+}
+
+// check reads the rewritten Dockerfile as the builder will and compares
+// it with the plan: the same stages, the steps after each cut the same,
+// the same build arguments in scope.
+func (p *stepPlan) check(src []byte, buildArgs map[string]string) error {
+	// A recorded image's config is the config after its step.
+	configs := map[string]*docker.Config{}
+	for s, c := range p.cut {
+		if c > 0 {
+			configs[p.images[s]] = &p.bf.Stages[s].Steps[c].Config
+		}
+	}
+	base := func(ref string) *docker.Config {
+		if c, ok := configs[ref]; ok {
+			return c
+		}
+		return p.bf.images.config(ref)
+	}
+	g, err := dockerfile.Parse(src, dockerfile.Options{BuildArgs: buildArgs, BaseConfig: base})
+	if err != nil {
+		return err
+	}
+	f := p.bf.File
+	if len(g.Stages) != len(f.Stages) {
+		return fmt.Errorf("%d stages, want %d", len(g.Stages), len(f.Stages))
+	}
+	for s, st := range f.Stages {
+		want := st.Steps[p.cut[s]:]
+		if s == len(f.Stages)-1 {
+			want = want[:len(want)-p.tail]
+		}
+		got := g.Stages[s].Steps
+		if p.cut[s] > 0 {
+			if len(got) != len(want)+len(p.restored[s]) {
+				return fmt.Errorf("stage %d: %d steps, want %d", s+1, len(got), len(want)+len(p.restored[s]))
+			}
+			at := got[len(p.restored[s])]
+			if len(want) > 1 && !slices.Equal(at.ArgsInScope, want[0].ArgsInScope) {
+				return fmt.Errorf("stage %d: build arguments %q after the restored ARGs, want %q", s+1, at.ArgsInScope, want[0].ArgsInScope)
+			}
+			got = got[len(p.restored[s])+1:]
+			want = want[1:]
+		}
+		if len(got) != len(want) {
+			return fmt.Errorf("stage %d: %d steps, want %d", s+1, len(got), len(want))
+		}
+		for i := range want {
+			if got[i].Original != want[i].Original || !slices.Equal(got[i].Args, want[i].Args) {
+				return fmt.Errorf("stage %d: step %q reads as %q", s+1, want[i].Original, got[i].Original)
+			}
+		}
+	}
+	return nil
 }
 
 func (p *stepPlan) cutting() bool { return p != nil && p.file != "" }
@@ -512,7 +604,8 @@ func (p *stepPlan) summary() []string {
 			continue
 		}
 		total += n
-		name := p.d.stages[s].name
+		st := p.bf.Stages[s]
+		name := st.Name
 		if name == "" {
 			name = fmt.Sprintf("stage %d", s+1)
 		}
@@ -520,24 +613,46 @@ func (p *stepPlan) summary() []string {
 		if n == 1 {
 			steps = "step 2"
 		}
-		if len(p.d.stages) > 1 {
+		if len(p.bf.Stages) > 1 {
 			steps = name + " " + steps
 		}
 		parts = append(parts, fmt.Sprintf("%s (image %s)", steps, shortID(p.images[s])))
 	}
 	var out []string
 	if total > 0 {
-		out = append(out, fmt.Sprintf("reusing the images of %d unchanged step(s) of earlier builds, without podman's cache checks: %s", total, strings.Join(parts, "; ")))
+		out = append(out, fmt.Sprintf("reusing the images of %d unchanged step(s) of earlier builds, without the builder's cache checks: %s", total, strings.Join(parts, "; ")))
 	}
-	if len(p.tail) > 0 {
-		out = append(out, fmt.Sprintf("the last %d step(s) change only the image's config (%s): applied in the registry at push, not built", len(p.tail), strings.Join(p.tail, "; ")))
+	if p.tail > 0 {
+		last := p.bf.Stages[len(p.bf.Stages)-1].Steps
+		var texts []string
+		for _, s := range last[len(last)-p.tail:] {
+			texts = append(texts, s.Original)
+		}
+		out = append(out, fmt.Sprintf("the last %d step(s) change only the image's config (%s): applied in the registry at push, not built", p.tail, strings.Join(texts, "; ")))
+	}
+	return out
+}
+
+// whyNotReused lists, for the build's log, the steps that have no key
+// (the first of each stage's chain), with the reason.
+func (sk stepKeys) whyNotReused(bf *buildFile) []string {
+	var out []string
+	n := 0
+	for s, st := range bf.Stages {
+		for i := range st.Steps {
+			if w := sk.why[s][i]; w != "" && !strings.HasPrefix(w, "follows step") {
+				out = append(out, fmt.Sprintf("step %d not reused: %s", n+i+1, w))
+			}
+		}
+		n += len(st.Steps)
 	}
 	return out
 }
 
 // mapStep numbers a step of the rewritten Dockerfile as the Dockerfile is
 // written. The FROM that replaced a stage's prefix stands for the
-// prefix's last step, shown with the recorded image it starts from.
+// prefix's last step, shown with the recorded image it starts from; a
+// restored ARG keeps the number of that step.
 func (p *stepPlan) mapStep(s podman.Step) podman.Step {
 	if !p.cutting() {
 		return s
@@ -546,22 +661,38 @@ func (p *stepPlan) mapStep(s podman.Step) podman.Step {
 	if st >= len(p.cut) || (s.Stages == 0) != (len(p.cut) == 1) {
 		return s
 	}
-	if st == len(p.cut)-1 {
-		s.Total += len(p.tail)
-	}
-	if p.cut[st] == 0 {
+	orig := p.bf.Stages[st].Steps
+	s.Total = len(orig)
+	c := p.cut[st]
+	if c == 0 {
 		return s
 	}
-	if s.N == 1 {
-		s.Instruction = p.d.stages[st].insts[p.cut[st]].text + " (unchanged: image " + shortID(p.images[st]) + ")"
+	r := len(p.restored[st])
+	switch {
+	case s.N == 1:
+		s.Instruction = orig[c].Header() + " (unchanged: image " + shortID(p.images[st]) + ")"
+		s.N = c + 1
+	case s.N <= 1+r:
+		s.Instruction += " (declared again for the steps after the reused image)"
+		s.N = c + 1
+	default:
+		s.N = s.N - 1 - r + c + 1
 	}
-	s.N += p.cut[st]
-	s.Total += p.cut[st]
 	return s
 }
 
-// mapHeader renumbers a step header line of podman's output (mapStep);
-// other lines pass unchanged.
+// restoredStep reports whether a step of the rewritten Dockerfile is one
+// of its restored ARGs.
+func (p *stepPlan) restoredStep(s podman.Step) bool {
+	if !p.cutting() {
+		return false
+	}
+	st := max(s.Stage-1, 0)
+	return st < len(p.cut) && p.cut[st] > 0 && s.N > 1 && s.N <= 1+len(p.restored[st])
+}
+
+// mapHeader renumbers a step header line of the builder's output
+// (mapStep); other lines pass unchanged.
 func (p *stepPlan) mapHeader(line string) string {
 	if !p.cutting() {
 		return line
@@ -573,9 +704,10 @@ func (p *stepPlan) mapHeader(line string) string {
 	return p.mapStep(s).String()
 }
 
-// headers passes podman's output to w, one line per Write, with the step
-// headers renumbered (mapHeader): the build's log then numbers its steps
-// as the Dockerfile does, as do the deployment's steps and its progress.
+// headers passes the builder's output to w, one line per Write, with the
+// step headers renumbered (mapHeader): the build's log then numbers its
+// steps as the Dockerfile does, as do the deployment's steps and its
+// progress.
 func (p *stepPlan) headers(w io.Writer) io.Writer {
 	if !p.cutting() || w == nil {
 		return w
@@ -602,8 +734,8 @@ func (h headerWriter) Write(b []byte) (int, error) {
 	return h.w.Write(b)
 }
 
-// progress maps a step podman reports to the Dockerfile as written, and
-// counts the steps the records served as cached.
+// progress maps a step the builder reports to the Dockerfile as written,
+// and counts the steps the records served as cached.
 func (p *stepPlan) progress(s podman.Step, cached int) (podman.Step, int) {
 	if !p.cutting() {
 		return s, cached
@@ -614,21 +746,79 @@ func (p *stepPlan) progress(s podman.Step, cached int) (podman.Step, int) {
 	return p.mapStep(s), cached
 }
 
-// originalSteps: see dockerfileStages.originalSteps.
+// originalSteps maps the steps the builder ran from the rewritten
+// Dockerfile back to the Dockerfile as written: a cut stage's prefix shows
+// as cached steps that took no time (the last one carries the time of the
+// FROM that replaced them), restored ARGs are left out, the steps after
+// it get their numbers back, a stage cut whole, which the builder does not
+// show, is all cached steps, and the final stage's last tail steps, left
+// to the registry, come last: not cached, no time.
 func (p *stepPlan) originalSteps(ran []podman.Step) []podman.Step {
 	if !p.cutting() {
 		return ran
 	}
-	return p.d.originalSteps(p.cut, p.images, len(p.tail), ran)
+	f := p.bf.File
+	multi := len(f.Stages) > 1
+	step := func(s, i int) podman.Step {
+		st := podman.Step{N: i + 1, Total: len(f.Stages[s].Steps), Instruction: f.Stages[s].Steps[i].Header(), Cached: i > 0}
+		if multi {
+			st.Stage, st.Stages = s+1, len(f.Stages)
+		}
+		if i == p.cut[s] {
+			st.Image = p.images[s]
+		}
+		return st
+	}
+	var out []podman.Step
+	seen := map[int]bool{}
+	for _, r := range ran {
+		s := max(r.Stage-1, 0)
+		if p.restoredStep(r) {
+			continue
+		}
+		if s >= len(f.Stages) || p.cut[s] == 0 {
+			out = append(out, p.mapStep(r))
+			continue
+		}
+		if !seen[s] {
+			seen[s] = true
+			for i := range p.cut[s] {
+				out = append(out, step(s, i))
+			}
+		}
+		if r.N == 1 {
+			o := step(s, p.cut[s])
+			o.Duration = r.Duration
+			out = append(out, o)
+			continue
+		}
+		out = append(out, p.mapStep(r))
+	}
+	last := len(f.Stages) - 1
+	for s := range f.Stages {
+		if p.cut[s] > 0 && !seen[s] && p.cut[s] == len(f.Stages[s].Steps)-1-boolInt(s == last)*p.tail {
+			for i := 0; i <= p.cut[s]; i++ {
+				out = append(out, step(s, i))
+			}
+		}
+	}
+	steps := f.Stages[last].Steps
+	for i := len(steps) - p.tail; i < len(steps); i++ {
+		st := step(last, i)
+		st.Cached = false
+		out = append(out, st)
+	}
+	return out
 }
 
-// config is what Push applies to the image's config in the registry: the
-// instructions the rewritten Dockerfile left out.
-func (p *stepPlan) config() []string {
-	if !p.cutting() {
-		return nil
+// why says why a step of the Dockerfile as written (originalSteps) has
+// no key; "" when it has one.
+func (p *stepPlan) why(s podman.Step) string {
+	st, i := max(s.Stage-1, 0), s.N-1
+	if st >= len(p.keys.why) || i < 0 || i >= len(p.keys.why[st]) {
+		return ""
 	}
-	return p.tail
+	return p.keys.why[st][i]
 }
 
 // lostImage reports whether a failed build failed because an image a stage
@@ -653,8 +843,11 @@ func (p *stepPlan) drop() {
 	}
 	p.remove()
 	p.file = ""
-	p.tail = nil
+	p.tail = 0
 	clear(p.cut)
+	for i := range p.restored {
+		p.restored[i] = nil
+	}
 }
 
 func (p *stepPlan) remove() {

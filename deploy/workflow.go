@@ -19,6 +19,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/slipway-ci/slipway"
+	"github.com/slipway-ci/slipway/dockerfile"
 )
 
 // ControlQueue is the task queue the server's worker polls.
@@ -100,6 +101,11 @@ type BuildInput struct {
 	// with that Push applies to the image's config in the registry (set
 	// after Build).
 	ImageConfig []string `json:",omitempty"`
+	// ConfigTail are those steps as Push applies them (set after Build;
+	// an agent before it sent only ImageConfig).
+	ConfigTail *ConfigTail `json:",omitempty"`
+	// BuildArgs are the project's build arguments (--build-arg).
+	BuildArgs map[string]string `json:",omitempty"`
 	// Secrets and SecretsToken: see DeploymentInput. The agent fetches the
 	// values when Secrets is not empty.
 	Secrets      []string
@@ -120,8 +126,21 @@ type BuildActivityResult struct {
 	// ReusedFrom is the image of an earlier build with identical inputs
 	// whose image was reused instead of building.
 	ReusedFrom string
-	// ImageConfig: see BuildInput.
-	ImageConfig []string `json:",omitempty"`
+	// ImageConfig and ConfigTail: see BuildInput.
+	ImageConfig []string    `json:",omitempty"`
+	ConfigTail  *ConfigTail `json:",omitempty"`
+}
+
+// ConfigTail are the config-only steps a Dockerfile's final stage ends
+// with, evaluated by the agent's reading of the Dockerfile, that Push
+// applies to the image's config in the registry instead of building them.
+type ConfigTail struct {
+	// Steps in order.
+	Steps []dockerfile.ConfigStep
+	// CmdSet is true when a CMD came earlier in the stage; RunEnv are the
+	// variables the stage set before the steps (dockerfile.Apply).
+	CmdSet bool     `json:",omitempty"`
+	RunEnv []string `json:",omitempty"`
 }
 
 // PushResult is the Push activity's result.
@@ -185,6 +204,7 @@ func BuildWorkflow(ctx workflow.Context, in BuildInput) (*BuildResult, error) {
 	phase("build", start)
 	in.InputKey = built.InputKey
 	in.ImageConfig = built.ImageConfig
+	in.ConfigTail = built.ConfigTail
 
 	start = workflow.Now(ctx)
 	pushCtx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{

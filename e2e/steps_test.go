@@ -113,7 +113,7 @@ func TestStepsStartFromRecordedImages(t *testing.T) {
 		t.Fatalf("no deployment %s", d.ID)
 		return ""
 	}
-	const summary = "unchanged step(s) of earlier builds, without podman's cache checks"
+	const summary = "unchanged step(s) of earlier builds, without the builder's cache checks"
 
 	first := s.deployWait(t, "steps", sha)
 	if l := logsOf(first.ID); strings.Contains(l, summary) || !ran(l, "deps-ran-dep-1") {
@@ -229,5 +229,94 @@ func TestStepsStartFromRecordedImages(t *testing.T) {
 	failed := s.deployments(t, "steps")[0]
 	if failed.Status != "failed" || failed.FailedStep != "[2/3] STEP 4/4: RUN exit 7 && cat src/*.txt > /build.out" {
 		t.Errorf("failing build: status %s, failed step %q; want failed at [2/3] STEP 4/4\n%s", failed.Status, failed.FailedStep, out)
+	}
+}
+
+// The shapes Dockerfiles take beyond the bench app's: the base image from
+// a global ARG (FROM ${BASE}), an ARG mid-stage that a RUN uses, a LABEL
+// mid-stage, a HEALTHCHECK (kept: the image is built in Docker format) and
+// a JSON CMD; a repository with a Containerfile and no Dockerfile. A
+// one-file change still starts the stages from recorded images (the ARG
+// declared again), the config-only tail is applied in the registry, and the
+// image is the one a full build makes.
+func TestStepsOfAnotherShape(t *testing.T) {
+	s := startServer(t, t.TempDir(), "127.0.0.1:0")
+	p := testenv.Podman(t)
+	base := testenv.BaseImage(t, p, s.Host)
+	containerfile := "ARG BASE=" + base + "\n" +
+		"ARG GREETING=hello\n" +
+		"FROM ${BASE} AS build\n" +
+		"ARG GREETING\n" +
+		"WORKDIR /src\n" +
+		"COPY src ./src\n" +
+		"label stage=build\n" +
+		"RUN echo \"build-ran-$GREETING\" && cat src/*.txt > /build.out\n" +
+		"\n" +
+		"FROM ${BASE}\n" +
+		"LABEL org.example.mid=yes\n" +
+		"COPY --from=build /build.out /build.out\n" +
+		"USER 65534\n" +
+		"EXPOSE 8080\n" +
+		"HEALTHCHECK --interval=30s --retries=2 CMD cat /build.out\n" +
+		"CMD [\"cat\", \"/build.out\"]\n"
+	dir, sha := testenv.GitRepo(t, map[string]string{"Containerfile": containerfile, "src/a.txt": "src-1\n"})
+	s.addProject(t, "shape", dir)
+	logsOf := func(id string) string { l, _ := s.cli(t, "logs", id); return l }
+	image := func(d deploymentDetail) string {
+		for _, dep := range s.deployments(t, "shape") {
+			if dep.ID == d.ID {
+				return dep.Image + "@" + dep.Digest
+			}
+		}
+		t.Fatalf("no deployment %s", d.ID)
+		return ""
+	}
+	check := func(d deploymentDetail, src string) {
+		t.Helper()
+		img := image(d)
+		if got := imageFile(t, img, "/build.out"); got != src {
+			t.Errorf("/build.out = %q, want %q", got, src)
+		}
+		cf := registryConfig(t, img).Config
+		if cf.Healthcheck == nil || !slices.Equal(cf.Healthcheck.Test, []string{"CMD-SHELL", "cat /build.out"}) || cf.Healthcheck.Retries != 2 {
+			t.Errorf("healthcheck %+v, want CMD-SHELL cat /build.out, 2 retries", cf.Healthcheck)
+		}
+		if cf.User != "65534" || !slices.Equal(cf.Cmd, []string{"cat", "/build.out"}) || cf.Labels["org.example.mid"] != "yes" || cf.Labels["slipway.deployment"] != d.ID {
+			t.Errorf("config: user %q cmd %q labels %v", cf.User, cf.Cmd, cf.Labels)
+		}
+		if _, ok := cf.ExposedPorts["8080/tcp"]; !ok {
+			t.Errorf("ports %v, want 8080/tcp", cf.ExposedPorts)
+		}
+	}
+	first := s.deployWait(t, "shape", sha)
+	if l := logsOf(first.ID); !strings.Contains(l, "build-ran-hello") || !strings.Contains(l, "applied in the registry at push") {
+		t.Fatalf("first build:\n%s", l)
+	}
+	check(first, "src-1\n")
+	s.waitAsleep(t, "shape")
+
+	sha = testenv.Commit(t, dir, map[string]string{"src/a.txt": "src-2\n"})
+	second := s.deployWait(t, "shape", sha)
+	l := logsOf(second.ID)
+	for _, want := range []string{
+		"without the builder's cache checks",
+		"[1/2] STEP 3/6: WORKDIR /src (unchanged: image ",
+		"(declared again for the steps after the reused image)",
+		"build-ran-hello",
+		"[2/2] STEP 2/7: LABEL org.example.mid=yes (unchanged: image ",
+	} {
+		if !strings.Contains(l, want) {
+			t.Errorf("second build's log lacks %q:\n%s", want, l)
+		}
+	}
+	check(second, "src-2\n")
+	var inRegistry []string
+	for _, st := range second.Steps {
+		if st.InRegistry {
+			inRegistry = append(inRegistry, st.Instruction)
+		}
+	}
+	if want := []string{"[2/2] STEP 4/7: USER 65534", "[2/2] STEP 5/7: EXPOSE 8080", "[2/2] STEP 6/7: HEALTHCHECK --interval=30s --retries=2 CMD cat /build.out", `[2/2] STEP 7/7: CMD ["cat", "/build.out"]`}; !slices.Equal(inRegistry, want) {
+		t.Errorf("steps applied in the registry %q, want %q", inRegistry, want)
 	}
 }

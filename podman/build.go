@@ -24,6 +24,9 @@ type BuildOptions struct {
 	// Dockerfile is the Dockerfile's path; a relative path is taken
 	// relative to ContextDir. Default: ContextDir/Dockerfile.
 	Dockerfile string
+	// IgnoreFile is the ignore file (.dockerignore) the build uses; empty
+	// lets the builder look for one.
+	IgnoreFile string
 	// Tag is the image reference to tag the result with, e.g.
 	// "127.0.0.1:5000/app:<sha>". It must name a tag other than "latest".
 	// Empty means untagged.
@@ -180,6 +183,9 @@ func (p *Podman) Build(ctx context.Context, opts BuildOptions) (*BuildResult, er
 		"--iidfile", iidFile,
 		"--runtime-flag", "root=" + runcRoot,
 		"-f", dockerfile,
+	}
+	if opts.IgnoreFile != "" {
+		args = append(args, "--ignorefile", opts.IgnoreFile)
 	}
 	if opts.Tag != "" {
 		args = append(args, "-t", opts.Tag)

@@ -1,0 +1,166 @@
+package e2e
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/slipway-ci/slipway/internal/testenv"
+)
+
+// escapeAttempt is one way a pushed commit tries to read or write a file
+// of the builder's host through its build.
+type escapeAttempt struct {
+	name string
+	// dockerfile is the Dockerfile; SENTINEL in it stands for the
+	// sentinel's path, BASE for the base image.
+	dockerfile string
+	// files are more files of the commit; links are symlinks (path →
+	// target, SENTINEL and SENTINELDIR replaced).
+	files, links map[string]string
+	// flags are `slipway project add` flags (another Dockerfile path or
+	// context).
+	flags []string
+	// refused is part of the error the agent's policy refuses the build
+	// with; "" when the policy lets the build run (the builder itself
+	// must then keep it inside).
+	refused string
+}
+
+// escapeAttempts are the spellings of reaching outside the checkout that
+// the escape suite tries. The repository holds `root -> /` and
+// `sentinel-link -> SENTINEL`.
+var escapeAttempts = []escapeAttempt{
+	{name: "bind mount of a link to /", dockerfile: "FROM BASE\nRUN --mount=type=bind,source=root,target=/h cat /hSENTINEL\n", refused: "points outside the repository"},
+	{name: "continued mount option", dockerfile: "FROM BASE\nRUN --mount=type=bind,\\\nsource=root,target=/h cat /hSENTINEL\n", refused: "points outside the repository"},
+	{name: "source named twice", dockerfile: "FROM BASE\nRUN --mount=type=bind,source=.,src=root,target=/h cat /hSENTINEL\n", refused: "names its source twice"},
+	{name: "src alias", dockerfile: "FROM BASE\nRUN --mount=type=bind,src=root,target=/h cat /hSENTINEL\n", refused: "points outside the repository"},
+	{name: "type left out", dockerfile: "FROM BASE\nRUN --mount=source=root,target=/h cat /hSENTINEL\n", refused: "points outside the repository"},
+	{name: "source from a build argument", dockerfile: "FROM BASE\nARG S=root\nRUN --mount=type=bind,source=$S,target=/h cat /hSENTINEL\n", refused: "points outside the repository"},
+	{name: "quoted option", dockerfile: "FROM BASE\nRUN --mount=type=bind,\"source=root\",target=/h cat /hSENTINEL\n", refused: "points outside the repository"},
+	{name: "escaped characters", dockerfile: "FROM BASE\nRUN --mount=type=bind,source=r\\oot,target=/h cat /hSENTINEL\n", refused: "points outside the repository"},
+	{name: "another escape character", dockerfile: "# escape=`\nFROM BASE\nRUN --mount=type=bind,`\nsource=root,target=/h cat /hSENTINEL\n", refused: "points outside the repository"},
+	{name: "write through a read-write bind", dockerfile: "FROM BASE\nRUN --mount=type=bind,source=root,target=/h,rw sh -c 'echo pwned > /hSENTINEL'\n", refused: "points outside the repository"},
+	{name: "link to the file itself", dockerfile: "FROM BASE\nRUN --mount=type=bind,source=sentinel-link,target=/s cat /s\n", refused: "points outside the repository"},
+	{name: "COPY through a link", dockerfile: "FROM BASE\nCOPY rootSENTINEL /stolen\nRUN cat /stolen\n", refused: "points outside the repository"},
+	{name: "ADD through a link", dockerfile: "FROM BASE\nADD rootSENTINEL /stolen\nRUN cat /stolen\n", refused: "points outside the repository"},
+	{name: "COPY of a link", dockerfile: "FROM BASE\nCOPY sentinel-link /stolen\nRUN cat /stolen\n", refused: "points outside the repository"},
+	{name: "COPY of the context with the links", dockerfile: "FROM BASE\nCOPY . /ctx/\nRUN cat /ctx/sentinel-link /ctx/rootSENTINEL; echo copied\n"},
+	{name: "cache mount climbing out", dockerfile: "FROM BASE\nRUN --mount=type=cache,target=/c,source=../../../../../../.. cat /cSENTINEL; echo cache-done\n"},
+	{name: "bind mount of a stage's link to /", dockerfile: "FROM BASE AS s\nRUN ln -s / /evil\nFROM BASE\nRUN --mount=type=bind,from=s,source=evil,target=/h cat /hSENTINEL; echo stage-done\n"},
+	{name: "cache mount of a stage's link to /", dockerfile: "FROM BASE AS s\nRUN ln -s / /evil\nFROM BASE\nRUN --mount=type=cache,from=s,source=evil,target=/h cat /hSENTINEL; echo stage-cache-done\n"},
+	{name: "host network", dockerfile: "FROM BASE\nRUN --network=host cat SENTINEL\n", refused: "--network=host"},
+	{name: "insecure security mode", dockerfile: "FROM BASE\nRUN --security=insecure cat SENTINEL\n", refused: "only supports the --mount and --network flag"},
+	{name: "ignore file linked out", dockerfile: "FROM BASE\nCOPY . /ctx/\n", links: map[string]string{".dockerignore": "SENTINEL"}, refused: "points outside the repository"},
+	{name: "Dockerfile linked out", dockerfile: "FROM BASE\n", links: map[string]string{"evil.Dockerfile": "SENTINELDIR/evil.Dockerfile"}, flags: []string{"--dockerfile", "evil.Dockerfile"}, refused: "points outside the repository"},
+	{name: "context linked out", dockerfile: "FROM BASE\n", flags: []string{"--context", "root"}, refused: "points outside the repository"},
+}
+
+// TestEscapeSuite pushes commits that try to read or write a sentinel file
+// on the builder's host in every way of escaping the checkout that
+// escapeAttempts spells, in both builder isolation modes, and fails if any
+// build read or changed it. A commit the policy refuses must fail with its
+// reason; one it lets run must build without the sentinel's contents
+// reaching the log, the error or the image.
+func TestEscapeSuite(t *testing.T) {
+	for _, mode := range []string{"rootless", "root"} {
+		t.Run(mode, func(t *testing.T) { testEscapes(t, mode) })
+	}
+}
+
+func testEscapes(t *testing.T, mode string) {
+	dataDir := t.TempDir()
+	s := startServer(t, dataDir, "127.0.0.1:0", "--builder-isolation", mode)
+	s.waitOutput(t, regexp.MustCompile(`builders: `))
+	p := testenv.Podman(t)
+	base := testenv.BaseImage(t, p, s.Host)
+
+	// The sentinel: readable and writable by anyone, as a careless host
+	// file would be, so that only the build's confinement protects it.
+	sentinelDir, err := os.MkdirTemp("", "slipway-sentinel-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(sentinelDir) })
+	if err := os.Chmod(sentinelDir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	mark := make([]byte, 12)
+	rand.Read(mark)
+	marker := "sentinel-" + hex.EncodeToString(mark)
+	sentinel := filepath.Join(sentinelDir, "sentinel.txt")
+	if err := os.WriteFile(sentinel, []byte(marker+"\n"), 0o666); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(sentinel, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(sentinelDir, "evil.Dockerfile"), []byte("FROM "+base+"\nRUN echo outside-dockerfile-ran\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	before, _ := os.Stat(sentinel)
+	subst := strings.NewReplacer("SENTINELDIR", sentinelDir, "SENTINEL", sentinel, "BASE", base)
+
+	escaped := 0
+	for i, a := range escapeAttempts {
+		t.Run(a.name, func(t *testing.T) {
+			files := map[string]string{"Dockerfile": subst.Replace(a.dockerfile), "README": "an attempt\n"}
+			for k, v := range a.files {
+				files[k] = subst.Replace(v)
+			}
+			dir, _ := testenv.GitRepo(t, files)
+			links := map[string]string{"root": "/", "sentinel-link": sentinel}
+			for k, v := range a.links {
+				links[k] = subst.Replace(v)
+			}
+			for name, target := range links {
+				if err := os.Symlink(target, filepath.Join(dir, name)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			sha := testenv.Commit(t, dir, nil)
+			project := "escape-" + string(rune('a'+i/26)) + string(rune('a'+i%26))
+			s.addProject(t, project, dir, a.flags...)
+			out, _ := s.cli(t, "deploy", project, "--commit", sha, "--wait")
+			ds := s.deployments(t, project)
+			if len(ds) == 0 {
+				t.Fatalf("no deployment:\n%s", out)
+			}
+			d := s.waitFinished(t, project, ds[0].ID, 5*time.Minute)
+			logs, _ := s.cli(t, "logs", d.ID)
+			leak := strings.Contains(out+logs+d.Error, marker)
+			if d.Status == "succeeded" && imageHas(t, s.Host, project, sha, marker) {
+				leak = true
+			}
+			if b, _ := os.ReadFile(sentinel); string(b) != marker+"\n" {
+				t.Errorf("the sentinel was written: %q", b)
+				leak = true
+			}
+			if leak {
+				escaped++
+				t.Errorf("ESCAPED: the build read or wrote the sentinel (%s):\n%s\n%s", d.Status, out, logs)
+				return
+			}
+			switch {
+			case a.refused != "" && (d.Status != "failed" || !strings.Contains(d.Error+logs, a.refused)):
+				t.Errorf("deployment %s: %s, error %q; want it refused with %q\n%s", d.ID, d.Status, d.Error, a.refused, logs)
+			case a.refused == "" && d.Status != "succeeded":
+				t.Errorf("deployment %s: %s, error %q; want it to build (without the sentinel)\n%s", d.ID, d.Status, d.Error, logs)
+			}
+			t.Logf("%s: %s %s", a.name, d.Status, d.Error)
+		})
+	}
+	after, _ := os.Stat(sentinel)
+	if !after.ModTime().Equal(before.ModTime()) {
+		t.Errorf("the sentinel's modification time changed: %s → %s", before.ModTime(), after.ModTime())
+	}
+	t.Logf("escape attempts %d, escaped %d", len(escapeAttempts), escaped)
+	if escaped > 0 {
+		t.Fail()
+	}
+}
