@@ -365,11 +365,14 @@ func (a *Activities) Build(ctx context.Context, in deploy.BuildInput) (_ deploy.
 		defer os.RemoveAll(secretsDir)
 		j.line("build", "build secrets: %s", strings.Join(slices.Sorted(maps.Keys(secretFiles)), ", "))
 	}
+	if len(in.BuildArgs) > 0 {
+		j.line("build", "build arguments: %s", strings.Join(slices.Sorted(maps.Keys(in.BuildArgs)), ", "))
+	}
 
 	out := deploy.BuildActivityResult{}
 	var plan *stepPlan
 	if !a.cfg.NoReuse {
-		inputs := readInputs(ctx, contextDir, dockerfile, df, nil, secretDigests, a.resolveDigest)
+		inputs := readInputs(ctx, contextDir, dockerfile, df, in.BuildArgs, secretDigests, a.resolveDigest)
 		out.InputKey = inputs.key
 		if inputs.key == "" {
 			a.cfg.Logger.Info("build inputs cannot be pinned down; no reuse", "deployment", in.DeploymentID, "reason", inputs.why)
@@ -407,6 +410,7 @@ func (a *Activities) Build(ctx context.Context, in deploy.BuildInput) (_ deploy.
 			Dockerfile: dockerfile,
 			Tag:        in.Image,
 			Secrets:    secretFiles,
+			BuildArgs:  in.BuildArgs,
 			TLSVerify:  a.cfg.RegistryTLSVerify,
 			Stdout:     plan.headers(j.writer("stdout", "build")),
 			Stderr:     j.writer("stderr", "build"),

@@ -73,6 +73,10 @@ type DeploymentInput struct {
 	// values never travel through the workflow's history.
 	Secrets      []string
 	SecretsToken string
+	// BuildArgs are the project's build arguments (name to value) as they
+	// were when the deployment was asked for. Added after histories were
+	// recorded: omitted when empty, so older inputs encode as before.
+	BuildArgs map[string]string `json:",omitempty"`
 }
 
 // ReuseImage names an already pushed image.
@@ -104,6 +108,9 @@ type BuildInput struct {
 	// values when Secrets is not empty.
 	Secrets      []string
 	SecretsToken string
+	// BuildArgs: see DeploymentInput. They are build inputs: a changed
+	// value does not reuse an earlier build's image.
+	BuildArgs map[string]string `json:",omitempty"`
 }
 
 // FetchResult is the Fetch activity's result.
@@ -339,6 +346,7 @@ func DeploymentWorkflow(ctx workflow.Context, in DeploymentInput) (res slipway.D
 			Image:        in.Image,
 			Secrets:      in.Secrets,
 			SecretsToken: in.SecretsToken,
+			BuildArgs:    in.BuildArgs,
 		})
 	}
 	// stopBuild cancels a started build and waits for it to acknowledge.
