@@ -16,8 +16,8 @@ const projectColumns = `name, repo, branch, dockerfile, context, webhook_secret,
 	log_retention_seconds, log_retention_bytes, build_args`
 
 // CreateProject stores p. The name must pass slipway.ValidateProjectName
-// and the build arguments slipway.ValidateBuildArgs (EINVALID), and the
-// name must be free (ECONFLICT). A zero CreatedAt is set to now; p's
+// (EINVALID) and the build arguments slipway.ValidateBuildArgs (EINVALID
+// or ETOOLARGE), and the name must be free (ECONFLICT). A zero CreatedAt is set to now; p's
 // CreatedAt is set to the UTC time stored, its BuildArgs sorted by name.
 func (db *DB) CreateProject(ctx context.Context, p *slipway.Project) error {
 	if p == nil {
