@@ -58,6 +58,10 @@ type Project struct {
 	// LogRetention is how long and how much build log the store keeps;
 	// the zero value keeps everything.
 	LogRetention LogRetention `json:"logRetention"`
+	// BuildArgs are the values of the Dockerfile's ARGs its builds get
+	// (--build-arg NAME=VALUE), by name (see ValidateBuildArgs). A
+	// deployment builds with the values of when it was asked for.
+	BuildArgs []BuildArg `json:"buildArgs"`
 	// CreatedAt is when the project was registered.
 	CreatedAt time.Time `json:"createdAt"`
 }
@@ -185,6 +189,12 @@ type BuildStep struct {
 type Store interface {
 	// CreateProject stores p; it fails with ECONFLICT if the name is taken.
 	CreateProject(ctx context.Context, p *Project) error
+	// SetBuildArgs changes a project's build arguments as ChangeBuildArgs
+	// does (set adds or replaces, unset removes) and returns the project.
+	// An unknown project, or unsetting an argument it lacks, is
+	// ENOTFOUND; a result ValidateBuildArgs refuses is EINVALID or
+	// ETOOLARGE. Nothing is written when it fails.
+	SetBuildArgs(ctx context.Context, project string, set []BuildArg, unset []string) (*Project, error)
 	// Project returns the named project or ENOTFOUND.
 	Project(ctx context.Context, name string) (*Project, error)
 	// Projects lists every project by name.

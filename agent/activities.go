@@ -369,6 +369,9 @@ func (a *Activities) Build(ctx context.Context, in deploy.BuildInput) (_ deploy.
 		defer os.RemoveAll(secretsDir)
 		j.line("build", "build secrets: %s", strings.Join(slices.Sorted(maps.Keys(secretFiles)), ", "))
 	}
+	if len(in.BuildArgs) > 0 {
+		j.line("build", "build arguments: %s", strings.Join(slices.Sorted(maps.Keys(in.BuildArgs)), ", "))
+	}
 
 	out := deploy.BuildActivityResult{}
 	tail := func(n int) {

@@ -24,6 +24,8 @@ type AddProjectInput struct {
 	// ("30d", "500MB"); empty keeps everything.
 	LogRetention     string
 	LogRetentionSize string
+	// BuildArgs are the values of the Dockerfile's ARGs (none when empty).
+	BuildArgs []slipway.BuildArg
 }
 
 // AddProjectResult is a registered project with what to configure in the
@@ -42,7 +44,7 @@ type DeployInput struct {
 	Ref     string
 }
 
-const projectFields = `name repo branch dockerfile context createdAt logRetention { maxAgeSeconds maxBytes }`
+const projectFields = `name repo branch dockerfile context createdAt logRetention { maxAgeSeconds maxBytes } buildArgs { name value }`
 
 const deploymentFields = `id project ref commit trigger status image digest error failedStep
 	timings { phase ms } steps { n instruction cached inRegistry durationMs } createdAt startedAt finishedAt logPruned logComplete logCompleteAt logLines
@@ -58,6 +60,9 @@ func (c *Client) AddProject(ctx context.Context, in AddProjectInput) (*AddProjec
 		if v != "" {
 			vars[k] = v
 		}
+	}
+	if len(in.BuildArgs) > 0 {
+		vars["buildArgs"] = in.BuildArgs
 	}
 	var out struct {
 		AddProject struct {
@@ -95,6 +100,36 @@ func (c *Client) SetLogRetention(ctx context.Context, project string, maxAge, ma
 		return nil, err
 	}
 	return &out.SetLogRetention, nil
+}
+
+// SetBuildArgs changes a project's build arguments: each of set is added
+// or replaces the one of its name, each name in unset is removed. It
+// returns the project as changed.
+func (c *Client) SetBuildArgs(ctx context.Context, project string, set []slipway.BuildArg, unset []string) (*slipway.Project, error) {
+	var out struct {
+		SetBuildArgs slipway.Project `json:"setBuildArgs"`
+	}
+	q := `mutation($project: String!, $set: [BuildArgInput!], $unset: [String!]) {
+	setBuildArgs(project: $project, set: $set, unset: $unset) { ` + projectFields + ` } }`
+	if err := c.do(ctx, q, map[string]any{"project": project, "set": set, "unset": unset}, &out); err != nil {
+		return nil, err
+	}
+	return &out.SetBuildArgs, nil
+}
+
+// Project returns one project, or ENOTFOUND. Its secrets are never
+// returned.
+func (c *Client) Project(ctx context.Context, name string) (*slipway.Project, error) {
+	var out struct {
+		Project *slipway.Project `json:"project"`
+	}
+	if err := c.do(ctx, `query($n: String!) { project(name: $n) { `+projectFields+` } }`, map[string]any{"n": name}, &out); err != nil {
+		return nil, err
+	}
+	if out.Project == nil {
+		return nil, &Error{Code: slipway.ENOTFOUND, Message: fmt.Sprintf("project %q not found", name)}
+	}
+	return out.Project, nil
 }
 
 // Projects lists every project by name. Secrets are never returned.
@@ -494,7 +529,7 @@ func (c *Client) Secrets(ctx context.Context, project string) ([]*slipway.Secret
 		return nil, err
 	}
 	if out.Project == nil {
-		return nil, slipway.Errorf(slipway.ENOTFOUND, "project %q not found", project)
+		return nil, &Error{Code: slipway.ENOTFOUND, Message: fmt.Sprintf("project %q not found", project)}
 	}
 	for _, s := range out.Project.Secrets {
 		s.Project = project

@@ -171,6 +171,9 @@ func (s *Service) startWith(ctx context.Context, p *slipway.Project, d *slipway.
 		MaxBuild:     s.cfg.MaxBuild,
 		Reuse:        reuse,
 	}
+	if reuse == nil {
+		in.BuildArgs = slipway.BuildArgsMap(p.BuildArgs)
+	}
 	if s.cfg.Secrets != nil && reuse == nil {
 		if err := s.addSecrets(ctx, &in); err != nil {
 			return s.failStart(ctx, p, d, err)

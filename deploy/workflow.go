@@ -74,6 +74,10 @@ type DeploymentInput struct {
 	// values never travel through the workflow's history.
 	Secrets      []string
 	SecretsToken string
+	// BuildArgs are the project's build arguments (name to value) as they
+	// were when the deployment was asked for. Added after histories were
+	// recorded: omitted when empty, so older inputs encode as before.
+	BuildArgs map[string]string `json:",omitempty"`
 }
 
 // ReuseImage names an already pushed image.
@@ -104,12 +108,13 @@ type BuildInput struct {
 	// ConfigTail are those steps as Push applies them (set after Build;
 	// an agent before it sent only ImageConfig).
 	ConfigTail *ConfigTail `json:",omitempty"`
-	// BuildArgs are the project's build arguments (--build-arg).
-	BuildArgs map[string]string `json:",omitempty"`
 	// Secrets and SecretsToken: see DeploymentInput. The agent fetches the
 	// values when Secrets is not empty.
 	Secrets      []string
 	SecretsToken string
+	// BuildArgs: see DeploymentInput. They are build inputs: a changed
+	// value does not reuse an earlier build's image.
+	BuildArgs map[string]string `json:",omitempty"`
 }
 
 // FetchResult is the Fetch activity's result.
@@ -359,6 +364,7 @@ func DeploymentWorkflow(ctx workflow.Context, in DeploymentInput) (res slipway.D
 			Image:        in.Image,
 			Secrets:      in.Secrets,
 			SecretsToken: in.SecretsToken,
+			BuildArgs:    in.BuildArgs,
 		})
 	}
 	// stopBuild cancels a started build and waits for it to acknowledge.

@@ -25,6 +25,8 @@ type fakeActivities struct {
 	finished []FinishInput
 	wake     func() error
 	build    func(ctx context.Context) (BuildActivityResult, error)
+	// builds are the inputs the Build activity was called with.
+	builds   []BuildInput
 	push     func(attempt int) (PushResult, error)
 	awaited  []LogWaitInput
 	awaitLog func(LogWaitInput) (LogWaitResult, error)
@@ -116,6 +118,9 @@ func (f *fakeActivities) register(env registrar) {
 	}, activity.RegisterOptions{Name: ActivityFetch})
 	env.RegisterActivityWithOptions(func(ctx context.Context, in BuildInput) (BuildActivityResult, error) {
 		f.count(ActivityBuild)
+		f.mu.Lock()
+		f.builds = append(f.builds, in)
+		f.mu.Unlock()
 		if in.Dir == "" {
 			return BuildActivityResult{}, errors.New("build got no checkout dir")
 		}

@@ -1096,6 +1096,10 @@ func (su *faultSuite) badInputs(t *testing.T, s *serverProc, base string) {
 			{"branch ../../x", []string{"project", "add", "evil-i", "--repo", repoURL, "--branch", "../../x"}, "invalid git ref"},
 			{"branch with a control character", []string{"project", "add", "evil-j", "--repo", repoURL, "--branch", "ma\x01in"}, "invalid git ref"},
 			{"existing project name", []string{"project", "add", "inputs", "--repo", repoURL + "2"}, "exists"},
+			{"build arg without a value", []string{"project", "add", "evil-r", "--repo", repoURL, "--build-arg", "novalue"}, "invalid build argument"},
+			{"build arg name starting with a digit", []string{"project", "set", "inputs", "--build-arg", "1X=y"}, "invalid build argument name"},
+			{"build arg name with a command substitution", []string{"project", "add", "evil-s", "--repo", repoURL, "--build-arg", "$(touch /tmp/pwned)=x"}, "invalid build argument name"},
+			{"build arg value of 64 KiB", []string{"project", "set", "inputs", "--build-arg", "BIG=" + strings.Repeat("x", 64<<10)}, "at most 4096 bytes"},
 			{"deploy --ref ../../x", []string{"deploy", "inputs", "--ref", "../../x"}, "invalid git ref"},
 			{"deploy --commit not-a-sha", []string{"deploy", "inputs", "--commit", "not-a-sha"}, "commit"},
 			{"deploy of an unknown project", []string{"deploy", "no-such-project", "--commit", sha}, "no-such-project"},
@@ -1151,6 +1155,8 @@ func (su *faultSuite) badInputs(t *testing.T, s *serverProc, base string) {
 			{"addProject name with uppercase and spaces", map[string]any{"name": "Evil Project", "repo": repoURL}},
 			{"addProject repo ext::sh", map[string]any{"name": "evil-o", "repo": "ext::sh -c 'touch /tmp/pwned'"}},
 			{"addProject repo -uoption", map[string]any{"name": "evil-p", "repo": "-uoption"}},
+			{"addProject build arg with a NUL byte", map[string]any{"name": "evil-t", "repo": repoURL, "buildArgs": []map[string]string{{"name": "A", "value": "a\x00b"}}}},
+			{"addProject build arg name with a space", map[string]any{"name": "evil-u", "repo": repoURL, "buildArgs": []map[string]string{{"name": "A B", "value": "x"}}}},
 		} {
 			a := s.graphql(t, `mutation($in: AddProjectInput!) { addProject(input: $in) { webhookSecret } }`, map[string]any{"in": c.input})
 			ok := len(a.Errors) > 0 && a.Errors[0].Message != "" && a.Errors[0].Extensions["code"] == "invalid" && !strings.Contains(a.Raw, "webhookSecret\":\"")

@@ -49,6 +49,24 @@ func (s *memStore) Project(_ context.Context, name string) (*slipway.Project, er
 	return &c, nil
 }
 
+func (s *memStore) SetBuildArgs(_ context.Context, project string, set []slipway.BuildArg, unset []string) (*slipway.Project, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p, ok := s.projects[project]
+	if !ok {
+		return nil, slipway.Errorf(slipway.ENOTFOUND, "project %q not found", project)
+	}
+	args, err := slipway.ChangeBuildArgs(project, p.BuildArgs, set, unset)
+	if err != nil {
+		return nil, err
+	}
+	c := *p
+	c.BuildArgs = args
+	s.projects[project] = &c
+	r := c
+	return &r, nil
+}
+
 func (s *memStore) Projects(context.Context) ([]*slipway.Project, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()

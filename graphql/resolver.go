@@ -179,6 +179,17 @@ func parseRetention(cur slipway.LogRetention, maxAge, maxSize *string) (slipway.
 	return cur, nil
 }
 
+// buildArgs copies the build arguments of a mutation's input.
+func buildArgs(in []*slipway.BuildArg) []slipway.BuildArg {
+	var out []slipway.BuildArg
+	for _, a := range in {
+		if a != nil {
+			out = append(out, *a)
+		}
+	}
+	return out
+}
+
 // secretStore returns the store of build secrets, or an error saying the
 // server keeps none.
 func (r *Resolver) secretStore() (slipway.SecretStore, error) {

@@ -168,6 +168,10 @@ func (r *mutationResolver) AddProject(ctx context.Context, input gen.AddProjectI
 		}
 	}
 	p.LogRetention = ret
+	p.BuildArgs = buildArgs(input.BuildArgs)
+	if err := slipway.ValidateBuildArgs(p.BuildArgs); err != nil {
+		return nil, err
+	}
 	if input.WebhookSecret != nil && *input.WebhookSecret != "" {
 		if err := validateWebhookSecret(*input.WebhookSecret); err != nil {
 			return nil, err
@@ -262,6 +266,15 @@ func (r *mutationResolver) SetLogRetention(ctx context.Context, project string, 
 	p, err = pruner.SetLogRetention(ctx, project, ret)
 	if err != nil {
 		return nil, fmt.Errorf("set the log retention of %s: %w", project, err)
+	}
+	return p, nil
+}
+
+// SetBuildArgs is the resolver for the setBuildArgs field.
+func (r *mutationResolver) SetBuildArgs(ctx context.Context, project string, set []*slipway.BuildArg, unset []string) (*slipway.Project, error) {
+	p, err := r.cfg.Store.SetBuildArgs(ctx, project, buildArgs(set), unset)
+	if err != nil {
+		return nil, fmt.Errorf("set the build arguments of %s: %w", project, err)
 	}
 	return p, nil
 }

@@ -86,6 +86,9 @@ func (s *memStore) Project(context.Context, string) (*slipway.Project, error) {
 	return nil, errUnused
 }
 func (s *memStore) Projects(context.Context) ([]*slipway.Project, error) { return nil, errUnused }
+func (s *memStore) SetBuildArgs(context.Context, string, []slipway.BuildArg, []string) (*slipway.Project, error) {
+	return nil, errUnused
+}
 func (s *memStore) ProjectsByRepo(context.Context, []string) ([]*slipway.Project, error) {
 	return nil, errUnused
 }

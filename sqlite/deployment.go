@@ -60,7 +60,7 @@ func (db *DB) CreateDeployment(ctx context.Context, d *slipway.Deployment) (*sli
 	if err != nil {
 		return nil, false, fmt.Errorf("create deployment: %w", err)
 	}
-	steps, err := encodeSteps(nd.Steps)
+	steps, err := encodeList("steps", nd.Steps)
 	if err != nil {
 		return nil, false, fmt.Errorf("create deployment: %w", err)
 	}
@@ -203,7 +203,7 @@ func (db *DB) FinishDeployment(ctx context.Context, id string, r slipway.Deploym
 	if err != nil {
 		return fmt.Errorf("finish deployment %q: %w", id, err)
 	}
-	steps, err := encodeSteps(r.Steps)
+	steps, err := encodeList("steps", r.Steps)
 	if err != nil {
 		return fmt.Errorf("finish deployment %q: %w", id, err)
 	}
@@ -288,7 +288,7 @@ func scanDeployment(s scanner) (*slipway.Deployment, error) {
 	if d.Timings, err = decodeTimings(timings); err != nil {
 		return nil, fmt.Errorf("deployment %q: %w", d.ID, err)
 	}
-	if d.Steps, err = decodeSteps(steps); err != nil {
+	if d.Steps, err = decodeList[slipway.BuildStep]("steps", steps); err != nil {
 		return nil, fmt.Errorf("deployment %q: %w", d.ID, err)
 	}
 	if d.CreatedAt, err = parseTime(created); err != nil {
@@ -330,28 +330,29 @@ func decodeTimings(s string) (map[string]int64, error) {
 	return t, nil
 }
 
-// encodeSteps stores no steps as the empty string, which decodeSteps reads
-// back as nil.
-func encodeSteps(steps []slipway.BuildStep) (string, error) {
-	if len(steps) == 0 {
+// encodeList stores list as a JSON array, an empty one as the empty
+// string, which decodeList reads back as nil. what names the list in
+// errors.
+func encodeList[T any](what string, list []T) (string, error) {
+	if len(list) == 0 {
 		return "", nil
 	}
-	b, err := json.Marshal(steps)
+	b, err := json.Marshal(list)
 	if err != nil {
-		return "", fmt.Errorf("encode steps: %w", err)
+		return "", fmt.Errorf("encode %s: %w", what, err)
 	}
 	return string(b), nil
 }
 
-func decodeSteps(s string) ([]slipway.BuildStep, error) {
+func decodeList[T any](what, s string) ([]T, error) {
 	if s == "" {
 		return nil, nil
 	}
-	var steps []slipway.BuildStep
-	if err := json.Unmarshal([]byte(s), &steps); err != nil {
-		return nil, fmt.Errorf("decode steps: %w", err)
+	var list []T
+	if err := json.Unmarshal([]byte(s), &list); err != nil {
+		return nil, fmt.Errorf("decode %s: %w", what, err)
 	}
-	return steps, nil
+	return list, nil
 }
 
 // idEncoding is base32 with the "extended hex" alphabet in lower case: its

@@ -155,6 +155,11 @@ ALTER TABLE deployments ADD COLUMN log_complete INTEGER CHECK (log_complete IN (
 ALTER TABLE deployments ADD COLUMN log_complete_at TEXT;
 ALTER TABLE deployments ADD COLUMN log_lines INTEGER NOT NULL DEFAULT 0;
 `,
+	// 12: a project's build arguments (--build-arg NAME=VALUE): a JSON
+	// array of slipway.BuildArg sorted by name, or '' for none.
+	`
+ALTER TABLE projects ADD COLUMN build_args TEXT NOT NULL DEFAULT '';
+`,
 }
 
 // migrate applies the migrations db has not applied yet, each in its own

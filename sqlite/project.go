@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -12,11 +13,12 @@ import (
 )
 
 const projectColumns = `name, repo, branch, dockerfile, context, webhook_secret, created_at,
-	log_retention_seconds, log_retention_bytes`
+	log_retention_seconds, log_retention_bytes, build_args`
 
 // CreateProject stores p. The name must pass slipway.ValidateProjectName
-// (EINVALID) and be free (ECONFLICT). A zero CreatedAt is set to now; p's
-// CreatedAt is set to the UTC time stored.
+// (EINVALID) and the build arguments slipway.ValidateBuildArgs (EINVALID
+// or ETOOLARGE), and the name must be free (ECONFLICT). A zero CreatedAt is set to now; p's
+// CreatedAt is set to the UTC time stored, its BuildArgs sorted by name.
 func (db *DB) CreateProject(ctx context.Context, p *slipway.Project) error {
 	if p == nil {
 		return slipway.Errorf(slipway.EINVALID, "no project given")
@@ -24,23 +26,73 @@ func (db *DB) CreateProject(ctx context.Context, p *slipway.Project) error {
 	if err := slipway.ValidateProjectName(p.Name); err != nil {
 		return err
 	}
+	if err := slipway.ValidateBuildArgs(p.BuildArgs); err != nil {
+		return err
+	}
+	args := slices.Clone(p.BuildArgs)
+	slipway.SortBuildArgs(args)
+	argsJSON, err := encodeList("build arguments", args)
+	if err != nil {
+		return fmt.Errorf("create project %q: %w", p.Name, err)
+	}
 	created := p.CreatedAt
 	if created.IsZero() {
 		created = db.now()
 	}
 	created = created.UTC()
-	_, err := db.write.ExecContext(ctx, `INSERT INTO projects
-	(name, repo, repo_key, branch, dockerfile, context, webhook_secret, created_at, log_retention_seconds, log_retention_bytes)
-	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	_, err = db.write.ExecContext(ctx, `INSERT INTO projects
+	(name, repo, repo_key, branch, dockerfile, context, webhook_secret, created_at, log_retention_seconds, log_retention_bytes, build_args)
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		p.Name, p.Repo, slipway.NormalizeRepoURL(p.Repo), p.Branch, p.Dockerfile, p.Context, p.WebhookSecret, formatTime(created),
-		retentionSeconds(p.LogRetention), max(p.LogRetention.MaxBytes, 0))
+		retentionSeconds(p.LogRetention), max(p.LogRetention.MaxBytes, 0), argsJSON)
 	if isConstraint(err, codeConstraintPrimaryKey, codeConstraintUnique) {
 		return slipway.Errorf(slipway.ECONFLICT, "project %q already exists", p.Name)
 	} else if err != nil {
 		return fmt.Errorf("create project %q: %w", p.Name, err)
 	}
 	p.CreatedAt = created
+	if len(args) > 0 {
+		p.BuildArgs = args
+	}
 	return nil
+}
+
+// SetBuildArgs changes a project's build arguments (see
+// slipway.Store.SetBuildArgs) in one write transaction, so two changes
+// at once both take effect.
+func (db *DB) SetBuildArgs(ctx context.Context, project string, set []slipway.BuildArg, unset []string) (*slipway.Project, error) {
+	fail := func(err error) error { return fmt.Errorf("set build arguments of project %q: %w", project, err) }
+	tx, err := db.write.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fail(err)
+	}
+	defer tx.Rollback()
+	var stored string
+	err = tx.QueryRowContext(ctx, `SELECT build_args FROM projects WHERE name = ?`, project).Scan(&stored)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, slipway.Errorf(slipway.ENOTFOUND, "project %q not found", project)
+	} else if err != nil {
+		return nil, fail(err)
+	}
+	cur, err := decodeList[slipway.BuildArg]("build arguments", stored)
+	if err != nil {
+		return nil, fail(err)
+	}
+	args, err := slipway.ChangeBuildArgs(project, cur, set, unset)
+	if err != nil {
+		return nil, err
+	}
+	enc, err := encodeList("build arguments", args)
+	if err != nil {
+		return nil, fail(err)
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE projects SET build_args = ? WHERE name = ?`, enc, project); err != nil {
+		return nil, fail(err)
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, fail(err)
+	}
+	return db.Project(ctx, project)
 }
 
 // Project returns the named project, or ENOTFOUND.
@@ -111,13 +163,17 @@ func scanProject(s scanner) (*slipway.Project, error) {
 	var p slipway.Project
 	var created string
 	var retentionSecs int64
+	var buildArgs string
 	if err := s.Scan(&p.Name, &p.Repo, &p.Branch, &p.Dockerfile, &p.Context, &p.WebhookSecret, &created,
-		&retentionSecs, &p.LogRetention.MaxBytes); err != nil {
+		&retentionSecs, &p.LogRetention.MaxBytes, &buildArgs); err != nil {
 		return nil, err
 	}
 	p.LogRetention.MaxAge = time.Duration(retentionSecs) * time.Second
 	var err error
 	if p.CreatedAt, err = parseTime(created); err != nil {
+		return nil, err
+	}
+	if p.BuildArgs, err = decodeList[slipway.BuildArg]("build arguments", buildArgs); err != nil {
 		return nil, err
 	}
 	return &p, nil

@@ -164,12 +164,12 @@ func TestSearchIndexesOldLines(t *testing.T) {
 	if _, err := db.write.ExecContext(ctx, `INSERT INTO log_lines (deployment, n, time, text) VALUES (?, 1, ?, 'an old needle')`, d.ID, formatTime(time.Now())); err != nil {
 		t.Fatal(err)
 	}
-	// Migration 7's and 10's columns go last: the rows above were written with them.
+	// The later migrations' columns go last: the rows above were written with them.
 	for _, stmt := range []string{
 		`ALTER TABLE projects DROP COLUMN log_retention_seconds`, `ALTER TABLE projects DROP COLUMN log_retention_bytes`,
 		`ALTER TABLE deployments DROP COLUMN log_pruned_at`,
 		`ALTER TABLE deployments DROP COLUMN log_complete`, `ALTER TABLE deployments DROP COLUMN log_complete_at`,
-		`ALTER TABLE deployments DROP COLUMN log_lines`,
+		`ALTER TABLE deployments DROP COLUMN log_lines`, `ALTER TABLE projects DROP COLUMN build_args`,
 	} {
 		if _, err := db.write.ExecContext(ctx, stmt); err != nil {
 			t.Fatalf("%s: %v", stmt, err)

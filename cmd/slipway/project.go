@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -19,7 +21,7 @@ func newProjectCmd(g *globals) *cobra.Command {
 		Short: "Manage projects",
 		Args:  cobra.NoArgs,
 	}
-	cmd.AddCommand(newProjectAddCmd(g), newProjectSetCmd(g), newProjectRmCmd(g))
+	cmd.AddCommand(newProjectAddCmd(g), newProjectSetCmd(g), newProjectShowCmd(g), newProjectRmCmd(g))
 	return cmd
 }
 
@@ -77,6 +79,57 @@ func checkRetentionFlags(age, size *string) error {
 	return nil
 }
 
+// buildArgsHelp explains the build argument flags.
+const buildArgsHelp = `--build-arg NAME=VALUE gives the Dockerfile's ARG NAME that value in the
+project's builds (podman build --build-arg), e.g. --build-arg
+BASE=registry.example.com/base:1 for an ARG BASE used in FROM ${BASE}.
+Repeat it for more; NAME= sets an empty value. NAME is letters, digits and
+'_', not starting with a digit. A deployment builds with the values of
+when it was asked for, and a changed value builds again instead of reusing
+an earlier image. Build arguments are not secret: the API and 'slipway
+project show' print them. Use 'slipway secret set' for secrets.`
+
+// parseBuildArgFlags reads --build-arg NAME=VALUE values and
+// --unset-build-arg names, refusing (as usage errors, before anything is
+// sent) what the server would refuse.
+func parseBuildArgFlags(set, unset []string) ([]slipway.BuildArg, error) {
+	var args []slipway.BuildArg
+	for _, s := range set {
+		a, err := slipway.ParseBuildArg(s)
+		if err != nil {
+			return nil, usageError{fmt.Errorf("--build-arg: %s", slipway.ErrorMessage(err))}
+		}
+		args = append(args, a)
+	}
+	if err := slipway.ValidateBuildArgs(args); err != nil {
+		return nil, usageError{fmt.Errorf("--build-arg: %s", slipway.ErrorMessage(err))}
+	}
+	for _, name := range unset {
+		if err := slipway.ValidateBuildArgName(name); err != nil {
+			return nil, usageError{fmt.Errorf("--unset-build-arg: %s", slipway.ErrorMessage(err))}
+		}
+	}
+	return args, nil
+}
+
+// formatBuildArgs shows build arguments on one line, NAME=VALUE each, a
+// value quoted when it has spaces, quotes or unprintable characters;
+// "none" when there are none.
+func formatBuildArgs(args []slipway.BuildArg) string {
+	if len(args) == 0 {
+		return "none"
+	}
+	parts := make([]string, len(args))
+	for i, a := range args {
+		v := a.Value
+		if q := strconv.Quote(v); q != `"`+v+`"` || strings.ContainsAny(v, " \t'") {
+			v = q
+		}
+		parts[i] = a.Name + "=" + v
+	}
+	return strings.Join(parts, " ")
+}
+
 // changed returns the flag's value if it was given on the command line.
 func changed(cmd *cobra.Command, name string) *string {
 	f := cmd.Flags().Lookup(name)
@@ -88,42 +141,121 @@ func changed(cmd *cobra.Command, name string) *string {
 }
 
 func newProjectSetCmd(g *globals) *cobra.Command {
-	var asJSON bool
+	var (
+		asJSON          bool
+		setArgs, unsets []string
+	)
 	cmd := &cobra.Command{
-		Use:   "set NAME [--log-retention AGE] [--log-retention-size SIZE]",
-		Short: "Change a project's settings (log retention)",
-		Long:  "Change a project's log retention; a flag left out keeps its setting.\n\n" + retentionHelp,
-		Args:  exactArgs("NAME"),
+		Use:   "set NAME [--log-retention AGE] [--log-retention-size SIZE] [--build-arg NAME=VALUE]... [--unset-build-arg NAME]...",
+		Short: "Change a project's settings (log retention, build arguments)",
+		Long: `Change a project's log retention or build arguments; a flag left out keeps
+its setting. --build-arg adds a build argument or replaces the one of its
+name, --unset-build-arg NAME removes one.
+
+` + retentionHelp + "\n\n" + buildArgsHelp,
+		Example: `  slipway project set web --build-arg BASE=127.0.0.1:8080/base/busybox:1
+  slipway project set web --build-arg GREETING="hello there" --unset-build-arg OLD`,
+		Args: exactArgs("NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			age, size := changed(cmd, "log-retention"), changed(cmd, "log-retention-size")
-			if age == nil && size == nil {
-				return usageError{fmt.Errorf("nothing to change: give --log-retention or --log-retention-size")}
+			retention, buildArgs := age != nil || size != nil, len(setArgs) > 0 || len(unsets) > 0
+			if !retention && !buildArgs {
+				return usageError{fmt.Errorf("nothing to change: give --log-retention, --log-retention-size, --build-arg or --unset-build-arg")}
 			}
 			if err := checkRetentionFlags(age, size); err != nil {
 				return err
 			}
-			p, err := g.client().SetLogRetention(cmd.Context(), args[0], age, size)
+			set, err := parseBuildArgFlags(setArgs, unsets)
 			if err != nil {
 				return err
+			}
+			var p *slipway.Project
+			// Build arguments first: the server may refuse them (an unset
+			// of one the project lacks), while the retention flags were
+			// checked above.
+			if buildArgs {
+				if p, err = g.client().SetBuildArgs(cmd.Context(), args[0], set, unsets); err != nil {
+					return err
+				}
+			}
+			if retention {
+				if p, err = g.client().SetLogRetention(cmd.Context(), args[0], age, size); err != nil {
+					return err
+				}
 			}
 			if asJSON {
 				return writeJSON(cmd.OutOrStdout(), p)
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "Project %s: log retention %s.\n", p.Name, p.LogRetention)
+			if retention {
+				fmt.Fprintf(cmd.OutOrStdout(), "Project %s: log retention %s.\n", p.Name, p.LogRetention)
+			}
+			if buildArgs {
+				fmt.Fprintf(cmd.OutOrStdout(), "Project %s: build arguments %s.\n", p.Name, formatBuildArgs(p.BuildArgs))
+			}
 			return nil
 		},
 	}
 	f := cmd.Flags()
+	f.StringArrayVar(&setArgs, "build-arg", nil, "NAME=VALUE: add or replace a build argument (repeatable; not for secrets)")
+	f.StringArrayVar(&unsets, "unset-build-arg", nil, "NAME: remove a build argument (repeatable)")
 	f.String("log-retention", "", "delete logs of deployments that ended longer ago than AGE, e.g. 30d; off: no age limit")
 	f.String("log-retention-size", "", "delete the oldest logs while the project's logs exceed SIZE, e.g. 500MB; off: no size limit")
 	f.BoolVar(&asJSON, "json", false, "print the project as JSON")
 	return cmd
 }
 
+func newProjectShowCmd(g *globals) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "show NAME",
+		Short: "Show a project's settings, build arguments included",
+		Args:  exactArgs("NAME"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			p, err := g.client().Project(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			w := cmd.OutOrStdout()
+			if asJSON {
+				return writeJSON(w, p)
+			}
+			fmt.Fprintf(w, "Project %s\n", p.Name)
+			printProject(w, p)
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+// printProject lists p's settings, one an indented line; the build
+// arguments one a line below their heading.
+func printProject(w io.Writer, p *slipway.Project, extra ...[2]string) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "  repo:\t%s\n", p.Repo)
+	fmt.Fprintf(tw, "  branch:\t%s\n", p.Branch)
+	fmt.Fprintf(tw, "  dockerfile:\t%s\n", p.Dockerfile)
+	fmt.Fprintf(tw, "  context:\t%s\n", p.Context)
+	fmt.Fprintf(tw, "  log retention:\t%s\n", p.LogRetention)
+	if len(p.BuildArgs) == 0 {
+		fmt.Fprintf(tw, "  build args:\tnone\n")
+	} else {
+		fmt.Fprintf(tw, "  build args:\t%s\n", formatBuildArgs(p.BuildArgs[:1]))
+		for _, a := range p.BuildArgs[1:] {
+			fmt.Fprintf(tw, "\t%s\n", formatBuildArgs([]slipway.BuildArg{a}))
+		}
+	}
+	for _, kv := range extra {
+		fmt.Fprintf(tw, "  %s:\t%s\n", kv[0], kv[1])
+	}
+	tw.Flush()
+}
+
 func newProjectAddCmd(g *globals) *cobra.Command {
 	var (
-		in     client.AddProjectInput
-		asJSON bool
+		in        client.AddProjectInput
+		asJSON    bool
+		buildArgs []string
 	)
 	cmd := &cobra.Command{
 		Use:   "add NAME --repo URL",
@@ -133,11 +265,15 @@ file:// included) and its build settings. It prints the webhook URL and the
 secret to configure in GitHub, Gitea or Forgejo; the secret is not shown
 again.
 
-` + retentionHelp,
+` + retentionHelp + "\n\n" + buildArgsHelp,
 		Args: exactArgs("NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			in.Name = args[0]
 			if err := checkRetentionFlags(changed(cmd, "log-retention"), changed(cmd, "log-retention-size")); err != nil {
+				return err
+			}
+			var err error
+			if in.BuildArgs, err = parseBuildArgFlags(buildArgs, nil); err != nil {
 				return err
 			}
 			res, err := g.client().AddProject(cmd.Context(), in)
@@ -163,6 +299,7 @@ again.
 	f.StringVar(&in.WebhookSecret, "webhook-secret", "", "webhook secret (default: a random one)")
 	f.StringVar(&in.LogRetention, "log-retention", "", "delete logs of deployments that ended longer ago than AGE, e.g. 30d (default: keep them)")
 	f.StringVar(&in.LogRetentionSize, "log-retention-size", "", "delete the oldest logs while the project's logs exceed SIZE, e.g. 500MB (default: no limit)")
+	f.StringArrayVar(&buildArgs, "build-arg", nil, "NAME=VALUE: a value for the Dockerfile's ARG NAME (repeatable; not for secrets)")
 	f.BoolVar(&asJSON, "json", false, "print JSON")
 	_ = cmd.MarkFlagRequired("repo")
 	return cmd
@@ -171,15 +308,7 @@ again.
 func printAddedProject(w io.Writer, res *client.AddProjectResult) {
 	p := res.Project
 	fmt.Fprintf(w, "Project %s added.\n", p.Name)
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "  repo:\t%s\n", p.Repo)
-	fmt.Fprintf(tw, "  branch:\t%s\n", p.Branch)
-	fmt.Fprintf(tw, "  dockerfile:\t%s\n", p.Dockerfile)
-	fmt.Fprintf(tw, "  context:\t%s\n", p.Context)
-	fmt.Fprintf(tw, "  log retention:\t%s\n", p.LogRetention)
-	fmt.Fprintf(tw, "  webhook URL:\t%s\n", res.WebhookURL)
-	fmt.Fprintf(tw, "  webhook secret:\t%s\n", res.WebhookSecret)
-	tw.Flush()
+	printProject(w, p, [2]string{"webhook URL", res.WebhookURL}, [2]string{"webhook secret", res.WebhookSecret})
 	fmt.Fprintf(w, "\nThe secret is not shown again. In GitHub (repository Settings > Webhooks > Add webhook; Gitea and Forgejo alike), set Payload URL to %s, Content type to application/json, Secret to the secret above, and choose \"Just the push event\".\n", res.WebhookURL)
 }
 

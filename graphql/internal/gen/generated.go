@@ -55,6 +55,11 @@ type ComplexityRoot struct {
 		WebhookURL    func(childComplexity int) int
 	}
 
+	BuildArg struct {
+		Name  func(childComplexity int) int
+		Value func(childComplexity int) int
+	}
+
 	BuildStep struct {
 		Cached      func(childComplexity int) int
 		DurationMs  func(childComplexity int) int
@@ -137,6 +142,7 @@ type ComplexityRoot struct {
 		Deploy          func(childComplexity int, input DeployInput) int
 		RevokeToken     func(childComplexity int, id string) int
 		Rollback        func(childComplexity int, project string, to *string) int
+		SetBuildArgs    func(childComplexity int, project string, set []*slipway.BuildArg, unset []string) int
 		SetLogRetention func(childComplexity int, project string, maxAge *string, maxSize *string) int
 		SetSecret       func(childComplexity int, project string, name string, value string) int
 	}
@@ -158,6 +164,7 @@ type ComplexityRoot struct {
 
 	Project struct {
 		Branch       func(childComplexity int) int
+		BuildArgs    func(childComplexity int) int
 		Context      func(childComplexity int) int
 		CreatedAt    func(childComplexity int) int
 		Deployments  func(childComplexity int, first *int) int
@@ -228,6 +235,7 @@ type MutationResolver interface {
 	CreateToken(ctx context.Context, name *string) (*CreateTokenPayload, error)
 	RevokeToken(ctx context.Context, id string) (*slipway.APIToken, error)
 	SetLogRetention(ctx context.Context, project string, maxAge *string, maxSize *string) (*slipway.Project, error)
+	SetBuildArgs(ctx context.Context, project string, set []*slipway.BuildArg, unset []string) (*slipway.Project, error)
 	SetSecret(ctx context.Context, project string, name string, value string) (*slipway.Secret, error)
 	DeleteSecret(ctx context.Context, project string, name string) (*slipway.Secret, error)
 	DeleteProject(ctx context.Context, name string) (*DeleteProjectPayload, error)
@@ -322,6 +330,19 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.AddProjectPayload.WebhookURL(childComplexity), true
+
+	case "BuildArg.name":
+		if e.ComplexityRoot.BuildArg.Name == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BuildArg.Name(childComplexity), true
+	case "BuildArg.value":
+		if e.ComplexityRoot.BuildArg.Value == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BuildArg.Value(childComplexity), true
 
 	case "BuildStep.cached":
 		if e.ComplexityRoot.BuildStep.Cached == nil {
@@ -735,6 +756,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.Rollback(childComplexity, args["project"].(string), args["to"].(*string)), true
+	case "Mutation.setBuildArgs":
+		if e.ComplexityRoot.Mutation.SetBuildArgs == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_setBuildArgs_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.SetBuildArgs(childComplexity, args["project"].(string), args["set"].([]*slipway.BuildArg), args["unset"].([]string)), true
 	case "Mutation.setLogRetention":
 		if e.ComplexityRoot.Mutation.SetLogRetention == nil {
 			break
@@ -820,6 +852,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Project.Branch(childComplexity), true
+	case "Project.buildArgs":
+		if e.ComplexityRoot.Project.BuildArgs == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Project.BuildArgs(childComplexity), true
 	case "Project.context":
 		if e.ComplexityRoot.Project.Context == nil {
 			break
@@ -996,6 +1034,7 @@ func (e *executableSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 	inputUnmarshalers := func() *graphql.InputUnmarshalerIndex {
 		return graphql.NewInputUnmarshalerIndex(
 			graphql.NewInputUnmarshaler("AddProjectInput", ec.unmarshalInputAddProjectInput),
+			graphql.NewInputUnmarshaler("BuildArgInput", ec.unmarshalInputBuildArgInput),
 			graphql.NewInputUnmarshaler("DeployInput", ec.unmarshalInputDeployInput),
 		)
 	}
@@ -1136,6 +1175,15 @@ type Mutation {
   """
   setLogRetention(project: String!, maxAge: String, maxSize: String): Project!
   """
+  Changes a project's build arguments: each of set is added, or replaces
+  the argument of its name; each name in unset is removed (unsetting one
+  the project does not have is NOT_FOUND). Deployments asked for from now
+  on build with the new values; queued and running ones keep theirs. A
+  project has at most 64 build arguments, 32 KiB in all. On an error
+  nothing changes. Build arguments are not secret (see BuildArg).
+  """
+  setBuildArgs(project: String!, set: [BuildArgInput!], unset: [String!]): Project!
+  """
   Sets a project's build secret, creating or replacing it. A Dockerfile
   reads it with RUN --mount=type=secret,id=NAME (at /run/secrets/NAME); it
   is in no image layer and masked in every log. The value is write-only: no
@@ -1207,6 +1255,8 @@ input AddProjectInput {
   logRetention: String
   "Delete the oldest deployments' logs while the project's logs take more than this, e.g. 500MB or 2GiB (default: no limit)."
   logRetentionSize: String
+  "The values of the Dockerfile's ARGs its builds get (default: none). Not secret: see BuildArg."
+  buildArgs: [BuildArgInput!]
 }
 
 type AddProjectPayload {
@@ -1242,6 +1292,29 @@ type Project {
   logRetention: LogRetention!
   "The project's build secrets, by name (their values are never shown)."
   secrets: [Secret!]!
+  "The project's build arguments, by name, with their values."
+  buildArgs: [BuildArg!]!
+}
+
+"""
+A build argument: the value a Dockerfile's ARG NAME gets (podman build
+--build-arg NAME=VALUE). Build arguments are settings, not secrets: every
+API client sees their values, and so does the build's log where the
+Dockerfile prints them. Keep secrets in build secrets (setSecret).
+"""
+type BuildArg {
+  name: String!
+  value: String!
+}
+
+"""
+A build argument to set. name: 1-128 letters, digits and '_', not starting
+with a digit (the NAME of ARG NAME); value: UTF-8 text without NUL, at most
+4 KiB, possibly empty.
+"""
+input BuildArgInput {
+  name: String!
+  value: String!
 }
 
 """
@@ -1478,6 +1551,16 @@ func (ec *executionContext) childFields_AddProjectPayload(ctx context.Context, f
 	return nil, fmt.Errorf("no field named %q was found under type AddProjectPayload", field.Name)
 }
 
+func (ec *executionContext) childFields_BuildArg(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "name":
+		return ec.fieldContext_BuildArg_name(ctx, field)
+	case "value":
+		return ec.fieldContext_BuildArg_value(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type BuildArg", field.Name)
+}
+
 func (ec *executionContext) childFields_BuildStep(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "n":
@@ -1678,6 +1761,8 @@ func (ec *executionContext) childFields_Project(ctx context.Context, field graph
 		return ec.fieldContext_Project_logRetention(ctx, field)
 	case "secrets":
 		return ec.fieldContext_Project_secrets(ctx, field)
+	case "buildArgs":
+		return ec.fieldContext_Project_buildArgs(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Project", field.Name)
 }
@@ -1979,6 +2064,36 @@ func (ec *executionContext) field_Mutation_rollback_args(ctx context.Context, ra
 		return nil, err
 	}
 	args["to"] = arg1
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_setBuildArgs_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "project",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["project"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "set",
+		func(ctx context.Context, v any) ([]*slipway.BuildArg, error) {
+			return ec.unmarshalOBuildArgInput2ᚕᚖgithubᚗcomᚋslipwayᚑciᚋslipwayᚐBuildArgᚄ(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["set"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "unset",
+		func(ctx context.Context, v any) ([]string, error) {
+			return ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["unset"] = arg2
 	return args, nil
 }
 
@@ -2428,6 +2543,52 @@ func (ec *executionContext) _AddProjectPayload_webhookSecret(ctx context.Context
 }
 func (ec *executionContext) fieldContext_AddProjectPayload_webhookSecret(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("AddProjectPayload", field, false, false, "String")
+}
+
+func (ec *executionContext) _BuildArg_name(ctx context.Context, field graphql.CollectedField, obj *slipway.BuildArg) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_BuildArg_name(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Name, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_BuildArg_name(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("BuildArg", field, false, false, "String")
+}
+
+func (ec *executionContext) _BuildArg_value(ctx context.Context, field graphql.CollectedField, obj *slipway.BuildArg) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_BuildArg_value(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Value, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_BuildArg_value(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("BuildArg", field, false, false, "String")
 }
 
 func (ec *executionContext) _BuildStep_n(ctx context.Context, field graphql.CollectedField, obj *slipway.BuildStep) (ret graphql.Marshaler) {
@@ -3991,6 +4152,50 @@ func (ec *executionContext) fieldContext_Mutation_setLogRetention(ctx context.Co
 	return fc, nil
 }
 
+func (ec *executionContext) _Mutation_setBuildArgs(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_setBuildArgs(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().SetBuildArgs(ctx, fc.Args["project"].(string), fc.Args["set"].([]*slipway.BuildArg), fc.Args["unset"].([]string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *slipway.Project) graphql.Marshaler {
+			return ec.marshalNProject2ᚖgithubᚗcomᚋslipwayᚑciᚋslipwayᚐProject(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_setBuildArgs(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Project(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_setBuildArgs_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Mutation_setSecret(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -4626,6 +4831,38 @@ func (ec *executionContext) fieldContext_Project_secrets(_ context.Context, fiel
 		IsResolver: true,
 		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 			return ec.childFields_Secret(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Project_buildArgs(ctx context.Context, field graphql.CollectedField, obj *slipway.Project) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Project_buildArgs(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.BuildArgs, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []slipway.BuildArg) graphql.Marshaler {
+			return ec.marshalNBuildArg2ᚕgithubᚗcomᚋslipwayᚑciᚋslipwayᚐBuildArgᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Project_buildArgs(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Project",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_BuildArg(ctx, field)
 		},
 	}
 	return fc, nil
@@ -6197,7 +6434,7 @@ func (ec *executionContext) unmarshalInputAddProjectInput(ctx context.Context, o
 		asMap[k] = v
 	}
 
-	fieldsInOrder := [...]string{"name", "repo", "branch", "dockerfile", "context", "webhookSecret", "logRetention", "logRetentionSize"}
+	fieldsInOrder := [...]string{"name", "repo", "branch", "dockerfile", "context", "webhookSecret", "logRetention", "logRetentionSize", "buildArgs"}
 	for _, k := range fieldsInOrder {
 		v, ok := asMap[k]
 		if !ok {
@@ -6260,6 +6497,13 @@ func (ec *executionContext) unmarshalInputAddProjectInput(ctx context.Context, o
 				return it, err
 			}
 			it.LogRetentionSize = data
+		case "buildArgs":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("buildArgs"))
+			data, err := ec.unmarshalOBuildArgInput2ᚕᚖgithubᚗcomᚋslipwayᚑciᚋslipwayᚐBuildArgᚄ(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.BuildArgs = data
 		}
 	}
 	return it, nil
@@ -6274,6 +6518,55 @@ func (ec *executionContext) unmarshalInputAddProjectInput(ctx context.Context, o
 func UnmarshalAddProjectInput(ctx context.Context, raw any) (AddProjectInput, error) {
 	var out AddProjectInput
 	err := graphql.UnmarshalNamedInputFromContext(ctx, "AddProjectInput", raw, &out)
+	return out, err
+}
+
+func (ec *executionContext) unmarshalInputBuildArgInput(ctx context.Context, obj any) (slipway.BuildArg, error) {
+	var it slipway.BuildArg
+	if obj == nil {
+		return it, nil
+	}
+
+	asMap := map[string]any{}
+	for k, v := range obj.(map[string]any) {
+		asMap[k] = v
+	}
+
+	fieldsInOrder := [...]string{"name", "value"}
+	for _, k := range fieldsInOrder {
+		v, ok := asMap[k]
+		if !ok {
+			continue
+		}
+		switch k {
+		case "name":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("name"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Name = data
+		case "value":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("value"))
+			data, err := ec.unmarshalNString2string(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Value = data
+		}
+	}
+	return it, nil
+}
+
+// UnmarshalBuildArgInput unmarshals raw into the BuildArgInput input type, using the
+// unmarshaler bound to ctx's request. Call it from a resolver to decode an input
+// object that was not passed as a field argument.
+//
+// ctx must come from a gqlgen request; outside one there is no unmarshaler to use
+// and the returned error says so.
+func UnmarshalBuildArgInput(ctx context.Context, raw any) (slipway.BuildArg, error) {
+	var out slipway.BuildArg
+	err := graphql.UnmarshalNamedInputFromContext(ctx, "BuildArgInput", raw, &out)
 	return out, err
 }
 
@@ -6412,6 +6705,44 @@ func (ec *executionContext) _AddProjectPayload(ctx context.Context, sel ast.Sele
 			}
 		case "webhookSecret":
 			out.Values[i] = ec._AddProjectPayload_webhookSecret(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var buildArgImplementors = []string{"BuildArg"}
+
+func (ec *executionContext) _BuildArg(ctx context.Context, sel ast.SelectionSet, obj *slipway.BuildArg) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, buildArgImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("BuildArg")
+		case "name":
+			out.Values[i] = ec._BuildArg_name(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "value":
+			out.Values[i] = ec._BuildArg_value(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
@@ -6970,6 +7301,13 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
+		case "setBuildArgs":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_setBuildArgs(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		case "setSecret":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_setSecret(ctx, field)
@@ -7183,6 +7521,11 @@ func (ec *executionContext) _Project(ctx context.Context, sel ast.SelectionSet, 
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Project_secrets(ctx, field, obj)
 				})
+		case "buildArgs":
+			out.Values[i] = ec._Project_buildArgs(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -7761,6 +8104,31 @@ func (ec *executionContext) marshalNBoolean2bool(ctx context.Context, sel ast.Se
 	return res
 }
 
+func (ec *executionContext) marshalNBuildArg2githubᚗcomᚋslipwayᚑciᚋslipwayᚐBuildArg(ctx context.Context, sel ast.SelectionSet, v slipway.BuildArg) graphql.Marshaler {
+	return ec._BuildArg(ctx, sel, &v)
+}
+
+func (ec *executionContext) marshalNBuildArg2ᚕgithubᚗcomᚋslipwayᚑciᚋslipwayᚐBuildArgᚄ(ctx context.Context, sel ast.SelectionSet, v []slipway.BuildArg) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNBuildArg2githubᚗcomᚋslipwayᚑciᚋslipwayᚐBuildArg(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) unmarshalNBuildArgInput2ᚖgithubᚗcomᚋslipwayᚑciᚋslipwayᚐBuildArg(ctx context.Context, v any) (*slipway.BuildArg, error) {
+	res, err := ec.unmarshalInputBuildArgInput(ctx, v)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
 func (ec *executionContext) marshalNBuildStep2githubᚗcomᚋslipwayᚑciᚋslipwayᚐBuildStep(ctx context.Context, sel ast.SelectionSet, v slipway.BuildStep) graphql.Marshaler {
 	return ec._BuildStep(ctx, sel, &v)
 }
@@ -8268,6 +8636,23 @@ func (ec *executionContext) marshalOBoolean2ᚖbool(ctx context.Context, sel ast
 	return res
 }
 
+func (ec *executionContext) unmarshalOBuildArgInput2ᚕᚖgithubᚗcomᚋslipwayᚑciᚋslipwayᚐBuildArgᚄ(ctx context.Context, v any) ([]*slipway.BuildArg, error) {
+	if v == nil {
+		return nil, nil
+	}
+	vSlice := graphql.CoerceList(v)
+	var err error
+	res := make([]*slipway.BuildArg, len(vSlice))
+	for i := range vSlice {
+		ctx := graphql.WithPathContext(ctx, graphql.NewPathWithIndex(i))
+		res[i], err = ec.unmarshalNBuildArgInput2ᚖgithubᚗcomᚋslipwayᚑciᚋslipwayᚐBuildArg(ctx, vSlice[i])
+		if err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
 func (ec *executionContext) marshalODeployment2ᚖgithubᚗcomᚋslipwayᚑciᚋslipwayᚐDeployment(ctx context.Context, sel ast.SelectionSet, v *slipway.Deployment) graphql.Marshaler {
 	if v == nil {
 		return graphql.Null
@@ -8317,6 +8702,41 @@ func (ec *executionContext) marshalOString2string(ctx context.Context, sel ast.S
 	_ = ctx
 	res := graphql.MarshalString(v)
 	return res
+}
+
+func (ec *executionContext) unmarshalOString2ᚕstringᚄ(ctx context.Context, v any) ([]string, error) {
+	if v == nil {
+		return nil, nil
+	}
+	vSlice := graphql.CoerceList(v)
+	var err error
+	res := make([]string, len(vSlice))
+	for i := range vSlice {
+		ctx := graphql.WithPathContext(ctx, graphql.NewPathWithIndex(i))
+		res[i], err = ec.unmarshalNString2string(ctx, vSlice[i])
+		if err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+func (ec *executionContext) marshalOString2ᚕstringᚄ(ctx context.Context, sel ast.SelectionSet, v []string) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	ret := make(graphql.Array, len(v))
+	for i := range v {
+		ret[i] = ec.marshalNString2string(ctx, sel, v[i])
+	}
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
 }
 
 func (ec *executionContext) unmarshalOString2ᚖstring(ctx context.Context, v any) (*string, error) {

@@ -22,6 +22,8 @@ type AddProjectInput struct {
 	LogRetention *string `json:"logRetention,omitempty"`
 	// Delete the oldest deployments' logs while the project's logs take more than this, e.g. 500MB or 2GiB (default: no limit).
 	LogRetentionSize *string `json:"logRetentionSize,omitempty"`
+	// The values of the Dockerfile's ARGs its builds get (default: none). Not secret: see BuildArg.
+	BuildArgs []*slipway.BuildArg `json:"buildArgs,omitempty"`
 }
 
 type AddProjectPayload struct {
