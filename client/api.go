@@ -47,7 +47,7 @@ type DeployInput struct {
 const projectFields = `name repo branch dockerfile context createdAt logRetention { maxAgeSeconds maxBytes } buildArgs { name value }`
 
 const deploymentFields = `id project ref commit trigger status image digest error failedStep
-	timings { phase ms } steps { n instruction cached inRegistry durationMs } createdAt startedAt finishedAt logPruned logComplete logCompleteAt logLines
+	timings { phase ms } steps { n instruction cached inRegistry durationMs why } createdAt startedAt finishedAt logPruned logComplete logCompleteAt logLines
 	progress { phase step stepsTotal stage stages instruction cachedSteps }`
 
 const machineFields = `project provider isolation user state pid volumeDir volumeBytes lastWokeAt lastWakeMs lastSleptAt error updatedAt`

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -96,7 +97,14 @@ func printDeployment(w io.Writer, d *slipway.Deployment, now time.Time) error {
 			fmt.Fprintf(w, "\nSTEPS (%d, %d cached)\n", len(d.Steps), cachedSteps(d.Steps))
 		}
 		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "#\tDURATION\tCACHE\tSTEP")
+		// WHY: why a step cannot be reused from earlier builds, when any
+		// cannot (the cause of a cache miss that is not a changed input).
+		why := slices.ContainsFunc(d.Steps, func(s slipway.BuildStep) bool { return s.Why != "" })
+		if why {
+			fmt.Fprintln(tw, "#\tDURATION\tCACHE\tSTEP\tWHY")
+		} else {
+			fmt.Fprintln(tw, "#\tDURATION\tCACHE\tSTEP")
+		}
 		for _, s := range d.Steps {
 			cache := "-"
 			if s.Cached {
@@ -104,7 +112,11 @@ func printDeployment(w io.Writer, d *slipway.Deployment, now time.Time) error {
 			} else if s.InRegistry {
 				cache = "registry"
 			}
-			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", s.N, ms(s.DurationMs), cache, oneLine(s.Instruction))
+			if why {
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", s.N, ms(s.DurationMs), cache, oneLine(s.Instruction), oneLine(s.Why))
+			} else {
+				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", s.N, ms(s.DurationMs), cache, oneLine(s.Instruction))
+			}
 		}
 		if err := tw.Flush(); err != nil {
 			return err

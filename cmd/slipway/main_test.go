@@ -218,7 +218,7 @@ func (ts *testServer) seed(t *testing.T) {
 		Steps: []slipway.BuildStep{
 			{N: 1, Instruction: "STEP 1/3: FROM 127.0.0.1:8080/base/node:22", Cached: true, DurationMs: 4},
 			{N: 2, Instruction: "STEP 2/3: RUN --mount=type=cache,target=/root/.npm npm ci", Cached: true, DurationMs: 310},
-			{N: 3, Instruction: "STEP 3/3: RUN npm run build", DurationMs: 79500},
+			{N: 3, Instruction: "STEP 3/3: RUN npm run build", DurationMs: 79500, Why: "follows step 2, which has no key"},
 		},
 		CreatedAt: t0, StartedAt: &s1, FinishedAt: &f1})
 	t1 := t0.Add(30 * time.Minute)

@@ -301,7 +301,7 @@ async function gql(query, variables = {}, signal) {
 const DEPLOYMENT_FIELDS = `id project ref commit trigger status image digest error failedStep durationMs createdAt startedAt finishedAt`;
 const PROGRESS_FIELDS = `progress { phase step stepsTotal stage stages instruction cachedSteps }`;
 // The Dockerfile steps a finished build ran, for the deployment page.
-const STEP_FIELDS = `steps { n instruction cached inRegistry durationMs }`;
+const STEP_FIELDS = `steps { n instruction cached inRegistry durationMs why }`;
 // What the deployment page shows beyond a list row: the log's state and
 // where the build is.
 const DETAIL_FIELDS = `${DEPLOYMENT_FIELDS} logPruned logComplete logCompleteAt logLines ${PROGRESS_FIELDS}`;
@@ -1273,7 +1273,8 @@ function renderTimings(card, d, logStep) {
 /**
  * stepsCard lists the Dockerfile steps a finished build ran: each one's
  * duration (a bar on the scale of the slowest) and whether the layer cache
- * served it or it was applied to the image's config in the registry.
+ * served it or it was applied to the image's config in the registry; a step
+ * that cannot be reused from earlier builds says why in its tooltip.
  */
 function stepsCard(steps) {
   const slowest = Math.max(1, ...steps.map((s) => s.durationMs));
@@ -1291,9 +1292,9 @@ function stepsCard(steps) {
         const how = s.inRegistry ? "registry" : s.cached ? "cached" : "built";
         return h(
           "li",
-          { class: `step-row step-${how}`, dataset: { n: String(s.n), how, ms: String(s.durationMs) } },
+          { class: `step-row step-${how}`, dataset: { n: String(s.n), how, ms: String(s.durationMs), why: s.why || "" } },
           h("span", { class: "step-n muted mono", text: String(s.n) }),
-          h("span", { class: "step-text mono", title: s.instruction, text: s.instruction }),
+          h("span", { class: "step-text mono", title: s.why ? `${s.instruction}\nnot reused from earlier builds: ${s.why}` : s.instruction, text: s.instruction }),
           h("span", { class: `step-how small step-how-${how}`, text: how === "registry" ? "in registry" : how }),
           h("span", { class: "bar-track" }, h("span", { class: "bar bar-build", style: { left: "0", width: `max(2px, ${(100 * s.durationMs) / slowest}%)` } })),
           h("span", { class: "bar-value mono", text: fmtDuration(s.durationMs) }),

@@ -66,6 +66,7 @@ type ComplexityRoot struct {
 		InRegistry  func(childComplexity int) int
 		Instruction func(childComplexity int) int
 		N           func(childComplexity int) int
+		Why         func(childComplexity int) int
 	}
 
 	CreateTokenPayload struct {
@@ -374,6 +375,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.BuildStep.N(childComplexity), true
+	case "BuildStep.why":
+		if e.ComplexityRoot.BuildStep.Why == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BuildStep.Why(childComplexity), true
 
 	case "CreateTokenPayload.apiToken":
 		if e.ComplexityRoot.CreateTokenPayload.APIToken == nil {
@@ -1444,7 +1451,7 @@ type LogLine {
 type BuildStep {
   "The step's number in the whole build, from 1."
   n: Int!
-  "The step as podman printed it, e.g. \"STEP 3/5: RUN npm ci\" or \"[1/2] STEP 2/4: COPY . .\"."
+  "The step as the builder printed it, e.g. \"STEP 3/5: RUN npm ci\" or \"[1/2] STEP 2/4: COPY . .\"."
   instruction: String!
   "True when the layer cache served the step."
   cached: Boolean!
@@ -1454,6 +1461,12 @@ type BuildStep {
   """
   inRegistry: Boolean!
   durationMs: Int!
+  """
+  Why the step could not be reused from an earlier build's recorded image:
+  its inputs cannot be pinned down (an ADD of a URL, an image whose digest
+  cannot be resolved, ...), or it follows such a step. Empty when it could be.
+  """
+  why: String
 }
 
 """
@@ -1573,6 +1586,8 @@ func (ec *executionContext) childFields_BuildStep(ctx context.Context, field gra
 		return ec.fieldContext_BuildStep_inRegistry(ctx, field)
 	case "durationMs":
 		return ec.fieldContext_BuildStep_durationMs(ctx, field)
+	case "why":
+		return ec.fieldContext_BuildStep_why(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type BuildStep", field.Name)
 }
@@ -2704,6 +2719,29 @@ func (ec *executionContext) _BuildStep_durationMs(ctx context.Context, field gra
 }
 func (ec *executionContext) fieldContext_BuildStep_durationMs(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("BuildStep", field, false, false, "Int")
+}
+
+func (ec *executionContext) _BuildStep_why(ctx context.Context, field graphql.CollectedField, obj *slipway.BuildStep) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_BuildStep_why(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Why, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalOString2string(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_BuildStep_why(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("BuildStep", field, false, false, "String")
 }
 
 func (ec *executionContext) _CreateTokenPayload_token(ctx context.Context, field graphql.CollectedField, obj *CreateTokenPayload) (ret graphql.Marshaler) {
@@ -6797,6 +6835,11 @@ func (ec *executionContext) _BuildStep(ctx context.Context, sel ast.SelectionSet
 		case "durationMs":
 			out.Values[i] = ec._BuildStep_durationMs(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "why":
+			out.Values[i] = ec._BuildStep_why(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
 		default:
