@@ -44,7 +44,7 @@ func (a *Activities) savePins(refs []string) error {
 // housekeep runs after every build. It pins pushed (the image just pushed,
 // if any), removes this project's images that are not among the last
 // KeepImages pinned ones, and when the volume's filesystem is fuller than
-// ResetThreshold it resets podman's storage and clears the temp and work
+// ResetThreshold it resets the builder's storage and clears the temp and work
 // directories; it also runs git's automatic maintenance on the mirror. The
 // volume is only a cache: the next build is colder, never wrong. Failures
 // are reported, never fatal to the build.
@@ -52,7 +52,7 @@ func (a *Activities) savePins(refs []string) error {
 // Only what the deployment's log must show runs before it returns: the
 // pins, and on a volume past the threshold the image removal and the
 // reset. Otherwise the removal of old images and git's maintenance (a few
-// podman and git processes, 0.2–0.5 s) run after the activity has
+// buildah and git processes, 0.2–0.5 s) run after the activity has
 // returned, so the deployment ends without waiting for them; the agent
 // does not exit, and its next activity does not start, until they are
 // done (afterJob). They report to the agent's own log.
@@ -98,19 +98,19 @@ func (a *Activities) maintainMirror(ctx context.Context) {
 func (a *Activities) removeOldImages(ctx context.Context, j *job, project string, pins []string) {
 	// The project's images are those in the repositories of its pinned
 	// images (the deployments' images carry no labels in this storage: the
-	// labels are put on in the registry), and those an older agent built
-	// with the slipway.project label. Base images and other names stay.
+	// labels are put on in the registry). Base images and other names
+	// stay.
 	repos := map[string]bool{}
 	for _, r := range pins {
 		repos[repository(r)] = true
 	}
-	imgs, err := a.podman.Images(ctx, "")
+	imgs, err := a.builder.Images(ctx)
 	if err != nil {
 		a.cfg.Logger.Warn("housekeeping: list images", "error", err)
 	}
 	var remove []string
 	for _, img := range imgs {
-		mine, pinned := img.Labels["slipway.project"] == project, false
+		mine, pinned := false, false
 		for _, n := range img.Names {
 			mine = mine || repos[repository(n)]
 			pinned = pinned || slices.Contains(pins, n)
@@ -122,7 +122,7 @@ func (a *Activities) removeOldImages(ctx context.Context, j *job, project string
 	if len(remove) == 0 {
 		return
 	}
-	if err := a.podman.RemoveImages(ctx, remove...); err != nil {
+	if err := a.builder.RemoveImages(ctx, remove...); err != nil {
 		a.cfg.Logger.Warn("housekeeping: remove old images", "error", err)
 		return
 	}
@@ -134,8 +134,8 @@ func (a *Activities) removeOldImages(ctx context.Context, j *job, project string
 	}
 }
 
-// resetIfFull resets podman's storage and clears the work directories when
-// the volume is fuller than ResetThreshold.
+// resetIfFull resets the builder's storage and clears the work directories
+// when the volume is fuller than ResetThreshold.
 func (a *Activities) resetIfFull(ctx context.Context, j *job) {
 	used, err := fsUsage(a.layout.Root)
 	if err != nil {
@@ -146,15 +146,21 @@ func (a *Activities) resetIfFull(ctx context.Context, j *job) {
 		return
 	}
 	j.line("housekeeping", "volume %.0f%% full (threshold %.0f%%): resetting the build cache", used*100, a.cfg.ResetThreshold*100)
-	if err := a.podman.Reset(ctx); err != nil {
-		a.cfg.Logger.Warn("housekeeping: podman system reset", "error", err)
+	if err := a.builder.Reset(ctx); err != nil {
+		a.cfg.Logger.Warn("housekeeping: reset the builder's storage", "error", err)
 	}
 	entries, _ := os.ReadDir(a.layout.Work)
 	for _, e := range entries {
 		_ = os.RemoveAll(filepath.Join(a.layout.Work, e.Name()))
 	}
+	// The reset removed the images the records name.
+	a.forgetImages()
+}
+
+// forgetImages drops the records that name images of the builder's
+// storage (pins, reuse, steps), when those images are gone.
+func (a *Activities) forgetImages() {
 	_ = os.Remove(a.layout.pinsFile())
-	// The reset removed the images the reuse and step records name.
 	_ = os.RemoveAll(a.layout.inputsDir())
 	a.forgetSteps(nil)
 }

@@ -21,7 +21,7 @@ import (
 // Dockerfile without them and applies them to the pushed image's config in
 // the registry, next to the deployment's labels: one new config and
 // manifest, the same layers, the same config podman would have written
-// (TestConfigStepsMatchPodman compares the two).
+// (TestConfigStepsMatchTheBuilder compares the two).
 
 var (
 	exposePort = regexp.MustCompile(`^[0-9]{1,5}(/(tcp|udp|sctp))?$`)

@@ -12,8 +12,8 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
+	"github.com/slipway-ci/slipway/buildah"
 	"github.com/slipway-ci/slipway/internal/testenv"
-	"github.com/slipway-ci/slipway/podman"
 )
 
 // TestLabelInRegistry pushes an image built with a label of its own, puts
@@ -22,8 +22,8 @@ import (
 // layers are the pushed ones.
 func TestLabelInRegistry(t *testing.T) {
 	host := testenv.Registry(t)
-	p := testenv.Podman(t)
-	base := testenv.BaseImage(t, p, host)
+	b := testenv.Builder(t)
+	base := testenv.BaseImage(t, b, host)
 	dir := t.TempDir()
 	df := "FROM " + base + "\nLABEL maintainer=\"someone\"\nRUN echo hi > /hi\n"
 	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte(df), 0o644); err != nil {
@@ -31,10 +31,10 @@ func TestLabelInRegistry(t *testing.T) {
 	}
 	ref := host + "/app:0123456789abcdef"
 	var out bytes.Buffer
-	if _, err := p.Build(t.Context(), podman.BuildOptions{ContextDir: dir, Tag: ref, Stdout: &out, Stderr: &out}); err != nil {
+	if _, err := b.Build(t.Context(), buildah.BuildOptions{ContextDir: dir, Tag: ref, Stdout: &out, Stderr: &out}); err != nil {
 		t.Fatalf("build: %v\n%s", err, out.String())
 	}
-	pushed, err := p.Push(t.Context(), ref, false, &out)
+	pushed, err := b.Push(t.Context(), ref, false, &out)
 	if err != nil {
 		t.Fatalf("push: %v\n%s", err, out.String())
 	}
@@ -81,15 +81,15 @@ func TestLabelInRegistry(t *testing.T) {
 	}
 }
 
-// TestConfigStepsMatchPodman builds Dockerfiles that end with config-only
-// steps twice: as written, by podman; and without those steps, which are
-// then applied in the registry (configTail, configureInRegistry). The two
-// images' configs must be the same, and so must their history's last
-// entries.
-func TestConfigStepsMatchPodman(t *testing.T) {
+// TestConfigStepsMatchTheBuilder builds Dockerfiles that end with
+// config-only steps twice: as written, by the builder (buildah); and
+// without those steps, which are then applied in the registry
+// (configTail, configureInRegistry). The two images' configs must be the
+// same, and so must their history's last entries.
+func TestConfigStepsMatchTheBuilder(t *testing.T) {
 	host := testenv.Registry(t)
-	p := testenv.Podman(t)
-	base := testenv.BaseImage(t, p, host)
+	b := testenv.Builder(t)
+	base := testenv.BaseImage(t, b, host)
 	cases := []struct {
 		name, body string
 		tail       int
@@ -139,15 +139,15 @@ EXPOSE 80
 				}
 				ref := fmt.Sprintf("%s/cfg%d-%s:1", host, i, name)
 				var out bytes.Buffer
-				if _, err := p.Build(t.Context(), podman.BuildOptions{ContextDir: dir, Tag: ref, Stdout: &out, Stderr: &out}); err != nil {
+				if _, err := b.Build(t.Context(), buildah.BuildOptions{ContextDir: dir, Tag: ref, Stdout: &out, Stderr: &out}); err != nil {
 					t.Fatalf("build: %v\n%s", err, out.String())
 				}
-				if _, err := p.Push(t.Context(), ref, false, &out); err != nil {
+				if _, err := b.Push(t.Context(), ref, false, &out); err != nil {
 					t.Fatalf("push: %v\n%s", err, out.String())
 				}
 				return ref
 			}
-			written := build("podman", df)
+			written := build("builder", df)
 			applied := build("registry", stripped.String())
 			if _, err := configureInRegistry(t.Context(), applied, nil, tail, false); err != nil {
 				t.Fatal(err)
@@ -156,15 +156,15 @@ EXPOSE 80
 			if w, g := want.Config, got.Config; !reflect.DeepEqual(w, g) {
 				wj, _ := json.MarshalIndent(w, "", " ")
 				gj, _ := json.MarshalIndent(g, "", " ")
-				t.Errorf("config applied in the registry:\n%s\npodman's:\n%s", gj, wj)
+				t.Errorf("config applied in the registry:\n%s\nthe builder's:\n%s", gj, wj)
 			}
 			if len(want.History) != len(got.History) {
-				t.Fatalf("history: %d entries, podman's %d", len(got.History), len(want.History))
+				t.Fatalf("history: %d entries, the builder's %d", len(got.History), len(want.History))
 			}
 			for k := len(want.History) - len(tail); k < len(want.History); k++ {
 				w, g := want.History[k], got.History[k]
 				if w.CreatedBy != g.CreatedBy || w.EmptyLayer != g.EmptyLayer {
-					t.Errorf("history %d: %q (empty layer %v), podman's %q (%v)", k, g.CreatedBy, g.EmptyLayer, w.CreatedBy, w.EmptyLayer)
+					t.Errorf("history %d: %q (empty layer %v), the builder's %q (%v)", k, g.CreatedBy, g.EmptyLayer, w.CreatedBy, w.EmptyLayer)
 				}
 			}
 		})

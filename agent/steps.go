@@ -17,8 +17,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/slipway-ci/slipway/buildah"
 	"github.com/slipway-ci/slipway/internal/atomicfile"
-	"github.com/slipway-ci/slipway/podman"
 )
 
 // Step reuse. podman's layer cache checks every step again on every build:
@@ -305,7 +305,7 @@ func (a *Activities) loadSteps() map[string]stepRecord {
 // image of every step of a successful build whose key is known, and saves
 // them. steps are numbered as in the Dockerfile as written
 // (originalSteps).
-func (a *Activities) rememberSteps(recs map[string]stepRecord, keys [][]string, steps []podman.Step) {
+func (a *Activities) rememberSteps(recs map[string]stepRecord, keys [][]string, steps []buildah.Step) {
 	now := time.Now().UTC()
 	for _, s := range steps {
 		st := max(s.Stage-1, 0)
@@ -346,10 +346,10 @@ func (a *Activities) forgetSteps(p *stepPlan) {
 // whole, which podman does not show, is all cached steps, and the final
 // stage's last tail steps, left to the registry (configTail), come last:
 // not cached, no time.
-func (d *dockerfileStages) originalSteps(cut []int, images []string, tail int, ran []podman.Step) []podman.Step {
+func (d *dockerfileStages) originalSteps(cut []int, images []string, tail int, ran []buildah.Step) []buildah.Step {
 	multi := len(d.stages) > 1
-	step := func(s, i int) podman.Step {
-		st := podman.Step{N: i + 1, Total: len(d.stages[s].insts), Instruction: d.stages[s].insts[i].text, Cached: i > 0}
+	step := func(s, i int) buildah.Step {
+		st := buildah.Step{N: i + 1, Total: len(d.stages[s].insts), Instruction: d.stages[s].insts[i].text, Cached: i > 0}
 		if multi {
 			st.Stage, st.Stages = s+1, len(d.stages)
 		}
@@ -358,7 +358,7 @@ func (d *dockerfileStages) originalSteps(cut []int, images []string, tail int, r
 		}
 		return st
 	}
-	var out []podman.Step
+	var out []buildah.Step
 	seen := map[int]bool{}
 	last := len(d.stages) - 1
 	for _, r := range ran {
@@ -538,7 +538,7 @@ func (p *stepPlan) summary() []string {
 // mapStep numbers a step of the rewritten Dockerfile as the Dockerfile is
 // written. The FROM that replaced a stage's prefix stands for the
 // prefix's last step, shown with the recorded image it starts from.
-func (p *stepPlan) mapStep(s podman.Step) podman.Step {
+func (p *stepPlan) mapStep(s buildah.Step) buildah.Step {
 	if !p.cutting() {
 		return s
 	}
@@ -566,7 +566,7 @@ func (p *stepPlan) mapHeader(line string) string {
 	if !p.cutting() {
 		return line
 	}
-	s, ok := podman.ParseStepHeader(line)
+	s, ok := buildah.ParseStepHeader(line)
 	if !ok {
 		return line
 	}
@@ -604,7 +604,7 @@ func (h headerWriter) Write(b []byte) (int, error) {
 
 // progress maps a step podman reports to the Dockerfile as written, and
 // counts the steps the records served as cached.
-func (p *stepPlan) progress(s podman.Step, cached int) (podman.Step, int) {
+func (p *stepPlan) progress(s buildah.Step, cached int) (buildah.Step, int) {
 	if !p.cutting() {
 		return s, cached
 	}
@@ -615,7 +615,7 @@ func (p *stepPlan) progress(s podman.Step, cached int) (podman.Step, int) {
 }
 
 // originalSteps: see dockerfileStages.originalSteps.
-func (p *stepPlan) originalSteps(ran []podman.Step) []podman.Step {
+func (p *stepPlan) originalSteps(ran []buildah.Step) []buildah.Step {
 	if !p.cutting() {
 		return ran
 	}
@@ -634,7 +634,7 @@ func (p *stepPlan) config() []string {
 // lostImage reports whether a failed build failed because an image a stage
 // was to start from is gone.
 func (p *stepPlan) lostImage(err error) bool {
-	var be *podman.BuildError
+	var be *buildah.BuildError
 	if !p.cutting() || !errors.As(err, &be) {
 		return false
 	}

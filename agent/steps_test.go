@@ -8,7 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/slipway-ci/slipway/podman"
+	"github.com/slipway-ci/slipway/buildah"
 )
 
 const stepsDockerfile = `# syntax=docker/dockerfile:1
@@ -186,7 +186,7 @@ CMD ["node", "dist/index.js"]
 	}
 
 	// podman's steps from the rewritten file, numbered back.
-	ran := []podman.Step{
+	ran := []buildah.Step{
 		{Stage: 2, Stages: 3, N: 1, Total: 3, Instruction: "FROM bbbbbbbbbbbb AS build"},
 		{Stage: 2, Stages: 3, N: 2, Total: 3, Instruction: "COPY src ./src", Image: "d1"},
 		{Stage: 2, Stages: 3, N: 3, Total: 3, Instruction: "RUN npm run build && echo done", Image: "d2"},
@@ -247,7 +247,7 @@ STEP 1/1: not a stage podman numbered
 	if log.String() != wantLog {
 		t.Errorf("log:\n%s\nwant:\n%s", log.String(), wantLog)
 	}
-	if s, cached := plan.progress(podman.Step{Stage: 3, Stages: 3, N: 2, Total: 4, Instruction: "COPY --from=build /app/dist ./dist"}, 1); s.N != 4 || s.Total != 6 || cached != 7 {
+	if s, cached := plan.progress(buildah.Step{Stage: 3, Stages: 3, N: 2, Total: 4, Instruction: "COPY --from=build /app/dist ./dist"}, 1); s.N != 4 || s.Total != 6 || cached != 7 {
 		t.Errorf("progress = step %d/%d, %d cached; want 4/6, 7", s.N, s.Total, cached)
 	}
 }
@@ -277,7 +277,7 @@ func TestConfigTailLeftOut(t *testing.T) {
 	if s := b.String(); strings.Contains(s, "CMD") || !strings.HasSuffix(s, "FROM f0\nCOPY --from=build /app/dist ./dist\nRUN --mount=type=secret,id=token cat /run/secrets/token > /dev/null\n") {
 		t.Errorf("rewritten Dockerfile:\n%s", s)
 	}
-	ran := []podman.Step{
+	ran := []buildah.Step{
 		{Stage: 3, Stages: 3, N: 1, Total: 3, Instruction: "FROM f0"},
 		{Stage: 3, Stages: 3, N: 2, Total: 3, Instruction: "COPY --from=build /app/dist ./dist", Image: "e1"},
 		{Stage: 3, Stages: 3, N: 3, Total: 3, Instruction: "RUN --mount=type=secret,id=token cat /run/secrets/token > /dev/null", Image: "e2"},

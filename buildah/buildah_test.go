@@ -1,4 +1,4 @@
-package podman_test
+package buildah_test
 
 import (
 	"bytes"
@@ -6,17 +6,22 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/slipway-ci/slipway/buildah"
 	"github.com/slipway-ci/slipway/internal/testenv"
-	"github.com/slipway-ci/slipway/podman"
 )
 
 // lines is a concurrency-safe io.Writer that records whole lines and can
@@ -71,43 +76,92 @@ func writeContext(t *testing.T, files map[string]string) string {
 
 func TestNewWritesContainersConf(t *testing.T) {
 	t.Parallel()
-	p := testenv.Podman(t)
-	b, err := os.ReadFile(p.ConfFile())
+	b := testenv.Builder(t)
+	conf, err := os.ReadFile(b.ConfFile())
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"default_ulimits = []", `runtime = "runc"`, `cgroup_manager = "cgroupfs"`, `events_logger = "file"`, `tmp_dir = "` + p.Config().TmpDir + `"`} {
-		if !strings.Contains(string(b), want) {
-			t.Errorf("containers.conf lacks %q:\n%s", want, b)
+	for _, want := range []string{"default_ulimits = []", `runtime = "runc"`, `cgroup_manager = "cgroupfs"`, `tmp_dir = "` + b.Config().TmpDir + `"`,
+		`default_rootless_network_cmd = "slirp4netns"`, `network_cmd_options = ["allow_host_loopback=false"]`} {
+		if !strings.Contains(string(conf), want) {
+			t.Errorf("containers.conf lacks %q:\n%s", want, conf)
 		}
 	}
-	// podman reads it: the runtime and the storage root are ours.
-	out, err := p.Command(t.Context(), "info", "--format", "{{.Host.OCIRuntime.Name}} {{.Store.GraphRoot}} {{.Host.CgroupManager}}").Output()
+	// buildah reads it: the runtime and the storage root are ours.
+	out, err := b.Command(t.Context(), "info").Output()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got, want := strings.TrimSpace(string(out)), "runc "+p.Config().Root+" cgroupfs"; got != want {
-		t.Errorf("podman info = %q, want %q", got, want)
+	var info struct {
+		Host  struct{ OCIRuntime string }
+		Store struct{ GraphRoot, GraphDriverName string }
+	}
+	if err := json.Unmarshal(out, &info); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := fmt.Sprintf("%s %s %s", info.Host.OCIRuntime, info.Store.GraphRoot, info.Store.GraphDriverName), "runc "+b.Config().Root+" overlay"; got != want {
+		t.Errorf("buildah info = %q, want %q", got, want)
+	}
+	if b.Config().Binary != buildah.DefaultBinary || b.Config().Runtime != buildah.DefaultRuntime {
+		t.Errorf("binary %s, runtime %s; want %s, %s", b.Config().Binary, b.Config().Runtime, buildah.DefaultBinary, buildah.DefaultRuntime)
+	}
+	if got := b.String(); got != "buildah "+b.Version() || !strings.HasPrefix(b.Version(), "1.") {
+		t.Errorf("String() = %q, Version() = %q", got, b.Version())
 	}
 }
 
 func TestNewErrors(t *testing.T) {
-	if _, err := podman.New(podman.Config{}); err == nil {
+	t.Parallel()
+	if _, err := buildah.New(t.Context(), buildah.Config{}); err == nil {
 		t.Error("New with an empty Config succeeded")
 	}
-	cfg := podman.ConfigAt(t.TempDir())
-	cfg.Binary = "podman-does-not-exist"
-	_, err := podman.New(cfg)
-	if err == nil || !strings.Contains(err.Error(), podman.InstallHint) {
-		t.Errorf("New with a missing binary = %v, want an error with the install hint", err)
+	cfg := buildah.ConfigAt(t.TempDir())
+	cfg.Binary = "buildah-does-not-exist"
+	_, err := buildah.New(t.Context(), cfg)
+	if err == nil || !strings.Contains(err.Error(), "scripts/setup") {
+		t.Errorf("New with a missing binary = %v, want an error naming scripts/setup", err)
 	}
+	cfg = buildah.ConfigAt(t.TempDir())
+	cfg.Engine = "docker"
+	if _, err := buildah.New(t.Context(), cfg); err == nil {
+		t.Error("New with an unknown engine succeeded")
+	}
+}
+
+// New refuses a buildah older than MinVersion. The stand-in answers
+// `version --json` the way Debian 12's buildah 1.28.2 does; the real
+// builder is accepted.
+func TestNewRefusesAnOldBuildah(t *testing.T) {
+	t.Parallel()
+	old := filepath.Join(t.TempDir(), "buildah")
+	script := "#!/bin/sh\n[ \"$1 $2\" = \"version --json\" ] || exit 2\n" +
+		"echo '{\"version\": \"1.28.2\", \"goVersion\": \"go1.19.8\", \"imageSpec\": \"1.0.2-dev\", \"runtimeSpec\": \"1.0.2-dev\", \"cniSpec\": \"1.0.0\", \"libcniVersion\": \"\", \"imageVersion\": \"5.23.1\", \"gitCommit\": \"\", \"built\": \"Thu Jan  1 00:00:00 1970\", \"osArch\": \"linux/amd64\", \"buildPlatform\": \"linux/amd64\"}'\n"
+	if err := os.WriteFile(old, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cfg := buildah.ConfigAt(t.TempDir())
+	cfg.Binary = old
+	_, err := buildah.New(t.Context(), cfg)
+	if err == nil {
+		t.Fatal("New accepted buildah 1.28.2")
+	}
+	for _, want := range []string{"1.28.2", buildah.MinVersion, "CVE-2024-1753", "scripts/setup"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("New with buildah 1.28.2 = %v, want it to name %q", err, want)
+		}
+	}
+	b, err := buildah.New(t.Context(), buildah.ConfigAt(t.TempDir()))
+	if err != nil {
+		t.Fatalf("New with %s: %v", buildah.DefaultBinary, err)
+	}
+	t.Logf("builder: %s", b)
 }
 
 func TestBuildPushRebuild(t *testing.T) {
 	// Not parallel: it measures build and push times.
 	host := testenv.Registry(t)
-	p := testenv.Podman(t)
-	base := testenv.BaseImage(t, p, host)
+	b := testenv.Builder(t)
+	base := testenv.BaseImage(t, b, host)
 
 	ctxDir := writeContext(t, map[string]string{
 		"Dockerfile": "FROM " + base + "\n" +
@@ -119,7 +173,7 @@ func TestBuildPushRebuild(t *testing.T) {
 	})
 	ref := host + "/demo:0123456789abcdef"
 	stdout, stderr := newLines(""), newLines("")
-	opts := podman.BuildOptions{
+	opts := buildah.BuildOptions{
 		ContextDir: ctxDir,
 		Tag:        ref,
 		Labels:     map[string]string{"slipway.project": "demo", "slipway.commit": "0123456789abcdef"},
@@ -128,18 +182,18 @@ func TestBuildPushRebuild(t *testing.T) {
 		Stderr:     stderr,
 	}
 	start := time.Now()
-	res, err := p.Build(t.Context(), opts)
+	res, err := b.Build(t.Context(), opts)
 	if err != nil {
 		t.Fatalf("build: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.text(), stderr.text())
 	}
-	t.Logf("cold build: %v (podman %v)", time.Since(start), res.Duration)
+	t.Logf("cold build: %v (buildah %v)", time.Since(start), res.Duration)
 	for _, s := range res.Steps {
 		t.Logf("  %-60.60s %v", s, s.Duration.Round(time.Millisecond))
 	}
 	if !strings.HasPrefix(res.ImageID, "sha256:") {
 		t.Errorf("ImageID = %q", res.ImageID)
 	}
-	// FROM, ARG, RUN, COPY, RUN, and podman's LABEL step.
+	// FROM, ARG, RUN, COPY, RUN, and the builder's LABEL step.
 	if len(res.Steps) < 5 {
 		t.Fatalf("steps = %+v, want at least 5", res.Steps)
 	}
@@ -150,6 +204,13 @@ func TestBuildPushRebuild(t *testing.T) {
 		if s.Cached {
 			t.Errorf("cold build: step %q cached", s)
 		}
+		// The step records (agent/steps.go) start stages from these.
+		if s.Image == "" && !strings.HasPrefix(s.Instruction, "FROM ") {
+			t.Errorf("cold build: step %q has no image id", s)
+		}
+	}
+	if last := res.Steps[len(res.Steps)-1].Image; last == "" || !strings.HasPrefix(res.ImageID, "sha256:"+last) {
+		t.Errorf("last step's image %s, the build's %s", last, res.ImageID)
 	}
 	if o := stdout.text(); !strings.Contains(o, "hello from run") || !strings.Contains(o, "version 1") || strings.Contains(o, "NOT ONE LINE") {
 		t.Errorf("stdout:\n%s", o)
@@ -159,7 +220,7 @@ func TestBuildPushRebuild(t *testing.T) {
 	}
 
 	// Labels are on the image.
-	out, err := p.Command(t.Context(), "image", "inspect", "--format", "{{json .Labels}}", ref).Output()
+	out, err := b.Command(t.Context(), "inspect", "--type", "image", "--format", "{{json .OCIv1.Config.Labels}}", ref).Output()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -172,7 +233,7 @@ func TestBuildPushRebuild(t *testing.T) {
 	}
 
 	start = time.Now()
-	digest, err := p.Push(t.Context(), ref, false, nil)
+	digest, err := b.Push(t.Context(), ref, false, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,7 +242,7 @@ func TestBuildPushRebuild(t *testing.T) {
 
 	// No change: every step but FROM comes from the cache.
 	start = time.Now()
-	res2, err := p.Build(t.Context(), opts)
+	res2, err := b.Build(t.Context(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -202,7 +263,7 @@ func TestBuildPushRebuild(t *testing.T) {
 	ref2 := host + "/demo:fedcba9876543210"
 	opts.Tag = ref2
 	start = time.Now()
-	res3, err := p.Build(t.Context(), opts)
+	res3, err := b.Build(t.Context(), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -215,7 +276,7 @@ func TestBuildPushRebuild(t *testing.T) {
 		t.Errorf("one-file rebuild: cached = %v, want RUN echo cached and COPY onwards not", cached)
 	}
 	start = time.Now()
-	digest2, err := p.Push(t.Context(), ref2, false, nil)
+	digest2, err := b.Push(t.Context(), ref2, false, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -243,14 +304,14 @@ func assertManifest(t *testing.T, host, repo, tag, digest string) {
 func TestBuildFailureNamesStep(t *testing.T) {
 	t.Parallel()
 	host := testenv.Registry(t)
-	p := testenv.Podman(t)
-	base := testenv.BaseImage(t, p, host)
+	b := testenv.Builder(t)
+	base := testenv.BaseImage(t, b, host)
 	ctxDir := writeContext(t, map[string]string{
 		"Dockerfile": "FROM " + base + "\nRUN echo fine\nRUN echo about to fail && exit 3\nRUN echo never\n",
 	})
 	stdout := newLines("")
-	_, err := p.Build(t.Context(), podman.BuildOptions{ContextDir: ctxDir, Tag: host + "/fail:1", Stdout: stdout, Stderr: stdout})
-	var be *podman.BuildError
+	_, err := b.Build(t.Context(), buildah.BuildOptions{ContextDir: ctxDir, Tag: host + "/fail:1", Stdout: stdout, Stderr: stdout})
+	var be *buildah.BuildError
 	if !errors.As(err, &be) {
 		t.Fatalf("err = %v (%T), want *BuildError", err, err)
 	}
@@ -270,23 +331,28 @@ func TestBuildFailureNamesStep(t *testing.T) {
 
 	// An unknown instruction is a failing step too.
 	ctxDir = writeContext(t, map[string]string{"Dockerfile": "FROM " + base + "\nBOGUS instruction\n"})
-	_, err = p.Build(t.Context(), podman.BuildOptions{ContextDir: ctxDir})
+	_, err = b.Build(t.Context(), buildah.BuildOptions{ContextDir: ctxDir})
 	if !errors.As(err, &be) || be.Step != "STEP 2/2: BOGUS instruction" {
 		t.Errorf("unknown instruction: err = %v, want a BuildError at STEP 2/2", err)
 	}
 
-	// Without a Dockerfile podman fails before any step.
-	_, err = p.Build(t.Context(), podman.BuildOptions{ContextDir: t.TempDir()})
+	// Without a Dockerfile the builder fails before any step.
+	_, err = b.Build(t.Context(), buildah.BuildOptions{ContextDir: t.TempDir()})
 	if !errors.As(err, &be) || be.Step != "" || be.Message == "" {
-		t.Errorf("no Dockerfile: err = %v, want a BuildError without a step and with podman's message", err)
+		t.Errorf("no Dockerfile: err = %v, want a BuildError without a step and with the builder's message", err)
+	}
+
+	// A failed build leaves no working container behind.
+	if out, err := b.Command(t.Context(), "containers", "--quiet").Output(); err != nil || strings.TrimSpace(string(out)) != "" {
+		t.Errorf("working containers after failed builds: %q (%v), want none", out, err)
 	}
 }
 
 func TestBuildRefusesLatest(t *testing.T) {
 	t.Parallel()
-	p := testenv.Podman(t)
+	b := testenv.Builder(t)
 	for _, tag := range []string{"127.0.0.1:1/app", "127.0.0.1:1/app:latest"} {
-		_, err := p.Build(t.Context(), podman.BuildOptions{ContextDir: t.TempDir(), Tag: tag})
+		_, err := b.Build(t.Context(), buildah.BuildOptions{ContextDir: t.TempDir(), Tag: tag})
 		if err == nil || !strings.Contains(err.Error(), "latest") {
 			t.Errorf("Build(Tag %q) = %v, want a refusal mentioning latest", tag, err)
 		}
@@ -296,8 +362,8 @@ func TestBuildRefusesLatest(t *testing.T) {
 func TestBuildCancel(t *testing.T) {
 	t.Parallel()
 	host := testenv.Registry(t)
-	p := testenv.Podman(t)
-	base := testenv.BaseImage(t, p, host)
+	b := testenv.Builder(t)
+	base := testenv.BaseImage(t, b, host)
 	ctxDir := writeContext(t, map[string]string{
 		"Dockerfile": "FROM " + base + "\nRUN echo cached-step > /c\nRUN echo sleeping && sleep 300\n",
 	})
@@ -307,7 +373,7 @@ func TestBuildCancel(t *testing.T) {
 	done := make(chan error, 1)
 	start := time.Now()
 	go func() {
-		_, err := p.Build(ctx, podman.BuildOptions{ContextDir: ctxDir, Tag: host + "/cancel:1", Stdout: stdout, Stderr: stdout})
+		_, err := b.Build(ctx, buildah.BuildOptions{ContextDir: ctxDir, Tag: host + "/cancel:1", Stdout: stdout, Stderr: stdout})
 		done <- err
 	}()
 	select {
@@ -334,14 +400,14 @@ func TestBuildCancel(t *testing.T) {
 	if out, _ := exec.Command("pgrep", "-f", "sleeping && sleep 300").Output(); len(out) > 0 {
 		t.Errorf("RUN process still running: pids %s", out)
 	}
-	out, err := p.Command(t.Context(), "ps", "--all", "--external", "--quiet").Output()
+	out, err := b.Command(t.Context(), "containers", "--quiet").Output()
 	if err != nil {
 		t.Fatal(err)
 	}
 	if s := strings.TrimSpace(string(out)); s != "" {
-		t.Errorf("containers left behind: %s", s)
+		t.Errorf("working containers left behind: %s", s)
 	}
-	entries, _ := os.ReadDir(p.Config().TmpDir)
+	entries, _ := os.ReadDir(b.Config().TmpDir)
 	for _, e := range entries {
 		if strings.HasPrefix(e.Name(), "build-") {
 			t.Errorf("build scratch dir left behind: %s", e.Name())
@@ -352,7 +418,7 @@ func TestBuildCancel(t *testing.T) {
 	ctxDir2 := writeContext(t, map[string]string{
 		"Dockerfile": "FROM " + base + "\nRUN echo cached-step > /c\nRUN echo done\n",
 	})
-	res, err := p.Build(t.Context(), podman.BuildOptions{ContextDir: ctxDir2, Tag: host + "/cancel:2"})
+	res, err := b.Build(t.Context(), buildah.BuildOptions{ContextDir: ctxDir2, Tag: host + "/cancel:2"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -363,42 +429,45 @@ func TestBuildCancel(t *testing.T) {
 
 func TestImportRun(t *testing.T) {
 	t.Parallel()
-	p := testenv.Podman(t)
+	b := testenv.Builder(t)
 	tarPath := testenv.BusyboxRootfsTar(t)
-	if err := p.Import(t.Context(), tarPath, "localhost/bb:1", `CMD ["/bin/sh"]`); err != nil {
+	if err := b.Import(t.Context(), tarPath, "localhost/bb:1", `CMD ["/bin/sh"]`); err != nil {
 		t.Fatal(err)
 	}
-	if err := p.Import(t.Context(), tarPath, "localhost/bb"); err == nil {
+	if err := b.Import(t.Context(), tarPath, "localhost/bb"); err == nil {
 		t.Error("Import without a tag succeeded (it would be tagged latest)")
 	}
-	out, err := p.Command(t.Context(), "run", "--rm", "--network", "none", "localhost/bb:1", "sh", "-c", "echo $((6*7)); ls /bin | grep -c .").CombinedOutput()
-	if err != nil {
-		t.Fatalf("podman run: %v: %s", err, out)
+	ctxDir := writeContext(t, map[string]string{"Dockerfile": "FROM localhost/bb:1\nRUN echo $((6*7)) $(ls /bin | grep -c .)\n"})
+	out := newLines("")
+	if _, err := b.Build(t.Context(), buildah.BuildOptions{ContextDir: ctxDir, Stdout: out, Stderr: out}); err != nil {
+		t.Fatalf("build FROM the imported image: %v\n%s", err, out.text())
 	}
-	fields := strings.Fields(string(out))
-	if len(fields) < 2 || fields[0] != "42" {
-		t.Errorf("podman run output = %q, want 42 and an applet count", out)
+	if !regexp.MustCompile(`(?m)^42 [1-9][0-9]+$`).MatchString(out.text()) {
+		t.Errorf("RUN in the imported image printed:\n%s\nwant 42 and an applet count", out.text())
+	}
+	cmd, err := b.Command(t.Context(), "inspect", "--type", "image", "--format", "{{json .OCIv1.Config.Cmd}}", "localhost/bb:1").Output()
+	if err != nil || strings.TrimSpace(string(cmd)) != `["/bin/sh"]` {
+		t.Errorf("the imported image's command = %s (%v), want [\"/bin/sh\"]", cmd, err)
 	}
 }
 
-func TestResetKeepsPodmanUsable(t *testing.T) {
+func TestResetKeepsBuilderUsable(t *testing.T) {
 	t.Parallel()
-	p := testenv.Podman(t)
-	if err := p.Import(t.Context(), testenv.BusyboxRootfsTar(t), "localhost/bb:1"); err != nil {
+	b := testenv.Builder(t)
+	if err := b.Import(t.Context(), testenv.BusyboxRootfsTar(t), "localhost/bb:1"); err != nil {
 		t.Fatal(err)
 	}
-	if err := p.Reset(t.Context()); err != nil {
+	if err := b.Reset(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	out, err := p.Command(t.Context(), "images", "--quiet").Output()
-	if err != nil || strings.TrimSpace(string(out)) != "" {
-		t.Fatalf("images after reset = %q, %v; want none", out, err)
+	if imgs, err := b.Images(t.Context()); err != nil || len(imgs) != 0 {
+		t.Fatalf("images after reset = %v, %v; want none", imgs, err)
 	}
-	if err := p.Import(t.Context(), testenv.BusyboxRootfsTar(t), "localhost/bb:2"); err != nil {
+	if err := b.Import(t.Context(), testenv.BusyboxRootfsTar(t), "localhost/bb:2"); err != nil {
 		t.Fatalf("import after reset: %v", err)
 	}
 	ctxDir := writeContext(t, map[string]string{"Dockerfile": "FROM localhost/bb:2\nRUN true\n"})
-	if _, err := p.Build(t.Context(), podman.BuildOptions{ContextDir: ctxDir, Tag: "localhost/after-reset:1"}); err != nil {
+	if _, err := b.Build(t.Context(), buildah.BuildOptions{ContextDir: ctxDir, Tag: "localhost/after-reset:1"}); err != nil {
 		t.Fatalf("build after reset: %v", err)
 	}
 }
@@ -408,15 +477,15 @@ func TestResetKeepsPodmanUsable(t *testing.T) {
 func TestCacheMountPersists(t *testing.T) {
 	t.Parallel()
 	host := testenv.Registry(t)
-	p := testenv.Podman(t)
-	base := testenv.BaseImage(t, p, host)
+	b := testenv.Builder(t)
+	base := testenv.BaseImage(t, b, host)
 	dockerfile := "FROM " + base + "\n" +
 		"COPY stamp.txt /stamp.txt\n" +
 		"RUN --mount=type=cache,target=/cache cat /stamp.txt >> /cache/seen && echo \"cache holds $(wc -l < /cache/seen) builds\"\n"
 	for i, want := range []string{"cache holds 1 builds", "cache holds 2 builds"} {
 		ctxDir := writeContext(t, map[string]string{"Dockerfile": dockerfile, "stamp.txt": fmt.Sprintf("build %d\n", i)})
 		out := newLines("")
-		if _, err := p.Build(t.Context(), podman.BuildOptions{ContextDir: ctxDir, Tag: fmt.Sprintf("%s/cache:%d", host, i), Stdout: out, Stderr: out}); err != nil {
+		if _, err := b.Build(t.Context(), buildah.BuildOptions{ContextDir: ctxDir, Tag: fmt.Sprintf("%s/cache:%d", host, i), Stdout: out, Stderr: out}); err != nil {
 			t.Fatalf("build %d: %v\n%s", i, err, out.text())
 		}
 		if !strings.Contains(out.text(), want) {
@@ -430,8 +499,8 @@ func TestCacheMountPersists(t *testing.T) {
 func TestBuildSecret(t *testing.T) {
 	t.Parallel()
 	host := testenv.Registry(t)
-	p := testenv.Podman(t)
-	base := testenv.BaseImage(t, p, host)
+	b := testenv.Builder(t)
+	base := testenv.BaseImage(t, b, host)
 	secretFile := filepath.Join(t.TempDir(), "token")
 	if err := os.WriteFile(secretFile, []byte("s3cr3t-value"), 0o600); err != nil {
 		t.Fatal(err)
@@ -440,22 +509,111 @@ func TestBuildSecret(t *testing.T) {
 		"RUN --mount=type=secret,id=token test \"$(md5sum < /run/secrets/token | cut -c1-32)\" = e74a7345b906b2dd50c8e026a10bc02f && echo secret-ok && ls /run/secrets > /listing\n"})
 	ref := host + "/secret:1"
 	out := newLines("")
-	if _, err := p.Build(t.Context(), podman.BuildOptions{ContextDir: ctxDir, Tag: ref, Secrets: map[string]string{"token": secretFile}, Stdout: out, Stderr: out}); err != nil {
+	if _, err := b.Build(t.Context(), buildah.BuildOptions{ContextDir: ctxDir, Tag: ref, Secrets: map[string]string{"token": secretFile}, Stdout: out, Stderr: out}); err != nil {
 		t.Fatalf("build with a secret: %v\n%s", err, out.text())
 	}
 	if !strings.Contains(out.text(), "secret-ok") {
 		t.Fatalf("the RUN step did not read the secret:\n%s", out.text())
 	}
 	save := filepath.Join(t.TempDir(), "image.tar")
-	if b, err := p.Command(t.Context(), "save", "-o", save, ref).CombinedOutput(); err != nil {
-		t.Fatalf("podman save: %v %s", err, b)
+	if out, err := b.Command(t.Context(), "push", "--quiet", ref, "docker-archive:"+save).CombinedOutput(); err != nil {
+		t.Fatalf("buildah push to a docker-archive: %v %s", err, out)
 	}
 	// Layers are uncompressed tar inside the docker-archive: a plain search
 	// finds the value if any layer holds it.
-	if b, err := os.ReadFile(save); err != nil || bytes.Contains(b, []byte("s3cr3t-value")) {
-		t.Errorf("the secret's value is in the saved image (err %v)", err)
+	if data, err := os.ReadFile(save); err != nil || bytes.Contains(data, []byte("s3cr3t-value")) || !bytes.Contains(data, []byte("listing")) {
+		t.Errorf("the saved image holds the secret's value, or not the step's layer (err %v)", err)
 	}
-	if _, err := p.Build(t.Context(), podman.BuildOptions{ContextDir: ctxDir, Tag: ref, Secrets: map[string]string{"a,b": secretFile}}); err == nil {
+	if _, err := b.Build(t.Context(), buildah.BuildOptions{ContextDir: ctxDir, Tag: ref, Secrets: map[string]string{"a,b": secretFile}}); err == nil {
 		t.Errorf("a secret id with a comma was accepted")
+	}
+}
+
+// RUN steps cannot reach a service on the host's loopback: not on their
+// own network, and not by asking for the host's (RUN --network=host, which
+// buildah honours and the runtime guard cmd/slipway-runc refuses), also
+// when a build argument spells it.
+func TestRunStepsCannotReachTheHostLoopback(t *testing.T) {
+	t.Parallel()
+	host := testenv.Registry(t)
+	b := testenv.Builder(t)
+	base := testenv.BaseImage(t, b, host)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	var reached atomic.Int32
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			reached.Add(1)
+			fmt.Fprintf(c, "HTTP/1.0 200 OK\r\n\r\nreached-%d\n", 40+2)
+			c.Close()
+		}
+	}()
+	port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+	probe := "(echo | nc -w 3 127.0.0.1 " + port + " | grep reached || echo unreachable)"
+
+	out := newLines("")
+	ctxDir := writeContext(t, map[string]string{"Dockerfile": "FROM " + base + "\nRUN " + probe + "\nRUN --network=none echo no-network-is-fine\n"})
+	if _, err := b.Build(t.Context(), buildah.BuildOptions{ContextDir: ctxDir, Stdout: out, Stderr: out}); err != nil {
+		t.Fatalf("build: %v\n%s", err, out.text())
+	}
+	if !strings.Contains(out.text(), "unreachable") || !strings.Contains(out.text(), "no-network-is-fine") {
+		t.Errorf("a RUN step on its own network reached the host's loopback, or RUN --network=none failed:\n%s", out.text())
+	}
+	for name, df := range map[string]string{
+		"literal":        "FROM " + base + "\nRUN --network=host " + probe + "\n",
+		"build argument": "FROM " + base + "\nARG NET=host\nRUN --network=$NET " + probe + "\n",
+	} {
+		out := newLines("")
+		ctxDir := writeContext(t, map[string]string{"Dockerfile": df})
+		_, err := b.Build(t.Context(), buildah.BuildOptions{ContextDir: ctxDir, Stdout: out, Stderr: out})
+		var be *buildah.BuildError
+		if !errors.As(err, &be) || !strings.Contains(out.text(), "slipway-runc: refused a container without a network namespace of its own") {
+			t.Errorf("%s RUN --network=host: err %v, want the build refused by slipway-runc:\n%s", name, err, out.text())
+		}
+		t.Logf("%s RUN --network=host: %v", name, err)
+	}
+	if n := reached.Load(); n != 0 {
+		t.Errorf("RUN steps reached the host's loopback %d times", n)
+	}
+}
+
+func TestImagesTagRemove(t *testing.T) {
+	t.Parallel()
+	b := testenv.Builder(t)
+	if err := b.Import(t.Context(), testenv.BusyboxRootfsTar(t), "localhost/bb:1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Tag(t.Context(), "localhost/bb:1", "localhost/other:2"); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Tag(t.Context(), "localhost/bb:1", "localhost/other:latest"); err == nil {
+		t.Error("Tag to latest succeeded")
+	}
+	if err := b.Tag(t.Context(), "localhost/missing:1", "localhost/other:3"); err == nil {
+		t.Error("Tag of a missing image succeeded")
+	}
+	imgs, err := b.Images(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(imgs) != 1 || len(imgs[0].ID) != 64 || !slices.Equal(slices.Sorted(slices.Values(imgs[0].Names)), []string{"localhost/bb:1", "localhost/other:2"}) ||
+		time.Since(time.Unix(imgs[0].Created, 0)) > time.Hour {
+		t.Fatalf("Images = %+v, want one image with a full id, both names and its creation time", imgs)
+	}
+	if !b.ImageExists(t.Context(), "localhost/other:2") || !b.ImageExists(t.Context(), imgs[0].ID) || b.ImageExists(t.Context(), "localhost/missing:1") {
+		t.Error("ImageExists is wrong about localhost/other:2, the image's id or localhost/missing:1")
+	}
+	if err := b.RemoveImages(t.Context(), imgs[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	if imgs, err := b.Images(t.Context()); err != nil || len(imgs) != 0 {
+		t.Errorf("Images after RemoveImages = %+v, %v; want none", imgs, err)
 	}
 }
