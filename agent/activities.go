@@ -41,6 +41,9 @@ type Activities struct {
 	// background counts the housekeeping still running after an
 	// activity returned (afterJob).
 	background sync.WaitGroup
+	// migrating counts the removal of an older agent's podman storage
+	// (migrateVolume).
+	migrating sync.WaitGroup
 }
 
 // job is what every activity sets up: idle tracking, heartbeats and the

@@ -100,6 +100,9 @@ type Config struct {
 //	  buildah/tmp/buildah        TMPDIR of builds: RUN --mount=type=cache storage
 //	                             (buildah-cache-UID), kept from build to build
 //	  buildah/conf               containers.conf written for this volume
+//	  podman/                    an older agent's podman 4.3 storage: moved to
+//	                             .podman-removing and removed at the agent's start
+//	                             (migrateVolume)
 //	  tmp/                       TMPDIR of the agent and its tools (git, ...)
 //	  home/                      rootless only: HOME and XDG_{CONFIG,DATA,CACHE}_HOME;
 //	                             .gitconfig; .local/share/containers/cache holds the
@@ -227,6 +230,8 @@ func Run(ctx context.Context, cfg Config) error {
 
 	tracker := newIdleTracker(time.Now())
 	acts := &Activities{cfg: cfg, layout: layout, builder: nb.b, tracker: tracker}
+	acts.migrateVolume(ctx)
+	defer acts.migrating.Wait()
 	defer acts.secrets.wipe()
 	if cfg.NATSURL != "" {
 		// Progress announcements only: they are best effort, so a NATS

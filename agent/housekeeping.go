@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/slipway-ci/slipway/buildah"
 	"github.com/slipway-ci/slipway/gitmirror"
 	"github.com/slipway-ci/slipway/internal/atomicfile"
 )
@@ -163,6 +164,50 @@ func (a *Activities) forgetImages() {
 	_ = os.Remove(a.layout.pinsFile())
 	_ = os.RemoveAll(a.layout.inputsDir())
 	a.forgetSteps(nil)
+}
+
+// The storage of agents before buildah: podman 4.3's, whose layer cache
+// buildah does not use.
+const (
+	oldStorage      = "podman"
+	oldStorageTrash = ".podman-removing"
+)
+
+// migrateVolume moves a volume an older agent built on with podman 4.3 to
+// buildah: it forgets the records naming podman's images (the next build
+// runs in full, once) and removes podman's storage in the background
+// (buildah keeps its own in Layout.Builder); the agent does not exit
+// before the removal ended or ctx did (a later start resumes it). It runs
+// once per volume, at the agent's start.
+func (a *Activities) migrateVolume(ctx context.Context) {
+	old, trash := filepath.Join(a.layout.Root, oldStorage), filepath.Join(a.layout.Root, oldStorageTrash)
+	if _, err := os.Lstat(old); err == nil {
+		// A renamed directory keeps no one's mounts: unmount first.
+		if os.Geteuid() == 0 {
+			_ = buildah.UnmountUnder(old)
+		}
+		if err := os.Rename(old, trash); err != nil {
+			a.cfg.Logger.Warn("volume: move away podman's storage", "error", err)
+			return
+		}
+		a.forgetImages()
+		// podman 4.3's blob-info cache (buildah's is a new file beside it).
+		_ = os.Remove(filepath.Join(a.layout.Root, "home", ".local", "share", "containers", "cache", "blob-info-cache-v1.boltdb"))
+		a.cfg.Logger.Info("volume: moving from podman 4.3 to " + a.builder.String() + ": the next build runs in full once; removing podman's storage")
+	}
+	if _, err := os.Lstat(trash); err != nil {
+		return
+	}
+	a.migrating.Add(1)
+	go func() {
+		defer a.migrating.Done()
+		start := time.Now()
+		if err := a.builder.Remove(ctx, trash); err != nil {
+			a.cfg.Logger.Warn("volume: remove podman's storage", "error", err)
+			return
+		}
+		a.cfg.Logger.Info("volume: removed podman's storage", "in", time.Since(start).Round(time.Millisecond))
+	}()
 }
 
 // afterJob runs fn after the current activity has returned, in the

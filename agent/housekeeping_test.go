@@ -8,11 +8,13 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/slipway-ci/slipway/buildah"
 	"github.com/slipway-ci/slipway/internal/testenv"
+	"github.com/slipway-ci/slipway/podman"
 )
 
 func testActivities(t *testing.T, b *buildah.Builder, cfg Config) (*Activities, *bytes.Buffer) {
@@ -169,5 +171,53 @@ func TestAfterJobKeepsTheAgentBusy(t *testing.T) {
 	}
 	if !a.tracker.idle(time.Now().Add(time.Hour), time.Second, time.Second) {
 		t.Error("the agent is not idle after the housekeeping ended")
+	}
+}
+
+// A volume an older agent built on with podman 4.3: the agent forgets the
+// records naming podman's images and removes podman's storage (with what
+// it left mounted) in the background; buildah's storage is its own.
+func TestMigrateVolumeFromPodman(t *testing.T) {
+	host := testenv.Registry(t)
+	vol := t.TempDir()
+	layout := VolumeLayout(vol)
+	old, err := podman.New(podman.ConfigAt(filepath.Join(vol, "podman")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	testenv.BaseImage(t, old, host)
+	for name, body := range map[string]string{"pinned-images.json": `["` + host + `/app:1"]`, "steps.json": "{}", "inputs/key": host + "/app:1\n"} {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(vol, name)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(vol, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, err := buildah.New(t.Context(), buildah.ConfigAt(layout.Builder))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Reset(context.Background()) })
+	var out bytes.Buffer
+	a := &Activities{cfg: Config{Logger: slog.New(slog.NewTextHandler(&out, nil))}, layout: layout, builder: b, tracker: newIdleTracker(testNow)}
+	a.migrateVolume(t.Context())
+	a.migrating.Wait()
+	for _, name := range []string{"podman", ".podman-removing", "pinned-images.json", "steps.json", "inputs"} {
+		if _, err := os.Lstat(filepath.Join(vol, name)); !os.IsNotExist(err) {
+			t.Errorf("%s is still on the volume after the move to buildah (%v)\n%s", name, err, out.String())
+		}
+	}
+	if !strings.Contains(out.String(), "removed podman's storage") {
+		t.Errorf("the agent's log does not say podman's storage was removed:\n%s", out.String())
+	}
+	// buildah builds on the volume, and a second start has nothing to do.
+	base := testenv.BaseImage(t, b, host)
+	buildTagged(t, b, base, host+"/app:2")
+	out.Reset()
+	a.migrateVolume(t.Context())
+	a.migrating.Wait()
+	if out.Len() != 0 || !b.ImageExists(t.Context(), host+"/app:2") {
+		t.Errorf("a second start logged %q, or lost buildah's image", out.String())
 	}
 }
