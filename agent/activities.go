@@ -19,11 +19,11 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/slipway-ci/slipway"
+	"github.com/slipway-ci/slipway/buildah"
 	"github.com/slipway-ci/slipway/buildsecrets"
 	"github.com/slipway-ci/slipway/deploy"
 	"github.com/slipway-ci/slipway/gitmirror"
 	"github.com/slipway-ci/slipway/natslog"
-	"github.com/slipway-ci/slipway/podman"
 	"github.com/slipway-ci/slipway/redact"
 )
 
@@ -32,7 +32,7 @@ import (
 type Activities struct {
 	cfg     Config
 	layout  Layout
-	podman  *podman.Podman
+	builder *buildah.Builder
 	tracker *idleTracker
 	// events announces progress on the deployments' event subjects; nil
 	// without NATS.
@@ -42,6 +42,9 @@ type Activities struct {
 	// background counts the housekeeping still running after an
 	// activity returned (afterJob).
 	background sync.WaitGroup
+	// migrating counts the removal of an older agent's podman storage
+	// (migrateVolume).
+	migrating sync.WaitGroup
 }
 
 // job is what every activity sets up: idle tracking, heartbeats and the
@@ -191,7 +194,7 @@ func (j *job) line(step, format string, args ...any) {
 // scrub returns err with the job's secrets masked in its message: an
 // activity's error goes into Temporal's history and maybe the deployment's
 // record. Application errors are built redacted (buildFailed); others
-// (git's, podman's) are replaced by a plain error with the masked message,
+// (git's, buildah's) are replaced by a plain error with the masked message,
 // which Temporal retries just the same.
 func (j *job) scrub(err error) error {
 	var appErr *temporal.ApplicationError
@@ -221,7 +224,7 @@ func (a *Activities) fetchSecrets(ctx context.Context, in deploy.BuildInput) ([]
 }
 
 // writeSecrets writes the build secrets to 0600 files in a new 0700
-// directory on the volume, for podman build --secret; the caller removes
+// directory on the volume, for the build's --secret; the caller removes
 // the directory after the build.
 func (a *Activities) writeSecrets(secrets []slipway.SecretValue) (dir string, files, digests map[string]string, err error) {
 	// One build at a time runs on a machine: a secrets directory left
@@ -323,7 +326,7 @@ func (a *Activities) Fetch(ctx context.Context, in deploy.BuildInput) (_ deploy.
 	return deploy.FetchResult{Dir: dir}, nil
 }
 
-// Build runs podman build on the checkout, tagging the result as the
+// Build runs the builder (buildah) on the checkout, tagging the result as the
 // deployment's image. When the build's inputs are identical to an earlier
 // successful build on this machine, that build's image is tagged instead
 // and the Dockerfile does not run at all. The slipway.* labels go on at
@@ -388,7 +391,7 @@ func (a *Activities) Build(ctx context.Context, in deploy.BuildInput) (_ deploy.
 		}
 		if prev := a.reusable(inputs.key); inputs.key != "" && prev != "" {
 			j.line("build", "inputs identical to the earlier build of %s: reusing its image without building", prev)
-			if err := a.podman.Tag(ctx, prev, in.Image); err == nil {
+			if err := a.builder.Tag(ctx, prev, in.Image); err == nil {
 				out.ReusedFrom = prev
 				// Built without its config-only tail, as this build
 				// would be.
@@ -408,9 +411,9 @@ func (a *Activities) Build(ctx context.Context, in deploy.BuildInput) (_ deploy.
 		}
 	}
 
-	j.line("build", "building %s", in.Image)
-	build := func(plan *stepPlan) (*podman.BuildResult, error) {
-		opts := podman.BuildOptions{
+	j.line("build", "building %s with %s", in.Image, a.builder)
+	build := func(plan *stepPlan) (*buildah.BuildResult, error) {
+		opts := buildah.BuildOptions{
 			ContextDir: bf.contextDir,
 			Dockerfile: bf.path,
 			IgnoreFile: bf.ignoreFile,
@@ -421,7 +424,7 @@ func (a *Activities) Build(ctx context.Context, in deploy.BuildInput) (_ deploy.
 			TLSVerify:  a.cfg.RegistryTLSVerify,
 			Stdout:     plan.headers(j.writer("stdout", "build")),
 			Stderr:     j.writer("stderr", "build"),
-			Progress: func(s podman.Step, cached int) {
+			Progress: func(s buildah.Step, cached int) {
 				s, cached = plan.progress(s, cached)
 				j.progress.update(func(p *slipway.Progress) {
 					*p = slipway.Progress{Phase: slipway.PhaseBuild, Step: s.N, StepsTotal: s.Total, Stage: s.Stage, Stages: s.Stages,
@@ -435,7 +438,7 @@ func (a *Activities) Build(ctx context.Context, in deploy.BuildInput) (_ deploy.
 			}
 			opts.Dockerfile = plan.file
 		}
-		return a.podman.Build(ctx, opts)
+		return a.builder.Build(ctx, opts)
 	}
 	res, err := build(plan)
 	if err != nil && ctx.Err() == nil && plan.lostImage(err) {
@@ -452,7 +455,7 @@ func (a *Activities) Build(ctx context.Context, in deploy.BuildInput) (_ deploy.
 			return deploy.BuildActivityResult{}, ctx.Err()
 		}
 		a.housekeep(ctx, j, in.Project, "")
-		var be *podman.BuildError
+		var be *buildah.BuildError
 		if errors.As(err, &be) {
 			be.Step = plan.mapHeader(be.Step)
 			step := be.Step
@@ -468,7 +471,7 @@ func (a *Activities) Build(ctx context.Context, in deploy.BuildInput) (_ deploy.
 		}
 		return deploy.BuildActivityResult{}, fmt.Errorf("build: %w", err)
 	}
-	var why func(podman.Step) string
+	var why func(buildah.Step) string
 	if plan != nil {
 		res.Steps = plan.originalSteps(res.Steps)
 		a.rememberSteps(plan.recs, plan.keys.keys, res.Steps)
@@ -500,7 +503,7 @@ func (l Layout) inputsDir() string { return filepath.Join(l.Root, "inputs") }
 
 // reusable returns the image of an earlier successful build with inputs
 // key, as recorded. Whether the storage still has it is found out by
-// tagging it (Build falls back to building when that fails): one podman
+// tagging it (Build falls back to building when that fails): one buildah
 // process fewer on the way to a reused build.
 func (a *Activities) reusable(key string) string {
 	b, err := os.ReadFile(filepath.Join(a.layout.inputsDir(), key))
@@ -550,7 +553,7 @@ func (a *Activities) Push(ctx context.Context, in deploy.BuildInput) (_ deploy.P
 		return temporal.NewApplicationError(
 			j.secrets.Redact(fmt.Sprintf("%s %s %s failed: %s", what, prep, host, lastLine(err.Error()))), "PushFailed", deploy.FailureDetails{Step: "push"})
 	}
-	if _, err := a.podman.Push(ctx, in.Image, a.cfg.RegistryTLSVerify, j.writer("stderr", "push")); err != nil {
+	if _, err := a.builder.Push(ctx, in.Image, a.cfg.RegistryTLSVerify, j.writer("stderr", "push")); err != nil {
 		return deploy.PushResult{}, pushFailed("push", "to", err)
 	}
 	labels := map[string]string{"slipway.project": in.Project, "slipway.deployment": in.DeploymentID, "slipway.commit": in.Commit}
@@ -620,7 +623,7 @@ func resolveBuildPaths(root, contextPath, dockerfile string) (string, string, er
 	return ctxDir, df, nil
 }
 
-// lastLine is the last non-empty line of s, without podman's "Error: ".
+// lastLine is the last non-empty line of s, without the builder's "Error: ".
 func lastLine(s string) string {
 	lines := strings.Split(strings.TrimSpace(s), "\n")
 	return strings.TrimPrefix(strings.TrimSpace(lines[len(lines)-1]), "Error: ")

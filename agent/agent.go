@@ -1,8 +1,9 @@
 // Package agent is the process that runs inside a project's builder
 // machine. It polls the project's own task queue (builder-<project>), runs
 // the BuildWorkflow's activities (fetch into the git mirror on the volume,
-// podman build with the storage on the volume, push), streams their output
-// to NATS, and exits when no work is waiting, so the machine can sleep.
+// build with buildah (package buildah) with the storage on the volume,
+// push), streams their output to NATS, and exits when no work is waiting,
+// so the machine can sleep.
 //
 // It must not touch the control plane's store: everything it learns goes
 // back through Temporal (results) and NATS (logs).
@@ -28,18 +29,18 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/slipway-ci/slipway"
+	"github.com/slipway-ci/slipway/buildah"
 	"github.com/slipway-ci/slipway/deploy"
 	"github.com/slipway-ci/slipway/gitmirror"
 	"github.com/slipway-ci/slipway/internal/atomicfile"
-	"github.com/slipway-ci/slipway/podman"
 )
 
 // Config configures an agent. Zero values get the defaults set in Run.
 type Config struct {
 	// Project is the project whose queue the agent polls. Required.
 	Project string
-	// VolumeDir is the machine's volume: the git mirror, podman storage,
-	// checkouts. Required. See Layout.
+	// VolumeDir is the machine's volume: the git mirror, the builder's
+	// storage, checkouts. Required. See Layout.
 	VolumeDir string
 	// TemporalHostPort is the Temporal frontend. Required.
 	TemporalHostPort string
@@ -61,12 +62,12 @@ type Config struct {
 	// machine keeps (so a rollback never rebuilds); default 5.
 	KeepImages int
 	// ResetThreshold is the fraction of the volume's filesystem in use past
-	// which podman's storage is reset after a build; default 0.75.
+	// which the builder's storage is reset after a build; default 0.75.
 	ResetThreshold float64
 	// NoReuse turns off reusing the image of an earlier build with
 	// identical inputs and starting stages from the recorded images of
 	// unchanged steps (every deployment then runs the whole Dockerfile,
-	// with podman's layer cache).
+	// with the builder's layer cache).
 	NoReuse bool
 	// Stdout receives every public output line as well; default os.Stdout.
 	Stdout io.Writer
@@ -90,19 +91,22 @@ type Config struct {
 //	  work/.prepared/SHA         checkout made at wake of the branch head the push moved,
 //	                             moved to work/DEPLOYMENT by that build's Fetch (Prepared)
 //	  work/secrets-*             a build's secrets (0600 files), removed after the build
-//	  podman/storage             podman storage root (--root): images, layers, build cache
-//	  podman/run                 podman run root (--runroot): locks, mount state; when the
-//	                             path is longer than podman's 50-character limit, a short
+//	  buildah/storage            buildah's storage root (--root): images, layers, build cache
+//	  buildah/run                buildah's run root (--runroot): locks, mount state; when the
+//	                             path is longer than the 50-character limit, a short
 //	                             directory /run/slipway-HASH (root) or
 //	                             $XDG_RUNTIME_DIR/slipway-HASH (rootless) instead
-//	  podman/tmp                 podman's tmp_dir and image copy dir; per-build scratch
-//	  podman/tmp/buildah         TMPDIR of builds: RUN --mount=type=cache storage
-//	                             (buildah-cache[-UID]), kept from build to build
-//	  podman/conf                containers.conf written for this volume
+//	  buildah/tmp                build bundles, image copies, per-build scratch
+//	  buildah/tmp/buildah        TMPDIR of builds: RUN --mount=type=cache storage
+//	                             (buildah-cache-UID), kept from build to build
+//	  buildah/conf               containers.conf written for this volume
+//	  podman/                    an older agent's podman 4.3 storage: moved to
+//	                             .podman-removing and removed at the agent's start
+//	                             (migrateVolume)
 //	  tmp/                       TMPDIR of the agent and its tools (git, ...)
 //	  home/                      rootless only: HOME and XDG_{CONFIG,DATA,CACHE}_HOME;
 //	                             .gitconfig; .local/share/containers/cache holds the
-//	                             blob-info cache (as root, podman 4.3 keeps it in
+//	                             blob-info cache (as root, buildah keeps it in
 //	                             /var/lib/containers/cache, shared by all projects)
 //	  inputs/KEY                 image built from identical inputs (reuse without a build)
 //	  steps.json                 image of each recorded Dockerfile step key (steps.go)
@@ -111,7 +115,8 @@ type Config struct {
 //	  logspool/                  public log lines kept while NATS is unreachable (LogSpool)
 //
 // Outside the volume, a rootless agent's XDG_RUNTIME_DIR is
-// /run/slipway/HASH-OF-VOLUME-PATH (podman's pause.pid lives there).
+// /run/slipway/HASH-OF-VOLUME-PATH (buildah keeps runc's and the network's
+// state there).
 type Layout struct {
 	Root string
 	// Mirror is the bare git mirror of the project's repository.
@@ -121,8 +126,9 @@ type Layout struct {
 	// Prepared holds the checkout the agent makes at wake of the commit
 	// the push brought (gitmirror.Refresh), for the build's Fetch.
 	Prepared string
-	// Podman holds podman's storage root, run root, tmp dir and config.
-	Podman string
+	// Builder holds the builder's (buildah's) storage root, run root, tmp
+	// dir and config.
+	Builder string
 	// LogSpool holds the public log lines NATS could not take yet (NATS
 	// away, or the agent exited before it came back); the next publisher
 	// sends them first. See natslog.PublisherConfig.SpoolDir.
@@ -136,7 +142,7 @@ func VolumeLayout(dir string) Layout {
 		Mirror:   filepath.Join(dir, "git", "mirror.git"),
 		Work:     filepath.Join(dir, "work"),
 		Prepared: filepath.Join(dir, "work", ".prepared"),
-		Podman:   filepath.Join(dir, "podman"),
+		Builder:  filepath.Join(dir, "buildah"),
 		LogSpool: filepath.Join(dir, "logspool"),
 	}
 }
@@ -194,23 +200,38 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		cfg.Logger.Info("mirror refreshed at wake", "in", time.Since(start).Round(time.Millisecond), "prepared", commit)
 	}()
-	pm, err := podman.New(podman.ConfigAt(layout.Podman))
-	if err != nil {
-		return fmt.Errorf("agent: %w", err)
+	// The builder checks its version (one buildah process) while the
+	// agent dials Temporal: both are on the way from the wake to polling.
+	type newBuilder struct {
+		b   *buildah.Builder
+		err error
 	}
-
+	builderc := make(chan newBuilder, 1)
+	go func() {
+		b, err := buildah.New(ctx, buildah.ConfigAt(layout.Builder))
+		builderc <- newBuilder{b, err}
+	}()
 	c, err := client.Dial(client.Options{
 		HostPort:  cfg.TemporalHostPort,
 		Namespace: cfg.Namespace,
 		Logger:    tlog.NewStructuredLogger(cfg.Logger),
 	})
+	nb := <-builderc
+	if nb.err != nil {
+		if err == nil {
+			c.Close()
+		}
+		return fmt.Errorf("agent: %w", nb.err)
+	}
 	if err != nil {
 		return fmt.Errorf("agent: connect to Temporal at %s: %w", cfg.TemporalHostPort, err)
 	}
 	defer c.Close()
 
 	tracker := newIdleTracker(time.Now())
-	acts := &Activities{cfg: cfg, layout: layout, podman: pm, tracker: tracker}
+	acts := &Activities{cfg: cfg, layout: layout, builder: nb.b, tracker: tracker}
+	acts.migrateVolume(ctx)
+	defer acts.migrating.Wait()
 	defer acts.secrets.wipe()
 	if cfg.NATSURL != "" {
 		// Progress announcements only: they are best effort, so a NATS
@@ -243,7 +264,7 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("agent: %w", err)
 	}
 	cfg.Logger.Info("agent polling", "project", cfg.Project, "queue", deploy.BuilderQueue(cfg.Project), "volume", cfg.VolumeDir,
-		"uid", os.Geteuid(), "rootless", os.Geteuid() != 0)
+		"uid", os.Geteuid(), "rootless", os.Geteuid() != 0, "builder", nb.b.String())
 
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()

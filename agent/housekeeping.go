@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/slipway-ci/slipway/buildah"
 	"github.com/slipway-ci/slipway/gitmirror"
 	"github.com/slipway-ci/slipway/internal/atomicfile"
 )
@@ -44,7 +45,7 @@ func (a *Activities) savePins(refs []string) error {
 // housekeep runs after every build. It pins pushed (the image just pushed,
 // if any), removes this project's images that are not among the last
 // KeepImages pinned ones, and when the volume's filesystem is fuller than
-// ResetThreshold it resets podman's storage and clears the temp and work
+// ResetThreshold it resets the builder's storage and clears the temp and work
 // directories; it also runs git's automatic maintenance on the mirror. The
 // volume is only a cache: the next build is colder, never wrong. Failures
 // are reported, never fatal to the build.
@@ -52,7 +53,7 @@ func (a *Activities) savePins(refs []string) error {
 // Only what the deployment's log must show runs before it returns: the
 // pins, and on a volume past the threshold the image removal and the
 // reset. Otherwise the removal of old images and git's maintenance (a few
-// podman and git processes, 0.2–0.5 s) run after the activity has
+// buildah and git processes, 0.2–0.5 s) run after the activity has
 // returned, so the deployment ends without waiting for them; the agent
 // does not exit, and its next activity does not start, until they are
 // done (afterJob). They report to the agent's own log.
@@ -98,19 +99,19 @@ func (a *Activities) maintainMirror(ctx context.Context) {
 func (a *Activities) removeOldImages(ctx context.Context, j *job, project string, pins []string) {
 	// The project's images are those in the repositories of its pinned
 	// images (the deployments' images carry no labels in this storage: the
-	// labels are put on in the registry), and those an older agent built
-	// with the slipway.project label. Base images and other names stay.
+	// labels are put on in the registry). Base images and other names
+	// stay.
 	repos := map[string]bool{}
 	for _, r := range pins {
 		repos[repository(r)] = true
 	}
-	imgs, err := a.podman.Images(ctx, "")
+	imgs, err := a.builder.Images(ctx)
 	if err != nil {
 		a.cfg.Logger.Warn("housekeeping: list images", "error", err)
 	}
 	var remove []string
 	for _, img := range imgs {
-		mine, pinned := img.Labels["slipway.project"] == project, false
+		mine, pinned := false, false
 		for _, n := range img.Names {
 			mine = mine || repos[repository(n)]
 			pinned = pinned || slices.Contains(pins, n)
@@ -122,7 +123,7 @@ func (a *Activities) removeOldImages(ctx context.Context, j *job, project string
 	if len(remove) == 0 {
 		return
 	}
-	if err := a.podman.RemoveImages(ctx, remove...); err != nil {
+	if err := a.builder.RemoveImages(ctx, remove...); err != nil {
 		a.cfg.Logger.Warn("housekeeping: remove old images", "error", err)
 		return
 	}
@@ -134,8 +135,8 @@ func (a *Activities) removeOldImages(ctx context.Context, j *job, project string
 	}
 }
 
-// resetIfFull resets podman's storage and clears the work directories when
-// the volume is fuller than ResetThreshold.
+// resetIfFull resets the builder's storage and clears the work directories
+// when the volume is fuller than ResetThreshold.
 func (a *Activities) resetIfFull(ctx context.Context, j *job) {
 	used, err := fsUsage(a.layout.Root)
 	if err != nil {
@@ -146,17 +147,67 @@ func (a *Activities) resetIfFull(ctx context.Context, j *job) {
 		return
 	}
 	j.line("housekeeping", "volume %.0f%% full (threshold %.0f%%): resetting the build cache", used*100, a.cfg.ResetThreshold*100)
-	if err := a.podman.Reset(ctx); err != nil {
-		a.cfg.Logger.Warn("housekeeping: podman system reset", "error", err)
+	if err := a.builder.Reset(ctx); err != nil {
+		a.cfg.Logger.Warn("housekeeping: reset the builder's storage", "error", err)
 	}
 	entries, _ := os.ReadDir(a.layout.Work)
 	for _, e := range entries {
 		_ = os.RemoveAll(filepath.Join(a.layout.Work, e.Name()))
 	}
+	// The reset removed the images the records name.
+	a.forgetImages()
+}
+
+// forgetImages drops the records that name images of the builder's
+// storage (pins, reuse, steps), when those images are gone.
+func (a *Activities) forgetImages() {
 	_ = os.Remove(a.layout.pinsFile())
-	// The reset removed the images the reuse and step records name.
 	_ = os.RemoveAll(a.layout.inputsDir())
 	a.forgetSteps(nil)
+}
+
+// The storage of agents before buildah: podman 4.3's, whose layer cache
+// buildah does not use.
+const (
+	oldStorage      = "podman"
+	oldStorageTrash = ".podman-removing"
+)
+
+// migrateVolume moves a volume an older agent built on with podman 4.3 to
+// buildah: it forgets the records naming podman's images (the next build
+// runs in full, once) and removes podman's storage in the background
+// (buildah keeps its own in Layout.Builder); the agent does not exit
+// before the removal ended or ctx did (a later start resumes it). It runs
+// once per volume, at the agent's start.
+func (a *Activities) migrateVolume(ctx context.Context) {
+	old, trash := filepath.Join(a.layout.Root, oldStorage), filepath.Join(a.layout.Root, oldStorageTrash)
+	if _, err := os.Lstat(old); err == nil {
+		// A renamed directory keeps no one's mounts: unmount first.
+		if os.Geteuid() == 0 {
+			_ = buildah.UnmountUnder(old)
+		}
+		if err := os.Rename(old, trash); err != nil {
+			a.cfg.Logger.Warn("volume: move away podman's storage", "error", err)
+			return
+		}
+		a.forgetImages()
+		// podman 4.3's blob-info cache (buildah's is a new file beside it).
+		_ = os.Remove(filepath.Join(a.layout.Root, "home", ".local", "share", "containers", "cache", "blob-info-cache-v1.boltdb"))
+		a.cfg.Logger.Info("volume: moving from podman 4.3 to " + a.builder.String() + ": the next build runs in full once; removing podman's storage")
+	}
+	if _, err := os.Lstat(trash); err != nil {
+		return
+	}
+	a.migrating.Add(1)
+	go func() {
+		defer a.migrating.Done()
+		start := time.Now()
+		if err := a.builder.Remove(ctx, trash); err != nil {
+			a.cfg.Logger.Warn("volume: remove podman's storage", "error", err)
+			return
+		}
+		a.cfg.Logger.Info("volume: removed podman's storage", "in", time.Since(start).Round(time.Millisecond))
+	}()
 }
 
 // afterJob runs fn after the current activity has returned, in the

@@ -8,14 +8,16 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/slipway-ci/slipway/buildah"
 	"github.com/slipway-ci/slipway/internal/testenv"
 	"github.com/slipway-ci/slipway/podman"
 )
 
-func testActivities(t *testing.T, p *podman.Podman, cfg Config) (*Activities, *bytes.Buffer) {
+func testActivities(t *testing.T, b *buildah.Builder, cfg Config) (*Activities, *bytes.Buffer) {
 	t.Helper()
 	var out bytes.Buffer
 	cfg.Stdout = &out
@@ -24,33 +26,28 @@ func testActivities(t *testing.T, p *podman.Podman, cfg Config) (*Activities, *b
 	if err := os.MkdirAll(layout.Work, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	return &Activities{cfg: cfg, layout: layout, podman: p, tracker: newIdleTracker(testNow)}, &out
+	return &Activities{cfg: cfg, layout: layout, builder: b, tracker: newIdleTracker(testNow)}, &out
 }
 
 // buildTagged builds an image tagged ref, as the agent does: without
-// labels (they are put on in the registry), or with the slipway.project
-// label as older agents did when labelled is true.
-func buildTagged(t *testing.T, p *podman.Podman, base, ref, project string, labelled bool) {
+// labels (they are put on in the registry).
+func buildTagged(t *testing.T, b *buildah.Builder, base, ref string) {
 	t.Helper()
 	dir := t.TempDir()
 	df := "FROM " + base + "\nRUN echo " + ref + " > /id\n"
 	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte(df), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	var labels map[string]string
-	if labelled {
-		labels = map[string]string{"slipway.project": project}
-	}
 	var out bytes.Buffer
-	if _, err := p.Build(t.Context(), podman.BuildOptions{ContextDir: dir, Tag: ref, Labels: labels, Stdout: &out, Stderr: &out}); err != nil {
+	if _, err := b.Build(t.Context(), buildah.BuildOptions{ContextDir: dir, Tag: ref, Stdout: &out, Stderr: &out}); err != nil {
 		t.Fatalf("build %s: %v\n%s", ref, err, out.String())
 	}
 }
 
 // imageNames lists the storage's image names in repository repo.
-func imageNames(t *testing.T, p *podman.Podman, repo string) []string {
+func imageNames(t *testing.T, b *buildah.Builder, repo string) []string {
 	t.Helper()
-	imgs, err := p.Images(t.Context(), "")
+	imgs, err := b.Images(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,56 +65,49 @@ func imageNames(t *testing.T, p *podman.Podman, repo string) []string {
 
 func TestHousekeepingKeepsPinnedImages(t *testing.T) {
 	host := testenv.Registry(t)
-	p := testenv.Podman(t)
-	base := testenv.BaseImage(t, p, host)
-	a, _ := testActivities(t, p, Config{KeepImages: 2, ResetThreshold: 1})
+	b := testenv.Builder(t)
+	base := testenv.BaseImage(t, b, host)
+	a, _ := testActivities(t, b, Config{KeepImages: 2, ResetThreshold: 1})
 	j := &job{out: a.cfg.Stdout}
 
 	// Another project's image and the base image on the same storage are
 	// never touched.
 	other := host + "/other:1"
-	buildTagged(t, p, base, other, "other", false)
-	// An image an older agent labelled (before labels moved to the
-	// registry) is recognised by its label.
-	legacy := host + "/app-legacy:0"
-	buildTagged(t, p, base, legacy, "app", true)
+	buildTagged(t, b, base, other)
 	var refs []string
 	for i := 1; i <= 4; i++ {
 		ref := fmt.Sprintf("%s/app:%d", host, i)
 		refs = append(refs, ref)
-		buildTagged(t, p, base, ref, "app", false)
+		buildTagged(t, b, base, ref)
 		a.housekeep(t.Context(), j, "app", ref)
 		a.waitAfterJob() // the removal runs after the activity
 	}
-	if got, want := imageNames(t, p, host+"/app"), refs[2:]; !slices.Equal(got, want) {
+	if got, want := imageNames(t, b, host+"/app"), refs[2:]; !slices.Equal(got, want) {
 		t.Errorf("after 4 builds with KeepImages 2, images = %v, want %v", got, want)
 	}
-	if got := imageNames(t, p, host+"/app-legacy"); len(got) != 0 {
-		t.Errorf("the old labelled image %v survived housekeeping", got)
-	}
-	if got := imageNames(t, p, host+"/other"); !slices.Equal(got, []string{other}) {
+	if got := imageNames(t, b, host+"/other"); !slices.Equal(got, []string{other}) {
 		t.Errorf("another project's images = %v, want %v untouched", got, other)
 	}
-	if !p.ImageExists(t.Context(), base) {
+	if !b.ImageExists(t.Context(), base) {
 		t.Errorf("housekeeping removed the base image %s", base)
 	}
 	// A failed build (nothing pushed) keeps the pins.
 	a.housekeep(t.Context(), j, "app", "")
 	a.waitAfterJob() // the removal runs after the activity
-	if got := imageNames(t, p, host+"/app"); len(got) != 2 {
+	if got := imageNames(t, b, host+"/app"); len(got) != 2 {
 		t.Errorf("housekeeping after a failed build left %v, want the 2 pinned images", got)
 	}
 }
 
 func TestHousekeepingResetsPastThreshold(t *testing.T) {
 	host := testenv.Registry(t)
-	p := testenv.Podman(t)
-	base := testenv.BaseImage(t, p, host)
+	b := testenv.Builder(t)
+	base := testenv.BaseImage(t, b, host)
 	// Any volume is fuller than 0.1%: the reset runs.
-	a, out := testActivities(t, p, Config{KeepImages: 5, ResetThreshold: 0.001})
+	a, out := testActivities(t, b, Config{KeepImages: 5, ResetThreshold: 0.001})
 	j := &job{out: a.cfg.Stdout}
 	ref := host + "/app:1"
-	buildTagged(t, p, base, ref, "app", false)
+	buildTagged(t, b, base, ref)
 	stale := filepath.Join(a.layout.Work, "d-old")
 	if err := os.MkdirAll(stale, 0o755); err != nil {
 		t.Fatal(err)
@@ -127,15 +117,15 @@ func TestHousekeepingResetsPastThreshold(t *testing.T) {
 	if !bytes.Contains(out.Bytes(), []byte("resetting the build cache")) {
 		t.Fatalf("no reset past the threshold; output:\n%s", out)
 	}
-	if p.ImageExists(t.Context(), ref) {
+	if b.ImageExists(t.Context(), ref) {
 		t.Errorf("image %s survived the storage reset", ref)
 	}
 	if _, err := os.Stat(stale); !os.IsNotExist(err) {
 		t.Errorf("work directory %s survived the reset", stale)
 	}
 	// The next build on the reset storage works (cold).
-	testenv.BaseImage(t, p, host)
-	buildTagged(t, p, base, host+"/app:2", "app", false)
+	testenv.BaseImage(t, b, host)
+	buildTagged(t, b, base, host+"/app:2")
 }
 
 func TestRepository(t *testing.T) {
@@ -181,5 +171,53 @@ func TestAfterJobKeepsTheAgentBusy(t *testing.T) {
 	}
 	if !a.tracker.idle(time.Now().Add(time.Hour), time.Second, time.Second) {
 		t.Error("the agent is not idle after the housekeeping ended")
+	}
+}
+
+// A volume an older agent built on with podman 4.3: the agent forgets the
+// records naming podman's images and removes podman's storage (with what
+// it left mounted) in the background; buildah's storage is its own.
+func TestMigrateVolumeFromPodman(t *testing.T) {
+	host := testenv.Registry(t)
+	vol := t.TempDir()
+	layout := VolumeLayout(vol)
+	old, err := podman.New(podman.ConfigAt(filepath.Join(vol, "podman")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	testenv.BaseImage(t, old, host)
+	for name, body := range map[string]string{"pinned-images.json": `["` + host + `/app:1"]`, "steps.json": "{}", "inputs/key": host + "/app:1\n"} {
+		if err := os.MkdirAll(filepath.Dir(filepath.Join(vol, name)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(vol, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b, err := buildah.New(t.Context(), buildah.ConfigAt(layout.Builder))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Reset(context.Background()) })
+	var out bytes.Buffer
+	a := &Activities{cfg: Config{Logger: slog.New(slog.NewTextHandler(&out, nil))}, layout: layout, builder: b, tracker: newIdleTracker(testNow)}
+	a.migrateVolume(t.Context())
+	a.migrating.Wait()
+	for _, name := range []string{"podman", ".podman-removing", "pinned-images.json", "steps.json", "inputs"} {
+		if _, err := os.Lstat(filepath.Join(vol, name)); !os.IsNotExist(err) {
+			t.Errorf("%s is still on the volume after the move to buildah (%v)\n%s", name, err, out.String())
+		}
+	}
+	if !strings.Contains(out.String(), "removed podman's storage") {
+		t.Errorf("the agent's log does not say podman's storage was removed:\n%s", out.String())
+	}
+	// buildah builds on the volume, and a second start has nothing to do.
+	base := testenv.BaseImage(t, b, host)
+	buildTagged(t, b, base, host+"/app:2")
+	out.Reset()
+	a.migrateVolume(t.Context())
+	a.migrating.Wait()
+	if out.Len() != 0 || !b.ImageExists(t.Context(), host+"/app:2") {
+		t.Errorf("a second start logged %q, or lost buildah's image", out.String())
 	}
 }

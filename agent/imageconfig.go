@@ -23,7 +23,7 @@ import (
 // the deployment's labels: one new config and manifest, the same layers.
 // The steps are evaluated by the builder's own evaluator
 // (dockerfile.Apply) and the result is written into the config as the
-// builder's commit writes it (TestConfigStepsMatchBuilder compares the
+// builder's commit writes it (TestConfigStepsMatchTheBuilder compares the
 // two).
 
 // applyConfig applies the config-only steps of tail to cf as the builder

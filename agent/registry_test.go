@@ -14,7 +14,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
 	"github.com/slipway-ci/slipway/internal/testenv"
-	"github.com/slipway-ci/slipway/podman"
+	"github.com/slipway-ci/slipway/buildah"
 )
 
 // TestLabelInRegistry pushes an image built with a label of its own, puts
@@ -23,8 +23,8 @@ import (
 // layers are the pushed ones.
 func TestLabelInRegistry(t *testing.T) {
 	host := testenv.Registry(t)
-	p := testenv.Podman(t)
-	base := testenv.BaseImage(t, p, host)
+	b := testenv.Builder(t)
+	base := testenv.BaseImage(t, b, host)
 	dir := t.TempDir()
 	df := "FROM " + base + "\nLABEL maintainer=\"someone\"\nRUN echo hi > /hi\n"
 	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte(df), 0o644); err != nil {
@@ -32,10 +32,10 @@ func TestLabelInRegistry(t *testing.T) {
 	}
 	ref := host + "/app:0123456789abcdef"
 	var out bytes.Buffer
-	if _, err := p.Build(t.Context(), podman.BuildOptions{ContextDir: dir, Tag: ref, Stdout: &out, Stderr: &out}); err != nil {
+	if _, err := b.Build(t.Context(), buildah.BuildOptions{ContextDir: dir, Tag: ref, Stdout: &out, Stderr: &out}); err != nil {
 		t.Fatalf("build: %v\n%s", err, out.String())
 	}
-	pushed, err := p.Push(t.Context(), ref, false, &out)
+	pushed, err := b.Push(t.Context(), ref, false, &out)
 	if err != nil {
 		t.Fatalf("push: %v\n%s", err, out.String())
 	}
@@ -82,15 +82,15 @@ func TestLabelInRegistry(t *testing.T) {
 	}
 }
 
-// TestConfigStepsMatchBuilder builds Dockerfiles that end with config-only
+// TestConfigStepsMatchTheBuilder builds Dockerfiles that end with config-only
 // steps twice: as written, by the builder; and without those steps, which
 // are then applied in the registry (configTail, configureInRegistry). The
 // two images' configs must be the same, and so must their history's last
 // entries.
-func TestConfigStepsMatchBuilder(t *testing.T) {
+func TestConfigStepsMatchTheBuilder(t *testing.T) {
 	host := testenv.Registry(t)
-	p := testenv.Podman(t)
-	base := testenv.BaseImage(t, p, host)
+	b := testenv.Builder(t)
+	base := testenv.BaseImage(t, b, host)
 	cases := []struct {
 		name, body string
 		tail       int
@@ -168,10 +168,10 @@ EXPOSE 80
 				}
 				ref := fmt.Sprintf("%s/cfg%d-%s:1", host, i, name)
 				var out bytes.Buffer
-				if _, err := p.Build(t.Context(), podman.BuildOptions{ContextDir: dir, Tag: ref, Format: bf.format, Stdout: &out, Stderr: &out}); err != nil {
+				if _, err := b.Build(t.Context(), buildah.BuildOptions{ContextDir: dir, Tag: ref, Format: bf.format, Stdout: &out, Stderr: &out}); err != nil {
 					t.Fatalf("build: %v\n%s", err, out.String())
 				}
-				if _, err := p.Push(t.Context(), ref, false, &out); err != nil {
+				if _, err := b.Push(t.Context(), ref, false, &out); err != nil {
 					t.Fatalf("push: %v\n%s", err, out.String())
 				}
 				return ref

@@ -22,7 +22,7 @@ import (
 	"github.com/slipway-ci/slipway/deploy"
 	"github.com/slipway-ci/slipway/dockerfile"
 	"github.com/slipway-ci/slipway/internal/atomicfile"
-	"github.com/slipway-ci/slipway/podman"
+	"github.com/slipway-ci/slipway/buildah"
 )
 
 // Step reuse. The builder's layer cache checks every step again on every
@@ -310,7 +310,7 @@ func (a *Activities) loadSteps() map[string]stepRecord {
 // image of every step of a successful build whose key is known, and saves
 // them. steps are numbered as in the Dockerfile as written
 // (originalSteps).
-func (a *Activities) rememberSteps(recs map[string]stepRecord, keys [][]string, steps []podman.Step) {
+func (a *Activities) rememberSteps(recs map[string]stepRecord, keys [][]string, steps []buildah.Step) {
 	now := time.Now().UTC()
 	for _, s := range steps {
 		st := max(s.Stage-1, 0)
@@ -653,7 +653,7 @@ func (sk stepKeys) whyNotReused(bf *buildFile) []string {
 // written. The FROM that replaced a stage's prefix stands for the
 // prefix's last step, shown with the recorded image it starts from; a
 // restored ARG keeps the number of that step.
-func (p *stepPlan) mapStep(s podman.Step) podman.Step {
+func (p *stepPlan) mapStep(s buildah.Step) buildah.Step {
 	if !p.cutting() {
 		return s
 	}
@@ -683,7 +683,7 @@ func (p *stepPlan) mapStep(s podman.Step) podman.Step {
 
 // restoredStep reports whether a step of the rewritten Dockerfile is one
 // of its restored ARGs.
-func (p *stepPlan) restoredStep(s podman.Step) bool {
+func (p *stepPlan) restoredStep(s buildah.Step) bool {
 	if !p.cutting() {
 		return false
 	}
@@ -697,7 +697,7 @@ func (p *stepPlan) mapHeader(line string) string {
 	if !p.cutting() {
 		return line
 	}
-	s, ok := podman.ParseStepHeader(line)
+	s, ok := buildah.ParseStepHeader(line)
 	if !ok {
 		return line
 	}
@@ -736,7 +736,7 @@ func (h headerWriter) Write(b []byte) (int, error) {
 
 // progress maps a step the builder reports to the Dockerfile as written,
 // and counts the steps the records served as cached.
-func (p *stepPlan) progress(s podman.Step, cached int) (podman.Step, int) {
+func (p *stepPlan) progress(s buildah.Step, cached int) (buildah.Step, int) {
 	if !p.cutting() {
 		return s, cached
 	}
@@ -753,14 +753,14 @@ func (p *stepPlan) progress(s podman.Step, cached int) (podman.Step, int) {
 // it get their numbers back, a stage cut whole, which the builder does not
 // show, is all cached steps, and the final stage's last tail steps, left
 // to the registry, come last: not cached, no time.
-func (p *stepPlan) originalSteps(ran []podman.Step) []podman.Step {
+func (p *stepPlan) originalSteps(ran []buildah.Step) []buildah.Step {
 	if !p.cutting() {
 		return ran
 	}
 	f := p.bf.File
 	multi := len(f.Stages) > 1
-	step := func(s, i int) podman.Step {
-		st := podman.Step{N: i + 1, Total: len(f.Stages[s].Steps), Instruction: f.Stages[s].Steps[i].Header(), Cached: i > 0}
+	step := func(s, i int) buildah.Step {
+		st := buildah.Step{N: i + 1, Total: len(f.Stages[s].Steps), Instruction: f.Stages[s].Steps[i].Header(), Cached: i > 0}
 		if multi {
 			st.Stage, st.Stages = s+1, len(f.Stages)
 		}
@@ -769,7 +769,7 @@ func (p *stepPlan) originalSteps(ran []podman.Step) []podman.Step {
 		}
 		return st
 	}
-	var out []podman.Step
+	var out []buildah.Step
 	seen := map[int]bool{}
 	for _, r := range ran {
 		s := max(r.Stage-1, 0)
@@ -813,7 +813,7 @@ func (p *stepPlan) originalSteps(ran []podman.Step) []podman.Step {
 
 // why says why a step of the Dockerfile as written (originalSteps) has
 // no key; "" when it has one.
-func (p *stepPlan) why(s podman.Step) string {
+func (p *stepPlan) why(s buildah.Step) string {
 	st, i := max(s.Stage-1, 0), s.N-1
 	if st >= len(p.keys.why) || i < 0 || i >= len(p.keys.why[st]) {
 		return ""
@@ -824,7 +824,7 @@ func (p *stepPlan) why(s podman.Step) string {
 // lostImage reports whether a failed build failed because an image a stage
 // was to start from is gone.
 func (p *stepPlan) lostImage(err error) bool {
-	var be *podman.BuildError
+	var be *buildah.BuildError
 	if !p.cutting() || !errors.As(err, &be) {
 		return false
 	}

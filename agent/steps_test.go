@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/slipway-ci/slipway/podman"
+	"github.com/slipway-ci/slipway/buildah"
 )
 
 const stepsDockerfile = `# syntax=docker/dockerfile:1
@@ -214,7 +214,7 @@ RUN --mount=type=secret,id=token cat /run/secrets/token > /dev/null
 	}
 
 	// The builder's steps from the rewritten file, numbered back.
-	ran := []podman.Step{
+	ran := []buildah.Step{
 		{Stage: 2, Stages: 3, N: 1, Total: 3, Instruction: "FROM 000000000002 AS build"},
 		{Stage: 2, Stages: 3, N: 2, Total: 3, Instruction: "COPY src ./src", Image: "d1"},
 		{Stage: 2, Stages: 3, N: 3, Total: 3, Instruction: "RUN npm run build && echo done", Image: "d2"},
@@ -273,7 +273,7 @@ STEP 1/1: not a stage the builder numbered
 	if log.String() != wantLog {
 		t.Errorf("log:\n%s\nwant:\n%s", log.String(), wantLog)
 	}
-	if s, cached := plan.progress(podman.Step{Stage: 3, Stages: 3, N: 2, Total: 3, Instruction: "COPY --from=build /app/dist ./dist"}, 1); s.N != 4 || s.Total != 6 || cached != 7 {
+	if s, cached := plan.progress(buildah.Step{Stage: 3, Stages: 3, N: 2, Total: 3, Instruction: "COPY --from=build /app/dist ./dist"}, 1); s.N != 4 || s.Total != 6 || cached != 7 {
 		t.Errorf("progress = step %d/%d, %d cached; want 4/6, 7", s.N, s.Total, cached)
 	}
 	plan.drop()
@@ -307,7 +307,7 @@ CMD ["x"]
 		if !strings.Contains(rewritten, "FROM 000000000001 AS build\n"+wantVersion+`ARG QUOTE='it'\''s "quoted"'`+"\nARG TARGETARCH\nRUN echo") {
 			t.Errorf("rewritten Dockerfile (args %v):\n%s", args, rewritten)
 		}
-		ran := []podman.Step{
+		ran := []buildah.Step{
 			{N: 1, Total: 5, Instruction: "FROM 000000000001 AS build"},
 			{N: 2, Total: 5, Instruction: "ARG VERSION"},
 			{N: 3, Total: 5, Instruction: "ARG QUOTE=..."},

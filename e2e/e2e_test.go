@@ -1,5 +1,5 @@
 // Package e2e runs Slipway end to end: the real `slipway` binary as a
-// subprocess (server, agents and CLI), real podman, the embedded registry,
+// subprocess (server, agents and CLI), real buildah, the embedded registry,
 // Temporal and NATS, real git repositories, and signed webhooks shaped like
 // GitHub's.
 package e2e
@@ -400,7 +400,7 @@ func manifest(t *testing.T, host, repo, tag string) ([]byte, string) {
 
 func TestPushBecomesImage(t *testing.T) {
 	s := startServer(t, t.TempDir(), "127.0.0.1:0")
-	p := testenv.Podman(t)
+	p := testenv.Builder(t)
 	base := testenv.BaseImage(t, p, s.Host)
 
 	dir, sha := testenv.GitRepo(t, map[string]string{
@@ -541,7 +541,7 @@ func TestServerRestartMidBuild(t *testing.T) {
 	dataDir := t.TempDir()
 	addr := freeAddr(t)
 	s := startServer(t, dataDir, addr)
-	p := testenv.Podman(t)
+	p := testenv.Builder(t)
 	base := testenv.BaseImage(t, p, s.Host)
 	dir, sha := testenv.GitRepo(t, map[string]string{
 		"Dockerfile": "FROM " + base + "\nRUN echo sleeping && sleep 6 && echo woke\nCOPY f.txt /f.txt\n",
@@ -603,7 +603,7 @@ func stopAgents(t *testing.T, dataDir string) {
 }
 
 // killWorkingIn kills every process still working in dir (its command
-// line, working directory or root directory is in it): podman runs in its
+// line, working directory or root directory is in it): buildah runs in its
 // own process group, and its build containers in theirs, so killing an
 // agent leaves them writing to the volume, which the test is about to
 // remove. It waits up to 15 s for them to be gone.
@@ -634,7 +634,7 @@ func killWorkingIn(dir string) {
 	}
 }
 
-// unmountAll lazily unmounts what podman left mounted under dir (its
+// unmountAll lazily unmounts what buildah left mounted under dir (its
 // overlay storage), so the test's temporary directory can be removed.
 func unmountAll(t *testing.T, dir string) {
 	b, err := os.ReadFile("/proc/self/mountinfo")
@@ -720,7 +720,7 @@ func (s *serverProc) detail(t *testing.T, id string) deploymentDetail {
 // a deleted volume makes the next build cold but still correct.
 func TestCacheAcrossDeployments(t *testing.T) {
 	s := startServer(t, t.TempDir(), "127.0.0.1:0", "--no-reuse")
-	p := testenv.Podman(t)
+	p := testenv.Builder(t)
 	base := testenv.BaseImage(t, p, s.Host)
 	dockerfile := "FROM " + base + "\n" +
 		"COPY stamp.txt /stamp.txt\n" +
@@ -804,8 +804,9 @@ func (s *serverProc) waitLog(t *testing.T, project, id, want string) {
 	}
 }
 
-// podmanBuilds counts the podman build processes working on dir's volumes.
-func podmanBuilds(dataDir string) int {
+// builderBuilds counts the build processes of the builder (buildah)
+// working on dir's volumes.
+func builderBuilds(dataDir string) int {
 	n := 0
 	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
 	for _, p := range procs {
@@ -814,18 +815,18 @@ func podmanBuilds(dataDir string) int {
 			continue
 		}
 		cmd := strings.Split(string(b), "\x00")
-		if len(cmd) > 0 && filepath.Base(cmd[0]) == "podman" && slices.Contains(cmd, "build") && strings.Contains(string(b), dataDir) {
+		if len(cmd) > 0 && filepath.Base(cmd[0]) == "buildah" && slices.Contains(cmd, "build") && strings.Contains(string(b), dataDir) {
 			n++
 		}
 	}
 	return n
 }
 
-// A newer push to the branch supersedes the running build (its podman is
+// A newer push to the branch supersedes the running build (its buildah is
 // killed, it pushes nothing) and `slipway cancel` stops a build.
 func TestSupersedeAndCancel(t *testing.T) {
 	s := startServer(t, t.TempDir(), "127.0.0.1:0")
-	p := testenv.Podman(t)
+	p := testenv.Builder(t)
 	base := testenv.BaseImage(t, p, s.Host)
 	slow := func(v string) map[string]string {
 		return map[string]string{"Dockerfile": "FROM " + base + "\nCOPY v.txt /v.txt\nRUN echo started-" + v + " && sleep 30\n", "v.txt": v}
@@ -851,8 +852,8 @@ func TestSupersedeAndCancel(t *testing.T) {
 	if d1.Digest != "" {
 		t.Errorf("the superseded deployment recorded digest %s", d1.Digest)
 	}
-	if n := podmanBuilds(s.DataDir); n != 0 {
-		t.Errorf("%d podman build processes still running after the superseded build ended", n)
+	if n := builderBuilds(s.DataDir); n != 0 {
+		t.Errorf("%d buildah build processes still running after the superseded build ended", n)
 	}
 
 	sha3 := testenv.Commit(t, dir, slow("three"))
@@ -869,9 +870,9 @@ func TestSupersedeAndCancel(t *testing.T) {
 		t.Errorf("cancelled deployment = %+v", d)
 	}
 	deadline := time.Now().Add(30 * time.Second)
-	for podmanBuilds(s.DataDir) != 0 {
+	for builderBuilds(s.DataDir) != 0 {
 		if time.Now().After(deadline) {
-			t.Fatalf("podman build still running 30s after the cancel")
+			t.Fatalf("buildah build still running 30s after the cancel")
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
@@ -934,7 +935,7 @@ func killMachine(t *testing.T, s *serverProc, project string) int {
 // and succeeds.
 func TestMachineDiesMidBuild(t *testing.T) {
 	s := startServer(t, t.TempDir(), "127.0.0.1:0")
-	p := testenv.Podman(t)
+	p := testenv.Builder(t)
 	base := testenv.BaseImage(t, p, s.Host)
 	dir, sha := testenv.GitRepo(t, map[string]string{
 		"Dockerfile": "FROM " + base + "\nRUN echo run-started && sleep 8 && echo run-done\n",
@@ -966,8 +967,8 @@ func TestDemo(t *testing.T) {
 	s := startServer(t, dataDir, "127.0.0.1:0", "--demo")
 	// scripts/setup makes this host fit for rootless builders, so the
 	// default (auto) must pick them: the mode the quick start runs in.
-	if out := s.waitOutput(t, regexp.MustCompile(`builders: `)); !strings.Contains(out, "builders: rootless podman") || !strings.Contains(out, "probed now: no verdict kept") {
-		t.Fatalf("the server did not choose rootless builders, or not after probing podman:\n%s", out)
+	if out := s.waitOutput(t, regexp.MustCompile(`builders: `)); !regexp.MustCompile(`builders: rootless buildah 1\.\d+\.\d+ \(`).MatchString(out) || !strings.Contains(out, "probed now: no verdict kept") {
+		t.Fatalf("the server did not choose rootless buildah builders, or not after probing buildah:\n%s", out)
 	}
 	waitDemo := func(s *serverProc, n int) {
 		t.Helper()
@@ -991,7 +992,7 @@ func TestDemo(t *testing.T) {
 	s.stop(t)
 	s = startServer(t, dataDir, "127.0.0.1:0", "--demo")
 	// Nothing the probe depends on changed: its verdict is reused.
-	if out := s.waitOutput(t, regexp.MustCompile(`builders: `)); !regexp.MustCompile(`builders: rootless podman \(.*\), because this host can run it \(podman's verdict cached at `).MatchString(out) {
+	if out := s.waitOutput(t, regexp.MustCompile(`builders: `)); !regexp.MustCompile(`builders: rootless buildah .*, because this host can run it \(the builder's verdict cached at `).MatchString(out) {
 		t.Errorf("the restarted server did not reuse the kept rootless verdict:\n%s", out)
 	}
 	out, code := s.cli(t, "deploy", "demo", "--wait")

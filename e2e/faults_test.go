@@ -22,7 +22,7 @@ import (
 )
 
 // TestFaultSuite is issue 5's fault suite (`make faults`): real processes,
-// real podman, real Temporal. Each case says what it injects and asserts
+// real buildah, real Temporal. Each case says what it injects and asserts
 // the final state of every deployment it made; a bad-input corpus is sent
 // to the webhook and the API. It ends with one line per category and the
 // total:
@@ -43,7 +43,7 @@ func TestFaultSuite(t *testing.T) {
 		const group = "server"
 		addr := freeAddr(t)
 		s := startServer(t, t.TempDir(), addr)
-		base := testenv.BaseImage(t, testenv.Podman(t), s.Host)
+		base := testenv.BaseImage(t, testenv.Builder(t), s.Host)
 
 		su.badInputs(t, s, base)
 
@@ -213,7 +213,7 @@ func TestFaultSuite(t *testing.T) {
 			if n := len(s.deployments(t, "rapid")); n != 20 {
 				t.Errorf("%d deployments of rapid, want 20", n)
 			}
-			waitNoPodmanBuild(t, s.DataDir)
+			waitNoBuilderBuild(t, s.DataDir)
 		})
 
 		su.fault(t, group, "repository", "symlinks-out-of-the-repository", func(t *testing.T, fc *faultCase) {
@@ -388,7 +388,7 @@ func TestFaultSuite(t *testing.T) {
 		reg := testenv.Registry(t)
 		proxy := newTCPProxy(t, reg)
 		s := startServer(t, t.TempDir(), "127.0.0.1:0", "--registry", proxy.addr, "--reset-threshold", "0.001")
-		base := testenv.BaseImage(t, testenv.Podman(t), reg)
+		base := testenv.BaseImage(t, testenv.Builder(t), reg)
 
 		su.fault(t, group, "registry", "registry-down-during-push", func(t *testing.T, fc *faultCase) {
 			dir, sha := testenv.GitRepo(t, map[string]string{
@@ -726,14 +726,14 @@ func containsAny(s string, subs []string) bool {
 	return false
 }
 
-// waitNoPodmanBuild fails t if a podman build on dataDir's volumes is
+// waitNoBuilderBuild fails t if a buildah build on dataDir's volumes is
 // still running 5 s after every deployment ended.
-func waitNoPodmanBuild(t *testing.T, dataDir string) {
+func waitNoBuilderBuild(t *testing.T, dataDir string) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
-	for n := podmanBuilds(dataDir); n != 0; n = podmanBuilds(dataDir) {
+	for n := builderBuilds(dataDir); n != 0; n = builderBuilds(dataDir) {
 		if time.Now().After(deadline) {
-			t.Errorf("%d orphan podman build processes after every deployment ended", n)
+			t.Errorf("%d orphan buildah build processes after every deployment ended", n)
 			return
 		}
 		time.Sleep(200 * time.Millisecond)

@@ -37,15 +37,15 @@ func testIsolation(t *testing.T, mode string) {
 	dataDir := t.TempDir()
 	args := []string{"--builder-isolation", mode}
 	if mode == "rootless" {
-		// Every build resets the project's podman storage afterwards:
+		// Every build resets the project's builder storage afterwards:
 		// housekeeping's reset must work rootless, and the next build must
 		// still succeed.
 		args = append(args, "--reset-threshold", "0.0001")
 	}
 	s := startServer(t, dataDir, "127.0.0.1:0", args...)
-	want := map[string]string{"rootless": "builders: rootless podman (user slipway-<project>, native overlay)", "root": "builders: root podman, because"}[mode]
-	s.waitOutput(t, regexp.MustCompile(regexp.QuoteMeta(want)))
-	p := testenv.Podman(t)
+	want := map[string]string{"rootless": `builders: rootless buildah 1\.\d+\.\d+ \(user slipway-<project>, native overlay\)`, "root": `builders: root buildah 1\.\d+\.\d+, because`}[mode]
+	s.waitOutput(t, regexp.MustCompile(want))
+	p := testenv.Builder(t)
 	base := testenv.BaseImage(t, p, s.Host)
 
 	// Project A: a secret of its own on its volume.
@@ -134,6 +134,18 @@ func testIsolation(t *testing.T, mode string) {
 		t.Errorf("b's image from the COPY of a symlink holds a's secret")
 	}
 	t.Logf("COPY of a symlink to a's volume: deploy exit %d", code)
+
+	// RUN --network=host, which buildah honours, would put the step on the
+	// host's loopback: the runtime refuses it, however it is spelled.
+	dfB3 := "FROM " + base + "\nARG NET=host\n" +
+		"RUN --network=$NET (printf 'GET /v2/ HTTP/1.0\\r\\n\\r\\n' | nc -w 5 127.0.0.1 " + registryPort + " | grep -q HTTP && echo registry-$((40+2))) || echo registry-unreachable\n"
+	shaB3 := testenv.Commit(t, dirB, map[string]string{"Dockerfile": dfB3})
+	out, code = s.cli(t, "deploy", "b", "--commit", shaB3, "--wait")
+	id3 := s.deployments(t, "b")[0].ID
+	logs3, _ := s.cli(t, "logs", id3)
+	if code == 0 || strings.Contains(out+logs3, "registry-42") || !strings.Contains(logs3, "slipway-runc: refused a container without a network namespace of its own") {
+		t.Errorf("RUN --network=host: deploy exit %d, want a failed build refused by slipway-runc without reaching the registry:\n%s\n%s", code, out, logs3)
+	}
 
 	// `slipway machines` says whom each agent runs as.
 	out, code = s.cli(t, "machines", "--json")

@@ -91,7 +91,7 @@ func TestAPINeedsToken(t *testing.T) {
 // and ends when the deployment does; `logs -f` exits with its result.
 func TestFollowMidBuild(t *testing.T) {
 	s := startServer(t, t.TempDir(), "127.0.0.1:0")
-	p := testenv.Podman(t)
+	p := testenv.Builder(t)
 	base := testenv.BaseImage(t, p, s.Host)
 	dir, sha := testenv.GitRepo(t, map[string]string{
 		"Dockerfile": "FROM " + base + "\nRUN for i in $(seq 1 150); do echo \"live-line-$i\"; sleep 0.05; done\nCOPY f.txt /f.txt\n",
@@ -236,7 +236,7 @@ func (s *serverProc) streamText(t *testing.T, project, id string) string {
 // stream, the store, the agent's stdout.
 func TestRedactionInEverySink(t *testing.T) {
 	s := startServer(t, t.TempDir(), "127.0.0.1:0")
-	p := testenv.Podman(t)
+	p := testenv.Builder(t)
 	base := testenv.BaseImage(t, p, s.Host)
 	const secret = "S3cr3t p@ss/word+x"
 	encoded := url.QueryEscape(secret)

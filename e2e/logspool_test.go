@@ -51,7 +51,7 @@ func TestNATSStoppedMidBuild(t *testing.T) {
 	}
 
 	s := startServer(t, t.TempDir(), "127.0.0.1:0", "--nats", ns.URL())
-	p := testenv.Podman(t)
+	p := testenv.Builder(t)
 	base := testenv.BaseImage(t, p, s.Host)
 	spool := filepath.Join(s.DataDir, "volumes", "spool", "logspool")
 	checkSpool := func(want bool) {

@@ -14,11 +14,11 @@ import (
 
 // A deployment's progress comes from its workflow (a Temporal query) while
 // it builds: the API and `slipway deployment` show the phase and the
-// Dockerfile step podman is on, with the cached steps so far, and a
+// Dockerfile step the builder is on, with the cached steps so far, and a
 // deploymentUpdated subscriber is sent each new step as it starts.
 func TestProgressMidBuild(t *testing.T) {
 	s := startServer(t, t.TempDir(), "127.0.0.1:0", "--no-reuse")
-	p := testenv.Podman(t)
+	p := testenv.Builder(t)
 	base := testenv.BaseImage(t, p, s.Host)
 	// The last step sleeps for as many seconds as wait.txt says: a short
 	// first build warms the cache, the second has two cached steps, then

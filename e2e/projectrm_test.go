@@ -46,10 +46,10 @@ func subIDLines(t *testing.T, name, uid string) []string {
 func TestProjectRm(t *testing.T) {
 	dataDir := t.TempDir()
 	s := startServer(t, dataDir, "127.0.0.1:0")
-	if out := s.waitOutput(t, regexp.MustCompile(`builders: `)); !strings.Contains(out, "builders: rootless podman") {
+	if out := s.waitOutput(t, regexp.MustCompile(`builders: `)); !strings.Contains(out, "builders: rootless buildah") {
 		t.Fatalf("the server did not choose rootless builders:\n%s", out)
 	}
-	base := testenv.BaseImage(t, testenv.Podman(t), s.Host)
+	base := testenv.BaseImage(t, testenv.Builder(t), s.Host)
 	// A name of its own: builder users are per host, and other tests (or
 	// other servers on this host) use the common names.
 	name := "rm-" + strconv.FormatInt(time.Now().UnixNano()%1e9, 36)

@@ -84,7 +84,7 @@ func layerBlobs(t *testing.T, host, repo, tag string) [][]byte {
 // Changing it rebuilds instead of reusing the earlier image.
 func TestBuildSecrets(t *testing.T) {
 	s := startServer(t, t.TempDir(), "127.0.0.1:0")
-	p := testenv.Podman(t)
+	p := testenv.Builder(t)
 	base := testenv.BaseImage(t, p, s.Host)
 	const secret = "tok3n p@ss/w0rd+x"
 	forms := map[string]string{

@@ -75,7 +75,7 @@ func registryConfig(t *testing.T, ref string) *v1.ConfigFile {
 // makes the build run as written.
 func TestStepsStartFromRecordedImages(t *testing.T) {
 	s := startServer(t, t.TempDir(), "127.0.0.1:0")
-	p := testenv.Podman(t)
+	p := testenv.Builder(t)
 	base := testenv.BaseImage(t, p, s.Host)
 	dockerfile := "FROM " + base + " AS deps\n" +
 		"WORKDIR /app\n" +

@@ -24,7 +24,7 @@ import (
 // a screenshot of each page.
 func TestWebUI(t *testing.T) {
 	s := startServer(t, t.TempDir(), "127.0.0.1:0", "--log-prune-every", "2s")
-	p := testenv.Podman(t)
+	p := testenv.Builder(t)
 	base := testenv.BaseImage(t, p, s.Host)
 	dir, sha1 := testenv.GitRepo(t, map[string]string{
 		// The coloured line comes first and the build then waits, so the

@@ -2,460 +2,60 @@ package podman_test
 
 import (
 	"bytes"
-	"context"
-	"encoding/json"
-	"errors"
-	"fmt"
-	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
-	"time"
 
+	"github.com/slipway-ci/slipway/buildah"
 	"github.com/slipway-ci/slipway/internal/testenv"
-	"github.com/slipway-ci/slipway/podman"
 )
 
-// lines is a concurrency-safe io.Writer that records whole lines and can
-// signal when a line containing a given text arrives.
-type lines struct {
-	mu      sync.Mutex
-	all     []string
-	waitFor string
-	seen    chan struct{}
-}
-
-func newLines(waitFor string) *lines {
-	return &lines{waitFor: waitFor, seen: make(chan struct{})}
-}
-
-func (l *lines) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	s := string(p)
-	if !strings.HasSuffix(s, "\n") || strings.Count(s, "\n") != 1 {
-		l.all = append(l.all, "NOT ONE LINE: "+s)
+// The old builder still builds, pushes, lists and resets through the
+// buildah package's API, with podman 4.3 doing the work: the benchmark
+// measures it beside buildah.
+func TestOldBuilder(t *testing.T) {
+	host := testenv.Registry(t)
+	p := testenv.Podman(t)
+	if p.Config().Engine != buildah.EnginePodman || !strings.HasPrefix(p.String(), "podman 4.") {
+		t.Fatalf("podman.New gave %s (engine %s), want podman 4.x", p, p.Config().Engine)
 	}
-	s = strings.TrimSuffix(s, "\n")
-	l.all = append(l.all, s)
-	if l.waitFor != "" && strings.Contains(s, l.waitFor) {
-		l.waitFor = ""
-		close(l.seen)
-	}
-	return len(p), nil
-}
-
-func (l *lines) text() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return strings.Join(l.all, "\n")
-}
-
-func writeContext(t *testing.T, files map[string]string) string {
-	t.Helper()
+	base := testenv.BaseImage(t, p, host)
 	dir := t.TempDir()
-	for name, content := range files {
-		p := filepath.Join(dir, name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
+	df := "FROM " + base + "\nRUN echo built by the old builder\nRUN --mount=type=cache,target=/c echo cached >> /c/n\n"
+	if err := os.WriteFile(filepath.Join(dir, "Dockerfile"), []byte(df), 0o644); err != nil {
+		t.Fatal(err)
 	}
-	return dir
-}
-
-func TestNewWritesContainersConf(t *testing.T) {
-	t.Parallel()
-	p := testenv.Podman(t)
-	b, err := os.ReadFile(p.ConfFile())
+	ref := host + "/old:1"
+	var out bytes.Buffer
+	res, err := p.Build(t.Context(), buildah.BuildOptions{ContextDir: dir, Tag: ref, Stdout: &out, Stderr: &out})
+	if err != nil {
+		t.Fatalf("build: %v\n%s", err, out.String())
+	}
+	if len(res.Steps) != 3 || !strings.Contains(out.String(), "built by the old builder") {
+		t.Errorf("steps %+v, output:\n%s", res.Steps, out.String())
+	}
+	if _, err := p.Push(t.Context(), ref, false, nil); err != nil {
+		t.Fatal(err)
+	}
+	imgs, err := p.Images(t.Context())
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"default_ulimits = []", `runtime = "runc"`, `cgroup_manager = "cgroupfs"`, `events_logger = "file"`, `tmp_dir = "` + p.Config().TmpDir + `"`} {
-		if !strings.Contains(string(b), want) {
-			t.Errorf("containers.conf lacks %q:\n%s", want, b)
-		}
+	found := false
+	for _, img := range imgs {
+		found = found || (len(img.ID) == 64 && strings.HasPrefix(res.ImageID, "sha256:"+img.ID) && len(img.Names) == 1 && img.Names[0] == ref)
 	}
-	// podman reads it: the runtime and the storage root are ours.
-	out, err := p.Command(t.Context(), "info", "--format", "{{.Host.OCIRuntime.Name}} {{.Store.GraphRoot}} {{.Host.CgroupManager}}").Output()
-	if err != nil {
-		t.Fatal(err)
+	if !found {
+		t.Errorf("Images = %+v, want %s (%s)", imgs, ref, res.ImageID)
 	}
-	if got, want := strings.TrimSpace(string(out)), "runc "+p.Config().Root+" cgroupfs"; got != want {
-		t.Errorf("podman info = %q, want %q", got, want)
-	}
-}
-
-func TestNewErrors(t *testing.T) {
-	if _, err := podman.New(podman.Config{}); err == nil {
-		t.Error("New with an empty Config succeeded")
-	}
-	cfg := podman.ConfigAt(t.TempDir())
-	cfg.Binary = "podman-does-not-exist"
-	_, err := podman.New(cfg)
-	if err == nil || !strings.Contains(err.Error(), podman.InstallHint) {
-		t.Errorf("New with a missing binary = %v, want an error with the install hint", err)
-	}
-}
-
-func TestBuildPushRebuild(t *testing.T) {
-	// Not parallel: it measures build and push times.
-	host := testenv.Registry(t)
-	p := testenv.Podman(t)
-	base := testenv.BaseImage(t, p, host)
-
-	ctxDir := writeContext(t, map[string]string{
-		"Dockerfile": "FROM " + base + "\n" +
-			"ARG GREETING=hi\n" +
-			"RUN echo \"$GREETING from run\" && echo to-stderr >&2 && mkdir /app\n" +
-			"COPY app.txt /app/app.txt\n" +
-			"RUN cat /app/app.txt\n",
-		"app.txt": "version 1\n",
-	})
-	ref := host + "/demo:0123456789abcdef"
-	stdout, stderr := newLines(""), newLines("")
-	opts := podman.BuildOptions{
-		ContextDir: ctxDir,
-		Tag:        ref,
-		Labels:     map[string]string{"slipway.project": "demo", "slipway.commit": "0123456789abcdef"},
-		BuildArgs:  map[string]string{"GREETING": "hello"},
-		Stdout:     stdout,
-		Stderr:     stderr,
-	}
-	start := time.Now()
-	res, err := p.Build(t.Context(), opts)
-	if err != nil {
-		t.Fatalf("build: %v\nstdout:\n%s\nstderr:\n%s", err, stdout.text(), stderr.text())
-	}
-	t.Logf("cold build: %v (podman %v)", time.Since(start), res.Duration)
-	for _, s := range res.Steps {
-		t.Logf("  %-60.60s %v", s, s.Duration.Round(time.Millisecond))
-	}
-	if !strings.HasPrefix(res.ImageID, "sha256:") {
-		t.Errorf("ImageID = %q", res.ImageID)
-	}
-	// FROM, ARG, RUN, COPY, RUN, and podman's LABEL step.
-	if len(res.Steps) < 5 {
-		t.Fatalf("steps = %+v, want at least 5", res.Steps)
-	}
-	if got, want := res.Steps[2].String(), "STEP 3/"; !strings.HasPrefix(got, want) || !strings.Contains(got, "RUN echo") {
-		t.Errorf("step 3 = %q", got)
-	}
-	for _, s := range res.Steps {
-		if s.Cached {
-			t.Errorf("cold build: step %q cached", s)
-		}
-	}
-	if o := stdout.text(); !strings.Contains(o, "hello from run") || !strings.Contains(o, "version 1") || strings.Contains(o, "NOT ONE LINE") {
-		t.Errorf("stdout:\n%s", o)
-	}
-	if e := stderr.text(); !strings.Contains(e, "to-stderr") {
-		t.Errorf("stderr lacks the RUN step's stderr:\n%s", e)
-	}
-
-	// Labels are on the image.
-	out, err := p.Command(t.Context(), "image", "inspect", "--format", "{{json .Labels}}", ref).Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var labels map[string]string
-	if err := json.Unmarshal(out, &labels); err != nil {
-		t.Fatal(err)
-	}
-	if labels["slipway.project"] != "demo" || labels["slipway.commit"] != "0123456789abcdef" {
-		t.Errorf("labels = %v", labels)
-	}
-
-	start = time.Now()
-	digest, err := p.Push(t.Context(), ref, false, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("push of a new image: %v", time.Since(start))
-	assertManifest(t, host, "demo", "0123456789abcdef", digest)
-
-	// No change: every step but FROM comes from the cache.
-	start = time.Now()
-	res2, err := p.Build(t.Context(), opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("no-change rebuild: %v", time.Since(start))
-	if res2.ImageID != res.ImageID {
-		t.Errorf("no-change rebuild: image %s, want %s", res2.ImageID, res.ImageID)
-	}
-	for _, s := range res2.Steps[1:] {
-		if !s.Cached {
-			t.Errorf("no-change rebuild: step %q not cached", s)
-		}
-	}
-
-	// One file changed: the steps before COPY stay cached.
-	if err := os.WriteFile(filepath.Join(ctxDir, "app.txt"), []byte("version 2\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	ref2 := host + "/demo:fedcba9876543210"
-	opts.Tag = ref2
-	start = time.Now()
-	res3, err := p.Build(t.Context(), opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("one-file rebuild: %v", time.Since(start))
-	var cached []bool
-	for _, s := range res3.Steps {
-		cached = append(cached, s.Cached)
-	}
-	if !res3.Steps[2].Cached || res3.Steps[3].Cached || res3.Steps[4].Cached {
-		t.Errorf("one-file rebuild: cached = %v, want RUN echo cached and COPY onwards not", cached)
-	}
-	start = time.Now()
-	digest2, err := p.Push(t.Context(), ref2, false, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("push after a one-file change: %v", time.Since(start))
-	if digest2 == digest {
-		t.Error("changed image pushed with the same digest")
-	}
-	assertManifest(t, host, "demo", "fedcba9876543210", digest2)
-}
-
-func assertManifest(t *testing.T, host, repo, tag, digest string) {
-	t.Helper()
-	req, _ := http.NewRequest("HEAD", "http://"+host+"/v2/"+repo+"/manifests/"+tag, nil)
-	req.Header.Set("Accept", "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK || resp.Header.Get("Docker-Content-Digest") != digest {
-		t.Errorf("HEAD %s:%s = %s digest %q, want 200 and %q", repo, tag, resp.Status, resp.Header.Get("Docker-Content-Digest"), digest)
-	}
-}
-
-func TestBuildFailureNamesStep(t *testing.T) {
-	t.Parallel()
-	host := testenv.Registry(t)
-	p := testenv.Podman(t)
-	base := testenv.BaseImage(t, p, host)
-	ctxDir := writeContext(t, map[string]string{
-		"Dockerfile": "FROM " + base + "\nRUN echo fine\nRUN echo about to fail && exit 3\nRUN echo never\n",
-	})
-	stdout := newLines("")
-	_, err := p.Build(t.Context(), podman.BuildOptions{ContextDir: ctxDir, Tag: host + "/fail:1", Stdout: stdout, Stderr: stdout})
-	var be *podman.BuildError
-	if !errors.As(err, &be) {
-		t.Fatalf("err = %v (%T), want *BuildError", err, err)
-	}
-	if be.Step != "STEP 3/4: RUN echo about to fail && exit 3" {
-		t.Errorf("Step = %q", be.Step)
-	}
-	if be.ExitCode != 3 {
-		t.Errorf("ExitCode = %d, want 3", be.ExitCode)
-	}
-	if tail := strings.Join(be.Tail, "\n"); !strings.Contains(tail, "about to fail") || !strings.Contains(tail, "Error:") {
-		t.Errorf("Tail = %q", be.Tail)
-	}
-	if strings.Contains(stdout.text(), "never") {
-		t.Error("the step after the failure ran")
-	}
-	t.Logf("error: %v", err)
-
-	// An unknown instruction is a failing step too.
-	ctxDir = writeContext(t, map[string]string{"Dockerfile": "FROM " + base + "\nBOGUS instruction\n"})
-	_, err = p.Build(t.Context(), podman.BuildOptions{ContextDir: ctxDir})
-	if !errors.As(err, &be) || be.Step != "STEP 2/2: BOGUS instruction" {
-		t.Errorf("unknown instruction: err = %v, want a BuildError at STEP 2/2", err)
-	}
-
-	// Without a Dockerfile podman fails before any step.
-	_, err = p.Build(t.Context(), podman.BuildOptions{ContextDir: t.TempDir()})
-	if !errors.As(err, &be) || be.Step != "" || be.Message == "" {
-		t.Errorf("no Dockerfile: err = %v, want a BuildError without a step and with podman's message", err)
-	}
-}
-
-func TestBuildRefusesLatest(t *testing.T) {
-	t.Parallel()
-	p := testenv.Podman(t)
-	for _, tag := range []string{"127.0.0.1:1/app", "127.0.0.1:1/app:latest"} {
-		_, err := p.Build(t.Context(), podman.BuildOptions{ContextDir: t.TempDir(), Tag: tag})
-		if err == nil || !strings.Contains(err.Error(), "latest") {
-			t.Errorf("Build(Tag %q) = %v, want a refusal mentioning latest", tag, err)
-		}
-	}
-}
-
-func TestBuildCancel(t *testing.T) {
-	t.Parallel()
-	host := testenv.Registry(t)
-	p := testenv.Podman(t)
-	base := testenv.BaseImage(t, p, host)
-	ctxDir := writeContext(t, map[string]string{
-		"Dockerfile": "FROM " + base + "\nRUN echo cached-step > /c\nRUN echo sleeping && sleep 300\n",
-	})
-	stdout := newLines("sleeping")
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
-	done := make(chan error, 1)
-	start := time.Now()
-	go func() {
-		_, err := p.Build(ctx, podman.BuildOptions{ContextDir: ctxDir, Tag: host + "/cancel:1", Stdout: stdout, Stderr: stdout})
-		done <- err
-	}()
-	select {
-	case <-stdout.seen:
-	case err := <-done:
-		t.Fatalf("build ended before the sleep: %v\n%s", err, stdout.text())
-	case <-time.After(2 * time.Minute):
-		t.Fatalf("the RUN step did not start:\n%s", stdout.text())
-	}
-	cancel()
-	cancelled := time.Now()
-	select {
-	case err := <-done:
-		if !errors.Is(err, context.Canceled) {
-			t.Fatalf("cancelled build returned %v, want context.Canceled", err)
-		}
-		t.Logf("build returned %v after cancel (started %v before)", time.Since(cancelled), cancelled.Sub(start))
-	case <-time.After(30 * time.Second):
-		t.Fatal("cancelled build did not return within 30s")
-	}
-
-	// Nothing keeps running or stays behind: no sleep 300 of ours, no
-	// buildah working container.
-	if out, _ := exec.Command("pgrep", "-f", "sleeping && sleep 300").Output(); len(out) > 0 {
-		t.Errorf("RUN process still running: pids %s", out)
-	}
-	out, err := p.Command(t.Context(), "ps", "--all", "--external", "--quiet").Output()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if s := strings.TrimSpace(string(out)); s != "" {
-		t.Errorf("containers left behind: %s", s)
-	}
-	entries, _ := os.ReadDir(p.Config().TmpDir)
-	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), "build-") {
-			t.Errorf("build scratch dir left behind: %s", e.Name())
-		}
-	}
-
-	// The next build still reuses the step that finished before the cancel.
-	ctxDir2 := writeContext(t, map[string]string{
-		"Dockerfile": "FROM " + base + "\nRUN echo cached-step > /c\nRUN echo done\n",
-	})
-	res, err := p.Build(t.Context(), podman.BuildOptions{ContextDir: ctxDir2, Tag: host + "/cancel:2"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !res.Steps[1].Cached {
-		t.Errorf("after a cancel: step %q not cached", res.Steps[1])
-	}
-}
-
-func TestImportRun(t *testing.T) {
-	t.Parallel()
-	p := testenv.Podman(t)
-	tarPath := testenv.BusyboxRootfsTar(t)
-	if err := p.Import(t.Context(), tarPath, "localhost/bb:1", `CMD ["/bin/sh"]`); err != nil {
-		t.Fatal(err)
-	}
-	if err := p.Import(t.Context(), tarPath, "localhost/bb"); err == nil {
-		t.Error("Import without a tag succeeded (it would be tagged latest)")
-	}
-	out, err := p.Command(t.Context(), "run", "--rm", "--network", "none", "localhost/bb:1", "sh", "-c", "echo $((6*7)); ls /bin | grep -c .").CombinedOutput()
-	if err != nil {
-		t.Fatalf("podman run: %v: %s", err, out)
-	}
-	fields := strings.Fields(string(out))
-	if len(fields) < 2 || fields[0] != "42" {
-		t.Errorf("podman run output = %q, want 42 and an applet count", out)
-	}
-}
-
-func TestResetKeepsPodmanUsable(t *testing.T) {
-	t.Parallel()
-	p := testenv.Podman(t)
-	if err := p.Import(t.Context(), testenv.BusyboxRootfsTar(t), "localhost/bb:1"); err != nil {
-		t.Fatal(err)
+	if !p.ImageExists(t.Context(), ref) {
+		t.Errorf("ImageExists(%s) = false", ref)
 	}
 	if err := p.Reset(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	out, err := p.Command(t.Context(), "images", "--quiet").Output()
-	if err != nil || strings.TrimSpace(string(out)) != "" {
-		t.Fatalf("images after reset = %q, %v; want none", out, err)
-	}
-	if err := p.Import(t.Context(), testenv.BusyboxRootfsTar(t), "localhost/bb:2"); err != nil {
-		t.Fatalf("import after reset: %v", err)
-	}
-	ctxDir := writeContext(t, map[string]string{"Dockerfile": "FROM localhost/bb:2\nRUN true\n"})
-	if _, err := p.Build(t.Context(), podman.BuildOptions{ContextDir: ctxDir, Tag: "localhost/after-reset:1"}); err != nil {
-		t.Fatalf("build after reset: %v", err)
-	}
-}
-
-// A RUN --mount=type=cache directory keeps its contents from one build to
-// the next on the same storage.
-func TestCacheMountPersists(t *testing.T) {
-	t.Parallel()
-	host := testenv.Registry(t)
-	p := testenv.Podman(t)
-	base := testenv.BaseImage(t, p, host)
-	dockerfile := "FROM " + base + "\n" +
-		"COPY stamp.txt /stamp.txt\n" +
-		"RUN --mount=type=cache,target=/cache cat /stamp.txt >> /cache/seen && echo \"cache holds $(wc -l < /cache/seen) builds\"\n"
-	for i, want := range []string{"cache holds 1 builds", "cache holds 2 builds"} {
-		ctxDir := writeContext(t, map[string]string{"Dockerfile": dockerfile, "stamp.txt": fmt.Sprintf("build %d\n", i)})
-		out := newLines("")
-		if _, err := p.Build(t.Context(), podman.BuildOptions{ContextDir: ctxDir, Tag: fmt.Sprintf("%s/cache:%d", host, i), Stdout: out, Stderr: out}); err != nil {
-			t.Fatalf("build %d: %v\n%s", i, err, out.text())
-		}
-		if !strings.Contains(out.text(), want) {
-			t.Fatalf("build %d output lacks %q: the cache mount did not persist\n%s", i, want, out.text())
-		}
-	}
-}
-
-// A build secret is readable by the RUN step that mounts it and stays out
-// of the image.
-func TestBuildSecret(t *testing.T) {
-	t.Parallel()
-	host := testenv.Registry(t)
-	p := testenv.Podman(t)
-	base := testenv.BaseImage(t, p, host)
-	secretFile := filepath.Join(t.TempDir(), "token")
-	if err := os.WriteFile(secretFile, []byte("s3cr3t-value"), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	ctxDir := writeContext(t, map[string]string{"Dockerfile": "FROM " + base + "\n" +
-		"RUN --mount=type=secret,id=token test \"$(md5sum < /run/secrets/token | cut -c1-32)\" = e74a7345b906b2dd50c8e026a10bc02f && echo secret-ok && ls /run/secrets > /listing\n"})
-	ref := host + "/secret:1"
-	out := newLines("")
-	if _, err := p.Build(t.Context(), podman.BuildOptions{ContextDir: ctxDir, Tag: ref, Secrets: map[string]string{"token": secretFile}, Stdout: out, Stderr: out}); err != nil {
-		t.Fatalf("build with a secret: %v\n%s", err, out.text())
-	}
-	if !strings.Contains(out.text(), "secret-ok") {
-		t.Fatalf("the RUN step did not read the secret:\n%s", out.text())
-	}
-	save := filepath.Join(t.TempDir(), "image.tar")
-	if b, err := p.Command(t.Context(), "save", "-o", save, ref).CombinedOutput(); err != nil {
-		t.Fatalf("podman save: %v %s", err, b)
-	}
-	// Layers are uncompressed tar inside the docker-archive: a plain search
-	// finds the value if any layer holds it.
-	if b, err := os.ReadFile(save); err != nil || bytes.Contains(b, []byte("s3cr3t-value")) {
-		t.Errorf("the secret's value is in the saved image (err %v)", err)
-	}
-	if _, err := p.Build(t.Context(), podman.BuildOptions{ContextDir: ctxDir, Tag: ref, Secrets: map[string]string{"a,b": secretFile}}); err == nil {
-		t.Errorf("a secret id with a comma was accepted")
+	if p.ImageExists(t.Context(), ref) {
+		t.Errorf("%s survived the reset", ref)
 	}
 }

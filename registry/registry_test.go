@@ -36,7 +36,7 @@ func TestPushAndPullManifest(t *testing.T) {
 	defer srv.Close()
 	host := strings.TrimPrefix(srv.URL, "http://")
 
-	p := testenv.Podman(t)
+	p := testenv.Builder(t)
 	start := time.Now()
 	ref := testenv.BaseImage(t, p, host)
 	t.Logf("import + push of the busybox base: %v", time.Since(start))
@@ -178,7 +178,7 @@ func TestRestartKeepsImages(t *testing.T) {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(reg)
-	p := testenv.Podman(t)
+	p := testenv.Builder(t)
 	host := strings.TrimPrefix(srv.URL, "http://")
 	testenv.BaseImage(t, p, host)
 	srv.Close()

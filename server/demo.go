@@ -11,8 +11,8 @@ import (
 	"strings"
 
 	"github.com/slipway-ci/slipway"
-	"github.com/slipway-ci/slipway/podman"
-	"github.com/slipway-ci/slipway/podman/baseimage"
+	"github.com/slipway-ci/slipway/buildah"
+	"github.com/slipway-ci/slipway/buildah/baseimage"
 )
 
 // demoProject is the name of the project --demo creates.
@@ -41,14 +41,14 @@ func setUpDemo(ctx context.Context, cfg demoConfig) error {
 	base := cfg.Registry + "/" + demoBaseImage
 	if !imageExists(ctx, cfg.Registry, demoBaseImage) {
 		cfg.Logger.Info("demo: making the base image from busybox-static", "image", base)
-		p, err := podman.New(podman.ConfigAt(filepath.Join(dir, "podman")))
+		b, err := buildah.New(ctx, buildah.ConfigAt(filepath.Join(dir, "buildah")))
 		if err != nil {
 			return err
 		}
-		if err := baseimage.Busybox(ctx, p, base); err != nil {
+		if err := baseimage.Busybox(ctx, b, base); err != nil {
 			return err
 		}
-		if _, err := p.Push(ctx, base, false, nil); err != nil {
+		if _, err := b.Push(ctx, base, false, nil); err != nil {
 			return fmt.Errorf("push demo base image: %w", err)
 		}
 	}
@@ -88,8 +88,8 @@ func setUpDemo(ctx context.Context, cfg demoConfig) error {
 
 	// Rootless builders fetch the repository as the project's own user:
 	// they must pass through the demo directory (made private with the
-	// rest of the data directory at start, and 0700 from podman's storage
-	// set-up) to the repository, which holds nothing secret.
+	// rest of the data directory at start, and 0700 from the builder's
+	// storage set-up) to the repository, which holds nothing secret.
 	if err := os.Chmod(dir, 0o711); err != nil {
 		return err
 	}

@@ -21,11 +21,12 @@ const probeCacheFile = "rootless-probe.json"
 
 // chooseIsolation decides whom the agents run as (see
 // Config.BuilderIsolation), prepares the data directory for it and says
-// which mode it chose, and why, in one log line starting "builders:".
-func chooseIsolation(ctx context.Context, want, dataDir, volumesDir, agentBinary string, log *slog.Logger) (process.Isolation, error) {
+// which mode it chose, with which builder (e.g. "buildah 1.42.1"), and why,
+// in one log line starting "builders:".
+func chooseIsolation(ctx context.Context, want, builder, dataDir, volumesDir, agentBinary string, log *slog.Logger) (process.Isolation, error) {
 	switch want {
 	case "root":
-		log.Info("builders: root podman, because --builder-isolation is root")
+		log.Info(fmt.Sprintf("builders: root %s, because --builder-isolation is root", builder))
 		return process.IsolationRoot, protectDataDir(dataDir, volumesDir, false)
 	case "rootless", "auto":
 	default:
@@ -41,15 +42,15 @@ func chooseIsolation(ctx context.Context, want, dataDir, volumesDir, agentBinary
 		if want == "rootless" {
 			return "", fmt.Errorf("--builder-isolation rootless, but this host cannot run rootless builders: %w", err)
 		}
-		log.Warn(fmt.Sprintf("builders: root podman, because rootless podman is not possible here: %v", err))
+		log.Warn(fmt.Sprintf("builders: root %s, because rootless builders are not possible here: %v", builder, err))
 		return process.IsolationRoot, protectDataDir(dataDir, volumesDir, false)
 	}
 	how := fmt.Sprintf("probed now: %s", probe.Reprobed)
 	if probe.Cached {
-		how = fmt.Sprintf("podman's verdict cached at %s in %s; probed again when podman, the kernel, /dev/net/tun or the subuids change",
+		how = fmt.Sprintf("the builder's verdict cached at %s in %s; probed again when buildah, the kernel, /dev/net/tun or the subuids change",
 			probe.ProbedAt.Format(time.RFC3339), probeCacheFile)
 	}
-	log.Info(fmt.Sprintf("builders: rootless podman (user %s, %s), because this host can run it (%s)", process.UserName("<project>"), probe.Storage, how))
+	log.Info(fmt.Sprintf("builders: rootless %s (user %s, %s), because this host can run it (%s)", builder, process.UserName("<project>"), probe.Storage, how))
 	return process.IsolationRootless, nil
 }
 

@@ -28,6 +28,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/slipway-ci/slipway/agent"
+	"github.com/slipway-ci/slipway/buildah"
 	"github.com/slipway-ci/slipway/buildsecrets"
 	"github.com/slipway-ci/slipway/deploy"
 	"github.com/slipway-ci/slipway/github"
@@ -73,18 +74,19 @@ type Config struct {
 	AgentBinary string
 	// AgentEnv is added to the agents' environment.
 	AgentEnv []string
-	// BuilderIsolation is whom the agents (and so podman) run as:
+	// BuilderIsolation is whom the agents (and so buildah) run as:
 	// "rootless" (each project's agent as its own unprivileged user, with
-	// rootless podman; the server fails to start if the host cannot do it),
-	// "root" (as the server's user), or "auto" (rootless when
+	// rootless buildah; the server fails to start if the host cannot do
+	// it), "root" (as the server's user), or "auto" (rootless when
 	// process.ProbeRootless finds the host able to, else root). Default
-	// "auto". The server logs which mode it chose and why.
+	// "auto". The server logs which mode it chose, with which buildah, and
+	// why; it does not start without a buildah ≥ buildah.MinVersion.
 	BuilderIsolation string
 	// KeepImages is how many of a project's latest successful images its
 	// machine keeps for rollbacks; default 5.
 	KeepImages int
 	// ResetThreshold is the fraction of a volume's filesystem in use past
-	// which the machine resets its podman storage; default 0.75.
+	// which the machine resets its builder's storage; default 0.75.
 	ResetThreshold float64
 	// NoReuse makes every deployment run its whole Dockerfile, even when
 	// an earlier build had identical inputs or the same first steps.
@@ -304,7 +306,13 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	}
 
 	volumesDir := filepath.Join(dataDir, "volumes")
-	isolation, err := chooseIsolation(ctx, cfg.BuilderIsolation, dataDir, volumesDir, cfg.AgentBinary, log)
+	// Every build runs on buildah ≥ buildah.MinVersion: a server whose
+	// agents could not build does not start.
+	builder, err := buildah.Check(ctx)
+	if err != nil {
+		return err
+	}
+	isolation, err := chooseIsolation(ctx, cfg.BuilderIsolation, builder, dataDir, volumesDir, cfg.AgentBinary, log)
 	if err != nil {
 		return err
 	}
@@ -412,7 +420,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	}
 }
 
-// loopbackHostPort is the address local clients (agents, podman) use to
+// loopbackHostPort is the address local clients (agents, buildah) use to
 // reach a listener: an unspecified IP becomes 127.0.0.1.
 func loopbackHostPort(a *net.TCPAddr) string {
 	ip := a.IP

@@ -78,6 +78,6 @@ directory holding ./slipway-data reads it from there.`,
 	f.DurationVar(&cfg.LogPruneEvery, "log-prune-every", server.DefaultLogPruneEvery, "how often the projects' log retention is applied (also once at start)")
 	f.BoolVar(&cfg.NoReuse, "no-reuse", false, "always run the whole Dockerfile, even when an earlier build had identical inputs or the same first steps")
 	f.StringVar(&cfg.BuilderIsolation, "builder-isolation", envOr("SLIPWAY_BUILDER_ISOLATION", server.DefaultBuilderIsolation),
-		"whom builders run as: rootless (a user per project, rootless podman), root, or auto (rootless when the host allows it) (env SLIPWAY_BUILDER_ISOLATION)")
+		"whom builders run as: rootless (a user per project, rootless buildah), root, or auto (rootless when the host allows it) (env SLIPWAY_BUILDER_ISOLATION)")
 	return cmd
 }

@@ -17,20 +17,21 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/slipway-ci/slipway/buildah"
 	"github.com/slipway-ci/slipway/internal/atomicfile"
 )
 
 // probeCacheVersion changes when the probe, or what its verdict depends
 // on, changes: a verdict kept by another version is probed again.
-const probeCacheVersion = "1"
+const probeCacheVersion = "2"
 
-// ProbeRootlessCached is ProbeRootless whose slow part (podman info as
+// ProbeRootlessCached is ProbeRootless whose slow part (buildah info as
 // ProbeUser, about a second) runs only when what its verdict depends on
-// changed since the verdict kept in cacheFile: the podman, slirp4netns,
-// newuidmap and newgidmap executables and the containers configuration
-// files (path, size, time), the kernel release, the user namespace limit,
-// /dev/net/tun's mode, ProbeUser's uid and its /etc/subuid and /etc/subgid
-// ranges, and the file system of volumesDir. The quick checks run every
+// changed since the verdict kept in cacheFile: the buildah, runtime,
+// runc, slirp4netns, newuidmap and newgidmap executables and the
+// containers configuration files (path, size, time), the kernel release,
+// the user namespace limit, /dev/net/tun's mode, ProbeUser's uid and its
+// /etc/subuid and /etc/subgid ranges, and the file system of volumesDir. The quick checks run every
 // time. Only a success is kept: a host that failed is probed again at the
 // next start. The result says whether it came from the cache
 // (RootlessProbe.Cached) or why the probe ran again (Reprobed).
@@ -40,7 +41,7 @@ func ProbeRootlessCached(ctx context.Context, volumesDir, agentBinary, runtimeBa
 	}
 	c := probeCache{path: cacheFile, inputs: func() map[string]string { return probeInputs(volumesDir, defaultHostFiles) }}
 	return c.probe(ctx, func(ctx context.Context) (RootlessProbe, error) {
-		return probePodman(ctx, volumesDir, runtimeBase)
+		return probeBuilder(ctx, volumesDir, runtimeBase)
 	})
 }
 
@@ -115,7 +116,7 @@ type hostFiles struct {
 
 var defaultHostFiles = hostFiles{
 	Tun: "/dev/net/tun", SubUID: "/etc/subuid", SubGID: "/etc/subgid", MaxUserNS: "/proc/sys/user/max_user_namespaces",
-	Tools: []string{"podman", "slirp4netns", "newuidmap", "newgidmap", "fuse-overlayfs", "crun", "runc", "conmon"},
+	Tools: []string{buildah.DefaultBinary, buildah.DefaultRuntime, "slirp4netns", "newuidmap", "newgidmap", "runc"},
 	Configs: []string{"/etc/containers/storage.conf", "/etc/containers/containers.conf", "/usr/share/containers/containers.conf",
 		"/usr/share/containers/storage.conf"},
 	User: ProbeUser,

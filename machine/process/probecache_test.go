@@ -10,7 +10,7 @@ import (
 )
 
 func TestProbeCacheInvalidation(t *testing.T) {
-	inputs := map[string]string{"kernel release": "6.1.0", "podman": "/usr/bin/podman 1 2", "/dev/net/tun": "Dcrw-rw-rw-"}
+	inputs := map[string]string{"kernel release": "6.1.0", "buildah": "/usr/local/libexec/slipway/buildah 1 2", "/dev/net/tun": "Dcrw-rw-rw-"}
 	cache := probeCache{path: filepath.Join(t.TempDir(), "rootless-probe.json"), inputs: func() map[string]string {
 		out := map[string]string{}
 		for k, v := range inputs {
@@ -49,8 +49,8 @@ func TestProbeCacheInvalidation(t *testing.T) {
 	check("after a kernel upgrade", 2, false, "kernel release changed")
 	check("the start after", 2, true, "")
 
-	inputs["podman"], inputs["/dev/net/tun"] = "/usr/bin/podman 3 4", "Dcrw-------"
-	check("after podman and tun changed", 3, false, "/dev/net/tun, podman changed")
+	inputs["buildah"], inputs["/dev/net/tun"] = "/usr/local/libexec/slipway/buildah 3 4", "Dcrw-------"
+	check("after buildah and tun changed", 3, false, "/dev/net/tun, buildah changed")
 
 	inputs["subuid"] = "slipway-probe:100000:65536"
 	check("with a new input", 4, false, "subuid changed")
@@ -59,7 +59,7 @@ func TestProbeCacheInvalidation(t *testing.T) {
 
 	// A failure is not kept: the next start probes again.
 	inputs["kernel release"] = "6.13.0"
-	fail = errors.New("podman info as user slipway-probe failed")
+	fail = errors.New("buildah info as user slipway-probe failed")
 	if _, err := cache.probe(t.Context(), slow); err == nil || runs != 6 {
 		t.Fatalf("failed probe: err %v after %d runs; want the error after 6", err, runs)
 	}

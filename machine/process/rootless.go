@@ -20,7 +20,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/slipway-ci/slipway/podman"
+	"github.com/slipway-ci/slipway/buildah"
 )
 
 // Isolation is how the provider keeps the builds of different projects
@@ -28,14 +28,14 @@ import (
 type Isolation string
 
 const (
-	// IsolationRoot runs every agent, and so podman, as the server's own
+	// IsolationRoot runs every agent, and so buildah, as the server's own
 	// user (root): builds run in containers, but the agents themselves can
-	// read every volume, and root podman shares its blob-info cache
+	// read every volume, and root buildah shares its blob-info cache
 	// (/var/lib/containers/cache) between projects.
 	IsolationRoot Isolation = "root"
 	// IsolationRootless runs each project's agent as its own unprivileged
 	// system user (see UserName) with a subordinate uid/gid range of
-	// SubIDCount ids, so podman runs rootless: storage, run root, blob-info
+	// SubIDCount ids, so buildah runs rootless: storage, run root, blob-info
 	// cache, cache mounts and temp dirs all live on the project's volume,
 	// which only that user can open (mode 0700). RUN steps get a private
 	// network (slirp4netns), so they cannot reach the server's loopback
@@ -44,7 +44,7 @@ const (
 )
 
 // SubIDCount is the size of each builder user's subordinate uid and gid
-// ranges: a full 16-bit id space, as podman expects.
+// ranges: a full 16-bit id space, as buildah expects.
 const SubIDCount = 65536
 
 // firstSubID is where builder users' subordinate ranges start when
@@ -52,10 +52,10 @@ const SubIDCount = 65536
 const firstSubID = 100000
 
 // DefaultRuntimeBase is the directory holding one XDG_RUNTIME_DIR per
-// rootless volume (podman keeps its pause process's pid file there).
+// rootless volume (buildah keeps runc's and the network's state there).
 const DefaultRuntimeBase = "/run/slipway"
 
-// ProbeUser is the builder user the rootless probe runs podman as.
+// ProbeUser is the builder user the rootless probe runs buildah as.
 const ProbeUser = "slipway-probe"
 
 // UserName returns the system user that runs project's agent in rootless
@@ -140,7 +140,7 @@ func ensureUser(ctx context.Context, name, lockDir string) (builderUser, error) 
 // an id of its subordinate ranges: its build containers) that work for the
 // machine whose volume is vol and runtime directory rt: their command line,
 // working or root directory is in vol, or their XDG_RUNTIME_DIR is rt.
-// podman and its build containers run in process groups of their own and
+// buildah and its build containers run in process groups of their own and
 // outlive a stopped agent; a volume must not be written while it is
 // removed, nor can a user be removed while it runs processes. It waits up
 // to 15 s for them to be gone.
@@ -304,8 +304,8 @@ func hasRange(rs []subIDRange, u builderUser) bool {
 }
 
 // runtimeDir is the XDG_RUNTIME_DIR of the rootless agent whose volume is
-// vol: short (podman limits some paths to 50 characters) and one per volume,
-// so each volume has its own podman pause process.
+// vol: short (buildah limits some paths to 50 characters) and one per
+// volume, so volumes share no runtime state.
 func runtimeDir(base, vol string) string {
 	sum := sha256.Sum256([]byte(vol))
 	return filepath.Join(base, hex.EncodeToString(sum[:8]))
@@ -409,9 +409,9 @@ func prepareRuntimeDir(rt string, u builderUser) error {
 }
 
 // stopPause kills the podman pause process that keeps a rootless user's
-// namespaces alive between podman commands, if rt names one of uid's. An
-// agent that sleeps needs none, and a volume deleted later must not stay
-// reachable through it.
+// namespaces alive between podman commands, if rt names one of uid's:
+// agents before buildah ran podman 4.3. An agent that sleeps needs none,
+// and a volume deleted later must not stay reachable through it.
 func stopPause(rt string, uid int) {
 	b, err := os.ReadFile(filepath.Join(rt, "libpod", "tmp", "pause.pid"))
 	if err != nil {
@@ -430,44 +430,57 @@ func stopPause(rt string, uid int) {
 
 // RootlessProbe is what ProbeRootless found out.
 type RootlessProbe struct {
-	// Storage describes podman's storage driver for rootless users, e.g.
+	// Storage describes buildah's storage driver for rootless users, e.g.
 	// "native overlay" or "overlay via fuse-overlayfs".
 	Storage string
-	// ProbedAt is when podman ran as ProbeUser for this verdict (set by
+	// ProbedAt is when buildah ran as ProbeUser for this verdict (set by
 	// ProbeRootlessCached).
 	ProbedAt time.Time
 	// Cached says the verdict was kept from ProbedAt, without running
-	// podman; Reprobed says why podman ran again (ProbeRootlessCached).
+	// buildah; Reprobed says why buildah ran again (ProbeRootlessCached).
 	Cached   bool
 	Reprobed string
 }
 
 // ProbeRootless checks that this host can run agents rootless: the server
 // runs as root (it creates the builder users), the tools are there
-// (useradd, usermod, newuidmap, newgidmap, slirp4netns), user namespaces
-// are allowed, /dev/net/tun is usable by unprivileged users (for the RUN
-// steps' private network), every parent of volumesDir and of the agent
-// executable (default DefaultBinary) lets other users through, and podman runs as the builder user ProbeUser with its storage
-// on a scratch volume under volumesDir. The error says what is missing and
-// how to fix it.
+// (useradd, usermod, newuidmap, newgidmap, slirp4netns, the builder),
+// user namespaces are allowed, /dev/net/tun is usable by unprivileged
+// users (for the RUN steps' private network), every parent of volumesDir,
+// of the agent executable (default DefaultBinary) and of the builder lets
+// other users through, and buildah runs as the builder user ProbeUser with
+// its storage on a scratch volume under volumesDir. The error says what is
+// missing and how to fix it.
 func ProbeRootless(ctx context.Context, volumesDir, agentBinary, runtimeBase string) (RootlessProbe, error) {
 	if err := checkRootlessHost(volumesDir, agentBinary); err != nil {
 		return RootlessProbe{}, err
 	}
-	return probePodman(ctx, volumesDir, runtimeBase)
+	return probeBuilder(ctx, volumesDir, runtimeBase)
 }
 
-// checkRootlessHost runs ProbeRootless's quick checks, all but podman.
+// checkRootlessHost runs ProbeRootless's quick checks, all but buildah's.
 func checkRootlessHost(volumesDir, agentBinary string) error {
 	if os.Geteuid() != 0 {
 		return errors.New("the server does not run as root, so it cannot create a user per project")
 	}
 	for _, tool := range []struct{ bin, pkg string }{
 		{"useradd", "passwd"}, {"usermod", "passwd"}, {"newuidmap", "uidmap"}, {"newgidmap", "uidmap"},
-		{"slirp4netns", "slirp4netns"}, {"podman", "podman"},
+		{"slirp4netns", "slirp4netns"},
 	} {
 		if _, err := exec.LookPath(tool.bin); err != nil {
 			return fmt.Errorf("%s is not installed (apt-get install %s, or run scripts/setup)", tool.bin, tool.pkg)
+		}
+	}
+	for _, bin := range []string{buildah.DefaultBinary, buildah.DefaultRuntime} {
+		st, err := os.Stat(bin)
+		if err != nil {
+			return fmt.Errorf("%s is not installed (%s)", bin, buildah.SetupHint)
+		}
+		if st.Mode().Perm()&0o001 == 0 {
+			return fmt.Errorf("%s is mode %04o: builder users cannot run it (chmod o+rx %s)", bin, st.Mode().Perm(), bin)
+		}
+		if err := othersCanReach(bin, "run the builder"); err != nil {
+			return err
 		}
 	}
 	if b, err := os.ReadFile("/proc/sys/user/max_user_namespaces"); err == nil && strings.TrimSpace(string(b)) == "0" {
@@ -499,9 +512,10 @@ func checkRootlessHost(volumesDir, agentBinary string) error {
 	return nil
 }
 
-// probePodman runs podman info as ProbeUser with its storage on a scratch
-// volume under volumesDir, the slow part of ProbeRootless.
-func probePodman(ctx context.Context, volumesDir, runtimeBase string) (RootlessProbe, error) {
+// probeBuilder runs buildah info as ProbeUser with its storage on a
+// scratch volume under volumesDir, as an agent would: the slow part of
+// ProbeRootless.
+func probeBuilder(ctx context.Context, volumesDir, runtimeBase string) (RootlessProbe, error) {
 	if runtimeBase == "" {
 		runtimeBase = DefaultRuntimeBase
 	}
@@ -528,60 +542,72 @@ func probePodman(ctx context.Context, volumesDir, runtimeBase string) (RootlessP
 	defer stopPause(rt, u.UID)
 	// Made as root here, used by the builder user: the run root must be
 	// one the user can write (the agent finds one by itself).
-	pcfg := podman.ConfigAt(filepath.Join(vol, "podman"))
-	pcfg.RunRoot = filepath.Join(rt, "run")
-	pm, err := podman.New(pcfg)
+	bcfg := buildah.ConfigAt(filepath.Join(vol, "buildah"))
+	bcfg.RunRoot = filepath.Join(rt, "run")
+	b, err := buildah.New(ctx, bcfg)
 	if err != nil {
 		return RootlessProbe{}, err
 	}
-	for _, d := range []string{filepath.Join(vol, "podman"), rt} {
+	// A run root too long for buildah moved to a short path outside rt.
+	if runRoot := b.Config().RunRoot; !strings.HasPrefix(runRoot, rt+"/") {
+		defer os.RemoveAll(runRoot)
+	}
+	for _, d := range []string{filepath.Join(vol, "buildah"), rt, b.Config().RunRoot} {
 		if err := chownTree(d, u.UID, u.GID); err != nil {
 			return RootlessProbe{}, err
 		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	cmd := pm.Command(ctx, "info", "--format", "json")
+	cmd := b.Command(ctx, "info")
 	cmd.Env = append(cmd.Env, rootlessEnv(u, vol, rt)...)
-	cmd.Env = append(cmd.Env, "CONTAINERS_CONF="+pm.ConfFile())
 	cmd.SysProcAttr.Credential = credential(u)
 	cmd.Dir = vol
 	var stdout, stderr strings.Builder
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
-		return RootlessProbe{}, fmt.Errorf("podman info as user %s failed: %v: %s", u.Name, err, lastLines(stderr.String(), 3))
+		return RootlessProbe{}, fmt.Errorf("buildah info as user %s failed: %v: %s", u.Name, err, lastLines(stderr.String(), 3))
 	}
+	storage, err := rootlessStorage(stdout.String())
+	if err != nil {
+		return RootlessProbe{}, fmt.Errorf("buildah info as user %s: %w", u.Name, err)
+	}
+	return RootlessProbe{Storage: storage}, nil
+}
+
+// rootlessStorage reads buildah info's JSON: it must say rootless, and
+// names the storage driver ("native overlay" when the kernel's overlay
+// does it alone).
+func rootlessStorage(infoJSON string) (string, error) {
 	var info struct {
 		Host struct {
-			Security struct {
-				Rootless bool `json:"rootless"`
-			} `json:"security"`
+			Rootless bool `json:"rootless"`
 		} `json:"host"`
 		Store struct {
-			GraphDriverName string            `json:"graphDriverName"`
-			GraphOptions    map[string]any    `json:"graphOptions"`
-			GraphStatus     map[string]string `json:"graphStatus"`
+			GraphDriverName string            `json:"GraphDriverName"`
+			GraphOptions    []string          `json:"GraphOptions"`
+			GraphStatus     map[string]string `json:"GraphStatus"`
 		} `json:"store"`
 	}
-	if err := json.Unmarshal([]byte(stdout.String()), &info); err != nil {
-		return RootlessProbe{}, fmt.Errorf("podman info as user %s: %w", u.Name, err)
+	if err := json.Unmarshal([]byte(infoJSON), &info); err != nil {
+		return "", err
 	}
-	if !info.Host.Security.Rootless {
-		return RootlessProbe{}, fmt.Errorf("podman info as user %s does not report rootless", u.Name)
+	if !info.Host.Rootless {
+		return "", errors.New("it does not report rootless")
 	}
 	storage := info.Store.GraphDriverName
 	if storage == "overlay" {
 		storage = "native overlay"
-		for k, v := range info.Store.GraphOptions {
-			if strings.HasSuffix(k, "mount_program") {
-				storage = fmt.Sprintf("overlay via %v", v)
+		for _, o := range info.Store.GraphOptions {
+			if k, v, _ := strings.Cut(o, "="); strings.HasSuffix(k, "mount_program") {
+				storage = "overlay via " + v
 			}
 		}
 		if info.Store.GraphStatus["Native Overlay Diff"] != "true" && storage == "native overlay" {
 			storage = "overlay (no native diff)"
 		}
 	}
-	return RootlessProbe{Storage: storage}, nil
+	return storage, nil
 }
 
 // chownTree gives everything under dir to uid:gid.

@@ -1,8 +1,10 @@
 package process
 
 import (
+	"os"
 	"os/exec"
 	"os/user"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -131,5 +133,28 @@ func TestRemoveUser(t *testing.T) {
 	}
 	if removed, err := removeUser(ctx, "root", lockDir); err == nil || removed {
 		t.Errorf("removeUser(root) = %v, %v; want a refusal", removed, err)
+	}
+}
+
+// The probe runs buildah as the probe user, the way an agent runs it, and
+// finds native overlay on this host.
+func TestProbeRootless(t *testing.T) {
+	volumes := t.TempDir()
+	// Builder users pass through the test's directories to their volumes.
+	for _, d := range []string{filepath.Dir(volumes), volumes} {
+		if err := os.Chmod(d, 0o711); err != nil {
+			t.Fatal(err)
+		}
+	}
+	runtimeBase := t.TempDir()
+	probe, err := ProbeRootless(t.Context(), volumes, "/usr/bin/env", runtimeBase)
+	if err != nil {
+		t.Fatalf("ProbeRootless: %v", err)
+	}
+	if probe.Storage != "native overlay" {
+		t.Errorf("rootless storage = %q, want native overlay", probe.Storage)
+	}
+	if entries, _ := os.ReadDir(volumes); len(entries) != 0 {
+		t.Errorf("the probe left %d entries in the volumes directory", len(entries))
 	}
 }

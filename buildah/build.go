@@ -1,4 +1,4 @@
-package podman
+package buildah
 
 import (
 	"context"
@@ -44,39 +44,39 @@ type BuildOptions struct {
 	TLSVerify bool
 	// Format is the image format, "oci" (default) or "docker".
 	Format string
-	// Stdout and Stderr receive podman's output line by line as it comes
+	// Stdout and Stderr receive the builder's output line by line as it comes
 	// (each Write is one line ending in "\n"). Either may be nil; they may
 	// be the same writer.
 	Stdout, Stderr io.Writer
-	// Progress, if set, is called when a step starts and when podman
+	// Progress, if set, is called when a step starts and when the builder
 	// reuses a cached layer for it, with that step and how many steps so
 	// far the cache served. It is called from the goroutine reading
-	// podman's output: it must return quickly.
+	// the builder's output: it must return quickly.
 	Progress func(current Step, cached int)
 }
 
-// Step is one Dockerfile instruction as podman ran it.
+// Step is one Dockerfile instruction as the builder ran it.
 type Step struct {
 	// Stage and Stages number the build stage ("[2/3]") of a multi-stage
 	// build; both are 0 for a single-stage build.
 	Stage, Stages int
 	// N and Total number the step within its stage ("STEP 2/5").
 	N, Total int
-	// Instruction is the instruction as podman prints it ("RUN make").
+	// Instruction is the instruction as the builder prints it ("RUN make").
 	Instruction string
-	// Cached is true when podman reused a cached layer.
+	// Cached is true when the builder reused a cached layer.
 	Cached bool
 	// Image is the id of the image this step produced or reused, as
-	// podman printed it after the step ("--> 1f0e3dad9909", or the full
-	// id of a cached layer); a short id is a unique prefix podman
-	// resolves. Empty when podman printed none (a FROM step).
+	// the builder printed it after the step ("--> 1f0e3dad9909", or the
+	// full id of a cached layer); a short id is a unique prefix the
+	// builder resolves. Empty when it printed none (a FROM step).
 	Image string
 	// Duration runs from this step's header to the next one (or the
 	// commit, or the end of the build).
 	Duration time.Duration
 }
 
-// String returns the step header as podman prints it, e.g.
+// String returns the step header as the builder prints it, e.g.
 // "STEP 3/4: RUN make" or "[1/2] STEP 2/3: COPY . .".
 func (s Step) String() string {
 	h := fmt.Sprintf("STEP %d/%d: %s", s.N, s.Total, s.Instruction)
@@ -88,24 +88,24 @@ func (s Step) String() string {
 
 // BuildResult is what a successful build produced.
 type BuildResult struct {
-	// Steps are the steps in the order podman ran them.
+	// Steps are the steps in the order the builder ran them.
 	Steps []Step
 	// ImageID is the built image's id ("sha256:...").
 	ImageID string
-	// Duration is the wall time of the podman build command.
+	// Duration is the wall time of the build command.
 	Duration time.Duration
 }
 
-// BuildError is a build that podman ran and that failed.
+// BuildError is a build that the builder ran and that failed.
 type BuildError struct {
 	// Step is the header of the step that failed, e.g.
 	// "STEP 3/4: RUN false"; empty when no step had started (a Dockerfile
 	// syntax error, say).
 	Step string
-	// ExitCode is the failing RUN command's exit status when podman
-	// reports one, otherwise podman's own exit status.
+	// ExitCode is the failing RUN command's exit status when the builder
+	// reports one, otherwise the builder's own exit status.
 	ExitCode int
-	// Message is podman's error line ("Error: building at STEP ...").
+	// Message is the builder's error line ("Error: building at STEP ...").
 	Message string
 	// Tail holds the last output lines (stdout and stderr interleaved).
 	Tail []string
@@ -134,11 +134,12 @@ var (
 	exitStatusRe = regexp.MustCompile(`exit status (\d+)`)
 )
 
-// Build runs podman build with the layer cache (--layers) and streams its
+// Build runs a build with the layer cache (--layers) and streams its
 // output. A failed build returns a *BuildError; a cancelled one returns an
 // error wrapping ctx.Err() after the build's process group was killed and
-// its working containers removed (the cached layers stay usable).
-func (p *Podman) Build(ctx context.Context, opts BuildOptions) (*BuildResult, error) {
+// its working containers removed (the cached layers stay usable), whatever
+// the builder's exit status.
+func (b *Builder) Build(ctx context.Context, opts BuildOptions) (*BuildResult, error) {
 	if opts.ContextDir == "" {
 		return nil, errors.New("build: ContextDir is required")
 	}
@@ -168,24 +169,28 @@ func (p *Podman) Build(ctx context.Context, opts BuildOptions) (*BuildResult, er
 	// Per-build scratch space: a private runc state root, so a cancelled
 	// build's RUN containers can be found and removed without touching
 	// anyone else's.
-	tmp, err := os.MkdirTemp(p.cfg.TmpDir, "build-")
+	tmp, err := os.MkdirTemp(b.cfg.TmpDir, "build-")
 	if err != nil {
 		return nil, fmt.Errorf("build: %w", err)
 	}
 	defer os.RemoveAll(tmp)
 	runcRoot := filepath.Join(tmp, "runc")
-	iidFile := filepath.Join(tmp, "iid")
 
 	args := []string{"build",
 		"--layers",
+		// A failed build's working containers go too (podman's default).
+		"--force-rm",
 		"--format", format,
 		fmt.Sprintf("--tls-verify=%t", opts.TLSVerify),
-		"--iidfile", iidFile,
 		"--runtime-flag", "root=" + runcRoot,
 		"-f", dockerfile,
 	}
 	if opts.IgnoreFile != "" {
 		args = append(args, "--ignorefile", opts.IgnoreFile)
+	}
+	args = append(args, b.ulimits...)
+	if b.cfg.Runtime != "" {
+		args = append(args, "--runtime", b.cfg.Runtime)
 	}
 	if opts.Tag != "" {
 		args = append(args, "-t", opts.Tag)
@@ -204,17 +209,17 @@ func (p *Podman) Build(ctx context.Context, opts BuildOptions) (*BuildResult, er
 	}
 	args = append(args, "--", opts.ContextDir)
 
-	cmd := p.Command(ctx, args...)
+	cmd := b.Command(ctx, args...)
 	// TMPDIR is where buildah keeps the contents of RUN --mount=type=cache
 	// (buildah-cache-<uid>) and its container bundles: it must persist on
 	// the volume, or every cache mount starts empty.
-	cmd.Env = append(cmd.Env, "TMPDIR="+p.BuildTmpDir())
+	cmd.Env = append(cmd.Env, "TMPDIR="+b.BuildTmpDir())
 	killGroup := cmd.Cancel
 	cmd.Cancel = func() error {
 		err := killGroup()
 		// The RUN process sits in its own session, out of reach of the
 		// group kill, and holds our output pipes.
-		p.removeRuncContainers(runcRoot)
+		b.removeRuncContainers(runcRoot)
 		return err
 	}
 
@@ -237,15 +242,15 @@ func (p *Podman) Build(ctx context.Context, opts BuildOptions) (*BuildResult, er
 	res := &BuildResult{Steps: parse.steps, Duration: time.Since(start)}
 
 	if ctx.Err() != nil {
-		// podman exits 0 on SIGTERM; whatever the status, a cancelled build
-		// is not a success.
-		p.cleanupBuild(runcRoot, start)
+		// podman 4.3 exits 0 on SIGTERM; whatever the status, a cancelled
+		// build is not a success.
+		b.cleanupBuild(runcRoot, start)
 		return nil, fmt.Errorf("build cancelled: %w", ctx.Err())
 	}
 	if runErr != nil {
 		var exitErr *exec.ExitError
 		if !errors.As(runErr, &exitErr) {
-			return nil, fmt.Errorf("build: run podman: %w", runErr)
+			return nil, fmt.Errorf("build: run %s: %w", b.cfg.Engine, runErr)
 		}
 		be := &BuildError{ExitCode: exitErr.ExitCode(), Message: message, Tail: t.lines()}
 		if m := exitStatusRe.FindStringSubmatch(message); m != nil {
@@ -256,27 +261,28 @@ func (p *Podman) Build(ctx context.Context, opts BuildOptions) (*BuildResult, er
 		}
 		return nil, be
 	}
-	b, err := os.ReadFile(iidFile)
-	if err != nil {
-		return nil, fmt.Errorf("build: read image id: %w", err)
+	// The image id is the build's last line. (With --iidfile buildah
+	// 1.42 would print no step's image id: the step records need them.)
+	if len(parse.last) != 64 || !isHexID(parse.last) {
+		return nil, fmt.Errorf("build: no image id at the end of the output (last line %q)", parse.last)
 	}
-	res.ImageID = strings.TrimSpace(string(b))
+	res.ImageID = "sha256:" + parse.last
 	if n := len(res.Steps); n > 0 && res.Steps[n-1].Image == "" {
-		res.Steps[n-1].Image = strings.TrimPrefix(res.ImageID, "sha256:")
-	}
-	if !strings.HasPrefix(res.ImageID, "sha256:") {
-		res.ImageID = "sha256:" + res.ImageID
+		res.Steps[n-1].Image = parse.last
 	}
 	return res, nil
 }
 
-// stepParser follows podman build's stdout.
+// stepParser follows the build's stdout.
 type stepParser struct {
 	steps    []Step
 	start    time.Time // of the open step
 	open     bool
 	cached   int
 	progress func(Step, int)
+	// last is the last line that is not empty: at the end of a
+	// successful build, the image's id.
+	last string
 }
 
 // report tells the progress callback about the last step.
@@ -288,6 +294,9 @@ func (sp *stepParser) report() {
 
 func (sp *stepParser) line(s string) {
 	now := time.Now()
+	if t := strings.TrimSpace(s); t != "" {
+		sp.last = t
+	}
 	switch {
 	case strings.HasPrefix(s, "--> Using cache "):
 		if sp.open && !sp.steps[len(sp.steps)-1].Cached {
@@ -319,7 +328,7 @@ func (sp *stepParser) line(s string) {
 	}
 }
 
-// ParseStepHeader reads a step header podman build prints
+// ParseStepHeader reads a step header a build prints
 // ("[1/2] STEP 2/3: COPY . ."): the inverse of Step.String.
 func ParseStepHeader(line string) (Step, bool) {
 	m := stepRe.FindStringSubmatch(line)
@@ -348,14 +357,20 @@ func (sp *stepParser) finish(now time.Time) {
 }
 
 // cleanupBuild removes what a killed build leaves behind: its RUN
-// containers (runc state under runcRoot) and the buildah working containers
-// created since start. It uses its own timeout: the build's context is
-// already done.
-func (p *Podman) cleanupBuild(runcRoot string, start time.Time) {
-	p.removeRuncContainers(runcRoot)
+// containers (runc state under runcRoot) and the working containers of
+// builds on this storage (buildah: all of them, which is this build's as
+// long as one build runs at a time on a storage; podman: those created
+// since start). It uses its own timeout: the build's context is already
+// done.
+func (b *Builder) cleanupBuild(runcRoot string, start time.Time) {
+	b.removeRuncContainers(runcRoot)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	out, err := p.run(ctx, "ps", "--all", "--external", "--format", "json")
+	if b.cfg.Engine == EngineBuildah {
+		_, _ = b.run(ctx, "rm", "--all")
+		return
+	}
+	out, err := b.run(ctx, "ps", "--all", "--external", "--format", "json")
 	if err != nil {
 		return
 	}
@@ -375,13 +390,13 @@ func (p *Podman) cleanupBuild(runcRoot string, start time.Time) {
 		}
 	}
 	if len(ids) > 0 {
-		_, _ = p.run(ctx, append([]string{"rm", "--force", "--"}, ids...)...)
+		_, _ = b.run(ctx, append([]string{"rm", "--force", "--"}, ids...)...)
 	}
 }
 
 // removeRuncContainers kills and deletes every container in a private runc
 // state root.
-func (p *Podman) removeRuncContainers(root string) {
+func (b *Builder) removeRuncContainers(root string) {
 	if _, err := os.Stat(root); err != nil {
 		return
 	}
@@ -390,10 +405,11 @@ func (p *Podman) removeRuncContainers(root string) {
 	runc := func(args ...string) *exec.Cmd {
 		args = append([]string{"--root", root}, args...)
 		if os.Geteuid() != 0 {
-			// Rootless: the RUN containers live in podman's user namespace.
-			return p.Command(ctx, append([]string{"unshare", p.cfg.Runc}, args...)...)
+			// Rootless: the RUN containers live in the builder's user
+			// namespace.
+			return b.Command(ctx, append([]string{"unshare", b.cfg.Runc}, args...)...)
 		}
-		return exec.CommandContext(ctx, p.cfg.Runc, args...)
+		return exec.CommandContext(ctx, b.cfg.Runc, args...)
 	}
 	out, err := runc("list", "--quiet").Output()
 	if err != nil {
@@ -407,4 +423,4 @@ func (p *Podman) removeRuncContainers(root string) {
 // BuildTmpDir is the persistent temporary directory builds run with: it
 // holds the RUN --mount=type=cache directories, which must survive from one
 // build to the next.
-func (p *Podman) BuildTmpDir() string { return filepath.Join(p.cfg.TmpDir, "buildah") }
+func (b *Builder) BuildTmpDir() string { return filepath.Join(b.cfg.TmpDir, "buildah") }

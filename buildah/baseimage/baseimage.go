@@ -19,7 +19,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/slipway-ci/slipway/podman"
+	"github.com/slipway-ci/slipway/buildah"
 )
 
 // BusyboxPath is where Debian's busybox-static installs the binary.
@@ -34,8 +34,8 @@ var Changes = []string{
 // Busybox imports a busybox root filesystem made from BusyboxPath as the
 // local image ref (e.g. "127.0.0.1:5000/base/busybox:1"). Pushing it is the
 // caller's business.
-func Busybox(ctx context.Context, p *podman.Podman, ref string) error {
-	f, err := os.CreateTemp(p.Config().TmpDir, "busybox-*.tar")
+func Busybox(ctx context.Context, b *buildah.Builder, ref string) error {
+	f, err := os.CreateTemp(b.Config().TmpDir, "busybox-*.tar")
 	if err != nil {
 		return fmt.Errorf("busybox image: %w", err)
 	}
@@ -47,7 +47,7 @@ func Busybox(ctx context.Context, p *podman.Podman, ref string) error {
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("busybox image: %w", err)
 	}
-	if err := p.Import(ctx, f.Name(), ref, Changes...); err != nil {
+	if err := b.Import(ctx, f.Name(), ref, Changes...); err != nil {
 		return fmt.Errorf("busybox image: %w", err)
 	}
 	return nil

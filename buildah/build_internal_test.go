@@ -1,6 +1,8 @@
-package podman
+package buildah
 
 import (
+	"golang.org/x/sys/unix"
+
 	"fmt"
 	"strings"
 	"testing"
@@ -18,7 +20,8 @@ func TestStepParser(t *testing.T) {
 build
 COMMIT localhost/test:ms
 --> c10991999cb
-Successfully tagged localhost/test:ms`
+Successfully tagged localhost/test:ms
+c10991999cbbd5c00b55fe4f1b4ab609e50bf030d6368312fe6cf6a0cbb341fc`
 	var reports []string
 	sp := stepParser{progress: func(s Step, cached int) {
 		reports = append(reports, fmt.Sprintf("%d/%d %d/%d cached=%d", s.Stage, s.Stages, s.N, s.Total, cached))
@@ -54,6 +57,9 @@ Successfully tagged localhost/test:ms`
 	}
 	if sp.open {
 		t.Error("COMMIT did not close the last step")
+	}
+	if sp.last != "c10991999cbbd5c00b55fe4f1b4ab609e50bf030d6368312fe6cf6a0cbb341fc" {
+		t.Errorf("last line = %q, want the image id", sp.last)
 	}
 	// The image each step produced: the cached layer's id, the id printed
 	// after a step, after a COMMIT; none for a FROM.
@@ -131,5 +137,28 @@ func TestShortRunRoot(t *testing.T) {
 	}
 	if short := "/tmp/a/run"; shortRunRoot(short) != short {
 		t.Errorf("shortRunRoot(%q) = %q, want it unchanged", short, shortRunRoot(short))
+	}
+}
+
+func TestVersionAtLeast(t *testing.T) {
+	for _, tt := range []struct {
+		v    string
+		want bool
+	}{
+		{"1.42.1", true}, {"1.35.1", true}, {"1.35.2", true}, {"2.0.0", true}, {"1.36.0-dev", true},
+		{"1.35.0", false}, {"1.28.2", false}, {"1.9.9", false}, {"0.99.99", false}, {"", false}, {"garbage", false},
+	} {
+		if got := versionAtLeast(tt.v, MinVersion); got != tt.want {
+			t.Errorf("versionAtLeast(%q, %q) = %v, want %v", tt.v, MinVersion, got, tt.want)
+		}
+	}
+}
+
+func TestRlimitValue(t *testing.T) {
+	if got := rlimitValue(unix.RLIM_INFINITY); got != "-1" {
+		t.Errorf("rlimitValue(infinity) = %q, want -1", got)
+	}
+	if got := rlimitValue(1024); got != "1024" {
+		t.Errorf("rlimitValue(1024) = %q", got)
 	}
 }
