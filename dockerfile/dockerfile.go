@@ -41,6 +41,14 @@ type Options struct {
 	// nil, or a nil result, reads the stage as if the image had an empty
 	// config.
 	BaseConfig func(ref string) *docker.Config
+	// Format is the format the builder commits images in (buildah's
+	// --format): "oci" (the default) or "docker". A stage that starts FROM
+	// an earlier stage starts from the image committed for it, and an OCI
+	// image's config has no HEALTHCHECK, SHELL or ONBUILD: in the OCI
+	// format the stage inherits none of them (buildah warns that it
+	// ignores them), in the Docker format it inherits them and runs the
+	// ONBUILD triggers.
+	Format string
 }
 
 // File is a Dockerfile as the builder reads it.
@@ -68,7 +76,9 @@ type File struct {
 type Stage struct {
 	// Index is the stage's position, from 0.
 	Index int
-	// Name is the stage's AS name as written; "" without one.
+	// Name is the stage's AS name, its build arguments expanded as the
+	// builder expands them (heading ARGs, build arguments); "" without
+	// one. FROM and --from name the stage by it.
 	Name string
 	// Base is the image the stage starts from, its build arguments
 	// expanded ("scratch" for none).
@@ -91,7 +101,8 @@ type Step struct {
 	Command string
 	// Original is the instruction as written, continuation lines joined:
 	// what the builder prints in its "STEP n/m: ..." header (plus a
-	// summary of any heredocs) and writes into the image's history.
+	// summary of any heredocs; a FROM's differs, see Header) and writes
+	// into the image's history.
 	Original string
 	// Args are its arguments as the builder evaluates them (variables
 	// expanded for the instructions the builder expands).
@@ -136,11 +147,20 @@ type Step struct {
 	// run config): the builder sets them again, in this order, on every
 	// commit.
 	RunEnv []string
+
+	// fromHeader is a FROM's step header (see Header).
+	fromHeader string
 }
 
 // Header is the step's text in the builder's step header: Original, and
-// a one-line summary of each heredoc.
+// a one-line summary of each heredoc. For a FROM the builder prints the
+// stage's start as evaluated instead: "FROM [--platform=<platform>] <base>
+// [AS <name>]", where it may print the ID of the image it built for an
+// earlier stage in place of the stage's name.
 func (s *Step) Header() string {
+	if s.fromHeader != "" {
+		return s.fromHeader
+	}
 	h := s.Original
 	for _, d := range s.Heredocs {
 		lines := strings.Split(strings.ReplaceAll(strings.TrimSpace(d.Content), "\r\n", "\n"), "\n")
@@ -172,6 +192,11 @@ func (e *Error) Unwrap() error { return e.Err }
 // Parse reads a Dockerfile the way the builder does (see the package
 // comment). An error is one the builder would fail the build with.
 func Parse(src []byte, opts Options) (*File, error) {
+	switch opts.Format {
+	case "", "oci", "docker":
+	default:
+		return nil, &Error{Err: fmt.Errorf("image format %q: want oci or docker", opts.Format)}
+	}
 	res, err := parser.Parse(bytes.NewReader(src))
 	if err != nil {
 		return nil, &Error{Err: err}
@@ -215,8 +240,9 @@ func (f *File) readStage(stages imagebuilder.Stages, i int, opts Options) (*Stag
 	ib := stage.Builder
 	fromNode := stage.Node.Children[0]
 	st := &Stage{Index: i, BaseStage: -1}
-	if name, ok := stageName(fromNode); ok {
-		st.Name = name
+	if hasStageName(fromNode) {
+		// imagebuilder's stage name: expanded.
+		st.Name = stage.Name
 	}
 	base, err := ib.From(stage.Node)
 	if err != nil {
@@ -228,11 +254,22 @@ func (f *File) readStage(stages imagebuilder.Stages, i int, opts Options) (*Stag
 	st.Base = base
 	from := &Step{Command: "from", Original: fromNode.Original, Flags: fromNode.Flags, StartLine: fromNode.StartLine, EndLine: fromNode.EndLine}
 	from.Args = []string{base}
+	// As StageExecutor.prepare prints it: ib.From evaluated the platform.
+	from.fromHeader = "FROM " + base
+	if ib.Platform != "" {
+		from.fromHeader = "FROM --platform=" + ib.Platform + " " + base
+	}
+	if _, err := strconv.Atoi(stage.Name); err != nil && stage.Name != "" {
+		from.fromHeader += " AS " + stage.Name
+	}
 	var cfg docker.Config
 	if j := f.stageIndex(base, i); j >= 0 {
 		st.BaseStage = j
 		prev := f.Stages[j]
 		cfg = cloneConfig(prev.Steps[len(prev.Steps)-1].Config)
+		if opts.Format != "docker" {
+			cfg = ociConfig(cfg)
+		}
 	} else if !strings.EqualFold(base, "scratch") && opts.BaseConfig != nil {
 		if c := opts.BaseConfig(base); c != nil {
 			cfg = cloneConfig(*c)
@@ -320,13 +357,10 @@ func (f *File) stageIndex(ref string, before int) int {
 	return -1
 }
 
-// stageName is the AS name of a FROM node.
-func stageName(from *parser.Node) (string, bool) {
+// hasStageName reports whether a FROM node has an AS name.
+func hasStageName(from *parser.Node) bool {
 	n := from.Next
-	if n == nil || n.Next == nil || !strings.EqualFold(n.Next.Value, "as") || n.Next.Next == nil || n.Next.Next.Value == "" {
-		return "", false
-	}
-	return n.Next.Next.Value, true
+	return n != nil && n.Next != nil && strings.EqualFold(n.Next.Value, "as") && n.Next.Next != nil && n.Next.Next.Value != ""
 }
 
 // snapshot is the config the builder would commit after a step: the
@@ -354,6 +388,23 @@ func sortedArgs(ib *imagebuilder.Builder) []string {
 	a := ib.Arguments()
 	slices.Sort(a)
 	return a
+}
+
+// ociConfig is what an image committed in the OCI format keeps of a config:
+// the fields of an OCI image config.
+func ociConfig(c docker.Config) docker.Config {
+	return docker.Config{
+		User:         c.User,
+		ExposedPorts: c.ExposedPorts,
+		Env:          c.Env,
+		Entrypoint:   c.Entrypoint,
+		Cmd:          c.Cmd,
+		Volumes:      c.Volumes,
+		WorkingDir:   c.WorkingDir,
+		Labels:       c.Labels,
+		StopSignal:   c.StopSignal,
+		ArgsEscaped:  c.ArgsEscaped,
+	}
 }
 
 func cloneConfig(c docker.Config) docker.Config {

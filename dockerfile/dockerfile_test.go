@@ -2,6 +2,7 @@ package dockerfile
 
 import (
 	"encoding/json"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -42,6 +43,43 @@ func TestShapes(t *testing.T) {
 		}
 		if c := f.Stages[2].Steps[1].Copies; len(c) != 1 || c[0].From != "0" || f.StageIndex(c[0].From, 2) != 0 {
 			t.Errorf("COPY --from=0: %+v", c)
+		}
+	})
+	t.Run("stage names with build arguments", func(t *testing.T) {
+		// buildah names the stage "base-foo" and builds the second FROM
+		// on it (checked with buildah 1.42.1).
+		f := mustParse(t, "ARG N=foo\nFROM reg.example/b:1 AS base-$N\nENV FROMSTAGE=1\nFROM base-foo\nRUN true\n", Options{})
+		if f.Stages[0].Name != "base-foo" || f.Stages[1].BaseStage != 0 || !slices.Contains(f.Stages[1].Steps[1].Env, "FROMSTAGE=1") {
+			t.Errorf("stage %q, second stage's base %d, env %q", f.Stages[0].Name, f.Stages[1].BaseStage, f.Stages[1].Steps[1].Env)
+		}
+	})
+	t.Run("FROM headers", func(t *testing.T) {
+		f := mustParse(t, "ARG BASE=reg.example/b:1\nFROM --platform=$BUILDPLATFORM ${BASE} as build\nFROM build\nFROM scratch AS out\n", Options{})
+		for i, want := range []string{"FROM --platform=" + runtime.GOOS + "/" + runtime.GOARCH + " reg.example/b:1 AS build", "FROM build", "FROM scratch AS out"} {
+			if got := f.Stages[i].Steps[0].Header(); got != want {
+				t.Errorf("stage %d: Header() = %q, want %q", i, got, want)
+			}
+		}
+	})
+	t.Run("a stage FROM an earlier stage, by image format", func(t *testing.T) {
+		// As buildah 1.42.1 builds it: in the OCI format the second stage
+		// runs no trigger and has no SHELL or HEALTHCHECK.
+		src := "FROM reg.example/b:1 AS a\nSHELL [\"/bin/bash\", \"-c\"]\nHEALTHCHECK CMD true\nONBUILD RUN echo trigger\nSTOPSIGNAL SIGINT\nFROM a\nRUN true\n"
+		for _, c := range []struct {
+			format   string
+			steps    int
+			shell    bool
+			triggers bool
+		}{{"", 2, false, false}, {"oci", 2, false, false}, {"docker", 3, true, true}} {
+			f := mustParse(t, src, Options{Format: c.format})
+			steps := f.Stages[1].Steps
+			cfg := steps[len(steps)-1].Config
+			if len(steps) != c.steps || steps[1].Trigger != c.triggers || (cfg.Shell != nil) != c.shell || (cfg.Healthcheck != nil) != c.shell || cfg.StopSignal != "SIGINT" {
+				t.Errorf("format %q: %d steps (trigger %v), shell %q, healthcheck %v, stop signal %q", c.format, len(steps), steps[1].Trigger, cfg.Shell, cfg.Healthcheck, cfg.StopSignal)
+			}
+		}
+		if _, err := Parse([]byte(src), Options{Format: "v2s1"}); err == nil {
+			t.Error("format v2s1 accepted")
 		}
 	})
 	t.Run("variables", func(t *testing.T) {
