@@ -80,23 +80,41 @@ func readBuildFile(root, contextPath, dockerfilePath string, buildArgs map[strin
 	if err != nil {
 		return nil, slipway.Errorf(slipway.EINVALID, "cannot read the Dockerfile %s: %v", dockerfilePath, err)
 	}
-	f, err := dockerfile.Parse(src, dockerfile.Options{BuildArgs: buildArgs, BaseConfig: images.config})
-	if err != nil {
-		return nil, slipway.Errorf(slipway.EINVALID, "%s: %v", dockerfilePath, err)
-	}
-	bf := &buildFile{File: f, path: path, contextDir: contextDir, images: images, format: "oci"}
-	for _, st := range f.Stages {
-		for _, s := range st.Steps {
-			switch s.Command {
-			case "healthcheck", "shell", "onbuild":
-				bf.format = "docker"
-			}
+	// The format follows from the Dockerfile; the reading depends on it
+	// (what a stage keeps of an earlier one): read again in Docker format
+	// when the Dockerfile needs it.
+	format := "oci"
+	var f *dockerfile.File
+	for {
+		f, err = dockerfile.Parse(src, dockerfile.Options{BuildArgs: buildArgs, BaseConfig: images.config, Format: format})
+		if err != nil {
+			return nil, slipway.Errorf(slipway.EINVALID, "%s: %v", dockerfilePath, err)
 		}
+		if format == "docker" || !needsDockerFormat(f) {
+			break
+		}
+		format = "docker"
 	}
+	bf := &buildFile{File: f, path: path, contextDir: contextDir, images: images, format: format}
 	if bf.ignoreFile, bf.excludes, err = ignoreFile(root, contextDir, path); err != nil {
 		return nil, err
 	}
 	return bf, nil
+}
+
+// needsDockerFormat reports whether the Dockerfile uses what only a Docker
+// image config keeps: HEALTHCHECK, SHELL, ONBUILD (an OCI image drops them,
+// with no more than a warning from the builder).
+func needsDockerFormat(f *dockerfile.File) bool {
+	for _, st := range f.Stages {
+		for _, s := range st.Steps {
+			switch s.Command {
+			case "healthcheck", "shell", "onbuild":
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // ignoreFile finds the ignore file buildah would use for the Dockerfile at

@@ -231,7 +231,9 @@ func (k *keyer) matching(h hash.Hash, src string) {
 // run identifies what a RUN reads besides its parent: its environment, and
 // what it mounts.
 func (k *keyer) run(h hash.Hash, stage int, step *dockerfile.Step, keys [][]string) string {
-	writeList(h, "env", step.Env)
+	// The build arguments come first in the environment in no fixed
+	// order (the evaluator's map): the set is what the step sees.
+	writeList(h, "env", slices.Sorted(slices.Values(step.Env)))
 	for _, r := range step.Runs {
 		fmt.Fprintf(h, "run shell %t network %q\n", r.Shell, r.Network)
 		writeList(h, "arg", r.Args)
@@ -555,7 +557,7 @@ func (p *stepPlan) check(src []byte, buildArgs map[string]string) error {
 		}
 		return p.bf.images.config(ref)
 	}
-	g, err := dockerfile.Parse(src, dockerfile.Options{BuildArgs: buildArgs, BaseConfig: base})
+	g, err := dockerfile.Parse(src, dockerfile.Options{BuildArgs: buildArgs, BaseConfig: base, Format: p.bf.format})
 	if err != nil {
 		return err
 	}

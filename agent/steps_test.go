@@ -319,7 +319,7 @@ CMD ["x"]
 			got = append(got, fmt.Sprintf("%s cached=%v", s, s.Cached))
 		}
 		want := []string{
-			"STEP 1/7: FROM ${BASE} AS build cached=false",
+			"STEP 1/7: FROM localhost/base/node:20 AS build cached=false",
 			"STEP 2/7: ARG VERSION cached=true",
 			`STEP 3/7: ARG QUOTE="it's \"quoted\"" cached=true`,
 			"STEP 4/7: ARG TARGETARCH cached=true",
