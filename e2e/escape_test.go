@@ -1,8 +1,10 @@
 package e2e
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -10,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/slipway-ci/slipway/buildah"
 	"github.com/slipway-ci/slipway/internal/testenv"
 )
 
@@ -61,6 +64,32 @@ var escapeAttempts = []escapeAttempt{
 	{name: "context linked out", dockerfile: "FROM BASE\n", flags: []string{"--context", "root"}, refused: "points outside the repository"},
 }
 
+// newSentinel makes the sentinel file: readable and writable by anyone, as
+// a careless host file would be, so that only the build's confinement
+// protects it. It returns its directory, its path and its contents.
+func newSentinel(t *testing.T) (dir, path, marker string) {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "slipway-sentinel-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o777); err != nil {
+		t.Fatal(err)
+	}
+	mark := make([]byte, 12)
+	rand.Read(mark)
+	marker = "sentinel-" + hex.EncodeToString(mark)
+	path = filepath.Join(dir, "sentinel.txt")
+	if err := os.WriteFile(path, []byte(marker+"\n"), 0o666); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(path, 0o666); err != nil {
+		t.Fatal(err)
+	}
+	return dir, path, marker
+}
+
 // TestEscapeSuite pushes commits that try to read or write a sentinel file
 // on the builder's host in every way of escaping the checkout that
 // escapeAttempts spells, in both builder isolation modes, and fails if any
@@ -80,26 +109,7 @@ func testEscapes(t *testing.T, mode string) {
 	p := testenv.Podman(t)
 	base := testenv.BaseImage(t, p, s.Host)
 
-	// The sentinel: readable and writable by anyone, as a careless host
-	// file would be, so that only the build's confinement protects it.
-	sentinelDir, err := os.MkdirTemp("", "slipway-sentinel-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(sentinelDir) })
-	if err := os.Chmod(sentinelDir, 0o777); err != nil {
-		t.Fatal(err)
-	}
-	mark := make([]byte, 12)
-	rand.Read(mark)
-	marker := "sentinel-" + hex.EncodeToString(mark)
-	sentinel := filepath.Join(sentinelDir, "sentinel.txt")
-	if err := os.WriteFile(sentinel, []byte(marker+"\n"), 0o666); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(sentinel, 0o666); err != nil {
-		t.Fatal(err)
-	}
+	sentinelDir, sentinel, marker := newSentinel(t)
 	if err := os.WriteFile(filepath.Join(sentinelDir, "evil.Dockerfile"), []byte("FROM "+base+"\nRUN echo outside-dockerfile-ran\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -160,7 +170,70 @@ func testEscapes(t *testing.T, mode string) {
 		t.Errorf("the sentinel's modification time changed: %s → %s", before.ModTime(), after.ModTime())
 	}
 	t.Logf("escape attempts %d, escaped %d", len(escapeAttempts), escaped)
+	fmt.Printf("escape attempts %d, escaped %d (%s)\n", len(escapeAttempts), escaped, mode)
 	if escaped > 0 {
 		t.Fail()
+	}
+}
+
+// TestEscapeBuilderAlone runs the escape attempts that the agent's policy
+// refuses straight through the builder, without the policy, as root: the
+// builder itself (buildah 1.42, CVE-2024-1753 fixed) must keep every one of
+// them inside the build context or fail it. The policy is the second line
+// of defence, not the only one.
+func TestEscapeBuilderAlone(t *testing.T) {
+	b := testenv.Builder(t)
+	host := testenv.Registry(t)
+	base := testenv.BaseImage(t, b, host)
+	sentinelDir, sentinel, marker := newSentinel(t)
+	subst := strings.NewReplacer("SENTINELDIR", sentinelDir, "SENTINEL", sentinel, "BASE", base)
+	tried, escaped := 0, 0
+	for i, a := range escapeAttempts {
+		if a.flags != nil || a.links != nil || strings.Contains(a.dockerfile, "--network=host") || strings.Contains(a.dockerfile, "--security") {
+			continue // project settings and RUN flags the builder's own parser refuses or the runtime checks
+		}
+		tried++
+		t.Run(a.name, func(t *testing.T) {
+			dir := t.TempDir()
+			writeFiles(t, dir, map[string]string{"Dockerfile": subst.Replace(a.dockerfile), "README": "an attempt\n"})
+			for name, target := range map[string]string{"root": "/", "sentinel-link": sentinel} {
+				if err := os.Symlink(target, filepath.Join(dir, name)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			ref := fmt.Sprintf("%s/alone%d:1", host, i)
+			var out bytes.Buffer
+			_, err := b.Build(t.Context(), buildah.BuildOptions{ContextDir: dir, Tag: ref, Stdout: &out, Stderr: &out})
+			leak := strings.Contains(out.String(), marker)
+			if err == nil {
+				if _, perr := b.Push(t.Context(), ref, false, nil); perr != nil {
+					t.Fatal(perr)
+				}
+				leak = leak || imageHas(t, host, fmt.Sprintf("alone%d", i), "1", marker)
+			}
+			if got, _ := os.ReadFile(sentinel); string(got) != marker+"\n" {
+				leak = true
+			}
+			if leak {
+				escaped++
+				t.Errorf("ESCAPED through the builder alone (build error %v):\n%s", err, out.String())
+			}
+		})
+	}
+	t.Logf("escape attempts through the builder alone %d, escaped %d", tried, escaped)
+	fmt.Printf("escape attempts through the builder alone %d, escaped %d\n", tried, escaped)
+}
+
+// writeFiles writes files (path → contents) under dir.
+func writeFiles(t *testing.T, dir string, files map[string]string) {
+	t.Helper()
+	for name, body := range files {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
