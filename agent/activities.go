@@ -403,7 +403,7 @@ func (a *Activities) Build(ctx context.Context, in deploy.BuildInput) (_ deploy.
 				j.line("build", "could not reuse %s, no longer in the build cache (%v): building", prev, err)
 			}
 		}
-		if inputs.entries != nil {
+		if inputs.read {
 			plan = a.planSteps(bf, inputs.entries, secretDigests, in.BuildArgs)
 			for _, l := range plan.keys.whyNotReused(bf) {
 				j.line("build", "%s", l)

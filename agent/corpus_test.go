@@ -60,7 +60,7 @@ func TestCorpus(t *testing.T) {
 				t.Fatalf("read: %v", err)
 			}
 			in := bf.readInputs(args, nil)
-			if in.entries == nil {
+			if !in.read {
 				t.Fatalf("inputs: %s", in.why)
 			}
 			keys := bf.stepKeys(in.entries, nil)

@@ -27,8 +27,10 @@ type buildInputs struct {
 	// key identifies all of it; "" when it cannot be pinned down, and why
 	// says why.
 	key, why string
-	// entries is the build context after the ignore file.
+	// entries is the build context after the ignore file; read is false
+	// when it could not be read (why says why).
 	entries []contextEntry
+	read    bool
 }
 
 // readInputs identifies a build's inputs.
@@ -37,7 +39,7 @@ func (bf *buildFile) readInputs(buildArgs, secretDigests map[string]string) buil
 	if err != nil {
 		return buildInputs{why: fmt.Sprintf("the build context cannot be read: %v", err)}
 	}
-	in := buildInputs{entries: entries}
+	in := buildInputs{entries: entries, read: true}
 	h := sha256.New()
 	fmt.Fprintf(h, "slipway-inputs-v2\nformat %s\ndockerfile %d\n", bf.format, len(bf.Source))
 	h.Write(bf.Source)
@@ -55,7 +57,7 @@ func (bf *buildFile) readInputs(buildArgs, secretDigests map[string]string) buil
 		if st.BaseStage < 0 && !st.IsScratch() {
 			d, err := bf.images.digest(st.Base)
 			if err != nil {
-				return buildInputs{why: fmt.Sprintf("the image %s cannot be resolved: %v", st.Base, err), entries: entries}
+				return buildInputs{why: fmt.Sprintf("the image %s cannot be resolved: %v", st.Base, err), entries: entries, read: true}
 			}
 			fmt.Fprintf(h, "image %s %s\n", st.Base, d)
 		}
@@ -89,7 +91,7 @@ func (bf *buildFile) readInputs(buildArgs, secretDigests map[string]string) buil
 				}
 			}
 			if why != "" {
-				return buildInputs{why: fmt.Sprintf("step %d of stage %d: %s", i+1, s+1, why), entries: entries}
+				return buildInputs{why: fmt.Sprintf("step %d of stage %d: %s", i+1, s+1, why), entries: entries, read: true}
 			}
 		}
 	}

@@ -41,7 +41,7 @@ func keysOf(t *testing.T, df string, files, secrets, buildArgs map[string]string
 		t.Fatal(err)
 	}
 	in := bf.readInputs(buildArgs, secrets)
-	if in.entries == nil {
+	if !in.read {
 		t.Fatalf("readInputs: %s", in.why)
 	}
 	return bf, bf.stepKeys(in.entries, secrets)

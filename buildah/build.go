@@ -180,6 +180,10 @@ func (b *Builder) Build(ctx context.Context, opts BuildOptions) (*BuildResult, e
 		"--layers",
 		// A failed build's working containers go too (podman's default).
 		"--force-rm",
+		// A base image whose tag moved is pulled again (the default,
+		// "missing", keeps building on the old one while Slipway keys
+		// the steps by the digest the tag points to now).
+		"--pull=newer",
 		"--format", format,
 		fmt.Sprintf("--tls-verify=%t", opts.TLSVerify),
 		"--runtime-flag", "root=" + runcRoot,

@@ -617,3 +617,41 @@ func TestImagesTagRemove(t *testing.T) {
 		t.Errorf("Images after RemoveImages = %+v, %v; want none", imgs, err)
 	}
 }
+
+// A base image whose tag moved in the registry is pulled again: the build
+// runs on the image the tag points to now (Slipway keys the steps by that
+// digest), not on the one left in the storage.
+func TestMovedBaseTagIsPulled(t *testing.T) {
+	t.Parallel()
+	host := testenv.Registry(t)
+	b := testenv.Builder(t)
+	publisher := testenv.Builder(t)
+	base := host + "/moving/base:1"
+	publish := func(version string) {
+		t.Helper()
+		ctxDir := writeContext(t, map[string]string{"Dockerfile": "FROM " + testenv.BaseImage(t, publisher, host) + "\nRUN echo " + version + " > /version\n"})
+		if _, err := publisher.Build(t.Context(), buildah.BuildOptions{ContextDir: ctxDir, Tag: base}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := publisher.Push(t.Context(), base, false, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	build := func() string {
+		t.Helper()
+		ctxDir := writeContext(t, map[string]string{"Dockerfile": "FROM " + base + "\nRUN cat /version\n"})
+		out := newLines("")
+		if _, err := b.Build(t.Context(), buildah.BuildOptions{ContextDir: ctxDir, Stdout: out, Stderr: out}); err != nil {
+			t.Fatalf("build: %v\n%s", err, out.text())
+		}
+		return out.text()
+	}
+	publish("base-one")
+	if out := build(); !strings.Contains(out, "\nbase-one\n") {
+		t.Fatalf("first build:\n%s", out)
+	}
+	publish("base-two")
+	if out := build(); !strings.Contains(out, "\nbase-two\n") {
+		t.Errorf("after the tag moved the build ran on the old base:\n%s", out)
+	}
+}

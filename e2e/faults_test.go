@@ -259,11 +259,11 @@ func TestFaultSuite(t *testing.T) {
 				project, dockerfile, want, what string
 				status                          string
 			}{
-				{"copy-symlink", "FROM " + base + "\nCOPY secret-link /x\nRUN cat /x\n", "secret-link is a symlink to " + hostFile + ", outside the build context", "COPY of a symlink out of the context", "failed"},
+				{"copy-symlink", "FROM " + base + "\nCOPY secret-link /x\nRUN cat /x\n", "secret-link, a symlink to " + hostFile + ", which points outside the repository", "COPY of a symlink out of the context", "failed"},
 				{"copy-dir-with-symlinks", "FROM " + base + "\nCOPY . /ctx/\nRUN cat /ctx/secret-link /ctx/host-dir/host-secret || echo no-host-file\n", "", "COPY . of a context holding symlinks out of it", "succeeded"},
-				{"mount-symlink", "FROM " + base + "\nRUN --mount=type=bind,source=secret-link,target=/m cat /m\n", "points outside the build context", "RUN --mount of a symlink out of the context", "failed"},
-				{"mount-symlinked-dir", "FROM " + base + "\nRUN --mount=type=bind,source=host-dir,target=/m cat /m/host-secret\n", "points outside the build context", "RUN --mount of a symlinked directory out of the context", "failed"},
-				{"mount-from-stage", "FROM " + base + " AS s\nRUN ln -s " + hostFile + " /leak\nFROM " + base + "\nRUN --mount=type=bind,from=s,source=leak,target=/m cat /m\n", "COPY --from=s what the step needs instead", "RUN --mount from a stage holding a symlink to the host", "failed"},
+				{"mount-symlink", "FROM " + base + "\nRUN --mount=type=bind,source=secret-link,target=/m cat /m\n", "points outside the repository", "RUN --mount of a symlink out of the context", "failed"},
+				{"mount-symlinked-dir", "FROM " + base + "\nRUN --mount=type=bind,source=host-dir,target=/m cat /m/host-secret\n", "points outside the repository", "RUN --mount of a symlinked directory out of the context", "failed"},
+				{"mount-from-stage", "FROM " + base + " AS s\nRUN ln -s " + hostFile + " /leak\nFROM " + base + "\nRUN --mount=type=bind,from=s,source=leak,target=/m cat /m\n", "no such file or directory", "RUN --mount from a stage holding a symlink to the host (the builder resolves it inside the stage)", "failed"},
 			} {
 				sha := testenv.Commit(t, dir, map[string]string{"Dockerfile": c.dockerfile})
 				s.addProject(t, c.project, dir)
