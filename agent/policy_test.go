@@ -10,21 +10,9 @@ import (
 	"testing"
 
 	docker "github.com/fsouza/go-dockerclient"
-)
 
-// writeTree writes files (path → contents) under dir.
-func writeTree(t *testing.T, dir string, files map[string]string) {
-	t.Helper()
-	for name, body := range files {
-		p := filepath.Join(dir, name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-}
+	"github.com/slipway-ci/slipway/internal/testenv"
+)
 
 // fakeDigests resolves every image with a registry host to a digest made
 // from its name (and the configs given); others cannot be resolved.
@@ -53,7 +41,7 @@ func testBuildFile(t *testing.T, dir, df string, buildArgs map[string]string) (*
 func hostileContext(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
-	writeTree(t, dir, map[string]string{"sub/package.json": "{}", "deep/er/file": "x"})
+	testenv.WriteFiles(t, dir, map[string]string{"sub/package.json": "{}", "deep/er/file": "x"})
 	for name, target := range map[string]string{
 		"etc":          "/etc",
 		"root":         "/",
@@ -157,7 +145,7 @@ func TestPolicy(t *testing.T) {
 // and that one leading out of the repository is refused.
 func TestIgnoreFile(t *testing.T) {
 	dir := t.TempDir()
-	writeTree(t, dir, map[string]string{
+	testenv.WriteFiles(t, dir, map[string]string{
 		"Dockerfile":                 "FROM x\n",
 		".dockerignore":              "a\n",
 		".containerignore":           "b\n",
@@ -175,7 +163,7 @@ func TestIgnoreFile(t *testing.T) {
 	if g := got(); g != "Dockerfile.containerignore c" {
 		t.Errorf("ignore file = %q, want Dockerfile.containerignore", g)
 	}
-	writeTree(t, dir, map[string]string{"Dockerfile.dockerignore": "d\n"})
+	testenv.WriteFiles(t, dir, map[string]string{"Dockerfile.dockerignore": "d\n"})
 	if g := got(); g != "Dockerfile.dockerignore d" {
 		t.Errorf("ignore file = %q, want Dockerfile.dockerignore", g)
 	}

@@ -13,8 +13,8 @@ import (
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
-	"github.com/slipway-ci/slipway/internal/testenv"
 	"github.com/slipway-ci/slipway/buildah"
+	"github.com/slipway-ci/slipway/internal/testenv"
 )
 
 // TestLabelInRegistry pushes an image built with a label of its own, puts

@@ -19,10 +19,10 @@ import (
 
 	docker "github.com/fsouza/go-dockerclient"
 
+	"github.com/slipway-ci/slipway/buildah"
 	"github.com/slipway-ci/slipway/deploy"
 	"github.com/slipway-ci/slipway/dockerfile"
 	"github.com/slipway-ci/slipway/internal/atomicfile"
-	"github.com/slipway-ci/slipway/buildah"
 )
 
 // Step reuse. The builder's layer cache checks every step again on every

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/slipway-ci/slipway/buildah"
+	"github.com/slipway-ci/slipway/internal/testenv"
 )
 
 const stepsDockerfile = `# syntax=docker/dockerfile:1
@@ -35,7 +36,7 @@ CMD ["node", "dist/index.js"]
 func keysOf(t *testing.T, df string, files, secrets, buildArgs map[string]string) (*buildFile, stepKeys) {
 	t.Helper()
 	dir := t.TempDir()
-	writeTree(t, dir, files)
+	testenv.WriteFiles(t, dir, files)
 	bf, err := testBuildFile(t, dir, df, buildArgs)
 	if err != nil {
 		t.Fatal(err)

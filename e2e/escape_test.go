@@ -195,7 +195,7 @@ func TestEscapeBuilderAlone(t *testing.T) {
 		tried++
 		t.Run(a.name, func(t *testing.T) {
 			dir := t.TempDir()
-			writeFiles(t, dir, map[string]string{"Dockerfile": subst.Replace(a.dockerfile), "README": "an attempt\n"})
+			testenv.WriteFiles(t, dir, map[string]string{"Dockerfile": subst.Replace(a.dockerfile), "README": "an attempt\n"})
 			for name, target := range map[string]string{"root": "/", "sentinel-link": sentinel} {
 				if err := os.Symlink(target, filepath.Join(dir, name)); err != nil {
 					t.Fatal(err)
@@ -222,18 +222,4 @@ func TestEscapeBuilderAlone(t *testing.T) {
 	}
 	t.Logf("escape attempts through the builder alone %d, escaped %d", tried, escaped)
 	fmt.Printf("escape attempts through the builder alone %d, escaped %d\n", tried, escaped)
-}
-
-// writeFiles writes files (path → contents) under dir.
-func writeFiles(t *testing.T, dir string, files map[string]string) {
-	t.Helper()
-	for name, body := range files {
-		p := filepath.Join(dir, name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
 }

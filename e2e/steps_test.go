@@ -67,6 +67,18 @@ func registryConfig(t *testing.T, ref string) *v1.ConfigFile {
 	return cf
 }
 
+// imageRef is the image (name@digest) deployment id of project pushed.
+func (s *serverProc) imageRef(t *testing.T, project, id string) string {
+	t.Helper()
+	for _, dep := range s.deployments(t, project) {
+		if dep.ID == id {
+			return dep.Image + "@" + dep.Digest
+		}
+	}
+	t.Fatalf("no deployment %s", id)
+	return ""
+}
+
 // A rebuild starts each stage from the image of its longest prefix of
 // unchanged steps (recorded at the earlier build), so podman checks no
 // cache for them, and the image is the one a full build makes: a changed
@@ -104,15 +116,7 @@ func TestStepsStartFromRecordedImages(t *testing.T) {
 	ran := func(l, line string) bool {
 		return regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(line) + `$`).MatchString(l)
 	}
-	image := func(d deploymentDetail) string {
-		for _, dep := range s.deployments(t, "steps") {
-			if dep.ID == d.ID {
-				return dep.Image + "@" + dep.Digest
-			}
-		}
-		t.Fatalf("no deployment %s", d.ID)
-		return ""
-	}
+	image := func(d deploymentDetail) string { return s.imageRef(t, "steps", d.ID) }
 	const summary = "unchanged step(s) of earlier builds, without the builder's cache checks"
 
 	first := s.deployWait(t, "steps", sha)
@@ -241,8 +245,7 @@ func TestStepsStartFromRecordedImages(t *testing.T) {
 // image is the one a full build makes.
 func TestStepsOfAnotherShape(t *testing.T) {
 	s := startServer(t, t.TempDir(), "127.0.0.1:0")
-	p := testenv.Podman(t)
-	base := testenv.BaseImage(t, p, s.Host)
+	base := testenv.BaseImage(t, testenv.Builder(t), s.Host)
 	containerfile := "ARG BASE=" + base + "\n" +
 		"ARG GREETING=hello\n" +
 		"FROM ${BASE} AS build\n" +
@@ -262,15 +265,7 @@ func TestStepsOfAnotherShape(t *testing.T) {
 	dir, sha := testenv.GitRepo(t, map[string]string{"Containerfile": containerfile, "src/a.txt": "src-1\n"})
 	s.addProject(t, "shape", dir)
 	logsOf := func(id string) string { l, _ := s.cli(t, "logs", id); return l }
-	image := func(d deploymentDetail) string {
-		for _, dep := range s.deployments(t, "shape") {
-			if dep.ID == d.ID {
-				return dep.Image + "@" + dep.Digest
-			}
-		}
-		t.Fatalf("no deployment %s", d.ID)
-		return ""
-	}
+	image := func(d deploymentDetail) string { return s.imageRef(t, "shape", d.ID) }
 	check := func(d deploymentDetail, src string) {
 		t.Helper()
 		img := image(d)

@@ -31,6 +31,16 @@ func GitRepo(t testing.TB, files map[string]string) (dir, sha string) {
 // into the repository dir, commits them all and returns the new SHA.
 func Commit(t testing.TB, dir string, files map[string]string) string {
 	t.Helper()
+	WriteFiles(t, dir, files)
+	Git(t, dir, "add", "--all")
+	Git(t, dir, "commit", "--quiet", "--allow-empty", "-m", "commit")
+	return Git(t, dir, "rev-parse", "HEAD")
+}
+
+// WriteFiles writes files (path → content, slash-separated paths; an empty
+// content removes the file) under dir, making directories as needed.
+func WriteFiles(t testing.TB, dir string, files map[string]string) {
+	t.Helper()
 	for name, content := range files {
 		p := filepath.Join(dir, filepath.FromSlash(name))
 		if content == "" {
@@ -46,9 +56,6 @@ func Commit(t testing.TB, dir string, files map[string]string) string {
 			t.Fatal(err)
 		}
 	}
-	Git(t, dir, "add", "--all")
-	Git(t, dir, "commit", "--quiet", "--allow-empty", "-m", "commit")
-	return Git(t, dir, "rev-parse", "HEAD")
 }
 
 // Git runs git in dir with a fixed identity and no user or system
