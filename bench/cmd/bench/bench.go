@@ -169,9 +169,14 @@ func Run(ctx context.Context, cfg Config) error {
 		}
 		return nil
 	}
-	// measure builds the app's commit sha (its parent before) with one system.
-	measure := func(a *appState, sys, sc string, run int, before, sha string) (sample, error) {
-		logf, err := os.Create(filepath.Join(logDir, fmt.Sprintf("%s-%s-%d-%s.log", a.app.Name, sc, run+1, sys)))
+	// measure builds the app's commit sha (its parent before) with one
+	// system; attempt 2 is a retry.
+	measure := func(a *appState, sys, sc string, run int, before, sha string, attempt int) (sample, error) {
+		name := fmt.Sprintf("%s-%s-%d-%s", a.app.Name, sc, run+1, sys)
+		if attempt > 1 {
+			name += fmt.Sprintf("-attempt%d", attempt)
+		}
+		logf, err := os.Create(filepath.Join(logDir, name+".log"))
 		if err != nil {
 			return sample{}, err
 		}
@@ -206,13 +211,27 @@ func Run(ctx context.Context, cfg Config) error {
 				progress("[%d/%d] %s: %s, run %d of %d: commit %s", n, total, a.app.Name, scenarioTitle[sc], run+1, runsOf(sc), sha[:12])
 				for _, sys := range rotate(cfg.Systems, run) {
 					load := loadAvg()
-					smp, err := measure(a, sys, sc, run, before, sha)
+					smp, err := measure(a, sys, sc, run, before, sha, 1)
+					retried := ""
+					if err != nil && ctx.Err() == nil {
+						// A build that fails is most often the network
+						// (the npm registry, the module proxy): once more,
+						// and the sample says so.
+						retried = firstLine(err.Error())
+						progress("    %-9s failed: %s; once more", sys, retried)
+						load = loadAvg()
+						smp, err = measure(a, sys, sc, run, before, sha, 2)
+					}
 					if err != nil {
 						return fmt.Errorf("%s, %s, run %d, %s: %w", a.app.Name, sc, run+1, sys, err)
 					}
-					smp.App, smp.Scenario, smp.Run, smp.Load1 = a.app.Name, sc, run+1, load
+					smp.App, smp.Scenario, smp.Run, smp.Load1, smp.Retried = a.app.Name, sc, run+1, load, retried
 					res.Samples = append(res.Samples, smp)
-					progress("    %-9s %6.1f s  (%s; %s; load %.1f)", sys, float64(smp.TotalMs)/1000, phaseSummary(smp), stepSummary(smp.Steps), load)
+					note := ""
+					if retried != "" {
+						note = "; second attempt"
+					}
+					progress("    %-9s %6.1f s  (%s; %s; load %.1f%s)", sys, float64(smp.TotalMs)/1000, phaseSummary(smp), stepSummary(smp.Steps), load, note)
 				}
 			}
 		}
@@ -262,6 +281,12 @@ func workDir(dir, prefix string) (string, error) {
 func rotate[T any](xs []T, run int) []T {
 	k := run % len(xs)
 	return append(slices.Clone(xs[k:]), xs[:k]...)
+}
+
+// firstLine is s up to its first line break.
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(s, "\n")
+	return line
 }
 
 // appState is one app during a run: its Dockerfile, its prepared

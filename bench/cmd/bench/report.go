@@ -559,10 +559,20 @@ func (r *results) markdown() string {
 	}
 
 	p("\n## Every run\n\n| app | scenario | run | system | total | phases | steps | load |\n|---|---|---:|---|---:|---|---|---:|\n")
+	retries := 0
 	for _, s := range r.Samples {
-		p("| %s | %s | %d | %s | %s | %s | %s | %.1f |\n", s.App, scenarioTitle[s.Scenario], s.Run, systemTitle[s.System], fmtMs(s.TotalMs), phaseSummary(s), stepSummary(s.Steps), s.Load1)
+		steps := stepSummary(s.Steps)
+		if s.Retried != "" {
+			retries++
+			steps += "; second attempt, the first failed: " + strings.ReplaceAll(s.Retried, "|", "\\|")
+		}
+		p("| %s | %s | %d | %s | %s | %s | %s | %.1f |\n", s.App, scenarioTitle[s.Scenario], s.Run, systemTitle[s.System], fmtMs(s.TotalMs), phaseSummary(s), steps, s.Load1)
 	}
-	p("\n`load` is the machine's one-minute load average when the run started (%d cores).\n", r.Machine.Cores)
+	p("\n`load` is the machine's one-minute load average when the run started (%d cores).", r.Machine.Cores)
+	if retries > 0 {
+		p(" %d build(s) failed and were run once more (a warm storage then starts from what the failed attempt left).", retries)
+	}
+	p("\n")
 	return b.String()
 }
 

@@ -32,6 +32,9 @@ type sample struct {
 	// Load1 is the machine's one-minute load average when the sample
 	// started: the machine may be shared, and a high load explains outliers.
 	Load1 float64 `json:"load1"`
+	// Retried is why the first attempt failed when this sample is a
+	// second one: on warm storage it started from what the first left.
+	Retried string `json:"retried,omitempty"`
 
 	// For the orchestration benchmark (slipway only): when the POST was
 	// sent, the deployment, and its stored log lines.
