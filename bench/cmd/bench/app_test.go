@@ -194,3 +194,13 @@ func TestKeepGorootPath(t *testing.T) {
 		}
 	}
 }
+
+func TestFailureSummary(t *testing.T) {
+	msg := "buildah build r/bench-ci/go:abc: exit status 1\n[1/2] STEP 5/7: RUN go mod download\ngo: example.com/m@v1: unexpected EOF\nError: building at STEP \"RUN go mod download\": exit status 1\n"
+	if got, want := failureSummary(msg), `buildah build r/bench-ci/go:abc: exit status 1: Error: building at STEP "RUN go mod download": exit status 1`; got != want {
+		t.Errorf("failureSummary = %q, want %q", got, want)
+	}
+	if got := failureSummary("deployment d-1 failed at \"build\": boom"); got != "deployment d-1 failed at \"build\": boom" {
+		t.Errorf("failureSummary of one line = %q", got)
+	}
+}

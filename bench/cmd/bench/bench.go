@@ -217,7 +217,7 @@ func Run(ctx context.Context, cfg Config) error {
 						// A build that fails is most often the network
 						// (the npm registry, the module proxy): once more,
 						// and the sample says so.
-						retried = firstLine(err.Error())
+						retried = failureSummary(err.Error())
 						progress("    %-9s failed: %s; once more", sys, retried)
 						load = loadAvg()
 						smp, err = measure(a, sys, sc, run, before, sha, 2)
@@ -283,10 +283,18 @@ func rotate[T any](xs []T, run int) []T {
 	return append(slices.Clone(xs[k:]), xs[:k]...)
 }
 
-// firstLine is s up to its first line break.
-func firstLine(s string) string {
-	line, _, _ := strings.Cut(s, "\n")
-	return line
+// failureSummary is a failed build's error in one line: its first line
+// and, from the output that follows it, the builder's last "Error:" line
+// (which names the step).
+func failureSummary(msg string) string {
+	lines := strings.Split(strings.TrimSpace(msg), "\n")
+	out := lines[0]
+	for i := len(lines) - 1; i > 0; i-- {
+		if strings.HasPrefix(strings.TrimSpace(lines[i]), "Error:") {
+			return out + ": " + strings.TrimSpace(lines[i])
+		}
+	}
+	return out
 }
 
 // appState is one app during a run: its Dockerfile, its prepared
