@@ -5,8 +5,9 @@ test:
 	scripts/test
 build:
 	go build -o bin/ ./cmd/slipway ./cmd/slipway-agent
-# The benchmark (bench/README.md): 10-25 minutes, needs root, podman and the
-# npm registry. Pass flags with BENCH_FLAGS, e.g. make bench BENCH_FLAGS="-runs 1".
+# The benchmark (bench/README.md): two apps, 30-70 minutes; needs root, podman,
+# the new builder (scripts/setup), the npm registry and the Go module proxy.
+# Pass flags with BENCH_FLAGS, e.g. make bench BENCH_FLAGS="-runs 1".
 bench: bench-logs
 	go run ./bench/cmd/bench $(BENCH_FLAGS)
 # The log path benchmark (bench/README.md, "Log path"): about a minute, no

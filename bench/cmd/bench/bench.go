@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -64,8 +65,37 @@ func Run(ctx context.Context, cfg Config) error {
 	cleanups = append(cleanups, srv.stop)
 	progress("slipway server running at %s (registry %s)", srv.URL, srv.Host)
 
-	baseRef := srv.Host + "/base/node:20"
-	progress("making the Node base image %s from the host's node and npm", baseRef)
+	floor, old, err := cfg.builders()
+	if err != nil {
+		return err
+	}
+	builders := map[string]string{"local": floor.String(), "ci": floor.String()}
+	if old != nil {
+		builders["local-old"] = old.String()
+		progress("builders: local floor and clean CI %s; local-old %s", floor, old)
+	} else {
+		progress("builders: local floor and clean CI %s (no new builder at %s: no local-old column)", floor, cfg.Buildah)
+	}
+
+	// The apps, their Dockerfiles pointed at the registry, and the base
+	// images they name.
+	var apps []*appState
+	bases := map[string]bool{}
+	for _, name := range cfg.Apps {
+		app := findApp(sampleApps(cfg.RepoRoot), name)
+		df, err := os.ReadFile(filepath.Join(app.Dir, "Dockerfile"))
+		if err != nil {
+			return err
+		}
+		pointed, err := pointDockerfile(df, srv.Host, cfg.PassBuildArgs)
+		if err != nil {
+			return fmt.Errorf("%s: %w", app.Dir, err)
+		}
+		for _, b := range pointed.Bases {
+			bases[b] = true
+		}
+		apps = append(apps, &appState{app: app, pointed: pointed, locals: map[string]*localSystem{}})
+	}
 	baseDir := filepath.Join(work, "base")
 	bp, err := podman.New(podman.ConfigAt(baseDir))
 	if err != nil {
@@ -75,33 +105,37 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	t := time.Now()
-	err = makeNodeBase(ctx, bp, baseRef, baseLog)
-	baseLog.Close()
-	if err != nil {
-		return fmt.Errorf("node base image: %w", err)
+	for _, b := range slices.Sorted(maps.Keys(bases)) {
+		ref := srv.Host + "/base/" + b
+		name, _, _ := strings.Cut(b, ":")
+		progress("making the base image %s from the host", ref)
+		t := time.Now()
+		if err := makeBase(ctx, bp, name, ref, baseLog); err != nil {
+			baseLog.Close()
+			return fmt.Errorf("base image %s: %w", b, err)
+		}
+		progress("base image pushed in %s", time.Since(t).Round(time.Millisecond))
 	}
+	baseLog.Close()
 	removeStorage(bp, baseDir)
-	progress("base image pushed in %s", time.Since(t).Round(time.Millisecond))
 
-	var deps []depVariant
 	if slices.Contains(cfg.Scenarios, "deps") {
-		progress("preparing %d dependency bumps (npm install --package-lock-only)", cfg.Runs)
-		if deps, err = prepareDepVariants(ctx, cfg.AppDir, work, cfg.Runs); err != nil {
-			return err
+		for _, a := range apps {
+			progress("%s: preparing %d dependency bumps (%s)", a.app.Name, cfg.Runs, a.app.BumpTool)
+			if a.deps, err = prepareDepVariants(ctx, a.app, work, cfg.Runs); err != nil {
+				return err
+			}
 		}
 	}
 
-	res := &results{Machine: machine, Runs: cfg.Runs, Systems: cfg.Systems, Scenarios: cfg.Scenarios, Network: cfg.Network, Registry: srv.Host}
-	ci := &ciSystem{workDir: work, host: srv.Host, network: cfg.Network, timeout: cfg.BuildTimeout}
-	var (
-		repo    *appRepo
-		local   *localSystem
-		project string
-	)
+	res := &results{Machine: machine, Runs: cfg.Runs, Systems: cfg.Systems, Scenarios: cfg.Scenarios, Network: cfg.Network, Registry: srv.Host, Builders: builders}
+	for _, a := range apps {
+		res.Apps = append(res.Apps, appInfo{Name: a.app.Name, Title: a.app.Title, BuildArgs: a.pointed.BuildArgs})
+	}
+	ci := &ciSystem{b: floor, workDir: work, host: srv.Host, network: cfg.Network, timeout: cfg.BuildTimeout}
 	cleanups = append(cleanups, func() {
-		if local != nil {
-			local.remove()
+		for _, a := range apps {
+			a.removeLocals()
 		}
 	})
 	runsOf := func(sc string) int {
@@ -112,64 +146,93 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	total := 0
 	for _, sc := range cfg.Scenarios {
-		total += runsOf(sc)
+		total += runsOf(sc) * len(apps)
+	}
+	// coldStart gives an app everything new: repository, local storages,
+	// Slipway project (so a new machine and volume); CI's cache goes unused.
+	coldStart := func(a *appState, run int) error {
+		var err error
+		a.removeLocals()
+		if a.repo, err = newAppRepo(ctx, a.app, filepath.Join(work, "repos", fmt.Sprintf("%s-%d", a.app.Name, run+1)), a.pointed.Dockerfile); err != nil {
+			return err
+		}
+		for sys, b := range map[string]*builder{"local": floor, "local-old": old} {
+			if slices.Contains(cfg.Systems, sys) {
+				if a.locals[sys], err = newLocalSystem(sys, b, filepath.Join(work, fmt.Sprintf("%s-%s-%d", sys, a.app.Name, run+1)), srv.Host, cfg.Network, cfg.BuildTimeout); err != nil {
+					return err
+				}
+			}
+		}
+		a.project = fmt.Sprintf("%s%d", a.app.Name, run+1)
+		if slices.Contains(cfg.Systems, "slipway") {
+			return srv.addProject(ctx, a.project, a.repo.Dir, webhookSecret, a.pointed.BuildArgs)
+		}
+		return nil
+	}
+	// measure builds the app's commit sha (its parent before) with one
+	// system; attempt 2 is a retry.
+	measure := func(a *appState, sys, sc string, run int, before, sha string, attempt int) (sample, error) {
+		name := fmt.Sprintf("%s-%s-%d-%s", a.app.Name, sc, run+1, sys)
+		if attempt > 1 {
+			name += fmt.Sprintf("-attempt%d", attempt)
+		}
+		logf, err := os.Create(filepath.Join(logDir, name+".log"))
+		if err != nil {
+			return sample{}, err
+		}
+		defer logf.Close()
+		job := buildJob{App: a.app.Name, RepoDir: a.repo.Dir, Commit: sha, BuildArgs: a.pointed.BuildArgs, Log: logf}
+		switch sys {
+		case "local", "local-old":
+			return a.locals[sys].measure(ctx, job)
+		case "slipway":
+			return srv.deploy(ctx, a.project, a.repo.Dir, webhookSecret, before, sha, cfg.BuildTimeout)
+		default:
+			return ci.measure(ctx, job, sc != "cold")
+		}
 	}
 	n := 0
 	for _, sc := range cfg.Scenarios {
 		for run := 0; run < runsOf(sc); run++ {
-			n++
-			var before, sha string
-			if sc == "cold" {
-				// Everything new: repository, local storage, Slipway
-				// project (so a new machine and volume), CI cache unused.
-				if local != nil {
-					local.remove()
-					local = nil
-				}
-				if repo, err = newAppRepo(ctx, cfg.AppDir, filepath.Join(work, "repos", fmt.Sprintf("app-%d", run+1)), baseRef); err != nil {
-					return err
-				}
-				before, sha = strings.Repeat("0", 40), repo.Head
-				if slices.Contains(cfg.Systems, "local") {
-					if local, err = newLocalSystem(filepath.Join(work, fmt.Sprintf("local-%d", run+1)), srv.Host, cfg.Network, cfg.BuildTimeout); err != nil {
+			for _, a := range rotate(apps, run) {
+				n++
+				var before, sha string
+				if sc == "cold" {
+					if err := coldStart(a, run); err != nil {
+						return err
+					}
+					before, sha = strings.Repeat("0", 40), a.repo.Head
+				} else {
+					before = a.repo.Head
+					if sha, err = a.repo.change(ctx, a.app, sc, run, a.deps); err != nil {
 						return err
 					}
 				}
-				project = fmt.Sprintf("bench%d", run+1)
-				if slices.Contains(cfg.Systems, "slipway") {
-					if err := srv.addProject(ctx, project, repo.Dir, webhookSecret); err != nil {
-						return err
+				progress("[%d/%d] %s: %s, run %d of %d: commit %s", n, total, a.app.Name, scenarioTitle[sc], run+1, runsOf(sc), sha[:12])
+				for _, sys := range rotate(cfg.Systems, run) {
+					load := loadAvg()
+					smp, err := measure(a, sys, sc, run, before, sha, 1)
+					retried := ""
+					if err != nil && ctx.Err() == nil {
+						// A build that fails is most often the network
+						// (the npm registry, the module proxy): once more,
+						// and the sample says so.
+						retried = failureSummary(err.Error())
+						progress("    %-9s failed: %s; once more", sys, retried)
+						load = loadAvg()
+						smp, err = measure(a, sys, sc, run, before, sha, 2)
 					}
+					if err != nil {
+						return fmt.Errorf("%s, %s, run %d, %s: %w", a.app.Name, sc, run+1, sys, err)
+					}
+					smp.App, smp.Scenario, smp.Run, smp.Load1, smp.Retried = a.app.Name, sc, run+1, load, retried
+					res.Samples = append(res.Samples, smp)
+					note := ""
+					if retried != "" {
+						note = "; second attempt"
+					}
+					progress("    %-9s %6.1f s  (%s; %s; load %.1f%s)", sys, float64(smp.TotalMs)/1000, phaseSummary(smp), stepSummary(smp.Steps), load, note)
 				}
-			} else {
-				before = repo.Head
-				if sha, err = repo.change(ctx, sc, run, deps); err != nil {
-					return err
-				}
-			}
-			progress("[%d/%d] %s, run %d of %d: commit %s", n, total, scenarioTitle[sc], run+1, runsOf(sc), sha[:12])
-			for _, sys := range rotate(cfg.Systems, run) {
-				logf, err := os.Create(filepath.Join(logDir, fmt.Sprintf("%s-%d-%s.log", sc, run+1, sys)))
-				if err != nil {
-					return err
-				}
-				var smp sample
-				load := loadAvg()
-				switch sys {
-				case "local":
-					smp, err = local.measure(ctx, repo.Dir, sha, logf)
-				case "slipway":
-					smp, err = srv.deploy(ctx, project, repo.Dir, webhookSecret, before, sha, cfg.BuildTimeout)
-				case "ci":
-					smp, err = ci.measure(ctx, repo.Dir, sha, sc != "cold", logf)
-				}
-				logf.Close()
-				if err != nil {
-					return fmt.Errorf("%s, run %d, %s: %w", sc, run+1, sys, err)
-				}
-				smp.Scenario, smp.Run, smp.Load1 = sc, run+1, load
-				res.Samples = append(res.Samples, smp)
-				progress("    %-8s %6.1f s  (%s; %s; load %.1f)", sys, float64(smp.TotalMs)/1000, phaseSummary(smp), stepSummary(smp.Steps), load)
 			}
 		}
 	}
@@ -213,11 +276,44 @@ func workDir(dir, prefix string) (string, error) {
 	return filepath.Abs(dir)
 }
 
-// rotate returns systems starting at index run, so no system always goes
-// first (after the others warmed the page cache) or last.
-func rotate(systems []string, run int) []string {
-	k := run % len(systems)
-	return append(slices.Clone(systems[k:]), systems[:k]...)
+// rotate returns xs starting at index run, so no system (or app) always
+// goes first (after the others warmed the page cache) or last.
+func rotate[T any](xs []T, run int) []T {
+	k := run % len(xs)
+	return append(slices.Clone(xs[k:]), xs[:k]...)
+}
+
+// failureSummary is a failed build's error in one line: its first line
+// and, from the output that follows it, the builder's last "Error:" line
+// (which names the step).
+func failureSummary(msg string) string {
+	lines := strings.Split(strings.TrimSpace(msg), "\n")
+	out := lines[0]
+	for i := len(lines) - 1; i > 0; i-- {
+		if strings.HasPrefix(strings.TrimSpace(lines[i]), "Error:") {
+			return out + ": " + strings.TrimSpace(lines[i])
+		}
+	}
+	return out
+}
+
+// appState is one app during a run: its Dockerfile, its prepared
+// dependency bumps, and the repository, local storages and Slipway project
+// of the current cold run.
+type appState struct {
+	app     *benchApp
+	pointed pointedDockerfile
+	deps    []depVariant
+	repo    *appRepo
+	locals  map[string]*localSystem // by system
+	project string
+}
+
+func (a *appState) removeLocals() {
+	for sys, l := range a.locals {
+		l.remove()
+		delete(a.locals, sys)
+	}
 }
 
 func phaseSummary(s sample) string {

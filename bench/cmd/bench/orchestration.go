@@ -124,7 +124,7 @@ func RunOrchestration(ctx context.Context, cfg Config, n int) error {
 		if t.repo, err = newTinyRepo(ctx, filepath.Join(dir, "repo")); err != nil {
 			return err
 		}
-		if err := srv.addProject(ctx, t.project, t.repo.Dir, webhookSecret); err != nil {
+		if err := srv.addProject(ctx, t.project, t.repo.Dir, webhookSecret, nil); err != nil {
 			return err
 		}
 		progress("%s: server at %s, project %s", bin, srv.URL, t.project)

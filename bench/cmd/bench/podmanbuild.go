@@ -5,8 +5,10 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"maps"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -125,10 +127,14 @@ func (s *lineSink) flush() {
 	}
 }
 
-// buildSpec is one podman build of the sample app.
+// buildSpec is one build of a sample app by the local floor or clean CI.
 type buildSpec struct {
 	ContextDir string
 	Tag        string
+	// BuildArgs are passed with --build-arg.
+	BuildArgs map[string]string
+	// Flags are the builder's own (builder.BuildFlags).
+	Flags []string
 	// Network is podman build --network ("" for the default).
 	Network string
 	// CacheFrom and CacheTo are registry repositories for the layer cache
@@ -138,13 +144,19 @@ type buildSpec struct {
 	Log io.Writer
 }
 
-// podmanBuild runs podman build on p's storage the way a developer would
-// (layers on, the engine's tmp dir as TMPDIR so RUN cache mounts persist in
-// the storage directory) and returns its steps and wall time. It uses
-// p.Command rather than p.Build because the local floor must keep its
-// cache mounts between builds and clean CI needs --cache-from/--cache-to.
-func podmanBuild(ctx context.Context, p *podman.Podman, b buildSpec) ([]step, time.Duration, error) {
+// runBuild runs `podman build` or `buildah build` (whichever p runs) on
+// p's storage the way a developer would (layers on, the engine's tmp dir
+// as TMPDIR so RUN cache mounts persist in the storage directory) and
+// returns its steps and wall time. Both tools print the same STEP, "-->
+// Using cache" and COMMIT lines. It uses p.Command rather than p.Build
+// because the local floor must keep its cache mounts between builds and
+// clean CI needs --cache-from/--cache-to.
+func runBuild(ctx context.Context, p *podman.Podman, b buildSpec) ([]step, time.Duration, error) {
 	args := []string{"build", "--layers", "--format", "oci", "--tls-verify=false", "-t", b.Tag}
+	args = append(args, b.Flags...)
+	for _, k := range slices.Sorted(maps.Keys(b.BuildArgs)) {
+		args = append(args, "--build-arg", k+"="+b.BuildArgs[k])
+	}
 	if b.Network != "" {
 		args = append(args, "--network", b.Network)
 	}
@@ -165,7 +177,7 @@ func podmanBuild(ctx context.Context, p *podman.Podman, b buildSpec) ([]step, ti
 	end := time.Now()
 	sp.finish(end)
 	if err != nil {
-		return nil, 0, fmt.Errorf("podman build %s: %w\n%s", b.Tag, err, strings.Join(sink.tail, "\n"))
+		return nil, 0, fmt.Errorf("%s build %s: %w\n%s", filepath.Base(p.Config().Binary), b.Tag, err, strings.Join(sink.tail, "\n"))
 	}
 	return sp.steps, end.Sub(start), nil
 }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"os/exec"
@@ -158,8 +159,14 @@ func (s *slipwayServer) adminToken() string {
 	return s.token
 }
 
-func (s *slipwayServer) addProject(ctx context.Context, name, repoDir, secret string) error {
-	_, err := s.cli(ctx, "project", "add", name, "--repo", "file://"+repoDir, "--webhook-secret", secret)
+// addProject adds a project for the repository repoDir, with buildArgs as
+// its build arguments.
+func (s *slipwayServer) addProject(ctx context.Context, name, repoDir, secret string, buildArgs map[string]string) error {
+	args := []string{"project", "add", name, "--repo", "file://" + repoDir, "--webhook-secret", secret}
+	for _, k := range slices.Sorted(maps.Keys(buildArgs)) {
+		args = append(args, "--build-arg", k+"="+buildArgs[k])
+	}
+	_, err := s.cli(ctx, args...)
 	return err
 }
 

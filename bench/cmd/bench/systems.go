@@ -16,6 +16,8 @@ import (
 
 // sample is one measured build of one system.
 type sample struct {
+	// App is the sample app (benchApp.Name).
+	App      string `json:"app"`
 	Scenario string `json:"scenario"`
 	Run      int    `json:"run"`
 	System   string `json:"system"`
@@ -30,6 +32,9 @@ type sample struct {
 	// Load1 is the machine's one-minute load average when the sample
 	// started: the machine may be shared, and a high load explains outliers.
 	Load1 float64 `json:"load1"`
+	// Retried is why the first attempt failed when this sample is a
+	// second one: on warm storage it started from what the first left.
+	Retried string `json:"retried,omitempty"`
 
 	// For the orchestration benchmark (slipway only): when the POST was
 	// sent, the deployment, and its stored log lines.
@@ -49,8 +54,23 @@ func loadAvg() float64 {
 	return l
 }
 
-// localSystem is the floor: podman build + push by hand on one warm storage.
+// buildJob is one commit of one app for the local floor or clean CI.
+type buildJob struct {
+	App     string
+	RepoDir string
+	Commit  string
+	// BuildArgs are passed with --build-arg (the project's build arguments).
+	BuildArgs map[string]string
+	Log       io.Writer
+}
+
+// localSystem is a developer's warm build: build + push by hand on one
+// storage of its own (the layer cache and the RUN cache mounts persist),
+// with one builder. "local" (the floor) builds with the new builder,
+// "local-old" with the old one.
 type localSystem struct {
+	name    string // the system: "local" or "local-old"
+	b       *builder
 	dir     string
 	p       *podman.Podman
 	host    string
@@ -58,30 +78,30 @@ type localSystem struct {
 	timeout time.Duration
 }
 
-func newLocalSystem(dir, host, network string, timeout time.Duration) (*localSystem, error) {
-	p, err := podman.New(podman.ConfigAt(dir))
+func newLocalSystem(name string, b *builder, dir, host, network string, timeout time.Duration) (*localSystem, error) {
+	p, err := b.storage(dir)
 	if err != nil {
 		return nil, err
 	}
-	return &localSystem{dir: dir, p: p, host: host, network: network, timeout: timeout}, nil
+	return &localSystem{name: name, b: b, dir: dir, p: p, host: host, network: network, timeout: timeout}, nil
 }
 
-func (l *localSystem) measure(ctx context.Context, repoDir, sha string, log io.Writer) (sample, error) {
+func (l *localSystem) measure(ctx context.Context, job buildJob) (sample, error) {
 	ctx, cancel := context.WithTimeout(ctx, l.timeout)
 	defer cancel()
-	tag := l.host + "/bench-local:" + sha
+	tag := fmt.Sprintf("%s/bench-%s/%s:%s", l.host, l.name, job.App, job.Commit)
 	start := time.Now()
-	steps, buildDur, err := podmanBuild(ctx, l.p, buildSpec{ContextDir: repoDir, Tag: tag, Network: l.network, Log: log})
+	steps, buildDur, err := runBuild(ctx, l.p, buildSpec{ContextDir: job.RepoDir, Tag: tag, BuildArgs: job.BuildArgs, Flags: l.b.BuildFlags, Network: l.network, Log: job.Log})
 	if err != nil {
 		return sample{}, err
 	}
 	pushStart := time.Now()
-	if _, err := l.p.Push(ctx, tag, false, log); err != nil {
+	if _, err := l.p.Push(ctx, tag, false, job.Log); err != nil {
 		return sample{}, err
 	}
 	end := time.Now()
 	return sample{
-		System: "local", Commit: sha, TotalMs: ms(end.Sub(start)), Steps: steps,
+		System: l.name, Commit: job.Commit, TotalMs: ms(end.Sub(start)), Steps: steps,
 		PhasesMs: map[string]int64{"build": ms(buildDur), "push": ms(end.Sub(pushStart))},
 	}, nil
 }
@@ -93,7 +113,10 @@ func (l *localSystem) remove() {
 
 // ciSystem is clean CI: every build gets a new, empty storage and a shallow
 // clone, imports the layer cache from the registry and exports it again.
+// It builds with the local floor's builder, so that the two differ only in
+// what a hosted CI machine lacks: warm storage.
 type ciSystem struct {
+	b       *builder
 	workDir string
 	host    string
 	network string
@@ -101,48 +124,49 @@ type ciSystem struct {
 	n       int
 }
 
-// cacheRepo is where clean CI keeps its layer cache in the registry.
-func (c *ciSystem) cacheRepo() string { return c.host + "/bench-ci-cache" }
+// cacheRepo is where clean CI keeps an app's layer cache in the registry.
+func (c *ciSystem) cacheRepo(app string) string { return c.host + "/bench-ci-cache/" + app }
 
-func (c *ciSystem) measure(ctx context.Context, repoDir, sha string, importCache bool, log io.Writer) (sample, error) {
+func (c *ciSystem) measure(ctx context.Context, job buildJob, importCache bool) (sample, error) {
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	c.n++
 	dir := filepath.Join(c.workDir, fmt.Sprintf("ci-%03d", c.n))
 	src := filepath.Join(dir, "src")
-	tag := c.host + "/bench-ci:" + sha
+	tag := fmt.Sprintf("%s/bench-ci/%s:%s", c.host, job.App, job.Commit)
 	start := time.Now()
-	clone := exec.CommandContext(ctx, "git", "clone", "--quiet", "--depth", "1", "--branch", "main", "file://"+repoDir, src)
+	clone := exec.CommandContext(ctx, "git", "clone", "--quiet", "--depth", "1", "--branch", "main", "file://"+job.RepoDir, src)
 	if out, err := clone.CombinedOutput(); err != nil {
 		return sample{}, fmt.Errorf("git clone: %w\n%s", err, out)
 	}
 	cloned := time.Now()
-	p, err := podman.New(podman.ConfigAt(filepath.Join(dir, "podman")))
+	p, err := c.b.storage(filepath.Join(dir, "storage"))
 	if err != nil {
 		return sample{}, err
 	}
 	defer removeStorage(p, dir)
-	spec := buildSpec{ContextDir: src, Tag: tag, Network: c.network, CacheTo: c.cacheRepo(), Log: log}
+	spec := buildSpec{ContextDir: src, Tag: tag, BuildArgs: job.BuildArgs, Flags: c.b.BuildFlags, Network: c.network, CacheTo: c.cacheRepo(job.App), Log: job.Log}
 	if importCache {
-		spec.CacheFrom = c.cacheRepo()
+		spec.CacheFrom = c.cacheRepo(job.App)
 	}
-	steps, buildDur, err := podmanBuild(ctx, p, spec)
+	steps, buildDur, err := runBuild(ctx, p, spec)
 	if err != nil {
 		return sample{}, err
 	}
 	pushStart := time.Now()
-	if _, err := p.Push(ctx, tag, false, log); err != nil {
+	if _, err := p.Push(ctx, tag, false, job.Log); err != nil {
 		return sample{}, err
 	}
 	end := time.Now()
 	return sample{
-		System: "ci", Commit: sha, TotalMs: ms(end.Sub(start)), Steps: steps,
+		System: "ci", Commit: job.Commit, TotalMs: ms(end.Sub(start)), Steps: steps,
 		PhasesMs: map[string]int64{"clone": ms(cloned.Sub(start)), "build": ms(buildDur), "push": ms(end.Sub(pushStart))},
 	}, nil
 }
 
-// removeStorage resets a podman storage (unmounting its layers) and
-// deletes dir. Failures are ignored: it is only disk space.
+// removeStorage resets a storage (unmounting its layers; buildah has no
+// reset, and the unmounts below do it) and deletes dir. Failures are
+// ignored: it is only disk space.
 func removeStorage(p *podman.Podman, dir string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
