@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -8,11 +9,12 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/slipway-ci/slipway/buildah"
 	"github.com/slipway-ci/slipway/podman"
 )
 
 // defaultBuildah is where scripts/setup installs the new builder.
-const defaultBuildah = "/usr/local/libexec/slipway/buildah"
+const defaultBuildah = buildah.DefaultBinary
 
 // builder is the tool the local floor and clean CI build and push with:
 // `podman build` (the old builder: Debian's podman 4.3, which builds with
@@ -90,6 +92,11 @@ func toolVersion(bin string) string {
 // reads the same containers.conf. Each builder gets storages of its own
 // (buildah 1.42 does not reuse podman 4.3's layer cache anyway).
 func (b *builder) storage(dir string) (*podman.Podman, error) {
+	if b.Name == "buildah" {
+		cfg := buildah.ConfigAt(dir)
+		cfg.Binary = b.Bin
+		return buildah.New(context.Background(), cfg)
+	}
 	cfg := podman.ConfigAt(dir)
 	cfg.Binary = b.Bin
 	return podman.New(cfg)

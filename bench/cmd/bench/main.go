@@ -111,7 +111,7 @@ func main() {
 	flag.StringVar(&systems, "systems", "", "systems to measure: "+strings.Join(allSystems, ",")+" (default all; local-old only with the new builder)")
 	flag.StringVar(&apps, "apps", strings.Join(allApps, ","), "sample apps to build: "+strings.Join(allApps, ","))
 	flag.StringVar(&cfg.Buildah, "buildah", defaultBuildah, "the new builder (buildah 1.42.1) for the local floor and clean CI; when missing, both build with podman and local-old is left out")
-	flag.BoolVar(&cfg.PassBuildArgs, "build-args", false, "pass the base images of an app's ARGs as build arguments (slipway project add --build-arg) instead of rewriting the ARG defaults")
+	flag.BoolVar(&cfg.PassBuildArgs, "build-args", true, "pass the base images of an app's ARGs as build arguments (slipway project add --build-arg) instead of rewriting the ARG defaults")
 	flag.StringVar(&cfg.OutDir, "out", "", "results directory (default bench/results)")
 	flag.BoolVar(&noWrite, "no-write", false, "print the results only; write no files")
 	flag.StringVar(&cfg.WorkDir, "work", "", "work directory (default a new temporary directory)")

@@ -108,6 +108,9 @@ func (l *localSystem) measure(ctx context.Context, job buildJob) (sample, error)
 
 // remove empties the storage and deletes the directory.
 func (l *localSystem) remove() {
+	if l == nil || l.p == nil {
+		return
+	}
 	removeStorage(l.p, l.dir)
 }
 
