@@ -5,7 +5,9 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -29,6 +31,11 @@ type escapeAttempt struct {
 	// flags are `slipway project add` flags (another Dockerfile path or
 	// context).
 	flags []string
+	// submodule makes the commit's sub/ a submodule of a repository on
+	// the host holding the sentinel's contents (a file:// URL), and serves
+	// the project's repository over git:// (a project fetched from a local
+	// path may use local submodules; one fetched over the network may not).
+	submodule bool
 	// refused is part of the error the agent's policy refuses the build
 	// with; "" when the policy lets the build run (the builder itself
 	// must then keep it inside).
@@ -62,6 +69,7 @@ var escapeAttempts = []escapeAttempt{
 	{name: "ignore file linked out", dockerfile: "FROM BASE\nCOPY . /ctx/\n", links: map[string]string{".dockerignore": "SENTINEL"}, refused: "points outside the repository"},
 	{name: "Dockerfile linked out", dockerfile: "FROM BASE\n", links: map[string]string{"evil.Dockerfile": "SENTINELDIR/evil.Dockerfile"}, flags: []string{"--dockerfile", "evil.Dockerfile"}, refused: "points outside the repository"},
 	{name: "context linked out", dockerfile: "FROM BASE\n", flags: []string{"--context", "root"}, refused: "points outside the repository"},
+	{name: "submodule of a repository on the host", dockerfile: "FROM BASE\nCOPY sub/stolen.txt /stolen\nRUN cat /stolen\n", submodule: true, refused: "is a local path or file:// URL"},
 }
 
 // newSentinel makes the sentinel file: readable and writable by anyone, as
@@ -133,9 +141,13 @@ func testEscapes(t *testing.T, mode string) {
 					t.Fatal(err)
 				}
 			}
+			repo := dir
+			if a.submodule {
+				repo = hostileSubmodule(t, dir, marker)
+			}
 			sha := testenv.Commit(t, dir, nil)
 			project := "escape-" + string(rune('a'+i/26)) + string(rune('a'+i%26))
-			s.addProject(t, project, dir, a.flags...)
+			s.addProject(t, project, repo, a.flags...)
 			out, _ := s.cli(t, "deploy", project, "--commit", sha, "--wait")
 			ds := s.deployments(t, project)
 			if len(ds) == 0 {
@@ -176,6 +188,33 @@ func testEscapes(t *testing.T, mode string) {
 	}
 }
 
+// hostileSubmodule adds to the repository dir a submodule sub/ that is a
+// repository on this host holding marker (the way a commit would name
+// another project's mirror), and serves dir over git:// on loopback (git
+// daemon, for this test only). It returns the git:// URL.
+func hostileSubmodule(t *testing.T, dir, marker string) string {
+	t.Helper()
+	host, _ := testenv.GitRepo(t, map[string]string{"stolen.txt": marker + "\n"})
+	testenv.Git(t, dir, "-c", "protocol.file.allow=always", "submodule", "add", "--quiet", "file://"+host, "sub")
+	addr := freeAddr(t)
+	_, port, _ := strings.Cut(addr, ":")
+	d := exec.Command("git", "daemon", "--reuseaddr", "--export-all", "--listen=127.0.0.1", "--port="+port, dir)
+	if err := d.Start(); err != nil {
+		t.Fatalf("git daemon: %v", err)
+	}
+	t.Cleanup(func() { d.Process.Kill(); d.Wait() })
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if c, err := net.Dial("tcp", addr); err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("git daemon did not listen")
+		}
+	}
+	return "git://" + addr + dir
+}
+
 // TestEscapeBuilderAlone runs the escape attempts that the agent's policy
 // refuses straight through the builder, without the policy, as root: the
 // builder itself (buildah 1.42, CVE-2024-1753 fixed) must keep every one of
@@ -189,7 +228,7 @@ func TestEscapeBuilderAlone(t *testing.T) {
 	subst := strings.NewReplacer("SENTINELDIR", sentinelDir, "SENTINEL", sentinel, "BASE", base)
 	tried, escaped := 0, 0
 	for i, a := range escapeAttempts {
-		if a.flags != nil || a.links != nil || strings.Contains(a.dockerfile, "--network=host") || strings.Contains(a.dockerfile, "--security") {
+		if a.flags != nil || a.links != nil || a.submodule || strings.Contains(a.dockerfile, "--network=host") || strings.Contains(a.dockerfile, "--security") {
 			continue // project settings and RUN flags the builder's own parser refuses or the runtime checks
 		}
 		tried++
