@@ -445,13 +445,14 @@ func DeploymentWorkflow(ctx workflow.Context, in DeploymentInput) (res slipway.D
 	}
 	if buildErr != nil {
 		// The phases the agent went through, as far as it got.
-		for k, v := range progress.agentTimings(workflow.Now(ctx)) {
-			timings[k] = v
+		agent := progress.agentTimings(workflow.Now(ctx))
+		for _, k := range sortedKeys(agent) {
+			timings[k] = agent[k]
 		}
 		return failed("build", buildErr), nil
 	}
-	for k, v := range built.Timings {
-		timings[k] = v
+	for _, k := range sortedKeys(built.Timings) {
+		timings[k] = built.Timings[k]
 	}
 	return slipway.DeploymentResult{Status: slipway.StatusSucceeded, Image: built.Image, Digest: built.Digest, Steps: built.Steps}, nil
 }
