@@ -2,23 +2,15 @@ package graphql_test
 
 import (
 	"encoding/json"
-	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/slipway-ci/slipway/sqlite"
 )
 
 // Build arguments through the API over a real store: given at addProject,
 // shown in clear on Project, changed by setBuildArgs; bad ones get clear
 // errors and change nothing.
 func TestBuildArgs(t *testing.T) {
-	db, err := sqlite.Open(filepath.Join(t.TempDir(), "s.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	e := newEnvWith(t, func(c *graphqlConfig) { c.Store = db })
+	e := newEnv(t, nil)
 	type arg struct{ Name, Value string }
 	args := func(raw json.RawMessage) []arg {
 		t.Helper()
@@ -82,7 +74,7 @@ func TestBuildArgs(t *testing.T) {
 	if got := str(args(q.Project)); got != want {
 		t.Errorf("after refused changes, buildArgs = %s, want %s", got, want)
 	}
-	if p, _ := db.Project(t.Context(), "api"); p != nil {
+	if p, _ := e.store.Project(t.Context(), "api"); p != nil {
 		t.Errorf("a project with bad build arguments was created: %+v", p)
 	}
 }

@@ -18,6 +18,8 @@ import (
 
 	"github.com/slipway-ci/slipway"
 	"github.com/slipway-ci/slipway/graphql"
+	"github.com/slipway-ci/slipway/sqlite"
+	"github.com/slipway-ci/slipway/sqlite/sqlitetest"
 )
 
 type gqlError struct {
@@ -34,15 +36,15 @@ type response struct {
 
 type env struct {
 	url      string
-	token    string // an API token the server knows
-	store    *memStore
-	tokens   *memTokens
-	deployer *fakeDeployer
+	token    string     // an API token the server knows
+	store    *sqlite.DB // also the token store
+	deployer *sqlitetest.Deployer
 	machines *fakeMachines
 	logs     *bytes.Buffer
 }
 
-// newEnv serves the API with in-memory fakes on a real socket.
+// newEnv serves the API over a real store on a real socket, with a
+// Deployer that records deployments without building them.
 func newEnv(t *testing.T, wrap func(slipway.Store) slipway.Store) *env {
 	t.Helper()
 	return newEnvWith(t, func(c *graphql.Config) {
@@ -58,9 +60,9 @@ type graphqlConfig = graphql.Config
 // newEnvWith is newEnv with a last say on the configuration.
 func newEnvWith(t *testing.T, configure func(*graphql.Config)) *env {
 	t.Helper()
-	store := newMemStore()
-	e := &env{store: store, tokens: newMemTokens(), deployer: &fakeDeployer{store: store}, machines: &fakeMachines{store: store}, logs: &bytes.Buffer{}}
-	token, _, err := slipway.IssueToken(t.Context(), e.tokens, "test")
+	store := sqlitetest.Open(t)
+	e := &env{store: store, deployer: &sqlitetest.Deployer{Store: store}, machines: &fakeMachines{store: store}, logs: &bytes.Buffer{}}
+	token, _, err := slipway.IssueToken(t.Context(), store, "test")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +71,7 @@ func newEnvWith(t *testing.T, configure func(*graphql.Config)) *env {
 		Store:     store,
 		Deployer:  e.deployer,
 		Machines:  e.machines,
-		Tokens:    e.tokens,
+		Tokens:    store,
 		PublicURL: "https://ci.example.com/",
 		Logger:    slog.New(slog.NewTextHandler(e.logs, nil)),
 	}
@@ -251,7 +253,7 @@ func TestDeploy(t *testing.T) {
 	}
 	e.do(t, deploy, map[string]any{"in": map[string]any{"project": "web", "ref": "dev"}}).ok(t, &got)
 
-	reqs := e.deployer.requests()
+	reqs := e.deployer.Requests()
 	want := []slipway.DeployRequest{
 		{Project: "web", Commit: sha, Trigger: slipway.TriggerManual},
 		{Project: "web", Ref: "dev", Trigger: slipway.TriggerManual},
@@ -273,7 +275,7 @@ func TestDeploy(t *testing.T) {
 
 // seed stores project web with three deployments, the last one failed with
 // four log lines.
-func seed(t *testing.T, s *memStore) {
+func seed(t *testing.T, s slipway.Store) {
 	t.Helper()
 	ctx := t.Context()
 	if err := s.CreateProject(ctx, &slipway.Project{Name: "web", Repo: "file:///r", Branch: "main", Dockerfile: "Dockerfile", Context: "."}); err != nil {
@@ -438,15 +440,25 @@ func TestDeploymentLogs(t *testing.T) {
 	}
 }
 
-// failingStore fails every listing with an error users must not see.
+// failingStore is the real store whose listing of projects fails with an
+// error users must not see.
 type failingStore struct{ slipway.Store }
 
 func (failingStore) Projects(context.Context) ([]*slipway.Project, error) {
 	return nil, errors.New("database is locked: /var/lib/secret/path.db")
 }
 
+// panickingDeployer panics in Deploy, for the API's recovery.
+type panickingDeployer struct{ slipway.Deployer }
+
+func (panickingDeployer) Deploy(context.Context, slipway.DeployRequest) (*slipway.Deployment, bool, error) {
+	panic("boom")
+}
+
 func TestInternalErrors(t *testing.T) {
-	e := newEnv(t, func(s slipway.Store) slipway.Store { return failingStore{s} })
+	e := newEnvWith(t, func(c *graphql.Config) {
+		c.Store, c.Deployer = failingStore{c.Store}, panickingDeployer{c.Deployer}
+	})
 	seed(t, e.store)
 
 	r := e.do(t, `{ projects { name } }`, nil)
@@ -460,7 +472,6 @@ func TestInternalErrors(t *testing.T) {
 		t.Errorf("the cause was not logged: %s", e.logs)
 	}
 
-	e.deployer.panicWith = "boom"
 	r = e.do(t, `mutation { deploy(input: {project: "web"}) { id } }`, nil)
 	if code, msg := r.code(t); code != slipway.EINTERNAL || msg != "internal error" {
 		t.Errorf("panic = code %q, message %q; want internal error", code, msg)
@@ -501,7 +512,7 @@ func TestGET(t *testing.T) {
 	if status, _ := get(`mutation { deploy(input: {project: "web"}) { id } }`); status == http.StatusOK {
 		t.Errorf("GET mutation answered 200")
 	}
-	if n := len(e.deployer.requests()); n != 0 {
+	if n := len(e.deployer.Requests()); n != 0 {
 		t.Errorf("GET mutation reached the deployer %d times", n)
 	}
 }

@@ -21,11 +21,11 @@ import (
 func TestAuth(t *testing.T) {
 	e := newEnv(t, nil)
 	seed(t, e.store)
-	revoked, rt, err := slipway.IssueToken(t.Context(), e.tokens, "old")
+	revoked, rt, err := slipway.IssueToken(t.Context(), e.store, "old")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := e.tokens.DeleteToken(t.Context(), rt.ID); err != nil {
+	if err := e.store.DeleteToken(t.Context(), rt.ID); err != nil {
 		t.Fatal(err)
 	}
 	query := `{"query": "{ projects { name } }"}`
@@ -267,6 +267,30 @@ func (w *ws) until(id string, within time.Duration) (nexts []json.RawMessage, er
 	}
 }
 
+// await waits until subscription id has sent a next message whose payload
+// contains want, and fails the test after within. It consumes nothing:
+// until still returns every message.
+func (w *ws) await(id, want string, within time.Duration) {
+	w.t.Helper()
+	ctx, cancel := context.WithTimeout(w.t.Context(), within)
+	defer cancel()
+	for i := 0; ; i++ {
+		for ; i < len(w.held[id]); i++ {
+			if m := w.held[id][i]; m.Type == "next" && strings.Contains(string(m.Payload), want) {
+				return
+			}
+		}
+		var m wsMsg
+		if err := wsjson.Read(ctx, w.c, &m); err != nil {
+			w.t.Fatalf("subscription %s never sent %s (got %d messages): %v", id, want, len(w.held[id]), err)
+		}
+		if m.ID != "" { // not a pong
+			w.held[m.ID] = append(w.held[m.ID], m)
+		}
+		i--
+	}
+}
+
 func TestWebSocketAuth(t *testing.T) {
 	e := newEnv(t, nil)
 	bearer := http.Header{"Authorization": {"Bearer " + e.token}}
@@ -308,18 +332,20 @@ func TestSubscriptionsPollingTheStore(t *testing.T) {
 	line := func(n int64) slipway.LogLine {
 		return slipway.LogLine{Deployment: "d-2", N: n, Time: time.Now(), Stream: "stdout", Text: fmt.Sprintf("line %d", n)}
 	}
-	time.Sleep(100 * time.Millisecond)
+	w.await("state", "QUEUED", 10*time.Second)
 	if err := e.store.MarkBuilding(ctx, "d-2", time.Now()); err != nil {
 		t.Fatal(err)
 	}
 	if err := e.store.AppendLogLines(ctx, []slipway.LogLine{line(1), line(2), line(4)}); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(400 * time.Millisecond)
+	// Line 2 out means a poll saw the gap at 3: line 4 must wait for it.
+	w.await("log", "line 2", 10*time.Second)
 	if err := e.store.AppendLogLines(ctx, []slipway.LogLine{line(3), line(5)}); err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(400 * time.Millisecond)
+	w.await("log", "line 5", 10*time.Second)
+	w.await("state", "BUILDING", 10*time.Second)
 	if err := e.store.FinishDeployment(ctx, "d-2", slipway.DeploymentResult{Status: slipway.StatusSucceeded}, time.Now()); err != nil {
 		t.Fatal(err)
 	}

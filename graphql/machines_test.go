@@ -14,7 +14,7 @@ import (
 // process provider does.
 type fakeMachines struct {
 	slipway.MachineProvider // the API only calls Status and Destroy
-	store                   *memStore
+	store                   slipway.Store
 	mu                      sync.Mutex
 	dead                    map[string]bool
 	checked                 []string

@@ -10,14 +10,39 @@ import (
 	"time"
 
 	"github.com/slipway-ci/slipway"
+	"github.com/slipway-ci/slipway/sqlite/sqlitetest"
 )
 
 // progressDeployer is a Deployer that knows the running deployments'
-// progress, as the real one learns it from their workflows.
+// progress, as the real one learns it from their workflows, and counts
+// the times it was asked.
 type progressDeployer struct {
-	*fakeDeployer
-	mu sync.Mutex
-	p  slipway.Progress
+	*sqlitetest.Deployer
+	mu    sync.Mutex
+	p     slipway.Progress
+	asked int
+}
+
+// awaitAsked waits until the Deployer was asked n more times than when
+// called: that many polls of a subscription.
+func (d *progressDeployer) awaitAsked(t *testing.T, n int) {
+	t.Helper()
+	d.mu.Lock()
+	want := d.asked + n
+	d.mu.Unlock()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		d.mu.Lock()
+		asked := d.asked
+		d.mu.Unlock()
+		if asked >= want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the progress was asked %d times in 10s, want %d", asked, want)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 func (d *progressDeployer) set(p slipway.Progress) {
@@ -29,6 +54,7 @@ func (d *progressDeployer) set(p slipway.Progress) {
 func (d *progressDeployer) Progress(_ context.Context, dep *slipway.Deployment) (*slipway.Progress, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	d.asked++
 	p := d.p
 	return &p, nil
 }
@@ -38,8 +64,9 @@ func (d *progressDeployer) Progress(_ context.Context, dep *slipway.Deployment) 
 func TestDeploymentProgress(t *testing.T) {
 	var pd *progressDeployer
 	e := newEnvWith(t, func(c *graphqlConfig) {
-		pd = &progressDeployer{fakeDeployer: c.Deployer.(*fakeDeployer)}
+		pd = &progressDeployer{Deployer: c.Deployer.(*sqlitetest.Deployer)}
 		c.Deployer = pd
+		c.PollInterval = 10 * time.Millisecond
 	})
 	seed(t, e.store)
 	ctx := t.Context()
@@ -57,9 +84,12 @@ func TestDeploymentProgress(t *testing.T) {
 		t.Fatal(err)
 	}
 	w.subscribe("state", `subscription { deploymentUpdated(id: "d-2") { status progress { phase step stepsTotal cachedSteps } } }`, nil)
-	time.Sleep(1500 * time.Millisecond) // many polls (every 250ms)
+	// Each state is polled several times: it is sent once.
+	w.await("state", `"step":2`, 10*time.Second)
+	pd.awaitAsked(t, 5)
 	pd.set(slipway.Progress{Phase: slipway.PhaseBuild, Step: 3, StepsTotal: 3, CachedSteps: 1})
-	time.Sleep(1500 * time.Millisecond) // many polls (every 250ms)
+	w.await("state", `"step":3`, 10*time.Second)
+	pd.awaitAsked(t, 5)
 	if err := e.store.FinishDeployment(ctx, "d-2", slipway.DeploymentResult{Status: slipway.StatusSucceeded,
 		Steps: []slipway.BuildStep{{N: 1, Cached: true}, {N: 2, Cached: true}, {N: 3}}}, time.Now()); err != nil {
 		t.Fatal(err)

@@ -1,22 +1,16 @@
 package graphql_test
 
 import (
-	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/slipway-ci/slipway/sqlite"
+	"github.com/slipway-ci/slipway"
 )
 
 // Build secrets through the API: set, list, replace, delete; the value is
 // write-only, bad names and sizes get clear errors.
 func TestSecrets(t *testing.T) {
-	db, err := sqlite.Open(filepath.Join(t.TempDir(), "s.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	e := newEnvWith(t, func(c *graphqlConfig) { c.Store, c.Secrets = db, db })
+	e := newEnvWith(t, func(c *graphqlConfig) { c.Secrets = c.Store.(slipway.SecretStore) })
 	e.do(t, addProject, map[string]any{"in": map[string]any{"name": "web", "repo": "file:///r"}}).ok(t, &addProjectData{})
 
 	const value = "write-only-value-4711"
