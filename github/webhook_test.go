@@ -15,11 +15,13 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/slipway-ci/slipway"
+	"github.com/slipway-ci/slipway/sqlite"
+	"github.com/slipway-ci/slipway/sqlite/sqlitetest"
 )
 
 // The payloads in testdata are octokit/webhooks' recordings of real GitHub
@@ -32,108 +34,94 @@ const (
 	commit  = "6113728f27ae82c7b1a177c8d03f9e96e0adf246"
 )
 
-// fakeStore serves ProjectsByRepo and DeploymentOfCommit from fixed
-// lists (deployments newest first). The embedded nil Store makes any other
-// method panic: the handler must not call them (Deployments, which reads a
-// whole project's history, included).
-type fakeStore struct {
+// lookupsOnly is the real store, failing the test if the handler reads a
+// project's whole history (Deployments): it must look a commit up
+// (DeploymentOfCommit) instead.
+type lookupsOnly struct {
 	slipway.Store
-	projects    []*slipway.Project
-	deployments []*slipway.Deployment
-	err         error // returned by DeploymentOfCommit when set
+	t *testing.T
 }
 
-func (s *fakeStore) DeploymentOfCommit(_ context.Context, project, branch, commit string) (*slipway.Deployment, error) {
-	if s.err != nil {
-		return nil, s.err
-	}
-	for _, d := range s.deployments {
-		if d.Project == project && strings.EqualFold(d.Commit, commit) && strings.TrimPrefix(d.Ref, "refs/heads/") == branch {
-			cp := *d
-			return &cp, nil
-		}
-	}
-	return nil, slipway.Errorf(slipway.ENOTFOUND, "no deployment of %s", commit)
+func (s lookupsOnly) Deployments(ctx context.Context, project string, limit int) ([]*slipway.Deployment, error) {
+	s.t.Errorf("the handler read the deployments of %s (limit %d)", project, limit)
+	return s.Store.Deployments(ctx, project, limit)
 }
 
-func (s *fakeStore) ProjectsByRepo(_ context.Context, urls []string) ([]*slipway.Project, error) {
-	keys := map[string]bool{}
-	for _, u := range urls {
-		keys[slipway.NormalizeRepoURL(u)] = true
-	}
-	var out []*slipway.Project
-	for _, p := range s.projects {
-		if keys[slipway.NormalizeRepoURL(p.Repo)] {
-			cp := *p
-			out = append(out, &cp)
-		}
-	}
-	return out, nil
+// failingLookups is the real store whose DeploymentOfCommit fails.
+type failingLookups struct {
+	slipway.Store
+	err error
 }
 
-// fakeDeployer records requests and, like the store, deduplicates by
-// delivery id across all projects.
-type fakeDeployer struct {
-	mu         sync.Mutex
-	calls      []slipway.DeployRequest
-	byDelivery map[string]*slipway.Deployment
-	created    int
-	err        error // returned by every call when set
-	panics     bool
+func (s failingLookups) DeploymentOfCommit(context.Context, string, string, string) (*slipway.Deployment, error) {
+	return nil, s.err
 }
 
-func (d *fakeDeployer) Deploy(_ context.Context, req slipway.DeployRequest) (*slipway.Deployment, bool, error) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.calls = append(d.calls, req)
-	if d.panics {
+// failingDeployer fails every Deploy with err, or panics when err is nil,
+// and counts the calls. The handler calls nothing else.
+type failingDeployer struct {
+	slipway.Deployer
+	err   error
+	calls atomic.Int32
+}
+
+func (d *failingDeployer) Deploy(context.Context, slipway.DeployRequest) (*slipway.Deployment, bool, error) {
+	d.calls.Add(1)
+	if d.err == nil {
 		panic("deployer exploded")
 	}
-	if d.err != nil {
-		return nil, false, d.err
-	}
-	if dep, ok := d.byDelivery[req.DeliveryID]; ok && req.DeliveryID != "" {
-		return dep, false, nil
-	}
-	d.created++
-	dep := &slipway.Deployment{
-		ID: fmt.Sprintf("dep-%d", d.created), Project: req.Project, Ref: req.Ref, Commit: req.Commit,
-		Trigger: req.Trigger, Status: slipway.StatusQueued, DeliveryID: req.DeliveryID,
-	}
-	if d.byDelivery == nil {
-		d.byDelivery = map[string]*slipway.Deployment{}
-	}
-	d.byDelivery[req.DeliveryID] = dep
-	return dep, true, nil
+	return nil, false, d.err
 }
 
-func (d *fakeDeployer) requests() []slipway.DeployRequest {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return append([]slipway.DeployRequest(nil), d.calls...)
+// replayingDeployer answers every Deploy with an earlier deployment, as
+// the real one answers the replay of a deployed commit under a new
+// delivery id. The handler calls nothing else.
+type replayingDeployer struct {
+	slipway.Deployer
+	earlier *slipway.Deployment
+}
+
+func (d replayingDeployer) Deploy(context.Context, slipway.DeployRequest) (*slipway.Deployment, bool, error) {
+	return d.earlier, false, nil
 }
 
 func webProject() *slipway.Project {
 	return &slipway.Project{Name: "web", Repo: "https://github.com/codertocat/hello-world", Branch: "master", WebhookSecret: secret}
 }
 
-// newServer starts the handler on a real socket.
-func newServer(t *testing.T, cfg HandlerConfig, projects ...*slipway.Project) (string, *fakeDeployer) {
+// newStore returns a real store holding projects.
+func newStore(t *testing.T, projects ...*slipway.Project) *sqlite.DB {
 	t.Helper()
-	dep := &fakeDeployer{}
-	if cfg.Deployer != nil {
-		dep = cfg.Deployer.(*fakeDeployer)
+	store := sqlitetest.Open(t)
+	for _, p := range projects {
+		sqlitetest.AddProject(t, store, *p)
 	}
-	store := &fakeStore{}
-	if cfg.Store != nil {
-		store = cfg.Store.(*fakeStore)
+	return store
+}
+
+// newServer starts the handler on a real socket over a real store holding
+// projects, with a Deployer that records deployments there.
+func newServer(t *testing.T, cfg HandlerConfig, projects ...*slipway.Project) (string, *sqlitetest.Deployer) {
+	t.Helper()
+	store := newStore(t, projects...)
+	dep := &sqlitetest.Deployer{Store: store}
+	return serve(t, cfg, store, dep), dep
+}
+
+// serve starts the handler on a real socket with store and dep unless cfg
+// has its own.
+func serve(t *testing.T, cfg HandlerConfig, store slipway.Store, dep slipway.Deployer) string {
+	t.Helper()
+	if cfg.Store == nil {
+		cfg.Store = lookupsOnly{store, t}
 	}
-	store.projects = projects
-	cfg.Store, cfg.Deployer = store, dep
+	if cfg.Deployer == nil {
+		cfg.Deployer = dep
+	}
 	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	srv := httptest.NewServer(NewHandler(cfg))
 	t.Cleanup(srv.Close)
-	return srv.URL + Path, dep
+	return srv.URL + Path
 }
 
 // fixture returns a testdata payload, changed by edit, as JSON.
@@ -246,12 +234,12 @@ func TestWebhook(t *testing.T) {
 	}{
 		{
 			name: "valid push", body: func(t *testing.T) []byte { return push(t, nil) }, headers: headers(),
-			wantStatus: http.StatusAccepted, wantMessage: "deployment dep-1 of master at 6113728f27ae queued", wantDeploy: true,
+			wantStatus: http.StatusAccepted, wantMessage: "deployment d-1 of master at 6113728f27ae queued", wantDeploy: true,
 		},
 		{
 			name: "form-encoded push", body: formBody,
 			headers:    headers("Content-Type", "application/x-www-form-urlencoded"),
-			wantStatus: http.StatusAccepted, wantMessage: "deployment dep-1 of master", wantDeploy: true,
+			wantStatus: http.StatusAccepted, wantMessage: "deployment d-1 of master", wantDeploy: true,
 		},
 		{
 			name: "gitea push without created, deleted, forced",
@@ -263,7 +251,7 @@ func TestWebhook(t *testing.T) {
 					"X-Gitea-Event", "push", "X-Gitea-Delivery", "f6266f16-1bf3-46a5-9ea4-602e06ead473",
 					"X-Gitea-Signature", strings.TrimPrefix(Sign(secret, body), "sha256="))(body)
 			},
-			wantStatus: http.StatusAccepted, wantMessage: "deployment dep-1 of master", wantDeploy: true,
+			wantStatus: http.StatusAccepted, wantMessage: "deployment d-1 of master", wantDeploy: true,
 		},
 		{
 			name: "gitea push signed with X-Hub-Signature-256",
@@ -456,7 +444,7 @@ func TestWebhook(t *testing.T) {
 			if status != tt.wantStatus || !strings.Contains(resp.Message, tt.wantMessage) {
 				t.Errorf("%s %s = %d %q, want %d %q", method, tt.name, status, resp.Message, tt.wantStatus, tt.wantMessage)
 			}
-			calls := dep.requests()
+			calls := dep.Requests()
 			if !tt.wantDeploy {
 				if len(calls) != 0 {
 					t.Errorf("%s %s: deployer called with %+v, want no call", method, tt.name, calls)
@@ -474,8 +462,8 @@ func TestWebhook(t *testing.T) {
 			if calls[0] != want {
 				t.Errorf("%s %s: Deploy(%+v), want Deploy(%+v)", method, tt.name, calls[0], want)
 			}
-			if resp.Deployment != "dep-1" || len(resp.Deployments) != 1 || resp.Delivery != delivery {
-				t.Errorf("%s %s: response %+v, want deployment dep-1 for delivery %s", method, tt.name, resp, delivery)
+			if resp.Deployment != "d-1" || len(resp.Deployments) != 1 || resp.Delivery != delivery {
+				t.Errorf("%s %s: response %+v, want deployment d-1 for delivery %s", method, tt.name, resp, delivery)
 			}
 		})
 	}
@@ -506,8 +494,8 @@ func TestRedelivery(t *testing.T) {
 	if again.Deployment != first.Deployment {
 		t.Errorf("redelivery deployment = %q, want the original %q", again.Deployment, first.Deployment)
 	}
-	if dep.created != 1 {
-		t.Errorf("deployments created = %d, want 1", dep.created)
+	if ds, err := dep.Store.Deployments(t.Context(), "web", 0); err != nil || len(ds) != 1 {
+		t.Errorf("deployments created = %d (%v), want 1", len(ds), err)
 	}
 
 	// A new delivery of the same push is a new deployment.
@@ -537,10 +525,10 @@ func TestSeveralProjects(t *testing.T) {
 		t.Errorf("POST %s: message %q, want the docs filter mismatch", target, resp.Message)
 	}
 	var got []string
-	for _, c := range dep.requests() {
+	for _, c := range dep.Requests() {
 		got = append(got, c.Project+"="+c.DeliveryID)
 	}
-	want := []string{"web=" + h.Get("X-GitHub-Delivery") + "/web", "api=" + h.Get("X-GitHub-Delivery") + "/api"}
+	want := []string{"api=" + h.Get("X-GitHub-Delivery") + "/api", "web=" + h.Get("X-GitHub-Delivery") + "/web"} // the store's order: by name
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("Deploy calls %q, want %q (the project whose secret differs is not deployed)", got, want)
 	}
@@ -557,8 +545,8 @@ func TestAppSecret(t *testing.T) {
 
 	body := push(t, nil)
 	status, resp := send(t, http.MethodPost, target, headers("X-Hub-Signature-256", Sign(appSecret, body))(body), body)
-	if status != http.StatusAccepted || len(dep.requests()) != 1 {
-		t.Errorf("POST %s signed by the app = %d %q, %d deploys, want %d and 1 deploy", target, status, resp.Message, len(dep.requests()), http.StatusAccepted)
+	if status != http.StatusAccepted || len(dep.Requests()) != 1 {
+		t.Errorf("POST %s signed by the app = %d %q, %d deploys, want %d and 1 deploy", target, status, resp.Message, len(dep.Requests()), http.StatusAccepted)
 	}
 
 	// An installation on an account with no registered project can only be
@@ -580,25 +568,26 @@ func TestAppSecret(t *testing.T) {
 func TestDeployerErrors(t *testing.T) {
 	tests := []struct {
 		name        string
-		dep         *fakeDeployer
+		err         error // nil: Deploy panics
 		wantStatus  int
 		wantMessage string
 	}{
-		{"conflict", &fakeDeployer{err: slipway.Errorf(slipway.ECONFLICT, "project web is being deleted")}, http.StatusConflict, "project web is being deleted"},
-		{"invalid", &fakeDeployer{err: fmt.Errorf("deploy: %w", slipway.Errorf(slipway.EINVALID, "bad ref"))}, http.StatusBadRequest, "bad ref"},
-		{"internal", &fakeDeployer{err: errors.New("temporal: dial tcp 127.0.0.1:7233: connection refused")}, http.StatusInternalServerError, "internal error"},
-		{"panic", &fakeDeployer{panics: true}, http.StatusInternalServerError, "internal error"},
+		{"conflict", slipway.Errorf(slipway.ECONFLICT, "project web is being deleted"), http.StatusConflict, "project web is being deleted"},
+		{"invalid", fmt.Errorf("deploy: %w", slipway.Errorf(slipway.EINVALID, "bad ref")), http.StatusBadRequest, "bad ref"},
+		{"internal", errors.New("temporal: dial tcp 127.0.0.1:7233: connection refused"), http.StatusInternalServerError, "internal error"},
+		{"panic", nil, http.StatusInternalServerError, "internal error"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			target, dep := newServer(t, HandlerConfig{Deployer: tt.dep}, webProject())
+			dep := &failingDeployer{err: tt.err}
+			target, _ := newServer(t, HandlerConfig{Deployer: dep}, webProject())
 			body := push(t, nil)
 			status, resp := send(t, http.MethodPost, target, headers()(body), body)
 			if status != tt.wantStatus || resp.Message != tt.wantMessage {
 				t.Errorf("POST %s = %d %q, want %d %q", target, status, resp.Message, tt.wantStatus, tt.wantMessage)
 			}
-			if len(dep.requests()) != 1 {
-				t.Errorf("deployer called %d times, want 1", len(dep.requests()))
+			if n := dep.calls.Load(); n != 1 {
+				t.Errorf("deployer called %d times, want 1", n)
 			}
 		})
 	}
@@ -753,14 +742,19 @@ func TestDeliveryAge(t *testing.T) {
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			now := tt.now
-			target, dep := newServer(t, HandlerConfig{MaxAge: tt.maxAge, Now: func() time.Time { return now }, Store: &fakeStore{deployments: tt.deployed}}, webProject())
+			store := newStore(t, webProject())
+			for _, d := range tt.deployed {
+				sqlitetest.AddDeployment(t, store, *d)
+			}
+			dep := &sqlitetest.Deployer{Store: store}
+			target := serve(t, HandlerConfig{MaxAge: tt.maxAge, Now: func() time.Time { return now }}, store, dep)
 			body := fixture(t, "push.with-new-branch.payload.json", tt.edit)
 			// A new delivery id: a replay of the push under another id.
 			status, resp := send(t, http.MethodPost, target, headers("X-GitHub-Delivery", fmt.Sprintf("replayed-%d", i))(body), body)
 			if status != tt.wantStatus || !strings.Contains(resp.Message, tt.wantMessage) {
 				t.Errorf("POST %s = %d %q, want %d %q", tt.name, status, resp.Message, tt.wantStatus, tt.wantMessage)
 			}
-			if calls := dep.requests(); (len(calls) == 1) != tt.wantDeploy || len(calls) > 1 {
+			if calls := dep.Requests(); (len(calls) == 1) != tt.wantDeploy || len(calls) > 1 {
 				t.Errorf("POST %s: Deploy calls %+v, want a call: %v", tt.name, calls, tt.wantDeploy)
 			}
 			if tt.wantID != "" && (resp.Deployment != tt.wantID || len(resp.Deployments) != 1) {
@@ -770,12 +764,14 @@ func TestDeliveryAge(t *testing.T) {
 	}
 
 	t.Run("store error", func(t *testing.T) {
-		target, dep := newServer(t, HandlerConfig{MaxAge: time.Hour, Now: func() time.Time { return pushedAt.Add(2 * time.Hour) },
-			Store: &fakeStore{err: errors.New("database is locked")}}, webProject())
+		store := newStore(t, webProject())
+		dep := &sqlitetest.Deployer{Store: store}
+		target := serve(t, HandlerConfig{MaxAge: time.Hour, Now: func() time.Time { return pushedAt.Add(2 * time.Hour) },
+			Store: failingLookups{store, errors.New("database is locked")}}, store, dep)
 		body := push(t, nil)
 		status, resp := send(t, http.MethodPost, target, headers()(body), body)
-		if status != http.StatusInternalServerError || resp.Message != "internal error" || len(dep.requests()) != 0 {
-			t.Errorf("POST with a failing store = %d %q, %d Deploy calls; want 500 internal error and none", status, resp.Message, len(dep.requests()))
+		if status != http.StatusInternalServerError || resp.Message != "internal error" || len(dep.Requests()) != 0 {
+			t.Errorf("POST with a failing store = %d %q, %d Deploy calls; want 500 internal error and none", status, resp.Message, len(dep.Requests()))
 		}
 	})
 }
@@ -784,10 +780,11 @@ func TestDeliveryAge(t *testing.T) {
 // (the replay of a deployed commit under a new id) is answered 200 with a
 // message saying so.
 func TestReplayUnderNewID(t *testing.T) {
-	dep := &fakeDeployer{byDelivery: map[string]*slipway.Deployment{}}
-	target, _ := newServer(t, HandlerConfig{Deployer: dep}, webProject())
+	store := newStore(t, webProject())
+	first := sqlitetest.AddDeployment(t, store, slipway.Deployment{ID: "d-first", Project: "web", Ref: "refs/heads/master", Commit: commit,
+		Trigger: slipway.TriggerWebhook, DeliveryID: "original"})
+	target := serve(t, HandlerConfig{Deployer: replayingDeployer{earlier: first}}, store, nil)
 	body := push(t, nil)
-	dep.byDelivery["replayed"] = &slipway.Deployment{ID: "d-first", Project: "web", Commit: commit, DeliveryID: "original"}
 	status, resp := send(t, http.MethodPost, target, headers("X-GitHub-Delivery", "replayed")(body), body)
 	if status != http.StatusOK || resp.Deployment != "d-first" ||
 		resp.Message != "replay of an earlier push: commit 6113728f27ae of master was already deployed as d-first, nothing new was queued" {
@@ -810,7 +807,7 @@ func TestHugeCommitsArray(t *testing.T) {
 	t.Logf("payload of %d bytes", len(body))
 	target, dep := newServer(t, HandlerConfig{MaxAge: time.Hour}, webProject())
 	status, resp := send(t, http.MethodPost, target, headers()(body), body)
-	if status != http.StatusAccepted || len(dep.requests()) != 1 || dep.requests()[0].Commit != commit {
-		t.Errorf("POST a push of 20,000 commits = %d %q, Deploy calls %+v; want 202 and one deployment of %s", status, resp.Message, dep.requests(), commit)
+	if status != http.StatusAccepted || len(dep.Requests()) != 1 || dep.Requests()[0].Commit != commit {
+		t.Errorf("POST a push of 20,000 commits = %d %q, Deploy calls %+v; want 202 and one deployment of %s", status, resp.Message, dep.Requests(), commit)
 	}
 }
