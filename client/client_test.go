@@ -1,18 +1,14 @@
 package client_test
 
 import (
-	"context"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"reflect"
-	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -20,145 +16,22 @@ import (
 	"github.com/slipway-ci/slipway/client"
 	"github.com/slipway-ci/slipway/graphql"
 	"github.com/slipway-ci/slipway/sqlite"
+	"github.com/slipway-ci/slipway/sqlite/sqlitetest"
 )
 
-// fakeStore keeps projects, deployments and log lines in memory; the
-// methods the API does not call are left to the nil embedded Store.
-type fakeStore struct {
-	slipway.Store
-	mu          sync.Mutex
-	projects    []*slipway.Project
-	deployments []*slipway.Deployment // oldest first
-	logs        []slipway.LogLine
-	machines    []*slipway.Machine // by project
-}
-
-func (s *fakeStore) CreateProject(_ context.Context, p *slipway.Project) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, e := range s.projects {
-		if e.Name == p.Name {
-			return slipway.Errorf(slipway.ECONFLICT, "project %q already exists", p.Name)
-		}
-	}
-	c := *p
-	s.projects = append(s.projects, &c)
-	return nil
-}
-
-func (s *fakeStore) Project(_ context.Context, name string) (*slipway.Project, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, p := range s.projects {
-		if p.Name == name {
-			c := *p
-			return &c, nil
-		}
-	}
-	return nil, slipway.Errorf(slipway.ENOTFOUND, "project %q not found", name)
-}
-
-func (s *fakeStore) Projects(context.Context) ([]*slipway.Project, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return slices.Clone(s.projects), nil
-}
-
-func (s *fakeStore) add(d *slipway.Deployment) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.deployments = append(s.deployments, d)
-}
-
-func (s *fakeStore) Deployment(_ context.Context, id string) (*slipway.Deployment, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, d := range s.deployments {
-		if d.ID == id {
-			c := *d
-			return &c, nil
-		}
-	}
-	return nil, slipway.Errorf(slipway.ENOTFOUND, "deployment %q not found", id)
-}
-
-func (s *fakeStore) Deployments(_ context.Context, project string, limit int) ([]*slipway.Deployment, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var out []*slipway.Deployment
-	for _, d := range slices.Backward(s.deployments) {
-		if d.Project == project && (limit <= 0 || len(out) < limit) {
-			c := *d
-			out = append(out, &c)
-		}
-	}
-	return out, nil
-}
-
-func (s *fakeStore) Machines(context.Context) ([]*slipway.Machine, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := []*slipway.Machine{}
-	for _, m := range s.machines {
-		c := *m
-		out = append(out, &c)
-	}
-	return out, nil
-}
-
-func (s *fakeStore) LogLines(_ context.Context, id string, from int64, limit int) ([]slipway.LogLine, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var out []slipway.LogLine
-	for _, l := range s.logs {
-		if l.Deployment == id && l.N >= from && (limit <= 0 || len(out) < limit) {
-			out = append(out, l)
-		}
-	}
-	return out, nil
-}
-
-// fakeDeployer records a queued deployment per request.
-type fakeDeployer struct{ store *fakeStore }
-
-// Rollback completes the fake Deployer; these tests do not roll back.
-func (f fakeDeployer) Rollback(context.Context, string, string) (*slipway.Deployment, error) {
-	return nil, slipway.Errorf(slipway.EINVALID, "rollback is not supported by this fake")
-}
-
-// Cancel completes the fake Deployer; these tests do not cancel.
-func (f fakeDeployer) Cancel(context.Context, string) (*slipway.Deployment, error) {
-	return nil, slipway.Errorf(slipway.EINVALID, "cancel is not supported by this fake")
-}
-
-func (f fakeDeployer) Deploy(ctx context.Context, req slipway.DeployRequest) (*slipway.Deployment, bool, error) {
-	if _, err := f.store.Project(ctx, req.Project); err != nil {
-		return nil, false, err
-	}
-	d := &slipway.Deployment{ID: fmt.Sprintf("d-%d", time.Now().UnixNano()), Project: req.Project, Ref: req.Ref,
-		Commit: req.Commit, Trigger: req.Trigger, Status: slipway.StatusQueued, CreatedAt: time.Now().UTC()}
-	f.store.add(d)
-	return d, true, nil
-}
-
-func newServer(t *testing.T) (*client.Client, *fakeStore, string) {
+func newServer(t *testing.T) (*client.Client, *sqlite.DB, string) {
 	t.Helper()
-	c, store, url, _ := newServerWith(t, nil)
-	return c, store, url
+	return newServerWith(t, nil)
 }
 
-// newServerWith serves the real API over fakes (tokens in a real SQLite
-// store) on a real socket, with wrap around its handler if not nil, and
-// returns a client with a valid token, and the token store.
-func newServerWith(t *testing.T, wrap func(http.Handler) http.Handler) (*client.Client, *fakeStore, string, *sqlite.DB) {
+// newServerWith serves the real API over a real store (with a Deployer
+// that records deployments without building them) on a real socket, with
+// wrap around its handler if not nil, and returns a client with a valid
+// token, the store and the server's URL.
+func newServerWith(t *testing.T, wrap func(http.Handler) http.Handler) (*client.Client, *sqlite.DB, string) {
 	t.Helper()
-	store := &fakeStore{}
-	tokens, err := sqlite.Open(filepath.Join(t.TempDir(), "tokens.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { tokens.Close() })
-	token, _, err := slipway.IssueToken(t.Context(), tokens, "test")
+	store := sqlitetest.Open(t)
+	token, _, err := slipway.IssueToken(t.Context(), store, "test")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -166,7 +39,7 @@ func newServerWith(t *testing.T, wrap func(http.Handler) http.Handler) (*client.
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	var h http.Handler = graphql.NewHandler(graphql.Config{
-		Store: store, Deployer: fakeDeployer{store}, Tokens: tokens, PublicURL: srv.URL,
+		Store: store, Deployer: &sqlitetest.Deployer{Store: store}, Tokens: store, PublicURL: srv.URL,
 		PollInterval: 20 * time.Millisecond,
 		Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
@@ -174,7 +47,13 @@ func newServerWith(t *testing.T, wrap func(http.Handler) http.Handler) (*client.
 		h = wrap(h)
 	}
 	mux.Handle("/graphql", h)
-	return client.New(srv.URL+"/", srv.Client()).WithToken(token), store, srv.URL, tokens
+	return client.New(srv.URL+"/", srv.Client()).WithToken(token), store, srv.URL
+}
+
+// addWeb stores project web.
+func addWeb(t *testing.T, store slipway.Store) {
+	t.Helper()
+	sqlitetest.AddProject(t, store, slipway.Project{Name: "web", Repo: "file:///r", Branch: "main", Dockerfile: "Dockerfile", Context: "."})
 }
 
 func TestProjects(t *testing.T) {
@@ -228,8 +107,10 @@ func TestDeployments(t *testing.T) {
 		t.Errorf("Deploy(nope) error = %v, want not_found", err)
 	}
 
-	start, end := time.Now().UTC().Truncate(time.Millisecond), time.Now().UTC().Add(time.Second).Truncate(time.Millisecond)
-	store.add(&slipway.Deployment{ID: "d-failed", Project: "web", Ref: "refs/heads/main", Commit: sha, Trigger: slipway.TriggerWebhook,
+	// Created after d, so listed first.
+	start := time.Now().UTC().Add(time.Second).Truncate(time.Millisecond)
+	end := start.Add(time.Second)
+	sqlitetest.AddDeployment(t, store, slipway.Deployment{ID: "d-failed", Project: "web", Ref: "refs/heads/main", Commit: sha, Trigger: slipway.TriggerWebhook,
 		Status: slipway.StatusFailed, Error: "exit 1", FailedStep: "RUN false", Timings: map[string]int64{"build": 5, "total": 9},
 		Steps:     []slipway.BuildStep{{N: 1, Instruction: "STEP 1/2: FROM base", Cached: true, DurationMs: 2}, {N: 2, Instruction: "STEP 2/2: RUN false", DurationMs: 3}},
 		CreatedAt: start, StartedAt: &start, FinishedAt: &end})
@@ -281,7 +162,12 @@ func TestMachines(t *testing.T) {
 		{Project: "web", Provider: "process", State: slipway.MachineBuilding, PID: 77, VolumeDir: "/v/web",
 			LastWokeAt: &woke, LastWakeMs: 95, UpdatedAt: woke},
 	}
-	store.machines = want
+	for _, m := range want {
+		sqlitetest.AddProject(t, store, slipway.Project{Name: m.Project})
+		if err := store.UpsertMachine(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
 	got, err := c.Machines(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -299,13 +185,18 @@ func TestMachines(t *testing.T) {
 func TestLogs(t *testing.T) {
 	c, store, _ := newServer(t)
 	ctx := t.Context()
-	store.add(&slipway.Deployment{ID: "d-1", Project: "web", Status: slipway.StatusSucceeded, CreatedAt: time.Now()})
+	addWeb(t, store)
+	sqlitetest.AddDeployment(t, store, slipway.Deployment{ID: "d-1", Project: "web", Status: slipway.StatusSucceeded})
+	var lines []slipway.LogLine
 	for n := range int64(5) {
 		l := slipway.LogLine{Deployment: "d-1", N: n, Time: time.Now().UTC(), Stream: "stdout", Text: fmt.Sprintf("line %d", n)}
 		if n == 3 {
 			l.Step = "STEP 2/2"
 		}
-		store.logs = append(store.logs, l)
+		lines = append(lines, l)
+	}
+	if err := store.AppendLogLines(ctx, lines); err != nil {
+		t.Fatal(err)
 	}
 	page, err := c.Logs(ctx, "d-1", 2, 2)
 	if err != nil {

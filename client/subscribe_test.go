@@ -10,35 +10,23 @@ import (
 
 	"github.com/slipway-ci/slipway"
 	"github.com/slipway-ci/slipway/client"
+	"github.com/slipway-ci/slipway/sqlite/sqlitetest"
 )
 
-func (s *fakeStore) setStatus(id string, st slipway.Status) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, d := range s.deployments {
-		if d.ID == id {
-			d.Status = st
-			if st.Terminal() {
-				now := time.Now()
-				d.FinishedAt = &now
-			}
-		}
-	}
-}
-
-func (s *fakeStore) appendLines(id string, ns ...int64) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+// appendLines stores lines ns of deployment id.
+func appendLines(t *testing.T, store slipway.Store, id string, ns ...int64) error {
+	var lines []slipway.LogLine
 	for _, n := range ns {
-		s.logs = append(s.logs, slipway.LogLine{Deployment: id, N: n, Time: time.Now().UTC(), Stream: "stdout", Text: fmt.Sprintf("line %d", n)})
+		lines = append(lines, slipway.LogLine{Deployment: id, N: n, Time: time.Now().UTC(), Stream: "stdout", Text: fmt.Sprintf("line %d", n)})
 	}
+	return store.AppendLogLines(t.Context(), lines)
 }
 
 func TestFollow(t *testing.T) {
 	// The first WebSocket upgrade fails as during a server restart: the
 	// client reconnects.
 	var upgrades atomic.Int32
-	c, store, _, _ := newServerWith(t, func(h http.Handler) http.Handler {
+	c, store, _ := newServerWith(t, func(h http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if r.Header.Get("Upgrade") != "" && upgrades.Add(1) == 1 {
 				http.Error(w, "restarting", http.StatusBadGateway)
@@ -47,17 +35,22 @@ func TestFollow(t *testing.T) {
 			h.ServeHTTP(w, r)
 		})
 	})
-	store.add(&slipway.Deployment{ID: "d-1", Project: "web", Status: slipway.StatusBuilding, CreatedAt: time.Now()})
-	store.appendLines("d-1", 1, 2, 3)
-	go func() {
-		time.Sleep(300 * time.Millisecond)
-		store.appendLines("d-1", 4, 5)
-		time.Sleep(100 * time.Millisecond)
-		store.setStatus("d-1", slipway.StatusFailed)
-	}()
+	addWeb(t, store)
+	sqlitetest.AddDeployment(t, store, slipway.Deployment{ID: "d-1", Project: "web", Status: slipway.StatusBuilding})
+	if err := appendLines(t, store, "d-1", 1, 2, 3); err != nil {
+		t.Fatal(err)
+	}
+	// The build goes on as the follower reads: more lines once it has
+	// line 3, the end once it has those.
 	var got []string
 	err := c.FollowLogs(t.Context(), "d-1", 2, func(l slipway.LogLine) error {
 		got = append(got, fmt.Sprintf("%d:%s", l.N, l.Text))
+		switch l.N {
+		case 3:
+			return appendLines(t, store, "d-1", 4, 5)
+		case 5:
+			return sqlitetest.Advance(t.Context(), store, slipway.Deployment{ID: "d-1", Status: slipway.StatusFailed})
+		}
 		return nil
 	})
 	if err != nil {
@@ -86,8 +79,9 @@ func TestFollow(t *testing.T) {
 }
 
 func TestTokensAndAuth(t *testing.T) {
-	c, store, url, _ := newServerWith(t, nil)
-	store.add(&slipway.Deployment{ID: "d-1", Project: "web", Status: slipway.StatusSucceeded, CreatedAt: time.Now()})
+	c, store, url := newServerWith(t, nil)
+	addWeb(t, store)
+	sqlitetest.AddDeployment(t, store, slipway.Deployment{ID: "d-1", Project: "web", Status: slipway.StatusSucceeded})
 	ctx := t.Context()
 	token, rec, err := c.CreateToken(ctx, "ci")
 	if err != nil || !strings.HasPrefix(token, slipway.TokenPrefix) || rec.Name != "ci" {
