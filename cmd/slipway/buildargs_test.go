@@ -15,7 +15,8 @@ import (
 // the listings, against the real API and SQLite store; bad values are
 // usage errors that write nothing.
 func TestProjectBuildArgs(t *testing.T) {
-	ts, db := newSQLiteServer(t)
+	ts := newServer(t)
+	db := ts.store
 	ctx := t.Context()
 	stored := func() []slipway.BuildArg {
 		t.Helper()

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
 	"regexp"
 	"slices"
@@ -11,17 +10,6 @@ import (
 
 	"github.com/slipway-ci/slipway"
 )
-
-func (s *fakeStore) Machines(context.Context) ([]*slipway.Machine, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := []*slipway.Machine{}
-	for _, m := range s.machines {
-		c := *m
-		out = append(out, &c)
-	}
-	return out, nil
-}
 
 func TestMachines(t *testing.T) {
 	ts := newServer(t)
@@ -35,12 +23,18 @@ func TestMachines(t *testing.T) {
 
 	woke := time.Now().UTC().Add(-3 * time.Minute).Truncate(time.Millisecond)
 	slept := woke.Add(time.Minute)
-	ts.store.machines = []*slipway.Machine{
+	machines := []*slipway.Machine{
 		{Project: "api", Provider: "process", State: slipway.MachineFailed, VolumeDir: "/data/volumes/api", VolumeBytes: 3 << 29,
 			LastWokeAt: &woke, LastSleptAt: &slept, Error: "agent exited with status 1: no podman", UpdatedAt: slept},
 		{Project: "web", Provider: "process", Isolation: "rootless", User: "slipway-web", State: slipway.MachineBuilding, PID: 4321, VolumeDir: "/data/volumes/web",
 			LastWokeAt: &woke, LastWakeMs: 84, UpdatedAt: woke},
 		{Project: "zzz", Provider: "process", State: slipway.MachineAsleep, VolumeDir: "/data/volumes/zzz", UpdatedAt: woke},
+	}
+	for _, m := range machines {
+		ts.addProject(t, m.Project)
+		if err := ts.store.UpsertMachine(t.Context(), m); err != nil {
+			t.Fatal(err)
+		}
 	}
 
 	code, stdout, stderr = ts.slipwayCmd(t, "machines")

@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
@@ -21,163 +20,75 @@ import (
 	"github.com/slipway-ci/slipway"
 	"github.com/slipway-ci/slipway/graphql"
 	"github.com/slipway-ci/slipway/sqlite"
+	"github.com/slipway-ci/slipway/sqlite/sqlitetest"
 )
 
-// fakeStore keeps projects, deployments and log lines in memory. Each read
-// of one deployment moves it one step along its script, so `deploy --wait`
-// sees it progress without a running workflow. Methods the API does not
-// call are left to the nil embedded Store.
-type fakeStore struct {
-	slipway.Store
-	mu          sync.Mutex
-	projects    []*slipway.Project
-	deployments []*slipway.Deployment // oldest first
-	scripts     map[string][]slipway.Deployment
-	logs        []slipway.LogLine
-	machines    []*slipway.Machine // by project
+// scriptedStore is the real store, where each read of a deployment with
+// a script first moves it one step along it (through the store's own
+// writes, see sqlitetest.Advance), so `deploy --wait` sees it progress
+// without a running workflow.
+type scriptedStore struct {
+	*sqlite.DB
+	mu      sync.Mutex
+	scripts map[string][]slipway.Deployment
 }
 
-func (s *fakeStore) CreateProject(_ context.Context, p *slipway.Project) error {
+func (s *scriptedStore) Deployment(ctx context.Context, id string) (*slipway.Deployment, error) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, e := range s.projects {
-		if e.Name == p.Name {
-			return slipway.Errorf(slipway.ECONFLICT, "project %q already exists", p.Name)
+	next := s.scripts[id]
+	if len(next) > 0 {
+		s.scripts[id] = next[1:]
+	}
+	s.mu.Unlock()
+	if len(next) > 0 {
+		if err := sqlitetest.Advance(ctx, s.DB, next[0]); err != nil {
+			return nil, err
 		}
 	}
-	c := *p
-	s.projects = append(s.projects, &c)
-	return nil
+	return s.DB.Deployment(ctx, id)
 }
 
-func (s *fakeStore) Project(_ context.Context, name string) (*slipway.Project, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, p := range s.projects {
-		if p.Name == name {
-			c := *p
-			return &c, nil
-		}
-	}
-	return nil, slipway.Errorf(slipway.ENOTFOUND, "project %q not found", name)
-}
-
-func (s *fakeStore) Projects(context.Context) ([]*slipway.Project, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return slices.Clone(s.projects), nil
-}
-
-func (s *fakeStore) add(d *slipway.Deployment, script ...slipway.Deployment) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.deployments = append(s.deployments, d)
-	if s.scripts == nil {
-		s.scripts = map[string][]slipway.Deployment{}
-	}
-	s.scripts[d.ID] = script
-}
-
-func (s *fakeStore) Deployment(_ context.Context, id string) (*slipway.Deployment, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, d := range s.deployments {
-		if d.ID == id {
-			if next := s.scripts[id]; len(next) > 0 {
-				*d, s.scripts[id] = next[0], next[1:]
-			}
-			c := *d
-			return &c, nil
-		}
-	}
-	return nil, slipway.Errorf(slipway.ENOTFOUND, "deployment %q not found", id)
-}
-
-func (s *fakeStore) Deployments(_ context.Context, project string, limit int) ([]*slipway.Deployment, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var out []*slipway.Deployment
-	for _, d := range slices.Backward(s.deployments) {
-		if d.Project == project && (limit <= 0 || len(out) < limit) {
-			c := *d
-			out = append(out, &c)
-		}
-	}
-	return out, nil
-}
-
-func (s *fakeStore) LogLines(_ context.Context, id string, from int64, limit int) ([]slipway.LogLine, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var out []slipway.LogLine
-	for _, l := range s.logs {
-		if l.Deployment == id && l.N >= from && (limit <= 0 || len(out) < limit) {
-			out = append(out, l)
-		}
-	}
-	return out, nil
-}
-
-// fakeDeployer queues deployment d-N and gives it the script of the test.
-type fakeDeployer struct {
-	store  *fakeStore
-	mu     sync.Mutex
-	reqs   []slipway.DeployRequest
+// scriptedDeployer records deployments in the store and gives each new
+// one the script of the test.
+type scriptedDeployer struct {
+	*sqlitetest.Deployer
+	store  *scriptedStore
 	script func(d slipway.Deployment) []slipway.Deployment
 }
 
-func (f *fakeDeployer) Deploy(ctx context.Context, req slipway.DeployRequest) (*slipway.Deployment, bool, error) {
-	f.mu.Lock()
-	f.reqs = append(f.reqs, req)
-	id := fmt.Sprintf("d-%d", len(f.reqs))
-	f.mu.Unlock()
-	if _, err := f.store.Project(ctx, req.Project); err != nil {
-		return nil, false, err
+func (f *scriptedDeployer) Deploy(ctx context.Context, req slipway.DeployRequest) (*slipway.Deployment, bool, error) {
+	d, created, err := f.Deployer.Deploy(ctx, req)
+	if created && f.script != nil {
+		f.store.mu.Lock()
+		f.store.scripts[d.ID] = f.script(*d)
+		f.store.mu.Unlock()
 	}
-	d := slipway.Deployment{ID: id, Project: req.Project, Ref: req.Ref, Commit: req.Commit, Trigger: req.Trigger,
-		Status: slipway.StatusQueued, CreatedAt: time.Now().UTC()}
-	var script []slipway.Deployment
-	if f.script != nil {
-		script = f.script(d)
-	}
-	f.store.add(&d, script...)
-	c := d
-	return &c, true, nil
-}
-
-func (f *fakeDeployer) requests() []slipway.DeployRequest {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return slices.Clone(f.reqs)
+	return d, created, err
 }
 
 type testServer struct {
 	url      string
 	token    string // a valid API token
-	store    *fakeStore
-	deployer *fakeDeployer
-	tokens   *sqlite.DB
+	store    *sqlite.DB
+	deployer *scriptedDeployer
 }
 
-// newServer serves the real GraphQL API over fakes on a real socket.
+// newServer serves the real GraphQL API over a real store on a real
+// socket, with a Deployer that records deployments without building them.
 func newServer(t *testing.T) *testServer {
 	t.Helper()
-	ts := &testServer{store: &fakeStore{}}
-	ts.deployer = &fakeDeployer{store: ts.store}
-	tokens, err := sqlite.Open(filepath.Join(t.TempDir(), "tokens.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { tokens.Close() })
-	ts.tokens = tokens
-	if ts.token, _, err = slipway.IssueToken(t.Context(), tokens, "test"); err != nil {
+	db := sqlitetest.Open(t)
+	store := &scriptedStore{DB: db, scripts: map[string][]slipway.Deployment{}}
+	ts := &testServer{store: db, deployer: &scriptedDeployer{Deployer: &sqlitetest.Deployer{Store: db}, store: store}}
+	var err error
+	if ts.token, _, err = slipway.IssueToken(t.Context(), db, "test"); err != nil {
 		t.Fatal(err)
 	}
 	mux := http.NewServeMux()
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	mux.Handle("/graphql", graphql.NewHandler(graphql.Config{
-		Store: ts.store, Deployer: ts.deployer, Tokens: tokens, Secrets: tokens, PublicURL: srv.URL,
+		Store: store, Deployer: ts.deployer, Tokens: db, Secrets: db, PublicURL: srv.URL,
 		PollInterval: 10 * time.Millisecond,
 		Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}))
@@ -212,7 +123,7 @@ func (ts *testServer) seed(t *testing.T) {
 	ts.addProject(t, "web")
 	t0 := time.Now().UTC().Add(-time.Hour).Truncate(time.Millisecond)
 	s1, f1 := t0.Add(time.Second), t0.Add(90*time.Second)
-	ts.store.add(&slipway.Deployment{ID: "d-ok", Project: "web", Ref: "refs/heads/main", Commit: shaA, Trigger: slipway.TriggerWebhook,
+	sqlitetest.AddDeployment(t, ts.store, slipway.Deployment{ID: "d-ok", Project: "web", Ref: "refs/heads/main", Commit: shaA, Trigger: slipway.TriggerWebhook,
 		Status: slipway.StatusSucceeded, Image: "127.0.0.1:8080/web:" + shaA, Digest: digest,
 		Timings: map[string]int64{"queue": 12, "wake": 85, "fetch": 1200, "build": 80000, "push": 7703, "total": 89000},
 		Steps: []slipway.BuildStep{
@@ -223,7 +134,7 @@ func (ts *testServer) seed(t *testing.T) {
 		CreatedAt: t0, StartedAt: &s1, FinishedAt: &f1})
 	t1 := t0.Add(30 * time.Minute)
 	s2, f2 := t1.Add(time.Second), t1.Add(5*time.Second)
-	ts.store.add(&slipway.Deployment{ID: "d-bad", Project: "web", Ref: "refs/heads/main", Commit: shaB, Trigger: slipway.TriggerManual,
+	sqlitetest.AddDeployment(t, ts.store, slipway.Deployment{ID: "d-bad", Project: "web", Ref: "refs/heads/main", Commit: shaB, Trigger: slipway.TriggerManual,
 		Status: slipway.StatusFailed, Error: "RUN exit status 1\nmake: *** [all] Error 1", FailedStep: "STEP 2/3: RUN make",
 		CreatedAt: t1, StartedAt: &s2, FinishedAt: &f2})
 }
@@ -271,7 +182,7 @@ func TestDeploymentsJSON(t *testing.T) {
 	}
 
 	// A deployment still running has finishedAt null, not missing.
-	ts.store.add(&slipway.Deployment{ID: "d-new", Project: "web", Commit: shaA, Status: slipway.StatusBuilding, CreatedAt: time.Now()})
+	sqlitetest.AddDeployment(t, ts.store, slipway.Deployment{ID: "d-new", Project: "web", Commit: shaA, Status: slipway.StatusBuilding})
 	_, stdout, _ = ts.slipwayCmd(t, "deployments", "web", "--json")
 	if !regexp.MustCompile(`"finishedAt": null`).MatchString(stdout) {
 		t.Errorf("running deployment lacks finishedAt null:\n%s", stdout)
@@ -334,7 +245,7 @@ func TestDeploy(t *testing.T) {
 		{Project: "web", Commit: shaA, Trigger: slipway.TriggerManual},
 		{Project: "web", Ref: "dev", Trigger: slipway.TriggerManual},
 	}
-	if got := ts.deployer.requests(); !slices.Equal(got, want) {
+	if got := ts.deployer.Requests(); !slices.Equal(got, want) {
 		t.Errorf("deploy requests = %+v, want %+v", got, want)
 	}
 }
@@ -419,7 +330,7 @@ func TestUsageErrors(t *testing.T) {
 			t.Errorf("slipway %s = exit %d, stdout %q, stderr %q; want exit 2 and %q", strings.Join(tt.args, " "), code, stdout, stderr, tt.want)
 		}
 	}
-	if n := len(ts.deployer.requests()); n != 0 {
+	if n := len(ts.deployer.Requests()); n != 0 {
 		t.Errorf("usage errors reached the deployer %d times", n)
 	}
 }
@@ -492,7 +403,7 @@ func TestProjectAdd(t *testing.T) {
 	}
 	_, stdout, _ = ts.slipwayCmd(t, "projects", "--json")
 	var ps []map[string]any
-	if err := json.Unmarshal([]byte(stdout), &ps); err != nil || len(ps) != 2 || ps[0]["name"] != "web" || ps[1]["name"] != "api" {
+	if err := json.Unmarshal([]byte(stdout), &ps); err != nil || len(ps) != 2 || ps[0]["name"] != "api" || ps[1]["name"] != "web" {
 		t.Errorf("projects --json = %v, %s", err, stdout)
 	}
 	if strings.Contains(stdout, "s3cret") {
@@ -504,10 +415,14 @@ func TestLogs(t *testing.T) {
 	ts := newServer(t)
 	ts.seed(t)
 	var want strings.Builder
+	var lines []slipway.LogLine
 	for n := range int64(2345) {
 		text := fmt.Sprintf("line %d", n)
-		ts.store.logs = append(ts.store.logs, slipway.LogLine{Deployment: "d-bad", N: n, Time: time.Now(), Stream: "stdout", Text: text})
+		lines = append(lines, slipway.LogLine{Deployment: "d-bad", N: n, Time: time.Now(), Stream: "stdout", Text: text})
 		want.WriteString(text + "\n")
+	}
+	if err := ts.store.AppendLogLines(t.Context(), lines); err != nil {
+		t.Fatal(err)
 	}
 	code, stdout, stderr := ts.slipwayCmd(t, "logs", "d-bad")
 	if code != 0 || stdout != want.String() {

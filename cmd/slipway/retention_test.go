@@ -2,46 +2,17 @@ package main
 
 import (
 	"encoding/json"
-	"io"
-	"log/slog"
-	"net/http"
-	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/slipway-ci/slipway"
 	"github.com/slipway-ci/slipway/client"
-	"github.com/slipway-ci/slipway/graphql"
-	"github.com/slipway-ci/slipway/sqlite"
 )
 
-// newSQLiteServer serves the real GraphQL API over a real SQLite store.
-func newSQLiteServer(t *testing.T) (*testServer, *sqlite.DB) {
-	t.Helper()
-	db, err := sqlite.Open(filepath.Join(t.TempDir(), "slipway.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	ts := &testServer{tokens: db}
-	if ts.token, _, err = slipway.IssueToken(t.Context(), db, "test"); err != nil {
-		t.Fatal(err)
-	}
-	mux := http.NewServeMux()
-	srv := httptest.NewServer(mux)
-	t.Cleanup(srv.Close)
-	mux.Handle("/graphql", graphql.NewHandler(graphql.Config{
-		Store: db, Deployer: &fakeDeployer{store: &fakeStore{}}, Tokens: db, PublicURL: srv.URL,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-	}))
-	ts.url = srv.URL
-	return ts, db
-}
-
 func TestProjectLogRetention(t *testing.T) {
-	ts, db := newSQLiteServer(t)
+	ts := newServer(t)
+	db := ts.store
 	ctx := t.Context()
 	code, stdout, stderr := ts.slipwayCmd(t, "project", "add", "web", "--repo", "file:///r", "--log-retention", "30d", "--log-retention-size", "500MB")
 	if code != 0 || !strings.Contains(stdout, "log retention:   30d, 500 MB") {
@@ -110,7 +81,8 @@ func TestProjectLogRetention(t *testing.T) {
 
 // `slipway logs` of a pruned log says so instead of printing nothing.
 func TestLogsPruned(t *testing.T) {
-	ts, db := newSQLiteServer(t)
+	ts := newServer(t)
+	db := ts.store
 	ctx := t.Context()
 	if code, _, stderr := ts.slipwayCmd(t, "project", "add", "web", "--repo", "file:///r", "--log-retention", "1d"); code != 0 {
 		t.Fatal(stderr)

@@ -30,10 +30,6 @@ func (ts *testServer) slipwayIn(t *testing.T, stdin string, args ...string) (cod
 func TestSecretCommands(t *testing.T) {
 	ts := newServer(t)
 	ts.addProject(t, "web")
-	// Secrets live in the SQLite store, which checks the project exists.
-	if err := ts.tokens.CreateProject(t.Context(), &slipway.Project{Name: "web", Repo: "file:///r", Branch: "main"}); err != nil {
-		t.Fatal(err)
-	}
 	if code, out, errOut := ts.slipwayIn(t, "from-stdin-value\n", "secret", "set", "web", "npm_token"); code != 0 || !strings.Contains(out, "id=npm_token") || strings.Contains(out+errOut, "from-stdin") {
 		t.Fatalf("secret set from stdin = %d %q %q", code, out, errOut)
 	}
@@ -47,7 +43,7 @@ func TestSecretCommands(t *testing.T) {
 	if code, _, errOut := ts.slipwayIn(t, "", "secret", "set", "web", "argv_token", "--value", "from-argv-value"); code != 0 || !strings.Contains(errOut, "warning: --value puts the secret in your shell history") {
 		t.Fatalf("secret set --value = %d %q", code, errOut)
 	}
-	vals, err := ts.tokens.SecretValues(t.Context(), "web")
+	vals, err := ts.store.SecretValues(t.Context(), "web")
 	if err != nil || len(vals) != 3 {
 		t.Fatalf("stored: %v, %v", vals, err)
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/slipway-ci/slipway"
+	"github.com/slipway-ci/slipway/sqlite/sqlitetest"
 )
 
 func TestTokenCommands(t *testing.T) {
@@ -65,7 +67,7 @@ func TestMissingAndWrongToken(t *testing.T) {
 			}
 		})
 	}
-	if n := len(ts.deployer.requests()); n != 0 {
+	if n := len(ts.deployer.Requests()); n != 0 {
 		t.Errorf("a wrong token reached the deployer %d times", n)
 	}
 }
@@ -88,37 +90,40 @@ func TestAdminTokenFile(t *testing.T) {
 	}
 }
 
-func (s *fakeStore) appendLines(id string, texts ...string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	n := int64(0)
-	for _, l := range s.logs {
-		if l.Deployment == id {
-			n = max(n, l.N)
-		}
+// appendLines stores texts as deployment id's next log lines, in step
+// fetch when they begin so, else build.
+func (ts *testServer) appendLines(ctx context.Context, id string, texts ...string) error {
+	have, err := ts.store.LogLines(ctx, id, 0, 0)
+	if err != nil {
+		return err
 	}
+	n := int64(0)
+	if len(have) > 0 {
+		n = have[len(have)-1].N
+	}
+	var lines []slipway.LogLine
 	for _, text := range texts {
 		n++
 		step := "build"
 		if strings.HasPrefix(text, "fetch") {
 			step = "fetch"
 		}
-		s.logs = append(s.logs, slipway.LogLine{Deployment: id, N: n, Time: time.Now(), Stream: "stdout", Step: step, Text: text})
+		lines = append(lines, slipway.LogLine{Deployment: id, N: n, Time: time.Now(), Stream: "stdout", Step: step, Text: text})
 	}
+	return ts.store.AppendLogLines(ctx, lines)
 }
 
-func (s *fakeStore) setStatus(id string, st slipway.Status, failedStep string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, d := range s.deployments {
-		if d.ID == id {
-			d.Status, d.FailedStep = st, failedStep
-			if st.Terminal() {
-				now := time.Now()
-				d.FinishedAt = &now
-			}
-		}
-	}
+// watchedOutput is the CLI's stdout, calling on with all of it after each
+// write (from the CLI's goroutine).
+type watchedOutput struct {
+	bytes.Buffer
+	on func(out string)
+}
+
+func (w *watchedOutput) Write(p []byte) (int, error) {
+	n, err := w.Buffer.Write(p)
+	w.on(w.String())
+	return n, err
 }
 
 func TestLogsFollow(t *testing.T) {
@@ -133,15 +138,31 @@ func TestLogsFollow(t *testing.T) {
 		t.Run(string(tt.status), func(t *testing.T) {
 			ts := newServer(t)
 			ts.addProject(t, "web")
-			ts.store.add(&slipway.Deployment{ID: "d-run", Project: "web", Status: slipway.StatusBuilding, CreatedAt: time.Now()})
-			ts.store.appendLines("d-run", "fetching", "STEP 1/2: FROM base")
-			go func() {
-				time.Sleep(200 * time.Millisecond)
-				ts.store.appendLines("d-run", "STEP 2/2: RUN false", "last words")
-				time.Sleep(100 * time.Millisecond)
-				ts.store.setStatus("d-run", tt.status, "STEP 2/2: RUN false")
-			}()
-			code, stdout, stderr := ts.slipwayCmd(t, "logs", "-f", "d-run")
+			ctx := t.Context()
+			sqlitetest.AddDeployment(t, ts.store, slipway.Deployment{ID: "d-run", Project: "web", Status: slipway.StatusBuilding})
+			if err := ts.appendLines(ctx, "d-run", "fetching", "STEP 1/2: FROM base"); err != nil {
+				t.Fatal(err)
+			}
+			// The build goes on as the follower prints: two more lines once
+			// it printed the first two, the end once it printed those.
+			var errOut bytes.Buffer
+			var moved []string
+			out := &watchedOutput{on: func(out string) {
+				var err error
+				switch {
+				case strings.HasSuffix(out, "STEP 1/2: FROM base\n") && len(moved) == 0:
+					moved = append(moved, "lines")
+					err = ts.appendLines(ctx, "d-run", "STEP 2/2: RUN false", "last words")
+				case strings.HasSuffix(out, "last words\n") && len(moved) == 1:
+					moved = append(moved, "end")
+					err = sqlitetest.Advance(ctx, ts.store, slipway.Deployment{ID: "d-run", Status: tt.status, FailedStep: "STEP 2/2: RUN false"})
+				}
+				if err != nil {
+					t.Error(err)
+				}
+			}}
+			code := run(ctx, []string{"--server", ts.url, "--token", ts.token, "logs", "-f", "d-run"}, out, &errOut)
+			stdout, stderr := out.String(), errOut.String()
 			want := "fetching\nSTEP 1/2: FROM base\nSTEP 2/2: RUN false\nlast words\n"
 			if code != tt.wantCode || stdout != want || stderr != tt.wantStderr {
 				t.Errorf("logs -f = exit %d, stdout %q, stderr %q; want exit %d, %q, %q", code, stdout, stderr, tt.wantCode, want, tt.wantStderr)
@@ -153,8 +174,10 @@ func TestLogsFollow(t *testing.T) {
 func TestLogsSearchAndJSON(t *testing.T) {
 	ts := newServer(t)
 	ts.addProject(t, "web")
-	ts.store.add(&slipway.Deployment{ID: "d-1", Project: "web", Status: slipway.StatusSucceeded, CreatedAt: time.Now()})
-	ts.store.appendLines("d-1", "fetching abc", "STEP 1/2: FROM base", "npm ERR! code E404", "STEP 2/2: COPY . .")
+	sqlitetest.AddDeployment(t, ts.store, slipway.Deployment{ID: "d-1", Project: "web", Status: slipway.StatusSucceeded})
+	if err := ts.appendLines(t.Context(), "d-1", "fetching abc", "STEP 1/2: FROM base", "npm ERR! code E404", "STEP 2/2: COPY . ."); err != nil {
+		t.Fatal(err)
+	}
 	if code, stdout, _ := ts.slipwayCmd(t, "logs", "d-1", "--search", "err e404"); code != 0 || stdout != "npm ERR! code E404\n" {
 		t.Errorf("logs --search = exit %d, %q", code, stdout)
 	}
@@ -185,6 +208,9 @@ func TestDeployFollowPlain(t *testing.T) {
 	ts := newServer(t)
 	ts.addProject(t, "web")
 	ts.deployer.script = func(d slipway.Deployment) []slipway.Deployment {
+		if err := ts.appendLines(context.Background(), d.ID, "fetching", "STEP 1/1: FROM base", "pushed"); err != nil {
+			t.Error(err)
+		}
 		building := d
 		building.Status = slipway.StatusBuilding
 		done := building
@@ -196,7 +222,6 @@ func TestDeployFollowPlain(t *testing.T) {
 		}
 		return append(script, done)
 	}
-	ts.store.appendLines("d-1", "fetching", "STEP 1/1: FROM base", "pushed")
 	code, stdout, stderr := ts.slipwayCmd(t, "deploy", "web", "--commit", shaA, "--follow")
 	want := "deployment d-1 queued\nfetching\nSTEP 1/1: FROM base\npushed\ndeployment d-1 succeeded in 1.5s: reg/web:" + shaA + "@" + digest + "\n"
 	if code != 0 || stdout != want {
