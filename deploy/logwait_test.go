@@ -9,6 +9,7 @@ import (
 
 	"github.com/slipway-ci/slipway"
 	"github.com/slipway-ci/slipway/natslog"
+	"github.com/slipway-ci/slipway/natsserver"
 	"github.com/slipway-ci/slipway/sqlite"
 )
 
@@ -18,7 +19,7 @@ import (
 // got (left in the agent's spool) keeps it incomplete.
 func TestAwaitLog(t *testing.T) {
 	ctx := t.Context()
-	ns, err := natslog.StartServer(natslog.ServerConfig{StoreDir: t.TempDir()})
+	ns, err := natsserver.Start(natsserver.Config{StoreDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,7 +11,7 @@ import (
 
 	"github.com/slipway-ci/slipway"
 	"github.com/slipway-ci/slipway/internal/testenv"
-	"github.com/slipway-ci/slipway/natslog"
+	"github.com/slipway-ci/slipway/natsserver"
 )
 
 // noisyDockerfile prints slow lines, then a burst of bulk lines, then slow
@@ -32,7 +32,7 @@ func noisyDockerfile(base, tag string, slow, bulk int) string {
 // without gaps.
 func TestNATSStoppedMidBuild(t *testing.T) {
 	natsDir := t.TempDir()
-	ns, err := natslog.StartServer(natslog.ServerConfig{StoreDir: natsDir})
+	ns, err := natsserver.Start(natsserver.Config{StoreDir: natsDir})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,7 +43,7 @@ func TestNATSStoppedMidBuild(t *testing.T) {
 	}
 	port, _ := strconv.Atoi(u.Port())
 	restartNATS := func() {
-		ns, err = natslog.StartServer(natslog.ServerConfig{StoreDir: natsDir, Port: port})
+		ns, err = natsserver.Start(natsserver.Config{StoreDir: natsDir, Port: port})
 		if err != nil {
 			t.Fatal(err)
 		}

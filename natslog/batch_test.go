@@ -12,8 +12,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/slipway-ci/slipway"
+	"github.com/slipway-ci/slipway/internal/logtest"
 	"github.com/slipway-ci/slipway/internal/testenv"
 	"github.com/slipway-ci/slipway/natslog"
+	"github.com/slipway-ci/slipway/natsserver"
 )
 
 // lineJSON is line n of deployment as a publisher writes it.
@@ -70,7 +72,7 @@ func TestDecodeLines(t *testing.T) {
 // A build writing lines quickly gets them published several per message,
 // each line once, and the messages' ids name the lines they hold.
 func TestPublisherBatchesLines(t *testing.T) {
-	s := startServer(t, natslog.ServerConfig{})
+	s := logtest.StartServer(t, natsserver.Config{})
 	store := newMemStore()
 	a := startArchiver(t, s.URL(), store)
 	p := newPublisher(t, natslog.PublisherConfig{URL: s.URL(), Deployment: "b1"})
@@ -113,7 +115,7 @@ func TestPublisherBatchesLines(t *testing.T) {
 // and a log of batches mixed with single-line messages (as an earlier
 // version published) is read whole, by the Watcher and the Archiver.
 func TestFollowFromMiddleOfBatch(t *testing.T) {
-	srv := startServer(t, natslog.ServerConfig{})
+	srv := logtest.StartServer(t, natsserver.Config{})
 	db, d := sqliteDeployment(t)
 	nc, err := nats.Connect(srv.URL())
 	if err != nil {
@@ -121,7 +123,7 @@ func TestFollowFromMiddleOfBatch(t *testing.T) {
 	}
 	defer nc.Close()
 	js, _ := jetstream.New(nc)
-	if err := natslog.EnsureStream(t.Context(), js); err != nil {
+	if err := natslog.EnsureStream(t.Context(), js, 0); err != nil {
 		t.Fatal(err)
 	}
 	publish := func(data string) {
@@ -168,7 +170,7 @@ func TestFollowFromMiddleOfBatch(t *testing.T) {
 // JetStream (same message id): the stream holds each line once. The next
 // publisher of that deployment continues after the batches' last line.
 func TestRepublishedBatchIsDeduplicated(t *testing.T) {
-	s := startServer(t, natslog.ServerConfig{})
+	s := logtest.StartServer(t, natsserver.Config{})
 	spool := t.TempDir()
 	seg := "demo " + batchJSON("r1", 1, 3) + "\n" + "demo " + lineJSON("r1", 4) + "\n" + "demo " + batchJSON("r1", 5, 9) + "\n"
 	store := newMemStore()
@@ -198,7 +200,7 @@ func TestRepublishedBatchIsDeduplicated(t *testing.T) {
 // A publisher whose lines were cut by NATS going away mid-batch resends
 // its batches whole: no line twice in the stream, none missing.
 func TestBatchesRideOutRestartWithSpool(t *testing.T) {
-	s1, dir, port := stoppableServer(t)
+	s1, dir, port := logtest.StoppableServer(t)
 	spool := t.TempDir()
 	p := newPublisher(t, natslog.PublisherConfig{URL: s1.URL(), Deployment: "r2", SpoolDir: spool})
 	w := p.Writer("stdout", "")
@@ -206,7 +208,7 @@ func TestBatchesRideOutRestartWithSpool(t *testing.T) {
 	writeLines(w, 1, total/2)
 	s1.Shutdown()
 	writeLines(w, total/2+1, total*3/4)
-	s2 := startServer(t, natslog.ServerConfig{StoreDir: dir, Port: port})
+	s2 := logtest.StartServer(t, natsserver.Config{StoreDir: dir, Port: port})
 	writeLines(w, total*3/4+1, total)
 	closePublisher(t, p)
 	store := newMemStore()

@@ -10,7 +10,9 @@ import (
 	"time"
 
 	"github.com/slipway-ci/slipway"
+	"github.com/slipway-ci/slipway/internal/logtest"
 	"github.com/slipway-ci/slipway/natslog"
+	"github.com/slipway-ci/slipway/natsserver"
 	"github.com/slipway-ci/slipway/sqlite"
 )
 
@@ -19,7 +21,7 @@ import (
 // then a marker) through a LineWriter, closes the publisher, and requires
 // the archiver to store every line in a real SQLite store.
 func TestGiantBinaryOutputReachesSQLite(t *testing.T) {
-	s := startServer(t, natslog.ServerConfig{})
+	s := logtest.StartServer(t, natsserver.Config{})
 	db, err := sqlite.Open(filepath.Join(t.TempDir(), "slipway.db"))
 	if err != nil {
 		t.Fatal(err)

@@ -1,8 +1,7 @@
 // Package natslog carries a deployment's public build log through NATS
-// JetStream: an embedded NATS server for `slipway server` (Server), the
-// agent-side Publisher that numbers lines and publishes them, the
-// server-side Archiver that copies them into the slipway.Store, and the
-// Watcher that lets the API follow a deployment live (its stored log, then
+// JetStream (package natsserver embeds the server): the agent-side
+// Publisher that numbers lines and publishes them, the server-side
+// Archiver that copies them into the slipway.Store, and the Watcher that lets the API follow a deployment live (its stored log, then
 // the stream, with no gap and no duplicate; its state changes, announced on
 // slipway.events.<project>.<deployment>).
 //
@@ -102,12 +101,9 @@ func streamConfig(maxAge time.Duration) jetstream.StreamConfig {
 }
 
 // EnsureStream creates the log stream, or updates it to the expected
-// configuration (file storage, DuplicateWindow, DefaultMaxAge).
-func EnsureStream(ctx context.Context, js jetstream.JetStream) error {
-	return ensureStream(ctx, js, DefaultMaxAge)
-}
-
-func ensureStream(ctx context.Context, js jetstream.JetStream, maxAge time.Duration) error {
+// configuration (file storage, DuplicateWindow, lines kept maxAge, or
+// DefaultMaxAge when maxAge is 0).
+func EnsureStream(ctx context.Context, js jetstream.JetStream, maxAge time.Duration) error {
 	if _, err := js.CreateOrUpdateStream(ctx, streamConfig(maxAge)); err != nil {
 		return fmt.Errorf("ensure stream %s: %w", StreamName, err)
 	}
@@ -124,7 +120,7 @@ func ensureStreamExists(ctx context.Context, js jetstream.JetStream) (jetstream.
 	if !errors.Is(err, jetstream.ErrStreamNotFound) {
 		return nil, fmt.Errorf("look up stream %s: %w", StreamName, err)
 	}
-	if err := EnsureStream(ctx, js); err != nil {
+	if err := EnsureStream(ctx, js, DefaultMaxAge); err != nil {
 		return nil, err
 	}
 	st, err = js.Stream(ctx, StreamName)

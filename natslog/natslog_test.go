@@ -5,8 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net/url"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -20,24 +18,13 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/slipway-ci/slipway"
+	"github.com/slipway-ci/slipway/internal/logtest"
 	"github.com/slipway-ci/slipway/internal/testenv"
 	"github.com/slipway-ci/slipway/natslog"
+	"github.com/slipway-ci/slipway/natsserver"
 )
 
 const project = "demo"
-
-func startServer(t testing.TB, cfg natslog.ServerConfig) *natslog.Server {
-	t.Helper()
-	if cfg.StoreDir == "" {
-		cfg.StoreDir = t.TempDir()
-	}
-	s, err := natslog.StartServer(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Shutdown)
-	return s
-}
 
 func startArchiver(t testing.TB, url string, store *memStore) *natslog.Archiver {
 	t.Helper()
@@ -115,20 +102,6 @@ func storedLines(t testing.TB, store *memStore, deployment string) []slipway.Log
 	return lines
 }
 
-// portOf returns the port of a nats:// URL.
-func portOf(t testing.TB, rawURL string) int {
-	t.Helper()
-	u, err := url.Parse(rawURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	port, err := strconv.Atoi(u.Port())
-	if err != nil {
-		t.Fatalf("URL %q: %v", rawURL, err)
-	}
-	return port
-}
-
 func texts(lines []slipway.LogLine) []string {
 	out := make([]string, len(lines))
 	for i, l := range lines {
@@ -159,49 +132,8 @@ func TestSubject(t *testing.T) {
 	}
 }
 
-func TestServerPortAndDoubleShutdown(t *testing.T) {
-	s := startServer(t, natslog.ServerConfig{})
-	if port := portOf(t, s.URL()); port <= 0 {
-		t.Fatalf("URL() = %q, want the real port", s.URL())
-	}
-	nc, err := nats.Connect(s.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	js, _ := jetstream.New(nc)
-	st, err := js.Stream(t.Context(), natslog.StreamName)
-	if err != nil {
-		t.Fatalf("stream after StartServer: %v", err)
-	}
-	cfg := st.CachedInfo().Config
-	if cfg.Storage != jetstream.FileStorage || cfg.MaxAge != natslog.DefaultMaxAge || cfg.Duplicates != natslog.DuplicateWindow {
-		t.Errorf("stream config: storage %v, max age %v, duplicates %v", cfg.Storage, cfg.MaxAge, cfg.Duplicates)
-	}
-	if err := natslog.EnsureStream(t.Context(), js); err != nil {
-		t.Errorf("EnsureStream on an existing stream: %v", err)
-	}
-	nc.Close()
-	s.Shutdown()
-	s.Shutdown()
-}
-
-func TestServerPortInUse(t *testing.T) {
-	s1 := startServer(t, natslog.ServerConfig{})
-	port := portOf(t, s1.URL())
-	start := time.Now()
-	s2, err := natslog.StartServer(natslog.ServerConfig{StoreDir: t.TempDir(), Port: port})
-	if err == nil {
-		s2.Shutdown()
-		t.Fatalf("second server on port %d started", port)
-	}
-	if d := time.Since(start); d > 5*time.Second {
-		t.Errorf("failing on a busy port took %s", d)
-	}
-	t.Log(err)
-}
-
 func TestNewPublisherRejectsBadSubject(t *testing.T) {
-	s := startServer(t, natslog.ServerConfig{})
+	s := logtest.StartServer(t, natsserver.Config{})
 	for _, dep := range []string{"", "a.b", "a*", "a>", "a b"} {
 		_, err := natslog.NewPublisher(t.Context(), natslog.PublisherConfig{URL: s.URL(), Project: project, Deployment: dep})
 		if slipway.ErrorCode(err) != slipway.EINVALID {
@@ -211,7 +143,7 @@ func TestNewPublisherRejectsBadSubject(t *testing.T) {
 }
 
 func TestPublishThousandLines(t *testing.T) {
-	s := startServer(t, natslog.ServerConfig{})
+	s := logtest.StartServer(t, natsserver.Config{})
 	store := newMemStore()
 	a := startArchiver(t, s.URL(), store)
 	var stdout bytes.Buffer
@@ -247,7 +179,7 @@ func TestPublishThousandLines(t *testing.T) {
 }
 
 func TestSecondPublisherContinuesNumbering(t *testing.T) {
-	s := startServer(t, natslog.ServerConfig{})
+	s := logtest.StartServer(t, natsserver.Config{})
 	store := newMemStore()
 	a := startArchiver(t, s.URL(), store)
 
@@ -279,7 +211,7 @@ func TestSecondPublisherContinuesNumbering(t *testing.T) {
 func TestLastLineAfterOutOfOrderStore(t *testing.T) {
 	// A line republished late lands after a higher one; the next publisher
 	// must still continue after the highest number.
-	s := startServer(t, natslog.ServerConfig{})
+	s := logtest.StartServer(t, natsserver.Config{})
 	nc, err := nats.Connect(s.URL())
 	if err != nil {
 		t.Fatal(err)
@@ -300,7 +232,7 @@ func TestLastLineAfterOutOfOrderStore(t *testing.T) {
 
 func TestStreamSurvivesServerRestart(t *testing.T) {
 	dir := t.TempDir()
-	s1, err := natslog.StartServer(natslog.ServerConfig{StoreDir: dir})
+	s1, err := natsserver.Start(natsserver.Config{StoreDir: dir})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -311,7 +243,7 @@ func TestStreamSurvivesServerRestart(t *testing.T) {
 	closePublisher(t, p)
 	s1.Shutdown()
 
-	s2 := startServer(t, natslog.ServerConfig{StoreDir: dir})
+	s2 := logtest.StartServer(t, natsserver.Config{StoreDir: dir})
 	store := newMemStore()
 	a := startArchiver(t, s2.URL(), store)
 	waitFor(t, a, "d4", 500)
@@ -321,7 +253,7 @@ func TestStreamSurvivesServerRestart(t *testing.T) {
 }
 
 func TestPublisherRidesOutServerRestart(t *testing.T) {
-	s1, dir, port := stoppableServer(t)
+	s1, dir, port := logtest.StoppableServer(t)
 	store := newMemStore()
 	a := restartProofArchiver(t, s1.URL(), store)
 	var stdout bytes.Buffer
@@ -340,7 +272,7 @@ func TestPublisherRidesOutServerRestart(t *testing.T) {
 		t.Errorf("writing 300 lines without a server took %s", d)
 	}
 
-	s2 := startServer(t, natslog.ServerConfig{StoreDir: dir, Port: port})
+	s2 := logtest.StartServer(t, natsserver.Config{StoreDir: dir, Port: port})
 	closePublisher(t, p)
 	waitFor(t, a, "d5", 600)
 	lines := storedLines(t, store, "d5")
@@ -374,7 +306,7 @@ func TestFullBufferDropsLinesWithoutGaps(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s1, dir, port := stoppableServer(t)
+			s1, dir, port := logtest.StoppableServer(t)
 			var stdout bytes.Buffer
 			cfg := tt.cfg
 			core, seen := observer.New(zapcore.WarnLevel)
@@ -406,7 +338,7 @@ func TestFullBufferDropsLinesWithoutGaps(t *testing.T) {
 				}
 			}
 
-			s2 := startServer(t, natslog.ServerConfig{StoreDir: dir, Port: port})
+			s2 := logtest.StartServer(t, natsserver.Config{StoreDir: dir, Port: port})
 			closePublisher(t, p)
 			store := newMemStore()
 			a := startArchiver(t, s2.URL(), store)
@@ -444,7 +376,7 @@ func TestWriterSplitsLines(t *testing.T) {
 		{"long multibyte line", []string{euros + "\n"}, []string{euros[:16383], euros[16383:]}},
 		{"invalid utf-8", []string{"ok\xff\xfeok\n", "\xc3\n"}, []string{"ok\uFFFDok", "\uFFFD"}},
 	}
-	s := startServer(t, natslog.ServerConfig{})
+	s := logtest.StartServer(t, natsserver.Config{})
 	store := newMemStore()
 	a := startArchiver(t, s.URL(), store)
 	for i, tt := range tests {
@@ -489,7 +421,7 @@ func chunks(s string, size int) []string {
 }
 
 func TestWriterFlushStepAndStdout(t *testing.T) {
-	s := startServer(t, natslog.ServerConfig{})
+	s := logtest.StartServer(t, natsserver.Config{})
 	store := newMemStore()
 	a := startArchiver(t, s.URL(), store)
 	var stdout bytes.Buffer
@@ -534,7 +466,7 @@ func TestWriterFlushStepAndStdout(t *testing.T) {
 }
 
 func TestArchiverRestartDoesNotDuplicate(t *testing.T) {
-	s := startServer(t, natslog.ServerConfig{})
+	s := logtest.StartServer(t, natsserver.Config{})
 	store := newMemStore()
 	a1 := startArchiver(t, s.URL(), store)
 	p1 := newPublisher(t, natslog.PublisherConfig{URL: s.URL(), Deployment: "d8"})
@@ -596,7 +528,7 @@ func waitConsumerSettled(t *testing.T, url, durable string) {
 }
 
 func TestArchiverHandlesBadMessagesAndStoreErrors(t *testing.T) {
-	s := startServer(t, natslog.ServerConfig{})
+	s := logtest.StartServer(t, natsserver.Config{})
 	store := newMemStore()
 	store.refuse["gone"] = true
 	a := startArchiver(t, s.URL(), store)
@@ -634,7 +566,7 @@ func TestArchiverHandlesBadMessagesAndStoreErrors(t *testing.T) {
 }
 
 func TestConcurrentWriters(t *testing.T) {
-	s := startServer(t, natslog.ServerConfig{})
+	s := logtest.StartServer(t, natsserver.Config{})
 	store := newMemStore()
 	a := startArchiver(t, s.URL(), store)
 	p := newPublisher(t, natslog.PublisherConfig{URL: s.URL(), Deployment: "d10"})
@@ -666,7 +598,7 @@ func TestConcurrentWriters(t *testing.T) {
 // BenchmarkPublish reports how many lines per second one publisher gets
 // acknowledged by an embedded server (informational).
 func BenchmarkPublish(b *testing.B) {
-	s := startServer(b, natslog.ServerConfig{})
+	s := logtest.StartServer(b, natsserver.Config{})
 	p, err := natslog.NewPublisher(b.Context(), natslog.PublisherConfig{URL: s.URL(), Project: project, Deployment: "bench"})
 	if err != nil {
 		b.Fatal(err)
@@ -685,7 +617,7 @@ func BenchmarkPublish(b *testing.B) {
 }
 
 func TestCloseGivesUpWhenNATSIsGone(t *testing.T) {
-	s := startServer(t, natslog.ServerConfig{})
+	s := logtest.StartServer(t, natsserver.Config{})
 	p := newPublisher(t, natslog.PublisherConfig{URL: s.URL(), Deployment: "d11"})
 	s.Shutdown()
 	p.Line("stdout", "nobody hears this")

@@ -11,21 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/slipway-ci/slipway/internal/logtest"
 	"github.com/slipway-ci/slipway/natslog"
+	"github.com/slipway-ci/slipway/natsserver"
 )
-
-// stoppableServer starts a NATS server the test stops itself, and returns
-// its store directory and port for a restart.
-func stoppableServer(t testing.TB) (*natslog.Server, string, int) {
-	t.Helper()
-	dir := t.TempDir()
-	s, err := natslog.StartServer(natslog.ServerConfig{StoreDir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Shutdown)
-	return s, dir, portOf(t, s.URL())
-}
 
 // writeLines writes "line from".."line to", one per line.
 func writeLines(w io.Writer, from, to int) {
@@ -77,7 +66,7 @@ func checkTexts(t testing.TB, store *memStore, deployment string, n int) {
 // written; they wait on disk and, once NATS is back, every line reaches the
 // stream and the store exactly once, in order.
 func TestSpoolWhileNATSIsDown(t *testing.T) {
-	s1, dir, port := stoppableServer(t)
+	s1, dir, port := logtest.StoppableServer(t)
 	spool := t.TempDir()
 	store := newMemStore()
 	a := restartProofArchiver(t, s1.URL(), store)
@@ -96,7 +85,7 @@ func TestSpoolWhileNATSIsDown(t *testing.T) {
 		t.Errorf("stdout got %d lines while NATS was down, want %d", n, total)
 	}
 
-	s2 := startServer(t, natslog.ServerConfig{StoreDir: dir, Port: port})
+	s2 := logtest.StartServer(t, natsserver.Config{StoreDir: dir, Port: port})
 	closePublisher(t, p)
 	waitFor(t, a, "s1", total)
 	checkTexts(t, store, "s1", total)
@@ -115,7 +104,7 @@ func TestSpoolWhileNATSIsDown(t *testing.T) {
 func TestSpoolOutlivesPublisher(t *testing.T) {
 	for _, next := range []string{"o1", "o2"} {
 		t.Run("next deployment "+next, func(t *testing.T) {
-			s1, dir, port := stoppableServer(t)
+			s1, dir, port := logtest.StoppableServer(t)
 			spool := t.TempDir()
 			p1 := newPublisher(t, natslog.PublisherConfig{URL: s1.URL(), Deployment: "o1", SpoolDir: spool})
 			w := p1.Writer("stdout", "")
@@ -132,7 +121,7 @@ func TestSpoolOutlivesPublisher(t *testing.T) {
 				t.Fatal("no spool segment left after Close gave up")
 			}
 
-			s2 := startServer(t, natslog.ServerConfig{StoreDir: dir, Port: port})
+			s2 := logtest.StartServer(t, natsserver.Config{StoreDir: dir, Port: port})
 			store := newMemStore()
 			a := startArchiver(t, s2.URL(), store)
 			p2 := newPublisher(t, natslog.PublisherConfig{URL: s2.URL(), Deployment: next, SpoolDir: spool})
@@ -169,7 +158,7 @@ func TestSpoolOutlivesPublisher(t *testing.T) {
 // TestSpoolSkipsDamagedRecords: a segment cut short by a crash, or with a
 // record that is not a line, still delivers every good line.
 func TestSpoolSkipsDamagedRecords(t *testing.T) {
-	s := startServer(t, natslog.ServerConfig{})
+	s := logtest.StartServer(t, natsserver.Config{})
 	spool := t.TempDir()
 	seg := `demo {"deployment":"x1","n":1,"time":"2026-01-01T00:00:00Z","stream":"stdout","text":"line 1"}
 not a record

@@ -12,7 +12,9 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/slipway-ci/slipway"
+	"github.com/slipway-ci/slipway/internal/logtest"
 	"github.com/slipway-ci/slipway/natslog"
+	"github.com/slipway-ci/slipway/natsserver"
 	"github.com/slipway-ci/slipway/sqlite"
 )
 
@@ -110,7 +112,7 @@ func (c *collector) wait(t *testing.T, from, to int64, within time.Duration) {
 // log each see every line once, in order, and stop when the deployment
 // ends.
 func TestFollowReplayThenLive(t *testing.T) {
-	srv := startServer(t, natslog.ServerConfig{})
+	srv := logtest.StartServer(t, natsserver.Config{})
 	db, d := sqliteDeployment(t)
 	a, err := natslog.StartArchiver(t.Context(), natslog.ArchiverConfig{URL: srv.URL(), Store: db})
 	if err != nil {
@@ -184,7 +186,7 @@ func publishRaw(t *testing.T, url string, d *slipway.Deployment, n int64) {
 // A log whose lines exist only in the store (the stream expired them) is
 // replayed whole, and the follow ends at once.
 func TestFollowStoredOnly(t *testing.T) {
-	srv := startServer(t, natslog.ServerConfig{})
+	srv := logtest.StartServer(t, natsserver.Config{})
 	db, d := sqliteDeployment(t)
 	var lines []slipway.LogLine
 	for n := int64(1); n <= 2500; n++ {
@@ -216,7 +218,7 @@ func TestFollowStoredOnly(t *testing.T) {
 // A line missing from the stream holds back the lines after it only for
 // GapTimeout; lines that arrive out of order are put in order.
 func TestFollowGapsAndOrder(t *testing.T) {
-	srv := startServer(t, natslog.ServerConfig{})
+	srv := logtest.StartServer(t, natsserver.Config{})
 	db, d := sqliteDeployment(t)
 	w := newWatcher(t, srv.URL(), db, natslog.WatcherConfig{GapTimeout: 500 * time.Millisecond, PollInterval: 100 * time.Millisecond})
 	c := follow(t, w, d.ID, 0)
@@ -257,7 +259,7 @@ func TestFollowGapsAndOrder(t *testing.T) {
 // A cancelled deployment's last lines, flushed by its agent just after the
 // cancellation was recorded, still reach followers.
 func TestFollowCancelledSettles(t *testing.T) {
-	srv := startServer(t, natslog.ServerConfig{})
+	srv := logtest.StartServer(t, natsserver.Config{})
 	db, d := sqliteDeployment(t)
 	w := newWatcher(t, srv.URL(), db, natslog.WatcherConfig{Settle: time.Second})
 	publishRaw(t, srv.URL(), d, 1)
@@ -275,7 +277,7 @@ func TestFollowCancelledSettles(t *testing.T) {
 // every line up to its last is out, taking from the store what the stream
 // did not deliver, and a stopped one does not wait Settle for late lines.
 func TestFollowEndsWithTheRecordedLog(t *testing.T) {
-	srv := startServer(t, natslog.ServerConfig{})
+	srv := logtest.StartServer(t, natsserver.Config{})
 	db, d := sqliteDeployment(t)
 	w := newWatcher(t, srv.URL(), db, natslog.WatcherConfig{Settle: time.Hour})
 	publishRaw(t, srv.URL(), d, 1)
@@ -302,7 +304,7 @@ func TestFollowEndsWithTheRecordedLog(t *testing.T) {
 // The log of a deployment whose lines log retention deleted is not served
 // again from the stream, which may keep them longer.
 func TestFollowPrunedServesNothing(t *testing.T) {
-	srv := startServer(t, natslog.ServerConfig{})
+	srv := logtest.StartServer(t, natsserver.Config{})
 	db, d := sqliteDeployment(t)
 	w := newWatcher(t, srv.URL(), db, natslog.WatcherConfig{})
 	publishRaw(t, srv.URL(), d, 1)
@@ -328,7 +330,7 @@ func TestFollowPrunedServesNothing(t *testing.T) {
 // NotifyingStore announces every change of a deployment's state, and
 // WatchDeployment hears it.
 func TestWatchDeployment(t *testing.T) {
-	srv := startServer(t, natslog.ServerConfig{})
+	srv := logtest.StartServer(t, natsserver.Config{})
 	db, _ := sqliteDeployment(t)
 	w := newWatcher(t, srv.URL(), db, natslog.WatcherConfig{})
 	store := w.NotifyingStore(db)
@@ -369,7 +371,7 @@ func TestWatchDeployment(t *testing.T) {
 // NATS going away while a follow reads the stream does not leave it
 // hanging: once the deployment ended it finishes from the store.
 func TestFollowWhenNATSGoesAway(t *testing.T) {
-	srv := startServer(t, natslog.ServerConfig{})
+	srv := logtest.StartServer(t, natsserver.Config{})
 	db, d := sqliteDeployment(t)
 	w := newWatcher(t, srv.URL(), db, natslog.WatcherConfig{GapTimeout: 500 * time.Millisecond, PollInterval: 100 * time.Millisecond})
 	publishRaw(t, srv.URL(), d, 1)

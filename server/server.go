@@ -37,6 +37,7 @@ import (
 	"github.com/slipway-ci/slipway/internal/atomicfile"
 	"github.com/slipway-ci/slipway/machine/process"
 	"github.com/slipway-ci/slipway/natslog"
+	"github.com/slipway-ci/slipway/natsserver"
 	"github.com/slipway-ci/slipway/registry"
 	"github.com/slipway-ci/slipway/sqlite"
 	"github.com/slipway-ci/slipway/temporalserver"
@@ -250,7 +251,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 
 	natsURL := cfg.NATSURL
 	if natsURL == "" {
-		ns, err := natslog.StartServer(natslog.ServerConfig{StoreDir: filepath.Join(dataDir, "nats"), Port: st.NATSPort})
+		ns, err := natsserver.Start(natsserver.Config{StoreDir: filepath.Join(dataDir, "nats"), Port: st.NATSPort})
 		if err != nil {
 			return fmt.Errorf("start embedded NATS: %w", err)
 		}

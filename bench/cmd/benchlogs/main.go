@@ -45,6 +45,7 @@ import (
 	"github.com/slipway-ci/slipway/client"
 	"github.com/slipway-ci/slipway/graphql"
 	"github.com/slipway-ci/slipway/natslog"
+	"github.com/slipway-ci/slipway/natsserver"
 	"github.com/slipway-ci/slipway/sqlite"
 )
 
@@ -196,7 +197,7 @@ func run(lines int, out string, subs []string, buildsFlag string, rates []int, c
 // and the API, as `slipway server` wires them.
 type env struct {
 	dir     string
-	ns      *natslog.Server
+	ns      *natsserver.Server
 	store   *sqlite.DB
 	arch    *natslog.Archiver
 	watcher *natslog.Watcher
@@ -240,7 +241,7 @@ func startEnv(ctx context.Context) (*env, error) {
 	}
 	e := &env{dir: dir}
 	quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	if e.ns, err = natslog.StartServer(natslog.ServerConfig{StoreDir: filepath.Join(dir, "nats")}); err != nil {
+	if e.ns, err = natsserver.Start(natsserver.Config{StoreDir: filepath.Join(dir, "nats")}); err != nil {
 		return nil, err
 	}
 	if e.store, err = sqlite.Open(filepath.Join(dir, "slipway.db")); err != nil {
