@@ -103,6 +103,7 @@ func (a *Activities) begin(ctx context.Context, in deploy.BuildInput, phase stri
 			Project:    in.Project,
 			Deployment: in.DeploymentID,
 			Stdout:     a.cfg.Stdout,
+			Logger:     a.cfg.Logger,
 			Redact:     secrets.Func(),
 			SpoolDir:   a.layout.LogSpool,
 		})

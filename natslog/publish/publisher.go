@@ -19,6 +19,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"slices"
 	"sort"
 	"strings"
@@ -27,7 +28,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
 	"github.com/slipway-ci/slipway"
@@ -44,9 +44,11 @@ type Config struct {
 	// Stdout, when set, also receives every line as "[step] text\n" (or
 	// "text\n" without a step), including lines NATS could not take.
 	Stdout io.Writer
-	// Logger reports the publisher's own trouble (NATS unreachable, lines
-	// dropped); default no-op. It never receives build output.
-	Logger *zap.Logger
+	// Logger is the service log that hears of the publisher's own trouble
+	// (the log stream disconnected or back, lines spooled, dropped or left
+	// for the next publisher), with fields project and deployment; the
+	// agent passes its own. Default none. It never receives build output.
+	Logger *slog.Logger
 	// Redact, when set, rewrites every line's text before either sink, for
 	// example to mask secrets.
 	Redact func(string) string
@@ -108,7 +110,7 @@ const (
 // for concurrent use.
 type Publisher struct {
 	cfg     Config
-	log     *zap.Logger
+	log     *slog.Logger
 	subject string
 	nc      *nats.Conn
 	js      jetstream.JetStream
@@ -166,7 +168,7 @@ func New(ctx context.Context, cfg Config) (*Publisher, error) {
 		return nil, slipway.Errorf(slipway.EINVALID, "invalid log subject for project %q, deployment %q", cfg.Project, cfg.Deployment)
 	}
 	if cfg.Logger == nil {
-		cfg.Logger = zap.NewNop()
+		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	if cfg.MaxBufferBytes <= 0 {
 		cfg.MaxBufferBytes = defaultMaxBufferBytes
@@ -179,7 +181,7 @@ func New(ctx context.Context, cfg Config) (*Publisher, error) {
 	}
 	p := &Publisher{
 		cfg:     cfg,
-		log:     cfg.Logger.With(zap.String("project", cfg.Project), zap.String("deployment", cfg.Deployment)),
+		log:     cfg.Logger.With("project", cfg.Project, "deployment", cfg.Deployment),
 		subject: natslog.Subject(cfg.Project, cfg.Deployment),
 		pending: make(map[*nats.Msg]pendingLine),
 		writers: make(map[*LineWriter]struct{}),
@@ -194,14 +196,14 @@ func New(ctx context.Context, cfg Config) (*Publisher, error) {
 		nats.ReconnectWait(500*time.Millisecond),
 		nats.ReconnectBufSize(8<<20),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			p.log.Warn("log stream disconnected", zap.Error(err))
+			p.log.Warn("log stream disconnected", "error", err)
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
-			p.log.Info("log stream reconnected", zap.String("url", nc.ConnectedUrlRedacted()))
+			p.log.Info("log stream reconnected", "url", nc.ConnectedUrlRedacted())
 			signal(p.wake)
 		}),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
-			p.log.Warn("log stream error", zap.Error(err))
+			p.log.Warn("log stream error", "error", err)
 		}),
 	)
 	if err != nil {
@@ -285,7 +287,7 @@ func (p *Publisher) emit(stream, step, text string) {
 	// Log outside the lock: the Logger may well write through this
 	// Publisher (see Core).
 	if startedDropping {
-		p.log.Warn("log stream buffer full: dropping lines until NATS catches up", zap.Int("bufferBytes", buffered))
+		p.log.Warn("log stream buffer full: dropping lines until NATS catches up", "bufferBytes", buffered)
 	}
 }
 
@@ -468,7 +470,7 @@ func (p *Publisher) onErr(_ jetstream.JetStream, m *nats.Msg, err error) {
 	}
 	p.mu.Unlock()
 	if ok {
-		p.log.Debug("log lines publish failed, will retry", zap.Int64("from", pl.n), zap.Int("lines", pl.lines), zap.Error(err))
+		p.log.Debug("log lines publish failed, will retry", "from", pl.n, "lines", pl.lines, "error", err)
 	}
 }
 
@@ -555,7 +557,7 @@ func (p *Publisher) run() {
 					p.queue = append(batch[i:], p.queue...)
 				}
 				p.mu.Unlock()
-				p.log.Debug("log line publish refused, will retry", zap.Int("lines", len(batch)-i), zap.Error(err))
+				p.log.Debug("log line publish refused, will retry", "lines", len(batch)-i, "error", err)
 				if !p.sleep(retryWaitMin) {
 					return
 				}
@@ -717,7 +719,7 @@ func (p *Publisher) close(ctx context.Context) error {
 			kept, perr := p.persistSpoolLocked()
 			p.mu.Unlock()
 			p.log.Warn("NATS did not take every log line before close: the rest stays in the spool",
-				zap.String("spool", p.cfg.SpoolDir), zap.Int("memoryLines", kept), zap.Int("unacknowledged", left))
+				"spool", p.cfg.SpoolDir, "memoryLines", kept, "unacknowledged", left)
 			if perr != nil {
 				err = fmt.Errorf("close log publisher for %s: keep unsent lines in spool %s: %w", p.cfg.Deployment, p.cfg.SpoolDir, perr)
 			}
@@ -725,7 +727,7 @@ func (p *Publisher) close(ctx context.Context) error {
 			p.mu.Unlock()
 			if left > 0 {
 				err = fmt.Errorf("close log publisher for %s: %d lines (from line %d) not acknowledged by NATS: %w", p.cfg.Deployment, left, first, ctx.Err())
-				p.log.Warn("log lines not acknowledged at close", zap.Int("lines", left), zap.Int64("firstLine", first))
+				p.log.Warn("log lines not acknowledged at close", "lines", left, "firstLine", first)
 			}
 		}
 		p.nc.Close()

@@ -15,7 +15,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
-	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/slipway-ci/slipway"
 	"github.com/slipway-ci/slipway/internal/logtest"
@@ -162,6 +161,50 @@ func TestPublisherRidesOutServerRestart(t *testing.T) {
 	}
 }
 
+// The publisher's own trouble reaches the service log it was given (the
+// agent gives its own, which goes to agent.log), with the project and
+// deployment: NATS going away and coming back, lines left in the spool at
+// close, and the next publisher sending them.
+func TestPublisherWarningsReachItsLogger(t *testing.T) {
+	s1, dir, port := logtest.StoppableServer(t)
+	spool := t.TempDir()
+	logger, log := logtest.NewServiceLog()
+	p := logtest.NewPublisher(t, publish.Config{URL: s1.URL(), Deployment: "w1", SpoolDir: spool, Logger: logger})
+	p.Line("stdout", "line 1")
+	s1.Shutdown()
+	rec := log.Wait(t, "log stream disconnected", 30*time.Second)
+	for _, want := range []string{"level=WARN", "project=" + logtest.Project, "deployment=w1"} {
+		if !strings.Contains(rec, want) {
+			t.Errorf("record %q lacks %q", rec, want)
+		}
+	}
+	p.Line("stdout", "line 2")
+	s2 := logtest.StartServer(t, natsserver.Config{StoreDir: dir, Port: port})
+	log.Wait(t, "log stream reconnected", 30*time.Second)
+
+	s2.Shutdown()
+	p.Line("stdout", "line 3")
+	ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+	defer cancel()
+	if err := p.Close(ctx); err != nil {
+		t.Fatalf("Close with NATS down and a spool = %v, want nil", err)
+	}
+	rec = log.Wait(t, "log lines kept in the spool for the next publisher", time.Second)
+	if !strings.Contains(rec, "level=WARN") || !strings.Contains(rec, "deployment=w1") {
+		t.Errorf("record %q: want a warning naming deployment w1", rec)
+	}
+
+	s3 := logtest.StartServer(t, natsserver.Config{StoreDir: dir, Port: port})
+	store := logtest.NewMemStore()
+	a := logtest.StartArchiver(t, s3.URL(), store)
+	logger2, log2 := logtest.NewServiceLog()
+	p2 := logtest.NewPublisher(t, publish.Config{URL: s3.URL(), Deployment: "w2", SpoolDir: spool, Logger: logger2})
+	log2.Wait(t, "sending log lines left in the spool", time.Second)
+	logtest.ClosePublisher(t, p2)
+	logtest.WaitFor(t, a, "w1", 3)
+	logtest.CheckTexts(t, store, "w1", 3)
+}
+
 // TestFullBufferDropsLinesWithoutGaps: past the memory buffer (no spool)
 // or the spool's bound, lines only reach stdout, and one line says how many
 // were dropped; the numbering has no gap.
@@ -179,18 +222,14 @@ func TestFullBufferDropsLinesWithoutGaps(t *testing.T) {
 			s1, dir, port := logtest.StoppableServer(t)
 			var stdout bytes.Buffer
 			cfg := tt.cfg
-			core, seen := observer.New(zapcore.WarnLevel)
-			cfg.URL, cfg.Deployment, cfg.Stdout, cfg.Logger = s1.URL(), "d6", &stdout, zap.New(core)
+			var log *logtest.ServiceLog
+			cfg.URL, cfg.Deployment, cfg.Stdout = s1.URL(), "d6", &stdout
+			cfg.Logger, log = logtest.NewServiceLog()
 			p := logtest.NewPublisher(t, cfg)
 			s1.Shutdown()
 			// The client learns of the shutdown asynchronously; lines
 			// written before that go to memory, not the spool.
-			for deadline := time.Now().Add(30 * time.Second); seen.FilterMessage("log stream disconnected").Len() == 0; {
-				if time.Now().After(deadline) {
-					t.Fatal("the publisher never noticed the server shut down")
-				}
-				time.Sleep(10 * time.Millisecond)
-			}
+			log.Wait(t, "log stream disconnected", 30*time.Second)
 			const total = 2000
 			for i := 1; i <= total; i++ {
 				p.Line("stdout", fmt.Sprintf("line %d", i))
@@ -198,6 +237,7 @@ func TestFullBufferDropsLinesWithoutGaps(t *testing.T) {
 			if n := strings.Count(stdout.String(), "\n"); n != total {
 				t.Errorf("stdout got %d lines, want all %d", n, total)
 			}
+			log.Wait(t, "log stream buffer full: dropping lines", time.Second)
 			accepted := p.LastLine()
 			if accepted == 0 || accepted >= total {
 				t.Fatalf("accepted %d lines with a full buffer and no server, want some but not all", accepted)

@@ -16,7 +16,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"go.uber.org/zap"
 
 	"github.com/slipway-ci/slipway/internal/atomicfile"
 	"github.com/slipway-ci/slipway/natslog"
@@ -126,7 +125,7 @@ func (p *Publisher) adoptSpool() (int64, error) {
 		p.segs = append(p.segs, s)
 		p.live++
 		p.spoolBytes += s.size
-		p.log.Info("sending log lines left in the spool", zap.String("segment", path), zap.Int64("bytes", s.size-s.readOff))
+		p.log.Info("sending log lines left in the spool", "segment", path, "bytes", s.size-s.readOff)
 	}
 	slices.SortFunc(p.segs, func(a, b *segment) int { return cmpInt(a.key, b.key) })
 	if len(p.segs) > 0 {
@@ -311,7 +310,7 @@ func (p *Publisher) drain() bool {
 		var err error
 		lines, bytesRead, err = p.readChunk(s, from, limit)
 		if err != nil {
-			p.log.Warn("log spool unreadable, skipping the rest of a segment", zap.String("segment", s.path), zap.Error(err))
+			p.log.Warn("log spool unreadable, skipping the rest of a segment", "segment", s.path, "error", err)
 			bytesRead = limit - from
 		}
 	}
@@ -364,7 +363,7 @@ func (p *Publisher) readChunk(s *segment, off, limit int64) ([]spooled, int64, e
 			}
 		}
 		if !ok || !natslog.ValidToken(dep) || first < 1 {
-			p.log.Warn("log spool: skipping a bad record", zap.String("segment", s.path), zap.Int64("offset", at))
+			p.log.Warn("log spool: skipping a bad record", "segment", s.path, "offset", at)
 			continue
 		}
 		m := &nats.Msg{Subject: natslog.Subject(string(project), dep), Data: data, Header: nats.Header{jetstream.MsgIDHeader: {natslog.MsgID(dep, first, last)}}}
@@ -455,7 +454,7 @@ func (p *Publisher) persistSpoolLocked() (int, error) {
 		}
 		errs = append(errs, s.rf.Close())
 		s.rf = nil
-		p.log.Warn("log lines kept in the spool for the next publisher", zap.String("segment", s.path), zap.Int64("bytes", unsent))
+		p.log.Warn("log lines kept in the spool for the next publisher", "segment", s.path, "bytes", unsent)
 	}
 	p.cur = nil
 	p.segs = nil
