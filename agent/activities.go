@@ -22,8 +22,9 @@ import (
 	"github.com/slipway-ci/slipway/buildah"
 	"github.com/slipway-ci/slipway/buildsecrets"
 	"github.com/slipway-ci/slipway/deploy"
+	"github.com/slipway-ci/slipway/events"
 	"github.com/slipway-ci/slipway/gitmirror"
-	"github.com/slipway-ci/slipway/natslog"
+	"github.com/slipway-ci/slipway/natslog/publish"
 	"github.com/slipway-ci/slipway/redact"
 )
 
@@ -55,7 +56,7 @@ type job struct {
 	secrets *redact.Redactor
 	// buildSecrets are the project's build secrets, with their values.
 	buildSecrets []slipway.SecretValue
-	pub          *natslog.Publisher
+	pub          *publish.Publisher
 	out          io.Writer
 	// progress reports the phase and build step to the deployment's
 	// workflow.
@@ -97,11 +98,12 @@ func (a *Activities) begin(ctx context.Context, in deploy.BuildInput, phase stri
 	stdout := redact.NewWriter(a.cfg.Stdout, secrets)
 	j := &job{out: stdout, secrets: secrets, buildSecrets: buildSecrets}
 	if a.cfg.NATSURL != "" {
-		pub, err := natslog.NewPublisher(ctx, natslog.PublisherConfig{
+		pub, err := publish.New(ctx, publish.Config{
 			URL:        a.cfg.NATSURL,
 			Project:    in.Project,
 			Deployment: in.DeploymentID,
 			Stdout:     a.cfg.Stdout,
+			Logger:     a.cfg.Logger,
 			Redact:     secrets.Func(),
 			SpoolDir:   a.layout.LogSpool,
 		})
@@ -166,7 +168,7 @@ func (a *Activities) progressSender(ctx context.Context, in deploy.BuildInput) f
 			return err
 		}
 		if a.events != nil {
-			return natslog.Announce(a.events, in.Project, in.DeploymentID, slipway.StatusBuilding)
+			return events.Announce(a.events, in.Project, in.DeploymentID, slipway.StatusBuilding)
 		}
 		return nil
 	}

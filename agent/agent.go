@@ -131,7 +131,7 @@ type Layout struct {
 	Builder string
 	// LogSpool holds the public log lines NATS could not take yet (NATS
 	// away, or the agent exited before it came back); the next publisher
-	// sends them first. See natslog.PublisherConfig.SpoolDir.
+	// sends them first. See publish.Config.SpoolDir.
 	LogSpool string
 }
 

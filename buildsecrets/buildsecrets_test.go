@@ -10,7 +10,7 @@ import (
 
 	"github.com/slipway-ci/slipway"
 	"github.com/slipway-ci/slipway/buildsecrets"
-	"github.com/slipway-ci/slipway/natslog"
+	"github.com/slipway-ci/slipway/natsserver"
 	"github.com/slipway-ci/slipway/sqlite"
 )
 
@@ -42,7 +42,7 @@ func TestFetch(t *testing.T) {
 // Without a server answering, Fetch fails with an error a retry may fix.
 func TestFetchNoServer(t *testing.T) {
 	dir := t.TempDir()
-	ns, err := natslog.StartServer(natslog.ServerConfig{StoreDir: filepath.Join(dir, "nats")})
+	ns, err := natsserver.Start(natsserver.Config{StoreDir: filepath.Join(dir, "nats")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,7 +69,7 @@ func BenchmarkFetch(b *testing.B) {
 // building.
 func setUp(t testing.TB) (url string, db *sqlite.DB, building, queued, others string) {
 	dir := t.TempDir()
-	ns, err := natslog.StartServer(natslog.ServerConfig{StoreDir: filepath.Join(dir, "nats")})
+	ns, err := natsserver.Start(natsserver.Config{StoreDir: filepath.Join(dir, "nats")})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,7 +15,7 @@ import (
 
 // How a deployment's log is known to be complete.
 //
-// The agent numbers its lines (natslog.Publisher) and, when an activity
+// The agent numbers its lines (publish.Publisher) and, when an activity
 // has closed its publisher (every line acknowledged by NATS, or left in
 // the volume's spool), signals SignalLogEnd with the number of its last
 // line to the deployment's workflow. Before the workflow records the
@@ -47,7 +47,7 @@ const (
 )
 
 // LogArchive is what AwaitLog needs of the log archiver
-// (natslog.Archiver).
+// (archive.Archiver).
 type LogArchive interface {
 	// LastStreamLine is the number of the deployment's last line in the
 	// log stream (0: none).

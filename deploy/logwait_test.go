@@ -8,7 +8,9 @@ import (
 	"time"
 
 	"github.com/slipway-ci/slipway"
-	"github.com/slipway-ci/slipway/natslog"
+	"github.com/slipway-ci/slipway/natslog/archive"
+	"github.com/slipway-ci/slipway/natslog/publish"
+	"github.com/slipway-ci/slipway/natsserver"
 	"github.com/slipway-ci/slipway/sqlite"
 )
 
@@ -18,7 +20,7 @@ import (
 // got (left in the agent's spool) keeps it incomplete.
 func TestAwaitLog(t *testing.T) {
 	ctx := t.Context()
-	ns, err := natslog.StartServer(natslog.ServerConfig{StoreDir: t.TempDir()})
+	ns, err := natsserver.Start(natsserver.Config{StoreDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,7 +37,7 @@ func TestAwaitLog(t *testing.T) {
 	if _, _, err := store.CreateDeployment(ctx, d); err != nil {
 		t.Fatal(err)
 	}
-	pub, err := natslog.NewPublisher(ctx, natslog.PublisherConfig{URL: ns.URL(), Project: "app", Deployment: d.ID})
+	pub, err := publish.New(ctx, publish.Config{URL: ns.URL(), Project: "app", Deployment: d.ID})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -48,7 +50,7 @@ func TestAwaitLog(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	arch, err := natslog.StartArchiver(ctx, natslog.ArchiverConfig{URL: ns.URL(), Store: store})
+	arch, err := archive.Start(ctx, archive.Config{URL: ns.URL(), Store: store})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,7 +11,7 @@ import (
 
 	"github.com/slipway-ci/slipway"
 	"github.com/slipway-ci/slipway/internal/testenv"
-	"github.com/slipway-ci/slipway/natslog"
+	"github.com/slipway-ci/slipway/natsserver"
 )
 
 // noisyDockerfile prints slow lines, then a burst of bulk lines, then slow
@@ -29,10 +29,10 @@ func noisyDockerfile(base, tag string, slow, bulk int) string {
 // the build they are sent then; when it comes back only after the
 // deployment finished and the agent exited, the next build sends them.
 // Either way the stored log is complete: every line exactly once, numbered
-// without gaps.
+// without gaps, and the agent's log (agent.log) tells of the outage.
 func TestNATSStoppedMidBuild(t *testing.T) {
 	natsDir := t.TempDir()
-	ns, err := natslog.StartServer(natslog.ServerConfig{StoreDir: natsDir})
+	ns, err := natsserver.Start(natsserver.Config{StoreDir: natsDir})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -43,7 +43,7 @@ func TestNATSStoppedMidBuild(t *testing.T) {
 	}
 	port, _ := strconv.Atoi(u.Port())
 	restartNATS := func() {
-		ns, err = natslog.StartServer(natslog.ServerConfig{StoreDir: natsDir, Port: port})
+		ns, err = natsserver.Start(natsserver.Config{StoreDir: natsDir, Port: port})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -75,6 +75,10 @@ func TestNATSStoppedMidBuild(t *testing.T) {
 		return strings.Contains(s.agentLog("spool"), fmt.Sprintf("one-bulk-%d\n", bulk))
 	})
 	checkSpool(true)
+	// The publisher's warnings reach the agent's own log.
+	waitUntil(t, 30*time.Second, "the agent's log says the log stream went away", func() bool {
+		return strings.Contains(s.agentLog("spool"), "log stream disconnected")
+	})
 	restartNATS()
 	if d := s.waitFinished(t, "spool", id, 5*time.Minute); d.Status != "succeeded" {
 		t.Fatalf("deployment %s, want succeeded\nagent:\n%s", d.Status, s.agentLog("spool"))
@@ -100,6 +104,9 @@ func TestNATSStoppedMidBuild(t *testing.T) {
 	}
 	s.checkCompleteLog(t, id2, "two", 50, 3000)
 	checkSpool(false)
+	if log := s.agentLog("spool"); !strings.Contains(log, "sending log lines left in the spool") {
+		t.Errorf("the agent's log does not say it sent the spool's leftovers:\n%s", log)
+	}
 }
 
 // startDeploy starts a deployment of commit and returns its id.

@@ -11,7 +11,7 @@ import (
 	"github.com/slipway-ci/slipway"
 )
 
-// Live follows deployments for the subscriptions: natslog.Watcher in the
+// Live follows deployments for the subscriptions: archive.Watcher in the
 // server. Without one the API polls the store.
 type Live interface {
 	// FollowLog calls emit with every line of the deployment from line

@@ -13,7 +13,7 @@ import (
 // DecodeLines decodes a message of the log stream: a JSON array of lines,
 // or a single JSON line (as earlier versions published every line).
 //
-// Messages as appendLineJSON writes them (the Publisher's, every message
+// Messages as AppendLineJSON writes them (the Publisher's, every message
 // of every build, read by the Archiver and by every follower) are read by
 // a decoder for exactly that shape; anything else by encoding/json.
 func DecodeLines(data []byte) ([]slipway.LogLine, error) {
@@ -39,7 +39,7 @@ func DecodeLines(data []byte) ([]slipway.LogLine, error) {
 }
 
 // decodeFast decodes data (no leading space) if it is one line or an
-// array of lines exactly as appendLineJSON writes them; else it reports
+// array of lines exactly as AppendLineJSON writes them; else it reports
 // false and encoding/json decides.
 func decodeFast(data []byte) ([]slipway.LogLine, bool) {
 	var d lineDecoder

@@ -19,34 +19,34 @@ func TestAppendLineJSON(t *testing.T) {
 	for _, text := range texts {
 		for _, step := range []string{"", "build 3/9"} {
 			l := slipway.LogLine{Deployment: "d-1", N: 42, Time: at, Stream: "stderr", Step: step, Text: text}
-			got, ok := appendLineJSON(nil, &l)
+			got, ok := AppendLineJSON(nil, &l)
 			if !ok {
-				t.Fatalf("appendLineJSON(%q) failed", text)
+				t.Fatalf("AppendLineJSON(%q) failed", text)
 			}
 			var back slipway.LogLine
 			if err := json.Unmarshal(got, &back); err != nil {
-				t.Fatalf("appendLineJSON(%q) = %s: not JSON: %v", text, got, err)
+				t.Fatalf("AppendLineJSON(%q) = %s: not JSON: %v", text, got, err)
 			}
 			if back != l {
-				t.Errorf("appendLineJSON(%q) decodes to %+v, want %+v", text, back, l)
+				t.Errorf("AppendLineJSON(%q) decodes to %+v, want %+v", text, back, l)
 			}
 			want, _ := json.Marshal(l)
 			var a, b any
 			_ = json.Unmarshal(want, &a)
 			_ = json.Unmarshal(got, &b)
 			if ja, _ := json.Marshal(a); string(ja) != func() string { jb, _ := json.Marshal(b); return string(jb) }() {
-				t.Errorf("appendLineJSON(%q) = %s, encoding/json says %s", text, got, want)
+				t.Errorf("AppendLineJSON(%q) = %s, encoding/json says %s", text, got, want)
 			}
 		}
 	}
 	l := slipway.LogLine{Deployment: "d", N: 1, Time: time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC)}
-	if _, ok := appendLineJSON(nil, &l); ok {
-		t.Error("appendLineJSON accepted the year 10000, which encoding/json refuses")
+	if _, ok := AppendLineJSON(nil, &l); ok {
+		t.Error("AppendLineJSON accepted the year 10000, which encoding/json refuses")
 	}
 }
 
 // TestDecodeFast: the decoder for the Publisher's own messages reads what
-// appendLineJSON writes (alone and in batches) exactly as encoding/json
+// AppendLineJSON writes (alone and in batches) exactly as encoding/json
 // does, and leaves anything else to encoding/json.
 func TestDecodeFast(t *testing.T) {
 	at := time.Date(2026, 11, 27, 21, 40, 15, 796000123, time.UTC)
@@ -59,7 +59,7 @@ func TestDecodeFast(t *testing.T) {
 	for i, text := range texts {
 		for _, step := range []string{"", "build 3/9", `step "quoted"`} {
 			l := slipway.LogLine{Deployment: "d-1", N: int64(len(all) + 1), Time: at.Add(time.Duration(i) * time.Hour), Stream: "stderr", Step: step, Text: text}
-			data, _ := appendLineJSON(nil, &l)
+			data, _ := AppendLineJSON(nil, &l)
 			got, ok := decodeFast(data)
 			if !ok || len(got) != 1 || got[0] != l {
 				t.Errorf("decodeFast(%s) = %+v, %v; want %+v", data, got, ok, l)

@@ -1,38 +1,29 @@
-// Package natslog carries a deployment's public build log through NATS
-// JetStream: an embedded NATS server for `slipway server` (Server), the
-// agent-side Publisher that numbers lines and publishes them, the
-// server-side Archiver that copies them into the slipway.Store, and the
-// Watcher that lets the API follow a deployment live (its stored log, then
-// the stream, with no gap and no duplicate; its state changes, announced on
-// slipway.events.<project>.<deployment>).
+// Package natslog is the wire format of a deployment's public build log on
+// NATS JetStream, shared by the agent, which publishes the log (package
+// natslog/publish), and the server, which archives and follows it (package
+// natslog/archive): the stream and its limits, the subjects, the message
+// ids, and how lines are encoded into messages and decoded from them.
 //
 // A message on subject slipway.logs.<project>.<deployment> in stream
 // SLIPWAY_LOGS holds one or more consecutive lines of the deployment: a
 // JSON array of slipway.LogLine (several lines), or one JSON
 // slipway.LogLine (one line, the only form earlier versions wrote; see
 // DecodeLines). Its header Nats-Msg-Id is "<deployment>:<first>-<last>"
-// ("<deployment>:<n>" for one line), so that republishing a message is
-// harmless: a message is never regrouped once made, in memory or in the
-// spool, so a republished batch has the same id.
+// ("<deployment>:<n>" for one line; see MsgID), so that republishing a
+// message is harmless: a message is never regrouped once made, in memory
+// or in the publisher's spool, so a republished batch has the same id.
 //
-// The package does not decide what is public or secret: callers hand the
-// Publisher only public output (its Redact hook is the last line of defence).
-// It must never block a build for long on NATS: when NATS is slow or away,
-// lines wait in a bounded memory buffer, then in a bounded spool on the
-// machine's volume (spool.go) that outlives the publisher, and they always
-// reach stdout.
+// Both sides import it, so it must stay small: no publishing or consuming
+// policy, nothing of nats-server (package natsserver embeds the server) and
+// no server-side package. A log written by any earlier version must still
+// decode.
 package natslog
 
 import (
-	"context"
-	"errors"
 	"fmt"
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
-
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/slipway-ci/slipway"
 )
@@ -59,14 +50,6 @@ const (
 	// maxMsgBytes bounds one stream message: a MaxLineBytes line of control
 	// characters grows six-fold as JSON, plus the other fields.
 	maxMsgBytes = 1 << 20
-	// maxBatchBytes bounds the lines the Publisher puts in one message (a
-	// single longer line is a message of its own).
-	maxBatchBytes = 64 << 10
-	// flushDelay is how long the Publisher lets a message fill with the
-	// lines that follow its first one before sending it: the cost of the
-	// log path is per message, so at high rates it carries hundreds of
-	// lines, and a single line waits at most this long.
-	flushDelay = 2 * time.Millisecond
 )
 
 // Subject returns the subject a deployment's log lines are published on:
@@ -75,96 +58,16 @@ func Subject(project, deployment string) string {
 	return SubjectPrefix + project + "." + deployment
 }
 
-// validToken reports whether s can be one token of a NATS subject.
-func validToken(s string) bool {
+// ValidToken reports whether s can be one token of a NATS subject (a
+// project or deployment id in Subject).
+func ValidToken(s string) bool {
 	return s != "" && !strings.ContainsAny(s, ".*> \t\r\n\x00")
 }
 
-// streamConfig is SLIPWAY_LOGS' configuration.
-func streamConfig(maxAge time.Duration) jetstream.StreamConfig {
-	if maxAge <= 0 {
-		maxAge = DefaultMaxAge
-	}
-	return jetstream.StreamConfig{
-		Name:        StreamName,
-		Description: "Slipway deployment log lines (JSON slipway.LogLine)",
-		Subjects:    []string{StreamSubjects},
-		Retention:   jetstream.LimitsPolicy,
-		Storage:     jetstream.FileStorage,
-		Discard:     jetstream.DiscardOld,
-		MaxAge:      maxAge,
-		MaxMsgs:     -1,
-		MaxBytes:    -1,
-		MaxMsgSize:  maxMsgBytes,
-		Duplicates:  DuplicateWindow,
-		Replicas:    1,
-	}
-}
-
-// EnsureStream creates the log stream, or updates it to the expected
-// configuration (file storage, DuplicateWindow, DefaultMaxAge).
-func EnsureStream(ctx context.Context, js jetstream.JetStream) error {
-	return ensureStream(ctx, js, DefaultMaxAge)
-}
-
-func ensureStream(ctx context.Context, js jetstream.JetStream, maxAge time.Duration) error {
-	if _, err := js.CreateOrUpdateStream(ctx, streamConfig(maxAge)); err != nil {
-		return fmt.Errorf("ensure stream %s: %w", StreamName, err)
-	}
-	return nil
-}
-
-// ensureStreamExists creates the stream only when it is missing, so that a
-// client never overwrites limits the server configured.
-func ensureStreamExists(ctx context.Context, js jetstream.JetStream) (jetstream.Stream, error) {
-	st, err := js.Stream(ctx, StreamName)
-	if err == nil {
-		return st, nil
-	}
-	if !errors.Is(err, jetstream.ErrStreamNotFound) {
-		return nil, fmt.Errorf("look up stream %s: %w", StreamName, err)
-	}
-	if err := EnsureStream(ctx, js); err != nil {
-		return nil, err
-	}
-	st, err = js.Stream(ctx, StreamName)
-	if err != nil {
-		return nil, fmt.Errorf("look up stream %s: %w", StreamName, err)
-	}
-	return st, nil
-}
-
-// splitText cuts s (valid UTF-8) into pieces of at most max bytes, at rune
-// boundaries. An empty s is one empty line.
-func splitText(s string, max int) []string {
-	if len(s) <= max {
-		return []string{s}
-	}
-	var parts []string
-	for len(s) > max {
-		cut := runeCut(s, max)
-		parts = append(parts, s[:cut])
-		s = s[cut:]
-	}
-	if s != "" {
-		parts = append(parts, s)
-	}
-	return parts
-}
-
-// runeCut returns the largest cut <= max that does not split a rune (or max
-// itself if no rune start is near, as in invalid UTF-8).
-func runeCut[T ~string | ~[]byte](s T, max int) int {
-	for cut := max; cut > 0 && cut > max-utf8.UTFMax; cut-- {
-		if utf8.RuneStart(s[cut]) {
-			return cut
-		}
-	}
-	return max
-}
-
-// batchID is the Nats-Msg-Id of a message holding lines first..last.
-func batchID(deployment string, first, last int64) string {
+// MsgID is the Nats-Msg-Id of a message holding lines first..last of
+// deployment: "<deployment>:<first>-<last>", or "<deployment>:<n>" for one
+// line.
+func MsgID(deployment string, first, last int64) string {
 	id := deployment + ":" + strconv.FormatInt(first, 10)
 	if last != first {
 		id += "-" + strconv.FormatInt(last, 10)
@@ -172,10 +75,10 @@ func batchID(deployment string, first, last int64) string {
 	return id
 }
 
-// lineRange returns the deployment and the lowest and highest line number
+// LineRange returns the deployment and the lowest and highest line number
 // of the lines, and false unless they are all the same deployment's and
-// consecutive (what a Publisher makes).
-func lineRange(lines []slipway.LogLine) (deployment string, first, last int64, ok bool) {
+// consecutive (what a publisher puts in one message).
+func LineRange(lines []slipway.LogLine) (deployment string, first, last int64, ok bool) {
 	if len(lines) == 0 {
 		return "", 0, 0, false
 	}
@@ -188,8 +91,9 @@ func lineRange(lines []slipway.LogLine) (deployment string, first, last int64, o
 	return deployment, first, first + int64(len(lines)) - 1, true
 }
 
-// validLine reports why a decoded line cannot be archived, or "".
-func validLine(l *slipway.LogLine, subject string) string {
+// CheckLine reports why a line decoded from a message on subject cannot be
+// archived or followed, or "".
+func CheckLine(l *slipway.LogLine, subject string) string {
 	switch {
 	case l.Deployment == "":
 		return "no deployment"
@@ -199,67 +103,4 @@ func validLine(l *slipway.LogLine, subject string) string {
 		return fmt.Sprintf("deployment %q does not match subject %q", l.Deployment, subject)
 	}
 	return ""
-}
-
-// appendLineJSON appends l encoded as JSON, as encoding/json encodes a
-// slipway.LogLine (except that it leaves '<', '>' and '&' as they are), without
-// its reflection and allocations: the Publisher encodes every line of every
-// build. l.Text, Step and Stream must be valid UTF-8. It reports false if
-// the time cannot be encoded (a year outside 0-9999), like json.Marshal.
-func appendLineJSON(b []byte, l *slipway.LogLine) ([]byte, bool) {
-	if y := l.Time.Year(); y < 0 || y > 9999 {
-		return b, false
-	}
-	b = append(b, `{"deployment":`...)
-	b = appendJSONString(b, l.Deployment)
-	b = append(b, `,"n":`...)
-	b = strconv.AppendInt(b, l.N, 10)
-	b = append(b, `,"time":"`...)
-	b = l.Time.AppendFormat(b, time.RFC3339Nano)
-	b = append(b, `","stream":`...)
-	b = appendJSONString(b, l.Stream)
-	if l.Step != "" {
-		b = append(b, `,"step":`...)
-		b = appendJSONString(b, l.Step)
-	}
-	b = append(b, `,"text":`...)
-	b = appendJSONString(b, l.Text)
-	return append(b, '}'), true
-}
-
-// appendJSONString appends s (valid UTF-8) as a JSON string.
-func appendJSONString(b []byte, s string) []byte {
-	const hex = "0123456789abcdef"
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c >= 0x20 && c != '"' && c != '\\' {
-			if c == 0xe2 && i+2 < len(s) && s[i+1] == 0x80 && s[i+2]&^1 == 0xa8 {
-				// U+2028 and U+2029, escaped as encoding/json does.
-				b = append(b, s[start:i]...)
-				b = append(b, `\u202`...)
-				b = append(b, hex[s[i+2]&0xf])
-				i += 2
-				start = i + 1
-			}
-			continue
-		}
-		b = append(b, s[start:i]...)
-		switch c {
-		case '"', '\\':
-			b = append(b, '\\', c)
-		case '\n':
-			b = append(b, '\\', 'n')
-		case '\r':
-			b = append(b, '\\', 'r')
-		case '\t':
-			b = append(b, '\\', 't')
-		default:
-			b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-		}
-		start = i + 1
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
 }

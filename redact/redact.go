@@ -132,7 +132,7 @@ func (r *Redactor) Empty() bool {
 }
 
 // Func returns r.Redact as a function, or nil when r masks nothing (for
-// hooks such as natslog.PublisherConfig.Redact).
+// hooks such as publish.Config.Redact).
 func (r *Redactor) Func() func(string) string {
 	if r.Empty() {
 		return nil

@@ -36,7 +36,8 @@ import (
 	"github.com/slipway-ci/slipway/graphql"
 	"github.com/slipway-ci/slipway/internal/atomicfile"
 	"github.com/slipway-ci/slipway/machine/process"
-	"github.com/slipway-ci/slipway/natslog"
+	"github.com/slipway-ci/slipway/natslog/archive"
+	"github.com/slipway-ci/slipway/natsserver"
 	"github.com/slipway-ci/slipway/registry"
 	"github.com/slipway-ci/slipway/sqlite"
 	"github.com/slipway-ci/slipway/temporalserver"
@@ -250,7 +251,7 @@ func Run(ctx context.Context, cfg Config) (err error) {
 
 	natsURL := cfg.NATSURL
 	if natsURL == "" {
-		ns, err := natslog.StartServer(natslog.ServerConfig{StoreDir: filepath.Join(dataDir, "nats"), Port: st.NATSPort})
+		ns, err := natsserver.Start(natsserver.Config{StoreDir: filepath.Join(dataDir, "nats"), Port: st.NATSPort})
 		if err != nil {
 			return fmt.Errorf("start embedded NATS: %w", err)
 		}
@@ -261,12 +262,12 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		}
 		log.Info("embedded NATS started", "url", natsURL)
 	}
-	arch, err := natslog.StartArchiver(ctx, natslog.ArchiverConfig{URL: natsURL, Store: store, Logger: log})
+	arch, err := archive.Start(ctx, archive.Config{URL: natsURL, Store: store, Logger: log})
 	if err != nil {
 		return fmt.Errorf("start log archiver: %w", err)
 	}
 	stops = append(stops, arch.Stop)
-	watcher, err := natslog.NewWatcher(ctx, natslog.WatcherConfig{URL: natsURL, Store: store, Logger: log})
+	watcher, err := archive.NewWatcher(ctx, archive.WatcherConfig{URL: natsURL, Store: store, Logger: log})
 	if err != nil {
 		return fmt.Errorf("start log watcher: %w", err)
 	}

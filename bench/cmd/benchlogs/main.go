@@ -1,12 +1,12 @@
 // Command benchlogs measures the log path (issue 4's benchmark): lines per
-// second from the agent's writer (a natslog.Publisher's LineWriter, as the
+// second from the agent's writer (a publish.Publisher's LineWriter, as the
 // agent writes podman's output) through JetStream to a subscriber, for one
 // build and for ten concurrent builds, and the latency from a line being
 // written to a subscriber receiving it.
 //
 // Two subscribers are measured, each in its own pass:
 //
-//   - watcher: natslog.Watcher.FollowLog in process, the JetStream ordered
+//   - watcher: archive.Watcher.FollowLog in process, the JetStream ordered
 //     consumer (after a replay of the store) that the API's subscriptions
 //     are built on;
 //   - websocket: the real GraphQL API (graphql.NewHandler on a loopback
@@ -44,7 +44,9 @@ import (
 	"github.com/slipway-ci/slipway"
 	"github.com/slipway-ci/slipway/client"
 	"github.com/slipway-ci/slipway/graphql"
-	"github.com/slipway-ci/slipway/natslog"
+	"github.com/slipway-ci/slipway/natslog/archive"
+	"github.com/slipway-ci/slipway/natslog/publish"
+	"github.com/slipway-ci/slipway/natsserver"
 	"github.com/slipway-ci/slipway/sqlite"
 )
 
@@ -196,10 +198,10 @@ func run(lines int, out string, subs []string, buildsFlag string, rates []int, c
 // and the API, as `slipway server` wires them.
 type env struct {
 	dir     string
-	ns      *natslog.Server
+	ns      *natsserver.Server
 	store   *sqlite.DB
-	arch    *natslog.Archiver
-	watcher *natslog.Watcher
+	arch    *archive.Archiver
+	watcher *archive.Watcher
 	api     *client.Client
 	hs      *http.Server
 	seq     atomic.Int64
@@ -240,16 +242,16 @@ func startEnv(ctx context.Context) (*env, error) {
 	}
 	e := &env{dir: dir}
 	quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	if e.ns, err = natslog.StartServer(natslog.ServerConfig{StoreDir: filepath.Join(dir, "nats")}); err != nil {
+	if e.ns, err = natsserver.Start(natsserver.Config{StoreDir: filepath.Join(dir, "nats")}); err != nil {
 		return nil, err
 	}
 	if e.store, err = sqlite.Open(filepath.Join(dir, "slipway.db")); err != nil {
 		return nil, err
 	}
-	if e.arch, err = natslog.StartArchiver(ctx, natslog.ArchiverConfig{URL: e.ns.URL(), Store: e.store, Logger: quiet}); err != nil {
+	if e.arch, err = archive.Start(ctx, archive.Config{URL: e.ns.URL(), Store: e.store, Logger: quiet}); err != nil {
 		return nil, err
 	}
-	if e.watcher, err = natslog.NewWatcher(ctx, natslog.WatcherConfig{URL: e.ns.URL(), Store: e.store, Logger: quiet}); err != nil {
+	if e.watcher, err = archive.NewWatcher(ctx, archive.WatcherConfig{URL: e.ns.URL(), Store: e.store, Logger: quiet}); err != nil {
 		return nil, err
 	}
 	token, _, err := slipway.IssueToken(ctx, e.store, "bench")
@@ -325,9 +327,9 @@ func (e *env) scenario(ctx context.Context, sub string, builds, lines, rate int)
 
 	// Publishers, as the agent makes them; line 1 is a warm-up that every
 	// subscriber must see before the measured lines are written.
-	pubs := make([]*natslog.Publisher, builds)
+	pubs := make([]*publish.Publisher, builds)
 	for i, b := range bs {
-		p, err := natslog.NewPublisher(ctx, natslog.PublisherConfig{URL: e.ns.URL(), Project: b.project, Deployment: b.id, Stdout: io.Discard,
+		p, err := publish.New(ctx, publish.Config{URL: e.ns.URL(), Project: b.project, Deployment: b.id, Stdout: io.Discard,
 			SpoolDir: filepath.Join(e.dir, "spool", b.project)})
 		if err != nil {
 			return result{}, err
@@ -405,7 +407,7 @@ func (e *env) scenario(ctx context.Context, sub string, builds, lines, rate int)
 // writeBuild writes n lines through the publisher's LineWriter in chunks
 // of 64 lines, the way the agent copies podman's output from a pipe: as
 // fast as it can, or at rate lines/s if rate > 0.
-func writeBuild(p *natslog.Publisher, n, rate int, base time.Time) {
+func writeBuild(p *publish.Publisher, n, rate int, base time.Time) {
 	w := p.Writer("stdout", "build")
 	const chunk = 64
 	pad := strings.Repeat("x", 60)
@@ -484,8 +486,8 @@ func report(rs []result, label, loadBefore, loadAfter string) string {
 	if label != "" {
 		fmt.Fprintf(&b, " %s.", label)
 	}
-	b.WriteString(" Writer: natslog.Publisher's LineWriter (as the agent), chunks of 64 lines of ~110 bytes, as fast as it can. " +
-		"**watcher**: natslog.Watcher.FollowLog (JetStream ordered consumer) in process; " +
+	b.WriteString(" Writer: publish.Publisher's LineWriter (as the agent), chunks of 64 lines of ~110 bytes, as fast as it can. " +
+		"**watcher**: archive.Watcher.FollowLog (JetStream ordered consumer) in process; " +
 		"**websocket**: the GraphQL subscription deploymentLogLines over graphql-transport-ws (client.FollowLogs against graphql.NewHandler on loopback). " +
 		"NATS, the archiver into SQLite, the API and the subscriber share this process. " +
 		"Latency: from the write to the subscriber's receipt, same clock. " +

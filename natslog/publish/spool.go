@@ -1,4 +1,4 @@
-package natslog
+package publish
 
 import (
 	"bufio"
@@ -16,18 +16,18 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"go.uber.org/zap"
 
 	"github.com/slipway-ci/slipway/internal/atomicfile"
+	"github.com/slipway-ci/slipway/natslog"
 )
 
-// The spool keeps lines on disk (in PublisherConfig.SpoolDir, on the
-// machine's volume) while NATS is away or the memory buffer is full, so
-// that neither a NATS outage nor the agent exiting during one loses a line.
+// The spool keeps lines on disk (in Config.SpoolDir, on the machine's
+// volume) while NATS is away or the memory buffer is full, so that neither
+// a NATS outage nor the agent exiting during one loses a line.
 //
 // It is a queue of segment files named spool-<key>.log, drained in key
 // order. Each record is one message, "<project> <message>\n" where the
-// message is as published (see DecodeLines: a JSON array of consecutive
+// message is as published (see natslog.DecodeLines: a JSON array of consecutive
 // lines, or one JSON line as earlier versions wrote), so a segment can
 // hold lines of any deployment of the project and every message keeps its
 // lines, their numbers and its Nats-Msg-Id when it is finally published
@@ -125,7 +125,7 @@ func (p *Publisher) adoptSpool() (int64, error) {
 		p.segs = append(p.segs, s)
 		p.live++
 		p.spoolBytes += s.size
-		p.log.Info("sending log lines left in the spool", zap.String("segment", path), zap.Int64("bytes", s.size-s.readOff))
+		p.log.Info("sending log lines left in the spool", "segment", path, "bytes", s.size-s.readOff)
 	}
 	slices.SortFunc(p.segs, func(a, b *segment) int { return cmpInt(a.key, b.key) })
 	if len(p.segs) > 0 {
@@ -163,7 +163,7 @@ func maxLineIn(f *os.File, off int64, project, deployment string) (int64, error)
 			rec, err = append(slices.Clone(rec), rest...), err2
 		}
 		if len(rec) > 0 && rec[len(rec)-1] == '\n' && bytes.HasPrefix(rec, prefix) {
-			if lines, err := DecodeLines(rec[len(prefix):]); err == nil {
+			if lines, err := natslog.DecodeLines(rec[len(prefix):]); err == nil {
 				for _, l := range lines {
 					if l.Deployment == deployment && l.N > max {
 						max = l.N
@@ -310,7 +310,7 @@ func (p *Publisher) drain() bool {
 		var err error
 		lines, bytesRead, err = p.readChunk(s, from, limit)
 		if err != nil {
-			p.log.Warn("log spool unreadable, skipping the rest of a segment", zap.String("segment", s.path), zap.Error(err))
+			p.log.Warn("log spool unreadable, skipping the rest of a segment", "segment", s.path, "error", err)
 			bytesRead = limit - from
 		}
 	}
@@ -355,18 +355,18 @@ func (p *Publisher) readChunk(s *segment, off, limit int64) ([]spooled, int64, e
 		project, data, ok := bytes.Cut(rec[:len(rec)-1], []byte{' '})
 		var dep string
 		var first, last int64
-		if ok && validToken(string(project)) {
-			if lines, err := DecodeLines(data); err == nil {
-				dep, first, last, ok = lineRange(lines)
+		if ok && natslog.ValidToken(string(project)) {
+			if lines, err := natslog.DecodeLines(data); err == nil {
+				dep, first, last, ok = natslog.LineRange(lines)
 			} else {
 				ok = false
 			}
 		}
-		if !ok || !validToken(dep) || first < 1 {
-			p.log.Warn("log spool: skipping a bad record", zap.String("segment", s.path), zap.Int64("offset", at))
+		if !ok || !natslog.ValidToken(dep) || first < 1 {
+			p.log.Warn("log spool: skipping a bad record", "segment", s.path, "offset", at)
 			continue
 		}
-		m := &nats.Msg{Subject: Subject(string(project), dep), Data: data, Header: nats.Header{jetstream.MsgIDHeader: {batchID(dep, first, last)}}}
+		m := &nats.Msg{Subject: natslog.Subject(string(project), dep), Data: data, Header: nats.Header{jetstream.MsgIDHeader: {natslog.MsgID(dep, first, last)}}}
 		out = append(out, spooled{msg: m, n: first, lines: int(last - first + 1), off: at})
 	}
 	return out, read, nil
@@ -416,7 +416,7 @@ func (p *Publisher) persistSpoolLocked() (int, error) {
 			errs = append(errs, err)
 		} else {
 			for _, m := range mem {
-				s.w.WriteString(m.Subject[len(SubjectPrefix):strings.LastIndexByte(m.Subject, '.')])
+				s.w.WriteString(m.Subject[len(natslog.SubjectPrefix):strings.LastIndexByte(m.Subject, '.')])
 				s.w.WriteByte(' ')
 				s.w.Write(m.Data)
 				s.w.WriteByte('\n')
@@ -454,7 +454,7 @@ func (p *Publisher) persistSpoolLocked() (int, error) {
 		}
 		errs = append(errs, s.rf.Close())
 		s.rf = nil
-		p.log.Warn("log lines kept in the spool for the next publisher", zap.String("segment", s.path), zap.Int64("bytes", unsent))
+		p.log.Warn("log lines kept in the spool for the next publisher", "segment", s.path, "bytes", unsent)
 	}
 	p.cur = nil
 	p.segs = nil

@@ -1,38 +1,19 @@
-package natslog_test
+package publish_test
 
 import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/slipway-ci/slipway/natslog"
+	"github.com/slipway-ci/slipway/internal/logtest"
+	"github.com/slipway-ci/slipway/natslog/publish"
+	"github.com/slipway-ci/slipway/natsserver"
 )
-
-// stoppableServer starts a NATS server the test stops itself, and returns
-// its store directory and port for a restart.
-func stoppableServer(t testing.TB) (*natslog.Server, string, int) {
-	t.Helper()
-	dir := t.TempDir()
-	s, err := natslog.StartServer(natslog.ServerConfig{StoreDir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Shutdown)
-	return s, dir, portOf(t, s.URL())
-}
-
-// writeLines writes "line from".."line to", one per line.
-func writeLines(w io.Writer, from, to int) {
-	for i := from; i <= to; i++ {
-		fmt.Fprintf(w, "line %d\n", i)
-	}
-}
 
 // spoolFiles lists the spool segments in dir.
 func spoolFiles(t testing.TB, dir string) []string {
@@ -58,37 +39,22 @@ func spoolSize(t testing.TB, dir string) int64 {
 	return size
 }
 
-// checkTexts fails unless the deployment's stored lines are exactly
-// "line 1".."line n" (storedLines already checks the numbering).
-func checkTexts(t testing.TB, store *memStore, deployment string, n int) {
-	t.Helper()
-	lines := storedLines(t, store, deployment)
-	if len(lines) != n {
-		t.Fatalf("%s: stored %d lines, want %d", deployment, len(lines), n)
-	}
-	for i, l := range lines {
-		if want := fmt.Sprintf("line %d", i+1); l.Text != want {
-			t.Fatalf("%s: line %d = %q, want %q", deployment, i+1, l.Text, want)
-		}
-	}
-}
-
 // TestSpoolWhileNATSIsDown: NATS stops mid-build and many lines are
 // written; they wait on disk and, once NATS is back, every line reaches the
 // stream and the store exactly once, in order.
 func TestSpoolWhileNATSIsDown(t *testing.T) {
-	s1, dir, port := stoppableServer(t)
+	s1, dir, port := logtest.StoppableServer(t)
 	spool := t.TempDir()
-	store := newMemStore()
-	a := restartProofArchiver(t, s1.URL(), store)
+	store := logtest.NewMemStore()
+	a := logtest.RestartProofArchiver(t, s1.URL(), store)
 	var stdout bytes.Buffer
-	p := newPublisher(t, natslog.PublisherConfig{URL: s1.URL(), Deployment: "s1", Stdout: &stdout, SpoolDir: spool,
+	p := logtest.NewPublisher(t, publish.Config{URL: s1.URL(), Deployment: "s1", Stdout: &stdout, SpoolDir: spool,
 		MaxBufferBytes: 64 << 10})
 	w := p.Writer("stdout", "build")
 	const before, total = 500, 20000
-	writeLines(w, 1, before)
+	logtest.WriteLines(w, 1, before)
 	s1.Shutdown()
-	writeLines(w, before+1, total)
+	logtest.WriteLines(w, before+1, total)
 	if files := spoolFiles(t, spool); len(files) == 0 {
 		t.Fatalf("no spool segment in %s while NATS is down", spool)
 	}
@@ -96,11 +62,11 @@ func TestSpoolWhileNATSIsDown(t *testing.T) {
 		t.Errorf("stdout got %d lines while NATS was down, want %d", n, total)
 	}
 
-	s2 := startServer(t, natslog.ServerConfig{StoreDir: dir, Port: port})
-	closePublisher(t, p)
-	waitFor(t, a, "s1", total)
-	checkTexts(t, store, "s1", total)
-	if got := subjectCount(t, s2.URL(), "s1"); got != total {
+	s2 := logtest.StartServer(t, natsserver.Config{StoreDir: dir, Port: port})
+	logtest.ClosePublisher(t, p)
+	logtest.WaitFor(t, a, "s1", total)
+	logtest.CheckTexts(t, store, "s1", total)
+	if got := logtest.SubjectCount(t, s2.URL(), "s1"); got != total {
 		t.Errorf("stream holds %d messages, want %d (each line exactly once)", got, total)
 	}
 	if files := spoolFiles(t, spool); len(files) != 0 {
@@ -115,14 +81,14 @@ func TestSpoolWhileNATSIsDown(t *testing.T) {
 func TestSpoolOutlivesPublisher(t *testing.T) {
 	for _, next := range []string{"o1", "o2"} {
 		t.Run("next deployment "+next, func(t *testing.T) {
-			s1, dir, port := stoppableServer(t)
+			s1, dir, port := logtest.StoppableServer(t)
 			spool := t.TempDir()
-			p1 := newPublisher(t, natslog.PublisherConfig{URL: s1.URL(), Deployment: "o1", SpoolDir: spool})
+			p1 := logtest.NewPublisher(t, publish.Config{URL: s1.URL(), Deployment: "o1", SpoolDir: spool})
 			w := p1.Writer("stdout", "")
 			const before, total = 200, 3000
-			writeLines(w, 1, before)
+			logtest.WriteLines(w, 1, before)
 			s1.Shutdown()
-			writeLines(w, before+1, total)
+			logtest.WriteLines(w, before+1, total)
 			ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
 			defer cancel()
 			if err := p1.Close(ctx); err != nil {
@@ -132,10 +98,10 @@ func TestSpoolOutlivesPublisher(t *testing.T) {
 				t.Fatal("no spool segment left after Close gave up")
 			}
 
-			s2 := startServer(t, natslog.ServerConfig{StoreDir: dir, Port: port})
-			store := newMemStore()
-			a := startArchiver(t, s2.URL(), store)
-			p2 := newPublisher(t, natslog.PublisherConfig{URL: s2.URL(), Deployment: next, SpoolDir: spool})
+			s2 := logtest.StartServer(t, natsserver.Config{StoreDir: dir, Port: port})
+			store := logtest.NewMemStore()
+			a := logtest.StartArchiver(t, s2.URL(), store)
+			p2 := logtest.NewPublisher(t, publish.Config{URL: s2.URL(), Deployment: next, SpoolDir: spool})
 			first := int64(1)
 			if next == "o1" {
 				first = total + 1
@@ -146,17 +112,17 @@ func TestSpoolOutlivesPublisher(t *testing.T) {
 			for i := first; i < first+10; i++ {
 				p2.Line("stdout", fmt.Sprintf("line %d", i))
 			}
-			closePublisher(t, p2)
+			logtest.ClosePublisher(t, p2)
 			if next == "o1" {
-				waitFor(t, a, "o1", total+10)
-				checkTexts(t, store, "o1", total+10)
+				logtest.WaitFor(t, a, "o1", total+10)
+				logtest.CheckTexts(t, store, "o1", total+10)
 			} else {
-				waitFor(t, a, "o1", total)
-				waitFor(t, a, "o2", 10)
-				checkTexts(t, store, "o1", total)
-				checkTexts(t, store, "o2", 10)
+				logtest.WaitFor(t, a, "o1", total)
+				logtest.WaitFor(t, a, "o2", 10)
+				logtest.CheckTexts(t, store, "o1", total)
+				logtest.CheckTexts(t, store, "o2", 10)
 			}
-			if got, want := subjectCount(t, s2.URL(), "o1"), uint64(total); next == "o2" && got != want {
+			if got, want := logtest.SubjectCount(t, s2.URL(), "o1"), uint64(total); next == "o2" && got != want {
 				t.Errorf("stream holds %d lines of o1, want %d", got, want)
 			}
 			if files := spoolFiles(t, spool); len(files) != 0 {
@@ -169,7 +135,7 @@ func TestSpoolOutlivesPublisher(t *testing.T) {
 // TestSpoolSkipsDamagedRecords: a segment cut short by a crash, or with a
 // record that is not a line, still delivers every good line.
 func TestSpoolSkipsDamagedRecords(t *testing.T) {
-	s := startServer(t, natslog.ServerConfig{})
+	s := logtest.StartServer(t, natsserver.Config{})
 	spool := t.TempDir()
 	seg := `demo {"deployment":"x1","n":1,"time":"2026-01-01T00:00:00Z","stream":"stdout","text":"line 1"}
 not a record
@@ -178,12 +144,12 @@ demo {"deployment":"x1","n":3,"time":"2026-01-01T00:00:00Z","stre`
 	if err := os.WriteFile(filepath.Join(spool, "spool-1.log"), []byte(seg), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	store := newMemStore()
-	a := startArchiver(t, s.URL(), store)
-	p := newPublisher(t, natslog.PublisherConfig{URL: s.URL(), Deployment: "x2", SpoolDir: spool})
-	closePublisher(t, p)
-	waitFor(t, a, "x1", 2)
-	checkTexts(t, store, "x1", 2)
+	store := logtest.NewMemStore()
+	a := logtest.StartArchiver(t, s.URL(), store)
+	p := logtest.NewPublisher(t, publish.Config{URL: s.URL(), Deployment: "x2", SpoolDir: spool})
+	logtest.ClosePublisher(t, p)
+	logtest.WaitFor(t, a, "x1", 2)
+	logtest.CheckTexts(t, store, "x1", 2)
 	if files := spoolFiles(t, spool); len(files) != 0 {
 		t.Errorf("spool segments left: %v", files)
 	}

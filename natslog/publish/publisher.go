@@ -1,39 +1,54 @@
-package natslog
+// Package publish is the agent's side of a deployment's public build log:
+// a Publisher numbers the lines (1, 2, ... per deployment, continuing
+// after those already in the stream), writes each to stdout and publishes
+// them to NATS JetStream, several consecutive lines per message, in the
+// wire format of package natslog. Publisher.Core makes it the sink of a zap
+// logger, so the build log is one zap logger with both sinks.
+//
+// It does not decide what is public or secret: callers hand it only public
+// output (its Redact hook is the last line of defence). It must never block
+// a build for long on NATS: when NATS is slow or away, lines wait in a
+// bounded memory buffer, then in a bounded spool on the machine's volume
+// (spool.go) that outlives the publisher, and they always reach stdout. It
+// runs in the agent, so it must import neither nats-server nor any
+// server-side package.
+package publish
 
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
 	"github.com/slipway-ci/slipway"
+	"github.com/slipway-ci/slipway/natslog"
 )
 
-// PublisherConfig configures a Publisher.
-type PublisherConfig struct {
+// Config configures a Publisher.
+type Config struct {
 	// URL is the NATS server to publish to.
 	URL string
-	// Project and Deployment name the subject (see Subject); both are
-	// required and must not contain '.', '*', '>' or spaces.
+	// Project and Deployment name the subject (see natslog.Subject); both
+	// are required and must not contain '.', '*', '>' or spaces.
 	Project, Deployment string
 	// Stdout, when set, also receives every line as "[step] text\n" (or
 	// "text\n" without a step), including lines NATS could not take.
 	Stdout io.Writer
-	// Logger reports the publisher's own trouble (NATS unreachable, lines
-	// dropped); default no-op. It never receives build output.
-	Logger *zap.Logger
+	// Logger is the service log that hears of the publisher's own trouble
+	// (the log stream disconnected or back, lines spooled, dropped or left
+	// for the next publisher), with fields project and deployment; the
+	// agent passes its own. Default none. It never receives build output.
+	Logger *slog.Logger
 	// Redact, when set, rewrites every line's text before either sink, for
 	// example to mask secrets.
 	Redact func(string) string
@@ -59,6 +74,15 @@ type PublisherConfig struct {
 }
 
 const (
+	// maxBatchBytes bounds the lines the Publisher puts in one message (a
+	// single longer line is a message of its own).
+	maxBatchBytes = 64 << 10
+	// flushDelay is how long the Publisher lets a message fill with the
+	// lines that follow its first one before sending it: the cost of the
+	// log path is per message, so at high rates it carries hundreds of
+	// lines, and a single line waits at most this long.
+	flushDelay = 2 * time.Millisecond
+
 	defaultMaxBufferBytes = 64 << 20
 	// maxPendingAcks is how many publishes may await their ack at once.
 	maxPendingAcks = 1024
@@ -85,8 +109,8 @@ const (
 // not take for the next Publisher on that directory. A Publisher is safe
 // for concurrent use.
 type Publisher struct {
-	cfg     PublisherConfig
-	log     *zap.Logger
+	cfg     Config
+	log     *slog.Logger
 	subject string
 	nc      *nats.Conn
 	js      jetstream.JetStream
@@ -135,16 +159,16 @@ type pendingLine struct {
 	off   int64    // its offset there
 }
 
-// NewPublisher connects to NATS (reconnecting forever, buffering while
+// New connects to NATS (reconnecting forever, buffering while
 // disconnected) and finds the last line number already in the stream for
 // the deployment, so that a retried build continues the numbering. The log
 // stream is created if it does not exist.
-func NewPublisher(ctx context.Context, cfg PublisherConfig) (*Publisher, error) {
-	if !validToken(cfg.Project) || !validToken(cfg.Deployment) {
+func New(ctx context.Context, cfg Config) (*Publisher, error) {
+	if !natslog.ValidToken(cfg.Project) || !natslog.ValidToken(cfg.Deployment) {
 		return nil, slipway.Errorf(slipway.EINVALID, "invalid log subject for project %q, deployment %q", cfg.Project, cfg.Deployment)
 	}
 	if cfg.Logger == nil {
-		cfg.Logger = zap.NewNop()
+		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	if cfg.MaxBufferBytes <= 0 {
 		cfg.MaxBufferBytes = defaultMaxBufferBytes
@@ -157,8 +181,8 @@ func NewPublisher(ctx context.Context, cfg PublisherConfig) (*Publisher, error) 
 	}
 	p := &Publisher{
 		cfg:     cfg,
-		log:     cfg.Logger.With(zap.String("project", cfg.Project), zap.String("deployment", cfg.Deployment)),
-		subject: Subject(cfg.Project, cfg.Deployment),
+		log:     cfg.Logger.With("project", cfg.Project, "deployment", cfg.Deployment),
+		subject: natslog.Subject(cfg.Project, cfg.Deployment),
 		pending: make(map[*nats.Msg]pendingLine),
 		writers: make(map[*LineWriter]struct{}),
 		wake:    make(chan struct{}, 1),
@@ -172,14 +196,14 @@ func NewPublisher(ctx context.Context, cfg PublisherConfig) (*Publisher, error) 
 		nats.ReconnectWait(500*time.Millisecond),
 		nats.ReconnectBufSize(8<<20),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
-			p.log.Warn("log stream disconnected", zap.Error(err))
+			p.log.Warn("log stream disconnected", "error", err)
 		}),
 		nats.ReconnectHandler(func(nc *nats.Conn) {
-			p.log.Info("log stream reconnected", zap.String("url", nc.ConnectedUrlRedacted()))
+			p.log.Info("log stream reconnected", "url", nc.ConnectedUrlRedacted())
 			signal(p.wake)
 		}),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
-			p.log.Warn("log stream error", zap.Error(err))
+			p.log.Warn("log stream error", "error", err)
 		}),
 	)
 	if err != nil {
@@ -196,7 +220,7 @@ func NewPublisher(ctx context.Context, cfg PublisherConfig) (*Publisher, error) 
 		nc.Close()
 		return nil, fmt.Errorf("log stream: %w", err)
 	}
-	p.last, err = lastLineNumber(ctx, p.js, p.subject)
+	p.last, err = natslog.LastLine(ctx, p.js, p.subject)
 	if err != nil {
 		nc.Close()
 		return nil, err
@@ -216,93 +240,6 @@ func NewPublisher(ctx context.Context, cfg PublisherConfig) (*Publisher, error) 
 	return p, nil
 }
 
-// lastLineNumber returns the highest line number stored on subject, or 0.
-// When every message holds one line (as earlier versions published), the
-// last stored message normally holds it and the count of messages says
-// whether the numbering is 1..N in order; otherwise (batches, a message
-// republished late after a reconnect, a duplicate past the dedup window)
-// it reads every message's id.
-func lastLineNumber(ctx context.Context, js jetstream.JetStream, subject string) (int64, error) {
-	st, err := ensureStreamExists(ctx, js)
-	if err != nil {
-		return 0, err
-	}
-	raw, err := st.GetLastMsgForSubject(ctx, subject)
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return 0, nil
-	} else if err != nil {
-		return 0, fmt.Errorf("find last log line on %s: %w", subject, err)
-	}
-	last, err := DecodeLines(raw.Data)
-	if err != nil {
-		return 0, fmt.Errorf("find last log line on %s: decode message %d: %w", subject, raw.Sequence, err)
-	}
-	info, err := st.Info(ctx, jetstream.WithSubjectFilter(subject))
-	if err != nil {
-		return 0, fmt.Errorf("find last log line on %s: %w", subject, err)
-	}
-	count := info.State.Subjects[subject]
-	if len(last) == 1 && count == uint64(last[0].N) {
-		return last[0].N, nil
-	}
-	return scanMaxLineNumber(ctx, js, subject, count)
-}
-
-// scanMaxLineNumber reads every message on subject (count of them) and
-// returns the highest line number.
-func scanMaxLineNumber(ctx context.Context, js jetstream.JetStream, subject string, count uint64) (int64, error) {
-	cons, err := js.OrderedConsumer(ctx, StreamName, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{subject},
-		DeliverPolicy:  jetstream.DeliverAllPolicy,
-	})
-	if err != nil {
-		return 0, fmt.Errorf("scan log lines on %s: %w", subject, err)
-	}
-	it, err := cons.Messages()
-	if err != nil {
-		return 0, fmt.Errorf("scan log lines on %s: %w", subject, err)
-	}
-	defer it.Stop()
-	var max int64
-	for seen := uint64(0); seen < count; seen++ {
-		msg, err := it.Next(jetstream.NextContext(ctx))
-		if err != nil {
-			return 0, fmt.Errorf("scan log lines on %s: %w", subject, err)
-		}
-		max = maxInt(max, msgLastLine(msg.Headers(), msg.Data()))
-		if md, err := msg.Metadata(); err == nil && md.NumPending == 0 {
-			break
-		}
-	}
-	return max, nil
-}
-
-// msgLastLine returns the highest line number in a message of the log
-// stream: from its Nats-Msg-Id ("<deployment>:<first>-<last>" or
-// "<deployment>:<n>") without decoding the lines, or else from the lines.
-// It returns 0 for a message that holds no line.
-func msgLastLine(h nats.Header, data []byte) int64 {
-	id := h.Get(jetstream.MsgIDHeader)
-	if i := strings.LastIndexByte(id, ':'); i >= 0 {
-		r := id[i+1:]
-		if j := strings.IndexByte(r, '-'); j >= 0 {
-			r = r[j+1:]
-		}
-		if n, err := strconv.ParseInt(r, 10, 64); err == nil && n > 0 {
-			return n
-		}
-	}
-	lines, err := DecodeLines(data)
-	if err != nil {
-		return 0
-	}
-	var max int64
-	for _, l := range lines {
-		max = maxInt(max, l.N)
-	}
-	return max
-}
-
 // SetStep sets the step that lines without their own step are tagged
 // with (a Dockerfile step or a phase such as "fetch").
 func (p *Publisher) SetStep(step string) {
@@ -313,7 +250,7 @@ func (p *Publisher) SetStep(step string) {
 
 // Line publishes text as one line on stream ("stdout", "stderr", ...),
 // tagged with the current step. Newlines in text start new lines, and a
-// text longer than MaxLineBytes becomes several lines.
+// text longer than natslog.MaxLineBytes becomes several lines.
 func (p *Publisher) Line(stream, text string) {
 	text = strings.TrimSuffix(text, "\n")
 	for line := range strings.SplitSeq(text, "\n") {
@@ -328,8 +265,8 @@ func (p *Publisher) emit(stream, step, text string) {
 		text = strings.ToValidUTF8(p.cfg.Redact(text), "\uFFFD")
 	}
 	var parts []string
-	if len(text) > MaxLineBytes {
-		parts = splitText(text, MaxLineBytes)
+	if len(text) > natslog.MaxLineBytes {
+		parts = splitText(text, natslog.MaxLineBytes)
 	}
 	p.mu.Lock()
 	if step == "" {
@@ -350,7 +287,7 @@ func (p *Publisher) emit(stream, step, text string) {
 	// Log outside the lock: the Logger may well write through this
 	// Publisher (see Core).
 	if startedDropping {
-		p.log.Warn("log stream buffer full: dropping lines until NATS catches up", zap.Int("bufferBytes", buffered))
+		p.log.Warn("log stream buffer full: dropping lines until NATS catches up", "bufferBytes", buffered)
 	}
 }
 
@@ -393,7 +330,7 @@ func droppedNotice(n int64) string {
 // and the memory buffer is full.
 func (p *Publisher) queueLocked(now time.Time, stream, step, text string, force bool) bool {
 	l := slipway.LogLine{Deployment: p.cfg.Deployment, N: p.last + 1, Time: now, Stream: stream, Step: step, Text: text}
-	data, ok := appendLineJSON(p.scratch[:0], &l)
+	data, ok := natslog.AppendLineJSON(p.scratch[:0], &l)
 	p.scratch = data
 	if !ok { // only a clock outside years 0-9999 gets here; count it as dropped
 		return false
@@ -467,7 +404,7 @@ func (p *Publisher) sealLocked() {
 		signal(p.wake)
 		return
 	}
-	m := &nats.Msg{Subject: p.subject, Data: data, Header: nats.Header{jetstream.MsgIDHeader: {batchID(p.cfg.Deployment, first, last)}}}
+	m := &nats.Msg{Subject: p.subject, Data: data, Header: nats.Header{jetstream.MsgIDHeader: {natslog.MsgID(p.cfg.Deployment, first, last)}}}
 	p.pending[m] = pendingLine{n: first, lines: int(last - first + 1), size: len(data)}
 	p.pendingBytes += len(data) - openBytes
 	p.queue = append(p.queue, m)
@@ -533,7 +470,7 @@ func (p *Publisher) onErr(_ jetstream.JetStream, m *nats.Msg, err error) {
 	}
 	p.mu.Unlock()
 	if ok {
-		p.log.Debug("log lines publish failed, will retry", zap.Int64("from", pl.n), zap.Int("lines", pl.lines), zap.Error(err))
+		p.log.Debug("log lines publish failed, will retry", "from", pl.n, "lines", pl.lines, "error", err)
 	}
 }
 
@@ -620,7 +557,7 @@ func (p *Publisher) run() {
 					p.queue = append(batch[i:], p.queue...)
 				}
 				p.mu.Unlock()
-				p.log.Debug("log line publish refused, will retry", zap.Int("lines", len(batch)-i), zap.Error(err))
+				p.log.Debug("log line publish refused, will retry", "lines", len(batch)-i, "error", err)
 				if !p.sleep(retryWaitMin) {
 					return
 				}
@@ -652,7 +589,7 @@ func (p *Publisher) sleep(d time.Duration) bool {
 
 // Writer returns an io.Writer (a *LineWriter) that turns what is written
 // into lines on stream: it splits at "\n" (dropping a "\r" before it),
-// cuts lines longer than MaxLineBytes, and tags them with step, or with
+// cuts lines longer than natslog.MaxLineBytes, and tags them with step, or with
 // the current step (SetStep) when step is "". A trailing partial line is
 // published on the writer's Flush or Close, or by the Publisher's Close.
 func (p *Publisher) Writer(stream, step string) io.Writer {
@@ -688,8 +625,8 @@ func (w *LineWriter) Write(b []byte) (int, error) {
 		w.p.emit(w.stream, w.step, string(bytes.TrimSuffix(rest[:i], []byte{'\r'})))
 		rest = rest[i+1:]
 	}
-	for len(rest) > MaxLineBytes {
-		cut := runeCut(rest, MaxLineBytes)
+	for len(rest) > natslog.MaxLineBytes {
+		cut := runeCut(rest, natslog.MaxLineBytes)
 		w.p.emit(w.stream, w.step, string(rest[:cut]))
 		rest = rest[cut:]
 	}
@@ -782,7 +719,7 @@ func (p *Publisher) close(ctx context.Context) error {
 			kept, perr := p.persistSpoolLocked()
 			p.mu.Unlock()
 			p.log.Warn("NATS did not take every log line before close: the rest stays in the spool",
-				zap.String("spool", p.cfg.SpoolDir), zap.Int("memoryLines", kept), zap.Int("unacknowledged", left))
+				"spool", p.cfg.SpoolDir, "memoryLines", kept, "unacknowledged", left)
 			if perr != nil {
 				err = fmt.Errorf("close log publisher for %s: keep unsent lines in spool %s: %w", p.cfg.Deployment, p.cfg.SpoolDir, perr)
 			}
@@ -790,7 +727,7 @@ func (p *Publisher) close(ctx context.Context) error {
 			p.mu.Unlock()
 			if left > 0 {
 				err = fmt.Errorf("close log publisher for %s: %d lines (from line %d) not acknowledged by NATS: %w", p.cfg.Deployment, left, first, ctx.Err())
-				p.log.Warn("log lines not acknowledged at close", zap.Int("lines", left), zap.Int64("firstLine", first))
+				p.log.Warn("log lines not acknowledged at close", "lines", left, "firstLine", first)
 			}
 		}
 		p.nc.Close()

@@ -1,48 +1,28 @@
-package natslog_test
+package archive_test
 
 import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/slipway-ci/slipway"
+	"github.com/slipway-ci/slipway/internal/logtest"
 	"github.com/slipway-ci/slipway/natslog"
-	"github.com/slipway-ci/slipway/sqlite"
+	"github.com/slipway-ci/slipway/natslog/archive"
+	"github.com/slipway-ci/slipway/natslog/publish"
+	"github.com/slipway-ci/slipway/natsserver"
 )
 
-// sqliteDeployment opens a real store with project demo and one building
-// deployment.
-func sqliteDeployment(t *testing.T) (*sqlite.DB, *slipway.Deployment) {
-	t.Helper()
-	db, err := sqlite.Open(filepath.Join(t.TempDir(), "slipway.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	ctx := t.Context()
-	if err := db.CreateProject(ctx, &slipway.Project{Name: project, Repo: "file:///r"}); err != nil {
-		t.Fatal(err)
-	}
-	d, _, err := db.CreateDeployment(ctx, &slipway.Deployment{Project: project, Status: slipway.StatusQueued})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := db.MarkBuilding(ctx, d.ID, time.Now()); err != nil {
-		t.Fatal(err)
-	}
-	return db, d
-}
-
-func newWatcher(t *testing.T, url string, store slipway.Store, cfg natslog.WatcherConfig) *natslog.Watcher {
+func newWatcher(t *testing.T, url string, store slipway.Store, cfg archive.WatcherConfig) *archive.Watcher {
 	t.Helper()
 	cfg.URL, cfg.Store = url, store
-	w, err := natslog.NewWatcher(t.Context(), cfg)
+	w, err := archive.NewWatcher(t.Context(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -57,7 +37,7 @@ type collector struct {
 	done  chan error
 }
 
-func follow(t *testing.T, w *natslog.Watcher, deployment string, from int64) *collector {
+func follow(t *testing.T, w *archive.Watcher, deployment string, from int64) *collector {
 	t.Helper()
 	c := &collector{done: make(chan error, 1)}
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
@@ -110,22 +90,22 @@ func (c *collector) wait(t *testing.T, from, to int64, within time.Duration) {
 // log each see every line once, in order, and stop when the deployment
 // ends.
 func TestFollowReplayThenLive(t *testing.T) {
-	srv := startServer(t, natslog.ServerConfig{})
-	db, d := sqliteDeployment(t)
-	a, err := natslog.StartArchiver(t.Context(), natslog.ArchiverConfig{URL: srv.URL(), Store: db})
+	srv := logtest.StartServer(t, natsserver.Config{})
+	db, d := logtest.SQLiteDeployment(t)
+	a, err := archive.Start(t.Context(), archive.Config{URL: srv.URL(), Store: db})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(a.Stop)
-	w := newWatcher(t, srv.URL(), db, natslog.WatcherConfig{})
-	p := newPublisher(t, natslog.PublisherConfig{URL: srv.URL(), Deployment: d.ID})
+	w := newWatcher(t, srv.URL(), db, archive.WatcherConfig{})
+	p := logtest.NewPublisher(t, publish.Config{URL: srv.URL(), Deployment: d.ID})
 
 	early := follow(t, w, d.ID, 0)
 	const half, total = 3000, 6000
 	for n := 1; n <= half; n++ {
 		p.Line("stdout", fmt.Sprintf("line %d", n))
 	}
-	waitForStore(t, a, d.ID, 2000) // part of it archived, the rest on its way
+	logtest.WaitFor(t, a, d.ID, 2000) // part of it archived, the rest on its way
 	mid := follow(t, w, d.ID, 1)
 	fromMiddle := follow(t, w, d.ID, 1500)
 	for n := half + 1; n <= total; n++ {
@@ -134,7 +114,7 @@ func TestFollowReplayThenLive(t *testing.T) {
 			time.Sleep(50 * time.Millisecond) // let the followers catch up with the live end
 		}
 	}
-	closePublisher(t, p)
+	logtest.ClosePublisher(t, p)
 	select {
 	case err := <-early.done:
 		t.Fatalf("FollowLog returned before the deployment ended: %v", err)
@@ -152,15 +132,6 @@ func TestFollowReplayThenLive(t *testing.T) {
 	late := follow(t, w, d.ID, 0)
 	late.wait(t, 1, total, 30*time.Second)
 	t.Logf("a follow of the finished %d-line log took %s", total, time.Since(start))
-}
-
-func waitForStore(t *testing.T, a *natslog.Archiver, deployment string, n int64) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-	defer cancel()
-	if err := a.WaitFor(ctx, deployment, n); err != nil {
-		t.Fatal(err)
-	}
 }
 
 // publishRaw puts a line on the stream as a publisher would.
@@ -184,8 +155,8 @@ func publishRaw(t *testing.T, url string, d *slipway.Deployment, n int64) {
 // A log whose lines exist only in the store (the stream expired them) is
 // replayed whole, and the follow ends at once.
 func TestFollowStoredOnly(t *testing.T) {
-	srv := startServer(t, natslog.ServerConfig{})
-	db, d := sqliteDeployment(t)
+	srv := logtest.StartServer(t, natsserver.Config{})
+	db, d := logtest.SQLiteDeployment(t)
 	var lines []slipway.LogLine
 	for n := int64(1); n <= 2500; n++ {
 		lines = append(lines, slipway.LogLine{Deployment: d.ID, N: n, Time: time.Now(), Text: fmt.Sprintf("line %d", n)})
@@ -196,7 +167,7 @@ func TestFollowStoredOnly(t *testing.T) {
 	if err := db.FinishDeployment(t.Context(), d.ID, slipway.DeploymentResult{Status: slipway.StatusFailed}, time.Now()); err != nil {
 		t.Fatal(err)
 	}
-	w := newWatcher(t, srv.URL(), db, natslog.WatcherConfig{})
+	w := newWatcher(t, srv.URL(), db, archive.WatcherConfig{})
 	follow(t, w, d.ID, 0).wait(t, 1, 2500, 5*time.Second)
 	follow(t, w, d.ID, 2400).wait(t, 2400, 2500, 5*time.Second)
 
@@ -216,9 +187,9 @@ func TestFollowStoredOnly(t *testing.T) {
 // A line missing from the stream holds back the lines after it only for
 // GapTimeout; lines that arrive out of order are put in order.
 func TestFollowGapsAndOrder(t *testing.T) {
-	srv := startServer(t, natslog.ServerConfig{})
-	db, d := sqliteDeployment(t)
-	w := newWatcher(t, srv.URL(), db, natslog.WatcherConfig{GapTimeout: 500 * time.Millisecond, PollInterval: 100 * time.Millisecond})
+	srv := logtest.StartServer(t, natsserver.Config{})
+	db, d := logtest.SQLiteDeployment(t)
+	w := newWatcher(t, srv.URL(), db, archive.WatcherConfig{GapTimeout: 500 * time.Millisecond, PollInterval: 100 * time.Millisecond})
 	c := follow(t, w, d.ID, 0)
 	for _, n := range []int64{2, 1, 3, 5, 6} { // 4 never comes
 		publishRaw(t, srv.URL(), d, n)
@@ -257,9 +228,9 @@ func TestFollowGapsAndOrder(t *testing.T) {
 // A cancelled deployment's last lines, flushed by its agent just after the
 // cancellation was recorded, still reach followers.
 func TestFollowCancelledSettles(t *testing.T) {
-	srv := startServer(t, natslog.ServerConfig{})
-	db, d := sqliteDeployment(t)
-	w := newWatcher(t, srv.URL(), db, natslog.WatcherConfig{Settle: time.Second})
+	srv := logtest.StartServer(t, natsserver.Config{})
+	db, d := logtest.SQLiteDeployment(t)
+	w := newWatcher(t, srv.URL(), db, archive.WatcherConfig{Settle: time.Second})
 	publishRaw(t, srv.URL(), d, 1)
 	c := follow(t, w, d.ID, 0)
 	notifying := w.NotifyingStore(db)
@@ -275,9 +246,9 @@ func TestFollowCancelledSettles(t *testing.T) {
 // every line up to its last is out, taking from the store what the stream
 // did not deliver, and a stopped one does not wait Settle for late lines.
 func TestFollowEndsWithTheRecordedLog(t *testing.T) {
-	srv := startServer(t, natslog.ServerConfig{})
-	db, d := sqliteDeployment(t)
-	w := newWatcher(t, srv.URL(), db, natslog.WatcherConfig{Settle: time.Hour})
+	srv := logtest.StartServer(t, natsserver.Config{})
+	db, d := logtest.SQLiteDeployment(t)
+	w := newWatcher(t, srv.URL(), db, archive.WatcherConfig{Settle: time.Hour})
 	publishRaw(t, srv.URL(), d, 1)
 	c := follow(t, w, d.ID, 0)
 	deadline := time.Now().Add(10 * time.Second)
@@ -302,9 +273,9 @@ func TestFollowEndsWithTheRecordedLog(t *testing.T) {
 // The log of a deployment whose lines log retention deleted is not served
 // again from the stream, which may keep them longer.
 func TestFollowPrunedServesNothing(t *testing.T) {
-	srv := startServer(t, natslog.ServerConfig{})
-	db, d := sqliteDeployment(t)
-	w := newWatcher(t, srv.URL(), db, natslog.WatcherConfig{})
+	srv := logtest.StartServer(t, natsserver.Config{})
+	db, d := logtest.SQLiteDeployment(t)
+	w := newWatcher(t, srv.URL(), db, archive.WatcherConfig{})
 	publishRaw(t, srv.URL(), d, 1)
 	if err := db.AppendLogLines(t.Context(), []slipway.LogLine{{Deployment: d.ID, N: 1, Time: time.Now(), Stream: "stdout", Text: "line 1"}}); err != nil {
 		t.Fatal(err)
@@ -312,7 +283,7 @@ func TestFollowPrunedServesNothing(t *testing.T) {
 	if err := db.FinishDeployment(t.Context(), d.ID, slipway.DeploymentResult{Status: slipway.StatusSucceeded}, time.Now().Add(-48*time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.SetLogRetention(t.Context(), project, slipway.LogRetention{MaxAge: 24 * time.Hour}); err != nil {
+	if _, err := db.SetLogRetention(t.Context(), logtest.Project, slipway.LogRetention{MaxAge: 24 * time.Hour}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := db.PruneLogs(t.Context(), time.Now()); err != nil {
@@ -325,53 +296,12 @@ func TestFollowPrunedServesNothing(t *testing.T) {
 	c.wait(t, 1, 0, 30*time.Second)
 }
 
-// NotifyingStore announces every change of a deployment's state, and
-// WatchDeployment hears it.
-func TestWatchDeployment(t *testing.T) {
-	srv := startServer(t, natslog.ServerConfig{})
-	db, _ := sqliteDeployment(t)
-	w := newWatcher(t, srv.URL(), db, natslog.WatcherConfig{})
-	store := w.NotifyingStore(db)
-	ctx := t.Context()
-	d, _, err := store.CreateDeployment(ctx, &slipway.Deployment{Project: project, Status: slipway.StatusQueued})
-	if err != nil {
-		t.Fatal(err)
-	}
-	wctx, cancel := context.WithCancel(ctx)
-	changed, err := w.WatchDeployment(wctx, project, d.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	expect := func(what string) {
-		t.Helper()
-		select {
-		case <-changed:
-		case <-time.After(5 * time.Second):
-			t.Fatalf("no announcement after %s", what)
-		}
-	}
-	if err := store.MarkBuilding(ctx, d.ID, time.Now()); err != nil {
-		t.Fatal(err)
-	}
-	expect("MarkBuilding")
-	if err := store.FinishDeployment(ctx, d.ID, slipway.DeploymentResult{Status: slipway.StatusSucceeded}, time.Now()); err != nil {
-		t.Fatal(err)
-	}
-	expect("FinishDeployment")
-	cancel()
-	for range changed {
-	}
-	if _, err := w.WatchDeployment(ctx, "a.b", d.ID); slipway.ErrorCode(err) != slipway.EINVALID {
-		t.Errorf("WatchDeployment of a bad subject = %v, want invalid", err)
-	}
-}
-
 // NATS going away while a follow reads the stream does not leave it
 // hanging: once the deployment ended it finishes from the store.
 func TestFollowWhenNATSGoesAway(t *testing.T) {
-	srv := startServer(t, natslog.ServerConfig{})
-	db, d := sqliteDeployment(t)
-	w := newWatcher(t, srv.URL(), db, natslog.WatcherConfig{GapTimeout: 500 * time.Millisecond, PollInterval: 100 * time.Millisecond})
+	srv := logtest.StartServer(t, natsserver.Config{})
+	db, d := logtest.SQLiteDeployment(t)
+	w := newWatcher(t, srv.URL(), db, archive.WatcherConfig{GapTimeout: 500 * time.Millisecond, PollInterval: 100 * time.Millisecond})
 	publishRaw(t, srv.URL(), d, 1)
 	c := follow(t, w, d.ID, 0)
 	deadline := time.Now().Add(10 * time.Second)
@@ -387,4 +317,59 @@ func TestFollowWhenNATSGoesAway(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.wait(t, 1, 2, 30*time.Second)
+}
+
+// A follow from a line in the middle of a message starts exactly there,
+// and a log of batches mixed with single-line messages (as an earlier
+// version published) is read whole, by the Watcher and the Archiver.
+func TestFollowFromMiddleOfBatch(t *testing.T) {
+	srv := logtest.StartServer(t, natsserver.Config{})
+	db, d := logtest.SQLiteDeployment(t)
+	nc, err := nats.Connect(srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, _ := jetstream.New(nc)
+	if err := natslog.EnsureStream(t.Context(), js, 0); err != nil {
+		t.Fatal(err)
+	}
+	publish := func(data string) {
+		t.Helper()
+		if _, err := js.Publish(t.Context(), natslog.Subject(d.Project, d.ID), []byte(data)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	publish(logtest.BatchJSON(d.ID, 1, 10))
+	publish(logtest.LineJSON(d.ID, 11))
+	publish(logtest.LineJSON(d.ID, 12))
+	publish(logtest.BatchJSON(d.ID, 13, 20))
+
+	w := newWatcher(t, srv.URL(), db, archive.WatcherConfig{})
+	fromMiddle := follow(t, w, d.ID, 5)
+	fromLater := follow(t, w, d.ID, 16)
+	fromStart := follow(t, w, d.ID, 1)
+	if err := db.FinishDeployment(t.Context(), d.ID, slipway.DeploymentResult{Status: slipway.StatusSucceeded}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	fromMiddle.wait(t, 5, 20, 30*time.Second)
+	fromLater.wait(t, 16, 20, 30*time.Second)
+	fromStart.wait(t, 1, 20, 30*time.Second)
+
+	a, err := archive.Start(t.Context(), archive.Config{URL: srv.URL(), Store: db})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(a.Stop)
+	logtest.WaitFor(t, a, d.ID, 20)
+	stored, err := db.LogLines(t.Context(), d.ID, 1, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(stored) != 20 || stored[0].Text != "line 1" || stored[19].Text != "line 20" {
+		t.Errorf("archived %d lines, want lines 1..20", len(stored))
+	}
+	// Replayed from the store now, from the middle again.
+	again := follow(t, w, d.ID, 7)
+	again.wait(t, 7, 20, 30*time.Second)
 }

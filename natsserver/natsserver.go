@@ -1,4 +1,14 @@
-package natslog
+// Package natsserver embeds a NATS server with JetStream on disk, so that
+// `slipway server` needs no external message bus: the agents' log lines
+// (stream natslog.StreamName), deployment events and build-secret requests
+// all travel through it. Start makes sure the log stream exists with its
+// limits.
+//
+// It only starts and stops the server. It must not publish, consume or
+// interpret messages (the packages that use the bus do), and nothing on
+// the agent's side may import it: it links the whole nats-server, which
+// the agent binary, built to start fast, must not carry.
+package natsserver
 
 import (
 	"context"
@@ -14,10 +24,12 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/slipway-ci/slipway/natslog"
 )
 
-// ServerConfig configures the embedded NATS server.
-type ServerConfig struct {
+// Config configures the embedded NATS server.
+type Config struct {
 	// StoreDir is where JetStream keeps the stream on disk (created if
 	// missing). Restarting on the same StoreDir keeps every stored line.
 	StoreDir string
@@ -25,7 +37,8 @@ type ServerConfig struct {
 	Host string
 	// Port is the client port; 0 picks a free one (URL reports it).
 	Port int
-	// MaxAge is how long the stream keeps a line; default DefaultMaxAge.
+	// MaxAge is how long the log stream keeps a line; default
+	// natslog.DefaultMaxAge.
 	MaxAge time.Duration
 	// Logger, when set, gets the server's warnings and errors (never its
 	// notices or traces); default none.
@@ -39,16 +52,16 @@ type Server struct {
 	once sync.Once
 }
 
-// readyTimeout bounds how long StartServer waits for the server to accept
+// readyTimeout bounds how long Start waits for the server to accept
 // connections (JetStream recovers its store before that).
 const readyTimeout = 10 * time.Second
 
-// StartServer starts an embedded NATS server with JetStream storing in
+// Start starts an embedded NATS server with JetStream storing in
 // cfg.StoreDir, waits until it accepts connections, and makes sure the log
 // stream exists with the configured limits. The server installs no signal
 // handlers and prints nothing; its warnings and errors go to cfg.Logger if
 // set. Call Shutdown to stop it.
-func StartServer(cfg ServerConfig) (*Server, error) {
+func Start(cfg Config) (*Server, error) {
 	if cfg.StoreDir == "" {
 		return nil, errors.New("start nats: no store directory")
 	}
@@ -116,7 +129,7 @@ func (s *Server) ensureStream(maxAge time.Duration) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
 	defer cancel()
-	return ensureStream(ctx, js, maxAge)
+	return natslog.EnsureStream(ctx, js, maxAge)
 }
 
 // URL returns the client URL, with the real port when Port was 0.
@@ -135,7 +148,7 @@ func (s *Server) Shutdown() {
 
 // serverLogger keeps the embedded server quiet: it passes warnings and
 // errors to an optional slog.Logger and reports the first fatal error to
-// StartServer.
+// Start.
 type serverLogger struct {
 	log   *slog.Logger
 	fatal chan string

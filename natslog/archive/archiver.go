@@ -1,4 +1,12 @@
-package natslog
+// Package archive is the server's side of a deployment's public build log:
+// the Archiver copies the lines of the log stream (wire format in package
+// natslog) into the slipway.Store through a durable consumer, and the
+// Watcher lets the API follow a deployment live: its stored lines, then the
+// stream's, with no gap and no duplicate, until its log is complete.
+//
+// It reads the stream and never publishes log lines (the agent does, with
+// package natslog/publish); nothing on the agent's side may import it.
+package archive
 
 import (
 	"context"
@@ -12,10 +20,11 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/slipway-ci/slipway"
+	"github.com/slipway-ci/slipway/natslog"
 )
 
-// ArchiverConfig configures an Archiver.
-type ArchiverConfig struct {
+// Config configures an Archiver.
+type Config struct {
 	// URL is the NATS server holding the log stream.
 	URL string
 	// Store receives the lines (AppendLogLines must ignore lines it
@@ -54,7 +63,7 @@ const (
 // which the store ignores. Messages that are not log lines are logged and
 // terminated, never retried.
 type Archiver struct {
-	cfg    ArchiverConfig
+	cfg    Config
 	log    *slog.Logger
 	nc     *nats.Conn
 	cc     jetstream.ConsumeContext
@@ -68,10 +77,10 @@ type Archiver struct {
 	written chan struct{} // closed and replaced after every store write
 }
 
-// StartArchiver connects to NATS, creates the log stream if it is missing,
+// Start connects to NATS, creates the log stream if it is missing,
 // creates or updates the durable consumer and starts archiving. ctx bounds
 // the start only; the archiver runs until Stop.
-func StartArchiver(ctx context.Context, cfg ArchiverConfig) (*Archiver, error) {
+func Start(ctx context.Context, cfg Config) (*Archiver, error) {
 	if cfg.Store == nil {
 		return nil, errors.New("start log archiver: no store")
 	}
@@ -126,14 +135,14 @@ func (a *Archiver) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	st, err := ensureStreamExists(ctx, js)
+	st, err := natslog.OpenStream(ctx, js)
 	if err != nil {
 		return err
 	}
 	cons, err := st.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{
 		Durable:       a.cfg.Durable,
 		Description:   "copies log lines into the Slipway store",
-		FilterSubject: StreamSubjects,
+		FilterSubject: natslog.StreamSubjects,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       a.cfg.AckWait,
@@ -203,14 +212,14 @@ type msgLines struct {
 // decode adds m's valid lines to batch, or terminates m if it holds none.
 // n counts the lines in batch.
 func (a *Archiver) decode(batch []msgLines, m jetstream.Msg, n int) ([]msgLines, int) {
-	lines, err := DecodeLines(m.Data())
+	lines, err := natslog.DecodeLines(m.Data())
 	if err != nil {
 		a.terminate(m, "not JSON log lines: "+err.Error())
 		return batch, n
 	}
 	valid := lines[:0]
 	for i := range lines {
-		if why := validLine(&lines[i], m.Subject()); why != "" {
+		if why := natslog.CheckLine(&lines[i], m.Subject()); why != "" {
 			a.log.Error("archive log line: bad line, dropping it", "subject", m.Subject(), "n", lines[i].N, "reason", why)
 			continue
 		}
@@ -359,14 +368,14 @@ func (a *Archiver) WaitFor(ctx context.Context, deployment string, n int64) erro
 // stream (0 when it has none): the line WaitFor must reach for the store
 // to hold everything NATS took.
 func (a *Archiver) LastStreamLine(ctx context.Context, project, deployment string) (int64, error) {
-	if !validToken(project) || !validToken(deployment) {
+	if !natslog.ValidToken(project) || !natslog.ValidToken(deployment) {
 		return 0, slipway.Errorf(slipway.EINVALID, "invalid log subject for project %q, deployment %q", project, deployment)
 	}
 	js, err := jetstream.New(a.nc)
 	if err != nil {
 		return 0, err
 	}
-	return lastLineNumber(ctx, js, Subject(project, deployment))
+	return natslog.LastLine(ctx, js, natslog.Subject(project, deployment))
 }
 
 // Stop stops consuming, abandons a store write in progress (its lines are

@@ -1,8 +1,7 @@
-package natslog
+package archive
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,25 +13,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/slipway-ci/slipway"
+	"github.com/slipway-ci/slipway/events"
+	"github.com/slipway-ci/slipway/natslog"
 )
-
-// EventSubjectPrefix starts the subjects on which a deployment's state
-// changes are announced: "slipway.events.<project>.<deployment>". The
-// messages are core NATS (at most once), so watchers also poll.
-const EventSubjectPrefix = "slipway.events."
-
-// EventSubject returns the subject a deployment's state changes are
-// announced on.
-func EventSubject(project, deployment string) string {
-	return EventSubjectPrefix + project + "." + deployment
-}
-
-// Event is what is announced when a deployment's state changes. Watchers
-// re-read the deployment from the store; the status is for logs and tools.
-type Event struct {
-	Deployment string         `json:"deployment"`
-	Status     slipway.Status `json:"status"`
-}
 
 // WatcherConfig configures a Watcher.
 type WatcherConfig struct {
@@ -76,7 +59,7 @@ const (
 
 // Watcher follows deployments live for the API: their log lines (stored,
 // then from the stream) and their state changes (announced on
-// EventSubject). It also wraps the store the control plane writes through
+// events.Subject). It also wraps the store the control plane writes through
 // so that those changes are announced (NotifyingStore). It is safe for
 // concurrent use.
 type Watcher struct {
@@ -137,91 +120,18 @@ func (w *Watcher) Close() {
 }
 
 // NotifyingStore returns store with CreateDeployment, MarkBuilding and
-// FinishDeployment announcing each change they make on EventSubject. Every
-// other method is store's own.
+// FinishDeployment announcing each change they make on the watcher's
+// connection (see events.NotifyingStore). Every other method is store's
+// own.
 func (w *Watcher) NotifyingStore(store slipway.Store) slipway.Store {
-	return &notifyingStore{Store: store, w: w}
-}
-
-type notifyingStore struct {
-	slipway.Store
-	w *Watcher
-}
-
-func (s *notifyingStore) CreateDeployment(ctx context.Context, d *slipway.Deployment) (*slipway.Deployment, bool, error) {
-	got, created, err := s.Store.CreateDeployment(ctx, d)
-	if err == nil && created {
-		s.w.announce(got)
-	}
-	return got, created, err
-}
-
-func (s *notifyingStore) MarkBuilding(ctx context.Context, id string, at time.Time) error {
-	err := s.Store.MarkBuilding(ctx, id, at)
-	if err == nil {
-		s.announceID(ctx, id)
-	}
-	return err
-}
-
-func (s *notifyingStore) FinishDeployment(ctx context.Context, id string, r slipway.DeploymentResult, at time.Time) error {
-	err := s.Store.FinishDeployment(ctx, id, r, at)
-	if err == nil {
-		s.announceID(ctx, id)
-	}
-	return err
-}
-
-func (s *notifyingStore) announceID(ctx context.Context, id string) {
-	d, err := s.Store.Deployment(ctx, id)
-	if err != nil {
-		s.w.log.Debug("announce deployment change: re-read", "deployment", id, "error", err)
-		return
-	}
-	s.w.announce(d)
-}
-
-// announce publishes d's state on its event subject; a failure only
-// delays watchers until their next poll.
-func (w *Watcher) announce(d *slipway.Deployment) {
-	if err := Announce(w.nc, d.Project, d.ID, d.Status); err != nil {
-		w.log.Debug("announce deployment change", "deployment", d.ID, "error", err)
-	}
-}
-
-// Announce publishes on EventSubject(project, deployment) that the
-// deployment changed (its status, or its progress while it builds), so
-// watchers re-read it. Delivery is at most once: watchers also poll.
-func Announce(nc *nats.Conn, project, deployment string, status slipway.Status) error {
-	if !validToken(project) || !validToken(deployment) {
-		return slipway.Errorf(slipway.EINVALID, "invalid deployment %q of project %q", deployment, project)
-	}
-	data, _ := json.Marshal(Event{Deployment: deployment, Status: status})
-	return nc.Publish(EventSubject(project, deployment), data)
+	return events.NotifyingStore(store, w.nc, w.log)
 }
 
 // WatchDeployment returns a channel that receives a value whenever the
-// deployment's state may have changed (values are coalesced: the channel
-// holds at most one), until ctx ends, when it is closed. Changes come from
-// announcements, so callers should also re-read the deployment now and
-// then.
+// deployment's state may have changed, until ctx ends, when it is closed
+// (see events.Watch).
 func (w *Watcher) WatchDeployment(ctx context.Context, project, deployment string) (<-chan struct{}, error) {
-	out := make(chan struct{}, 1)
-	if !validToken(project) || !validToken(deployment) {
-		close(out)
-		return out, slipway.Errorf(slipway.EINVALID, "invalid deployment %q of project %q", deployment, project)
-	}
-	sub, err := w.nc.Subscribe(EventSubject(project, deployment), func(*nats.Msg) { signal(out) })
-	if err != nil {
-		close(out)
-		return out, fmt.Errorf("watch deployment %s: %w", deployment, err)
-	}
-	go func() {
-		<-ctx.Done()
-		_ = sub.Unsubscribe()
-		close(out)
-	}()
-	return out, nil
+	return events.Watch(ctx, w.nc, project, deployment)
 }
 
 // FollowLog calls emit with every line of the deployment numbered from on
@@ -387,7 +297,7 @@ func (f *follow) ended(ctx context.Context) (bool, error) {
 // deployment's subject.
 func (f *follow) stream(ctx context.Context, changed <-chan struct{}) error {
 	cfg := jetstream.OrderedConsumerConfig{
-		FilterSubjects:    []string{Subject(f.d.Project, f.d.ID)},
+		FilterSubjects:    []string{natslog.Subject(f.d.Project, f.d.ID)},
 		DeliverPolicy:     jetstream.DeliverAllPolicy,
 		InactiveThreshold: time.Minute,
 	}
@@ -397,7 +307,7 @@ func (f *follow) stream(ctx context.Context, changed <-chan struct{}) error {
 	}
 	// A NATS that just went away answers nothing: do not wait for it.
 	cctx, cancel := context.WithTimeout(ctx, natsTimeout)
-	cons, err := f.w.js.OrderedConsumer(cctx, StreamName, cfg)
+	cons, err := f.w.js.OrderedConsumer(cctx, natslog.StreamName, cfg)
 	cancel()
 	if err != nil {
 		if ctx.Err() != nil {
@@ -406,7 +316,7 @@ func (f *follow) stream(ctx context.Context, changed <-chan struct{}) error {
 		f.w.log.Warn("follow log: cannot read the stream, polling the store", "deployment", f.d.ID, "error", err)
 		return f.poll(ctx, changed)
 	}
-	// A message holds up to maxBatchBytes of lines (one line earlier):
+	// A message holds up to 64 KiB of lines (one line earlier):
 	// bound what is fetched ahead by bytes.
 	it, err := cons.Messages(jetstream.PullMaxBytes(pullMaxBytes))
 	if err != nil {
@@ -469,9 +379,9 @@ func (f *follow) stream(ctx context.Context, changed <-chan struct{}) error {
 			// before the next line wanted (a replay from the middle of a
 			// message, a line replayed from the store) are dropped by
 			// their number.
-			if lines, err := DecodeLines(m.Data()); err == nil {
+			if lines, err := natslog.DecodeLines(m.Data()); err == nil {
 				for i := range lines {
-					if validLine(&lines[i], m.Subject()) != "" {
+					if natslog.CheckLine(&lines[i], m.Subject()) != "" {
 						continue
 					}
 					if err := f.send(lines[i]); err != nil {

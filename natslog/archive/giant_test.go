@@ -1,4 +1,4 @@
-package natslog_test
+package archive_test
 
 import (
 	"bytes"
@@ -10,7 +10,10 @@ import (
 	"time"
 
 	"github.com/slipway-ci/slipway"
-	"github.com/slipway-ci/slipway/natslog"
+	"github.com/slipway-ci/slipway/internal/logtest"
+	"github.com/slipway-ci/slipway/natslog/archive"
+	"github.com/slipway-ci/slipway/natslog/publish"
+	"github.com/slipway-ci/slipway/natsserver"
 	"github.com/slipway-ci/slipway/sqlite"
 )
 
@@ -19,27 +22,27 @@ import (
 // then a marker) through a LineWriter, closes the publisher, and requires
 // the archiver to store every line in a real SQLite store.
 func TestGiantBinaryOutputReachesSQLite(t *testing.T) {
-	s := startServer(t, natslog.ServerConfig{})
+	s := logtest.StartServer(t, natsserver.Config{})
 	db, err := sqlite.Open(filepath.Join(t.TempDir(), "slipway.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
 	ctx := t.Context()
-	if err := db.CreateProject(ctx, &slipway.Project{Name: project, Repo: "file:///x", Branch: "main", Dockerfile: "Dockerfile", Context: "."}); err != nil {
+	if err := db.CreateProject(ctx, &slipway.Project{Name: logtest.Project, Repo: "file:///x", Branch: "main", Dockerfile: "Dockerfile", Context: "."}); err != nil {
 		t.Fatal(err)
 	}
-	d, _, err := db.CreateDeployment(ctx, &slipway.Deployment{Project: project})
+	d, _, err := db.CreateDeployment(ctx, &slipway.Deployment{Project: logtest.Project})
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, err := natslog.StartArchiver(ctx, natslog.ArchiverConfig{URL: s.URL(), Store: db})
+	a, err := archive.Start(ctx, archive.Config{URL: s.URL(), Store: db})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(a.Stop)
 	var stdout bytes.Buffer
-	p := newPublisher(t, natslog.PublisherConfig{URL: s.URL(), Deployment: d.ID, Stdout: &stdout, SpoolDir: t.TempDir()})
+	p := logtest.NewPublisher(t, publish.Config{URL: s.URL(), Deployment: d.ID, Stdout: &stdout, SpoolDir: t.TempDir()})
 	out := make([]byte, 6_000_000)
 	r := rand.NewChaCha8([32]byte{1})
 	_, _ = r.Read(out)
@@ -53,7 +56,7 @@ func TestGiantBinaryOutputReachesSQLite(t *testing.T) {
 	}
 	last := p.LastLine()
 	start := time.Now()
-	closePublisher(t, p)
+	logtest.ClosePublisher(t, p)
 	closed := time.Since(start)
 	wctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
 	defer cancel()
