@@ -94,15 +94,6 @@ type Machine struct {
 	UpdatedAt time.Time `json:"updatedAt"`
 }
 
-// AgentReadyFile is the file in the root of a machine's volume by which the
-// agent tells the machine provider that it polls its queue. The agent
-// writes its pid in decimal to it, atomically (a temporary file renamed
-// into place), once its worker has started, and removes it when it exits
-// cleanly. The provider measures the wake latency up to the file's
-// modification time, and takes a ready file left behind by an agent that is
-// gone as a sign that the agent crashed.
-const AgentReadyFile = "agent.ready"
-
 // MachineProvider manages one builder machine per project: an agent plus a
 // persistent volume that is the project's build cache.
 //

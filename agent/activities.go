@@ -20,8 +20,8 @@ import (
 
 	"github.com/slipway-ci/slipway"
 	"github.com/slipway-ci/slipway/buildah"
+	"github.com/slipway-ci/slipway/builder"
 	"github.com/slipway-ci/slipway/buildsecrets"
-	"github.com/slipway-ci/slipway/deploy"
 	"github.com/slipway-ci/slipway/events"
 	"github.com/slipway-ci/slipway/gitmirror"
 	"github.com/slipway-ci/slipway/natslog/publish"
@@ -32,7 +32,7 @@ import (
 // for one project.
 type Activities struct {
 	cfg     Config
-	layout  Layout
+	layout  builder.Layout
 	builder *buildah.Builder
 	tracker *idleTracker
 	// events announces progress on the deployments' event subjects; nil
@@ -65,7 +65,7 @@ type job struct {
 	stop func(err *error)
 }
 
-func (a *Activities) begin(ctx context.Context, in deploy.BuildInput, phase string) (*job, error) {
+func (a *Activities) begin(ctx context.Context, in builder.BuildInput, phase string) (*job, error) {
 	// Every phase needs the build secrets, if the project has any, if only
 	// to mask them in its output; the first fetches them, the others find
 	// them kept.
@@ -143,28 +143,28 @@ func (a *Activities) begin(ctx context.Context, in deploy.BuildInput, phase stri
 }
 
 // reportLogEnd tells the deployment's workflow the number of the last log
-// line written so far (deploy.SignalLogEnd), so that the server waits for
+// line written so far (builder.SignalLogEnd), so that the server waits for
 // the archiver to store that many before it records the end. Best effort:
 // without it the server waits for what the stream holds.
-func (a *Activities) reportLogEnd(ctx context.Context, in deploy.BuildInput, last int64) {
+func (a *Activities) reportLogEnd(ctx context.Context, in builder.BuildInput, last int64) {
 	if last == 0 {
 		return
 	}
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), progressTimeout)
 	defer cancel()
-	if err := activity.GetClient(ctx).SignalWorkflow(sctx, deploy.WorkflowID(in.DeploymentID), "", deploy.SignalLogEnd, last); err != nil {
+	if err := activity.GetClient(ctx).SignalWorkflow(sctx, builder.DeploymentWorkflowID(in.DeploymentID), "", builder.SignalLogEnd, last); err != nil {
 		a.cfg.Logger.Warn("report the last log line", "deployment", in.DeploymentID, "line", last, "error", err)
 	}
 }
 
 // progressSender returns how the activity of ctx reports progress: a
-// deploy.SignalProgress signal to the deployment's workflow, then an
+// builder.SignalProgress signal to the deployment's workflow, then an
 // announcement on the deployment's NATS event subject so that the API's
 // subscribers query it at once.
-func (a *Activities) progressSender(ctx context.Context, in deploy.BuildInput) func(context.Context, slipway.Progress) error {
+func (a *Activities) progressSender(ctx context.Context, in builder.BuildInput) func(context.Context, slipway.Progress) error {
 	c := activity.GetClient(ctx)
 	return func(ctx context.Context, p slipway.Progress) error {
-		if err := c.SignalWorkflow(ctx, deploy.WorkflowID(in.DeploymentID), "", deploy.SignalProgress, p); err != nil {
+		if err := c.SignalWorkflow(ctx, builder.DeploymentWorkflowID(in.DeploymentID), "", builder.SignalProgress, p); err != nil {
 			return err
 		}
 		if a.events != nil {
@@ -211,14 +211,14 @@ func (j *job) scrub(err error) error {
 
 // fetchSecrets asks the server for the deployment's build secrets (see
 // package buildsecrets: their values are not in the workflow's input).
-func (a *Activities) fetchSecrets(ctx context.Context, in deploy.BuildInput) ([]slipway.SecretValue, error) {
+func (a *Activities) fetchSecrets(ctx context.Context, in builder.BuildInput) ([]slipway.SecretValue, error) {
 	if a.cfg.NATSURL == "" {
 		return nil, temporal.NewNonRetryableApplicationError(
-			"the project has build secrets, but this agent has no NATS address to fetch them from (--nats)", deploy.ErrBuildFailed, nil, deploy.FailureDetails{Step: "secrets"})
+			"the project has build secrets, but this agent has no NATS address to fetch them from (natsURL in its configuration)", builder.ErrBuildFailed, nil, builder.FailureDetails{Step: "secrets"})
 	}
 	vals, err := buildsecrets.Fetch(ctx, a.cfg.NATSURL, in.Project, in.DeploymentID, in.SecretsToken)
 	if errors.Is(err, buildsecrets.ErrRefused) {
-		return nil, temporal.NewNonRetryableApplicationError(err.Error(), deploy.ErrBuildFailed, nil, deploy.FailureDetails{Step: "secrets"})
+		return nil, temporal.NewNonRetryableApplicationError(err.Error(), builder.ErrBuildFailed, nil, builder.FailureDetails{Step: "secrets"})
 	} else if err != nil {
 		return nil, err
 	}
@@ -259,7 +259,7 @@ func (a *Activities) writeSecrets(secrets []slipway.SecretValue) (dir string, fi
 }
 
 func heartbeat(ctx context.Context, phase string) {
-	t := time.NewTicker(deploy.HeartbeatInterval)
+	t := time.NewTicker(builder.HeartbeatInterval)
 	defer t.Stop()
 	for {
 		activity.RecordHeartbeat(ctx, phase)
@@ -279,8 +279,8 @@ func (j *job) buildFailed(step string, tail []string, format string, args ...any
 	for _, l := range tail {
 		redacted = append(redacted, j.secrets.Redact(l))
 	}
-	return temporal.NewNonRetryableApplicationError(j.secrets.Redact(fmt.Sprintf(format, args...)), deploy.ErrBuildFailed, nil,
-		deploy.FailureDetails{Step: j.secrets.Redact(step), Tail: redacted})
+	return temporal.NewNonRetryableApplicationError(j.secrets.Redact(fmt.Sprintf(format, args...)), builder.ErrBuildFailed, nil,
+		builder.FailureDetails{Step: j.secrets.Redact(step), Tail: redacted})
 }
 
 func (a *Activities) checkoutDir(deployment string) string {
@@ -289,43 +289,43 @@ func (a *Activities) checkoutDir(deployment string) string {
 
 // Fetch brings the commit into the volume's git mirror (incrementally) and
 // checks it out.
-func (a *Activities) Fetch(ctx context.Context, in deploy.BuildInput) (_ deploy.FetchResult, err error) {
+func (a *Activities) Fetch(ctx context.Context, in builder.BuildInput) (_ builder.FetchResult, err error) {
 	j, err := a.begin(ctx, in, "fetch")
 	if err != nil {
-		return deploy.FetchResult{}, err
+		return builder.FetchResult{}, err
 	}
 	defer j.stop(&err)
 	defer func() { err = j.scrub(err) }()
 	if !slipway.ValidCommit(in.Commit) {
-		return deploy.FetchResult{}, j.buildFailed("fetch", nil, "invalid commit %q", in.Commit)
+		return builder.FetchResult{}, j.buildFailed("fetch", nil, "invalid commit %q", in.Commit)
 	}
 	j.line("fetch", "fetching %s from %s", in.Commit, in.Repo)
 	m := &gitmirror.Mirror{Dir: a.layout.Mirror, URL: in.Repo, Prepared: a.layout.Prepared}
 	start := time.Now()
 	if err := m.Fetch(ctx, in.Commit, j.writer("stderr", "fetch")); err != nil {
 		if ctx.Err() != nil {
-			return deploy.FetchResult{}, ctx.Err()
+			return builder.FetchResult{}, ctx.Err()
 		}
 		var nf *gitmirror.NotFoundError
 		if errors.As(err, &nf) {
-			return deploy.FetchResult{}, j.buildFailed("fetch", nil, "%v", err)
+			return builder.FetchResult{}, j.buildFailed("fetch", nil, "%v", err)
 		}
-		return deploy.FetchResult{}, fmt.Errorf("fetch %s: %w", in.Commit, err)
+		return builder.FetchResult{}, fmt.Errorf("fetch %s: %w", in.Commit, err)
 	}
 	dir := a.checkoutDir(in.DeploymentID)
 	if err := m.Checkout(ctx, in.Commit, dir); err != nil {
 		if ctx.Err() != nil {
-			return deploy.FetchResult{}, ctx.Err()
+			return builder.FetchResult{}, ctx.Err()
 		}
 		if refused, ok := errors.AsType[*gitmirror.RefusedError](err); ok {
 			j.line("fetch", "%s", refused.Reason)
 			_ = os.RemoveAll(dir)
-			return deploy.FetchResult{}, j.buildFailed("fetch", nil, "%s", refused.Reason)
+			return builder.FetchResult{}, j.buildFailed("fetch", nil, "%s", refused.Reason)
 		}
-		return deploy.FetchResult{}, fmt.Errorf("check out %s: %w", in.Commit, err)
+		return builder.FetchResult{}, fmt.Errorf("check out %s: %w", in.Commit, err)
 	}
 	j.line("fetch", "checked out %s in %s", in.Commit[:12], time.Since(start).Round(time.Millisecond))
-	return deploy.FetchResult{Dir: dir}, nil
+	return builder.FetchResult{Dir: dir}, nil
 }
 
 // Build runs the builder (buildah) on the checkout, tagging the result as the
@@ -334,10 +334,10 @@ func (a *Activities) Fetch(ctx context.Context, in deploy.BuildInput) (_ deploy.
 // and the Dockerfile does not run at all. The slipway.* labels go on at
 // Push, in the registry (configureInRegistry), with the config-only steps
 // the Dockerfile ends with (configTail).
-func (a *Activities) Build(ctx context.Context, in deploy.BuildInput) (_ deploy.BuildActivityResult, err error) {
+func (a *Activities) Build(ctx context.Context, in builder.BuildInput) (_ builder.BuildActivityResult, err error) {
 	j, err := a.begin(ctx, in, "build")
 	if err != nil {
-		return deploy.BuildActivityResult{}, err
+		return builder.BuildActivityResult{}, err
 	}
 	defer j.stop(&err)
 	defer func() { err = j.scrub(err) }()
@@ -348,7 +348,7 @@ func (a *Activities) Build(ctx context.Context, in deploy.BuildInput) (_ deploy.
 	if _, err := os.Stat(dir); err != nil {
 		// The checkout vanished (volume deleted, machine replaced): a retry
 		// of the whole build fetches again.
-		return deploy.BuildActivityResult{}, fmt.Errorf("checkout %s is missing: %w", dir, err)
+		return builder.BuildActivityResult{}, fmt.Errorf("checkout %s is missing: %w", dir, err)
 	}
 	// The Dockerfile is read once, as the builder will read it; every
 	// decision below is taken from that reading.
@@ -356,19 +356,19 @@ func (a *Activities) Build(ctx context.Context, in deploy.BuildInput) (_ deploy.
 	bf, err := readBuildFile(dir, in.Context, in.Dockerfile, in.BuildArgs, images)
 	if err != nil {
 		j.line("build", "%s", slipway.ErrorMessage(err))
-		return deploy.BuildActivityResult{}, j.buildFailed("build", nil, "%s", slipway.ErrorMessage(err))
+		return builder.BuildActivityResult{}, j.buildFailed("build", nil, "%s", slipway.ErrorMessage(err))
 	}
 	for _, w := range bf.Warnings {
 		j.line("build", "%s", w)
 	}
 	if err := checkPolicy(bf); err != nil {
 		j.line("build", "%s", slipway.ErrorMessage(err))
-		return deploy.BuildActivityResult{}, j.buildFailed("build", nil, "%s", slipway.ErrorMessage(err))
+		return builder.BuildActivityResult{}, j.buildFailed("build", nil, "%s", slipway.ErrorMessage(err))
 	}
 
 	secretsDir, secretFiles, secretDigests, err := a.writeSecrets(j.buildSecrets)
 	if err != nil {
-		return deploy.BuildActivityResult{}, fmt.Errorf("write build secrets: %w", err)
+		return builder.BuildActivityResult{}, fmt.Errorf("write build secrets: %w", err)
 	}
 	if secretsDir != "" {
 		defer os.RemoveAll(secretsDir)
@@ -378,7 +378,7 @@ func (a *Activities) Build(ctx context.Context, in deploy.BuildInput) (_ deploy.
 		j.line("build", "build arguments: %s", strings.Join(slices.Sorted(maps.Keys(in.BuildArgs)), ", "))
 	}
 
-	out := deploy.BuildActivityResult{}
+	out := builder.BuildActivityResult{}
 	tail := func(n int) {
 		if n > 0 {
 			out.ConfigTail, out.ImageConfig = bf.tailSteps(n)
@@ -400,7 +400,7 @@ func (a *Activities) Build(ctx context.Context, in deploy.BuildInput) (_ deploy.
 				tail(bf.configTail())
 				return out, nil
 			} else if ctx.Err() != nil {
-				return deploy.BuildActivityResult{}, ctx.Err()
+				return builder.BuildActivityResult{}, ctx.Err()
 			} else {
 				j.line("build", "could not reuse %s, no longer in the build cache (%v): building", prev, err)
 			}
@@ -454,7 +454,7 @@ func (a *Activities) Build(ctx context.Context, in deploy.BuildInput) (_ deploy.
 	plan.remove()
 	if err != nil {
 		if ctx.Err() != nil {
-			return deploy.BuildActivityResult{}, ctx.Err()
+			return builder.BuildActivityResult{}, ctx.Err()
 		}
 		a.housekeep(ctx, j, in.Project, "")
 		var be *buildah.BuildError
@@ -469,9 +469,9 @@ func (a *Activities) Build(ctx context.Context, in deploy.BuildInput) (_ deploy.
 				tail[i] = clarifyCopyError(plan.mapHeader(l))
 			}
 			msg := clarifyCopyError(be.Error())
-			return deploy.BuildActivityResult{}, j.buildFailed(step, tail, "%s", msg)
+			return builder.BuildActivityResult{}, j.buildFailed(step, tail, "%s", msg)
 		}
-		return deploy.BuildActivityResult{}, fmt.Errorf("build: %w", err)
+		return builder.BuildActivityResult{}, fmt.Errorf("build: %w", err)
 	}
 	var why func(buildah.Step) string
 	if plan != nil {
@@ -499,16 +499,12 @@ func (a *Activities) Build(ctx context.Context, in deploy.BuildInput) (_ deploy.
 	return out, nil
 }
 
-// inputsDir holds one file per input key of a successful build, naming the
-// image it produced.
-func (l Layout) inputsDir() string { return filepath.Join(l.Root, "inputs") }
-
 // reusable returns the image of an earlier successful build with inputs
 // key, as recorded. Whether the storage still has it is found out by
 // tagging it (Build falls back to building when that fails): one buildah
 // process fewer on the way to a reused build.
 func (a *Activities) reusable(key string) string {
-	b, err := os.ReadFile(filepath.Join(a.layout.inputsDir(), key))
+	b, err := os.ReadFile(filepath.Join(a.layout.Inputs, key))
 	if err != nil {
 		return ""
 	}
@@ -520,11 +516,11 @@ func (a *Activities) remember(key, ref string) {
 	if key == "" {
 		return
 	}
-	if err := os.MkdirAll(a.layout.inputsDir(), 0o755); err != nil {
+	if err := os.MkdirAll(a.layout.Inputs, 0o755); err != nil {
 		a.cfg.Logger.Warn("record build inputs", "error", err)
 		return
 	}
-	if err := os.WriteFile(filepath.Join(a.layout.inputsDir(), key), []byte(ref+"\n"), 0o644); err != nil {
+	if err := os.WriteFile(filepath.Join(a.layout.Inputs, key), []byte(ref+"\n"), 0o644); err != nil {
 		a.cfg.Logger.Warn("record build inputs", "error", err)
 	}
 }
@@ -536,10 +532,10 @@ func (a *Activities) resolveImage(ctx context.Context, ref string) (string, *doc
 }
 
 // Push pushes the image and removes the checkout.
-func (a *Activities) Push(ctx context.Context, in deploy.BuildInput) (_ deploy.PushResult, err error) {
+func (a *Activities) Push(ctx context.Context, in builder.BuildInput) (_ builder.PushResult, err error) {
 	j, err := a.begin(ctx, in, "push")
 	if err != nil {
-		return deploy.PushResult{}, err
+		return builder.PushResult{}, err
 	}
 	defer j.stop(&err)
 	defer func() { err = j.scrub(err) }()
@@ -553,17 +549,17 @@ func (a *Activities) Push(ctx context.Context, in deploy.BuildInput) (_ deploy.P
 		j.line("push", "%s failed: %v", what, err)
 		host, _, _ := strings.Cut(in.Image, "/")
 		return temporal.NewApplicationError(
-			j.secrets.Redact(fmt.Sprintf("%s %s %s failed: %s", what, prep, host, lastLine(err.Error()))), "PushFailed", deploy.FailureDetails{Step: "push"})
+			j.secrets.Redact(fmt.Sprintf("%s %s %s failed: %s", what, prep, host, lastLine(err.Error()))), builder.ErrPushFailed, builder.FailureDetails{Step: "push"})
 	}
 	if _, err := a.builder.Push(ctx, in.Image, a.cfg.RegistryTLSVerify, j.writer("stderr", "push")); err != nil {
-		return deploy.PushResult{}, pushFailed("push", "to", err)
+		return builder.PushResult{}, pushFailed("push", "to", err)
 	}
 	labels := map[string]string{"slipway.project": in.Project, "slipway.deployment": in.DeploymentID, "slipway.commit": in.Commit}
 	tail := in.ConfigTail
 	if tail == nil && len(in.ImageConfig) > 0 {
 		// Sent by an agent before ConfigTail: plain instructions.
 		if tail, err = legacyTail(in.ImageConfig); err != nil {
-			return deploy.PushResult{}, j.buildFailed("push", nil, "%v", err)
+			return builder.PushResult{}, j.buildFailed("push", nil, "%v", err)
 		}
 	}
 	if tail != nil {
@@ -571,7 +567,7 @@ func (a *Activities) Push(ctx context.Context, in deploy.BuildInput) (_ deploy.P
 	}
 	digest, err := configureInRegistry(ctx, in.Image, labels, tail, a.cfg.RegistryTLSVerify)
 	if err != nil {
-		return deploy.PushResult{}, pushFailed("labelling the image", "in", err)
+		return builder.PushResult{}, pushFailed("labelling the image", "in", err)
 	}
 	j.line("push", "pushed %s@%s", in.Image, digest)
 	if err := os.RemoveAll(a.checkoutDir(in.DeploymentID)); err != nil {
@@ -579,7 +575,7 @@ func (a *Activities) Push(ctx context.Context, in deploy.BuildInput) (_ deploy.P
 	}
 	a.remember(in.InputKey, in.Image)
 	a.housekeep(ctx, j, in.Project, in.Image)
-	return deploy.PushResult{Digest: digest}, nil
+	return builder.PushResult{Digest: digest}, nil
 }
 
 // resolveBuildPaths returns the context directory and Dockerfile inside the

@@ -17,20 +17,9 @@ import (
 	"github.com/slipway-ci/slipway/internal/atomicfile"
 )
 
-// Housekeeping defaults.
-const (
-	DefaultKeepImages     = 5
-	DefaultResetThreshold = 0.75
-)
-
-// pinsFile lists, oldest first, the image references of this machine's
-// last successful builds: their images are kept so a rollback never
-// rebuilds.
-func (l Layout) pinsFile() string { return filepath.Join(l.Root, "pinned-images.json") }
-
 func (a *Activities) pins() []string {
 	var refs []string
-	b, err := os.ReadFile(a.layout.pinsFile())
+	b, err := os.ReadFile(a.layout.Pins)
 	if err == nil {
 		_ = json.Unmarshal(b, &refs)
 	}
@@ -39,7 +28,7 @@ func (a *Activities) pins() []string {
 
 func (a *Activities) savePins(refs []string) error {
 	b, _ := json.Marshal(refs)
-	return atomicfile.Write(a.layout.pinsFile(), b, 0o644)
+	return atomicfile.Write(a.layout.Pins, b, 0o644)
 }
 
 // housekeep runs after every build. It pins pushed (the image just pushed,
@@ -161,26 +150,20 @@ func (a *Activities) resetIfFull(ctx context.Context, j *job) {
 // forgetImages drops the records that name images of the builder's
 // storage (pins, reuse, steps), when those images are gone.
 func (a *Activities) forgetImages() {
-	_ = os.Remove(a.layout.pinsFile())
-	_ = os.RemoveAll(a.layout.inputsDir())
+	_ = os.Remove(a.layout.Pins)
+	_ = os.RemoveAll(a.layout.Inputs)
 	a.forgetSteps(nil)
 }
 
-// The storage of agents before buildah: podman 4.3's, whose layer cache
-// buildah does not use.
-const (
-	oldStorage      = "podman"
-	oldStorageTrash = ".podman-removing"
-)
-
-// migrateVolume moves a volume an older agent built on with podman 4.3 to
-// buildah: it forgets the records naming podman's images (the next build
-// runs in full, once) and removes podman's storage in the background
-// (buildah keeps its own in Layout.Builder); the agent does not exit
+// migrateVolume moves a volume an older agent built on with podman 4.3
+// (whose layer cache buildah does not use) to buildah: it forgets the
+// records naming podman's images (the next build runs in full, once) and
+// removes podman's storage (Layout.OldStorage) in the background (buildah
+// keeps its own in Layout.Builder); the agent does not exit
 // before the removal ended or ctx did (a later start resumes it). It runs
 // once per volume, at the agent's start.
 func (a *Activities) migrateVolume(ctx context.Context) {
-	old, trash := filepath.Join(a.layout.Root, oldStorage), filepath.Join(a.layout.Root, oldStorageTrash)
+	old, trash := a.layout.OldStorage, a.layout.OldStorageTrash
 	if _, err := os.Lstat(old); err == nil {
 		// A renamed directory keeps no one's mounts: unmount first.
 		if os.Geteuid() == 0 {
@@ -192,7 +175,7 @@ func (a *Activities) migrateVolume(ctx context.Context) {
 		}
 		a.forgetImages()
 		// podman 4.3's blob-info cache (buildah's is a new file beside it).
-		_ = os.Remove(filepath.Join(a.layout.Root, "home", ".local", "share", "containers", "cache", "blob-info-cache-v1.boltdb"))
+		_ = os.Remove(filepath.Join(a.layout.Home, ".local", "share", "containers", "cache", "blob-info-cache-v1.boltdb"))
 		a.cfg.Logger.Info("volume: moving from podman 4.3 to " + a.builder.String() + ": the next build runs in full once; removing podman's storage")
 	}
 	if _, err := os.Lstat(trash); err != nil {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/slipway-ci/slipway/buildah"
+	"github.com/slipway-ci/slipway/builder"
 	"github.com/slipway-ci/slipway/internal/testenv"
 	"github.com/slipway-ci/slipway/podman"
 )
@@ -22,7 +23,7 @@ func testActivities(t *testing.T, b *buildah.Builder, cfg Config) (*Activities, 
 	var out bytes.Buffer
 	cfg.Stdout = &out
 	cfg.Logger = slog.New(slog.NewTextHandler(&out, nil))
-	layout := VolumeLayout(t.TempDir())
+	layout := builder.VolumeLayout(t.TempDir())
 	if err := os.MkdirAll(layout.Work, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +68,7 @@ func TestHousekeepingKeepsPinnedImages(t *testing.T) {
 	host := testenv.Registry(t)
 	b := testenv.Builder(t)
 	base := testenv.BaseImage(t, b, host)
-	a, _ := testActivities(t, b, Config{KeepImages: 2, ResetThreshold: 1})
+	a, _ := testActivities(t, b, Config{AgentConfig: builder.AgentConfig{KeepImages: 2, ResetThreshold: 1}})
 	j := &job{out: a.cfg.Stdout}
 
 	// Another project's image and the base image on the same storage are
@@ -104,7 +105,7 @@ func TestHousekeepingResetsPastThreshold(t *testing.T) {
 	b := testenv.Builder(t)
 	base := testenv.BaseImage(t, b, host)
 	// Any volume is fuller than 0.1%: the reset runs.
-	a, out := testActivities(t, b, Config{KeepImages: 5, ResetThreshold: 0.001})
+	a, out := testActivities(t, b, Config{AgentConfig: builder.AgentConfig{KeepImages: 5, ResetThreshold: 0.001}})
 	j := &job{out: a.cfg.Stdout}
 	ref := host + "/app:1"
 	buildTagged(t, b, base, ref)
@@ -180,7 +181,7 @@ func TestAfterJobKeepsTheAgentBusy(t *testing.T) {
 func TestMigrateVolumeFromPodman(t *testing.T) {
 	host := testenv.Registry(t)
 	vol := t.TempDir()
-	layout := VolumeLayout(vol)
+	layout := builder.VolumeLayout(vol)
 	old, err := podman.New(podman.ConfigAt(filepath.Join(vol, "podman")))
 	if err != nil {
 		t.Fatal(err)

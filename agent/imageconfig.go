@@ -10,7 +10,7 @@ import (
 	docker "github.com/fsouza/go-dockerclient"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 
-	"github.com/slipway-ci/slipway/deploy"
+	"github.com/slipway-ci/slipway/builder"
 	"github.com/slipway-ci/slipway/dockerfile"
 )
 
@@ -29,7 +29,7 @@ import (
 // applyConfig applies the config-only steps of tail to cf as the builder
 // would have: the config changes, a history entry per step, the creation
 // time.
-func applyConfig(cf *v1.ConfigFile, tail *deploy.ConfigTail, now time.Time) error {
+func applyConfig(cf *v1.ConfigFile, tail *builder.ConfigTail, now time.Time) error {
 	if tail == nil || len(tail.Steps) == 0 {
 		return nil
 	}
@@ -95,7 +95,7 @@ func toDockerConfig(c v1.Config) docker.Config {
 }
 
 // describeTail is the tail's steps for the log.
-func describeTail(t *deploy.ConfigTail) string {
+func describeTail(t *builder.ConfigTail) string {
 	if t == nil {
 		return ""
 	}
@@ -110,14 +110,14 @@ func describeTail(t *deploy.ConfigTail) string {
 }
 
 // legacyTail reads the config-only instructions an agent before
-// deploy.ConfigTail sent (plain instructions without variables, read as
+// builder.ConfigTail sent (plain instructions without variables, read as
 // the last steps of a stage).
-func legacyTail(insts []string) (*deploy.ConfigTail, error) {
+func legacyTail(insts []string) (*builder.ConfigTail, error) {
 	f, err := dockerfile.Parse([]byte("FROM scratch\n"+strings.Join(insts, "\n")+"\n"), dockerfile.Options{})
 	if err != nil {
 		return nil, fmt.Errorf("the config-only steps %q: %w", insts, err)
 	}
-	t := &deploy.ConfigTail{}
+	t := &builder.ConfigTail{}
 	for _, s := range f.Stages[0].Steps[1:] {
 		if !s.ConfigOnly() {
 			return nil, fmt.Errorf("%s is not a config-only step", s.Original)

@@ -14,7 +14,7 @@ import (
 const progressTimeout = 5 * time.Second
 
 // progressReporter sends a deployment's progress to its workflow (see
-// deploy.SignalProgress for the design) from a goroutine of its own: the
+// builder.SignalProgress for the design) from a goroutine of its own: the
 // build only updates a value and never waits. Each report carries the
 // whole state, so only the newest one matters: updates made while a report
 // is on its way are coalesced into the next.

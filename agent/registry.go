@@ -15,7 +15,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 
-	"github.com/slipway-ci/slipway/deploy"
+	"github.com/slipway-ci/slipway/builder"
 )
 
 // The agent talks to the image registry itself (go-containerregistry) for
@@ -83,7 +83,7 @@ func registryDigest(ctx context.Context, ref string, tlsVerify bool) (string, er
 // value changes every deployment (its id, its commit) would make a build
 // step that never hits the cache, and podman 4.3 spends a second or more
 // on a build of its own for a LABEL.
-func configureInRegistry(ctx context.Context, ref string, labels map[string]string, tail *deploy.ConfigTail, tlsVerify bool) (string, error) {
+func configureInRegistry(ctx context.Context, ref string, labels map[string]string, tail *builder.ConfigTail, tlsVerify bool) (string, error) {
 	r, ropts, err := registryRef(ref, tlsVerify)
 	if err != nil {
 		return "", err

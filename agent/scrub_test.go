@@ -9,7 +9,7 @@ import (
 
 	"go.temporal.io/sdk/temporal"
 
-	"github.com/slipway-ci/slipway/deploy"
+	"github.com/slipway-ci/slipway/builder"
 	"github.com/slipway-ci/slipway/redact"
 )
 
@@ -33,7 +33,7 @@ func TestScrubAndBuildFailed(t *testing.T) {
 		t.Errorf("buildFailed = %v (scrubbed again: %v)", bf, j.scrub(bf))
 	}
 	var appErr *temporal.ApplicationError
-	var d deploy.FailureDetails
+	var d builder.FailureDetails
 	if !errors.As(bf, &appErr) || appErr.Details(&d) != nil || strings.Contains(fmt.Sprint(d), secret) || d.Tail[0] != "line [redacted]" {
 		t.Errorf("buildFailed details = %+v", d)
 	}

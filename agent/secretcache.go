@@ -9,7 +9,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/slipway-ci/slipway"
-	"github.com/slipway-ci/slipway/deploy"
+	"github.com/slipway-ci/slipway/builder"
 )
 
 // secretCache keeps the build secrets of the deployment this agent is
@@ -92,7 +92,7 @@ func (c *secretCache) wipeLocked() {
 
 // lastActivity says whether the activity of ctx that ran phase and ended
 // with err is its deployment's last on this agent: a push that succeeded,
-// or a failure the workflow will not retry (see deploy.BuildWorkflow).
+// or a failure the workflow will not retry (see builder.BuildWorkflow).
 func lastActivity(ctx context.Context, phase string, err error) bool {
 	var attempt, maxAttempts int32
 	if activity.IsActivity(ctx) {
@@ -116,7 +116,7 @@ func isLast(phase string, err error, cancelled bool, attempt, maxAttempts int32)
 	if cancelled || errors.Is(err, context.Canceled) {
 		return true
 	}
-	if appErr, ok := errors.AsType[*temporal.ApplicationError](err); ok && (appErr.NonRetryable() || appErr.Type() == deploy.ErrBuildFailed) {
+	if appErr, ok := errors.AsType[*temporal.ApplicationError](err); ok && (appErr.NonRetryable() || appErr.Type() == builder.ErrBuildFailed) {
 		return true
 	}
 	return maxAttempts > 0 && attempt >= maxAttempts

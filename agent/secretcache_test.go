@@ -9,7 +9,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/slipway-ci/slipway"
-	"github.com/slipway-ci/slipway/deploy"
+	"github.com/slipway-ci/slipway/builder"
 )
 
 // fetcher counts the calls of a fake fetch and hands out fresh values.
@@ -128,9 +128,9 @@ func TestIsLast(t *testing.T) {
 		{"fetch", retryable, false, 1, 3, false},
 		{"fetch", retryable, false, 3, 3, true},
 		{"push", retryable, false, 5, 6, false},
-		{"push", temporal.NewApplicationError("push failed", "PushFailed"), false, 6, 6, true},
-		{"build", temporal.NewNonRetryableApplicationError("RUN failed", deploy.ErrBuildFailed, nil), false, 1, 3, true},
-		{"build", temporal.NewApplicationError("RUN failed", deploy.ErrBuildFailed), false, 1, 3, true},
+		{"push", temporal.NewApplicationError("push failed", builder.ErrPushFailed), false, 6, 6, true},
+		{"build", temporal.NewNonRetryableApplicationError("RUN failed", builder.ErrBuildFailed, nil), false, 1, 3, true},
+		{"build", temporal.NewApplicationError("RUN failed", builder.ErrBuildFailed), false, 1, 3, true},
 		{"build", context.Canceled, false, 1, 3, true},
 		{"build", fmt.Errorf("build: %w", retryable), true, 1, 3, true},
 		{"build", retryable, false, 7, 0, false}, // no retry limit

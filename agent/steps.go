@@ -20,7 +20,7 @@ import (
 	docker "github.com/fsouza/go-dockerclient"
 
 	"github.com/slipway-ci/slipway/buildah"
-	"github.com/slipway-ci/slipway/deploy"
+	"github.com/slipway-ci/slipway/builder"
 	"github.com/slipway-ci/slipway/dockerfile"
 	"github.com/slipway-ci/slipway/internal/atomicfile"
 )
@@ -298,11 +298,9 @@ type stepRecord struct {
 // maxStepRecords bounds the record; the least recently used go first.
 const maxStepRecords = 2000
 
-func (l Layout) stepsFile() string { return filepath.Join(l.Root, "steps.json") }
-
 func (a *Activities) loadSteps() map[string]stepRecord {
 	recs := map[string]stepRecord{}
-	if b, err := os.ReadFile(a.layout.stepsFile()); err == nil {
+	if b, err := os.ReadFile(a.layout.Steps); err == nil {
 		_ = json.Unmarshal(b, &recs)
 	}
 	return recs
@@ -330,7 +328,7 @@ func (a *Activities) rememberSteps(recs map[string]stepRecord, keys [][]string, 
 	}
 	b, err := json.Marshal(recs)
 	if err == nil {
-		err = atomicfile.Write(a.layout.stepsFile(), b, 0o644)
+		err = atomicfile.Write(a.layout.Steps, b, 0o644)
 	}
 	if err != nil {
 		a.cfg.Logger.Warn("record build steps", "error", err)
@@ -340,7 +338,7 @@ func (a *Activities) rememberSteps(recs map[string]stepRecord, keys [][]string, 
 // forgetSteps drops the step records (their images are gone), on the
 // volume and in the running build's plan p, if any.
 func (a *Activities) forgetSteps(p *stepPlan) {
-	_ = os.Remove(a.layout.stepsFile())
+	_ = os.Remove(a.layout.Steps)
 	if p != nil {
 		clear(p.recs)
 	}
@@ -363,10 +361,10 @@ func (bf *buildFile) configTail() int {
 
 // tailSteps are the config-only steps configTail counts, for Push, and
 // their texts.
-func (bf *buildFile) tailSteps(n int) (*deploy.ConfigTail, []string) {
+func (bf *buildFile) tailSteps(n int) (*builder.ConfigTail, []string) {
 	all := bf.Stages[len(bf.Stages)-1].Steps
 	before := all[len(all)-n-1]
-	t := &deploy.ConfigTail{CmdSet: before.CmdSet, RunEnv: slices.Clone(before.RunEnv)}
+	t := &builder.ConfigTail{CmdSet: before.CmdSet, RunEnv: slices.Clone(before.RunEnv)}
 	var texts []string
 	for _, s := range all[len(all)-n:] {
 		t.Steps = append(t.Steps, s.ConfigStep())

@@ -60,6 +60,10 @@ const DefaultBinary = "/usr/local/libexec/slipway/buildah"
 // a network namespace of its own.
 const DefaultRuntime = "/usr/local/libexec/slipway/runc"
 
+// DefaultRunc is the runc executable, looked up in PATH: the runtime's
+// own, and what removes the RUN containers of a cancelled build.
+const DefaultRunc = "runc"
+
 // MinVersion is the oldest buildah New accepts: the first release of the
 // 1.35 line with the fix for CVE-2024-1753 (a RUN --mount=type=bind whose
 // source is a symlink is resolved on the host). Backports to older lines
@@ -105,7 +109,7 @@ type Config struct {
 	// Default: DefaultRuntime.
 	Runtime string
 	// Runc is the runc executable: the runtime's own, and what removes the
-	// RUN containers of a cancelled build. Default: "runc" from PATH.
+	// RUN containers of a cancelled build. Default: DefaultRunc from PATH.
 	Runc string
 }
 
@@ -206,7 +210,7 @@ func (cfg *Config) resolve(ctx context.Context) (string, error) {
 		cfg.Runtime = DefaultRuntime
 	}
 	if cfg.Runc == "" {
-		cfg.Runc = "runc"
+		cfg.Runc = DefaultRunc
 	}
 	tools := []*string{&cfg.Binary, &cfg.Runc}
 	if cfg.Engine == EngineBuildah {
@@ -216,7 +220,7 @@ func (cfg *Config) resolve(ctx context.Context) (string, error) {
 		p, err := exec.LookPath(*bin)
 		if err != nil {
 			hint := SetupHint
-			if *bin == "runc" || *bin == "podman" {
+			if *bin == DefaultRunc || *bin == "podman" {
 				hint = "apt-get install " + *bin + ", or " + SetupHint
 			}
 			return "", fmt.Errorf("builder: %s not found (%s): %w", *bin, hint, err)

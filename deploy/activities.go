@@ -9,6 +9,7 @@ import (
 	"go.temporal.io/sdk/activity"
 
 	"github.com/slipway-ci/slipway"
+	"github.com/slipway-ci/slipway/builder"
 	"github.com/slipway-ci/slipway/redact"
 )
 
@@ -129,9 +130,10 @@ func (a *ControlActivities) TryAcquireBuildSlot(ctx context.Context, deployment 
 	return a.Slots.TryAcquire(deployment), nil
 }
 
-// heartbeat records the activity's heartbeat every HeartbeatInterval until
-// the returned stop is called, so that a lost worker (a server restart) is
-// noticed within heartbeatTimeout, not at the activity's start-to-close
+// heartbeat records the activity's heartbeat every
+// builder.HeartbeatInterval until the returned stop is called, so that a
+// lost worker (a server restart) is noticed within
+// builder.HeartbeatTimeout, not at the activity's start-to-close
 // timeout. Outside an activity (tests calling the method) it does nothing.
 func heartbeat(ctx context.Context) (stop func()) {
 	if !activity.IsActivity(ctx) {
@@ -141,7 +143,7 @@ func heartbeat(ctx context.Context) (stop func()) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		t := time.NewTicker(HeartbeatInterval)
+		t := time.NewTicker(builder.HeartbeatInterval)
 		defer t.Stop()
 		for {
 			select {

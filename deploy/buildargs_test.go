@@ -12,6 +12,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/slipway-ci/slipway"
+	"github.com/slipway-ci/slipway/builder"
 )
 
 // A project's build arguments reach the Build activity as they were when
@@ -29,17 +30,17 @@ func TestBuildArgsReachTheBuild(t *testing.T) {
 	// for and the arguments changed.
 	release := make(chan struct{})
 	f := &fakeActivities{calls: map[string]int{}}
-	f.build = func(ctx context.Context) (BuildActivityResult, error) {
+	f.build = func(ctx context.Context) (builder.BuildActivityResult, error) {
 		if activity.GetInfo(ctx).WorkflowExecution.ID == "build-"+firstDeployment(f) {
 			select {
 			case <-release:
 			case <-ctx.Done():
-				return BuildActivityResult{}, ctx.Err()
+				return builder.BuildActivityResult{}, ctx.Err()
 			}
 		}
-		return BuildActivityResult{}, nil
+		return builder.BuildActivityResult{}, nil
 	}
-	for _, q := range []string{ControlQueue, BuilderQueue("app")} {
+	for _, q := range []string{ControlQueue, builder.Queue("app")} {
 		w := worker.New(tc, q, worker.Options{})
 		f.register(w)
 		w.RegisterWorkflowWithOptions(ProjectWorkflow, workflow.RegisterOptions{Name: "ProjectWorkflow"})
@@ -89,10 +90,10 @@ func firstDeployment(f *fakeActivities) string {
 	return ""
 }
 
-func buildsOf(f *fakeActivities) []BuildInput {
+func buildsOf(f *fakeActivities) []builder.BuildInput {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return append([]BuildInput(nil), f.builds...)
+	return append([]builder.BuildInput(nil), f.builds...)
 }
 
 // waitFor polls cond until it holds, for at most a minute.

@@ -11,13 +11,14 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/slipway-ci/slipway"
+	"github.com/slipway-ci/slipway/builder"
 )
 
 // How a deployment's log is known to be complete.
 //
 // The agent numbers its lines (publish.Publisher) and, when an activity
 // has closed its publisher (every line acknowledged by NATS, or left in
-// the volume's spool), signals SignalLogEnd with the number of its last
+// the volume's spool), signals builder.SignalLogEnd with the number of its last
 // line to the deployment's workflow. Before the workflow records the
 // terminal state, the server's AwaitLog activity takes the higher of that
 // number and the last line the stream holds, and waits (at most
@@ -31,9 +32,6 @@ import (
 // The step is guarded by workflow version logCompleteVersion: workflows
 // started before it replay unchanged and record LogComplete unknown.
 const (
-	// SignalLogEnd carries the number of the agent's last log line (an
-	// int64) to the deployment's workflow.
-	SignalLogEnd = "log-end"
 	// ActivityAwaitLog waits for the archiver to store a deployment's log.
 	ActivityAwaitLog = "AwaitLog"
 
@@ -141,14 +139,14 @@ func (a *ControlActivities) logger() *slog.Logger {
 	return slog.New(slog.DiscardHandler)
 }
 
-// logEnd follows the agent's SignalLogEnd reports and keeps the highest.
+// logEnd follows the agent's builder.SignalLogEnd reports and keeps the highest.
 type logEnd struct {
 	last int64
 }
 
 func trackLogEnd(ctx workflow.Context) *logEnd {
 	e := &logEnd{}
-	ch := workflow.GetSignalChannel(ctx, SignalLogEnd)
+	ch := workflow.GetSignalChannel(ctx, builder.SignalLogEnd)
 	workflow.Go(ctx, func(ctx workflow.Context) {
 		for {
 			var n int64
@@ -175,7 +173,7 @@ func recordLogCompleteness(ctx, dctx workflow.Context, in DeploymentInput, reach
 	}
 	// A signal already delivered is handled before the workflow goes on,
 	// but the reporting goroutine may not have run yet: drain here too.
-	ch := workflow.GetSignalChannel(ctx, SignalLogEnd)
+	ch := workflow.GetSignalChannel(ctx, builder.SignalLogEnd)
 	for {
 		var n int64
 		if !ch.ReceiveAsync(&n) {
@@ -192,7 +190,7 @@ func recordLogCompleteness(ctx, dctx workflow.Context, in DeploymentInput, reach
 		StartToCloseTimeout: logWaitMax + 15*time.Second,
 		// A server restart mid-wait is noticed in seconds, not at the
 		// start-to-close timeout.
-		HeartbeatTimeout: heartbeatTimeout,
+		HeartbeatTimeout: builder.HeartbeatTimeout,
 		RetryPolicy: &temporal.RetryPolicy{
 			InitialInterval:        time.Second,
 			MaximumAttempts:        3,

@@ -10,6 +10,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/slipway-ci/slipway"
+	"github.com/slipway-ci/slipway/builder"
 )
 
 // How a deployment's progress reaches the API.
@@ -22,7 +23,7 @@ import (
 // when the activity ends, and heartbeat details are not readable by
 // workflow code (only by the activity's next attempt, and by clients
 // through DescribeWorkflowExecution). So the agent's activities tell it:
-// each sends the SignalProgress signal (a whole slipway.Progress, not a
+// each sends the builder.SignalProgress signal (a whole slipway.Progress, not a
 // delta, so signals coalesced or lost in between do no harm) to the
 // deployment's workflow when it starts its phase (fetch, build, push) and
 // whenever podman starts a step or reuses a cached layer. The agent sends
@@ -39,9 +40,6 @@ const (
 	// QueryState is the query DeploymentWorkflow answers with its
 	// slipway.Progress.
 	QueryState = "state"
-	// SignalProgress carries a slipway.Progress from the agent to the
-	// deployment's DeploymentWorkflow.
-	SignalProgress = "progress"
 )
 
 // progressState is DeploymentWorkflow's slipway.Progress.
@@ -125,7 +123,7 @@ func (s *progressState) track(ctx workflow.Context) error {
 	}); err != nil {
 		return err
 	}
-	ch := workflow.GetSignalChannel(ctx, SignalProgress)
+	ch := workflow.GetSignalChannel(ctx, builder.SignalProgress)
 	workflow.Go(ctx, func(ctx workflow.Context) {
 		for {
 			var u slipway.Progress
@@ -149,7 +147,7 @@ func (s *Service) Progress(ctx context.Context, d *slipway.Deployment) (*slipway
 	if d.Status.Terminal() || s.cfg.Temporal == nil {
 		return slipway.ProgressOf(d), nil
 	}
-	v, err := s.cfg.Temporal.QueryWorkflow(ctx, WorkflowID(d.ID), "", QueryState)
+	v, err := s.cfg.Temporal.QueryWorkflow(ctx, builder.DeploymentWorkflowID(d.ID), "", QueryState)
 	var notFound *serviceerror.NotFound
 	if errors.As(err, &notFound) {
 		return slipway.ProgressOf(d), nil

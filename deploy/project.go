@@ -9,6 +9,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/slipway-ci/slipway"
+	"github.com/slipway-ci/slipway/builder"
 )
 
 // Signals of ProjectWorkflow and DeploymentWorkflow.
@@ -87,7 +88,7 @@ func ProjectWorkflow(ctx workflow.Context, project string, pending []DeploymentI
 		// the reason when it winds down. A signal to a child that is not
 		// started yet would be lost, so wait for the start.
 		if running.future.GetChildWorkflowExecution().Get(ctx, nil) == nil {
-			_ = workflow.SignalExternalWorkflow(ctx, WorkflowID(running.in.DeploymentID), "", SignalStop, r).Get(ctx, nil)
+			_ = workflow.SignalExternalWorkflow(ctx, builder.DeploymentWorkflowID(running.in.DeploymentID), "", SignalStop, r).Get(ctx, nil)
 		}
 		running.cancel()
 	}
@@ -132,7 +133,7 @@ func ProjectWorkflow(ctx workflow.Context, project string, pending []DeploymentI
 			queue = queue[1:]
 			cctx, cancel := workflow.WithCancel(ctx)
 			cctx = workflow.WithChildOptions(cctx, workflow.ChildWorkflowOptions{
-				WorkflowID:               WorkflowID(in.DeploymentID),
+				WorkflowID:               builder.DeploymentWorkflowID(in.DeploymentID),
 				TaskQueue:                ControlQueue,
 				WorkflowExecutionTimeout: in.MaxBuild + 10*time.Minute,
 				// The deployment records its own result; if this workflow

@@ -11,6 +11,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/slipway-ci/slipway"
+	"github.com/slipway-ci/slipway/builder"
 )
 
 func projectEnv(t *testing.T, f *fakeActivities) *testsuite.TestWorkflowEnvironment {
@@ -32,11 +33,11 @@ func deployment(id, ref string) DeploymentInput {
 }
 
 // blockingBuild is a build that runs until it is cancelled.
-func blockingBuild(ctx context.Context) (BuildActivityResult, error) {
+func blockingBuild(ctx context.Context) (builder.BuildActivityResult, error) {
 	for {
 		select {
 		case <-ctx.Done():
-			return BuildActivityResult{}, ctx.Err()
+			return builder.BuildActivityResult{}, ctx.Err()
 		case <-time.After(10 * time.Millisecond):
 			activity.RecordHeartbeat(ctx)
 		}
@@ -57,7 +58,7 @@ func results(f *fakeActivities) map[string]slipway.DeploymentResult {
 
 func TestNewerPushSupersedes(t *testing.T) {
 	f := &fakeActivities{}
-	f.build = func(ctx context.Context) (BuildActivityResult, error) {
+	f.build = func(ctx context.Context) (builder.BuildActivityResult, error) {
 		// d1's build runs until it is stopped. Chosen by deployment, not by
 		// call order: on a loaded machine d2 may arrive before d1 reached
 		// its build, and then d2's build is the first one called.
@@ -65,7 +66,7 @@ func TestNewerPushSupersedes(t *testing.T) {
 			return blockingBuild(ctx)
 		}
 		time.Sleep(300 * time.Millisecond)
-		return BuildActivityResult{}, nil
+		return builder.BuildActivityResult{}, nil
 	}
 	env := projectEnv(t, f)
 	// d1 is building (or about to) when d2 (same branch, other spelling) and d3 (another
@@ -85,8 +86,8 @@ func TestNewerPushSupersedes(t *testing.T) {
 			t.Errorf("%s = %+v, want succeeded", id, r[id])
 		}
 	}
-	if f.calls[ActivityPush] != 2 {
-		t.Errorf("%d pushes, want 2 (the superseded build pushes nothing)", f.calls[ActivityPush])
+	if f.calls[builder.ActivityPush] != 2 {
+		t.Errorf("%d pushes, want 2 (the superseded build pushes nothing)", f.calls[builder.ActivityPush])
 	}
 }
 
@@ -94,7 +95,7 @@ func TestQueuedDeploymentSupersededAndCancelled(t *testing.T) {
 	f := &fakeActivities{}
 	builds := 0
 	release := make(chan struct{})
-	f.build = func(ctx context.Context) (BuildActivityResult, error) {
+	f.build = func(ctx context.Context) (builder.BuildActivityResult, error) {
 		f.mu.Lock()
 		builds++
 		n := builds
@@ -103,10 +104,10 @@ func TestQueuedDeploymentSupersededAndCancelled(t *testing.T) {
 			select {
 			case <-release:
 			case <-ctx.Done():
-				return BuildActivityResult{}, ctx.Err()
+				return builder.BuildActivityResult{}, ctx.Err()
 			}
 		}
-		return BuildActivityResult{}, nil
+		return builder.BuildActivityResult{}, nil
 	}
 	env := projectEnv(t, f)
 	// d1 (main) builds; d2 (dev) queues, then d3 (dev) supersedes the
@@ -144,7 +145,7 @@ func TestCancelRunningDeployment(t *testing.T) {
 	if r := results(f)["d1"]; r.Status != slipway.StatusCancelled {
 		t.Errorf("d1 = %+v, want cancelled", r)
 	}
-	if f.calls[ActivityPush] != 0 {
+	if f.calls[builder.ActivityPush] != 0 {
 		t.Errorf("a cancelled build pushed")
 	}
 }

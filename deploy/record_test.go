@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/slipway-ci/slipway"
+	"github.com/slipway-ci/slipway/builder"
 )
 
 // TestRecordHistories runs DeploymentWorkflow on the embedded Temporal
@@ -28,7 +29,7 @@ import (
 func TestRecordHistories(t *testing.T) {
 	tc := embeddedTemporal(t)
 	f := &fakeActivities{calls: map[string]int{}}
-	for _, q := range []string{ControlQueue, BuilderQueue(input().Project)} {
+	for _, q := range []string{ControlQueue, builder.Queue(input().Project)} {
 		w := worker.New(tc, q, worker.Options{})
 		f.register(w)
 		w.RegisterWorkflowWithOptions(DeploymentWorkflow, workflow.RegisterOptions{Name: "DeploymentWorkflow"})
@@ -40,13 +41,13 @@ func TestRecordHistories(t *testing.T) {
 	out := os.Getenv("SLIPWAY_RECORD_HISTORIES")
 	for _, c := range []struct {
 		name  string
-		build func(context.Context) (BuildActivityResult, error)
+		build func(context.Context) (builder.BuildActivityResult, error)
 		want  slipway.Status
 	}{
 		{"succeeded", nil, slipway.StatusSucceeded},
-		{"buildfail", func(context.Context) (BuildActivityResult, error) {
-			return BuildActivityResult{}, temporal.NewNonRetryableApplicationError("build failed at STEP 2/2: RUN false (exit code 1)", ErrBuildFailed, nil,
-				FailureDetails{Step: "STEP 2/2: RUN false", Tail: []string{"exit code 1"}})
+		{"buildfail", func(context.Context) (builder.BuildActivityResult, error) {
+			return builder.BuildActivityResult{}, temporal.NewNonRetryableApplicationError("build failed at STEP 2/2: RUN false (exit code 1)", builder.ErrBuildFailed, nil,
+				builder.FailureDetails{Step: "STEP 2/2: RUN false", Tail: []string{"exit code 1"}})
 		}, slipway.StatusFailed},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -57,7 +58,7 @@ func TestRecordHistories(t *testing.T) {
 			in.DeploymentID = "rec-" + c.name
 			ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 			defer cancel()
-			run, err := tc.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: WorkflowID(in.DeploymentID), TaskQueue: ControlQueue}, DeploymentWorkflow, in)
+			run, err := tc.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: builder.DeploymentWorkflowID(in.DeploymentID), TaskQueue: ControlQueue}, DeploymentWorkflow, in)
 			if err != nil {
 				t.Fatal(err)
 			}

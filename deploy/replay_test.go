@@ -6,6 +6,8 @@ import (
 
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
+
+	"github.com/slipway-ci/slipway/builder"
 )
 
 // Histories recorded by earlier versions of the workflows still replay
@@ -16,7 +18,7 @@ import (
 func TestReplayEarlierHistories(t *testing.T) {
 	r := worker.NewWorkflowReplayer()
 	r.RegisterWorkflowWithOptions(DeploymentWorkflow, workflow.RegisterOptions{Name: "DeploymentWorkflow"})
-	r.RegisterWorkflowWithOptions(BuildWorkflow, workflow.RegisterOptions{Name: "BuildWorkflow"})
+	r.RegisterWorkflowWithOptions(builder.BuildWorkflow, workflow.RegisterOptions{Name: "BuildWorkflow"})
 	for _, f := range []string{"testdata/deployment-v0.json"} {
 		if err := r.ReplayWorkflowHistoryFromJSONFile(nil, f); err != nil {
 			t.Errorf("replay %s: %v", f, err)

@@ -12,6 +12,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/slipway-ci/slipway"
+	"github.com/slipway-ci/slipway/builder"
 	"github.com/slipway-ci/slipway/redact"
 )
 
@@ -231,7 +232,7 @@ func (s *Service) Reconcile(ctx context.Context) error {
 		return err
 	}
 	for _, d := range ds {
-		desc, err := s.cfg.Temporal.DescribeWorkflowExecution(ctx, WorkflowID(d.ID), "")
+		desc, err := s.cfg.Temporal.DescribeWorkflowExecution(ctx, builder.DeploymentWorkflowID(d.ID), "")
 		var notFound *serviceerror.NotFound
 		switch {
 		case errors.As(err, &notFound):

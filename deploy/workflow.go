@@ -1,11 +1,13 @@
 // Package deploy holds the Temporal workflows that turn a deployment record
-// into an image: DeploymentWorkflow on the control plane's task queue, and
-// the child BuildWorkflow on the project's own queue (builder-<project>),
-// whose activities (fetch, build, push) the project's agent runs. It also
-// holds the Deployer service that records deployments and starts them.
+// into an image: ProjectWorkflow and DeploymentWorkflow on the control
+// plane's task queue, which starts the child builder.BuildWorkflow on the
+// project's own queue (builder-<project>), whose activities (fetch, build,
+// push) the project's agent runs. It also holds the Deployer service that
+// records deployments and starts them.
 //
 // Workflow code here must stay deterministic (workflow.Now, workflow.Go,
-// selectors; no I/O). It must not import the agent's drivers (podman, git):
+// selectors; no I/O). What it shares with the agent is in package builder;
+// it must not import the agent or its drivers (buildah, gitmirror):
 // activities are called by name.
 package deploy
 
@@ -19,20 +21,14 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/slipway-ci/slipway"
-	"github.com/slipway-ci/slipway/dockerfile"
+	"github.com/slipway-ci/slipway/builder"
 )
 
 // ControlQueue is the task queue the server's worker polls.
 const ControlQueue = "slipway-control"
 
-// BuilderQueue is the task queue only the project's agent polls.
-func BuilderQueue(project string) string { return "builder-" + project }
-
-// WorkflowID is the DeploymentWorkflow id of a deployment.
-func WorkflowID(deployment string) string { return "deploy-" + deployment }
-
-// Activity names. Control activities run in the server, build activities in
-// the project's agent.
+// Control activity names: they run in the server. The build activities,
+// which the project's agent runs, are named in package builder.
 const (
 	ActivityMarkBuilding = "MarkBuilding"
 	ActivityWake         = "WakeMachine"
@@ -42,14 +38,7 @@ const (
 	// process holds the slots): a slot now, or none without waiting.
 	ActivityTryAcquireSlot = "TryAcquireBuildSlot"
 	ActivityReleaseSlot    = "ReleaseBuildSlot"
-	ActivityFetch          = "Fetch"
-	ActivityBuild          = "Build"
-	ActivityPush           = "Push"
 )
-
-// ErrBuildFailed is the application error type of a build that cannot
-// succeed by retrying (bad Dockerfile, failing RUN, missing commit).
-const ErrBuildFailed = "BuildFailed"
 
 // DeploymentInput starts a DeploymentWorkflow.
 type DeploymentInput struct {
@@ -88,155 +77,11 @@ type ReuseImage struct {
 	From string
 }
 
-// BuildInput is the child BuildWorkflow's input and the build activities'.
-type BuildInput struct {
-	DeploymentID string
-	Project      string
-	Repo         string
-	Commit       string
-	Dockerfile   string
-	Context      string
-	Image        string
-	// Dir is the checkout on the machine's volume (set after Fetch).
-	Dir string
-	// InputKey identifies the build's inputs (set after Build).
-	InputKey string
-	// ImageConfig are the config-only instructions the Dockerfile ends
-	// with that Push applies to the image's config in the registry (set
-	// after Build).
-	ImageConfig []string `json:",omitempty"`
-	// ConfigTail are those steps as Push applies them (set after Build;
-	// an agent before it sent only ImageConfig).
-	ConfigTail *ConfigTail `json:",omitempty"`
-	// Secrets and SecretsToken: see DeploymentInput. The agent fetches the
-	// values when Secrets is not empty.
-	Secrets      []string
-	SecretsToken string
-	// BuildArgs: see DeploymentInput. They are build inputs: a changed
-	// value does not reuse an earlier build's image.
-	BuildArgs map[string]string `json:",omitempty"`
-}
-
-// FetchResult is the Fetch activity's result.
-type FetchResult struct {
-	Dir string
-}
-
-// BuildActivityResult is the Build activity's result.
-type BuildActivityResult struct {
-	Steps []slipway.BuildStep
-	// InputKey identifies the build's inputs (empty when they cannot be
-	// pinned down); Push records it once the image is pushed.
-	InputKey string
-	// ReusedFrom is the image of an earlier build with identical inputs
-	// whose image was reused instead of building.
-	ReusedFrom string
-	// ImageConfig and ConfigTail: see BuildInput.
-	ImageConfig []string    `json:",omitempty"`
-	ConfigTail  *ConfigTail `json:",omitempty"`
-}
-
-// ConfigTail are the config-only steps a Dockerfile's final stage ends
-// with, evaluated by the agent's reading of the Dockerfile, that Push
-// applies to the image's config in the registry instead of building them.
-type ConfigTail struct {
-	// Steps in order.
-	Steps []dockerfile.ConfigStep
-	// CmdSet is true when a CMD came earlier in the stage; RunEnv are the
-	// variables the stage set before the steps (dockerfile.Apply).
-	CmdSet bool     `json:",omitempty"`
-	RunEnv []string `json:",omitempty"`
-}
-
-// PushResult is the Push activity's result.
-type PushResult struct {
-	Digest string
-}
-
-// BuildResult is the BuildWorkflow's result.
-type BuildResult struct {
-	Image   string
-	Digest  string
-	Steps   []slipway.BuildStep
-	Timings map[string]int64
-}
-
-// FailureDetails travel with a BuildFailed error.
-type FailureDetails struct {
-	Step string
-	Tail []string
-}
-
 // FinishInput is the FinishDeployment activity's input.
 type FinishInput struct {
 	DeploymentID string
 	Result       slipway.DeploymentResult
 }
-
-// BuildWorkflow fetches, builds and pushes one commit on the project's
-// machine. It runs on BuilderQueue(project).
-func BuildWorkflow(ctx workflow.Context, in BuildInput) (*BuildResult, error) {
-	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout: time.Hour,
-		// Cancellation reaches an activity with a heartbeat, which the SDK
-		// sends at most every 0.8 × HeartbeatTimeout: keep it short, so a
-		// superseded build's podman is killed within seconds.
-		HeartbeatTimeout: heartbeatTimeout,
-		RetryPolicy: &temporal.RetryPolicy{
-			InitialInterval:        time.Second,
-			MaximumAttempts:        3,
-			NonRetryableErrorTypes: []string{ErrBuildFailed},
-		},
-	})
-	timings := map[string]int64{}
-	phase := func(name string, start time.Time) {
-		timings[name] = workflow.Now(ctx).Sub(start).Milliseconds()
-	}
-
-	start := workflow.Now(ctx)
-	var fetched FetchResult
-	if err := workflow.ExecuteActivity(ctx, ActivityFetch, in).Get(ctx, &fetched); err != nil {
-		return nil, err
-	}
-	phase("fetch", start)
-	in.Dir = fetched.Dir
-
-	start = workflow.Now(ctx)
-	var built BuildActivityResult
-	if err := workflow.ExecuteActivity(ctx, ActivityBuild, in).Get(ctx, &built); err != nil {
-		return nil, err
-	}
-	phase("build", start)
-	in.InputKey = built.InputKey
-	in.ImageConfig = built.ImageConfig
-	in.ConfigTail = built.ConfigTail
-
-	start = workflow.Now(ctx)
-	pushCtx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout: 30 * time.Minute,
-		HeartbeatTimeout:    heartbeatTimeout,
-		RetryPolicy: &temporal.RetryPolicy{
-			InitialInterval:        time.Second,
-			BackoffCoefficient:     2,
-			MaximumInterval:        30 * time.Second,
-			MaximumAttempts:        6,
-			NonRetryableErrorTypes: []string{ErrBuildFailed},
-		},
-	})
-	var pushed PushResult
-	if err := workflow.ExecuteActivity(pushCtx, ActivityPush, in).Get(ctx, &pushed); err != nil {
-		return nil, err
-	}
-	phase("push", start)
-	return &BuildResult{Image: in.Image, Digest: pushed.Digest, Steps: built.Steps, Timings: timings}, nil
-}
-
-// heartbeatTimeout is the build activities' heartbeat timeout; the agent
-// heartbeats every HeartbeatInterval.
-const heartbeatTimeout = 5 * time.Second
-
-// HeartbeatInterval is how often the agent's activities heartbeat.
-const HeartbeatInterval = time.Second
 
 // keepAwakeEvery is how often DeploymentWorkflow makes sure the project's
 // machine is still running while its build is in progress, so an agent
@@ -313,7 +158,7 @@ func DeploymentWorkflow(ctx workflow.Context, in DeploymentInput) (res slipway.D
 		slotCtx := workflow.WithActivityOptions(ctrl, workflow.ActivityOptions{
 			TaskQueue:           ControlQueue,
 			StartToCloseTimeout: in.MaxBuild,
-			HeartbeatTimeout:    heartbeatTimeout,
+			HeartbeatTimeout:    builder.HeartbeatTimeout,
 			RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: 10 * time.Second},
 		})
 		held := false
@@ -347,14 +192,14 @@ func DeploymentWorkflow(ctx workflow.Context, in DeploymentInput) (res slipway.D
 	defer cancelChild()
 	childCtx = workflow.WithChildOptions(childCtx, workflow.ChildWorkflowOptions{
 		WorkflowID:         "build-" + in.DeploymentID,
-		TaskQueue:          BuilderQueue(in.Project),
+		TaskQueue:          builder.Queue(in.Project),
 		WorkflowRunTimeout: in.MaxBuild,
 		// The agent may be gone for a while (machine restarting): do not
 		// fail the build because a workflow task waited.
 		WorkflowTaskTimeout: time.Minute,
 	})
 	startBuild := func() workflow.ChildWorkflowFuture {
-		return workflow.ExecuteChildWorkflow(childCtx, BuildWorkflow, BuildInput{
+		return workflow.ExecuteChildWorkflow(childCtx, builder.BuildWorkflow, builder.BuildInput{
 			DeploymentID: in.DeploymentID,
 			Project:      in.Project,
 			Repo:         in.Repo,
@@ -420,7 +265,7 @@ func DeploymentWorkflow(ctx workflow.Context, in DeploymentInput) (res slipway.D
 		progress.advance(slipway.PhaseWake, slipway.PhaseFetch)
 	}
 
-	var built BuildResult
+	var built builder.BuildResult
 	var buildErr error
 	done := false
 	sel := workflow.NewSelector(ctx)
@@ -464,7 +309,7 @@ func failed(phase string, err error) slipway.DeploymentResult {
 	var appErr *temporal.ApplicationError
 	if errors.As(err, &appErr) {
 		r.Error = appErr.Message()
-		var d FailureDetails
+		var d builder.FailureDetails
 		if appErr.HasDetails() && appErr.Details(&d) == nil {
 			if d.Step != "" {
 				r.FailedStep = d.Step

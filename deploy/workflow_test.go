@@ -15,6 +15,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/slipway-ci/slipway"
+	"github.com/slipway-ci/slipway/builder"
 )
 
 // fakeActivities stands in for the server's and the agent's activities by
@@ -24,10 +25,10 @@ type fakeActivities struct {
 	calls    map[string]int
 	finished []FinishInput
 	wake     func() error
-	build    func(ctx context.Context) (BuildActivityResult, error)
+	build    func(ctx context.Context) (builder.BuildActivityResult, error)
 	// builds are the inputs the Build activity was called with.
-	builds   []BuildInput
-	push     func(attempt int) (PushResult, error)
+	builds   []builder.BuildInput
+	push     func(attempt int) (builder.PushResult, error)
 	awaited  []LogWaitInput
 	awaitLog func(LogWaitInput) (LogWaitResult, error)
 	// slotsBusy: no build slot is free at once (TryAcquireBuildSlot).
@@ -63,7 +64,7 @@ type registrar interface {
 }
 
 func (f *fakeActivities) register(env registrar) {
-	env.RegisterWorkflowWithOptions(BuildWorkflow, workflow.RegisterOptions{Name: "BuildWorkflow"})
+	env.RegisterWorkflowWithOptions(builder.BuildWorkflow, workflow.RegisterOptions{Name: "BuildWorkflow"})
 	env.RegisterActivityWithOptions(func(ctx context.Context, id string) error {
 		f.count(ActivityMarkBuilding)
 		return nil
@@ -107,35 +108,35 @@ func (f *fakeActivities) register(env registrar) {
 		}
 		return LogWaitResult{Complete: true, Lines: in.AgentLastLine, At: logCheckedAt}, nil
 	}, activity.RegisterOptions{Name: ActivityAwaitLog})
-	env.RegisterActivityWithOptions(func(ctx context.Context, in BuildInput) (FetchResult, error) {
-		f.count(ActivityFetch)
+	env.RegisterActivityWithOptions(func(ctx context.Context, in builder.BuildInput) (builder.FetchResult, error) {
+		f.count(builder.ActivityFetch)
 		select {
 		case <-f.wokenCh():
 		case <-ctx.Done():
-			return FetchResult{}, ctx.Err()
+			return builder.FetchResult{}, ctx.Err()
 		}
-		return FetchResult{Dir: "/vol/work/" + in.DeploymentID}, nil
-	}, activity.RegisterOptions{Name: ActivityFetch})
-	env.RegisterActivityWithOptions(func(ctx context.Context, in BuildInput) (BuildActivityResult, error) {
-		f.count(ActivityBuild)
+		return builder.FetchResult{Dir: "/vol/work/" + in.DeploymentID}, nil
+	}, activity.RegisterOptions{Name: builder.ActivityFetch})
+	env.RegisterActivityWithOptions(func(ctx context.Context, in builder.BuildInput) (builder.BuildActivityResult, error) {
+		f.count(builder.ActivityBuild)
 		f.mu.Lock()
 		f.builds = append(f.builds, in)
 		f.mu.Unlock()
 		if in.Dir == "" {
-			return BuildActivityResult{}, errors.New("build got no checkout dir")
+			return builder.BuildActivityResult{}, errors.New("build got no checkout dir")
 		}
 		if f.build != nil {
 			return f.build(ctx)
 		}
-		return BuildActivityResult{Steps: []slipway.BuildStep{{N: 1, Instruction: "STEP 1/1: FROM base", Cached: true}}}, nil
-	}, activity.RegisterOptions{Name: ActivityBuild})
-	env.RegisterActivityWithOptions(func(ctx context.Context, in BuildInput) (PushResult, error) {
-		n := f.count(ActivityPush)
+		return builder.BuildActivityResult{Steps: []slipway.BuildStep{{N: 1, Instruction: "STEP 1/1: FROM base", Cached: true}}}, nil
+	}, activity.RegisterOptions{Name: builder.ActivityBuild})
+	env.RegisterActivityWithOptions(func(ctx context.Context, in builder.BuildInput) (builder.PushResult, error) {
+		n := f.count(builder.ActivityPush)
 		if f.push != nil {
 			return f.push(n)
 		}
-		return PushResult{Digest: "sha256:abc"}, nil
-	}, activity.RegisterOptions{Name: ActivityPush})
+		return builder.PushResult{Digest: "sha256:abc"}, nil
+	}, activity.RegisterOptions{Name: builder.ActivityPush})
 }
 
 // logCheckedAt is when the stand-in AwaitLog found a log complete.
@@ -191,7 +192,7 @@ func TestDeploymentSucceeds(t *testing.T) {
 	if f.calls[ActivityTryAcquireSlot] != 1 || f.calls[ActivityAcquireSlot] != 0 || f.calls[ActivityReleaseSlot] != 1 {
 		t.Errorf("build slot taken %d times at once, waited for %d times, released %d times; want 1, 0, 1", f.calls[ActivityTryAcquireSlot], f.calls[ActivityAcquireSlot], f.calls[ActivityReleaseSlot])
 	}
-	if f.calls[ActivityMarkBuilding] != 1 || f.calls[ActivityFetch] != 1 || f.calls[ActivityBuild] != 1 || f.calls[ActivityPush] != 1 {
+	if f.calls[ActivityMarkBuilding] != 1 || f.calls[builder.ActivityFetch] != 1 || f.calls[builder.ActivityBuild] != 1 || f.calls[builder.ActivityPush] != 1 {
 		t.Errorf("activity calls = %v, want each once", f.calls)
 	}
 }
@@ -203,24 +204,24 @@ func TestDeploymentWaitsForABusySlot(t *testing.T) {
 	if r := run(t, f, nil); r.Status != slipway.StatusSucceeded {
 		t.Fatalf("result = %+v, want succeeded", r)
 	}
-	if f.calls[ActivityTryAcquireSlot] != 1 || f.calls[ActivityAcquireSlot] != 1 || f.calls[ActivityReleaseSlot] != 1 || f.calls[ActivityBuild] != 1 {
+	if f.calls[ActivityTryAcquireSlot] != 1 || f.calls[ActivityAcquireSlot] != 1 || f.calls[ActivityReleaseSlot] != 1 || f.calls[builder.ActivityBuild] != 1 {
 		t.Errorf("activity calls = %v, want one try, one wait, one release, one build", f.calls)
 	}
 }
 
 func TestBuildFailureIsNotRetried(t *testing.T) {
-	f := &fakeActivities{build: func(context.Context) (BuildActivityResult, error) {
-		return BuildActivityResult{}, temporal.NewNonRetryableApplicationError("build failed at STEP 2/2: RUN false (exit code 1)", ErrBuildFailed, nil,
-			FailureDetails{Step: "STEP 2/2: RUN false", Tail: []string{"oops", "Error: building at STEP"}})
+	f := &fakeActivities{build: func(context.Context) (builder.BuildActivityResult, error) {
+		return builder.BuildActivityResult{}, temporal.NewNonRetryableApplicationError("build failed at STEP 2/2: RUN false (exit code 1)", builder.ErrBuildFailed, nil,
+			builder.FailureDetails{Step: "STEP 2/2: RUN false", Tail: []string{"oops", "Error: building at STEP"}})
 	}}
 	r := run(t, f, nil)
 	if r.Status != slipway.StatusFailed || r.FailedStep != "STEP 2/2: RUN false" || !strings.Contains(r.Error, "oops") {
 		t.Fatalf("result = %+v, want failed at the RUN step with the output tail", r)
 	}
-	if f.calls[ActivityBuild] != 1 {
-		t.Errorf("Build ran %d times; a failing Dockerfile must not be retried", f.calls[ActivityBuild])
+	if f.calls[builder.ActivityBuild] != 1 {
+		t.Errorf("Build ran %d times; a failing Dockerfile must not be retried", f.calls[builder.ActivityBuild])
 	}
-	if f.calls[ActivityPush] != 0 {
+	if f.calls[builder.ActivityPush] != 0 {
 		t.Errorf("Push ran after a failed build")
 	}
 }
@@ -228,12 +229,12 @@ func TestBuildFailureIsNotRetried(t *testing.T) {
 // A failed build has no BuildWorkflow timings: the phases the agent
 // reported entering are timed from its progress signals.
 func TestFailedBuildRecordsPhaseTimings(t *testing.T) {
-	f := &fakeActivities{build: func(context.Context) (BuildActivityResult, error) {
-		return BuildActivityResult{}, temporal.NewNonRetryableApplicationError("build failed", ErrBuildFailed, nil)
+	f := &fakeActivities{build: func(context.Context) (builder.BuildActivityResult, error) {
+		return builder.BuildActivityResult{}, temporal.NewNonRetryableApplicationError("build failed", builder.ErrBuildFailed, nil)
 	}}
 	r := run(t, f, func(env *testsuite.TestWorkflowEnvironment) {
-		env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalProgress, slipway.Progress{Phase: slipway.PhaseFetch}) }, 0)
-		env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalProgress, slipway.Progress{Phase: slipway.PhaseBuild}) }, 0)
+		env.RegisterDelayedCallback(func() { env.SignalWorkflow(builder.SignalProgress, slipway.Progress{Phase: slipway.PhaseFetch}) }, 0)
+		env.RegisterDelayedCallback(func() { env.SignalWorkflow(builder.SignalProgress, slipway.Progress{Phase: slipway.PhaseBuild}) }, 0)
 	})
 	if r.Status != slipway.StatusFailed {
 		t.Fatalf("result = %+v, want failed", r)
@@ -249,24 +250,24 @@ func TestFailedBuildRecordsPhaseTimings(t *testing.T) {
 }
 
 func TestPushRetriedOnTransientErrors(t *testing.T) {
-	f := &fakeActivities{push: func(attempt int) (PushResult, error) {
+	f := &fakeActivities{push: func(attempt int) (builder.PushResult, error) {
 		if attempt < 3 {
-			return PushResult{}, errors.New("connection refused")
+			return builder.PushResult{}, errors.New("connection refused")
 		}
-		return PushResult{Digest: "sha256:def"}, nil
+		return builder.PushResult{Digest: "sha256:def"}, nil
 	}}
 	r := run(t, f, nil)
 	if r.Status != slipway.StatusSucceeded || r.Digest != "sha256:def" {
 		t.Fatalf("result = %+v, want succeeded after push retries", r)
 	}
-	if f.calls[ActivityPush] != 3 || f.calls[ActivityBuild] != 1 {
+	if f.calls[builder.ActivityPush] != 3 || f.calls[builder.ActivityBuild] != 1 {
 		t.Errorf("calls = %v, want 3 pushes and 1 build", f.calls)
 	}
 }
 
 func TestPushGivesUpWithClearError(t *testing.T) {
-	f := &fakeActivities{push: func(int) (PushResult, error) {
-		return PushResult{}, errors.New("registry unreachable")
+	f := &fakeActivities{push: func(int) (builder.PushResult, error) {
+		return builder.PushResult{}, errors.New("registry unreachable")
 	}}
 	r := run(t, f, nil)
 	if r.Status != slipway.StatusFailed || !strings.Contains(r.Error, "registry unreachable") {
@@ -285,7 +286,7 @@ func TestWakeFailure(t *testing.T) {
 	// The build starts with the wake (its Fetch waits for the agent the
 	// wake starts): it is cancelled, and the deployment records the wake's
 	// failure, not the build's outcome.
-	if f.calls[ActivityPush] != 0 {
+	if f.calls[builder.ActivityPush] != 0 {
 		t.Errorf("pushed although the machine did not wake")
 	}
 	// No builder ever wrote a line: nothing to wait for. (The build starts
@@ -306,8 +307,8 @@ func TestLogCompleteRecorded(t *testing.T) {
 		// activities, which take no workflow time); the higher number wins
 		// whatever the order.
 		env.RegisterDelayedCallback(func() {
-			env.SignalWorkflow(SignalLogEnd, int64(57))
-			env.SignalWorkflow(SignalLogEnd, int64(40))
+			env.SignalWorkflow(builder.SignalLogEnd, int64(57))
+			env.SignalWorkflow(builder.SignalLogEnd, int64(40))
 		}, 0)
 	})
 	if len(f.awaited) != 1 || f.awaited[0].AgentLastLine != 57 || f.awaited[0].Settle != 0 {
@@ -335,12 +336,12 @@ func TestLogCompleteRecorded(t *testing.T) {
 }
 
 func TestCancelRecordsCancelled(t *testing.T) {
-	f := &fakeActivities{build: func(ctx context.Context) (BuildActivityResult, error) {
+	f := &fakeActivities{build: func(ctx context.Context) (builder.BuildActivityResult, error) {
 		// A long build that honours cancellation.
 		for {
 			select {
 			case <-ctx.Done():
-				return BuildActivityResult{}, ctx.Err()
+				return builder.BuildActivityResult{}, ctx.Err()
 			case <-time.After(10 * time.Millisecond):
 				activity.RecordHeartbeat(ctx)
 			}
@@ -381,7 +382,7 @@ func TestRollbackRunsNoBuild(t *testing.T) {
 	if r.LogComplete == nil || !*r.LogComplete {
 		t.Errorf("a rollback's (empty) log recorded complete %v, want complete", r.LogComplete)
 	}
-	for _, a := range []string{ActivityWake, ActivityFetch, ActivityBuild, ActivityPush, ActivityAwaitLog} {
+	for _, a := range []string{ActivityWake, builder.ActivityFetch, builder.ActivityBuild, builder.ActivityPush, ActivityAwaitLog} {
 		if f.calls[a] != 0 {
 			t.Errorf("a rollback ran %s", a)
 		}
@@ -393,14 +394,14 @@ func TestRollbackRunsNoBuild(t *testing.T) {
 func TestProgressQuery(t *testing.T) {
 	release := make(chan struct{})
 	var building atomic.Bool
-	f := &fakeActivities{build: func(ctx context.Context) (BuildActivityResult, error) {
+	f := &fakeActivities{build: func(ctx context.Context) (builder.BuildActivityResult, error) {
 		building.Store(true)
 		for {
 			select {
 			case <-ctx.Done():
-				return BuildActivityResult{}, ctx.Err()
+				return builder.BuildActivityResult{}, ctx.Err()
 			case <-release:
-				return BuildActivityResult{Steps: []slipway.BuildStep{
+				return builder.BuildActivityResult{Steps: []slipway.BuildStep{
 					{N: 1, Instruction: "STEP 1/3: FROM base", Cached: true},
 					{N: 2, Instruction: "STEP 2/3: COPY . .", Cached: true},
 					{N: 3, Instruction: "STEP 3/3: RUN make"},
@@ -448,17 +449,17 @@ func TestProgressQuery(t *testing.T) {
 		chain(
 			func() {
 				beforeSignal = query()
-				env.SignalWorkflow(SignalProgress, slipway.Progress{Phase: slipway.PhaseBuild})
-				env.SignalWorkflow(SignalProgress, step)
+				env.SignalWorkflow(builder.SignalProgress, slipway.Progress{Phase: slipway.PhaseBuild})
+				env.SignalWorkflow(builder.SignalProgress, step)
 			},
 			func() {
 				midBuild = query()
 				// The push keeps the build's step counts.
-				env.SignalWorkflow(SignalProgress, slipway.Progress{Phase: slipway.PhasePush})
+				env.SignalWorkflow(builder.SignalProgress, slipway.Progress{Phase: slipway.PhasePush})
 			},
 			func() {
 				inPush = query()
-				env.SignalWorkflow(SignalProgress, slipway.Progress{Phase: slipway.PhaseFetch})
+				env.SignalWorkflow(builder.SignalProgress, slipway.Progress{Phase: slipway.PhaseFetch})
 			},
 			func() {
 				afterFetchAgain = query()

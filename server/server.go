@@ -27,8 +27,8 @@ import (
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/slipway-ci/slipway/agent"
 	"github.com/slipway-ci/slipway/buildah"
+	"github.com/slipway-ci/slipway/builder"
 	"github.com/slipway-ci/slipway/buildsecrets"
 	"github.com/slipway-ci/slipway/deploy"
 	"github.com/slipway-ci/slipway/github"
@@ -69,8 +69,13 @@ type Config struct {
 	// Registry is an external registry host[:port][/prefix] to push images
 	// to. Empty serves the embedded registry at /v2/ on Listen.
 	Registry string
-	// AgentBinary is the executable started as `AgentBinary agent ...` for
-	// each machine; default slipway-agent next to the running executable,
+	// RegistryTLSVerify makes the agents require TLS with verified
+	// certificates when they pull base images, push and label images. Off
+	// by default: the embedded registry speaks plain HTTP on loopback (an
+	// external one is then reached like podman's --tls-verify=false).
+	RegistryTLSVerify bool
+	// AgentBinary is the executable started as `AgentBinary agent --config
+	// FILE` for each machine; default slipway-agent next to the running executable,
 	// else the running executable (see process.DefaultBinary).
 	AgentBinary string
 	// AgentEnv is added to the agents' environment.
@@ -125,10 +130,10 @@ func (c *Config) setDefaults() {
 		c.TemporalNamespace = "default"
 	}
 	if c.KeepImages <= 0 {
-		c.KeepImages = agent.DefaultKeepImages
+		c.KeepImages = builder.DefaultKeepImages
 	}
 	if c.ResetThreshold <= 0 {
-		c.ResetThreshold = agent.DefaultResetThreshold
+		c.ResetThreshold = builder.DefaultResetThreshold
 	}
 	if c.BuilderIsolation == "" {
 		c.BuilderIsolation = DefaultBuilderIsolation
@@ -148,6 +153,27 @@ func (c *Config) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	}
+}
+
+// agentConfig is the configuration of every agent, from the server's cfg
+// (defaults set) and the addresses of Temporal and NATS: the machine
+// provider adds each machine's project and volume and writes it to the
+// volume. Every setting of the agents' goes in here, and nowhere else
+// (TestAgentConfigCarriesEverySetting).
+func agentConfig(cfg Config, temporalAddr, natsURL string) builder.AgentConfig {
+	return builder.AgentConfig{
+		TemporalHostPort:  temporalAddr,
+		TemporalNamespace: cfg.TemporalNamespace,
+		NATSURL:           natsURL,
+		RegistryTLSVerify: cfg.RegistryTLSVerify,
+		KeepImages:        cfg.KeepImages,
+		ResetThreshold:    cfg.ResetThreshold,
+		NoReuse:           cfg.NoReuse,
+		// The builder the server checked at its start (buildah.Check).
+		Buildah: buildah.DefaultBinary,
+		Runtime: buildah.DefaultRuntime,
+		Runc:    buildah.DefaultRunc,
+	}.WithDefaults()
 }
 
 // state is what the server keeps across restarts besides its databases:
@@ -309,11 +335,11 @@ func Run(ctx context.Context, cfg Config) (err error) {
 	volumesDir := filepath.Join(dataDir, "volumes")
 	// Every build runs on buildah ≥ buildah.MinVersion: a server whose
 	// agents could not build does not start.
-	builder, err := buildah.Check(ctx)
+	builderName, err := buildah.Check(ctx)
 	if err != nil {
 		return err
 	}
-	isolation, err := chooseIsolation(ctx, cfg.BuilderIsolation, builder, dataDir, volumesDir, cfg.AgentBinary, log)
+	isolation, err := chooseIsolation(ctx, cfg.BuilderIsolation, builderName, dataDir, volumesDir, cfg.AgentBinary, log)
 	if err != nil {
 		return err
 	}
@@ -321,12 +347,10 @@ func Run(ctx context.Context, cfg Config) (err error) {
 		VolumesDir: volumesDir,
 		Isolation:  isolation,
 		Binary:     cfg.AgentBinary,
-		Args: []string{"--temporal", temporalAddr, "--namespace", cfg.TemporalNamespace, "--nats", natsURL,
-			"--keep-images", fmt.Sprint(cfg.KeepImages), "--reset-threshold", fmt.Sprint(cfg.ResetThreshold),
-			fmt.Sprintf("--no-reuse=%t", cfg.NoReuse)},
-		Env:      cfg.AgentEnv,
-		Recorder: store,
-		Logger:   log,
+		Agent:      agentConfig(cfg, temporalAddr, natsURL),
+		Env:        cfg.AgentEnv,
+		Recorder:   store,
+		Logger:     log,
 	})
 	if err != nil {
 		return err

@@ -9,7 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/slipway-ci/slipway/agent"
+	"github.com/slipway-ci/slipway/builder"
 	"github.com/slipway-ci/slipway/cmd/internal/agentcmd"
 	"github.com/slipway-ci/slipway/github"
 	"github.com/slipway-ci/slipway/server"
@@ -66,15 +66,16 @@ directory holding ./slipway-data reads it from there.`,
 	f.StringVar(&cfg.TemporalNamespace, "temporal-namespace", envOr("SLIPWAY_TEMPORAL_NAMESPACE", "default"), "Temporal namespace")
 	f.StringVar(&cfg.NATSURL, "nats", os.Getenv("SLIPWAY_NATS"), "external NATS URL with JetStream (default: embedded)")
 	f.StringVar(&cfg.Registry, "registry", os.Getenv("SLIPWAY_REGISTRY"), "external registry host[:port][/prefix] to push to (default: embedded at /v2/)")
+	f.BoolVar(&cfg.RegistryTLSVerify, "registry-tls-verify", false, "builders require TLS with verified certificates from the registry (off: the embedded registry speaks plain HTTP)")
 	f.DurationVar(&cfg.MaxBuild, "max-build", time.Hour, "maximum duration of one build")
 	f.IntVar(&cfg.MaxBuilds, "max-builds", 4, "builds that may run at once across all projects (each project builds one at a time)")
 	f.DurationVar(&cfg.WebhookMaxAge, "webhook-max-age", github.DefaultMaxAge,
 		"webhook window: a push delivered longer than this after it was made (a replayed or late delivery) builds nothing if its commit was already deployed from its branch; 0 turns the check off")
 	f.BoolVar(&cfg.Demo, "demo", false, "create and deploy a demo project that builds offline")
 	f.StringVar(&cfg.AgentBinary, "agent-binary", os.Getenv("SLIPWAY_AGENT_BINARY"),
-		"executable run as 'BINARY agent ...' on each machine (default: slipway-agent next to this executable, else this executable)")
-	f.IntVar(&cfg.KeepImages, "keep-images", agent.DefaultKeepImages, "images of each project's last successful builds its machine keeps for rollbacks")
-	f.Float64Var(&cfg.ResetThreshold, "reset-threshold", agent.DefaultResetThreshold, "fraction of a volume in use past which its build cache is reset")
+		"executable run as 'BINARY agent --config FILE' on each machine (default: slipway-agent next to this executable, else this executable)")
+	f.IntVar(&cfg.KeepImages, "keep-images", builder.DefaultKeepImages, "images of each project's last successful builds its machine keeps for rollbacks")
+	f.Float64Var(&cfg.ResetThreshold, "reset-threshold", builder.DefaultResetThreshold, "fraction of a volume in use past which its build cache is reset")
 	f.DurationVar(&cfg.LogPruneEvery, "log-prune-every", server.DefaultLogPruneEvery, "how often the projects' log retention is applied (also once at start)")
 	f.BoolVar(&cfg.NoReuse, "no-reuse", false, "always run the whole Dockerfile, even when an earlier build had identical inputs or the same first steps")
 	f.StringVar(&cfg.BuilderIsolation, "builder-isolation", envOr("SLIPWAY_BUILDER_ISOLATION", server.DefaultBuilderIsolation),

@@ -4,7 +4,9 @@
 // It watches the agents it starts and records every state change of a
 // machine (see slipway.MachineState) through an optional StateRecorder,
 // with the wake latency: the time from launching the agent to the agent's
-// ready file (slipway.AgentReadyFile) appearing on the volume.
+// ready file (builder.Layout.Ready) appearing on the volume. The volume's
+// layout and the agent's configuration, which the provider writes on the
+// volume before it starts the agent, are package builder's.
 //
 // It must not build anything itself; it only starts, watches and stops
 // agent processes.
@@ -28,6 +30,7 @@ import (
 	"time"
 
 	"github.com/slipway-ci/slipway"
+	"github.com/slipway-ci/slipway/builder"
 )
 
 // Name is the Provider field of the machine records this provider writes.
@@ -50,13 +53,15 @@ type StateRecorder interface {
 type Config struct {
 	// VolumesDir holds one volume directory per project. Required.
 	VolumesDir string
-	// Binary is the executable run as `Binary agent --project P --volume V
-	// ARGS...`. Default: slipway-agent next to the running executable if
-	// there is one, else the running executable.
+	// Binary is the executable run as `Binary agent --config FILE`.
+	// Default: slipway-agent next to the running executable if there is
+	// one, else the running executable.
 	Binary string
-	// Args are passed to `slipway agent` after the project and volume flags
-	// (the Temporal and NATS addresses, say).
-	Args []string
+	// Agent is the configuration of every agent: the provider sets its
+	// Project and VolumeDir for each machine and writes it to the
+	// machine's volume (builder.Layout.Config, mode 0600, owned by the
+	// agent's user) before it starts the agent.
+	Agent builder.AgentConfig
 	// Env is added to the agent's environment.
 	Env []string
 	// Isolation says whom agents run as: IsolationRoot (the default) runs
@@ -171,12 +176,9 @@ func (p *Provider) VolumeDir(project string) string {
 	return filepath.Join(p.cfg.VolumesDir, project)
 }
 
-func (p *Provider) pidFile(project string) string {
-	return filepath.Join(p.VolumeDir(project), "agent.pid")
-}
-
-func (p *Provider) readyFile(project string) string {
-	return filepath.Join(p.VolumeDir(project), slipway.AgentReadyFile)
+// layout is the layout of the project's volume.
+func (p *Provider) layout(project string) builder.Layout {
+	return builder.VolumeLayout(p.VolumeDir(project))
 }
 
 // Ensure implements slipway.MachineProvider.
@@ -262,8 +264,11 @@ func (p *Provider) Start(ctx context.Context, project string) error {
 // launch starts the project's agent. Callers hold p.mu.
 func (p *Provider) launch(ctx context.Context, project string, m *machine) error {
 	vol := p.VolumeDir(project)
+	layout := builder.VolumeLayout(vol)
 	var env []string
 	var cred *syscall.Credential
+	// The agent's user owns its configuration file.
+	owner := [2]int{-1, -1}
 	if p.cfg.Isolation == IsolationRootless {
 		if m.user == nil {
 			return fmt.Errorf("start agent of %s: no builder user (Ensure was not called)", project)
@@ -280,7 +285,8 @@ func (p *Provider) launch(ctx context.Context, project string, m *machine) error
 		if err := prepareRuntimeDir(rt, u); err != nil {
 			return fmt.Errorf("prepare the runtime dir of %s: %w", project, err)
 		}
-		env, cred = rootlessEnv(u, vol, rt), credential(u)
+		env, cred = rootlessEnv(u, layout, rt), credential(u)
+		owner = [2]int{u.UID, u.GID}
 	} else {
 		wiped, err := prepareVolume(vol, os.Geteuid(), os.Getegid(), false)
 		if err != nil {
@@ -289,19 +295,23 @@ func (p *Provider) launch(ctx context.Context, project string, m *machine) error
 		if wiped {
 			p.cfg.Logger.Info("volume emptied: it belonged to another user (isolation mode changed)", "project", project)
 		}
-		env = []string{"TMPDIR=" + filepath.Join(vol, "tmp")}
+		env = []string{"TMPDIR=" + layout.Tmp}
 	}
 	// A ready file is only ever this launch's.
-	if err := os.Remove(p.readyFile(project)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err := os.Remove(layout.Ready); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("remove stale ready file of %s: %w", project, err)
 	}
-	logFile, err := os.OpenFile(filepath.Join(vol, "agent.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	agentCfg := p.cfg.Agent
+	agentCfg.Project, agentCfg.VolumeDir = project, vol
+	if err := builder.WriteAgentConfig(layout.Config, agentCfg, owner[0], owner[1]); err != nil {
+		return fmt.Errorf("start agent of %s: %w", project, err)
+	}
+	logFile, err := os.OpenFile(layout.Log, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
 	if err != nil {
 		return fmt.Errorf("open agent log of %s: %w", project, err)
 	}
 	defer logFile.Close()
-	args := append([]string{"agent", "--project", project, "--volume", vol}, p.cfg.Args...)
-	cmd := exec.Command(p.cfg.Binary, args...)
+	cmd := exec.Command(p.cfg.Binary, "agent", "--config", layout.Config)
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
 	cmd.Dir = vol
@@ -318,7 +328,7 @@ func (p *Provider) launch(ctx context.Context, project string, m *machine) error
 		return fmt.Errorf("start agent of %s: %w", project, err)
 	}
 	pid := cmd.Process.Pid
-	if err := os.WriteFile(p.pidFile(project), []byte(strconv.Itoa(pid)), 0o644); err != nil {
+	if err := os.WriteFile(p.layout(project).PID, []byte(strconv.Itoa(pid)), 0o644); err != nil {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
 		p.record(ctx, m, func(r *slipway.Machine) {
@@ -360,7 +370,7 @@ func (p *Provider) watch(project string, m *machine, pid int) {
 	}
 	exited := make(chan error, 1)
 	go func() {
-		for isAgent(pid, project) {
+		for p.isAgent(pid, project) {
 			time.Sleep(200 * time.Millisecond)
 		}
 		exited <- errUnwatched
@@ -381,12 +391,12 @@ func (p *Provider) follow(project string, m *machine, pid int, started time.Time
 			return
 		case <-time.After(interval):
 		}
-		if st, err := os.Stat(p.readyFile(project)); err == nil {
+		if st, err := os.Stat(p.layout(project).Ready); err == nil {
 			// The file's time, not ours: polling adds no latency.
 			p.awake(project, m, pid, max(1, st.ModTime().Sub(started).Milliseconds()))
 		} else if p.cfg.Now().After(deadline) {
 			p.cfg.Logger.Warn("agent did not signal readiness; taking it as awake", "project", project, "pid", pid,
-				"file", slipway.AgentReadyFile, "timeout", p.cfg.ReadyTimeout)
+				"file", p.layout(project).Ready, "timeout", p.cfg.ReadyTimeout)
 			p.awake(project, m, pid, 0)
 		}
 		if time.Since(started) > time.Second {
@@ -442,7 +452,7 @@ func (p *Provider) gone(ctx context.Context, project string, m *machine, pid int
 		return
 	}
 	state, reason := slipway.MachineAsleep, ""
-	_, statErr := os.Stat(p.readyFile(project))
+	_, statErr := os.Stat(p.layout(project).Ready)
 	leftReady := statErr == nil
 	var exitErrType *exec.ExitError
 	switch {
@@ -453,13 +463,13 @@ func (p *Provider) gone(ctx context.Context, project string, m *machine, pid int
 		}
 	case errors.As(exitErr, &exitErrType):
 		state, reason = slipway.MachineFailed, describeExit(exitErrType)
-		if tail := logTail(filepath.Join(p.VolumeDir(project), "agent.log"), 3); tail != "" {
+		if tail := logTail(p.layout(project).Log, 3); tail != "" {
 			reason += "; its last output:\n" + tail
 		}
 	default:
 		state, reason = slipway.MachineFailed, "the agent failed: "+exitErr.Error()
 	}
-	for _, f := range []string{p.readyFile(project), p.pidFile(project)} {
+	for _, f := range []string{p.layout(project).Ready, p.layout(project).PID} {
 		if err := os.Remove(f); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			p.cfg.Logger.Warn("remove agent file", "project", project, "file", f, "err", err)
 		}
@@ -604,9 +614,9 @@ func (p *Provider) runningPID(project string, m *machine) (int, bool) {
 	if m.cmd != nil {
 		// Not yet reaped, but perhaps already exited.
 		pid := m.cmd.Process.Pid
-		return pid, isAgent(pid, project)
+		return pid, p.isAgent(pid, project)
 	}
-	b, err := os.ReadFile(p.pidFile(project))
+	b, err := os.ReadFile(p.layout(project).PID)
 	if err != nil {
 		return 0, false
 	}
@@ -614,12 +624,12 @@ func (p *Provider) runningPID(project string, m *machine) (int, bool) {
 	if err != nil || pid <= 0 {
 		return 0, false
 	}
-	return pid, isAgent(pid, project)
+	return pid, p.isAgent(pid, project)
 }
 
 // isAgent reports whether pid is a live (not zombie) slipway agent of
 // project, so a recycled pid is never mistaken for one.
-func isAgent(pid int, project string) bool {
+func (p *Provider) isAgent(pid int, project string) bool {
 	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return false
@@ -632,12 +642,17 @@ func isAgent(pid int, project string) bool {
 		return false
 	}
 	args := strings.Split(string(cmdline), "\x00")
+	config := p.layout(project).Config
 	hasAgent, hasProject := false, false
 	for i, a := range args {
 		if a == "agent" {
 			hasAgent = true
 		}
-		if a == "--project" && i+1 < len(args) && args[i+1] == project {
+		if i+1 < len(args) && (a == "--config" && args[i+1] == config ||
+			// An agent started by a server before the configuration file
+			// (--project P --volume V ...) that outlived it. Remove in the
+			// release after.
+			a == "--project" && args[i+1] == project) {
 			hasProject = true
 		}
 	}
@@ -662,7 +677,7 @@ func (p *Provider) Stop(ctx context.Context, project string) error {
 	}
 	_ = syscall.Kill(-pid, syscall.SIGTERM)
 	deadline := time.Now().Add(15 * time.Second)
-	for isAgent(pid, project) {
+	for p.isAgent(pid, project) {
 		if time.Now().After(deadline) {
 			_ = syscall.Kill(-pid, syscall.SIGKILL)
 			deadline = time.Now().Add(15 * time.Second)

@@ -3,6 +3,7 @@ package process_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -19,6 +20,8 @@ import (
 	"time"
 
 	"github.com/slipway-ci/slipway"
+	"github.com/slipway-ci/slipway/builder"
+	"github.com/slipway-ci/slipway/internal/testenv"
 	"github.com/slipway-ci/slipway/machine/process"
 	"github.com/slipway-ci/slipway/sqlite"
 )
@@ -27,9 +30,17 @@ import (
 // the provider runs real processes without building slipway.
 const fakeAgentEnv = "SLIPWAY_TEST_FAKE_AGENT"
 
+// fakeAgentFlagsEnv holds the fake agent's own flags (-no-ready,
+// -ready-delay D): what it should do differently from a real agent.
+const fakeAgentFlagsEnv = "SLIPWAY_TEST_FAKE_AGENT_FLAGS"
+
 // exitFile is the file in the volume that tells a fake agent to exit with
 // the status it holds.
 const exitFile = "fake.exit"
+
+// gotConfigFile is the file in the volume where a fake agent writes the
+// configuration it read, as JSON.
+const gotConfigFile = "fake.config"
 
 func TestMain(m *testing.M) {
 	if os.Getenv(fakeAgentEnv) == "1" {
@@ -38,25 +49,46 @@ func TestMain(m *testing.M) {
 	os.Exit(m.Run())
 }
 
-// fakeAgent is `slipway agent` as far as the provider can tell: it writes
-// its ready file once "polling" (unless -no-ready), prints to its log, and
-// exits with the status written to exitFile, removing its ready file first
-// when that status is 0, as a real agent does on a clean exit.
+// fakeAgent is `slipway agent --config FILE` as far as the provider can
+// tell: it reads its configuration as the real agent does (and writes what
+// it read to gotConfigFile), writes its ready file once "polling" (unless
+// -no-ready), prints to its log, and exits with the status written to
+// exitFile, removing its ready file first when that status is 0, as a real
+// agent does on a clean exit. Started with --project and --volume instead,
+// it is an agent of a server before the configuration file.
 func fakeAgent(args []string) int {
 	if len(args) == 0 || args[0] != "agent" {
 		fmt.Fprintln(os.Stderr, "fake agent: want the agent command, got", args)
 		return 2
 	}
 	fs := flag.NewFlagSet("agent", flag.ContinueOnError)
+	config := fs.String("config", "", "")
 	project := fs.String("project", "", "")
 	volume := fs.String("volume", "", "")
-	noReady := fs.Bool("no-ready", false, "")
-	readyDelay := fs.Duration("ready-delay", 0, "")
 	if err := fs.Parse(args[1:]); err != nil {
 		return 2
 	}
+	own := flag.NewFlagSet("fake", flag.ContinueOnError)
+	noReady := own.Bool("no-ready", false, "")
+	readyDelay := own.Duration("ready-delay", 0, "")
+	if err := own.Parse(strings.Fields(os.Getenv(fakeAgentFlagsEnv))); err != nil {
+		return 2
+	}
+	if *config != "" {
+		c, err := builder.ReadAgentConfig(*config)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "fake agent:", err)
+			return 2
+		}
+		*project, *volume = c.Project, c.VolumeDir
+		b, _ := json.Marshal(c)
+		if err := os.WriteFile(filepath.Join(*volume, gotConfigFile), b, 0o600); err != nil {
+			fmt.Fprintln(os.Stderr, "fake agent:", err)
+			return 3
+		}
+	}
 	time.Sleep(*readyDelay)
-	ready := filepath.Join(*volume, slipway.AgentReadyFile)
+	ready := builder.VolumeLayout(*volume).Ready
 	if !*noReady {
 		tmp := ready + ".tmp"
 		if err := os.WriteFile(tmp, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
@@ -132,8 +164,8 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-// newEnv returns a provider whose agents are fake agents given args,
-// recording into a fresh SQLite store with projects web and api.
+// newEnv returns a provider whose agents are fake agents given args
+// (fakeAgentFlagsEnv), recording into a fresh SQLite store with projects web and api.
 func newEnv(t *testing.T, cfg process.Config, args ...string) *env {
 	t.Helper()
 	dir := t.TempDir()
@@ -152,8 +184,10 @@ func newEnv(t *testing.T, cfg process.Config, args ...string) *env {
 	if cfg.Binary == "" {
 		cfg.Binary = testBinary(t)
 	}
-	cfg.Args = args
-	cfg.Env = []string{fakeAgentEnv + "=1"}
+	if cfg.Agent.TemporalHostPort == "" {
+		cfg.Agent.TemporalHostPort = "127.0.0.1:7233"
+	}
+	cfg.Env = []string{fakeAgentEnv + "=1", fakeAgentFlagsEnv + "=" + strings.Join(args, " ")}
 	cfg.Recorder = e.rec
 	cfg.Logger = slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	e.p, err = process.New(cfg)
@@ -245,7 +279,9 @@ func (e *env) agents(t *testing.T, project string) []int {
 		if i := bytes.LastIndexByte(stat, ')'); i > 0 && len(stat) > i+2 && stat[i+2] == 'Z' {
 			continue
 		}
-		if strings.Contains(string(cmdline), "\x00agent\x00--project\x00"+project+"\x00--volume\x00"+filepath.Join(e.volumes, project)+"\x00") {
+		vol := filepath.Join(e.volumes, project)
+		if strings.Contains(string(cmdline), "\x00agent\x00--config\x00"+builder.VolumeLayout(vol).Config+"\x00") ||
+			strings.Contains(string(cmdline), "\x00agent\x00--project\x00"+project+"\x00--volume\x00"+vol+"\x00") {
 			pids = append(pids, pid)
 		}
 	}
@@ -257,6 +293,60 @@ func wantSequence(t *testing.T, e *env, project string, want ...slipway.MachineS
 	if got := e.rec.sequence(project); !slices.Equal(got, want) {
 		t.Errorf("states of %s = %v, want %v", project, got, want)
 	}
+}
+
+// The agent's whole configuration reaches it in one file on its volume:
+// every field the provider is given arrives, as the agent reads it, with
+// the machine's project and volume; the file is the agent's user's alone.
+func TestAgentConfigFile(t *testing.T) {
+	given := builder.AgentConfig{
+		Version:           builder.AgentConfigVersion,
+		Project:           "set by the provider",
+		VolumeDir:         "/set/by/the/provider",
+		TemporalHostPort:  "127.0.0.1:7233",
+		TemporalNamespace: "ns",
+		NATSURL:           "nats://127.0.0.1:4222",
+		RegistryTLSVerify: true,
+		IdleTimeout:       1500 * time.Millisecond,
+		StartTimeout:      2 * time.Minute,
+		KeepImages:        7,
+		ResetThreshold:    0.5,
+		NoReuse:           true,
+		Buildah:           "/opt/buildah",
+		Runtime:           "/opt/slipway-runc",
+		Runc:              "/opt/runc",
+	}
+	if zero := testenv.ZeroFields(given); len(zero) > 0 {
+		t.Fatalf("the test leaves %v unset: set every field", zero)
+	}
+	e := newEnv(t, process.Config{Agent: given})
+	if err := e.p.Start(t.Context(), "web"); err != nil {
+		t.Fatal(err)
+	}
+	e.waitState(t, "web", slipway.MachineAwake)
+	vol := filepath.Join(e.volumes, "web")
+	b, err := os.ReadFile(filepath.Join(vol, gotConfigFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got builder.AgentConfig
+	if err := json.Unmarshal(b, &got); err != nil {
+		t.Fatal(err)
+	}
+	want := given
+	want.Project, want.VolumeDir = "web", vol
+	if got != want {
+		t.Errorf("the agent read\n%+v\nwant\n%+v", got, want)
+	}
+	st, err := os.Stat(builder.VolumeLayout(vol).Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode().Perm() != 0o600 || int(st.Sys().(*syscall.Stat_t).Uid) != os.Geteuid() {
+		t.Errorf("configuration file mode %v, owner %d; want 0600, %d", st.Mode(), st.Sys().(*syscall.Stat_t).Uid, os.Geteuid())
+	}
+	e.exit(t, "web", 0)
+	e.waitState(t, "web", slipway.MachineAsleep)
 }
 
 func TestWakeAndSleep(t *testing.T) {
@@ -298,12 +388,13 @@ func TestWakeAndSleep(t *testing.T) {
 	if st, err := e.p.Status(ctx, "web"); err != nil || st != slipway.MachineAsleep {
 		t.Errorf("Status after the agent exited = %s, %v; want asleep", st, err)
 	}
-	for _, f := range []string{slipway.AgentReadyFile, "agent.pid"} {
-		if _, err := os.Stat(filepath.Join(e.volumes, "web", f)); !errors.Is(err, os.ErrNotExist) {
+	layout := builder.VolumeLayout(filepath.Join(e.volumes, "web"))
+	for _, f := range []string{layout.Ready, layout.PID} {
+		if _, err := os.Stat(f); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("%s is left on the volume after a clean exit (%v)", f, err)
 		}
 	}
-	log, _ := os.ReadFile(filepath.Join(e.volumes, "web", "agent.log"))
+	log, _ := os.ReadFile(layout.Log)
 	if !strings.Contains(string(log), "fake agent of web polling") {
 		t.Errorf("agent.log = %q, want the agent's output", log)
 	}
@@ -472,25 +563,34 @@ func TestStop(t *testing.T) {
 
 // startOrphan starts a fake agent of project the way an earlier server
 // would have, and records it awake: the provider under test did not start
-// it.
-func startOrphan(t *testing.T, e *env, project string) *exec.Cmd {
+// it. With flags, it is started the way a server before the agent's
+// configuration file started agents.
+func startOrphan(t *testing.T, e *env, project string, flags bool) *exec.Cmd {
 	t.Helper()
 	vol := filepath.Join(e.volumes, project)
+	layout := builder.VolumeLayout(vol)
 	if err := os.MkdirAll(vol, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(testBinary(t), "agent", "--project", project, "--volume", vol)
+	args := []string{"agent", "--project", project, "--volume", vol}
+	if !flags {
+		if err := builder.WriteAgentConfig(layout.Config, builder.AgentConfig{Project: project, VolumeDir: vol, TemporalHostPort: "127.0.0.1:7233"}, -1, -1); err != nil {
+			t.Fatal(err)
+		}
+		args = []string{"agent", "--config", layout.Config}
+	}
+	cmd := exec.Command(testBinary(t), args...)
 	cmd.Env = append(os.Environ(), fakeAgentEnv+"=1")
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	if err := os.WriteFile(filepath.Join(vol, "agent.pid"), []byte(strconv.Itoa(cmd.Process.Pid)), 0o644); err != nil {
+	if err := os.WriteFile(layout.PID, []byte(strconv.Itoa(cmd.Process.Pid)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		if _, err := os.Stat(filepath.Join(vol, slipway.AgentReadyFile)); err == nil {
+		if _, err := os.Stat(layout.Ready); err == nil {
 			break
 		} else if time.Now().After(deadline) {
 			t.Fatal("the orphan agent never got ready")
@@ -508,7 +608,7 @@ func startOrphan(t *testing.T, e *env, project string) *exec.Cmd {
 func TestAgentThatOutlivedItsServer(t *testing.T) {
 	t.Run("killed while no one watched", func(t *testing.T) {
 		e := newEnv(t, process.Config{})
-		cmd := startOrphan(t, e, "web")
+		cmd := startOrphan(t, e, "web", false)
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
 		st, err := e.p.Status(t.Context(), "web")
@@ -521,40 +621,46 @@ func TestAgentThatOutlivedItsServer(t *testing.T) {
 	})
 	t.Run("exited cleanly while no one watched", func(t *testing.T) {
 		e := newEnv(t, process.Config{})
-		cmd := startOrphan(t, e, "web")
+		cmd := startOrphan(t, e, "web", false)
 		e.exit(t, "web", 0)
 		_ = cmd.Wait()
 		if st, err := e.p.Status(t.Context(), "web"); err != nil || st != slipway.MachineAsleep {
 			t.Fatalf("Status of an agent that exited cleanly = %s, %v; want asleep", st, err)
 		}
 	})
-	t.Run("adopted and watched", func(t *testing.T) {
-		e := newEnv(t, process.Config{})
-		cmd := startOrphan(t, e, "web")
-		if st, err := e.p.Status(t.Context(), "web"); err != nil || st != slipway.MachineBuilding {
-			t.Fatalf("Status of a live agent recorded building = %s, %v", st, err)
+	for _, flags := range []bool{false, true} {
+		name := "adopted and watched"
+		if flags {
+			name += ", started with flags by a server before the configuration file"
 		}
-		// A wake reuses it rather than starting a second agent.
-		if err := e.p.Start(t.Context(), "web"); err != nil {
-			t.Fatal(err)
-		}
-		if pids := e.agents(t, "web"); len(pids) != 1 || pids[0] != cmd.Process.Pid {
-			t.Errorf("agents after Start = %v, want only the adopted %d", pids, cmd.Process.Pid)
-		}
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		// Its watcher notices without anyone asking.
-		m := e.waitState(t, "web", slipway.MachineFailed)
-		if !strings.Contains(m.Error, "crashed or was killed") {
-			t.Errorf("record = %+v", m)
-		}
-	})
+		t.Run(name, func(t *testing.T) {
+			e := newEnv(t, process.Config{})
+			cmd := startOrphan(t, e, "web", flags)
+			if st, err := e.p.Status(t.Context(), "web"); err != nil || st != slipway.MachineBuilding {
+				t.Fatalf("Status of a live agent recorded building = %s, %v", st, err)
+			}
+			// A wake reuses it rather than starting a second agent.
+			if err := e.p.Start(t.Context(), "web"); err != nil {
+				t.Fatal(err)
+			}
+			if pids := e.agents(t, "web"); len(pids) != 1 || pids[0] != cmd.Process.Pid {
+				t.Errorf("agents after Start = %v, want only the adopted %d", pids, cmd.Process.Pid)
+			}
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+			// Its watcher notices without anyone asking.
+			m := e.waitState(t, "web", slipway.MachineFailed)
+			if !strings.Contains(m.Error, "crashed or was killed") {
+				t.Errorf("record = %+v", m)
+			}
+		})
+	}
 }
 
 func TestWithoutRecorder(t *testing.T) {
 	dir := t.TempDir()
 	p, err := process.New(process.Config{VolumesDir: dir, Binary: testBinary(t), Env: []string{fakeAgentEnv + "=1"},
-		Logger: slog.New(slog.DiscardHandler)})
+		Agent: builder.AgentConfig{TemporalHostPort: "127.0.0.1:7233"}, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,6 +21,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/slipway-ci/slipway/buildah"
+	"github.com/slipway-ci/slipway/builder"
 )
 
 // Isolation is how the provider keeps the builds of different projects
@@ -312,10 +313,10 @@ func runtimeDir(base, vol string) string {
 }
 
 // rootlessEnv is the environment of a rootless agent (or probe) whose
-// volume is vol: home, XDG directories and temp dir on the volume, the
-// runtime dir rt.
-func rootlessEnv(u builderUser, vol, rt string) []string {
-	home := filepath.Join(vol, "home")
+// volume is laid out as l: home, XDG directories and temp dir on the
+// volume, the runtime dir rt.
+func rootlessEnv(u builderUser, l builder.Layout, rt string) []string {
+	home := l.Home
 	return []string{
 		"HOME=" + home,
 		"USER=" + u.Name,
@@ -324,7 +325,7 @@ func rootlessEnv(u builderUser, vol, rt string) []string {
 		"XDG_CONFIG_HOME=" + filepath.Join(home, ".config"),
 		"XDG_DATA_HOME=" + filepath.Join(home, ".local", "share"),
 		"XDG_CACHE_HOME=" + filepath.Join(home, ".cache"),
-		"TMPDIR=" + filepath.Join(vol, "tmp"),
+		"TMPDIR=" + l.Tmp,
 	}
 }
 
@@ -339,6 +340,7 @@ func credential(u builderUser) *syscall.Credential {
 // else (it was used in the other isolation mode, or by a user that was
 // recreated with another uid) is emptied first: it is only a cache.
 func prepareVolume(vol string, uid, gid int, home bool) (wiped bool, err error) {
+	layout := builder.VolumeLayout(vol)
 	if err := os.MkdirAll(vol, 0o700); err != nil {
 		return false, err
 	}
@@ -364,12 +366,11 @@ func prepareVolume(vol string, uid, gid int, home bool) (wiped bool, err error) 
 	if err := os.Chmod(vol, 0o700); err != nil {
 		return wiped, err
 	}
-	dirs := []string{"tmp"}
+	dirs := []string{layout.Tmp}
 	if home {
-		dirs = append(dirs, "home")
+		dirs = append(dirs, layout.Home)
 	}
-	for _, d := range dirs {
-		p := filepath.Join(vol, d)
+	for _, p := range dirs {
 		if err := os.MkdirAll(p, 0o700); err != nil {
 			return wiped, err
 		}
@@ -382,7 +383,7 @@ func prepareVolume(vol string, uid, gid int, home bool) (wiped bool, err error) 
 	}
 	// git refuses to fetch from a repository another user owns (a local
 	// file:// repository of the server's user, say) unless told to.
-	gitconfig := filepath.Join(vol, "home", ".gitconfig")
+	gitconfig := filepath.Join(layout.Home, ".gitconfig")
 	if _, err := os.Lstat(gitconfig); errors.Is(err, fs.ErrNotExist) {
 		if err := os.WriteFile(gitconfig, []byte("# Written by Slipway: the builder fetches repositories other users own.\n[safe]\n\tdirectory = *\n"), 0o644); err != nil {
 			return wiped, err
@@ -531,6 +532,7 @@ func probeBuilder(ctx context.Context, volumesDir, runtimeBase string) (Rootless
 		return RootlessProbe{}, err
 	}
 	defer os.RemoveAll(vol)
+	layout := builder.VolumeLayout(vol)
 	if _, err := prepareVolume(vol, u.UID, u.GID, true); err != nil {
 		return RootlessProbe{}, err
 	}
@@ -542,7 +544,7 @@ func probeBuilder(ctx context.Context, volumesDir, runtimeBase string) (Rootless
 	defer stopPause(rt, u.UID)
 	// Made as root here, used by the builder user: the run root must be
 	// one the user can write (the agent finds one by itself).
-	bcfg := buildah.ConfigAt(filepath.Join(vol, "buildah"))
+	bcfg := buildah.ConfigAt(layout.Builder)
 	bcfg.RunRoot = filepath.Join(rt, "run")
 	b, err := buildah.New(ctx, bcfg)
 	if err != nil {
@@ -552,7 +554,7 @@ func probeBuilder(ctx context.Context, volumesDir, runtimeBase string) (Rootless
 	if runRoot := b.Config().RunRoot; !strings.HasPrefix(runRoot, rt+"/") {
 		defer os.RemoveAll(runRoot)
 	}
-	for _, d := range []string{filepath.Join(vol, "buildah"), rt, b.Config().RunRoot} {
+	for _, d := range []string{layout.Builder, rt, b.Config().RunRoot} {
 		if err := chownTree(d, u.UID, u.GID); err != nil {
 			return RootlessProbe{}, err
 		}
@@ -560,7 +562,7 @@ func probeBuilder(ctx context.Context, volumesDir, runtimeBase string) (Rootless
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	cmd := b.Command(ctx, "info")
-	cmd.Env = append(cmd.Env, rootlessEnv(u, vol, rt)...)
+	cmd.Env = append(cmd.Env, rootlessEnv(u, layout, rt)...)
 	cmd.SysProcAttr.Credential = credential(u)
 	cmd.Dir = vol
 	var stdout, stderr strings.Builder

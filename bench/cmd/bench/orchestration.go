@@ -16,6 +16,8 @@ import (
 	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/sdk/client"
 
+	// Package main has a type builder (the local floor's and clean CI's).
+	contract "github.com/slipway-ci/slipway/builder"
 	"github.com/slipway-ci/slipway/deploy"
 )
 
@@ -222,7 +224,7 @@ func (t *orchTarget) push(ctx context.Context, timeout time.Duration, run int) (
 			}
 		}
 	}
-	dev, err := history(ctx, t.tc, deploy.WorkflowID(smp.deployment))
+	dev, err := history(ctx, t.tc, contract.DeploymentWorkflowID(smp.deployment))
 	if err != nil {
 		return orchSample{}, err
 	}
@@ -241,8 +243,8 @@ func (t *orchTarget) push(ctx context.Context, timeout time.Duration, run int) (
 	at("marked", acts[deploy.ActivityMarkBuilding+":completed"])
 	at("wakeStart", acts[deploy.ActivityWake+":started"])
 	at("wakeDone", acts[deploy.ActivityWake+":completed"])
-	at("fetchStart", acts[deploy.ActivityFetch+":started"])
-	at("buildStart", acts[deploy.ActivityBuild+":started"])
+	at("fetchStart", acts[contract.ActivityFetch+":started"])
+	at("buildStart", acts[contract.ActivityBuild+":started"])
 	if bev, err := history(ctx, t.tc, "build-"+smp.deployment); err == nil && len(bev) > 0 {
 		at("buildWF", bev[0].GetEventTime().AsTime())
 		for _, e := range bev {
@@ -255,9 +257,9 @@ func (t *orchTarget) push(ctx context.Context, timeout time.Duration, run int) (
 			}
 		}
 		bacts := activityTimes(bev)
-		at("fetchScheduled", bacts[deploy.ActivityFetch+":scheduled"])
-		at("fetchStart", bacts[deploy.ActivityFetch+":started"])
-		at("buildStart", bacts[deploy.ActivityBuild+":started"])
+		at("fetchScheduled", bacts[contract.ActivityFetch+":scheduled"])
+		at("fetchStart", bacts[contract.ActivityFetch+":started"])
+		at("buildStart", bacts[contract.ActivityBuild+":started"])
 	}
 	return s, nil
 }

@@ -2,8 +2,9 @@
 // (`slipway agent`) and the small agent-only binary (`slipway-agent agent`)
 // that the process machine provider prefers because it starts faster.
 //
-// Like the rest of cmd/, it maps flags onto agent.Config and holds no other
-// logic.
+// Like the rest of cmd/, it maps its input onto agent.Config and holds no
+// other logic. The input is one file, the builder.AgentConfig the machine
+// provider wrote (--config): no setting travels as a flag of its own.
 package agentcmd
 
 import (
@@ -11,26 +12,32 @@ import (
 	"log/slog"
 	"os"
 	"runtime/debug"
-	"time"
 
 	"github.com/spf13/cobra"
 	"go.temporal.io/sdk/worker"
 
 	"github.com/slipway-ci/slipway/agent"
+	"github.com/slipway-ci/slipway/builder"
 )
 
 // New returns the agent command.
 func New() *cobra.Command {
-	var cfg agent.Config
+	var configFile string
 	cmd := &cobra.Command{
 		Use:   "agent",
 		Short: "Run a builder agent for one project (started by the machine provider)",
 		Long: `Run the agent of one project's builder machine. It polls the project's
 task queue (builder-PROJECT), runs its builds with the volume as the cache,
-and exits 0 once no work is waiting. The machine provider starts it; you
-rarely run it by hand.`,
+and exits 0 once no work is waiting. The machine provider starts it with
+the configuration it wrote on the machine's volume (agent.json, a
+versioned JSON file: see builder.AgentConfig); you rarely run it by hand.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			ac, err := builder.ReadAgentConfig(configFile)
+			if err != nil {
+				return err
+			}
+			cfg := agent.Config{AgentConfig: ac}
 			cfg.Logger = slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: slog.LevelInfo}))
 			cfg.Stdout = cmd.OutOrStdout()
 			// Without it the Temporal SDK hashes the whole executable when
@@ -40,21 +47,8 @@ rarely run it by hand.`,
 			return agent.Run(cmd.Context(), cfg)
 		},
 	}
-	f := cmd.Flags()
-	f.StringVar(&cfg.Project, "project", "", "project whose queue to poll")
-	f.StringVar(&cfg.VolumeDir, "volume", "", "the machine's volume directory")
-	f.StringVar(&cfg.TemporalHostPort, "temporal", "", "Temporal frontend host:port")
-	f.StringVar(&cfg.Namespace, "namespace", "default", "Temporal namespace")
-	f.StringVar(&cfg.NATSURL, "nats", "", "NATS URL for the log stream")
-	f.BoolVar(&cfg.RegistryTLSVerify, "registry-tls-verify", false, "require TLS for the registry")
-	f.IntVar(&cfg.KeepImages, "keep-images", agent.DefaultKeepImages, "keep the images of this many latest successful builds")
-	f.Float64Var(&cfg.ResetThreshold, "reset-threshold", agent.DefaultResetThreshold, "reset the build cache when the volume is fuller than this fraction")
-	f.BoolVar(&cfg.NoReuse, "no-reuse", false, "always run the whole Dockerfile, even when an earlier build had identical inputs or the same first steps")
-	f.DurationVar(&cfg.IdleTimeout, "idle-timeout", 3*time.Second, "exit after this long without work")
-	f.DurationVar(&cfg.StartTimeout, "start-timeout", time.Minute, "exit if no work arrives within this long of starting")
-	for _, name := range []string{"project", "volume", "temporal"} {
-		_ = cmd.MarkFlagRequired(name)
-	}
+	cmd.Flags().StringVar(&configFile, "config", "", "the agent's configuration file (JSON, written by the machine provider)")
+	_ = cmd.MarkFlagRequired("config")
 	return cmd
 }
 

@@ -1,0 +1,67 @@
+package server
+
+import (
+	"path/filepath"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/slipway-ci/slipway/buildah"
+	"github.com/slipway-ci/slipway/builder"
+	"github.com/slipway-ci/slipway/internal/testenv"
+)
+
+// Every setting the server has for its agents reaches the agent: from the
+// server's Config into the builder.AgentConfig the machine provider
+// writes, through the file, to what the agent reads (the hop that once
+// lost the registry's TLS setting).
+func TestAgentConfigCarriesEverySetting(t *testing.T) {
+	cfg := Config{
+		TemporalNamespace: "ns",
+		RegistryTLSVerify: true,
+		KeepImages:        9,
+		ResetThreshold:    0.6,
+		NoReuse:           true,
+	}
+	cfg.setDefaults()
+	ac := agentConfig(cfg, "127.0.0.1:7233", "nats://127.0.0.1:4222")
+	// Version, project and volume are the provider's to set.
+	if zero := testenv.ZeroFields(ac); !slices.Equal(zero, []string{"Version", "Project", "VolumeDir"}) {
+		t.Errorf("the server leaves %v of the agent's configuration unset; want only Version, Project, VolumeDir", zero)
+	}
+	want := builder.AgentConfig{
+		Version: builder.AgentConfigVersion, Project: "web", VolumeDir: "/data/volumes/web",
+		TemporalHostPort: "127.0.0.1:7233", TemporalNamespace: "ns", NATSURL: "nats://127.0.0.1:4222",
+		RegistryTLSVerify: true, IdleTimeout: builder.DefaultIdleTimeout, StartTimeout: builder.DefaultStartTimeout,
+		KeepImages: 9, ResetThreshold: 0.6, NoReuse: true,
+		Buildah: buildah.DefaultBinary, Runtime: buildah.DefaultRuntime, Runc: buildah.DefaultRunc,
+	}
+	ac.Project, ac.VolumeDir = "web", "/data/volumes/web"
+	path := filepath.Join(t.TempDir(), "agent.json")
+	if err := builder.WriteAgentConfig(path, ac, -1, -1); err != nil {
+		t.Fatal(err)
+	}
+	got, err := builder.ReadAgentConfig(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got != want {
+		t.Errorf("the agent reads\n%+v\nwant\n%+v", got, want)
+	}
+}
+
+// A server with no settings gives its agents what they had before the
+// configuration file (as flags): the defaults.
+func TestAgentConfigDefaults(t *testing.T) {
+	var cfg Config
+	cfg.setDefaults()
+	got := agentConfig(cfg, "t:1", "n:2")
+	want := builder.AgentConfig{
+		TemporalHostPort: "t:1", TemporalNamespace: "default", NATSURL: "n:2",
+		IdleTimeout: 3 * time.Second, StartTimeout: time.Minute, KeepImages: 5, ResetThreshold: 0.75,
+		Buildah: buildah.DefaultBinary, Runtime: buildah.DefaultRuntime, Runc: buildah.DefaultRunc,
+	}
+	if got != want {
+		t.Errorf("agentConfig of a server's defaults =\n%+v\nwant\n%+v", got, want)
+	}
+}
