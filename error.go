@@ -3,10 +3,12 @@ package slipway
 import (
 	"errors"
 	"fmt"
+	"net/http"
 )
 
-// Application error codes. They map to HTTP statuses and GraphQL error codes
-// in one place each (http.ErrorStatus, graphql error presenter).
+// Application error codes. HTTPStatus maps them to HTTP statuses for every
+// HTTP edge (the webhook, the API); the GraphQL error presenter shows the
+// code itself (ErrorCode) as extensions.code.
 const (
 	ECONFLICT     = "conflict"
 	EINTERNAL     = "internal"
@@ -54,4 +56,28 @@ func ErrorMessage(err error) string {
 		return e.Message
 	}
 	return "internal error"
+}
+
+// httpStatus is the one mapping from application error codes to HTTP
+// statuses.
+var httpStatus = map[string]int{
+	ECONFLICT:     http.StatusConflict,
+	EINTERNAL:     http.StatusInternalServerError,
+	EINVALID:      http.StatusBadRequest,
+	ENOTFOUND:     http.StatusNotFound,
+	EUNAUTHORIZED: http.StatusUnauthorized,
+	ETOOLARGE:     http.StatusRequestEntityTooLarge,
+}
+
+// HTTPStatus returns the HTTP status that answers err: the status of its
+// application error's code, 500 for an internal error or an unknown code,
+// and 200 for a nil error.
+func HTTPStatus(err error) int {
+	if err == nil {
+		return http.StatusOK
+	}
+	if s, ok := httpStatus[ErrorCode(err)]; ok {
+		return s
+	}
+	return http.StatusInternalServerError
 }

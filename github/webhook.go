@@ -377,7 +377,7 @@ func (h *handler) push(ctx context.Context, ev *gh.PushEvent, projects []*slipwa
 		}
 		dep, isNew, err := h.deployer.Deploy(ctx, req)
 		if err != nil {
-			if statusFor(err) == http.StatusInternalServerError {
+			if slipway.HTTPStatus(err) == http.StatusInternalServerError {
 				h.log.Error("deploy webhook push", "project", p.Name, "delivery", id, "ref", ref, "commit", after, "err", err)
 			}
 			if firstErr == nil {
@@ -405,7 +405,7 @@ func (h *handler) push(ctx context.Context, ev *gh.PushEvent, projects []*slipwa
 	resp.Message = strings.Join(notes, "; ")
 	switch {
 	case firstErr != nil:
-		return statusFor(firstErr), resp
+		return slipway.HTTPStatus(firstErr), resp
 	case created == 0 && redeliv > 0:
 		// A redelivery or a stale delivery of a deployed commit is 200, not
 		// a 4xx: the delivery is authentic and its push is handled, so the
@@ -456,34 +456,17 @@ func (h *handler) deployedBefore(ctx context.Context, project, branch, commit st
 	return d, err
 }
 
-// statusFor maps an application error to the HTTP status the forge sees.
-func statusFor(err error) int {
-	switch slipway.ErrorCode(err) {
-	case slipway.EINVALID:
-		return http.StatusBadRequest
-	case slipway.ENOTFOUND:
-		return http.StatusNotFound
-	case slipway.ECONFLICT:
-		return http.StatusConflict
-	case slipway.EUNAUTHORIZED:
-		return http.StatusUnauthorized
-	case slipway.ETOOLARGE:
-		return http.StatusRequestEntityTooLarge
-	}
-	return http.StatusInternalServerError
-}
-
 // userMessage is what a forge may read about err: internal errors are
 // logged, never shown.
 func userMessage(err error) string {
-	if statusFor(err) == http.StatusInternalServerError {
+	if slipway.HTTPStatus(err) == http.StatusInternalServerError {
 		return "internal error"
 	}
 	return slipway.ErrorMessage(err)
 }
 
 func (h *handler) errorReply(err error, doing string) (int, Response) {
-	status := statusFor(err)
+	status := slipway.HTTPStatus(err)
 	if status == http.StatusInternalServerError {
 		h.log.Error("webhook: "+doing, "err", err)
 	}

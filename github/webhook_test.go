@@ -593,27 +593,14 @@ func TestDeployerErrors(t *testing.T) {
 	}
 }
 
-func TestStatusFor(t *testing.T) {
-	tests := []struct {
-		err  error
-		want int
-	}{
-		{slipway.Errorf(slipway.EINVALID, "x"), http.StatusBadRequest},
-		{slipway.Errorf(slipway.ENOTFOUND, "x"), http.StatusNotFound},
-		{slipway.Errorf(slipway.ECONFLICT, "x"), http.StatusConflict},
-		{slipway.Errorf(slipway.EUNAUTHORIZED, "x"), http.StatusUnauthorized},
-		{slipway.Errorf(slipway.ETOOLARGE, "x"), http.StatusRequestEntityTooLarge},
-		{slipway.Errorf(slipway.EINTERNAL, "x"), http.StatusInternalServerError},
-		{fmt.Errorf("wrapped: %w", slipway.Errorf(slipway.ENOTFOUND, "x")), http.StatusNotFound},
-		{io.EOF, http.StatusInternalServerError},
-	}
-	for _, tt := range tests {
-		if got := statusFor(tt.err); got != tt.want {
-			t.Errorf("statusFor(%v) = %d, want %d", tt.err, got, tt.want)
-		}
-	}
+// TestUserMessage: the HTTP status of an error is slipway.HTTPStatus's
+// (error_test.go); what the forge reads of an internal error is nothing.
+func TestUserMessage(t *testing.T) {
 	if got := userMessage(slipway.Errorf(slipway.EINTERNAL, "secret detail")); got != "internal error" {
 		t.Errorf("userMessage(EINTERNAL) = %q, want %q", got, "internal error")
+	}
+	if got := userMessage(fmt.Errorf("wrapped: %w", slipway.Errorf(slipway.ENOTFOUND, "no x"))); got != "no x" {
+		t.Errorf("userMessage(ENOTFOUND) = %q, want %q", got, "no x")
 	}
 }
 

@@ -87,10 +87,8 @@ func (a *authenticator) middleware(next http.Handler) http.Handler {
 		}
 		t, err := a.check(r.Context(), authorization)
 		if err != nil {
-			status := http.StatusUnauthorized
-			if slipway.ErrorCode(err) == slipway.EINTERNAL {
-				status = http.StatusInternalServerError
-			} else {
+			status := slipway.HTTPStatus(err)
+			if status == http.StatusUnauthorized {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="slipway"`)
 			}
 			w.Header().Set("Content-Type", "application/json")

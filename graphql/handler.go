@@ -5,8 +5,8 @@
 // needs an API token. The web UI and the CLI are its clients.
 //
 // It is an adapter at the edge: it reads and writes through slipway.Store
-// and slipway.Deployer and maps *slipway.Error to GraphQL error codes in one
-// place (presentError). It must not reach into other adapters (sqlite,
+// and slipway.Deployer and shows *slipway.Error codes as GraphQL error codes
+// in one place (presentError; HTTP statuses are slipway.HTTPStatus's). It must not reach into other adapters (sqlite,
 // temporal, ...) nor read flags or the environment.
 package graphql
 
@@ -118,9 +118,9 @@ func NewHandler(cfg Config) http.Handler {
 			body, err := io.ReadAll(r.Body)
 			if err != nil {
 				if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-					writeRequestError(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is larger than %d bytes", maxRequestBytes))
+					writeRequestError(w, slipway.Errorf(slipway.ETOOLARGE, "request body is larger than %d bytes", maxRequestBytes))
 				} else {
-					writeRequestError(w, http.StatusBadRequest, "could not read the request body")
+					writeRequestError(w, slipway.Errorf(slipway.EINVALID, "could not read the request body"))
 				}
 				return
 			}
@@ -130,12 +130,13 @@ func NewHandler(cfg Config) http.Handler {
 	}))
 }
 
-// writeRequestError answers a request the API could not read with status
-// and a GraphQL error response carrying message.
-func writeRequestError(w http.ResponseWriter, status int, message string) {
+// writeRequestError answers a request the API could not read with err's
+// status (slipway.HTTPStatus) and a GraphQL error response carrying its
+// message.
+func writeRequestError(w http.ResponseWriter, err error) {
 	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(map[string]any{"errors": []map[string]string{{"message": message}}, "data": nil})
+	w.WriteHeader(slipway.HTTPStatus(err))
+	_ = json.NewEncoder(w).Encode(map[string]any{"errors": []map[string]string{{"message": slipway.ErrorMessage(err)}}, "data": nil})
 }
 
 // presentError is the one place application errors become GraphQL errors:
@@ -146,28 +147,18 @@ func writeRequestError(w http.ResponseWriter, status int, message string) {
 func presentError(logger *slog.Logger) gqlgraphql.ErrorPresenterFunc {
 	return func(ctx context.Context, err error) *gqlerror.Error {
 		gerr := gqlgraphql.DefaultErrorPresenter(ctx, err)
-		var serr *slipway.Error
-		switch {
-		case errors.As(err, &serr):
-			if serr.Code == slipway.EINTERNAL {
-				logger.ErrorContext(ctx, "graphql: internal error", "path", gerr.Path.String(), "err", err)
-			}
-			return &gqlerror.Error{
-				Message:    slipway.ErrorMessage(err),
-				Path:       gerr.Path,
-				Locations:  gerr.Locations,
-				Extensions: map[string]any{"code": serr.Code},
-			}
-		case gerr.Err == nil:
+		if _, ok := errors.AsType[*slipway.Error](err); !ok && gerr.Err == nil {
 			return gerr
-		default:
+		}
+		code := slipway.ErrorCode(err)
+		if code == slipway.EINTERNAL {
 			logger.ErrorContext(ctx, "graphql: internal error", "path", gerr.Path.String(), "err", err)
-			return &gqlerror.Error{
-				Message:    slipway.ErrorMessage(err),
-				Path:       gerr.Path,
-				Locations:  gerr.Locations,
-				Extensions: map[string]any{"code": slipway.EINTERNAL},
-			}
+		}
+		return &gqlerror.Error{
+			Message:    slipway.ErrorMessage(err),
+			Path:       gerr.Path,
+			Locations:  gerr.Locations,
+			Extensions: map[string]any{"code": code},
 		}
 	}
 }
