@@ -67,6 +67,15 @@ func ValidateSecretName(name string) error {
 	return nil
 }
 
+// ValidateSecret checks a build secret's name (ValidateSecretName), then
+// its value (ValidateSecretValue).
+func ValidateSecret(name string, value []byte) error {
+	if err := ValidateSecretName(name); err != nil {
+		return err
+	}
+	return ValidateSecretValue(name, value)
+}
+
 // ValidateSecretValue checks a build secret's value: MinSecretBytes to
 // MaxSecretBytes of UTF-8 text.
 func ValidateSecretValue(name string, value []byte) error {

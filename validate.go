@@ -96,3 +96,16 @@ func NormalizeRepoURL(u string) string {
 	u = strings.ToLower(u)
 	return strings.TrimSuffix(strings.TrimSuffix(u, "/"), ".git")
 }
+
+// MaxWebhookSecretBytes bounds a project's webhook secret.
+const MaxWebhookSecretBytes = 1024
+
+// ValidateWebhookSecret rejects webhook secrets a user could not paste into
+// a forge: longer than MaxWebhookSecretBytes, with leading or trailing
+// spaces, or with control characters.
+func ValidateWebhookSecret(s string) error {
+	if len(s) > MaxWebhookSecretBytes || strings.TrimSpace(s) != s || strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
+		return Errorf(EINVALID, "invalid webhook secret: use at most %d printable characters without leading or trailing spaces", MaxWebhookSecretBytes)
+	}
+	return nil
+}

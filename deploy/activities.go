@@ -99,17 +99,7 @@ func (a *ControlActivities) redactor(ctx context.Context, deployment string) (*r
 	if err != nil {
 		return nil, fmt.Errorf("project %s: %w", d.Project, err)
 	}
-	secrets := redact.RepoURLSecrets(p.Repo)
-	if a.Secrets != nil {
-		vals, err := a.Secrets.SecretValues(ctx, p.Name)
-		if err != nil {
-			return nil, fmt.Errorf("secrets of %s: %w", p.Name, err)
-		}
-		for _, v := range vals {
-			secrets = append(secrets, string(v.Value))
-		}
-	}
-	return redact.New(secrets...), nil
+	return projectRedactor(ctx, p, a.Secrets)
 }
 
 // AcquireBuildSlot waits (heartbeating) until the deployment may build.

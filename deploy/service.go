@@ -96,13 +96,11 @@ func (s *Service) Deploy(ctx context.Context, req slipway.DeployRequest) (*slipw
 		commit, err = s.cfg.ResolveRef(ctx, p.Repo, ref)
 		if err != nil {
 			// git's message may quote the URL, credentials and all.
-			r := redact.ForRepo(p.Repo)
-			if e := (*slipway.Error)(nil); errors.As(err, &e) && r.Redact(e.Message) != e.Message {
-				return nil, false, &slipway.Error{Code: e.Code, Message: r.Redact(e.Message)}
-			} else if msg := r.Redact(err.Error()); msg != err.Error() {
-				return nil, false, errors.New(msg)
+			r, rerr := projectRedactor(ctx, p, nil)
+			if rerr != nil {
+				return nil, false, rerr
 			}
-			return nil, false, err
+			return nil, false, redactError(r, err)
 		}
 		if !slipway.ValidCommit(commit) {
 			return nil, false, slipway.Errorf(slipway.EINVALID, "ref %q of %s resolved to %q, which is not a commit SHA", ref, redact.RepoURL(p.Repo), commit)

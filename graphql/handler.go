@@ -4,8 +4,9 @@
 // state and live log over WebSocket (graphql-transport-ws). Every request
 // needs an API token. The web UI and the CLI are its clients.
 //
-// It is an adapter at the edge: it reads and writes through slipway.Store
-// and slipway.Deployer and shows *slipway.Error codes as GraphQL error codes
+// It is an adapter at the edge: it reads through slipway.Store, changes
+// projects through the project service (deploy.Projects, which owns their
+// rules), deploys through slipway.Deployer, and shows *slipway.Error codes as GraphQL error codes
 // in one place (presentError; HTTP statuses are slipway.HTTPStatus's). It must not reach into other adapters (sqlite,
 // temporal, ...) nor read flags or the environment.
 package graphql
@@ -32,6 +33,7 @@ import (
 	"github.com/vektah/gqlparser/v2/gqlerror"
 
 	"github.com/slipway-ci/slipway"
+	"github.com/slipway-ci/slipway/deploy"
 	"github.com/slipway-ci/slipway/graphql/internal/gen"
 )
 
@@ -70,6 +72,9 @@ type Config struct {
 	// Logger receives internal errors and recovered panics (default:
 	// slog.Default()).
 	Logger *slog.Logger
+	// Projects, if set, is the project service the mutations on projects
+	// go through; default one on Store, Machines, Secrets and Logger.
+	Projects *deploy.Projects
 }
 
 // withDefaults fills in the optional fields.
@@ -81,6 +86,9 @@ func (c Config) withDefaults() Config {
 		c.PollInterval = 250 * time.Millisecond
 	}
 	c.PublicURL = strings.TrimRight(c.PublicURL, "/")
+	if c.Projects == nil {
+		c.Projects = deploy.NewProjects(deploy.ProjectsConfig{Store: c.Store, Machines: c.Machines, Secrets: c.Secrets, Logger: c.Logger})
+	}
 	return c
 }
 

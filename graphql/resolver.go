@@ -4,19 +4,16 @@ package graphql
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"sort"
-	"strings"
 
 	"github.com/slipway-ci/slipway"
 	"github.com/slipway-ci/slipway/graphql/internal/gen"
-	"github.com/slipway-ci/slipway/redact"
 )
 
 // Resolver is the root resolver; its methods (in schema.resolvers.go, kept
-// by gqlgen across regenerations) read the store and call the deployer.
+// by gqlgen across regenerations) read the store, change projects through
+// the project service and call the deployer.
 type Resolver struct {
 	cfg Config
 }
@@ -27,7 +24,6 @@ const (
 	maxDeployments     = 1000
 	defaultLogLines    = 1000
 	maxLogLines        = 5000
-	maxSecretBytes     = 1024
 )
 
 // pageSize turns an optional "first" argument into a limit: def when
@@ -65,23 +61,6 @@ func nonZero(n int64) *int {
 	}
 	i := int(n)
 	return &i
-}
-
-// newWebhookSecret returns 32 random bytes in hex.
-func newWebhookSecret() (string, error) {
-	b := make([]byte, 32)
-	if _, err := rand.Read(b); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(b), nil
-}
-
-// validateWebhookSecret rejects secrets a user could not paste into a forge.
-func validateWebhookSecret(s string) error {
-	if len(s) > maxSecretBytes || strings.TrimSpace(s) != s || strings.ContainsFunc(s, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
-		return slipway.Errorf(slipway.EINVALID, "invalid webhook secret: use at most %d printable characters without leading or trailing spaces", maxSecretBytes)
-	}
-	return nil
 }
 
 // phaseOrder is the order timings are listed in; other phases follow,
@@ -148,37 +127,6 @@ func (r *Resolver) recheck(ctx context.Context, m *slipway.Machine) *slipway.Mac
 	return fresh
 }
 
-// redactError returns d's error with its project's repository credentials
-// masked. Errors are redacted before they are stored; this covers those
-// stored before that.
-func (r *Resolver) redactError(ctx context.Context, d *slipway.Deployment) (string, error) {
-	p, err := r.cfg.Store.Project(ctx, d.Project)
-	if err != nil {
-		return "", fmt.Errorf("project of deployment %s: %w", d.ID, err)
-	}
-	return redact.ForRepo(p.Repo).Redact(d.Error), nil
-}
-
-// parseRetention returns cur with the limits given (non-nil) replaced:
-// maxAge as slipway.ParseLogAge reads it, maxSize as slipway.ParseLogSize.
-func parseRetention(cur slipway.LogRetention, maxAge, maxSize *string) (slipway.LogRetention, error) {
-	if maxAge != nil {
-		d, err := slipway.ParseLogAge(*maxAge)
-		if err != nil {
-			return cur, err
-		}
-		cur.MaxAge = d
-	}
-	if maxSize != nil {
-		n, err := slipway.ParseLogSize(*maxSize)
-		if err != nil {
-			return cur, err
-		}
-		cur.MaxBytes = n
-	}
-	return cur, nil
-}
-
 // buildArgs copies the build arguments of a mutation's input.
 func buildArgs(in []*slipway.BuildArg) []slipway.BuildArg {
 	var out []slipway.BuildArg
@@ -188,15 +136,6 @@ func buildArgs(in []*slipway.BuildArg) []slipway.BuildArg {
 		}
 	}
 	return out
-}
-
-// secretStore returns the store of build secrets, or an error saying the
-// server keeps none.
-func (r *Resolver) secretStore() (slipway.SecretStore, error) {
-	if r.cfg.Secrets == nil {
-		return nil, slipway.Errorf(slipway.EINVALID, "this server keeps no build secrets")
-	}
-	return r.cfg.Secrets, nil
 }
 
 // progress is d's progress: asked of the Deployer while d runs (its

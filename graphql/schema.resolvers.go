@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/slipway-ci/slipway"
+	"github.com/slipway-ci/slipway/deploy"
 	"github.com/slipway-ci/slipway/graphql/internal/gen"
 	"github.com/slipway-ci/slipway/redact"
 )
@@ -22,10 +23,7 @@ func (r *deploymentResolver) Trigger(ctx context.Context, obj *slipway.Deploymen
 
 // Error is the resolver for the error field.
 func (r *deploymentResolver) Error(ctx context.Context, obj *slipway.Deployment) (*string, error) {
-	if obj.Error == "" {
-		return nil, nil
-	}
-	msg, err := r.redactError(ctx, obj)
+	msg, err := r.cfg.Projects.DeploymentError(ctx, obj)
 	if err != nil {
 		return nil, err
 	}
@@ -135,57 +133,19 @@ func (r *machineResolver) Error(ctx context.Context, obj *slipway.Machine) (*str
 
 // AddProject is the resolver for the addProject field.
 func (r *mutationResolver) AddProject(ctx context.Context, input gen.AddProjectInput) (*gen.AddProjectPayload, error) {
-	p := &slipway.Project{
-		Name:       input.Name,
-		Repo:       input.Repo,
-		Branch:     orDefault(input.Branch, "main"),
-		Dockerfile: orDefault(input.Dockerfile, "Dockerfile"),
-		Context:    orDefault(input.Context, "."),
-		CreatedAt:  time.Now().UTC(),
-	}
-	if err := slipway.ValidateProjectName(p.Name); err != nil {
-		return nil, err
-	}
-	if err := slipway.ValidateRepoURL(p.Repo); err != nil {
-		return nil, err
-	}
-	if err := slipway.ValidateRef(p.Branch); err != nil {
-		return nil, err
-	}
-	if err := slipway.ValidateRelPath("dockerfile", p.Dockerfile); err != nil {
-		return nil, err
-	}
-	if err := slipway.ValidateRelPath("context", p.Context); err != nil {
-		return nil, err
-	}
-	ret, err := parseRetention(slipway.LogRetention{}, input.LogRetention, input.LogRetentionSize)
+	p, err := r.cfg.Projects.Create(ctx, deploy.NewProject{
+		Name:          input.Name,
+		Repo:          input.Repo,
+		Branch:        orDefault(input.Branch, ""),
+		Dockerfile:    orDefault(input.Dockerfile, ""),
+		Context:       orDefault(input.Context, ""),
+		WebhookSecret: orDefault(input.WebhookSecret, ""),
+		MaxLogAge:     input.LogRetention,
+		MaxLogSize:    input.LogRetentionSize,
+		BuildArgs:     buildArgs(input.BuildArgs),
+	})
 	if err != nil {
 		return nil, err
-	}
-	if !ret.IsZero() {
-		if _, ok := r.cfg.Store.(slipway.LogPruner); !ok {
-			return nil, slipway.Errorf(slipway.EINVALID, "this server's store does not support log retention")
-		}
-	}
-	p.LogRetention = ret
-	p.BuildArgs = buildArgs(input.BuildArgs)
-	if err := slipway.ValidateBuildArgs(p.BuildArgs); err != nil {
-		return nil, err
-	}
-	if input.WebhookSecret != nil && *input.WebhookSecret != "" {
-		if err := validateWebhookSecret(*input.WebhookSecret); err != nil {
-			return nil, err
-		}
-		p.WebhookSecret = *input.WebhookSecret
-	} else {
-		secret, err := newWebhookSecret()
-		if err != nil {
-			return nil, fmt.Errorf("generate webhook secret: %w", err)
-		}
-		p.WebhookSecret = secret
-	}
-	if err := r.cfg.Store.CreateProject(ctx, p); err != nil {
-		return nil, fmt.Errorf("create project %s: %w", p.Name, err)
 	}
 	return &gen.AddProjectPayload{Project: p, WebhookURL: r.webhookURL(), WebhookSecret: p.WebhookSecret}, nil
 }
@@ -251,88 +211,31 @@ func (r *mutationResolver) RevokeToken(ctx context.Context, id string) (*slipway
 
 // SetLogRetention is the resolver for the setLogRetention field.
 func (r *mutationResolver) SetLogRetention(ctx context.Context, project string, maxAge *string, maxSize *string) (*slipway.Project, error) {
-	pruner, ok := r.cfg.Store.(slipway.LogPruner)
-	if !ok {
-		return nil, slipway.Errorf(slipway.EINVALID, "this server's store does not support log retention")
-	}
-	p, err := r.cfg.Store.Project(ctx, project)
-	if err != nil {
-		return nil, fmt.Errorf("project %s: %w", project, err)
-	}
-	ret, err := parseRetention(p.LogRetention, maxAge, maxSize)
-	if err != nil {
-		return nil, err
-	}
-	p, err = pruner.SetLogRetention(ctx, project, ret)
-	if err != nil {
-		return nil, fmt.Errorf("set the log retention of %s: %w", project, err)
-	}
-	return p, nil
+	return r.cfg.Projects.SetLogRetention(ctx, project, maxAge, maxSize)
 }
 
 // SetBuildArgs is the resolver for the setBuildArgs field.
 func (r *mutationResolver) SetBuildArgs(ctx context.Context, project string, set []*slipway.BuildArg, unset []string) (*slipway.Project, error) {
-	p, err := r.cfg.Store.SetBuildArgs(ctx, project, buildArgs(set), unset)
-	if err != nil {
-		return nil, fmt.Errorf("set the build arguments of %s: %w", project, err)
-	}
-	return p, nil
+	return r.cfg.Projects.SetBuildArgs(ctx, project, buildArgs(set), unset)
 }
 
 // SetSecret is the resolver for the setSecret field.
 func (r *mutationResolver) SetSecret(ctx context.Context, project string, name string, value string) (*slipway.Secret, error) {
-	secrets, err := r.secretStore()
-	if err != nil {
-		return nil, err
-	}
-	sec, err := secrets.SetSecret(ctx, project, name, []byte(value))
-	if err != nil {
-		return nil, fmt.Errorf("set secret %s of %s: %w", name, project, err)
-	}
-	return sec, nil
+	return r.cfg.Projects.SetSecret(ctx, project, name, []byte(value))
 }
 
 // DeleteSecret is the resolver for the deleteSecret field.
 func (r *mutationResolver) DeleteSecret(ctx context.Context, project string, name string) (*slipway.Secret, error) {
-	secrets, err := r.secretStore()
-	if err != nil {
-		return nil, err
-	}
-	sec, err := secrets.DeleteSecret(ctx, project, name)
-	if err != nil {
-		return nil, fmt.Errorf("delete secret %s of %s: %w", name, project, err)
-	}
-	return sec, nil
+	return r.cfg.Projects.DeleteSecret(ctx, project, name)
 }
 
 // DeleteProject is the resolver for the deleteProject field.
 func (r *mutationResolver) DeleteProject(ctx context.Context, name string) (*gen.DeleteProjectPayload, error) {
-	if _, err := r.cfg.Store.Project(ctx, name); err != nil {
-		return nil, err
-	}
-	ds, err := r.cfg.Store.Deployments(ctx, name, 0)
+	n, err := r.cfg.Projects.Delete(ctx, name)
 	if err != nil {
-		return nil, fmt.Errorf("delete project %s: %w", name, err)
-	}
-	for _, d := range ds {
-		if !d.Status.Terminal() {
-			return nil, slipway.Errorf(slipway.ECONFLICT, "project %s has a deployment that has not ended (%s, %s): cancel it (slipway cancel %s) or wait for it",
-				name, d.ID, d.Status, d.ID)
-		}
-	}
-	// The machine first: a failure there leaves the project as it was
-	// (a deleted volume is recreated by its next build); the store's
-	// deletion checks again that nothing started in between.
-	if r.cfg.Machines != nil {
-		if err := r.cfg.Machines.Destroy(ctx, name); err != nil {
-			return nil, fmt.Errorf("delete project %s: remove its machine: %w", name, err)
-		}
-	}
-	if err := r.cfg.Store.DeleteProject(ctx, name); err != nil {
 		return nil, err
 	}
-	r.cfg.Logger.Info("project deleted", "project", name, "deployments", len(ds))
-	return &gen.DeleteProjectPayload{Name: name, DeploymentsRemoved: len(ds)}, nil
+	return &gen.DeleteProjectPayload{Name: name, DeploymentsRemoved: n}, nil
 }
 
 // Stage is the resolver for the stage field.
@@ -382,15 +285,7 @@ func (r *projectResolver) Machine(ctx context.Context, obj *slipway.Project) (*s
 
 // Secrets is the resolver for the secrets field.
 func (r *projectResolver) Secrets(ctx context.Context, obj *slipway.Project) ([]*slipway.Secret, error) {
-	secrets, err := r.secretStore()
-	if err != nil {
-		return nil, err
-	}
-	list, err := secrets.Secrets(ctx, obj.Name)
-	if err != nil {
-		return nil, fmt.Errorf("secrets of %s: %w", obj.Name, err)
-	}
-	return list, nil
+	return r.cfg.Projects.Secrets(ctx, obj.Name)
 }
 
 // Projects is the resolver for the projects field.

@@ -13,6 +13,7 @@ import (
 	"github.com/slipway-ci/slipway"
 	"github.com/slipway-ci/slipway/buildah"
 	"github.com/slipway-ci/slipway/buildah/baseimage"
+	"github.com/slipway-ci/slipway/deploy"
 )
 
 // demoProject is the name of the project --demo creates.
@@ -97,12 +98,7 @@ func setUpDemo(ctx context.Context, cfg demoConfig) error {
 		return err
 	}
 
-	if _, err := cfg.Store.Project(ctx, demoProject); slipway.ErrorCode(err) == slipway.ENOTFOUND {
-		p := &slipway.Project{Name: demoProject, Repo: "file://" + repo, Branch: "main", Dockerfile: "Dockerfile", Context: ".", WebhookSecret: randomHex(20)}
-		if err := cfg.Store.CreateProject(ctx, p); err != nil {
-			return err
-		}
-	} else if err != nil {
+	if err := createDemoProject(ctx, cfg.Store, repo); err != nil {
 		return err
 	}
 	ds, err := cfg.Store.Deployments(ctx, demoProject, 1)
@@ -118,6 +114,21 @@ func setUpDemo(ctx context.Context, cfg demoConfig) error {
 	}
 	cfg.Logger.Info("demo project ready", "repo", repo,
 		"try", "slipway deployments demo; slipway logs <id>; edit "+filepath.Join(repo, "index.html")+", commit, then slipway deploy demo --wait")
+	return nil
+}
+
+// createDemoProject creates the demo project on repo through the project
+// service, as the API would, with the defaults of any project, unless it
+// exists already.
+func createDemoProject(ctx context.Context, store slipway.Store, repo string) error {
+	_, err := store.Project(ctx, demoProject)
+	if slipway.ErrorCode(err) != slipway.ENOTFOUND {
+		return err
+	}
+	projects := deploy.NewProjects(deploy.ProjectsConfig{Store: store})
+	if _, err := projects.Create(ctx, deploy.NewProject{Name: demoProject, Repo: "file://" + repo}); err != nil {
+		return fmt.Errorf("demo project: %w", err)
+	}
 	return nil
 }
 

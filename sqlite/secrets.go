@@ -114,10 +114,7 @@ func secretAD(project, name string) []byte { return []byte(project + "\x00" + na
 
 // SetSecret implements slipway.SecretStore.
 func (db *DB) SetSecret(ctx context.Context, project, name string, value []byte) (*slipway.Secret, error) {
-	if err := slipway.ValidateSecretName(name); err != nil {
-		return nil, err
-	}
-	if err := slipway.ValidateSecretValue(name, value); err != nil {
+	if err := slipway.ValidateSecret(name, value); err != nil {
 		return nil, err
 	}
 	if _, err := db.Project(ctx, project); err != nil {
