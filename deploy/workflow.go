@@ -302,13 +302,13 @@ func DeploymentWorkflow(ctx workflow.Context, in DeploymentInput) (res slipway.D
 	return slipway.DeploymentResult{Status: slipway.StatusSucceeded, Image: built.Image, Digest: built.Digest, Steps: built.Steps}, nil
 }
 
-// failed turns an error into a failed result, keeping the failing step and
-// the last output lines of a BuildFailed error.
+// failed turns an error into a failed result, keeping the failing step,
+// the whole chain of context of the error (failureMessage) and the last
+// output lines of a BuildFailed error.
 func failed(phase string, err error) slipway.DeploymentResult {
-	r := slipway.DeploymentResult{Status: slipway.StatusFailed, FailedStep: phase, Error: err.Error()}
+	r := slipway.DeploymentResult{Status: slipway.StatusFailed, FailedStep: phase, Error: failureMessage(phase, err)}
 	var appErr *temporal.ApplicationError
 	if errors.As(err, &appErr) {
-		r.Error = appErr.Message()
 		var d builder.FailureDetails
 		if appErr.HasDetails() && appErr.Details(&d) == nil {
 			if d.Step != "" {
@@ -318,11 +318,56 @@ func failed(phase string, err error) slipway.DeploymentResult {
 				r.Error += "\n" + strings.Join(d.Tail, "\n")
 			}
 		}
-		return r
-	}
-	var timeoutErr *temporal.TimeoutError
-	if errors.As(err, &timeoutErr) {
-		r.Error = fmt.Sprintf("%s timed out (%s)", phase, timeoutErr.TimeoutType())
 	}
 	return r
+}
+
+// failureMessage is err's message as a deployment records it: the
+// context the workflow wrapped it in ("could not start the builder
+// machine: ...") kept whole, and the failure Temporal carried reduced to
+// its message, without Temporal's wrappers ("activity error (type: ...,
+// scheduledEventID: ...)").
+func failureMessage(phase string, err error) string {
+	if temporalError(err) {
+		return temporalMessage(phase, err)
+	}
+	inner := errors.Unwrap(err)
+	if inner == nil {
+		return err.Error()
+	}
+	return strings.Replace(err.Error(), inner.Error(), failureMessage(phase, inner), 1)
+}
+
+// temporalError reports whether err is one of the errors the Temporal SDK
+// returns for a failed activity or child workflow.
+func temporalError(err error) bool {
+	switch err.(type) {
+	case *temporal.ActivityError, *temporal.ChildWorkflowExecutionError, *temporal.ApplicationError,
+		*temporal.TimeoutError, *temporal.CanceledError, *temporal.PanicError, *temporal.TerminatedError, *temporal.ServerError:
+		return true
+	}
+	return false
+}
+
+// temporalMessage is the message of a failure Temporal carried: the
+// application error's own message, a timeout of phase, or else the
+// innermost error's message below the activity and child workflow
+// wrappers.
+func temporalMessage(phase string, err error) string {
+	if appErr, ok := errors.AsType[*temporal.ApplicationError](err); ok {
+		return appErr.Message()
+	}
+	if timeoutErr, ok := errors.AsType[*temporal.TimeoutError](err); ok {
+		return fmt.Sprintf("%s timed out (%s)", phase, timeoutErr.TimeoutType())
+	}
+	for {
+		switch err.(type) {
+		case *temporal.ActivityError, *temporal.ChildWorkflowExecutionError:
+			if inner := errors.Unwrap(err); inner != nil {
+				err = inner
+				continue
+			}
+		}
+		return err.Error()
+	}
 }

@@ -3,6 +3,7 @@ package deploy
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -295,6 +296,49 @@ func TestWakeFailure(t *testing.T) {
 	if len(f.awaited) > 1 || (len(f.awaited) == 1 && f.awaited[0].AgentLastLine != 0) || r.LogComplete == nil || !*r.LogComplete || r.LogLines != 0 {
 		t.Errorf("log of a deployment whose machine did not wake: AwaitLog inputs %+v, complete %v, %d lines; want no agent line, complete, 0 lines",
 			f.awaited, r.LogComplete, r.LogLines)
+	}
+}
+
+// A recorded failure keeps the whole chain of its context, without
+// Temporal's wrappers: the machine that did not start is named, not only
+// the provider's last words.
+func TestFailureKeepsItsContext(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		f    *fakeActivities
+		want string
+	}{
+		{"wake", &fakeActivities{wake: func() error {
+			return temporal.NewNonRetryableApplicationError("no machine", "WakeFailed", nil)
+		}}, "could not start the builder machine: no machine"},
+		{"push", &fakeActivities{push: func(int) (builder.PushResult, error) {
+			return builder.PushResult{}, temporal.NewNonRetryableApplicationError("push reg/app: registry unreachable", "PushFailed", nil)
+		}}, "push reg/app: registry unreachable"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if r := run(t, tc.f, nil); r.Error != tc.want {
+				t.Errorf("recorded error = %q, want %q", r.Error, tc.want)
+			}
+		})
+	}
+}
+
+// failureMessage keeps the workflow's own context around a Temporal
+// failure and drops the wrappers Temporal adds.
+func TestFailureMessage(t *testing.T) {
+	app := temporal.NewApplicationError("no machine", "WakeFailed")
+	for _, tc := range []struct {
+		err  error
+		want string
+	}{
+		{errors.New("plain"), "plain"},
+		{fmt.Errorf("could not start the builder machine: %w", app), "could not start the builder machine: no machine"},
+		{fmt.Errorf("no build slot: %w", fmt.Errorf("slot %d: %w", 3, app)), "no build slot: slot 3: no machine"},
+		{fmt.Errorf("no build slot: %w (after %d tries)", app, 2), "no build slot: no machine (after 2 tries)"},
+	} {
+		if got := failureMessage("wake", tc.err); got != tc.want {
+			t.Errorf("failureMessage(%q) = %q, want %q", tc.err, got, tc.want)
+		}
 	}
 }
 
