@@ -264,7 +264,33 @@ type DeployRequest struct {
 	// DeliveryID is the forge's delivery id; a second request with the same
 	// id creates nothing and returns the first deployment.
 	DeliveryID string
+	// Stale says the forge delivered the push later than the webhook
+	// window allows: a deployment of its commit from its branch, by any
+	// trigger, answers it instead of a new build.
+	Stale bool
 }
+
+// DeployOutcome says what Deploy did with a request: created a deployment,
+// or answered it with an earlier one, and why.
+type DeployOutcome string
+
+// Deploy outcomes.
+const (
+	// DeployCreated: a new deployment was recorded and started.
+	DeployCreated DeployOutcome = "created"
+	// DeployRedelivered: the request's delivery id was seen before; the
+	// deployment made for it answers it.
+	DeployRedelivered DeployOutcome = "redelivered"
+	// DeployReplayed: a webhook delivery under a new id of a commit a
+	// webhook already deployed from the same branch.
+	DeployReplayed DeployOutcome = "replayed"
+	// DeployStale: a stale delivery (DeployRequest.Stale) of a commit
+	// already deployed from the same branch.
+	DeployStale DeployOutcome = "stale"
+)
+
+// Created reports whether o is DeployCreated.
+func (o DeployOutcome) Created() bool { return o == DeployCreated }
 
 // Deployer creates deployments and starts their workflows.
 type Deployer interface {
@@ -277,8 +303,10 @@ type Deployer interface {
 	// deployment that already ended is ECONFLICT.
 	Cancel(ctx context.Context, id string) (*Deployment, error)
 	// Deploy validates req, records a queued deployment and starts its
-	// workflow. created is false when req.DeliveryID was seen before; the
-	// earlier deployment is returned then. If the workflow cannot be
-	// started the deployment is recorded as failed, never left queued.
-	Deploy(ctx context.Context, req DeployRequest) (d *Deployment, created bool, err error)
+	// workflow (DeployCreated). A request an earlier deployment already
+	// answers (a delivery id seen before, a replayed or stale delivery)
+	// creates nothing: that deployment is returned with the outcome
+	// saying why. If the workflow cannot be started the deployment is
+	// recorded as failed, never left queued.
+	Deploy(ctx context.Context, req DeployRequest) (d *Deployment, outcome DeployOutcome, err error)
 }

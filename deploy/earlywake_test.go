@@ -28,16 +28,16 @@ func TestEarlyWakeOnlyForNewDeployments(t *testing.T) {
 		}
 		woke = append(woke, project)
 	}})
-	push := func(commit, delivery string) (*slipway.Deployment, bool) {
+	push := func(commit, delivery string) (*slipway.Deployment, slipway.DeployOutcome) {
 		t.Helper()
-		d, created, err := svc.Deploy(ctx, slipway.DeployRequest{Project: "app", Ref: "refs/heads/main", Commit: commit, Trigger: slipway.TriggerWebhook, DeliveryID: delivery})
+		d, outcome, err := svc.Deploy(ctx, slipway.DeployRequest{Project: "app", Ref: "refs/heads/main", Commit: commit, Trigger: slipway.TriggerWebhook, DeliveryID: delivery})
 		if err != nil {
 			t.Fatal(err)
 		}
-		return d, created
+		return d, outcome
 	}
-	d1, created := push(strings.Repeat("a", 40), "one")
-	if !created {
+	d1, outcome := push(strings.Repeat("a", 40), "one")
+	if !outcome.Created() {
 		t.Fatal("first push created no deployment")
 	}
 	if len(woke) != 1 || woke[0] != "app" {
@@ -49,16 +49,16 @@ func TestEarlyWakeOnlyForNewDeployments(t *testing.T) {
 	}
 	// The same delivery again, and the same commit under a new delivery id:
 	// nothing new, so no wake.
-	if d, created := push(strings.Repeat("a", 40), "one"); created || d.ID != d1.ID {
-		t.Errorf("duplicate delivery created %v (%s)", created, d.ID)
+	if d, outcome := push(strings.Repeat("a", 40), "one"); outcome != slipway.DeployRedelivered || d.ID != d1.ID {
+		t.Errorf("duplicate delivery: %s (%s), want %s (%s)", outcome, d.ID, slipway.DeployRedelivered, d1.ID)
 	}
-	if d, created := push(strings.Repeat("a", 40), "two"); created || d.ID != d1.ID {
-		t.Errorf("replayed commit created %v (%s)", created, d.ID)
+	if d, outcome := push(strings.Repeat("a", 40), "two"); outcome != slipway.DeployReplayed || d.ID != d1.ID {
+		t.Errorf("replayed commit: %s (%s), want %s (%s)", outcome, d.ID, slipway.DeployReplayed, d1.ID)
 	}
 	if len(woke) != 1 {
 		t.Errorf("ignored deliveries woke the machine: %v", woke)
 	}
-	if _, created := push(strings.Repeat("b", 40), "three"); !created {
+	if _, outcome := push(strings.Repeat("b", 40), "three"); !outcome.Created() {
 		t.Fatal("new commit created no deployment")
 	}
 	if len(woke) != 2 {

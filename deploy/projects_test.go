@@ -1,4 +1,4 @@
-package deploy
+package deploy_test
 
 import (
 	"regexp"
@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/slipway-ci/slipway"
+	"github.com/slipway-ci/slipway/deploy"
 	"github.com/slipway-ci/slipway/sqlite/sqlitetest"
 )
 
@@ -17,8 +18,8 @@ func ptr(s string) *string { return &s }
 func TestProjectsCreateDefaults(t *testing.T) {
 	store := sqlitetest.Open(t)
 	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	s := NewProjects(ProjectsConfig{Store: store, Now: func() time.Time { return now }})
-	p, err := s.Create(t.Context(), NewProject{Name: "app", Repo: "https://example.com/app.git"})
+	s := deploy.NewProjects(deploy.ProjectsConfig{Store: store, Now: func() time.Time { return now }})
+	p, err := s.Create(t.Context(), deploy.NewProject{Name: "app", Repo: "https://example.com/app.git"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,32 +33,32 @@ func TestProjectsCreateDefaults(t *testing.T) {
 	if err != nil || stored.WebhookSecret != p.WebhookSecret || stored.Branch != "main" {
 		t.Errorf("stored project = %+v, %v", stored, err)
 	}
-	other, err := s.Create(t.Context(), NewProject{Name: "app2", Repo: "https://example.com/app.git", WebhookSecret: "given secret"})
+	other, err := s.Create(t.Context(), deploy.NewProject{Name: "app2", Repo: "https://example.com/app.git", WebhookSecret: "given secret"})
 	if err != nil || other.WebhookSecret != "given secret" {
 		t.Errorf("Create with a webhook secret = %+v, %v", other, err)
 	}
-	if _, err := s.Create(t.Context(), NewProject{Name: "app", Repo: "https://example.com/app.git"}); slipway.ErrorCode(err) != slipway.ECONFLICT {
+	if _, err := s.Create(t.Context(), deploy.NewProject{Name: "app", Repo: "https://example.com/app.git"}); slipway.ErrorCode(err) != slipway.ECONFLICT {
 		t.Errorf("Create of a taken name = %v, want %s", err, slipway.ECONFLICT)
 	}
 }
 
 // Every field is checked before anything is stored.
 func TestProjectsCreateValidates(t *testing.T) {
-	ok := NewProject{Name: "app", Repo: "https://example.com/app.git"}
+	ok := deploy.NewProject{Name: "app", Repo: "https://example.com/app.git"}
 	for _, tc := range []struct {
 		name   string
-		change func(*NewProject)
+		change func(*deploy.NewProject)
 		code   string
 	}{
-		{"name", func(np *NewProject) { np.Name = "App!" }, slipway.EINVALID},
-		{"repo", func(np *NewProject) { np.Repo = "ftp://example.com/x" }, slipway.EINVALID},
-		{"branch", func(np *NewProject) { np.Branch = "a..b" }, slipway.EINVALID},
-		{"dockerfile", func(np *NewProject) { np.Dockerfile = "../Dockerfile" }, slipway.EINVALID},
-		{"context", func(np *NewProject) { np.Context = "/abs" }, slipway.EINVALID},
-		{"webhook secret", func(np *NewProject) { np.WebhookSecret = " padded" }, slipway.EINVALID},
-		{"log age", func(np *NewProject) { np.MaxLogAge = ptr("soon") }, slipway.EINVALID},
-		{"build arg", func(np *NewProject) { np.BuildArgs = []slipway.BuildArg{{Name: "1X", Value: "v"}} }, slipway.EINVALID},
-		{"build arg twice", func(np *NewProject) {
+		{"name", func(np *deploy.NewProject) { np.Name = "App!" }, slipway.EINVALID},
+		{"repo", func(np *deploy.NewProject) { np.Repo = "ftp://example.com/x" }, slipway.EINVALID},
+		{"branch", func(np *deploy.NewProject) { np.Branch = "a..b" }, slipway.EINVALID},
+		{"dockerfile", func(np *deploy.NewProject) { np.Dockerfile = "../Dockerfile" }, slipway.EINVALID},
+		{"context", func(np *deploy.NewProject) { np.Context = "/abs" }, slipway.EINVALID},
+		{"webhook secret", func(np *deploy.NewProject) { np.WebhookSecret = " padded" }, slipway.EINVALID},
+		{"log age", func(np *deploy.NewProject) { np.MaxLogAge = ptr("soon") }, slipway.EINVALID},
+		{"build arg", func(np *deploy.NewProject) { np.BuildArgs = []slipway.BuildArg{{Name: "1X", Value: "v"}} }, slipway.EINVALID},
+		{"build arg twice", func(np *deploy.NewProject) {
 			np.BuildArgs = []slipway.BuildArg{{Name: "X", Value: "1"}, {Name: "X", Value: "2"}}
 		}, slipway.EINVALID},
 	} {
@@ -65,7 +66,7 @@ func TestProjectsCreateValidates(t *testing.T) {
 			store := sqlitetest.Open(t)
 			np := ok
 			tc.change(&np)
-			_, err := NewProjects(ProjectsConfig{Store: store}).Create(t.Context(), np)
+			_, err := deploy.NewProjects(deploy.ProjectsConfig{Store: store}).Create(t.Context(), np)
 			if slipway.ErrorCode(err) != tc.code {
 				t.Errorf("Create(%+v) = %v, want %s", np, err, tc.code)
 			}
@@ -80,7 +81,7 @@ func TestProjectsCreateValidates(t *testing.T) {
 // removes one whose deployments all ended.
 func TestProjectsDelete(t *testing.T) {
 	store := sqlitetest.Open(t)
-	s := NewProjects(ProjectsConfig{Store: store})
+	s := deploy.NewProjects(deploy.ProjectsConfig{Store: store})
 	sqlitetest.AddProject(t, store, slipway.Project{Name: "app", Repo: "file:///r", Branch: "main"})
 	sha := strings.Repeat("a", 40)
 	d := sqlitetest.AddDeployment(t, store, slipway.Deployment{Project: "app", Ref: "main", Commit: sha, Status: slipway.StatusBuilding})
@@ -106,10 +107,10 @@ func TestProjectsDelete(t *testing.T) {
 func TestProjectsSecrets(t *testing.T) {
 	store := sqlitetest.Open(t)
 	sqlitetest.AddProject(t, store, slipway.Project{Name: "app", Repo: "file:///r", Branch: "main"})
-	if _, err := NewProjects(ProjectsConfig{Store: store}).SetSecret(t.Context(), "app", "tok", []byte("value")); slipway.ErrorCode(err) != slipway.EINVALID {
+	if _, err := deploy.NewProjects(deploy.ProjectsConfig{Store: store}).SetSecret(t.Context(), "app", "tok", []byte("value")); slipway.ErrorCode(err) != slipway.EINVALID {
 		t.Errorf("SetSecret without a secret store = %v, want %s", err, slipway.EINVALID)
 	}
-	s := NewProjects(ProjectsConfig{Store: store, Secrets: store})
+	s := deploy.NewProjects(deploy.ProjectsConfig{Store: store, Secrets: store})
 	if _, err := s.SetSecret(t.Context(), "app", "a,b", []byte("value")); slipway.ErrorCode(err) != slipway.EINVALID {
 		t.Errorf("SetSecret with a bad name = %v, want %s", err, slipway.EINVALID)
 	}
@@ -130,7 +131,7 @@ func TestProjectsDeploymentError(t *testing.T) {
 	store := sqlitetest.Open(t)
 	sqlitetest.AddProject(t, store, slipway.Project{Name: "app", Repo: "https://user:hunter22@example.com/app.git", Branch: "main"})
 	d := &slipway.Deployment{ID: "d-1", Project: "app", Error: "fetch https://user:hunter22@example.com/app.git: denied"}
-	got, err := NewProjects(ProjectsConfig{Store: store}).DeploymentError(t.Context(), d)
+	got, err := deploy.NewProjects(deploy.ProjectsConfig{Store: store}).DeploymentError(t.Context(), d)
 	if err != nil || strings.Contains(got, "hunter22") || !strings.Contains(got, "denied") {
 		t.Errorf("DeploymentError = %q, %v; want the password masked", got, err)
 	}

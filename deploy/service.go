@@ -68,76 +68,62 @@ func NewService(cfg ServiceConfig) *Service {
 	return &Service{cfg: cfg}
 }
 
-// recentForReplay is how many of a project's latest deployments a webhook
-// delivery's commit is checked against.
-const recentForReplay = 200
-
 // Deploy implements slipway.Deployer.
-func (s *Service) Deploy(ctx context.Context, req slipway.DeployRequest) (*slipway.Deployment, bool, error) {
+func (s *Service) Deploy(ctx context.Context, req slipway.DeployRequest) (*slipway.Deployment, slipway.DeployOutcome, error) {
 	p, err := s.cfg.Store.Project(ctx, req.Project)
 	if err != nil {
-		return nil, false, err
+		return nil, "", err
 	}
 	ref := req.Ref
 	if ref == "" {
 		ref = p.Branch
 	}
 	if err := slipway.ValidateRef(ref); err != nil {
-		return nil, false, err
+		return nil, "", err
 	}
 	commit := strings.ToLower(req.Commit)
 	if commit != "" && !slipway.ValidCommit(commit) {
-		return nil, false, slipway.Errorf(slipway.EINVALID, "invalid commit %q: give the full 40-character SHA", req.Commit)
+		return nil, "", slipway.Errorf(slipway.EINVALID, "invalid commit %q: give the full 40-character SHA", req.Commit)
 	}
 	if commit == "" {
 		if s.cfg.ResolveRef == nil {
-			return nil, false, slipway.Errorf(slipway.EINVALID, "no commit given")
+			return nil, "", slipway.Errorf(slipway.EINVALID, "no commit given")
 		}
 		commit, err = s.cfg.ResolveRef(ctx, p.Repo, ref)
 		if err != nil {
 			// git's message may quote the URL, credentials and all.
 			r, rerr := projectRedactor(ctx, p, nil)
 			if rerr != nil {
-				return nil, false, rerr
+				return nil, "", rerr
 			}
-			return nil, false, redactError(r, err)
+			return nil, "", redactError(r, err)
 		}
 		if !slipway.ValidCommit(commit) {
-			return nil, false, slipway.Errorf(slipway.EINVALID, "ref %q of %s resolved to %q, which is not a commit SHA", ref, redact.RepoURL(p.Repo), commit)
+			return nil, "", slipway.Errorf(slipway.EINVALID, "ref %q of %s resolved to %q, which is not a commit SHA", ref, redact.RepoURL(p.Repo), commit)
 		}
 	}
-	trigger := req.Trigger
-	if trigger == "" {
-		trigger = slipway.TriggerManual
+	req.Ref, req.Commit = ref, commit
+	if req.Trigger == "" {
+		req.Trigger = slipway.TriggerManual
 	}
-	if trigger == slipway.TriggerWebhook {
-		// A delivery replayed under another id (or an old one) is not a new
-		// build unless its commit is new to the project.
-		recent, err := s.cfg.Store.Deployments(ctx, p.Name, recentForReplay)
-		if err != nil {
-			return nil, false, err
-		}
-		for _, d := range recent {
-			if d.Commit == commit && d.Trigger == slipway.TriggerWebhook && branchOf(d.Ref) == branchOf(ref) {
-				return d, false, nil
-			}
-		}
+	if d, outcome, err := Earlier(ctx, s.cfg.Store, req); err != nil || d != nil {
+		return d, outcome, err
 	}
 	d := &slipway.Deployment{
 		Project:    p.Name,
 		Ref:        ref,
 		Commit:     commit,
-		Trigger:    trigger,
+		Trigger:    req.Trigger,
 		Status:     slipway.StatusQueued,
 		Image:      ImageRef(s.cfg.Registry, p.Name, commit),
 		DeliveryID: req.DeliveryID,
 	}
 	existing, created, err := s.cfg.Store.CreateDeployment(ctx, d)
 	if err != nil {
-		return nil, false, fmt.Errorf("record deployment: %w", err)
+		return nil, "", fmt.Errorf("record deployment: %w", err)
 	}
 	if !created {
-		return existing, false, nil
+		return existing, CreatedOutcome(created), nil
 	}
 	if existing != nil {
 		d = existing
@@ -146,9 +132,9 @@ func (s *Service) Deploy(ctx context.Context, req slipway.DeployRequest) (*slipw
 		s.cfg.EarlyWake(ctx, p.Name)
 	}
 	if err := s.start(ctx, p, d); err != nil {
-		return nil, false, err
+		return nil, "", err
 	}
-	return d, true, nil
+	return d, slipway.DeployCreated, nil
 }
 
 // start starts d's workflow; if that fails, d is recorded as failed.

@@ -61,9 +61,9 @@ func TestWebhookReplayOfKnownCommit(t *testing.T) {
 	// No Temporal client: reaching it would panic, so the test also proves
 	// nothing was started.
 	svc := NewService(ServiceConfig{Store: store, Registry: "reg"})
-	d, created, err := svc.Deploy(ctx, slipway.DeployRequest{Project: "app", Ref: "refs/heads/main", Commit: sha, Trigger: slipway.TriggerWebhook, DeliveryID: "two"})
-	if err != nil || created || d.ID != first.ID {
-		t.Fatalf("replayed delivery = %v, created %v, %v; want the first deployment %s, not created", d, created, err, first.ID)
+	d, outcome, err := svc.Deploy(ctx, slipway.DeployRequest{Project: "app", Ref: "refs/heads/main", Commit: sha, Trigger: slipway.TriggerWebhook, DeliveryID: "two"})
+	if err != nil || outcome != slipway.DeployReplayed || d.ID != first.ID {
+		t.Fatalf("replayed delivery = %v, %s, %v; want the first deployment %s, %s", d, outcome, err, first.ID, slipway.DeployReplayed)
 	}
 	if ds, _ := store.Deployments(ctx, "app", 0); len(ds) != 1 {
 		t.Errorf("%d deployments after a replay, want 1", len(ds))

@@ -5,12 +5,13 @@
 //
 // The handler caps the body, checks the HMAC-SHA256 signature against the
 // webhook secret of each project registered for the delivery's repository,
-// and hands verified pushes to a slipway.Deployer, which records the
-// deployment (deduplicated by delivery id) and starts its workflow. It never
-// writes to the store itself and does nothing for a delivery it rejects; it
-// must not build, fetch or wait for anything, so it answers within
-// milliseconds. A push delivery older than the webhook window
-// (HandlerConfig.MaxAge) whose commit was already deployed builds nothing.
+// and hands verified pushes to a slipway.Deployer with their delivery id,
+// which decides whether the push needs a new deployment (not for a
+// redelivery, a replay, or a push older than the webhook window,
+// HandlerConfig.MaxAge, whose commit was already deployed), records it and
+// starts its workflow. It never writes to the store itself and does
+// nothing for a delivery it rejects; it must not build, fetch or wait for
+// anything, so it answers within milliseconds.
 package github
 
 import (
@@ -58,7 +59,8 @@ type HandlerConfig struct {
 	// (ProjectsByRepo). The handler only reads from it.
 	Store slipway.Store
 	// Deployer records the deployment of a verified push and starts its
-	// workflow; it deduplicates redeliveries by delivery id.
+	// workflow; it decides which deliveries need none (redeliveries,
+	// replays, stale pushes) and says so in its outcome.
 	Deployer slipway.Deployer
 	// MaxBodyBytes caps the request body; larger deliveries get 413.
 	// Zero or less means DefaultMaxBodyBytes (25 MiB, GitHub's limit).
@@ -72,7 +74,8 @@ type HandlerConfig struct {
 	AppSecret string
 	// MaxAge is the webhook window: a push delivery whose push happened
 	// longer ago than this (by the payload's repository.pushed_at, else its
-	// head commit's timestamp) builds nothing when its commit was already
+	// head commit's timestamp) is passed to the Deployer as stale, and
+	// builds nothing when its commit was already
 	// deployed from the same branch, whatever its delivery id; one whose
 	// commit is new still builds. It stops a captured delivery from being
 	// replayed later to roll a project back. Zero or less turns the check
@@ -299,9 +302,12 @@ func (h *handler) authenticate(r *http.Request, body []byte, projects []*slipway
 }
 
 // push deploys a verified push to each of projects whose branch filter
-// the pushed branch passes. scoped makes the delivery id used for
-// deduplication unique per project, because the store deduplicates by
-// delivery id alone and one delivery then creates several deployments.
+// the pushed branch passes. The Deployer decides whether the push needs a
+// new deployment (deploy.Earlier): the handler passes the delivery id
+// through and says whether the push is past the webhook window. scoped
+// makes the delivery id unique per project, because the store
+// deduplicates by delivery id alone and one delivery then creates several
+// deployments.
 func (h *handler) push(ctx context.Context, ev *gh.PushEvent, projects []*slipway.Project, id string, scoped bool) (int, Response) {
 	ref, after := ev.GetRef(), ev.GetAfter()
 	if err := slipway.ValidateRef(ref); err != nil {
@@ -323,6 +329,19 @@ func (h *handler) push(ctx context.Context, ev *gh.PushEvent, projects []*slipwa
 		return reply(http.StatusBadRequest, "invalid commit %q in the push's \"after\" field: want a full 40-hex-digit SHA", after)
 	}
 
+	return h.deployPush(ctx, ev, projects, pushed{id: id, ref: ref, branch: branch, after: after, scoped: scoped})
+}
+
+// pushed is a verified push of commit after to branch (ref
+// refs/heads/<branch>) in delivery id; scoped as for push.
+type pushed struct {
+	id, ref, branch, after string
+	scoped                 bool
+}
+
+// deployPush asks the Deployer to deploy ps to each of projects whose
+// branch filter its branch passes, and answers with what became of it.
+func (h *handler) deployPush(ctx context.Context, ev *gh.PushEvent, projects []*slipway.Project, ps pushed) (int, Response) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), deployTimeout)
 	defer cancel()
 	pushedAt, age, stale := h.staleness(ev)
@@ -342,43 +361,25 @@ func (h *handler) push(ctx context.Context, ev *gh.PushEvent, projects []*slipwa
 			// No filter set: deploy the repository's default branch.
 			filter = ev.GetRepo().GetDefaultBranch()
 		}
-		if !branchMatches(filter, branch) {
-			notes = append(notes, fmt.Sprintf("%sbranch %s does not match project filter %s", prefix, branch, filter))
+		if !branchMatches(filter, ps.branch) {
+			notes = append(notes, fmt.Sprintf("%sbranch %s does not match project filter %s", prefix, ps.branch, filter))
 			continue
-		}
-		if stale {
-			known, err := h.deployedBefore(ctx, p.Name, branch, after)
-			if err != nil {
-				h.log.Error("look up earlier deployments", "project", p.Name, "delivery", id, "commit", after, "err", err)
-				if firstErr == nil {
-					firstErr = err
-				}
-				notes = append(notes, prefix+userMessage(err))
-				continue
-			}
-			if known != nil {
-				resp.Deployments = append(resp.Deployments, known.ID)
-				redeliv++
-				h.log.Info("stale webhook push ignored", "project", p.Name, "deployment", known.ID, "delivery", id, "ref", ref, "commit", after, "pushed_at", pushedAt, "age", age)
-				notes = append(notes, fmt.Sprintf("%sstale delivery: its push is %s old (pushed at %s), past the webhook window of %s, and commit %s of %s was already deployed as %s: nothing new was queued (push again to rebuild, or use `slipway deploy`)",
-					prefix, age.Round(time.Second), pushedAt.UTC().Format(time.RFC3339), h.maxAge, short(after), branch, known.ID))
-				continue
-			}
 		}
 		req := slipway.DeployRequest{
 			Project:    p.Name,
-			Ref:        ref,
-			Commit:     after,
+			Ref:        ps.ref,
+			Commit:     ps.after,
 			Trigger:    slipway.TriggerWebhook,
-			DeliveryID: id,
+			DeliveryID: ps.id,
+			Stale:      stale,
 		}
-		if scoped {
-			req.DeliveryID = id + "/" + p.Name
+		if ps.scoped {
+			req.DeliveryID = ps.id + "/" + p.Name
 		}
-		dep, isNew, err := h.deployer.Deploy(ctx, req)
+		dep, outcome, err := h.deployer.Deploy(ctx, req)
 		if err != nil {
 			if slipway.HTTPStatus(err) == http.StatusInternalServerError {
-				h.log.Error("deploy webhook push", "project", p.Name, "delivery", id, "ref", ref, "commit", after, "err", err)
+				h.log.Error("deploy webhook push", "project", p.Name, "delivery", ps.id, "ref", ps.ref, "commit", ps.after, "err", err)
 			}
 			if firstErr == nil {
 				firstErr = err
@@ -387,17 +388,13 @@ func (h *handler) push(ctx context.Context, ev *gh.PushEvent, projects []*slipwa
 			continue
 		}
 		resp.Deployments = append(resp.Deployments, dep.ID)
-		h.log.Info("webhook push", "project", p.Name, "deployment", dep.ID, "delivery", id, "ref", ref, "commit", after, "created", isNew)
-		if isNew {
+		h.log.Info("webhook push", "project", p.Name, "deployment", dep.ID, "delivery", ps.id, "ref", ps.ref, "commit", ps.after, "outcome", outcome)
+		if outcome.Created() {
 			created++
-			notes = append(notes, fmt.Sprintf("%sdeployment %s of %s at %s queued", prefix, dep.ID, branch, short(after)))
-		} else if dep.DeliveryID == req.DeliveryID {
-			redeliv++
-			notes = append(notes, fmt.Sprintf("%sredelivery of delivery %s: deployment %s was already created for it, nothing new was queued", prefix, id, dep.ID))
 		} else {
 			redeliv++
-			notes = append(notes, fmt.Sprintf("%sreplay of an earlier push: commit %s of %s was already deployed as %s, nothing new was queued", prefix, short(after), branch, dep.ID))
 		}
+		notes = append(notes, prefix+h.outcomeNote(outcome, dep.ID, ps.id, ps.branch, ps.after, pushedAt, age))
 	}
 	if len(resp.Deployments) > 0 {
 		resp.Deployment = resp.Deployments[0]
@@ -415,6 +412,23 @@ func (h *handler) push(ctx context.Context, ev *gh.PushEvent, projects []*slipwa
 		return http.StatusOK, resp
 	}
 	return http.StatusAccepted, resp
+}
+
+// outcomeNote tells the forge what became of a push to branch of commit
+// after in delivery id: the deployment dep it queued, or the earlier one
+// that answers it (the Deployer's outcome says why). pushedAt and age
+// describe a stale push.
+func (h *handler) outcomeNote(outcome slipway.DeployOutcome, dep, id, branch, after string, pushedAt time.Time, age time.Duration) string {
+	switch outcome {
+	case slipway.DeployCreated:
+		return fmt.Sprintf("deployment %s of %s at %s queued", dep, branch, short(after))
+	case slipway.DeployRedelivered:
+		return fmt.Sprintf("redelivery of delivery %s: deployment %s was already created for it, nothing new was queued", id, dep)
+	case slipway.DeployStale:
+		return fmt.Sprintf("stale delivery: its push is %s old (pushed at %s), past the webhook window of %s, and commit %s of %s was already deployed as %s: nothing new was queued (push again to rebuild, or use `slipway deploy`)",
+			age.Round(time.Second), pushedAt.UTC().Format(time.RFC3339), h.maxAge, short(after), branch, dep)
+	}
+	return fmt.Sprintf("replay of an earlier push: commit %s of %s was already deployed as %s, nothing new was queued", short(after), branch, dep)
 }
 
 // staleness returns when the push was made and how long ago, and whether
@@ -444,16 +458,6 @@ func (h *handler) staleness(ev *gh.PushEvent) (pushedAt time.Time, age time.Dura
 	}
 	age = max(h.now().Sub(pushedAt), 0)
 	return pushedAt, age, age > h.maxAge
-}
-
-// deployedBefore returns the latest deployment of commit from branch in
-// project, or nil when it was never deployed from there.
-func (h *handler) deployedBefore(ctx context.Context, project, branch, commit string) (*slipway.Deployment, error) {
-	d, err := h.store.DeploymentOfCommit(ctx, project, branch, commit)
-	if slipway.ErrorCode(err) == slipway.ENOTFOUND {
-		return nil, nil
-	}
-	return d, err
 }
 
 // userMessage is what a forge may read about err: internal errors are

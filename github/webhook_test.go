@@ -47,6 +47,14 @@ func (s lookupsOnly) Deployments(ctx context.Context, project string, limit int)
 	return s.Store.Deployments(ctx, project, limit)
 }
 
+// DeploymentOfCommit fails the test: whether a delivery needs a new
+// deployment is the Deployer's to decide (deploy.Earlier), not the
+// handler's.
+func (s lookupsOnly) DeploymentOfCommit(ctx context.Context, project, branch, commit string) (*slipway.Deployment, error) {
+	s.t.Errorf("the handler looked up earlier deployments of %s: the Deployer decides what a delivery needs", project)
+	return s.Store.DeploymentOfCommit(ctx, project, branch, commit)
+}
+
 // failingLookups is the real store whose DeploymentOfCommit fails.
 type failingLookups struct {
 	slipway.Store
@@ -65,12 +73,12 @@ type failingDeployer struct {
 	calls atomic.Int32
 }
 
-func (d *failingDeployer) Deploy(context.Context, slipway.DeployRequest) (*slipway.Deployment, bool, error) {
+func (d *failingDeployer) Deploy(context.Context, slipway.DeployRequest) (*slipway.Deployment, slipway.DeployOutcome, error) {
 	d.calls.Add(1)
 	if d.err == nil {
 		panic("deployer exploded")
 	}
-	return nil, false, d.err
+	return nil, "", d.err
 }
 
 // replayingDeployer answers every Deploy with an earlier deployment, as
@@ -81,8 +89,8 @@ type replayingDeployer struct {
 	earlier *slipway.Deployment
 }
 
-func (d replayingDeployer) Deploy(context.Context, slipway.DeployRequest) (*slipway.Deployment, bool, error) {
-	return d.earlier, false, nil
+func (d replayingDeployer) Deploy(context.Context, slipway.DeployRequest) (*slipway.Deployment, slipway.DeployOutcome, error) {
+	return d.earlier, slipway.DeployReplayed, nil
 }
 
 func webProject() *slipway.Project {
@@ -498,11 +506,15 @@ func TestRedelivery(t *testing.T) {
 		t.Errorf("deployments created = %d (%v), want 1", len(ds), err)
 	}
 
-	// A new delivery of the same push is a new deployment.
+	// The same push under a new delivery id is a replay: the Deployer
+	// answers it with the first deployment.
 	h.Set("X-GitHub-Delivery", "another-delivery")
 	status, other := send(t, http.MethodPost, target, h, body)
-	if status != http.StatusAccepted || other.Deployment == first.Deployment {
-		t.Errorf("POST %s new delivery = %d %+v, want %d and a new deployment", target, status, other, http.StatusAccepted)
+	if status != http.StatusOK || other.Deployment != first.Deployment || !strings.Contains(other.Message, "replay of an earlier push") {
+		t.Errorf("POST %s new delivery = %d %+v, want %d replay of %s", target, status, other, http.StatusOK, first.Deployment)
+	}
+	if ds, err := dep.Store.Deployments(t.Context(), "web", 0); err != nil || len(ds) != 1 {
+		t.Errorf("deployments after a replay = %d (%v), want 1", len(ds), err)
 	}
 }
 
@@ -668,44 +680,51 @@ func TestDeliveryAge(t *testing.T) {
 		wantMessage string
 		wantDeploy  bool
 		wantID      string
+		// wantStale: the handler tells the Deployer the push is past the
+		// webhook window.
+		wantStale bool
 	}{
 		{
-			name: "stale, commit deployed from the branch", maxAge: time.Hour, now: pushedAt.Add(2 * time.Hour), deployed: []*slipway.Deployment{otherCommit, known},
+			name: "stale, commit deployed from the branch", wantStale: true, maxAge: time.Hour, now: pushedAt.Add(2 * time.Hour), deployed: []*slipway.Deployment{otherCommit, known},
 			wantStatus: http.StatusOK, wantID: "d-known",
 			wantMessage: "stale delivery: its push is 2h0m0s old (pushed at 2019-05-15T15:20:57Z), past the webhook window of 1h0m0s, and commit 6113728f27ae of master was already deployed as d-known: nothing new was queued",
 		},
 		{
-			name: "stale, commit deployed by hand from the branch", maxAge: time.Hour, now: pushedAt.Add(2 * time.Hour), deployed: []*slipway.Deployment{manual},
+			name: "stale, commit deployed by hand from the branch", wantStale: true, maxAge: time.Hour, now: pushedAt.Add(2 * time.Hour), deployed: []*slipway.Deployment{manual},
 			wantStatus: http.StatusOK, wantID: "d-manual", wantMessage: "already deployed as d-manual",
 		},
 		{
-			name: "stale, commit new", maxAge: time.Hour, now: pushedAt.Add(2 * time.Hour), deployed: []*slipway.Deployment{otherCommit},
+			name: "stale, commit new", wantStale: true, maxAge: time.Hour, now: pushedAt.Add(2 * time.Hour), deployed: []*slipway.Deployment{otherCommit},
 			wantStatus: http.StatusAccepted, wantMessage: "queued", wantDeploy: true,
 		},
 		{
-			name: "stale, commit deployed only from another branch", maxAge: time.Hour, now: pushedAt.Add(2 * time.Hour), deployed: []*slipway.Deployment{elsewhere},
+			name: "stale, commit deployed only from another branch", wantStale: true, maxAge: time.Hour, now: pushedAt.Add(2 * time.Hour), deployed: []*slipway.Deployment{elsewhere},
 			wantStatus: http.StatusAccepted, wantMessage: "queued", wantDeploy: true,
 		},
 		{
-			name: "within the window, commit deployed: the Deployer decides", maxAge: time.Hour, now: pushedAt.Add(30 * time.Minute), deployed: []*slipway.Deployment{known},
+			name: "within the window, commit deployed by a webhook: a replay", maxAge: time.Hour, now: pushedAt.Add(30 * time.Minute), deployed: []*slipway.Deployment{known},
+			wantStatus: http.StatusOK, wantID: "d-known", wantMessage: "replay of an earlier push: commit 6113728f27ae of master was already deployed as d-known",
+		},
+		{
+			name: "within the window, commit deployed by hand", maxAge: time.Hour, now: pushedAt.Add(30 * time.Minute), deployed: []*slipway.Deployment{manual},
 			wantStatus: http.StatusAccepted, wantMessage: "queued", wantDeploy: true,
 		},
 		{
-			name: "window off", maxAge: 0, now: pushedAt.Add(24 * 365 * time.Hour), deployed: []*slipway.Deployment{known},
+			name: "window off", maxAge: 0, now: pushedAt.Add(24 * 365 * time.Hour), deployed: []*slipway.Deployment{manual},
 			wantStatus: http.StatusAccepted, wantMessage: "queued", wantDeploy: true,
 		},
 		{
-			name: "pushed_at as an RFC 3339 string", maxAge: time.Hour, now: pushedAt.Add(2 * time.Hour), deployed: []*slipway.Deployment{known},
+			name: "pushed_at as an RFC 3339 string", wantStale: true, maxAge: time.Hour, now: pushedAt.Add(2 * time.Hour), deployed: []*slipway.Deployment{known},
 			edit:       func(m map[string]any) { m["repository"].(map[string]any)["pushed_at"] = "2019-05-15T15:20:57Z" },
 			wantStatus: http.StatusOK, wantID: "d-known", wantMessage: "pushed at 2019-05-15T15:20:57Z",
 		},
 		{
-			name: "gitea: no pushed_at, the head commit's time", maxAge: time.Hour, now: pushedAt.Add(2 * time.Hour), deployed: []*slipway.Deployment{known},
+			name: "gitea: no pushed_at, the head commit's time", wantStale: true, maxAge: time.Hour, now: pushedAt.Add(2 * time.Hour), deployed: []*slipway.Deployment{known},
 			edit:       func(m map[string]any) { delete(m["repository"].(map[string]any), "pushed_at") },
 			wantStatus: http.StatusOK, wantID: "d-known", wantMessage: "pushed at 2019-05-15T15:19:25Z",
 		},
 		{
-			name: "no head commit: the newest commit's time", maxAge: time.Hour, now: pushedAt.Add(2 * time.Hour), deployed: []*slipway.Deployment{known},
+			name: "no head commit: the newest commit's time", wantStale: true, maxAge: time.Hour, now: pushedAt.Add(2 * time.Hour), deployed: []*slipway.Deployment{known},
 			edit: func(m map[string]any) {
 				delete(m["repository"].(map[string]any), "pushed_at")
 				delete(m, "head_commit")
@@ -713,11 +732,11 @@ func TestDeliveryAge(t *testing.T) {
 			wantStatus: http.StatusOK, wantID: "d-known", wantMessage: "pushed at 2019-05-15T15:19:25Z",
 		},
 		{
-			name: "no time at all: never stale", maxAge: time.Hour, now: pushedAt.Add(24 * time.Hour), deployed: []*slipway.Deployment{known}, edit: noTimes,
+			name: "no time at all: never stale", maxAge: time.Hour, now: pushedAt.Add(24 * time.Hour), deployed: []*slipway.Deployment{manual}, edit: noTimes,
 			wantStatus: http.StatusAccepted, wantMessage: "queued", wantDeploy: true,
 		},
 		{
-			name: "pushed in the future (clock skew)", maxAge: time.Hour, now: pushedAt.Add(-3 * time.Hour), deployed: []*slipway.Deployment{known},
+			name: "pushed in the future (clock skew)", maxAge: time.Hour, now: pushedAt.Add(-3 * time.Hour), deployed: []*slipway.Deployment{manual},
 			wantStatus: http.StatusAccepted, wantMessage: "queued", wantDeploy: true,
 		},
 		{
@@ -741,8 +760,11 @@ func TestDeliveryAge(t *testing.T) {
 			if status != tt.wantStatus || !strings.Contains(resp.Message, tt.wantMessage) {
 				t.Errorf("POST %s = %d %q, want %d %q", tt.name, status, resp.Message, tt.wantStatus, tt.wantMessage)
 			}
-			if calls := dep.Requests(); (len(calls) == 1) != tt.wantDeploy || len(calls) > 1 {
-				t.Errorf("POST %s: Deploy calls %+v, want a call: %v", tt.name, calls, tt.wantDeploy)
+			if ds, _ := store.Deployments(t.Context(), "web", 0); (len(ds) > len(tt.deployed)) != tt.wantDeploy {
+				t.Errorf("POST %s: %d deployments after %d, want a new one: %v", tt.name, len(ds), len(tt.deployed), tt.wantDeploy)
+			}
+			if calls := dep.Requests(); tt.wantStatus != http.StatusBadRequest && (len(calls) != 1 || calls[0].Stale != tt.wantStale) {
+				t.Errorf("POST %s: Deploy calls %+v, want one, stale: %v", tt.name, calls, tt.wantStale)
 			}
 			if tt.wantID != "" && (resp.Deployment != tt.wantID || len(resp.Deployments) != 1) {
 				t.Errorf("POST %s: deployments %q, want the earlier %s", tt.name, resp.Deployments, tt.wantID)
@@ -752,13 +774,12 @@ func TestDeliveryAge(t *testing.T) {
 
 	t.Run("store error", func(t *testing.T) {
 		store := newStore(t, webProject())
-		dep := &sqlitetest.Deployer{Store: store}
-		target := serve(t, HandlerConfig{MaxAge: time.Hour, Now: func() time.Time { return pushedAt.Add(2 * time.Hour) },
-			Store: failingLookups{store, errors.New("database is locked")}}, store, dep)
+		dep := &sqlitetest.Deployer{Store: failingLookups{store, errors.New("database is locked")}}
+		target := serve(t, HandlerConfig{MaxAge: time.Hour, Now: func() time.Time { return pushedAt.Add(2 * time.Hour) }}, store, dep)
 		body := push(t, nil)
 		status, resp := send(t, http.MethodPost, target, headers()(body), body)
-		if status != http.StatusInternalServerError || resp.Message != "internal error" || len(dep.Requests()) != 0 {
-			t.Errorf("POST with a failing store = %d %q, %d Deploy calls; want 500 internal error and none", status, resp.Message, len(dep.Requests()))
+		if ds, _ := store.Deployments(t.Context(), "web", 0); status != http.StatusInternalServerError || resp.Message != "internal error" || len(ds) != 0 {
+			t.Errorf("POST with a failing store = %d %q, %d deployments; want 500 internal error and none", status, resp.Message, len(ds))
 		}
 	})
 }

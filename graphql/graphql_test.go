@@ -451,7 +451,7 @@ func (failingStore) Projects(context.Context) ([]*slipway.Project, error) {
 // panickingDeployer panics in Deploy, for the API's recovery.
 type panickingDeployer struct{ slipway.Deployer }
 
-func (panickingDeployer) Deploy(context.Context, slipway.DeployRequest) (*slipway.Deployment, bool, error) {
+func (panickingDeployer) Deploy(context.Context, slipway.DeployRequest) (*slipway.Deployment, slipway.DeployOutcome, error) {
 	panic("boom")
 }
 

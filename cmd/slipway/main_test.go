@@ -56,14 +56,14 @@ type scriptedDeployer struct {
 	script func(d slipway.Deployment) []slipway.Deployment
 }
 
-func (f *scriptedDeployer) Deploy(ctx context.Context, req slipway.DeployRequest) (*slipway.Deployment, bool, error) {
-	d, created, err := f.Deployer.Deploy(ctx, req)
-	if created && f.script != nil {
+func (f *scriptedDeployer) Deploy(ctx context.Context, req slipway.DeployRequest) (*slipway.Deployment, slipway.DeployOutcome, error) {
+	d, outcome, err := f.Deployer.Deploy(ctx, req)
+	if outcome.Created() && f.script != nil {
 		f.store.mu.Lock()
 		f.store.scripts[d.ID] = f.script(*d)
 		f.store.mu.Unlock()
 	}
-	return d, created, err
+	return d, outcome, err
 }
 
 type testServer struct {

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/slipway-ci/slipway"
+	"github.com/slipway-ci/slipway/deploy"
 	"github.com/slipway-ci/slipway/sqlite"
 )
 
@@ -112,10 +113,12 @@ func Advance(ctx context.Context, s slipway.Store, d slipway.Deployment) error {
 
 // Deployer is a slipway.Deployer without Temporal: Deploy records the
 // request and a queued deployment in the store, d-1, d-2, ... in the order
-// they were created, skipping ids the test took (the store answers a
-// delivery id it has seen with the earlier deployment), and nothing ever
-// builds it. Rollback is refused;
-// Cancel records a queued or building deployment as cancelled.
+// they were created, skipping ids the test took, and nothing ever builds
+// it. A request an earlier deployment answers (a redelivery, a replayed
+// or stale delivery) is answered as the real Deployer answers it: by
+// deploy.Earlier, then the store's deduplication of delivery ids. Rollback
+// is refused; Cancel records a queued or building deployment as
+// cancelled.
 type Deployer struct {
 	// Store records the deployments.
 	Store slipway.Store
@@ -130,27 +133,30 @@ var _ slipway.Deployer = (*Deployer)(nil)
 // Deploy implements slipway.Deployer. An empty ref is the project's
 // branch, an empty commit 0123456789abcdef0123456789abcdef01234567 and an
 // empty trigger manual, as the real Deployer would resolve them.
-func (d *Deployer) Deploy(ctx context.Context, req slipway.DeployRequest) (*slipway.Deployment, bool, error) {
+func (d *Deployer) Deploy(ctx context.Context, req slipway.DeployRequest) (*slipway.Deployment, slipway.DeployOutcome, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.reqs = append(d.reqs, req)
 	p, err := d.Store.Project(ctx, req.Project)
 	if err != nil {
-		return nil, false, err
+		return nil, "", err
+	}
+	if req.Ref == "" {
+		req.Ref = p.Branch
+	}
+	if req.Commit == "" {
+		req.Commit = "0123456789abcdef0123456789abcdef01234567"
+	}
+	if req.Trigger == "" {
+		req.Trigger = slipway.TriggerManual
+	}
+	if earlier, outcome, err := deploy.Earlier(ctx, d.Store, req); err != nil || earlier != nil {
+		return earlier, outcome, err
 	}
 	for {
 		d.next++
 		dep := &slipway.Deployment{ID: fmt.Sprintf("d-%d", d.next), Project: req.Project, Ref: req.Ref, Commit: req.Commit,
 			Trigger: req.Trigger, DeliveryID: req.DeliveryID}
-		if dep.Ref == "" {
-			dep.Ref = p.Branch
-		}
-		if dep.Commit == "" {
-			dep.Commit = "0123456789abcdef0123456789abcdef01234567"
-		}
-		if dep.Trigger == "" {
-			dep.Trigger = slipway.TriggerManual
-		}
 		got, created, err := d.Store.CreateDeployment(ctx, dep)
 		if slipway.ErrorCode(err) == slipway.ECONFLICT {
 			continue // a deployment the test seeded has this id
@@ -158,7 +164,10 @@ func (d *Deployer) Deploy(ctx context.Context, req slipway.DeployRequest) (*slip
 		if !created {
 			d.next--
 		}
-		return got, created, err
+		if err != nil {
+			return nil, "", err
+		}
+		return got, deploy.CreatedOutcome(created), nil
 	}
 }
 

@@ -37,12 +37,12 @@ func TestSeeding(t *testing.T) {
 		}
 	}
 	dep := &sqlitetest.Deployer{Store: db}
-	d, created, err := dep.Deploy(t.Context(), slipway.DeployRequest{Project: "web", DeliveryID: "x"})
-	if err != nil || !created || d.ID != "d-5" || d.Ref != "main" || d.Trigger != slipway.TriggerManual {
-		t.Errorf("Deploy = %+v, %v, %v; want d-5 of main, manual", d, created, err)
+	d, outcome, err := dep.Deploy(t.Context(), slipway.DeployRequest{Project: "web", DeliveryID: "x"})
+	if err != nil || !outcome.Created() || d.ID != "d-5" || d.Ref != "main" || d.Trigger != slipway.TriggerManual {
+		t.Errorf("Deploy = %+v, %s, %v; want d-5 of main, manual", d, outcome, err)
 	}
-	if again, created, err := dep.Deploy(t.Context(), slipway.DeployRequest{Project: "web", DeliveryID: "x"}); err != nil || created || again.ID != "d-5" {
-		t.Errorf("Deploy of the same delivery = %+v, %v, %v; want d-5 again", again, created, err)
+	if again, outcome, err := dep.Deploy(t.Context(), slipway.DeployRequest{Project: "web", DeliveryID: "x"}); err != nil || outcome != slipway.DeployRedelivered || again.ID != "d-5" {
+		t.Errorf("Deploy of the same delivery = %+v, %s, %v; want d-5 again, redelivered", again, outcome, err)
 	}
 	if _, err := dep.Cancel(t.Context(), "d-5"); err != nil {
 		t.Errorf("Cancel(d-5) = %v", err)
