@@ -2,8 +2,12 @@
 // into an image: ProjectWorkflow and DeploymentWorkflow on the control
 // plane's task queue, which starts the child builder.BuildWorkflow on the
 // project's own queue (builder-<project>), whose activities (fetch, build,
-// push) the project's agent runs. It also holds the Deployer service that
-// records deployments and starts them.
+// push) the project's agent runs. It also holds the application services
+// that own the rules the edges (the API, the webhook, the demo) apply: the
+// Deployer service that records deployments and starts them (and decides
+// which deliveries need none, Earlier), the project service (Projects),
+// and what of a project is masked in the errors users see
+// (projectRedactor).
 //
 // Workflow code here must stay deterministic (workflow.Now, workflow.Go,
 // selectors; no I/O). What it shares with the agent is in package builder;
