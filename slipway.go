@@ -93,7 +93,9 @@ type Deployment struct {
 	Error string `json:"error,omitempty"`
 	// FailedStep is the Dockerfile step (or phase) that failed, if known.
 	FailedStep string `json:"failedStep,omitempty"`
-	// DeliveryID is the forge's X-GitHub-Delivery id for webhook deployments.
+	// DeliveryID is the delivery a webhook deployment was made for: the
+	// forge's X-GitHub-Delivery id and the project's name, "<id>/<project>"
+	// (records made before for a single project have the id alone).
 	DeliveryID string `json:"deliveryId,omitempty"`
 	// Timings maps a phase name (queue, wake, fetch, build, push, total) to
 	// its duration in milliseconds.
@@ -261,8 +263,9 @@ type DeployRequest struct {
 	Commit string
 	// Trigger says who asked.
 	Trigger Trigger
-	// DeliveryID is the forge's delivery id; a second request with the same
-	// id creates nothing and returns the first deployment.
+	// DeliveryID is the forge's delivery id, as the forge sent it; a second
+	// request of the same project with the same id creates nothing and
+	// returns the first deployment.
 	DeliveryID string
 	// Stale says the forge delivered the push later than the webhook
 	// window allows: a deployment of its commit from its branch, by any

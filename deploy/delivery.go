@@ -45,13 +45,26 @@ func Earlier(ctx context.Context, store slipway.Store, req slipway.DeployRequest
 	}
 	for _, d := range recent {
 		if d.Commit == req.Commit && d.Trigger == slipway.TriggerWebhook && branchOf(d.Ref) == branchOf(req.Ref) {
-			if req.DeliveryID != "" && d.DeliveryID == req.DeliveryID {
+			if req.DeliveryID != "" && (d.DeliveryID == DeliveryKey(req) || d.DeliveryID == req.DeliveryID) {
 				return d, slipway.DeployRedelivered, nil
 			}
 			return d, slipway.DeployReplayed, nil
 		}
 	}
 	return nil, "", nil
+}
+
+// DeliveryKey is the delivery id a deployment of req is recorded under:
+// the forge's id and the project's name, because one delivery deploys
+// every project registered for its repository and the store deduplicates
+// by delivery id alone. It is empty for a request without a delivery id.
+// (Deployments recorded before it for a single project have the forge's
+// id alone; Earlier recognises both.)
+func DeliveryKey(req slipway.DeployRequest) string {
+	if req.DeliveryID == "" {
+		return ""
+	}
+	return req.DeliveryID + "/" + req.Project
 }
 
 // CreatedOutcome is the outcome of recording a deployment with

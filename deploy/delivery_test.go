@@ -17,10 +17,14 @@ func TestEarlier(t *testing.T) {
 		{ID: "d-hook", Project: "app", Ref: "refs/heads/main", Commit: sha("a"), Trigger: slipway.TriggerWebhook, DeliveryID: "one"},
 		{ID: "d-hand", Project: "app", Ref: "main", Commit: sha("b"), Trigger: slipway.TriggerManual},
 		{ID: "d-other", Project: "app", Ref: "refs/heads/other", Commit: sha("c"), Trigger: slipway.TriggerWebhook, DeliveryID: "two"},
+		{ID: "d-keyed", Project: "app", Ref: "refs/heads/main", Commit: sha("e"), Trigger: slipway.TriggerWebhook, DeliveryID: "three/app"},
 	} {
 		if _, _, err := store.CreateDeployment(ctx, d); err != nil {
 			t.Fatal(err)
 		}
+	}
+	if key := DeliveryKey(slipway.DeployRequest{Project: "app", DeliveryID: "three"}); key != "three/app" {
+		t.Errorf("DeliveryKey = %q, want three/app", key)
 	}
 	hook := func(commit, delivery string, stale bool) slipway.DeployRequest {
 		return slipway.DeployRequest{Project: "app", Ref: "refs/heads/main", Commit: commit, Trigger: slipway.TriggerWebhook, DeliveryID: delivery, Stale: stale}
@@ -32,6 +36,7 @@ func TestEarlier(t *testing.T) {
 		outcome slipway.DeployOutcome
 	}{
 		{"redelivery", hook(sha("a"), "one", false), "d-hook", slipway.DeployRedelivered},
+		{"redelivery, recorded under its DeliveryKey", hook(sha("e"), "three", false), "d-keyed", slipway.DeployRedelivered},
 		{"replay under a new id", hook(sha("a"), "new", false), "d-hook", slipway.DeployReplayed},
 		{"stale, deployed by a webhook", hook(sha("a"), "new", true), "d-hook", slipway.DeployStale},
 		{"stale, deployed by hand", hook(sha("b"), "new", true), "d-hand", slipway.DeployStale},

@@ -116,7 +116,7 @@ func (s *Service) Deploy(ctx context.Context, req slipway.DeployRequest) (*slipw
 		Trigger:    req.Trigger,
 		Status:     slipway.StatusQueued,
 		Image:      ImageRef(s.cfg.Registry, p.Name, commit),
-		DeliveryID: req.DeliveryID,
+		DeliveryID: DeliveryKey(req),
 	}
 	existing, created, err := s.cfg.Store.CreateDeployment(ctx, d)
 	if err != nil {

@@ -255,7 +255,7 @@ func (h *handler) handle(w http.ResponseWriter, r *http.Request, d *delivery) (i
 		if len(projects) == 0 {
 			return noProject(firstOr(urls, "this delivery's repository"))
 		}
-		return h.push(r.Context(), ev, projects, id, len(projects) > 1)
+		return h.push(r.Context(), ev, projects, id)
 	case *gh.PullRequestEvent:
 		return reply(http.StatusAccepted, "event %q (action %q) accepted but not acted on yet", d.event, ev.GetAction())
 	case *gh.InstallationEvent:
@@ -304,11 +304,8 @@ func (h *handler) authenticate(r *http.Request, body []byte, projects []*slipway
 // push deploys a verified push to each of projects whose branch filter
 // the pushed branch passes. The Deployer decides whether the push needs a
 // new deployment (deploy.Earlier): the handler passes the delivery id
-// through and says whether the push is past the webhook window. scoped
-// makes the delivery id unique per project, because the store
-// deduplicates by delivery id alone and one delivery then creates several
-// deployments.
-func (h *handler) push(ctx context.Context, ev *gh.PushEvent, projects []*slipway.Project, id string, scoped bool) (int, Response) {
+// through and says whether the push is past the webhook window.
+func (h *handler) push(ctx context.Context, ev *gh.PushEvent, projects []*slipway.Project, id string) (int, Response) {
 	ref, after := ev.GetRef(), ev.GetAfter()
 	if err := slipway.ValidateRef(ref); err != nil {
 		return reply(http.StatusBadRequest, "%s", slipway.ErrorMessage(err))
@@ -329,14 +326,13 @@ func (h *handler) push(ctx context.Context, ev *gh.PushEvent, projects []*slipwa
 		return reply(http.StatusBadRequest, "invalid commit %q in the push's \"after\" field: want a full 40-hex-digit SHA", after)
 	}
 
-	return h.deployPush(ctx, ev, projects, pushed{id: id, ref: ref, branch: branch, after: after, scoped: scoped})
+	return h.deployPush(ctx, ev, projects, pushed{id: id, ref: ref, branch: branch, after: after})
 }
 
 // pushed is a verified push of commit after to branch (ref
-// refs/heads/<branch>) in delivery id; scoped as for push.
+// refs/heads/<branch>) in delivery id.
 type pushed struct {
 	id, ref, branch, after string
-	scoped                 bool
 }
 
 // deployPush asks the Deployer to deploy ps to each of projects whose
@@ -372,9 +368,6 @@ func (h *handler) deployPush(ctx context.Context, ev *gh.PushEvent, projects []*
 			Trigger:    slipway.TriggerWebhook,
 			DeliveryID: ps.id,
 			Stale:      stale,
-		}
-		if ps.scoped {
-			req.DeliveryID = ps.id + "/" + p.Name
 		}
 		dep, outcome, err := h.deployer.Deploy(ctx, req)
 		if err != nil {
