@@ -110,17 +110,17 @@ var packages = map[string]struct {
 var allowedEdges = map[string]string{
 	"agent → buildah":                "the agent builds with buildah on its machine's volume",
 	"agent → buildsecrets":           "the agent asks the control plane for a build's secrets",
-	"agent → events":                 "the agent announces a build's progress",
+	"agent → events":                 "the agent announces that a building deployment made progress",
 	"agent → gitmirror":              "the agent fetches and checks out commits into its mirror",
 	"agent → natslog/publish":        "the agent publishes the build log",
 	"buildah/baseimage → buildah":    "base images are made with the builder they are for",
 	"podman → buildah":               "podman is driven through package buildah, as its EnginePodman",
-	"machine/process → buildah":      "the process provider prepares a machine's volume for buildah",
-	"events → natslog":               "events travel on the log's NATS connection and stream conventions",
+	"machine/process → buildah":      "the process provider probes whether buildah runs rootless for a machine's builder user, and checks the builder's tools",
+	"events → natslog":               "event subjects follow the log subjects' rule for valid project and deployment names",
 	"natslog/archive → natslog":      "the archiver reads the log's wire format",
-	"natslog/archive → events":       "the archiver announces that a deployment's log is complete",
+	"natslog/archive → events":       "the Watcher follows a deployment's events to know when its log may have ended",
 	"natslog/publish → natslog":      "the publisher writes the log's wire format",
-	"natsserver → natslog":           "the embedded server creates the log stream with its limits",
+	"natsserver → natslog":           "the embedded server creates the log stream, with its name and limits",
 	"graphql → graphql/internal/gen": "the code gqlgen generates for package graphql",
 }
 
