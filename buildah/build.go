@@ -140,30 +140,9 @@ var (
 // its working containers removed (the cached layers stay usable), whatever
 // the builder's exit status.
 func (b *Builder) Build(ctx context.Context, opts BuildOptions) (*BuildResult, error) {
-	if opts.ContextDir == "" {
-		return nil, errors.New("build: ContextDir is required")
-	}
-	if fi, err := os.Stat(opts.ContextDir); err != nil || !fi.IsDir() {
-		return nil, fmt.Errorf("build: context %q is not a directory", opts.ContextDir)
-	}
-	if opts.Tag != "" {
-		if err := checkTag(opts.Tag); err != nil {
-			return nil, err
-		}
-	}
-	dockerfile := opts.Dockerfile
-	if dockerfile == "" {
-		dockerfile = "Dockerfile"
-	}
-	if !filepath.IsAbs(dockerfile) {
-		dockerfile = filepath.Join(opts.ContextDir, dockerfile)
-	}
-	format := opts.Format
-	if format == "" {
-		format = "oci"
-	}
-	if format != "oci" && format != "docker" {
-		return nil, fmt.Errorf("build: unknown format %q", format)
+	dockerfile, format, err := opts.check()
+	if err != nil {
+		return nil, err
 	}
 
 	// Per-build scratch space: a private runc state root, so a cancelled
@@ -176,43 +155,10 @@ func (b *Builder) Build(ctx context.Context, opts BuildOptions) (*BuildResult, e
 	defer os.RemoveAll(tmp)
 	runcRoot := filepath.Join(tmp, "runc")
 
-	args := []string{"build",
-		"--layers",
-		// A failed build's working containers go too (podman's default).
-		"--force-rm",
-		// A base image whose tag moved is pulled again (the default,
-		// "missing", keeps building on the old one while Slipway keys
-		// the steps by the digest the tag points to now).
-		"--pull=newer",
-		"--format", format,
-		fmt.Sprintf("--tls-verify=%t", opts.TLSVerify),
-		"--runtime-flag", "root=" + runcRoot,
-		"-f", dockerfile,
+	args, err := b.buildArgs(opts, dockerfile, format, runcRoot)
+	if err != nil {
+		return nil, err
 	}
-	if opts.IgnoreFile != "" {
-		args = append(args, "--ignorefile", opts.IgnoreFile)
-	}
-	args = append(args, b.ulimits...)
-	if b.cfg.Runtime != "" {
-		args = append(args, "--runtime", b.cfg.Runtime)
-	}
-	if opts.Tag != "" {
-		args = append(args, "-t", opts.Tag)
-	}
-	for _, k := range slices.Sorted(maps.Keys(opts.Labels)) {
-		args = append(args, "--label", k+"="+opts.Labels[k])
-	}
-	for _, k := range slices.Sorted(maps.Keys(opts.BuildArgs)) {
-		args = append(args, "--build-arg", k+"="+opts.BuildArgs[k])
-	}
-	for _, id := range slices.Sorted(maps.Keys(opts.Secrets)) {
-		if id == "" || strings.ContainsAny(id, ",=") {
-			return nil, fmt.Errorf("build: invalid secret id %q", id)
-		}
-		args = append(args, "--secret", "id="+id+",src="+opts.Secrets[id])
-	}
-	args = append(args, "--", opts.ContextDir)
-
 	cmd := b.Command(ctx, args...)
 	// TMPDIR is where buildah keeps the contents of RUN --mount=type=cache
 	// (buildah-cache-<uid>) and its container bundles: it must persist on
@@ -252,18 +198,7 @@ func (b *Builder) Build(ctx context.Context, opts BuildOptions) (*BuildResult, e
 		return nil, fmt.Errorf("build cancelled: %w", ctx.Err())
 	}
 	if runErr != nil {
-		var exitErr *exec.ExitError
-		if !errors.As(runErr, &exitErr) {
-			return nil, fmt.Errorf("build: run %s: %w", b.cfg.Engine, runErr)
-		}
-		be := &BuildError{ExitCode: exitErr.ExitCode(), Message: message, Tail: t.lines()}
-		if m := exitStatusRe.FindStringSubmatch(message); m != nil {
-			be.ExitCode, _ = strconv.Atoi(m[1])
-		}
-		if n := len(parse.steps); n > 0 {
-			be.Step = parse.steps[n-1].String()
-		}
-		return nil, be
+		return nil, b.buildFailure(runErr, message, t.lines(), parse.steps)
 	}
 	// The image id is the build's last line. (With --iidfile buildah
 	// 1.42 would print no step's image id: the step records need them.)
@@ -275,6 +210,98 @@ func (b *Builder) Build(ctx context.Context, opts BuildOptions) (*BuildResult, e
 		res.Steps[n-1].Image = parse.last
 	}
 	return res, nil
+}
+
+// buildFailure returns the error of a build whose process failed with
+// runErr: a *BuildError if the builder ran and exited non-zero, its last
+// "Error: " line message, its output's tail and the steps it began.
+func (b *Builder) buildFailure(runErr error, message string, tail []string, steps []Step) error {
+	var exitErr *exec.ExitError
+	if !errors.As(runErr, &exitErr) {
+		return fmt.Errorf("build: run %s: %w", b.cfg.Engine, runErr)
+	}
+	be := &BuildError{ExitCode: exitErr.ExitCode(), Message: message, Tail: tail}
+	if m := exitStatusRe.FindStringSubmatch(message); m != nil {
+		be.ExitCode, _ = strconv.Atoi(m[1])
+	}
+	if n := len(steps); n > 0 {
+		be.Step = steps[n-1].String()
+	}
+	return be
+}
+
+// check checks opts, and returns the Dockerfile's path and the image
+// format, defaults filled in.
+func (opts BuildOptions) check() (dockerfile, format string, err error) {
+	if opts.ContextDir == "" {
+		return "", "", errors.New("build: ContextDir is required")
+	}
+	if fi, err := os.Stat(opts.ContextDir); err != nil || !fi.IsDir() {
+		return "", "", fmt.Errorf("build: context %q is not a directory", opts.ContextDir)
+	}
+	if opts.Tag != "" {
+		if err := checkTag(opts.Tag); err != nil {
+			return "", "", err
+		}
+	}
+	dockerfile = opts.Dockerfile
+	if dockerfile == "" {
+		dockerfile = "Dockerfile"
+	}
+	if !filepath.IsAbs(dockerfile) {
+		dockerfile = filepath.Join(opts.ContextDir, dockerfile)
+	}
+	format = opts.Format
+	if format == "" {
+		format = "oci"
+	}
+	if format != "oci" && format != "docker" {
+		return "", "", fmt.Errorf("build: unknown format %q", format)
+	}
+	return dockerfile, format, nil
+}
+
+// buildArgs returns the builder's command line for opts, the Dockerfile at
+// dockerfile and a runc state root of its own.
+func (b *Builder) buildArgs(opts BuildOptions, dockerfile, format, runcRoot string) ([]string, error) {
+	args := []string{"build",
+		"--layers",
+		// A failed build's working containers go too (podman's default).
+		"--force-rm",
+		// A base image whose tag moved is pulled again (the default,
+		// "missing", keeps building on the old one while Slipway keys
+		// the steps by the digest the tag points to now).
+		"--pull=newer",
+		"--format", format,
+		fmt.Sprintf("--tls-verify=%t", opts.TLSVerify),
+		"--runtime-flag", "root=" + runcRoot,
+		"-f", dockerfile,
+	}
+	if opts.IgnoreFile != "" {
+		args = append(args, "--ignorefile", opts.IgnoreFile)
+	}
+	args = append(args, b.ulimits...)
+	if b.cfg.Runtime != "" {
+		args = append(args, "--runtime", b.cfg.Runtime)
+	}
+	if opts.Tag != "" {
+		args = append(args, "-t", opts.Tag)
+	}
+	for _, k := range slices.Sorted(maps.Keys(opts.Labels)) {
+		args = append(args, "--label", k+"="+opts.Labels[k])
+	}
+	for _, k := range slices.Sorted(maps.Keys(opts.BuildArgs)) {
+		args = append(args, "--build-arg", k+"="+opts.BuildArgs[k])
+	}
+	for _, id := range slices.Sorted(maps.Keys(opts.Secrets)) {
+		if id == "" || strings.ContainsAny(id, ",=") {
+			return nil, fmt.Errorf("build: invalid secret id %q", id)
+		}
+		args = append(args, "--secret", "id="+id+",src="+opts.Secrets[id])
+	}
+	args = append(args, "--", opts.ContextDir)
+
+	return args, nil
 }
 
 // stepParser follows the build's stdout.

@@ -21,7 +21,8 @@
 //
 // It must import neither side: no server package (deploy, server, graphql,
 // sqlite, github, registry, temporalserver) and not the agent or its
-// drivers (buildah, gitmirror, natslog). TestImportsNeitherSide checks.
+// drivers (buildah, gitmirror, natslog). TestImportsNeitherSide in
+// internal/archtest checks.
 package builder
 
 import "time"

@@ -13,6 +13,7 @@ import (
 
 	"github.com/slipway-ci/slipway"
 	"github.com/slipway-ci/slipway/builder"
+	"github.com/slipway-ci/slipway/internal/testenv"
 )
 
 // A project's build arguments reach the Build activity as they were when
@@ -60,15 +61,15 @@ func TestBuildArgsReachTheBuild(t *testing.T) {
 		return d
 	}
 	d1 := deploy("refs/heads/main", 'a')
-	waitFor(t, "the first build", func() bool { return len(buildsOf(f)) == 1 })
+	testenv.WaitFor(t, time.Minute, "the first build", func() bool { return len(buildsOf(f)) == 1 })
 	d2 := deploy("refs/heads/other", 'b') // another branch: queued behind d1, not superseding it
 	if _, err := store.SetBuildArgs(ctx, "app", []slipway.BuildArg{{Name: "GREETING", Value: "bye"}}, []string{"BASE"}); err != nil {
 		t.Fatal(err)
 	}
 	close(release)
-	waitFor(t, "the second build", func() bool { return len(buildsOf(f)) == 2 })
+	testenv.WaitFor(t, time.Minute, "the second build", func() bool { return len(buildsOf(f)) == 2 })
 	d3 := deploy("refs/heads/main", 'c')
-	waitFor(t, "the third build", func() bool { return len(buildsOf(f)) == 3 })
+	testenv.WaitFor(t, time.Minute, "the third build", func() bool { return len(buildsOf(f)) == 3 })
 
 	want := map[string]map[string]string{
 		d1.ID: {"BASE": "reg/base:1", "GREETING": "hello"},
@@ -94,16 +95,4 @@ func buildsOf(f *fakeActivities) []builder.BuildInput {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return append([]builder.BuildInput(nil), f.builds...)
-}
-
-// waitFor polls cond until it holds, for at most a minute.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(time.Minute)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }

@@ -54,11 +54,31 @@ type runningDeployment struct {
 	stopping bool
 }
 
+// deploymentChildOptions are the options of the child DeploymentWorkflow
+// that ProjectWorkflow starts for in.
+func deploymentChildOptions(in DeploymentInput) workflow.ChildWorkflowOptions {
+	return workflow.ChildWorkflowOptions{
+		WorkflowID:               builder.DeploymentWorkflowID(in.DeploymentID),
+		TaskQueue:                ControlQueue,
+		WorkflowExecutionTimeout: in.MaxBuild + 10*time.Minute,
+		// The deployment records its own result; if this workflow is
+		// terminated, the deployment still runs to its end.
+		ParentClosePolicy:     enumspb.PARENT_CLOSE_POLICY_ABANDON,
+		WaitForCancellation:   true,
+		WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
+	}
+}
+
 // ProjectWorkflow runs a project's deployments one at a time, in the order
 // they were asked for (the machine's cache has one writer). A newer
 // deployment of the same branch supersedes the queued and running ones of
 // that branch. It ends when nothing is queued or running; the Deployer
 // starts it again with the next deployment (signal-with-start).
+//
+// Long: its closures (finish, stop, onDeploy, onCancel) share the queue and
+// the running deployment with the loop over signals; spreading that state
+// over several functions would make the workflow's order of commands, which
+// the replay tests pin, harder to follow.
 func ProjectWorkflow(ctx workflow.Context, project string, pending []DeploymentInput) error {
 	logger := workflow.GetLogger(ctx)
 	ctrl := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
@@ -132,16 +152,7 @@ func ProjectWorkflow(ctx workflow.Context, project string, pending []DeploymentI
 			in := queue[0]
 			queue = queue[1:]
 			cctx, cancel := workflow.WithCancel(ctx)
-			cctx = workflow.WithChildOptions(cctx, workflow.ChildWorkflowOptions{
-				WorkflowID:               builder.DeploymentWorkflowID(in.DeploymentID),
-				TaskQueue:                ControlQueue,
-				WorkflowExecutionTimeout: in.MaxBuild + 10*time.Minute,
-				// The deployment records its own result; if this workflow
-				// is terminated, the deployment still runs to its end.
-				ParentClosePolicy:     enumspb.PARENT_CLOSE_POLICY_ABANDON,
-				WaitForCancellation:   true,
-				WorkflowIDReusePolicy: enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
-			})
+			cctx = workflow.WithChildOptions(cctx, deploymentChildOptions(in))
 			running = &runningDeployment{in: in, future: workflow.ExecuteChildWorkflow(cctx, DeploymentWorkflow, in), cancel: cancel}
 		}
 		if running == nil {

@@ -65,6 +65,8 @@ func TestNewerPushSupersedes(t *testing.T) {
 		if activity.GetInfo(ctx).WorkflowExecution.ID == "build-d1" {
 			return blockingBuild(ctx)
 		}
+		// Part of the scenario: the other builds take a while, so that
+		// d3's signal arrives while one runs.
 		time.Sleep(300 * time.Millisecond)
 		return builder.BuildActivityResult{}, nil
 	}

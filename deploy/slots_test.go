@@ -4,6 +4,8 @@ import (
 	"context"
 	"testing"
 	"time"
+
+	"github.com/slipway-ci/slipway/internal/testenv"
 )
 
 func TestSlotsLimitAndOrder(t *testing.T) {
@@ -25,16 +27,12 @@ func TestSlotsLimitAndOrder(t *testing.T) {
 			}
 		}()
 		// Let each waiter queue before the next (their order is the test).
-		deadline := time.Now().Add(5 * time.Second)
-		for {
+		testenv.WaitFor(t, 5*time.Second, id+" waiting for a slot", func() bool {
 			s.mu.Lock()
+			defer s.mu.Unlock()
 			n := len(s.waiting)
-			s.mu.Unlock()
-			if n > 0 && s.waiting[n-1].id == id || time.Now().After(deadline) {
-				break
-			}
-			time.Sleep(time.Millisecond)
-		}
+			return n > 0 && s.waiting[n-1].id == id
+		})
 	}
 	select {
 	case id := <-got:

@@ -254,27 +254,9 @@ func (f *File) readStage(stages imagebuilder.Stages, i int, opts Options) (*Stag
 	st.Base = base
 	from := &Step{Command: "from", Original: fromNode.Original, Flags: fromNode.Flags, StartLine: fromNode.StartLine, EndLine: fromNode.EndLine}
 	from.Args = []string{base}
-	// As StageExecutor.prepare prints it: ib.From evaluated the platform.
-	from.fromHeader = "FROM " + base
-	if ib.Platform != "" {
-		from.fromHeader = "FROM --platform=" + ib.Platform + " " + base
-	}
-	if _, err := strconv.Atoi(stage.Name); err != nil && stage.Name != "" {
-		from.fromHeader += " AS " + stage.Name
-	}
+	from.fromHeader = fromHeader(base, ib.Platform, stage.Name)
 	var cfg docker.Config
-	if j := f.stageIndex(base, i); j >= 0 {
-		st.BaseStage = j
-		prev := f.Stages[j]
-		cfg = cloneConfig(prev.Steps[len(prev.Steps)-1].Config)
-		if opts.Format != "docker" {
-			cfg = ociConfig(cfg)
-		}
-	} else if !strings.EqualFold(base, "scratch") && opts.BaseConfig != nil {
-		if c := opts.BaseConfig(base); c != nil {
-			cfg = cloneConfig(*c)
-		}
-	}
+	cfg, st.BaseStage = f.baseConfig(base, i, opts)
 	// What prepare hands imagebuilder: the base's config, naming the
 	// image it starts from. FromImage moves
 	// its environment aside and prepends its ONBUILD triggers.
@@ -304,10 +286,7 @@ func (f *File) readStage(stages imagebuilder.Stages, i int, opts Options) (*Stag
 			return nil, &Error{Line: node.StartLine, Err: err}
 		}
 		if step.Command == "arg" {
-			for _, a := range step.Args {
-				name, _, _ := strings.Cut(a, "=")
-				declared = append(declared, name)
-			}
+			declared = append(declared, argNames(step.Args)...)
 		}
 		s := &Step{
 			Command:     step.Command,
@@ -335,6 +314,50 @@ func (f *File) readStage(stages imagebuilder.Stages, i int, opts Options) (*Stag
 		st.Steps = append(st.Steps, s)
 	}
 	return st, nil
+}
+
+// argNames returns the names an ARG instruction's arguments (name or
+// name=default) declare.
+func argNames(args []string) []string {
+	names := make([]string, len(args))
+	for i, a := range args {
+		names[i], _, _ = strings.Cut(a, "=")
+	}
+	return names
+}
+
+// fromHeader is a stage's FROM line as StageExecutor.prepare prints it:
+// ib.From evaluated the platform.
+func fromHeader(base, platform, stageName string) string {
+	h := "FROM " + base
+	if platform != "" {
+		h = "FROM --platform=" + platform + " " + base
+	}
+	if _, err := strconv.Atoi(stageName); err != nil && stageName != "" {
+		h += " AS " + stageName
+	}
+	return h
+}
+
+// baseConfig returns the config that stage i, whose FROM names base,
+// starts from: the last config of the earlier stage base names (and that
+// stage's index), or else opts.BaseConfig's for the image (and -1).
+func (f *File) baseConfig(base string, i int, opts Options) (docker.Config, int) {
+	var cfg docker.Config
+	if j := f.stageIndex(base, i); j >= 0 {
+		prev := f.Stages[j]
+		cfg = cloneConfig(prev.Steps[len(prev.Steps)-1].Config)
+		if opts.Format != "docker" {
+			cfg = ociConfig(cfg)
+		}
+		return cfg, j
+	}
+	if !strings.EqualFold(base, "scratch") && opts.BaseConfig != nil {
+		if c := opts.BaseConfig(base); c != nil {
+			cfg = cloneConfig(*c)
+		}
+	}
+	return cfg, -1
 }
 
 // StageIndex returns the index of the stage among the first before ones

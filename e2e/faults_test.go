@@ -401,6 +401,8 @@ func TestFaultSuite(t *testing.T) {
 			down := time.Now()
 			fc.inject("the registry unreachable (connections refused) from mid-RUN until 5 s after a push failed")
 			s.waitLog(t, "pushy", id, "push failed")
+			// Part of the fault: the registry stays down 5 s after the
+			// failed push, while the agent retries.
 			time.Sleep(5 * time.Second)
 			proxy.up(t)
 			t.Logf("registry was down for %s", time.Since(down).Round(time.Millisecond))

@@ -71,12 +71,12 @@ func TestNATSStoppedMidBuild(t *testing.T) {
 	id := s.startDeploy(t, "spool", sha)
 	s.waitLog(t, "spool", id, "one-slow-10")
 	ns.Shutdown()
-	waitUntil(t, 3*time.Minute, "the bulk lines reach the agent's stdout with NATS down", func() bool {
+	testenv.WaitFor(t, 3*time.Minute, "the bulk lines reach the agent's stdout with NATS down", func() bool {
 		return strings.Contains(s.agentLog("spool"), fmt.Sprintf("one-bulk-%d\n", bulk))
 	})
 	checkSpool(true)
 	// The publisher's warnings reach the agent's own log.
-	waitUntil(t, 30*time.Second, "the agent's log says the log stream went away", func() bool {
+	testenv.WaitFor(t, 30*time.Second, "the agent's log says the log stream went away", func() bool {
 		return strings.Contains(s.agentLog("spool"), "log stream disconnected")
 	})
 	restartNATS()
@@ -126,7 +126,7 @@ func (s *serverProc) startDeploy(t *testing.T, project, commit string) string {
 func (s *serverProc) checkCompleteLog(t *testing.T, id, tag string, slow, bulk int) {
 	t.Helper()
 	var text string
-	waitUntil(t, 2*time.Minute, "the stored log of "+id+" holds its last line", func() bool {
+	testenv.WaitFor(t, 2*time.Minute, "the stored log of "+id+" holds its last line", func() bool {
 		var stored []slipway.LogLine
 		for {
 			page, err := s.api().Logs(t.Context(), id, int64(len(stored)+1), 5000)
@@ -157,17 +157,5 @@ func (s *serverProc) checkCompleteLog(t *testing.T, id, tag string, slow, bulk i
 				t.Fatalf("%s%d appears %d times in the stored log of %s, want once", kind.prefix, i, c, id)
 			}
 		}
-	}
-}
-
-// waitUntil polls cond until it holds, or fails the test after within.
-func waitUntil(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting until %s", what)
-		}
-		time.Sleep(200 * time.Millisecond)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/slipway-ci/slipway"
+	"github.com/slipway-ci/slipway/internal/testenv"
 	"github.com/slipway-ci/slipway/sqlite"
 )
 
@@ -40,20 +41,13 @@ func TestLogPruner(t *testing.T) {
 	}
 	waitPruned := func(id string) {
 		t.Helper()
-		deadline := time.Now().Add(30 * time.Second)
-		for {
+		testenv.WaitFor(t, 30*time.Second, "deployment "+id+"'s log pruned", func() bool {
 			d, err := db.Deployment(ctx, id)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if d.LogPruned {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("deployment %s's log not pruned after 30s", id)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+			return d.LogPruned
+		})
 	}
 	first := ended(48 * time.Hour)
 	stop := startLogPruner(ctx, db, 50*time.Millisecond, slog.New(slog.NewTextHandler(io.Discard, nil)))
@@ -64,6 +58,8 @@ func TestLogPruner(t *testing.T) {
 	stop()
 	stop() // safe twice
 	third := ended(72 * time.Hour)
+	// Time must pass for the test: four of the stopped pruner's intervals,
+	// in which it would have pruned third.
 	time.Sleep(200 * time.Millisecond)
 	if d, _ := db.Deployment(ctx, third.ID); d.LogPruned {
 		t.Error("the pruner ran after it was stopped")

@@ -116,20 +116,7 @@ func TestIndexerCatchesUp(t *testing.T) {
 	if err != nil || len(got) != 500 {
 		t.Fatalf("search right after storing = %d lines, %v; want 500", len(got), err)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		var upto, max int64
-		if err := db.read.QueryRowContext(ctx, `SELECT (SELECT indexed_upto FROM log_index), (SELECT MAX(rowid) FROM log_lines)`).Scan(&upto, &max); err != nil {
-			t.Fatal(err)
-		}
-		if upto == max {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the indexer is at %d of %d after 30s", upto, max)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitIndexed(t, db)
 	var inIndex int
 	if err := db.read.QueryRowContext(ctx, `SELECT COUNT(*) FROM log_lines_fts WHERE log_lines_fts MATCH '"needle-7"'`).Scan(&inIndex); err != nil || inIndex != 500 {
 		t.Errorf("the index has %d lines with needle-7, %v; want 500", inIndex, err)

@@ -72,8 +72,48 @@ const clusterName = "active"
 // Start starts the server and returns once its frontend accepts
 // connections.
 func Start(cfg Config) (*Server, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	logger, sync, err := newLogger(cfg.LogFile)
+	if err != nil {
+		return nil, err
+	}
+	sqlConf := config.SQL{
+		PluginName:        sqliteplugin.PluginName,
+		DatabaseName:      cfg.DatabaseFile,
+		ConnectAttributes: map[string]string{"mode": "rwc", "busy_timeout": "10000", "journal_mode": "wal", "synchronous": "normal"},
+	}
+	if err := setUpDatabase(&sqlConf, cfg); err != nil {
+		return nil, err
+	}
+	conf, hosts, err := serverConfig(cfg, &sqlConf)
+	if err != nil {
+		return nil, err
+	}
+	srv, err := temporal.NewServer(
+		temporal.WithConfig(conf),
+		temporal.ForServices(temporal.DefaultServices),
+		temporal.WithStaticHosts(hosts),
+		temporal.WithLogger(logger),
+		temporal.WithDynamicConfigClient(dynamicConfig()),
+	)
+	if err != nil {
+		sync()
+		return nil, fmt.Errorf("temporal: new server: %w", err)
+	}
+	if err := srv.Start(); err != nil {
+		sync()
+		return nil, fmt.Errorf("temporal: start: %w", err)
+	}
+	return &Server{srv: srv, hostPort: conf.PublicClient.HostPort, logSync: sync}, nil
+}
+
+// setDefaults fills in cfg's empty fields but DatabaseFile, which is
+// required.
+func (cfg *Config) setDefaults() error {
 	if cfg.DatabaseFile == "" {
-		return nil, fmt.Errorf("temporal: no database file given")
+		return fmt.Errorf("temporal: no database file given")
 	}
 	if cfg.IP == "" {
 		cfg.IP = "127.0.0.1"
@@ -84,44 +124,45 @@ func Start(cfg Config) (*Server, error) {
 	if cfg.ClusterID == "" {
 		id, err := clusterID(cfg.DatabaseFile + ".cluster-id")
 		if err != nil {
-			return nil, err
+			return err
 		}
 		cfg.ClusterID = id
 	}
 	if cfg.FrontendPort == 0 {
 		p, err := FreePort(cfg.IP)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		cfg.FrontendPort = p
 	}
-	logger, sync, err := newLogger(cfg.LogFile)
-	if err != nil {
-		return nil, err
-	}
+	return nil
+}
 
-	sqlConf := config.SQL{
-		PluginName:        sqliteplugin.PluginName,
-		DatabaseName:      cfg.DatabaseFile,
-		ConnectAttributes: map[string]string{"mode": "rwc", "busy_timeout": "10000", "journal_mode": "wal", "synchronous": "normal"},
-	}
+// setUpDatabase creates the schema in a new database file, and the
+// namespace.
+func setUpDatabase(sqlConf *config.SQL, cfg Config) error {
 	if _, err := os.Stat(cfg.DatabaseFile); os.IsNotExist(err) {
-		if err := sqliteschema.SetupSchema(&sqlConf); err != nil {
-			return nil, fmt.Errorf("temporal: set up schema in %s: %w", cfg.DatabaseFile, err)
+		if err := sqliteschema.SetupSchema(sqlConf); err != nil {
+			return fmt.Errorf("temporal: set up schema in %s: %w", cfg.DatabaseFile, err)
 		}
 	}
 	ns, err := sqliteschema.NewNamespaceConfig(clusterName, cfg.Namespace, false, nil)
 	if err != nil {
-		return nil, fmt.Errorf("temporal: namespace config: %w", err)
+		return fmt.Errorf("temporal: namespace config: %w", err)
 	}
-	if err := sqliteschema.CreateNamespaces(&sqlConf, ns); err != nil {
-		return nil, fmt.Errorf("temporal: create namespace %s: %w", cfg.Namespace, err)
+	if err := sqliteschema.CreateNamespaces(sqlConf, ns); err != nil {
+		return fmt.Errorf("temporal: create namespace %s: %w", cfg.Namespace, err)
 	}
+	return nil
+}
 
+// serverConfig returns the configuration of a one-host cluster on cfg.IP
+// persisting in sqlConf, and its services' addresses.
+func serverConfig(cfg Config, sqlConf *config.SQL) (*config.Config, map[primitives.ServiceName]static.Hosts, error) {
 	hostPort := net.JoinHostPort(cfg.IP, strconv.Itoa(cfg.FrontendPort))
 	httpPort, err := FreePort(cfg.IP)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var conf config.Config
 	conf.Global.Membership.MaxJoinDuration = 30 * time.Second
@@ -129,7 +170,7 @@ func Start(cfg Config) (*Server, error) {
 	conf.Persistence.DefaultStore = "sqlite-default"
 	conf.Persistence.VisibilityStore = "sqlite-default"
 	conf.Persistence.NumHistoryShards = 1
-	conf.Persistence.DataStores = map[string]config.DataStore{"sqlite-default": {SQL: &sqlConf}}
+	conf.Persistence.DataStores = map[string]config.DataStore{"sqlite-default": {SQL: sqlConf}}
 	conf.ClusterMetadata = &cluster.Config{
 		FailoverVersionIncrement: 10,
 		MasterClusterName:        clusterName,
@@ -156,7 +197,7 @@ func Start(cfg Config) (*Server, error) {
 		} else {
 			p, err := FreePort(cfg.IP)
 			if err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			svc.RPC.GRPCPort = p
 		}
@@ -168,8 +209,13 @@ func Start(cfg Config) (*Server, error) {
 	conf.NamespaceDefaults.Archival.History.State = "disabled"
 	conf.NamespaceDefaults.Archival.Visibility.State = "disabled"
 	conf.PublicClient.HostPort = hostPort
+	return &conf, hosts, nil
+}
 
-	dyn := dynamicconfig.StaticClient{
+// dynamicConfig is the server's dynamic configuration, tuned for one
+// small host.
+func dynamicConfig() dynamicconfig.StaticClient {
+	return dynamicconfig.StaticClient{
 		dynamicconfig.HistoryCacheHostLevelMaxSize.Key():                 8096,
 		dynamicconfig.FrontendMaxNamespaceVisibilityRPSPerInstance.Key(): 100,
 		// Without these, parent → child → activity takes ~340 ms and timers
@@ -185,23 +231,6 @@ func Start(cfg Config) (*Server, error) {
 		// the same as without it.
 		dynamicconfig.EnableActivityEagerExecution.Key(): true,
 	}
-
-	srv, err := temporal.NewServer(
-		temporal.WithConfig(&conf),
-		temporal.ForServices(temporal.DefaultServices),
-		temporal.WithStaticHosts(hosts),
-		temporal.WithLogger(logger),
-		temporal.WithDynamicConfigClient(dyn),
-	)
-	if err != nil {
-		sync()
-		return nil, fmt.Errorf("temporal: new server: %w", err)
-	}
-	if err := srv.Start(); err != nil {
-		sync()
-		return nil, fmt.Errorf("temporal: start: %w", err)
-	}
-	return &Server{srv: srv, hostPort: hostPort, logSync: sync}, nil
 }
 
 func newLogger(path string) (tlog.Logger, func(), error) {

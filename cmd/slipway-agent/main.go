@@ -1,5 +1,5 @@
 // Command slipway-agent runs only the builder agent: `slipway-agent agent
-// --project P --volume V ...` does what `slipway agent` does. It leaves out
+// --config VOLUME/agent.json` does what `slipway agent` does. It leaves out
 // the server (the embedded Temporal, NATS and registry), which makes it a
 // sixth of the size and lets it start several times faster, so a sleeping
 // machine wakes quicker. The process machine provider uses it when it lies

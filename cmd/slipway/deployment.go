@@ -36,6 +36,18 @@ func newDeploymentCmd(g *globals) *cobra.Command {
 
 // printDeployment prints d's fields, then its phases and its build steps.
 func printDeployment(w io.Writer, d *slipway.Deployment, now time.Time) error {
+	if err := printFields(w, d, now); err != nil {
+		return err
+	}
+	printError(w, d)
+	if err := printPhases(w, d); err != nil {
+		return err
+	}
+	return printSteps(w, d)
+}
+
+// printFields prints d's fields, one "name: value" a line.
+func printFields(w io.Writer, d *slipway.Deployment, now time.Time) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	field := func(name, value string) { fmt.Fprintf(tw, "%s:\t%s\n", name, value) }
 	field("deployment", d.ID)
@@ -64,65 +76,73 @@ func printDeployment(w io.Writer, d *slipway.Deployment, now time.Time) error {
 	if d.FailedStep != "" {
 		field("failed step", oneLine(d.FailedStep))
 	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	if d.Error != "" && d.Status != slipway.StatusSucceeded {
-		fmt.Fprintln(w, "error:")
-		lines := strings.Split(strings.TrimRight(d.Error, "\n"), "\n")
-		if len(lines) > maxErrorLines {
-			lines = append([]string{fmt.Sprintf("... (%d lines; see 'slipway logs %s')", len(lines), d.ID)}, lines[len(lines)-maxErrorLines:]...)
-		}
-		for _, l := range lines {
-			fmt.Fprintf(w, "  %s\n", l)
-		}
-	}
+	return tw.Flush()
+}
 
-	if ps := phases(d); len(ps) > 0 {
-		fmt.Fprintln(w)
-		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(tw, "PHASE\tDURATION")
-		for _, p := range ps {
-			fmt.Fprintf(tw, "%s\t%s\n", p, ms(d.Timings[p]))
-		}
-		if err := tw.Flush(); err != nil {
-			return err
-		}
+// printError prints the last maxErrorLines lines of d's error, unless d
+// succeeded.
+func printError(w io.Writer, d *slipway.Deployment) {
+	if d.Error == "" || d.Status == slipway.StatusSucceeded {
+		return
 	}
+	fmt.Fprintln(w, "error:")
+	lines := strings.Split(strings.TrimRight(d.Error, "\n"), "\n")
+	if len(lines) > maxErrorLines {
+		lines = append([]string{fmt.Sprintf("... (%d lines; see 'slipway logs %s')", len(lines), d.ID)}, lines[len(lines)-maxErrorLines:]...)
+	}
+	for _, l := range lines {
+		fmt.Fprintf(w, "  %s\n", l)
+	}
+}
 
-	if len(d.Steps) > 0 {
-		if inRegistry := countSteps(d.Steps, func(s slipway.BuildStep) bool { return s.InRegistry }); inRegistry > 0 {
-			fmt.Fprintf(w, "\nSTEPS (%d, %d cached, %d applied in the registry)\n", len(d.Steps), cachedSteps(d.Steps), inRegistry)
-		} else {
-			fmt.Fprintf(w, "\nSTEPS (%d, %d cached)\n", len(d.Steps), cachedSteps(d.Steps))
+// printPhases prints the table of d's phases and their durations, if any.
+func printPhases(w io.Writer, d *slipway.Deployment) error {
+	ps := phases(d)
+	if len(ps) == 0 {
+		return nil
+	}
+	fmt.Fprintln(w)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "PHASE\tDURATION")
+	for _, p := range ps {
+		fmt.Fprintf(tw, "%s\t%s\n", p, ms(d.Timings[p]))
+	}
+	return tw.Flush()
+}
+
+// printSteps prints the table of d's build steps, if any.
+func printSteps(w io.Writer, d *slipway.Deployment) error {
+	if len(d.Steps) == 0 {
+		return nil
+	}
+	if inRegistry := countSteps(d.Steps, func(s slipway.BuildStep) bool { return s.InRegistry }); inRegistry > 0 {
+		fmt.Fprintf(w, "\nSTEPS (%d, %d cached, %d applied in the registry)\n", len(d.Steps), cachedSteps(d.Steps), inRegistry)
+	} else {
+		fmt.Fprintf(w, "\nSTEPS (%d, %d cached)\n", len(d.Steps), cachedSteps(d.Steps))
+	}
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	// WHY: why a step cannot be reused from earlier builds, when any
+	// cannot (the cause of a cache miss that is not a changed input).
+	why := slices.ContainsFunc(d.Steps, func(s slipway.BuildStep) bool { return s.Why != "" })
+	if why {
+		fmt.Fprintln(tw, "#\tDURATION\tCACHE\tSTEP\tWHY")
+	} else {
+		fmt.Fprintln(tw, "#\tDURATION\tCACHE\tSTEP")
+	}
+	for _, s := range d.Steps {
+		cache := "-"
+		if s.Cached {
+			cache = "cached"
+		} else if s.InRegistry {
+			cache = "registry"
 		}
-		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-		// WHY: why a step cannot be reused from earlier builds, when any
-		// cannot (the cause of a cache miss that is not a changed input).
-		why := slices.ContainsFunc(d.Steps, func(s slipway.BuildStep) bool { return s.Why != "" })
 		if why {
-			fmt.Fprintln(tw, "#\tDURATION\tCACHE\tSTEP\tWHY")
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", s.N, ms(s.DurationMs), cache, oneLine(s.Instruction), oneLine(s.Why))
 		} else {
-			fmt.Fprintln(tw, "#\tDURATION\tCACHE\tSTEP")
-		}
-		for _, s := range d.Steps {
-			cache := "-"
-			if s.Cached {
-				cache = "cached"
-			} else if s.InRegistry {
-				cache = "registry"
-			}
-			if why {
-				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\n", s.N, ms(s.DurationMs), cache, oneLine(s.Instruction), oneLine(s.Why))
-			} else {
-				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", s.N, ms(s.DurationMs), cache, oneLine(s.Instruction))
-			}
-		}
-		if err := tw.Flush(); err != nil {
-			return err
+			fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", s.N, ms(s.DurationMs), cache, oneLine(s.Instruction))
 		}
 	}
-	return nil
+	return tw.Flush()
 }
 
 // when formats a point in time with its age: "2026-01-02 15:04:05 (3m ago)",

@@ -1,8 +1,8 @@
 // Package logtest holds what the tests of the log pipeline (packages
 // natslog, natslog/publish, natslog/archive, natsserver, events) share: an
 // embedded NATS server per test, publishers and archivers that stop with
-// the test, an in-memory log store, and helpers that check what reached
-// the stream or the store.
+// the test, the real store with the test's deployments (Store), and
+// helpers that check what reached the stream or the store.
 //
 // It is for tests only; no package outside tests may import it.
 package logtest

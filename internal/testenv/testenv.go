@@ -1,7 +1,8 @@
 // Package testenv holds helpers shared by the tests of every package: a
 // builder (buildah, or the old builder podman) on private, throw-away
-// storage, a busybox base image made from the host's busybox-static, and
-// git repositories.
+// storage, a busybox base image made from the host's busybox-static, git
+// repositories, and WaitFor, which waits on a condition rather than for a
+// fixed time.
 //
 // The helpers use the real tools and fail the test loudly (with the install
 // hint) when one is missing; they never skip. Only tests may import this

@@ -28,7 +28,7 @@ func TestStreamSurvivesServerRestart(t *testing.T) {
 	s1.Shutdown()
 
 	s2 := logtest.StartServer(t, natsserver.Config{StoreDir: dir})
-	store := logtest.NewMemStore()
+	store := logtest.NewStore(t, "d4")
 	a := logtest.StartArchiver(t, s2.URL(), store)
 	logtest.WaitFor(t, a, "d4", 500)
 	if lines := logtest.StoredLines(t, store, "d4"); len(lines) != 500 || lines[499].Text != "line 500" {
@@ -38,7 +38,7 @@ func TestStreamSurvivesServerRestart(t *testing.T) {
 
 func TestArchiverRestartDoesNotDuplicate(t *testing.T) {
 	s := logtest.StartServer(t, natsserver.Config{})
-	store := logtest.NewMemStore()
+	store := logtest.NewStore(t, "d8")
 	a1 := logtest.StartArchiver(t, s.URL(), store)
 	p1 := logtest.NewPublisher(t, publish.Config{URL: s.URL(), Deployment: "d8"})
 	for i := 1; i <= 200; i++ {
@@ -100,8 +100,8 @@ func waitConsumerSettled(t *testing.T, url, durable string) {
 
 func TestArchiverHandlesBadMessagesAndStoreErrors(t *testing.T) {
 	s := logtest.StartServer(t, natsserver.Config{})
-	store := logtest.NewMemStore()
-	store.Refuse("gone")
+	store := logtest.NewStore(t, "bad")
+	// Deployment gone is not in the store: its lines are refused for good.
 	a := logtest.StartArchiver(t, s.URL(), store)
 
 	nc, err := nats.Connect(s.URL())

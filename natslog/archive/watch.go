@@ -296,19 +296,7 @@ func (f *follow) ended(ctx context.Context) (bool, error) {
 // stream follows the log stream with an ordered consumer on the
 // deployment's subject.
 func (f *follow) stream(ctx context.Context, changed <-chan struct{}) error {
-	cfg := jetstream.OrderedConsumerConfig{
-		FilterSubjects:    []string{natslog.Subject(f.d.Project, f.d.ID)},
-		DeliverPolicy:     jetstream.DeliverAllPolicy,
-		InactiveThreshold: time.Minute,
-	}
-	if !f.lastTime.IsZero() {
-		start := f.lastTime.Add(-f.w.cfg.StartMargin)
-		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &start
-	}
-	// A NATS that just went away answers nothing: do not wait for it.
-	cctx, cancel := context.WithTimeout(ctx, natsTimeout)
-	cons, err := f.w.js.OrderedConsumer(cctx, natslog.StreamName, cfg)
-	cancel()
+	cons, it, err := f.consume(ctx)
 	if err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -316,42 +304,15 @@ func (f *follow) stream(ctx context.Context, changed <-chan struct{}) error {
 		f.w.log.Warn("follow log: cannot read the stream, polling the store", "deployment", f.d.ID, "error", err)
 		return f.poll(ctx, changed)
 	}
-	// A message holds up to 64 KiB of lines (one line earlier):
-	// bound what is fetched ahead by bytes.
-	it, err := cons.Messages(jetstream.PullMaxBytes(pullMaxBytes))
-	if err != nil {
-		f.w.log.Warn("follow log: cannot read the stream, polling the store", "deployment", f.d.ID, "error", err)
-		return f.poll(ctx, changed)
-	}
 	msgs := make(chan jetstream.Msg, 64)
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		defer close(msgs)
-		for {
-			m, err := it.Next()
-			if err != nil {
-				if !errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-					f.w.log.Debug("follow log: stream", "deployment", f.d.ID, "error", err)
-				}
-				return
-			}
-			select {
-			case msgs <- m:
-			case <-stop:
-				return
-			}
-		}
-	}()
+	wg.Go(func() { f.pump(it, msgs, stop) })
 	defer wg.Wait()
 	defer it.Stop()
 	defer close(stop)
 
-	var processed uint64          // stream sequence of the last message handled
-	var stalledSince time.Time    // when the stream last had nothing more while a line was missing
-	var infoFailedSince time.Time // when asking the consumer for its state began to fail
+	var st streamState
 	ticker := time.NewTicker(min(f.w.cfg.PollInterval, 250*time.Millisecond))
 	defer ticker.Stop()
 	lastPoll := time.Now()
@@ -370,24 +331,9 @@ func (f *follow) stream(ctx context.Context, changed <-chan struct{}) error {
 				}
 				return fmt.Errorf("follow log of %s: the stream ended", f.d.ID)
 			}
-			last := false
-			if md, err := m.Metadata(); err == nil {
-				processed = md.Sequence.Stream
-				last = md.NumPending == 0
-			}
-			// A message holds one line or several consecutive ones; those
-			// before the next line wanted (a replay from the middle of a
-			// message, a line replayed from the store) are dropped by
-			// their number.
-			if lines, err := natslog.DecodeLines(m.Data()); err == nil {
-				for i := range lines {
-					if natslog.CheckLine(&lines[i], m.Subject()) != "" {
-						continue
-					}
-					if err := f.send(lines[i]); err != nil {
-						return err
-					}
-				}
+			last, err := f.handle(m, &st)
+			if err != nil {
+				return err
 			}
 			if !last || !f.d.Status.Terminal() {
 				continue
@@ -407,56 +353,145 @@ func (f *follow) stream(ctx context.Context, changed <-chan struct{}) error {
 			continue
 		}
 		lastPoll = time.Now()
-		ended, err := f.ended(ctx)
-		if err != nil {
+		if done, err := f.checkEnd(ctx, cons, changed, &st); done {
 			return err
 		}
-		if !ended && len(f.pending) == 0 {
-			continue
-		}
-		caughtUp, err := caughtUp(ctx, cons, processed)
+	}
+}
+
+// consume opens an ordered consumer on the deployment's subject, from the
+// start of the log or from a little before the last line read, and its
+// message iterator.
+func (f *follow) consume(ctx context.Context) (jetstream.Consumer, jetstream.MessagesContext, error) {
+	cfg := jetstream.OrderedConsumerConfig{
+		FilterSubjects:    []string{natslog.Subject(f.d.Project, f.d.ID)},
+		DeliverPolicy:     jetstream.DeliverAllPolicy,
+		InactiveThreshold: time.Minute,
+	}
+	if !f.lastTime.IsZero() {
+		start := f.lastTime.Add(-f.w.cfg.StartMargin)
+		cfg.DeliverPolicy, cfg.OptStartTime = jetstream.DeliverByStartTimePolicy, &start
+	}
+	// A NATS that just went away answers nothing: do not wait for it.
+	cctx, cancel := context.WithTimeout(ctx, natsTimeout)
+	cons, err := f.w.js.OrderedConsumer(cctx, natslog.StreamName, cfg)
+	cancel()
+	if err != nil {
+		return nil, nil, err
+	}
+	// A message holds up to 64 KiB of lines (one line earlier):
+	// bound what is fetched ahead by bytes.
+	it, err := cons.Messages(jetstream.PullMaxBytes(pullMaxBytes))
+	if err != nil {
+		return nil, nil, err
+	}
+	return cons, it, nil
+}
+
+// pump hands the messages of it to msgs until it stops or stop is closed,
+// then closes msgs.
+func (f *follow) pump(it jetstream.MessagesContext, msgs chan<- jetstream.Msg, stop <-chan struct{}) {
+	defer close(msgs)
+	for {
+		m, err := it.Next()
 		if err != nil {
-			f.w.log.Debug("follow log: consumer info", "deployment", f.d.ID, "error", err)
-			if ctx.Err() != nil {
-				return ctx.Err()
+			if !errors.Is(err, jetstream.ErrMsgIteratorClosed) {
+				f.w.log.Debug("follow log: stream", "deployment", f.d.ID, "error", err)
 			}
-			// The stream cannot say whether it has more: once the
-			// deployment ended and that lasted, take the store's word.
-			if ended && !infoFailedSince.IsZero() && time.Since(infoFailedSince) >= f.w.cfg.GapTimeout {
-				f.w.log.Warn("follow log: the stream does not answer, finishing from the store", "deployment", f.d.ID, "error", err)
-				f.pending = map[int64]slipway.LogLine{}
-				return f.poll(ctx, changed)
-			}
-			if infoFailedSince.IsZero() {
-				infoFailedSince = time.Now()
-			}
-			continue
+			return
 		}
-		infoFailedSince = time.Time{}
-		if !caughtUp {
-			stalledSince = time.Time{}
-			continue
-		}
-		if ended {
-			// The store has every line up to LogLines once the log was
-			// found complete: take from it what the stream did not give.
-			if c := f.d.LogComplete; c != nil && *c && f.next <= f.d.LogLines {
-				if err := f.replay(ctx); err != nil {
-					return err
-				}
-			}
-			return f.flushPending()
-		}
-		// A line is missing and the stream has nothing more.
-		if stalledSince.IsZero() {
-			stalledSince = time.Now()
-		} else if time.Since(stalledSince) >= f.w.cfg.GapTimeout {
-			if err := f.skipGap(); err != nil {
-				return err
-			}
-			stalledSince = time.Time{}
+		select {
+		case msgs <- m:
+		case <-stop:
+			return
 		}
 	}
+}
+
+// streamState is what stream keeps between messages and checks.
+type streamState struct {
+	processed       uint64    // stream sequence of the last message handled
+	stalledSince    time.Time // when the stream last had nothing more while a line was missing
+	infoFailedSince time.Time // when asking the consumer for its state began to fail
+}
+
+// handle sends the lines of m, and reports whether m was the last message
+// the consumer had.
+func (f *follow) handle(m jetstream.Msg, st *streamState) (last bool, err error) {
+	if md, err := m.Metadata(); err == nil {
+		st.processed = md.Sequence.Stream
+		last = md.NumPending == 0
+	}
+	// A message holds one line or several consecutive ones; those before
+	// the next line wanted (a replay from the middle of a message, a line
+	// replayed from the store) are dropped by their number.
+	if lines, err := natslog.DecodeLines(m.Data()); err == nil {
+		for i := range lines {
+			if natslog.CheckLine(&lines[i], m.Subject()) != "" {
+				continue
+			}
+			if err := f.send(lines[i]); err != nil {
+				return last, err
+			}
+		}
+	}
+	return last, nil
+}
+
+// checkEnd checks whether the log has ended, or a missing line has been
+// awaited for long enough. done says that following is over, with the
+// error stream returns.
+func (f *follow) checkEnd(ctx context.Context, cons jetstream.Consumer, changed <-chan struct{}, st *streamState) (done bool, err error) {
+	ended, err := f.ended(ctx)
+	if err != nil {
+		return true, err
+	}
+	if !ended && len(f.pending) == 0 {
+		return false, nil
+	}
+	caughtUp, err := caughtUp(ctx, cons, st.processed)
+	if err != nil {
+		f.w.log.Debug("follow log: consumer info", "deployment", f.d.ID, "error", err)
+		if ctx.Err() != nil {
+			return true, ctx.Err()
+		}
+		// The stream cannot say whether it has more: once the
+		// deployment ended and that lasted, take the store's word.
+		if ended && !st.infoFailedSince.IsZero() && time.Since(st.infoFailedSince) >= f.w.cfg.GapTimeout {
+			f.w.log.Warn("follow log: the stream does not answer, finishing from the store", "deployment", f.d.ID, "error", err)
+			f.pending = map[int64]slipway.LogLine{}
+			return true, f.poll(ctx, changed)
+		}
+		if st.infoFailedSince.IsZero() {
+			st.infoFailedSince = time.Now()
+		}
+		return false, nil
+	}
+	st.infoFailedSince = time.Time{}
+	if !caughtUp {
+		st.stalledSince = time.Time{}
+		return false, nil
+	}
+	if ended {
+		// The store has every line up to LogLines once the log was
+		// found complete: take from it what the stream did not give.
+		if c := f.d.LogComplete; c != nil && *c && f.next <= f.d.LogLines {
+			if err := f.replay(ctx); err != nil {
+				return true, err
+			}
+		}
+		return true, f.flushPending()
+	}
+	// A line is missing and the stream has nothing more.
+	if st.stalledSince.IsZero() {
+		st.stalledSince = time.Now()
+	} else if time.Since(st.stalledSince) >= f.w.cfg.GapTimeout {
+		if err := f.skipGap(); err != nil {
+			return true, err
+		}
+		st.stalledSince = time.Time{}
+	}
+	return false, nil
 }
 
 // caughtUp reports whether the consumer has delivered every message it

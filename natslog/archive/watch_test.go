@@ -13,6 +13,7 @@ import (
 
 	"github.com/slipway-ci/slipway"
 	"github.com/slipway-ci/slipway/internal/logtest"
+	"github.com/slipway-ci/slipway/internal/testenv"
 	"github.com/slipway-ci/slipway/natslog"
 	"github.com/slipway-ci/slipway/natslog/archive"
 	"github.com/slipway-ci/slipway/natslog/publish"
@@ -57,6 +58,16 @@ func (c *collector) count() int {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return len(c.lines)
+}
+
+// last returns the number of the last line emitted, or 0.
+func (c *collector) last() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.lines) == 0 {
+		return 0
+	}
+	return int(c.lines[len(c.lines)-1].N)
 }
 
 // wait waits for FollowLog to return and checks that it emitted exactly
@@ -111,7 +122,10 @@ func TestFollowReplayThenLive(t *testing.T) {
 	for n := half + 1; n <= total; n++ {
 		p.Line("stdout", fmt.Sprintf("line %d", n))
 		if n == half+1000 {
-			time.Sleep(50 * time.Millisecond) // let the followers catch up with the live end
+			// Let the followers catch up with the live end.
+			for _, c := range []*collector{early, mid, fromMiddle} {
+				testenv.WaitFor(t, time.Minute, fmt.Sprintf("a follower at line %d", n), func() bool { return c.last() == n })
+			}
 		}
 	}
 	logtest.ClosePublisher(t, p)
@@ -194,17 +208,14 @@ func TestFollowGapsAndOrder(t *testing.T) {
 	for _, n := range []int64{2, 1, 3, 5, 6} { // 4 never comes
 		publishRaw(t, srv.URL(), d, n)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for c.count() < 3 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
+	testenv.WaitFor(t, 10*time.Second, "lines 1..3", func() bool { return c.count() >= 3 })
+	// Time must pass for the test: 200 ms of GapTimeout's 500 in which
+	// line 5 must not come out.
 	time.Sleep(200 * time.Millisecond)
 	if n := c.count(); n != 3 {
 		t.Errorf("before the gap timed out: %d lines, want 1..3", n)
 	}
-	for c.count() < 5 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
+	testenv.WaitFor(t, 10*time.Second, "lines 5 and 6 after the gap timed out", func() bool { return c.count() >= 5 })
 	if err := db.FinishDeployment(t.Context(), d.ID, slipway.DeploymentResult{Status: slipway.StatusSucceeded}, time.Now()); err != nil {
 		t.Fatal(err)
 	}
@@ -237,6 +248,7 @@ func TestFollowCancelledSettles(t *testing.T) {
 	if err := notifying.FinishDeployment(t.Context(), d.ID, slipway.DeploymentResult{Status: slipway.StatusCancelled}, time.Now()); err != nil {
 		t.Fatal(err)
 	}
+	// Part of the scenario: line 2 comes late, within Settle.
 	time.Sleep(300 * time.Millisecond)
 	publishRaw(t, srv.URL(), d, 2)
 	c.wait(t, 1, 2, 10*time.Second)
@@ -251,10 +263,7 @@ func TestFollowEndsWithTheRecordedLog(t *testing.T) {
 	w := newWatcher(t, srv.URL(), db, archive.WatcherConfig{Settle: time.Hour})
 	publishRaw(t, srv.URL(), d, 1)
 	c := follow(t, w, d.ID, 0)
-	deadline := time.Now().Add(10 * time.Second)
-	for c.count() < 1 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
+	testenv.WaitFor(t, 10*time.Second, "line 1", func() bool { return c.count() >= 1 })
 	// Lines 2 and 3 are in the store (archived), not in this stream.
 	now := time.Now()
 	if err := db.AppendLogLines(t.Context(), []slipway.LogLine{
@@ -304,10 +313,7 @@ func TestFollowWhenNATSGoesAway(t *testing.T) {
 	w := newWatcher(t, srv.URL(), db, archive.WatcherConfig{GapTimeout: 500 * time.Millisecond, PollInterval: 100 * time.Millisecond})
 	publishRaw(t, srv.URL(), d, 1)
 	c := follow(t, w, d.ID, 0)
-	deadline := time.Now().Add(10 * time.Second)
-	for c.count() < 1 && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
+	testenv.WaitFor(t, 10*time.Second, "line 1", func() bool { return c.count() >= 1 })
 	srv.Shutdown()
 	// Line 2 reached the store (by an archiver, say) before NATS went.
 	if err := db.AppendLogLines(t.Context(), []slipway.LogLine{{Deployment: d.ID, N: 2, Time: time.Now(), Text: "line 2"}}); err != nil {

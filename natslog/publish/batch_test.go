@@ -16,7 +16,7 @@ import (
 // each line once, and the messages' ids name the lines they hold.
 func TestPublisherBatchesLines(t *testing.T) {
 	s := logtest.StartServer(t, natsserver.Config{})
-	store := logtest.NewMemStore()
+	store := logtest.NewStore(t, "b1")
 	a := logtest.StartArchiver(t, s.URL(), store)
 	p := logtest.NewPublisher(t, publish.Config{URL: s.URL(), Deployment: "b1"})
 	w := p.Writer("stdout", "build")
@@ -61,7 +61,7 @@ func TestRepublishedBatchIsDeduplicated(t *testing.T) {
 	s := logtest.StartServer(t, natsserver.Config{})
 	spool := t.TempDir()
 	seg := "demo " + logtest.BatchJSON("r1", 1, 3) + "\n" + "demo " + logtest.LineJSON("r1", 4) + "\n" + "demo " + logtest.BatchJSON("r1", 5, 9) + "\n"
-	store := logtest.NewMemStore()
+	store := logtest.NewStore(t, "other", "r1")
 	a := logtest.StartArchiver(t, s.URL(), store)
 	for i, name := range []string{"spool-1.log", "spool-2.log"} {
 		if err := os.WriteFile(filepath.Join(spool, name), []byte(seg), 0o644); err != nil {
@@ -99,7 +99,7 @@ func TestBatchesRideOutRestartWithSpool(t *testing.T) {
 	s2 := logtest.StartServer(t, natsserver.Config{StoreDir: dir, Port: port})
 	logtest.WriteLines(w, total*3/4+1, total)
 	logtest.ClosePublisher(t, p)
-	store := logtest.NewMemStore()
+	store := logtest.NewStore(t, "r2")
 	a := logtest.StartArchiver(t, s2.URL(), store)
 	logtest.WaitFor(t, a, "r2", total)
 	logtest.CheckTexts(t, store, "r2", total)

@@ -480,57 +480,12 @@ func (p *Publisher) onErr(_ jetstream.JetStream, m *nats.Msg, err error) {
 func (p *Publisher) run() {
 	defer close(p.done)
 	for {
-		p.mu.Lock()
-		var batch []*nats.Msg
-		for _, m := range p.retry {
-			if _, ok := p.pending[m]; ok { // else acked meanwhile
-				batch = append(batch, m)
-			}
-		}
-		p.retry = nil
-		retrying := len(batch) > 0
-		if retrying {
-			sort.Slice(batch, func(i, j int) bool { return p.pending[batch[i]].n < p.pending[batch[j]].n })
-			p.retryRounds++
-		} else {
-			if len(p.queue) == 0 && len(p.open) > 0 && time.Since(p.openedAt) >= flushDelay {
-				p.sealLocked()
-			}
-			batch, p.queue = p.queue, nil
-		}
-		rounds := p.retryRounds
-		var sealIn time.Duration // when the message being filled is due
-		if len(p.open) > 0 {
-			sealIn = max(flushDelay-time.Since(p.openedAt), time.Microsecond)
-		}
-		p.mu.Unlock()
-
+		batch, retrying, rounds, sealIn := p.nextBatch()
 		if len(batch) == 0 {
 			if p.nc.IsConnected() && p.drain() {
 				continue
 			}
-			// While lines wait in the spool, look again now and then in
-			// case a wake-up was missed.
-			var poll <-chan time.Time
-			var t *time.Timer
-			if sealIn > 0 {
-				t = time.NewTimer(sealIn)
-				poll = t.C
-			} else if p.spooling() {
-				t = time.NewTimer(retryWaitMax / 4)
-				poll = t.C
-			}
-			stopped := false
-			select {
-			case <-p.wake:
-			case <-poll:
-			case <-p.stop:
-				stopped = true
-			}
-			if t != nil {
-				t.Stop()
-			}
-			if stopped {
+			if !p.idle(sealIn) {
 				return
 			}
 			continue
@@ -565,6 +520,62 @@ func (p *Publisher) run() {
 			}
 		}
 	}
+}
+
+// nextBatch takes the messages run publishes next: the retried ones still
+// unacked, in line order (retrying, and the count of retry rounds so far),
+// or else the queue, after sealing the message being filled if it is due.
+// sealIn is how long until the message being filled is due, if there is
+// one.
+func (p *Publisher) nextBatch() (batch []*nats.Msg, retrying bool, rounds int, sealIn time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, m := range p.retry {
+		if _, ok := p.pending[m]; ok { // else acked meanwhile
+			batch = append(batch, m)
+		}
+	}
+	p.retry = nil
+	retrying = len(batch) > 0
+	if retrying {
+		sort.Slice(batch, func(i, j int) bool { return p.pending[batch[i]].n < p.pending[batch[j]].n })
+		p.retryRounds++
+	} else {
+		if len(p.queue) == 0 && len(p.open) > 0 && time.Since(p.openedAt) >= flushDelay {
+			p.sealLocked()
+		}
+		batch, p.queue = p.queue, nil
+	}
+	if len(p.open) > 0 {
+		sealIn = max(flushDelay-time.Since(p.openedAt), time.Microsecond)
+	}
+	return batch, retrying, p.retryRounds, sealIn
+}
+
+// idle waits, with nothing to publish, for a wake-up, for the message being
+// filled to be due (sealIn, if not 0) and, while lines wait in the spool,
+// for a while in case a wake-up was missed. It returns false if Close
+// stopped the publisher.
+func (p *Publisher) idle(sealIn time.Duration) bool {
+	var poll <-chan time.Time
+	var t *time.Timer
+	if sealIn > 0 {
+		t = time.NewTimer(sealIn)
+		poll = t.C
+	} else if p.spooling() {
+		t = time.NewTimer(retryWaitMax / 4)
+		poll = t.C
+	}
+	if t != nil {
+		defer t.Stop()
+	}
+	select {
+	case <-p.wake:
+	case <-poll:
+	case <-p.stop:
+		return false
+	}
+	return true
 }
 
 func backoff(rounds int) time.Duration {

@@ -35,7 +35,7 @@ func TestNewPublisherRejectsBadSubject(t *testing.T) {
 
 func TestPublishThousandLines(t *testing.T) {
 	s := logtest.StartServer(t, natsserver.Config{})
-	store := logtest.NewMemStore()
+	store := logtest.NewStore(t, "d1")
 	a := logtest.StartArchiver(t, s.URL(), store)
 	var stdout bytes.Buffer
 	p := logtest.NewPublisher(t, publish.Config{URL: s.URL(), Deployment: "d1", Stdout: &stdout})
@@ -71,7 +71,7 @@ func TestPublishThousandLines(t *testing.T) {
 
 func TestSecondPublisherContinuesNumbering(t *testing.T) {
 	s := logtest.StartServer(t, natsserver.Config{})
-	store := logtest.NewMemStore()
+	store := logtest.NewStore(t, "d2", "d3")
 	a := logtest.StartArchiver(t, s.URL(), store)
 
 	p1 := logtest.NewPublisher(t, publish.Config{URL: s.URL(), Deployment: "d2"})
@@ -123,7 +123,7 @@ func TestLastLineAfterOutOfOrderStore(t *testing.T) {
 
 func TestPublisherRidesOutServerRestart(t *testing.T) {
 	s1, dir, port := logtest.StoppableServer(t)
-	store := logtest.NewMemStore()
+	store := logtest.NewStore(t, "d5")
 	a := logtest.RestartProofArchiver(t, s1.URL(), store)
 	var stdout bytes.Buffer
 	p := logtest.NewPublisher(t, publish.Config{URL: s1.URL(), Deployment: "d5", Stdout: &stdout})
@@ -195,7 +195,7 @@ func TestPublisherWarningsReachItsLogger(t *testing.T) {
 	}
 
 	s3 := logtest.StartServer(t, natsserver.Config{StoreDir: dir, Port: port})
-	store := logtest.NewMemStore()
+	store := logtest.NewStore(t, "w1", "w2")
 	a := logtest.StartArchiver(t, s3.URL(), store)
 	logger2, log2 := logtest.NewServiceLog()
 	p2 := logtest.NewPublisher(t, publish.Config{URL: s3.URL(), Deployment: "w2", SpoolDir: spool, Logger: logger2})
@@ -250,7 +250,7 @@ func TestFullBufferDropsLinesWithoutGaps(t *testing.T) {
 
 			s2 := logtest.StartServer(t, natsserver.Config{StoreDir: dir, Port: port})
 			logtest.ClosePublisher(t, p)
-			store := logtest.NewMemStore()
+			store := logtest.NewStore(t, "d6")
 			a := logtest.StartArchiver(t, s2.URL(), store)
 			logtest.WaitFor(t, a, "d6", accepted+1)
 			lines := logtest.StoredLines(t, store, "d6")
@@ -287,7 +287,11 @@ func TestWriterSplitsLines(t *testing.T) {
 		{"invalid utf-8", []string{"ok\xff\xfeok\n", "\xc3\n"}, []string{"ok\uFFFDok", "\uFFFD"}},
 	}
 	s := logtest.StartServer(t, natsserver.Config{})
-	store := logtest.NewMemStore()
+	var deps []string
+	for i := range tests {
+		deps = append(deps, fmt.Sprintf("split%d", i))
+	}
+	store := logtest.NewStore(t, deps...)
 	a := logtest.StartArchiver(t, s.URL(), store)
 	for i, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -332,7 +336,7 @@ func chunks(s string, size int) []string {
 
 func TestWriterFlushStepAndStdout(t *testing.T) {
 	s := logtest.StartServer(t, natsserver.Config{})
-	store := logtest.NewMemStore()
+	store := logtest.NewStore(t, "d7")
 	a := logtest.StartArchiver(t, s.URL(), store)
 	var stdout bytes.Buffer
 	p := logtest.NewPublisher(t, publish.Config{
@@ -377,7 +381,7 @@ func TestWriterFlushStepAndStdout(t *testing.T) {
 
 func TestConcurrentWriters(t *testing.T) {
 	s := logtest.StartServer(t, natsserver.Config{})
-	store := logtest.NewMemStore()
+	store := logtest.NewStore(t, "d10")
 	a := logtest.StartArchiver(t, s.URL(), store)
 	p := logtest.NewPublisher(t, publish.Config{URL: s.URL(), Deployment: "d10"})
 	var wg sync.WaitGroup

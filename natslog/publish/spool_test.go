@@ -45,7 +45,7 @@ func spoolSize(t testing.TB, dir string) int64 {
 func TestSpoolWhileNATSIsDown(t *testing.T) {
 	s1, dir, port := logtest.StoppableServer(t)
 	spool := t.TempDir()
-	store := logtest.NewMemStore()
+	store := logtest.NewStore(t, "s1")
 	a := logtest.RestartProofArchiver(t, s1.URL(), store)
 	var stdout bytes.Buffer
 	p := logtest.NewPublisher(t, publish.Config{URL: s1.URL(), Deployment: "s1", Stdout: &stdout, SpoolDir: spool,
@@ -99,7 +99,7 @@ func TestSpoolOutlivesPublisher(t *testing.T) {
 			}
 
 			s2 := logtest.StartServer(t, natsserver.Config{StoreDir: dir, Port: port})
-			store := logtest.NewMemStore()
+			store := logtest.NewStore(t, "o1", "o2")
 			a := logtest.StartArchiver(t, s2.URL(), store)
 			p2 := logtest.NewPublisher(t, publish.Config{URL: s2.URL(), Deployment: next, SpoolDir: spool})
 			first := int64(1)
@@ -144,7 +144,7 @@ demo {"deployment":"x1","n":3,"time":"2026-01-01T00:00:00Z","stre`
 	if err := os.WriteFile(filepath.Join(spool, "spool-1.log"), []byte(seg), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	store := logtest.NewMemStore()
+	store := logtest.NewStore(t, "x1", "x2")
 	a := logtest.StartArchiver(t, s.URL(), store)
 	p := logtest.NewPublisher(t, publish.Config{URL: s.URL(), Deployment: "x2", SpoolDir: spool})
 	logtest.ClosePublisher(t, p)

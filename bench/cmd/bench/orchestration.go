@@ -131,11 +131,22 @@ func RunOrchestration(ctx context.Context, cfg Config, n int) error {
 		}
 		progress("%s: server at %s, project %s", bin, srv.URL, t.project)
 	}
+	samples, err := measureOrchestration(ctx, targets, n, cfg.BuildTimeout)
+	if err != nil {
+		return err
+	}
+	printOrchestration(os.Stdout, bins, samples)
+	return nil
+}
+
+// measureOrchestration pushes to each target once to warm it up, then n
+// times, in an order that rotates from run to run.
+func measureOrchestration(ctx context.Context, targets []*orchTarget, n int, timeout time.Duration) ([]orchSample, error) {
 	// A first (cold) push per server creates the machine, the builder user
 	// and the mirror; it is not counted.
 	for _, t := range targets {
-		if _, err := t.push(ctx, cfg.BuildTimeout, 0); err != nil {
-			return fmt.Errorf("%s: warm-up push: %w", t.bin, err)
+		if _, err := t.push(ctx, timeout, 0); err != nil {
+			return nil, fmt.Errorf("%s: warm-up push: %w", t.bin, err)
 		}
 	}
 	var samples []orchSample
@@ -144,17 +155,16 @@ func RunOrchestration(ctx context.Context, cfg Config, n int) error {
 		k := run % len(order)
 		order = append(order[k:], order[:k]...)
 		for _, t := range order {
-			s, err := t.push(ctx, cfg.BuildTimeout, run)
+			s, err := t.push(ctx, timeout, run)
 			if err != nil {
-				return fmt.Errorf("%s, run %d: %w", t.bin, run, err)
+				return nil, fmt.Errorf("%s, run %d: %w", t.bin, run, err)
 			}
 			samples = append(samples, s)
 			progress("[%d/%d] %s: POST → building %d ms (queue %d, wake %d, fetch %d; load %.1f)", run, n, t.bin,
 				s.At["building"], s.Timings["queue"], s.Timings["wake"], s.Timings["fetch"], s.Load1)
 		}
 	}
-	printOrchestration(os.Stdout, bins, samples)
-	return nil
+	return samples, nil
 }
 
 // newTinyRepo makes a repository whose build is one COPY onto scratch.
@@ -212,9 +222,19 @@ func (t *orchTarget) push(ctx context.Context, timeout time.Duration, run int) (
 		}
 	}
 	// The Temporal histories of the three workflows.
+	if err := t.workflowTimes(ctx, smp.deployment, start, at); err != nil {
+		return orchSample{}, err
+	}
+	return s, nil
+}
+
+// workflowTimes passes to at the times of the events of deployment's
+// workflows (project, deployment, build) that a push after start waits
+// for.
+func (t *orchTarget) workflowTimes(ctx context.Context, deployment string, start time.Time, at func(string, time.Time)) error {
 	pev, err := history(ctx, t.tc, deploy.ProjectWorkflowID(t.project))
 	if err != nil {
-		return orchSample{}, err
+		return err
 	}
 	for _, e := range pev {
 		if e.GetEventType() == enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED || e.GetEventType() == enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED {
@@ -224,9 +244,9 @@ func (t *orchTarget) push(ctx context.Context, timeout time.Duration, run int) (
 			}
 		}
 	}
-	dev, err := history(ctx, t.tc, contract.DeploymentWorkflowID(smp.deployment))
+	dev, err := history(ctx, t.tc, contract.DeploymentWorkflowID(deployment))
 	if err != nil {
-		return orchSample{}, err
+		return err
 	}
 	acts := activityTimes(dev)
 	if len(dev) > 0 {
@@ -245,7 +265,7 @@ func (t *orchTarget) push(ctx context.Context, timeout time.Duration, run int) (
 	at("wakeDone", acts[deploy.ActivityWake+":completed"])
 	at("fetchStart", acts[contract.ActivityFetch+":started"])
 	at("buildStart", acts[contract.ActivityBuild+":started"])
-	if bev, err := history(ctx, t.tc, "build-"+smp.deployment); err == nil && len(bev) > 0 {
+	if bev, err := history(ctx, t.tc, "build-"+deployment); err == nil && len(bev) > 0 {
 		at("buildWF", bev[0].GetEventTime().AsTime())
 		for _, e := range bev {
 			if e.GetEventType() == enumspb.EVENT_TYPE_WORKFLOW_TASK_STARTED {
@@ -261,7 +281,7 @@ func (t *orchTarget) push(ctx context.Context, timeout time.Duration, run int) (
 		at("fetchStart", bacts[contract.ActivityFetch+":started"])
 		at("buildStart", bacts[contract.ActivityBuild+":started"])
 	}
-	return s, nil
+	return nil
 }
 
 // dialServerTemporal connects to the embedded Temporal of the server whose

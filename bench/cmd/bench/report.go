@@ -432,9 +432,25 @@ func (r *results) write(dir string) error {
 	return os.WriteFile(filepath.Join(dir, "RESULTS.md"), []byte(r.markdown()), 0o644)
 }
 
+// printf is fmt.Printf onto the text being written.
+type printf func(format string, args ...any)
+
+// markdown is RESULTS.md: the settings, the tables of times and steps,
+// the targets and every run.
 func (r *results) markdown() string {
 	var b strings.Builder
 	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
+	r.mdHeader(p)
+	r.mdTotals(p)
+	r.mdTargets(p)
+	r.mdPhases(p)
+	r.mdSteps(p)
+	r.mdRuns(p)
+	return b.String()
+}
+
+// mdHeader writes the run's date, machine, builders and settings.
+func (r *results) mdHeader(p printf) {
 	p("# Benchmark results\n\n")
 	p("Written by `make bench` (bench/cmd/bench); see bench/README.md for the method.\n\n")
 	p("- Date: %s (took %s)\n", r.Date.Format("2006-01-02 15:04 MST"), r.Elapsed)
@@ -458,6 +474,10 @@ func (r *results) markdown() string {
 	if r.Network != "" {
 		p("- build --network %s for the local and clean-CI systems\n", r.Network)
 	}
+}
+
+// mdTotals writes a table per app of the median time from push to image, per scenario and system.
+func (r *results) mdTotals(p printf) {
 	p("\n## Push → image in the registry (seconds, median)\n\n")
 	p("![chart](chart.svg)\n")
 	for _, app := range r.Apps {
@@ -488,7 +508,10 @@ func (r *results) markdown() string {
 		}
 	}
 	p("\nCells: median (min–max).\n")
+}
 
+// mdTargets writes the targets of issues 14 and 3 and how the run measured up.
+func (r *results) mdTargets(p printf) {
 	var targets []string
 	for _, app := range r.Apps {
 		for _, t := range r.appTargets(app.Name) {
@@ -501,7 +524,10 @@ func (r *results) markdown() string {
 	if len(targets) > 0 {
 		p("\n## Targets\n\nIssue 14's, per app; the orchestration targets (issue 3) over every app's warm deployments.\n\n| app | target | measured | |\n|---|---|---:|---|\n%s", strings.Join(targets, ""))
 	}
+}
 
+// mdPhases writes the median of Slipway's phases, per app and scenario.
+func (r *results) mdPhases(p printf) {
 	if slices.Contains(r.Systems, "slipway") {
 		p("\n## Slipway's phases (median)\n\n| app | scenario |")
 		for _, ph := range slipwayPhases {
@@ -529,7 +555,10 @@ func (r *results) markdown() string {
 			"(its threads: Temporal, NATS, the store, the log archiver and indexer) from the POST to the " +
 			"deployment seen succeeded: on 2 cores it competes with the build.\n")
 	}
+}
 
+// mdSteps writes a table per app and warm scenario of the median time of each build step.
+func (r *results) mdSteps(p printf) {
 	for _, app := range r.Apps {
 		for _, sc := range r.Scenarios {
 			if sc == "cold" {
@@ -557,7 +586,10 @@ func (r *results) markdown() string {
 			}
 		}
 	}
+}
 
+// mdRuns writes a row per run.
+func (r *results) mdRuns(p printf) {
 	p("\n## Every run\n\n| app | scenario | run | system | total | phases | steps | load |\n|---|---|---:|---|---:|---|---|---:|\n")
 	retries := 0
 	for _, s := range r.Samples {
@@ -573,7 +605,6 @@ func (r *results) markdown() string {
 		p(" %d build(s) failed and were run once more (a warm storage then starts from what the failed attempt left).", retries)
 	}
 	p("\n")
-	return b.String()
 }
 
 // chartLabel is a scenario's name under its bars, where a group is narrow.

@@ -251,68 +251,15 @@ func (s *slipwayServer) deploy(ctx context.Context, project, repoDir, secret, be
 	if err != nil {
 		return sample{}, err
 	}
-	s.pushes++
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.URL+"/webhooks/github", bytes.NewReader(body))
+	cpu0 := procCPU(s.cmd.Process.Pid)
+	start := time.Now()
+	id, answered, err := s.postPush(ctx, secret, body)
 	if err != nil {
 		return sample{}, err
 	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("X-GitHub-Event", "push")
-	req.Header.Set("X-GitHub-Delivery", fmt.Sprintf("bench-%d-%d", time.Now().UnixNano(), s.pushes))
-	req.Header.Set("X-Hub-Signature-256", github.Sign(secret, body))
-
-	cpu0 := procCPU(s.cmd.Process.Pid)
-	start := time.Now()
-	resp, err := http.DefaultClient.Do(req)
+	d, err := s.waitEnded(ctx, id, start.Add(timeout), timeout)
 	if err != nil {
-		return sample{}, fmt.Errorf("POST webhook: %w", err)
-	}
-	raw, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	answered := time.Now()
-	var a struct {
-		Message    string `json:"message"`
-		Deployment string `json:"deployment"`
-	}
-	if err := json.Unmarshal(raw, &a); err != nil || resp.StatusCode != http.StatusAccepted || a.Deployment == "" {
-		return sample{}, fmt.Errorf("push webhook answered %d %s, want 202 with a deployment", resp.StatusCode, raw)
-	}
-
-	// Wait for the end on the deploymentUpdated subscription, as `slipway
-	// deploy --wait` does, rather than polling: polling every 50 ms cost
-	// the server CPU that the build competes with on 2 cores. Should the
-	// subscription fail (a server without it), fall back to polling.
-	deadline := start.Add(timeout)
-	wctx, stopFollow := context.WithCancel(ctx)
-	defer stopFollow()
-	ended := make(chan error, 1)
-	go func() {
-		ended <- client.New(s.URL, nil).WithToken(s.adminToken()).FollowDeployment(wctx, a.Deployment, func(*slipway.Deployment) error { return nil })
-	}()
-	interval := 2 * time.Second
-	var d deploymentStatus
-	for {
-		select {
-		case <-ctx.Done():
-			return sample{}, ctx.Err()
-		case err := <-ended:
-			if err != nil {
-				progress("following deployment %s: %v; polling instead", a.Deployment, err)
-				interval = 50 * time.Millisecond
-			}
-			ended = nil
-		case <-time.After(interval):
-		}
-		d, err = s.api.deployment(ctx, a.Deployment)
-		if err != nil {
-			return sample{}, err
-		}
-		if d.terminal() {
-			break
-		}
-		if time.Now().After(deadline) {
-			return sample{}, fmt.Errorf("deployment %s still %s after %s", d.ID, d.Status, timeout)
-		}
+		return sample{}, err
 	}
 	end := time.Now()
 	cpu1 := procCPU(s.cmd.Process.Pid)
@@ -354,6 +301,84 @@ func (s *slipwayServer) deploy(ctx context.Context, project, repoDir, secret, be
 		return sample{}, err
 	}
 	smp.lines = lines
+	stepsFromLog(&smp, lines, start)
+	return smp, nil
+}
+
+// postPush sends the push webhook body, signed with secret, and returns
+// the deployment it started and when the answer was read.
+func (s *slipwayServer) postPush(ctx context.Context, secret string, body []byte) (string, time.Time, error) {
+	s.pushes++
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.URL+"/webhooks/github", bytes.NewReader(body))
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-GitHub-Event", "push")
+	req.Header.Set("X-GitHub-Delivery", fmt.Sprintf("bench-%d-%d", time.Now().UnixNano(), s.pushes))
+	req.Header.Set("X-Hub-Signature-256", github.Sign(secret, body))
+
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", time.Time{}, fmt.Errorf("POST webhook: %w", err)
+	}
+	raw, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	answered := time.Now()
+	var a struct {
+		Message    string `json:"message"`
+		Deployment string `json:"deployment"`
+	}
+	if err := json.Unmarshal(raw, &a); err != nil || resp.StatusCode != http.StatusAccepted || a.Deployment == "" {
+		return "", time.Time{}, fmt.Errorf("push webhook answered %d %s, want 202 with a deployment", resp.StatusCode, raw)
+	}
+	return a.Deployment, answered, nil
+}
+
+// waitEnded waits for deployment id to end, until deadline.
+func (s *slipwayServer) waitEnded(ctx context.Context, id string, deadline time.Time, timeout time.Duration) (deploymentStatus, error) {
+	// Wait for the end on the deploymentUpdated subscription, as `slipway
+	// deploy --wait` does, rather than polling: polling every 50 ms cost
+	// the server CPU that the build competes with on 2 cores. Should the
+	// subscription fail (a server without it), fall back to polling.
+	wctx, stopFollow := context.WithCancel(ctx)
+	defer stopFollow()
+	ended := make(chan error, 1)
+	go func() {
+		ended <- client.New(s.URL, nil).WithToken(s.adminToken()).FollowDeployment(wctx, id, func(*slipway.Deployment) error { return nil })
+	}()
+	interval := 2 * time.Second
+	var d deploymentStatus
+	var err error
+	for {
+		select {
+		case <-ctx.Done():
+			return deploymentStatus{}, ctx.Err()
+		case err := <-ended:
+			if err != nil {
+				progress("following deployment %s: %v; polling instead", id, err)
+				interval = 50 * time.Millisecond
+			}
+			ended = nil
+		case <-time.After(interval):
+		}
+		d, err = s.api.deployment(ctx, id)
+		if err != nil {
+			return deploymentStatus{}, err
+		}
+		if d.terminal() {
+			break
+		}
+		if time.Now().After(deadline) {
+			return deploymentStatus{}, fmt.Errorf("deployment %s still %s after %s", d.ID, d.Status, timeout)
+		}
+	}
+	return d, nil
+}
+
+// stepsFromLog times the steps of smp, and its phase toBuilding, from the
+// deployment's log lines.
+func stepsFromLog(smp *sample, lines []logLine, start time.Time) {
 	// The steps are timed from the log lines, the same way as the other
 	// systems' (podman's output with its arrival time), so that the tables
 	// compare like with like; the CLI's steps are the fallback. The last
@@ -386,7 +411,6 @@ func (s *slipwayServer) deploy(ctx context.Context, project, repoDir, secret, be
 	if len(sp.steps) > 0 && !slices.ContainsFunc(lines, func(l logLine) bool { return strings.HasPrefix(l.Text, "reusing the images of ") }) {
 		smp.Steps = sp.steps
 	}
-	return smp, nil
 }
 
 // cliDeployment reads one deployment's timings (and steps, where the CLI

@@ -292,22 +292,9 @@ type build struct {
 // one subscriber per build, and measures them.
 func (e *env) scenario(ctx context.Context, sub string, builds, lines, rate int) (result, error) {
 	per := lines / builds
-	bs := make([]*build, builds)
-	for i := range bs {
-		n := e.seq.Add(1)
-		b := &build{project: fmt.Sprintf("bench%d", n), lat: make([]time.Duration, 0, per+1)}
-		if err := e.store.CreateProject(ctx, &slipway.Project{Name: b.project, Repo: "file:///bench", Branch: "main", Dockerfile: "Dockerfile", Context: "."}); err != nil {
-			return result{}, err
-		}
-		d, _, err := e.store.CreateDeployment(ctx, &slipway.Deployment{Project: b.project, Ref: "refs/heads/main", Commit: strings.Repeat("a", 40), Trigger: slipway.TriggerManual})
-		if err != nil {
-			return result{}, err
-		}
-		b.id = d.ID
-		if err := e.store.MarkBuilding(ctx, b.id, time.Now()); err != nil {
-			return result{}, err
-		}
-		bs[i] = b
+	bs, err := e.newBuilds(ctx, builds, per)
+	if err != nil {
+		return result{}, err
 	}
 
 	// Lines carry the time they were written, as an offset from base on
@@ -379,6 +366,36 @@ func (e *env) scenario(ctx context.Context, sub string, builds, lines, rate int)
 		_ = e.store.FinishDeployment(ctx, b.id, slipway.DeploymentResult{Status: slipway.StatusSucceeded}, time.Now())
 	}
 
+	return summarize(sub, rate, per, bs, pubDone, start), nil
+}
+
+// newBuilds creates builds deployments, each of its own project, building,
+// to publish per lines each.
+func (e *env) newBuilds(ctx context.Context, builds, per int) ([]*build, error) {
+	bs := make([]*build, builds)
+	for i := range bs {
+		n := e.seq.Add(1)
+		b := &build{project: fmt.Sprintf("bench%d", n), lat: make([]time.Duration, 0, per+1)}
+		if err := e.store.CreateProject(ctx, &slipway.Project{Name: b.project, Repo: "file:///bench", Branch: "main", Dockerfile: "Dockerfile", Context: "."}); err != nil {
+			return nil, err
+		}
+		d, _, err := e.store.CreateDeployment(ctx, &slipway.Deployment{Project: b.project, Ref: "refs/heads/main", Commit: strings.Repeat("a", 40), Trigger: slipway.TriggerManual})
+		if err != nil {
+			return nil, err
+		}
+		b.id = d.ID
+		if err := e.store.MarkBuilding(ctx, b.id, time.Now()); err != nil {
+			return nil, err
+		}
+		bs[i] = b
+	}
+	return bs, nil
+}
+
+// summarize returns the result of a scenario of rate whose builds bs (of
+// per lines each) were written from start, their publishers closed at
+// pubDone.
+func summarize(sub string, rate, per int, bs []*build, pubDone []time.Time, start time.Time) result {
 	var all []time.Duration
 	var lastRecv, lastPub time.Time
 	for i, b := range bs {
@@ -391,6 +408,7 @@ func (e *env) scenario(ctx context.Context, sub string, builds, lines, rate int)
 		}
 	}
 	slices.Sort(all)
+	builds := len(bs)
 	total := per * builds
 	return result{
 		Subscriber: sub,
@@ -401,7 +419,7 @@ func (e *env) scenario(ctx context.Context, sub string, builds, lines, rate int)
 		Received:   float64(total) / lastRecv.Sub(start).Seconds(),
 		P50:        all[len(all)/2],
 		P99:        all[len(all)*99/100],
-	}, nil
+	}
 }
 
 // writeBuild writes n lines through the publisher's LineWriter in chunks
