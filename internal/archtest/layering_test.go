@@ -122,6 +122,7 @@ var allowedEdges = map[string]string{
 	"natslog/publish → natslog":      "the publisher writes the log's wire format",
 	"natsserver → natslog":           "the embedded server creates the log stream, with its name and limits",
 	"graphql → graphql/internal/gen": "the code gqlgen generates for package graphql",
+	"graphql → deploy":               "the API changes projects through the project service (deploy.Projects), which owns their rules, as the demo does; a default one when the server passes none",
 }
 
 // agentRoots are the packages whose links

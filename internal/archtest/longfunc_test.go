@@ -30,9 +30,7 @@ var pending = map[string]string{
 	"agent/agent.go: Run":                         "being rewritten in issue 15",
 	"deploy/workflow.go: DeploymentWorkflow":      "being rewritten in issue 15",
 	"github/webhook.go: handler.handle":           "being rewritten in issue 15",
-	"github/webhook.go: handler.push":             "being rewritten in issue 15",
 	"machine/process/process.go: Provider.launch": "being rewritten in issue 15",
-	"server/demo.go: setUpDemo":                   "being rewritten in issue 15",
 	"server/server.go: Run":                       "being rewritten in issue 15",
 }
 
