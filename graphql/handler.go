@@ -6,8 +6,9 @@
 //
 // It is an adapter at the edge: it reads through slipway.Store, changes
 // projects through the project service (deploy.Projects, which owns their
-// rules), deploys through slipway.Deployer, and shows *slipway.Error codes as GraphQL error codes
-// in one place (presentError; HTTP statuses are slipway.HTTPStatus's). It must not reach into other adapters (sqlite,
+// rules), deploys through slipway.Deployer, and shows *slipway.Error codes
+// as GraphQL error codes in one place (presentError; HTTP statuses are
+// slipway.HTTPStatus's). It must not reach into other adapters (sqlite,
 // temporal, ...) nor read flags or the environment.
 package graphql
 
