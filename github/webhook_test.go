@@ -479,7 +479,8 @@ func firstNonEmpty(s ...string) string {
 }
 
 func TestRedelivery(t *testing.T) {
-	target, dep := newServer(t, HandlerConfig{}, webProject())
+	// The window off: the fixture's push is years old.
+	target, dep := newServer(t, HandlerConfig{MaxAge: -1}, webProject())
 	body := push(t, nil)
 	h := headers()(body)
 
@@ -704,7 +705,11 @@ func TestDeliveryAge(t *testing.T) {
 			wantStatus: http.StatusAccepted, wantMessage: "queued", wantDeploy: true,
 		},
 		{
-			name: "window off", maxAge: 0, now: pushedAt.Add(24 * 365 * time.Hour), deployed: []*slipway.Deployment{known},
+			name: "zero: the default window (DefaultMaxAge)", maxAge: 0, now: pushedAt.Add(DefaultMaxAge + time.Minute), deployed: []*slipway.Deployment{known},
+			wantStatus: http.StatusOK, wantID: "d-known", wantMessage: "past the webhook window of 1h0m0s",
+		},
+		{
+			name: "window off", maxAge: -1, now: pushedAt.Add(24 * 365 * time.Hour), deployed: []*slipway.Deployment{known},
 			wantStatus: http.StatusAccepted, wantMessage: "queued", wantDeploy: true,
 		},
 		{
@@ -783,7 +788,8 @@ func TestReplayUnderNewID(t *testing.T) {
 	store := newStore(t, webProject())
 	first := sqlitetest.AddDeployment(t, store, slipway.Deployment{ID: "d-first", Project: "web", Ref: "refs/heads/master", Commit: commit,
 		Trigger: slipway.TriggerWebhook, DeliveryID: "original"})
-	target := serve(t, HandlerConfig{Deployer: replayingDeployer{earlier: first}}, store, nil)
+	// The window off: the Deployer, not the window, spots this replay.
+	target := serve(t, HandlerConfig{Deployer: replayingDeployer{earlier: first}, MaxAge: -1}, store, nil)
 	body := push(t, nil)
 	status, resp := send(t, http.MethodPost, target, headers("X-GitHub-Delivery", "replayed")(body), body)
 	if status != http.StatusOK || resp.Deployment != "d-first" ||

@@ -44,16 +44,25 @@ import (
 	"github.com/slipway-ci/slipway/web"
 )
 
-// Config configures `slipway server`. Empty fields get the defaults set in
-// setDefaults; the embedded components are used unless an external address
-// is given.
+// Defaults of Config's fields that are the server's own (the others are
+// builder's, deploy's and github's constants), set by WithDefaults and used
+// by `slipway server`'s flags.
+const (
+	DefaultDataDir   = "slipway-data"
+	DefaultListen    = "127.0.0.1:8080"
+	DefaultMaxBuilds = 4
+)
+
+// Config configures `slipway server`. Zero fields mean their default, set
+// by WithDefaults (the one place); the embedded components are used unless
+// an external address is given.
 type Config struct {
 	// DataDir holds everything the server keeps: the SQLite store, the
 	// Temporal database, the JetStream store, the registry's blobs and the
-	// machines' volumes. Default "./slipway-data".
+	// machines' volumes. Default DefaultDataDir.
 	DataDir string
 	// Listen is the HTTP address for webhooks, /graphql, /v2/ and the UI.
-	// Default "127.0.0.1:8080"; port 0 picks a free port.
+	// Default DefaultListen; port 0 picks a free port.
 	Listen string
 	// PublicURL is how forges and clients reach the server; default
 	// "http://" + the listen address.
@@ -61,7 +70,8 @@ type Config struct {
 	// TemporalAddress is an external Temporal frontend (host:port). Empty
 	// starts the embedded server.
 	TemporalAddress string
-	// TemporalNamespace is the namespace to use; default "default".
+	// TemporalNamespace is the namespace to use; default
+	// builder.DefaultTemporalNamespace.
 	TemporalNamespace string
 	// NATSURL is an external NATS server with JetStream. Empty starts the
 	// embedded one.
@@ -89,23 +99,25 @@ type Config struct {
 	// why; it does not start without a buildah ≥ buildah.MinVersion.
 	BuilderIsolation string
 	// KeepImages is how many of a project's latest successful images its
-	// machine keeps for rollbacks; default 5.
+	// machine keeps for rollbacks; default builder.DefaultKeepImages.
 	KeepImages int
 	// ResetThreshold is the fraction of a volume's filesystem in use past
-	// which the machine resets its builder's storage; default 0.75.
+	// which the machine resets its builder's storage; default
+	// builder.DefaultResetThreshold.
 	ResetThreshold float64
 	// NoReuse makes every deployment run its whole Dockerfile, even when
 	// an earlier build had identical inputs or the same first steps.
 	NoReuse bool
 	// MaxBuilds is how many builds may run at once across all projects
-	// (each project builds one at a time anyway); default 4.
+	// (each project builds one at a time anyway); default DefaultMaxBuilds.
 	MaxBuilds int
-	// MaxBuild bounds a single build; default one hour.
+	// MaxBuild bounds a single build; default deploy.DefaultMaxBuild.
 	MaxBuild time.Duration
 	// WebhookMaxAge is the webhook window: a push delivered more than this
 	// long after the push (GitHub's repository.pushed_at) builds nothing
 	// when its commit was already deployed from its branch. Zero means
-	// github.DefaultMaxAge (one hour); negative turns the check off.
+	// github.DefaultMaxAge (one hour; github.NewHandler sets it); negative
+	// turns the check off.
 	WebhookMaxAge time.Duration
 	// LogPruneEvery is how often the projects' log retention is applied
 	// (also once at start); default DefaultLogPruneEvery.
@@ -119,15 +131,16 @@ type Config struct {
 	Ready func(url string)
 }
 
-func (c *Config) setDefaults() {
+// WithDefaults returns c with its zero fields set to their defaults.
+func (c Config) WithDefaults() Config {
 	if c.DataDir == "" {
-		c.DataDir = "slipway-data"
+		c.DataDir = DefaultDataDir
 	}
 	if c.Listen == "" {
-		c.Listen = "127.0.0.1:8080"
+		c.Listen = DefaultListen
 	}
 	if c.TemporalNamespace == "" {
-		c.TemporalNamespace = "default"
+		c.TemporalNamespace = builder.DefaultTemporalNamespace
 	}
 	if c.KeepImages <= 0 {
 		c.KeepImages = builder.DefaultKeepImages
@@ -139,13 +152,10 @@ func (c *Config) setDefaults() {
 		c.BuilderIsolation = DefaultBuilderIsolation
 	}
 	if c.MaxBuilds <= 0 {
-		c.MaxBuilds = 4
+		c.MaxBuilds = DefaultMaxBuilds
 	}
 	if c.MaxBuild <= 0 {
-		c.MaxBuild = time.Hour
-	}
-	if c.WebhookMaxAge == 0 {
-		c.WebhookMaxAge = github.DefaultMaxAge
+		c.MaxBuild = deploy.DefaultMaxBuild
 	}
 	if c.LogPruneEvery <= 0 {
 		c.LogPruneEvery = DefaultLogPruneEvery
@@ -153,6 +163,7 @@ func (c *Config) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	}
+	return c
 }
 
 // agentConfig is the configuration of every agent, from the server's cfg
@@ -207,7 +218,7 @@ func saveState(path string, s state) error {
 // reverse order. In-flight deployments resume on the next Run with the same
 // DataDir.
 func Run(ctx context.Context, cfg Config) (err error) {
-	cfg.setDefaults()
+	cfg = cfg.WithDefaults()
 	log := cfg.Logger
 	dataDir, err := filepath.Abs(cfg.DataDir)
 	if err != nil {

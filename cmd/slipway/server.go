@@ -5,12 +5,12 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/slipway-ci/slipway/builder"
 	"github.com/slipway-ci/slipway/cmd/internal/agentcmd"
+	"github.com/slipway-ci/slipway/deploy"
 	"github.com/slipway-ci/slipway/github"
 	"github.com/slipway-ci/slipway/server"
 )
@@ -59,16 +59,16 @@ directory holding ./slipway-data reads it from there.`,
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&cfg.DataDir, "data-dir", envOr("SLIPWAY_DATA_DIR", "./slipway-data"), "directory for all server state (env SLIPWAY_DATA_DIR)")
-	f.StringVar(&cfg.Listen, "listen", envOr("SLIPWAY_LISTEN", "127.0.0.1:8080"), "HTTP listen address (env SLIPWAY_LISTEN)")
+	f.StringVar(&cfg.DataDir, "data-dir", envOr("SLIPWAY_DATA_DIR", server.DefaultDataDir), "directory for all server state (env SLIPWAY_DATA_DIR)")
+	f.StringVar(&cfg.Listen, "listen", envOr("SLIPWAY_LISTEN", server.DefaultListen), "HTTP listen address (env SLIPWAY_LISTEN)")
 	f.StringVar(&cfg.PublicURL, "public-url", os.Getenv("SLIPWAY_PUBLIC_URL"), "URL forges and clients use to reach this server (default http://LISTEN)")
 	f.StringVar(&cfg.TemporalAddress, "temporal", os.Getenv("SLIPWAY_TEMPORAL"), "external Temporal frontend host:port (default: embedded)")
-	f.StringVar(&cfg.TemporalNamespace, "temporal-namespace", envOr("SLIPWAY_TEMPORAL_NAMESPACE", "default"), "Temporal namespace")
+	f.StringVar(&cfg.TemporalNamespace, "temporal-namespace", envOr("SLIPWAY_TEMPORAL_NAMESPACE", builder.DefaultTemporalNamespace), "Temporal namespace")
 	f.StringVar(&cfg.NATSURL, "nats", os.Getenv("SLIPWAY_NATS"), "external NATS URL with JetStream (default: embedded)")
 	f.StringVar(&cfg.Registry, "registry", os.Getenv("SLIPWAY_REGISTRY"), "external registry host[:port][/prefix] to push to (default: embedded at /v2/)")
 	f.BoolVar(&cfg.RegistryTLSVerify, "registry-tls-verify", false, "builders require TLS with verified certificates from the registry (off: the embedded registry speaks plain HTTP)")
-	f.DurationVar(&cfg.MaxBuild, "max-build", time.Hour, "maximum duration of one build")
-	f.IntVar(&cfg.MaxBuilds, "max-builds", 4, "builds that may run at once across all projects (each project builds one at a time)")
+	f.DurationVar(&cfg.MaxBuild, "max-build", deploy.DefaultMaxBuild, "maximum duration of one build")
+	f.IntVar(&cfg.MaxBuilds, "max-builds", server.DefaultMaxBuilds, "builds that may run at once across all projects (each project builds one at a time)")
 	f.DurationVar(&cfg.WebhookMaxAge, "webhook-max-age", github.DefaultMaxAge,
 		"webhook window: a push delivered longer than this after it was made (a replayed or late delivery) builds nothing if its commit was already deployed from its branch; 0 turns the check off")
 	f.BoolVar(&cfg.Demo, "demo", false, "create and deploy a demo project that builds offline")
