@@ -40,9 +40,12 @@ type Activities struct {
 	events *nats.Conn
 	// secrets keeps the build secrets of the deployment being built.
 	secrets secretCache
-	// background counts the housekeeping still running after an
-	// activity returned (afterJob).
-	background sync.WaitGroup
+	// background is the context of the housekeeping that runs after an
+	// activity returned (afterJob): Run's. Nil: context.Background().
+	background context.Context
+	// afterJobs counts the housekeeping still running after an activity
+	// returned (afterJob); Run waits for it before it returns.
+	afterJobs sync.WaitGroup
 	// migrating counts the removal of an older agent's podman storage
 	// (migrateVolume).
 	migrating sync.WaitGroup
@@ -87,7 +90,11 @@ func (a *Activities) begin(ctx context.Context, in builder.BuildInput, phase str
 	a.waitAfterJob()
 	a.tracker.begin()
 	hbCtx, cancel := context.WithCancel(ctx)
-	go heartbeat(hbCtx, phase)
+	heartbeating := make(chan struct{})
+	go func() {
+		defer close(heartbeating)
+		heartbeat(hbCtx, phase)
+	}()
 	// Secrets are masked before any sink: the log stream, stdout, and
 	// through the stream the store.
 	masked := redact.RepoURLSecrets(in.Repo)
@@ -134,6 +141,7 @@ func (a *Activities) begin(ctx context.Context, in builder.BuildInput, phase str
 		}
 		_ = stdout.Flush()
 		cancel()
+		<-heartbeating
 		if kept && a.secrets.release(in.DeploymentID, lastActivity(ctx, phase, *errp)) {
 			a.cfg.Logger.Info("build secrets dropped", "deployment", in.DeploymentID, "phase", phase)
 		}

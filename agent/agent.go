@@ -75,8 +75,13 @@ func Run(ctx context.Context, cfg Config) error {
 	// build, git's processes then overlap the agent's start instead of
 	// following it. Best effort: Fetch does the real work.
 	refreshCtx, cancelRefresh := context.WithTimeout(ctx, refreshTimeout)
-	defer cancelRefresh()
+	refreshed := make(chan struct{})
+	defer func() {
+		cancelRefresh()
+		<-refreshed
+	}()
 	go func() {
+		defer close(refreshed)
 		start := time.Now()
 		commit, err := gitmirror.Refresh(refreshCtx, layout.Mirror, layout.Prepared, nil)
 		if err != nil {
@@ -117,9 +122,12 @@ func Run(ctx context.Context, cfg Config) error {
 	defer c.Close()
 
 	tracker := newIdleTracker(time.Now())
-	acts := &Activities{cfg: cfg, layout: layout, builder: nb.b, tracker: tracker}
+	acts := &Activities{cfg: cfg, layout: layout, builder: nb.b, tracker: tracker, background: ctx}
 	acts.migrateVolume(ctx)
 	defer acts.migrating.Wait()
+	// After the worker stopped (no activity starts more), and canceled
+	// with ctx: an agent exiting idle has none left.
+	defer acts.afterJobs.Wait()
 	defer acts.secrets.wipe()
 	if cfg.NATSURL != "" {
 		// Progress announcements only: they are best effort, so a NATS
