@@ -89,12 +89,7 @@ func (a *Activities) begin(ctx context.Context, in builder.BuildInput, phase str
 	// The previous build's housekeeping may still run: never beside this.
 	a.waitAfterJob()
 	a.tracker.begin()
-	hbCtx, cancel := context.WithCancel(ctx)
-	heartbeating := make(chan struct{})
-	go func() {
-		defer close(heartbeating)
-		heartbeat(hbCtx, phase)
-	}()
+	stopHeartbeat := startHeartbeat(ctx, phase)
 	// Secrets are masked before any sink: the log stream, stdout, and
 	// through the stream the store.
 	masked := redact.RepoURLSecrets(in.Repo)
@@ -140,8 +135,7 @@ func (a *Activities) begin(ctx context.Context, in builder.BuildInput, phase str
 			}
 		}
 		_ = stdout.Flush()
-		cancel()
-		<-heartbeating
+		stopHeartbeat()
 		if kept && a.secrets.release(in.DeploymentID, lastActivity(ctx, phase, *errp)) {
 			a.cfg.Logger.Info("build secrets dropped", "deployment", in.DeploymentID, "phase", phase)
 		}
@@ -264,6 +258,21 @@ func (a *Activities) writeSecrets(secrets []slipway.SecretValue) (dir string, fi
 		files[s.Name], digests[s.Name] = path, s.Digest
 	}
 	return dir, files, digests, nil
+}
+
+// startHeartbeat heartbeats the activity of ctx until the returned stop,
+// which waits for the heartbeat's goroutine to end.
+func startHeartbeat(ctx context.Context, phase string) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		heartbeat(ctx, phase)
+	}()
+	return func() {
+		cancel()
+		<-done
+	}
 }
 
 func heartbeat(ctx context.Context, phase string) {

@@ -304,42 +304,60 @@ func (p *Provider) Start(ctx context.Context, project string) error {
 	return p.launch(ctx, project, m)
 }
 
-// launch starts the project's agent. Callers hold p.mu.
-func (p *Provider) launch(ctx context.Context, project string, m *machine) error {
+// agentUser is whom an agent runs as, and what that takes.
+type agentUser struct {
+	// env is added to the agent's environment.
+	env []string
+	// cred is the agent's user; nil: the server's.
+	cred *syscall.Credential
+	// owner is the uid and gid owning the agent's configuration file (-1:
+	// unchanged).
+	owner [2]int
+}
+
+// prepareUser prepares the volume (and in rootless mode the runtime
+// directory) of project's agent for the user it runs as. Callers hold
+// p.mu.
+func (p *Provider) prepareUser(project string, m *machine) (agentUser, error) {
 	vol := p.VolumeDir(project)
 	layout := builder.VolumeLayout(vol)
-	var env []string
-	var cred *syscall.Credential
-	// The agent's user owns its configuration file.
-	owner := [2]int{-1, -1}
-	if p.cfg.Isolation == IsolationRootless {
-		if m.user == nil {
-			return fmt.Errorf("start agent of %s: no builder user (Ensure was not called)", project)
-		}
-		u := *m.user
-		wiped, err := prepareVolume(vol, u.UID, u.GID, true)
-		if err != nil {
-			return fmt.Errorf("prepare the volume of %s for user %s: %w", project, u.Name, err)
-		}
-		if wiped {
-			p.cfg.Logger.Info("volume emptied: it belonged to another user (isolation mode changed)", "project", project, "user", u.Name)
-		}
-		rt := p.runtimeDir(project)
-		if err := prepareRuntimeDir(rt, u); err != nil {
-			return fmt.Errorf("prepare the runtime dir of %s: %w", project, err)
-		}
-		env, cred = rootlessEnv(u, layout, rt), credential(u)
-		owner = [2]int{u.UID, u.GID}
-	} else {
+	if p.cfg.Isolation != IsolationRootless {
 		wiped, err := prepareVolume(vol, os.Geteuid(), os.Getegid(), false)
 		if err != nil {
-			return fmt.Errorf("prepare the volume of %s: %w", project, err)
+			return agentUser{}, fmt.Errorf("prepare the volume of %s: %w", project, err)
 		}
 		if wiped {
 			p.cfg.Logger.Info("volume emptied: it belonged to another user (isolation mode changed)", "project", project)
 		}
-		env = []string{"TMPDIR=" + layout.Tmp}
+		return agentUser{env: []string{"TMPDIR=" + layout.Tmp}, owner: [2]int{-1, -1}}, nil
 	}
+	if m.user == nil {
+		return agentUser{}, fmt.Errorf("start agent of %s: no builder user (Ensure was not called)", project)
+	}
+	u := *m.user
+	wiped, err := prepareVolume(vol, u.UID, u.GID, true)
+	if err != nil {
+		return agentUser{}, fmt.Errorf("prepare the volume of %s for user %s: %w", project, u.Name, err)
+	}
+	if wiped {
+		p.cfg.Logger.Info("volume emptied: it belonged to another user (isolation mode changed)", "project", project, "user", u.Name)
+	}
+	rt := p.runtimeDir(project)
+	if err := prepareRuntimeDir(rt, u); err != nil {
+		return agentUser{}, fmt.Errorf("prepare the runtime dir of %s: %w", project, err)
+	}
+	return agentUser{env: rootlessEnv(u, layout, rt), cred: credential(u), owner: [2]int{u.UID, u.GID}}, nil
+}
+
+// launch starts the project's agent. Callers hold p.mu.
+func (p *Provider) launch(ctx context.Context, project string, m *machine) error {
+	vol := p.VolumeDir(project)
+	layout := builder.VolumeLayout(vol)
+	au, err := p.prepareUser(project, m)
+	if err != nil {
+		return err
+	}
+	env, cred, owner := au.env, au.cred, au.owner
 	// A ready file is only ever this launch's.
 	if err := os.Remove(layout.Ready); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("remove stale ready file of %s: %w", project, err)
