@@ -9,6 +9,8 @@ require (
 	github.com/google/go-containerregistry v0.22.1
 )
 
+require go.uber.org/goleak v1.3.0
+
 require (
 	cel.dev/expr v0.25.2 // indirect
 	cloud.google.com/go v0.123.0 // indirect

@@ -40,9 +40,12 @@ type Activities struct {
 	events *nats.Conn
 	// secrets keeps the build secrets of the deployment being built.
 	secrets secretCache
-	// background counts the housekeeping still running after an
-	// activity returned (afterJob).
-	background sync.WaitGroup
+	// background is the context of the housekeeping that runs after an
+	// activity returned (afterJob): Run's. Nil: context.Background().
+	background context.Context
+	// afterJobs counts the housekeeping still running after an activity
+	// returned (afterJob); Run waits for it before it returns.
+	afterJobs sync.WaitGroup
 	// migrating counts the removal of an older agent's podman storage
 	// (migrateVolume).
 	migrating sync.WaitGroup
@@ -86,8 +89,7 @@ func (a *Activities) begin(ctx context.Context, in builder.BuildInput, phase str
 	// The previous build's housekeeping may still run: never beside this.
 	a.waitAfterJob()
 	a.tracker.begin()
-	hbCtx, cancel := context.WithCancel(ctx)
-	go heartbeat(hbCtx, phase)
+	stopHeartbeat := startHeartbeat(ctx, phase)
 	// Secrets are masked before any sink: the log stream, stdout, and
 	// through the stream the store.
 	masked := redact.RepoURLSecrets(in.Repo)
@@ -133,7 +135,7 @@ func (a *Activities) begin(ctx context.Context, in builder.BuildInput, phase str
 			}
 		}
 		_ = stdout.Flush()
-		cancel()
+		stopHeartbeat()
 		if kept && a.secrets.release(in.DeploymentID, lastActivity(ctx, phase, *errp)) {
 			a.cfg.Logger.Info("build secrets dropped", "deployment", in.DeploymentID, "phase", phase)
 		}
@@ -256,6 +258,21 @@ func (a *Activities) writeSecrets(secrets []slipway.SecretValue) (dir string, fi
 		files[s.Name], digests[s.Name] = path, s.Digest
 	}
 	return dir, files, digests, nil
+}
+
+// startHeartbeat heartbeats the activity of ctx until the returned stop,
+// which waits for the heartbeat's goroutine to end.
+func startHeartbeat(ctx context.Context, phase string) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		heartbeat(ctx, phase)
+	}()
+	return func() {
+		cancel()
+		<-done
+	}
 }
 
 func heartbeat(ctx context.Context, phase string) {

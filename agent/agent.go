@@ -49,7 +49,8 @@ type Config struct {
 
 // Run polls the project's queue until the agent has been idle for
 // IdleTimeout (or never got work within StartTimeout), or ctx ends. It
-// returns nil when it stopped because it was idle.
+// returns nil when it stopped because it was idle, and only once every
+// goroutine it started has ended.
 func Run(ctx context.Context, cfg Config) error {
 	if err := cfg.AgentConfig.Validate(); err != nil {
 		return fmt.Errorf("agent: %w", err)
@@ -67,27 +68,71 @@ func Run(ctx context.Context, cfg Config) error {
 			return fmt.Errorf("agent: prepare volume: %w", err)
 		}
 	}
-	// The machine usually wakes for a push: bring the git mirror up to
-	// date and check out the branch head the push moved while the agent
-	// connects and Temporal hands it its build, so that the build's Fetch
-	// (which waits for this, holding the mirror's lock) finds the pushed
-	// commit already there, checked out: on the way from the push to the
-	// build, git's processes then overlap the agent's start instead of
-	// following it. Best effort: Fetch does the real work.
-	refreshCtx, cancelRefresh := context.WithTimeout(ctx, refreshTimeout)
-	defer cancelRefresh()
+	defer refreshMirror(ctx, layout, cfg.Logger)()
+	c, b, err := connect(ctx, cfg, layout)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+
+	tracker := newIdleTracker(time.Now())
+	acts := &Activities{cfg: cfg, layout: layout, builder: b, tracker: tracker, background: ctx}
+	acts.migrateVolume(ctx)
+	defer acts.migrating.Wait()
+	// After the worker stopped (no activity starts more), and canceled
+	// with ctx: an agent exiting idle has none left.
+	defer acts.afterJobs.Wait()
+	defer acts.secrets.wipe()
+	if acts.events = connectEvents(cfg); acts.events != nil {
+		defer acts.events.Close()
+	}
+	w, err := startWorker(c, cfg.Project, acts)
+	if err != nil {
+		return err
+	}
+	defer w.Stop()
+	// Tell the machine provider the agent is polling (it measures the wake
+	// until this file appears); an agent that exits idle removes it.
+	if err := writeReady(layout.Ready); err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	cfg.Logger.Info("agent polling", "project", cfg.Project, "queue", builder.Queue(cfg.Project), "volume", cfg.VolumeDir,
+		"uid", os.Geteuid(), "rootless", os.Geteuid() != 0, "builder", b.String())
+	return pollUntilIdle(ctx, cfg, tracker, layout)
+}
+
+// refreshMirror brings the git mirror up to date and checks out the
+// branch head the push moved, in the background: the machine usually
+// wakes for a push, and while the agent connects and Temporal hands it
+// its build, git's processes then overlap the agent's start instead of
+// following it, so that the build's Fetch (which waits for this, holding
+// the mirror's lock) finds the pushed commit already there, checked out.
+// Best effort: Fetch does the real work. The returned wait cancels the
+// refresh and waits for it.
+func refreshMirror(ctx context.Context, layout builder.Layout, log *slog.Logger) (wait func()) {
+	ctx, cancel := context.WithTimeout(ctx, refreshTimeout)
+	refreshed := make(chan struct{})
 	go func() {
+		defer close(refreshed)
 		start := time.Now()
-		commit, err := gitmirror.Refresh(refreshCtx, layout.Mirror, layout.Prepared, nil)
+		commit, err := gitmirror.Refresh(ctx, layout.Mirror, layout.Prepared, nil)
 		if err != nil {
 			// git's messages come without the URL's credentials.
-			cfg.Logger.Info("mirror refresh at wake failed; the build fetches", "error", err)
+			log.Info("mirror refresh at wake failed; the build fetches", "error", err)
 			return
 		}
-		cfg.Logger.Info("mirror refreshed at wake", "in", time.Since(start).Round(time.Millisecond), "prepared", commit)
+		log.Info("mirror refreshed at wake", "in", time.Since(start).Round(time.Millisecond), "prepared", commit)
 	}()
-	// The builder checks its version (one buildah process) while the
-	// agent dials Temporal: both are on the way from the wake to polling.
+	return func() {
+		cancel()
+		<-refreshed
+	}
+}
+
+// connect makes the builder and dials Temporal. The builder checks its
+// version (one buildah process) while the agent dials: both are on the way
+// from the wake to polling.
+func connect(ctx context.Context, cfg Config, layout builder.Layout) (client.Client, *buildah.Builder, error) {
 	type newBuilder struct {
 		b   *buildah.Builder
 		err error
@@ -109,31 +154,34 @@ func Run(ctx context.Context, cfg Config) error {
 		if err == nil {
 			c.Close()
 		}
-		return fmt.Errorf("agent: %w", nb.err)
+		return nil, nil, fmt.Errorf("agent: %w", nb.err)
 	}
 	if err != nil {
-		return fmt.Errorf("agent: connect to Temporal at %s: %w", cfg.TemporalHostPort, err)
+		return nil, nil, fmt.Errorf("agent: connect to Temporal at %s: %w", cfg.TemporalHostPort, err)
 	}
-	defer c.Close()
+	return c, nb.b, nil
+}
 
-	tracker := newIdleTracker(time.Now())
-	acts := &Activities{cfg: cfg, layout: layout, builder: nb.b, tracker: tracker}
-	acts.migrateVolume(ctx)
-	defer acts.migrating.Wait()
-	defer acts.secrets.wipe()
-	if cfg.NATSURL != "" {
-		// Progress announcements only: they are best effort, so a NATS
-		// that is not there yet is connected to in the background.
-		nc, err := nats.Connect(cfg.NATSURL, nats.Name("slipway-agent-events"), nats.MaxReconnects(-1),
-			nats.RetryOnFailedConnect(true), nats.ReconnectWait(500*time.Millisecond))
-		if err != nil {
-			cfg.Logger.Warn("progress announcements unavailable", "error", err)
-		} else {
-			acts.events = nc
-			defer nc.Close()
-		}
+// connectEvents connects to NATS for progress announcements, or returns
+// nil. They are best effort, so a NATS that is not there yet is connected
+// to in the background.
+func connectEvents(cfg Config) *nats.Conn {
+	if cfg.NATSURL == "" {
+		return nil
 	}
-	w := worker.New(c, builder.Queue(cfg.Project), worker.Options{
+	nc, err := nats.Connect(cfg.NATSURL, nats.Name("slipway-agent-events"), nats.MaxReconnects(-1),
+		nats.RetryOnFailedConnect(true), nats.ReconnectWait(500*time.Millisecond))
+	if err != nil {
+		cfg.Logger.Warn("progress announcements unavailable", "error", err)
+		return nil
+	}
+	return nc
+}
+
+// startWorker starts polling the project's queue for the build workflow
+// and acts' activities.
+func startWorker(c client.Client, project string, acts *Activities) (worker.Worker, error) {
+	w := worker.New(c, builder.Queue(project), worker.Options{
 		// One build at a time: the volume's cache has one writer.
 		MaxConcurrentActivityExecutionSize: 1,
 		WorkerStopTimeout:                  10 * time.Second,
@@ -143,17 +191,14 @@ func Run(ctx context.Context, cfg Config) error {
 	w.RegisterActivityWithOptions(acts.Build, activity.RegisterOptions{Name: builder.ActivityBuild})
 	w.RegisterActivityWithOptions(acts.Push, activity.RegisterOptions{Name: builder.ActivityPush})
 	if err := w.Start(); err != nil {
-		return fmt.Errorf("agent: start worker: %w", err)
+		return nil, fmt.Errorf("agent: start worker: %w", err)
 	}
-	defer w.Stop()
-	// Tell the machine provider the agent is polling (it measures the wake
-	// until this file appears); an agent that exits idle removes it.
-	if err := writeReady(layout.Ready); err != nil {
-		return fmt.Errorf("agent: %w", err)
-	}
-	cfg.Logger.Info("agent polling", "project", cfg.Project, "queue", builder.Queue(cfg.Project), "volume", cfg.VolumeDir,
-		"uid", os.Geteuid(), "rootless", os.Geteuid() != 0, "builder", nb.b.String())
+	return w, nil
+}
 
+// pollUntilIdle returns nil once the agent is idle (removing its ready
+// file), or ctx's error when it ends first.
+func pollUntilIdle(ctx context.Context, cfg Config, tracker *idleTracker, layout builder.Layout) error {
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	for {

@@ -197,14 +197,19 @@ func (a *Activities) migrateVolume(ctx context.Context) {
 // background. Until fn is done the agent counts as busy (it does not exit
 // idle) and the next activity waits for it (waitAfterJob), so
 // housekeeping never runs beside a build. fn gets a context of its own
-// (the activity's ends with it), bounded by afterJobTimeout.
+// (the activity's ends with it), bounded by afterJobTimeout and canceled
+// when the agent stops (a.background).
 func (a *Activities) afterJob(fn func(ctx context.Context)) {
 	a.tracker.begin()
-	a.background.Add(1)
+	a.afterJobs.Add(1)
 	go func() {
-		defer a.background.Done()
+		defer a.afterJobs.Done()
 		defer a.tracker.end(time.Now())
-		ctx, cancel := context.WithTimeout(context.Background(), afterJobTimeout)
+		parent := a.background
+		if parent == nil {
+			parent = context.Background()
+		}
+		ctx, cancel := context.WithTimeout(parent, afterJobTimeout)
 		defer cancel()
 		fn(ctx)
 	}()
@@ -215,7 +220,7 @@ const afterJobTimeout = 5 * time.Minute
 
 // waitAfterJob waits until the background work of earlier activities is
 // done.
-func (a *Activities) waitAfterJob() { a.background.Wait() }
+func (a *Activities) waitAfterJob() { a.afterJobs.Wait() }
 
 // fsUsage is the fraction of the filesystem holding dir that is in use, as
 // df computes it.

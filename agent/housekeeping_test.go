@@ -222,3 +222,22 @@ func TestMigrateVolumeFromPodman(t *testing.T) {
 		t.Errorf("a second start logged %q, or lost buildah's image", out.String())
 	}
 }
+
+// Housekeeping still running when the agent stops is canceled with it, so
+// that Run, which waits for it, returns at once.
+func TestAfterJobEndsWithTheAgent(t *testing.T) {
+	ctx, stop := context.WithCancel(t.Context())
+	a := &Activities{tracker: newIdleTracker(testNow), background: ctx}
+	a.afterJob(func(ctx context.Context) { <-ctx.Done() })
+	waited := make(chan struct{})
+	go func() {
+		a.waitAfterJob()
+		close(waited)
+	}()
+	stop()
+	select {
+	case <-waited:
+	case <-time.After(10 * time.Second):
+		t.Fatal("housekeeping went on after the agent's context ended")
+	}
+}

@@ -34,7 +34,7 @@ type ServiceConfig struct {
 	// Secrets, if set, holds the projects' build secrets: a deployment
 	// carries their names and a build token, not their values.
 	Secrets slipway.SecretStore
-	// MaxBuild bounds one build; default one hour.
+	// MaxBuild bounds one build; zero or less means DefaultMaxBuild.
 	MaxBuild time.Duration
 	// EarlyWake, if set, starts the project's machine as soon as Deploy
 	// has recorded a new deployment, while Temporal schedules its workflow
@@ -63,7 +63,7 @@ func NewService(cfg ServiceConfig) *Service {
 		cfg.Logger = slog.Default()
 	}
 	if cfg.MaxBuild <= 0 {
-		cfg.MaxBuild = time.Hour
+		cfg.MaxBuild = DefaultMaxBuild
 	}
 	return &Service{cfg: cfg}
 }

@@ -57,7 +57,7 @@ type DeploymentInput struct {
 	Image string
 	// QueuedAt is when the deployment was recorded.
 	QueuedAt time.Time
-	// MaxBuild bounds the whole build; default one hour.
+	// MaxBuild bounds the whole build; zero or less means DefaultMaxBuild.
 	MaxBuild time.Duration
 	// Reuse, when set, deploys an image an earlier deployment built (a
 	// rollback): no machine wakes, nothing builds.
@@ -105,12 +105,18 @@ const versionParallelStart = "parallel-start"
 // it replay on the old path.
 const versionLocalSlot = "local-slot"
 
+// DefaultMaxBuild bounds one build when no other bound is configured
+// (ServiceConfig.MaxBuild, DeploymentInput.MaxBuild, `slipway server
+// --max-build`). DeploymentWorkflow reads it for inputs recorded without a
+// bound: changing it changes the workflow's replay of such histories.
+const DefaultMaxBuild = time.Hour
+
 // DeploymentWorkflow drives one deployment from queued to a terminal state.
 // Whatever happens (failure, cancellation, timeout), it records a terminal
 // status before it ends.
 func DeploymentWorkflow(ctx workflow.Context, in DeploymentInput) (res slipway.DeploymentResult, err error) {
 	if in.MaxBuild <= 0 {
-		in.MaxBuild = time.Hour
+		in.MaxBuild = DefaultMaxBuild
 	}
 	logger := workflow.GetLogger(ctx)
 	ctrl := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{

@@ -49,8 +49,8 @@ const deployTimeout = 30 * time.Second
 // zeroSHA is the "after" of a push that deletes a ref.
 const zeroSHA = "0000000000000000000000000000000000000000"
 
-// DefaultMaxAge is the webhook window `slipway server` uses unless told
-// otherwise (--webhook-max-age).
+// DefaultMaxAge is the webhook window when HandlerConfig.MaxAge is zero
+// (and `slipway server --webhook-max-age`'s default).
 const DefaultMaxAge = time.Hour
 
 // HandlerConfig configures NewHandler. Store and Deployer are required.
@@ -78,9 +78,10 @@ type HandlerConfig struct {
 	// builds nothing when its commit was already
 	// deployed from the same branch, whatever its delivery id; one whose
 	// commit is new still builds. It stops a captured delivery from being
-	// replayed later to roll a project back. Zero or less turns the check
-	// off (a replay under a new id of a commit among the project's recent
-	// webhook deployments still builds nothing: the Deployer sees to that).
+	// replayed later to roll a project back. Zero means DefaultMaxAge; a
+	// negative value turns the check off (a replay under a new id of a
+	// commit among the project's recent webhook deployments still builds
+	// nothing: the Deployer sees to that).
 	MaxAge time.Duration
 	// Logger receives one record per delivery. Nil means slog.Default().
 	Logger *slog.Logger
@@ -127,6 +128,9 @@ func NewHandler(cfg HandlerConfig) http.Handler {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
+	}
+	if cfg.MaxAge == 0 {
+		cfg.MaxAge = DefaultMaxAge
 	}
 	return &handler{
 		store:     cfg.Store,

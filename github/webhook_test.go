@@ -441,7 +441,8 @@ func TestWebhook(t *testing.T) {
 			if strings.HasPrefix(tt.name, "project without branch filter") {
 				p.Branch = ""
 			}
-			target, dep := newServer(t, HandlerConfig{MaxBodyBytes: tt.maxBody}, p)
+			// The fixtures were pushed in 2019: no webhook window, or every push is stale.
+			target, dep := newServer(t, HandlerConfig{MaxBodyBytes: tt.maxBody, MaxAge: -1}, p)
 			method := tt.method
 			if method == "" {
 				method = http.MethodPost
@@ -487,7 +488,8 @@ func firstNonEmpty(s ...string) string {
 }
 
 func TestRedelivery(t *testing.T) {
-	target, dep := newServer(t, HandlerConfig{}, webProject())
+	// The window off: the fixture's push is years old.
+	target, dep := newServer(t, HandlerConfig{MaxAge: -1}, webProject())
 	body := push(t, nil)
 	h := headers()(body)
 
@@ -712,7 +714,11 @@ func TestDeliveryAge(t *testing.T) {
 			wantStatus: http.StatusAccepted, wantMessage: "queued", wantDeploy: true,
 		},
 		{
-			name: "window off", maxAge: 0, now: pushedAt.Add(24 * 365 * time.Hour), deployed: []*slipway.Deployment{manual},
+			name: "zero: the default window (DefaultMaxAge)", wantStale: true, maxAge: 0, now: pushedAt.Add(DefaultMaxAge + time.Minute), deployed: []*slipway.Deployment{manual},
+			wantStatus: http.StatusOK, wantID: "d-manual", wantMessage: "already deployed as d-manual",
+		},
+		{
+			name: "window off", maxAge: -1, now: pushedAt.Add(24 * 365 * time.Hour), deployed: []*slipway.Deployment{manual},
 			wantStatus: http.StatusAccepted, wantMessage: "queued", wantDeploy: true,
 		},
 		{
@@ -793,7 +799,8 @@ func TestReplayUnderNewID(t *testing.T) {
 	store := newStore(t, webProject())
 	first := sqlitetest.AddDeployment(t, store, slipway.Deployment{ID: "d-first", Project: "web", Ref: "refs/heads/master", Commit: commit,
 		Trigger: slipway.TriggerWebhook, DeliveryID: "original"})
-	target := serve(t, HandlerConfig{Deployer: replayingDeployer{earlier: first}}, store, nil)
+	// The window off: the Deployer, not the window, spots this replay.
+	target := serve(t, HandlerConfig{Deployer: replayingDeployer{earlier: first}, MaxAge: -1}, store, nil)
 	body := push(t, nil)
 	status, resp := send(t, http.MethodPost, target, headers("X-GitHub-Delivery", "replayed")(body), body)
 	if status != http.StatusOK || resp.Deployment != "d-first" ||

@@ -23,7 +23,7 @@ func TestAgentConfigCarriesEverySetting(t *testing.T) {
 		ResetThreshold:    0.6,
 		NoReuse:           true,
 	}
-	cfg.setDefaults()
+	cfg = cfg.WithDefaults()
 	ac := agentConfig(cfg, "127.0.0.1:7233", "nats://127.0.0.1:4222")
 	// Version, project and volume are the provider's to set.
 	if zero := testenv.ZeroFields(ac); !slices.Equal(zero, []string{"Version", "Project", "VolumeDir"}) {
@@ -54,7 +54,7 @@ func TestAgentConfigCarriesEverySetting(t *testing.T) {
 // configuration file (as flags): the defaults.
 func TestAgentConfigDefaults(t *testing.T) {
 	var cfg Config
-	cfg.setDefaults()
+	cfg = cfg.WithDefaults()
 	got := agentConfig(cfg, "t:1", "n:2")
 	want := builder.AgentConfig{
 		TemporalHostPort: "t:1", TemporalNamespace: "default", NATSURL: "n:2",

@@ -18,9 +18,16 @@ func randomHex(n int) string {
 	return hex.EncodeToString(b)
 }
 
-// registryImageExists asks the registry at host whether image's repository
-// has the manifest digest. Loopback registries speak plain HTTP.
-func registryImageExists(ctx context.Context, host, image, digest string) (bool, error) {
+// registryClient asks the registry at host about its images. Loopback
+// registries speak plain HTTP.
+type registryClient struct {
+	host string
+}
+
+// ImageExists asks the registry whether image's repository has the
+// manifest digest (deploy.ServiceConfig.ImageExists).
+func (c registryClient) ImageExists(ctx context.Context, image, digest string) (bool, error) {
+	host := c.host
 	rest := strings.TrimPrefix(image, host+"/")
 	if rest == image {
 		return false, fmt.Errorf("image %s is not in registry %s", image, host)

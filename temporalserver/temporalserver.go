@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/slipway-ci/slipway/builder"
 	"go.temporal.io/server/common/cluster"
 	"go.temporal.io/server/common/config"
 	"go.temporal.io/server/common/dynamicconfig"
@@ -41,7 +42,8 @@ type Config struct {
 	// FrontendPort is the gRPC port clients dial. 0 picks a free port; pass
 	// the same port on restart so running agents reconnect.
 	FrontendPort int
-	// Namespace is created on every start (idempotent). Default "default".
+	// Namespace is created on every start (idempotent). Default
+	// builder.DefaultTemporalNamespace, the namespace agents use unless told.
 	Namespace string
 	// LogFile receives the server's warnings and errors (it is very chatty
 	// otherwise). Empty discards them.
@@ -119,7 +121,7 @@ func (cfg *Config) setDefaults() error {
 		cfg.IP = "127.0.0.1"
 	}
 	if cfg.Namespace == "" {
-		cfg.Namespace = "default"
+		cfg.Namespace = builder.DefaultTemporalNamespace
 	}
 	if cfg.ClusterID == "" {
 		id, err := clusterID(cfg.DatabaseFile + ".cluster-id")

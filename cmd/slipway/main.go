@@ -22,6 +22,7 @@ import (
 
 	"github.com/slipway-ci/slipway"
 	"github.com/slipway-ci/slipway/client"
+	"github.com/slipway-ci/slipway/server"
 )
 
 // defaultServer is where the client commands look for the server when
@@ -104,7 +105,7 @@ func (g *globals) apiToken() string {
 	if t := os.Getenv("SLIPWAY_TOKEN"); t != "" {
 		return t
 	}
-	b, err := os.ReadFile(filepath.Join(envOr("SLIPWAY_DATA_DIR", "slipway-data"), adminTokenFile))
+	b, err := os.ReadFile(filepath.Join(envOr("SLIPWAY_DATA_DIR", server.DefaultDataDir), adminTokenFile))
 	if err != nil {
 		return ""
 	}

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -11,7 +13,9 @@ import (
 
 	"github.com/slipway-ci/slipway/builder"
 	"github.com/slipway-ci/slipway/cmd/internal/agentcmd"
+	"github.com/slipway-ci/slipway/deploy"
 	"github.com/slipway-ci/slipway/github"
+	"github.com/slipway-ci/slipway/internal/leakcheck"
 	"github.com/slipway-ci/slipway/server"
 )
 
@@ -55,20 +59,20 @@ directory holding ./slipway-data reads it from there.`,
 					fmt.Fprintf(cmd.OutOrStdout(), "The admin API token is in %s (the CLI finds ./slipway-data/admin-token by itself; else pass --token or SLIPWAY_TOKEN; the web UI asks for it).\n", abs)
 				}
 			}
-			return server.Run(cmd.Context(), cfg)
+			return checkGoroutines(func() error { return server.Run(cmd.Context(), cfg) }, cmd.ErrOrStderr())
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&cfg.DataDir, "data-dir", envOr("SLIPWAY_DATA_DIR", "./slipway-data"), "directory for all server state (env SLIPWAY_DATA_DIR)")
-	f.StringVar(&cfg.Listen, "listen", envOr("SLIPWAY_LISTEN", "127.0.0.1:8080"), "HTTP listen address (env SLIPWAY_LISTEN)")
+	f.StringVar(&cfg.DataDir, "data-dir", envOr("SLIPWAY_DATA_DIR", server.DefaultDataDir), "directory for all server state (env SLIPWAY_DATA_DIR)")
+	f.StringVar(&cfg.Listen, "listen", envOr("SLIPWAY_LISTEN", server.DefaultListen), "HTTP listen address (env SLIPWAY_LISTEN)")
 	f.StringVar(&cfg.PublicURL, "public-url", os.Getenv("SLIPWAY_PUBLIC_URL"), "URL forges and clients use to reach this server (default http://LISTEN)")
 	f.StringVar(&cfg.TemporalAddress, "temporal", os.Getenv("SLIPWAY_TEMPORAL"), "external Temporal frontend host:port (default: embedded)")
-	f.StringVar(&cfg.TemporalNamespace, "temporal-namespace", envOr("SLIPWAY_TEMPORAL_NAMESPACE", "default"), "Temporal namespace")
+	f.StringVar(&cfg.TemporalNamespace, "temporal-namespace", envOr("SLIPWAY_TEMPORAL_NAMESPACE", builder.DefaultTemporalNamespace), "Temporal namespace")
 	f.StringVar(&cfg.NATSURL, "nats", os.Getenv("SLIPWAY_NATS"), "external NATS URL with JetStream (default: embedded)")
 	f.StringVar(&cfg.Registry, "registry", os.Getenv("SLIPWAY_REGISTRY"), "external registry host[:port][/prefix] to push to (default: embedded at /v2/)")
 	f.BoolVar(&cfg.RegistryTLSVerify, "registry-tls-verify", false, "builders require TLS with verified certificates from the registry (off: the embedded registry speaks plain HTTP)")
-	f.DurationVar(&cfg.MaxBuild, "max-build", time.Hour, "maximum duration of one build")
-	f.IntVar(&cfg.MaxBuilds, "max-builds", 4, "builds that may run at once across all projects (each project builds one at a time)")
+	f.DurationVar(&cfg.MaxBuild, "max-build", deploy.DefaultMaxBuild, "maximum duration of one build")
+	f.IntVar(&cfg.MaxBuilds, "max-builds", server.DefaultMaxBuilds, "builds that may run at once across all projects (each project builds one at a time)")
 	f.DurationVar(&cfg.WebhookMaxAge, "webhook-max-age", github.DefaultMaxAge,
 		"webhook window: a push delivered longer than this after it was made (a replayed or late delivery) builds nothing if its commit was already deployed from its branch; 0 turns the check off")
 	f.BoolVar(&cfg.Demo, "demo", false, "create and deploy a demo project that builds offline")
@@ -81,4 +85,27 @@ directory holding ./slipway-data reads it from there.`,
 	f.StringVar(&cfg.BuilderIsolation, "builder-isolation", envOr("SLIPWAY_BUILDER_ISOLATION", server.DefaultBuilderIsolation),
 		"whom builders run as: rootless (a user per project, rootless buildah), root, or auto (rootless when the host allows it) (env SLIPWAY_BUILDER_ISOLATION)")
 	return cmd
+}
+
+// checkGoroutinesEnv, when set, makes `slipway server` check, once the
+// server has stopped, that no goroutine of ours is left, and fail if one
+// is. The end-to-end tests set it, with GODEBUG=leakcheck.Ancestors.
+const checkGoroutinesEnv = "SLIPWAY_CHECK_GOROUTINES"
+
+// goroutinesLeft starts the message of a failed check.
+const goroutinesLeft = "goroutines left after the server stopped"
+
+// checkGoroutines runs run and, if checkGoroutinesEnv is set, checks for
+// goroutines of ours it left, listing them on stderr.
+func checkGoroutines(run func() error, stderr io.Writer) error {
+	if os.Getenv(checkGoroutinesEnv) == "" {
+		return run()
+	}
+	base := leakcheck.Take()
+	err := run()
+	if leaks := base.Leaks(5 * time.Second); len(leaks) > 0 {
+		fmt.Fprintf(stderr, "%d %s:\n%s", len(leaks), goroutinesLeft, leakcheck.Format(leaks))
+		err = errors.Join(err, fmt.Errorf("%d %s", len(leaks), goroutinesLeft))
+	}
+	return err
 }

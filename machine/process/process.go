@@ -29,6 +29,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/slipway-ci/slipway"
 	"github.com/slipway-ci/slipway/builder"
 )
@@ -88,12 +90,25 @@ type Config struct {
 }
 
 // Provider implements slipway.MachineProvider with local processes.
+//
+// It owns two goroutines per agent it watches (one waits for the agent's
+// exit, one follows its states); Close stops and awaits them all.
 type Provider struct {
 	cfg Config
 	mu  sync.Mutex
 	// machines are the machines this provider has seen, by project.
 	machines map[string]*machine
+	// closed is set by Close: no agent is launched or watched after it.
+	// Guarded by mu.
+	closed bool
+	// done is closed by Close: watching goroutines return.
+	done chan struct{}
+	// watchers counts the watching goroutines.
+	watchers sync.WaitGroup
 }
+
+// errClosed is returned by Start after Close.
+var errClosed = errors.New("process provider: closed")
 
 // machine is what the provider knows of one project's machine. Its fields
 // are guarded by Provider.mu.
@@ -147,7 +162,32 @@ func New(cfg Config) (*Provider, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Provider{cfg: cfg, machines: map[string]*machine{}}, nil
+	return &Provider{cfg: cfg, machines: map[string]*machine{}, done: make(chan struct{})}, nil
+}
+
+// Close stops watching the agents and waits until every goroutine of the
+// provider has returned. It leaves the agents running, as a server that
+// exits does: the next provider on the same volumes adopts them (Status,
+// Start). Start fails after Close. Close is safe to call more than once.
+func (p *Provider) Close() error {
+	p.mu.Lock()
+	if !p.closed {
+		p.closed = true
+		close(p.done)
+	}
+	p.mu.Unlock()
+	p.watchers.Wait()
+	return nil
+}
+
+// goWatch runs f in a goroutine that Close awaits; f must return once
+// p.done is closed. Callers hold p.mu and have checked p.closed.
+func (p *Provider) goWatch(f func()) {
+	p.watchers.Add(1)
+	go func() {
+		defer p.watchers.Done()
+		f()
+	}()
 }
 
 // DefaultBinary is the agent executable used when Config.Binary is empty:
@@ -245,6 +285,9 @@ func (p *Provider) Start(ctx context.Context, project string) error {
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if p.closed {
+		return errClosed
+	}
 	m := p.machine(ctx, project)
 	if pid, ok := p.runningPID(project, m); ok {
 		if m.cmd == nil {
@@ -261,42 +304,60 @@ func (p *Provider) Start(ctx context.Context, project string) error {
 	return p.launch(ctx, project, m)
 }
 
-// launch starts the project's agent. Callers hold p.mu.
-func (p *Provider) launch(ctx context.Context, project string, m *machine) error {
+// agentUser is whom an agent runs as, and what that takes.
+type agentUser struct {
+	// env is added to the agent's environment.
+	env []string
+	// cred is the agent's user; nil: the server's.
+	cred *syscall.Credential
+	// owner is the uid and gid owning the agent's configuration file (-1:
+	// unchanged).
+	owner [2]int
+}
+
+// prepareUser prepares the volume (and in rootless mode the runtime
+// directory) of project's agent for the user it runs as. Callers hold
+// p.mu.
+func (p *Provider) prepareUser(project string, m *machine) (agentUser, error) {
 	vol := p.VolumeDir(project)
 	layout := builder.VolumeLayout(vol)
-	var env []string
-	var cred *syscall.Credential
-	// The agent's user owns its configuration file.
-	owner := [2]int{-1, -1}
-	if p.cfg.Isolation == IsolationRootless {
-		if m.user == nil {
-			return fmt.Errorf("start agent of %s: no builder user (Ensure was not called)", project)
-		}
-		u := *m.user
-		wiped, err := prepareVolume(vol, u.UID, u.GID, true)
-		if err != nil {
-			return fmt.Errorf("prepare the volume of %s for user %s: %w", project, u.Name, err)
-		}
-		if wiped {
-			p.cfg.Logger.Info("volume emptied: it belonged to another user (isolation mode changed)", "project", project, "user", u.Name)
-		}
-		rt := p.runtimeDir(project)
-		if err := prepareRuntimeDir(rt, u); err != nil {
-			return fmt.Errorf("prepare the runtime dir of %s: %w", project, err)
-		}
-		env, cred = rootlessEnv(u, layout, rt), credential(u)
-		owner = [2]int{u.UID, u.GID}
-	} else {
+	if p.cfg.Isolation != IsolationRootless {
 		wiped, err := prepareVolume(vol, os.Geteuid(), os.Getegid(), false)
 		if err != nil {
-			return fmt.Errorf("prepare the volume of %s: %w", project, err)
+			return agentUser{}, fmt.Errorf("prepare the volume of %s: %w", project, err)
 		}
 		if wiped {
 			p.cfg.Logger.Info("volume emptied: it belonged to another user (isolation mode changed)", "project", project)
 		}
-		env = []string{"TMPDIR=" + layout.Tmp}
+		return agentUser{env: []string{"TMPDIR=" + layout.Tmp}, owner: [2]int{-1, -1}}, nil
 	}
+	if m.user == nil {
+		return agentUser{}, fmt.Errorf("start agent of %s: no builder user (Ensure was not called)", project)
+	}
+	u := *m.user
+	wiped, err := prepareVolume(vol, u.UID, u.GID, true)
+	if err != nil {
+		return agentUser{}, fmt.Errorf("prepare the volume of %s for user %s: %w", project, u.Name, err)
+	}
+	if wiped {
+		p.cfg.Logger.Info("volume emptied: it belonged to another user (isolation mode changed)", "project", project, "user", u.Name)
+	}
+	rt := p.runtimeDir(project)
+	if err := prepareRuntimeDir(rt, u); err != nil {
+		return agentUser{}, fmt.Errorf("prepare the runtime dir of %s: %w", project, err)
+	}
+	return agentUser{env: rootlessEnv(u, layout, rt), cred: credential(u), owner: [2]int{u.UID, u.GID}}, nil
+}
+
+// launch starts the project's agent. Callers hold p.mu.
+func (p *Provider) launch(ctx context.Context, project string, m *machine) error {
+	vol := p.VolumeDir(project)
+	layout := builder.VolumeLayout(vol)
+	au, err := p.prepareUser(project, m)
+	if err != nil {
+		return err
+	}
+	env, cred, owner := au.env, au.cred, au.owner
 	// A ready file is only ever this launch's.
 	if err := os.Remove(layout.Ready); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("remove stale ready file of %s: %w", project, err)
@@ -348,9 +409,57 @@ func (p *Provider) launch(ctx context.Context, project string, m *machine) error
 	}
 
 	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	go p.follow(project, m, pid, started, exited)
+	p.goWatch(func() { p.waitExit(cmd, project, exited) })
+	p.goWatch(func() { p.follow(project, m, pid, started, exited) })
 	return nil
+}
+
+// waitExit sends the exit of cmd, an agent this provider started, on
+// exited, or returns without when the provider closes (the agent then runs
+// on). It waits on a pidfd, so the exit is seen at once; where there is
+// none, it polls as watch does.
+func (p *Provider) waitExit(cmd *exec.Cmd, project string, exited chan<- error) {
+	pid := cmd.Process.Pid
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		if p.pollExit(pid, project) {
+			exited <- cmd.Wait()
+		}
+		return
+	}
+	defer unix.Close(fd)
+	for {
+		// A bounded poll, so that Close is noticed within its timeout.
+		n, err := unix.Poll([]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}, 100)
+		switch {
+		case n > 0:
+			exited <- cmd.Wait()
+			return
+		case err != nil && !errors.Is(err, unix.EINTR):
+			if p.pollExit(pid, project) {
+				exited <- cmd.Wait()
+			}
+			return
+		}
+		select {
+		case <-p.done:
+			return
+		default:
+		}
+	}
+}
+
+// pollExit waits until pid is no longer a live agent of project (true) or
+// the provider closes (false).
+func (p *Provider) pollExit(pid int, project string) bool {
+	for p.isAgent(pid, project) {
+		select {
+		case <-p.done:
+			return false
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	return true
 }
 
 // errUnwatched is the exit "status" of an agent this provider did not
@@ -360,7 +469,7 @@ var errUnwatched = errors.New("exit status unknown")
 // watch follows an agent this provider did not start (one that outlived an
 // earlier server) until it exits. Callers hold p.mu.
 func (p *Provider) watch(project string, m *machine, pid int) {
-	if m.watched == pid {
+	if m.watched == pid || p.closed {
 		return
 	}
 	m.watched = pid
@@ -369,18 +478,17 @@ func (p *Provider) watch(project string, m *machine, pid int) {
 		started = *m.rec.LastWokeAt
 	}
 	exited := make(chan error, 1)
-	go func() {
-		for p.isAgent(pid, project) {
-			time.Sleep(200 * time.Millisecond)
+	p.goWatch(func() {
+		if p.pollExit(pid, project) {
+			exited <- errUnwatched
 		}
-		exited <- errUnwatched
-	}()
-	go p.follow(project, m, pid, started, exited)
+	})
+	p.goWatch(func() { p.follow(project, m, pid, started, exited) })
 }
 
 // follow waits for the agent pid to become ready and then to exit, and
 // records both. exited delivers the agent's exit. It runs as long as the
-// agent does.
+// agent does, or until the provider closes.
 func (p *Provider) follow(project string, m *machine, pid int, started time.Time, exited <-chan error) {
 	deadline := started.Add(p.cfg.ReadyTimeout)
 	interval := 5 * time.Millisecond
@@ -388,6 +496,8 @@ func (p *Provider) follow(project string, m *machine, pid int, started time.Time
 		select {
 		case err := <-exited:
 			p.exited(project, m, pid, err)
+			return
+		case <-p.done:
 			return
 		case <-time.After(interval):
 		}
@@ -403,7 +513,11 @@ func (p *Provider) follow(project string, m *machine, pid int, started time.Time
 			interval = 50 * time.Millisecond
 		}
 	}
-	p.exited(project, m, pid, <-exited)
+	select {
+	case err := <-exited:
+		p.exited(project, m, pid, err)
+	case <-p.done:
+	}
 }
 
 func (p *Provider) isStarting(m *machine, pid int) bool {

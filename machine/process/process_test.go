@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
+
 	"github.com/slipway-ci/slipway"
 	"github.com/slipway-ci/slipway/builder"
 	"github.com/slipway-ci/slipway/internal/testenv"
@@ -198,6 +200,7 @@ func newEnv(t *testing.T, cfg process.Config, args ...string) *env {
 		for _, name := range []string{"web", "api"} {
 			_ = e.p.Stop(context.Background(), name)
 		}
+		_ = e.p.Close()
 		if t.Failed() {
 			t.Logf("provider log:\n%s", e.logs)
 		}
@@ -706,5 +709,46 @@ func TestInvalidProject(t *testing.T) {
 		if err := f(); slipway.ErrorCode(err) != slipway.EINVALID {
 			t.Errorf("call with project ../etc: %v, want invalid", err)
 		}
+	}
+}
+
+// Close stops and awaits every goroutine of the provider (the watchers of
+// the agents it started and of those it adopted) and leaves the agents
+// running, as a server that exits leaves them; a closed provider starts
+// no agent.
+func TestClose(t *testing.T) {
+	e := newEnv(t, process.Config{})
+	before := goleak.IgnoreCurrent()
+	if err := e.p.Start(t.Context(), "web"); err != nil {
+		t.Fatal(err)
+	}
+	m := e.waitState(t, "web", slipway.MachineAwake)
+	orphan := startOrphan(t, e, "api", false)
+	if st, err := e.p.Status(t.Context(), "api"); err != nil || st != slipway.MachineBuilding {
+		t.Fatalf("Status of the adopted agent = %s, %v", st, err)
+	}
+	if err := e.p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	// The store is the test's, open until its cleanup; its indexer starts
+	// a goroutine of its own in the background.
+	goleak.VerifyNone(t, before, goleak.IgnoreTopFunction("github.com/slipway-ci/slipway/sqlite.(*indexer).run.func1"))
+	if err := e.p.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+	if pids := e.agents(t, "web"); !slices.Equal(pids, []int{m.PID}) {
+		t.Errorf("agents of web after Close = %v, want %d still running", pids, m.PID)
+	}
+	if pids := e.agents(t, "api"); !slices.Equal(pids, []int{orphan.Process.Pid}) {
+		t.Errorf("agents of api after Close = %v, want %d still running", pids, orphan.Process.Pid)
+	}
+	if err := e.p.Start(t.Context(), "api"); err == nil {
+		t.Error("Start after Close succeeded")
+	}
+	// No one waits for the agent now: reap it here.
+	e.exit(t, "web", 0)
+	var ws syscall.WaitStatus
+	if _, err := syscall.Wait4(m.PID, &ws, 0, nil); err != nil || ws.ExitStatus() != 0 {
+		t.Errorf("agent of web: %v, %v", ws, err)
 	}
 }

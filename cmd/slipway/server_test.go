@@ -1,0 +1,42 @@
+package main
+
+import (
+	"fmt"
+	"testing"
+
+	"github.com/slipway-ci/slipway/github"
+	"github.com/slipway-ci/slipway/server"
+)
+
+// The server's flags default to what a zero server.Config means: the
+// defaults are written once, in the packages that own them.
+func TestServerFlagDefaults(t *testing.T) {
+	for _, env := range []string{"SLIPWAY_DATA_DIR", "SLIPWAY_LISTEN", "SLIPWAY_TEMPORAL_NAMESPACE", "SLIPWAY_BUILDER_ISOLATION"} {
+		t.Setenv(env, "")
+	}
+	d := server.Config{}.WithDefaults()
+	want := map[string]string{
+		"data-dir":           d.DataDir,
+		"listen":             d.Listen,
+		"temporal-namespace": d.TemporalNamespace,
+		"max-build":          d.MaxBuild.String(),
+		"max-builds":         fmt.Sprint(d.MaxBuilds),
+		"keep-images":        fmt.Sprint(d.KeepImages),
+		"reset-threshold":    fmt.Sprint(d.ResetThreshold),
+		"log-prune-every":    d.LogPruneEvery.String(),
+		"builder-isolation":  d.BuilderIsolation,
+		// A zero Config.WebhookMaxAge is github's default window.
+		"webhook-max-age": github.DefaultMaxAge.String(),
+	}
+	flags := newServerCmd().Flags()
+	for name, w := range want {
+		f := flags.Lookup(name)
+		if f == nil {
+			t.Errorf("no flag --%s", name)
+			continue
+		}
+		if f.DefValue != w {
+			t.Errorf("--%s default = %q, want %q (server.Config{}.WithDefaults())", name, f.DefValue, w)
+		}
+	}
+}
