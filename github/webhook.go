@@ -177,44 +177,10 @@ type delivery struct {
 }
 
 func (h *handler) handle(w http.ResponseWriter, r *http.Request, d *delivery) (int, Response) {
-	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", http.MethodPost)
-		return reply(http.StatusMethodNotAllowed, "method %s is not allowed: webhook deliveries are POST requests to %s", r.Method, Path)
+	body, payload, status, resp := h.read(w, r, d)
+	if status != 0 {
+		return status, resp
 	}
-	form, ok := formEncoded(r.Header.Get("Content-Type"))
-	if !ok {
-		return reply(http.StatusUnsupportedMediaType, "unsupported Content-Type %q: set the webhook's content type to application/json", r.Header.Get("Content-Type"))
-	}
-	d.event = firstHeader(r, "X-GitHub-Event", "X-Gitea-Event", "X-Forgejo-Event", "X-Gogs-Event")
-	if d.event == "" {
-		return reply(http.StatusBadRequest, "missing X-GitHub-Event header: %s only accepts webhook deliveries from GitHub, Gitea, Forgejo or Gogs", Path)
-	}
-	id := firstHeader(r, "X-GitHub-Delivery", "X-Gitea-Delivery", "X-Forgejo-Delivery", "X-Gogs-Delivery")
-	if id == "" {
-		return reply(http.StatusBadRequest, "missing X-GitHub-Delivery header: a delivery id is needed to recognise redeliveries")
-	}
-	if !validDeliveryID(id) {
-		return reply(http.StatusBadRequest, "invalid X-GitHub-Delivery header %q: want at most 128 printable characters without spaces", id)
-	}
-	d.id = id
-
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.maxBody))
-	if err != nil {
-		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
-			return reply(http.StatusRequestEntityTooLarge, "payload is larger than %d bytes", h.maxBody)
-		}
-		return reply(http.StatusBadRequest, "could not read the request body")
-	}
-	payload := body
-	if form {
-		// The signature covers the raw form body, not the decoded field.
-		vals, err := url.ParseQuery(string(body))
-		if err != nil || vals.Get("payload") == "" {
-			return reply(http.StatusBadRequest, "form-encoded delivery without a payload field: set the webhook's content type to application/json")
-		}
-		payload = []byte(vals.Get("payload"))
-	}
-
 	var env envelope
 	if err := decodeObject(payload, &env); err != nil {
 		return reply(http.StatusBadRequest, "malformed %s payload: %v", d.event, err)
@@ -223,7 +189,6 @@ func (h *handler) handle(w http.ResponseWriter, r *http.Request, d *delivery) (i
 	if err != nil {
 		return reply(http.StatusBadRequest, "malformed %s payload: %v", d.event, err)
 	}
-
 	urls := env.repoURLs()
 	var projects []*slipway.Project
 	if len(urls) > 0 {
@@ -243,12 +208,71 @@ func (h *handler) handle(w http.ResponseWriter, r *http.Request, d *delivery) (i
 			return reply(http.StatusNotFound, "this %s delivery names no repository, so no project's webhook secret can verify it: add the webhook to the repository, or configure the GitHub App webhook secret on the Slipway server", d.event)
 		}
 	}
-
-	projects, status, resp := h.authenticate(r, body, projects)
+	projects, status, resp = h.authenticate(r, body, projects)
 	if status != 0 {
 		return status, resp
 	}
+	return h.dispatch(r.Context(), d, ev, urls, projects)
+}
 
+// read checks a delivery's method, content type and headers, and reads
+// its body (what the signature covers) and its JSON payload (the body, or
+// a form-encoded body's payload field). A non-zero status is the reply to
+// a delivery it refuses.
+func (h *handler) read(w http.ResponseWriter, r *http.Request, d *delivery) (body, payload []byte, status int, resp Response) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		status, resp = reply(http.StatusMethodNotAllowed, "method %s is not allowed: webhook deliveries are POST requests to %s", r.Method, Path)
+		return nil, nil, status, resp
+	}
+	form, ok := formEncoded(r.Header.Get("Content-Type"))
+	if !ok {
+		status, resp = reply(http.StatusUnsupportedMediaType, "unsupported Content-Type %q: set the webhook's content type to application/json", r.Header.Get("Content-Type"))
+		return nil, nil, status, resp
+	}
+	if status, resp = h.readHeaders(r, d); status != 0 {
+		return nil, nil, status, resp
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.maxBody))
+	if err != nil {
+		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
+			status, resp = reply(http.StatusRequestEntityTooLarge, "payload is larger than %d bytes", h.maxBody)
+		} else {
+			status, resp = reply(http.StatusBadRequest, "could not read the request body")
+		}
+		return nil, nil, status, resp
+	}
+	if !form {
+		return body, body, 0, Response{}
+	}
+	// The signature covers the raw form body, not the decoded field.
+	vals, err := url.ParseQuery(string(body))
+	if err != nil || vals.Get("payload") == "" {
+		status, resp = reply(http.StatusBadRequest, "form-encoded delivery without a payload field: set the webhook's content type to application/json")
+		return nil, nil, status, resp
+	}
+	return body, []byte(vals.Get("payload")), 0, Response{}
+}
+
+// readHeaders sets d's event and id from the forge's headers.
+func (h *handler) readHeaders(r *http.Request, d *delivery) (int, Response) {
+	d.event = firstHeader(r, "X-GitHub-Event", "X-Gitea-Event", "X-Forgejo-Event", "X-Gogs-Event")
+	if d.event == "" {
+		return reply(http.StatusBadRequest, "missing X-GitHub-Event header: %s only accepts webhook deliveries from GitHub, Gitea, Forgejo or Gogs", Path)
+	}
+	id := firstHeader(r, "X-GitHub-Delivery", "X-Gitea-Delivery", "X-Forgejo-Delivery", "X-Gogs-Delivery")
+	if id == "" {
+		return reply(http.StatusBadRequest, "missing X-GitHub-Delivery header: a delivery id is needed to recognise redeliveries")
+	}
+	if !validDeliveryID(id) {
+		return reply(http.StatusBadRequest, "invalid X-GitHub-Delivery header %q: want at most 128 printable characters without spaces", id)
+	}
+	d.id = id
+	return 0, Response{}
+}
+
+// dispatch acts on a verified delivery's event.
+func (h *handler) dispatch(ctx context.Context, d *delivery, ev any, urls []string, projects []*slipway.Project) (int, Response) {
 	switch ev := ev.(type) {
 	case *gh.PingEvent:
 		if len(projects) == 0 {
@@ -259,7 +283,7 @@ func (h *handler) handle(w http.ResponseWriter, r *http.Request, d *delivery) (i
 		if len(projects) == 0 {
 			return noProject(firstOr(urls, "this delivery's repository"))
 		}
-		return h.push(r.Context(), ev, projects, id)
+		return h.push(ctx, ev, projects, d.id)
 	case *gh.PullRequestEvent:
 		return reply(http.StatusAccepted, "event %q (action %q) accepted but not acted on yet", d.event, ev.GetAction())
 	case *gh.InstallationEvent:
