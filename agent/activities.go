@@ -358,31 +358,12 @@ func (a *Activities) Build(ctx context.Context, in builder.BuildInput) (_ builde
 	}
 	defer j.stop(&err)
 	defer func() { err = j.scrub(err) }()
-	dir := in.Dir
-	if dir == "" {
-		dir = a.checkoutDir(in.DeploymentID)
-	}
-	if _, err := os.Stat(dir); err != nil {
-		// The checkout vanished (volume deleted, machine replaced): a retry
-		// of the whole build fetches again.
-		return builder.BuildActivityResult{}, fmt.Errorf("checkout %s is missing: %w", dir, err)
-	}
 	// The Dockerfile is read once, as the builder will read it; every
 	// decision below is taken from that reading.
-	images := newImageResolver(ctx, a.resolveImage)
-	bf, err := readBuildFile(dir, in.Context, in.Dockerfile, in.BuildArgs, images)
+	bf, err := a.readDockerfile(ctx, j, in)
 	if err != nil {
-		j.line("build", "%s", slipway.ErrorMessage(err))
-		return builder.BuildActivityResult{}, j.buildFailed("build", nil, "%s", slipway.ErrorMessage(err))
+		return builder.BuildActivityResult{}, err
 	}
-	for _, w := range bf.Warnings {
-		j.line("build", "%s", w)
-	}
-	if err := checkPolicy(bf); err != nil {
-		j.line("build", "%s", slipway.ErrorMessage(err))
-		return builder.BuildActivityResult{}, j.buildFailed("build", nil, "%s", slipway.ErrorMessage(err))
-	}
-
 	secretsDir, secretFiles, secretDigests, err := a.writeSecrets(j.buildSecrets)
 	if err != nil {
 		return builder.BuildActivityResult{}, fmt.Errorf("write build secrets: %w", err)
@@ -394,43 +375,101 @@ func (a *Activities) Build(ctx context.Context, in builder.BuildInput) (_ builde
 	if len(in.BuildArgs) > 0 {
 		j.line("build", "build arguments: %s", strings.Join(slices.Sorted(maps.Keys(in.BuildArgs)), ", "))
 	}
-
 	out := builder.BuildActivityResult{}
-	tail := func(n int) {
-		if n > 0 {
-			out.ConfigTail, out.ImageConfig = bf.tailSteps(n)
-		}
-	}
 	var plan *stepPlan
 	if !a.cfg.NoReuse {
-		inputs := bf.readInputs(in.BuildArgs, secretDigests)
-		out.InputKey = inputs.key
-		if inputs.key == "" {
-			j.line("build", "the build's inputs cannot be pinned down (%s): the image of an identical earlier build is not reused", inputs.why)
-		}
-		if prev := a.reusable(inputs.key); inputs.key != "" && prev != "" {
-			j.line("build", "inputs identical to the earlier build of %s: reusing its image without building", prev)
-			if err := a.builder.Tag(ctx, prev, in.Image); err == nil {
-				out.ReusedFrom = prev
-				// Built without its config-only tail, as this build
-				// would be.
-				tail(bf.configTail())
-				return out, nil
-			} else if ctx.Err() != nil {
-				return builder.BuildActivityResult{}, ctx.Err()
-			} else {
-				j.line("build", "could not reuse %s, no longer in the build cache (%v): building", prev, err)
-			}
-		}
-		if inputs.read {
-			plan = a.planSteps(bf, inputs.entries, secretDigests, in.BuildArgs)
-			for _, l := range plan.keys.whyNotReused(bf) {
-				j.line("build", "%s", l)
-			}
+		var reused bool
+		if plan, reused, err = a.reuse(ctx, j, in, bf, secretDigests, &out); reused || err != nil {
+			return out, err
 		}
 	}
-
 	j.line("build", "building %s with %s", in.Image, a.builder)
+	res, err := a.runBuild(ctx, j, in, bf, plan, secretFiles)
+	if err != nil {
+		return builder.BuildActivityResult{}, err
+	}
+	var why func(buildah.Step) string
+	if plan != nil {
+		res.Steps = plan.originalSteps(res.Steps)
+		a.rememberSteps(plan.recs, plan.keys.keys, res.Steps)
+		if plan.cutting() && plan.tail > 0 {
+			out.ConfigTail, out.ImageConfig = bf.tailSteps(plan.tail)
+		}
+		why = plan.why
+	}
+	steps, cached := buildSteps(res.Steps, len(out.ImageConfig), why)
+	out.Steps = steps
+	j.line("build", "built %s: %d steps, %d cached, in %s", in.Image, len(res.Steps), cached, res.Duration.Round(time.Millisecond))
+	return out, nil
+}
+
+// readDockerfile reads the build's Dockerfile from its checkout and checks
+// it against the build policy. A Dockerfile that cannot build is a build
+// failure, said in the log too.
+func (a *Activities) readDockerfile(ctx context.Context, j *job, in builder.BuildInput) (*buildFile, error) {
+	dir := in.Dir
+	if dir == "" {
+		dir = a.checkoutDir(in.DeploymentID)
+	}
+	if _, err := os.Stat(dir); err != nil {
+		// The checkout vanished (volume deleted, machine replaced): a retry
+		// of the whole build fetches again.
+		return nil, fmt.Errorf("checkout %s is missing: %w", dir, err)
+	}
+	images := newImageResolver(ctx, a.resolveImage)
+	bf, err := readBuildFile(dir, in.Context, in.Dockerfile, in.BuildArgs, images)
+	if err == nil {
+		for _, w := range bf.Warnings {
+			j.line("build", "%s", w)
+		}
+		err = checkPolicy(bf)
+	}
+	if err != nil {
+		j.line("build", "%s", slipway.ErrorMessage(err))
+		return nil, j.buildFailed("build", nil, "%s", slipway.ErrorMessage(err))
+	}
+	return bf, nil
+}
+
+// reuse tags the image of an earlier build with identical inputs as this
+// build's (reused true), or plans which of the Dockerfile's steps start
+// from the recorded images of earlier builds. It sets out's InputKey, and
+// for a reused image its ReusedFrom and config-only tail.
+func (a *Activities) reuse(ctx context.Context, j *job, in builder.BuildInput, bf *buildFile, secretDigests map[string]string, out *builder.BuildActivityResult) (_ *stepPlan, reused bool, _ error) {
+	inputs := bf.readInputs(in.BuildArgs, secretDigests)
+	out.InputKey = inputs.key
+	if inputs.key == "" {
+		j.line("build", "the build's inputs cannot be pinned down (%s): the image of an identical earlier build is not reused", inputs.why)
+	}
+	if prev := a.reusable(inputs.key); inputs.key != "" && prev != "" {
+		j.line("build", "inputs identical to the earlier build of %s: reusing its image without building", prev)
+		if err := a.builder.Tag(ctx, prev, in.Image); err == nil {
+			out.ReusedFrom = prev
+			// Built without its config-only tail, as this build would be.
+			if n := bf.configTail(); n > 0 {
+				out.ConfigTail, out.ImageConfig = bf.tailSteps(n)
+			}
+			return nil, true, nil
+		} else if ctx.Err() != nil {
+			return nil, false, ctx.Err()
+		} else {
+			j.line("build", "could not reuse %s, no longer in the build cache (%v): building", prev, err)
+		}
+	}
+	if !inputs.read {
+		return nil, false, nil
+	}
+	plan := a.planSteps(bf, inputs.entries, secretDigests, in.BuildArgs)
+	for _, l := range plan.keys.whyNotReused(bf) {
+		j.line("build", "%s", l)
+	}
+	return plan, false, nil
+}
+
+// runBuild runs buildah on the build's Dockerfile, or on plan's rewritten
+// one, and again as written when an image plan starts from is gone. A
+// failed build is a build failure naming its step and last lines.
+func (a *Activities) runBuild(ctx context.Context, j *job, in builder.BuildInput, bf *buildFile, plan *stepPlan, secretFiles map[string]string) (*buildah.BuildResult, error) {
 	build := func(plan *stepPlan) (*buildah.BuildResult, error) {
 		opts := buildah.BuildOptions{
 			ContextDir: bf.contextDir,
@@ -469,51 +508,46 @@ func (a *Activities) Build(ctx context.Context, in builder.BuildInput) (_ builde
 		res, err = build(plan)
 	}
 	plan.remove()
-	if err != nil {
-		if ctx.Err() != nil {
-			return builder.BuildActivityResult{}, ctx.Err()
-		}
-		a.housekeep(ctx, j, in.Project, "")
-		var be *buildah.BuildError
-		if errors.As(err, &be) {
-			be.Step = plan.mapHeader(be.Step)
-			step := be.Step
-			if step == "" {
-				step = "build"
-			}
-			tail := make([]string, len(be.Tail))
-			for i, l := range be.Tail {
-				tail[i] = clarifyCopyError(plan.mapHeader(l))
-			}
-			msg := clarifyCopyError(be.Error())
-			return builder.BuildActivityResult{}, j.buildFailed(step, tail, "%s", msg)
-		}
-		return builder.BuildActivityResult{}, fmt.Errorf("build: %w", err)
+	if err == nil {
+		return res, nil
 	}
-	var why func(buildah.Step) string
-	if plan != nil {
-		res.Steps = plan.originalSteps(res.Steps)
-		a.rememberSteps(plan.recs, plan.keys.keys, res.Steps)
-		if plan.cutting() {
-			tail(plan.tail)
-		}
-		why = plan.why
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
 	}
-	cached := 0
-	for i, s := range res.Steps {
+	a.housekeep(ctx, j, in.Project, "")
+	var be *buildah.BuildError
+	if !errors.As(err, &be) {
+		return nil, fmt.Errorf("build: %w", err)
+	}
+	be.Step = plan.mapHeader(be.Step)
+	step := be.Step
+	if step == "" {
+		step = "build"
+	}
+	tail := make([]string, len(be.Tail))
+	for i, l := range be.Tail {
+		tail[i] = clarifyCopyError(plan.mapHeader(l))
+	}
+	return nil, j.buildFailed(step, tail, "%s", clarifyCopyError(be.Error()))
+}
+
+// buildSteps turns the builder's steps into the deployment's, the last
+// configOnly of them applied at Push (in the registry), each with why
+// (when known) it was not reused; and counts the cached ones.
+func buildSteps(steps []buildah.Step, configOnly int, why func(buildah.Step) string) (out []slipway.BuildStep, cached int) {
+	for i, s := range steps {
 		// The config-only steps applied at Push come last (originalSteps).
-		inRegistry := i >= len(res.Steps)-len(out.ImageConfig)
+		inRegistry := i >= len(steps)-configOnly
 		bs := slipway.BuildStep{N: i + 1, Instruction: s.String(), Cached: s.Cached, InRegistry: inRegistry, DurationMs: s.Duration.Milliseconds()}
 		if why != nil && !inRegistry {
 			bs.Why = why(s)
 		}
-		out.Steps = append(out.Steps, bs)
+		out = append(out, bs)
 		if s.Cached {
 			cached++
 		}
 	}
-	j.line("build", "built %s: %d steps, %d cached, in %s", in.Image, len(res.Steps), cached, res.Duration.Round(time.Millisecond))
-	return out, nil
+	return out, cached
 }
 
 // reusable returns the image of an earlier successful build with inputs
