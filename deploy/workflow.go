@@ -114,6 +114,11 @@ const DefaultMaxBuild = time.Hour
 // DeploymentWorkflow drives one deployment from queued to a terminal state.
 // Whatever happens (failure, cancellation, timeout), it records a terminal
 // status before it ends.
+//
+// Long: its steps share the deferred recording of the result (res,
+// timings, reachedBuilder) and the two versioned start paths must keep
+// issuing their commands in the recorded order for replay; it reads as
+// the path of one deployment, top to bottom.
 func DeploymentWorkflow(ctx workflow.Context, in DeploymentInput) (res slipway.DeploymentResult, err error) {
 	if in.MaxBuild <= 0 {
 		in.MaxBuild = DefaultMaxBuild

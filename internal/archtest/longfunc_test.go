@@ -21,14 +21,6 @@ const maxBodyLines = 80
 // long function: `// Long: <reason>`.
 var longReason = regexp.MustCompile(`(?m)^Long: \S`)
 
-// pending are the long functions of files being rewritten in issue 15,
-// "file: function" (file relative to the module, methods as
-// Receiver.Method), each with its reason. Whoever merges that rewrite
-// empties it: an entry that is no longer a long function fails the test.
-var pending = map[string]string{
-	"deploy/workflow.go: DeploymentWorkflow": "being rewritten in issue 15",
-}
-
 // moduleDir returns the directory of the module's go.mod.
 func moduleDir(t *testing.T) string {
 	t.Helper()
@@ -80,7 +72,7 @@ func sourceFiles(t *testing.T, dir string) []string {
 	return files
 }
 
-// funcName is how messages and pending name a function: Name, or
+// funcName is how messages name a function: Name, or
 // Receiver.Name for a method.
 func funcName(fn *ast.FuncDecl) string {
 	if fn.Recv == nil || len(fn.Recv.List) == 0 {
@@ -107,11 +99,10 @@ func funcName(fn *ast.FuncDecl) string {
 
 // TestNoLongFunctions fails for a function or method of the module (not
 // generated, not a test file) whose body is longer than maxBodyLines,
-// unless its doc comment has a `// Long: <reason>` line or it is pending.
+// unless its doc comment has a `// Long: <reason>` line.
 func TestNoLongFunctions(t *testing.T) {
 	dir := moduleDir(t)
 	fset := token.NewFileSet()
-	seen := map[string]bool{}
 	for _, file := range sourceFiles(t, dir) {
 		f, err := parser.ParseFile(fset, filepath.Join(dir, file), nil, parser.ParseComments|parser.SkipObjectResolution)
 		if err != nil {
@@ -129,18 +120,8 @@ func TestNoLongFunctions(t *testing.T) {
 			if lines <= maxBodyLines || fn.Doc != nil && longReason.MatchString(fn.Doc.Text()) {
 				continue
 			}
-			key := file + ": " + funcName(fn)
-			if _, ok := pending[key]; ok {
-				seen[key] = true
-				continue
-			}
 			t.Errorf("%s:%d: %s is %d lines long (at most %d): split it, or say why it is not in a `// Long: <reason>` line of its doc comment",
 				file, fset.Position(fn.Pos()).Line, funcName(fn), lines, maxBodyLines)
-		}
-	}
-	for key := range pending {
-		if !seen[key] {
-			t.Errorf("pending %s is no longer a long function: remove it from pending", key)
 		}
 	}
 }
