@@ -7,9 +7,8 @@ replace go.temporal.io/auto-scaled-workers => go.temporal.io/auto-scaled-workers
 require (
 	github.com/dustin/go-humanize v1.1.0
 	github.com/google/go-containerregistry v0.22.1
+	go.uber.org/goleak v1.3.0
 )
-
-require go.uber.org/goleak v1.3.0
 
 require (
 	cel.dev/expr v0.25.2 // indirect

@@ -33,20 +33,21 @@ import (
 // registryTimeout bounds one registry request.
 const registryTimeout = 30 * time.Second
 
-func registryRef(ref string, tlsVerify bool) (name.Reference, []remote.Option, error) {
+// registryRef parses ref and returns the options to reach its registry,
+// over a transport of the caller's own: closeIdle closes its idle
+// connections, and so ends their goroutines, once the caller is done.
+func registryRef(ref string, tlsVerify bool) (_ name.Reference, _ []remote.Option, closeIdle func(), _ error) {
 	var nopts []name.Option
-	ropts := []remote.Option{remote.WithAuthFromKeychain(authn.DefaultKeychain)}
+	tr := remote.DefaultTransport.(*http.Transport).Clone()
 	if !tlsVerify {
 		nopts = append(nopts, name.Insecure)
-		tr := remote.DefaultTransport.(*http.Transport).Clone()
 		tr.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // --tls-verify=false asks for exactly this
-		ropts = append(ropts, remote.WithTransport(tr))
 	}
 	r, err := name.ParseReference(ref, nopts...)
 	if err != nil {
-		return nil, nil, fmt.Errorf("image reference %q: %w", ref, err)
+		return nil, nil, nil, fmt.Errorf("image reference %q: %w", ref, err)
 	}
-	return r, ropts, nil
+	return r, []remote.Option{remote.WithAuthFromKeychain(authn.DefaultKeychain), remote.WithTransport(tr)}, tr.CloseIdleConnections, nil
 }
 
 // registryDigest returns the manifest digest ref (host/name:tag or
@@ -60,10 +61,11 @@ func registryDigest(ctx context.Context, ref string, tlsVerify bool) (string, er
 	if !ok || !(strings.ContainsAny(host, ".:") || host == "localhost") {
 		return "", fmt.Errorf("%s names no registry host", ref)
 	}
-	r, ropts, err := registryRef(ref, tlsVerify)
+	r, ropts, closeIdle, err := registryRef(ref, tlsVerify)
 	if err != nil {
 		return "", err
 	}
+	defer closeIdle()
 	ctx, cancel := context.WithTimeout(ctx, registryTimeout)
 	defer cancel()
 	desc, err := remote.Head(r, append(ropts, remote.WithContext(ctx))...)
@@ -84,10 +86,11 @@ func registryDigest(ctx context.Context, ref string, tlsVerify bool) (string, er
 // step that never hits the cache, and podman 4.3 spends a second or more
 // on a build of its own for a LABEL.
 func configureInRegistry(ctx context.Context, ref string, labels map[string]string, tail *builder.ConfigTail, tlsVerify bool) (string, error) {
-	r, ropts, err := registryRef(ref, tlsVerify)
+	r, ropts, closeIdle, err := registryRef(ref, tlsVerify)
 	if err != nil {
 		return "", err
 	}
+	defer closeIdle()
 	ctx, cancel := context.WithTimeout(ctx, registryTimeout)
 	defer cancel()
 	ropts = append(ropts, remote.WithContext(ctx))
@@ -130,10 +133,11 @@ func registryImage(ctx context.Context, ref string, tlsVerify bool) (string, *do
 	if !ok || !(strings.ContainsAny(host, ".:") || host == "localhost") {
 		return "", nil, fmt.Errorf("%s names no registry host", ref)
 	}
-	r, ropts, err := registryRef(ref, tlsVerify)
+	r, ropts, closeIdle, err := registryRef(ref, tlsVerify)
 	if err != nil {
 		return "", nil, err
 	}
+	defer closeIdle()
 	ctx, cancel := context.WithTimeout(ctx, registryTimeout)
 	defer cancel()
 	desc, err := remote.Get(r, append(ropts, remote.WithContext(ctx))...)

@@ -203,10 +203,11 @@ EXPOSE 80
 
 func remoteImage(t *testing.T, ref string) v1.Image {
 	t.Helper()
-	r, ropts, err := registryRef(ref, false)
+	r, ropts, closeIdle, err := registryRef(ref, false)
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(closeIdle)
 	img, err := remote.Image(r, ropts...)
 	if err != nil {
 		t.Fatal(err)

@@ -93,10 +93,11 @@ func startServer(t *testing.T, dataDir, listen string, extra ...string) *serverP
 	// directory's parent (a private test directory).
 	testenv.PassThrough(t, filepath.Dir(dataDir))
 	cmd := exec.Command(slipwayBin, append([]string{"server", "--data-dir", dataDir, "--listen", listen}, extra...)...)
-	// The server checks that it leaves no goroutine of ours when it
-	// stops (stop fails the test otherwise); tracebacks then name the
-	// goroutines' ancestors, so that those a library started for us count.
-	cmd.Env = append(os.Environ(), checkGoroutinesEnv+"=1", "GODEBUG="+leakcheck.Ancestors)
+	// The server, and the agents it starts with its environment, check
+	// that they leave no goroutine of ours when they stop (stop fails the
+	// test otherwise); tracebacks then name the goroutines' ancestors, so
+	// that those a library started for us count.
+	cmd.Env = append(os.Environ(), leakcheck.Env+"=1", "GODEBUG="+leakcheck.Ancestors)
 	out := &syncBuffer{}
 	pr, pw := io.Pipe()
 	cmd.Stdout = io.MultiWriter(out, pw)
@@ -144,15 +145,8 @@ func startServer(t *testing.T, dataDir, listen string, extra ...string) *serverP
 	return s
 }
 
-// checkGoroutinesEnv is cmd/slipway's: set, the server checks for
-// goroutines left once it stopped, and prints goroutinesLeft if there are.
-const (
-	checkGoroutinesEnv = "SLIPWAY_CHECK_GOROUTINES"
-	goroutinesLeft     = "goroutines left after the server stopped"
-)
-
-// stop stops the server (SIGTERM, SIGKILL after 30 s) and fails t if it
-// left goroutines of ours running once it stopped.
+// stop stops the server (SIGTERM, SIGKILL after 30 s) and fails t if it,
+// or an agent it ran, left goroutines of ours running once it stopped.
 func (s *serverProc) stop(t *testing.T) {
 	select {
 	case <-s.done:
@@ -166,8 +160,9 @@ func (s *serverProc) stop(t *testing.T) {
 		_ = s.cmd.Process.Kill()
 		<-s.done
 	}
-	if out := s.out.String(); strings.Contains(out, goroutinesLeft) {
-		t.Errorf("the server stopped, leaving goroutines running:\n%s", out[strings.Index(out, goroutinesLeft):])
+	// An agent's check fails its machine, which the server logs.
+	if out := s.out.String(); strings.Contains(out, leakcheck.Left) {
+		t.Errorf("the server or an agent left goroutines running:\n%s", out[strings.Index(out, leakcheck.Left):])
 	}
 }
 

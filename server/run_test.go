@@ -16,21 +16,29 @@ import (
 	"github.com/slipway-ci/slipway/internal/leakcheck"
 )
 
+// withAncestors runs the test t again in a process whose tracebacks name
+// goroutines' ancestors (leakcheck.Ancestors; the runtime reads GODEBUG
+// when it starts), and reports whether it did: the caller then returns.
+func withAncestors(t *testing.T) bool {
+	if strings.Contains(os.Getenv("GODEBUG"), leakcheck.Ancestors) {
+		return false
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^"+t.Name()+"$", "-test.count=1", "-test.v")
+	cmd.Env = append(os.Environ(), "GODEBUG="+strings.Trim(os.Getenv("GODEBUG")+","+leakcheck.Ancestors, ","))
+	out, err := cmd.CombinedOutput()
+	switch {
+	case err != nil:
+		t.Fatalf("%v\n%s", err, out)
+	case bytes.Contains(out, []byte("--- SKIP")):
+		t.Skipf("%s", out)
+	}
+	return true
+}
+
 // Run stops every component it started and returns only once every
 // goroutine of ours it started has ended.
 func TestRunLeavesNoGoroutine(t *testing.T) {
-	if !strings.Contains(os.Getenv("GODEBUG"), leakcheck.Ancestors) {
-		// The runtime reads GODEBUG when it starts: the test runs again
-		// in a process started with it.
-		cmd := exec.Command(os.Args[0], "-test.run=^TestRunLeavesNoGoroutine$", "-test.count=1", "-test.v")
-		cmd.Env = append(os.Environ(), "GODEBUG="+strings.Trim(os.Getenv("GODEBUG")+","+leakcheck.Ancestors, ","))
-		out, err := cmd.CombinedOutput()
-		switch {
-		case err != nil:
-			t.Fatalf("%v\n%s", err, out)
-		case bytes.Contains(out, []byte("--- SKIP")):
-			t.Skipf("%s", out)
-		}
+	if withAncestors(t) {
 		return
 	}
 	if _, err := buildah.Check(t.Context()); err != nil {
@@ -68,5 +76,22 @@ func TestRunLeavesNoGoroutine(t *testing.T) {
 	// leakcheck): only ours count.
 	if leaks := before.Leaks(5 * time.Second); len(leaks) > 0 {
 		t.Errorf("%d goroutines left after Run returned:\n%s", len(leaks), leakcheck.Format(leaks))
+	}
+}
+
+// A Run whose start fails (here: the listener, after the store, Temporal,
+// NATS and the log services started) stops what it started and leaves no
+// goroutine of ours.
+func TestRunFailingToStartLeavesNoGoroutine(t *testing.T) {
+	if withAncestors(t) {
+		return
+	}
+	before := leakcheck.Take()
+	err := Run(t.Context(), Config{DataDir: t.TempDir(), Listen: "256.0.0.1:0", Logger: slog.New(slog.DiscardHandler)})
+	if err == nil || !strings.Contains(err.Error(), "listen on 256.0.0.1:0") {
+		t.Errorf("Run = %v, want the listener's error", err)
+	}
+	if leaks := before.Leaks(5 * time.Second); len(leaks) > 0 {
+		t.Errorf("%d goroutines left after Run failed:\n%s", len(leaks), leakcheck.Format(leaks))
 	}
 }

@@ -3,7 +3,10 @@
 // provider, the control worker and one HTTP listener serving webhooks, the
 // GraphQL API, the registry and the web page.
 //
-// It owns start-up order and shutdown; it must not contain business logic
+// It owns start-up order and shutdown: each part is a component with a
+// start and a stop (component.go), listed in start order by
+// parts.components (parts.go); Run starts them in that order and stops
+// them in reverse. It must not contain business logic
 // (that lives in deploy, github, graphql, ...). Only cmd/slipway reads flags
 // and environment variables into Config.
 package server
@@ -197,8 +200,9 @@ func saveState(path string, s state) error {
 
 // Run starts the server's components (see parts.components for their
 // order) and blocks until ctx ends or the HTTP server fails, then stops
-// them in reverse order; it returns once every goroutine it started has
-// ended. In-flight deployments resume on the next Run with the same
+// them in reverse order; it returns once every goroutine of ours it
+// started has ended (the embedded Temporal server does not await its own:
+// see internal/leakcheck). In-flight deployments resume on the next Run with the same
 // DataDir; running agents go on and are adopted by it.
 func Run(ctx context.Context, cfg Config) error {
 	p, err := newParts(cfg.WithDefaults())

@@ -1,13 +1,10 @@
 package main
 
 import (
-	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
-	"time"
 
 	"github.com/spf13/cobra"
 
@@ -59,7 +56,7 @@ directory holding ./slipway-data reads it from there.`,
 					fmt.Fprintf(cmd.OutOrStdout(), "The admin API token is in %s (the CLI finds ./slipway-data/admin-token by itself; else pass --token or SLIPWAY_TOKEN; the web UI asks for it).\n", abs)
 				}
 			}
-			return checkGoroutines(func() error { return server.Run(cmd.Context(), cfg) }, cmd.ErrOrStderr())
+			return leakcheck.Check("the server stopped", cmd.ErrOrStderr(), func() error { return server.Run(cmd.Context(), cfg) })
 		},
 	}
 	f := cmd.Flags()
@@ -85,27 +82,4 @@ directory holding ./slipway-data reads it from there.`,
 	f.StringVar(&cfg.BuilderIsolation, "builder-isolation", envOr("SLIPWAY_BUILDER_ISOLATION", server.DefaultBuilderIsolation),
 		"whom builders run as: rootless (a user per project, rootless buildah), root, or auto (rootless when the host allows it) (env SLIPWAY_BUILDER_ISOLATION)")
 	return cmd
-}
-
-// checkGoroutinesEnv, when set, makes `slipway server` check, once the
-// server has stopped, that no goroutine of ours is left, and fail if one
-// is. The end-to-end tests set it, with GODEBUG=leakcheck.Ancestors.
-const checkGoroutinesEnv = "SLIPWAY_CHECK_GOROUTINES"
-
-// goroutinesLeft starts the message of a failed check.
-const goroutinesLeft = "goroutines left after the server stopped"
-
-// checkGoroutines runs run and, if checkGoroutinesEnv is set, checks for
-// goroutines of ours it left, listing them on stderr.
-func checkGoroutines(run func() error, stderr io.Writer) error {
-	if os.Getenv(checkGoroutinesEnv) == "" {
-		return run()
-	}
-	base := leakcheck.Take()
-	err := run()
-	if leaks := base.Leaks(5 * time.Second); len(leaks) > 0 {
-		fmt.Fprintf(stderr, "%d %s:\n%s", len(leaks), goroutinesLeft, leakcheck.Format(leaks))
-		err = errors.Join(err, fmt.Errorf("%d %s", len(leaks), goroutinesLeft))
-	}
-	return err
 }

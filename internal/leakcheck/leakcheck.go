@@ -12,6 +12,10 @@ package leakcheck
 
 import (
 	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
 	"runtime"
 	"strconv"
 	"strings"
@@ -20,6 +24,29 @@ import (
 
 // module prefixes the module's function names.
 const module = "github.com/slipway-ci/slipway"
+
+// Env, when set, makes Check check: the end-to-end tests set it for the
+// server and, through it, for the agents, with GODEBUG=Ancestors.
+const Env = "SLIPWAY_CHECK_GOROUTINES"
+
+// Left starts the message of a failed Check.
+const Left = "goroutines left after"
+
+// Check runs run and, if Env is set, checks that it left no goroutine of
+// ours running, listing those it left on stderr (after Left and what)
+// and adding an error to run's.
+func Check(what string, stderr io.Writer, run func() error) error {
+	if os.Getenv(Env) == "" {
+		return run()
+	}
+	base := Take()
+	err := run()
+	if leaks := base.Leaks(5 * time.Second); len(leaks) > 0 {
+		fmt.Fprintf(stderr, "%s %s: %d:\n%s", Left, what, len(leaks), Format(leaks))
+		err = errors.Join(err, fmt.Errorf("%d %s %s", len(leaks), Left, what))
+	}
+	return err
+}
 
 // Ancestors is the GODEBUG setting that makes tracebacks name the
 // goroutines that started a goroutine (the runtime reads it at start).

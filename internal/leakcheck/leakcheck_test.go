@@ -39,3 +39,22 @@ func TestLeaks(t *testing.T) {
 		t.Error("a goroutine started from registry.New does not count as ours")
 	}
 }
+
+// Check reports a goroutine run left, only when Env is set.
+func TestCheck(t *testing.T) {
+	stop := make(chan struct{})
+	defer close(stop)
+	leave := func() error {
+		go func() { <-stop }()
+		return nil
+	}
+	var out strings.Builder
+	if err := Check("the test", &out, leave); err != nil || out.Len() > 0 {
+		t.Errorf("Check without %s = %v, %q; want no check", Env, err, out.String())
+	}
+	t.Setenv(Env, "1")
+	err := Check("the test", &out, leave)
+	if err == nil || !strings.Contains(err.Error(), "1 "+Left+" the test") || !strings.Contains(out.String(), "TestCheck.func1.1") {
+		t.Errorf("Check of a run that leaves a goroutine = %v, %q", err, out.String())
+	}
+}

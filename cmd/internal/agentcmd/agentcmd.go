@@ -18,6 +18,7 @@ import (
 
 	"github.com/slipway-ci/slipway/agent"
 	"github.com/slipway-ci/slipway/builder"
+	"github.com/slipway-ci/slipway/internal/leakcheck"
 )
 
 // New returns the agent command.
@@ -44,7 +45,7 @@ versioned JSON file: see builder.AgentConfig); you rarely run it by hand.`,
 			// the worker is created: some 300 ms for the 200 MB slipway
 			// binary, most of a wake.
 			worker.SetBinaryChecksum(binaryID())
-			return agent.Run(cmd.Context(), cfg)
+			return leakcheck.Check("the agent stopped", cmd.ErrOrStderr(), func() error { return agent.Run(cmd.Context(), cfg) })
 		},
 	}
 	cmd.Flags().StringVar(&configFile, "config", "", "the agent's configuration file (JSON, written by the machine provider)")
