@@ -67,7 +67,7 @@ var packages = map[string]struct {
 	"dockerfile":            {shared, bothSides},
 	"redact":                {shared, bothSides},
 	"internal/atomicfile":   {shared, bothSides},
-	"internal/leakcheck":    {shared, serverSide},
+	"internal/leakcheck":    {shared, bothSides},
 	"agent":                 {adapter, agentSide},
 	"buildah":               {adapter, bothSides},
 	"buildah/baseimage":     {adapter, serverSide},
