@@ -17,6 +17,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/slipway-ci/slipway"
 	"github.com/slipway-ci/slipway/buildah"
@@ -60,7 +62,11 @@ type job struct {
 	// buildSecrets are the project's build secrets, with their values.
 	buildSecrets []slipway.SecretValue
 	pub          *publish.Publisher
-	out          io.Writer
+	// log is the build log's zap logger for the agent's own narration:
+	// the publisher's core, whose two sinks are NATS and stdout. Nil
+	// without a publisher (no NATS): narration goes to out.
+	log *zap.Logger
+	out io.Writer
 	// progress reports the phase and build step to the deployment's
 	// workflow.
 	progress *progressReporter
@@ -114,6 +120,7 @@ func (a *Activities) begin(ctx context.Context, in builder.BuildInput, phase str
 			a.cfg.Logger.Warn("log stream unavailable, logging to stdout only", "deployment", in.DeploymentID, "error", err)
 		} else {
 			j.pub = pub
+			j.log = zap.New(pub.Core(zapcore.InfoLevel))
 			j.out = nil
 		}
 	}
@@ -186,10 +193,10 @@ func (j *job) writer(stream, step string) io.Writer {
 
 // line logs one line of the agent's own narration.
 func (j *job) line(step, format string, args ...any) {
-	text := fmt.Sprintf(format, args...)
-	if j.pub != nil {
+	text := strings.TrimSuffix(fmt.Sprintf(format, args...), "\n")
+	if j.log != nil {
 		j.pub.SetStep(step)
-		j.pub.Line("stdout", text)
+		j.log.Info(text)
 		return
 	}
 	fmt.Fprintln(j.out, text)
