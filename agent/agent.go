@@ -90,7 +90,14 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	defer w.Stop()
+	defer func() {
+		w.Stop()
+		// The SDK keeps the workflows it ran in a process-wide cache that
+		// Stop leaves, each with a goroutine (a build waiting on an
+		// activity's retry, say): they end once it is purged, which only
+		// this, the agent's one worker, stopped, may do.
+		worker.PurgeStickyWorkflowCache()
+	}()
 	// Tell the machine provider the agent is polling (it measures the wake
 	// until this file appears); an agent that exits idle removes it.
 	if err := writeReady(layout.Ready); err != nil {
