@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -40,7 +39,8 @@ type demoConfig struct {
 func setUpDemo(ctx context.Context, cfg demoConfig) error {
 	dir := filepath.Join(cfg.DataDir, "demo")
 	base := cfg.Registry + "/" + demoBaseImage
-	if !imageExists(ctx, cfg.Registry, demoBaseImage) {
+	_, tag, _ := strings.Cut(demoBaseImage, ":")
+	if ok, _ := (registryClient{host: cfg.Registry}).ImageExists(ctx, base, tag); !ok {
 		cfg.Logger.Info("demo: making the base image from busybox-static", "image", base)
 		b, err := buildah.New(ctx, buildah.ConfigAt(filepath.Join(dir, "buildah")))
 		if err != nil {
@@ -130,20 +130,4 @@ func createDemoProject(ctx context.Context, store slipway.Store, repo string) er
 		return fmt.Errorf("demo project: %w", err)
 	}
 	return nil
-}
-
-// imageExists asks the registry whether ref (name:tag) is there.
-func imageExists(ctx context.Context, registry, ref string) bool {
-	name, tag, _ := strings.Cut(ref, ":")
-	req, err := http.NewRequestWithContext(ctx, http.MethodHead, "http://"+registry+"/v2/"+name+"/manifests/"+tag, nil)
-	if err != nil {
-		return false
-	}
-	req.Header.Set("Accept", "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return false
-	}
-	resp.Body.Close()
-	return resp.StatusCode == http.StatusOK
 }

@@ -25,8 +25,9 @@ type registryClient struct {
 }
 
 // ImageExists asks the registry whether image's repository has the
-// manifest digest (deploy.ServiceConfig.ImageExists).
-func (c registryClient) ImageExists(ctx context.Context, image, digest string) (bool, error) {
+// manifest reference, a digest (deploy.ServiceConfig.ImageExists) or a
+// tag (the demo's base image).
+func (c registryClient) ImageExists(ctx context.Context, image, reference string) (bool, error) {
 	host := c.host
 	rest := strings.TrimPrefix(image, host+"/")
 	if rest == image {
@@ -42,7 +43,7 @@ func (c registryClient) ImageExists(ctx context.Context, image, digest string) (
 			scheme = "http"
 		}
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodHead, scheme+"://"+host+"/v2/"+repo+"/manifests/"+digest, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodHead, scheme+"://"+host+"/v2/"+repo+"/manifests/"+reference, nil)
 	if err != nil {
 		return false, err
 	}
