@@ -55,6 +55,11 @@ type Project struct {
 	Context string `json:"context"`
 	// WebhookSecret is the HMAC secret forges sign deliveries with.
 	WebhookSecret string `json:"-"`
+	// HookID names the project's own webhook URL,
+	// /webhooks/github/<HookID>: a random, unguessable id (32 hex digits)
+	// the store gives every project, so a delivery there is verified with
+	// this project's secret before its payload is parsed.
+	HookID string `json:"hookId"`
 	// LogRetention is how long and how much build log the store keeps;
 	// the zero value keeps everything.
 	LogRetention LogRetention `json:"logRetention"`
@@ -208,6 +213,9 @@ type Store interface {
 	// ProjectsByRepo returns the projects whose repository matches one of
 	// urls (compared after NormalizeRepoURL).
 	ProjectsByRepo(ctx context.Context, urls []string) ([]*Project, error)
+	// ProjectByHookID returns the project whose HookID is id, or
+	// ENOTFOUND.
+	ProjectByHookID(ctx context.Context, id string) (*Project, error)
 
 	// CreateDeployment stores d (status queued). If deliveryID is not empty
 	// and was seen before, nothing is written and the earlier deployment is

@@ -3,6 +3,13 @@
 // deployment. It accepts GitHub deliveries and the GitHub-compatible ones
 // Gitea, Forgejo and Gogs send.
 //
+// Each project also has its own URL, POST /webhooks/github/<hook-id>
+// (slipway.Project.HookID): there the handler checks the signature against
+// that project's secret before it parses any JSON. On the shared URL it
+// must parse the payload first to learn the repository; an unregistered
+// repository is then answered as a wrong signature is (401), so neither
+// URL tells which repositories are registered.
+//
 // The handler caps the body, checks the HMAC-SHA256 signature against the
 // webhook secret of each project registered for the delivery's repository,
 // and hands verified pushes to a slipway.Deployer with their delivery id,
@@ -17,6 +24,7 @@ package github
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -35,11 +43,23 @@ import (
 	"github.com/slipway-ci/slipway"
 )
 
-// Path is where the server mounts the handler NewHandler returns.
+// Path is where the server mounts the handler NewHandler returns: the
+// shared URL, and Path + "/" (a project's own URL, Path/<hook-id>).
 const Path = "/webhooks/github"
 
 // DefaultMaxBodyBytes is GitHub's own cap on a webhook payload: 25 MiB.
 const DefaultMaxBodyBytes = 25 << 20
+
+// MaxRepositories bounds the repositories an installation delivery may
+// list (repositories plus repositories_added): each becomes a repository
+// URL the store is asked about. GitHub sends at most a few hundred; a
+// delivery listing more is refused with 413.
+const MaxRepositories = 1000
+
+// MaxCommits bounds a push delivery's commits list. GitHub documents at
+// most 2048 commits in a push payload, Gitea and Forgejo send fewer; a
+// delivery listing more is refused with 413.
+const MaxCommits = 10000
 
 // deployTimeout bounds the Deployer call. The call is detached from the
 // request's context: once a delivery is verified, a forge that hangs up
@@ -112,6 +132,9 @@ type handler struct {
 	maxAge    time.Duration
 	log       *slog.Logger
 	now       func() time.Time
+	// decoy is a random key authenticate computes an HMAC with when no
+	// project could have signed a delivery.
+	decoy string
 }
 
 // NewHandler returns the handler for POST /webhooks/github (see Path).
@@ -140,6 +163,7 @@ func NewHandler(cfg HandlerConfig) http.Handler {
 		maxAge:    cfg.MaxAge,
 		log:       cfg.Logger,
 		now:       cfg.Now,
+		decoy:     rand.Text(),
 	}
 }
 
@@ -181,38 +205,93 @@ func (h *handler) handle(w http.ResponseWriter, r *http.Request, d *delivery) (i
 	if status != 0 {
 		return status, resp
 	}
-	var env envelope
-	if err := decodeObject(payload, &env); err != nil {
-		return reply(http.StatusBadRequest, "malformed %s payload: %v", d.event, err)
+	if id, ok := hookID(r.URL.Path); ok {
+		return h.handleHook(r, d, id, body, payload)
 	}
-	ev, known, err := parseEvent(d.event, payload)
-	if err != nil {
-		return reply(http.StatusBadRequest, "malformed %s payload: %v", d.event, err)
+	env, ev, known, status, resp := parse(d, payload)
+	if status != 0 {
+		return status, resp
 	}
 	urls := env.repoURLs()
 	var projects []*slipway.Project
 	if len(urls) > 0 {
+		var err error
 		projects, err = h.store.ProjectsByRepo(r.Context(), urls)
 		if err != nil {
 			return h.errorReply(err, "find projects for "+urls[0])
 		}
 	}
-	if len(projects) == 0 && h.appSecret == "" {
-		switch {
-		case len(urls) > 0:
-			return noProject(urls[0])
-		case !known:
+	if len(projects) == 0 && h.appSecret == "" && len(urls) == 0 {
+		if !known {
 			// Nothing to verify it with, and nothing would be done with it.
 			return reply(http.StatusAccepted, "event %q ignored: Slipway acts on push events", d.event)
-		default:
-			return reply(http.StatusNotFound, "this %s delivery names no repository, so no project's webhook secret can verify it: add the webhook to the repository, or configure the GitHub App webhook secret on the Slipway server", d.event)
 		}
+		return reply(http.StatusNotFound, "this %s delivery names no repository, so no project's webhook secret can verify it: add the webhook to the repository, or configure the GitHub App webhook secret on the Slipway server", d.event)
 	}
-	projects, status, resp = h.authenticate(r, body, projects)
+	// An unregistered repository gets the answer a wrong signature gets
+	// (authenticate with no project fails as one does), so the endpoint
+	// does not tell who asks which repositories are registered.
+	projects, status, resp = h.authenticate(r, body, projects, h.appSecret)
 	if status != 0 {
 		return status, resp
 	}
 	return h.dispatch(r.Context(), d, ev, urls, projects)
+}
+
+// handleHook answers a delivery to a project's own webhook URL,
+// Path/<id>: it checks the signature against that project's secret
+// before it parses any JSON, and answers an unknown id as it answers a
+// wrong signature. The app secret is not accepted there: a GitHub App has
+// one webhook URL, the shared one.
+func (h *handler) handleHook(r *http.Request, d *delivery, id string, body, payload []byte) (int, Response) {
+	var projects []*slipway.Project
+	p, err := h.store.ProjectByHookID(r.Context(), id)
+	switch {
+	case err == nil:
+		projects = []*slipway.Project{p}
+	case slipway.ErrorCode(err) != slipway.ENOTFOUND:
+		return h.errorReply(err, "find the project of a webhook URL")
+	}
+	projects, status, resp := h.authenticate(r, body, projects, "")
+	if status != 0 {
+		return status, resp
+	}
+	_, ev, _, status, resp := parse(d, payload)
+	if status != 0 {
+		return status, resp
+	}
+	// The project is the one the URL names, whatever repository the
+	// payload says it is about (a mirror's project may be registered
+	// with another URL).
+	return h.dispatch(r.Context(), d, ev, []string{projects[0].Repo}, projects)
+}
+
+// parse decodes a delivery's payload: the envelope naming its repository
+// and, for the events Slipway knows (known), the event. A non-zero status
+// (400, or 413 past MaxRepositories or MaxCommits) refuses it.
+func parse(d *delivery, payload []byte) (env envelope, ev any, known bool, status int, resp Response) {
+	if err := decodeObject(payload, &env); err != nil {
+		status, resp = reply(http.StatusBadRequest, "malformed %s payload: %v", d.event, err)
+		return env, nil, false, status, resp
+	}
+	if status, resp = env.bounded(); status != 0 {
+		return env, nil, false, status, resp
+	}
+	ev, known, err := parseEvent(d.event, payload)
+	if err != nil {
+		status, resp = reply(http.StatusBadRequest, "malformed %s payload: %v", d.event, err)
+		return env, nil, known, status, resp
+	}
+	status, resp = bounded(ev)
+	return env, ev, known, status, resp
+}
+
+// hookID returns the project webhook URL id of a request to Path/<id>;
+// ok is false for the shared URL (Path, or Path/). An id with a slash in
+// it is returned as it is, and matches no project.
+func hookID(urlPath string) (id string, ok bool) {
+	id, ok = strings.CutPrefix(urlPath, Path+"/")
+	return id, ok && id != ""
 }
 
 // read checks a delivery's method, content type and headers, and reads
@@ -278,7 +357,7 @@ func (h *handler) dispatch(ctx context.Context, d *delivery, ev any, urls []stri
 		if len(projects) == 0 {
 			return reply(http.StatusOK, "pong: the webhook's signature is valid")
 		}
-		return reply(http.StatusOK, "pong: the webhook is set up; pushes to %s deploy %s", urls[0], names(projects))
+		return reply(http.StatusOK, "pong: the webhook is set up; pushes to %s deploy %s", firstOr(urls, projects[0].Repo), names(projects))
 	case *gh.PushEvent:
 		if len(projects) == 0 {
 			return noProject(firstOr(urls, "this delivery's repository"))
@@ -292,9 +371,10 @@ func (h *handler) dispatch(ctx context.Context, d *delivery, ev any, urls []stri
 	return reply(http.StatusAccepted, "event %q ignored: Slipway acts on push events", d.event)
 }
 
-// authenticate returns the projects whose webhook secret (or the app
-// secret) signed body. When none did, it returns a non-zero 401 status.
-func (h *handler) authenticate(r *http.Request, body []byte, projects []*slipway.Project) ([]*slipway.Project, int, Response) {
+// authenticate returns the projects whose webhook secret (or appSecret)
+// signed body. When none did, it returns a non-zero 401 status, with the
+// same message whether projects is empty or no secret matched.
+func (h *handler) authenticate(r *http.Request, body []byte, projects []*slipway.Project, appSecret string) ([]*slipway.Project, int, Response) {
 	name, value := "X-Hub-Signature-256", r.Header.Get("X-Hub-Signature-256")
 	if value == "" {
 		for _, alt := range []string{"X-Gitea-Signature", "X-Forgejo-Signature", "X-Gogs-Signature"} {
@@ -313,8 +393,13 @@ func (h *handler) authenticate(r *http.Request, body []byte, projects []*slipway
 		status, resp := reply(http.StatusUnauthorized, "malformed %s header: %v", name, err)
 		return nil, status, resp
 	}
-	if verify(h.appSecret, body, sum) {
+	if verify(appSecret, body, sum) {
 		return projects, 0, Response{}
+	}
+	if len(projects) == 0 {
+		// Spend an HMAC as a project would, so the time taken does not
+		// tell an unknown repository from a wrong secret either.
+		verify(h.decoy, body, sum)
 	}
 	var ok []*slipway.Project
 	for _, p := range projects {
@@ -498,6 +583,8 @@ func (h *handler) errorReply(err error, doing string) (int, Response) {
 	return status, Response{Message: userMessage(err)}
 }
 
+// noProject answers a push verified by the app secret whose repository no
+// project is registered for.
 func noProject(repo string) (int, Response) {
 	return reply(http.StatusNotFound, "no project is registered for repository %s; add one with `slipway project add NAME --repo %s`", repo, repo)
 }
@@ -620,6 +707,24 @@ func (e *envelope) repoURLs() []string {
 		}
 	}
 	return urls
+}
+
+// bounded refuses, with a non-zero 413 status, an envelope listing more
+// than MaxRepositories repositories.
+func (e *envelope) bounded() (int, Response) {
+	if n := len(e.Repositories) + len(e.RepositoriesAdded); n > MaxRepositories {
+		return reply(http.StatusRequestEntityTooLarge, "the delivery lists %d repositories, more than the %d Slipway accepts", n, MaxRepositories)
+	}
+	return 0, Response{}
+}
+
+// bounded refuses, with a non-zero 413 status, a push listing more than
+// MaxCommits commits.
+func bounded(ev any) (int, Response) {
+	if p, ok := ev.(*gh.PushEvent); ok && len(p.Commits) > MaxCommits {
+		return reply(http.StatusRequestEntityTooLarge, "the push lists %d commits, more than the %d Slipway accepts: push fewer commits at once", len(p.Commits), MaxCommits)
+	}
+	return 0, Response{}
 }
 
 type repoName struct {

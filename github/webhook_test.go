@@ -410,10 +410,18 @@ func TestWebhook(t *testing.T) {
 			body: func(t *testing.T) []byte {
 				return fixture(t, "push.with-new-branch.payload.json", withRepo("https://github.com/someone/elsewhere.git"))
 			},
+			// The answer of a wrong signature: the endpoint does not say
+			// which repositories are registered.
 			headers:    headers(),
-			wantStatus: http.StatusNotFound,
-			wantMessage: "no project is registered for repository https://github.com/someone/elsewhere.git; " +
-				"add one with `slipway project add NAME --repo https://github.com/someone/elsewhere.git`",
+			wantStatus: http.StatusUnauthorized, wantMessage: "X-Hub-Signature-256 does not match the payload: the webhook's secret must be the project's webhook secret",
+		},
+		{
+			name: "unknown repository, unsigned",
+			body: func(t *testing.T) []byte {
+				return fixture(t, "push.with-new-branch.payload.json", withRepo("https://github.com/someone/elsewhere.git"))
+			},
+			headers:    headers("X-Hub-Signature-256", ""),
+			wantStatus: http.StatusUnauthorized, wantMessage: "missing X-Hub-Signature-256 header",
 		},
 		{
 			name: "hostile ref with dot-dot", body: func(t *testing.T) []byte { return push(t, map[string]any{"ref": "refs/heads/../../x"}) },
@@ -809,13 +817,13 @@ func TestReplayUnderNewID(t *testing.T) {
 	}
 }
 
-// A push of 20,000 commits (a payload of ~20 MB, under GitHub's 25 MiB
-// cap) is one deployment of its head commit; the commits array is not
-// walked beyond finding the push's time.
+// A push of MaxCommits (10,000) commits, ~10 MB, is one deployment of
+// its head commit; the commits array is not walked beyond finding the
+// push's time. (One more commit is refused: TestListBounds.)
 func TestHugeCommitsArray(t *testing.T) {
 	body := fixture(t, "push.with-new-branch.payload.json", func(m map[string]any) {
 		c := m["commits"].([]any)[0]
-		commits := make([]any, 20_000)
+		commits := make([]any, MaxCommits)
 		for i := range commits {
 			commits[i] = c
 		}
@@ -825,6 +833,6 @@ func TestHugeCommitsArray(t *testing.T) {
 	target, dep := newServer(t, HandlerConfig{MaxAge: time.Hour}, webProject())
 	status, resp := send(t, http.MethodPost, target, headers()(body), body)
 	if status != http.StatusAccepted || len(dep.Requests()) != 1 || dep.Requests()[0].Commit != commit {
-		t.Errorf("POST a push of 20,000 commits = %d %q, Deploy calls %+v; want 202 and one deployment of %s", status, resp.Message, dep.Requests(), commit)
+		t.Errorf("POST a push of %d commits = %d %q, Deploy calls %+v; want 202 and one deployment of %s", MaxCommits, status, resp.Message, dep.Requests(), commit)
 	}
 }

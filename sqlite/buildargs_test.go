@@ -1,9 +1,7 @@
 package sqlite
 
 import (
-	"database/sql"
 	"fmt"
-	"path/filepath"
 	"reflect"
 	"sync"
 	"testing"
@@ -110,14 +108,7 @@ func TestBuildArgs(t *testing.T) {
 // reads back with none, and can be given some.
 func TestBuildArgsUpgrade(t *testing.T) {
 	ctx := t.Context()
-	path := filepath.Join(t.TempDir(), "slipway.db")
-	old, err := sql.Open("sqlite", dsn(path, false))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := migrate(ctx, old, migrations[:11]); err != nil {
-		t.Fatalf("migrate to version 11: %v", err)
-	}
+	old, path := openAtVersion(t, 11)
 	if _, err := old.ExecContext(ctx, `INSERT INTO projects (name, repo, repo_key, created_at) VALUES ('web', 'file:///r', 'file:///r', '2025-01-01T00:00:00.000000000Z')`); err != nil {
 		t.Fatal(err)
 	}

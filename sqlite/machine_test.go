@@ -1,8 +1,6 @@
 package sqlite
 
 import (
-	"database/sql"
-	"path/filepath"
 	"reflect"
 	"testing"
 	"time"
@@ -82,14 +80,7 @@ func TestMachines(t *testing.T) {
 // deployments read back without steps, and the new tables work.
 func TestUpgradeFromVersion1(t *testing.T) {
 	ctx := t.Context()
-	path := filepath.Join(t.TempDir(), "slipway.db")
-	old, err := sql.Open("sqlite", dsn(path, false))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := migrate(ctx, old, migrations[:1]); err != nil {
-		t.Fatalf("migrate to version 1: %v", err)
-	}
+	old, path := openAtVersion(t, 1)
 	for _, q := range []string{
 		`INSERT INTO projects (name, repo, repo_key, created_at) VALUES ('web', 'file:///r', 'file:///r', '2025-01-01T00:00:00.000000000Z')`,
 		`INSERT INTO deployments (id, project, status, timings, created_at, finished_at)

@@ -160,6 +160,13 @@ ALTER TABLE deployments ADD COLUMN log_lines INTEGER NOT NULL DEFAULT 0;
 	`
 ALTER TABLE projects ADD COLUMN build_args TEXT NOT NULL DEFAULT '';
 `,
+	// 13: each project's webhook URL id (/webhooks/github/<hook_id>):
+	// 16 random bytes in hex, unique; existing projects get one here.
+	`
+ALTER TABLE projects ADD COLUMN hook_id TEXT NOT NULL DEFAULT '';
+UPDATE projects SET hook_id = lower(hex(randomblob(16))) WHERE hook_id = '';
+CREATE UNIQUE INDEX projects_hook_id ON projects (hook_id);
+`,
 }
 
 // migrate applies the migrations db has not applied yet, each in its own

@@ -2,7 +2,9 @@ package sqlite
 
 import (
 	"context"
+	"crypto/rand"
 	"database/sql"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"slices"
@@ -13,9 +15,10 @@ import (
 )
 
 const projectColumns = `name, repo, branch, dockerfile, context, webhook_secret, created_at,
-	log_retention_seconds, log_retention_bytes, build_args`
+	log_retention_seconds, log_retention_bytes, build_args, hook_id`
 
-// CreateProject stores p. The name must pass slipway.ValidateProjectName
+// CreateProject stores p. An empty HookID is set to a new random one
+// (newHookID), which p gets back. The name must pass slipway.ValidateProjectName
 // (EINVALID) and the build arguments slipway.ValidateBuildArgs (EINVALID
 // or ETOOLARGE), and the name must be free (ECONFLICT). A zero CreatedAt is set to now; p's
 // CreatedAt is set to the UTC time stored, its BuildArgs sorted by name.
@@ -40,17 +43,22 @@ func (db *DB) CreateProject(ctx context.Context, p *slipway.Project) error {
 		created = db.now()
 	}
 	created = created.UTC()
+	hookID := p.HookID
+	if hookID == "" {
+		hookID = newHookID()
+	}
 	_, err = db.write.ExecContext(ctx, `INSERT INTO projects
-	(name, repo, repo_key, branch, dockerfile, context, webhook_secret, created_at, log_retention_seconds, log_retention_bytes, build_args)
-	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	(name, repo, repo_key, branch, dockerfile, context, webhook_secret, created_at, log_retention_seconds, log_retention_bytes, build_args, hook_id)
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		p.Name, p.Repo, slipway.NormalizeRepoURL(p.Repo), p.Branch, p.Dockerfile, p.Context, p.WebhookSecret, formatTime(created),
-		retentionSeconds(p.LogRetention), max(p.LogRetention.MaxBytes, 0), argsJSON)
+		retentionSeconds(p.LogRetention), max(p.LogRetention.MaxBytes, 0), argsJSON, hookID)
 	if isConstraint(err, codeConstraintPrimaryKey, codeConstraintUnique) {
 		return slipway.Errorf(slipway.ECONFLICT, "project %q already exists", p.Name)
 	} else if err != nil {
 		return fmt.Errorf("create project %q: %w", p.Name, err)
 	}
 	p.CreatedAt = created
+	p.HookID = hookID
 	if len(args) > 0 {
 		p.BuildArgs = args
 	}
@@ -142,6 +150,29 @@ func (db *DB) ProjectsByRepo(ctx context.Context, urls []string) ([]*slipway.Pro
 	return ps, nil
 }
 
+// ProjectByHookID returns the project whose webhook URL id is id, or
+// ENOTFOUND (for the empty id too: no project has it).
+func (db *DB) ProjectByHookID(ctx context.Context, id string) (*slipway.Project, error) {
+	if id == "" {
+		return nil, slipway.Errorf(slipway.ENOTFOUND, "no project has webhook URL id %q", id)
+	}
+	p, err := scanProject(db.read.QueryRowContext(ctx, `SELECT `+projectColumns+` FROM projects WHERE hook_id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, slipway.Errorf(slipway.ENOTFOUND, "no project has webhook URL id %q", id)
+	} else if err != nil {
+		return nil, fmt.Errorf("find project by webhook URL id: %w", err)
+	}
+	return p, nil
+}
+
+// newHookID returns a project's webhook URL id: 16 random bytes (128
+// bits, unguessable) in lower-case hex, as migration 13 makes them.
+func newHookID() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails (Go 1.24+)
+	return hex.EncodeToString(b)
+}
+
 func (db *DB) queryProjects(ctx context.Context, query string, args ...any) ([]*slipway.Project, error) {
 	rows, err := db.read.QueryContext(ctx, query, args...)
 	if err != nil {
@@ -165,7 +196,7 @@ func scanProject(s scanner) (*slipway.Project, error) {
 	var retentionSecs int64
 	var buildArgs string
 	if err := s.Scan(&p.Name, &p.Repo, &p.Branch, &p.Dockerfile, &p.Context, &p.WebhookSecret, &created,
-		&retentionSecs, &p.LogRetention.MaxBytes, &buildArgs); err != nil {
+		&retentionSecs, &p.LogRetention.MaxBytes, &buildArgs, &p.HookID); err != nil {
 		return nil, err
 	}
 	p.LogRetention.MaxAge = time.Duration(retentionSecs) * time.Second
