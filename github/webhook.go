@@ -61,6 +61,11 @@ const MaxRepositories = 1000
 // delivery listing more is refused with 413.
 const MaxCommits = 10000
 
+// DefaultReadTimeout is HandlerConfig.ReadTimeout's default: how long a
+// delivery's body may take to arrive. GitHub gives up on a delivery after
+// 10 s; a 25 MiB body at 1 MB/s still arrives in time.
+const DefaultReadTimeout = 30 * time.Second
+
 // deployTimeout bounds the Deployer call. The call is detached from the
 // request's context: once a delivery is verified, a forge that hangs up
 // (GitHub waits 10 s) must not leave a deployment half-created.
@@ -85,6 +90,12 @@ type HandlerConfig struct {
 	// MaxBodyBytes caps the request body; larger deliveries get 413.
 	// Zero or less means DefaultMaxBodyBytes (25 MiB, GitHub's limit).
 	MaxBodyBytes int64
+	// ReadTimeout bounds how long the handler waits for a delivery's body,
+	// so a client dribbling bytes cannot hold a connection (and its
+	// goroutine) for ever: past it the delivery gets 408. Zero or less
+	// means DefaultReadTimeout. The server's ReadHeaderTimeout bounds
+	// the headers.
+	ReadTimeout time.Duration
 	// AppSecret is the optional webhook secret of a GitHub App. A delivery
 	// signed with it is accepted for every project registered for its
 	// repository, and it is the only way to verify deliveries that name no
@@ -128,6 +139,7 @@ type handler struct {
 	store     slipway.Store
 	deployer  slipway.Deployer
 	maxBody   int64
+	readTime  time.Duration
 	appSecret string
 	maxAge    time.Duration
 	log       *slog.Logger
@@ -152,6 +164,9 @@ func NewHandler(cfg HandlerConfig) http.Handler {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.ReadTimeout <= 0 {
+		cfg.ReadTimeout = DefaultReadTimeout
+	}
 	if cfg.MaxAge == 0 {
 		cfg.MaxAge = DefaultMaxAge
 	}
@@ -159,6 +174,7 @@ func NewHandler(cfg HandlerConfig) http.Handler {
 		store:     cfg.Store,
 		deployer:  cfg.Deployer,
 		maxBody:   cfg.MaxBodyBytes,
+		readTime:  cfg.ReadTimeout,
 		appSecret: cfg.AppSecret,
 		maxAge:    cfg.MaxAge,
 		log:       cfg.Logger,
@@ -312,10 +328,13 @@ func (h *handler) read(w http.ResponseWriter, r *http.Request, d *delivery) (bod
 	if status, resp = h.readHeaders(r, d); status != 0 {
 		return nil, nil, status, resp
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.maxBody))
+	body, err := h.readBody(w, r)
 	if err != nil {
+		var timeout interface{ Timeout() bool }
 		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
 			status, resp = reply(http.StatusRequestEntityTooLarge, "payload is larger than %d bytes", h.maxBody)
+		} else if errors.As(err, &timeout) && timeout.Timeout() {
+			status, resp = reply(http.StatusRequestTimeout, "the payload did not arrive within %s", h.readTime)
 		} else {
 			status, resp = reply(http.StatusBadRequest, "could not read the request body")
 		}
@@ -331,6 +350,16 @@ func (h *handler) read(w http.ResponseWriter, r *http.Request, d *delivery) (bod
 		return nil, nil, status, resp
 	}
 	return body, []byte(vals.Get("payload")), 0, Response{}
+}
+
+// readBody reads r's body, up to h.maxBody bytes and until h.readTime
+// from now: past it the read fails with a timeout error.
+func (h *handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	rc := http.NewResponseController(w)
+	if err := rc.SetReadDeadline(time.Now().Add(h.readTime)); err != nil && !errors.Is(err, http.ErrNotSupported) {
+		return nil, fmt.Errorf("set the body's read deadline: %w", err)
+	}
+	return io.ReadAll(http.MaxBytesReader(w, r.Body, h.maxBody))
 }
 
 // readHeaders sets d's event and id from the forge's headers.

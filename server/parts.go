@@ -384,7 +384,7 @@ func (p *parts) startRetention(ctx context.Context) error {
 // the web page on the listener.
 func (p *parts) startHTTP(context.Context) error {
 	mux := http.NewServeMux()
-	mux.Handle(github.Path, github.NewHandler(github.HandlerConfig{Store: p.store, Deployer: p.deployer, MaxAge: p.cfg.WebhookMaxAge, Logger: p.log}))
+	mountWebhooks(mux, github.NewHandler(github.HandlerConfig{Store: p.store, Deployer: p.deployer, MaxAge: p.cfg.WebhookMaxAge, Logger: p.log}))
 	mux.Handle("/graphql", graphql.NewHandler(graphql.Config{Store: p.store, Deployer: p.deployer, Machines: p.machines, Tokens: p.store,
 		Live: p.watcher, Secrets: p.store, PublicURL: p.publicURL, Logger: p.log}))
 	if p.registry != nil {
@@ -392,13 +392,31 @@ func (p *parts) startHTTP(context.Context) error {
 	}
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { fmt.Fprintln(w, "ok") })
 	mux.Handle("/", web.Handler())
-	p.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	// No server-wide ReadTimeout: registry uploads may rightly take long,
+	// and the API's live queries hold their connection. The webhook
+	// handler bounds its own body (github.HandlerConfig.ReadTimeout).
+	p.http = &http.Server{Handler: mux, ReadHeaderTimeout: readHeaderTimeout, IdleTimeout: idleTimeout}
 	p.serveErr, p.served = make(chan error, 1), make(chan struct{})
 	go func() {
 		defer close(p.served)
 		p.serveErr <- p.http.Serve(p.ln)
 	}()
 	return nil
+}
+
+// readHeaderTimeout bounds how long a client may take to send a
+// request's headers; idleTimeout how long a kept-alive connection may
+// wait for its next request.
+const (
+	readHeaderTimeout = 10 * time.Second
+	idleTimeout       = 2 * time.Minute
+)
+
+// mountWebhooks routes the shared webhook URL (github.Path) and the
+// projects' own URLs (github.Path/<hook-id>) to h.
+func mountWebhooks(mux *http.ServeMux, h http.Handler) {
+	mux.Handle(github.Path, h)
+	mux.Handle(github.Path+"/", h)
 }
 
 // httpShutdownTimeout is how long requests in progress get to end at
