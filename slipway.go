@@ -59,7 +59,7 @@ type Project struct {
 	// /webhooks/github/<HookID>: a random, unguessable id (32 hex digits)
 	// the store gives every project, so a delivery there is verified with
 	// this project's secret before its payload is parsed.
-	HookID string `json:"hookId"`
+	HookID string `json:"hookId,omitempty"`
 	// LogRetention is how long and how much build log the store keeps;
 	// the zero value keeps everything.
 	LogRetention LogRetention `json:"logRetention"`

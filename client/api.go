@@ -120,10 +120,28 @@ func (c *Client) SetBuildArgs(ctx context.Context, project string, set []slipway
 // Project returns one project, or ENOTFOUND. Its secrets are never
 // returned.
 func (c *Client) Project(ctx context.Context, name string) (*slipway.Project, error) {
-	var out struct {
-		Project *slipway.Project `json:"project"`
+	v, err := c.ProjectView(ctx, name)
+	if err != nil {
+		return nil, err
 	}
-	if err := c.do(ctx, `query($n: String!) { project(name: $n) { `+projectFields+` } }`, map[string]any{"n": name}, &out); err != nil {
+	return &v.Project, nil
+}
+
+// ProjectView is a project with the webhook URL forges send its pushes to.
+type ProjectView struct {
+	slipway.Project
+	// WebhookURL is the project's own webhook URL,
+	// <server>/webhooks/github/<hook id>.
+	WebhookURL string `json:"webhookURL"`
+}
+
+// ProjectView returns the named project with its webhook URL, or
+// ENOTFOUND.
+func (c *Client) ProjectView(ctx context.Context, name string) (*ProjectView, error) {
+	var out struct {
+		Project *ProjectView `json:"project"`
+	}
+	if err := c.do(ctx, `query($n: String!) { project(name: $n) { `+projectFields+` webhookURL } }`, map[string]any{"n": name}, &out); err != nil {
 		return nil, err
 	}
 	if out.Project == nil {

@@ -67,8 +67,11 @@ func TestProjects(t *testing.T) {
 	if p.Name != "web" || p.Repo != "file:///r" || p.Branch != "main" || p.Dockerfile != "Dockerfile" || p.Context != "app" || p.CreatedAt.IsZero() {
 		t.Errorf("AddProject project = %+v", p)
 	}
-	if res.WebhookURL != url+"/webhooks/github" || len(res.WebhookSecret) != 64 || p.WebhookSecret != res.WebhookSecret {
+	if !strings.HasPrefix(res.WebhookURL, url+"/webhooks/github/") || len(res.WebhookSecret) != 64 || p.WebhookSecret != res.WebhookSecret {
 		t.Errorf("AddProject = %+v", res)
+	}
+	if v, err := c.ProjectView(ctx, "web"); err != nil || v.Name != "web" || v.WebhookURL != res.WebhookURL {
+		t.Errorf("ProjectView(web) = %+v, %v; want webhook URL %s", v, err, res.WebhookURL)
 	}
 
 	_, err = c.AddProject(ctx, client.AddProjectInput{Name: "web", Repo: "file:///r"})

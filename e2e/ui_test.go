@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -68,8 +69,9 @@ func TestWebUI(t *testing.T) {
 	)
 	webhookURL := webtest.WaitFor[string](b, "the webhook URL of the new project", `document.querySelector("#webhook-url")?.textContent`, 15*time.Second)
 	secret := webtest.Eval[string](b, `document.querySelector("#webhook-secret").textContent`)
-	if webhookURL != s.URL+"/webhooks/github" || len(secret) != 64 {
-		t.Errorf("project added: webhook URL %q and secret %q, want %s and 64 hex digits", webhookURL, secret, s.URL+"/webhooks/github")
+	// The project's own webhook URL: the shared one and a 32-hex-digit hook id.
+	if !regexp.MustCompile(`^`+regexp.QuoteMeta(s.URL+"/webhooks/github/")+`[0-9a-f]{32}$`).MatchString(webhookURL) || len(secret) != 64 {
+		t.Errorf("project added: webhook URL %q and secret %q, want %s/<32 hex digits> and 64 hex digits", webhookURL, secret, s.URL+"/webhooks/github")
 	}
 	webtest.WaitFor[bool](b, "the new project in the list", `!!document.querySelector('tr[data-project="web"]')`, 15*time.Second)
 	b.Screenshot("projects-added")

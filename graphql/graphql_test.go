@@ -157,8 +157,13 @@ func TestAddProject(t *testing.T) {
 	if p.Name != "web" || p.Repo != "file:///srv/git/web" || p.Branch != "main" || p.Dockerfile != "Dockerfile" || p.Context != "." {
 		t.Errorf("project = %+v, want defaults main, Dockerfile, .", p)
 	}
-	const hook = "https://ci.example.com/webhooks/github"
-	if got.AddProject.WebhookURL != hook || p.WebhookURL != hook {
+	// The project's own webhook URL, named by its hook id.
+	stored, err := e.store.Project(t.Context(), "web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hook := "https://ci.example.com/webhooks/github/" + stored.HookID
+	if stored.HookID == "" || got.AddProject.WebhookURL != hook || p.WebhookURL != hook {
 		t.Errorf("webhookURL = %q / %q, want %q", got.AddProject.WebhookURL, p.WebhookURL, hook)
 	}
 	if time.Since(p.CreatedAt) > time.Minute {
@@ -167,10 +172,6 @@ func TestAddProject(t *testing.T) {
 	secret := got.AddProject.WebhookSecret
 	if !regexp.MustCompile(`^[0-9a-f]{64}$`).MatchString(secret) {
 		t.Errorf("generated secret = %q, want 64 hex digits", secret)
-	}
-	stored, err := e.store.Project(t.Context(), "web")
-	if err != nil {
-		t.Fatal(err)
 	}
 	if stored.WebhookSecret != secret {
 		t.Errorf("stored secret = %q, want the returned %q", stored.WebhookSecret, secret)

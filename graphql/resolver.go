@@ -90,9 +90,14 @@ func phaseTimings(t map[string]int64) []*gen.PhaseTiming {
 	return out
 }
 
-// webhookURL is where forges send deliveries for every project.
-func (r *Resolver) webhookURL() string {
-	return r.cfg.PublicURL + "/webhooks/github"
+// webhookURL is where forges send p's deliveries: its own URL,
+// /webhooks/github/<hook id>, where the server checks a delivery's
+// signature before it parses it. (The shared /webhooks/github works too.)
+func (r *Resolver) webhookURL(p *slipway.Project) string {
+	if p.HookID == "" {
+		return r.cfg.PublicURL + "/webhooks/github"
+	}
+	return r.cfg.PublicURL + "/webhooks/github/" + p.HookID
 }
 
 // deployments lists a project's newest deployments; limit 0 lists none.

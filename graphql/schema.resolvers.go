@@ -147,7 +147,7 @@ func (r *mutationResolver) AddProject(ctx context.Context, input gen.AddProjectI
 	if err != nil {
 		return nil, err
 	}
-	return &gen.AddProjectPayload{Project: p, WebhookURL: r.webhookURL(), WebhookSecret: p.WebhookSecret}, nil
+	return &gen.AddProjectPayload{Project: p, WebhookURL: r.webhookURL(p), WebhookSecret: p.WebhookSecret}, nil
 }
 
 // Deploy is the resolver for the deploy field.
@@ -260,7 +260,7 @@ func (r *projectResolver) Repo(ctx context.Context, obj *slipway.Project) (strin
 
 // WebhookURL is the resolver for the webhookURL field.
 func (r *projectResolver) WebhookURL(ctx context.Context, obj *slipway.Project) (string, error) {
-	return r.webhookURL(), nil
+	return r.webhookURL(obj), nil
 }
 
 // Deployments is the resolver for the deployments field.

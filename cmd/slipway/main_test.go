@@ -363,16 +363,21 @@ func TestProjectAdd(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("project add = exit %d, stderr %q", code, stderr)
 	}
-	hook := ts.url + "/webhooks/github"
+	p, err := ts.store.Project(t.Context(), "web")
+	if err != nil || p.WebhookSecret != "s3cret" || p.Context != "app" || p.Dockerfile != "Dockerfile" {
+		t.Errorf("stored project = %+v, %v", p, err)
+	}
+	// The project's own webhook URL, named by its hook id.
+	hook := ts.url + "/webhooks/github/" + p.HookID
 	for _, want := range []string{"Project web added.", "file:///srv/web", "branch:", "main", "context:", "app",
 		"webhook URL:     " + hook, "webhook secret:  s3cret", "Payload URL to " + hook, "application/json", `"Just the push event"`} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("project add output lacks %q:\n%s", want, stdout)
 		}
 	}
-	p, err := ts.store.Project(t.Context(), "web")
-	if err != nil || p.WebhookSecret != "s3cret" || p.Context != "app" || p.Dockerfile != "Dockerfile" {
-		t.Errorf("stored project = %+v, %v", p, err)
+	code, stdout, _ = ts.slipwayCmd(t, "project", "show", "web")
+	if code != 0 || !regexp.MustCompile(`\n  webhook URL: +`+regexp.QuoteMeta(hook)+`\n`).MatchString(stdout) {
+		t.Errorf("project show = exit %d, want the webhook URL %s:\n%s", code, hook, stdout)
 	}
 
 	code, stdout, _ = ts.slipwayCmd(t, "project", "add", "api", "--repo", "https://example.com/api.git", "--json")
@@ -384,7 +389,11 @@ func TestProjectAdd(t *testing.T) {
 	if err := json.Unmarshal([]byte(stdout), &got); code != 0 || err != nil {
 		t.Fatalf("project add --json = exit %d, %v:\n%s", code, err, stdout)
 	}
-	if got.Project["name"] != "api" || got.Project["branch"] != "main" || got.WebhookURL != hook || len(got.WebhookSecret) != 64 {
+	api, err := ts.store.Project(t.Context(), "api")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Project["name"] != "api" || got.Project["branch"] != "main" || got.WebhookURL != ts.url+"/webhooks/github/"+api.HookID || len(got.WebhookSecret) != 64 {
 		t.Errorf("project add --json = %+v", got)
 	}
 

@@ -211,7 +211,7 @@ func newProjectShowCmd(g *globals) *cobra.Command {
 		Short: "Show a project's settings, build arguments included",
 		Args:  exactArgs("NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			p, err := g.client().Project(cmd.Context(), args[0])
+			p, err := g.client().ProjectView(cmd.Context(), args[0])
 			if err != nil {
 				return err
 			}
@@ -220,7 +220,7 @@ func newProjectShowCmd(g *globals) *cobra.Command {
 				return writeJSON(w, p)
 			}
 			fmt.Fprintf(w, "Project %s\n", p.Name)
-			printProject(w, p)
+			printProject(w, &p.Project, [2]string{"webhook URL", p.WebhookURL})
 			return nil
 		},
 	}

@@ -1268,7 +1268,7 @@ input AddProjectInput {
 
 type AddProjectPayload {
   project: Project!
-  "Where the forge must send push events."
+  "Where the forge must send push events: the project's own URL (see Project.webhookURL)."
   webhookURL: String!
   "The secret to configure in the forge; it is not shown again."
   webhookSecret: String!
@@ -1289,6 +1289,11 @@ type Project {
   branch: String!
   dockerfile: String!
   context: String!
+  """
+  The project's own webhook URL, <server>/webhooks/github/<random id>:
+  the server checks a delivery's signature there before it parses it.
+  The shared <server>/webhooks/github keeps working.
+  """
   webhookURL: String!
   createdAt: Time!
   "The project's deployments, newest first (at most first, default 100, max 1000)."

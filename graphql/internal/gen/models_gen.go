@@ -28,7 +28,7 @@ type AddProjectInput struct {
 
 type AddProjectPayload struct {
 	Project *slipway.Project `json:"project"`
-	// Where the forge must send push events.
+	// Where the forge must send push events: the project's own URL (see Project.webhookURL).
 	WebhookURL string `json:"webhookURL"`
 	// The secret to configure in the forge; it is not shown again.
 	WebhookSecret string `json:"webhookSecret"`
