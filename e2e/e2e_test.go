@@ -332,9 +332,17 @@ type webhookAnswer struct {
 	Deployment string `json:"deployment"`
 }
 
+// sendPush sends a push delivery signed with secret to the shared
+// webhook URL.
 func (s *serverProc) sendPush(t *testing.T, secret, delivery string, body []byte) webhookAnswer {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, s.URL+"/webhooks/github", bytes.NewReader(body))
+	return s.sendPushTo(t, s.URL+"/webhooks/github", secret, delivery, body)
+}
+
+// sendPushTo sends a push delivery signed with secret to url.
+func (s *serverProc) sendPushTo(t *testing.T, url, secret, delivery string, body []byte) webhookAnswer {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("X-GitHub-Event", "push")
 	req.Header.Set("X-GitHub-Delivery", delivery)
@@ -420,12 +428,17 @@ func TestPushBecomesImage(t *testing.T) {
 		"app.txt":    "version 1\n",
 	})
 	repoURL := "file://" + dir
-	if out := s.addProject(t, "app", repoURL, "--webhook-secret", "s3cret"); !strings.Contains(out, "/webhooks/github") {
-		t.Fatalf("project add printed no webhook URL:\n%s", out)
+	added := s.addProject(t, "app", repoURL, "--webhook-secret", "s3cret")
+	m := regexp.MustCompile(`webhook URL: +(` + regexp.QuoteMeta(s.URL+"/webhooks/github/") + `[0-9a-f]{32})\n`).FindStringSubmatch(added)
+	if m == nil {
+		t.Fatalf("project add printed no per-project webhook URL:\n%s", added)
 	}
+	hookURL := m[1]
 
+	// The push goes to the project's own URL, its redelivery below to the
+	// shared one: both reach the same deployment.
 	start := time.Now()
-	a := s.sendPush(t, "s3cret", "delivery-1", pushPayload(t, repoURL, "main", strings.Repeat("0", 40), sha))
+	a := s.sendPushTo(t, hookURL, "s3cret", "delivery-1", pushPayload(t, repoURL, "main", strings.Repeat("0", 40), sha))
 	if a.Status != http.StatusAccepted || a.Deployment == "" {
 		t.Fatalf("push webhook = %d %q (deployment %q), want 202 with a deployment id", a.Status, a.Message, a.Deployment)
 	}
