@@ -1015,6 +1015,16 @@ func (su *faultSuite) badInputs(t *testing.T, s *serverProc, base string) {
 			h[k] = v
 			return h
 		}
+		// A signed push for a repository no project is registered for is
+		// answered as a wrong signature is.
+		unregistered := pushPayload(t, "https://github.com/someone/unregistered.git", "main", zeroSHA, sha)
+		manyCommits := func() []byte {
+			var p map[string]any
+			_ = json.Unmarshal(valid, &p)
+			p["commits"] = make([]any, github.MaxCommits+1)
+			b, _ := json.Marshal(p)
+			return b
+		}()
 		oversized := bytes.Repeat([]byte(" "), github.DefaultMaxBodyBytes+4096)
 		copy(oversized, valid)
 		type hookCase struct {
@@ -1032,6 +1042,8 @@ func (su *faultSuite) badInputs(t *testing.T, s *serverProc, base string) {
 			{name: "malformed signature", headers: hookHeaders("push", "", "sha256=zz"), body: valid, wantStatus: 401},
 			{name: "sha1 signature only", headers: hookHeaders("push", "", "sha1=0123456789abcdef0123456789abcdef01234567"), body: valid, wantStatus: 401},
 			{name: "signature of another body", headers: signed("push", withRef("refs/heads/other")), body: valid, wantStatus: 401},
+			{name: "unregistered repository, signed", headers: signed("push", unregistered), body: unregistered, wantStatus: 401},
+			{name: "10,001 commits", headers: signed("push", manyCommits), body: manyCommits, wantStatus: 413},
 			{name: "Content-Type text/plain", headers: set(signed("push", valid), "Content-Type", "text/plain"), body: valid, wantStatus: 415},
 			{name: "Content-Type multipart/form-data", headers: set(signed("push", valid), "Content-Type", "multipart/form-data; boundary=x"), body: valid, wantStatus: 415},
 			{name: "no Content-Type", headers: set(signed("push", valid), "Content-Type", ""), body: valid, wantStatus: 415},
