@@ -2,6 +2,7 @@ package github
 
 import (
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 
@@ -84,6 +85,22 @@ func TestHookURL(t *testing.T) {
 		{
 			name: "malformed JSON, signed", body: func(t *testing.T) []byte { return []byte(notJSON) }, headers: headers(),
 			wantStatus: http.StatusBadRequest, wantMessage: "malformed push payload",
+		},
+		{
+			// Nor is a form body decoded before the signature is checked.
+			name: "form without payload, wrong signature", body: func(t *testing.T) []byte { return []byte("x=1") },
+			headers:    headers("Content-Type", "application/x-www-form-urlencoded", "X-Hub-Signature-256", Sign("guess", []byte("x=1"))),
+			wantStatus: http.StatusUnauthorized, wantMessage: badSig,
+		},
+		{
+			name: "form without payload, signed", body: func(t *testing.T) []byte { return []byte("x=1") },
+			headers:    headers("Content-Type", "application/x-www-form-urlencoded"),
+			wantStatus: http.StatusBadRequest, wantMessage: "form-encoded delivery without a payload field",
+		},
+		{
+			name: "form-encoded push, signed", body: func(t *testing.T) []byte { return []byte("payload=" + url.QueryEscape(string(push(t, nil)))) },
+			headers:    headers("Content-Type", "application/x-www-form-urlencoded"),
+			wantStatus: http.StatusAccepted, wantMessage: "queued", wantDeploy: true,
 		},
 		{
 			name: "branch filter mismatch", body: func(t *testing.T) []byte { return push(t, map[string]any{"ref": "refs/heads/feature"}) },

@@ -217,14 +217,14 @@ type delivery struct {
 }
 
 func (h *handler) handle(w http.ResponseWriter, r *http.Request, d *delivery) (int, Response) {
-	body, payload, status, resp := h.read(w, r, d)
+	body, form, status, resp := h.read(w, r, d)
 	if status != 0 {
 		return status, resp
 	}
 	if id, ok := hookID(r.URL.Path); ok {
-		return h.handleHook(r, d, id, body, payload)
+		return h.handleHook(r, d, id, body, form)
 	}
-	env, ev, known, status, resp := parse(d, payload)
+	env, ev, known, status, resp := parse(d, body, form)
 	if status != 0 {
 		return status, resp
 	}
@@ -259,7 +259,7 @@ func (h *handler) handle(w http.ResponseWriter, r *http.Request, d *delivery) (i
 // before it parses any JSON, and answers an unknown id as it answers a
 // wrong signature. The app secret is not accepted there: a GitHub App has
 // one webhook URL, the shared one.
-func (h *handler) handleHook(r *http.Request, d *delivery, id string, body, payload []byte) (int, Response) {
+func (h *handler) handleHook(r *http.Request, d *delivery, id string, body []byte, form bool) (int, Response) {
 	var projects []*slipway.Project
 	p, err := h.store.ProjectByHookID(r.Context(), id)
 	switch {
@@ -272,7 +272,7 @@ func (h *handler) handleHook(r *http.Request, d *delivery, id string, body, payl
 	if status != 0 {
 		return status, resp
 	}
-	_, ev, _, status, resp := parse(d, payload)
+	_, ev, _, status, resp := parse(d, body, form)
 	if status != 0 {
 		return status, resp
 	}
@@ -282,10 +282,15 @@ func (h *handler) handleHook(r *http.Request, d *delivery, id string, body, payl
 	return h.dispatch(r.Context(), d, ev, []string{projects[0].Repo}, projects)
 }
 
-// parse decodes a delivery's payload: the envelope naming its repository
-// and, for the events Slipway knows (known), the event. A non-zero status
-// (400, or 413 past MaxRepositories or MaxCommits) refuses it.
-func parse(d *delivery, payload []byte) (env envelope, ev any, known bool, status int, resp Response) {
+// parse decodes a delivery's payload (see payloadOf): the envelope naming
+// its repository and, for the events Slipway knows (known), the event. A
+// non-zero status (400, or 413 past MaxRepositories or MaxCommits)
+// refuses it.
+func parse(d *delivery, body []byte, form bool) (env envelope, ev any, known bool, status int, resp Response) {
+	payload, status, resp := payloadOf(body, form)
+	if status != 0 {
+		return env, nil, false, status, resp
+	}
 	if err := decodeObject(payload, &env); err != nil {
 		status, resp = reply(http.StatusBadRequest, "malformed %s payload: %v", d.event, err)
 		return env, nil, false, status, resp
@@ -311,22 +316,22 @@ func hookID(urlPath string) (id string, ok bool) {
 }
 
 // read checks a delivery's method, content type and headers, and reads
-// its body (what the signature covers) and its JSON payload (the body, or
-// a form-encoded body's payload field). A non-zero status is the reply to
-// a delivery it refuses.
-func (h *handler) read(w http.ResponseWriter, r *http.Request, d *delivery) (body, payload []byte, status int, resp Response) {
+// its body (what the signature covers); form says the body is
+// form-encoded, its JSON payload in a field (see parse). It decodes
+// nothing. A non-zero status is the reply to a delivery it refuses.
+func (h *handler) read(w http.ResponseWriter, r *http.Request, d *delivery) (body []byte, form bool, status int, resp Response) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
 		status, resp = reply(http.StatusMethodNotAllowed, "method %s is not allowed: webhook deliveries are POST requests to %s", r.Method, Path)
-		return nil, nil, status, resp
+		return nil, false, status, resp
 	}
 	form, ok := formEncoded(r.Header.Get("Content-Type"))
 	if !ok {
 		status, resp = reply(http.StatusUnsupportedMediaType, "unsupported Content-Type %q: set the webhook's content type to application/json", r.Header.Get("Content-Type"))
-		return nil, nil, status, resp
+		return nil, false, status, resp
 	}
 	if status, resp = h.readHeaders(r, d); status != 0 {
-		return nil, nil, status, resp
+		return nil, false, status, resp
 	}
 	body, err := h.readBody(w, r)
 	if err != nil {
@@ -338,18 +343,24 @@ func (h *handler) read(w http.ResponseWriter, r *http.Request, d *delivery) (bod
 		} else {
 			status, resp = reply(http.StatusBadRequest, "could not read the request body")
 		}
-		return nil, nil, status, resp
+		return nil, false, status, resp
 	}
+	return body, form, 0, Response{}
+}
+
+// payloadOf returns a delivery's JSON payload: its body, or a
+// form-encoded body's payload field (the signature covers the raw form
+// body, not the decoded field). A non-zero status refuses it.
+func payloadOf(body []byte, form bool) ([]byte, int, Response) {
 	if !form {
-		return body, body, 0, Response{}
+		return body, 0, Response{}
 	}
-	// The signature covers the raw form body, not the decoded field.
 	vals, err := url.ParseQuery(string(body))
 	if err != nil || vals.Get("payload") == "" {
-		status, resp = reply(http.StatusBadRequest, "form-encoded delivery without a payload field: set the webhook's content type to application/json")
-		return nil, nil, status, resp
+		status, resp := reply(http.StatusBadRequest, "form-encoded delivery without a payload field: set the webhook's content type to application/json")
+		return nil, status, resp
 	}
-	return body, []byte(vals.Get("payload")), 0, Response{}
+	return []byte(vals.Get("payload")), 0, Response{}
 }
 
 // readBody reads r's body, up to h.maxBody bytes and until h.readTime
