@@ -143,6 +143,27 @@ func TestHookURLRefusesAppSecret(t *testing.T) {
 	}
 }
 
+// TestAppSecretUnknownRepository: whoever holds the app secret may learn
+// that a repository is not registered (404), unlike anyone else (401).
+func TestAppSecretUnknownRepository(t *testing.T) {
+	const appSecret = "app secret"
+	shared, _, _ := hookServer(t, HandlerConfig{AppSecret: appSecret, MaxAge: -1})
+	body := fixture(t, "push.with-new-branch.payload.json", withRepo("https://github.com/someone/elsewhere.git"))
+	for _, tc := range []struct {
+		secret      string
+		wantStatus  int
+		wantMessage string
+	}{
+		{appSecret, http.StatusNotFound, "no project is registered for repository https://github.com/someone/elsewhere.git"},
+		{secret, http.StatusUnauthorized, "X-Hub-Signature-256 does not match the payload"},
+	} {
+		status, resp := send(t, http.MethodPost, shared, headers("X-Hub-Signature-256", Sign(tc.secret, body))(body), body)
+		if status != tc.wantStatus || !strings.HasPrefix(resp.Message, tc.wantMessage) {
+			t.Errorf("push for an unknown repository signed with %q = %d %q, want %d %q", tc.secret, status, resp.Message, tc.wantStatus, tc.wantMessage)
+		}
+	}
+}
+
 // TestUnknownRepositoryLooksLikeWrongSignature: on the shared URL, a
 // delivery for an unregistered repository and one with a wrong signature
 // get the same status and message.
