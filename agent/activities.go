@@ -112,7 +112,7 @@ func (a *Activities) begin(ctx context.Context, in builder.BuildInput, phase str
 			Deployment: in.DeploymentID,
 			Stdout:     a.cfg.Stdout,
 			Logger:     a.cfg.Logger,
-			Redact:     secrets.Func(),
+			Redact:     secrets,
 			SpoolDir:   a.layout.LogSpool,
 		})
 		if err != nil {
