@@ -160,6 +160,26 @@ func slicesChunk(s string, n int) func(func(string) bool) {
 	}
 }
 
+// The start of a secret at the end of a line cut short is masked.
+func TestRedactTruncated(t *testing.T) {
+	r := New("ghp_0123456789abcdef")
+	tests := []struct{ in, want string }{
+		{"token ghp_0123", "token " + Mask},
+		{"token ghp_0123456789abcdef", "token " + Mask},
+		{"token ghp", "token ghp"}, // shorter than MinSecretLen
+		{"b64 Z2hwXzAxMj", "b64 " + Mask},
+		{"ghp_01 and more", "ghp_01 and more"},
+	}
+	for _, tt := range tests {
+		if got := r.RedactTruncated(tt.in); got != tt.want {
+			t.Errorf("RedactTruncated(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+	if got := New().RedactTruncated("abc"); got != "abc" {
+		t.Errorf("empty Redactor changed abc to %q", got)
+	}
+}
+
 func TestCut(t *testing.T) {
 	r := New("secret-value")
 	line := []byte("xxxxxsecret-valueyyyyyyyyyyyyyyyyyyyy")

@@ -265,6 +265,30 @@ func runeCut(s []byte, max int) int {
 	return max
 }
 
+// RedactTruncated is Redact for text that may have been cut short (the
+// start of a line too long to keep whole): a secret cut in two is not
+// masked by Redact, so the end of s is masked too when it is the start,
+// MinSecretLen bytes or more, of a masked form.
+func (r *Redactor) RedactTruncated(s string) string {
+	s = r.Redact(s)
+	if r.Empty() {
+		return s
+	}
+	cut := len(s)
+	for _, f := range r.forms {
+		for n := min(len(f)-1, len(s)); n >= MinSecretLen && len(s)-n < cut; n-- {
+			if strings.HasSuffix(s, f[:n]) {
+				cut = len(s) - n
+				break
+			}
+		}
+	}
+	if cut == len(s) {
+		return s
+	}
+	return s[:cut] + Mask
+}
+
 // Empty reports whether r masks nothing.
 func (r *Redactor) Empty() bool {
 	return r == nil || r.r == nil
