@@ -122,6 +122,17 @@ func TestPEM(t *testing.T) {
 	}
 }
 
+// Every line of a multi-line secret that is not PEM is masked, whatever
+// it looks like.
+func TestMultiLineSecret(t *testing.T) {
+	r := New("user: admin\r\npassword: hunter2-x\n-----x-----\n")
+	for _, l := range []string{"user: admin", "password: hunter2-x", "-----x-----"} {
+		if got := r.Redact("> " + l); got != "> "+Mask {
+			t.Errorf("Redact(%q) = %q", "> "+l, got)
+		}
+	}
+}
+
 // A line too long to pass on whole is cut, by Writer, where no secret is
 // split: whatever the secret's offset around the cut, no form of it gets
 // out.

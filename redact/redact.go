@@ -87,18 +87,19 @@ func New(secrets ...string) *Redactor {
 
 // secretLines returns the lines of a multi-line secret worth masking on
 // their own: output is cut into lines before anyone reads it, so a PEM
-// key printed whole shows up one line at a time. PEM armour lines
-// ("-----BEGIN RSA PRIVATE KEY-----") and header lines ("Proc-Type: ...")
-// are the same in every key and are left out.
+// key printed whole shows up one line at a time. In a PEM block, the
+// armour lines ("-----BEGIN RSA PRIVATE KEY-----") and header lines
+// ("Proc-Type: 4,ENCRYPTED") are the same in every key and are left out.
 func secretLines(secret string) []string {
 	if !strings.ContainsAny(secret, "\n\r") {
 		return nil
 	}
+	isPEM := strings.Contains(secret, "-----BEGIN ")
 	var out []string
 	for l := range strings.FieldsFuncSeq(secret, func(r rune) bool { return r == '\n' || r == '\r' }) {
 		l = strings.TrimSpace(l)
-		armour := strings.HasPrefix(l, "-----") && strings.HasSuffix(l, "-----")
-		header := strings.Contains(l, ": ")
+		armour := isPEM && strings.HasPrefix(l, "-----") && strings.HasSuffix(l, "-----")
+		header := isPEM && strings.Contains(l, ": ")
 		if !armour && !header && len(l) >= MinSecretLen {
 			out = append(out, l)
 		}
