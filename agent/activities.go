@@ -112,7 +112,7 @@ func (a *Activities) begin(ctx context.Context, in builder.BuildInput, phase str
 			Deployment: in.DeploymentID,
 			Stdout:     a.cfg.Stdout,
 			Logger:     a.cfg.Logger,
-			Redact:     secrets.Func(),
+			Redact:     secrets,
 			SpoolDir:   a.layout.LogSpool,
 		})
 		if err != nil {
@@ -297,11 +297,12 @@ func heartbeat(ctx context.Context, phase string) {
 
 // buildFailed is an error a retry cannot fix. Its message and tail end up
 // in the deployment's record (and in Temporal's history): they are
-// redacted like log lines.
+// redacted like log lines, and the tail's lines as lines that may have
+// been cut short (buildah keeps only the start of a very long line).
 func (j *job) buildFailed(step string, tail []string, format string, args ...any) error {
 	var redacted []string
 	for _, l := range tail {
-		redacted = append(redacted, j.secrets.Redact(l))
+		redacted = append(redacted, j.secrets.RedactTruncated(l))
 	}
 	return temporal.NewNonRetryableApplicationError(j.secrets.Redact(fmt.Sprintf(format, args...)), builder.ErrBuildFailed, nil,
 		builder.FailureDetails{Step: j.secrets.Redact(step), Tail: redacted})

@@ -37,4 +37,10 @@ func TestScrubAndBuildFailed(t *testing.T) {
 	if !errors.As(bf, &appErr) || appErr.Details(&d) != nil || strings.Contains(fmt.Sprint(d), secret) || d.Tail[0] != "line [redacted]" {
 		t.Errorf("buildFailed details = %+v", d)
 	}
+	// A tail line cut short in the middle of the secret (buildah keeps
+	// the start of a very long line).
+	bf = j.buildFailed("build", []string{"long line " + secret[:8]}, "failed")
+	if !errors.As(bf, &appErr) || appErr.Details(&d) != nil || d.Tail[0] != "long line [redacted]" {
+		t.Errorf("buildFailed details = %+v", d)
+	}
 }

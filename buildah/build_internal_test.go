@@ -2,6 +2,7 @@ package buildah
 
 import (
 	"golang.org/x/sys/unix"
+	"slices"
 
 	"fmt"
 	"strings"
@@ -117,6 +118,25 @@ func TestLineWriters(t *testing.T) {
 	}
 	if got := strings.Join(tl.lines(), ","); got != "e,oops,f" {
 		t.Errorf("tail = %q, want e,oops,f", got)
+	}
+}
+
+// A line longer than maxLine reaches the destination whole, so that
+// secrets are masked before anyone cuts it; the tail keeps its start.
+func TestLineWritersLongLine(t *testing.T) {
+	var out strings.Builder
+	tl := newTail(3)
+	lw := newLineWriters(&out, &out, tl)
+	long := strings.Repeat("a", maxLine-3) + "SECRET" + strings.Repeat("b", maxLine)
+	for c := range slices.Chunk([]byte(long+"\nnext\n"), 1000) {
+		lw.stdout.Write(c)
+	}
+	lw.flush()
+	if got := out.String(); got != long+"\nnext\n" {
+		t.Errorf("stdout: %d bytes, %d lines, want the long line whole", len(got), strings.Count(got, "\n"))
+	}
+	if got := tl.lines(); len(got) != 2 || got[0] != long[:maxLine] || got[1] != "next" {
+		t.Errorf("tail: %d lines, want the long line's first %d bytes and next", len(got), maxLine)
 	}
 }
 

@@ -6,7 +6,9 @@ import (
 	"sync"
 )
 
-// maxLine caps one output line; longer lines are passed on in pieces.
+// maxLine caps what the tail and onLine keep of one output line. A longer
+// line still reaches the destination whole: cutting it here, before
+// secrets are masked, would let a secret across the cut escape.
 const maxLine = 64 << 10
 
 // lineWriters turns a command's stdout and stderr into whole lines, written
@@ -20,10 +22,14 @@ type lineWriters struct {
 }
 
 type lineWriter struct {
-	lw      *lineWriters
-	dst     io.Writer
-	onLine  func(string)
+	lw     *lineWriters
+	dst    io.Writer
+	onLine func(string)
+	// partial is the line so far, or its first maxLine bytes when long.
 	partial []byte
+	// long says the line outgrew maxLine: dst has had it so far, without
+	// a newline.
+	long bool
 }
 
 func newLineWriters(stdout, stderr io.Writer, t *tail) *lineWriters {
@@ -41,37 +47,50 @@ func (w *lineWriter) Write(p []byte) (int, error) {
 	for len(p) > 0 {
 		i := bytes.IndexByte(p, '\n')
 		if i < 0 {
-			w.partial = append(w.partial, p...)
-			if len(w.partial) >= maxLine {
-				w.emit(w.partial)
-				w.partial = w.partial[:0]
-			}
+			w.add(p)
 			break
 		}
-		if len(w.partial) > 0 {
-			w.partial = append(w.partial, p[:i]...)
-			w.emit(w.partial)
-			w.partial = w.partial[:0]
-		} else {
-			w.emit(p[:i])
-		}
+		w.add(p[:i])
+		w.end()
 		p = p[i+1:]
 	}
 	return n, nil
 }
 
-// emit passes on one line (without its newline). Called with lw.mu held.
-func (w *lineWriter) emit(line []byte) {
-	line = bytes.TrimSuffix(line, []byte("\r"))
+// add appends b to the current line. Called with lw.mu held.
+func (w *lineWriter) add(b []byte) {
+	if !w.long && len(w.partial)+len(b) > maxLine {
+		w.long = true
+		w.write(w.partial)
+	}
+	if w.long {
+		w.write(b)
+		b = b[:min(len(b), max(maxLine-len(w.partial), 0))]
+	}
+	w.partial = append(w.partial, b...)
+}
+
+// end passes on the current line. Called with lw.mu held.
+func (w *lineWriter) end() {
+	line := bytes.TrimSuffix(w.partial, []byte("\r"))
 	s := string(line)
-	if w.dst != nil {
-		_, _ = w.dst.Write([]byte(s + "\n"))
+	if w.long {
+		w.write([]byte("\n"))
+	} else {
+		w.write([]byte(s + "\n"))
 	}
 	if w.lw.tail != nil {
 		w.lw.tail.add(s)
 	}
 	if w.onLine != nil {
 		w.onLine(s)
+	}
+	w.partial, w.long = w.partial[:0], false
+}
+
+func (w *lineWriter) write(b []byte) {
+	if w.dst != nil {
+		_, _ = w.dst.Write(b)
 	}
 }
 
@@ -80,9 +99,8 @@ func (lw *lineWriters) flush() {
 	lw.mu.Lock()
 	defer lw.mu.Unlock()
 	for _, w := range []*lineWriter{lw.stdout, lw.stderr} {
-		if len(w.partial) > 0 {
-			w.emit(w.partial)
-			w.partial = nil
+		if len(w.partial) > 0 || w.long {
+			w.end()
 		}
 	}
 }

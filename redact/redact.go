@@ -1,9 +1,14 @@
 // Package redact masks secrets in build output before it reaches any sink
 // (the log stream, the store, stdout): each secret's plain value and the
 // forms a build tool is likely to print it in, base64 (standard and
-// URL-safe, at any alignment inside a longer encoded string, as in a basic
-// auth header) and URL encoding (query and path escaping), become
-// "[redacted]".
+// URL-safe, padded or not, at any alignment inside a longer encoded string,
+// as in a basic auth header), URL encoding (query and path escaping, either
+// hex case), hex (either case) and JSON string escaping, become
+// "[redacted]". Each line of a multi-line secret (a PEM key) is a secret of
+// its own, since output is passed on line by line.
+//
+// Masking happens before output is cut into pieces: Cut says where a long
+// line may be cut without splitting a secret, and Writer uses it.
 //
 // It only rewrites text; it does not know where secrets come from. The
 // agent decides what is secret (see RepoURLSecrets).
@@ -12,11 +17,14 @@ package redact
 import (
 	"bytes"
 	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
 	"io"
 	"net/url"
 	"slices"
 	"strings"
 	"sync"
+	"unicode/utf8"
 )
 
 // Mask is what every occurrence of a secret becomes.
@@ -35,18 +43,23 @@ const minEncodedLen = 6
 // mask nothing. It is safe for concurrent use.
 type Redactor struct {
 	r *strings.Replacer
+	// forms are the strings masked, longest first.
+	forms []string
 }
 
 // New returns a Redactor for secrets. Empty secrets, and secrets shorter
-// than MinSecretLen, are ignored.
+// than MinSecretLen, are ignored. A secret that spans lines is masked
+// whole and, line by line, each of its lines (see secretLines).
 func New(secrets ...string) *Redactor {
 	forms := map[string]bool{}
 	for _, s := range secrets {
-		if len(s) < MinSecretLen {
-			continue
-		}
-		for _, f := range Forms(s) {
-			forms[f] = true
+		for _, v := range append([]string{s}, secretLines(s)...) {
+			if len(v) < MinSecretLen {
+				continue
+			}
+			for _, f := range Forms(v) {
+				forms[f] = true
+			}
 		}
 	}
 	if len(forms) == 0 {
@@ -69,14 +82,37 @@ func New(secrets ...string) *Redactor {
 	for _, f := range list {
 		pairs = append(pairs, f, Mask)
 	}
-	return &Redactor{r: strings.NewReplacer(pairs...)}
+	return &Redactor{r: strings.NewReplacer(pairs...), forms: list}
+}
+
+// secretLines returns the lines of a multi-line secret worth masking on
+// their own: output is cut into lines before anyone reads it, so a PEM
+// key printed whole shows up one line at a time. In a PEM block, the
+// armour lines ("-----BEGIN RSA PRIVATE KEY-----") and header lines
+// ("Proc-Type: 4,ENCRYPTED") are the same in every key and are left out.
+func secretLines(secret string) []string {
+	if !strings.ContainsAny(secret, "\n\r") {
+		return nil
+	}
+	isPEM := strings.Contains(secret, "-----BEGIN ")
+	var out []string
+	for l := range strings.FieldsFuncSeq(secret, func(r rune) bool { return r == '\n' || r == '\r' }) {
+		l = strings.TrimSpace(l)
+		armour := isPEM && strings.HasPrefix(l, "-----") && strings.HasSuffix(l, "-----")
+		header := isPEM && strings.Contains(l, ": ")
+		if !armour && !header && len(l) >= MinSecretLen {
+			out = append(out, l)
+		}
+	}
+	return out
 }
 
 // Forms returns the strings that reveal secret: the secret itself, its URL
-// encodings, and its base64 encodings at each of the three alignments a
-// secret can have inside a longer encoded string (only the characters that
-// depend on the secret alone; fragments shorter than six characters are
-// left out).
+// encodings (with upper and lower case hex digits), its hex encodings, its
+// JSON string escapings, and its base64 encodings, padded and not, at each
+// of the three alignments a secret can have inside a longer encoded string
+// (only the characters that depend on the secret alone; fragments shorter
+// than six characters are left out).
 func Forms(secret string) []string {
 	forms := []string{secret}
 	add := func(f string) {
@@ -84,9 +120,15 @@ func Forms(secret string) []string {
 			forms = append(forms, f)
 		}
 	}
-	add(url.QueryEscape(secret))
-	add(url.PathEscape(secret))
-	add(strings.ReplaceAll(url.QueryEscape(secret), "+", "%20"))
+	for _, f := range []string{url.QueryEscape(secret), url.PathEscape(secret), strings.ReplaceAll(url.QueryEscape(secret), "+", "%20")} {
+		add(f)
+		add(lowerPercent(f))
+	}
+	add(hex.EncodeToString([]byte(secret)))
+	add(strings.ToUpper(hex.EncodeToString([]byte(secret))))
+	for _, f := range jsonForms(secret) {
+		add(f)
+	}
 	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.URLEncoding} {
 		for _, f := range base64Fragments(enc, []byte(secret)) {
 			if len(f) >= minEncodedLen {
@@ -114,7 +156,43 @@ func base64Fragments(enc *base64.Encoding, secret []byte) []string {
 	}
 	// The whole secret encoded on its own, with its last partial group and
 	// padding, as in a basic auth header or a token file.
-	out = append(out, enc.EncodeToString(secret))
+	out = append(out, enc.EncodeToString(secret), enc.WithPadding(base64.NoPadding).EncodeToString(secret))
+	return out
+}
+
+// lowerPercent returns s with the hex digits of its %XX escapes in lower
+// case ("%2f"), as some encoders write them.
+func lowerPercent(s string) string {
+	b := []byte(s)
+	for i := 0; i+2 < len(b); i++ {
+		if b[i] == '%' {
+			b[i+1], b[i+2] = lowerHex(b[i+1]), lowerHex(b[i+2])
+			i += 2
+		}
+	}
+	return string(b)
+}
+
+func lowerHex(c byte) byte {
+	if 'A' <= c && c <= 'F' {
+		return c + 'a' - 'A'
+	}
+	return c
+}
+
+// jsonForms returns secret as it appears inside a JSON string: as
+// encoding/json writes it (with and without HTML escaping, "<" as
+// "\u003c") and with "/" escaped as "\/", as some other encoders do.
+func jsonForms(secret string) []string {
+	var out []string
+	for _, html := range []bool{true, false} {
+		var b bytes.Buffer
+		enc := json.NewEncoder(&b)
+		enc.SetEscapeHTML(html)
+		_ = enc.Encode(secret) // a string always encodes
+		q := strings.TrimSuffix(strings.TrimSpace(b.String()), "\"")[1:]
+		out = append(out, q, strings.ReplaceAll(q, "/", `\/`))
+	}
 	return out
 }
 
@@ -124,6 +202,92 @@ func (r *Redactor) Redact(s string) string {
 		return s
 	}
 	return r.r.Replace(s)
+}
+
+// Overlap is how far past a cut Cut needs to see: the longest masked
+// form, less one byte. It is 0 when r masks nothing.
+func (r *Redactor) Overlap() int {
+	if r.Empty() {
+		return 0
+	}
+	return len(r.forms[0]) - 1
+}
+
+// Cut returns where to cut line, too long to pass on whole, so that the
+// first piece is at most max bytes and each piece can be redacted on its
+// own: the largest cut <= max (and > 0, when there is one) that no
+// occurrence of a masked form spans and that does not split a UTF-8
+// character. line must hold at least max+r.Overlap() bytes, so that every
+// form that begins before max is seen whole.
+func (r *Redactor) Cut(line []byte, max int) int {
+	cut := runeCut(line, max)
+	for cut > 0 {
+		start := r.spanning(line, cut)
+		if start < 0 {
+			return cut
+		}
+		cut = runeCut(line, start)
+	}
+	// Occurrences overlap one another back to the start of the line (a
+	// form that overlaps itself, repeated): no cut keeps them all whole.
+	return runeCut(line, max)
+}
+
+// spanning returns the earliest start of an occurrence of a masked form
+// that begins before cut and ends after it, or -1.
+func (r *Redactor) spanning(line []byte, cut int) int {
+	first := -1
+	if r.Empty() {
+		return first
+	}
+	for _, f := range r.forms {
+		lo, hi := max(cut-len(f)+1, 0), min(cut+len(f)-1, len(line))
+		if lo >= hi {
+			continue
+		}
+		if i := bytes.Index(line[lo:hi], []byte(f)); i >= 0 && (first < 0 || lo+i < first) {
+			first = lo + i
+		}
+	}
+	return first
+}
+
+// runeCut returns the largest cut <= max that does not split a UTF-8
+// character (or max itself if no character starts near it).
+func runeCut(s []byte, max int) int {
+	if max >= len(s) {
+		return len(s)
+	}
+	for cut := max; cut > 0 && cut > max-utf8.UTFMax; cut-- {
+		if utf8.RuneStart(s[cut]) {
+			return cut
+		}
+	}
+	return max
+}
+
+// RedactTruncated is Redact for text that may have been cut short (the
+// start of a line too long to keep whole): a secret cut in two is not
+// masked by Redact, so the end of s is masked too when it is the start,
+// MinSecretLen bytes or more, of a masked form.
+func (r *Redactor) RedactTruncated(s string) string {
+	s = r.Redact(s)
+	if r.Empty() {
+		return s
+	}
+	cut := len(s)
+	for _, f := range r.forms {
+		for n := min(len(f)-1, len(s)); n >= MinSecretLen && len(s)-n < cut; n-- {
+			if strings.HasSuffix(s, f[:n]) {
+				cut = len(s) - n
+				break
+			}
+		}
+	}
+	if cut == len(s) {
+		return s
+	}
+	return s[:cut] + Mask
 }
 
 // Empty reports whether r masks nothing.
@@ -208,21 +372,26 @@ func NewWriter(dst io.Writer, r *Redactor) *Writer {
 const maxPartial = 64 << 10
 
 // Write passes on every complete line in p, redacted; it reports len(p)
-// unless dst fails.
+// unless dst fails. A line longer than maxPartial is passed on in pieces,
+// cut where no secret is split (see Redactor.Cut).
 func (w *Writer) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.buf = append(w.buf, p...)
-	i := bytes.LastIndexByte(w.buf, '\n')
-	if i < 0 && len(w.buf) < maxPartial {
+	var b strings.Builder
+	if i := bytes.LastIndexByte(w.buf, '\n'); i >= 0 {
+		b.WriteString(w.r.Redact(string(w.buf[:i+1])))
+		w.buf = w.buf[:copy(w.buf, w.buf[i+1:])]
+	}
+	for len(w.buf) >= maxPartial+w.r.Overlap() {
+		cut := w.r.Cut(w.buf, maxPartial)
+		b.WriteString(w.r.Redact(string(w.buf[:cut])))
+		w.buf = w.buf[:copy(w.buf, w.buf[cut:])]
+	}
+	if b.Len() == 0 {
 		return len(p), nil
 	}
-	if i < 0 {
-		i = len(w.buf) - 1
-	}
-	out := w.r.Redact(string(w.buf[:i+1]))
-	w.buf = w.buf[:copy(w.buf, w.buf[i+1:])]
-	if _, err := io.WriteString(w.dst, out); err != nil {
+	if _, err := io.WriteString(w.dst, b.String()); err != nil {
 		return 0, err
 	}
 	return len(p), nil

@@ -92,7 +92,8 @@ func TestRepoURLSecrets(t *testing.T) {
 		want string
 	}{
 		{"https://user:tok%2Fen@github.com/a/b.git", "tok/en"},
-		{"https://user:p%2fa%40ss%20x@github.com/a/b.git", "p/a@ss x,p%2fa%40ss%20x"},
+		{"https://user:p%2fa%40ss%20x@github.com/a/b.git", "p/a@ss x"}, // lower case hex is a form
+		{"https://user:p%2fa%2Fss%20x@github.com/a/b.git", "p/a/ss x,p%2fa%2Fss%20x"},
 		{"https://user:p@ss@github.com/a@b.git", "p@ss"},
 		{"https://x-access-token:ghs_abcdefghijklmnop@github.com/a/b", "ghs_abcdefghijklmnop"},
 		{"https://ghp_abcdefghijklmnopqrstuvwxyz@github.com/a/b", "ghp_abcdefghijklmnopqrstuvwxyz"},

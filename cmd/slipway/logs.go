@@ -74,11 +74,11 @@ the lines numbered N and later. --json prints one JSON object per line.`,
 	return cmd
 }
 
-// linePrinter returns a function printing a log line's text, or the line
-// as JSON.
+// linePrinter returns a function printing a log line's text (with no
+// escape sequences but colours, see terminalText), or the line as JSON.
 func linePrinter(w io.Writer, asJSON bool) func(slipway.LogLine) {
 	if !asJSON {
-		return func(l slipway.LogLine) { fmt.Fprintln(w, l.Text) }
+		return func(l slipway.LogLine) { fmt.Fprintln(w, terminalText(l.Text)) }
 	}
 	enc := json.NewEncoder(w)
 	return func(l slipway.LogLine) {

@@ -41,7 +41,7 @@ func newProgress(w io.Writer, terminal bool) buildProgress {
 // plainProgress prints every line, for logs and pipes.
 type plainProgress struct{ w io.Writer }
 
-func (p plainProgress) line(l slipway.LogLine) { fmt.Fprintln(p.w, l.Text) }
+func (p plainProgress) line(l slipway.LogLine) { fmt.Fprintln(p.w, terminalText(l.Text)) }
 func (p plainProgress) finish(bool)            {}
 
 // stepHeader matches podman's step headers, "STEP 2/5: RUN make" or, in a
@@ -133,7 +133,7 @@ func (p *barProgress) finish(failed bool) {
 	if failed && len(p.tail) > 0 {
 		fmt.Fprintln(p.w, "last lines of the log:")
 		for _, t := range p.tail {
-			fmt.Fprintln(p.w, "  "+t)
+			fmt.Fprintln(p.w, "  "+terminalText(t))
 		}
 	}
 }

@@ -49,9 +49,10 @@ type Config struct {
 	// for the next publisher), with fields project and deployment; the
 	// agent passes its own. Default none. It never receives build output.
 	Logger *slog.Logger
-	// Redact, when set, rewrites every line's text before either sink, for
-	// example to mask secrets.
-	Redact func(string) string
+	// Redact, when set, masks secrets in every line's text before either
+	// sink, and says where Writer may cut a line too long to publish whole
+	// (a *redact.Redactor).
+	Redact Redactor
 	// MaxBufferBytes bounds the published-but-unacknowledged lines held in
 	// memory while NATS is slow or away. Past it new lines go to the
 	// spool (SpoolDir), or without one only reach Stdout, and one line
@@ -240,6 +241,20 @@ func New(ctx context.Context, cfg Config) (*Publisher, error) {
 	return p, nil
 }
 
+// Redactor masks secrets in text. Masking happens before a line is cut
+// into pieces, or where no secret is split: a secret across a cut would
+// escape.
+type Redactor interface {
+	// Redact returns text with every secret masked.
+	Redact(text string) string
+	// Cut returns where to cut line (longer than max+Overlap bytes) so that
+	// the first piece is at most max bytes, no secret spans the cut and no
+	// UTF-8 character is split.
+	Cut(line []byte, max int) int
+	// Overlap is how many bytes past max Cut needs to see.
+	Overlap() int
+}
+
 // SetStep sets the step that lines without their own step are tagged
 // with (a Dockerfile step or a phase such as "fetch").
 func (p *Publisher) SetStep(step string) {
@@ -262,7 +277,7 @@ func (p *Publisher) Line(stream, text string) {
 func (p *Publisher) emit(stream, step, text string) {
 	text = strings.ToValidUTF8(text, "\uFFFD")
 	if p.cfg.Redact != nil {
-		text = strings.ToValidUTF8(p.cfg.Redact(text), "\uFFFD")
+		text = strings.ToValidUTF8(p.cfg.Redact.Redact(text), "\uFFFD")
 	}
 	var parts []string
 	if len(text) > natslog.MaxLineBytes {
@@ -600,7 +615,8 @@ func (p *Publisher) sleep(d time.Duration) bool {
 
 // Writer returns an io.Writer (a *LineWriter) that turns what is written
 // into lines on stream: it splits at "\n" (dropping a "\r" before it),
-// cuts lines longer than natslog.MaxLineBytes, and tags them with step, or with
+// cuts lines longer than natslog.MaxLineBytes (where no secret is split,
+// see Config.Redact), and tags them with step, or with
 // the current step (SetStep) when step is "". A trailing partial line is
 // published on the writer's Flush or Close, or by the Publisher's Close.
 func (p *Publisher) Writer(stream, step string) io.Writer {
@@ -636,13 +652,30 @@ func (w *LineWriter) Write(b []byte) (int, error) {
 		w.p.emit(w.stream, w.step, string(bytes.TrimSuffix(rest[:i], []byte{'\r'})))
 		rest = rest[i+1:]
 	}
-	for len(rest) > natslog.MaxLineBytes {
-		cut := runeCut(rest, natslog.MaxLineBytes)
+	for len(rest) > natslog.MaxLineBytes+w.p.overlap() {
+		cut := w.p.cut(rest, natslog.MaxLineBytes)
 		w.p.emit(w.stream, w.step, string(rest[:cut]))
 		rest = rest[cut:]
 	}
 	w.buf = w.buf[:copy(w.buf, rest)]
 	return len(b), nil
+}
+
+// overlap is how far past natslog.MaxLineBytes cut needs to see.
+func (p *Publisher) overlap() int {
+	if p.cfg.Redact == nil {
+		return 0
+	}
+	return p.cfg.Redact.Overlap()
+}
+
+// cut returns where to cut line, longer than max, without splitting a
+// secret or a character.
+func (p *Publisher) cut(line []byte, max int) int {
+	if p.cfg.Redact == nil {
+		return runeCut(line, max)
+	}
+	return p.cfg.Redact.Cut(line, max)
 }
 
 // Flush publishes a trailing partial line, if any.

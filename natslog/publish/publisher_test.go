@@ -21,6 +21,7 @@ import (
 	"github.com/slipway-ci/slipway/natslog"
 	"github.com/slipway-ci/slipway/natslog/publish"
 	"github.com/slipway-ci/slipway/natsserver"
+	"github.com/slipway-ci/slipway/redact"
 )
 
 func TestNewPublisherRejectsBadSubject(t *testing.T) {
@@ -341,7 +342,7 @@ func TestWriterFlushStepAndStdout(t *testing.T) {
 	var stdout bytes.Buffer
 	p := logtest.NewPublisher(t, publish.Config{
 		URL: s.URL(), Deployment: "d7", Stdout: &stdout,
-		Redact: func(s string) string { return strings.ReplaceAll(s, "hunter2", "***") },
+		Redact: redact.New("hunter2"),
 	})
 	w := p.Writer("stdout", "")
 	p.SetStep("fetch")
@@ -358,7 +359,7 @@ func TestWriterFlushStepAndStdout(t *testing.T) {
 	logtest.WaitFor(t, a, "d7", 5)
 	got := logtest.StoredLines(t, store, "d7")
 	want := []slipway.LogLine{
-		{N: 1, Stream: "stdout", Step: "fetch", Text: "password ***"},
+		{N: 1, Stream: "stdout", Step: "fetch", Text: "password [redacted]"},
 		{N: 2, Stream: "stdout", Step: "fetch", Text: "partial"},
 		{N: 3, Stream: "stderr", Text: "two"},
 		{N: 4, Stream: "stderr", Text: "lines"},
@@ -373,7 +374,7 @@ func TestWriterFlushStepAndStdout(t *testing.T) {
 			t.Errorf("line %d = {%s %s %q}, want {%s %s %q}", i+1, g.Stream, g.Step, g.Text, want[i].Stream, want[i].Step, want[i].Text)
 		}
 	}
-	wantStdout := "[fetch] password ***\n[fetch] partial\ntwo\nlines\n[push] pushed digest=sha256:abc\nafter close\n"
+	wantStdout := "[fetch] password [redacted]\n[fetch] partial\ntwo\nlines\n[push] pushed digest=sha256:abc\nafter close\n"
 	if stdout.String() != wantStdout {
 		t.Errorf("stdout = %q, want %q", stdout.String(), wantStdout)
 	}
