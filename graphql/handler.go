@@ -41,6 +41,13 @@ import (
 // maxRequestBytes caps a request body: queries and mutations are small.
 const maxRequestBytes = 1 << 20
 
+// MaxComplexity bounds an operation's complexity (gqlgen's count: one per
+// selected field, aliases included). The CLI's and the web UI's largest
+// operations stay far below it; a query that multiplies fields through
+// aliases to make the server work is refused before it runs, with
+// extensions.code COMPLEXITY_LIMIT_EXCEEDED.
+const MaxComplexity = 1000
+
 // Config holds what the API needs. Store and Deployer are required.
 type Config struct {
 	// Store is where projects, deployments and log lines are read and
@@ -113,6 +120,7 @@ func NewHandler(cfg Config) http.Handler {
 	srv.AddTransport(transport.POST{})
 	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))
 	srv.Use(extension.Introspection{})
+	srv.Use(extension.FixedComplexityLimit(MaxComplexity))
 	srv.SetRecoverFunc(func(ctx context.Context, p any) error {
 		cfg.Logger.ErrorContext(ctx, "graphql: panic in resolver",
 			"panic", fmt.Sprint(p), "path", gqlgraphql.GetPath(ctx).String(), "stack", string(debug.Stack()))
