@@ -295,15 +295,6 @@ func (r *Redactor) Empty() bool {
 	return r == nil || r.r == nil
 }
 
-// Func returns r.Redact as a function, or nil when r masks nothing (for
-// hooks such as publish.Config.Redact).
-func (r *Redactor) Func() func(string) string {
-	if r.Empty() {
-		return nil
-	}
-	return r.Redact
-}
-
 // RepoURLSecrets returns the secrets in a git remote URL's userinfo: the
 // password (https://user:TOKEN@host/...), or a username that stands alone
 // and is long enough to be a token (https://TOKEN@host/...). Usernames
