@@ -326,9 +326,13 @@ func (p *Publisher) acceptLocked(now time.Time, stream, step, text string) (star
 }
 
 // roomLocked reports whether there is room again after lines were
-// dropped: the spool or the memory buffer is at most half full.
+// dropped: the spool or the memory buffer is at most half full. The
+// message being filled counts against the spool too: it goes there when
+// sealed, and it can hold more than half the spool's bound (a message is
+// up to 64 KiB), so leaving it out would let every other line through as
+// a one-line "dropped" notice.
 func (p *Publisher) roomLocked() bool {
-	if p.cfg.SpoolDir != "" && p.spoolErr == nil && p.spoolBytes < p.cfg.MaxSpoolBytes/2 {
+	if p.cfg.SpoolDir != "" && p.spoolErr == nil && p.spoolBytes+int64(len(p.open)) < p.cfg.MaxSpoolBytes/2 {
 		return true
 	}
 	return p.pendingBytes < p.cfg.MaxBufferBytes/2 && (p.cfg.SpoolDir == "" || len(p.segs) == 0 && p.nc.IsConnected())
