@@ -79,6 +79,26 @@ type AgentConfig struct {
 	Runtime string `json:"runtime"`
 	// Runc is the runc executable; empty: buildah.DefaultRunc from PATH.
 	Runc string `json:"runc"`
+	// Credentials are this wake's: the machine provider issues them at
+	// each start of the agent (they are never in argv or the
+	// environment).
+	Credentials AgentCredentials `json:"credentials"`
+}
+
+// AgentCredentials are what a machine presents to the control plane's
+// internal services; each is only good for its own project (see package
+// credential). Empty: the service asks for nothing (an external one set up
+// that way).
+type AgentCredentials struct {
+	// NATS is the password of the agent's NATS connections.
+	NATS string `json:"nats,omitempty"`
+	// Temporal is the agent's bearer token for the Temporal frontend.
+	Temporal string `json:"temporal,omitempty"`
+	// Registry is the password (any user name) for the registry.
+	Registry string `json:"registry,omitempty"`
+	// PayloadKey is the key of the payload codec that encrypts workflow
+	// payloads in Temporal's history (base64).
+	PayloadKey string `json:"payloadKey,omitempty"`
 }
 
 // WithDefaults returns c with its zero fields set to their defaults.

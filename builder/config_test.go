@@ -30,6 +30,7 @@ func full(t *testing.T, dir string) builder.AgentConfig {
 		Buildah:           "/opt/buildah",
 		Runtime:           "/opt/slipway-runc",
 		Runc:              "/opt/runc",
+		Credentials:       builder.AgentCredentials{NATS: "n", Temporal: "t", Registry: "r", PayloadKey: "k"},
 	}
 	if zero := testenv.ZeroFields(c); len(zero) > 0 {
 		t.Fatalf("the test leaves %v unset: set every field", zero)

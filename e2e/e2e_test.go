@@ -29,7 +29,10 @@ import (
 	"github.com/slipway-ci/slipway/internal/testenv"
 )
 
-var slipwayBin string
+var (
+	slipwayBin  string
+	attackerBin string // e2e/attacker, run as nobody by the attack suite
+)
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "slipway-e2e-bin")
@@ -43,15 +46,20 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	slipwayBin = filepath.Join(dir, "slipway")
+	attackerBin = filepath.Join(dir, "attacker")
 	// slipway-agent next to slipway is what the server runs on machines.
 	build := exec.Command("go", "build", "-o", dir+string(filepath.Separator),
-		"github.com/slipway-ci/slipway/cmd/slipway", "github.com/slipway-ci/slipway/cmd/slipway-agent")
+		"github.com/slipway-ci/slipway/cmd/slipway", "github.com/slipway-ci/slipway/cmd/slipway-agent",
+		"github.com/slipway-ci/slipway/e2e/attacker")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
 		fmt.Fprintln(os.Stderr, "e2e: building slipway and slipway-agent failed:", err)
 		os.Exit(1)
 	}
 	code := m.Run()
+	if !attackTally() && code == 0 {
+		code = 1
+	}
 	os.RemoveAll(dir)
 	os.Exit(code)
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/slipway-ci/slipway/buildah"
 	"github.com/slipway-ci/slipway/builder"
+	"github.com/slipway-ci/slipway/credential"
 	"github.com/slipway-ci/slipway/internal/testenv"
 )
 
@@ -25,9 +26,10 @@ func TestAgentConfigCarriesEverySetting(t *testing.T) {
 	}
 	cfg = cfg.WithDefaults()
 	ac := agentConfig(cfg, "127.0.0.1:7233", "nats://127.0.0.1:4222")
-	// Version, project and volume are the provider's to set.
-	if zero := testenv.ZeroFields(ac); !slices.Equal(zero, []string{"Version", "Project", "VolumeDir"}) {
-		t.Errorf("the server leaves %v of the agent's configuration unset; want only Version, Project, VolumeDir", zero)
+	// Version, project, volume and the wake's credentials are the
+	// provider's to set (agentCredentials, TestAgentCredentials).
+	if zero := testenv.ZeroFields(ac); !slices.Equal(zero, []string{"Version", "Project", "VolumeDir", "Credentials"}) {
+		t.Errorf("the server leaves %v of the agent's configuration unset; want only Version, Project, VolumeDir, Credentials", zero)
 	}
 	want := builder.AgentConfig{
 		Version: builder.AgentConfigVersion, Project: "web", VolumeDir: "/data/volumes/web",
@@ -63,5 +65,26 @@ func TestAgentConfigDefaults(t *testing.T) {
 	}
 	if got != want {
 		t.Errorf("agentConfig of a server's defaults =\n%+v\nwant\n%+v", got, want)
+	}
+}
+
+// Each wake's credentials are the project's own, one per service.
+func TestAgentCredentials(t *testing.T) {
+	p, err := newParts(Config{DataDir: t.TempDir()}.WithDefaults())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := p.agentCredentials("web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for kind, tok := range map[credential.Kind]string{credential.NATS: c.NATS, credential.Temporal: c.Temporal, credential.Registry: c.Registry} {
+		claims, err := p.creds.Verify(kind, tok)
+		if err != nil || claims.Project != "web" {
+			t.Errorf("%s credential: %+v, %v; want project web", kind, claims, err)
+		}
+	}
+	if _, err := p.creds.Verify(credential.Temporal, c.NATS); err == nil {
+		t.Error("the NATS credential is accepted by Temporal")
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/slipway-ci/slipway/credential"
 	"log/slog"
 	"net"
 	"net/http"
@@ -44,6 +45,9 @@ type parts struct {
 	dataDir   string
 	statePath string
 	st        state
+	// creds issues and checks the internal services' credentials
+	// (credentials.go).
+	creds *credential.Issuer
 
 	store          *sqlite.DB
 	temporalServer *temporalserver.Server
@@ -123,6 +127,9 @@ func newParts(cfg Config) (*parts, error) {
 	}
 	if p.st.RegistryToken == "" {
 		p.st.RegistryToken = randomHex(24)
+	}
+	if p.creds, err = credential.Load(filepath.Join(dataDir, credential.KeyFile)); err != nil {
+		return nil, err
 	}
 	return p, nil
 }
@@ -312,13 +319,14 @@ func (p *parts) startMachines(ctx context.Context) error {
 		return err
 	}
 	p.machines, err = process.New(process.Config{
-		VolumesDir: volumesDir,
-		Isolation:  isolation,
-		Binary:     p.cfg.AgentBinary,
-		Agent:      agentConfig(p.cfg, p.temporalAddr, p.natsURL),
-		Env:        p.cfg.AgentEnv,
-		Recorder:   p.store,
-		Logger:     p.log,
+		VolumesDir:  volumesDir,
+		Isolation:   isolation,
+		Binary:      p.cfg.AgentBinary,
+		Agent:       agentConfig(p.cfg, p.temporalAddr, p.natsURL),
+		Env:         p.cfg.AgentEnv,
+		Credentials: p.agentCredentials,
+		Recorder:    p.store,
+		Logger:      p.log,
 	})
 	return err
 }

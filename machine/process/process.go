@@ -66,6 +66,10 @@ type Config struct {
 	Agent builder.AgentConfig
 	// Env is added to the agent's environment.
 	Env []string
+	// Credentials, if set, issues the credentials of project's machine;
+	// it is called at each start of the agent, and its result goes into
+	// Agent.Credentials of that machine's configuration file.
+	Credentials func(project string) (builder.AgentCredentials, error)
 	// Isolation says whom agents run as: IsolationRoot (the default) runs
 	// them as the server's user; IsolationRootless runs each project's
 	// agent as its own builder user (see UserName), created on first use,
@@ -364,6 +368,11 @@ func (p *Provider) launch(ctx context.Context, project string, m *machine) error
 	}
 	agentCfg := p.cfg.Agent
 	agentCfg.Project, agentCfg.VolumeDir = project, vol
+	if p.cfg.Credentials != nil {
+		if agentCfg.Credentials, err = p.cfg.Credentials(project); err != nil {
+			return fmt.Errorf("start agent of %s: credentials: %w", project, err)
+		}
+	}
 	if err := builder.WriteAgentConfig(layout.Config, agentCfg, owner[0], owner[1]); err != nil {
 		return fmt.Errorf("start agent of %s: %w", project, err)
 	}
