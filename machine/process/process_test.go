@@ -318,11 +318,18 @@ func TestAgentConfigFile(t *testing.T) {
 		Buildah:           "/opt/buildah",
 		Runtime:           "/opt/slipway-runc",
 		Runc:              "/opt/runc",
+		Credentials:       builder.AgentCredentials{NATS: "replaced at each wake"},
 	}
 	if zero := testenv.ZeroFields(given); len(zero) > 0 {
 		t.Fatalf("the test leaves %v unset: set every field", zero)
 	}
-	e := newEnv(t, process.Config{Agent: given})
+	wake := builder.AgentCredentials{NATS: "n", Temporal: "t", Registry: "r", PayloadKey: "k"}
+	issue := func(project string) (builder.AgentCredentials, error) {
+		c := wake
+		c.NATS += "-" + project
+		return c, nil
+	}
+	e := newEnv(t, process.Config{Agent: given, Credentials: issue})
 	if err := e.p.Start(t.Context(), "web"); err != nil {
 		t.Fatal(err)
 	}
@@ -338,6 +345,7 @@ func TestAgentConfigFile(t *testing.T) {
 	}
 	want := given
 	want.Project, want.VolumeDir = "web", vol
+	want.Credentials, _ = issue("web")
 	if got != want {
 		t.Errorf("the agent read\n%+v\nwant\n%+v", got, want)
 	}
