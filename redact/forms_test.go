@@ -28,6 +28,7 @@ var encodings = []struct {
 	{"url query", url.QueryEscape},
 	{"url path", url.PathEscape},
 	{"url lower hex", func(s string) string { return lowerPercent(url.QueryEscape(s)) }},
+	{"url mixed hex", func(s string) string { return mixedPercent(url.PathEscape(s)) }},
 	{"hex", func(s string) string { return hex.EncodeToString([]byte(s)) }},
 	{"HEX", func(s string) string { return strings.ToUpper(hex.EncodeToString([]byte(s))) }},
 	{"json", func(s string) string { b, _ := json.Marshal(s); return string(b[1 : len(b)-1]) }},
@@ -137,7 +138,12 @@ func TestMultiLineSecret(t *testing.T) {
 // split: whatever the secret's offset around the cut, no form of it gets
 // out.
 func TestWriterLongLine(t *testing.T) {
-	const secret = "ghp_0123456789abcdefXYZsecret"
+	for _, secret := range []string{"ghp_0123456789abcdefXYZsecret", "p@ss/wörd:xyz+secret"} {
+		writerLongLine(t, secret)
+	}
+}
+
+func writerLongLine(t *testing.T, secret string) {
 	r := New(secret)
 	for _, e := range encodings {
 		s := e.enc(secret)
@@ -203,4 +209,21 @@ func TestCut(t *testing.T) {
 	if got := New().Cut([]byte("héllo"), 2); got != 1 {
 		t.Errorf("Cut inside é = %d, want 1", got)
 	}
+}
+
+// mixedPercent returns s with the hex digits of every other %XX escape in
+// lower case ("%2F…%3a…%2F"), as a hand-made encoder may write them.
+func mixedPercent(s string) string {
+	b := []byte(s)
+	n := 0
+	for i := 0; i+2 < len(b); i++ {
+		if b[i] == '%' {
+			if n%2 == 1 {
+				b[i+1], b[i+2] = lowerHex(b[i+1]), lowerHex(b[i+2])
+			}
+			n++
+			i += 2
+		}
+	}
+	return string(b)
 }

@@ -201,7 +201,66 @@ func (r *Redactor) Redact(s string) string {
 	if r == nil || r.r == nil {
 		return s
 	}
-	return r.r.Replace(s)
+	return r.mixedPercent(r.r.Replace(s))
+}
+
+// mixedPercent masks the URL-escaped forms whose %XX escapes mix upper and
+// lower case hex digits ("%2F…%3a"), which no single form matches: a form
+// holding escapes is compared with the hex digits of its escapes folded
+// (foldPercentAt).
+func (r *Redactor) mixedPercent(s string) string {
+	if !strings.Contains(s, "%") {
+		return s
+	}
+	var spans [][2]int
+	for _, f := range r.forms {
+		if !strings.Contains(f, "%") {
+			continue
+		}
+		for i := 0; i+len(f) <= len(s); i++ {
+			if foldPercentAt(s, i, f) {
+				spans = append(spans, [2]int{i, i + len(f)})
+			}
+		}
+	}
+	if len(spans) == 0 {
+		return s
+	}
+	slices.SortFunc(spans, func(a, b [2]int) int { return a[0] - b[0] })
+	var b strings.Builder
+	last := 0
+	for _, sp := range spans {
+		if sp[0] < last { // overlaps the span masked before
+			last = max(last, sp[1])
+			continue
+		}
+		b.WriteString(s[last:sp[0]])
+		b.WriteString(Mask)
+		last = sp[1]
+	}
+	b.WriteString(s[last:])
+	return b.String()
+}
+
+// foldPercentAt reports whether form occurs in s at i, the two hex digits
+// after each "%" of form compared without regard to case.
+func foldPercentAt(s string, i int, form string) bool {
+	if i+len(form) > len(s) {
+		return false
+	}
+	for k := 0; k < len(form); k++ {
+		if form[k] == '%' && k+2 < len(form) {
+			if s[i+k] != '%' || lowerHex(s[i+k+1]) != lowerHex(form[k+1]) || lowerHex(s[i+k+2]) != lowerHex(form[k+2]) {
+				return false
+			}
+			k += 2
+			continue
+		}
+		if s[i+k] != form[k] {
+			return false
+		}
+	}
+	return true
 }
 
 // Overlap is how far past a cut Cut needs to see: the longest masked
@@ -245,7 +304,17 @@ func (r *Redactor) spanning(line []byte, cut int) int {
 		if lo >= hi {
 			continue
 		}
-		if i := bytes.Index(line[lo:hi], []byte(f)); i >= 0 && (first < 0 || lo+i < first) {
+		i := bytes.Index(line[lo:hi], []byte(f))
+		if i < 0 && strings.Contains(f, "%") {
+			// Mixed-case escapes, as Redact masks them.
+			for j := lo; j+len(f) <= hi; j++ {
+				if foldPercentAt(string(line[j:j+len(f)]), 0, f) {
+					i = j - lo
+					break
+				}
+			}
+		}
+		if i >= 0 && (first < 0 || lo+i < first) {
 			first = lo + i
 		}
 	}
