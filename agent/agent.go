@@ -212,6 +212,11 @@ func connectEvents(cfg Config) *nats.Conn {
 // startWorker starts polling the project's queue for the build workflow
 // and acts' activities.
 func startWorker(c client.Client, project string, acts *Activities) (worker.Worker, error) {
+	// No sticky execution: the embedded Temporal lets an agent poll its
+	// project's queue only, and a sticky queue's name does not say whose
+	// it is. BuildWorkflow's history is a few events: replaying it for
+	// each workflow task costs nothing.
+	worker.SetStickyWorkflowCacheSize(0)
 	w := worker.New(c, builder.Queue(project), worker.Options{
 		// One build at a time: the volume's cache has one writer.
 		MaxConcurrentActivityExecutionSize: 1,

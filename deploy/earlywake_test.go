@@ -3,15 +3,13 @@ package deploy
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"go.temporal.io/sdk/client"
 
 	"github.com/slipway-ci/slipway"
-	"github.com/slipway-ci/slipway/credential"
-	"github.com/slipway-ci/slipway/temporalserver"
+	"github.com/slipway-ci/slipway/internal/testenv"
 )
 
 // Deploy wakes the project's machine early for a new deployment only: not
@@ -72,30 +70,8 @@ func TestEarlyWakeOnlyForNewDeployments(t *testing.T) {
 // client of it; both stop when the test ends.
 func embeddedTemporal(t *testing.T) client.Client {
 	t.Helper()
-	creds, err := credential.New([]byte("0123456789abcdef0123456789abcdef"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts, err := temporalserver.Start(temporalserver.Config{
-		DatabaseFile: filepath.Join(t.TempDir(), "temporal.db"),
-		Access: temporalserver.Access{Credentials: creds, DeploymentProject: func(context.Context, string) (string, error) {
-			return "", errors.New("no agents here")
-		}},
+	ts, creds := testenv.Temporal(t, func(context.Context, string) (string, error) {
+		return "", errors.New("no agents here")
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ts.Stop)
-	tok, err := creds.Server(credential.Temporal)
-	if err != nil {
-		t.Fatal(err)
-	}
-	opts := client.Options{HostPort: ts.HostPort(), Credentials: client.NewAPIKeyStaticCredentials(tok)}
-	opts.ConnectionOptions.TLSDisabled = true
-	tc, err := client.Dial(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(tc.Close)
-	return tc
+	return testenv.TemporalClient(t, ts, creds)
 }

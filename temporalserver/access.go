@@ -122,12 +122,15 @@ func (a *authorizer) agentMay(ctx context.Context, project, method string, req a
 		*workflowservice.RecordWorkerHeartbeatRequest:
 		return nil
 	case *workflowservice.PollWorkflowTaskQueueRequest:
-		return agentQueue(project, r.GetTaskQueue().GetName(), r.GetTaskQueue().GetKind(), r.GetTaskQueue().GetNormalName())
+		return agentQueue(project, r.GetTaskQueue().GetName(), r.GetTaskQueue().GetKind())
 	case *workflowservice.PollActivityTaskQueueRequest:
-		return agentQueue(project, r.GetTaskQueue().GetName(), enumspb.TASK_QUEUE_KIND_NORMAL, "")
+		return agentQueue(project, r.GetTaskQueue().GetName(), r.GetTaskQueue().GetKind())
 	case *workflowservice.RespondWorkflowTaskCompletedRequest:
 		if err := a.buildTask(ctx, project, r.GetTaskToken()); err != nil {
 			return err
+		}
+		if r.GetStickyAttributes() != nil {
+			return errors.New("an agent's workflow tasks are not sticky")
 		}
 		return agentCommands(project, r.GetCommands())
 	case *workflowservice.RespondWorkflowTaskFailedRequest:
@@ -153,18 +156,16 @@ func (a *authorizer) agentMay(ctx context.Context, project, method string, req a
 	return fmt.Errorf("an agent may not call %s", method)
 }
 
-// agentQueue allows project's queue, and the sticky queues of its
-// workers. A sticky queue's name is the worker's host name and a random
-// UUID (the SDK's getWorkerTaskQueue), which says nothing of the project:
-// it is allowed when the poll names project's queue as its normal queue.
-// Another worker's sticky queue cannot be guessed, and agents cannot read
-// the histories that name them.
-func agentQueue(project, name string, kind enumspb.TaskQueueKind, normal string) error {
-	q := builder.Queue(project)
-	if name == q || kind == enumspb.TASK_QUEUE_KIND_STICKY && normal == q {
-		return nil
+// agentQueue allows project's queue only, and no sticky queue: matching
+// tells a sticky queue from a normal one by its name alone, so a "sticky"
+// poll of another queue's name would take that queue's tasks, and a
+// sticky queue's name (the SDK's host name and a UUID) says nothing of
+// its project. Agents run without sticky execution.
+func agentQueue(project, name string, kind enumspb.TaskQueueKind) error {
+	if q := builder.Queue(project); name != q || kind == enumspb.TASK_QUEUE_KIND_STICKY {
+		return fmt.Errorf("the agent of %s polls %s only, not sticky", project, q)
 	}
-	return fmt.Errorf("the agent of %s polls %s only", project, q)
+	return nil
 }
 
 // buildTask checks that a task token is of one of project's
