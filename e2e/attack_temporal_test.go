@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/url"
@@ -17,6 +19,7 @@ import (
 
 	"github.com/slipway-ci/slipway/builder"
 	"github.com/slipway-ci/slipway/credential"
+	"github.com/slipway-ci/slipway/deploy"
 	"github.com/slipway-ci/slipway/internal/testenv"
 	"github.com/slipway-ci/slipway/payloadcodec"
 	"github.com/slipway-ci/slipway/server"
@@ -52,7 +55,7 @@ func TestAttackTemporal(t *testing.T) {
 		t.Fatalf("deployments: tp %s, tq %s\nagent of tp:\n%s", dp.Status, dq.Status, s.agentLog("tp"))
 	}
 
-	token := historyHasNoSecret(t, s, dp.ID, password, secretValue)
+	token := historyHasNoSecret(t, s, "tp", dp.ID, password, secretValue)
 	secrets := []string{password, url.QueryEscape(password), secretValue, token}
 
 	addr, ns := temporalAddr(t, s), builder.DefaultTemporalNamespace
@@ -64,6 +67,7 @@ func TestAttackTemporal(t *testing.T) {
 	}
 	attackAs("list workflows without a credential", "temporal-list", addr, ns, "-")
 	attackAs("read a deployment's history without a credential", "temporal-history", addr, ns, "-", builder.DeploymentWorkflowID(dp.ID))
+	attackAs("list workflows with a made-up server credential", "temporal-list", addr, ns, forgedServerCredential())
 
 	ac, err := builder.ReadAgentConfig(filepath.Join(s.DataDir, "volumes", "tp", "agent.json"))
 	if err != nil || ac.Credentials.Temporal == "" {
@@ -80,19 +84,23 @@ func TestAttackTemporal(t *testing.T) {
 		{"read another project's history", []string{"temporal-history", addr, ns, tok, builder.DeploymentWorkflowID(dq.ID)}},
 		{"list workflows", []string{"temporal-list", addr, ns, tok}},
 		{"signal another project's deployment", []string{"temporal-signal", addr, ns, tok, builder.DeploymentWorkflowID(dq.ID), builder.SignalProgress}},
-		{"terminate its project's workflow", []string{"temporal-terminate", addr, ns, tok, "project-tp"}},
+		{"terminate its project's workflow", []string{"temporal-terminate", addr, ns, tok, deploy.ProjectWorkflowID("tp")}},
+		{"poll another project's queue as a sticky queue of its own", []string{"temporal-poll-sticky", addr, ns, tok, builder.Queue("tq"), builder.Queue("tp")}},
+		{"poll the server's queue as a sticky queue of its own", []string{"temporal-poll-sticky", addr, ns, tok, deploy.ControlQueue, builder.Queue("tp")}},
+		{"complete another project's activity with a made-up task token", []string{"temporal-complete", addr, ns, tok, builder.BuildWorkflowID(dq.ID)}},
+		{"complete its deployment's activity (the server's) with a made-up task token", []string{"temporal-complete", addr, ns, tok, builder.DeploymentWorkflowID(dp.ID)}},
 	} {
 		attackAs("an escaped build of tp with its credential: "+a.name, a.args...)
 	}
 }
 
-// historyHasNoSecret reads the histories of deployment id's workflows
-// from Temporal with the server's credential and without the payload
-// codec: they must hold none of secrets (the first is the repository's
+// historyHasNoSecret reads the histories of deployment id's workflows and
+// its project's from Temporal with the server's credential and without
+// the payload codec: they must hold none of secrets (the first is the repository's
 // password), nor the build's secrets token; decrypted with the payload
 // key, the build's input must show the password and a token, which it
 // returns.
-func historyHasNoSecret(t *testing.T, s *serverProc, id string, secrets ...string) string {
+func historyHasNoSecret(t *testing.T, s *serverProc, project, id string, secrets ...string) string {
 	t.Helper()
 	ctx := t.Context()
 	raw, err := server.DialTemporal(ctx, s.DataDir, builder.DefaultTemporalNamespace, true)
@@ -105,7 +113,7 @@ func historyHasNoSecret(t *testing.T, s *serverProc, id string, secrets ...strin
 		t.Fatalf("the build's input read through the codec: repo %q, secrets token %q; want the password and a token", in.Repo, in.SecretsToken)
 	}
 	secrets = append(secrets, url.QueryEscape(secrets[0]), in.SecretsToken)
-	for _, wf := range []string{builder.DeploymentWorkflowID(id), builder.BuildWorkflowID(id), "project-tp"} {
+	for _, wf := range []string{builder.DeploymentWorkflowID(id), builder.BuildWorkflowID(id), deploy.ProjectWorkflowID(project)} {
 		text := historyText(ctx, t, raw, wf)
 		if !strings.Contains(text, payloadcodec.Encoding) {
 			t.Errorf("history of %s has no encrypted payload:\n%.2000s", wf, text)
@@ -167,6 +175,16 @@ func historyText(ctx context.Context, t *testing.T, c client.Client, id string) 
 		b.WriteByte('\n')
 	}
 	return b.String()
+}
+
+// forgedServerCredential is a credential that claims to be the server's
+// Temporal credential, signed with a key of its own.
+func forgedServerCredential() string {
+	body, _ := json.Marshal(credential.Claims{Kind: credential.Temporal, Nonce: "forged"})
+	sig := make([]byte, 32)
+	_, _ = rand.Read(sig)
+	b := credential.Prefix + base64.RawURLEncoding.EncodeToString(body)
+	return b + "." + base64.RawURLEncoding.EncodeToString(sig)
 }
 
 // temporalAddr is the embedded Temporal's frontend (state.json).

