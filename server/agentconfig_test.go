@@ -119,3 +119,36 @@ func TestPayloadKey(t *testing.T) {
 		t.Error("--temporal-tls-ca with the embedded Temporal: accepted")
 	}
 }
+
+// An external Temporal's API key and TLS files reach every agent; a key
+// alone turns TLS on (it never travels in clear).
+func TestExternalTemporalSettings(t *testing.T) {
+	dir := t.TempDir()
+	keyFile, caFile := filepath.Join(dir, "key"), filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(keyFile, []byte("the-api-key\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(caFile, []byte("CA PEM"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		ca   string
+		want builder.TemporalTLS
+	}{{"API key alone", "", builder.TemporalTLS{}}, {"API key and CA", caFile, builder.TemporalTLS{CAPEM: "CA PEM"}}} {
+		p, err := newParts(Config{DataDir: t.TempDir(), TemporalAddress: "temporal.example:7233", TemporalAPIKeyFile: keyFile, TemporalTLSCA: c.ca}.WithDefaults())
+		if err != nil {
+			t.Fatal(err)
+		}
+		ac, err := p.agentCredentials("web")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ac.Temporal != "the-api-key" || ac.TemporalTLS == nil || *ac.TemporalTLS != c.want {
+			t.Errorf("%s: agent's Temporal credential %q, TLS %+v; want the API key and %+v", c.name, ac.Temporal, ac.TemporalTLS, c.want)
+		}
+	}
+	if _, err := newParts(Config{DataDir: t.TempDir(), TemporalAddress: "t:1", TemporalTLSCert: keyFile}.WithDefaults()); err == nil {
+		t.Error("--temporal-tls-cert without --temporal-tls-key: accepted")
+	}
+}

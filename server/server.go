@@ -65,8 +65,8 @@ type Config struct {
 	TemporalTLSCert, TemporalTLSKey, TemporalTLSCA string
 	// TemporalAPIKeyFile is the file of an API key an external Temporal
 	// asks for (sent as `authorization: Bearer`); the agents present it
-	// too. (A file, not a flag's value: argv is readable by every local
-	// user.)
+	// too. It turns TLS on (with the system's CAs unless TemporalTLSCA).
+	// (A file, not a flag's value: argv is readable by every local user.)
 	TemporalAPIKeyFile string
 	// NATSURL is an external NATS server with JetStream. Empty starts the
 	// embedded one.

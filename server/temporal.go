@@ -58,6 +58,10 @@ func (p *parts) loadTemporalAccess() error {
 		return fmt.Errorf("Temporal API key: %w", err)
 	}
 	p.temporalAPIKey = strings.TrimSpace(p.temporalAPIKey)
+	if p.temporalAPIKey != "" && p.temporalTLS == nil {
+		// An API key never travels in clear: TLS with the system's CAs.
+		p.temporalTLS = &builder.TemporalTLS{}
+	}
 	return nil
 }
 

@@ -67,7 +67,7 @@ directory holding ./slipway-data reads it from there.`,
 	f.StringVar(&cfg.TemporalTLSCert, "temporal-tls-cert", os.Getenv("SLIPWAY_TEMPORAL_TLS_CERT"), "client certificate (PEM file) for an external Temporal; builders get it too")
 	f.StringVar(&cfg.TemporalTLSKey, "temporal-tls-key", os.Getenv("SLIPWAY_TEMPORAL_TLS_KEY"), "key (PEM file) of --temporal-tls-cert")
 	f.StringVar(&cfg.TemporalTLSCA, "temporal-tls-ca", os.Getenv("SLIPWAY_TEMPORAL_TLS_CA"), "CA certificates (PEM file) an external Temporal's certificate is checked against (default: the system's); any --temporal-tls-* turns TLS on")
-	f.StringVar(&cfg.TemporalAPIKeyFile, "temporal-api-key-file", os.Getenv("SLIPWAY_TEMPORAL_API_KEY_FILE"), "file holding the API key of an external Temporal (sent as a bearer token by the server and its builders)")
+	f.StringVar(&cfg.TemporalAPIKeyFile, "temporal-api-key-file", os.Getenv("SLIPWAY_TEMPORAL_API_KEY_FILE"), "file holding the API key of an external Temporal (sent as a bearer token by the server and its builders; turns TLS on)")
 	f.StringVar(&cfg.TemporalNamespace, "temporal-namespace", envOr("SLIPWAY_TEMPORAL_NAMESPACE", builder.DefaultTemporalNamespace), "Temporal namespace")
 	f.StringVar(&cfg.NATSURL, "nats", os.Getenv("SLIPWAY_NATS"), "external NATS URL with JetStream (default: embedded)")
 	f.StringVar(&cfg.Registry, "registry", os.Getenv("SLIPWAY_REGISTRY"), "external registry host[:port][/prefix] to push to (default: embedded at /v2/)")
