@@ -34,6 +34,7 @@ import (
 	"github.com/slipway-ci/slipway/builder"
 	"github.com/slipway-ci/slipway/gitmirror"
 	"github.com/slipway-ci/slipway/internal/atomicfile"
+	"github.com/slipway-ci/slipway/payloadcodec"
 )
 
 // Config configures an agent: what the machine provider decided
@@ -151,11 +152,7 @@ func connect(ctx context.Context, cfg Config, layout builder.Layout) (client.Cli
 		b, err := buildah.New(ctx, bcfg)
 		builderc <- newBuilder{b, err}
 	}()
-	c, err := client.Dial(client.Options{
-		HostPort:  cfg.TemporalHostPort,
-		Namespace: cfg.TemporalNamespace,
-		Logger:    tlog.NewStructuredLogger(cfg.Logger),
-	})
+	c, err := dialTemporal(cfg)
 	nb := <-builderc
 	if nb.err != nil {
 		if err == nil {
@@ -167,6 +164,33 @@ func connect(ctx context.Context, cfg Config, layout builder.Layout) (client.Cli
 		return nil, nil, fmt.Errorf("agent: connect to Temporal at %s: %w", cfg.TemporalHostPort, err)
 	}
 	return c, nb.b, nil
+}
+
+// dialTemporal dials Temporal with the wake's credential (or an external
+// Temporal's API key and TLS) and the payload codec, so that what the
+// agent writes into histories (results, failures, signals) is encrypted.
+func dialTemporal(cfg Config) (client.Client, error) {
+	creds := cfg.Credentials
+	conn, bearer, err := builder.TemporalConnection(creds.Temporal, creds.TemporalTLS)
+	if err != nil {
+		return nil, err
+	}
+	opts := client.Options{
+		HostPort:          cfg.TemporalHostPort,
+		Namespace:         cfg.TemporalNamespace,
+		Logger:            tlog.NewStructuredLogger(cfg.Logger),
+		ConnectionOptions: conn,
+		Credentials:       bearer,
+	}
+	if creds.PayloadKey != "" {
+		codec, err := payloadcodec.ParseKey(creds.PayloadKey)
+		if err != nil {
+			return nil, err
+		}
+		opts.DataConverter = codec.DataConverter()
+		opts.FailureConverter = payloadcodec.FailureConverter(opts.DataConverter)
+	}
+	return client.Dial(opts)
 }
 
 // connectEvents connects to NATS for progress announcements, or returns
@@ -188,6 +212,11 @@ func connectEvents(cfg Config) *nats.Conn {
 // startWorker starts polling the project's queue for the build workflow
 // and acts' activities.
 func startWorker(c client.Client, project string, acts *Activities) (worker.Worker, error) {
+	// No sticky execution: the embedded Temporal lets an agent poll its
+	// project's queue only, and a sticky queue's name does not say whose
+	// it is. BuildWorkflow's history is a few events: replaying it for
+	// each workflow task costs nothing.
+	worker.SetStickyWorkflowCacheSize(0)
 	w := worker.New(c, builder.Queue(project), worker.Options{
 		// One build at a time: the volume's cache has one writer.
 		MaxConcurrentActivityExecutionSize: 1,

@@ -86,3 +86,8 @@ const (
 	HeartbeatInterval = time.Second
 	HeartbeatTimeout  = 5 * time.Second
 )
+
+// BuildWorkflowID is the id of a deployment's BuildWorkflow, the child of
+// its DeploymentWorkflow. The embedded Temporal lets only the deployment's
+// project's agent complete its tasks.
+func BuildWorkflowID(deployment string) string { return "build-" + deployment }

@@ -92,13 +92,31 @@ type AgentConfig struct {
 type AgentCredentials struct {
 	// NATS is the password of the agent's NATS connections.
 	NATS string `json:"nats,omitempty"`
-	// Temporal is the agent's bearer token for the Temporal frontend.
+	// Temporal is the agent's bearer token for the Temporal frontend
+	// (`authorization: Bearer`): for the embedded Temporal, a credential
+	// of the agent's project; for an external one, its API key, if it
+	// asks for one.
 	Temporal string `json:"temporal,omitempty"`
+	// TemporalTLS is how to speak TLS to an external Temporal; nil: plain
+	// gRPC (the embedded one, on loopback).
+	TemporalTLS *TemporalTLS `json:"temporalTLS,omitempty"`
 	// Registry is the password (any user name) for the registry.
 	Registry string `json:"registry,omitempty"`
 	// PayloadKey is the key of the payload codec that encrypts workflow
 	// payloads in Temporal's history (base64).
 	PayloadKey string `json:"payloadKey,omitempty"`
+}
+
+// TemporalTLS is the TLS of a connection to an external Temporal, as PEM
+// (the file it travels in is the agent's own, mode 0600).
+type TemporalTLS struct {
+	// CertPEM and KeyPEM are the client certificate and its key, for a
+	// Temporal that asks for one (mTLS); empty: none.
+	CertPEM string `json:"certPEM,omitempty"`
+	KeyPEM  string `json:"keyPEM,omitempty"`
+	// CAPEM are the CA certificates the server's certificate is checked
+	// against; empty: the system's.
+	CAPEM string `json:"caPEM,omitempty"`
 }
 
 // WithDefaults returns c with its zero fields set to their defaults.

@@ -88,38 +88,50 @@ func New(key []byte) (*Issuer, error) {
 // Load reads the key from path, creating it (32 random bytes, mode 0600)
 // if it does not exist, and returns an Issuer with it.
 func Load(path string) (*Issuer, error) {
-	b, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		b = make([]byte, 32)
-		if _, err := rand.Read(b); err != nil {
-			return nil, fmt.Errorf("credential key: %w", err)
-		}
-		// O_EXCL: of two servers racing on one data directory, one
-		// writes the key and the other fails (never two keys).
-		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-		if err != nil {
-			return nil, fmt.Errorf("credential key: %w", err)
-		}
-		_, err = f.WriteString(base64.StdEncoding.EncodeToString(b) + "\n")
-		if err2 := f.Sync(); err == nil {
-			err = err2
-		}
-		if err2 := f.Close(); err == nil {
-			err = err2
-		}
-		if err != nil {
-			_ = os.Remove(path)
-			return nil, fmt.Errorf("credential key: %w", err)
-		}
-		return New(b)
-	} else if err != nil {
+	key, err := ReadKeyFile(path)
+	if err != nil {
 		return nil, fmt.Errorf("credential key: %w", err)
 	}
-	key, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(b)))
-	if err != nil {
-		return nil, fmt.Errorf("credential key %s: not base64: %w", path, err)
-	}
 	return New(key)
+}
+
+// ReadKeyFile reads the base64 key at path, creating it (32 random bytes,
+// base64, mode 0600) if it does not exist, and returns its bytes. Of two
+// servers racing on one data directory, one writes the key and the other
+// fails (O_EXCL): never two keys. The server keeps its other keys (the
+// payload codec's) the same way.
+func ReadKeyFile(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err == nil {
+		key, err := base64.StdEncoding.DecodeString(strings.TrimSpace(string(b)))
+		if err != nil {
+			return nil, fmt.Errorf("%s: not base64: %w", path, err)
+		}
+		return key, nil
+	}
+	if !errors.Is(err, os.ErrNotExist) {
+		return nil, err
+	}
+	key := make([]byte, 32)
+	if _, err := rand.Read(key); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	_, err = f.WriteString(base64.StdEncoding.EncodeToString(key) + "\n")
+	if err2 := f.Sync(); err == nil {
+		err = err2
+	}
+	if err2 := f.Close(); err == nil {
+		err = err2
+	}
+	if err != nil {
+		_ = os.Remove(path)
+		return nil, err
+	}
+	return key, nil
 }
 
 // Agent issues a credential of kind for the machine of project, valid for

@@ -2,14 +2,14 @@ package deploy
 
 import (
 	"context"
-	"path/filepath"
+	"errors"
 	"strings"
 	"testing"
 
 	"go.temporal.io/sdk/client"
 
 	"github.com/slipway-ci/slipway"
-	"github.com/slipway-ci/slipway/temporalserver"
+	"github.com/slipway-ci/slipway/internal/testenv"
 )
 
 // Deploy wakes the project's machine early for a new deployment only: not
@@ -70,15 +70,8 @@ func TestEarlyWakeOnlyForNewDeployments(t *testing.T) {
 // client of it; both stop when the test ends.
 func embeddedTemporal(t *testing.T) client.Client {
 	t.Helper()
-	ts, err := temporalserver.Start(temporalserver.Config{DatabaseFile: filepath.Join(t.TempDir(), "temporal.db")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ts.Stop)
-	tc, err := client.Dial(client.Options{HostPort: ts.HostPort()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(tc.Close)
-	return tc
+	ts, creds := testenv.Temporal(t, func(context.Context, string) (string, error) {
+		return "", errors.New("no agents here")
+	})
+	return testenv.TemporalClient(t, ts, creds)
 }

@@ -206,7 +206,7 @@ func DeploymentWorkflow(ctx workflow.Context, in DeploymentInput) (res slipway.D
 	childCtx, cancelChild := workflow.WithCancel(ctx)
 	defer cancelChild()
 	childCtx = workflow.WithChildOptions(childCtx, workflow.ChildWorkflowOptions{
-		WorkflowID:         "build-" + in.DeploymentID,
+		WorkflowID:         builder.BuildWorkflowID(in.DeploymentID),
 		TaskQueue:          builder.Queue(in.Project),
 		WorkflowRunTimeout: in.MaxBuild,
 		// The agent may be gone for a while (machine restarting): do not

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"os"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -10,6 +11,7 @@ import (
 	"github.com/slipway-ci/slipway/builder"
 	"github.com/slipway-ci/slipway/credential"
 	"github.com/slipway-ci/slipway/internal/testenv"
+	"github.com/slipway-ci/slipway/payloadcodec"
 )
 
 // Every setting the server has for its agents reaches the agent: from the
@@ -86,5 +88,67 @@ func TestAgentCredentials(t *testing.T) {
 	}
 	if _, err := p.creds.Verify(credential.Temporal, c.NATS); err == nil {
 		t.Error("the NATS credential is accepted by Temporal")
+	}
+}
+
+// The payload codec's key is made once, 0600, in the data directory, and
+// every agent gets it; an external Temporal's TLS and API key flags are
+// refused with the embedded one.
+func TestPayloadKey(t *testing.T) {
+	dir := t.TempDir()
+	p1, err := newParts(Config{DataDir: dir}.WithDefaults())
+	if err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(filepath.Join(dir, payloadcodec.KeyFile))
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("payload key file: %v, %v; want mode 0600", fi, err)
+	}
+	p2, err := newParts(Config{DataDir: dir}.WithDefaults())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := p2.agentCredentials("web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.PayloadKey == "" || c.PayloadKey != p1.payloadKey || c.TemporalTLS != nil {
+		t.Errorf("agent's payload key %q, TLS %v; want the first start's key %q and no TLS", c.PayloadKey, c.TemporalTLS, p1.payloadKey)
+	}
+	if _, err := newParts(Config{DataDir: dir, TemporalTLSCA: "/ca.pem"}.WithDefaults()); err == nil {
+		t.Error("--temporal-tls-ca with the embedded Temporal: accepted")
+	}
+}
+
+// An external Temporal's API key and TLS files reach every agent; a key
+// alone turns TLS on (it never travels in clear).
+func TestExternalTemporalSettings(t *testing.T) {
+	dir := t.TempDir()
+	keyFile, caFile := filepath.Join(dir, "key"), filepath.Join(dir, "ca.pem")
+	if err := os.WriteFile(keyFile, []byte("the-api-key\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(caFile, []byte("CA PEM"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		ca   string
+		want builder.TemporalTLS
+	}{{"API key alone", "", builder.TemporalTLS{}}, {"API key and CA", caFile, builder.TemporalTLS{CAPEM: "CA PEM"}}} {
+		p, err := newParts(Config{DataDir: t.TempDir(), TemporalAddress: "temporal.example:7233", TemporalAPIKeyFile: keyFile, TemporalTLSCA: c.ca}.WithDefaults())
+		if err != nil {
+			t.Fatal(err)
+		}
+		ac, err := p.agentCredentials("web")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ac.Temporal != "the-api-key" || ac.TemporalTLS == nil || *ac.TemporalTLS != c.want {
+			t.Errorf("%s: agent's Temporal credential %q, TLS %+v; want the API key and %+v", c.name, ac.Temporal, ac.TemporalTLS, c.want)
+		}
+	}
+	if _, err := newParts(Config{DataDir: t.TempDir(), TemporalAddress: "t:1", TemporalTLSCert: keyFile}.WithDefaults()); err == nil {
+		t.Error("--temporal-tls-cert without --temporal-tls-key: accepted")
 	}
 }

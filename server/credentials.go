@@ -7,18 +7,25 @@ import (
 
 // agentCredentials issues the credentials of project's machine at its
 // wake (process.Config.Credentials): one per internal service, each good
-// only for that project and that service, for credential.DefaultAgentTTL.
+// only for that project and that service, for credential.DefaultAgentTTL;
+// with an external Temporal, its API key and TLS instead; and the payload
+// codec's key.
 func (p *parts) agentCredentials(project string) (builder.AgentCredentials, error) {
 	var c builder.AgentCredentials
 	for _, k := range []struct {
 		kind credential.Kind
 		to   *string
-	}{{credential.NATS, &c.NATS}, {credential.Temporal, &c.Temporal}, {credential.Registry, &c.Registry}} {
+	}{{credential.NATS, &c.NATS}, {credential.Registry, &c.Registry}} {
 		tok, err := p.creds.Agent(k.kind, project, 0)
 		if err != nil {
 			return builder.AgentCredentials{}, err
 		}
 		*k.to = tok
 	}
+	tok, err := p.temporalToken(project)
+	if err != nil {
+		return builder.AgentCredentials{}, err
+	}
+	c.Temporal, c.TemporalTLS, c.PayloadKey = tok, p.temporalTLS, p.payloadKey
 	return c, nil
 }

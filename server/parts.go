@@ -15,12 +15,12 @@ import (
 
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
-	tlog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/slipway-ci/slipway"
 	"github.com/slipway-ci/slipway/buildah"
+	"github.com/slipway-ci/slipway/builder"
 	"github.com/slipway-ci/slipway/buildsecrets"
 	"github.com/slipway-ci/slipway/deploy"
 	"github.com/slipway-ci/slipway/github"
@@ -29,6 +29,7 @@ import (
 	"github.com/slipway-ci/slipway/machine/process"
 	"github.com/slipway-ci/slipway/natslog/archive"
 	"github.com/slipway-ci/slipway/natsserver"
+	"github.com/slipway-ci/slipway/payloadcodec"
 	"github.com/slipway-ci/slipway/registry"
 	"github.com/slipway-ci/slipway/sqlite"
 	"github.com/slipway-ci/slipway/temporalserver"
@@ -48,6 +49,14 @@ type parts struct {
 	// creds issues and checks the internal services' credentials
 	// (credentials.go).
 	creds *credential.Issuer
+	// codec encrypts the payloads of the server's Temporal client;
+	// payloadKey is its key (base64) for the agents' (temporal.go).
+	codec      *payloadcodec.Codec
+	payloadKey string
+	// temporalTLS and temporalAPIKey are how the server and its agents
+	// reach an external Temporal (temporal.go).
+	temporalTLS    *builder.TemporalTLS
+	temporalAPIKey string
 
 	store          *sqlite.DB
 	temporalServer *temporalserver.Server
@@ -131,6 +140,9 @@ func newParts(cfg Config) (*parts, error) {
 	if p.creds, err = credential.Load(filepath.Join(dataDir, credential.KeyFile)); err != nil {
 		return nil, err
 	}
+	if err := p.loadTemporalAccess(); err != nil {
+		return nil, err
+	}
 	return p, nil
 }
 
@@ -168,6 +180,7 @@ func (p *parts) startTemporalServer(context.Context) error {
 		FrontendPort: p.st.TemporalPort,
 		Namespace:    p.cfg.TemporalNamespace,
 		LogFile:      filepath.Join(p.dataDir, "logs", "temporal.log"),
+		Access:       temporalserver.Access{Credentials: p.creds, DeploymentProject: p.deploymentProject},
 	})
 	if err != nil {
 		return fmt.Errorf("start embedded Temporal: %w", err)
@@ -183,20 +196,6 @@ func (p *parts) stopTemporalServer() {
 	if p.temporalServer != nil {
 		p.temporalServer.Stop()
 	}
-}
-
-func (p *parts) dialTemporal(ctx context.Context) error {
-	tc, err := client.DialContext(ctx, client.Options{
-		HostPort:  p.temporalAddr,
-		Namespace: p.cfg.TemporalNamespace,
-		// The SDK narrates every poll at info level.
-		Logger: tlog.NewStructuredLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))),
-	})
-	if err != nil {
-		return fmt.Errorf("connect to Temporal at %s: %w", p.temporalAddr, err)
-	}
-	p.temporal = tc
-	return nil
 }
 
 // startNATS starts the embedded NATS unless an external one is

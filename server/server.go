@@ -57,6 +57,17 @@ type Config struct {
 	// TemporalNamespace is the namespace to use; default
 	// builder.DefaultTemporalNamespace.
 	TemporalNamespace string
+	// TemporalTLSCert and TemporalTLSKey are the files of a client
+	// certificate and its key (PEM) for an external Temporal that asks for
+	// one; TemporalTLSCA the file of the CA certificates (PEM) its
+	// certificate is checked against (default the system's). Setting any
+	// turns TLS on. The agents get the same, in their configuration file.
+	TemporalTLSCert, TemporalTLSKey, TemporalTLSCA string
+	// TemporalAPIKeyFile is the file of an API key an external Temporal
+	// asks for (sent as `authorization: Bearer`); the agents present it
+	// too. It turns TLS on (with the system's CAs unless TemporalTLSCA).
+	// (A file, not a flag's value: argv is readable by every local user.)
+	TemporalAPIKeyFile string
 	// NATSURL is an external NATS server with JetStream. Empty starts the
 	// embedded one.
 	NATSURL string

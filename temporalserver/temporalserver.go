@@ -2,8 +2,15 @@
 // the way the Temporal CLI's dev server does, so that `slipway server` needs
 // no external orchestration service.
 //
-// It only starts and stops the server; it must not register workflows or
-// know anything about deployments (package deploy does).
+// The public frontend checks every caller's credential (Access): the
+// server's own may do everything, a builder agent's only what the agent of
+// its project needs. Temporal's own services talk to each other, and to an
+// internal frontend, over TLS with a certificate made in memory at each
+// start (internode.go).
+//
+// It only starts and stops the server and says who may call it; it must
+// not register workflows or know what a deployment is beyond the
+// builder contract's names (package deploy does).
 package temporalserver
 
 import (
@@ -12,12 +19,14 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/slipway-ci/slipway/builder"
+	"go.temporal.io/server/common/authorization"
 	"go.temporal.io/server/common/cluster"
 	"go.temporal.io/server/common/config"
 	"go.temporal.io/server/common/dynamicconfig"
@@ -25,6 +34,7 @@ import (
 	"go.temporal.io/server/common/membership/static"
 	sqliteplugin "go.temporal.io/server/common/persistence/sql/sqlplugin/sqlite"
 	"go.temporal.io/server/common/primitives"
+	"go.temporal.io/server/common/tasktoken"
 	sqliteschema "go.temporal.io/server/schema/sqlite"
 	"go.temporal.io/server/temporal"
 	"go.uber.org/zap"
@@ -51,6 +61,8 @@ type Config struct {
 	// ClusterID identifies the cluster; it is stored beside the database so
 	// it survives restarts.
 	ClusterID string
+	// Access checks the callers of the public frontend. Required.
+	Access Access
 }
 
 // Server is a running embedded Temporal server.
@@ -58,6 +70,9 @@ type Server struct {
 	srv      temporal.Server
 	hostPort string
 	logSync  func()
+	// internal are the addresses of the services that only accept the
+	// internode certificate.
+	internal []string
 }
 
 // HostPort is the frontend address clients dial.
@@ -93,12 +108,21 @@ func Start(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	internode, err := newInternodeTLS(cfg.IP)
+	if err != nil {
+		return nil, err
+	}
 	srv, err := temporal.NewServer(
 		temporal.WithConfig(conf),
-		temporal.ForServices(temporal.DefaultServices),
+		temporal.ForServices(slices.Concat(temporal.DefaultServices, []string{string(primitives.InternalFrontendService)})),
 		temporal.WithStaticHosts(hosts),
 		temporal.WithLogger(logger),
 		temporal.WithDynamicConfigClient(dynamicConfig()),
+		temporal.WithTLSConfigFactory(internode),
+		temporal.WithClaimMapper(func(*config.Config) authorization.ClaimMapper {
+			return claimMapper{creds: cfg.Access.Credentials}
+		}),
+		temporal.WithAuthorizer(&authorizer{namespace: cfg.Namespace, access: cfg.Access, tokens: tasktoken.NewSerializer()}),
 	)
 	if err != nil {
 		sync()
@@ -108,7 +132,14 @@ func Start(cfg Config) (*Server, error) {
 		sync()
 		return nil, fmt.Errorf("temporal: start: %w", err)
 	}
-	return &Server{srv: srv, hostPort: conf.PublicClient.HostPort, logSync: sync}, nil
+	hostPort := net.JoinHostPort(cfg.IP, strconv.Itoa(cfg.FrontendPort))
+	var internal []string
+	for name, h := range hosts {
+		if name != primitives.FrontendService {
+			internal = append(internal, h.All...)
+		}
+	}
+	return &Server{srv: srv, hostPort: hostPort, logSync: sync, internal: internal}, nil
 }
 
 // setDefaults fills in cfg's empty fields but DatabaseFile, which is
@@ -116,6 +147,9 @@ func Start(cfg Config) (*Server, error) {
 func (cfg *Config) setDefaults() error {
 	if cfg.DatabaseFile == "" {
 		return fmt.Errorf("temporal: no database file given")
+	}
+	if cfg.Access.Credentials == nil || cfg.Access.DeploymentProject == nil {
+		return fmt.Errorf("temporal: no access checks given (Config.Access)")
 	}
 	if cfg.IP == "" {
 		cfg.IP = "127.0.0.1"
@@ -159,13 +193,11 @@ func setUpDatabase(sqlConf *config.SQL, cfg Config) error {
 }
 
 // serverConfig returns the configuration of a one-host cluster on cfg.IP
-// persisting in sqlConf, and its services' addresses.
+// persisting in sqlConf, and its services' addresses. The public frontend
+// serves no HTTP API; the other services, the internal frontend among
+// them, require the internode certificate.
 func serverConfig(cfg Config, sqlConf *config.SQL) (*config.Config, map[primitives.ServiceName]static.Hosts, error) {
 	hostPort := net.JoinHostPort(cfg.IP, strconv.Itoa(cfg.FrontendPort))
-	httpPort, err := FreePort(cfg.IP)
-	if err != nil {
-		return nil, nil, err
-	}
 	var conf config.Config
 	conf.Global.Membership.MaxJoinDuration = 30 * time.Second
 	conf.Global.Membership.BroadcastAddress = cfg.IP
@@ -182,7 +214,6 @@ func serverConfig(cfg Config, sqlConf *config.SQL) (*config.Config, map[primitiv
 				Enabled:                true,
 				InitialFailoverVersion: 1,
 				RPCAddress:             hostPort,
-				HTTPAddress:            net.JoinHostPort(cfg.IP, strconv.Itoa(httpPort)),
 				ClusterID:              cfg.ClusterID,
 			},
 		},
@@ -190,13 +221,12 @@ func serverConfig(cfg Config, sqlConf *config.SQL) (*config.Config, map[primitiv
 	conf.DCRedirectionPolicy.Policy = "noop"
 	conf.Services = map[string]config.Service{}
 	hosts := map[primitives.ServiceName]static.Hosts{}
-	for _, name := range []primitives.ServiceName{primitives.FrontendService, primitives.HistoryService, primitives.MatchingService, primitives.WorkerService} {
+	for _, name := range []primitives.ServiceName{primitives.FrontendService, primitives.InternalFrontendService,
+		primitives.HistoryService, primitives.MatchingService, primitives.WorkerService} {
 		var svc config.Service
 		svc.RPC.BindOnIP = cfg.IP
-		if name == primitives.FrontendService {
-			svc.RPC.GRPCPort = cfg.FrontendPort
-			svc.RPC.HTTPPort = httpPort
-		} else {
+		svc.RPC.GRPCPort = cfg.FrontendPort
+		if name != primitives.FrontendService {
 			p, err := FreePort(cfg.IP)
 			if err != nil {
 				return nil, nil, err
@@ -210,7 +240,6 @@ func serverConfig(cfg Config, sqlConf *config.SQL) (*config.Config, map[primitiv
 	conf.Archival.Visibility.State = "disabled"
 	conf.NamespaceDefaults.Archival.History.State = "disabled"
 	conf.NamespaceDefaults.Archival.Visibility.State = "disabled"
-	conf.PublicClient.HostPort = hostPort
 	return &conf, hosts, nil
 }
 

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"os"
@@ -19,6 +18,7 @@ import (
 	// Package main has a type builder (the local floor's and clean CI's).
 	contract "github.com/slipway-ci/slipway/builder"
 	"github.com/slipway-ci/slipway/deploy"
+	"github.com/slipway-ci/slipway/server"
 )
 
 // The orchestration benchmark (-orchestration N): the path from a push
@@ -285,19 +285,9 @@ func (t *orchTarget) workflowTimes(ctx context.Context, deployment string, start
 }
 
 // dialServerTemporal connects to the embedded Temporal of the server whose
-// data directory is dataDir (its port is in state.json).
+// data directory is dataDir, as that server does.
 func dialServerTemporal(ctx context.Context, dataDir string) (client.Client, error) {
-	b, err := os.ReadFile(filepath.Join(dataDir, "state.json"))
-	if err != nil {
-		return nil, err
-	}
-	var st struct {
-		TemporalPort int `json:"temporalPort"`
-	}
-	if err := json.Unmarshal(b, &st); err != nil {
-		return nil, fmt.Errorf("state.json: %w", err)
-	}
-	return client.DialContext(ctx, client.Options{HostPort: fmt.Sprintf("127.0.0.1:%d", st.TemporalPort), Logger: quietLogger{}})
+	return server.DialTemporal(ctx, dataDir, contract.DefaultTemporalNamespace, false)
 }
 
 // history is a workflow's latest run's events.
@@ -402,11 +392,3 @@ func printOrchestration(w io.Writer, bins []string, samples []orchSample) {
 		fmt.Fprintf(w, "[%d] %s\n", i+1, b)
 	}
 }
-
-// quietLogger drops the Temporal SDK's messages.
-type quietLogger struct{}
-
-func (quietLogger) Debug(string, ...any) {}
-func (quietLogger) Info(string, ...any)  {}
-func (quietLogger) Warn(string, ...any)  {}
-func (quietLogger) Error(string, ...any) {}
