@@ -31,6 +31,12 @@ import "time"
 // BuildWorkflow and its activities run there.
 func Queue(project string) string { return "builder-" + project }
 
+// NATSInboxPrefix is the inbox prefix of the project's agent's NATS
+// connections (nats.CustomInboxPrefix): the replies it gets (build
+// secrets, log acks) arrive under it, and the embedded NATS lets an agent
+// subscribe nowhere else.
+func NATSInboxPrefix(project string) string { return "_INBOX_" + project }
+
 // DeploymentWorkflowID is the id of a deployment's DeploymentWorkflow,
 // which the agent signals (SignalProgress, SignalLogEnd).
 func DeploymentWorkflowID(deployment string) string { return "deploy-" + deployment }

@@ -8,6 +8,8 @@ import (
 // agentCredentials issues the credentials of project's machine at its
 // wake (process.Config.Credentials): one per internal service, each good
 // only for that project and that service, for credential.DefaultAgentTTL.
+// With an external NATS, the agents' NATS credential is the operator's
+// (Config.NATSAgentCreds).
 func (p *parts) agentCredentials(project string) (builder.AgentCredentials, error) {
 	var c builder.AgentCredentials
 	for _, k := range []struct {
@@ -19,6 +21,10 @@ func (p *parts) agentCredentials(project string) (builder.AgentCredentials, erro
 			return builder.AgentCredentials{}, err
 		}
 		*k.to = tok
+	}
+	if p.cfg.NATSURL != "" {
+		// An external NATS knows nothing of our credentials.
+		c.NATS, c.NATSCreds = "", p.natsAgentCreds
 	}
 	return c, nil
 }

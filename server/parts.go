@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/slipway-ci/slipway/credential"
 	"log/slog"
 	"net"
 	"net/http"
@@ -13,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
 	tlog "go.temporal.io/sdk/log"
@@ -22,6 +22,7 @@ import (
 	"github.com/slipway-ci/slipway"
 	"github.com/slipway-ci/slipway/buildah"
 	"github.com/slipway-ci/slipway/buildsecrets"
+	"github.com/slipway-ci/slipway/credential"
 	"github.com/slipway-ci/slipway/deploy"
 	"github.com/slipway-ci/slipway/github"
 	"github.com/slipway-ci/slipway/gitmirror"
@@ -55,6 +56,12 @@ type parts struct {
 	temporal       client.Client
 	nats           *natsserver.Server
 	natsURL        string
+	// natsOpts authenticate the server's own NATS clients: its credential
+	// on the embedded NATS, Config.NATSCreds on an external one.
+	natsOpts []nats.Option
+	// natsAgentCreds is Config.NATSAgentCreds' contents, for the agents of
+	// an external NATS.
+	natsAgentCreds string
 	logs           *archive.Archiver
 	watcher        *archive.Watcher
 	// deployments is the store, announcing deployment state changes.
@@ -204,9 +211,24 @@ func (p *parts) dialTemporal(ctx context.Context) error {
 func (p *parts) startNATS(context.Context) error {
 	p.natsURL = p.cfg.NATSURL
 	if p.natsURL != "" {
+		if p.cfg.NATSCreds != "" {
+			p.natsOpts = []nats.Option{nats.UserCredentials(p.cfg.NATSCreds)}
+		}
+		if p.cfg.NATSAgentCreds != "" {
+			b, err := os.ReadFile(p.cfg.NATSAgentCreds)
+			if err != nil {
+				return fmt.Errorf("agents' NATS credentials: %w", err)
+			}
+			p.natsAgentCreds = string(b)
+		}
 		return nil
 	}
-	ns, err := natsserver.Start(natsserver.Config{StoreDir: filepath.Join(p.dataDir, "nats"), Port: p.st.NATSPort})
+	tok, err := p.creds.Server(credential.NATS)
+	if err != nil {
+		return fmt.Errorf("start embedded NATS: %w", err)
+	}
+	p.natsOpts = []nats.Option{nats.Token(tok)}
+	ns, err := natsserver.Start(natsserver.Config{StoreDir: filepath.Join(p.dataDir, "nats"), Port: p.st.NATSPort, Credentials: p.creds, Logger: p.log})
 	if err != nil {
 		return fmt.Errorf("start embedded NATS: %w", err)
 	}
@@ -225,7 +247,7 @@ func (p *parts) stopNATS() {
 }
 
 func (p *parts) startArchiver(ctx context.Context) (err error) {
-	p.logs, err = archive.Start(ctx, archive.Config{URL: p.natsURL, Store: p.store, Logger: p.log})
+	p.logs, err = archive.Start(ctx, archive.Config{URL: p.natsURL, Options: p.natsOpts, Store: p.store, Logger: p.log})
 	if err != nil {
 		return fmt.Errorf("start log archiver: %w", err)
 	}
@@ -236,7 +258,7 @@ func (p *parts) startArchiver(ctx context.Context) (err error) {
 // through p.deployments are announced, so the API's subscribers hear of
 // them at once.
 func (p *parts) startWatcher(ctx context.Context) (err error) {
-	p.watcher, err = archive.NewWatcher(ctx, archive.WatcherConfig{URL: p.natsURL, Store: p.store, Logger: p.log})
+	p.watcher, err = archive.NewWatcher(ctx, archive.WatcherConfig{URL: p.natsURL, Options: p.natsOpts, Store: p.store, Logger: p.log})
 	if err != nil {
 		return fmt.Errorf("start log watcher: %w", err)
 	}
@@ -247,7 +269,7 @@ func (p *parts) startWatcher(ctx context.Context) (err error) {
 // startBuildSecrets serves the projects' build secrets, which agents
 // fetch at build time.
 func (p *parts) startBuildSecrets(context.Context) (err error) {
-	p.buildSecrets, err = buildsecrets.Serve(buildsecrets.ServerConfig{URL: p.natsURL, Store: p.store, Secrets: p.store, Logger: p.log})
+	p.buildSecrets, err = buildsecrets.Serve(buildsecrets.ServerConfig{URL: p.natsURL, Options: p.natsOpts, Store: p.store, Secrets: p.store, Logger: p.log})
 	return err
 }
 

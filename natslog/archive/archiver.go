@@ -10,9 +10,11 @@ package archive
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -27,6 +29,9 @@ import (
 type Config struct {
 	// URL is the NATS server holding the log stream.
 	URL string
+	// Options are added to the connection's own: how it authenticates
+	// (nats.Token with the server's credential, nats.UserCredentials).
+	Options []nats.Option
 	// Store receives the lines (AppendLogLines must ignore lines it
 	// already has: redelivered messages are written again).
 	Store slipway.Store
@@ -107,10 +112,10 @@ func Start(ctx context.Context, cfg Config) (*Archiver, error) {
 		done:    make(chan struct{}),
 		written: make(chan struct{}),
 	}
-	nc, err := nats.Connect(cfg.URL,
+	nc, err := nats.Connect(cfg.URL, append([]nats.Option{
 		nats.Name("slipway-log-archiver"),
 		nats.MaxReconnects(-1),
-		nats.ReconnectWait(500*time.Millisecond),
+		nats.ReconnectWait(500 * time.Millisecond),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			a.log.Warn("log archiver disconnected", "error", err)
 		}),
@@ -118,7 +123,7 @@ func Start(ctx context.Context, cfg Config) (*Archiver, error) {
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 			a.log.Warn("log archiver nats error", "error", err)
 		}),
-	)
+	}, cfg.Options...)...)
 	if err != nil {
 		return nil, fmt.Errorf("start log archiver: connect to %s: %w", cfg.URL, err)
 	}
@@ -174,7 +179,36 @@ func (a *Archiver) start(ctx context.Context) error {
 		cancel()
 		return fmt.Errorf("consume %s: %w", a.cfg.Durable, err)
 	}
+	if err := a.answerLastLine(); err != nil {
+		a.cc.Stop()
+		cancel()
+		return err
+	}
 	go a.run(runCtx)
+	return nil
+}
+
+// answerLastLine answers the publishers' questions on
+// natslog.LastLineSubject with LastStreamLine: an agent may not use
+// JetStream's API itself. Several archivers share the questions (a queue
+// group); the connection's close ends the subscription.
+func (a *Archiver) answerLastLine() error {
+	_, err := a.nc.QueueSubscribe(natslog.LastLineSubject("*", "*"), "slipway-log-last-line", func(m *nats.Msg) {
+		project, deployment, _ := strings.Cut(strings.TrimPrefix(m.Subject, natslog.LastLinePrefix), ".")
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		var rep natslog.LastLineReply
+		var err error
+		if rep.Last, err = a.LastStreamLine(ctx, project, deployment); err != nil {
+			a.log.Warn("last log line", "project", project, "deployment", deployment, "error", err)
+			rep = natslog.LastLineReply{Error: slipway.ErrorMessage(err)}
+		}
+		b, _ := json.Marshal(rep)
+		_ = m.Respond(b)
+	})
+	if err != nil {
+		return fmt.Errorf("answer last-line questions: %w", err)
+	}
 	return nil
 }
 

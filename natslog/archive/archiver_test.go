@@ -16,10 +16,7 @@ import (
 
 func TestStreamSurvivesServerRestart(t *testing.T) {
 	dir := t.TempDir()
-	s1, err := natsserver.Start(natsserver.Config{StoreDir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s1 := logtest.StartServer(t, natsserver.Config{StoreDir: dir})
 	p := logtest.NewPublisher(t, publish.Config{URL: s1.URL(), Deployment: "d4"})
 	for i := 1; i <= 500; i++ {
 		p.Line("stdout", fmt.Sprintf("line %d", i))
