@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -82,6 +83,25 @@ func TestNATSAttacks(t *testing.T) {
 	} {
 		attack(t, a.name, runAttacker(t, a.args[0], a.args[1:]...), qSecret, "natsq-built")
 	}
+
+	// On its own project's subject NATS takes natsp's line of natsq's
+	// deployment; the archiver must not store it into natsq's log.
+	ownSubject := natslog.Subject("natsp", q)
+	line2, _ := json.Marshal(map[string]any{"deployment": q, "n": 1001, "time": time.Now().UTC(), "stream": "stdout", "text": forged})
+	r := runAttacker(t, "nats-publish", url, pCred, ownSubject, natslog.MsgID(q, 1001, 1001), string(line2))
+	dropped := regexp.MustCompile(`is not one of the project's of subject ` + regexp.QuoteMeta(ownSubject))
+	r.Blocked, r.Wrote = false, false
+	for deadline := time.Now().Add(time.Minute); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		if stored, _ := s.cli(t, "logs", q); strings.Contains(stored, forged) {
+			r.Wrote, r.Detail = true, r.Detail+"; natsq's stored log holds the forged line"
+			break
+		}
+		if dropped.MatchString(s.out.String()) {
+			r.Blocked, r.Detail = true, r.Detail+"; the archiver dropped it (another project's deployment)"
+			break
+		}
+	}
+	attack(t, "NATS: forge a log line into natsq's deployment on natsp's own log subject", r, qSecret, "natsq-built")
 
 	// natsq's log is whole and unforged, in the stream and in the store.
 	if got := s.streamText(t, "natsq", q); got != qStream {

@@ -80,6 +80,10 @@ type Archiver struct {
 
 	mu      sync.Mutex
 	written chan struct{} // closed and replaced after every store write
+
+	// projects caches deployments' projects (ownedBySubject); only run
+	// uses it.
+	projects map[string]string
 }
 
 // Start connects to NATS, creates the log stream if it is missing,
@@ -105,12 +109,13 @@ func Start(ctx context.Context, cfg Config) (*Archiver, error) {
 		cfg.MaxAttempts = defaultMaxAttempts
 	}
 	a := &Archiver{
-		cfg:     cfg,
-		log:     cfg.Logger.With("consumer", cfg.Durable),
-		msgs:    make(chan jetstream.Msg, 256), // messages handed over, not yet archived
-		stop:    make(chan struct{}),
-		done:    make(chan struct{}),
-		written: make(chan struct{}),
+		cfg:      cfg,
+		log:      cfg.Logger.With("consumer", cfg.Durable),
+		msgs:     make(chan jetstream.Msg, 256), // messages handed over, not yet archived
+		stop:     make(chan struct{}),
+		done:     make(chan struct{}),
+		written:  make(chan struct{}),
+		projects: make(map[string]string),
 	}
 	nc, err := nats.Connect(cfg.URL, append([]nats.Option{
 		nats.Name("slipway-log-archiver"),
@@ -220,7 +225,7 @@ func (a *Archiver) run(ctx context.Context) {
 		lines := 0
 		select {
 		case m := <-a.msgs:
-			batch, lines = a.decode(batch, m, lines)
+			batch, lines = a.decode(ctx, batch, m, lines)
 		case <-a.stop:
 			return
 		}
@@ -228,7 +233,7 @@ func (a *Archiver) run(ctx context.Context) {
 		for lines < a.cfg.BatchSize {
 			select {
 			case m := <-a.msgs:
-				batch, lines = a.decode(batch, m, lines)
+				batch, lines = a.decode(ctx, batch, m, lines)
 			default:
 				break gather
 			}
@@ -245,7 +250,7 @@ type msgLines struct {
 
 // decode adds m's valid lines to batch, or terminates m if it holds none.
 // n counts the lines in batch.
-func (a *Archiver) decode(batch []msgLines, m jetstream.Msg, n int) ([]msgLines, int) {
+func (a *Archiver) decode(ctx context.Context, batch []msgLines, m jetstream.Msg, n int) ([]msgLines, int) {
 	lines, err := natslog.DecodeLines(m.Data())
 	if err != nil {
 		a.terminate(m, "not JSON log lines: "+err.Error())
@@ -263,7 +268,44 @@ func (a *Archiver) decode(batch []msgLines, m jetstream.Msg, n int) ([]msgLines,
 		a.terminate(m, "no valid log line")
 		return batch, n
 	}
+	// An agent may publish on its own project's subjects only, so a line
+	// of another project's deployment there is forged.
+	switch ok, err := a.ownedBySubject(ctx, valid[0].Deployment, m.Subject()); {
+	case err != nil:
+		a.log.Warn("archive log lines: cannot check the deployment's project, will retry", "subject", m.Subject(), "error", err)
+		_ = m.NakWithDelay(time.Second)
+		return batch, n
+	case !ok:
+		a.terminate(m, fmt.Sprintf("deployment %s is not one of the project's of subject %s", valid[0].Deployment, m.Subject()))
+		return batch, n
+	}
 	return append(batch, msgLines{m, valid}), n + len(valid)
+}
+
+// maxProjectsCached bounds the archiver's cache of deployments' projects.
+const maxProjectsCached = 4096
+
+// ownedBySubject reports whether deployment belongs to the project of the
+// log subject it came on (true for a deployment the store does not know:
+// the store refuses its lines anyway). A deployment never changes project,
+// so the answer is cached.
+func (a *Archiver) ownedBySubject(ctx context.Context, deployment, subject string) (bool, error) {
+	project, _, _ := strings.Cut(strings.TrimPrefix(subject, natslog.SubjectPrefix), ".")
+	owner, ok := a.projects[deployment]
+	if !ok {
+		d, err := a.cfg.Store.Deployment(ctx, deployment)
+		if slipway.ErrorCode(err) == slipway.ENOTFOUND {
+			return true, nil
+		} else if err != nil {
+			return false, err
+		}
+		if len(a.projects) >= maxProjectsCached {
+			clear(a.projects)
+		}
+		owner = d.Project
+		a.projects[deployment] = owner
+	}
+	return owner == project, nil
 }
 
 // archive writes one batch (n lines) to the store and acknowledges the

@@ -284,6 +284,16 @@ func startEnv(ctx context.Context) (*env, error) {
 	return e, nil
 }
 
+// agentOptions are the NATS options of project's agent: its credential
+// and inbox prefix, as the agent connects.
+func (e *env) agentOptions(project string) ([]nats.Option, error) {
+	tok, err := e.creds.Agent(credential.NATS, project, 0)
+	if err != nil {
+		return nil, err
+	}
+	return []nats.Option{nats.Token(tok), nats.CustomInboxPrefix(builder.NATSInboxPrefix(project))}, nil
+}
+
 func (e *env) close() {
 	_ = e.hs.Close()
 	e.watcher.Close()
@@ -330,12 +340,10 @@ func (e *env) scenario(ctx context.Context, sub string, builds, lines, rate int)
 	// subscriber must see before the measured lines are written.
 	pubs := make([]*publish.Publisher, builds)
 	for i, b := range bs {
-		// With the project's agent credential, as its agent connects.
-		tok, err := e.creds.Agent(credential.NATS, b.project, 0)
+		opts, err := e.agentOptions(b.project)
 		if err != nil {
 			return result{}, err
 		}
-		opts := []nats.Option{nats.Token(tok), nats.CustomInboxPrefix(builder.NATSInboxPrefix(b.project))}
 		p, err := publish.New(ctx, publish.Config{URL: e.ns.URL(), Options: opts, Project: b.project, Deployment: b.id, Stdout: io.Discard,
 			SpoolDir: filepath.Join(e.dir, "spool", b.project)})
 		if err != nil {
