@@ -85,7 +85,7 @@ func natsConnect(url, cred string) (*natsConn, Result, bool) {
 		// Replies come on the inbox the credential's project may use,
 		// as its agent's do: only the request itself can be refused.
 		project := credProject(cred)
-		opts = append(opts, nats.Token(cred), nats.CustomInboxPrefix("_INBOX_"+project))
+		opts = append(opts, nats.Token(cred), nats.CustomInboxPrefix("_INBOX_AGENT."+project))
 		c.who = project + "'s agent credential"
 	}
 	nc, err := nats.Connect(url, opts...)
