@@ -223,6 +223,9 @@ func (p *parts) startNATS(context.Context) error {
 		}
 		return nil
 	}
+	if p.cfg.NATSCreds != "" || p.cfg.NATSAgentCreds != "" {
+		return errors.New("NATS credentials files are for an external NATS (--nats): the embedded one checks Slipway's own credentials")
+	}
 	tok, err := p.creds.Server(credential.NATS)
 	if err != nil {
 		return fmt.Errorf("start embedded NATS: %w", err)
