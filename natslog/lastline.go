@@ -31,15 +31,17 @@ type LastLineReply struct {
 	Error string `json:"error,omitempty"`
 }
 
-// lastLineTimeout bounds a question on LastLineSubject when ctx has no
-// earlier deadline.
-const lastLineTimeout = 10 * time.Second
+// LastLineTimeout bounds finding a deployment's last line (asking on
+// LastLineSubject, or reading the stream when nobody answers there) when
+// ctx has no earlier deadline: a client denied JetStream's API would
+// otherwise wait for an answer until ctx ends.
+const LastLineTimeout = 30 * time.Second
 
 // AskLastLine asks whoever answers on LastLineSubject (the server's
 // archiver) for the last line of deployment of project in the stream. It
 // returns an error wrapping nats.ErrNoResponders when nobody answers.
 func AskLastLine(ctx context.Context, nc *nats.Conn, project, deployment string) (int64, error) {
-	ctx, cancel := context.WithTimeout(ctx, lastLineTimeout)
+	ctx, cancel := context.WithTimeout(ctx, LastLineTimeout)
 	defer cancel()
 	m, err := nc.RequestWithContext(ctx, LastLineSubject(project, deployment), nil)
 	if err != nil {
@@ -62,6 +64,8 @@ func AskLastLine(ctx context.Context, nc *nats.Conn, project, deployment string)
 func LastLineOf(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, project, deployment string) (int64, error) {
 	n, err := AskLastLine(ctx, nc, project, deployment)
 	if errors.Is(err, nats.ErrNoResponders) {
+		ctx, cancel := context.WithTimeout(ctx, LastLineTimeout)
+		defer cancel()
 		return LastLine(ctx, js, Subject(project, deployment))
 	}
 	return n, err

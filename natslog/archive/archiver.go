@@ -200,7 +200,7 @@ func (a *Archiver) start(ctx context.Context) error {
 func (a *Archiver) answerLastLine() error {
 	_, err := a.nc.QueueSubscribe(natslog.LastLineSubject("*", "*"), "slipway-log-last-line", func(m *nats.Msg) {
 		project, deployment, _ := strings.Cut(strings.TrimPrefix(m.Subject, natslog.LastLinePrefix), ".")
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), natslog.LastLineTimeout)
 		defer cancel()
 		var rep natslog.LastLineReply
 		var err error
