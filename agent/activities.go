@@ -108,6 +108,7 @@ func (a *Activities) begin(ctx context.Context, in builder.BuildInput, phase str
 	if a.cfg.NATSURL != "" {
 		pub, err := publish.New(ctx, publish.Config{
 			URL:        a.cfg.NATSURL,
+			Options:    natsOptions(a.cfg.AgentConfig),
 			Project:    in.Project,
 			Deployment: in.DeploymentID,
 			Stdout:     a.cfg.Stdout,
@@ -225,7 +226,7 @@ func (a *Activities) fetchSecrets(ctx context.Context, in builder.BuildInput) ([
 		return nil, temporal.NewNonRetryableApplicationError(
 			"the project has build secrets, but this agent has no NATS address to fetch them from (natsURL in its configuration)", builder.ErrBuildFailed, nil, builder.FailureDetails{Step: "secrets"})
 	}
-	vals, err := buildsecrets.Fetch(ctx, a.cfg.NATSURL, in.Project, in.DeploymentID, in.SecretsToken)
+	vals, err := buildsecrets.Fetch(ctx, a.cfg.NATSURL, in.Project, in.DeploymentID, in.SecretsToken, natsOptions(a.cfg.AgentConfig)...)
 	if errors.Is(err, buildsecrets.ErrRefused) {
 		return nil, temporal.NewNonRetryableApplicationError(err.Error(), builder.ErrBuildFailed, nil, builder.FailureDetails{Step: "secrets"})
 	} else if err != nil {

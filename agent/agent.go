@@ -193,6 +193,20 @@ func dialTemporal(cfg Config) (client.Client, error) {
 	return client.Dial(opts)
 }
 
+// natsOptions are the options of every NATS connection of the agent: its
+// credential (this wake's, from its configuration) and the inbox prefix the
+// embedded NATS lets its project's agent receive replies on.
+func natsOptions(cfg builder.AgentConfig) []nats.Option {
+	opts := []nats.Option{nats.CustomInboxPrefix(builder.NATSInboxPrefix(cfg.Project))}
+	if cfg.Credentials.NATS != "" {
+		opts = append(opts, nats.Token(cfg.Credentials.NATS))
+	}
+	if cfg.Credentials.NATSCreds != "" {
+		opts = append(opts, nats.UserCredentialBytes([]byte(cfg.Credentials.NATSCreds)))
+	}
+	return opts
+}
+
 // connectEvents connects to NATS for progress announcements, or returns
 // nil. They are best effort, so a NATS that is not there yet is connected
 // to in the background.
@@ -200,8 +214,8 @@ func connectEvents(cfg Config) *nats.Conn {
 	if cfg.NATSURL == "" {
 		return nil
 	}
-	nc, err := nats.Connect(cfg.NATSURL, nats.Name("slipway-agent-events"), nats.MaxReconnects(-1),
-		nats.RetryOnFailedConnect(true), nats.ReconnectWait(500*time.Millisecond))
+	nc, err := nats.Connect(cfg.NATSURL, append([]nats.Option{nats.Name("slipway-agent-events"), nats.MaxReconnects(-1),
+		nats.RetryOnFailedConnect(true), nats.ReconnectWait(500 * time.Millisecond)}, natsOptions(cfg.AgentConfig)...)...)
 	if err != nil {
 		cfg.Logger.Warn("progress announcements unavailable", "error", err)
 		return nil

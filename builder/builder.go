@@ -31,6 +31,17 @@ import "time"
 // BuildWorkflow and its activities run there.
 func Queue(project string) string { return "builder-" + project }
 
+// NATSAgentInboxes is the first token of every agent's inboxes, so that
+// an external NATS can give the agents' one user "subscribe
+// _INBOX_AGENT.>" and nothing of the server's inboxes (_INBOX.>).
+const NATSAgentInboxes = "_INBOX_AGENT"
+
+// NATSInboxPrefix is the inbox prefix of the project's agent's NATS
+// connections (nats.CustomInboxPrefix): the replies it gets (build
+// secrets, log acks) arrive under it, and the embedded NATS lets an agent
+// subscribe nowhere else.
+func NATSInboxPrefix(project string) string { return NATSAgentInboxes + "." + project }
+
 // DeploymentWorkflowID is the id of a deployment's DeploymentWorkflow,
 // which the agent signals (SignalProgress, SignalLogEnd).
 func DeploymentWorkflowID(deployment string) string { return "deploy-" + deployment }

@@ -90,8 +90,12 @@ type AgentConfig struct {
 // credential). Empty: the service asks for nothing (an external one set up
 // that way).
 type AgentCredentials struct {
-	// NATS is the password of the agent's NATS connections.
+	// NATS is the token of the agent's connections to the embedded NATS.
 	NATS string `json:"nats,omitempty"`
+	// NATSCreds is, with an external NATS, the contents of the NATS
+	// credentials file (JWT and nkey seed) the agent's connections
+	// authenticate with (`slipway server --nats-agent-creds`).
+	NATSCreds string `json:"natsCreds,omitempty"`
 	// Temporal is the agent's bearer token for the Temporal frontend
 	// (`authorization: Bearer`): for the embedded Temporal, a credential
 	// of the agent's project; for an external one, its API key, if it

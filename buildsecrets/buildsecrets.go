@@ -50,6 +50,9 @@ type reply struct {
 type ServerConfig struct {
 	// URL is the NATS server. Required.
 	URL string
+	// Options are added to the connection's own: how it authenticates
+	// (nats.Token with the server's credential, nats.UserCredentials).
+	Options []nats.Option
 	// Store finds deployments; Secrets reads the values and checks tokens.
 	Store   slipway.Store
 	Secrets slipway.SecretStore
@@ -67,7 +70,7 @@ func Serve(cfg ServerConfig) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	nc, err := nats.Connect(cfg.URL, nats.Name("slipway-build-secrets"), nats.MaxReconnects(-1), nats.ReconnectWait(500*time.Millisecond))
+	nc, err := nats.Connect(cfg.URL, append([]nats.Option{nats.Name("slipway-build-secrets"), nats.MaxReconnects(-1), nats.ReconnectWait(500 * time.Millisecond)}, cfg.Options...)...)
 	if err != nil {
 		return nil, fmt.Errorf("build secrets: connect to NATS at %s: %w", cfg.URL, err)
 	}
@@ -139,10 +142,12 @@ func (s *Server) Close() {
 var ErrRefused = errors.New("build secrets refused")
 
 // Fetch asks the server at NATS url for the secrets of project's
-// deployment. A refusal wraps ErrRefused; other errors (no server
-// answering, NATS unreachable) may pass on a retry.
-func Fetch(ctx context.Context, url, project, deployment, token string) ([]slipway.SecretValue, error) {
-	nc, err := nats.Connect(url, nats.Name("slipway-agent-secrets"))
+// deployment; opts are added to the connection's options (the agent's
+// credential, nats.Token, and its inbox prefix, nats.CustomInboxPrefix,
+// where the answer arrives). A refusal wraps ErrRefused; other errors (no
+// server answering, NATS unreachable) may pass on a retry.
+func Fetch(ctx context.Context, url, project, deployment, token string, opts ...nats.Option) ([]slipway.SecretValue, error) {
+	nc, err := nats.Connect(url, append([]nats.Option{nats.Name("slipway-agent-secrets")}, opts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("build secrets: connect to NATS at %s: %w", url, err)
 	}

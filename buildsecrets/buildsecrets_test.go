@@ -10,6 +10,7 @@ import (
 
 	"github.com/slipway-ci/slipway"
 	"github.com/slipway-ci/slipway/buildsecrets"
+	"github.com/slipway-ci/slipway/internal/logtest"
 	"github.com/slipway-ci/slipway/natsserver"
 	"github.com/slipway-ci/slipway/sqlite"
 )
@@ -42,11 +43,7 @@ func TestFetch(t *testing.T) {
 // Without a server answering, Fetch fails with an error a retry may fix.
 func TestFetchNoServer(t *testing.T) {
 	dir := t.TempDir()
-	ns, err := natsserver.Start(natsserver.Config{StoreDir: filepath.Join(dir, "nats")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ns.Shutdown)
+	ns := logtest.StartServer(t, natsserver.Config{StoreDir: filepath.Join(dir, "nats")})
 	if _, err := buildsecrets.Fetch(t.Context(), ns.URL(), "app", "d-1", "x"); err == nil || errors.Is(err, buildsecrets.ErrRefused) {
 		t.Errorf("Fetch with no server answering = %v; want a retryable error", err)
 	}
@@ -69,12 +66,8 @@ func BenchmarkFetch(b *testing.B) {
 // building.
 func setUp(t testing.TB) (url string, db *sqlite.DB, building, queued, others string) {
 	dir := t.TempDir()
-	ns, err := natsserver.Start(natsserver.Config{StoreDir: filepath.Join(dir, "nats")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ns.Shutdown)
-	db, err = sqlite.Open(filepath.Join(dir, "s.db"))
+	ns := logtest.StartServer(t, natsserver.Config{StoreDir: filepath.Join(dir, "nats")})
+	db, err := sqlite.Open(filepath.Join(dir, "s.db"))
 	if err != nil {
 		t.Fatal(err)
 	}

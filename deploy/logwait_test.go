@@ -1,6 +1,7 @@
 package deploy
 
 import (
+	"bytes"
 	"context"
 	"path/filepath"
 	"strings"
@@ -8,6 +9,7 @@ import (
 	"time"
 
 	"github.com/slipway-ci/slipway"
+	"github.com/slipway-ci/slipway/credential"
 	"github.com/slipway-ci/slipway/natslog/archive"
 	"github.com/slipway-ci/slipway/natslog/publish"
 	"github.com/slipway-ci/slipway/natsserver"
@@ -20,11 +22,20 @@ import (
 // got (left in the agent's spool) keeps it incomplete.
 func TestAwaitLog(t *testing.T) {
 	ctx := t.Context()
-	ns, err := natsserver.Start(natsserver.Config{StoreDir: t.TempDir()})
+	creds, err := credential.New(bytes.Repeat([]byte{7}, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns, err := natsserver.Start(natsserver.Config{StoreDir: t.TempDir(), Credentials: creds})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer ns.Shutdown()
+	tok, err := creds.Server(credential.NATS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	natsURL := "nats://" + tok + "@" + strings.TrimPrefix(ns.URL(), "nats://")
 	store, err := sqlite.Open(filepath.Join(t.TempDir(), "s.db"))
 	if err != nil {
 		t.Fatal(err)
@@ -37,7 +48,7 @@ func TestAwaitLog(t *testing.T) {
 	if _, _, err := store.CreateDeployment(ctx, d); err != nil {
 		t.Fatal(err)
 	}
-	pub, err := publish.New(ctx, publish.Config{URL: ns.URL(), Project: "app", Deployment: d.ID})
+	pub, err := publish.New(ctx, publish.Config{URL: natsURL, Project: "app", Deployment: d.ID})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,7 +61,7 @@ func TestAwaitLog(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	arch, err := archive.Start(ctx, archive.Config{URL: ns.URL(), Store: store})
+	arch, err := archive.Start(ctx, archive.Config{URL: natsURL, Store: store})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,6 +21,7 @@ import (
 
 	"github.com/slipway-ci/slipway"
 	"github.com/slipway-ci/slipway/client"
+	"github.com/slipway-ci/slipway/credential"
 	"github.com/slipway-ci/slipway/internal/testenv"
 )
 
@@ -223,8 +224,17 @@ func (s *serverProc) streamText(t *testing.T, project, id string) string {
 	if err := json.Unmarshal(b, &state); err != nil {
 		t.Fatal(err)
 	}
+	// As the server's own client: its NATS credential from its key.
+	creds, err := credential.Load(filepath.Join(s.DataDir, credential.KeyFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := creds.Server(credential.NATS)
+	if err != nil {
+		t.Fatal(err)
+	}
 	var text strings.Builder
-	for _, m := range testenv.StreamMsgs(t, fmt.Sprintf("nats://127.0.0.1:%d", state.NATSPort), project, id) {
+	for _, m := range testenv.StreamMsgs(t, fmt.Sprintf("nats://%s@127.0.0.1:%d", tok, state.NATSPort), project, id) {
 		for _, l := range m.Lines {
 			text.WriteString(l.Text + "\n")
 		}

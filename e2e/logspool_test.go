@@ -9,9 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/slipway-ci/slipway"
 	"github.com/slipway-ci/slipway/internal/testenv"
-	"github.com/slipway-ci/slipway/natsserver"
 )
 
 // noisyDockerfile prints slow lines, then a burst of bulk lines, then slow
@@ -23,6 +23,26 @@ func noisyDockerfile(base, tag string, slow, bulk int) string {
 		fmt.Sprintf(`for i in $(seq 1 %d); do echo "%s-after-$i"; sleep 0.03; done`, slow, tag) + "\n"
 }
 
+// startExternalNATS starts a plain nats-server with JetStream, as an
+// operator would run one: no Slipway credentials (the server's
+// --nats-creds is for one that asks).
+func startExternalNATS(t *testing.T, dir string, port int) *server.Server {
+	t.Helper()
+	if port == 0 {
+		port = server.RANDOM_PORT
+	}
+	ns, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: port, JetStream: true, StoreDir: dir, NoSigs: true, NoLog: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("external NATS not ready")
+	}
+	t.Cleanup(func() { ns.Shutdown(); ns.WaitForShutdown() })
+	return ns
+}
+
 // TestNATSStoppedMidBuild: the server uses an external NATS that stops
 // mid-build. The build never waits for it; the lines written meanwhile
 // wait in the agent's spool on the volume. When NATS comes back during
@@ -32,25 +52,17 @@ func noisyDockerfile(base, tag string, slow, bulk int) string {
 // without gaps, and the agent's log (agent.log) tells of the outage.
 func TestNATSStoppedMidBuild(t *testing.T) {
 	natsDir := t.TempDir()
-	ns, err := natsserver.Start(natsserver.Config{StoreDir: natsDir})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ns.Shutdown)
-	u, err := url.Parse(ns.URL())
+	ns := startExternalNATS(t, natsDir, 0)
+	u, err := url.Parse(ns.ClientURL())
 	if err != nil {
 		t.Fatal(err)
 	}
 	port, _ := strconv.Atoi(u.Port())
 	restartNATS := func() {
-		ns, err = natsserver.Start(natsserver.Config{StoreDir: natsDir, Port: port})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(ns.Shutdown)
+		ns = startExternalNATS(t, natsDir, port)
 	}
 
-	s := startServer(t, t.TempDir(), "127.0.0.1:0", "--nats", ns.URL())
+	s := startServer(t, t.TempDir(), "127.0.0.1:0", "--nats", ns.ClientURL())
 	p := testenv.Builder(t)
 	base := testenv.BaseImage(t, p, s.Host)
 	spool := filepath.Join(s.DataDir, "volumes", "spool", "logspool")

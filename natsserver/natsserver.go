@@ -2,7 +2,9 @@
 // `slipway server` needs no external message bus: the agents' log lines
 // (stream natslog.StreamName), deployment events and build-secret requests
 // all travel through it. Start makes sure the log stream exists with its
-// limits.
+// limits. Every client authenticates with a credential of package
+// credential, and an agent's connections may only do its own project's
+// part of that (AgentPermissions, auth.go).
 //
 // It only starts and stops the server. It must not publish, consume or
 // interpret messages (the packages that use the bus do), and nothing on
@@ -25,6 +27,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/slipway-ci/slipway/credential"
 	"github.com/slipway-ci/slipway/natslog"
 )
 
@@ -40,16 +43,22 @@ type Config struct {
 	// MaxAge is how long the log stream keeps a line; default
 	// natslog.DefaultMaxAge.
 	MaxAge time.Duration
+	// Credentials checks every client's credential (a credential.NATS,
+	// sent as the connection's token or password, see Check): the
+	// server's own may do anything, an agent's only what AgentPermissions
+	// allows its project. Required: no client connects without one.
+	Credentials *credential.Issuer
 	// Logger, when set, gets the server's warnings and errors (never its
-	// notices or traces); default none.
+	// notices or traces) and the clients it refused; default none.
 	Logger *slog.Logger
 }
 
 // Server is an embedded NATS server with JetStream on disk and the log
 // stream in place.
 type Server struct {
-	ns   *server.Server
-	once sync.Once
+	ns    *server.Server
+	creds *credential.Issuer
+	once  sync.Once
 }
 
 // readyTimeout bounds how long Start waits for the server to accept
@@ -64,6 +73,9 @@ const readyTimeout = 10 * time.Second
 func Start(cfg Config) (*Server, error) {
 	if cfg.StoreDir == "" {
 		return nil, errors.New("start nats: no store directory")
+	}
+	if cfg.Credentials == nil {
+		return nil, errors.New("start nats: no credential issuer to check clients with")
 	}
 	if cfg.Host == "" {
 		cfg.Host = "127.0.0.1"
@@ -83,13 +95,15 @@ func Start(cfg Config) (*Server, error) {
 		NoSigs:                 true,
 		NoLog:                  true,
 		DisableJetStreamBanner: true,
+		// Every client presents a credential (auth.go).
+		CustomClientAuthentication: &authenticator{creds: cfg.Credentials, log: cfg.Logger},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("start nats: %w", err)
 	}
 	logger := &serverLogger{log: cfg.Logger, fatal: make(chan string, 1)}
 	ns.SetLoggerV2(logger, false, false, false)
-	s := &Server{ns: ns}
+	s := &Server{ns: ns, creds: cfg.Credentials}
 	go ns.Start()
 	// Wait for the client port, but give up at once when the server
 	// reports a fatal error (port in use, store unusable).
@@ -118,7 +132,11 @@ func Start(cfg Config) (*Server, error) {
 }
 
 func (s *Server) ensureStream(maxAge time.Duration) error {
-	nc, err := nats.Connect(s.URL(), nats.InProcessServer(s.ns), nats.Name("slipway-natslog-setup"))
+	tok, err := s.creds.Server(credential.NATS)
+	if err != nil {
+		return err
+	}
+	nc, err := nats.Connect(s.URL(), nats.InProcessServer(s.ns), nats.Name("slipway-natslog-setup"), nats.Token(tok))
 	if err != nil {
 		return err
 	}

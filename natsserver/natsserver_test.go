@@ -42,7 +42,7 @@ func TestServerPortInUse(t *testing.T) {
 	s1 := logtest.StartServer(t, natsserver.Config{})
 	port := logtest.PortOf(t, s1.URL())
 	start := time.Now()
-	s2, err := natsserver.Start(natsserver.Config{StoreDir: t.TempDir(), Port: port})
+	s2, err := natsserver.Start(natsserver.Config{StoreDir: t.TempDir(), Port: port, Credentials: logtest.Credentials})
 	if err == nil {
 		s2.Shutdown()
 		t.Fatalf("second server on port %d started", port)

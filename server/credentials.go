@@ -8,8 +8,9 @@ import (
 // agentCredentials issues the credentials of project's machine at its
 // wake (process.Config.Credentials): one per internal service, each good
 // only for that project and that service, for credential.DefaultAgentTTL;
-// with an external Temporal, its API key and TLS instead; and the payload
-// codec's key.
+// with an external Temporal, its API key and TLS instead; with an external
+// NATS, the operator's agents' credentials (Config.NATSAgentCreds); and
+// the payload codec's key.
 func (p *parts) agentCredentials(project string) (builder.AgentCredentials, error) {
 	var c builder.AgentCredentials
 	for _, k := range []struct {
@@ -27,5 +28,9 @@ func (p *parts) agentCredentials(project string) (builder.AgentCredentials, erro
 		return builder.AgentCredentials{}, err
 	}
 	c.Temporal, c.TemporalTLS, c.PayloadKey = tok, p.temporalTLS, p.payloadKey
+	if p.cfg.NATSURL != "" {
+		// An external NATS knows nothing of our credentials.
+		c.NATS, c.NATSCreds = "", p.natsAgentCreds
+	}
 	return c, nil
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/slipway-ci/slipway/credential"
 	"log/slog"
 	"net"
 	"net/http"
@@ -13,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
@@ -22,6 +22,7 @@ import (
 	"github.com/slipway-ci/slipway/buildah"
 	"github.com/slipway-ci/slipway/builder"
 	"github.com/slipway-ci/slipway/buildsecrets"
+	"github.com/slipway-ci/slipway/credential"
 	"github.com/slipway-ci/slipway/deploy"
 	"github.com/slipway-ci/slipway/github"
 	"github.com/slipway-ci/slipway/gitmirror"
@@ -64,6 +65,12 @@ type parts struct {
 	temporal       client.Client
 	nats           *natsserver.Server
 	natsURL        string
+	// natsOpts authenticate the server's own NATS clients: its credential
+	// on the embedded NATS, Config.NATSCreds on an external one.
+	natsOpts []nats.Option
+	// natsAgentCreds is Config.NATSAgentCreds' contents, for the agents of
+	// an external NATS.
+	natsAgentCreds string
 	logs           *archive.Archiver
 	watcher        *archive.Watcher
 	// deployments is the store, announcing deployment state changes.
@@ -203,9 +210,27 @@ func (p *parts) stopTemporalServer() {
 func (p *parts) startNATS(context.Context) error {
 	p.natsURL = p.cfg.NATSURL
 	if p.natsURL != "" {
+		if p.cfg.NATSCreds != "" {
+			p.natsOpts = []nats.Option{nats.UserCredentials(p.cfg.NATSCreds)}
+		}
+		if p.cfg.NATSAgentCreds != "" {
+			b, err := os.ReadFile(p.cfg.NATSAgentCreds)
+			if err != nil {
+				return fmt.Errorf("agents' NATS credentials: %w", err)
+			}
+			p.natsAgentCreds = string(b)
+		}
 		return nil
 	}
-	ns, err := natsserver.Start(natsserver.Config{StoreDir: filepath.Join(p.dataDir, "nats"), Port: p.st.NATSPort})
+	if p.cfg.NATSCreds != "" || p.cfg.NATSAgentCreds != "" {
+		return errors.New("NATS credentials files are for an external NATS (--nats): the embedded one checks Slipway's own credentials")
+	}
+	tok, err := p.creds.Server(credential.NATS)
+	if err != nil {
+		return fmt.Errorf("start embedded NATS: %w", err)
+	}
+	p.natsOpts = []nats.Option{nats.Token(tok)}
+	ns, err := natsserver.Start(natsserver.Config{StoreDir: filepath.Join(p.dataDir, "nats"), Port: p.st.NATSPort, Credentials: p.creds, Logger: p.log})
 	if err != nil {
 		return fmt.Errorf("start embedded NATS: %w", err)
 	}
@@ -224,7 +249,7 @@ func (p *parts) stopNATS() {
 }
 
 func (p *parts) startArchiver(ctx context.Context) (err error) {
-	p.logs, err = archive.Start(ctx, archive.Config{URL: p.natsURL, Store: p.store, Logger: p.log})
+	p.logs, err = archive.Start(ctx, archive.Config{URL: p.natsURL, Options: p.natsOpts, Store: p.store, Logger: p.log})
 	if err != nil {
 		return fmt.Errorf("start log archiver: %w", err)
 	}
@@ -235,7 +260,7 @@ func (p *parts) startArchiver(ctx context.Context) (err error) {
 // through p.deployments are announced, so the API's subscribers hear of
 // them at once.
 func (p *parts) startWatcher(ctx context.Context) (err error) {
-	p.watcher, err = archive.NewWatcher(ctx, archive.WatcherConfig{URL: p.natsURL, Store: p.store, Logger: p.log})
+	p.watcher, err = archive.NewWatcher(ctx, archive.WatcherConfig{URL: p.natsURL, Options: p.natsOpts, Store: p.store, Logger: p.log})
 	if err != nil {
 		return fmt.Errorf("start log watcher: %w", err)
 	}
@@ -246,7 +271,7 @@ func (p *parts) startWatcher(ctx context.Context) (err error) {
 // startBuildSecrets serves the projects' build secrets, which agents
 // fetch at build time.
 func (p *parts) startBuildSecrets(context.Context) (err error) {
-	p.buildSecrets, err = buildsecrets.Serve(buildsecrets.ServerConfig{URL: p.natsURL, Store: p.store, Secrets: p.store, Logger: p.log})
+	p.buildSecrets, err = buildsecrets.Serve(buildsecrets.ServerConfig{URL: p.natsURL, Options: p.natsOpts, Store: p.store, Secrets: p.store, Logger: p.log})
 	return err
 }
 

@@ -69,8 +69,20 @@ type Config struct {
 	// (A file, not a flag's value: argv is readable by every local user.)
 	TemporalAPIKeyFile string
 	// NATSURL is an external NATS server with JetStream. Empty starts the
-	// embedded one.
+	// embedded one, which requires a credential of every client (package
+	// natsserver).
 	NATSURL string
+	// NATSCreds is a NATS credentials file (JWT and nkey seed,
+	// nats.UserCredentials) the server's own clients of an external NATS
+	// (NATSURL) authenticate with; empty: none.
+	NATSCreds string
+	// NATSAgentCreds is a NATS credentials file the agents of every
+	// project authenticate with on an external NATS: the server copies it
+	// into each machine's agent.json (mode 0600). One file for all
+	// projects: the external NATS cannot tell projects apart, so give its
+	// user only the agents' subjects (natsserver.AgentPermissions with
+	// "*" for the project). Empty: agents present no NATS credential.
+	NATSAgentCreds string
 	// Registry is an external registry host[:port][/prefix] to push images
 	// to. Empty serves the embedded registry at /v2/ on Listen.
 	Registry string

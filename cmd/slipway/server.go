@@ -69,7 +69,10 @@ directory holding ./slipway-data reads it from there.`,
 	f.StringVar(&cfg.TemporalTLSCA, "temporal-tls-ca", os.Getenv("SLIPWAY_TEMPORAL_TLS_CA"), "CA certificates (PEM file) an external Temporal's certificate is checked against (default: the system's); any --temporal-tls-* turns TLS on")
 	f.StringVar(&cfg.TemporalAPIKeyFile, "temporal-api-key-file", os.Getenv("SLIPWAY_TEMPORAL_API_KEY_FILE"), "file holding the API key of an external Temporal (sent as a bearer token by the server and its builders; turns TLS on)")
 	f.StringVar(&cfg.TemporalNamespace, "temporal-namespace", envOr("SLIPWAY_TEMPORAL_NAMESPACE", builder.DefaultTemporalNamespace), "Temporal namespace")
-	f.StringVar(&cfg.NATSURL, "nats", os.Getenv("SLIPWAY_NATS"), "external NATS URL with JetStream (default: embedded)")
+	f.StringVar(&cfg.NATSURL, "nats", os.Getenv("SLIPWAY_NATS"), "external NATS URL with JetStream (default: embedded, which requires a credential of every client)")
+	f.StringVar(&cfg.NATSCreds, "nats-creds", os.Getenv("SLIPWAY_NATS_CREDS"), "NATS credentials file the server's clients of the external NATS (--nats) authenticate with (env SLIPWAY_NATS_CREDS)")
+	f.StringVar(&cfg.NATSAgentCreds, "nats-agent-creds", os.Getenv("SLIPWAY_NATS_AGENT_CREDS"),
+		"NATS credentials file every project's builder authenticates with on the external NATS (--nats), copied into each builder's 0600 agent.json; give its user only the builders' subjects (env SLIPWAY_NATS_AGENT_CREDS)")
 	f.StringVar(&cfg.Registry, "registry", os.Getenv("SLIPWAY_REGISTRY"), "external registry host[:port][/prefix] to push to (default: embedded at /v2/)")
 	f.BoolVar(&cfg.RegistryTLSVerify, "registry-tls-verify", false, "builders require TLS with verified certificates from the registry (off: the embedded registry speaks plain HTTP)")
 	f.DurationVar(&cfg.MaxBuild, "max-build", deploy.DefaultMaxBuild, "maximum duration of one build")

@@ -125,7 +125,9 @@ var allowedEdges = map[string]string{
 	"natslog/archive → natslog":      "the archiver reads the log's wire format",
 	"natslog/archive → events":       "the Watcher follows a deployment's events to know when its log may have ended",
 	"natslog/publish → natslog":      "the publisher writes the log's wire format",
-	"natsserver → natslog":           "the embedded server creates the log stream, with its name and limits",
+	"natsserver → natslog":           "the embedded server creates the log stream, with its name and limits, and lets an agent publish only its project's log subjects",
+	"natsserver → events":            "the embedded server lets an agent announce only its own project's deployments (events.Subject)",
+	"natsserver → buildsecrets":      "the embedded server lets an agent ask only for its own project's build secrets (buildsecrets.Subject)",
 	"graphql → graphql/internal/gen": "the code gqlgen generates for package graphql",
 	"graphql → deploy":               "the API changes projects through the project service (deploy.Projects), which owns their rules, as the demo does; a default one when the server passes none",
 }

@@ -10,9 +10,11 @@ package archive
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"time"
 
@@ -27,6 +29,9 @@ import (
 type Config struct {
 	// URL is the NATS server holding the log stream.
 	URL string
+	// Options are added to the connection's own: how it authenticates
+	// (nats.Token with the server's credential, nats.UserCredentials).
+	Options []nats.Option
 	// Store receives the lines (AppendLogLines must ignore lines it
 	// already has: redelivered messages are written again).
 	Store slipway.Store
@@ -75,6 +80,10 @@ type Archiver struct {
 
 	mu      sync.Mutex
 	written chan struct{} // closed and replaced after every store write
+
+	// projects caches deployments' projects (ownedBySubject); only run
+	// uses it.
+	projects map[string]string
 }
 
 // Start connects to NATS, creates the log stream if it is missing,
@@ -100,17 +109,18 @@ func Start(ctx context.Context, cfg Config) (*Archiver, error) {
 		cfg.MaxAttempts = defaultMaxAttempts
 	}
 	a := &Archiver{
-		cfg:     cfg,
-		log:     cfg.Logger.With("consumer", cfg.Durable),
-		msgs:    make(chan jetstream.Msg, 256), // messages handed over, not yet archived
-		stop:    make(chan struct{}),
-		done:    make(chan struct{}),
-		written: make(chan struct{}),
+		cfg:      cfg,
+		log:      cfg.Logger.With("consumer", cfg.Durable),
+		msgs:     make(chan jetstream.Msg, 256), // messages handed over, not yet archived
+		stop:     make(chan struct{}),
+		done:     make(chan struct{}),
+		written:  make(chan struct{}),
+		projects: make(map[string]string),
 	}
-	nc, err := nats.Connect(cfg.URL,
+	nc, err := nats.Connect(cfg.URL, append([]nats.Option{
 		nats.Name("slipway-log-archiver"),
 		nats.MaxReconnects(-1),
-		nats.ReconnectWait(500*time.Millisecond),
+		nats.ReconnectWait(500 * time.Millisecond),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			a.log.Warn("log archiver disconnected", "error", err)
 		}),
@@ -118,7 +128,7 @@ func Start(ctx context.Context, cfg Config) (*Archiver, error) {
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 			a.log.Warn("log archiver nats error", "error", err)
 		}),
-	)
+	}, cfg.Options...)...)
 	if err != nil {
 		return nil, fmt.Errorf("start log archiver: connect to %s: %w", cfg.URL, err)
 	}
@@ -174,7 +184,36 @@ func (a *Archiver) start(ctx context.Context) error {
 		cancel()
 		return fmt.Errorf("consume %s: %w", a.cfg.Durable, err)
 	}
+	if err := a.answerLastLine(); err != nil {
+		a.cc.Stop()
+		cancel()
+		return err
+	}
 	go a.run(runCtx)
+	return nil
+}
+
+// answerLastLine answers the publishers' questions on
+// natslog.LastLineSubject with LastStreamLine: an agent may not use
+// JetStream's API itself. Several archivers share the questions (a queue
+// group); the connection's close ends the subscription.
+func (a *Archiver) answerLastLine() error {
+	_, err := a.nc.QueueSubscribe(natslog.LastLineSubject("*", "*"), "slipway-log-last-line", func(m *nats.Msg) {
+		project, deployment, _ := strings.Cut(strings.TrimPrefix(m.Subject, natslog.LastLinePrefix), ".")
+		ctx, cancel := context.WithTimeout(context.Background(), natslog.LastLineTimeout)
+		defer cancel()
+		var rep natslog.LastLineReply
+		var err error
+		if rep.Last, err = a.LastStreamLine(ctx, project, deployment); err != nil {
+			a.log.Warn("last log line", "project", project, "deployment", deployment, "error", err)
+			rep = natslog.LastLineReply{Error: slipway.ErrorMessage(err)}
+		}
+		b, _ := json.Marshal(rep)
+		_ = m.Respond(b)
+	})
+	if err != nil {
+		return fmt.Errorf("answer last-line questions: %w", err)
+	}
 	return nil
 }
 
@@ -186,7 +225,7 @@ func (a *Archiver) run(ctx context.Context) {
 		lines := 0
 		select {
 		case m := <-a.msgs:
-			batch, lines = a.decode(batch, m, lines)
+			batch, lines = a.decode(ctx, batch, m, lines)
 		case <-a.stop:
 			return
 		}
@@ -194,7 +233,7 @@ func (a *Archiver) run(ctx context.Context) {
 		for lines < a.cfg.BatchSize {
 			select {
 			case m := <-a.msgs:
-				batch, lines = a.decode(batch, m, lines)
+				batch, lines = a.decode(ctx, batch, m, lines)
 			default:
 				break gather
 			}
@@ -211,7 +250,7 @@ type msgLines struct {
 
 // decode adds m's valid lines to batch, or terminates m if it holds none.
 // n counts the lines in batch.
-func (a *Archiver) decode(batch []msgLines, m jetstream.Msg, n int) ([]msgLines, int) {
+func (a *Archiver) decode(ctx context.Context, batch []msgLines, m jetstream.Msg, n int) ([]msgLines, int) {
 	lines, err := natslog.DecodeLines(m.Data())
 	if err != nil {
 		a.terminate(m, "not JSON log lines: "+err.Error())
@@ -229,7 +268,44 @@ func (a *Archiver) decode(batch []msgLines, m jetstream.Msg, n int) ([]msgLines,
 		a.terminate(m, "no valid log line")
 		return batch, n
 	}
+	// An agent may publish on its own project's subjects only, so a line
+	// of another project's deployment there is forged.
+	switch ok, err := a.ownedBySubject(ctx, valid[0].Deployment, m.Subject()); {
+	case err != nil:
+		a.log.Warn("archive log lines: cannot check the deployment's project, will retry", "subject", m.Subject(), "error", err)
+		_ = m.NakWithDelay(time.Second)
+		return batch, n
+	case !ok:
+		a.terminate(m, fmt.Sprintf("deployment %s is not one of the project's of subject %s", valid[0].Deployment, m.Subject()))
+		return batch, n
+	}
 	return append(batch, msgLines{m, valid}), n + len(valid)
+}
+
+// maxProjectsCached bounds the archiver's cache of deployments' projects.
+const maxProjectsCached = 4096
+
+// ownedBySubject reports whether deployment belongs to the project of the
+// log subject it came on (true for a deployment the store does not know:
+// the store refuses its lines anyway). A deployment never changes project,
+// so the answer is cached.
+func (a *Archiver) ownedBySubject(ctx context.Context, deployment, subject string) (bool, error) {
+	project, _, _ := strings.Cut(strings.TrimPrefix(subject, natslog.SubjectPrefix), ".")
+	owner, ok := a.projects[deployment]
+	if !ok {
+		d, err := a.cfg.Store.Deployment(ctx, deployment)
+		if slipway.ErrorCode(err) == slipway.ENOTFOUND {
+			return true, nil
+		} else if err != nil {
+			return false, err
+		}
+		if len(a.projects) >= maxProjectsCached {
+			clear(a.projects)
+		}
+		owner = d.Project
+		a.projects[deployment] = owner
+	}
+	return owner == project, nil
 }
 
 // archive writes one batch (n lines) to the store and acknowledges the

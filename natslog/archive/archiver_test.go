@@ -8,18 +8,17 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/slipway-ci/slipway"
 	"github.com/slipway-ci/slipway/internal/logtest"
 	"github.com/slipway-ci/slipway/natslog"
 	"github.com/slipway-ci/slipway/natslog/publish"
 	"github.com/slipway-ci/slipway/natsserver"
+	"github.com/slipway-ci/slipway/sqlite/sqlitetest"
 )
 
 func TestStreamSurvivesServerRestart(t *testing.T) {
 	dir := t.TempDir()
-	s1, err := natsserver.Start(natsserver.Config{StoreDir: dir})
-	if err != nil {
-		t.Fatal(err)
-	}
+	s1 := logtest.StartServer(t, natsserver.Config{StoreDir: dir})
 	p := logtest.NewPublisher(t, publish.Config{URL: s1.URL(), Deployment: "d4"})
 	for i := 1; i <= 500; i++ {
 		p.Line("stdout", fmt.Sprintf("line %d", i))
@@ -103,13 +102,7 @@ func TestArchiverHandlesBadMessagesAndStoreErrors(t *testing.T) {
 	store := logtest.NewStore(t, "bad")
 	// Deployment gone is not in the store: its lines are refused for good.
 	a := logtest.StartArchiver(t, s.URL(), store)
-
-	nc, err := nats.Connect(s.URL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, _ := jetstream.New(nc)
+	js := streamJS(t, s.URL())
 	publish := func(dep, data string) {
 		t.Helper()
 		if _, err := js.Publish(t.Context(), natslog.Subject(logtest.Project, dep), []byte(data)); err != nil {
@@ -132,4 +125,43 @@ func TestArchiverHandlesBadMessagesAndStoreErrors(t *testing.T) {
 	publish("bad", `{"deployment":"bad","n":2,"text":"late"}`)
 	logtest.WaitFor(t, a, "bad", 2)
 	waitConsumerSettled(t, s.URL(), "slipway-archiver")
+}
+
+// An agent may publish on its own project's log subjects only; a line of
+// another project's deployment on them is forged and never stored.
+func TestArchiverDropsLinesOfAnotherProjectsDeployment(t *testing.T) {
+	s := logtest.StartServer(t, natsserver.Config{})
+	store := logtest.NewStore(t, "mine")
+	sqlitetest.AddProject(t, store.DB, slipway.Project{Name: "other", Repo: "file:///o"})
+	sqlitetest.AddDeployment(t, store.DB, slipway.Deployment{ID: "theirs", Project: "other", Status: slipway.StatusBuilding})
+	a := logtest.StartArchiver(t, s.URL(), store)
+	js := streamJS(t, s.URL())
+	for _, m := range []struct{ project, dep, text string }{
+		{logtest.Project, "theirs", "forged"}, {"other", "theirs", "genuine"}, {logtest.Project, "mine", "mine"},
+	} {
+		data := fmt.Sprintf(`{"deployment":%q,"n":1,"text":%q}`, m.dep, m.text)
+		if _, err := js.Publish(t.Context(), natslog.Subject(m.project, m.dep), []byte(data)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	logtest.WaitFor(t, a, "theirs", 1)
+	logtest.WaitFor(t, a, "mine", 1)
+	if lines := logtest.StoredLines(t, store, "theirs"); len(lines) != 1 || lines[0].Text != "genuine" {
+		t.Fatalf("stored %q for the other project's deployment, want only its genuine line", logtest.Texts(lines))
+	}
+}
+
+// streamJS connects to NATS at url for the test's JetStream publishes.
+func streamJS(t *testing.T, url string) jetstream.JetStream {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
 }

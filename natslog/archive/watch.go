@@ -21,6 +21,9 @@ import (
 type WatcherConfig struct {
 	// URL is the NATS server holding the log stream.
 	URL string
+	// Options are added to the connection's own: how it authenticates
+	// (nats.Token with the server's credential, nats.UserCredentials).
+	Options []nats.Option
 	// Store is where deployments are read, and stored lines replayed from.
 	// Required.
 	Store slipway.Store
@@ -91,10 +94,10 @@ func NewWatcher(ctx context.Context, cfg WatcherConfig) (*Watcher, error) {
 		cfg.StartMargin = defaultStartMargin
 	}
 	w := &Watcher{cfg: cfg, log: cfg.Logger.With("component", "log watcher")}
-	nc, err := nats.Connect(cfg.URL,
+	nc, err := nats.Connect(cfg.URL, append([]nats.Option{
 		nats.Name("slipway-log-watcher"),
 		nats.MaxReconnects(-1),
-		nats.ReconnectWait(500*time.Millisecond),
+		nats.ReconnectWait(500 * time.Millisecond),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			w.log.Warn("disconnected from NATS", "error", err)
 		}),
@@ -102,7 +105,7 @@ func NewWatcher(ctx context.Context, cfg WatcherConfig) (*Watcher, error) {
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 			w.log.Debug("nats error", "error", err)
 		}),
-	)
+	}, cfg.Options...)...)
 	if err != nil {
 		return nil, fmt.Errorf("start log watcher: connect to %s: %w", cfg.URL, err)
 	}

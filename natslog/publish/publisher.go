@@ -38,6 +38,11 @@ import (
 type Config struct {
 	// URL is the NATS server to publish to.
 	URL string
+	// Options are added to the connection's own: how it authenticates
+	// (nats.Token with the agent's credential) and its inbox prefix
+	// (nats.CustomInboxPrefix with builder.NATSInboxPrefix), where the
+	// stream's acks arrive.
+	Options []nats.Option
 	// Project and Deployment name the subject (see natslog.Subject); both
 	// are required and must not contain '.', '*', '>' or spaces.
 	Project, Deployment string
@@ -162,8 +167,9 @@ type pendingLine struct {
 
 // New connects to NATS (reconnecting forever, buffering while
 // disconnected) and finds the last line number already in the stream for
-// the deployment, so that a retried build continues the numbering. The log
-// stream is created if it does not exist.
+// the deployment (asking the server, see natslog.LastLineOf), so that a
+// retried build continues the numbering. The publisher itself needs no
+// JetStream API: it only publishes, with acks on its inbox.
 func New(ctx context.Context, cfg Config) (*Publisher, error) {
 	if !natslog.ValidToken(cfg.Project) || !natslog.ValidToken(cfg.Deployment) {
 		return nil, slipway.Errorf(slipway.EINVALID, "invalid log subject for project %q, deployment %q", cfg.Project, cfg.Deployment)
@@ -191,11 +197,11 @@ func New(ctx context.Context, cfg Config) (*Publisher, error) {
 		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
 	}
-	nc, err := nats.Connect(cfg.URL,
-		nats.Name("slipway-log-publisher "+cfg.Deployment),
+	nc, err := nats.Connect(cfg.URL, append([]nats.Option{
+		nats.Name("slipway-log-publisher " + cfg.Deployment),
 		nats.MaxReconnects(-1),
-		nats.ReconnectWait(500*time.Millisecond),
-		nats.ReconnectBufSize(8<<20),
+		nats.ReconnectWait(500 * time.Millisecond),
+		nats.ReconnectBufSize(8 << 20),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			p.log.Warn("log stream disconnected", "error", err)
 		}),
@@ -206,7 +212,7 @@ func New(ctx context.Context, cfg Config) (*Publisher, error) {
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 			p.log.Warn("log stream error", "error", err)
 		}),
-	)
+	}, cfg.Options...)...)
 	if err != nil {
 		return nil, fmt.Errorf("connect to log stream %s: %w", cfg.URL, err)
 	}
@@ -221,7 +227,7 @@ func New(ctx context.Context, cfg Config) (*Publisher, error) {
 		nc.Close()
 		return nil, fmt.Errorf("log stream: %w", err)
 	}
-	p.last, err = natslog.LastLine(ctx, p.js, p.subject)
+	p.last, err = natslog.LastLineOf(ctx, nc, p.js, cfg.Project, cfg.Deployment)
 	if err != nil {
 		nc.Close()
 		return nil, err

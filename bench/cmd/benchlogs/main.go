@@ -41,8 +41,11 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/slipway-ci/slipway"
+	"github.com/slipway-ci/slipway/builder"
 	"github.com/slipway-ci/slipway/client"
+	"github.com/slipway-ci/slipway/credential"
 	"github.com/slipway-ci/slipway/graphql"
 	"github.com/slipway-ci/slipway/natslog/archive"
 	"github.com/slipway-ci/slipway/natslog/publish"
@@ -197,14 +200,17 @@ func run(lines int, out string, subs []string, buildsFlag string, rates []int, c
 // env is the embedded NATS server, the store, the archiver, the watcher
 // and the API, as `slipway server` wires them.
 type env struct {
-	dir     string
-	ns      *natsserver.Server
-	store   *sqlite.DB
-	arch    *archive.Archiver
-	watcher *archive.Watcher
-	api     *client.Client
-	hs      *http.Server
-	seq     atomic.Int64
+	dir   string
+	ns    *natsserver.Server
+	creds *credential.Issuer
+	// serverOpts authenticate the server's clients (archiver, watcher).
+	serverOpts []nats.Option
+	store      *sqlite.DB
+	arch       *archive.Archiver
+	watcher    *archive.Watcher
+	api        *client.Client
+	hs         *http.Server
+	seq        atomic.Int64
 }
 
 // waitIndexed waits until the store's search index holds every stored
@@ -242,16 +248,24 @@ func startEnv(ctx context.Context) (*env, error) {
 	}
 	e := &env{dir: dir}
 	quiet := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	if e.ns, err = natsserver.Start(natsserver.Config{StoreDir: filepath.Join(dir, "nats")}); err != nil {
+	if e.creds, err = credential.Load(filepath.Join(dir, credential.KeyFile)); err != nil {
+		return nil, err
+	}
+	tok, err := e.creds.Server(credential.NATS)
+	if err != nil {
+		return nil, err
+	}
+	e.serverOpts = []nats.Option{nats.Token(tok)}
+	if e.ns, err = natsserver.Start(natsserver.Config{StoreDir: filepath.Join(dir, "nats"), Credentials: e.creds}); err != nil {
 		return nil, err
 	}
 	if e.store, err = sqlite.Open(filepath.Join(dir, "slipway.db")); err != nil {
 		return nil, err
 	}
-	if e.arch, err = archive.Start(ctx, archive.Config{URL: e.ns.URL(), Store: e.store, Logger: quiet}); err != nil {
+	if e.arch, err = archive.Start(ctx, archive.Config{URL: e.ns.URL(), Options: e.serverOpts, Store: e.store, Logger: quiet}); err != nil {
 		return nil, err
 	}
-	if e.watcher, err = archive.NewWatcher(ctx, archive.WatcherConfig{URL: e.ns.URL(), Store: e.store, Logger: quiet}); err != nil {
+	if e.watcher, err = archive.NewWatcher(ctx, archive.WatcherConfig{URL: e.ns.URL(), Options: e.serverOpts, Store: e.store, Logger: quiet}); err != nil {
 		return nil, err
 	}
 	token, _, err := slipway.IssueToken(ctx, e.store, "bench")
@@ -268,6 +282,16 @@ func startEnv(ctx context.Context) (*env, error) {
 	go func() { _ = e.hs.Serve(ln) }()
 	e.api = client.New("http://"+ln.Addr().String(), nil).WithToken(token)
 	return e, nil
+}
+
+// agentOptions are the NATS options of project's agent: its credential
+// and inbox prefix, as the agent connects.
+func (e *env) agentOptions(project string) ([]nats.Option, error) {
+	tok, err := e.creds.Agent(credential.NATS, project, 0)
+	if err != nil {
+		return nil, err
+	}
+	return []nats.Option{nats.Token(tok), nats.CustomInboxPrefix(builder.NATSInboxPrefix(project))}, nil
 }
 
 func (e *env) close() {
@@ -316,7 +340,11 @@ func (e *env) scenario(ctx context.Context, sub string, builds, lines, rate int)
 	// subscriber must see before the measured lines are written.
 	pubs := make([]*publish.Publisher, builds)
 	for i, b := range bs {
-		p, err := publish.New(ctx, publish.Config{URL: e.ns.URL(), Project: b.project, Deployment: b.id, Stdout: io.Discard,
+		opts, err := e.agentOptions(b.project)
+		if err != nil {
+			return result{}, err
+		}
+		p, err := publish.New(ctx, publish.Config{URL: e.ns.URL(), Options: opts, Project: b.project, Deployment: b.id, Stdout: io.Discard,
 			SpoolDir: filepath.Join(e.dir, "spool", b.project)})
 		if err != nil {
 			return result{}, err
