@@ -49,9 +49,13 @@ type AgentConfig struct {
 	// build secrets fetched. Empty: output only goes to the agent's
 	// stdout, and a project with build secrets cannot build.
 	NATSURL string `json:"natsURL"`
+	// Registry is the host[:port] of the registry images are pushed to;
+	// Credentials.Registry is for it (and sent to no other host).
+	Registry string `json:"registry"`
 	// RegistryTLSVerify requires TLS with verified certificates when the
-	// agent pulls base images, pushes and labels images. Off by default:
-	// the embedded registry speaks plain HTTP on loopback.
+	// agent pulls base images, pushes and labels images: the server sets
+	// it for an external registry unless --registry-insecure; the
+	// embedded registry speaks plain HTTP on loopback.
 	RegistryTLSVerify bool `json:"registryTLSVerify"`
 	// IdleTimeout is how long the agent keeps polling after its last task
 	// before it exits 0 (the machine sleeps); default DefaultIdleTimeout.
@@ -94,7 +98,9 @@ type AgentCredentials struct {
 	NATS string `json:"nats,omitempty"`
 	// Temporal is the agent's bearer token for the Temporal frontend.
 	Temporal string `json:"temporal,omitempty"`
-	// Registry is the password (any user name) for the registry.
+	// Registry is the password (any user name) for the embedded registry
+	// at AgentConfig.Registry: push and pull of the project's repository,
+	// pull of base/*. Empty with an external registry.
 	Registry string `json:"registry,omitempty"`
 	// PayloadKey is the key of the payload codec that encrypts workflow
 	// payloads in Temporal's history (base64).

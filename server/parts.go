@@ -64,7 +64,10 @@ type parts struct {
 	publicURL    string
 	registryHost string
 	// registry is the embedded registry; nil with an external one.
-	registry      *registry.Registry
+	registry *registry.Registry
+	// registryCred is the server's own credential for the embedded
+	// registry (it may delete); "" with an external one.
+	registryCred  string
 	machines      *process.Provider
 	slots         *deploy.Slots
 	waker         *earlyWaker
@@ -124,9 +127,6 @@ func newParts(cfg Config) (*parts, error) {
 	p := &parts{cfg: cfg, log: cfg.Logger, dataDir: dataDir, statePath: filepath.Join(dataDir, "state.json")}
 	if p.st, err = loadState(p.statePath); err != nil {
 		return nil, err
-	}
-	if p.st.RegistryToken == "" {
-		p.st.RegistryToken = randomHex(24)
 	}
 	if p.creds, err = credential.Load(filepath.Join(dataDir, credential.KeyFile)); err != nil {
 		return nil, err
@@ -284,7 +284,10 @@ func (p *parts) startRegistry(ctx context.Context) (err error) {
 	if p.cfg.Registry != "" {
 		return nil
 	}
-	p.registry, err = registry.New(ctx, registry.Config{RootDir: filepath.Join(p.dataDir, "registry"), Token: p.st.RegistryToken, Logger: p.log})
+	if p.registryCred, err = p.creds.Server(credential.Registry); err != nil {
+		return err
+	}
+	p.registry, err = registry.New(ctx, registry.Config{RootDir: filepath.Join(p.dataDir, "registry"), Authenticate: p.registryAccess, Logger: p.log})
 	if err != nil {
 		return fmt.Errorf("start embedded registry: %w", err)
 	}
@@ -322,7 +325,7 @@ func (p *parts) startMachines(ctx context.Context) error {
 		VolumesDir:  volumesDir,
 		Isolation:   isolation,
 		Binary:      p.cfg.AgentBinary,
-		Agent:       agentConfig(p.cfg, p.temporalAddr, p.natsURL),
+		Agent:       agentConfig(p.cfg, p.temporalAddr, p.natsURL, p.registryHost),
 		Env:         p.cfg.AgentEnv,
 		Credentials: p.agentCredentials,
 		Recorder:    p.store,
@@ -339,7 +342,7 @@ func (p *parts) startDeployer(context.Context) error {
 		Temporal:    p.temporal,
 		Registry:    p.registryHost,
 		ResolveRef:  gitmirror.ResolveRef,
-		ImageExists: registryClient{host: p.registryHost}.ImageExists,
+		ImageExists: p.registryClient().ImageExists,
 		Secrets:     p.store,
 		MaxBuild:    p.cfg.MaxBuild,
 		EarlyWake:   p.waker.Wake,
@@ -448,7 +451,7 @@ func (p *parts) startDemo(ctx context.Context) error {
 	if !p.cfg.Demo {
 		return nil
 	}
-	if err := setUpDemo(ctx, demoConfig{DataDir: p.dataDir, Registry: p.registryHost, Store: p.store, Deployer: p.deployer,
+	if err := setUpDemo(ctx, demoConfig{DataDir: p.dataDir, Registry: p.registryClient(), Store: p.store, Deployer: p.deployer,
 		PublicURL: p.publicURL, Logger: p.log}); err != nil {
 		p.log.Error("demo project could not be set up", "error", err)
 	}

@@ -67,7 +67,11 @@ directory holding ./slipway-data reads it from there.`,
 	f.StringVar(&cfg.TemporalNamespace, "temporal-namespace", envOr("SLIPWAY_TEMPORAL_NAMESPACE", builder.DefaultTemporalNamespace), "Temporal namespace")
 	f.StringVar(&cfg.NATSURL, "nats", os.Getenv("SLIPWAY_NATS"), "external NATS URL with JetStream (default: embedded)")
 	f.StringVar(&cfg.Registry, "registry", os.Getenv("SLIPWAY_REGISTRY"), "external registry host[:port][/prefix] to push to (default: embedded at /v2/)")
-	f.BoolVar(&cfg.RegistryTLSVerify, "registry-tls-verify", false, "builders require TLS with verified certificates from the registry (off: the embedded registry speaks plain HTTP)")
+	f.BoolVar(&cfg.RegistryInsecure, "registry-insecure", false,
+		"reach the external --registry without TLS verification (plain HTTP allowed, certificates unchecked); verification is on by default, and the embedded registry speaks plain HTTP on the listener")
+	// Verification of an external registry is the default now.
+	f.Bool("registry-tls-verify", true, "")
+	_ = f.MarkDeprecated("registry-tls-verify", "TLS verification of an external registry is on by default; use --registry-insecure to turn it off")
 	f.DurationVar(&cfg.MaxBuild, "max-build", deploy.DefaultMaxBuild, "maximum duration of one build")
 	f.IntVar(&cfg.MaxBuilds, "max-builds", server.DefaultMaxBuilds, "builds that may run at once across all projects (each project builds one at a time)")
 	f.DurationVar(&cfg.WebhookMaxAge, "webhook-max-age", github.DefaultMaxAge,
