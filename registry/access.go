@@ -164,14 +164,27 @@ func (r *Registry) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		r.unauthorized(w, "invalid credential")
 		return
 	}
-	n, ok := classify(req)
-	if ok && n.repo != "" && !(access.Allows(n.repo, n.action) && (n.from == "" || access.Allows(n.from, Pull))) {
-		r.cfg.Logger.Info("registry: request denied", "who", access.Who, "repository", n.repo, "action", n.action, "from", n.from)
+	if repo, action, denied := deniedBy(req, access); denied {
+		r.cfg.Logger.Info("registry: request denied", "who", access.Who, "repository", repo, "action", action)
 		_ = errcode.ServeJSON(w, errcode.ErrorCodeDenied.WithMessage(
-			string(n.action)+" access to "+n.repo+" is denied for this credential"))
+			string(action)+" access to "+repo+" is denied for this credential"))
 		return
 	}
 	r.app.ServeHTTP(w, req)
+}
+
+// deniedBy says which repository and action access lacks for req, if any.
+func deniedBy(req *http.Request, access *Access) (repo string, action Action, denied bool) {
+	n, ok := classify(req)
+	switch {
+	case !ok || n.repo == "":
+		return "", "", false
+	case !access.Allows(n.repo, n.action):
+		return n.repo, n.action, true
+	case n.from != "" && !access.Allows(n.from, Pull):
+		return n.from, Pull, true
+	}
+	return "", "", false
 }
 
 func (r *Registry) unauthorized(w http.ResponseWriter, why string) {
