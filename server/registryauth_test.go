@@ -98,3 +98,19 @@ func TestOldStateFile(t *testing.T) {
 		t.Errorf("the saved state keeps the old shared token: %s", b)
 	}
 }
+
+// An external registry gets none of the server's credentials: the agent
+// would send it to a registry that cannot check it.
+func TestNoRegistryCredentialForExternalRegistry(t *testing.T) {
+	p, err := newParts(Config{DataDir: t.TempDir(), Registry: "registry.example.com"}.WithDefaults())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := p.agentCredentials("web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Registry != "" || c.NATS == "" {
+		t.Errorf("credentials with an external registry = %+v, want NATS's and Temporal's only", c)
+	}
+}
