@@ -28,14 +28,19 @@ func (k authFileKeychain) Resolve(target authn.Resource) (authn.Authenticator, e
 	return authn.FromConfig(authn.AuthConfig{Username: user, Password: pass}), nil
 }
 
-// registryAuth writes the registry credential of cfg to the volume's auth
-// file and returns its path, or "" when the agent has none (an external
-// registry: the builder's own logins then apply).
+// registryAuth writes the registry login of cfg (the wake's credential
+// for the embedded registry, or the server's login to an external one) to
+// the volume's auth file and returns its path, or "" when the agent has
+// none.
 func registryAuth(cfg builder.AgentConfig, layout builder.Layout) (string, error) {
 	if cfg.Credentials.Registry == "" || cfg.Registry == "" {
 		return "", nil
 	}
-	if err := buildah.WriteAuthFile(layout.RegistryAuth, cfg.Registry, registryUser, cfg.Credentials.Registry); err != nil {
+	user := cfg.Credentials.RegistryUser
+	if user == "" {
+		user = registryUser
+	}
+	if err := buildah.WriteAuthFile(layout.RegistryAuth, cfg.Registry, user, cfg.Credentials.Registry); err != nil {
 		return "", err
 	}
 	return layout.RegistryAuth, nil

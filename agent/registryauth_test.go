@@ -7,6 +7,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 
+	"github.com/slipway-ci/slipway/buildah"
 	"github.com/slipway-ci/slipway/builder"
 )
 
@@ -39,6 +40,15 @@ func TestRegistryAuth(t *testing.T) {
 		if got.Password != want {
 			t.Errorf("password for %s = %q, want %q", ref, got.Password, want)
 		}
+	}
+	// An external registry's login keeps its user name.
+	ext := builder.AgentConfig{Registry: "r.example.com", Credentials: builder.AgentCredentials{Registry: "hunter2", RegistryUser: "ci-bot"}}
+	extPath, err := registryAuth(ext, builder.VolumeLayout(t.TempDir()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if user, pass, ok, err := buildah.AuthFileLogin(extPath, "r.example.com"); !ok || err != nil || user != "ci-bot" || pass != "hunter2" {
+		t.Errorf("external login = %q:%q (%v, %v), want ci-bot:hunter2", user, pass, ok, err)
 	}
 	// Without a credential (an external registry) there is no file.
 	if path, err := registryAuth(builder.AgentConfig{Registry: "r.example.com"}, builder.VolumeLayout(t.TempDir())); path != "" || err != nil {

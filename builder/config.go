@@ -100,8 +100,12 @@ type AgentCredentials struct {
 	Temporal string `json:"temporal,omitempty"`
 	// Registry is the password (any user name) for the embedded registry
 	// at AgentConfig.Registry: push and pull of the project's repository,
-	// pull of base/*. Empty with an external registry.
+	// pull of base/*; with an external registry, the password of the
+	// server's --registry-auth-file login, or empty.
 	Registry string `json:"registry,omitempty"`
+	// RegistryUser is the user name of an external registry's login;
+	// empty for the embedded registry, which takes any.
+	RegistryUser string `json:"registryUser,omitempty"`
 	// PayloadKey is the key of the payload codec that encrypts workflow
 	// payloads in Temporal's history (base64).
 	PayloadKey string `json:"payloadKey,omitempty"`

@@ -115,12 +115,12 @@ func pushDemoBase(ctx context.Context, cfg demoConfig, dir, base string) error {
 	cfg.Logger.Info("demo: making the base image from busybox-static", "image", base)
 	bcfg := buildah.ConfigAt(filepath.Join(dir, "buildah"))
 	if cfg.Registry.cred != "" {
-		// The server's own credential, in a 0600 file of the server's.
+		// The server's own login, in a 0600 file of the server's.
 		bcfg.AuthFile = filepath.Join(dir, "registry-auth.json")
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return err
 		}
-		if err := buildah.WriteAuthFile(bcfg.AuthFile, strings.SplitN(cfg.Registry.host, "/", 2)[0], "slipway-server", cfg.Registry.cred); err != nil {
+		if err := buildah.WriteAuthFile(bcfg.AuthFile, strings.SplitN(cfg.Registry.host, "/", 2)[0], cfg.Registry.user, cfg.Registry.cred); err != nil {
 			return err
 		}
 	}

@@ -66,15 +66,16 @@ type parts struct {
 	// registry is the embedded registry; nil with an external one.
 	registry *registry.Registry
 	// registryCred is the server's own credential for the embedded
-	// registry (it may delete); "" with an external one.
-	registryCred  string
-	machines      *process.Provider
-	slots         *deploy.Slots
-	waker         *earlyWaker
-	deployer      *deploy.Service
-	worker        worker.Worker
-	stopRetention func()
-	http          *http.Server
+	// registry (it may delete); with an external one, the password of
+	// --registry-auth-file (registryUser its user name), or "".
+	registryCred, registryUser string
+	machines                   *process.Provider
+	slots                      *deploy.Slots
+	waker                      *earlyWaker
+	deployer                   *deploy.Service
+	worker                     worker.Worker
+	stopRetention              func()
+	http                       *http.Server
 	// serveErr receives what http.Server.Serve returned; served is closed
 	// once it has.
 	serveErr chan error
@@ -282,7 +283,8 @@ func ignoreClosed(err error) error {
 // listener, unless an external one is configured.
 func (p *parts) startRegistry(ctx context.Context) (err error) {
 	if p.cfg.Registry != "" {
-		return nil
+		p.registryUser, p.registryCred, err = externalRegistryLogin(p.cfg)
+		return err
 	}
 	if p.registryCred, err = p.creds.Server(credential.Registry); err != nil {
 		return err

@@ -3,10 +3,12 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"time"
 
 	"github.com/slipway-ci/slipway"
+	"github.com/slipway-ci/slipway/buildah"
 	"github.com/slipway-ci/slipway/credential"
 	"github.com/slipway-ci/slipway/registry"
 )
@@ -78,4 +80,22 @@ func (p *parts) tokenAccess(ctx context.Context, secret string) (*registry.Acces
 		a.Rules = append(a.Rules, registry.Rule{Repo: sc.Repo, Actions: actions})
 	}
 	return a, nil
+}
+
+// externalRegistryLogin is the login to the external registry in
+// cfg.RegistryAuthFile (read at each call, so a rotated file takes
+// effect at the next wake), or none.
+func externalRegistryLogin(cfg Config) (user, password string, err error) {
+	if cfg.RegistryAuthFile == "" {
+		return "", "", nil
+	}
+	host := strings.SplitN(cfg.Registry, "/", 2)[0]
+	user, password, ok, err := buildah.AuthFileLogin(cfg.RegistryAuthFile, host)
+	if err != nil {
+		return "", "", fmt.Errorf("--registry-auth-file: %w", err)
+	}
+	if !ok {
+		return "", "", fmt.Errorf("--registry-auth-file %s has no login for %s (podman login --authfile %s %s)", cfg.RegistryAuthFile, host, cfg.RegistryAuthFile, host)
+	}
+	return user, password, nil
 }

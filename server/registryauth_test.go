@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/slipway-ci/slipway"
+	"github.com/slipway-ci/slipway/buildah"
 	"github.com/slipway-ci/slipway/credential"
 	"github.com/slipway-ci/slipway/registry"
 )
@@ -99,18 +101,30 @@ func TestOldStateFile(t *testing.T) {
 	}
 }
 
-// An external registry gets none of the server's credentials: the agent
-// would send it to a registry that cannot check it.
-func TestNoRegistryCredentialForExternalRegistry(t *testing.T) {
-	p, err := newParts(Config{DataDir: t.TempDir(), Registry: "registry.example.com"}.WithDefaults())
+// An external registry gets none of the server's credentials (the agent
+// would send one to a registry that cannot check it), but the login of
+// --registry-auth-file, read at each wake; a file without one is an
+// error that names the command to fix it.
+func TestExternalRegistryLogin(t *testing.T) {
+	dir := t.TempDir()
+	authFile := filepath.Join(dir, "auth.json")
+	p, err := newParts(Config{DataDir: dir, Registry: "registry.example.com:5000/team"}.WithDefaults())
 	if err != nil {
 		t.Fatal(err)
 	}
 	c, err := p.agentCredentials("web")
-	if err != nil {
+	if err != nil || c.Registry != "" || c.RegistryUser != "" || c.NATS == "" {
+		t.Errorf("credentials with an external registry = %+v, %v; want NATS's and Temporal's only", c, err)
+	}
+	p.cfg.RegistryAuthFile = authFile
+	if _, err := p.agentCredentials("web"); err == nil || !strings.Contains(err.Error(), "podman login --authfile "+authFile+" registry.example.com:5000") {
+		t.Errorf("credentials with a missing auth file: %v; want an error naming the podman login to run", err)
+	}
+	if err := buildah.WriteAuthFile(authFile, "registry.example.com:5000", "ci-bot", "hunter2"); err != nil {
 		t.Fatal(err)
 	}
-	if c.Registry != "" || c.NATS == "" {
-		t.Errorf("credentials with an external registry = %+v, want NATS's and Temporal's only", c)
+	c, err = p.agentCredentials("web")
+	if err != nil || c.RegistryUser != "ci-bot" || c.Registry != "hunter2" {
+		t.Errorf("credentials with an auth file = %+v, %v; want its login ci-bot:hunter2", c, err)
 	}
 }

@@ -71,6 +71,13 @@ type Config struct {
 	// certificate; the embedded one speaks plain HTTP on the server's
 	// listener either way.
 	RegistryInsecure bool
+	// RegistryAuthFile is a containers-auth.json file (podman login's
+	// format: `podman login --authfile FILE HOST`) with the login to the
+	// external Registry. The server reads its entry for the registry's
+	// host at each wake of a machine and hands it to the agent in its
+	// 0600 agent.json, and uses it for its own look-ups. Empty: the
+	// external registry is reached without a login.
+	RegistryAuthFile string
 	// AgentBinary is the executable started as `AgentBinary agent --config
 	// FILE` for each machine; default slipway-agent next to the running executable,
 	// else the running executable (see process.DefaultBinary).

@@ -13,9 +13,10 @@ import (
 // registries speak plain HTTP.
 type registryClient struct {
 	host string
-	// cred is the server's credential for the embedded registry (the
-	// basic-auth password); "" for an external one.
-	cred string
+	// user and cred are the login: the server's credential for the
+	// embedded registry (any user name), the --registry-auth-file login
+	// for an external one, or none.
+	user, cred string
 	// tlsVerify is false for an external registry with
 	// --registry-insecure: certificates are then not checked.
 	tlsVerify bool
@@ -23,7 +24,11 @@ type registryClient struct {
 
 // registryClient is the server's client of its registry.
 func (p *parts) registryClient() registryClient {
-	return registryClient{host: p.registryHost, cred: p.registryCred, tlsVerify: registryTLSVerify(p.cfg)}
+	user := p.registryUser
+	if user == "" {
+		user = "slipway-server"
+	}
+	return registryClient{host: p.registryHost, user: user, cred: p.registryCred, tlsVerify: registryTLSVerify(p.cfg)}
 }
 
 // ImageExists asks the registry whether image's repository has the
@@ -51,7 +56,7 @@ func (c registryClient) ImageExists(ctx context.Context, image, reference string
 	}
 	req.Header.Set("Accept", "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.index.v1+json")
 	if c.cred != "" {
-		req.SetBasicAuth("slipway-server", c.cred)
+		req.SetBasicAuth(c.user, c.cred)
 	}
 	hc := http.DefaultClient
 	if !c.tlsVerify && scheme == "https" {
