@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"github.com/slipway-ci/slipway/buildah"
 	"github.com/slipway-ci/slipway/buildah/baseimage"
 	"github.com/slipway-ci/slipway/builder"
+	"github.com/slipway-ci/slipway/credential"
 	"github.com/slipway-ci/slipway/internal/testenv"
 	"github.com/slipway-ci/slipway/podman"
 )
@@ -38,7 +40,8 @@ func TestAttackRegistry(t *testing.T) {
 		images[project] = registryImage(t, s.Host, project, sha)
 	}
 	images["base"] = registryImage(t, s.Host, "base/mine", "1")
-	credP := machineRegistryCredential(t, s, "p")
+	credP, natsP := machineCredentials(t, s, "p")
+	forged := forgeServerCredential(t, credP)
 	out, code := s.cli(t, "token", "create", "--name", "reader", "--scope", "pull:base/*")
 	pullToken, _, _ := strings.Cut(out, "\n")
 	if code != 0 {
@@ -62,6 +65,8 @@ func TestAttackRegistry(t *testing.T) {
 		{"registry: p's escaped build mounts q's config into p", "registry-mount", []string{s.Host, "p", "q", q.config, credP}, nil},
 		{"registry: p's escaped build overwrites a base image", "registry-push", b.push(s.Host, credP), nil},
 		{"registry: a pull:base/* token overwrites a base image", "registry-push", b.push(s.Host, pullToken), nil},
+		{"registry: p's escaped build deletes with its NATS credential", "registry-delete", []string{s.Host, "q", q.digest, natsP}, nil},
+		{"registry: p's escaped build deletes with its credential made the server's", "registry-delete", []string{s.Host, "q", q.digest, forged}, nil},
 	} {
 		r := runAttacker(t, a.attacker, a.args...)
 		attack(t, a.name, r, a.secrets...)
@@ -109,19 +114,38 @@ func registryImage(t *testing.T, host, repo, tag string) image {
 	return image{repo: repo, tag: tag, digest: digest, config: m.Config.Digest, configSize: m.Config.Size}
 }
 
-// machineRegistryCredential reads the registry credential of project's
-// machine from its agent.json, as a build that escaped its container
-// might.
-func machineRegistryCredential(t *testing.T, s *serverProc, project string) string {
+// machineCredentials reads the registry and NATS credentials of
+// project's machine from its agent.json, as a build that escaped its
+// container might.
+func machineCredentials(t *testing.T, s *serverProc, project string) (registry, nats string) {
 	t.Helper()
 	cfg, err := builder.ReadAgentConfig(filepath.Join(s.DataDir, "volumes", project, "agent.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Credentials.Registry == "" {
-		t.Fatalf("the machine of %s has no registry credential", project)
+	if cfg.Credentials.Registry == "" || cfg.Credentials.NATS == "" {
+		t.Fatalf("the machine of %s lacks a registry or NATS credential: %+v", project, cfg.Credentials)
 	}
-	return cfg.Credentials.Registry
+	return cfg.Credentials.Registry, cfg.Credentials.NATS
+}
+
+// forgeServerCredential turns a machine's credential into one that claims
+// to be the server's (no project), keeping its signature.
+func forgeServerCredential(t *testing.T, cred string) string {
+	t.Helper()
+	body, sig, _ := strings.Cut(strings.TrimPrefix(cred, credential.Prefix), ".")
+	payload, err := base64.RawURLEncoding.DecodeString(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var claims map[string]any
+	if err := json.Unmarshal(payload, &claims); err != nil {
+		t.Fatal(err)
+	}
+	delete(claims, "p")
+	delete(claims, "e")
+	payload, _ = json.Marshal(claims)
+	return credential.Prefix + base64.RawURLEncoding.EncodeToString(payload) + "." + sig
 }
 
 // podmanLoginAndPush does what the README tells a user who pushes a base
