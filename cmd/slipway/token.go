@@ -24,10 +24,13 @@ Registry tokens (create --scope) are for the embedded registry only: the
 password of podman login or docker login, with any user name.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return usageError{fmt.Errorf("%s needs a subcommand: create or revoke", cmd.CommandPath())}
+			return usageError{fmt.Errorf("%s needs a subcommand: create, list or revoke", cmd.CommandPath())}
 		},
 	}
-	cmd.AddCommand(newTokenCreateCmd(g), newTokenRevokeCmd(g))
+	// `token list` is `tokens`, where a reader of `token --help` looks.
+	list := newTokensCmd(g)
+	list.Use = "list"
+	cmd.AddCommand(newTokenCreateCmd(g), newTokenRevokeCmd(g), list)
 	return cmd
 }
 
@@ -104,7 +107,7 @@ func newTokensCmd(g *globals) *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "tokens",
-		Short: "List API tokens (never the tokens themselves)",
+		Short: "List API tokens and registry tokens with their scopes (never the tokens themselves)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ts, err := g.client().Tokens(cmd.Context())

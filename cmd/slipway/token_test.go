@@ -258,10 +258,12 @@ func TestRegistryTokenCommands(t *testing.T) {
 	if code != 0 || !strings.HasPrefix(token, slipway.TokenPrefix) || !strings.Contains(stderr, "push:base/* pull:demo") || !strings.Contains(stderr, "podman login") {
 		t.Fatalf("token create --scope = exit %d, stdout %q, stderr %q", code, stdout, stderr)
 	}
-	code, stdout, _ = ts.slipwayCmd(t, "tokens")
-	if code != 0 || !regexp.MustCompile(`(?m)^t-[0-9a-f]{12}\s+bases\s+.*push:base/\* pull:demo$`).MatchString(stdout) ||
-		!regexp.MustCompile(`(?m)^t-[0-9a-f]{12}\s+test\s+.*\sapi$`).MatchString(stdout) {
-		t.Errorf("tokens = exit %d:\n%s\nwant the registry token's scopes and api for the API token", code, stdout)
+	for _, list := range [][]string{{"tokens"}, {"token", "list"}} {
+		code, stdout, _ = ts.slipwayCmd(t, list...)
+		if code != 0 || !regexp.MustCompile(`(?m)^t-[0-9a-f]{12}\s+bases\s+.*push:base/\* pull:demo$`).MatchString(stdout) ||
+			!regexp.MustCompile(`(?m)^t-[0-9a-f]{12}\s+test\s+.*\sapi$`).MatchString(stdout) {
+			t.Errorf("%v = exit %d:\n%s\nwant the registry token's scopes and api for the API token", list, code, stdout)
+		}
 	}
 	var out, errOut bytes.Buffer
 	if code := run(t.Context(), []string{"--server", ts.url, "--token", token, "projects"}, &out, &errOut); code == 0 || !strings.Contains(errOut.String(), "registry token") {
