@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"fmt"
+	"regexp"
 	"strings"
 	"time"
 )
@@ -24,6 +25,45 @@ type APIToken struct {
 	// LastUsedAt is when the token was last seen on a request (recorded
 	// at most once a minute), or nil.
 	LastUsedAt *time.Time `json:"lastUsedAt"`
+	// Scopes, when there are any, make the token a registry token: it
+	// then works for the registry only, for what they allow, and not
+	// for the API. A token without scopes is an API token, which may
+	// also push and pull every repository (never delete).
+	Scopes []TokenScope `json:"scopes"`
+}
+
+// TokenScope is what a registry token may do: push (which implies pull)
+// or pull the repositories Repo names.
+type TokenScope struct {
+	// Action is ScopePush or ScopePull.
+	Action string `json:"action"`
+	// Repo is a repository name or a pattern in which "*" matches any
+	// run of characters, "/" included: "base/*", "demo".
+	Repo string `json:"repo"`
+}
+
+// The actions of a TokenScope.
+const (
+	ScopePush = "push"
+	ScopePull = "pull"
+)
+
+// String is the scope as ParseTokenScope reads it: "push:base/*".
+func (s TokenScope) String() string { return s.Action + ":" + s.Repo }
+
+var scopeRepoRE = regexp.MustCompile(`^[a-z0-9*]+(?:(?:[._/-]|__|-+)[a-z0-9*]+)*$`)
+
+// ParseTokenScope reads "push:REPO" or "pull:REPO", REPO a repository
+// name or a pattern with "*" (e.g. "push:base/*").
+func ParseTokenScope(s string) (TokenScope, error) {
+	action, repo, ok := strings.Cut(strings.TrimSpace(s), ":")
+	if !ok || (action != ScopePush && action != ScopePull) {
+		return TokenScope{}, Errorf(EINVALID, "invalid scope %q: use push:REPO or pull:REPO (REPO may be a pattern such as base/*)", s)
+	}
+	if len(repo) > 255 || !scopeRepoRE.MatchString(repo) {
+		return TokenScope{}, Errorf(EINVALID, "invalid scope %q: %q is not a repository name or pattern (lowercase letters, digits, . _ - /, and *)", s, repo)
+	}
+	return TokenScope{Action: action, Repo: repo}, nil
 }
 
 // TokenPrefix starts every API token, so that one is easy to recognise
@@ -75,8 +115,9 @@ type TokenStore interface {
 }
 
 // IssueToken creates a new API token named name in ts and returns the
-// token (to be shown once) with its record.
-func IssueToken(ctx context.Context, ts TokenStore, name string) (string, *APIToken, error) {
+// token (to be shown once) with its record. With scopes it is a registry
+// token (see APIToken.Scopes).
+func IssueToken(ctx context.Context, ts TokenStore, name string, scopes ...TokenScope) (string, *APIToken, error) {
 	name = strings.TrimSpace(name)
 	if len(name) > 100 || strings.ContainsFunc(name, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
 		return "", nil, Errorf(EINVALID, "invalid token name %q: use at most 100 printable characters", name)
@@ -89,7 +130,12 @@ func IssueToken(ctx context.Context, ts TokenStore, name string) (string, *APITo
 	if err != nil {
 		return "", nil, err
 	}
-	t := &APIToken{ID: id, Name: name, CreatedAt: time.Now().UTC()}
+	for _, sc := range scopes {
+		if _, err := ParseTokenScope(sc.String()); err != nil {
+			return "", nil, err
+		}
+	}
+	t := &APIToken{ID: id, Name: name, CreatedAt: time.Now().UTC(), Scopes: scopes}
 	if err := ts.CreateToken(ctx, t, HashToken(token)); err != nil {
 		return "", nil, fmt.Errorf("create API token: %w", err)
 	}

@@ -588,7 +588,7 @@ func (a *Activities) remember(key, ref string) {
 // resolveImage asks the image's registry for the digest its tag points to
 // and the image's config.
 func (a *Activities) resolveImage(ctx context.Context, ref string) (string, *docker.Config, error) {
-	return registryImage(ctx, ref, a.cfg.RegistryTLSVerify)
+	return registryImage(ctx, ref, a.registry())
 }
 
 // Push pushes the image and removes the checkout.
@@ -625,7 +625,7 @@ func (a *Activities) Push(ctx context.Context, in builder.BuildInput) (_ builder
 	if tail != nil {
 		j.line("push", "applying %s to the image's config", describeTail(tail))
 	}
-	digest, err := configureInRegistry(ctx, in.Image, labels, tail, a.cfg.RegistryTLSVerify)
+	digest, err := configureInRegistry(ctx, in.Image, labels, tail, a.registry())
 	if err != nil {
 		return builder.PushResult{}, pushFailed("labelling the image", "in", err)
 	}

@@ -149,6 +149,11 @@ func connect(ctx context.Context, cfg Config, layout builder.Layout) (client.Cli
 	go func() {
 		bcfg := buildah.ConfigAt(layout.Builder)
 		bcfg.Binary, bcfg.Runtime, bcfg.Runc = cfg.Buildah, cfg.Runtime, cfg.Runc
+		var err error
+		if bcfg.AuthFile, err = registryAuth(cfg.AgentConfig, layout); err != nil {
+			builderc <- newBuilder{nil, err}
+			return
+		}
 		b, err := buildah.New(ctx, bcfg)
 		builderc <- newBuilder{b, err}
 	}()

@@ -182,7 +182,9 @@ func TestMigrateVolumeFromPodman(t *testing.T) {
 	host := testenv.Registry(t)
 	vol := t.TempDir()
 	layout := builder.VolumeLayout(vol)
-	old, err := podman.New(podman.ConfigAt(filepath.Join(vol, "podman")))
+	ocfg := podman.ConfigAt(filepath.Join(vol, "podman"))
+	ocfg.AuthFile = testenv.RegistryAuthFile()
+	old, err := podman.New(ocfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -195,7 +197,9 @@ func TestMigrateVolumeFromPodman(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	b, err := buildah.New(t.Context(), buildah.ConfigAt(layout.Builder))
+	bcfg := buildah.ConfigAt(layout.Builder)
+	bcfg.AuthFile = testenv.RegistryAuthFile()
+	b, err := buildah.New(t.Context(), bcfg)
 	if err != nil {
 		t.Fatal(err)
 	}

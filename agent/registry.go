@@ -24,11 +24,21 @@ import (
 // and putting the deployment's labels (and the config-only steps a
 // Dockerfile ends with) on a pushed image.
 //
-// Credentials are the builder's own, as podman finds them: the Docker
-// config and the containers auth.json ($XDG_RUNTIME_DIR/containers or
-// $REGISTRY_AUTH_FILE). With TLS verification off (the embedded registry
-// on loopback) plain HTTP is allowed and certificates are not checked,
-// like podman's --tls-verify=false.
+// Credentials are those of the agent's auth file (registryAccess.authFile,
+// which buildah is given too), then the builder's own, as podman finds
+// them: the Docker config and the containers auth.json. With TLS
+// verification off (the embedded registry on loopback, or
+// --registry-insecure) plain HTTP is allowed and certificates are not
+// checked, like podman's --tls-verify=false.
+
+// registryAccess is how the agent reaches registries.
+type registryAccess struct {
+	// tlsVerify requires TLS with verified certificates.
+	tlsVerify bool
+	// authFile is a containers-auth.json file with the agent's registry
+	// credential (see writeRegistryAuth); "" for none.
+	authFile string
+}
 
 // registryTimeout bounds one registry request.
 const registryTimeout = 30 * time.Second
@@ -36,10 +46,10 @@ const registryTimeout = 30 * time.Second
 // registryRef parses ref and returns the options to reach its registry,
 // over a transport of the caller's own: closeIdle closes its idle
 // connections, and so ends their goroutines, once the caller is done.
-func registryRef(ref string, tlsVerify bool) (_ name.Reference, _ []remote.Option, closeIdle func(), _ error) {
+func registryRef(ref string, reg registryAccess) (_ name.Reference, _ []remote.Option, closeIdle func(), _ error) {
 	var nopts []name.Option
 	tr := remote.DefaultTransport.(*http.Transport).Clone()
-	if !tlsVerify {
+	if !reg.tlsVerify {
 		nopts = append(nopts, name.Insecure)
 		tr.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // --tls-verify=false asks for exactly this
 	}
@@ -47,13 +57,14 @@ func registryRef(ref string, tlsVerify bool) (_ name.Reference, _ []remote.Optio
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("image reference %q: %w", ref, err)
 	}
-	return r, []remote.Option{remote.WithAuthFromKeychain(authn.DefaultKeychain), remote.WithTransport(tr)}, tr.CloseIdleConnections, nil
+	keys := authn.NewMultiKeychain(authFileKeychain(reg.authFile), authn.DefaultKeychain)
+	return r, []remote.Option{remote.WithAuthFromKeychain(keys), remote.WithTransport(tr)}, tr.CloseIdleConnections, nil
 }
 
 // registryDigest returns the manifest digest ref (host/name:tag or
 // host/name@digest) points to, asking its registry. References without a
 // registry host are not resolved: nothing outside this machine is asked.
-func registryDigest(ctx context.Context, ref string, tlsVerify bool) (string, error) {
+func registryDigest(ctx context.Context, ref string, reg registryAccess) (string, error) {
 	if _, d, ok := strings.Cut(ref, "@"); ok {
 		return d, nil
 	}
@@ -61,7 +72,7 @@ func registryDigest(ctx context.Context, ref string, tlsVerify bool) (string, er
 	if !ok || !(strings.ContainsAny(host, ".:") || host == "localhost") {
 		return "", fmt.Errorf("%s names no registry host", ref)
 	}
-	r, ropts, closeIdle, err := registryRef(ref, tlsVerify)
+	r, ropts, closeIdle, err := registryRef(ref, reg)
 	if err != nil {
 		return "", err
 	}
@@ -85,8 +96,8 @@ func registryDigest(ctx context.Context, ref string, tlsVerify bool) (string, er
 // value changes every deployment (its id, its commit) would make a build
 // step that never hits the cache, and podman 4.3 spends a second or more
 // on a build of its own for a LABEL.
-func configureInRegistry(ctx context.Context, ref string, labels map[string]string, tail *builder.ConfigTail, tlsVerify bool) (string, error) {
-	r, ropts, closeIdle, err := registryRef(ref, tlsVerify)
+func configureInRegistry(ctx context.Context, ref string, labels map[string]string, tail *builder.ConfigTail, reg registryAccess) (string, error) {
+	r, ropts, closeIdle, err := registryRef(ref, reg)
 	if err != nil {
 		return "", err
 	}
@@ -128,12 +139,12 @@ func configureInRegistry(ctx context.Context, ref string, labels map[string]stri
 // config (for the variables and ONBUILD triggers of the stages that start
 // from it), asking its registry; as registryDigest, references without a
 // registry host are not resolved.
-func registryImage(ctx context.Context, ref string, tlsVerify bool) (string, *docker.Config, error) {
+func registryImage(ctx context.Context, ref string, reg registryAccess) (string, *docker.Config, error) {
 	host, _, ok := strings.Cut(ref, "/")
 	if !ok || !(strings.ContainsAny(host, ".:") || host == "localhost") {
 		return "", nil, fmt.Errorf("%s names no registry host", ref)
 	}
-	r, ropts, closeIdle, err := registryRef(ref, tlsVerify)
+	r, ropts, closeIdle, err := registryRef(ref, reg)
 	if err != nil {
 		return "", nil, err
 	}

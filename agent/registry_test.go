@@ -40,14 +40,14 @@ func TestLabelInRegistry(t *testing.T) {
 		t.Fatalf("push: %v\n%s", err, out.String())
 	}
 	labels := map[string]string{"slipway.project": "app", "slipway.deployment": "d-1", "slipway.commit": "0123456789abcdef"}
-	got, err := configureInRegistry(t.Context(), ref, labels, nil, false)
+	got, err := configureInRegistry(t.Context(), ref, labels, nil, testRegistry())
 	if err != nil {
 		t.Fatalf("configureInRegistry: %v", err)
 	}
 	if got == pushed {
 		t.Fatalf("configureInRegistry returned the pushed digest %s: nothing changed", got)
 	}
-	if d, err := registryDigest(t.Context(), ref, false); err != nil || d != got {
+	if d, err := registryDigest(t.Context(), ref, testRegistry()); err != nil || d != got {
 		t.Fatalf("the tag points to %s (err %v), want the labelled manifest %s", d, err, got)
 	}
 
@@ -77,7 +77,7 @@ func TestLabelInRegistry(t *testing.T) {
 	}
 
 	// An unknown image is an error that names it, not a panic.
-	if _, err := configureInRegistry(t.Context(), host+"/nothing:here", labels, nil, false); err == nil {
+	if _, err := configureInRegistry(t.Context(), host+"/nothing:here", labels, nil, testRegistry()); err == nil {
 		t.Error("configureInRegistry of an image the registry lacks succeeded")
 	}
 }
@@ -147,7 +147,7 @@ EXPOSE 80
 				t.Fatal(err)
 			}
 			images := newImageResolver(t.Context(), func(ctx context.Context, ref string) (string, *docker.Config, error) {
-				return registryImage(ctx, ref, false)
+				return registryImage(ctx, ref, testRegistry())
 			})
 			bf, err := readBuildFile(dir, "", "Dockerfile", nil, images)
 			if err != nil {
@@ -178,7 +178,7 @@ EXPOSE 80
 			}
 			written := build("builder", df)
 			applied := build("registry", stripped.String())
-			if _, err := configureInRegistry(t.Context(), applied, nil, tail, false); err != nil {
+			if _, err := configureInRegistry(t.Context(), applied, nil, tail, testRegistry()); err != nil {
 				t.Fatal(err)
 			}
 			want, got := configOf(t, written), configOf(t, applied)
@@ -203,7 +203,7 @@ EXPOSE 80
 
 func remoteImage(t *testing.T, ref string) v1.Image {
 	t.Helper()
-	r, ropts, closeIdle, err := registryRef(ref, false)
+	r, ropts, closeIdle, err := registryRef(ref, testRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -222,4 +222,9 @@ func configOf(t *testing.T, ref string) *v1.ConfigFile {
 		t.Fatal(err)
 	}
 	return cf
+}
+
+// testRegistry reaches testenv's registries, with their credential.
+func testRegistry() registryAccess {
+	return registryAccess{authFile: testenv.RegistryAuthFile()}
 }

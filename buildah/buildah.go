@@ -111,6 +111,11 @@ type Config struct {
 	// Runc is the runc executable: the runtime's own, and what removes the
 	// RUN containers of a cancelled build. Default: DefaultRunc from PATH.
 	Runc string
+	// AuthFile is a containers-auth.json file (podman login's format)
+	// with the registry credentials of pulls and pushes: every engine
+	// command gets it as REGISTRY_AUTH_FILE, so no credential is ever in
+	// argv. Empty: the engine's own default.
+	AuthFile string
 }
 
 // ConfigAt returns a Config that keeps everything under dir: dir/storage,
@@ -411,6 +416,9 @@ func (b *Builder) Command(ctx context.Context, args ...string) *exec.Cmd {
 		// The runtime guard (cmd/slipway-runc) hands over to this runc.
 		"SLIPWAY_RUNC="+b.cfg.Runc,
 	)
+	if b.cfg.AuthFile != "" {
+		cmd.Env = append(cmd.Env, "REGISTRY_AUTH_FILE="+b.cfg.AuthFile)
+	}
 	setGroupKill(cmd)
 	return cmd
 }

@@ -290,6 +290,7 @@ func TestBuildPushRebuild(t *testing.T) {
 func assertManifest(t *testing.T, host, repo, tag, digest string) {
 	t.Helper()
 	req, _ := http.NewRequest("HEAD", "http://"+host+"/v2/"+repo+"/manifests/"+tag, nil)
+	req.SetBasicAuth("test", testenv.RegistryToken)
 	req.Header.Set("Accept", "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {

@@ -49,9 +49,13 @@ type AgentConfig struct {
 	// build secrets fetched. Empty: output only goes to the agent's
 	// stdout, and a project with build secrets cannot build.
 	NATSURL string `json:"natsURL"`
+	// Registry is the host[:port] of the registry images are pushed to;
+	// Credentials.Registry is for it (and sent to no other host).
+	Registry string `json:"registry"`
 	// RegistryTLSVerify requires TLS with verified certificates when the
-	// agent pulls base images, pushes and labels images. Off by default:
-	// the embedded registry speaks plain HTTP on loopback.
+	// agent pulls base images, pushes and labels images: the server sets
+	// it for an external registry unless --registry-insecure; the
+	// embedded registry speaks plain HTTP on loopback.
 	RegistryTLSVerify bool `json:"registryTLSVerify"`
 	// IdleTimeout is how long the agent keeps polling after its last task
 	// before it exits 0 (the machine sleeps); default DefaultIdleTimeout.
@@ -104,8 +108,14 @@ type AgentCredentials struct {
 	// TemporalTLS is how to speak TLS to an external Temporal; nil: plain
 	// gRPC (the embedded one, on loopback).
 	TemporalTLS *TemporalTLS `json:"temporalTLS,omitempty"`
-	// Registry is the password (any user name) for the registry.
+	// Registry is the password (any user name) for the embedded registry
+	// at AgentConfig.Registry: push and pull of the project's repository,
+	// pull of base/*; with an external registry, the password of the
+	// server's --registry-auth-file login, or empty.
 	Registry string `json:"registry,omitempty"`
+	// RegistryUser is the user name of an external registry's login;
+	// empty for the embedded registry, which takes any.
+	RegistryUser string `json:"registryUser,omitempty"`
 	// PayloadKey is the key of the payload codec that encrypts workflow
 	// payloads in Temporal's history (base64).
 	PayloadKey string `json:"payloadKey,omitempty"`

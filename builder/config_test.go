@@ -21,6 +21,7 @@ func full(t *testing.T, dir string) builder.AgentConfig {
 		TemporalHostPort:  "127.0.0.1:7233",
 		TemporalNamespace: "ns",
 		NATSURL:           "nats://127.0.0.1:4222",
+		Registry:          "127.0.0.1:8080",
 		RegistryTLSVerify: true,
 		IdleTimeout:       2500 * time.Millisecond,
 		StartTimeout:      90 * time.Second,

@@ -12,6 +12,8 @@ import "path/filepath"
 //	                             slipway-PROJECT, which nobody else's agent runs as
 //	  agent.json                 the agent's configuration (AgentConfig), mode 0600, written
 //	                             by the machine provider before each start (Config)
+//	  registry-auth.json         the agent's registry credential (containers-auth.json, mode
+//	                             0600), written by the agent from agent.json (RegistryAuth)
 //	  agent.pid                  the agent's pid (written by the machine provider) (PID)
 //	  agent.ready                the agent polls its queue (Ready)
 //	  agent.log                  the agent's stdout and stderr (Log)
@@ -54,6 +56,11 @@ type Layout struct {
 	// machine provider writes before it starts the agent, and which the
 	// agent is started with (slipway-agent agent --config FILE).
 	Config string
+	// RegistryAuth is the containers-auth.json file with the agent's
+	// registry credential (AgentCredentials.Registry), which the agent
+	// writes at its start (mode 0600) and gives buildah as
+	// REGISTRY_AUTH_FILE.
+	RegistryAuth string
 	// PID holds the agent's pid, written by the machine provider.
 	PID string
 	// Ready is the file by which the agent tells the machine provider that
@@ -102,6 +109,7 @@ func VolumeLayout(dir string) Layout {
 	return Layout{
 		Root:            dir,
 		Config:          filepath.Join(dir, "agent.json"),
+		RegistryAuth:    filepath.Join(dir, "registry-auth.json"),
 		PID:             filepath.Join(dir, "agent.pid"),
 		Ready:           filepath.Join(dir, "agent.ready"),
 		Log:             filepath.Join(dir, "agent.log"),

@@ -455,16 +455,17 @@ func (c *Client) SearchLogs(ctx context.Context, q slipway.LogQuery) ([]slipway.
 }
 
 // CreateToken creates an API token named name and returns the token (shown
-// only now) with its record.
-func (c *Client) CreateToken(ctx context.Context, name string) (string, *slipway.APIToken, error) {
+// only now) with its record. With scopes ("push:base/*", "pull:demo") it
+// is a registry token, which the API refuses (see slipway.APIToken.Scopes).
+func (c *Client) CreateToken(ctx context.Context, name string, scopes ...string) (string, *slipway.APIToken, error) {
 	var out struct {
 		CreateToken struct {
 			Token    string           `json:"token"`
 			APIToken slipway.APIToken `json:"apiToken"`
 		} `json:"createToken"`
 	}
-	q := `mutation($name: String) { createToken(name: $name) { token apiToken { ` + tokenFields + ` } } }`
-	if err := c.do(ctx, q, map[string]any{"name": name}, &out); err != nil {
+	q := `mutation($name: String, $scopes: [String!]) { createToken(name: $name, scopes: $scopes) { token apiToken { ` + tokenFields + ` } } }`
+	if err := c.do(ctx, q, map[string]any{"name": name, "scopes": scopes}, &out); err != nil {
 		return "", nil, err
 	}
 	return out.CreateToken.Token, &out.CreateToken.APIToken, nil
@@ -492,7 +493,7 @@ func (c *Client) RevokeToken(ctx context.Context, id string) (*slipway.APIToken,
 	return &out.RevokeToken, nil
 }
 
-const tokenFields = `id name createdAt lastUsedAt`
+const tokenFields = `id name createdAt lastUsedAt scopes { action repo }`
 
 // SetSecret creates or replaces a project's build secret. The answer
 // never carries the value.

@@ -145,12 +145,57 @@ func startServer(t *testing.T, dataDir, listen string, extra ...string) *serverP
 			t.Fatalf("the server wrote no admin token: %v\n%s", err, out)
 		}
 		s.Token = strings.TrimSpace(string(b))
+		s.logInRegistry(t)
 	case <-s.done:
 		t.Fatalf("server exited before serving:\n%s", out)
 	case <-time.After(3 * time.Minute):
 		t.Fatalf("server did not start within 3 minutes:\n%s", out)
 	}
 	return s
+}
+
+// registryLogins are the passwords the tests read the registries at their
+// hosts with (host → the server's admin API token, which may pull and
+// push everything, never delete); testenv.Registry's take
+// testenv.RegistryToken.
+var registryLogins sync.Map
+
+// logInRegistry makes a registry token that may push base/* images (as
+// the README tells a user to) and logs the tests' builders
+// (testenv.Builder) in with it, so that testenv.BaseImage pushes with it;
+// the tests' own reads use the admin token (registryGet).
+func (s *serverProc) logInRegistry(t *testing.T) {
+	t.Helper()
+	out, code := s.cli(t, "token", "create", "--name", "base-images", "--scope", "push:base/*")
+	token, _, _ := strings.Cut(out, "\n")
+	if code != 0 || !strings.HasPrefix(token, "slw_") {
+		t.Fatalf("token create --scope push:base/* = exit %d:\n%s", code, out)
+	}
+	testenv.LogIn(t, s.Host, token)
+	registryLogins.Store(s.Host, s.Token)
+}
+
+// registryGet GETs path (from /v2/ on) of the registry at host with the
+// tests' login there (registryLogins) and returns the answer.
+func registryGet(t *testing.T, host, path, accept string) *http.Response {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, "http://"+host+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if accept != "" {
+		req.Header.Set("Accept", accept)
+	}
+	pass := testenv.RegistryToken
+	if p, ok := registryLogins.Load(host); ok {
+		pass = p.(string)
+	}
+	req.SetBasicAuth("e2e", pass)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", path, err)
+	}
+	return resp
 }
 
 // stop stops the server (SIGTERM, SIGKILL after 30 s) and fails t if it,
@@ -392,10 +437,7 @@ func imageConfig(t *testing.T, host, repo, tag string) (string, map[string]strin
 	if err := json.Unmarshal(raw, &m); err != nil || m.Config.Digest == "" {
 		t.Fatalf("manifest without config: %v %s", err, raw)
 	}
-	resp2, err := http.Get(fmt.Sprintf("http://%s/v2/%s/blobs/%s", host, repo, m.Config.Digest))
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp2 := registryGet(t, host, fmt.Sprintf("/v2/%s/blobs/%s", repo, m.Config.Digest), "")
 	defer resp2.Body.Close()
 	var c struct {
 		Config struct {
@@ -412,12 +454,7 @@ func imageConfig(t *testing.T, host, repo, tag string) (string, map[string]strin
 // returns it with its digest.
 func manifest(t *testing.T, host, repo, tag string) ([]byte, string) {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodGet, fmt.Sprintf("http://%s/v2/%s/manifests/%s", host, repo, tag), nil)
-	req.Header.Set("Accept", "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("GET manifest: %v", err)
-	}
+	resp := registryGet(t, host, fmt.Sprintf("/v2/%s/manifests/%s", repo, tag), "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json")
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
 	if resp.StatusCode != 200 {
@@ -480,11 +517,11 @@ func TestPushBecomesImage(t *testing.T) {
 			t.Errorf("image label %s = %q, want %q (labels %v)", k, labels[k], want, labels)
 		}
 	}
-	if resp, err := http.Get(fmt.Sprintf("http://%s/v2/app/manifests/latest", s.Host)); err == nil {
+	if resp := registryGet(t, s.Host, "/v2/app/manifests/latest", ""); resp.StatusCode != http.StatusNotFound {
 		resp.Body.Close()
-		if resp.StatusCode == 200 {
-			t.Errorf("the registry has app:latest; Slipway must never tag latest")
-		}
+		t.Errorf("GET app:latest = %s, want 404: Slipway must never tag latest", resp.Status)
+	} else {
+		resp.Body.Close()
 	}
 	if agentBin := filepath.Join(filepath.Dir(slipwayBin), "slipway-agent"); !strings.Contains(s.out.String(), "binary="+agentBin) {
 		t.Errorf("the server did not run %s on the machine:\n%s", agentBin, s.out)

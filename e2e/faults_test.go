@@ -17,6 +17,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/slipway-ci/slipway/buildah"
 	"github.com/slipway-ci/slipway/github"
 	"github.com/slipway-ci/slipway/internal/testenv"
 )
@@ -387,8 +388,15 @@ func TestFaultSuite(t *testing.T) {
 		const group = "registry"
 		reg := testenv.Registry(t)
 		proxy := newTCPProxy(t, reg)
-		s := startServer(t, t.TempDir(), "127.0.0.1:0", "--registry", proxy.addr, "--reset-threshold", "0.001")
-		base := testenv.BaseImage(t, testenv.Builder(t), reg)
+		// An external registry that asks for a login, over plain HTTP.
+		authFile := filepath.Join(t.TempDir(), "auth.json")
+		if err := buildah.WriteAuthFile(authFile, proxy.addr, "ci", testenv.RegistryToken); err != nil {
+			t.Fatal(err)
+		}
+		s := startServer(t, t.TempDir(), "127.0.0.1:0", "--registry", proxy.addr, "--registry-insecure", "--registry-auth-file", authFile, "--reset-threshold", "0.001")
+		// The builds pull it through the proxy too: their login is for
+		// the proxy's address.
+		base := strings.Replace(testenv.BaseImage(t, testenv.Builder(t), reg), reg, proxy.addr, 1)
 
 		su.fault(t, group, "registry", "registry-down-during-push", func(t *testing.T, fc *faultCase) {
 			dir, sha := testenv.GitRepo(t, map[string]string{

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"os/user"
@@ -273,10 +272,7 @@ func imageHas(t *testing.T, host, repo, tag, needle string) bool {
 		t.Fatalf("manifest without layers: %v %s", err, raw)
 	}
 	for _, l := range m.Layers {
-		r, err := http.Get(fmt.Sprintf("http://%s/v2/%s/blobs/%s", host, repo, l.Digest))
-		if err != nil {
-			t.Fatal(err)
-		}
+		r := registryGet(t, host, fmt.Sprintf("/v2/%s/blobs/%s", repo, l.Digest), "")
 		blob, err := io.ReadAll(r.Body)
 		r.Body.Close()
 		if err != nil {

@@ -6,7 +6,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"io"
-	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
@@ -38,14 +37,7 @@ func (s *serverProc) secretSet(t *testing.T, project, name, value string) (strin
 func layerBlobs(t *testing.T, host, repo, tag string) [][]byte {
 	t.Helper()
 	get := func(path string, accept string) []byte {
-		req, _ := http.NewRequest(http.MethodGet, "http://"+host+"/v2/"+repo+path, nil)
-		if accept != "" {
-			req.Header.Set("Accept", accept)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
+		resp := registryGet(t, host, "/v2/"+repo+path, accept)
 		defer resp.Body.Close()
 		b, _ := io.ReadAll(resp.Body)
 		if resp.StatusCode != 200 {

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/google/go-containerregistry/pkg/authn"
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
@@ -26,7 +27,11 @@ func remoteImage(t *testing.T, ref string) v1.Image {
 	if err != nil {
 		t.Fatal(err)
 	}
-	img, err := remote.Image(r, remote.WithContext(t.Context()))
+	pass := testenv.RegistryToken
+	if p, ok := registryLogins.Load(r.Context().RegistryStr()); ok {
+		pass = p.(string)
+	}
+	img, err := remote.Image(r, remote.WithContext(t.Context()), remote.WithAuth(&authn.Basic{Username: "e2e", Password: pass}))
 	if err != nil {
 		t.Fatalf("pull %s: %v", ref, err)
 	}

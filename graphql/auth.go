@@ -20,6 +20,9 @@ const (
 	msgNoToken    = "an API token is required: send it as 'Authorization: Bearer TOKEN'. " + howToGetToken
 	msgBadScheme  = "the Authorization header must be 'Bearer TOKEN'. " + howToGetToken
 	msgBadToken   = "invalid API token: it is unknown or was revoked. " + howToGetToken
+	// msgRegistryToken answers a token made with --scope: it is for the
+	// registry only.
+	msgRegistryToken = "this is a registry token (made with --scope): it works for the registry only, not the API. " + howToGetToken
 	// wsForbidden is the WebSocket close reason (at most 123 bytes).
 	wsForbidden = "Forbidden: a valid API token is required (slipway token create)"
 	// wsCloseForbidden is graphql-transport-ws' close code for a refused
@@ -65,6 +68,9 @@ func (a *authenticator) check(ctx context.Context, authorization string) (*slipw
 	} else if err != nil {
 		a.log.ErrorContext(ctx, "graphql: look up API token", "err", err)
 		return nil, slipway.Errorf(slipway.EINTERNAL, "internal error")
+	}
+	if len(t.Scopes) > 0 {
+		return nil, slipway.Errorf(slipway.EUNAUTHORIZED, "%s", msgRegistryToken)
 	}
 	if now := time.Now().UTC(); t.LastUsedAt == nil || now.Sub(*t.LastUsedAt) >= touchEvery {
 		if err := a.tokens.TouchToken(ctx, t.ID, now); err != nil {

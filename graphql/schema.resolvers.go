@@ -184,8 +184,16 @@ func (r *mutationResolver) Cancel(ctx context.Context, id string) (*slipway.Depl
 }
 
 // CreateToken is the resolver for the createToken field.
-func (r *mutationResolver) CreateToken(ctx context.Context, name *string) (*gen.CreateTokenPayload, error) {
-	token, t, err := slipway.IssueToken(ctx, r.cfg.Tokens, orDefault(name, ""))
+func (r *mutationResolver) CreateToken(ctx context.Context, name *string, scopes []string) (*gen.CreateTokenPayload, error) {
+	parsed := make([]slipway.TokenScope, 0, len(scopes))
+	for _, s := range scopes {
+		sc, err := slipway.ParseTokenScope(s)
+		if err != nil {
+			return nil, err
+		}
+		parsed = append(parsed, sc)
+	}
+	token, t, err := slipway.IssueToken(ctx, r.cfg.Tokens, orDefault(name, ""), parsed...)
 	if err != nil {
 		return nil, err
 	}

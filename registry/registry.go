@@ -2,30 +2,29 @@
 // that serves the OCI distribution API under /v2/, storing blobs and
 // manifests in a directory.
 //
-// It is the default registry the builder agents push to. It only adds a
-// small access rule in front of distribution: loopback clients are trusted,
-// every other client must present the shared token. It must not know about
-// projects, deployments or builds.
+// It is the default registry the builder agents push to. It only adds an
+// access check in front of distribution: every request, from loopback or
+// not, must present a credential (the password of HTTP basic auth, any
+// user name, or a bearer token), which Config.Authenticate turns into the
+// Access it grants; each request is parsed with distribution's own router
+// into a repository and an Action (access.go). It must not know about
+// projects, deployments or builds: whose credential grants what is the
+// caller's business.
 package registry
 
 import (
 	"context"
 	"crypto/rand"
-	"crypto/subtle"
 	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/distribution/distribution/v3/configuration"
-	"github.com/distribution/distribution/v3/registry/api/errcode"
 	"github.com/distribution/distribution/v3/registry/handlers"
 	"github.com/distribution/distribution/v3/registry/storage"
 	"github.com/distribution/distribution/v3/registry/storage/driver/filesystem"
@@ -36,12 +35,10 @@ import (
 type Config struct {
 	// RootDir is the filesystem storage root. It is created if missing.
 	RootDir string
-	// Token is the shared secret non-loopback clients must present, either
-	// as "Authorization: Bearer <Token>" or as the password of HTTP basic
-	// auth (any user name). Loopback clients (127.0.0.0/8, ::1) need
-	// nothing. When Token is empty, non-loopback clients are always
-	// refused.
-	Token string
+	// Authenticate returns what the credential secret (a basic-auth
+	// password or a bearer token, never empty) may do, or an error if it
+	// is no valid credential (the client then gets 401). Required.
+	Authenticate func(ctx context.Context, secret string) (*Access, error)
 	// Logger receives the registry's own messages and distribution's
 	// warnings and errors. Default: slog.Default().
 	Logger *slog.Logger
@@ -80,6 +77,9 @@ func New(ctx context.Context, cfg Config) (*Registry, error) {
 	cfg.setDefaults()
 	if cfg.RootDir == "" {
 		return nil, errors.New("registry: RootDir is required")
+	}
+	if cfg.Authenticate == nil {
+		return nil, errors.New("registry: Authenticate is required")
 	}
 	if err := os.MkdirAll(cfg.RootDir, 0o755); err != nil {
 		return nil, fmt.Errorf("registry: create storage root: %w", err)
@@ -136,58 +136,6 @@ func (r *Registry) Close() error {
 	r.stop()
 	r.wg.Wait()
 	return nil
-}
-
-// ServeHTTP applies the access rule and hands the request to distribution.
-func (r *Registry) ServeHTTP(w http.ResponseWriter, req *http.Request) {
-	if !isLoopback(req.RemoteAddr) && !r.tokenOK(req) {
-		w.Header().Set("WWW-Authenticate", `Basic realm="slipway registry"`)
-		_ = errcode.ServeJSON(w, errcode.ErrorCodeUnauthorized.WithDetail("a token is required for non-loopback clients"))
-		return
-	}
-	r.app.ServeHTTP(w, req)
-}
-
-// tokenOK reports whether req carries the configured token.
-func (r *Registry) tokenOK(req *http.Request) bool {
-	if r.cfg.Token == "" {
-		return false
-	}
-	h := req.Header.Get("Authorization")
-	scheme, cred, ok := strings.Cut(h, " ")
-	if !ok {
-		return false
-	}
-	cred = strings.TrimSpace(cred)
-	var given string
-	switch strings.ToLower(scheme) {
-	case "bearer":
-		given = cred
-	case "basic":
-		b, err := base64.StdEncoding.DecodeString(cred)
-		if err != nil {
-			return false
-		}
-		_, pass, ok := strings.Cut(string(b), ":")
-		if !ok {
-			return false
-		}
-		given = pass
-	default:
-		return false
-	}
-	return subtle.ConstantTimeCompare([]byte(given), []byte(r.cfg.Token)) == 1
-}
-
-// isLoopback reports whether remoteAddr ("host:port" or a bare host) is a
-// loopback address.
-func isLoopback(remoteAddr string) bool {
-	host := remoteAddr
-	if h, _, err := net.SplitHostPort(remoteAddr); err == nil {
-		host = h
-	}
-	ip := net.ParseIP(strings.Trim(host, "[]"))
-	return ip != nil && ip.IsLoopback()
 }
 
 // purgeUploads removes abandoned uploads until ctx is done.

@@ -21,13 +21,14 @@ import (
 func TestAgentConfigCarriesEverySetting(t *testing.T) {
 	cfg := Config{
 		TemporalNamespace: "ns",
-		RegistryTLSVerify: true,
-		KeepImages:        9,
-		ResetThreshold:    0.6,
-		NoReuse:           true,
+		// An external registry is reached with verified TLS.
+		Registry:       "registry.example.com:5000/team",
+		KeepImages:     9,
+		ResetThreshold: 0.6,
+		NoReuse:        true,
 	}
 	cfg = cfg.WithDefaults()
-	ac := agentConfig(cfg, "127.0.0.1:7233", "nats://127.0.0.1:4222")
+	ac := agentConfig(cfg, "127.0.0.1:7233", "nats://127.0.0.1:4222", cfg.Registry)
 	// Version, project, volume and the wake's credentials are the
 	// provider's to set (agentCredentials, TestAgentCredentials).
 	if zero := testenv.ZeroFields(ac); !slices.Equal(zero, []string{"Version", "Project", "VolumeDir", "Credentials"}) {
@@ -36,7 +37,7 @@ func TestAgentConfigCarriesEverySetting(t *testing.T) {
 	want := builder.AgentConfig{
 		Version: builder.AgentConfigVersion, Project: "web", VolumeDir: "/data/volumes/web",
 		TemporalHostPort: "127.0.0.1:7233", TemporalNamespace: "ns", NATSURL: "nats://127.0.0.1:4222",
-		RegistryTLSVerify: true, IdleTimeout: builder.DefaultIdleTimeout, StartTimeout: builder.DefaultStartTimeout,
+		Registry: "registry.example.com:5000", RegistryTLSVerify: true, IdleTimeout: builder.DefaultIdleTimeout, StartTimeout: builder.DefaultStartTimeout,
 		KeepImages: 9, ResetThreshold: 0.6, NoReuse: true,
 		Buildah: buildah.DefaultBinary, Runtime: buildah.DefaultRuntime, Runc: buildah.DefaultRunc,
 	}
@@ -59,9 +60,9 @@ func TestAgentConfigCarriesEverySetting(t *testing.T) {
 func TestAgentConfigDefaults(t *testing.T) {
 	var cfg Config
 	cfg = cfg.WithDefaults()
-	got := agentConfig(cfg, "t:1", "n:2")
+	got := agentConfig(cfg, "t:1", "n:2", "127.0.0.1:8080")
 	want := builder.AgentConfig{
-		TemporalHostPort: "t:1", TemporalNamespace: "default", NATSURL: "n:2",
+		TemporalHostPort: "t:1", TemporalNamespace: "default", NATSURL: "n:2", Registry: "127.0.0.1:8080",
 		IdleTimeout: 3 * time.Second, StartTimeout: time.Minute, KeepImages: 5, ResetThreshold: 0.75,
 		Buildah: buildah.DefaultBinary, Runtime: buildah.DefaultRuntime, Runc: buildah.DefaultRunc,
 	}

@@ -9,8 +9,9 @@ import (
 // wake (process.Config.Credentials): one per internal service, each good
 // only for that project and that service, for credential.DefaultAgentTTL;
 // with an external Temporal, its API key and TLS instead; with an external
-// NATS, the operator's agents' credentials (Config.NATSAgentCreds); and
-// the payload codec's key.
+// NATS, the operator's agents' credentials (Config.NATSAgentCreds); with
+// an external registry, the login of --registry-auth-file, if any
+// (externalRegistryLogin); and the payload codec's key.
 func (p *parts) agentCredentials(project string) (builder.AgentCredentials, error) {
 	var c builder.AgentCredentials
 	for _, k := range []struct {
@@ -31,6 +32,11 @@ func (p *parts) agentCredentials(project string) (builder.AgentCredentials, erro
 	if p.cfg.NATSURL != "" {
 		// An external NATS knows nothing of our credentials.
 		c.NATS, c.NATSCreds = "", p.natsAgentCreds
+	}
+	if p.cfg.Registry != "" {
+		if c.RegistryUser, c.Registry, err = externalRegistryLogin(p.cfg); err != nil {
+			return builder.AgentCredentials{}, err
+		}
 	}
 	return c, nil
 }

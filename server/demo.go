@@ -25,7 +25,7 @@ const demoBaseImage = "base/busybox:1"
 
 type demoConfig struct {
 	DataDir   string
-	Registry  string
+	Registry  registryClient
 	Store     slipway.Store
 	Deployer  slipway.Deployer
 	PublicURL string
@@ -38,19 +38,11 @@ type demoConfig struct {
 // again reuses what exists.
 func setUpDemo(ctx context.Context, cfg demoConfig) error {
 	dir := filepath.Join(cfg.DataDir, "demo")
-	base := cfg.Registry + "/" + demoBaseImage
+	base := cfg.Registry.host + "/" + demoBaseImage
 	_, tag, _ := strings.Cut(demoBaseImage, ":")
-	if ok, _ := (registryClient{host: cfg.Registry}).ImageExists(ctx, base, tag); !ok {
-		cfg.Logger.Info("demo: making the base image from busybox-static", "image", base)
-		b, err := buildah.New(ctx, buildah.ConfigAt(filepath.Join(dir, "buildah")))
-		if err != nil {
+	if ok, _ := cfg.Registry.ImageExists(ctx, base, tag); !ok {
+		if err := pushDemoBase(ctx, cfg, dir, base); err != nil {
 			return err
-		}
-		if err := baseimage.Busybox(ctx, b, base); err != nil {
-			return err
-		}
-		if _, err := b.Push(ctx, base, false, nil); err != nil {
-			return fmt.Errorf("push demo base image: %w", err)
 		}
 	}
 
@@ -114,6 +106,34 @@ func setUpDemo(ctx context.Context, cfg demoConfig) error {
 	}
 	cfg.Logger.Info("demo project ready", "repo", repo,
 		"try", "slipway deployments demo; slipway logs <id>; edit "+filepath.Join(repo, "index.html")+", commit, then slipway deploy demo --wait")
+	return nil
+}
+
+// pushDemoBase makes the demo's base image from busybox-static and
+// pushes it with the server's own registry credential.
+func pushDemoBase(ctx context.Context, cfg demoConfig, dir, base string) error {
+	cfg.Logger.Info("demo: making the base image from busybox-static", "image", base)
+	bcfg := buildah.ConfigAt(filepath.Join(dir, "buildah"))
+	if cfg.Registry.cred != "" {
+		// The server's own login, in a 0600 file of the server's.
+		bcfg.AuthFile = filepath.Join(dir, "registry-auth.json")
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return err
+		}
+		if err := buildah.WriteAuthFile(bcfg.AuthFile, strings.SplitN(cfg.Registry.host, "/", 2)[0], cfg.Registry.user, cfg.Registry.cred); err != nil {
+			return err
+		}
+	}
+	b, err := buildah.New(ctx, bcfg)
+	if err != nil {
+		return err
+	}
+	if err := baseimage.Busybox(ctx, b, base); err != nil {
+		return err
+	}
+	if _, err := b.Push(ctx, base, cfg.Registry.tlsVerify, nil); err != nil {
+		return fmt.Errorf("push demo base image: %w", err)
+	}
 	return nil
 }
 

@@ -80,14 +80,18 @@ type parts struct {
 	publicURL    string
 	registryHost string
 	// registry is the embedded registry; nil with an external one.
-	registry      *registry.Registry
-	machines      *process.Provider
-	slots         *deploy.Slots
-	waker         *earlyWaker
-	deployer      *deploy.Service
-	worker        worker.Worker
-	stopRetention func()
-	http          *http.Server
+	registry *registry.Registry
+	// registryCred is the server's own credential for the embedded
+	// registry (it may delete); with an external one, the password of
+	// --registry-auth-file (registryUser its user name), or "".
+	registryCred, registryUser string
+	machines                   *process.Provider
+	slots                      *deploy.Slots
+	waker                      *earlyWaker
+	deployer                   *deploy.Service
+	worker                     worker.Worker
+	stopRetention              func()
+	http                       *http.Server
 	// serveErr receives what http.Server.Serve returned; served is closed
 	// once it has.
 	serveErr chan error
@@ -140,9 +144,6 @@ func newParts(cfg Config) (*parts, error) {
 	p := &parts{cfg: cfg, log: cfg.Logger, dataDir: dataDir, statePath: filepath.Join(dataDir, "state.json")}
 	if p.st, err = loadState(p.statePath); err != nil {
 		return nil, err
-	}
-	if p.st.RegistryToken == "" {
-		p.st.RegistryToken = randomHex(24)
 	}
 	if p.creds, err = credential.Load(filepath.Join(dataDir, credential.KeyFile)); err != nil {
 		return nil, err
@@ -306,9 +307,13 @@ func ignoreClosed(err error) error {
 // listener, unless an external one is configured.
 func (p *parts) startRegistry(ctx context.Context) (err error) {
 	if p.cfg.Registry != "" {
-		return nil
+		p.registryUser, p.registryCred, err = externalRegistryLogin(p.cfg)
+		return err
 	}
-	p.registry, err = registry.New(ctx, registry.Config{RootDir: filepath.Join(p.dataDir, "registry"), Token: p.st.RegistryToken, Logger: p.log})
+	if p.registryCred, err = p.creds.Server(credential.Registry); err != nil {
+		return err
+	}
+	p.registry, err = registry.New(ctx, registry.Config{RootDir: filepath.Join(p.dataDir, "registry"), Authenticate: p.registryAccess, Logger: p.log})
 	if err != nil {
 		return fmt.Errorf("start embedded registry: %w", err)
 	}
@@ -346,7 +351,7 @@ func (p *parts) startMachines(ctx context.Context) error {
 		VolumesDir:  volumesDir,
 		Isolation:   isolation,
 		Binary:      p.cfg.AgentBinary,
-		Agent:       agentConfig(p.cfg, p.temporalAddr, p.natsURL),
+		Agent:       agentConfig(p.cfg, p.temporalAddr, p.natsURL, p.registryHost),
 		Env:         p.cfg.AgentEnv,
 		Credentials: p.agentCredentials,
 		Recorder:    p.store,
@@ -363,7 +368,7 @@ func (p *parts) startDeployer(context.Context) error {
 		Temporal:    p.temporal,
 		Registry:    p.registryHost,
 		ResolveRef:  gitmirror.ResolveRef,
-		ImageExists: registryClient{host: p.registryHost}.ImageExists,
+		ImageExists: p.registryClient().ImageExists,
 		Secrets:     p.store,
 		MaxBuild:    p.cfg.MaxBuild,
 		EarlyWake:   p.waker.Wake,
@@ -472,7 +477,7 @@ func (p *parts) startDemo(ctx context.Context) error {
 	if !p.cfg.Demo {
 		return nil
 	}
-	if err := setUpDemo(ctx, demoConfig{DataDir: p.dataDir, Registry: p.registryHost, Store: p.store, Deployer: p.deployer,
+	if err := setUpDemo(ctx, demoConfig{DataDir: p.dataDir, Registry: p.registryClient(), Store: p.store, Deployer: p.deployer,
 		PublicURL: p.publicURL, Logger: p.log}); err != nil {
 		p.log.Error("demo project could not be set up", "error", err)
 	}

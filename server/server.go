@@ -20,6 +20,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/slipway-ci/slipway/buildah"
@@ -86,11 +87,20 @@ type Config struct {
 	// Registry is an external registry host[:port][/prefix] to push images
 	// to. Empty serves the embedded registry at /v2/ on Listen.
 	Registry string
-	// RegistryTLSVerify makes the agents require TLS with verified
-	// certificates when they pull base images, push and label images. Off
-	// by default: the embedded registry speaks plain HTTP on loopback (an
-	// external one is then reached like podman's --tls-verify=false).
-	RegistryTLSVerify bool
+	// RegistryInsecure turns off TLS verification of the external
+	// Registry: the agents then reach it like podman's
+	// --tls-verify=false (plain HTTP allowed, certificates unchecked).
+	// Without it an external registry must speak TLS with a verified
+	// certificate; the embedded one speaks plain HTTP on the server's
+	// listener either way.
+	RegistryInsecure bool
+	// RegistryAuthFile is a containers-auth.json file (podman login's
+	// format: `podman login --authfile FILE HOST`) with the login to the
+	// external Registry. The server reads its entry for the registry's
+	// host at each wake of a machine and hands it to the agent in its
+	// 0600 agent.json, and uses it for its own look-ups. Empty: the
+	// external registry is reached without a login.
+	RegistryAuthFile string
 	// AgentBinary is the executable started as `AgentBinary agent --config
 	// FILE` for each machine; default slipway-agent next to the running executable,
 	// else the running executable (see process.DefaultBinary).
@@ -178,12 +188,13 @@ func (c Config) WithDefaults() Config {
 // provider adds each machine's project and volume and writes it to the
 // volume. Every setting of the agents' goes in here, and nowhere else
 // (TestAgentConfigCarriesEverySetting).
-func agentConfig(cfg Config, temporalAddr, natsURL string) builder.AgentConfig {
+func agentConfig(cfg Config, temporalAddr, natsURL, registryHost string) builder.AgentConfig {
 	return builder.AgentConfig{
 		TemporalHostPort:  temporalAddr,
 		TemporalNamespace: cfg.TemporalNamespace,
 		NATSURL:           natsURL,
-		RegistryTLSVerify: cfg.RegistryTLSVerify,
+		Registry:          strings.SplitN(registryHost, "/", 2)[0],
+		RegistryTLSVerify: registryTLSVerify(cfg),
 		KeepImages:        cfg.KeepImages,
 		ResetThreshold:    cfg.ResetThreshold,
 		NoReuse:           cfg.NoReuse,
@@ -194,12 +205,20 @@ func agentConfig(cfg Config, temporalAddr, natsURL string) builder.AgentConfig {
 	}.WithDefaults()
 }
 
+// registryTLSVerify reports whether the registry is reached with verified
+// TLS: an external one unless RegistryInsecure, never the embedded one
+// (plain HTTP on the listener).
+func registryTLSVerify(cfg Config) bool {
+	return cfg.Registry != "" && !cfg.RegistryInsecure
+}
+
 // state is what the server keeps across restarts besides its databases:
-// the ports running agents reconnect to, and the registry token.
+// the ports running agents reconnect to. (The registry token older
+// servers kept here as "registryToken" is no longer used: every registry
+// client presents a credential of its own.)
 type state struct {
-	TemporalPort  int    `json:"temporalPort"`
-	NATSPort      int    `json:"natsPort"`
-	RegistryToken string `json:"registryToken"`
+	TemporalPort int `json:"temporalPort"`
+	NATSPort     int `json:"natsPort"`
 }
 
 func loadState(path string) (state, error) {

@@ -2,26 +2,33 @@ package server
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
+	"crypto/tls"
 	"fmt"
 	"net"
 	"net/http"
 	"strings"
 )
 
-func randomHex(n int) string {
-	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
-		panic(err) // crypto/rand never fails on Linux
-	}
-	return hex.EncodeToString(b)
-}
-
 // registryClient asks the registry at host about its images. Loopback
 // registries speak plain HTTP.
 type registryClient struct {
 	host string
+	// user and cred are the login: the server's credential for the
+	// embedded registry (any user name), the --registry-auth-file login
+	// for an external one, or none.
+	user, cred string
+	// tlsVerify is false for an external registry with
+	// --registry-insecure: certificates are then not checked.
+	tlsVerify bool
+}
+
+// registryClient is the server's client of its registry.
+func (p *parts) registryClient() registryClient {
+	user := p.registryUser
+	if user == "" {
+		user = "slipway-server"
+	}
+	return registryClient{host: p.registryHost, user: user, cred: p.registryCred, tlsVerify: registryTLSVerify(p.cfg)}
 }
 
 // ImageExists asks the registry whether image's repository has the
@@ -48,7 +55,17 @@ func (c registryClient) ImageExists(ctx context.Context, image, reference string
 		return false, err
 	}
 	req.Header.Set("Accept", "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.index.v1+json")
-	resp, err := http.DefaultClient.Do(req)
+	if c.cred != "" {
+		req.SetBasicAuth(c.user, c.cred)
+	}
+	hc := http.DefaultClient
+	if !c.tlsVerify && scheme == "https" {
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // --registry-insecure asks for exactly this
+		defer tr.CloseIdleConnections()
+		hc = &http.Client{Transport: tr}
+	}
+	resp, err := hc.Do(req)
 	if err != nil {
 		return false, err
 	}

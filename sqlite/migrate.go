@@ -167,6 +167,11 @@ ALTER TABLE projects ADD COLUMN hook_id TEXT NOT NULL DEFAULT '';
 UPDATE projects SET hook_id = lower(hex(randomblob(16))) WHERE hook_id = '';
 CREATE UNIQUE INDEX projects_hook_id ON projects (hook_id);
 `,
+	// 14: registry tokens: an API token's scopes (slipway.TokenScope,
+	// "push:base/* pull:demo"), '' for an API token.
+	`
+ALTER TABLE api_tokens ADD COLUMN scopes TEXT NOT NULL DEFAULT '';
+`,
 }
 
 // migrate applies the migrations db has not applied yet, each in its own

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/slipway-ci/slipway"
@@ -20,8 +21,8 @@ func (db *DB) CreateToken(ctx context.Context, t *slipway.APIToken, hash string)
 	if t.CreatedAt.IsZero() {
 		t.CreatedAt = db.now().UTC()
 	}
-	_, err := db.write.ExecContext(ctx, `INSERT INTO api_tokens (id, name, hash, created_at, last_used_at) VALUES (?, ?, ?, ?, ?)`,
-		t.ID, t.Name, hash, formatTime(t.CreatedAt), nullTime(t.LastUsedAt))
+	_, err := db.write.ExecContext(ctx, `INSERT INTO api_tokens (id, name, hash, created_at, last_used_at, scopes) VALUES (?, ?, ?, ?, ?, ?)`,
+		t.ID, t.Name, hash, formatTime(t.CreatedAt), nullTime(t.LastUsedAt), formatScopes(t.Scopes))
 	if isConstraint(err, codeConstraintPrimaryKey, codeConstraintUnique) {
 		return slipway.Errorf(slipway.ECONFLICT, "API token %q already exists", t.ID)
 	} else if err != nil {
@@ -30,14 +31,30 @@ func (db *DB) CreateToken(ctx context.Context, t *slipway.APIToken, hash string)
 	return nil
 }
 
-const tokenColumns = `id, name, created_at, last_used_at`
+const tokenColumns = `id, name, created_at, last_used_at, scopes`
+
+// formatScopes is scopes as stored: space-separated "push:base/*".
+func formatScopes(scopes []slipway.TokenScope) string {
+	s := make([]string, len(scopes))
+	for i, sc := range scopes {
+		s[i] = sc.String()
+	}
+	return strings.Join(s, " ")
+}
 
 func scanToken(s scanner) (*slipway.APIToken, error) {
 	var t slipway.APIToken
-	var created string
+	var created, scopes string
 	var used sql.NullString
-	if err := s.Scan(&t.ID, &t.Name, &created, &used); err != nil {
+	if err := s.Scan(&t.ID, &t.Name, &created, &used, &scopes); err != nil {
 		return nil, err
+	}
+	for _, f := range strings.Fields(scopes) {
+		sc, err := slipway.ParseTokenScope(f)
+		if err != nil {
+			return nil, fmt.Errorf("API token %s: %w", t.ID, err)
+		}
+		t.Scopes = append(t.Scopes, sc)
 	}
 	var err error
 	if t.CreatedAt, err = parseTime(created); err != nil {

@@ -74,7 +74,13 @@ directory holding ./slipway-data reads it from there.`,
 	f.StringVar(&cfg.NATSAgentCreds, "nats-agent-creds", os.Getenv("SLIPWAY_NATS_AGENT_CREDS"),
 		"NATS credentials file every project's builder authenticates with on the external NATS (--nats), copied into each builder's 0600 agent.json; give its user only the builders' subjects (env SLIPWAY_NATS_AGENT_CREDS)")
 	f.StringVar(&cfg.Registry, "registry", os.Getenv("SLIPWAY_REGISTRY"), "external registry host[:port][/prefix] to push to (default: embedded at /v2/)")
-	f.BoolVar(&cfg.RegistryTLSVerify, "registry-tls-verify", false, "builders require TLS with verified certificates from the registry (off: the embedded registry speaks plain HTTP)")
+	f.BoolVar(&cfg.RegistryInsecure, "registry-insecure", false,
+		"reach the external --registry without TLS verification (plain HTTP allowed, certificates unchecked); verification is on by default, and the embedded registry speaks plain HTTP on the listener")
+	f.StringVar(&cfg.RegistryAuthFile, "registry-auth-file", os.Getenv("SLIPWAY_REGISTRY_AUTH_FILE"),
+		"containers-auth.json with the login to the external --registry (podman login --authfile FILE HOST), handed to the builders at each wake (env SLIPWAY_REGISTRY_AUTH_FILE)")
+	// Verification of an external registry is the default now.
+	f.Bool("registry-tls-verify", true, "")
+	_ = f.MarkDeprecated("registry-tls-verify", "TLS verification of an external registry is on by default; use --registry-insecure to turn it off")
 	f.DurationVar(&cfg.MaxBuild, "max-build", deploy.DefaultMaxBuild, "maximum duration of one build")
 	f.IntVar(&cfg.MaxBuilds, "max-builds", server.DefaultMaxBuilds, "builds that may run at once across all projects (each project builds one at a time)")
 	f.DurationVar(&cfg.WebhookMaxAge, "webhook-max-age", github.DefaultMaxAge,

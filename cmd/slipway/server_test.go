@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/slipway-ci/slipway/github"
@@ -38,5 +39,25 @@ func TestServerFlagDefaults(t *testing.T) {
 		if f.DefValue != w {
 			t.Errorf("--%s default = %q, want %q (server.Config{}.WithDefaults())", name, f.DefValue, w)
 		}
+	}
+}
+
+// TLS verification of an external registry is on unless --registry-insecure;
+// the old --registry-tls-verify still parses (deprecated: it is the
+// default now).
+func TestRegistryTLSFlags(t *testing.T) {
+	cmd := newServerCmd()
+	f := cmd.Flags()
+	if in := f.Lookup("registry-insecure"); in == nil || in.DefValue != "false" {
+		t.Fatalf("--registry-insecure = %+v, want a flag off by default", in)
+	}
+	if err := f.Parse([]string{"--registry-tls-verify", "--registry-insecure"}); err != nil {
+		t.Fatalf("parse: %v", err)
+	}
+	if old := f.Lookup("registry-tls-verify"); old == nil || old.Deprecated == "" || !strings.Contains(old.Deprecated, "--registry-insecure") {
+		t.Errorf("--registry-tls-verify = %+v, want deprecated, pointing at --registry-insecure", old)
+	}
+	if v, _ := f.GetBool("registry-insecure"); !v {
+		t.Error("--registry-insecure did not set")
 	}
 }

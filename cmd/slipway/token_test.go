@@ -248,3 +248,29 @@ func TestBarProgress(t *testing.T) {
 		t.Errorf("output after a failure:\n%s", s)
 	}
 }
+
+// A token made with --scope is a registry token: listed with its scopes,
+// refused by the API; a bad scope is refused with the form to use.
+func TestRegistryTokenCommands(t *testing.T) {
+	ts := newServer(t)
+	code, stdout, stderr := ts.slipwayCmd(t, "token", "create", "--name", "bases", "--scope", "push:base/*", "--scope", "pull:demo")
+	token := strings.TrimSpace(stdout)
+	if code != 0 || !strings.HasPrefix(token, slipway.TokenPrefix) || !strings.Contains(stderr, "push:base/* pull:demo") || !strings.Contains(stderr, "podman login") {
+		t.Fatalf("token create --scope = exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+	for _, list := range [][]string{{"tokens"}, {"token", "list"}} {
+		code, stdout, _ = ts.slipwayCmd(t, list...)
+		if code != 0 || !regexp.MustCompile(`(?m)^t-[0-9a-f]{12}\s+bases\s+.*push:base/\* pull:demo$`).MatchString(stdout) ||
+			!regexp.MustCompile(`(?m)^t-[0-9a-f]{12}\s+test\s+.*\sapi$`).MatchString(stdout) {
+			t.Errorf("%v = exit %d:\n%s\nwant the registry token's scopes and api for the API token", list, code, stdout)
+		}
+	}
+	var out, errOut bytes.Buffer
+	if code := run(t.Context(), []string{"--server", ts.url, "--token", token, "projects"}, &out, &errOut); code == 0 || !strings.Contains(errOut.String(), "registry token") {
+		t.Errorf("projects with a registry token = exit %d, %s%s; want refused as a registry token", code, out.String(), errOut.String())
+	}
+	code, _, stderr = ts.slipwayCmd(t, "token", "create", "--scope", "delete:base/*")
+	if code == 0 || !strings.Contains(stderr, "push:REPO or pull:REPO") {
+		t.Errorf("token create --scope delete:base/* = exit %d, %s; want refused with the form to use", code, stderr)
+	}
+}

@@ -48,6 +48,7 @@ func newBuilder(t testing.TB, engine buildah.Engine) *buildah.Builder {
 	dir := t.TempDir()
 	cfg := buildah.ConfigAt(dir)
 	cfg.Engine = engine
+	cfg.AuthFile = RegistryAuthFile()
 	b, err := buildah.New(t.Context(), cfg)
 	if err != nil {
 		t.Fatalf("testenv: %v", err)

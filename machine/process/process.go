@@ -64,7 +64,8 @@ type Config struct {
 	// machine's volume (builder.Layout.Config, mode 0600, owned by the
 	// agent's user) before it starts the agent.
 	Agent builder.AgentConfig
-	// Env is added to the agent's environment.
+	// Env is added to the agent's environment, which is otherwise
+	// minimal (agentEnv): nothing else of the server's is inherited.
 	Env []string
 	// Credentials, if set, issues the credentials of project's machine;
 	// it is called at each start of the agent, and its result goes into
@@ -385,7 +386,7 @@ func (p *Provider) launch(ctx context.Context, project string, m *machine) error
 	cmd.Stdout = logFile
 	cmd.Stderr = logFile
 	cmd.Dir = vol
-	cmd.Env = append(append(os.Environ(), p.cfg.Env...), env...)
+	cmd.Env = append(append(agentEnv(os.Getenv), p.cfg.Env...), env...)
 	// Its own process group: a signal to the server's terminal does not
 	// kill builds, and a server crash leaves the machine running (it
 	// reconnects when the server is back).

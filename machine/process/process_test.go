@@ -23,6 +23,7 @@ import (
 
 	"github.com/slipway-ci/slipway"
 	"github.com/slipway-ci/slipway/builder"
+	"github.com/slipway-ci/slipway/internal/leakcheck"
 	"github.com/slipway-ci/slipway/internal/testenv"
 	"github.com/slipway-ci/slipway/machine/process"
 	"github.com/slipway-ci/slipway/sqlite"
@@ -309,6 +310,7 @@ func TestAgentConfigFile(t *testing.T) {
 		TemporalHostPort:  "127.0.0.1:7233",
 		TemporalNamespace: "ns",
 		NATSURL:           "nats://127.0.0.1:4222",
+		Registry:          "127.0.0.1:8080",
 		RegistryTLSVerify: true,
 		IdleTimeout:       1500 * time.Millisecond,
 		StartTimeout:      2 * time.Minute,
@@ -355,6 +357,50 @@ func TestAgentConfigFile(t *testing.T) {
 	}
 	if st.Mode().Perm() != 0o600 || int(st.Sys().(*syscall.Stat_t).Uid) != os.Geteuid() {
 		t.Errorf("configuration file mode %v, owner %d; want 0600, %d", st.Mode(), st.Sys().(*syscall.Stat_t).Uid, os.Geteuid())
+	}
+	e.exit(t, "web", 0)
+	e.waitState(t, "web", slipway.MachineAsleep)
+}
+
+// An agent starts with a minimal environment: nothing of the server's
+// but the few variables agentEnv names (a secret the server was started
+// with stays with it), plus Config.Env and the isolation mode's own.
+func TestAgentEnvironmentIsMinimal(t *testing.T) {
+	t.Setenv("SLIPWAY_TEST_SERVER_SECRET", "marker-4f1c")
+	t.Setenv("AWS_SECRET_ACCESS_KEY", "marker-9e2a")
+	t.Setenv(leakcheck.Env, "1")
+	e := newEnv(t, process.Config{})
+	if err := e.p.Start(t.Context(), "web"); err != nil {
+		t.Fatal(err)
+	}
+	m := e.waitState(t, "web", slipway.MachineAwake)
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", m.PID))
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{}
+	for _, kv := range strings.Split(strings.TrimRight(string(b), "\x00"), "\x00") {
+		k, v, _ := strings.Cut(kv, "=")
+		env[k] = v
+	}
+	if strings.Contains(string(b), "marker-") {
+		t.Errorf("the agent's environment holds the server's secrets: %q", b)
+	}
+	vol := filepath.Join(e.volumes, "web")
+	for k, want := range map[string]string{
+		"PATH": os.Getenv("PATH"), leakcheck.Env: "1", fakeAgentEnv: "1",
+		"TMPDIR": builder.VolumeLayout(vol).Tmp,
+	} {
+		if env[k] != want {
+			t.Errorf("the agent's %s = %q, want %q", k, env[k], want)
+		}
+	}
+	allowed := map[string]bool{"PATH": true, "HOME": true, "LANG": true, "LC_ALL": true, "LC_CTYPE": true, "TZ": true,
+		leakcheck.Env: true, "GODEBUG": true, "GOCOVERDIR": true, "TMPDIR": true, fakeAgentEnv: true, fakeAgentFlagsEnv: true}
+	for k := range env {
+		if !allowed[k] {
+			t.Errorf("the agent inherits %s", k)
+		}
 	}
 	e.exit(t, "web", 0)
 	e.waitState(t, "web", slipway.MachineAsleep)

@@ -57,6 +57,9 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	cleanups = append(cleanups, srv.stop)
 	progress("slipway server running at %s (registry %s)", srv.URL, srv.Host)
+	if err := srv.logInRegistry(work); err != nil {
+		return err
+	}
 
 	floor, old, err := cfg.builders()
 	if err != nil {

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/slipway-ci/slipway"
+	"github.com/slipway-ci/slipway/buildah"
 	"github.com/slipway-ci/slipway/client"
 	"github.com/slipway-ci/slipway/github"
 )
@@ -157,6 +158,23 @@ func (s *slipwayServer) adminToken() string {
 		}
 	}
 	return s.token
+}
+
+// logInRegistry logs the harness's builders in to the server's registry,
+// which asks every client for a credential: an auth file with the admin
+// API token (which may push and pull every repository) in work, named by
+// REGISTRY_AUTH_FILE, which every builder command inherits. The harness
+// pushes the base images and the local systems' images there.
+func (s *slipwayServer) logInRegistry(work string) error {
+	token := s.adminToken()
+	if token == "" {
+		return fmt.Errorf("the server wrote no admin token to %s", s.dataDir)
+	}
+	path := filepath.Join(work, "registry-auth.json")
+	if err := buildah.WriteAuthFile(path, s.Host, "bench", token); err != nil {
+		return err
+	}
+	return os.Setenv("REGISTRY_AUTH_FILE", path)
 }
 
 // addProject adds a project for the repository repoDir, with buildArgs as

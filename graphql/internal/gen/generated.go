@@ -47,6 +47,7 @@ type ComplexityRoot struct {
 		ID         func(childComplexity int) int
 		LastUsedAt func(childComplexity int) int
 		Name       func(childComplexity int) int
+		Scopes     func(childComplexity int) int
 	}
 
 	AddProjectPayload struct {
@@ -137,7 +138,7 @@ type ComplexityRoot struct {
 	Mutation struct {
 		AddProject      func(childComplexity int, input AddProjectInput) int
 		Cancel          func(childComplexity int, id string) int
-		CreateToken     func(childComplexity int, name *string) int
+		CreateToken     func(childComplexity int, name *string, scopes []string) int
 		DeleteProject   func(childComplexity int, name string) int
 		DeleteSecret    func(childComplexity int, project string, name string) int
 		Deploy          func(childComplexity int, input DeployInput) int
@@ -197,6 +198,11 @@ type ComplexityRoot struct {
 		DeploymentLogs     func(childComplexity int, id string, fromLine *int) int
 		DeploymentUpdated  func(childComplexity int, id string) int
 	}
+
+	TokenScope struct {
+		Action func(childComplexity int) int
+		Repo   func(childComplexity int) int
+	}
 }
 
 // endregion ***************************** api!.gotpl *****************************
@@ -233,7 +239,7 @@ type MutationResolver interface {
 	Deploy(ctx context.Context, input DeployInput) (*slipway.Deployment, error)
 	Rollback(ctx context.Context, project string, to *string) (*slipway.Deployment, error)
 	Cancel(ctx context.Context, id string) (*slipway.Deployment, error)
-	CreateToken(ctx context.Context, name *string) (*CreateTokenPayload, error)
+	CreateToken(ctx context.Context, name *string, scopes []string) (*CreateTokenPayload, error)
 	RevokeToken(ctx context.Context, id string) (*slipway.APIToken, error)
 	SetLogRetention(ctx context.Context, project string, maxAge *string, maxSize *string) (*slipway.Project, error)
 	SetBuildArgs(ctx context.Context, project string, set []*slipway.BuildArg, unset []string) (*slipway.Project, error)
@@ -312,6 +318,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.APIToken.Name(childComplexity), true
+	case "APIToken.scopes":
+		if e.ComplexityRoot.APIToken.Scopes == nil {
+			break
+		}
+
+		return e.ComplexityRoot.APIToken.Scopes(childComplexity), true
 
 	case "AddProjectPayload.project":
 		if e.ComplexityRoot.AddProjectPayload.Project == nil {
@@ -707,7 +719,7 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 			return 0, false
 		}
 
-		return e.ComplexityRoot.Mutation.CreateToken(childComplexity, args["name"].(*string)), true
+		return e.ComplexityRoot.Mutation.CreateToken(childComplexity, args["name"].(*string), args["scopes"].([]string)), true
 	case "Mutation.deleteProject":
 		if e.ComplexityRoot.Mutation.DeleteProject == nil {
 			break
@@ -1031,6 +1043,19 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.Subscription.DeploymentUpdated(childComplexity, args["id"].(string)), true
 
+	case "TokenScope.action":
+		if e.ComplexityRoot.TokenScope.Action == nil {
+			break
+		}
+
+		return e.ComplexityRoot.TokenScope.Action(childComplexity), true
+	case "TokenScope.repo":
+		if e.ComplexityRoot.TokenScope.Repo == nil {
+			break
+		}
+
+		return e.ComplexityRoot.TokenScope.Repo(childComplexity), true
+
 	}
 	return 0, false
 }
@@ -1169,8 +1194,15 @@ type Mutation {
   rollback(project: String!, to: String): Deployment!
   "Stops a queued or running deployment; it ends cancelled."
   cancel(id: ID!): Deployment!
-  "Creates an API token. The token is shown only in this answer; the server keeps its hash."
-  createToken(name: String): CreateTokenPayload!
+  """
+  Creates an API token. The token is shown only in this answer; the server
+  keeps its hash. With scopes ("push:REPO" or "pull:REPO", REPO a
+  repository or a pattern such as "base/*"; push implies pull) it is a
+  registry token: the password of podman login or docker login (any user
+  name) for those repositories only, refused by this API. Without scopes
+  it is an API token, which may also push and pull every repository.
+  """
+  createToken(name: String, scopes: [String!]): CreateTokenPayload!
   "Revokes an API token: requests carrying it are refused from now on."
   revokeToken(id: ID!): APIToken!
   """
@@ -1528,6 +1560,16 @@ type APIToken {
   createdAt: Time!
   "When a request last carried the token (recorded at most once a minute)."
   lastUsedAt: Time
+  "A registry token's scopes; empty for an API token."
+  scopes: [TokenScope!]!
+}
+
+"What a registry token may do: push (which implies pull) or pull the repositories repo names."
+type TokenScope {
+  "push or pull."
+  action: String!
+  "A repository name or a pattern in which * matches any run of characters, / included."
+  repo: String!
 }
 
 type CreateTokenPayload {
@@ -1553,6 +1595,8 @@ func (ec *executionContext) childFields_APIToken(ctx context.Context, field grap
 		return ec.fieldContext_APIToken_createdAt(ctx, field)
 	case "lastUsedAt":
 		return ec.fieldContext_APIToken_lastUsedAt(ctx, field)
+	case "scopes":
+		return ec.fieldContext_APIToken_scopes(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type APIToken", field.Name)
 }
@@ -1797,6 +1841,16 @@ func (ec *executionContext) childFields_Secret(ctx context.Context, field graphq
 	return nil, fmt.Errorf("no field named %q was found under type Secret", field.Name)
 }
 
+func (ec *executionContext) childFields_TokenScope(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "action":
+		return ec.fieldContext_TokenScope_action(ctx, field)
+	case "repo":
+		return ec.fieldContext_TokenScope_repo(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type TokenScope", field.Name)
+}
+
 func (ec *executionContext) childFields___Directive(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "name":
@@ -1998,6 +2052,14 @@ func (ec *executionContext) field_Mutation_createToken_args(ctx context.Context,
 		return nil, err
 	}
 	args["name"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "scopes",
+		func(ctx context.Context, v any) ([]string, error) {
+			return ec.unmarshalOString2ᚕstringᚄ(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["scopes"] = arg1
 	return args, nil
 }
 
@@ -2485,6 +2547,38 @@ func (ec *executionContext) _APIToken_lastUsedAt(ctx context.Context, field grap
 }
 func (ec *executionContext) fieldContext_APIToken_lastUsedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("APIToken", field, false, false, "Time")
+}
+
+func (ec *executionContext) _APIToken_scopes(ctx context.Context, field graphql.CollectedField, obj *slipway.APIToken) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_APIToken_scopes(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Scopes, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []slipway.TokenScope) graphql.Marshaler {
+			return ec.marshalNTokenScope2ᚕgithubᚗcomᚋslipwayᚑciᚋslipwayᚐTokenScopeᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_APIToken_scopes(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "APIToken",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_TokenScope(ctx, field)
+		},
+	}
+	return fc, nil
 }
 
 func (ec *executionContext) _AddProjectPayload_project(ctx context.Context, field graphql.CollectedField, obj *AddProjectPayload) (ret graphql.Marshaler) {
@@ -4073,7 +4167,7 @@ func (ec *executionContext) _Mutation_createToken(ctx context.Context, field gra
 		},
 		func(ctx context.Context) (any, error) {
 			fc := graphql.GetFieldContext(ctx)
-			return ec.Resolvers.Mutation().CreateToken(ctx, fc.Args["name"].(*string))
+			return ec.Resolvers.Mutation().CreateToken(ctx, fc.Args["name"].(*string), fc.Args["scopes"].([]string))
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *CreateTokenPayload) graphql.Marshaler {
@@ -5393,6 +5487,52 @@ func (ec *executionContext) fieldContext_Subscription_deploymentLogLines(ctx con
 	return fc, nil
 }
 
+func (ec *executionContext) _TokenScope_action(ctx context.Context, field graphql.CollectedField, obj *slipway.TokenScope) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_TokenScope_action(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Action, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_TokenScope_action(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("TokenScope", field, false, false, "String")
+}
+
+func (ec *executionContext) _TokenScope_repo(ctx context.Context, field graphql.CollectedField, obj *slipway.TokenScope) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_TokenScope_repo(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Repo, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_TokenScope_repo(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("TokenScope", field, false, false, "String")
+}
+
 func (ec *executionContext) ___Directive_name(ctx context.Context, field graphql.CollectedField, obj *introspection.Directive) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -6708,6 +6848,11 @@ func (ec *executionContext) _APIToken(ctx context.Context, sel ast.SelectionSet,
 			if out.Values[i] == graphql.RequiredNull {
 				out.Invalids++
 			}
+		case "scopes":
+			out.Values[i] = ec._APIToken_scopes(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -7739,6 +7884,44 @@ func (ec *executionContext) _Subscription(ctx context.Context, sel ast.Selection
 	}
 }
 
+var tokenScopeImplementors = []string{"TokenScope"}
+
+func (ec *executionContext) _TokenScope(ctx context.Context, sel ast.SelectionSet, obj *slipway.TokenScope) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, tokenScopeImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("TokenScope")
+		case "action":
+			out.Values[i] = ec._TokenScope_action(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "repo":
+			out.Values[i] = ec._TokenScope_repo(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var __DirectiveImplementors = []string{"__Directive"}
 
 func (ec *executionContext) ___Directive(ctx context.Context, sel ast.SelectionSet, obj *introspection.Directive) graphql.Marshaler {
@@ -8510,6 +8693,26 @@ func (ec *executionContext) marshalNTime2timeᚐTime(ctx context.Context, sel as
 		graphql.AddInvalidNullFromMarshaler(ctx, "Time!")
 	}
 	return res
+}
+
+func (ec *executionContext) marshalNTokenScope2githubᚗcomᚋslipwayᚑciᚋslipwayᚐTokenScope(ctx context.Context, sel ast.SelectionSet, v slipway.TokenScope) graphql.Marshaler {
+	return ec._TokenScope(ctx, sel, &v)
+}
+
+func (ec *executionContext) marshalNTokenScope2ᚕgithubᚗcomᚋslipwayᚑciᚋslipwayᚐTokenScopeᚄ(ctx context.Context, sel ast.SelectionSet, v []slipway.TokenScope) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNTokenScope2githubᚗcomᚋslipwayᚑciᚋslipwayᚐTokenScope(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
 }
 
 func (ec *executionContext) marshalN__Directive2githubᚗcomᚋ99designsᚋgqlgenᚋgraphqlᚋintrospectionᚐDirective(ctx context.Context, sel ast.SelectionSet, v introspection.Directive) graphql.Marshaler {
