@@ -211,6 +211,12 @@ func (a *Archiver) answerLastLine() error {
 		b, _ := json.Marshal(rep)
 		_ = m.Respond(b)
 	})
+	if err == nil {
+		// Registered with the server before Start returns: a publisher
+		// asking right after would otherwise find no responder and fall
+		// back to JetStream's API, which an agent may not use.
+		err = a.nc.FlushTimeout(10 * time.Second)
+	}
 	if err != nil {
 		return fmt.Errorf("answer last-line questions: %w", err)
 	}
