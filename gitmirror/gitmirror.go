@@ -388,11 +388,14 @@ func ResolveRef(ctx context.Context, url, ref string) (string, error) {
 	default:
 		candidates = []string{"refs/heads/" + ref, "refs/tags/" + ref}
 	}
-	args := []string{"ls-remote", "--", url}
+	// The URL, which may hold a password, reaches git in its environment
+	// (readable by its user alone), never in its argv (readable by every
+	// local user in /proc): as the URL of a remote only this git knows.
+	args := []string{"ls-remote", "--", resolveRemote}
 	for _, c := range candidates {
 		args = append(args, c, c+"^{}")
 	}
-	out, err := runGit(ctx, "", nil, args...)
+	out, err := runGitEnv(ctx, "", nil, remoteEnv(resolveRemote, url), args...)
 	if err != nil {
 		if ctx.Err() != nil {
 			return "", ctx.Err()
@@ -459,11 +462,26 @@ func (m *Mirror) pruneWorktrees() error {
 	return nil
 }
 
-// originURL is the URL of the mirror's origin as its config file says, or
-// "" when the file does not say it plainly (then `git config` is asked).
+// originURL is the URL of the mirror's origin as originFile says (when
+// the mirror's config includes it), or as the config file of a mirror an
+// older Slipway made says, or "" when neither says it plainly.
 func (m *Mirror) originURL() string {
 	b, err := os.ReadFile(filepath.Join(m.Dir, "config"))
 	if err != nil {
+		return ""
+	}
+	if strings.Contains(string(b), "path = "+originFile) {
+		inc, err := os.ReadFile(filepath.Join(m.Dir, originFile))
+		if err != nil {
+			return ""
+		}
+		const pre, suf = "[remote \"origin\"]\n\turl = \"", "\"\n"
+		v, ok := strings.CutPrefix(string(inc), pre)
+		if v, ok2 := strings.CutSuffix(v, suf); ok && ok2 {
+			if url := strings.NewReplacer(`\\`, `\`, `\"`, `"`).Replace(v); originConfig(url) == string(inc) {
+				return url
+			}
+		}
 		return ""
 	}
 	inOrigin := false
@@ -482,6 +500,27 @@ func (m *Mirror) originURL() string {
 		}
 	}
 	return ""
+}
+
+// resolveRemote is the name ResolveRef gives the repository it reads.
+const resolveRemote = "slipway-resolve"
+
+// remoteEnv is the environment that makes url the URL of remote for one
+// git process (GIT_CONFIG_COUNT, git ≥ 2.31).
+func remoteEnv(remote, url string) []string {
+	return []string{"GIT_CONFIG_COUNT=1", "GIT_CONFIG_KEY_0=remote." + remote + ".url", "GIT_CONFIG_VALUE_0=" + url}
+}
+
+// originFile is the file, in the mirror, that holds origin's URL: the
+// mirror's config includes it. Written by Slipway itself, so the URL
+// (which may hold a password) is never on a git command line.
+const originFile = "slipway-origin.config"
+
+// originConfig is originFile's contents for url, quoted as git's config
+// format wants.
+func originConfig(url string) string {
+	q := strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(url)
+	return "[remote \"origin\"]\n\turl = \"" + q + "\"\n"
 }
 
 // ensure creates the bare mirror if missing and points origin at URL.
@@ -504,10 +543,27 @@ func (m *Mirror) ensure(ctx context.Context) error {
 	if m.originURL() == m.URL {
 		return nil
 	}
-	if _, err := m.git(ctx, nil, "config", "--", "remote.origin.url", m.URL); err != nil {
+	if err := os.WriteFile(filepath.Join(m.Dir, originFile), []byte(originConfig(m.URL)), 0o600); err != nil {
+		return fmt.Errorf("gitmirror: %w", err)
+	}
+	// A mirror an older Slipway made has the URL in its config: gone,
+	// so that the included file is the one origin.
+	if _, err := m.git(ctx, nil, "config", "--unset-all", "remote.origin.url"); err != nil && exitCode(err) != 5 {
+		return fmt.Errorf("gitmirror: %w", err)
+	}
+	if _, err := m.git(ctx, nil, "config", "--replace-all", "include.path", originFile); err != nil {
 		return fmt.Errorf("gitmirror: %w", err)
 	}
 	return nil
+}
+
+// exitCode is the exit status of the git that err reports, or -1.
+func exitCode(err error) int {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode()
+	}
+	return -1
 }
 
 // has reports whether the mirror holds commit.
@@ -579,10 +635,15 @@ func gitMessage(err error) string {
 // returns its trimmed stdout. stderr goes to out, if any, and into the
 // error.
 func runGit(ctx context.Context, dir string, out io.Writer, args ...string) (string, error) {
+	return runGitEnv(ctx, dir, out, nil, args...)
+}
+
+// runGitEnv is runGit with env added to git's environment.
+func runGitEnv(ctx context.Context, dir string, out io.Writer, env []string, args ...string) (string, error) {
 	full := append([]string{"-c", "protocol.file.allow=always", "-c", "advice.detachedHead=false"}, args...)
 	cmd := exec.CommandContext(ctx, "git", full...)
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "GIT_TERMINAL_PROMPT=0", "GCM_INTERACTIVE=never")
+	cmd.Env = append(append(os.Environ(), "GIT_TERMINAL_PROMPT=0", "GCM_INTERACTIVE=never"), env...)
 	if os.Getenv("GIT_SSH_COMMAND") == "" {
 		cmd.Env = append(cmd.Env, "GIT_SSH_COMMAND=ssh -o BatchMode=yes")
 	}

@@ -469,3 +469,54 @@ func TestRefreshPreparesThePushedCommit(t *testing.T) {
 		t.Errorf("prepared dir holds %d entries after a commit with a submodule", len(entries))
 	}
 }
+
+// A repository URL's password never reaches a git command line (every
+// local user can read argv in /proc): ResolveRef, Fetch and Refresh, with
+// git wrapped by a script that records its arguments.
+func TestURLNeverOnTheCommandLine(t *testing.T) {
+	real, err := exec.LookPath("git")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := t.TempDir()
+	argv := filepath.Join(t.TempDir(), "argv")
+	script := "#!/bin/sh\nprintf '%s\\n' \"$*\" >> " + argv + "\nexec " + real + " \"$@\"\n"
+	if err := os.WriteFile(filepath.Join(bin, "git"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	root := t.TempDir()
+	repo, sha := testenv.GitRepo(t, map[string]string{"a": "1"})
+	testenv.Git(t, root, "clone", "--quiet", "--bare", repo, "r.git")
+	const password = "s3cret-pw-on-argv"
+	url := strings.Replace(gitHTTP(t, root), "http://", "http://user:"+password+"@", 1) + "/r.git"
+	t.Setenv("PATH", bin+string(os.PathListSeparator)+os.Getenv("PATH"))
+
+	if got, err := gitmirror.ResolveRef(t.Context(), url, "main"); err != nil || got != sha {
+		t.Fatalf("ResolveRef = %s, %v; want %s", got, err, sha)
+	}
+	m := &gitmirror.Mirror{Dir: filepath.Join(t.TempDir(), "m.git"), URL: url}
+	if err := m.Fetch(t.Context(), sha, nil); err != nil {
+		t.Fatalf("Fetch: %v", err)
+	}
+	sha2 := testenv.Commit(t, repo, map[string]string{"a": "2"})
+	testenv.Git(t, repo, "push", "--quiet", filepath.Join(root, "r.git"), "main")
+	if _, err := gitmirror.Refresh(t.Context(), m.Dir, "", nil); err != nil {
+		t.Fatalf("Refresh: %v", err)
+	}
+	if err := m.Fetch(t.Context(), sha2, nil); err != nil {
+		t.Fatalf("Fetch after Refresh: %v", err)
+	}
+	b, err := os.ReadFile(argv)
+	if err != nil || !strings.Contains(string(b), "fetch") || !strings.Contains(string(b), "ls-remote") {
+		t.Fatalf("the git wrapper recorded %q (%v): it was not used", b, err)
+	}
+	if strings.Contains(string(b), password) {
+		t.Errorf("git's argv held the password:\n%s", b)
+	}
+	if cfg, _ := os.ReadFile(filepath.Join(m.Dir, "config")); strings.Contains(string(cfg), password) {
+		t.Errorf("the mirror's config holds the password:\n%s", cfg)
+	}
+	if got := testenv.Git(t, m.Dir, "config", "remote.origin.url"); got != url {
+		t.Errorf("origin = %q, want %q", got, url)
+	}
+}
