@@ -67,6 +67,9 @@ type Config struct {
 	// deleteSecret, Project.secrets; values are write-only). Without it
 	// those fields answer with an error.
 	Secrets slipway.SecretStore
+	// MaxSubscriptions is how many subscriptions one API token may run at
+	// once; default DefaultMaxSubscriptions.
+	MaxSubscriptions int
 	// Live, if set, follows deployments for the subscriptions (the log
 	// stream and state announcements). Without it they poll the store.
 	Live Live
@@ -93,6 +96,9 @@ func (c Config) withDefaults() Config {
 	if c.PollInterval <= 0 {
 		c.PollInterval = 250 * time.Millisecond
 	}
+	if c.MaxSubscriptions <= 0 {
+		c.MaxSubscriptions = DefaultMaxSubscriptions
+	}
 	c.PublicURL = strings.TrimRight(c.PublicURL, "/")
 	if c.Projects == nil {
 		c.Projects = deploy.NewProjects(deploy.ProjectsConfig{Store: c.Store, Machines: c.Machines, Secrets: c.Secrets, Logger: c.Logger})
@@ -106,7 +112,13 @@ func (c Config) withDefaults() Config {
 // a valid API token gets 401 and an error saying how to get one.
 func NewHandler(cfg Config) http.Handler {
 	cfg = cfg.withDefaults()
-	auth := &authenticator{tokens: cfg.Tokens, log: cfg.Logger}
+	socks := newSockets(cfg.MaxSubscriptions)
+	if cfg.Tokens != nil {
+		// Revoking a token (the revokeToken mutation) closes its sockets.
+		cfg.Tokens = revokingTokens{TokenStore: cfg.Tokens, sockets: socks}
+	}
+	auth := &authenticator{tokens: cfg.Tokens, sockets: socks, log: cfg.Logger}
+	present := presentError(cfg.Logger)
 	srv := handler.New(gen.NewExecutableSchema(gen.Config{Resolvers: &Resolver{cfg: cfg}}))
 	srv.AddTransport(transport.Websocket{
 		InitFunc:    auth.wsInit,
@@ -126,7 +138,10 @@ func NewHandler(cfg Config) http.Handler {
 			"panic", fmt.Sprint(p), "path", gqlgraphql.GetPath(ctx).String(), "stack", string(debug.Stack()))
 		return fmt.Errorf("panic: %v", p)
 	})
-	srv.SetErrorPresenter(presentError(cfg.Logger))
+	srv.SetErrorPresenter(present)
+	if cfg.Tokens != nil {
+		srv.AroundOperations(socks.aroundOperations(cfg.Tokens, present))
+	}
 	return auth.middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		r.Body = http.MaxBytesReader(w, r.Body, maxRequestBytes)
 		if r.Method == http.MethodPost {
