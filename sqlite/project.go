@@ -47,10 +47,14 @@ func (db *DB) CreateProject(ctx context.Context, p *slipway.Project) error {
 	if hookID == "" {
 		hookID = newHookID()
 	}
+	secret, err := db.sealedWebhookSecret(p.Name, p.WebhookSecret)
+	if err != nil {
+		return err
+	}
 	_, err = db.write.ExecContext(ctx, `INSERT INTO projects
 	(name, repo, repo_key, branch, dockerfile, context, webhook_secret, created_at, log_retention_seconds, log_retention_bytes, build_args, hook_id)
 	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		p.Name, p.Repo, slipway.NormalizeRepoURL(p.Repo), p.Branch, p.Dockerfile, p.Context, p.WebhookSecret, formatTime(created),
+		p.Name, p.Repo, slipway.NormalizeRepoURL(p.Repo), p.Branch, p.Dockerfile, p.Context, secret, formatTime(created),
 		retentionSeconds(p.LogRetention), max(p.LogRetention.MaxBytes, 0), argsJSON, hookID)
 	if isConstraint(err, codeConstraintPrimaryKey, codeConstraintUnique) {
 		return slipway.Errorf(slipway.ECONFLICT, "project %q already exists", p.Name)
@@ -105,7 +109,7 @@ func (db *DB) SetBuildArgs(ctx context.Context, project string, set []slipway.Bu
 
 // Project returns the named project, or ENOTFOUND.
 func (db *DB) Project(ctx context.Context, name string) (*slipway.Project, error) {
-	p, err := scanProject(db.read.QueryRowContext(ctx, `SELECT `+projectColumns+` FROM projects WHERE name = ?`, name))
+	p, err := db.scanProject(db.read.QueryRowContext(ctx, `SELECT `+projectColumns+` FROM projects WHERE name = ?`, name))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, slipway.Errorf(slipway.ENOTFOUND, "project %q not found", name)
 	} else if err != nil {
@@ -156,7 +160,7 @@ func (db *DB) ProjectByHookID(ctx context.Context, id string) (*slipway.Project,
 	if id == "" {
 		return nil, slipway.Errorf(slipway.ENOTFOUND, "no project has webhook URL id %q", id)
 	}
-	p, err := scanProject(db.read.QueryRowContext(ctx, `SELECT `+projectColumns+` FROM projects WHERE hook_id = ?`, id))
+	p, err := db.scanProject(db.read.QueryRowContext(ctx, `SELECT `+projectColumns+` FROM projects WHERE hook_id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, slipway.Errorf(slipway.ENOTFOUND, "no project has webhook URL id %q", id)
 	} else if err != nil {
@@ -181,7 +185,7 @@ func (db *DB) queryProjects(ctx context.Context, query string, args ...any) ([]*
 	defer rows.Close()
 	ps := []*slipway.Project{}
 	for rows.Next() {
-		p, err := scanProject(rows)
+		p, err := db.scanProject(rows)
 		if err != nil {
 			return nil, err
 		}
@@ -190,7 +194,19 @@ func (db *DB) queryProjects(ctx context.Context, query string, args ...any) ([]*
 	return ps, rows.Err()
 }
 
-func scanProject(s scanner) (*slipway.Project, error) {
+// scanProject reads a project row, its webhook secret decrypted.
+func (db *DB) scanProject(s scanner) (*slipway.Project, error) {
+	p, err := scanProjectRow(s)
+	if err != nil {
+		return nil, err
+	}
+	if err := db.openWebhookSecret(p); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+func scanProjectRow(s scanner) (*slipway.Project, error) {
 	var p slipway.Project
 	var created string
 	var retentionSecs int64
