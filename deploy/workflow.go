@@ -71,6 +71,10 @@ type DeploymentInput struct {
 	// were when the deployment was asked for. Added after histories were
 	// recorded: omitted when empty, so older inputs encode as before.
 	BuildArgs map[string]string `json:",omitempty"`
+	// LogLimit bounds the deployment's build log (the project's, defaults
+	// filled in). Added after histories were recorded: omitted when zero,
+	// and an agent given none applies the defaults.
+	LogLimit slipway.LogLimit `json:",omitzero"`
 }
 
 // finishRetry is how FinishDeployment is retried: without a practical
@@ -241,6 +245,7 @@ func DeploymentWorkflow(ctx workflow.Context, in DeploymentInput) (res slipway.D
 			Secrets:      in.Secrets,
 			SecretsToken: in.SecretsToken,
 			BuildArgs:    in.BuildArgs,
+			LogLimit:     in.LogLimit,
 		})
 	}
 	// stopBuild cancels a started build and waits for it to acknowledge.

@@ -170,6 +170,11 @@ CREATE UNIQUE INDEX projects_hook_id ON projects (hook_id);
 	// 14: webhook secrets are stored sealed; the Go step seals those
 	// stored in clear before.
 	sealWebhookSecretsSQL,
+	// 15: a project's per-deployment log limit (0: the default).
+	`
+ALTER TABLE projects ADD COLUMN log_max_lines INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE projects ADD COLUMN log_max_bytes INTEGER NOT NULL DEFAULT 0;
+`,
 }
 
 // goSteps are the migrations that need Go besides their SQL, by their SQL

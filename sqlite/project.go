@@ -15,7 +15,7 @@ import (
 )
 
 const projectColumns = `name, repo, branch, dockerfile, context, webhook_secret, created_at,
-	log_retention_seconds, log_retention_bytes, build_args, hook_id`
+	log_retention_seconds, log_retention_bytes, build_args, hook_id, log_max_lines, log_max_bytes`
 
 // CreateProject stores p. An empty HookID is set to a new random one
 // (newHookID), which p gets back. The name must pass slipway.ValidateProjectName
@@ -52,10 +52,12 @@ func (db *DB) CreateProject(ctx context.Context, p *slipway.Project) error {
 		return err
 	}
 	_, err = db.write.ExecContext(ctx, `INSERT INTO projects
-	(name, repo, repo_key, branch, dockerfile, context, webhook_secret, created_at, log_retention_seconds, log_retention_bytes, build_args, hook_id)
-	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	(name, repo, repo_key, branch, dockerfile, context, webhook_secret, created_at, log_retention_seconds, log_retention_bytes, build_args, hook_id,
+	log_max_lines, log_max_bytes)
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		p.Name, p.Repo, slipway.NormalizeRepoURL(p.Repo), p.Branch, p.Dockerfile, p.Context, secret, formatTime(created),
-		retentionSeconds(p.LogRetention), max(p.LogRetention.MaxBytes, 0), argsJSON, hookID)
+		retentionSeconds(p.LogRetention), max(p.LogRetention.MaxBytes, 0), argsJSON, hookID,
+		max(p.LogLimit.MaxLines, 0), max(p.LogLimit.MaxBytes, 0))
 	if isConstraint(err, codeConstraintPrimaryKey, codeConstraintUnique) {
 		return slipway.Errorf(slipway.ECONFLICT, "project %q already exists", p.Name)
 	} else if err != nil {
@@ -212,7 +214,7 @@ func scanProjectRow(s scanner) (*slipway.Project, error) {
 	var retentionSecs int64
 	var buildArgs string
 	if err := s.Scan(&p.Name, &p.Repo, &p.Branch, &p.Dockerfile, &p.Context, &p.WebhookSecret, &created,
-		&retentionSecs, &p.LogRetention.MaxBytes, &buildArgs, &p.HookID); err != nil {
+		&retentionSecs, &p.LogRetention.MaxBytes, &buildArgs, &p.HookID, &p.LogLimit.MaxLines, &p.LogLimit.MaxBytes); err != nil {
 		return nil, err
 	}
 	p.LogRetention.MaxAge = time.Duration(retentionSecs) * time.Second
