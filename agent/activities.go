@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	docker "github.com/fsouza/go-dockerclient"
@@ -237,10 +238,20 @@ func (j *job) scrub(err error) error {
 	if err == nil || errors.As(err, &appErr) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return err
 	}
+	if noSpace(err) {
+		// A retry would meet the same full disk: fail now, with the reason.
+		return j.buildFailed(j.phase, nil, "%s: no space left on device: the disk of the machine's volume (or of the server's data directory) is full; free space, then deploy again: %v", j.phase, err)
+	}
 	if msg := j.secrets.Redact(err.Error()); msg != err.Error() {
 		return errors.New(msg)
 	}
 	return err
+}
+
+// noSpace reports whether err is a write that failed for a full disk
+// (ENOSPC, also as the text of a command's error).
+func noSpace(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || strings.Contains(err.Error(), "no space left on device")
 }
 
 // fetchSecrets asks the server for the deployment's build secrets (see
