@@ -43,6 +43,9 @@ type Activities struct {
 	events *nats.Conn
 	// secrets keeps the build secrets of the deployment being built.
 	secrets secretCache
+	// logBytes keeps how much log text each deployment's earlier
+	// activities wrote, against its log limit.
+	logBytes logUsage
 	// background is the context of the housekeeping that runs after an
 	// activity returned (afterJob): Run's. Nil: context.Background().
 	background context.Context
@@ -130,6 +133,7 @@ func (a *Activities) begin(ctx context.Context, in builder.BuildInput, phase str
 			if *errp != nil || phase == "push" {
 				a.reportLogEnd(ctx, in, j.pub.LastLine())
 			}
+			a.logBytes.set(in.DeploymentID, j.pub.Bytes(), lastActivity(ctx, phase, *errp))
 		}
 		_ = stdout.Flush()
 		stopHeartbeat()
@@ -161,6 +165,7 @@ func (a *Activities) startPublisher(ctx context.Context, j *job, in builder.Buil
 		SpoolDir:   a.layout.LogSpool,
 		MaxLines:   limit.MaxLines,
 		MaxBytes:   limit.MaxBytes,
+		UsedBytes:  a.logBytes.get(in.DeploymentID),
 		OnLimit:    stop,
 	})
 	if err != nil {

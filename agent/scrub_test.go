@@ -64,3 +64,21 @@ func TestScrubFullDisk(t *testing.T) {
 		t.Errorf("scrub of a transient error = %v, want it retried", err)
 	}
 }
+
+// The log's byte count goes on from one activity of a deployment to the
+// next, and is forgotten after the last.
+func TestLogUsage(t *testing.T) {
+	var u logUsage
+	if got := u.get("d1"); got != 0 {
+		t.Errorf("get of an unknown deployment = %d", got)
+	}
+	u.set("d1", 100, false)
+	u.set("d2", 7, false)
+	if got := u.get("d1"); got != 100 {
+		t.Errorf("get(d1) = %d, want 100", got)
+	}
+	u.set("d1", 250, true)
+	if got, other := u.get("d1"), u.get("d2"); got != 0 || other != 7 {
+		t.Errorf("after d1's last activity: d1 %d, d2 %d; want 0 and 7", got, other)
+	}
+}

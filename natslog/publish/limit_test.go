@@ -16,7 +16,8 @@ import (
 // TestLogLimit floods a publisher past its line and byte limits: the
 // stream (and so the store) and stdout get the lines up to the limit and
 // one line saying "log limit exceeded", nothing after it, and OnLimit is
-// called once. Lines already in the stream count against MaxLines.
+// called once. Lines already in the stream count against MaxLines, the
+// text of earlier publishers (UsedBytes) against MaxBytes.
 func TestLogLimit(t *testing.T) {
 	s := logtest.StartServer(t, natsserver.Config{})
 	store := logtest.NewStore(t, "lines", "bytes")
@@ -38,7 +39,11 @@ func TestLogLimit(t *testing.T) {
 			p.Line("stdout", fmt.Sprintf("line %05d", i))
 		}
 		logtest.ClosePublisher(t, p)
-		// The next (the build) floods.
+		if got := p.Bytes(); got != 50 {
+			t.Errorf("%s: Bytes() = %d after 5 lines of 10 bytes, want 50", tc.dep, got)
+		}
+		// The next (the build) floods; the first one's text counts.
+		cfg.UsedBytes = p.Bytes()
 		p = logtest.NewPublisher(t, cfg)
 		for i := 6; i <= 10_000; i++ {
 			p.Line("stdout", fmt.Sprintf("line %05d", i))
@@ -48,9 +53,6 @@ func TestLogLimit(t *testing.T) {
 		}
 		logtest.ClosePublisher(t, p)
 		want := tc.kept + 1
-		if tc.dep == "bytes" {
-			want += 5 // the first publisher's bytes are its own
-		}
 		logtest.WaitFor(t, a, tc.dep, int64(want))
 		lines := logtest.StoredLines(t, store, tc.dep)
 		if len(lines) != want {

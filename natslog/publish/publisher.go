@@ -79,6 +79,10 @@ type Config struct {
 	// lines after it go nowhere (neither NATS nor Stdout), and OnLimit is
 	// called once.
 	MaxLines, MaxBytes int64
+	// UsedBytes is how much text earlier publishers of the deployment
+	// took (the agent's earlier activities; see Bytes): it counts
+	// against MaxBytes.
+	UsedBytes int64
 	// OnLimit, when set, is called once, outside the Publisher's lock,
 	// when the log passes MaxLines or MaxBytes: the agent stops the build.
 	OnLimit func()
@@ -198,6 +202,7 @@ func New(ctx context.Context, cfg Config) (*Publisher, error) {
 		log:     cfg.Logger.With("project", cfg.Project, "deployment", cfg.Deployment),
 		subject: natslog.Subject(cfg.Project, cfg.Deployment),
 		pending: make(map[*nats.Msg]pendingLine),
+		bytes:   max(cfg.UsedBytes, 0),
 		writers: make(map[*LineWriter]struct{}),
 		wake:    make(chan struct{}, 1),
 		emptied: make(chan struct{}, 1),
@@ -349,6 +354,14 @@ func (p *Publisher) overLimitLocked(n int) (over, first bool) {
 func (p *Publisher) limitNotice() string {
 	l := slipway.LogLimit{MaxLines: p.cfg.MaxLines, MaxBytes: p.cfg.MaxBytes}
 	return fmt.Sprintf("[slipway] %s: this deployment's log reached its limit (%s); the build is stopped and its further output is not kept", slipway.LogLimitExceeded, l)
+}
+
+// Bytes returns how much text the deployment's log took so far:
+// Config.UsedBytes and this Publisher's lines.
+func (p *Publisher) Bytes() int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.bytes
 }
 
 // LimitExceeded reports whether the log passed MaxLines or MaxBytes.
