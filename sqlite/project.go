@@ -196,14 +196,18 @@ func (db *DB) queryProjects(ctx context.Context, query string, args ...any) ([]*
 	return ps, rows.Err()
 }
 
-// scanProject reads a project row, its webhook secret decrypted.
+// scanProject reads a project row, its webhook secret decrypted (empty
+// when it cannot be).
 func (db *DB) scanProject(s scanner) (*slipway.Project, error) {
 	p, err := scanProjectRow(s)
 	if err != nil {
 		return nil, err
 	}
 	if err := db.openWebhookSecret(p); err != nil {
-		return nil, err
+		// The key file was lost or replaced: the project stays readable
+		// (and removable), and its webhook verifies no delivery (an empty
+		// secret never does) until it is added again.
+		p.WebhookSecret = ""
 	}
 	return p, nil
 }

@@ -22,7 +22,8 @@ func storedWebhookSecret(t *testing.T, db *DB, project string) string {
 // TestWebhookSecretSealed: a project's webhook secret is stored sealed
 // (the column holds no trace of it) and every way of reading the project
 // (by name, in the list, by repository, by webhook URL id) decrypts it;
-// a sealed value moved to another project does not open.
+// a sealed value moved to another project, or read with another key, does
+// not open: the project reads with no secret, which verifies no delivery.
 func TestWebhookSecretSealed(t *testing.T) {
 	db, _ := openTest(t)
 	ctx := t.Context()
@@ -64,8 +65,17 @@ func TestWebhookSecretSealed(t *testing.T) {
 	if _, err := db.write.ExecContext(ctx, `UPDATE projects SET webhook_secret = ? WHERE name = 'api'`, stored); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := db.Project(ctx, "api"); err == nil || !strings.Contains(slipway.ErrorMessage(err), "cannot be decrypted") {
-		t.Errorf("a sealed secret moved to another project: %v, want it refused", err)
+	if p, err := db.Project(ctx, "api"); err != nil || p.WebhookSecret != "" {
+		t.Errorf("a sealed secret moved to another project: %+v, %v; want the project with no secret (none verifies)", p, err)
+	}
+	// So is a database whose key file was replaced: projects stay readable.
+	keyPath := filepath.Join(filepath.Dir(db.path), SecretsKeyFile)
+	if err := os.WriteFile(keyPath, make([]byte, secretsKeyLen), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	db.key = nil
+	if p, err := db.Project(ctx, "web"); err != nil || p.WebhookSecret != "" {
+		t.Errorf("with another key: %+v, %v; want the project with no secret", p, err)
 	}
 }
 
