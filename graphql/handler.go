@@ -2,7 +2,10 @@
 // deployments with their steps and stored (searchable) logs, builder
 // machines, API tokens, the mutations, and subscriptions to a deployment's
 // state and live log over WebSocket (graphql-transport-ws). Every request
-// needs an API token. The web UI and the CLI are its clients.
+// needs an API token; a WebSocket checks its token again at each
+// operation, is closed as soon as its token is revoked (sockets.go), and
+// a token runs at most MaxSubscriptions subscriptions at once. The web UI
+// and the CLI are its clients.
 //
 // It is an adapter at the edge: it reads through slipway.Store, changes
 // projects through the project service (deploy.Projects, which owns their
@@ -60,7 +63,8 @@ type Config struct {
 	// that died). Without it machines are shown as stored.
 	Machines slipway.MachineProvider
 	// Tokens authenticates requests: each must carry a token it knows
-	// ('Authorization: Bearer TOKEN'), and the token mutations write it.
+	// ('Authorization: Bearer TOKEN'), and the token mutations write it;
+	// revoking a token through them closes its open WebSockets at once.
 	// Required: without it every request is refused.
 	Tokens slipway.TokenStore
 	// Secrets, if set, keeps the projects' build secrets (setSecret,
