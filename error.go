@@ -16,6 +16,9 @@ const (
 	ENOTFOUND     = "not_found"
 	EUNAUTHORIZED = "unauthorized"
 	ETOOLARGE     = "too_large"
+	// ETOOMANY is a limit on how many of something one caller may hold
+	// at once (e.g. an API token's running subscriptions).
+	ETOOMANY = "too_many"
 )
 
 // Error is the one error type whose message a user sees. Anything else is
@@ -67,6 +70,7 @@ var httpStatus = map[string]int{
 	ENOTFOUND:     http.StatusNotFound,
 	EUNAUTHORIZED: http.StatusUnauthorized,
 	ETOOLARGE:     http.StatusRequestEntityTooLarge,
+	ETOOMANY:      http.StatusTooManyRequests,
 }
 
 // HTTPStatus returns the HTTP status that answers err: the status of its

@@ -18,6 +18,7 @@ func TestHTTPStatus(t *testing.T) {
 		{Errorf(ECONFLICT, "busy"), http.StatusConflict},
 		{Errorf(EUNAUTHORIZED, "who"), http.StatusUnauthorized},
 		{Errorf(ETOOLARGE, "big"), http.StatusRequestEntityTooLarge},
+		{Errorf(ETOOMANY, "many"), http.StatusTooManyRequests},
 		{Errorf(EINTERNAL, "oops"), http.StatusInternalServerError},
 		{Errorf("no-such-code", "?"), http.StatusInternalServerError},
 		{errors.New("EOF"), http.StatusInternalServerError},

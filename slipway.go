@@ -63,6 +63,9 @@ type Project struct {
 	// LogRetention is how long and how much build log the store keeps;
 	// the zero value keeps everything.
 	LogRetention LogRetention `json:"logRetention"`
+	// LogLimit bounds each deployment's build log; its zero fields take
+	// the defaults (LogLimit.Effective).
+	LogLimit LogLimit `json:"logLimit"`
 	// BuildArgs are the values of the Dockerfile's ARGs its builds get
 	// (--build-arg NAME=VALUE), by name (see ValidateBuildArgs). A
 	// deployment builds with the values of when it was asked for.

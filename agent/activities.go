@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	docker "github.com/fsouza/go-dockerclient"
@@ -42,6 +43,9 @@ type Activities struct {
 	events *nats.Conn
 	// secrets keeps the build secrets of the deployment being built.
 	secrets secretCache
+	// logBytes keeps how much log text each deployment's earlier
+	// activities wrote, against its log limit.
+	logBytes logUsage
 	// background is the context of the housekeeping that runs after an
 	// activity returned (afterJob): Run's. Nil: context.Background().
 	background context.Context
@@ -72,6 +76,11 @@ type job struct {
 	progress *progressReporter
 	// stop ends the activity; err is what it returns.
 	stop func(err *error)
+	// ctx is the activity's context, cancelled when the log passes its
+	// limit (the activity uses it in place of its own).
+	ctx   context.Context
+	phase string
+	limit slipway.LogLimit // the log's limit, with a publisher
 }
 
 func (a *Activities) begin(ctx context.Context, in builder.BuildInput, phase string) (*job, error) {
@@ -104,27 +113,10 @@ func (a *Activities) begin(ctx context.Context, in builder.BuildInput, phase str
 	}
 	secrets := redact.New(masked...)
 	stdout := redact.NewWriter(a.cfg.Stdout, secrets)
-	j := &job{out: stdout, secrets: secrets, buildSecrets: buildSecrets}
-	if a.cfg.NATSURL != "" {
-		pub, err := publish.New(ctx, publish.Config{
-			URL:        a.cfg.NATSURL,
-			Options:    natsOptions(a.cfg.AgentConfig),
-			Project:    in.Project,
-			Deployment: in.DeploymentID,
-			Stdout:     a.cfg.Stdout,
-			Logger:     a.cfg.Logger,
-			Redact:     secrets,
-			SpoolDir:   a.layout.LogSpool,
-		})
-		if err != nil {
-			// The build never waits on the log path: keep going with stdout.
-			a.cfg.Logger.Warn("log stream unavailable, logging to stdout only", "deployment", in.DeploymentID, "error", err)
-		} else {
-			j.pub = pub
-			j.log = zap.New(pub.Core(zapcore.InfoLevel))
-			j.out = nil
-		}
-	}
+	j := &job{out: stdout, secrets: secrets, buildSecrets: buildSecrets, phase: phase}
+	var cancel context.CancelFunc
+	j.ctx, cancel = context.WithCancel(ctx)
+	a.startPublisher(ctx, j, in, cancel)
 	j.progress = startProgress(a.progressSender(ctx, in), slipway.Progress{Phase: phase}, a.cfg.Logger)
 	j.stop = func(errp *error) {
 		j.progress.close()
@@ -141,6 +133,7 @@ func (a *Activities) begin(ctx context.Context, in builder.BuildInput, phase str
 			if *errp != nil || phase == "push" {
 				a.reportLogEnd(ctx, in, j.pub.LastLine())
 			}
+			a.logBytes.set(in.DeploymentID, j.pub.Bytes(), lastActivity(ctx, phase, *errp))
 		}
 		_ = stdout.Flush()
 		stopHeartbeat()
@@ -148,8 +141,43 @@ func (a *Activities) begin(ctx context.Context, in builder.BuildInput, phase str
 			a.cfg.Logger.Info("build secrets dropped", "deployment", in.DeploymentID, "phase", phase)
 		}
 		a.tracker.end(time.Now())
+		cancel()
 	}
 	return j, nil
+}
+
+// startPublisher starts the job's log publisher, if the agent has NATS.
+// A log that passes its limit (in.LogLimit, defaults filled in) ends the
+// job: stop cancels j.ctx, which stops the activity's git or build
+// process, and scrub turns the activity's error into the limit's.
+func (a *Activities) startPublisher(ctx context.Context, j *job, in builder.BuildInput, stop context.CancelFunc) {
+	if a.cfg.NATSURL == "" {
+		return
+	}
+	limit := in.LogLimit.Effective()
+	pub, err := publish.New(ctx, publish.Config{
+		URL:        a.cfg.NATSURL,
+		Options:    natsOptions(a.cfg.AgentConfig),
+		Project:    in.Project,
+		Deployment: in.DeploymentID,
+		Stdout:     a.cfg.Stdout,
+		Logger:     a.cfg.Logger,
+		Redact:     j.secrets,
+		SpoolDir:   a.layout.LogSpool,
+		MaxLines:   limit.MaxLines,
+		MaxBytes:   limit.MaxBytes,
+		UsedBytes:  a.logBytes.get(in.DeploymentID),
+		OnLimit:    stop,
+	})
+	if err != nil {
+		// The build never waits on the log path: keep going with stdout.
+		a.cfg.Logger.Warn("log stream unavailable, logging to stdout only", "deployment", in.DeploymentID, "error", err)
+		return
+	}
+	j.pub = pub
+	j.log = zap.New(pub.Core(zapcore.InfoLevel))
+	j.out = nil
+	j.limit = limit
 }
 
 // reportLogEnd tells the deployment's workflow the number of the last log
@@ -209,14 +237,27 @@ func (j *job) line(step, format string, args ...any) {
 // (git's, buildah's) are replaced by a plain error with the masked message,
 // which Temporal retries just the same.
 func (j *job) scrub(err error) error {
+	if j.pub != nil && j.pub.LimitExceeded() {
+		return j.buildFailed(j.phase, nil, "%s: the build's log passed %s, this project's limit (slipway project set --log-max-lines/--log-max-bytes); the build was stopped", slipway.LogLimitExceeded, j.limit)
+	}
 	var appErr *temporal.ApplicationError
 	if err == nil || errors.As(err, &appErr) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return err
+	}
+	if noSpace(err) {
+		// A retry would meet the same full disk: fail now, with the reason.
+		return j.buildFailed(j.phase, nil, "%s: no space left on device: the disk of the machine's volume (or of the server's data directory) is full; free space, then deploy again: %v", j.phase, err)
 	}
 	if msg := j.secrets.Redact(err.Error()); msg != err.Error() {
 		return errors.New(msg)
 	}
 	return err
+}
+
+// noSpace reports whether err is a write that failed for a full disk
+// (ENOSPC, also as the text of a command's error).
+func noSpace(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || strings.Contains(err.Error(), "no space left on device")
 }
 
 // fetchSecrets asks the server for the deployment's build secrets (see
@@ -320,6 +361,7 @@ func (a *Activities) Fetch(ctx context.Context, in builder.BuildInput) (_ builde
 	if err != nil {
 		return builder.FetchResult{}, err
 	}
+	ctx = j.ctx
 	defer j.stop(&err)
 	defer func() { err = j.scrub(err) }()
 	if !slipway.ValidCommit(in.Commit) {
@@ -365,6 +407,7 @@ func (a *Activities) Build(ctx context.Context, in builder.BuildInput) (_ builde
 	if err != nil {
 		return builder.BuildActivityResult{}, err
 	}
+	ctx = j.ctx
 	defer j.stop(&err)
 	defer func() { err = j.scrub(err) }()
 	// The Dockerfile is read once, as the builder will read it; every
@@ -597,6 +640,7 @@ func (a *Activities) Push(ctx context.Context, in builder.BuildInput) (_ builder
 	if err != nil {
 		return builder.PushResult{}, err
 	}
+	ctx = j.ctx
 	defer j.stop(&err)
 	defer func() { err = j.scrub(err) }()
 	j.line("push", "pushing %s", in.Image)

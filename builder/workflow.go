@@ -43,6 +43,11 @@ type BuildInput struct {
 	// histories were recorded: omitted when empty, so older inputs encode
 	// as before.
 	BuildArgs map[string]string `json:",omitempty"`
+	// LogLimit bounds the deployment's build log: past it the agent stops
+	// the build, which fails with slipway.LogLimitExceeded. Added after
+	// histories were recorded: omitted when zero, and a zero limit means
+	// the defaults (slipway.LogLimit.Effective).
+	LogLimit slipway.LogLimit `json:",omitzero"`
 }
 
 // FetchResult is the Fetch activity's result.

@@ -24,6 +24,10 @@ type AddProjectInput struct {
 	// ("30d", "500MB"); empty keeps everything.
 	LogRetention     string
 	LogRetentionSize string
+	// LogMaxLines and LogMaxBytes bound each deployment's log as
+	// slipway.ParseLogMaxLines and slipway.ParseLogMaxBytes read them
+	// ("100000", "100MB"); empty takes the server's defaults.
+	LogMaxLines, LogMaxBytes string
 	// BuildArgs are the values of the Dockerfile's ARGs (none when empty).
 	BuildArgs []slipway.BuildArg
 }
@@ -44,7 +48,7 @@ type DeployInput struct {
 	Ref     string
 }
 
-const projectFields = `name repo branch dockerfile context createdAt logRetention { maxAgeSeconds maxBytes } buildArgs { name value }`
+const projectFields = `name repo branch dockerfile context createdAt logRetention { maxAgeSeconds maxBytes } logLimit { maxLines maxBytes } buildArgs { name value }`
 
 const deploymentFields = `id project ref commit trigger status image digest error failedStep
 	timings { phase ms } steps { n instruction cached inRegistry durationMs why } createdAt startedAt finishedAt logPruned logComplete logCompleteAt logLines
@@ -56,7 +60,7 @@ const machineFields = `project provider isolation user state pid volumeDir volum
 func (c *Client) AddProject(ctx context.Context, in AddProjectInput) (*AddProjectResult, error) {
 	vars := map[string]any{"name": in.Name, "repo": in.Repo}
 	for k, v := range map[string]string{"branch": in.Branch, "dockerfile": in.Dockerfile, "context": in.Context, "webhookSecret": in.WebhookSecret,
-		"logRetention": in.LogRetention, "logRetentionSize": in.LogRetentionSize} {
+		"logRetention": in.LogRetention, "logRetentionSize": in.LogRetentionSize, "logMaxLines": in.LogMaxLines, "logMaxBytes": in.LogMaxBytes} {
 		if v != "" {
 			vars[k] = v
 		}

@@ -2,11 +2,13 @@ package deploy
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
 
 	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
 
 	"github.com/slipway-ci/slipway"
 	"github.com/slipway-ci/slipway/builder"
@@ -85,7 +87,12 @@ func (a *ControlActivities) FinishDeployment(ctx context.Context, in FinishInput
 		}
 		in.Result.Error = r.Redact(in.Result.Error)
 	}
-	return a.Store.FinishDeployment(ctx, in.DeploymentID, in.Result, a.now())
+	err := a.Store.FinishDeployment(ctx, in.DeploymentID, in.Result, a.now())
+	if _, ok := errors.AsType[*slipway.Error](err); ok {
+		// Not a store that cannot write: a retry would not help.
+		return temporal.NewNonRetryableApplicationError(slipway.ErrorMessage(err), slipway.ErrorCode(err), err)
+	}
+	return err
 }
 
 // redactor masks the secrets of a deployment's project: the credentials in

@@ -68,6 +68,10 @@ type NewProject struct {
 	// MaxLogAge and MaxLogSize, if set, limit how long and how much log is
 	// kept, as slipway.ParseLogAge and slipway.ParseLogSize read them.
 	MaxLogAge, MaxLogSize *string
+	// LogMaxLines and LogMaxBytes, if set, bound each deployment's log
+	// (see SetLogLimit); default slipway.DefaultLogMaxLines and
+	// slipway.DefaultLogMaxBytes.
+	LogMaxLines, LogMaxBytes *string
 	// BuildArgs are the project's build arguments.
 	BuildArgs []slipway.BuildArg
 }
@@ -98,6 +102,9 @@ func (s *Projects) Create(ctx context.Context, np NewProject) (*slipway.Project,
 		}
 	}
 	p.LogRetention = ret
+	if p.LogLimit, err = parseLogLimit(slipway.LogLimit{}, np.LogMaxLines, np.LogMaxBytes); err != nil {
+		return nil, err
+	}
 	if err := slipway.ValidateBuildArgs(p.BuildArgs); err != nil {
 		return nil, err
 	}

@@ -158,6 +158,7 @@ func (s *Service) startWith(ctx context.Context, p *slipway.Project, d *slipway.
 	}
 	if reuse == nil {
 		in.BuildArgs = slipway.BuildArgsMap(p.BuildArgs)
+		in.LogLimit = p.LogLimit.Effective()
 	}
 	if s.cfg.Secrets != nil && reuse == nil {
 		if err := s.addSecrets(ctx, &in); err != nil {

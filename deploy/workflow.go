@@ -71,6 +71,23 @@ type DeploymentInput struct {
 	// were when the deployment was asked for. Added after histories were
 	// recorded: omitted when empty, so older inputs encode as before.
 	BuildArgs map[string]string `json:",omitempty"`
+	// LogLimit bounds the deployment's build log (the project's, defaults
+	// filled in). Added after histories were recorded: omitted when zero,
+	// and an agent given none applies the defaults.
+	LogLimit slipway.LogLimit `json:",omitzero"`
+}
+
+// finishRetry is how FinishDeployment is retried: without a practical
+// limit (a billion attempts, 30 s apart at most: it is Temporal's "no
+// limit", 0, spelt so that the SDK's test environment honours it too), so
+// that a result the store cannot write for a while (its disk is full) is
+// recorded once it can. Errors that a retry cannot fix (an unknown
+// deployment) are not retried (ControlActivities.FinishDeployment).
+var finishRetry = temporal.RetryPolicy{
+	InitialInterval:    200 * time.Millisecond,
+	BackoffCoefficient: 2,
+	MaximumInterval:    30 * time.Second,
+	MaximumAttempts:    1 << 30,
 }
 
 // ReuseImage names an already pushed image.
@@ -157,7 +174,10 @@ func DeploymentWorkflow(ctx workflow.Context, in DeploymentInput) (res slipway.D
 		res.Timings = timings
 		dctx, _ := workflow.NewDisconnectedContext(ctrl)
 		recordLogCompleteness(ctx, dctx, in, reachedBuilder, logEnd, &res)
-		if ferr := workflow.ExecuteActivity(dctx, ActivityFinish, FinishInput{DeploymentID: in.DeploymentID, Result: res}).Get(dctx, nil); ferr != nil {
+		// The result is recorded however long the store cannot write (a
+		// full disk): retried until it is, never left "building".
+		fctx := workflow.WithRetryPolicy(dctx, finishRetry)
+		if ferr := workflow.ExecuteActivity(fctx, ActivityFinish, FinishInput{DeploymentID: in.DeploymentID, Result: res}).Get(fctx, nil); ferr != nil {
 			logger.Error("recording the deployment result failed", "deployment", in.DeploymentID, "error", ferr)
 			err = ferr
 		}
@@ -225,6 +245,7 @@ func DeploymentWorkflow(ctx workflow.Context, in DeploymentInput) (res slipway.D
 			Secrets:      in.Secrets,
 			SecretsToken: in.SecretsToken,
 			BuildArgs:    in.BuildArgs,
+			LogLimit:     in.LogLimit,
 		})
 	}
 	// stopBuild cancels a started build and waits for it to acknowledge.

@@ -34,6 +34,9 @@ type fakeActivities struct {
 	awaitLog func(LogWaitInput) (LogWaitResult, error)
 	// slotsBusy: no build slot is free at once (TryAcquireBuildSlot).
 	slotsBusy bool
+	// finish, if set, answers FinishDeployment's attempt n (from 1)
+	// before it records the result.
+	finish func(attempt int) error
 	// The build's activities run on the agent, which only a successful
 	// wake starts: the stand-in Fetch waits for one (or its cancellation).
 	woken    chan struct{}
@@ -93,7 +96,12 @@ func (f *fakeActivities) register(env registrar) {
 		return nil
 	}, activity.RegisterOptions{Name: ActivityWake})
 	env.RegisterActivityWithOptions(func(ctx context.Context, in FinishInput) error {
-		f.count(ActivityFinish)
+		n := f.count(ActivityFinish)
+		if f.finish != nil {
+			if err := f.finish(n); err != nil {
+				return err
+			}
+		}
 		f.mu.Lock()
 		f.finished = append(f.finished, in)
 		f.mu.Unlock()

@@ -32,7 +32,10 @@ const (
 	touchEvery = time.Minute
 )
 
-type tokenKey struct{}
+type (
+	tokenKey     struct{}
+	tokenHashKey struct{}
+)
 
 // tokenFrom returns the token that authenticated the request, or nil.
 func tokenFrom(ctx context.Context) *slipway.APIToken {
@@ -42,42 +45,50 @@ func tokenFrom(ctx context.Context) *slipway.APIToken {
 
 // authenticator checks API tokens against the token store.
 type authenticator struct {
-	tokens slipway.TokenStore
-	log    *slog.Logger
+	tokens  slipway.TokenStore
+	sockets *sockets // the open WebSocket connections
+	log     *slog.Logger
 }
 
 // check returns the token record for an Authorization value ("Bearer
 // TOKEN"), or an EUNAUTHORIZED error saying what is wrong.
 func (a *authenticator) check(ctx context.Context, authorization string) (*slipway.APIToken, error) {
+	t, _, err := a.checkHash(ctx, authorization)
+	return t, err
+}
+
+// checkHash is check that also returns the token's hash.
+func (a *authenticator) checkHash(ctx context.Context, authorization string) (*slipway.APIToken, string, error) {
 	authorization = strings.TrimSpace(authorization)
 	if authorization == "" {
-		return nil, slipway.Errorf(slipway.EUNAUTHORIZED, "%s", msgNoToken)
+		return nil, "", slipway.Errorf(slipway.EUNAUTHORIZED, "%s", msgNoToken)
 	}
 	scheme, token, ok := strings.Cut(authorization, " ")
 	token = strings.TrimSpace(token)
 	if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
-		return nil, slipway.Errorf(slipway.EUNAUTHORIZED, "%s", msgBadScheme)
+		return nil, "", slipway.Errorf(slipway.EUNAUTHORIZED, "%s", msgBadScheme)
 	}
 	if a.tokens == nil {
 		a.log.ErrorContext(ctx, "graphql: no token store configured: refusing every request")
-		return nil, slipway.Errorf(slipway.EUNAUTHORIZED, "%s", msgBadToken)
+		return nil, "", slipway.Errorf(slipway.EUNAUTHORIZED, "%s", msgBadToken)
 	}
-	t, err := a.tokens.TokenByHash(ctx, slipway.HashToken(token))
+	hash := slipway.HashToken(token)
+	t, err := a.tokens.TokenByHash(ctx, hash)
 	if slipway.ErrorCode(err) == slipway.ENOTFOUND {
-		return nil, slipway.Errorf(slipway.EUNAUTHORIZED, "%s", msgBadToken)
+		return nil, "", slipway.Errorf(slipway.EUNAUTHORIZED, "%s", msgBadToken)
 	} else if err != nil {
 		a.log.ErrorContext(ctx, "graphql: look up API token", "err", err)
-		return nil, slipway.Errorf(slipway.EINTERNAL, "internal error")
+		return nil, "", slipway.Errorf(slipway.EINTERNAL, "internal error")
 	}
 	if len(t.Scopes) > 0 {
-		return nil, slipway.Errorf(slipway.EUNAUTHORIZED, "%s", msgRegistryToken)
+		return nil, "", slipway.Errorf(slipway.EUNAUTHORIZED, "%s", msgRegistryToken)
 	}
 	if now := time.Now().UTC(); t.LastUsedAt == nil || now.Sub(*t.LastUsedAt) >= touchEvery {
 		if err := a.tokens.TouchToken(ctx, t.ID, now); err != nil {
 			a.log.WarnContext(ctx, "graphql: record API token use", "token", t.ID, "err", err)
 		}
 	}
-	return t, nil
+	return t, hash, nil
 }
 
 // middleware refuses requests without a valid token with 401 and a
@@ -91,7 +102,7 @@ func (a *authenticator) middleware(next http.Handler) http.Handler {
 			next.ServeHTTP(w, r)
 			return
 		}
-		t, err := a.check(r.Context(), authorization)
+		t, hash, err := a.checkHash(r.Context(), authorization)
 		if err != nil {
 			status := slipway.HTTPStatus(err)
 			if status == http.StatusUnauthorized {
@@ -105,17 +116,20 @@ func (a *authenticator) middleware(next http.Handler) http.Handler {
 			}}})
 			return
 		}
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), tokenKey{}, t)))
+		ctx := context.WithValue(r.Context(), tokenKey{}, t)
+		next.ServeHTTP(w, r.WithContext(context.WithValue(ctx, tokenHashKey{}, hash)))
 	})
 }
 
 // wsInit authenticates a WebSocket connection that the upgrade request did
 // not: its connection_init payload must carry {"Authorization": "Bearer
 // TOKEN"} (or {"token": "TOKEN"}). A refused connection is closed with
-// 4403, as graphql-transport-ws prescribes.
+// 4403, as graphql-transport-ws prescribes. Either way the connection is
+// registered with its token, so that revoking the token closes it.
 func (a *authenticator) wsInit(ctx context.Context, payload transport.InitPayload) (context.Context, *transport.InitPayload, error) {
-	if tokenFrom(ctx) != nil {
-		return ctx, nil, nil
+	if t := tokenFrom(ctx); t != nil {
+		hash, _ := ctx.Value(tokenHashKey{}).(string)
+		return a.register(ctx, t, hash)
 	}
 	authorization := payload.Authorization()
 	if authorization == "" {
@@ -123,12 +137,24 @@ func (a *authenticator) wsInit(ctx context.Context, payload transport.InitPayloa
 			authorization = "Bearer " + tok
 		}
 	}
-	t, err := a.check(ctx, authorization)
+	t, hash, err := a.checkHash(ctx, authorization)
 	if err != nil {
 		ctx = transport.WithWebsocketCloseCode(ctx, wsCloseForbidden)
 		return transport.AppendCloseReason(ctx, wsForbidden), nil, err
 	}
-	return context.WithValue(ctx, tokenKey{}, t), nil, nil
+	return a.register(context.WithValue(ctx, tokenKey{}, t), t, hash)
+}
+
+// register registers a connection authenticated by t, then checks that t
+// was not revoked before that (its revocation would have missed the
+// connection).
+func (a *authenticator) register(ctx context.Context, t *slipway.APIToken, hash string) (context.Context, *transport.InitPayload, error) {
+	ctx = a.sockets.open(ctx, t, hash)
+	if _, err := a.tokens.TokenByHash(ctx, hash); err != nil {
+		ctx = transport.WithWebsocketCloseCode(ctx, wsCloseForbidden)
+		return transport.AppendCloseReason(ctx, wsForbidden), nil, slipway.Errorf(slipway.EUNAUTHORIZED, "%s", msgBadToken)
+	}
+	return ctx, nil, nil
 }
 
 func isWebSocketUpgrade(r *http.Request) bool {

@@ -2,7 +2,10 @@
 // deployments with their steps and stored (searchable) logs, builder
 // machines, API tokens, the mutations, and subscriptions to a deployment's
 // state and live log over WebSocket (graphql-transport-ws). Every request
-// needs an API token. The web UI and the CLI are its clients.
+// needs an API token; a WebSocket checks its token again at each
+// operation, is closed as soon as its token is revoked (sockets.go), and
+// a token runs at most MaxSubscriptions subscriptions at once. The web UI
+// and the CLI are its clients.
 //
 // It is an adapter at the edge: it reads through slipway.Store, changes
 // projects through the project service (deploy.Projects, which owns their
@@ -60,13 +63,17 @@ type Config struct {
 	// that died). Without it machines are shown as stored.
 	Machines slipway.MachineProvider
 	// Tokens authenticates requests: each must carry a token it knows
-	// ('Authorization: Bearer TOKEN'), and the token mutations write it.
+	// ('Authorization: Bearer TOKEN'), and the token mutations write it;
+	// revoking a token through them closes its open WebSockets at once.
 	// Required: without it every request is refused.
 	Tokens slipway.TokenStore
 	// Secrets, if set, keeps the projects' build secrets (setSecret,
 	// deleteSecret, Project.secrets; values are write-only). Without it
 	// those fields answer with an error.
 	Secrets slipway.SecretStore
+	// MaxSubscriptions is how many subscriptions one API token may run at
+	// once; default DefaultMaxSubscriptions.
+	MaxSubscriptions int
 	// Live, if set, follows deployments for the subscriptions (the log
 	// stream and state announcements). Without it they poll the store.
 	Live Live
@@ -93,6 +100,9 @@ func (c Config) withDefaults() Config {
 	if c.PollInterval <= 0 {
 		c.PollInterval = 250 * time.Millisecond
 	}
+	if c.MaxSubscriptions <= 0 {
+		c.MaxSubscriptions = DefaultMaxSubscriptions
+	}
 	c.PublicURL = strings.TrimRight(c.PublicURL, "/")
 	if c.Projects == nil {
 		c.Projects = deploy.NewProjects(deploy.ProjectsConfig{Store: c.Store, Machines: c.Machines, Secrets: c.Secrets, Logger: c.Logger})
@@ -106,7 +116,13 @@ func (c Config) withDefaults() Config {
 // a valid API token gets 401 and an error saying how to get one.
 func NewHandler(cfg Config) http.Handler {
 	cfg = cfg.withDefaults()
-	auth := &authenticator{tokens: cfg.Tokens, log: cfg.Logger}
+	socks := newSockets(cfg.MaxSubscriptions)
+	if cfg.Tokens != nil {
+		// Revoking a token (the revokeToken mutation) closes its sockets.
+		cfg.Tokens = revokingTokens{TokenStore: cfg.Tokens, sockets: socks}
+	}
+	auth := &authenticator{tokens: cfg.Tokens, sockets: socks, log: cfg.Logger}
+	present := presentError(cfg.Logger)
 	srv := handler.New(gen.NewExecutableSchema(gen.Config{Resolvers: &Resolver{cfg: cfg}}))
 	srv.AddTransport(transport.Websocket{
 		InitFunc:    auth.wsInit,
@@ -126,7 +142,10 @@ func NewHandler(cfg Config) http.Handler {
 			"panic", fmt.Sprint(p), "path", gqlgraphql.GetPath(ctx).String(), "stack", string(debug.Stack()))
 		return fmt.Errorf("panic: %v", p)
 	})
-	srv.SetErrorPresenter(presentError(cfg.Logger))
+	srv.SetErrorPresenter(present)
+	if cfg.Tokens != nil {
+		srv.AroundOperations(socks.aroundOperations(cfg.Tokens, present))
+	}
 	return auth.middleware(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		r.Body = http.MaxBytesReader(w, r.Body, maxRequestBytes)
 		if r.Method == http.MethodPost {

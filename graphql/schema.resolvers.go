@@ -96,6 +96,11 @@ func (r *deploymentResolver) Logs(ctx context.Context, obj *slipway.Deployment, 
 	return out, nil
 }
 
+// Summary is the resolver for the summary field.
+func (r *logLimitResolver) Summary(ctx context.Context, obj *slipway.LogLimit) (string, error) {
+	return obj.String(), nil
+}
+
 // MaxAgeSeconds is the resolver for the maxAgeSeconds field.
 func (r *logRetentionResolver) MaxAgeSeconds(ctx context.Context, obj *slipway.LogRetention) (*int, error) {
 	return nonZero(int64(obj.MaxAge / time.Second)), nil
@@ -142,6 +147,8 @@ func (r *mutationResolver) AddProject(ctx context.Context, input gen.AddProjectI
 		WebhookSecret: orDefault(input.WebhookSecret, ""),
 		MaxLogAge:     input.LogRetention,
 		MaxLogSize:    input.LogRetentionSize,
+		LogMaxLines:   input.LogMaxLines,
+		LogMaxBytes:   input.LogMaxBytes,
 		BuildArgs:     buildArgs(input.BuildArgs),
 	})
 	if err != nil {
@@ -227,6 +234,11 @@ func (r *mutationResolver) SetBuildArgs(ctx context.Context, project string, set
 	return r.cfg.Projects.SetBuildArgs(ctx, project, buildArgs(set), unset)
 }
 
+// SetLogLimit is the resolver for the setLogLimit field.
+func (r *mutationResolver) SetLogLimit(ctx context.Context, project string, maxLines *string, maxBytes *string) (*slipway.Project, error) {
+	return r.cfg.Projects.SetLogLimit(ctx, project, maxLines, maxBytes)
+}
+
 // SetSecret is the resolver for the setSecret field.
 func (r *mutationResolver) SetSecret(ctx context.Context, project string, name string, value string) (*slipway.Secret, error) {
 	return r.cfg.Projects.SetSecret(ctx, project, name, []byte(value))
@@ -289,6 +301,12 @@ func (r *projectResolver) Machine(ctx context.Context, obj *slipway.Project) (*s
 		return nil, fmt.Errorf("machine of %s: %w", obj.Name, err)
 	}
 	return r.recheck(ctx, m), nil
+}
+
+// LogLimit is the resolver for the logLimit field.
+func (r *projectResolver) LogLimit(ctx context.Context, obj *slipway.Project) (*slipway.LogLimit, error) {
+	l := obj.LogLimit.Effective()
+	return &l, nil
 }
 
 // Secrets is the resolver for the secrets field.
@@ -390,6 +408,9 @@ func (r *subscriptionResolver) DeploymentLogLines(ctx context.Context, id string
 // Deployment returns gen.DeploymentResolver implementation.
 func (r *Resolver) Deployment() gen.DeploymentResolver { return &deploymentResolver{r} }
 
+// LogLimit returns gen.LogLimitResolver implementation.
+func (r *Resolver) LogLimit() gen.LogLimitResolver { return &logLimitResolver{r} }
+
 // LogRetention returns gen.LogRetentionResolver implementation.
 func (r *Resolver) LogRetention() gen.LogRetentionResolver { return &logRetentionResolver{r} }
 
@@ -413,6 +434,7 @@ func (r *Resolver) Subscription() gen.SubscriptionResolver { return &subscriptio
 
 type (
 	deploymentResolver   struct{ *Resolver }
+	logLimitResolver     struct{ *Resolver }
 	logRetentionResolver struct{ *Resolver }
 	machineResolver      struct{ *Resolver }
 	mutationResolver     struct{ *Resolver }

@@ -86,7 +86,7 @@ func openAtVersion(t *testing.T, n int) (*sql.DB, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := migrate(t.Context(), old, migrations[:n]); err != nil {
+	if err := migrate(t.Context(), old, migrations[:n], nil); err != nil {
 		t.Fatalf("migrate to version %d: %v", n, err)
 	}
 	return old, path

@@ -172,6 +172,22 @@ CREATE UNIQUE INDEX projects_hook_id ON projects (hook_id);
 	`
 ALTER TABLE api_tokens ADD COLUMN scopes TEXT NOT NULL DEFAULT '';
 `,
+	// 15: webhook secrets are stored sealed; the Go step seals those
+	// stored in clear before.
+	sealWebhookSecretsSQL,
+	// 16: a project's per-deployment log limit (0: the default).
+	`
+ALTER TABLE projects ADD COLUMN log_max_lines INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE projects ADD COLUMN log_max_bytes INTEGER NOT NULL DEFAULT 0;
+`,
+}
+
+// goSteps are the migrations that need Go besides their SQL, by their SQL
+// (not their number, so that a renumbering cannot attach a step to another
+// migration). A step runs after its SQL, in the same transaction; key
+// returns the secrets key, creating it if need be.
+var goSteps = map[string]func(ctx context.Context, tx *sql.Tx, key func() ([]byte, error)) error{
+	sealWebhookSecretsSQL: sealWebhookSecrets,
 }
 
 // migrate applies the migrations db has not applied yet, each in its own
@@ -179,7 +195,7 @@ ALTER TABLE api_tokens ADD COLUMN scopes TEXT NOT NULL DEFAULT '';
 // migration leaves the schema as it was. Concurrent callers (two processes
 // opening one file) are safe: each step re-reads the version under the
 // write lock.
-func migrate(ctx context.Context, db *sql.DB, migrations []string) error {
+func migrate(ctx context.Context, db *sql.DB, migrations []string, key func() ([]byte, error)) error {
 	if _, err := db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
 	version    INTEGER PRIMARY KEY,
 	applied_at TEXT NOT NULL
@@ -189,7 +205,7 @@ func migrate(ctx context.Context, db *sql.DB, migrations []string) error {
 	// Each step applies one migration, so more steps than migrations
 	// means a step did not take effect.
 	for range len(migrations) + 1 {
-		done, err := migrateStep(ctx, db, migrations)
+		done, err := migrateStep(ctx, db, migrations, key)
 		if err != nil || done {
 			return err
 		}
@@ -198,7 +214,7 @@ func migrate(ctx context.Context, db *sql.DB, migrations []string) error {
 }
 
 // migrateStep applies the next pending migration, or reports done.
-func migrateStep(ctx context.Context, db *sql.DB, migrations []string) (done bool, err error) {
+func migrateStep(ctx context.Context, db *sql.DB, migrations []string, key func() ([]byte, error)) (done bool, err error) {
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		return false, fmt.Errorf("migrate: %w", err)
@@ -219,6 +235,11 @@ func migrateStep(ctx context.Context, db *sql.DB, migrations []string) (done boo
 	next := version + 1
 	if _, err := tx.ExecContext(ctx, migrations[version]); err != nil {
 		return false, fmt.Errorf("migrate to schema version %d: %w", next, err)
+	}
+	if step := goSteps[migrations[version]]; step != nil {
+		if err := step(ctx, tx, key); err != nil {
+			return false, fmt.Errorf("migrate to schema version %d: %w", next, err)
+		}
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)`,
 		next, formatTime(time.Now())); err != nil {

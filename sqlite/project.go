@@ -15,7 +15,7 @@ import (
 )
 
 const projectColumns = `name, repo, branch, dockerfile, context, webhook_secret, created_at,
-	log_retention_seconds, log_retention_bytes, build_args, hook_id`
+	log_retention_seconds, log_retention_bytes, build_args, hook_id, log_max_lines, log_max_bytes`
 
 // CreateProject stores p. An empty HookID is set to a new random one
 // (newHookID), which p gets back. The name must pass slipway.ValidateProjectName
@@ -47,11 +47,17 @@ func (db *DB) CreateProject(ctx context.Context, p *slipway.Project) error {
 	if hookID == "" {
 		hookID = newHookID()
 	}
+	secret, err := db.sealedWebhookSecret(p.Name, p.WebhookSecret)
+	if err != nil {
+		return err
+	}
 	_, err = db.write.ExecContext(ctx, `INSERT INTO projects
-	(name, repo, repo_key, branch, dockerfile, context, webhook_secret, created_at, log_retention_seconds, log_retention_bytes, build_args, hook_id)
-	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		p.Name, p.Repo, slipway.NormalizeRepoURL(p.Repo), p.Branch, p.Dockerfile, p.Context, p.WebhookSecret, formatTime(created),
-		retentionSeconds(p.LogRetention), max(p.LogRetention.MaxBytes, 0), argsJSON, hookID)
+	(name, repo, repo_key, branch, dockerfile, context, webhook_secret, created_at, log_retention_seconds, log_retention_bytes, build_args, hook_id,
+	log_max_lines, log_max_bytes)
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		p.Name, p.Repo, slipway.NormalizeRepoURL(p.Repo), p.Branch, p.Dockerfile, p.Context, secret, formatTime(created),
+		retentionSeconds(p.LogRetention), max(p.LogRetention.MaxBytes, 0), argsJSON, hookID,
+		max(p.LogLimit.MaxLines, 0), max(p.LogLimit.MaxBytes, 0))
 	if isConstraint(err, codeConstraintPrimaryKey, codeConstraintUnique) {
 		return slipway.Errorf(slipway.ECONFLICT, "project %q already exists", p.Name)
 	} else if err != nil {
@@ -105,7 +111,7 @@ func (db *DB) SetBuildArgs(ctx context.Context, project string, set []slipway.Bu
 
 // Project returns the named project, or ENOTFOUND.
 func (db *DB) Project(ctx context.Context, name string) (*slipway.Project, error) {
-	p, err := scanProject(db.read.QueryRowContext(ctx, `SELECT `+projectColumns+` FROM projects WHERE name = ?`, name))
+	p, err := db.scanProject(db.read.QueryRowContext(ctx, `SELECT `+projectColumns+` FROM projects WHERE name = ?`, name))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, slipway.Errorf(slipway.ENOTFOUND, "project %q not found", name)
 	} else if err != nil {
@@ -156,7 +162,7 @@ func (db *DB) ProjectByHookID(ctx context.Context, id string) (*slipway.Project,
 	if id == "" {
 		return nil, slipway.Errorf(slipway.ENOTFOUND, "no project has webhook URL id %q", id)
 	}
-	p, err := scanProject(db.read.QueryRowContext(ctx, `SELECT `+projectColumns+` FROM projects WHERE hook_id = ?`, id))
+	p, err := db.scanProject(db.read.QueryRowContext(ctx, `SELECT `+projectColumns+` FROM projects WHERE hook_id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, slipway.Errorf(slipway.ENOTFOUND, "no project has webhook URL id %q", id)
 	} else if err != nil {
@@ -181,7 +187,7 @@ func (db *DB) queryProjects(ctx context.Context, query string, args ...any) ([]*
 	defer rows.Close()
 	ps := []*slipway.Project{}
 	for rows.Next() {
-		p, err := scanProject(rows)
+		p, err := db.scanProject(rows)
 		if err != nil {
 			return nil, err
 		}
@@ -190,13 +196,29 @@ func (db *DB) queryProjects(ctx context.Context, query string, args ...any) ([]*
 	return ps, rows.Err()
 }
 
-func scanProject(s scanner) (*slipway.Project, error) {
+// scanProject reads a project row, its webhook secret decrypted (empty
+// when it cannot be).
+func (db *DB) scanProject(s scanner) (*slipway.Project, error) {
+	p, err := scanProjectRow(s)
+	if err != nil {
+		return nil, err
+	}
+	if err := db.openWebhookSecret(p); err != nil {
+		// The key file was lost or replaced: the project stays readable
+		// (and removable), and its webhook verifies no delivery (an empty
+		// secret never does) until it is added again.
+		p.WebhookSecret = ""
+	}
+	return p, nil
+}
+
+func scanProjectRow(s scanner) (*slipway.Project, error) {
 	var p slipway.Project
 	var created string
 	var retentionSecs int64
 	var buildArgs string
 	if err := s.Scan(&p.Name, &p.Repo, &p.Branch, &p.Dockerfile, &p.Context, &p.WebhookSecret, &created,
-		&retentionSecs, &p.LogRetention.MaxBytes, &buildArgs, &p.HookID); err != nil {
+		&retentionSecs, &p.LogRetention.MaxBytes, &buildArgs, &p.HookID, &p.LogLimit.MaxLines, &p.LogLimit.MaxBytes); err != nil {
 		return nil, err
 	}
 	p.LogRetention.MaxAge = time.Duration(retentionSecs) * time.Second

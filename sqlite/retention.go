@@ -9,7 +9,29 @@ import (
 	"github.com/slipway-ci/slipway"
 )
 
-var _ slipway.LogPruner = (*DB)(nil)
+var (
+	_ slipway.LogPruner  = (*DB)(nil)
+	_ slipway.LogLimiter = (*DB)(nil)
+)
+
+// SetLogLimit stores a project's per-deployment log limit (0: the
+// default) and returns the project. Negative limits are EINVALID; an
+// unknown project is ENOTFOUND. Deployments asked for from then on get it.
+func (db *DB) SetLogLimit(ctx context.Context, project string, l slipway.LogLimit) (*slipway.Project, error) {
+	if l.MaxLines < 0 || l.MaxBytes < 0 {
+		return nil, slipway.Errorf(slipway.EINVALID, "log limits must not be negative")
+	}
+	res, err := db.write.ExecContext(ctx, `UPDATE projects SET log_max_lines = ?, log_max_bytes = ? WHERE name = ?`, l.MaxLines, l.MaxBytes, project)
+	if err != nil {
+		return nil, fmt.Errorf("set log limit of project %q: %w", project, err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return nil, fmt.Errorf("set log limit of project %q: %w", project, err)
+	} else if n == 0 {
+		return nil, slipway.Errorf(slipway.ENOTFOUND, "project %q not found", project)
+	}
+	return db.Project(ctx, project)
+}
 
 // retentionSeconds is r.MaxAge as stored: whole seconds, 0 for no limit.
 func retentionSeconds(r slipway.LogRetention) int64 {

@@ -158,6 +158,7 @@ func TestSearchIndexesOldLines(t *testing.T) {
 		`ALTER TABLE deployments DROP COLUMN log_complete`, `ALTER TABLE deployments DROP COLUMN log_complete_at`,
 		`ALTER TABLE deployments DROP COLUMN log_lines`, `ALTER TABLE projects DROP COLUMN build_args`,
 		`DROP INDEX projects_hook_id`, `ALTER TABLE projects DROP COLUMN hook_id`,
+		`ALTER TABLE projects DROP COLUMN log_max_lines`, `ALTER TABLE projects DROP COLUMN log_max_bytes`,
 	} {
 		if _, err := db.write.ExecContext(ctx, stmt); err != nil {
 			t.Fatalf("%s: %v", stmt, err)

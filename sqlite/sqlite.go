@@ -78,7 +78,7 @@ func Open(path string) (*DB, error) {
 		db.write.Close()
 		return nil, fmt.Errorf("open sqlite database %s: %w", path, err)
 	}
-	if err := migrate(ctx, db.write, migrations); err != nil {
+	if err := migrate(ctx, db.write, migrations, func() ([]byte, error) { return db.secretsKey(true) }); err != nil {
 		db.write.Close()
 		return nil, fmt.Errorf("open sqlite database %s: %w", path, err)
 	}

@@ -836,10 +836,10 @@ func TestMigrations(t *testing.T) {
 		steps := append(slices.Clone(migrations),
 			`CREATE TABLE extra (a TEXT); INSERT INTO extra VALUES ('x');`,
 			`ALTER TABLE extra ADD COLUMN b TEXT NOT NULL DEFAULT 'y';`)
-		if err := migrate(ctx, db.write, steps); err != nil {
+		if err := migrate(ctx, db.write, steps, nil); err != nil {
 			t.Fatalf("migrate: %v", err)
 		}
-		if err := migrate(ctx, db.write, steps); err != nil { // nothing left to do
+		if err := migrate(ctx, db.write, steps, nil); err != nil { // nothing left to do
 			t.Fatalf("migrate again: %v", err)
 		}
 		var a, b string
@@ -855,7 +855,7 @@ func TestMigrations(t *testing.T) {
 		db, _ := openTest(t)
 		ctx := t.Context()
 		steps := append(slices.Clone(migrations), `CREATE TABLE half (a TEXT); SELECT * FROM no_such_table;`)
-		if err := migrate(ctx, db.write, steps); err == nil {
+		if err := migrate(ctx, db.write, steps, nil); err == nil {
 			t.Fatal("migrate with a broken migration succeeded")
 		}
 		if v, err := schemaVersion(ctx, db.write); err != nil || v != len(migrations) {

@@ -146,23 +146,28 @@ func newProjectSetCmd(g *globals) *cobra.Command {
 		setArgs, unsets []string
 	)
 	cmd := &cobra.Command{
-		Use:   "set NAME [--log-retention AGE] [--log-retention-size SIZE] [--build-arg NAME=VALUE]... [--unset-build-arg NAME]...",
-		Short: "Change a project's settings (log retention, build arguments)",
-		Long: `Change a project's log retention or build arguments; a flag left out keeps
-its setting. --build-arg adds a build argument or replaces the one of its
-name, --unset-build-arg NAME removes one.
+		Use:   "set NAME [--log-retention AGE] [--log-retention-size SIZE] [--log-max-lines N] [--log-max-bytes SIZE] [--build-arg NAME=VALUE]... [--unset-build-arg NAME]...",
+		Short: "Change a project's settings (log retention, log limit, build arguments)",
+		Long: `Change a project's log retention, log limit or build arguments; a flag left
+out keeps its setting. --build-arg adds a build argument or replaces the one
+of its name, --unset-build-arg NAME removes one.
 
-` + retentionHelp + "\n\n" + buildArgsHelp,
+` + retentionHelp + "\n\n" + logLimitHelp + "\n\n" + buildArgsHelp,
 		Example: `  slipway project set web --build-arg BASE=127.0.0.1:8080/base/busybox:1
   slipway project set web --build-arg GREETING="hello there" --unset-build-arg OLD`,
 		Args: exactArgs("NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			age, size := changed(cmd, "log-retention"), changed(cmd, "log-retention-size")
+			lines, bytes := changed(cmd, "log-max-lines"), changed(cmd, "log-max-bytes")
 			retention, buildArgs := age != nil || size != nil, len(setArgs) > 0 || len(unsets) > 0
-			if !retention && !buildArgs {
-				return usageError{fmt.Errorf("nothing to change: give --log-retention, --log-retention-size, --build-arg or --unset-build-arg")}
+			limit := lines != nil || bytes != nil
+			if !retention && !buildArgs && !limit {
+				return usageError{fmt.Errorf("nothing to change: give --log-retention, --log-retention-size, --log-max-lines, --log-max-bytes, --build-arg or --unset-build-arg")}
 			}
 			if err := checkRetentionFlags(age, size); err != nil {
+				return err
+			}
+			if err := checkLogLimitFlags(lines, bytes); err != nil {
 				return err
 			}
 			set, err := parseBuildArgFlags(setArgs, unsets)
@@ -183,11 +188,19 @@ name, --unset-build-arg NAME removes one.
 					return err
 				}
 			}
+			if limit {
+				if p, err = g.client().SetLogLimit(cmd.Context(), args[0], lines, bytes); err != nil {
+					return err
+				}
+			}
 			if asJSON {
 				return writeJSON(cmd.OutOrStdout(), p)
 			}
 			if retention {
 				fmt.Fprintf(cmd.OutOrStdout(), "Project %s: log retention %s.\n", p.Name, p.LogRetention)
+			}
+			if limit {
+				fmt.Fprintf(cmd.OutOrStdout(), "Project %s: log limit %s per deployment.\n", p.Name, p.LogLimit)
 			}
 			if buildArgs {
 				fmt.Fprintf(cmd.OutOrStdout(), "Project %s: build arguments %s.\n", p.Name, formatBuildArgs(p.BuildArgs))
@@ -200,6 +213,8 @@ name, --unset-build-arg NAME removes one.
 	f.StringArrayVar(&unsets, "unset-build-arg", nil, "NAME: remove a build argument (repeatable)")
 	f.String("log-retention", "", "delete logs of deployments that ended longer ago than AGE, e.g. 30d; off: no age limit")
 	f.String("log-retention-size", "", "delete the oldest logs while the project's logs exceed SIZE, e.g. 500MB; off: no size limit")
+	f.String("log-max-lines", "", "fail a build whose log passes N lines; default: 100000")
+	f.String("log-max-bytes", "", "fail a build whose log passes SIZE, e.g. 100MB; default: 100 MiB")
 	f.BoolVar(&asJSON, "json", false, "print the project as JSON")
 	return cmd
 }
@@ -237,6 +252,7 @@ func printProject(w io.Writer, p *slipway.Project, extra ...[2]string) {
 	fmt.Fprintf(tw, "  dockerfile:\t%s\n", p.Dockerfile)
 	fmt.Fprintf(tw, "  context:\t%s\n", p.Context)
 	fmt.Fprintf(tw, "  log retention:\t%s\n", p.LogRetention)
+	fmt.Fprintf(tw, "  log limit:\t%s per deployment\n", p.LogLimit)
 	if len(p.BuildArgs) == 0 {
 		fmt.Fprintf(tw, "  build args:\tnone\n")
 	} else {
@@ -265,11 +281,14 @@ file:// included) and its build settings. It prints the webhook URL and the
 secret to configure in GitHub, Gitea or Forgejo; the secret is not shown
 again.
 
-` + retentionHelp + "\n\n" + buildArgsHelp,
+` + retentionHelp + "\n\n" + logLimitHelp + "\n\n" + buildArgsHelp,
 		Args: exactArgs("NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			in.Name = args[0]
 			if err := checkRetentionFlags(changed(cmd, "log-retention"), changed(cmd, "log-retention-size")); err != nil {
+				return err
+			}
+			if err := checkLogLimitFlags(changed(cmd, "log-max-lines"), changed(cmd, "log-max-bytes")); err != nil {
 				return err
 			}
 			var err error
@@ -299,6 +318,8 @@ again.
 	f.StringVar(&in.WebhookSecret, "webhook-secret", "", "webhook secret (default: a random one)")
 	f.StringVar(&in.LogRetention, "log-retention", "", "delete logs of deployments that ended longer ago than AGE, e.g. 30d (default: keep them)")
 	f.StringVar(&in.LogRetentionSize, "log-retention-size", "", "delete the oldest logs while the project's logs exceed SIZE, e.g. 500MB (default: no limit)")
+	f.StringVar(&in.LogMaxLines, "log-max-lines", "", "fail a build whose log passes N lines (default: 100000)")
+	f.StringVar(&in.LogMaxBytes, "log-max-bytes", "", "fail a build whose log passes SIZE, e.g. 100MB (default: 100 MiB)")
 	f.StringArrayVar(&buildArgs, "build-arg", nil, "NAME=VALUE: a value for the Dockerfile's ARG NAME (repeatable; not for secrets)")
 	f.BoolVar(&asJSON, "json", false, "print JSON")
 	_ = cmd.MarkFlagRequired("repo")

@@ -77,6 +77,20 @@ type Config struct {
 	MaxSpoolBytes int64
 	// Now is the clock that stamps lines; default time.Now.
 	Now func() time.Time
+	// MaxLines and MaxBytes, when positive, bound the deployment's log:
+	// the lines it may number in all (those already in the stream count)
+	// and the bytes of text this Publisher may take. The first line past
+	// either bound is replaced by one saying slipway.LogLimitExceeded, the
+	// lines after it go nowhere (neither NATS nor Stdout), and OnLimit is
+	// called once.
+	MaxLines, MaxBytes int64
+	// UsedBytes is how much text earlier publishers of the deployment
+	// took (the agent's earlier activities; see Bytes): it counts
+	// against MaxBytes.
+	UsedBytes int64
+	// OnLimit, when set, is called once, outside the Publisher's lock,
+	// when the log passes MaxLines or MaxBytes: the agent stops the build.
+	OnLimit func()
 }
 
 const (
@@ -147,6 +161,9 @@ type Publisher struct {
 	lastKey    int64
 	spoolErr   error // why the spool last refused a line
 
+	bytes   int64 // text taken, against MaxBytes
+	limited bool  // the log passed MaxLines or MaxBytes
+
 	wake    chan struct{} // worker: something to publish
 	emptied chan struct{} // Close: pending became empty
 	stop    chan struct{}
@@ -191,6 +208,7 @@ func New(ctx context.Context, cfg Config) (*Publisher, error) {
 		log:     cfg.Logger.With("project", cfg.Project, "deployment", cfg.Deployment),
 		subject: natslog.Subject(cfg.Project, cfg.Deployment),
 		pending: make(map[*nats.Msg]pendingLine),
+		bytes:   max(cfg.UsedBytes, 0),
 		writers: make(map[*LineWriter]struct{}),
 		wake:    make(chan struct{}, 1),
 		emptied: make(chan struct{}, 1),
@@ -285,7 +303,7 @@ func (p *Publisher) emit(stream, step, text string) {
 	if p.cfg.Redact != nil {
 		text = strings.ToValidUTF8(p.cfg.Redact.Redact(text), "\uFFFD")
 	}
-	var parts []string
+	parts := []string{text}
 	if len(text) > natslog.MaxLineBytes {
 		parts = splitText(text, natslog.MaxLineBytes)
 	}
@@ -294,12 +312,17 @@ func (p *Publisher) emit(stream, step, text string) {
 		step = p.step
 	}
 	now := p.cfg.Now().UTC()
-	startedDropping := false
-	if parts == nil {
-		startedDropping = p.acceptLocked(now, stream, step, text)
-		p.stdoutLocked(step, text)
-	}
+	startedDropping, limitHit := false, false
 	for _, part := range parts {
+		if over, first := p.overLimitLocked(len(part)); over {
+			if first && !p.closed {
+				notice := p.limitNotice()
+				p.queueLocked(now, "stderr", step, notice, true)
+				p.stdoutLocked(step, notice)
+				limitHit = true
+			}
+			break
+		}
 		startedDropping = p.acceptLocked(now, stream, step, part) || startedDropping
 		p.stdoutLocked(step, part)
 	}
@@ -310,6 +333,48 @@ func (p *Publisher) emit(stream, step, text string) {
 	if startedDropping {
 		p.log.Warn("log stream buffer full: dropping lines until NATS catches up", "bufferBytes", buffered)
 	}
+	if limitHit {
+		p.log.Warn("build log passed its limit: lines past it are not published", "maxLines", p.cfg.MaxLines, "maxBytes", p.cfg.MaxBytes)
+		if p.cfg.OnLimit != nil {
+			p.cfg.OnLimit()
+		}
+	}
+}
+
+// overLimitLocked counts a line of n bytes against MaxLines and MaxBytes.
+// It reports whether the line is past them, and whether it is the first
+// such line.
+func (p *Publisher) overLimitLocked(n int) (over, first bool) {
+	if p.limited {
+		return true, false
+	}
+	if p.cfg.MaxLines > 0 && p.last >= p.cfg.MaxLines || p.cfg.MaxBytes > 0 && p.bytes+int64(n) > p.cfg.MaxBytes {
+		p.limited = true
+		return true, true
+	}
+	p.bytes += int64(n)
+	return false, false
+}
+
+// limitNotice is the last line of a log that passed its limit.
+func (p *Publisher) limitNotice() string {
+	l := slipway.LogLimit{MaxLines: p.cfg.MaxLines, MaxBytes: p.cfg.MaxBytes}
+	return fmt.Sprintf("[slipway] %s: this deployment's log reached its limit (%s); the build is stopped and its further output is not kept", slipway.LogLimitExceeded, l)
+}
+
+// Bytes returns how much text the deployment's log took so far:
+// Config.UsedBytes and this Publisher's lines.
+func (p *Publisher) Bytes() int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.bytes
+}
+
+// LimitExceeded reports whether the log passed MaxLines or MaxBytes.
+func (p *Publisher) LimitExceeded() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.limited
 }
 
 // acceptLocked numbers a line and queues it for publishing, unless the

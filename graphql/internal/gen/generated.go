@@ -29,6 +29,7 @@ type Config = graphql.Config[ResolverRoot, DirectiveRoot, ComplexityRoot]
 
 type ResolverRoot interface {
 	Deployment() DeploymentResolver
+	LogLimit() LogLimitResolver
 	LogRetention() LogRetentionResolver
 	Machine() MachineResolver
 	Mutation() MutationResolver
@@ -105,6 +106,12 @@ type ComplexityRoot struct {
 		Trigger       func(childComplexity int) int
 	}
 
+	LogLimit struct {
+		MaxBytes func(childComplexity int) int
+		MaxLines func(childComplexity int) int
+		Summary  func(childComplexity int) int
+	}
+
 	LogLine struct {
 		N         func(childComplexity int) int
 		StepOrNil func(childComplexity int) int
@@ -145,6 +152,7 @@ type ComplexityRoot struct {
 		RevokeToken     func(childComplexity int, id string) int
 		Rollback        func(childComplexity int, project string, to *string) int
 		SetBuildArgs    func(childComplexity int, project string, set []*slipway.BuildArg, unset []string) int
+		SetLogLimit     func(childComplexity int, project string, maxLines *string, maxBytes *string) int
 		SetLogRetention func(childComplexity int, project string, maxAge *string, maxSize *string) int
 		SetSecret       func(childComplexity int, project string, name string, value string) int
 	}
@@ -171,6 +179,7 @@ type ComplexityRoot struct {
 		CreatedAt    func(childComplexity int) int
 		Deployments  func(childComplexity int, first *int) int
 		Dockerfile   func(childComplexity int) int
+		LogLimit     func(childComplexity int) int
 		LogRetention func(childComplexity int) int
 		Machine      func(childComplexity int) int
 		Name         func(childComplexity int) int
@@ -220,6 +229,9 @@ type DeploymentResolver interface {
 	Progress(ctx context.Context, obj *slipway.Deployment) (*slipway.Progress, error)
 	Logs(ctx context.Context, obj *slipway.Deployment, from *int, after *int, search *string, step *string, first *int) ([]*slipway.LogLine, error)
 }
+type LogLimitResolver interface {
+	Summary(ctx context.Context, obj *slipway.LogLimit) (string, error)
+}
 type LogRetentionResolver interface {
 	MaxAgeSeconds(ctx context.Context, obj *slipway.LogRetention) (*int, error)
 	MaxBytes(ctx context.Context, obj *slipway.LogRetention) (*int, error)
@@ -243,6 +255,7 @@ type MutationResolver interface {
 	RevokeToken(ctx context.Context, id string) (*slipway.APIToken, error)
 	SetLogRetention(ctx context.Context, project string, maxAge *string, maxSize *string) (*slipway.Project, error)
 	SetBuildArgs(ctx context.Context, project string, set []*slipway.BuildArg, unset []string) (*slipway.Project, error)
+	SetLogLimit(ctx context.Context, project string, maxLines *string, maxBytes *string) (*slipway.Project, error)
 	SetSecret(ctx context.Context, project string, name string, value string) (*slipway.Secret, error)
 	DeleteSecret(ctx context.Context, project string, name string) (*slipway.Secret, error)
 	DeleteProject(ctx context.Context, name string) (*DeleteProjectPayload, error)
@@ -260,6 +273,7 @@ type ProjectResolver interface {
 	Deployments(ctx context.Context, obj *slipway.Project, first *int) ([]*slipway.Deployment, error)
 	Machine(ctx context.Context, obj *slipway.Project) (*slipway.Machine, error)
 
+	LogLimit(ctx context.Context, obj *slipway.Project) (*slipway.LogLimit, error)
 	Secrets(ctx context.Context, obj *slipway.Project) ([]*slipway.Secret, error)
 }
 type QueryResolver interface {
@@ -558,6 +572,25 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.Deployment.Trigger(childComplexity), true
 
+	case "LogLimit.maxBytes":
+		if e.ComplexityRoot.LogLimit.MaxBytes == nil {
+			break
+		}
+
+		return e.ComplexityRoot.LogLimit.MaxBytes(childComplexity), true
+	case "LogLimit.maxLines":
+		if e.ComplexityRoot.LogLimit.MaxLines == nil {
+			break
+		}
+
+		return e.ComplexityRoot.LogLimit.MaxLines(childComplexity), true
+	case "LogLimit.summary":
+		if e.ComplexityRoot.LogLimit.Summary == nil {
+			break
+		}
+
+		return e.ComplexityRoot.LogLimit.Summary(childComplexity), true
+
 	case "LogLine.n":
 		if e.ComplexityRoot.LogLine.N == nil {
 			break
@@ -786,6 +819,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.SetBuildArgs(childComplexity, args["project"].(string), args["set"].([]*slipway.BuildArg), args["unset"].([]string)), true
+	case "Mutation.setLogLimit":
+		if e.ComplexityRoot.Mutation.SetLogLimit == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_setLogLimit_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.SetLogLimit(childComplexity, args["project"].(string), args["maxLines"].(*string), args["maxBytes"].(*string)), true
 	case "Mutation.setLogRetention":
 		if e.ComplexityRoot.Mutation.SetLogRetention == nil {
 			break
@@ -906,6 +950,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Project.Dockerfile(childComplexity), true
+	case "Project.logLimit":
+		if e.ComplexityRoot.Project.LogLimit == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Project.LogLimit(childComplexity), true
 	case "Project.logRetention":
 		if e.ComplexityRoot.Project.LogRetention == nil {
 			break
@@ -1223,6 +1273,15 @@ type Mutation {
   """
   setBuildArgs(project: String!, set: [BuildArgInput!], unset: [String!]): Project!
   """
+  Changes how much build log one deployment of a project may write.
+  maxLines (a number of lines, at least 10) and maxBytes (a size such as
+  "100MB", at least 1KiB) replace the current limits; "default" restores a
+  default (100000 lines, 100 MiB); an argument left out keeps its limit. A
+  build whose log passes a limit is stopped and fails with "log limit
+  exceeded". Deployments asked for from now on get the new limits.
+  """
+  setLogLimit(project: String!, maxLines: String, maxBytes: String): Project!
+  """
   Sets a project's build secret, creating or replacing it. A Dockerfile
   reads it with RUN --mount=type=secret,id=NAME (at /run/secrets/NAME); it
   is in no image layer and masked in every log. The value is write-only: no
@@ -1294,6 +1353,10 @@ input AddProjectInput {
   logRetention: String
   "Delete the oldest deployments' logs while the project's logs take more than this, e.g. 500MB or 2GiB (default: no limit)."
   logRetentionSize: String
+  "The most lines one deployment's log may hold (default 100000; see setLogLimit)."
+  logMaxLines: String
+  "The most bytes of text one deployment's log may hold, e.g. 100MB (default 100 MiB; see setLogLimit)."
+  logMaxBytes: String
   "The values of the Dockerfile's ARGs its builds get (default: none). Not secret: see BuildArg."
   buildArgs: [BuildArgInput!]
 }
@@ -1334,6 +1397,8 @@ type Project {
   machine: Machine
   "How much build log the server keeps for the project."
   logRetention: LogRetention!
+  "How much build log one deployment may write: past it the build fails with \"log limit exceeded\"."
+  logLimit: LogLimit!
   "The project's build secrets, by name (their values are never shown)."
   secrets: [Secret!]!
   "The project's build arguments, by name, with their values."
@@ -1373,6 +1438,14 @@ type LogRetention {
   "The oldest ended deployments' logs are deleted while the project's log text takes more bytes than this; null: no size limit."
   maxBytes: Int
   "The limits for people, e.g. \"30d, 500 MB\" or \"keep everything\"."
+  summary: String!
+}
+
+"A per-deployment log limit, defaults filled in."
+type LogLimit {
+  maxLines: Int!
+  maxBytes: Int!
+  "The limits for people, e.g. \"100000 lines or 100 MiB\"."
   summary: String!
 }
 
@@ -1711,6 +1784,18 @@ func (ec *executionContext) childFields_Deployment(ctx context.Context, field gr
 	return nil, fmt.Errorf("no field named %q was found under type Deployment", field.Name)
 }
 
+func (ec *executionContext) childFields_LogLimit(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "maxLines":
+		return ec.fieldContext_LogLimit_maxLines(ctx, field)
+	case "maxBytes":
+		return ec.fieldContext_LogLimit_maxBytes(ctx, field)
+	case "summary":
+		return ec.fieldContext_LogLimit_summary(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type LogLimit", field.Name)
+}
+
 func (ec *executionContext) childFields_LogLine(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "n":
@@ -1823,6 +1908,8 @@ func (ec *executionContext) childFields_Project(ctx context.Context, field graph
 		return ec.fieldContext_Project_machine(ctx, field)
 	case "logRetention":
 		return ec.fieldContext_Project_logRetention(ctx, field)
+	case "logLimit":
+		return ec.fieldContext_Project_logLimit(ctx, field)
 	case "secrets":
 		return ec.fieldContext_Project_secrets(ctx, field)
 	case "buildArgs":
@@ -2176,6 +2263,36 @@ func (ec *executionContext) field_Mutation_setBuildArgs_args(ctx context.Context
 		return nil, err
 	}
 	args["unset"] = arg2
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_setLogLimit_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "project",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["project"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "maxLines",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["maxLines"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "maxBytes",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["maxBytes"] = arg2
 	return args, nil
 }
 
@@ -3498,6 +3615,75 @@ func (ec *executionContext) fieldContext_Deployment_logs(ctx context.Context, fi
 	return fc, nil
 }
 
+func (ec *executionContext) _LogLimit_maxLines(ctx context.Context, field graphql.CollectedField, obj *slipway.LogLimit) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_LogLimit_maxLines(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.MaxLines, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNInt2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_LogLimit_maxLines(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("LogLimit", field, false, false, "Int")
+}
+
+func (ec *executionContext) _LogLimit_maxBytes(ctx context.Context, field graphql.CollectedField, obj *slipway.LogLimit) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_LogLimit_maxBytes(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.MaxBytes, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNInt2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_LogLimit_maxBytes(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("LogLimit", field, false, false, "Int")
+}
+
+func (ec *executionContext) _LogLimit_summary(ctx context.Context, field graphql.CollectedField, obj *slipway.LogLimit) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_LogLimit_summary(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.LogLimit().Summary(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_LogLimit_summary(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("LogLimit", field, true, true, "String")
+}
+
 func (ec *executionContext) _LogLine_n(ctx context.Context, field graphql.CollectedField, obj *slipway.LogLine) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -4333,6 +4519,50 @@ func (ec *executionContext) fieldContext_Mutation_setBuildArgs(ctx context.Conte
 	return fc, nil
 }
 
+func (ec *executionContext) _Mutation_setLogLimit(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_setLogLimit(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().SetLogLimit(ctx, fc.Args["project"].(string), fc.Args["maxLines"].(*string), fc.Args["maxBytes"].(*string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *slipway.Project) graphql.Marshaler {
+			return ec.marshalNProject2ᚖgithubᚗcomᚋslipwayᚑciᚋslipwayᚐProject(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_setLogLimit(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Project(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_setLogLimit_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Mutation_setSecret(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -4936,6 +5166,38 @@ func (ec *executionContext) fieldContext_Project_logRetention(_ context.Context,
 		IsResolver: false,
 		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 			return ec.childFields_LogRetention(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Project_logLimit(ctx context.Context, field graphql.CollectedField, obj *slipway.Project) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Project_logLimit(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Project().LogLimit(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *slipway.LogLimit) graphql.Marshaler {
+			return ec.marshalNLogLimit2ᚖgithubᚗcomᚋslipwayᚑciᚋslipwayᚐLogLimit(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Project_logLimit(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Project",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_LogLimit(ctx, field)
 		},
 	}
 	return fc, nil
@@ -6617,7 +6879,7 @@ func (ec *executionContext) unmarshalInputAddProjectInput(ctx context.Context, o
 		asMap[k] = v
 	}
 
-	fieldsInOrder := [...]string{"name", "repo", "branch", "dockerfile", "context", "webhookSecret", "logRetention", "logRetentionSize", "buildArgs"}
+	fieldsInOrder := [...]string{"name", "repo", "branch", "dockerfile", "context", "webhookSecret", "logRetention", "logRetentionSize", "logMaxLines", "logMaxBytes", "buildArgs"}
 	for _, k := range fieldsInOrder {
 		v, ok := asMap[k]
 		if !ok {
@@ -6680,6 +6942,20 @@ func (ec *executionContext) unmarshalInputAddProjectInput(ctx context.Context, o
 				return it, err
 			}
 			it.LogRetentionSize = data
+		case "logMaxLines":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("logMaxLines"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.LogMaxLines = data
+		case "logMaxBytes":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("logMaxBytes"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.LogMaxBytes = data
 		case "buildArgs":
 			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("buildArgs"))
 			data, err := ec.unmarshalOBuildArgInput2ᚕᚖgithubᚗcomᚋslipwayᚑciᚋslipwayᚐBuildArgᚄ(ctx, v)
@@ -7230,6 +7506,50 @@ func (ec *executionContext) _Deployment(ctx context.Context, sel ast.SelectionSe
 	return out
 }
 
+var logLimitImplementors = []string{"LogLimit"}
+
+func (ec *executionContext) _LogLimit(ctx context.Context, sel ast.SelectionSet, obj *slipway.LogLimit) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, logLimitImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("LogLimit")
+		case "maxLines":
+			out.Values[i] = ec._LogLimit_maxLines(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "maxBytes":
+			out.Values[i] = ec._LogLimit_maxBytes(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "summary":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._LogLimit_summary(ctx, field, obj)
+				})
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var logLineImplementors = []string{"LogLine"}
 
 func (ec *executionContext) _LogLine(ctx context.Context, sel ast.SelectionSet, obj *slipway.LogLine) graphql.Marshaler {
@@ -7501,6 +7821,13 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
+		case "setLogLimit":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_setLogLimit(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		case "setSecret":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_setSecret(ctx, field)
@@ -7708,6 +8035,12 @@ func (ec *executionContext) _Project(ctx context.Context, sel ast.SelectionSet, 
 			if out.Values[i] == graphql.Null {
 				atomic.AddUint32(&out.Invalids, 1)
 			}
+		case "logLimit":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Project_logLimit(ctx, field, obj)
+				})
 		case "secrets":
 			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
 				true, true,
@@ -8499,6 +8832,14 @@ func (ec *executionContext) marshalNInt2int64(ctx context.Context, sel ast.Selec
 		graphql.AddInvalidNullFromMarshaler(ctx, "Int!")
 	}
 	return res
+}
+
+func (ec *executionContext) marshalNLogLimit2ᚖgithubᚗcomᚋslipwayᚑciᚋslipwayᚐLogLimit(ctx context.Context, sel ast.SelectionSet, v *slipway.LogLimit) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "LogLimit!")
+		return graphql.Null
+	}
+	return ec._LogLimit(ctx, sel, v)
 }
 
 func (ec *executionContext) marshalNLogLine2ᚕᚖgithubᚗcomᚋslipwayᚑciᚋslipwayᚐLogLineᚄ(ctx context.Context, sel ast.SelectionSet, v []*slipway.LogLine) graphql.Marshaler {

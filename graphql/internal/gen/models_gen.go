@@ -22,6 +22,10 @@ type AddProjectInput struct {
 	LogRetention *string `json:"logRetention,omitempty"`
 	// Delete the oldest deployments' logs while the project's logs take more than this, e.g. 500MB or 2GiB (default: no limit).
 	LogRetentionSize *string `json:"logRetentionSize,omitempty"`
+	// The most lines one deployment's log may hold (default 100000; see setLogLimit).
+	LogMaxLines *string `json:"logMaxLines,omitempty"`
+	// The most bytes of text one deployment's log may hold, e.g. 100MB (default 100 MiB; see setLogLimit).
+	LogMaxBytes *string `json:"logMaxBytes,omitempty"`
 	// The values of the Dockerfile's ARGs its builds get (default: none). Not secret: see BuildArg.
 	BuildArgs []*slipway.BuildArg `json:"buildArgs,omitempty"`
 }
