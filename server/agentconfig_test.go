@@ -149,6 +149,16 @@ func TestExternalTemporalSettings(t *testing.T) {
 			t.Errorf("%s: agent's Temporal credential %q, TLS %+v; want the API key and %+v", c.name, ac.Temporal, ac.TemporalTLS, c.want)
 		}
 	}
+	p, err := newParts(Config{DataDir: t.TempDir(), TemporalAddress: "t:1", TemporalAPIKey: "key-as-a-value"}.WithDefaults())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ac, err := p.agentCredentials("web"); err != nil || ac.Temporal != "key-as-a-value" || ac.TemporalTLS == nil {
+		t.Errorf("--temporal-api-key: agent's Temporal credential %q, TLS %+v, %v; want the key, with TLS", ac.Temporal, ac.TemporalTLS, err)
+	}
+	if _, err := newParts(Config{DataDir: t.TempDir(), TemporalAddress: "t:1", TemporalAPIKey: "k", TemporalAPIKeyFile: keyFile}.WithDefaults()); err == nil {
+		t.Error("--temporal-api-key with --temporal-api-key-file: accepted")
+	}
 	if _, err := newParts(Config{DataDir: t.TempDir(), TemporalAddress: "t:1", TemporalTLSCert: keyFile}.WithDefaults()); err == nil {
 		t.Error("--temporal-tls-cert without --temporal-tls-key: accepted")
 	}

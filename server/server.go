@@ -69,6 +69,10 @@ type Config struct {
 	// too. It turns TLS on (with the system's CAs unless TemporalTLSCA).
 	// (A file, not a flag's value: argv is readable by every local user.)
 	TemporalAPIKeyFile string
+	// TemporalAPIKey is the API key itself, as `--temporal-api-key` or
+	// SLIPWAY_TEMPORAL_API_KEY give it; at most one of it and
+	// TemporalAPIKeyFile.
+	TemporalAPIKey string
 	// NATSURL is an external NATS server with JetStream. Empty starts the
 	// embedded one, which requires a credential of every client (package
 	// natsserver).

@@ -33,8 +33,8 @@ func (p *parts) loadTemporalAccess() error {
 	p.payloadKey = base64.StdEncoding.EncodeToString(key)
 	c := p.cfg
 	if c.TemporalAddress == "" {
-		if c.TemporalTLSCert != "" || c.TemporalTLSKey != "" || c.TemporalTLSCA != "" || c.TemporalAPIKeyFile != "" {
-			return errors.New("--temporal-tls-* and --temporal-api-key-file are for an external Temporal (--temporal)")
+		if c.TemporalTLSCert != "" || c.TemporalTLSKey != "" || c.TemporalTLSCA != "" || c.TemporalAPIKeyFile != "" || c.TemporalAPIKey != "" {
+			return errors.New("--temporal-tls-* and --temporal-api-key[-file] are for an external Temporal (--temporal)")
 		}
 		return nil
 	}
@@ -54,6 +54,10 @@ func (p *parts) loadTemporalAccess() error {
 			}
 		}
 	}
+	if c.TemporalAPIKey != "" && c.TemporalAPIKeyFile != "" {
+		return errors.New("--temporal-api-key and --temporal-api-key-file: give one")
+	}
+	p.temporalAPIKey = c.TemporalAPIKey
 	if err := readInto(c.TemporalAPIKeyFile, &p.temporalAPIKey); err != nil {
 		return fmt.Errorf("Temporal API key: %w", err)
 	}

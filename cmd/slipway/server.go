@@ -44,6 +44,10 @@ and writes it to DATA-DIR/admin-token (mode 0600); the CLI run from the
 directory holding ./slipway-data reads it from there.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if cfg.TemporalAPIKey == "" {
+				// Not the flag's default: --help would print it.
+				cfg.TemporalAPIKey = os.Getenv("SLIPWAY_TEMPORAL_API_KEY")
+			}
 			if cfg.WebhookMaxAge == 0 {
 				cfg.WebhookMaxAge = -1 // 0 on the command line turns the window off
 			} else if cfg.WebhookMaxAge < 0 {
@@ -68,6 +72,8 @@ directory holding ./slipway-data reads it from there.`,
 	f.StringVar(&cfg.TemporalTLSKey, "temporal-tls-key", os.Getenv("SLIPWAY_TEMPORAL_TLS_KEY"), "key (PEM file) of --temporal-tls-cert")
 	f.StringVar(&cfg.TemporalTLSCA, "temporal-tls-ca", os.Getenv("SLIPWAY_TEMPORAL_TLS_CA"), "CA certificates (PEM file) an external Temporal's certificate is checked against (default: the system's); any --temporal-tls-* turns TLS on")
 	f.StringVar(&cfg.TemporalAPIKeyFile, "temporal-api-key-file", os.Getenv("SLIPWAY_TEMPORAL_API_KEY_FILE"), "file holding the API key of an external Temporal (sent as a bearer token by the server and its builders; turns TLS on)")
+	f.StringVar(&cfg.TemporalAPIKey, "temporal-api-key", "",
+		"API key of an external Temporal; every local user can read a command line, so prefer env SLIPWAY_TEMPORAL_API_KEY or --temporal-api-key-file")
 	f.StringVar(&cfg.TemporalNamespace, "temporal-namespace", envOr("SLIPWAY_TEMPORAL_NAMESPACE", builder.DefaultTemporalNamespace), "Temporal namespace")
 	f.StringVar(&cfg.NATSURL, "nats", os.Getenv("SLIPWAY_NATS"), "external NATS URL with JetStream (default: embedded, which requires a credential of every client)")
 	f.StringVar(&cfg.NATSCreds, "nats-creds", os.Getenv("SLIPWAY_NATS_CREDS"), "NATS credentials file the server's clients of the external NATS (--nats) authenticate with (env SLIPWAY_NATS_CREDS)")
