@@ -24,6 +24,9 @@ import (
 // and fails the run if any attack got through, any secret was seen, or any
 // image was written by an outsider.
 
+// AttackReportEnv names a file the tally line is also written to.
+const AttackReportEnv = "SLIPWAY_ATTACK_REPORT"
+
 // attackResult is what one attack achieved (the attacker program prints
 // it as JSON: e2e/attacker.Result).
 type attackResult struct {
@@ -139,10 +142,19 @@ func attackTally() bool {
 	if tally.tried == 0 {
 		return true
 	}
-	fmt.Printf("attacks tried %d, blocked %d; secrets seen by outsiders %d; foreign images written %d\n",
+	line := fmt.Sprintf("attacks tried %d, blocked %d; secrets seen by outsiders %d; foreign images written %d\n",
 		tally.tried, tally.blocked, tally.secrets, tally.foreignImg)
 	if len(tally.failed) > 0 {
-		fmt.Printf("attacks that got through: %s\n", strings.Join(tally.failed, ", "))
+		line += fmt.Sprintf("attacks that got through: %s\n", strings.Join(tally.failed, ", "))
+	}
+	fmt.Print(line)
+	// go test shows a passing package's output only with -v: scripts/test
+	// names a file here and prints it after the run.
+	if path := os.Getenv(AttackReportEnv); path != "" {
+		if err := os.WriteFile(path, []byte(line), 0o644); err != nil {
+			fmt.Fprintf(os.Stderr, "attack report: %v\n", err)
+			return false
+		}
 	}
 	return tally.tried == tally.blocked && tally.secrets == 0 && tally.foreignImg == 0
 }
