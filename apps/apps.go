@@ -89,6 +89,13 @@ type Config struct {
 	StopTimeout time.Duration
 	// PidsLimit caps the processes of one app (--pids-limit).
 	PidsLimit int64
+	// PrimeStopped makes Stop leave a stopped app's container created in
+	// the OCI runtime but not started (`podman init`): the app's own
+	// processes are gone and use no CPU, but conmon and runc's init wait
+	// for the start (about 14 MB of RSS per app, measured), and a Wake
+	// then only runs `runc start`: tens of milliseconds instead of a
+	// whole container start. Off: a stopped app has no process at all.
+	PrimeStopped bool
 	// Logger receives what the runtime does (never an env value); default
 	// slog.Default().
 	Logger *slog.Logger

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -41,6 +42,7 @@ func TestLifecycle(t *testing.T) {
 	t.Run("limits", func(t *testing.T) { checkLimits(t, r, inst) })
 	t.Run("freeze", func(t *testing.T) { checkFreeze(t, r, inst) })
 	t.Run("stop and wake", func(t *testing.T) { checkStopWake(t, r, inst) })
+	t.Run("primed stop and wake", func(t *testing.T) { checkPrimed(t, r, inst) })
 	t.Run("remove", func(t *testing.T) { checkRemove(t, r, inst) })
 }
 
@@ -123,6 +125,59 @@ func checkStopWake(t *testing.T, r *Runtime, inst *Instance) {
 	if rep, err := r.Wake(ctx, inst); err != nil || rep.From != Running {
 		t.Errorf("Wake of a running app = %+v, %v; want From running", rep, err)
 	}
+	// Concurrent Wakes of a stopped app: one starts it, the others wait
+	// for it and find it running.
+	if err := r.Stop(ctx, inst); err != nil {
+		t.Fatal(err)
+	}
+	reps := make(chan WakeReport, 8)
+	var wg sync.WaitGroup
+	for range cap(reps) {
+		wg.Go(func() {
+			rep, err := r.Wake(ctx, inst)
+			if err != nil {
+				t.Error(err)
+			}
+			reps <- rep
+		})
+	}
+	wg.Wait()
+	close(reps)
+	from := map[State]int{}
+	for rep := range reps {
+		from[rep.From]++
+	}
+	if from[Stopped] != 1 || from[Running] != cap(reps)-1 {
+		t.Errorf("8 concurrent Wakes came from %v; want 1 stopped, 7 running", from)
+	}
+	mustGet(t, inst, "/")
+}
+
+// checkPrimed: with PrimeStopped, a stopped app's own process is gone
+// too, it does not answer, and Wake starts it.
+func checkPrimed(t *testing.T, r *Runtime, inst *Instance) {
+	ctx := t.Context()
+	r.cfg.PrimeStopped = true
+	defer func() { r.cfg.PrimeStopped = false }()
+	pid := inspectField(t, r, inst.Name, "{{.State.Pid}}")
+	if err := r.Stop(ctx, inst); err != nil {
+		t.Fatal(err)
+	}
+	wantState(t, r, inst, Stopped)
+	if status := inspectField(t, r, inst.Name, "{{.State.Status}}"); status != "initialized" {
+		t.Errorf("podman's status of a primed app = %q, want initialized", status)
+	}
+	if !processGone(pid) {
+		t.Errorf("the app's process %s is still there after Stop", pid)
+	}
+	if _, _, err := get("http://"+inst.Addr()+"/", time.Second); err == nil {
+		t.Error("a stopped, primed app answered")
+	}
+	if rep, err := r.Wake(ctx, inst); err != nil || rep.From != Stopped {
+		t.Fatalf("Wake = %+v, %v; want From stopped", rep, err)
+	}
+	mustGet(t, inst, "/")
+	wantState(t, r, inst, Running)
 }
 
 func checkRemove(t *testing.T, r *Runtime, inst *Instance) {

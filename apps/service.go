@@ -248,6 +248,11 @@ func (s *service) start(ctx context.Context, name string) error {
 	return s.call(ctx, http.MethodPost, "/containers/"+url.PathEscape(name)+"/start", nil, nil)
 }
 
+// init creates the container in the OCI runtime without starting it.
+func (s *service) init(ctx context.Context, name string) error {
+	return s.call(ctx, http.MethodPost, "/containers/"+url.PathEscape(name)+"/init", nil, nil)
+}
+
 func (s *service) stop(ctx context.Context, name string, timeout time.Duration) error {
 	q := url.Values{"timeout": {fmt.Sprint(int(timeout.Round(time.Second) / time.Second))}}
 	return s.call(ctx, http.MethodPost, "/containers/"+url.PathEscape(name)+"/stop", q, nil)

@@ -85,7 +85,12 @@ func (r *Runtime) Stop(ctx context.Context, inst *Instance) error {
 	if err := r.svc.stop(ctx, inst.Name, r.cfg.StopTimeout); err != nil {
 		return fmt.Errorf("stop app %s: %w", inst.Name, err)
 	}
-	r.cfg.Logger.Info("apps: stopped", "app", inst.Name)
+	if r.cfg.PrimeStopped {
+		if err := r.svc.init(ctx, inst.Name); err != nil {
+			return fmt.Errorf("stop app %s: prime its next start: %w", inst.Name, err)
+		}
+	}
+	r.cfg.Logger.Info("apps: stopped", "app", inst.Name, "primed", r.cfg.PrimeStopped)
 	return nil
 }
 
@@ -175,7 +180,7 @@ func (r *Runtime) state(ctx context.Context, inst *Instance) (State, *container,
 			return Frozen, c, nil
 		}
 		return Running, c, nil
-	case c.State.Status == "created" || c.State.Status == "configured":
+	case c.State.Status == "created" || c.State.Status == "configured" || c.State.Status == "initialized":
 		return Stopped, c, nil
 	}
 	if _, err := os.Stat(r.stoppedMark(inst.Name)); err == nil {
