@@ -9,7 +9,13 @@
 // first request waits for stays off it: a thaw writes the container's
 // cgroup freezer file directly, and a start from stopped asks a podman API
 // service (`podman system service` on a unix socket) that the Runtime
-// keeps running, so no request pays the podman CLI's own start-up.
+// keeps running, so no request pays the podman CLI's own start-up. With
+// Config.PrimeStopped a stopped app's container is left created in runc
+// but not started, and its wake is a `runc start`.
+//
+// It runs apps as root only: on a host with cgroup v1 (these machines'
+// hybrid layout) rootless podman ignores memory and CPU limits and gives
+// a container no cgroup of its own to freeze.
 //
 // Containers are found by their labels (LabelApp, LabelRelease, ...) and
 // their name (Name), so a restarted server adopts them (Reconcile). A

@@ -46,6 +46,47 @@ func (r *Runtime) logs(ctx context.Context, name string, n int) ([]string, maske
 	return lines, m, nil
 }
 
+// LogPath returns the file inst's output is written to, in podman's
+// k8s-file format (see ParseLogLine), for a follower of the app's logs.
+// Its lines are not masked: mask them with Logs' rules before they go
+// anywhere (the follower knows the app's Spec.Env).
+func (r *Runtime) LogPath(ctx context.Context, inst *Instance) (string, error) {
+	c, err := r.svc.inspect(ctx, inst.Name)
+	if err != nil {
+		return "", fmt.Errorf("logs of app %s: %w", inst.Name, err)
+	}
+	if c.HostConfig.LogConfig.Type != "k8s-file" {
+		return "", fmt.Errorf("logs of app %s: its log driver is %q, not k8s-file", inst.Name, c.HostConfig.LogConfig.Type)
+	}
+	return c.HostConfig.LogConfig.Path, nil
+}
+
+// LogLine is one line of a k8s-file log.
+type LogLine struct {
+	// Time is the line's timestamp as written (RFC 3339 with nanoseconds).
+	Time string
+	// Stream is "stdout" or "stderr".
+	Stream string
+	// Partial says the line goes on in the next one (a long line cut).
+	Partial bool
+	// Text is the line's text.
+	Text string
+}
+
+// ParseLogLine parses one line of a k8s-file log:
+// "<time> <stdout|stderr> <P|F> <text>".
+func ParseLogLine(s string) (LogLine, bool) {
+	fields := strings.SplitN(s, " ", 4)
+	if len(fields) < 3 || (fields[2] != "P" && fields[2] != "F") {
+		return LogLine{}, false
+	}
+	l := LogLine{Time: fields[0], Stream: fields[1], Partial: fields[2] == "P"}
+	if len(fields) == 4 {
+		l.Text = fields[3]
+	}
+	return l, true
+}
+
 // tailLogBytes is how much of the end of a log file tailLog reads.
 const tailLogBytes = 256 << 10
 
@@ -76,16 +117,12 @@ func tailLog(path string, n int) ([]string, error) {
 	var lines []string
 	var partial strings.Builder
 	for _, l := range raw {
-		fields := strings.SplitN(l, " ", 4)
-		if len(fields) < 3 {
+		line, ok := ParseLogLine(l)
+		if !ok {
 			continue
 		}
-		text := ""
-		if len(fields) == 4 {
-			text = fields[3]
-		}
-		partial.WriteString(text)
-		if fields[2] == "P" {
+		partial.WriteString(line.Text)
+		if line.Partial {
 			continue
 		}
 		lines = append(lines, partial.String())

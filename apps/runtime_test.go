@@ -314,6 +314,15 @@ func TestReconcile(t *testing.T) {
 	if got, err := r2.Get(ctx, "demo", "a"); err != nil || got.HostPort != running.HostPort {
 		t.Errorf("Get = %+v, %v; want host port %d", got, err, running.HostPort)
 	}
+	path, err := r2.LogPath(ctx, a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err := os.ReadFile(path); err != nil {
+		t.Fatal(err)
+	} else if l, ok := ParseLogLine(strings.SplitN(string(b), "\n", 2)[0]); !ok || l.Stream != "stdout" || l.Text != "app listening on 8000" {
+		t.Errorf("the log file's first line = %+v, %v; want stdout's 'app listening on 8000'", l, ok)
+	}
 	lines, err := r2.Logs(ctx, a, 5)
 	all := strings.Join(lines, "\n")
 	if err != nil || !strings.Contains(all, "app listening on 8000") || !strings.Contains(all, "greeting is [redacted]") || strings.Contains(all, secretValue) {

@@ -98,7 +98,9 @@ func (r *Runtime) Stop(ctx context.Context, inst *Instance) error {
 // stopped or failed one started through the podman API service and
 // awaited on its health path, as Start does (an *UnhealthyError when it
 // does not answer; it is stopped again); a running one is left alone.
-// Concurrent Wakes of one app wait for the first.
+// Concurrent Wakes of one app wait for the first. Give it the context of
+// the wake (the gateway's wake timeout), not of one request: a start cut
+// short by a cancelled context may leave the app starting.
 func (r *Runtime) Wake(ctx context.Context, inst *Instance) (WakeReport, error) {
 	t0 := time.Now()
 	defer r.lock(inst.Name)()
