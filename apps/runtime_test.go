@@ -201,6 +201,12 @@ func checkRemove(t *testing.T, r *Runtime, inst *Instance) {
 	if err := r.Remove(ctx, inst); err != nil {
 		t.Errorf("Remove twice: %v", err)
 	}
+	if err := r.PruneImages(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := r.podman(ctx, "images", "--quiet"); err != nil || strings.TrimSpace(string(out)) != "" {
+		t.Errorf("images after Remove and PruneImages = %q, %v; want none", out, err)
+	}
 }
 
 // TestUnhealthyApp: an app that exits while starting fails Start with its
@@ -322,6 +328,12 @@ func TestReconcile(t *testing.T) {
 		t.Fatal(err)
 	} else if l, ok := ParseLogLine(strings.SplitN(string(b), "\n", 2)[0]); !ok || l.Stream != "stdout" || l.Text != "app listening on 8000" {
 		t.Errorf("the log file's first line = %+v, %v; want stdout's 'app listening on 8000'", l, ok)
+	}
+	if err := r2.PruneImages(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := r2.podman(ctx, "images", "--quiet"); err != nil || strings.TrimSpace(string(out)) == "" {
+		t.Errorf("images after PruneImages = %q, %v; want the apps' image kept", out, err)
 	}
 	lines, err := r2.Logs(ctx, a, 5)
 	all := strings.Join(lines, "\n")

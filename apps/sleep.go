@@ -152,6 +152,16 @@ func (r *Runtime) Remove(ctx context.Context, inst *Instance) error {
 	return nil
 }
 
+// PruneImages removes the images no container of this runtime uses: an
+// app's image stays while any of its containers (a stopped rollback
+// target too) is kept.
+func (r *Runtime) PruneImages(ctx context.Context) error {
+	if _, err := r.podman(ctx, "image", "prune", "--all", "--force"); err != nil {
+		return fmt.Errorf("prune app images: %w", err)
+	}
+	return nil
+}
+
 // State says what inst is doing; ErrNotFound when its container is gone.
 func (r *Runtime) State(ctx context.Context, inst *Instance) (State, error) {
 	defer r.lock(inst.Name)()
