@@ -317,6 +317,16 @@ func TestReconcile(t *testing.T) {
 		t.Fatal(err)
 	}
 	mustGet(t, b, "/")
+	// The API service killed under the runtime: the next call starts it
+	// again.
+	r2.svc.mu.Lock()
+	svc, done := r2.svc.cmd, r2.svc.done
+	r2.svc.mu.Unlock()
+	if err := svc.Process.Kill(); err != nil {
+		t.Fatal(err)
+	}
+	wantState(t, r2, a, Running) // maybe before the runtime saw it exit
+	<-done
 	if got, err := r2.Get(ctx, "demo", "a"); err != nil || got.HostPort != running.HostPort {
 		t.Errorf("Get = %+v, %v; want host port %d", got, err, running.HostPort)
 	}

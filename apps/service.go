@@ -145,18 +145,11 @@ type apiError struct {
 // there, and decodes a JSON answer into out (if not nil). A 404 is
 // ErrNotFound; a 304 (already started or stopped) is no error.
 func (s *service) call(ctx context.Context, method, path string, query url.Values, out any) error {
-	if err := s.ensure(ctx); err != nil {
-		return err
-	}
 	u := apiBase + path
 	if len(query) > 0 {
 		u += "?" + query.Encode()
 	}
-	req, err := http.NewRequestWithContext(ctx, method, u, nil)
-	if err != nil {
-		return err
-	}
-	resp, err := s.http.Do(req)
+	resp, err := s.do(ctx, method, u)
 	if err != nil {
 		return fmt.Errorf("podman API %s %s: %w", method, path, err)
 	}
@@ -183,6 +176,40 @@ func (s *service) call(ctx context.Context, method, path string, query url.Value
 		}
 	}
 	return nil
+}
+
+// do sends a request without a body. When the service is not there (its
+// socket refuses or is gone: it died), it is started again and the
+// request sent once more.
+func (s *service) do(ctx context.Context, method, u string) (*http.Response, error) {
+	for attempt := 0; ; attempt++ {
+		if err := s.ensure(ctx); err != nil {
+			return nil, err
+		}
+		req, err := http.NewRequestWithContext(ctx, method, u, nil)
+		if err != nil {
+			return nil, err
+		}
+		resp, err := s.http.Do(req)
+		if err == nil || attempt > 0 {
+			return resp, err
+		}
+		// Did it die (a refused or reset connection)? Wait a moment for
+		// its exit to be seen, so that ensure restarts it. Every request
+		// of this package may be sent twice: a start, stop or remove done
+		// already answers 304 or 404.
+		s.mu.Lock()
+		done := s.done
+		s.mu.Unlock()
+		select {
+		case <-done:
+			s.http.CloseIdleConnections()
+		case <-time.After(time.Second):
+			return nil, err
+		case <-ctx.Done():
+			return nil, err
+		}
+	}
 }
 
 // container is what the API's inspect says of a container (the parts
