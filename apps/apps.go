@@ -95,6 +95,9 @@ type Config struct {
 	StopTimeout time.Duration
 	// PidsLimit caps the processes of one app (--pids-limit).
 	PidsLimit int64
+	// Network is how apps reach the network: NetworkBridge (default) or
+	// NetworkIsolated.
+	Network Network
 	// PrimeStopped makes Stop leave a stopped app's container created in
 	// the OCI runtime but not started (`podman init`): the app's own
 	// processes are gone and use no CPU, but conmon and runc's init wait
@@ -107,12 +110,35 @@ type Config struct {
 	Logger *slog.Logger
 }
 
+// Network is the network mode of apps.
+type Network string
+
+const (
+	// NetworkBridge puts apps on podman's default bridge (netavark): the
+	// fastest path, but an app can reach every other container on that
+	// bridge (other apps included) at its address.
+	NetworkBridge Network = "bridge"
+	// NetworkIsolated gives each app a user-mode network of its own
+	// (slirp4netns, without a way to the host's loopback): apps cannot
+	// reach each other, nor the host's loopback services; the published
+	// port is forwarded by rootlessport. Each running app costs a
+	// slirp4netns and a rootlessport process (about 10 MB of RSS).
+	NetworkIsolated Network = "isolated"
+)
+
 func (c Config) withDefaults() (Config, error) {
 	if c.Dir == "" || !filepath.IsAbs(c.Dir) {
 		return c, fmt.Errorf("apps: Config.Dir must be an absolute path, got %q", c.Dir)
 	}
 	if c.Podman == "" {
 		c.Podman = DefaultPodman
+	}
+	switch c.Network {
+	case "":
+		c.Network = NetworkBridge
+	case NetworkBridge, NetworkIsolated:
+	default:
+		return c, fmt.Errorf("apps: unknown network mode %q (%s or %s)", c.Network, NetworkBridge, NetworkIsolated)
 	}
 	if c.HealthTimeout <= 0 {
 		c.HealthTimeout = DefaultHealthTimeout

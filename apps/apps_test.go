@@ -78,10 +78,16 @@ func testImages(t *testing.T) images {
 // its containers, stops it and unmounts what podman left mounted.
 func newRuntime(t *testing.T, dir string) *Runtime {
 	t.Helper()
-	r, err := New(t.Context(), Config{
-		Dir: dir, AuthFile: testenv.RegistryAuthFile(), RegistryInsecure: true,
-		HealthTimeout: 15 * time.Second, StopTimeout: 2 * time.Second,
-	})
+	return newRuntimeWith(t, Config{Dir: dir})
+}
+
+// newRuntimeWith is newRuntime with cfg, whose registry and time fields
+// are the tests'.
+func newRuntimeWith(t *testing.T, cfg Config) *Runtime {
+	t.Helper()
+	cfg.AuthFile, cfg.RegistryInsecure = testenv.RegistryAuthFile(), true
+	cfg.HealthTimeout, cfg.StopTimeout = 15*time.Second, 2*time.Second
+	r, err := New(t.Context(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,14 +19,16 @@ import (
 // way). It logs the medians side by side and their ratio (issue 17's
 // targets: frozen ≤ 30 ms; stopped ≤ 0.6× by hand). It asserts behaviour
 // only (every wake answers 200), never a time. Rounds:
-// SLIPWAY_WAKE_ROUNDS (default 5).
+// SLIPWAY_WAKE_ROUNDS (default 5); network mode: SLIPWAY_WAKE_NETWORK
+// (default bridge).
 func TestWakeFigures(t *testing.T) {
 	rounds := 5
 	if n, err := strconv.Atoi(os.Getenv("SLIPWAY_WAKE_ROUNDS")); err == nil && n > 0 {
 		rounds = n
 	}
 	imgs := testImages(t)
-	r := newRuntime(t, cleanDir(t))
+	network := Network(os.Getenv("SLIPWAY_WAKE_NETWORK"))
+	r := newRuntimeWith(t, Config{Dir: cleanDir(t), Network: network})
 	ctx := t.Context()
 	inst, err := r.Start(ctx, Spec{Project: "figures", Release: "r1", Image: imgs.app, MemoryBytes: 64 << 20, CPUs: 1})
 	if err != nil {
@@ -76,7 +78,7 @@ func TestWakeFigures(t *testing.T) {
 		byHand = append(byHand, firstByte(t, url, t0, true))
 	}
 	f, o, p, h := median(frozen), median(ours), median(primed), median(byHand)
-	t.Logf("wake → first byte, p50 of %d interleaved rounds:", rounds)
+	t.Logf("wake → first byte, p50 of %d interleaved rounds, network %s:", rounds, r.cfg.Network)
 	t.Logf("  frozen → first byte (freezer):            %8s   (target ≤ 30ms)   all: %v", f, frozen)
 	t.Logf("  stopped → first byte (Wake, API):         %8s   %.2f× by hand (target ≤ 0.60)   all: %v", o, float64(o)/float64(h), ours)
 	t.Logf("  stopped, primed → first byte (Wake, API): %8s   %.2f× by hand   all: %v", p, float64(p)/float64(h), primed)

@@ -88,6 +88,9 @@ func (r *Runtime) create(ctx context.Context, name string, spec Spec) (*Instance
 		"--stop-timeout", strconv.Itoa(int(r.cfg.StopTimeout.Round(time.Second) / time.Second)),
 		"--restart", "no", "--pull", "never",
 	}
+	if r.cfg.Network == NetworkIsolated {
+		args = append(args, "--network", "slirp4netns:allow_host_loopback=false")
+	}
 	if !spec.Writable {
 		args = append(args, "--read-only", "--read-only-tmpfs")
 	}
