@@ -19,9 +19,10 @@
 //
 // Containers are found by their labels (LabelApp, LabelRelease, ...) and
 // their name (Name), so a restarted server adopts them (Reconcile). A
-// container publishes its port on 127.0.0.1 only, runs without privileges
-// on a read-only root file system (tmpfs /tmp, /run, /var/tmp) with memory,
-// CPU and process limits.
+// container publishes its port on 127.0.0.1 only, has a network of its
+// own by default (Config.Network: apps cannot reach each other), runs
+// without privileges on a read-only root file system (tmpfs /tmp, /run,
+// /var/tmp) with memory, CPU and process limits.
 //
 // The app's environment (Spec.Env: runtime settings and secrets) is never
 // on a command line nor in an error or log line of this package: it
