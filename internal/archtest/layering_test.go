@@ -70,6 +70,7 @@ var packages = map[string]struct {
 	"credential":            {shared, serverSide},
 	"internal/leakcheck":    {shared, bothSides},
 	"agent":                 {adapter, agentSide},
+	"apps":                  {adapter, serverSide},
 	"buildah":               {adapter, bothSides},
 	"buildah/baseimage":     {adapter, serverSide},
 	"buildsecrets":          {adapter, bothSides},
