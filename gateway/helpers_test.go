@@ -17,6 +17,9 @@ import (
 	"github.com/coder/websocket"
 )
 
+// discard is the tests' logger.
+var discard = slog.New(slog.DiscardHandler)
+
 // fakeApp is an app whose backend is a real HTTP server on a real socket
 // that its Wake starts (after delay, or once unblock is closed). It counts
 // its wakes and its open requests.
@@ -192,7 +195,7 @@ type testGateway struct {
 func startGateway(t *testing.T, cfg Config) *testGateway {
 	t.Helper()
 	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
+		cfg.Logger = discard
 	}
 	g, err := New(cfg)
 	if err != nil {

@@ -216,3 +216,18 @@ func TestAClientThatLeavesIsNoLongerHeld(t *testing.T) {
 	}
 	waitFor(t, "no request left open", func() bool { return app.open.Load() == 0 })
 }
+
+func TestCloseAnswersHeldRequests503(t *testing.T) {
+	app := &fakeApp{t: t, handler: echoBackend("demo"), unblock: make(chan struct{})}
+	tg := startGateway(t, Config{Apps: fakeApps{demo: app}})
+	held := make(chan int, 1)
+	go func() { held <- tg.status(t, "http://demo.localhost/") }()
+	waitFor(t, "a request held on the wake", func() bool { return tg.waiting(demo) == 1 })
+	tg.Gateway.Close()
+	if s := <-held; s != http.StatusServiceUnavailable {
+		t.Errorf("the held request got %d when the gateway closed, want 503", s)
+	}
+	if s := tg.status(t, "http://demo.localhost/"); s != http.StatusServiceUnavailable {
+		t.Errorf("a request after Close got %d, want 503", s)
+	}
+}
