@@ -33,7 +33,9 @@ import (
 type Apps interface {
 	// Lookup returns the app of route, or false when there is none (no
 	// such project or preview): the gateway then answers 404. It is
-	// called for every request, concurrently, and must not block.
+	// called for every request, concurrently, and must not block. A wake
+	// in flight is shared by route: Lookup returns the same App for a
+	// route at least while the App wakes.
 	Lookup(route Route) (App, bool)
 }
 
@@ -48,7 +50,8 @@ type App interface {
 	// returns its address and how long each step took. The gateway calls
 	// it at most once at a time per app (requests that arrive meanwhile
 	// wait for the same wake), with a context that ends at
-	// Config.WakeTimeout; an app that serves already returns at once.
+	// Config.WakeTimeout (or at Close), and must return soon after that
+	// context ends; an app that serves already returns at once.
 	// An error whose chain holds a *slipway.Error with code
 	// slipway.ENOTFOUND (e.g. nothing deployed yet) is answered 404 with
 	// its message, a context error 504, any other 502; the pages show

@@ -6,8 +6,10 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -227,5 +229,27 @@ func TestForwardedHeaders(t *testing.T) {
 				t.Errorf("the backend got Host %q, want the client's demo.localhost", s.Host)
 			}
 		})
+	}
+}
+
+func TestBackendConnectionsAreKeptAlive(t *testing.T) {
+	var conns atomic.Int32
+	backend := httptest.NewUnstartedServer(echoBackend("demo"))
+	backend.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	backend.Start()
+	t.Cleanup(backend.Close)
+	app := &fakeApp{t: t, addr: backend.Listener.Addr().String()}
+	tg := startGateway(t, Config{Apps: fakeApps{demo: app}})
+	for range 50 {
+		if resp, body := tg.get(t, "http://demo.localhost/", nil); resp.StatusCode != http.StatusOK {
+			t.Fatalf("status %d, body %q", resp.StatusCode, body)
+		}
+	}
+	if n := conns.Load(); n != 1 {
+		t.Errorf("50 sequential requests opened %d connections to the backend, want 1 kept alive", n)
 	}
 }
