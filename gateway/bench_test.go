@@ -14,15 +14,21 @@ import (
 	"time"
 )
 
+// rounds is how many times a sub-benchmark of BenchmarkOverhead alternates
+// between the backend and the gateway, so that a burst of other load on
+// the machine falls on both sides alike.
+const rounds = 10
+
 // BenchmarkOverhead measures, side by side in one run, requests to a
 // backend made directly and through the gateway (the app awake), at
 // several concurrencies, for two backends: "hello" answers at once (the
 // gateway's whole cost shows), "1ms" takes a millisecond like a small
-// app's handler. Each sub-benchmark reports req/s and the p50 latency; the
-// parent prints the table with the ratio of requests/s and the p50
-// overhead. Client, gateway and backend share this machine's cores.
+// app's handler. Each sub-benchmark sends b.N requests, half to each side,
+// alternating in rounds, and reports both sides' req/s and p50 latency,
+// their ratio and the p50 overhead; the parent prints them as a table.
+// Client, gateway and backend share this machine's cores.
 //
-//	go test -run '^$' -bench Overhead -benchtime 3s ./gateway
+//	go test -run '^$' -bench Overhead -benchtime 20000x ./gateway
 func BenchmarkOverhead(b *testing.B) {
 	backends := []struct {
 		name    string
@@ -36,16 +42,16 @@ func BenchmarkOverhead(b *testing.B) {
 	}
 	var rows []string
 	for _, be := range backends {
-		app := &fakeApp{t: nil, handler: be.handler}
 		direct, stop := benchBackend(b, be.handler)
-		app.addr = direct
-		gw := benchGateway(b, app)
+		gw := benchGateway(b, &fakeApp{addr: direct})
 		for _, c := range []int{1, 8, 32, 128} {
-			var d, g figures
-			b.Run(fmt.Sprintf("%s/direct/c=%d", be.name, c), func(b *testing.B) { d = load(b, direct, "", c) })
-			b.Run(fmt.Sprintf("%s/gateway/c=%d", be.name, c), func(b *testing.B) { g = load(b, gw, "demo.localhost", c) })
-			rows = append(rows, fmt.Sprintf("| %s | %d | %.0f | %.0f | %.2f | %.0f | %.0f | %+.0f |", be.name, c,
-				d.rps, g.rps, g.rps/d.rps, d.p50us, g.p50us, g.p50us-d.p50us))
+			var row string
+			b.Run(fmt.Sprintf("%s/c=%d", be.name, c), func(b *testing.B) {
+				d, g := compare(b, newLoader(direct, "", c), newLoader(gw, "demo.localhost", c))
+				row = fmt.Sprintf("| %s | %d | %.0f | %.0f | %.2f | %.0f | %.0f | %+.0f |", be.name, c,
+					d.rps(), g.rps(), g.rps()/d.rps(), d.p50us(), g.p50us(), g.p50us()-d.p50us())
+			})
+			rows = append(rows, row)
 		}
 		stop()
 	}
@@ -54,43 +60,90 @@ func BenchmarkOverhead(b *testing.B) {
 		strings.Join(rows, "\n"))
 }
 
-// figures are one load's results.
-type figures struct{ rps, p50us float64 }
+// compare sends b.N requests, half through each loader, alternating in
+// rounds, and reports both sides' figures.
+func compare(b *testing.B, direct, gw *loader) (d, g *figures) {
+	defer direct.close()
+	defer gw.close()
+	direct.run(b, 5*direct.c) // warm up: open the keep-alive connections
+	gw.run(b, 5*gw.c)
+	d, g = &figures{}, &figures{}
+	per := max(b.N/(2*rounds), 1)
+	b.ResetTimer()
+	for range rounds {
+		d.add(direct.run(b, per))
+		g.add(gw.run(b, per))
+	}
+	b.StopTimer()
+	b.ReportMetric(d.rps(), "direct-req/s")
+	b.ReportMetric(g.rps(), "gateway-req/s")
+	b.ReportMetric(g.rps()/d.rps(), "ratio")
+	b.ReportMetric(g.p50us()-d.p50us(), "overhead-p50-µs")
+	return d, g
+}
 
-// load sends b.N GETs to addr (with Host host, if set) from c concurrent
-// clients over keep-alive connections, and reports req/s and p50.
-func load(b *testing.B, addr, host string, c int) figures {
+// figures accumulate a side's rounds.
+type figures struct {
+	lat     []time.Duration
+	elapsed time.Duration
+}
+
+func (f *figures) add(r round) {
+	f.lat = append(f.lat, r.lat...)
+	f.elapsed += r.elapsed
+}
+
+func (f *figures) rps() float64 { return float64(len(f.lat)) / f.elapsed.Seconds() }
+
+func (f *figures) p50us() float64 {
+	if len(f.lat) == 0 {
+		return 0
+	}
+	s := slices.Sorted(slices.Values(f.lat))
+	return float64(s[len(s)/2]) / float64(time.Microsecond)
+}
+
+// round is what one run of a loader measured.
+type round struct {
+	lat     []time.Duration
+	elapsed time.Duration
+}
+
+// loader sends GETs to one address from c concurrent clients over
+// keep-alive connections.
+type loader struct {
+	c      int
+	url    string
+	tr     *http.Transport
+	client *http.Client
+}
+
+// newLoader returns a loader to addr, with Host host if set.
+func newLoader(addr, host string, c int) *loader {
 	tr := &http.Transport{MaxIdleConnsPerHost: c, DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
 		var d net.Dialer
 		return d.DialContext(ctx, network, addr)
 	}}
-	defer tr.CloseIdleConnections()
-	client := &http.Client{Transport: tr}
 	url := "http://" + addr + "/"
 	if host != "" {
 		url = "http://" + host + "/"
 	}
-	var wg sync.WaitGroup
-	for range c { // warm up: open the keep-alive connections, both sides
-		wg.Go(func() {
-			for range 5 {
-				if err := get(client, url); err != nil {
-					b.Error(err)
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
+	return &loader{c: c, url: url, tr: tr, client: &http.Client{Transport: tr}}
+}
+
+func (l *loader) close() { l.tr.CloseIdleConnections() }
+
+// run sends n requests and returns their latencies and the time it took.
+func (l *loader) run(b *testing.B, n int) round {
 	var next atomic.Int64
-	lat := make([][]time.Duration, c)
-	b.ResetTimer()
+	lat := make([][]time.Duration, l.c)
+	var wg sync.WaitGroup
 	start := time.Now()
-	for w := range c {
+	for w := range l.c {
 		wg.Go(func() {
-			for next.Add(1) <= int64(b.N) {
+			for next.Add(1) <= int64(n) {
 				t0 := time.Now()
-				if err := get(client, url); err != nil {
+				if err := get(l.client, l.url); err != nil {
 					b.Error(err)
 					return
 				}
@@ -99,17 +152,7 @@ func load(b *testing.B, addr, host string, c int) figures {
 		})
 	}
 	wg.Wait()
-	elapsed := time.Since(start)
-	b.StopTimer()
-	all := slices.Concat(lat...)
-	slices.Sort(all)
-	f := figures{rps: float64(len(all)) / elapsed.Seconds()}
-	if len(all) > 0 {
-		f.p50us = float64(all[len(all)/2]) / float64(time.Microsecond)
-	}
-	b.ReportMetric(f.rps, "req/s")
-	b.ReportMetric(f.p50us, "p50-µs")
-	return f
+	return round{lat: slices.Concat(lat...), elapsed: time.Since(start)}
 }
 
 // get GETs url and reads the whole answer.

@@ -44,6 +44,18 @@ func (r Route) Host(domain string) string {
 	return r.String() + "." + domain
 }
 
+// URL returns the address a browser opens for the route when the gateway
+// listens on listen (host:port, e.g. DefaultListen) under domain:
+// "http://demo.localhost:8081" (no port when it is 80). Behind a TLS proxy
+// the public URL is the proxy's, not this.
+func (r Route) URL(domain, listen string) string {
+	u := "http://" + r.Host(domain)
+	if _, port, err := net.SplitHostPort(listen); err == nil && port != "" && port != "80" {
+		u += ":" + port
+	}
+	return u
+}
+
 // normalDomain checks an apps' domain and returns it lowercased without a
 // trailing dot.
 func normalDomain(domain string) (string, error) {

@@ -72,6 +72,22 @@ func TestRouteHost(t *testing.T) {
 	}
 }
 
+func TestRouteURL(t *testing.T) {
+	for _, c := range []struct {
+		r              Route
+		domain, listen string
+		want           string
+	}{
+		{Route{Project: "demo"}, "", DefaultListen, "http://demo.localhost:8081"},
+		{Route{Project: "demo", Preview: 3}, "localhost", "[::1]:9000", "http://pr-3.demo.localhost:9000"},
+		{Route{Project: "demo"}, "apps.example.com", ":80", "http://demo.apps.example.com"},
+	} {
+		if got := c.r.URL(c.domain, c.listen); got != c.want {
+			t.Errorf("%+v.URL(%q, %q) = %q, want %q", c.r, c.domain, c.listen, got, c.want)
+		}
+	}
+}
+
 func or(s, def string) string {
 	if s == "" {
 		return def
