@@ -70,6 +70,9 @@ func TestConcurrentRequestsDuringAWakeShareIt(t *testing.T) {
 		})
 	}
 	waitFor(t, "50 requests held on the wake", func() bool { return tg.waiting(demo) == n })
+	if o := app.open.Load(); o != n {
+		t.Errorf("the waking app counts %d open requests, want the %d held (it must not sleep once woken for them)", o, n)
+	}
 	close(app.unblock)
 	wg.Wait()
 
