@@ -77,6 +77,7 @@ var packages = map[string]struct {
 	"client":                {adapter, serverSide},
 	"deploy":                {adapter, serverSide},
 	"events":                {adapter, bothSides},
+	"gateway":               {adapter, serverSide},
 	"github":                {adapter, serverSide},
 	"gitmirror":             {adapter, agentSide},
 	"graphql":               {adapter, serverSide},
