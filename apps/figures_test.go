@@ -130,7 +130,10 @@ func primedCost(t *testing.T, r *Runtime, inst *Instance) int {
 	for _, pid := range pids {
 		b, err := os.ReadFile("/proc/" + pid + "/smaps_rollup")
 		if err != nil && pid == conmon {
-			t.Fatalf("primed app %s: %v", inst.Name, err)
+			// A figure, not a check: podman may have replaced conmon
+			// since inspect answered (seen under load in CI).
+			t.Logf("primed app %s: its conmon's memory is unreadable: %v", inst.Name, err)
+			return -1
 		} else if err != nil {
 			continue // a child that was exiting
 		}
