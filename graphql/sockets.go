@@ -104,6 +104,20 @@ func (s *sockets) release(id string) {
 	}
 }
 
+// closeAfter returns h, which calls closeSocket once h's response has been
+// sent: gqlgen's WebSocket transport sends each response before it asks
+// for the next, so the client reads the error before the close (closing
+// earlier raced the error's write).
+func closeAfter(h gqlgraphql.ResponseHandler, closeSocket context.CancelFunc) gqlgraphql.ResponseHandler {
+	return func(ctx context.Context) *gqlgraphql.Response {
+		if r := h(ctx); r != nil {
+			return r
+		}
+		closeSocket()
+		return nil
+	}
+}
+
 // aroundOperations checks each operation on a WebSocket against the token
 // store again (a connection outlives its token's revocation by no
 // operation), and holds a subscription slot of the token for each running
@@ -116,8 +130,7 @@ func (s *sockets) aroundOperations(tokens slipway.TokenStore, present gqlgraphql
 		if sock, ok := ctx.Value(socketKey{}).(*socket); ok {
 			if _, err := tokens.TokenByHash(ctx, sock.hash); err != nil {
 				if slipway.ErrorCode(err) == slipway.ENOTFOUND {
-					defer sock.close()
-					err = slipway.Errorf(slipway.EUNAUTHORIZED, "%s", msgRevoked)
+					return closeAfter(errorResponse(ctx, slipway.Errorf(slipway.EUNAUTHORIZED, "%s", msgRevoked)), sock.close)
 				}
 				return errorResponse(ctx, err)
 			}
