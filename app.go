@@ -2,6 +2,7 @@ package slipway
 
 import (
 	"context"
+	"encoding/json"
 	"math"
 	"regexp"
 	"runtime"
@@ -28,11 +29,12 @@ type AppSettings struct {
 	// count as healthy; "" means DefaultAppHealthPath.
 	HealthPath string `json:"healthPath"`
 	// IdleTimeout is how long the app runs without a request or an open
-	// connection before it is frozen; 0 means DefaultAppIdleTimeout.
-	IdleTimeout time.Duration `json:"idleTimeout"`
+	// connection before it is frozen, in whole seconds; 0 means
+	// DefaultAppIdleTimeout.
+	IdleTimeout time.Duration `json:"-"`
 	// StopAfter is how long the app stays idle before it is stopped (at
-	// least IdleTimeout); 0 means DefaultAppStopAfter.
-	StopAfter time.Duration `json:"stopAfter"`
+	// least IdleTimeout), in whole seconds; 0 means DefaultAppStopAfter.
+	StopAfter time.Duration `json:"-"`
 	// Port is the port the app listens on, given to it as PORT; 0 means
 	// the image's single EXPOSE.
 	Port int `json:"port"`
@@ -88,10 +90,10 @@ func (a AppSettings) Validate() error {
 		return Errorf(EINVALID, "invalid app memory %s: use at least 6MiB (podman's smallest limit)", humanize.IBytes(uint64(max(a.MemoryBytes, 0))))
 	case a.CPUs < 0 || a.CPUs > maxAppCPUs() || math.IsNaN(a.CPUs):
 		return Errorf(EINVALID, "invalid app CPUs %v: use a number above 0 and at most %v", a.CPUs, maxAppCPUs())
-	case a.IdleTimeout < 0 || (a.IdleTimeout > 0 && a.IdleTimeout < MinAppIdleTimeout) || a.IdleTimeout > MaxAppDuration:
-		return Errorf(EINVALID, "invalid idle timeout %s: use 1s to 720h", a.IdleTimeout)
-	case a.StopAfter < 0 || a.StopAfter > MaxAppDuration:
-		return Errorf(EINVALID, "invalid stop-after %s: use at most 720h", a.StopAfter)
+	case a.IdleTimeout < 0 || (a.IdleTimeout > 0 && a.IdleTimeout < MinAppIdleTimeout) || a.IdleTimeout > MaxAppDuration || a.IdleTimeout%time.Second != 0:
+		return Errorf(EINVALID, "invalid idle timeout %s: use whole seconds from 1s to 720h", a.IdleTimeout)
+	case a.StopAfter < 0 || a.StopAfter > MaxAppDuration || a.StopAfter%time.Second != 0:
+		return Errorf(EINVALID, "invalid stop-after %s: use whole seconds up to 720h", a.StopAfter)
 	case e.StopAfter < e.IdleTimeout:
 		return Errorf(EINVALID, "stop-after %s is shorter than the idle timeout %s: an app is frozen after the idle timeout, then stopped after stop-after", e.StopAfter, e.IdleTimeout)
 	case a.Port < 0 || a.Port > 65535:
@@ -100,6 +102,32 @@ func (a AppSettings) Validate() error {
 	if a.HealthPath != "" {
 		return validateHealthPath(a.HealthPath)
 	}
+	return nil
+}
+
+// appSettingsJSON is AppSettings as the API and `--json` output spell
+// it: durations in seconds.
+type appSettingsJSON struct {
+	MemoryBytes        int64   `json:"memoryBytes"`
+	CPUs               float64 `json:"cpus"`
+	HealthPath         string  `json:"healthPath"`
+	IdleTimeoutSeconds int64   `json:"idleTimeoutSeconds"`
+	StopAfterSeconds   int64   `json:"stopAfterSeconds"`
+	Port               int     `json:"port"`
+}
+
+// MarshalJSON writes a with its durations in seconds.
+func (a AppSettings) MarshalJSON() ([]byte, error) {
+	return json.Marshal(appSettingsJSON{a.MemoryBytes, a.CPUs, a.HealthPath, int64(a.IdleTimeout / time.Second), int64(a.StopAfter / time.Second), a.Port})
+}
+
+// UnmarshalJSON reads what MarshalJSON writes; a null port is 0.
+func (a *AppSettings) UnmarshalJSON(b []byte) error {
+	var j appSettingsJSON
+	if err := json.Unmarshal(b, &j); err != nil {
+		return err
+	}
+	*a = AppSettings{j.MemoryBytes, j.CPUs, j.HealthPath, time.Duration(j.IdleTimeoutSeconds) * time.Second, time.Duration(j.StopAfterSeconds) * time.Second, j.Port}
 	return nil
 }
 

@@ -1,6 +1,7 @@
 package slipway
 
 import (
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -68,12 +69,13 @@ func TestAppSettingsValidate(t *testing.T) {
 		}
 	}
 	bad := map[string]AppSettings{
-		"stop-after":   {IdleTimeout: 2 * time.Hour}, // default stop-after 1h is shorter
-		"6MiB":         {MemoryBytes: 1 << 20},
-		"CPUs":         {CPUs: -1},
-		"health path":  {HealthPath: "up"},
-		"port":         {Port: 65536},
-		"idle timeout": {IdleTimeout: time.Millisecond},
+		"stop-after":    {IdleTimeout: 2 * time.Hour}, // default stop-after 1h is shorter
+		"6MiB":          {MemoryBytes: 1 << 20},
+		"CPUs":          {CPUs: -1},
+		"health path":   {HealthPath: "up"},
+		"port":          {Port: 65536},
+		"idle timeout":  {IdleTimeout: time.Millisecond},
+		"whole seconds": {IdleTimeout: 1500 * time.Millisecond},
 	}
 	for want, a := range bad {
 		err := a.Validate()
@@ -108,5 +110,20 @@ func TestValidateEnv(t *testing.T) {
 	var e *Error
 	if err := ValidateEnv("A", make([]byte, MaxEnvValueBytes+1)); !errors.As(err, &e) || e.Code != ETOOLARGE {
 		t.Errorf("too large: %v", err)
+	}
+}
+
+func TestAppSettingsJSON(t *testing.T) {
+	a := AppSettings{MemoryBytes: 64 << 20, CPUs: 0.5, HealthPath: "/up", IdleTimeout: 90 * time.Second, StopAfter: 2 * time.Hour, Port: 8000}
+	b, err := json.Marshal(a)
+	if want := `{"memoryBytes":67108864,"cpus":0.5,"healthPath":"/up","idleTimeoutSeconds":90,"stopAfterSeconds":7200,"port":8000}`; err != nil || string(b) != want {
+		t.Fatalf("Marshal = %s, %v; want %s", b, err, want)
+	}
+	var back AppSettings
+	if err := json.Unmarshal(b, &back); err != nil || back != a {
+		t.Errorf("Unmarshal = %+v, %v; want %+v", back, err, a)
+	}
+	if err := json.Unmarshal([]byte(`{"port":null}`), &back); err != nil || back.Port != 0 {
+		t.Errorf("a null port: %+v, %v", back, err)
 	}
 }
