@@ -90,6 +90,18 @@ func TestEnv(t *testing.T) {
 	if _, err := db.EnvValues(ctx, "other"); slipway.ErrorCode(err) != slipway.EINTERNAL || !strings.Contains(slipway.ErrorMessage(err), "DATABASE_URL") {
 		t.Errorf("a moved value: %v, want internal naming it", err)
 	}
+	// Nor does a build secret's sealed value of the same project and name
+	// put in its place: each kind has its own key.
+	if _, err := db.write.ExecContext(ctx, `UPDATE project_env SET sealed = (SELECT sealed FROM project_secrets WHERE project = 'app' AND name = 'DATABASE_URL')
+	WHERE project = 'app' AND name = 'DATABASE_URL'`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.EnvValues(ctx, "app"); slipway.ErrorCode(err) != slipway.EINTERNAL || !strings.Contains(slipway.ErrorMessage(err), "DATABASE_URL") {
+		t.Errorf("a build secret's sealed value as a variable: %v, want internal naming it", err)
+	}
+	if _, err := db.write.ExecContext(ctx, `UPDATE project_env SET sealed = ? WHERE project = 'app' AND name = 'DATABASE_URL'`, sealed); err != nil {
+		t.Fatal(err)
+	}
 	db.Close()
 	for _, f := range []string{path, path + "-wal"} {
 		b, _ := os.ReadFile(f)
