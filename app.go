@@ -268,6 +268,9 @@ const (
 	MaxEnvNameBytes = 128
 	// MaxEnvValueBytes bounds one value.
 	MaxEnvValueBytes = 64 << 10
+	// MaxEnvBytes bounds a project's names and values together (each
+	// NAME=VALUE): far below what Linux lets a process start with.
+	MaxEnvBytes = 256 << 10
 )
 
 // envNameRE is a POSIX environment variable name.
@@ -309,7 +312,7 @@ func ValidateEnv(name string, value []byte) error {
 type EnvStore interface {
 	// SetEnv creates or replaces a project's variable. An unknown project
 	// is ENOTFOUND; a bad name or value EINVALID (or ETOOLARGE), one past
-	// MaxEnvVars ETOOLARGE.
+	// MaxEnvVars or MaxEnvBytes ETOOLARGE.
 	SetEnv(ctx context.Context, project, name string, value []byte) (*EnvVar, error)
 	// DeleteEnv removes a project's variable and returns its record, or
 	// ENOTFOUND.

@@ -52,15 +52,19 @@ func (db *DB) SetEnv(ctx context.Context, project, name string, value []byte) (*
 		return nil, err
 	}
 	v := &slipway.EnvVar{Project: project, Name: name, UpdatedAt: db.now().UTC()}
-	if err := db.storeEnv(ctx, v, sealed); err != nil {
+	if err := db.storeEnv(ctx, v, sealed, len(value)); err != nil {
 		return nil, err
 	}
 	return v, nil
 }
 
-// storeEnv writes v's sealed value, refusing a new variable past
-// slipway.MaxEnvVars.
-func (db *DB) storeEnv(ctx context.Context, v *slipway.EnvVar, sealed []byte) error {
+// sealOverhead is what sealing adds to a value: the nonce and GCM's tag.
+const sealOverhead = 12 + 16
+
+// storeEnv writes v's sealed value (of a value of size bytes), refusing
+// a new variable past slipway.MaxEnvVars and an environment past
+// slipway.MaxEnvBytes.
+func (db *DB) storeEnv(ctx context.Context, v *slipway.EnvVar, sealed []byte, size int) error {
 	fail := func(err error) error {
 		return fmt.Errorf("set environment variable %s of %s: %w", v.Name, v.Project, err)
 	}
@@ -69,13 +73,18 @@ func (db *DB) storeEnv(ctx context.Context, v *slipway.EnvVar, sealed []byte) er
 		return fail(err)
 	}
 	defer tx.Rollback()
-	var n int
+	var n, others int
 	var exists bool
-	if err := tx.QueryRowContext(ctx, `SELECT count(*), coalesce(max(name = ?), 0) FROM project_env WHERE project = ?`, v.Name, v.Project).Scan(&n, &exists); err != nil {
+	if err := tx.QueryRowContext(ctx, `SELECT count(*), coalesce(max(name = ?), 0),
+	coalesce(sum(CASE WHEN name = ? THEN 0 ELSE length(name) + 1 + length(sealed) - ? END), 0) FROM project_env WHERE project = ?`,
+		v.Name, v.Name, sealOverhead, v.Project).Scan(&n, &exists, &others); err != nil {
 		return fail(err)
 	}
 	if !exists && n >= slipway.MaxEnvVars {
 		return slipway.Errorf(slipway.ETOOLARGE, "project %s has %d environment variables, the most it may have: remove one first (slipway env rm)", v.Project, n)
+	}
+	if total := others + len(v.Name) + 1 + size; total > slipway.MaxEnvBytes {
+		return slipway.Errorf(slipway.ETOOLARGE, "the environment of %s would take %d bytes with %s: the limit is %d bytes (256 KiB) for names and values together", v.Project, total, v.Name, slipway.MaxEnvBytes)
 	}
 	_, err = tx.ExecContext(ctx, `INSERT INTO project_env (project, name, sealed, updated_at) VALUES (?, ?, ?, ?)
 ON CONFLICT (project, name) DO UPDATE SET sealed = excluded.sealed, updated_at = excluded.updated_at`,

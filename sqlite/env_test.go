@@ -165,3 +165,32 @@ func TestEnvCountLimit(t *testing.T) {
 		t.Errorf("replacing one at the limit: %v", err)
 	}
 }
+
+func TestEnvSizeLimit(t *testing.T) {
+	db, _ := openTest(t)
+	ctx := t.Context()
+	if err := db.CreateProject(ctx, &slipway.Project{Name: "app", Repo: "file:///r", Branch: "main"}); err != nil {
+		t.Fatal(err)
+	}
+	big := []byte(strings.Repeat("v", slipway.MaxEnvValueBytes))
+	// Three full values and their names fit in 256 KiB, a fourth does not.
+	for _, name := range []string{"A", "B", "C"} {
+		if _, err := db.SetEnv(ctx, "app", name, big); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := db.SetEnv(ctx, "app", "D", big); slipway.ErrorCode(err) != slipway.ETOOLARGE || !strings.Contains(err.Error(), "256 KiB") {
+		t.Errorf("past the size limit: %v, want too_large", err)
+	}
+	// Replacing one counts its new value only.
+	if _, err := db.SetEnv(ctx, "app", "C", big); err != nil {
+		t.Errorf("replacing one: %v", err)
+	}
+	left := slipway.MaxEnvBytes - 3*(2+slipway.MaxEnvValueBytes) - 2
+	if _, err := db.SetEnv(ctx, "app", "D", big[:left]); err != nil {
+		t.Errorf("filling up to the limit exactly: %v", err)
+	}
+	if _, err := db.SetEnv(ctx, "app", "E", nil); slipway.ErrorCode(err) != slipway.ETOOLARGE {
+		t.Errorf("one byte past the limit: %v, want too_large", err)
+	}
+}
