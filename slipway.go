@@ -66,6 +66,9 @@ type Project struct {
 	// LogLimit bounds each deployment's build log; its zero fields take
 	// the defaults (LogLimit.Effective).
 	LogLimit LogLimit `json:"logLimit"`
+	// App is how the project's app runs; its zero fields take the
+	// defaults (AppSettings.Effective).
+	App AppSettings `json:"app"`
 	// BuildArgs are the values of the Dockerfile's ARGs its builds get
 	// (--build-arg NAME=VALUE), by name (see ValidateBuildArgs). A
 	// deployment builds with the values of when it was asked for.

@@ -30,6 +30,8 @@ type AddProjectInput struct {
 	LogMaxLines, LogMaxBytes string
 	// BuildArgs are the values of the Dockerfile's ARGs (none when empty).
 	BuildArgs []slipway.BuildArg
+	// App sets how the project's app runs; nil fields take the defaults.
+	App AppSettingsInput
 }
 
 // AddProjectResult is a registered project with what to configure in the
@@ -48,7 +50,8 @@ type DeployInput struct {
 	Ref     string
 }
 
-const projectFields = `name repo branch dockerfile context createdAt logRetention { maxAgeSeconds maxBytes } logLimit { maxLines maxBytes } buildArgs { name value }`
+const projectFields = `name repo branch dockerfile context createdAt logRetention { maxAgeSeconds maxBytes } logLimit { maxLines maxBytes } buildArgs { name value }
+	app { memoryBytes cpus healthPath idleTimeoutSeconds stopAfterSeconds port }`
 
 const deploymentFields = `id project ref commit trigger status image digest error failedStep
 	timings { phase ms } steps { n instruction cached inRegistry durationMs why } createdAt startedAt finishedAt logPruned logComplete logCompleteAt logLines
@@ -68,6 +71,7 @@ func (c *Client) AddProject(ctx context.Context, in AddProjectInput) (*AddProjec
 	if len(in.BuildArgs) > 0 {
 		vars["buildArgs"] = in.BuildArgs
 	}
+	in.App.vars(vars)
 	var out struct {
 		AddProject struct {
 			Project       slipway.Project `json:"project"`

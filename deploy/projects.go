@@ -74,6 +74,9 @@ type NewProject struct {
 	LogMaxLines, LogMaxBytes *string
 	// BuildArgs are the project's build arguments.
 	BuildArgs []slipway.BuildArg
+	// App, if not zero, sets how the project's app runs (see
+	// SetAppSettings); unset fields take the defaults.
+	App AppSettingsInput
 }
 
 // Create checks np, fills in its defaults and stores the project. A name
@@ -103,6 +106,9 @@ func (s *Projects) Create(ctx context.Context, np NewProject) (*slipway.Project,
 	}
 	p.LogRetention = ret
 	if p.LogLimit, err = parseLogLimit(slipway.LogLimit{}, np.LogMaxLines, np.LogMaxBytes); err != nil {
+		return nil, err
+	}
+	if p.App, err = parseAppSettings(slipway.AppSettings{}, np.App); err != nil {
 		return nil, err
 	}
 	if err := slipway.ValidateBuildArgs(p.BuildArgs); err != nil {

@@ -16,6 +16,36 @@ import (
 	"github.com/slipway-ci/slipway/redact"
 )
 
+// IdleTimeout is the resolver for the idleTimeout field.
+func (r *appSettingsResolver) IdleTimeout(ctx context.Context, obj *slipway.AppSettings) (string, error) {
+	return slipway.FormatAppDuration(obj.IdleTimeout), nil
+}
+
+// IdleTimeoutSeconds is the resolver for the idleTimeoutSeconds field.
+func (r *appSettingsResolver) IdleTimeoutSeconds(ctx context.Context, obj *slipway.AppSettings) (int, error) {
+	return int(obj.IdleTimeout / time.Second), nil
+}
+
+// StopAfter is the resolver for the stopAfter field.
+func (r *appSettingsResolver) StopAfter(ctx context.Context, obj *slipway.AppSettings) (string, error) {
+	return slipway.FormatAppDuration(obj.StopAfter), nil
+}
+
+// StopAfterSeconds is the resolver for the stopAfterSeconds field.
+func (r *appSettingsResolver) StopAfterSeconds(ctx context.Context, obj *slipway.AppSettings) (int, error) {
+	return int(obj.StopAfter / time.Second), nil
+}
+
+// Port is the resolver for the port field.
+func (r *appSettingsResolver) Port(ctx context.Context, obj *slipway.AppSettings) (*int, error) {
+	return nonZero(int64(obj.Port)), nil
+}
+
+// Summary is the resolver for the summary field.
+func (r *appSettingsResolver) Summary(ctx context.Context, obj *slipway.AppSettings) (string, error) {
+	return obj.String(), nil
+}
+
 // Trigger is the resolver for the trigger field.
 func (r *deploymentResolver) Trigger(ctx context.Context, obj *slipway.Deployment) (string, error) {
 	return string(obj.Trigger), nil
@@ -150,6 +180,10 @@ func (r *mutationResolver) AddProject(ctx context.Context, input gen.AddProjectI
 		LogMaxLines:   input.LogMaxLines,
 		LogMaxBytes:   input.LogMaxBytes,
 		BuildArgs:     buildArgs(input.BuildArgs),
+		App: deploy.AppSettingsInput{
+			Memory: input.Memory, CPUs: input.Cpus, HealthPath: input.HealthPath,
+			IdleTimeout: input.IdleTimeout, StopAfter: input.StopAfter, Port: input.Port,
+		},
 	})
 	if err != nil {
 		return nil, err
@@ -249,6 +283,23 @@ func (r *mutationResolver) DeleteSecret(ctx context.Context, project string, nam
 	return r.cfg.Projects.DeleteSecret(ctx, project, name)
 }
 
+// SetAppSettings is the resolver for the setAppSettings field.
+func (r *mutationResolver) SetAppSettings(ctx context.Context, project string, memory *string, cpus *string, healthPath *string, idleTimeout *string, stopAfter *string, port *string) (*slipway.Project, error) {
+	return r.cfg.Projects.SetAppSettings(ctx, project, deploy.AppSettingsInput{
+		Memory: memory, CPUs: cpus, HealthPath: healthPath, IdleTimeout: idleTimeout, StopAfter: stopAfter, Port: port,
+	})
+}
+
+// SetEnv is the resolver for the setEnv field.
+func (r *mutationResolver) SetEnv(ctx context.Context, project string, name string, value string) (*slipway.EnvVar, error) {
+	return r.cfg.Projects.SetEnv(ctx, project, name, []byte(value))
+}
+
+// DeleteEnv is the resolver for the deleteEnv field.
+func (r *mutationResolver) DeleteEnv(ctx context.Context, project string, name string) (*slipway.EnvVar, error) {
+	return r.cfg.Projects.DeleteEnv(ctx, project, name)
+}
+
 // DeleteProject is the resolver for the deleteProject field.
 func (r *mutationResolver) DeleteProject(ctx context.Context, name string) (*gen.DeleteProjectPayload, error) {
 	n, err := r.cfg.Projects.Delete(ctx, name)
@@ -312,6 +363,17 @@ func (r *projectResolver) LogLimit(ctx context.Context, obj *slipway.Project) (*
 // Secrets is the resolver for the secrets field.
 func (r *projectResolver) Secrets(ctx context.Context, obj *slipway.Project) ([]*slipway.Secret, error) {
 	return r.cfg.Projects.Secrets(ctx, obj.Name)
+}
+
+// App is the resolver for the app field.
+func (r *projectResolver) App(ctx context.Context, obj *slipway.Project) (*slipway.AppSettings, error) {
+	a := obj.App.Effective()
+	return &a, nil
+}
+
+// Env is the resolver for the env field.
+func (r *projectResolver) Env(ctx context.Context, obj *slipway.Project) ([]*slipway.EnvVar, error) {
+	return r.cfg.Projects.Env(ctx, obj.Name)
 }
 
 // Projects is the resolver for the projects field.
@@ -405,6 +467,9 @@ func (r *subscriptionResolver) DeploymentLogLines(ctx context.Context, id string
 	return r.deploymentLogBatches(ctx, id, from, size)
 }
 
+// AppSettings returns gen.AppSettingsResolver implementation.
+func (r *Resolver) AppSettings() gen.AppSettingsResolver { return &appSettingsResolver{r} }
+
 // Deployment returns gen.DeploymentResolver implementation.
 func (r *Resolver) Deployment() gen.DeploymentResolver { return &deploymentResolver{r} }
 
@@ -433,6 +498,7 @@ func (r *Resolver) Query() gen.QueryResolver { return &queryResolver{r} }
 func (r *Resolver) Subscription() gen.SubscriptionResolver { return &subscriptionResolver{r} }
 
 type (
+	appSettingsResolver  struct{ *Resolver }
 	deploymentResolver   struct{ *Resolver }
 	logLimitResolver     struct{ *Resolver }
 	logRetentionResolver struct{ *Resolver }

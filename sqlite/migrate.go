@@ -180,6 +180,27 @@ ALTER TABLE api_tokens ADD COLUMN scopes TEXT NOT NULL DEFAULT '';
 ALTER TABLE projects ADD COLUMN log_max_lines INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE projects ADD COLUMN log_max_bytes INTEGER NOT NULL DEFAULT 0;
 `,
+	// 17: a project's app settings (0 or '': the default; see
+	// slipway.AppSettings). Durations in milliseconds.
+	`
+ALTER TABLE projects ADD COLUMN app_memory_bytes INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE projects ADD COLUMN app_cpus REAL NOT NULL DEFAULT 0;
+ALTER TABLE projects ADD COLUMN app_health_path TEXT NOT NULL DEFAULT '';
+ALTER TABLE projects ADD COLUMN app_idle_timeout_ms INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE projects ADD COLUMN app_stop_after_ms INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE projects ADD COLUMN app_port INTEGER NOT NULL DEFAULT 0;
+`,
+	// 18: projects' runtime environments, encrypted like build secrets
+	// (see env.go).
+	`
+CREATE TABLE project_env (
+	project    TEXT NOT NULL REFERENCES projects (name) ON DELETE CASCADE,
+	name       TEXT NOT NULL,
+	sealed     BLOB NOT NULL, -- nonce || AES-GCM ciphertext, project and name as additional data
+	updated_at TEXT NOT NULL,
+	PRIMARY KEY (project, name)
+) STRICT;
+`,
 }
 
 // goSteps are the migrations that need Go besides their SQL, by their SQL

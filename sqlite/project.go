@@ -15,7 +15,8 @@ import (
 )
 
 const projectColumns = `name, repo, branch, dockerfile, context, webhook_secret, created_at,
-	log_retention_seconds, log_retention_bytes, build_args, hook_id, log_max_lines, log_max_bytes`
+	log_retention_seconds, log_retention_bytes, build_args, hook_id, log_max_lines, log_max_bytes,
+	app_memory_bytes, app_cpus, app_health_path, app_idle_timeout_ms, app_stop_after_ms, app_port`
 
 // CreateProject stores p. An empty HookID is set to a new random one
 // (newHookID), which p gets back. The name must pass slipway.ValidateProjectName
@@ -30,6 +31,9 @@ func (db *DB) CreateProject(ctx context.Context, p *slipway.Project) error {
 		return err
 	}
 	if err := slipway.ValidateBuildArgs(p.BuildArgs); err != nil {
+		return err
+	}
+	if err := p.App.Validate(); err != nil {
 		return err
 	}
 	args := slices.Clone(p.BuildArgs)
@@ -53,11 +57,12 @@ func (db *DB) CreateProject(ctx context.Context, p *slipway.Project) error {
 	}
 	_, err = db.write.ExecContext(ctx, `INSERT INTO projects
 	(name, repo, repo_key, branch, dockerfile, context, webhook_secret, created_at, log_retention_seconds, log_retention_bytes, build_args, hook_id,
-	log_max_lines, log_max_bytes)
-	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	log_max_lines, log_max_bytes, app_memory_bytes, app_cpus, app_health_path, app_idle_timeout_ms, app_stop_after_ms, app_port)
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		p.Name, p.Repo, slipway.NormalizeRepoURL(p.Repo), p.Branch, p.Dockerfile, p.Context, secret, formatTime(created),
 		retentionSeconds(p.LogRetention), max(p.LogRetention.MaxBytes, 0), argsJSON, hookID,
-		max(p.LogLimit.MaxLines, 0), max(p.LogLimit.MaxBytes, 0))
+		max(p.LogLimit.MaxLines, 0), max(p.LogLimit.MaxBytes, 0),
+		p.App.MemoryBytes, p.App.CPUs, p.App.HealthPath, p.App.IdleTimeout.Milliseconds(), p.App.StopAfter.Milliseconds(), p.App.Port)
 	if isConstraint(err, codeConstraintPrimaryKey, codeConstraintUnique) {
 		return slipway.Errorf(slipway.ECONFLICT, "project %q already exists", p.Name)
 	} else if err != nil {
@@ -217,10 +222,14 @@ func scanProjectRow(s scanner) (*slipway.Project, error) {
 	var created string
 	var retentionSecs int64
 	var buildArgs string
+	var idleMS, stopMS int64
 	if err := s.Scan(&p.Name, &p.Repo, &p.Branch, &p.Dockerfile, &p.Context, &p.WebhookSecret, &created,
-		&retentionSecs, &p.LogRetention.MaxBytes, &buildArgs, &p.HookID, &p.LogLimit.MaxLines, &p.LogLimit.MaxBytes); err != nil {
+		&retentionSecs, &p.LogRetention.MaxBytes, &buildArgs, &p.HookID, &p.LogLimit.MaxLines, &p.LogLimit.MaxBytes,
+		&p.App.MemoryBytes, &p.App.CPUs, &p.App.HealthPath, &idleMS, &stopMS, &p.App.Port); err != nil {
 		return nil, err
 	}
+	p.App.IdleTimeout = time.Duration(idleMS) * time.Millisecond
+	p.App.StopAfter = time.Duration(stopMS) * time.Millisecond
 	p.LogRetention.MaxAge = time.Duration(retentionSecs) * time.Second
 	var err error
 	if p.CreatedAt, err = parseTime(created); err != nil {

@@ -2,18 +2,16 @@ package sqlite
 
 import (
 	"context"
-	"crypto/aes"
-	"crypto/cipher"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
-	"database/sql"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/slipway-ci/slipway"
 )
@@ -102,16 +100,6 @@ func keyedHash(key []byte, purpose string, parts ...string) string {
 	return hex.EncodeToString(m.Sum(nil))
 }
 
-func secretAEAD(key []byte) (cipher.AEAD, error) {
-	block, err := aes.NewCipher(subkey(key, "secret values"))
-	if err != nil {
-		return nil, err
-	}
-	return cipher.NewGCM(block)
-}
-
-func secretAD(project, name string) []byte { return []byte(project + "\x00" + name) }
-
 // SetSecret implements slipway.SecretStore.
 func (db *DB) SetSecret(ctx context.Context, project, name string, value []byte) (*slipway.Secret, error) {
 	if err := slipway.ValidateSecret(name, value); err != nil {
@@ -120,19 +108,10 @@ func (db *DB) SetSecret(ctx context.Context, project, name string, value []byte)
 	if _, err := db.Project(ctx, project); err != nil {
 		return nil, err
 	}
-	key, err := db.secretsKey(true)
+	sealed, err := db.seal(buildSecrets, project, name, value)
 	if err != nil {
 		return nil, err
 	}
-	aead, err := secretAEAD(key)
-	if err != nil {
-		return nil, err
-	}
-	nonce := make([]byte, aead.NonceSize())
-	if _, err := rand.Read(nonce); err != nil {
-		return nil, err
-	}
-	sealed := aead.Seal(nonce, nonce, value, secretAD(project, name))
 	s := &slipway.Secret{Project: project, Name: name, UpdatedAt: db.now().UTC()}
 	_, err = db.write.ExecContext(ctx, `INSERT INTO project_secrets (project, name, sealed, updated_at) VALUES (?, ?, ?, ?)
 ON CONFLICT (project, name) DO UPDATE SET sealed = excluded.sealed, updated_at = excluded.updated_at`,
@@ -147,14 +126,7 @@ ON CONFLICT (project, name) DO UPDATE SET sealed = excluded.sealed, updated_at =
 
 // DeleteSecret implements slipway.SecretStore.
 func (db *DB) DeleteSecret(ctx context.Context, project, name string) (*slipway.Secret, error) {
-	var updated string
-	err := db.write.QueryRowContext(ctx, `DELETE FROM project_secrets WHERE project = ? AND name = ? RETURNING updated_at`, project, name).Scan(&updated)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, slipway.Errorf(slipway.ENOTFOUND, "project %q has no secret %q", project, name)
-	} else if err != nil {
-		return nil, fmt.Errorf("delete secret %s of %s: %w", name, project, err)
-	}
-	t, err := parseTime(updated)
+	t, err := db.deleteSealed(ctx, buildSecrets, project, name)
 	if err != nil {
 		return nil, err
 	}
@@ -163,64 +135,26 @@ func (db *DB) DeleteSecret(ctx context.Context, project, name string) (*slipway.
 
 // Secrets implements slipway.SecretStore.
 func (db *DB) Secrets(ctx context.Context, project string) ([]*slipway.Secret, error) {
-	if _, err := db.Project(ctx, project); err != nil {
+	out := []*slipway.Secret{}
+	err := db.listSealed(ctx, buildSecrets, project, func(name string, updated time.Time) {
+		out = append(out, &slipway.Secret{Project: project, Name: name, UpdatedAt: updated})
+	})
+	if err != nil {
 		return nil, err
 	}
-	rows, err := db.read.QueryContext(ctx, `SELECT name, updated_at FROM project_secrets WHERE project = ? ORDER BY name`, project)
-	if err != nil {
-		return nil, fmt.Errorf("list secrets of %s: %w", project, err)
-	}
-	defer rows.Close()
-	out := []*slipway.Secret{}
-	for rows.Next() {
-		s := &slipway.Secret{Project: project}
-		var updated string
-		if err := rows.Scan(&s.Name, &updated); err != nil {
-			return nil, fmt.Errorf("list secrets of %s: %w", project, err)
-		}
-		if s.UpdatedAt, err = parseTime(updated); err != nil {
-			return nil, err
-		}
-		out = append(out, s)
-	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // SecretValues implements slipway.SecretStore.
 func (db *DB) SecretValues(ctx context.Context, project string) ([]slipway.SecretValue, error) {
-	rows, err := db.read.QueryContext(ctx, `SELECT name, sealed FROM project_secrets WHERE project = ? ORDER BY name`, project)
-	if err != nil {
-		return nil, fmt.Errorf("read secrets of %s: %w", project, err)
-	}
-	defer rows.Close()
 	var out []slipway.SecretValue
-	var aead cipher.AEAD
-	var key []byte
-	for rows.Next() {
-		var name string
-		var sealed []byte
-		if err := rows.Scan(&name, &sealed); err != nil {
-			return nil, fmt.Errorf("read secrets of %s: %w", project, err)
-		}
-		if aead == nil {
-			if key, err = db.secretsKey(false); err != nil {
-				return nil, fmt.Errorf("secrets of %s cannot be decrypted: %w", project, err)
-			}
-			if aead, err = secretAEAD(key); err != nil {
-				return nil, err
-			}
-		}
-		n := aead.NonceSize()
-		var value []byte
-		if len(sealed) > n {
-			value, err = aead.Open(nil, sealed[:n], sealed[n:], secretAD(project, name))
-		}
-		if len(sealed) <= n || err != nil {
-			return nil, slipway.Errorf(slipway.EINTERNAL, "secret %s of %s cannot be decrypted with the key in %s (was the key file replaced?): set it again", name, project, SecretsKeyFile)
-		}
+	err := db.openSealed(ctx, buildSecrets, project, func(name string, value, key []byte) {
 		out = append(out, slipway.SecretValue{Name: name, Value: value, Digest: keyedHash(key, "secret digest", project, name, string(value))})
+	})
+	if err != nil {
+		return nil, err
 	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // BuildToken implements slipway.SecretStore.

@@ -9,6 +9,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/dustin/go-humanize"
 	"github.com/spf13/cobra"
 
 	"github.com/slipway-ci/slipway"
@@ -146,65 +147,30 @@ func newProjectSetCmd(g *globals) *cobra.Command {
 		setArgs, unsets []string
 	)
 	cmd := &cobra.Command{
-		Use:   "set NAME [--log-retention AGE] [--log-retention-size SIZE] [--log-max-lines N] [--log-max-bytes SIZE] [--build-arg NAME=VALUE]... [--unset-build-arg NAME]...",
-		Short: "Change a project's settings (log retention, log limit, build arguments)",
-		Long: `Change a project's log retention, log limit or build arguments; a flag left
-out keeps its setting. --build-arg adds a build argument or replaces the one
-of its name, --unset-build-arg NAME removes one.
+		Use:   "set NAME [--log-retention AGE] [--log-retention-size SIZE] [--log-max-lines N] [--log-max-bytes SIZE] [--build-arg NAME=VALUE]... [--unset-build-arg NAME]... [--memory SIZE] [--cpus N] [--health-path PATH] [--idle-timeout DUR] [--stop-after DUR] [--port N]",
+		Short: "Change a project's settings (log retention, log limit, build arguments, app)",
+		Long: `Change a project's log retention, log limit, build arguments or app settings;
+a flag left out keeps its setting. --build-arg adds a build argument or
+replaces the one of its name, --unset-build-arg NAME removes one.
 
-` + retentionHelp + "\n\n" + logLimitHelp + "\n\n" + buildArgsHelp,
+` + retentionHelp + "\n\n" + logLimitHelp + "\n\n" + buildArgsHelp + "\n\n" + appSettingsHelp,
 		Example: `  slipway project set web --build-arg BASE=127.0.0.1:8080/base/busybox:1
-  slipway project set web --build-arg GREETING="hello there" --unset-build-arg OLD`,
+  slipway project set web --build-arg GREETING="hello there" --unset-build-arg OLD
+  slipway project set web --memory 512MiB --cpus 0.5 --health-path /healthz --idle-timeout 10m --stop-after 2h --port 8000`,
 		Args: exactArgs("NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			age, size := changed(cmd, "log-retention"), changed(cmd, "log-retention-size")
-			lines, bytes := changed(cmd, "log-max-lines"), changed(cmd, "log-max-bytes")
-			retention, buildArgs := age != nil || size != nil, len(setArgs) > 0 || len(unsets) > 0
-			limit := lines != nil || bytes != nil
-			if !retention && !buildArgs && !limit {
-				return usageError{fmt.Errorf("nothing to change: give --log-retention, --log-retention-size, --log-max-lines, --log-max-bytes, --build-arg or --unset-build-arg")}
-			}
-			if err := checkRetentionFlags(age, size); err != nil {
-				return err
-			}
-			if err := checkLogLimitFlags(lines, bytes); err != nil {
-				return err
-			}
-			set, err := parseBuildArgFlags(setArgs, unsets)
+			c, err := readProjectChanges(cmd, setArgs, unsets)
 			if err != nil {
 				return err
 			}
-			var p *slipway.Project
-			// Build arguments first: the server may refuse them (an unset
-			// of one the project lacks), while the retention flags were
-			// checked above.
-			if buildArgs {
-				if p, err = g.client().SetBuildArgs(cmd.Context(), args[0], set, unsets); err != nil {
-					return err
-				}
-			}
-			if retention {
-				if p, err = g.client().SetLogRetention(cmd.Context(), args[0], age, size); err != nil {
-					return err
-				}
-			}
-			if limit {
-				if p, err = g.client().SetLogLimit(cmd.Context(), args[0], lines, bytes); err != nil {
-					return err
-				}
+			p, err := c.apply(cmd, g.client(), args[0])
+			if err != nil {
+				return err
 			}
 			if asJSON {
 				return writeJSON(cmd.OutOrStdout(), p)
 			}
-			if retention {
-				fmt.Fprintf(cmd.OutOrStdout(), "Project %s: log retention %s.\n", p.Name, p.LogRetention)
-			}
-			if limit {
-				fmt.Fprintf(cmd.OutOrStdout(), "Project %s: log limit %s per deployment.\n", p.Name, p.LogLimit)
-			}
-			if buildArgs {
-				fmt.Fprintf(cmd.OutOrStdout(), "Project %s: build arguments %s.\n", p.Name, formatBuildArgs(p.BuildArgs))
-			}
+			c.print(cmd.OutOrStdout(), p)
 			return nil
 		},
 	}
@@ -215,8 +181,87 @@ of its name, --unset-build-arg NAME removes one.
 	f.String("log-retention-size", "", "delete the oldest logs while the project's logs exceed SIZE, e.g. 500MB; off: no size limit")
 	f.String("log-max-lines", "", "fail a build whose log passes N lines; default: 100000")
 	f.String("log-max-bytes", "", "fail a build whose log passes SIZE, e.g. 100MB; default: 100 MiB")
+	addAppFlags(f)
 	f.BoolVar(&asJSON, "json", false, "print the project as JSON")
 	return cmd
+}
+
+// projectChanges are the changes project set asks for, checked.
+type projectChanges struct {
+	age, size, lines, bytes          *string
+	set                              []slipway.BuildArg
+	unsets                           []string
+	retention, buildArgs, limit, app bool
+	appIn                            client.AppSettingsInput
+}
+
+// readProjectChanges reads project set's flags, refusing bad values and
+// no change as usage errors.
+func readProjectChanges(cmd *cobra.Command, setArgs, unsets []string) (c projectChanges, err error) {
+	c.age, c.size = changed(cmd, "log-retention"), changed(cmd, "log-retention-size")
+	c.lines, c.bytes = changed(cmd, "log-max-lines"), changed(cmd, "log-max-bytes")
+	c.retention, c.buildArgs = c.age != nil || c.size != nil, len(setArgs) > 0 || len(unsets) > 0
+	c.limit = c.lines != nil || c.bytes != nil
+	if c.appIn, err = appFlags(cmd); err != nil {
+		return c, err
+	}
+	c.app = c.appIn != (client.AppSettingsInput{})
+	if !c.retention && !c.buildArgs && !c.limit && !c.app {
+		return c, usageError{fmt.Errorf("nothing to change: give --log-retention, --log-retention-size, --log-max-lines, --log-max-bytes, --build-arg, --unset-build-arg, --memory, --cpus, --health-path, --idle-timeout, --stop-after or --port")}
+	}
+	if err := checkRetentionFlags(c.age, c.size); err != nil {
+		return c, err
+	}
+	if err := checkLogLimitFlags(c.lines, c.bytes); err != nil {
+		return c, err
+	}
+	c.set, err = parseBuildArgFlags(setArgs, unsets)
+	c.unsets = unsets
+	return c, err
+}
+
+// apply sends c to the server and returns the project as changed.
+func (c projectChanges) apply(cmd *cobra.Command, cl *client.Client, name string) (p *slipway.Project, err error) {
+	ctx := cmd.Context()
+	// Build arguments first: the server may refuse them (an unset of one
+	// the project lacks), while the other flags were checked already.
+	if c.buildArgs {
+		if p, err = cl.SetBuildArgs(ctx, name, c.set, c.unsets); err != nil {
+			return nil, err
+		}
+	}
+	if c.retention {
+		if p, err = cl.SetLogRetention(ctx, name, c.age, c.size); err != nil {
+			return nil, err
+		}
+	}
+	if c.limit {
+		if p, err = cl.SetLogLimit(ctx, name, c.lines, c.bytes); err != nil {
+			return nil, err
+		}
+	}
+	if c.app {
+		if p, err = cl.SetAppSettings(ctx, name, c.appIn); err != nil {
+			return nil, err
+		}
+	}
+	return p, nil
+}
+
+// print says what c changed in p.
+func (c projectChanges) print(w io.Writer, p *slipway.Project) {
+	if c.retention {
+		fmt.Fprintf(w, "Project %s: log retention %s.\n", p.Name, p.LogRetention)
+	}
+	if c.limit {
+		fmt.Fprintf(w, "Project %s: log limit %s per deployment.\n", p.Name, p.LogLimit)
+	}
+	if c.buildArgs {
+		fmt.Fprintf(w, "Project %s: build arguments %s.\n", p.Name, formatBuildArgs(p.BuildArgs))
+	}
+	if c.app {
+		fmt.Fprintf(w, "Project %s: app %s.\n", p.Name, p.App)
+	}
 }
 
 func newProjectShowCmd(g *globals) *cobra.Command {
@@ -253,6 +298,17 @@ func printProject(w io.Writer, p *slipway.Project, extra ...[2]string) {
 	fmt.Fprintf(tw, "  context:\t%s\n", p.Context)
 	fmt.Fprintf(tw, "  log retention:\t%s\n", p.LogRetention)
 	fmt.Fprintf(tw, "  log limit:\t%s per deployment\n", p.LogLimit)
+	a := p.App.Effective()
+	fmt.Fprintf(tw, "  app memory:\t%s\n", humanize.IBytes(uint64(a.MemoryBytes)))
+	fmt.Fprintf(tw, "  app cpus:\t%s\n", strconv.FormatFloat(a.CPUs, 'f', -1, 64))
+	fmt.Fprintf(tw, "  health path:\t%s\n", a.HealthPath)
+	fmt.Fprintf(tw, "  idle timeout:\t%s (then frozen)\n", slipway.FormatAppDuration(a.IdleTimeout))
+	fmt.Fprintf(tw, "  stop after:\t%s idle\n", slipway.FormatAppDuration(a.StopAfter))
+	if a.Port > 0 {
+		fmt.Fprintf(tw, "  port:\t%d (PORT)\n", a.Port)
+	} else {
+		fmt.Fprintf(tw, "  port:\tthe image's EXPOSE (PORT)\n")
+	}
 	if len(p.BuildArgs) == 0 {
 		fmt.Fprintf(tw, "  build args:\tnone\n")
 	} else {
@@ -281,17 +337,20 @@ file:// included) and its build settings. It prints the webhook URL and the
 secret to configure in GitHub, Gitea or Forgejo; the secret is not shown
 again.
 
-` + retentionHelp + "\n\n" + logLimitHelp + "\n\n" + buildArgsHelp,
+` + retentionHelp + "\n\n" + logLimitHelp + "\n\n" + buildArgsHelp + "\n\n" + appSettingsHelp,
 		Args: exactArgs("NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			in.Name = args[0]
+			var err error
+			if in.App, err = appFlags(cmd); err != nil {
+				return err
+			}
 			if err := checkRetentionFlags(changed(cmd, "log-retention"), changed(cmd, "log-retention-size")); err != nil {
 				return err
 			}
 			if err := checkLogLimitFlags(changed(cmd, "log-max-lines"), changed(cmd, "log-max-bytes")); err != nil {
 				return err
 			}
-			var err error
 			if in.BuildArgs, err = parseBuildArgFlags(buildArgs, nil); err != nil {
 				return err
 			}
@@ -321,6 +380,7 @@ again.
 	f.StringVar(&in.LogMaxLines, "log-max-lines", "", "fail a build whose log passes N lines (default: 100000)")
 	f.StringVar(&in.LogMaxBytes, "log-max-bytes", "", "fail a build whose log passes SIZE, e.g. 100MB (default: 100 MiB)")
 	f.StringArrayVar(&buildArgs, "build-arg", nil, "NAME=VALUE: a value for the Dockerfile's ARG NAME (repeatable; not for secrets)")
+	addAppFlags(f)
 	f.BoolVar(&asJSON, "json", false, "print JSON")
 	_ = cmd.MarkFlagRequired("repo")
 	return cmd

@@ -50,7 +50,7 @@ func TestProjectLogRetention(t *testing.T) {
 		{[]string{"project", "set", "web", "--log-retention", "5m"}, `shorter than an hour`},
 		{[]string{"project", "set", "web", "--log-retention-size", "lots"}, `error: --log-retention-size: invalid log retention size "lots": unknown format; use a size such as 500MB, 2GB or 1GiB, or "off" for no size limit`},
 		{[]string{"project", "set", "web", "--log-retention-size", "10kB"}, `smaller than 1 MiB`},
-		{[]string{"project", "set", "web"}, "nothing to change: give --log-retention, --log-retention-size, --log-max-lines, --log-max-bytes, --build-arg or --unset-build-arg"},
+		{[]string{"project", "set", "web"}, "nothing to change: give --log-retention, --log-retention-size, --log-max-lines, --log-max-bytes, --build-arg, --unset-build-arg, --memory, --cpus, --health-path, --idle-timeout, --stop-after or --port"},
 		{[]string{"project", "add", "api", "--repo", "file:///r", "--log-retention", "thirty days"}, `invalid log retention age "thirty days"`},
 	} {
 		code, stdout, stderr := ts.slipwayCmd(t, tt.args...)

@@ -28,6 +28,7 @@ func NewExecutableSchema(cfg Config) graphql.ExecutableSchema {
 type Config = graphql.Config[ResolverRoot, DirectiveRoot, ComplexityRoot]
 
 type ResolverRoot interface {
+	AppSettings() AppSettingsResolver
 	Deployment() DeploymentResolver
 	LogLimit() LogLimitResolver
 	LogRetention() LogRetentionResolver
@@ -55,6 +56,18 @@ type ComplexityRoot struct {
 		Project       func(childComplexity int) int
 		WebhookSecret func(childComplexity int) int
 		WebhookURL    func(childComplexity int) int
+	}
+
+	AppSettings struct {
+		CPUs               func(childComplexity int) int
+		HealthPath         func(childComplexity int) int
+		IdleTimeout        func(childComplexity int) int
+		IdleTimeoutSeconds func(childComplexity int) int
+		MemoryBytes        func(childComplexity int) int
+		Port               func(childComplexity int) int
+		StopAfter          func(childComplexity int) int
+		StopAfterSeconds   func(childComplexity int) int
+		Summary            func(childComplexity int) int
 	}
 
 	BuildArg struct {
@@ -106,6 +119,11 @@ type ComplexityRoot struct {
 		Trigger       func(childComplexity int) int
 	}
 
+	EnvVar struct {
+		Name      func(childComplexity int) int
+		UpdatedAt func(childComplexity int) int
+	}
+
 	LogLimit struct {
 		MaxBytes func(childComplexity int) int
 		MaxLines func(childComplexity int) int
@@ -146,12 +164,15 @@ type ComplexityRoot struct {
 		AddProject      func(childComplexity int, input AddProjectInput) int
 		Cancel          func(childComplexity int, id string) int
 		CreateToken     func(childComplexity int, name *string, scopes []string) int
+		DeleteEnv       func(childComplexity int, project string, name string) int
 		DeleteProject   func(childComplexity int, name string) int
 		DeleteSecret    func(childComplexity int, project string, name string) int
 		Deploy          func(childComplexity int, input DeployInput) int
 		RevokeToken     func(childComplexity int, id string) int
 		Rollback        func(childComplexity int, project string, to *string) int
+		SetAppSettings  func(childComplexity int, project string, memory *string, cpus *string, healthPath *string, idleTimeout *string, stopAfter *string, port *string) int
 		SetBuildArgs    func(childComplexity int, project string, set []*slipway.BuildArg, unset []string) int
+		SetEnv          func(childComplexity int, project string, name string, value string) int
 		SetLogLimit     func(childComplexity int, project string, maxLines *string, maxBytes *string) int
 		SetLogRetention func(childComplexity int, project string, maxAge *string, maxSize *string) int
 		SetSecret       func(childComplexity int, project string, name string, value string) int
@@ -173,12 +194,14 @@ type ComplexityRoot struct {
 	}
 
 	Project struct {
+		App          func(childComplexity int) int
 		Branch       func(childComplexity int) int
 		BuildArgs    func(childComplexity int) int
 		Context      func(childComplexity int) int
 		CreatedAt    func(childComplexity int) int
 		Deployments  func(childComplexity int, first *int) int
 		Dockerfile   func(childComplexity int) int
+		Env          func(childComplexity int) int
 		LogLimit     func(childComplexity int) int
 		LogRetention func(childComplexity int) int
 		Machine      func(childComplexity int) int
@@ -218,6 +241,14 @@ type ComplexityRoot struct {
 
 // region    ************************** generated!.gotpl **************************
 
+type AppSettingsResolver interface {
+	IdleTimeout(ctx context.Context, obj *slipway.AppSettings) (string, error)
+	IdleTimeoutSeconds(ctx context.Context, obj *slipway.AppSettings) (int, error)
+	StopAfter(ctx context.Context, obj *slipway.AppSettings) (string, error)
+	StopAfterSeconds(ctx context.Context, obj *slipway.AppSettings) (int, error)
+	Port(ctx context.Context, obj *slipway.AppSettings) (*int, error)
+	Summary(ctx context.Context, obj *slipway.AppSettings) (string, error)
+}
 type DeploymentResolver interface {
 	Trigger(ctx context.Context, obj *slipway.Deployment) (string, error)
 
@@ -258,6 +289,9 @@ type MutationResolver interface {
 	SetLogLimit(ctx context.Context, project string, maxLines *string, maxBytes *string) (*slipway.Project, error)
 	SetSecret(ctx context.Context, project string, name string, value string) (*slipway.Secret, error)
 	DeleteSecret(ctx context.Context, project string, name string) (*slipway.Secret, error)
+	SetAppSettings(ctx context.Context, project string, memory *string, cpus *string, healthPath *string, idleTimeout *string, stopAfter *string, port *string) (*slipway.Project, error)
+	SetEnv(ctx context.Context, project string, name string, value string) (*slipway.EnvVar, error)
+	DeleteEnv(ctx context.Context, project string, name string) (*slipway.EnvVar, error)
 	DeleteProject(ctx context.Context, name string) (*DeleteProjectPayload, error)
 }
 type ProgressResolver interface {
@@ -275,6 +309,9 @@ type ProjectResolver interface {
 
 	LogLimit(ctx context.Context, obj *slipway.Project) (*slipway.LogLimit, error)
 	Secrets(ctx context.Context, obj *slipway.Project) ([]*slipway.Secret, error)
+
+	App(ctx context.Context, obj *slipway.Project) (*slipway.AppSettings, error)
+	Env(ctx context.Context, obj *slipway.Project) ([]*slipway.EnvVar, error)
 }
 type QueryResolver interface {
 	Projects(ctx context.Context) ([]*slipway.Project, error)
@@ -357,6 +394,61 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.AddProjectPayload.WebhookURL(childComplexity), true
+
+	case "AppSettings.cpus":
+		if e.ComplexityRoot.AppSettings.CPUs == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AppSettings.CPUs(childComplexity), true
+	case "AppSettings.healthPath":
+		if e.ComplexityRoot.AppSettings.HealthPath == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AppSettings.HealthPath(childComplexity), true
+	case "AppSettings.idleTimeout":
+		if e.ComplexityRoot.AppSettings.IdleTimeout == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AppSettings.IdleTimeout(childComplexity), true
+	case "AppSettings.idleTimeoutSeconds":
+		if e.ComplexityRoot.AppSettings.IdleTimeoutSeconds == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AppSettings.IdleTimeoutSeconds(childComplexity), true
+	case "AppSettings.memoryBytes":
+		if e.ComplexityRoot.AppSettings.MemoryBytes == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AppSettings.MemoryBytes(childComplexity), true
+	case "AppSettings.port":
+		if e.ComplexityRoot.AppSettings.Port == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AppSettings.Port(childComplexity), true
+	case "AppSettings.stopAfter":
+		if e.ComplexityRoot.AppSettings.StopAfter == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AppSettings.StopAfter(childComplexity), true
+	case "AppSettings.stopAfterSeconds":
+		if e.ComplexityRoot.AppSettings.StopAfterSeconds == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AppSettings.StopAfterSeconds(childComplexity), true
+	case "AppSettings.summary":
+		if e.ComplexityRoot.AppSettings.Summary == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AppSettings.Summary(childComplexity), true
 
 	case "BuildArg.name":
 		if e.ComplexityRoot.BuildArg.Name == nil {
@@ -572,6 +664,19 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.Deployment.Trigger(childComplexity), true
 
+	case "EnvVar.name":
+		if e.ComplexityRoot.EnvVar.Name == nil {
+			break
+		}
+
+		return e.ComplexityRoot.EnvVar.Name(childComplexity), true
+	case "EnvVar.updatedAt":
+		if e.ComplexityRoot.EnvVar.UpdatedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.EnvVar.UpdatedAt(childComplexity), true
+
 	case "LogLimit.maxBytes":
 		if e.ComplexityRoot.LogLimit.MaxBytes == nil {
 			break
@@ -753,6 +858,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.CreateToken(childComplexity, args["name"].(*string), args["scopes"].([]string)), true
+	case "Mutation.deleteEnv":
+		if e.ComplexityRoot.Mutation.DeleteEnv == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_deleteEnv_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.DeleteEnv(childComplexity, args["project"].(string), args["name"].(string)), true
 	case "Mutation.deleteProject":
 		if e.ComplexityRoot.Mutation.DeleteProject == nil {
 			break
@@ -808,6 +924,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.Rollback(childComplexity, args["project"].(string), args["to"].(*string)), true
+	case "Mutation.setAppSettings":
+		if e.ComplexityRoot.Mutation.SetAppSettings == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_setAppSettings_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.SetAppSettings(childComplexity, args["project"].(string), args["memory"].(*string), args["cpus"].(*string), args["healthPath"].(*string), args["idleTimeout"].(*string), args["stopAfter"].(*string), args["port"].(*string)), true
 	case "Mutation.setBuildArgs":
 		if e.ComplexityRoot.Mutation.SetBuildArgs == nil {
 			break
@@ -819,6 +946,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.SetBuildArgs(childComplexity, args["project"].(string), args["set"].([]*slipway.BuildArg), args["unset"].([]string)), true
+	case "Mutation.setEnv":
+		if e.ComplexityRoot.Mutation.SetEnv == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_setEnv_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.SetEnv(childComplexity, args["project"].(string), args["name"].(string), args["value"].(string)), true
 	case "Mutation.setLogLimit":
 		if e.ComplexityRoot.Mutation.SetLogLimit == nil {
 			break
@@ -909,6 +1047,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.Progress.StepsTotal(childComplexity), true
 
+	case "Project.app":
+		if e.ComplexityRoot.Project.App == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Project.App(childComplexity), true
 	case "Project.branch":
 		if e.ComplexityRoot.Project.Branch == nil {
 			break
@@ -950,6 +1094,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Project.Dockerfile(childComplexity), true
+	case "Project.env":
+		if e.ComplexityRoot.Project.Env == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Project.Env(childComplexity), true
 	case "Project.logLimit":
 		if e.ComplexityRoot.Project.LogLimit == nil {
 			break
@@ -1292,6 +1442,29 @@ type Mutation {
   "Removes a project's build secret; answers its record."
   deleteSecret(project: String!, name: String!): Secret!
   """
+  Changes how a project's app runs. Each argument given replaces its
+  setting ("default" restores the default), one left out keeps it:
+  memory, a size of at least 6MiB such as "256MiB" (default 256 MiB);
+  cpus, a number above 0 and at most the host's CPUs such as "0.5"
+  (default 1); healthPath, the path whose answer below 400 says the app
+  serves (default "/"); idleTimeout, how long without a request before the
+  app is frozen, such as "5m" (default 5m); stopAfter, how long idle before
+  it is stopped, at least idleTimeout (default 1h); port, the port the app
+  listens on, given to it as PORT (default: the image's single EXPOSE). The
+  settings are checked together; on an error nothing changes.
+  """
+  setAppSettings(project: String!, memory: String, cpus: String, healthPath: String, idleTimeout: String, stopAfter: String, port: String): Project!
+  """
+  Sets a variable of a project's runtime environment (its app's, not its
+  builds'), creating or replacing it. Stored encrypted; the value is
+  write-only: no query returns it. name: letters, digits and '_', not
+  starting with a digit, not PORT (Slipway sets it); value: one line of
+  UTF-8 text, at most 64 KiB, possibly empty.
+  """
+  setEnv(project: String!, name: String!, value: String!): EnvVar!
+  "Removes a variable of a project's runtime environment; answers its record."
+  deleteEnv(project: String!, name: String!): EnvVar!
+  """
   Removes a project: its builder machine (agent, volume and, with rootless
   builders, its builder user and that user's subordinate id ranges), its
   secrets, and its deployments' records and logs. Images already pushed
@@ -1359,6 +1532,18 @@ input AddProjectInput {
   logMaxBytes: String
   "The values of the Dockerfile's ARGs its builds get (default: none). Not secret: see BuildArg."
   buildArgs: [BuildArgInput!]
+  "The app's memory limit, e.g. 256MiB (default 256 MiB; see setAppSettings)."
+  memory: String
+  "The app's CPU limit, e.g. 0.5 (default 1)."
+  cpus: String
+  "The app's health check path (default /)."
+  healthPath: String
+  "How long the app runs idle before it is frozen, e.g. 5m (default 5m)."
+  idleTimeout: String
+  "How long the app stays idle before it is stopped, e.g. 1h (default 1h; at least idleTimeout)."
+  stopAfter: String
+  "The port the app listens on, given to it as PORT (default: the image's single EXPOSE)."
+  port: String
 }
 
 type AddProjectPayload {
@@ -1403,6 +1588,38 @@ type Project {
   secrets: [Secret!]!
   "The project's build arguments, by name, with their values."
   buildArgs: [BuildArg!]!
+  "How the project's app runs, defaults filled in (see setAppSettings)."
+  app: AppSettings!
+  "The project's runtime environment variables, by name (their values are never shown)."
+  env: [EnvVar!]!
+}
+
+"How a project's app runs, defaults filled in."
+type AppSettings {
+  "The app's memory limit in bytes."
+  memoryBytes: Int!
+  "How many CPUs the app may use."
+  cpus: Float!
+  "The path whose answer below 400 says the app serves."
+  healthPath: String!
+  "How long the app runs without a request or open connection before it is frozen, e.g. \"5m\"."
+  idleTimeout: String!
+  "idleTimeout in seconds."
+  idleTimeoutSeconds: Int!
+  "How long the app stays idle before it is stopped, e.g. \"1h\"."
+  stopAfter: String!
+  "stopAfter in seconds."
+  stopAfterSeconds: Int!
+  "The port the app listens on (PORT); null: the image's single EXPOSE."
+  port: Int
+  "The settings for people, e.g. \"256 MiB, 1 CPUs, health /, freeze after 5m, stop after 1h, PORT from the image's EXPOSE\"."
+  summary: String!
+}
+
+"A variable of a project's runtime environment: its name and when it was last set, never its value."
+type EnvVar {
+  name: String!
+  updatedAt: Time!
 }
 
 """
@@ -1686,6 +1903,30 @@ func (ec *executionContext) childFields_AddProjectPayload(ctx context.Context, f
 	return nil, fmt.Errorf("no field named %q was found under type AddProjectPayload", field.Name)
 }
 
+func (ec *executionContext) childFields_AppSettings(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "memoryBytes":
+		return ec.fieldContext_AppSettings_memoryBytes(ctx, field)
+	case "cpus":
+		return ec.fieldContext_AppSettings_cpus(ctx, field)
+	case "healthPath":
+		return ec.fieldContext_AppSettings_healthPath(ctx, field)
+	case "idleTimeout":
+		return ec.fieldContext_AppSettings_idleTimeout(ctx, field)
+	case "idleTimeoutSeconds":
+		return ec.fieldContext_AppSettings_idleTimeoutSeconds(ctx, field)
+	case "stopAfter":
+		return ec.fieldContext_AppSettings_stopAfter(ctx, field)
+	case "stopAfterSeconds":
+		return ec.fieldContext_AppSettings_stopAfterSeconds(ctx, field)
+	case "port":
+		return ec.fieldContext_AppSettings_port(ctx, field)
+	case "summary":
+		return ec.fieldContext_AppSettings_summary(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type AppSettings", field.Name)
+}
+
 func (ec *executionContext) childFields_BuildArg(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "name":
@@ -1782,6 +2023,16 @@ func (ec *executionContext) childFields_Deployment(ctx context.Context, field gr
 		return ec.fieldContext_Deployment_logs(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Deployment", field.Name)
+}
+
+func (ec *executionContext) childFields_EnvVar(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "name":
+		return ec.fieldContext_EnvVar_name(ctx, field)
+	case "updatedAt":
+		return ec.fieldContext_EnvVar_updatedAt(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type EnvVar", field.Name)
 }
 
 func (ec *executionContext) childFields_LogLimit(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -1914,6 +2165,10 @@ func (ec *executionContext) childFields_Project(ctx context.Context, field graph
 		return ec.fieldContext_Project_secrets(ctx, field)
 	case "buildArgs":
 		return ec.fieldContext_Project_buildArgs(ctx, field)
+	case "app":
+		return ec.fieldContext_Project_app(ctx, field)
+	case "env":
+		return ec.fieldContext_Project_env(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Project", field.Name)
 }
@@ -2150,6 +2405,28 @@ func (ec *executionContext) field_Mutation_createToken_args(ctx context.Context,
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_deleteEnv_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "project",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["project"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "name",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["name"] = arg1
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_deleteProject_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -2236,6 +2513,68 @@ func (ec *executionContext) field_Mutation_rollback_args(ctx context.Context, ra
 	return args, nil
 }
 
+func (ec *executionContext) field_Mutation_setAppSettings_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "project",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["project"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "memory",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["memory"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "cpus",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["cpus"] = arg2
+	arg3, err := graphql.ProcessArgField(ctx, rawArgs, "healthPath",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["healthPath"] = arg3
+	arg4, err := graphql.ProcessArgField(ctx, rawArgs, "idleTimeout",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["idleTimeout"] = arg4
+	arg5, err := graphql.ProcessArgField(ctx, rawArgs, "stopAfter",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["stopAfter"] = arg5
+	arg6, err := graphql.ProcessArgField(ctx, rawArgs, "port",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOString2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["port"] = arg6
+	return args, nil
+}
+
 func (ec *executionContext) field_Mutation_setBuildArgs_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -2263,6 +2602,36 @@ func (ec *executionContext) field_Mutation_setBuildArgs_args(ctx context.Context
 		return nil, err
 	}
 	args["unset"] = arg2
+	return args, nil
+}
+
+func (ec *executionContext) field_Mutation_setEnv_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "project",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["project"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "name",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["name"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "value",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["value"] = arg2
 	return args, nil
 }
 
@@ -2774,6 +3143,213 @@ func (ec *executionContext) _AddProjectPayload_webhookSecret(ctx context.Context
 }
 func (ec *executionContext) fieldContext_AddProjectPayload_webhookSecret(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("AddProjectPayload", field, false, false, "String")
+}
+
+func (ec *executionContext) _AppSettings_memoryBytes(ctx context.Context, field graphql.CollectedField, obj *slipway.AppSettings) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AppSettings_memoryBytes(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.MemoryBytes, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNInt2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AppSettings_memoryBytes(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AppSettings", field, false, false, "Int")
+}
+
+func (ec *executionContext) _AppSettings_cpus(ctx context.Context, field graphql.CollectedField, obj *slipway.AppSettings) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AppSettings_cpus(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CPUs, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v float64) graphql.Marshaler {
+			return ec.marshalNFloat2float64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AppSettings_cpus(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AppSettings", field, false, false, "Float")
+}
+
+func (ec *executionContext) _AppSettings_healthPath(ctx context.Context, field graphql.CollectedField, obj *slipway.AppSettings) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AppSettings_healthPath(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.HealthPath, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AppSettings_healthPath(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AppSettings", field, false, false, "String")
+}
+
+func (ec *executionContext) _AppSettings_idleTimeout(ctx context.Context, field graphql.CollectedField, obj *slipway.AppSettings) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AppSettings_idleTimeout(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.AppSettings().IdleTimeout(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AppSettings_idleTimeout(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AppSettings", field, true, true, "String")
+}
+
+func (ec *executionContext) _AppSettings_idleTimeoutSeconds(ctx context.Context, field graphql.CollectedField, obj *slipway.AppSettings) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AppSettings_idleTimeoutSeconds(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.AppSettings().IdleTimeoutSeconds(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AppSettings_idleTimeoutSeconds(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AppSettings", field, true, true, "Int")
+}
+
+func (ec *executionContext) _AppSettings_stopAfter(ctx context.Context, field graphql.CollectedField, obj *slipway.AppSettings) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AppSettings_stopAfter(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.AppSettings().StopAfter(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AppSettings_stopAfter(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AppSettings", field, true, true, "String")
+}
+
+func (ec *executionContext) _AppSettings_stopAfterSeconds(ctx context.Context, field graphql.CollectedField, obj *slipway.AppSettings) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AppSettings_stopAfterSeconds(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.AppSettings().StopAfterSeconds(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AppSettings_stopAfterSeconds(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AppSettings", field, true, true, "Int")
+}
+
+func (ec *executionContext) _AppSettings_port(ctx context.Context, field graphql.CollectedField, obj *slipway.AppSettings) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AppSettings_port(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.AppSettings().Port(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *int) graphql.Marshaler {
+			return ec.marshalOInt2ᚖint(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_AppSettings_port(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AppSettings", field, true, true, "Int")
+}
+
+func (ec *executionContext) _AppSettings_summary(ctx context.Context, field graphql.CollectedField, obj *slipway.AppSettings) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AppSettings_summary(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.AppSettings().Summary(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AppSettings_summary(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AppSettings", field, true, true, "String")
 }
 
 func (ec *executionContext) _BuildArg_name(ctx context.Context, field graphql.CollectedField, obj *slipway.BuildArg) (ret graphql.Marshaler) {
@@ -3613,6 +4189,52 @@ func (ec *executionContext) fieldContext_Deployment_logs(ctx context.Context, fi
 		return fc, err
 	}
 	return fc, nil
+}
+
+func (ec *executionContext) _EnvVar_name(ctx context.Context, field graphql.CollectedField, obj *slipway.EnvVar) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_EnvVar_name(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Name, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_EnvVar_name(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("EnvVar", field, false, false, "String")
+}
+
+func (ec *executionContext) _EnvVar_updatedAt(ctx context.Context, field graphql.CollectedField, obj *slipway.EnvVar) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_EnvVar_updatedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.UpdatedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_EnvVar_updatedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("EnvVar", field, false, false, "Time")
 }
 
 func (ec *executionContext) _LogLimit_maxLines(ctx context.Context, field graphql.CollectedField, obj *slipway.LogLimit) (ret graphql.Marshaler) {
@@ -4651,6 +5273,138 @@ func (ec *executionContext) fieldContext_Mutation_deleteSecret(ctx context.Conte
 	return fc, nil
 }
 
+func (ec *executionContext) _Mutation_setAppSettings(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_setAppSettings(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().SetAppSettings(ctx, fc.Args["project"].(string), fc.Args["memory"].(*string), fc.Args["cpus"].(*string), fc.Args["healthPath"].(*string), fc.Args["idleTimeout"].(*string), fc.Args["stopAfter"].(*string), fc.Args["port"].(*string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *slipway.Project) graphql.Marshaler {
+			return ec.marshalNProject2ᚖgithubᚗcomᚋslipwayᚑciᚋslipwayᚐProject(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_setAppSettings(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Project(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_setAppSettings_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_setEnv(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_setEnv(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().SetEnv(ctx, fc.Args["project"].(string), fc.Args["name"].(string), fc.Args["value"].(string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *slipway.EnvVar) graphql.Marshaler {
+			return ec.marshalNEnvVar2ᚖgithubᚗcomᚋslipwayᚑciᚋslipwayᚐEnvVar(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_setEnv(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_EnvVar(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_setEnv_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Mutation_deleteEnv(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Mutation_deleteEnv(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Mutation().DeleteEnv(ctx, fc.Args["project"].(string), fc.Args["name"].(string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *slipway.EnvVar) graphql.Marshaler {
+			return ec.marshalNEnvVar2ᚖgithubᚗcomᚋslipwayᚑciᚋslipwayᚐEnvVar(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Mutation_deleteEnv(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Mutation",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_EnvVar(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Mutation_deleteEnv_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Mutation_deleteProject(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -5262,6 +6016,70 @@ func (ec *executionContext) fieldContext_Project_buildArgs(_ context.Context, fi
 		IsResolver: false,
 		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 			return ec.childFields_BuildArg(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Project_app(ctx context.Context, field graphql.CollectedField, obj *slipway.Project) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Project_app(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Project().App(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *slipway.AppSettings) graphql.Marshaler {
+			return ec.marshalNAppSettings2ᚖgithubᚗcomᚋslipwayᚑciᚋslipwayᚐAppSettings(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Project_app(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Project",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_AppSettings(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Project_env(ctx context.Context, field graphql.CollectedField, obj *slipway.Project) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Project_env(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Project().Env(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*slipway.EnvVar) graphql.Marshaler {
+			return ec.marshalNEnvVar2ᚕᚖgithubᚗcomᚋslipwayᚑciᚋslipwayᚐEnvVarᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Project_env(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Project",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_EnvVar(ctx, field)
 		},
 	}
 	return fc, nil
@@ -6879,7 +7697,7 @@ func (ec *executionContext) unmarshalInputAddProjectInput(ctx context.Context, o
 		asMap[k] = v
 	}
 
-	fieldsInOrder := [...]string{"name", "repo", "branch", "dockerfile", "context", "webhookSecret", "logRetention", "logRetentionSize", "logMaxLines", "logMaxBytes", "buildArgs"}
+	fieldsInOrder := [...]string{"name", "repo", "branch", "dockerfile", "context", "webhookSecret", "logRetention", "logRetentionSize", "logMaxLines", "logMaxBytes", "buildArgs", "memory", "cpus", "healthPath", "idleTimeout", "stopAfter", "port"}
 	for _, k := range fieldsInOrder {
 		v, ok := asMap[k]
 		if !ok {
@@ -6963,6 +7781,48 @@ func (ec *executionContext) unmarshalInputAddProjectInput(ctx context.Context, o
 				return it, err
 			}
 			it.BuildArgs = data
+		case "memory":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("memory"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Memory = data
+		case "cpus":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("cpus"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Cpus = data
+		case "healthPath":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("healthPath"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.HealthPath = data
+		case "idleTimeout":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("idleTimeout"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.IdleTimeout = data
+		case "stopAfter":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("stopAfter"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.StopAfter = data
+		case "port":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("port"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.Port = data
 		}
 	}
 	return it, nil
@@ -7172,6 +8032,85 @@ func (ec *executionContext) _AddProjectPayload(ctx context.Context, sel ast.Sele
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var appSettingsImplementors = []string{"AppSettings"}
+
+func (ec *executionContext) _AppSettings(ctx context.Context, sel ast.SelectionSet, obj *slipway.AppSettings) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, appSettingsImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("AppSettings")
+		case "memoryBytes":
+			out.Values[i] = ec._AppSettings_memoryBytes(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "cpus":
+			out.Values[i] = ec._AppSettings_cpus(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "healthPath":
+			out.Values[i] = ec._AppSettings_healthPath(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "idleTimeout":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._AppSettings_idleTimeout(ctx, field, obj)
+				})
+		case "idleTimeoutSeconds":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._AppSettings_idleTimeoutSeconds(ctx, field, obj)
+				})
+		case "stopAfter":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._AppSettings_stopAfter(ctx, field, obj)
+				})
+		case "stopAfterSeconds":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._AppSettings_stopAfterSeconds(ctx, field, obj)
+				})
+		case "port":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._AppSettings_port(ctx, field, obj)
+				})
+		case "summary":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._AppSettings_summary(ctx, field, obj)
+				})
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -7489,6 +8428,44 @@ func (ec *executionContext) _Deployment(ctx context.Context, sel ast.SelectionSe
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Deployment_logs(ctx, field, obj)
 				})
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var envVarImplementors = []string{"EnvVar"}
+
+func (ec *executionContext) _EnvVar(ctx context.Context, sel ast.SelectionSet, obj *slipway.EnvVar) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, envVarImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("EnvVar")
+		case "name":
+			out.Values[i] = ec._EnvVar_name(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "updatedAt":
+			out.Values[i] = ec._EnvVar_updatedAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -7842,6 +8819,27 @@ func (ec *executionContext) _Mutation(ctx context.Context, sel ast.SelectionSet)
 			if out.Values[i] == graphql.Null {
 				out.Invalids++
 			}
+		case "setAppSettings":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_setAppSettings(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "setEnv":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_setEnv(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "deleteEnv":
+			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
+				return ec._Mutation_deleteEnv(ctx, field)
+			})
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
 		case "deleteProject":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
 				return ec._Mutation_deleteProject(ctx, field)
@@ -8052,6 +9050,18 @@ func (ec *executionContext) _Project(ctx context.Context, sel ast.SelectionSet, 
 			if out.Values[i] == graphql.Null {
 				atomic.AddUint32(&out.Invalids, 1)
 			}
+		case "app":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Project_app(ctx, field, obj)
+				})
+		case "env":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Project_env(ctx, field, obj)
+				})
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -8654,6 +9664,14 @@ func (ec *executionContext) marshalNAddProjectPayload2ᚖgithubᚗcomᚋslipway�
 	return ec._AddProjectPayload(ctx, sel, v)
 }
 
+func (ec *executionContext) marshalNAppSettings2ᚖgithubᚗcomᚋslipwayᚑciᚋslipwayᚐAppSettings(ctx context.Context, sel ast.SelectionSet, v *slipway.AppSettings) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "AppSettings!")
+		return graphql.Null
+	}
+	return ec._AppSettings(ctx, sel, v)
+}
+
 func (ec *executionContext) unmarshalNBoolean2bool(ctx context.Context, v any) (bool, error) {
 	res, err := graphql.UnmarshalBoolean(v)
 	return res, graphql.ErrorOnPath(ctx, err)
@@ -8791,6 +9809,44 @@ var (
 		slipway.StatusSuperseded: "SUPERSEDED",
 	}
 )
+
+func (ec *executionContext) marshalNEnvVar2ᚕᚖgithubᚗcomᚋslipwayᚑciᚋslipwayᚐEnvVarᚄ(ctx context.Context, sel ast.SelectionSet, v []*slipway.EnvVar) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNEnvVar2ᚖgithubᚗcomᚋslipwayᚑciᚋslipwayᚐEnvVar(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNEnvVar2ᚖgithubᚗcomᚋslipwayᚑciᚋslipwayᚐEnvVar(ctx context.Context, sel ast.SelectionSet, v *slipway.EnvVar) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "EnvVar!")
+		return graphql.Null
+	}
+	return ec._EnvVar(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNFloat2float64(ctx context.Context, v any) (float64, error) {
+	res, err := graphql.UnmarshalFloatContext(ctx, v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNFloat2float64(ctx context.Context, sel ast.SelectionSet, v float64) graphql.Marshaler {
+	_ = sel
+	res := graphql.MarshalFloatContext(v)
+	if res == graphql.Null {
+		graphql.AddInvalidNullFromMarshaler(ctx, "Float!")
+	}
+	return graphql.WrapContextMarshaler(ctx, res)
+}
 
 func (ec *executionContext) unmarshalNID2string(ctx context.Context, v any) (string, error) {
 	res, err := graphql.UnmarshalID(v)

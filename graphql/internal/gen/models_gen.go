@@ -28,6 +28,18 @@ type AddProjectInput struct {
 	LogMaxBytes *string `json:"logMaxBytes,omitempty"`
 	// The values of the Dockerfile's ARGs its builds get (default: none). Not secret: see BuildArg.
 	BuildArgs []*slipway.BuildArg `json:"buildArgs,omitempty"`
+	// The app's memory limit, e.g. 256MiB (default 256 MiB; see setAppSettings).
+	Memory *string `json:"memory,omitempty"`
+	// The app's CPU limit, e.g. 0.5 (default 1).
+	Cpus *string `json:"cpus,omitempty"`
+	// The app's health check path (default /).
+	HealthPath *string `json:"healthPath,omitempty"`
+	// How long the app runs idle before it is frozen, e.g. 5m (default 5m).
+	IdleTimeout *string `json:"idleTimeout,omitempty"`
+	// How long the app stays idle before it is stopped, e.g. 1h (default 1h; at least idleTimeout).
+	StopAfter *string `json:"stopAfter,omitempty"`
+	// The port the app listens on, given to it as PORT (default: the image's single EXPOSE).
+	Port *string `json:"port,omitempty"`
 }
 
 type AddProjectPayload struct {
