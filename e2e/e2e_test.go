@@ -92,7 +92,10 @@ type serverProc struct {
 	done    chan struct{}
 }
 
-var runningRE = regexp.MustCompile(`Slipway is running: open (http://\S+)`)
+var (
+	runningRE = regexp.MustCompile(`Slipway is running: open (http://\S+)`)
+	appsRE    = regexp.MustCompile(`Apps are served at http://PROJECT\.[^:/\s]+:(\d+)`)
+)
 
 // startServer runs `slipway server` and waits until it serves.
 func startServer(t *testing.T, dataDir, listen string, extra ...string) *serverProc {
@@ -100,6 +103,11 @@ func startServer(t *testing.T, dataDir, listen string, extra ...string) *serverP
 	// Rootless builder users reach their volumes through the data
 	// directory's parent (a private test directory).
 	testenv.PassThrough(t, filepath.Dir(dataDir))
+	// Each server's apps' gateway on a port of its own, unless the test
+	// chooses.
+	if !slices.ContainsFunc(extra, func(a string) bool { return strings.HasPrefix(a, "--apps-listen") }) {
+		extra = append([]string{"--apps-listen", "127.0.0.1:0"}, extra...)
+	}
 	cmd := exec.Command(slipwayBin, append([]string{"server", "--data-dir", dataDir, "--listen", listen}, extra...)...)
 	// The server, and the agents it starts with its environment, check
 	// that they leave no goroutine of ours when they stop (stop fails the
@@ -134,6 +142,7 @@ func startServer(t *testing.T, dataDir, listen string, extra ...string) *serverP
 	t.Cleanup(func() {
 		s.stop(t)
 		stopAgents(t, dataDir)
+		removeApps(t, dataDir)
 		unmountAll(t, dataDir)
 	})
 	select {
@@ -1059,6 +1068,7 @@ func TestDemo(t *testing.T) {
 		}
 	}
 	waitDemo(s, 1)
+	demoServes(t, s)
 	s.stop(t)
 	s = startServer(t, dataDir, "127.0.0.1:0", "--demo")
 	// Nothing the probe depends on changed: its verdict is reused.
@@ -1070,4 +1080,16 @@ func TestDemo(t *testing.T) {
 		t.Fatalf("slipway deploy demo --wait after a restart: exit %d\n%s\nserver output:\n%s", code, out, s.out.String())
 	}
 	waitDemo(s, 2)
+	demoServes(t, s)
+}
+
+// demoServes checks that the server printed the demo app's URL and that
+// the app answers there (through the gateway, at demo.localhost).
+func demoServes(t *testing.T, s *serverProc) {
+	t.Helper()
+	s.waitOutput(t, regexp.MustCompile(`The demo app answers at http://demo\.localhost:\d+ `))
+	code, body, _ := appGet(t, s.appsAddr(t), "demo.localhost")
+	if code != http.StatusOK || !strings.Contains(body, "Hello from the Slipway demo") {
+		t.Errorf("the demo app at demo.localhost: %d %q, want 200 with its page\nserver:\n%s", code, body, s.out)
+	}
 }
