@@ -83,9 +83,10 @@ func (h *appHost) app(project string) *projectApp {
 	return a
 }
 
-// adopt takes over the running containers a restarted server finds
-// (apps.Runtime.Reconcile): each project's running one serves until its
-// idle timer puts it to sleep.
+// adopt takes over the containers a restarted server finds
+// (apps.Runtime.Reconcile): a project's running one serves until its idle
+// timer puts it to sleep, a frozen one is stopped at stop-after unless a
+// request wakes it first.
 func (h *appHost) adopt(ctx context.Context) error {
 	insts, err := h.rt.Reconcile(ctx)
 	if err != nil {
@@ -93,15 +94,20 @@ func (h *appHost) adopt(ctx context.Context) error {
 	}
 	for _, inst := range insts {
 		st, err := h.rt.State(ctx, inst)
-		if err != nil || st != apps.Running {
+		if err != nil || (st != apps.Running && st != apps.Frozen) {
 			continue
 		}
 		a := h.app(inst.Project)
-		if a.cur.Load() == nil {
-			a.cur.Store(inst)
+		if !a.cur.CompareAndSwap(nil, inst) {
+			continue
+		}
+		if st == apps.Running {
 			a.setServing(inst.Addr())
 			a.idleFrom(a.gen.Add(1))
+			continue
 		}
+		g := a.gen.Add(1) // frozen: stopped at stop-after, unless woken
+		time.AfterFunc(max(h.stopAfter-h.idle, 0), func() { a.sleep(g, apps.Stopped) })
 	}
 	return nil
 }
