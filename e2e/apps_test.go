@@ -74,7 +74,7 @@ func appState(t *testing.T, s *serverProc, project, release string) string {
 // then stopped when idle, woken again, switched to a new release by the
 // next request after a deployment.
 func TestApps(t *testing.T) {
-	s := startServer(t, t.TempDir(), "127.0.0.1:0", "--app-idle-timeout", "2s", "--app-stop-after", "5s")
+	s := startServer(t, t.TempDir(), "127.0.0.1:0", "--apps-listen", "127.0.0.1:0", "--app-idle-timeout", "2s", "--app-stop-after", "5s")
 	addr := s.appsAddr(t)
 	base := testenv.BaseImage(t, testenv.Builder(t), s.Host)
 	dockerfile := "FROM " + base + "\nCOPY index.html /app/index.html\nEXPOSE 8000\nCMD [\"httpd\", \"-f\", \"-p\", \"8000\", \"-h\", \"/app\"]\n"

@@ -103,10 +103,11 @@ func startServer(t *testing.T, dataDir, listen string, extra ...string) *serverP
 	// Rootless builder users reach their volumes through the data
 	// directory's parent (a private test directory).
 	testenv.PassThrough(t, filepath.Dir(dataDir))
-	// Each server's apps' gateway on a port of its own, unless the test
-	// chooses.
+	// No apps unless the test asks for them (--apps-listen 127.0.0.1:0):
+	// the app runtime's podman wants a short data directory (its run
+	// root), and most tests have no use for it.
 	if !slices.ContainsFunc(extra, func(a string) bool { return strings.HasPrefix(a, "--apps-listen") }) {
-		extra = append([]string{"--apps-listen", "127.0.0.1:0"}, extra...)
+		extra = append([]string{"--apps-listen", "off"}, extra...)
 	}
 	cmd := exec.Command(slipwayBin, append([]string{"server", "--data-dir", dataDir, "--listen", listen}, extra...)...)
 	// The server, and the agents it starts with its environment, check
@@ -1043,7 +1044,7 @@ func TestMachineDiesMidBuild(t *testing.T) {
 // directory private again).
 func TestDemo(t *testing.T) {
 	dataDir := t.TempDir()
-	s := startServer(t, dataDir, "127.0.0.1:0", "--demo")
+	s := startServer(t, dataDir, "127.0.0.1:0", "--demo", "--apps-listen", "127.0.0.1:0")
 	// scripts/setup makes this host fit for rootless builders, so the
 	// default (auto) must pick them: the mode the quick start runs in.
 	if out := s.waitOutput(t, regexp.MustCompile(`builders: `)); !regexp.MustCompile(`builders: rootless buildah 1\.\d+\.\d+ \(`).MatchString(out) || !strings.Contains(out, "probed now: no verdict kept") {
@@ -1070,7 +1071,7 @@ func TestDemo(t *testing.T) {
 	waitDemo(s, 1)
 	demoServes(t, s)
 	s.stop(t)
-	s = startServer(t, dataDir, "127.0.0.1:0", "--demo")
+	s = startServer(t, dataDir, "127.0.0.1:0", "--demo", "--apps-listen", "127.0.0.1:0")
 	// Nothing the probe depends on changed: its verdict is reused.
 	if out := s.waitOutput(t, regexp.MustCompile(`builders: `)); !regexp.MustCompile(`builders: rootless buildah .*, because this host can run it \(the builder's verdict cached at `).MatchString(out) {
 		t.Errorf("the restarted server did not reuse the kept rootless verdict:\n%s", out)
