@@ -24,10 +24,6 @@ import (
 // it if it changed (a new deployment, a rollback).
 const releaseRecheck = 2 * time.Second
 
-// maxRunRoot is the longest run root podman accepts (the app runtime's is
-// DATA/apps/run).
-const maxRunRoot = 50
-
 // appHost implements gateway.Apps over the app runtime and the store: a
 // project's app runs its current release, the image of its latest
 // succeeded deployment (a rollback is a deployment too).
@@ -350,9 +346,6 @@ func (p *parts) startApps(ctx context.Context) error {
 		return nil
 	}
 	dir := filepath.Join(p.dataDir, "apps")
-	if run := filepath.Join(dir, "run"); len(run) > maxRunRoot {
-		return fmt.Errorf("apps: podman refuses a run root longer than %d characters, and %s is %d: use a shorter --data-dir (or --apps-listen off)", maxRunRoot, run, len(run))
-	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
