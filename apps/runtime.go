@@ -2,6 +2,8 @@ package apps
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -45,6 +47,9 @@ func New(ctx context.Context, cfg Config) (*Runtime, error) {
 			return nil, fmt.Errorf("apps: %w", err)
 		}
 	}
+	if err := os.MkdirAll(r.runRoot(), 0o700); err != nil {
+		return nil, fmt.Errorf("apps: %w", err)
+	}
 	if err := os.WriteFile(r.conf, []byte(r.containersConf()), 0o600); err != nil {
 		return nil, fmt.Errorf("apps: write containers.conf: %w", err)
 	}
@@ -62,7 +67,22 @@ func (r *Runtime) Close() error {
 	return nil
 }
 
-func (r *Runtime) runRoot() string { return filepath.Join(r.cfg.Dir, "run") }
+// MaxRunRoot is the longest run root podman accepts.
+const MaxRunRoot = 50
+
+// runRoot is podman's run root (its sockets and transient state): Dir/run,
+// or, when that is longer than podman accepts (a data directory deep in
+// the file system), a directory under /run named by a hash of Dir, the
+// same for every Runtime on Dir.
+func (r *Runtime) runRoot() string { return runRootFor(r.cfg.Dir) }
+
+func runRootFor(dir string) string {
+	if run := filepath.Join(dir, "run"); len(run) <= MaxRunRoot {
+		return run
+	}
+	sum := sha256.Sum256([]byte(dir))
+	return filepath.Join("/run/slipway-apps", hex.EncodeToString(sum[:8]))
+}
 
 // containersConf is this runtime's podman configuration. These machines
 // lack CAP_SYS_RESOURCE, so podman's default ulimits cannot be applied

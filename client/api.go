@@ -141,6 +141,9 @@ type ProjectView struct {
 	// WebhookURL is the project's own webhook URL,
 	// <server>/webhooks/github/<hook id>.
 	WebhookURL string `json:"webhookURL"`
+	// AppURL is where the project's app answers, nil when the server
+	// serves no apps.
+	AppURL *string `json:"appURL"`
 }
 
 // ProjectView returns the named project with its webhook URL, or
@@ -149,7 +152,7 @@ func (c *Client) ProjectView(ctx context.Context, name string) (*ProjectView, er
 	var out struct {
 		Project *ProjectView `json:"project"`
 	}
-	if err := c.do(ctx, `query($n: String!) { project(name: $n) { `+projectFields+` webhookURL } }`, map[string]any{"n": name}, &out); err != nil {
+	if err := c.do(ctx, `query($n: String!) { project(name: $n) { `+projectFields+` webhookURL appURL } }`, map[string]any{"n": name}, &out); err != nil {
 		return nil, err
 	}
 	if out.Project == nil {

@@ -92,7 +92,10 @@ type serverProc struct {
 	done    chan struct{}
 }
 
-var runningRE = regexp.MustCompile(`Slipway is running: open (http://\S+)`)
+var (
+	runningRE = regexp.MustCompile(`Slipway is running: open (http://\S+)`)
+	appsRE    = regexp.MustCompile(`Apps are served at http://PROJECT\.[^:/\s]+:(\d+)`)
+)
 
 // startServer runs `slipway server` and waits until it serves.
 func startServer(t *testing.T, dataDir, listen string, extra ...string) *serverProc {
@@ -100,6 +103,12 @@ func startServer(t *testing.T, dataDir, listen string, extra ...string) *serverP
 	// Rootless builder users reach their volumes through the data
 	// directory's parent (a private test directory).
 	testenv.PassThrough(t, filepath.Dir(dataDir))
+	// No apps unless the test asks for them (--apps-listen 127.0.0.1:0):
+	// the app runtime's podman wants a short data directory (its run
+	// root), and most tests have no use for it.
+	if !slices.ContainsFunc(extra, func(a string) bool { return strings.HasPrefix(a, "--apps-listen") }) {
+		extra = append([]string{"--apps-listen", "off"}, extra...)
+	}
 	cmd := exec.Command(slipwayBin, append([]string{"server", "--data-dir", dataDir, "--listen", listen}, extra...)...)
 	// The server, and the agents it starts with its environment, check
 	// that they leave no goroutine of ours when they stop (stop fails the
@@ -134,6 +143,7 @@ func startServer(t *testing.T, dataDir, listen string, extra ...string) *serverP
 	t.Cleanup(func() {
 		s.stop(t)
 		stopAgents(t, dataDir)
+		removeApps(t, dataDir)
 		unmountAll(t, dataDir)
 	})
 	select {
@@ -1034,7 +1044,7 @@ func TestMachineDiesMidBuild(t *testing.T) {
 // directory private again).
 func TestDemo(t *testing.T) {
 	dataDir := t.TempDir()
-	s := startServer(t, dataDir, "127.0.0.1:0", "--demo")
+	s := startServer(t, dataDir, "127.0.0.1:0", "--demo", "--apps-listen", "127.0.0.1:0")
 	// scripts/setup makes this host fit for rootless builders, so the
 	// default (auto) must pick them: the mode the quick start runs in.
 	if out := s.waitOutput(t, regexp.MustCompile(`builders: `)); !regexp.MustCompile(`builders: rootless buildah 1\.\d+\.\d+ \(`).MatchString(out) || !strings.Contains(out, "probed now: no verdict kept") {
@@ -1059,8 +1069,9 @@ func TestDemo(t *testing.T) {
 		}
 	}
 	waitDemo(s, 1)
+	demoServes(t, s)
 	s.stop(t)
-	s = startServer(t, dataDir, "127.0.0.1:0", "--demo")
+	s = startServer(t, dataDir, "127.0.0.1:0", "--demo", "--apps-listen", "127.0.0.1:0")
 	// Nothing the probe depends on changed: its verdict is reused.
 	if out := s.waitOutput(t, regexp.MustCompile(`builders: `)); !regexp.MustCompile(`builders: rootless buildah .*, because this host can run it \(the builder's verdict cached at `).MatchString(out) {
 		t.Errorf("the restarted server did not reuse the kept rootless verdict:\n%s", out)
@@ -1070,4 +1081,16 @@ func TestDemo(t *testing.T) {
 		t.Fatalf("slipway deploy demo --wait after a restart: exit %d\n%s\nserver output:\n%s", code, out, s.out.String())
 	}
 	waitDemo(s, 2)
+	demoServes(t, s)
+}
+
+// demoServes checks that the server printed the demo app's URL and that
+// the app answers there (through the gateway, at demo.localhost).
+func demoServes(t *testing.T, s *serverProc) {
+	t.Helper()
+	s.waitOutput(t, regexp.MustCompile(`The demo app answers at http://demo\.localhost:\d+ `))
+	code, body, _ := appGet(t, s.appsAddr(t), "demo.localhost")
+	if code != http.StatusOK || !strings.Contains(body, "Hello from the Slipway demo") {
+		t.Errorf("the demo app at demo.localhost: %d %q, want 200 with its page\nserver:\n%s", code, body, s.out)
+	}
 }

@@ -84,6 +84,9 @@ type Config struct {
 	// e.g. "http://127.0.0.1:8080"; a project's webhook URL is PublicURL +
 	// "/webhooks/github".
 	PublicURL string
+	// AppURL returns the URL of a project's app, or "" when the server
+	// serves no apps. Nil: no apps.
+	AppURL func(project string) string
 	// Logger receives internal errors and recovered panics (default:
 	// slog.Default()).
 	Logger *slog.Logger

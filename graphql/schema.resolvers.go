@@ -334,6 +334,18 @@ func (r *projectResolver) WebhookURL(ctx context.Context, obj *slipway.Project) 
 	return r.webhookURL(obj), nil
 }
 
+// AppURL is the resolver for the appURL field.
+func (r *projectResolver) AppURL(ctx context.Context, obj *slipway.Project) (*string, error) {
+	if r.cfg.AppURL == nil {
+		return nil, nil
+	}
+	u := r.cfg.AppURL(obj.Name)
+	if u == "" {
+		return nil, nil
+	}
+	return &u, nil
+}
+
 // Deployments is the resolver for the deployments field.
 func (r *projectResolver) Deployments(ctx context.Context, obj *slipway.Project, first *int) ([]*slipway.Deployment, error) {
 	limit, err := pageSize(first, defaultDeployments, maxDeployments)

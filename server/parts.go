@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -19,11 +20,13 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/slipway-ci/slipway"
+	"github.com/slipway-ci/slipway/apps"
 	"github.com/slipway-ci/slipway/buildah"
 	"github.com/slipway-ci/slipway/builder"
 	"github.com/slipway-ci/slipway/buildsecrets"
 	"github.com/slipway-ci/slipway/credential"
 	"github.com/slipway-ci/slipway/deploy"
+	"github.com/slipway-ci/slipway/gateway"
 	"github.com/slipway-ci/slipway/github"
 	"github.com/slipway-ci/slipway/gitmirror"
 	"github.com/slipway-ci/slipway/graphql"
@@ -92,6 +95,14 @@ type parts struct {
 	worker                     worker.Worker
 	stopRetention              func()
 	http                       *http.Server
+	// appsRT runs the apps, appHost finds and sleeps them, appsServer is
+	// their gateway's listener; all nil with Config.AppsListen AppsOff.
+	appsRT     *apps.Runtime
+	appHost    *appHost
+	appsServer *gateway.Server
+	// appsAddr is the apps' gateway's address once it listens, for the
+	// API (which serves before it starts).
+	appsAddr atomic.Pointer[string]
 	// serveErr receives what http.Server.Serve returned; served is closed
 	// once it has.
 	serveErr chan error
@@ -104,11 +115,13 @@ type parts struct {
 // secrets service over NATS; the listener, whose address names the
 // embedded registry; the state file, once every port is known; the
 // machine provider, whose agents need all of the above; the deployer, the
-// control worker and log retention; last the HTTP server, so that nothing
-// is served before what it uses runs. On the way down the HTTP server
-// stops first (no new requests), the worker and the deployer's early
-// wakes before the machine provider they start machines with, and the
-// store last.
+// control worker and log retention; the HTTP server, so that nothing is
+// served before what it uses runs; after it the app runtime (its pulls
+// need the embedded registry) and the apps' gateway. On the way down the
+// apps' gateway stops first (the apps keep running, adopted by the next
+// start), then the app runtime, the HTTP server (no new requests), the
+// worker and the deployer's early wakes before the machine provider they
+// start machines with, and the store last.
 func (p *parts) components() []component {
 	return []component{
 		{name: "store", start: p.startStore, stop: func(context.Context) error { return p.store.Close() }},
@@ -127,6 +140,8 @@ func (p *parts) components() []component {
 		{name: "reconciliation", start: p.reconcile},
 		{name: "log retention", start: p.startRetention, stop: noError(func() { p.stopRetention() })},
 		{name: "HTTP server", start: p.startHTTP, stop: p.stopHTTP},
+		{name: "app runtime", start: p.startApps, stop: noError(p.stopApps)},
+		{name: "apps gateway", start: p.startAppsGateway, stop: p.stopAppsGateway},
 		{name: "demo", start: p.startDemo},
 	}
 }
@@ -423,7 +438,7 @@ func (p *parts) startHTTP(context.Context) error {
 	mux := http.NewServeMux()
 	mountWebhooks(mux, github.NewHandler(github.HandlerConfig{Store: p.store, Deployer: p.deployer, MaxAge: p.cfg.WebhookMaxAge, Logger: p.log}))
 	mux.Handle("/graphql", graphql.NewHandler(graphql.Config{Store: p.store, Deployer: p.deployer, Machines: p.machines, Tokens: p.store,
-		Live: p.watcher, Secrets: p.store, PublicURL: p.publicURL, Logger: p.log}))
+		Live: p.watcher, Secrets: p.store, PublicURL: p.publicURL, AppURL: p.appURL, Logger: p.log}))
 	if p.registry != nil {
 		mux.Handle("/v2/", p.registry)
 	}
@@ -480,6 +495,8 @@ func (p *parts) startDemo(ctx context.Context) error {
 	if err := setUpDemo(ctx, demoConfig{DataDir: p.dataDir, Registry: p.registryClient(), Store: p.store, Deployer: p.deployer,
 		PublicURL: p.publicURL, Logger: p.log}); err != nil {
 		p.log.Error("demo project could not be set up", "error", err)
+	} else if p.appsServer != nil {
+		p.log.Info("the demo app answers at its URL once its first deployment succeeds", "url", p.appsURL(demoProject))
 	}
 	return nil
 }

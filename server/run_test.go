@@ -49,7 +49,7 @@ func TestRunLeavesNoGoroutine(t *testing.T) {
 	defer cancel()
 	ready, done := make(chan string, 1), make(chan error, 1)
 	go func() {
-		done <- Run(ctx, Config{DataDir: t.TempDir(), Listen: "127.0.0.1:0", BuilderIsolation: "root",
+		done <- Run(ctx, Config{DataDir: t.TempDir(), Listen: "127.0.0.1:0", AppsListen: AppsOff, BuilderIsolation: "root",
 			Logger: slog.New(slog.DiscardHandler), Ready: func(url string) { ready <- url }})
 	}()
 	select {

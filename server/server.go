@@ -26,6 +26,7 @@ import (
 	"github.com/slipway-ci/slipway/buildah"
 	"github.com/slipway-ci/slipway/builder"
 	"github.com/slipway-ci/slipway/deploy"
+	"github.com/slipway-ci/slipway/gateway"
 	"github.com/slipway-ci/slipway/internal/atomicfile"
 )
 
@@ -36,6 +37,11 @@ const (
 	DefaultDataDir   = "slipway-data"
 	DefaultListen    = "127.0.0.1:8080"
 	DefaultMaxBuilds = 4
+	// AppsOff as Config.AppsListen (--apps-listen off) serves no apps.
+	AppsOff               = "off"
+	DefaultWakeTimeout    = 30 * time.Second
+	DefaultAppIdleTimeout = 5 * time.Minute
+	DefaultAppStopAfter   = time.Hour
 )
 
 // Config configures `slipway server`. Zero fields mean their default, set
@@ -145,11 +151,29 @@ type Config struct {
 	LogPruneEvery time.Duration
 	// Demo creates a demo project on start and deploys it.
 	Demo bool
+	// AppsListen is where the apps' gateway listens (host:port; port 0
+	// picks one): each project's current release is served at
+	// http://<project>.<AppsDomain>:<port>. Default gateway.DefaultListen;
+	// AppsOff turns the apps (their runtime and gateway) off.
+	AppsListen string
+	// AppsDomain is the apps' domain; default gateway.DefaultDomain
+	// (localhost: browsers resolve its names to the loopback).
+	AppsDomain string
+	// WakeTimeout bounds how long a request waits for its app to wake
+	// (504 after it); default DefaultWakeTimeout.
+	WakeTimeout time.Duration
+	// AppIdleTimeout is how long an app runs with no open request before
+	// it is frozen; AppStopAfter how long after its last request it is
+	// stopped. Defaults DefaultAppIdleTimeout and DefaultAppStopAfter.
+	AppIdleTimeout, AppStopAfter time.Duration
 	// Logger receives the server's messages; default a text logger on
 	// stderr.
 	Logger *slog.Logger
 	// Ready, if set, is called with the server's base URL once it serves.
 	Ready func(url string)
+	// AppsReady, if set, is called after Ready with the apps' URL
+	// pattern (http://PROJECT.<domain>:<port>) when apps are served.
+	AppsReady func(pattern string)
 }
 
 // WithDefaults returns c with its zero fields set to their defaults.
@@ -177,6 +201,21 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.MaxBuild <= 0 {
 		c.MaxBuild = deploy.DefaultMaxBuild
+	}
+	if c.AppsListen == "" {
+		c.AppsListen = gateway.DefaultListen
+	}
+	if c.AppsDomain == "" {
+		c.AppsDomain = gateway.DefaultDomain
+	}
+	if c.WakeTimeout <= 0 {
+		c.WakeTimeout = DefaultWakeTimeout
+	}
+	if c.AppIdleTimeout <= 0 {
+		c.AppIdleTimeout = DefaultAppIdleTimeout
+	}
+	if c.AppStopAfter <= 0 {
+		c.AppStopAfter = DefaultAppStopAfter
 	}
 	if c.LogPruneEvery <= 0 {
 		c.LogPruneEvery = DefaultLogPruneEvery
@@ -260,9 +299,12 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	defer stopAll()
-	p.log.Info("Slipway is running", "url", p.publicURL, "data", p.dataDir, "registry", p.registryHost)
+	p.log.Info("Slipway is running", "url", p.publicURL, "data", p.dataDir, "registry", p.registryHost, "apps", p.appsURL("*"))
 	if p.cfg.Ready != nil {
 		p.cfg.Ready(p.publicURL)
+	}
+	if p.cfg.AppsReady != nil && p.appsServer != nil {
+		p.cfg.AppsReady(p.appsURL("PROJECT"))
 	}
 	select {
 	case <-ctx.Done():

@@ -140,7 +140,7 @@ when that file is there. 'slipway token create' makes more tokens.`,
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 
 	root.AddCommand(newProjectCmd(g), newProjectsCmd(g), newDeployCmd(g), newDeploymentsCmd(g), newDeploymentCmd(g),
-		newLogsCmd(g), newMachinesCmd(g), newRollbackCmd(g), newCancelCmd(g), newTokenCmd(g), newTokensCmd(g),
+		newLogsCmd(g), newMachinesCmd(g), newRollbackCmd(g), newOpenCmd(g), newCancelCmd(g), newTokenCmd(g), newTokensCmd(g),
 		newSecretCmd(g), newSecretsCmd(g), newEnvCmd(g))
 	addServerCommands(root)
 

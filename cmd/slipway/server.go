@@ -5,12 +5,14 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/slipway-ci/slipway/builder"
 	"github.com/slipway-ci/slipway/cmd/internal/agentcmd"
 	"github.com/slipway-ci/slipway/deploy"
+	"github.com/slipway-ci/slipway/gateway"
 	"github.com/slipway-ci/slipway/github"
 	"github.com/slipway-ci/slipway/internal/leakcheck"
 	"github.com/slipway-ci/slipway/server"
@@ -60,6 +62,12 @@ directory holding ./slipway-data reads it from there.`,
 					fmt.Fprintf(cmd.OutOrStdout(), "The admin API token is in %s (the CLI finds ./slipway-data/admin-token by itself; else pass --token or SLIPWAY_TOKEN; the web UI asks for it).\n", abs)
 				}
 			}
+			cfg.AppsReady = func(pattern string) {
+				fmt.Fprintf(cmd.OutOrStdout(), "Apps are served at %s\n", pattern)
+				if cfg.Demo {
+					fmt.Fprintf(cmd.OutOrStdout(), "The demo app answers at %s once its first deployment succeeds.\n", strings.Replace(pattern, "PROJECT", "demo", 1))
+				}
+			}
 			return leakcheck.Check("the server stopped", cmd.ErrOrStderr(), func() error { return server.Run(cmd.Context(), cfg) })
 		},
 	}
@@ -92,6 +100,7 @@ directory holding ./slipway-data reads it from there.`,
 	f.DurationVar(&cfg.WebhookMaxAge, "webhook-max-age", github.DefaultMaxAge,
 		"webhook window: a push delivered longer than this after it was made (a replayed or late delivery) builds nothing if its commit was already deployed from its branch; 0 turns the check off")
 	f.BoolVar(&cfg.Demo, "demo", false, "create and deploy a demo project that builds offline")
+	addAppsFlags(cmd, &cfg)
 	f.StringVar(&cfg.AgentBinary, "agent-binary", os.Getenv("SLIPWAY_AGENT_BINARY"),
 		"executable run as 'BINARY agent --config FILE' on each machine (default: slipway-agent next to this executable, else this executable)")
 	f.IntVar(&cfg.KeepImages, "keep-images", builder.DefaultKeepImages, "images of each project's last successful builds its machine keeps for rollbacks")
@@ -101,4 +110,17 @@ directory holding ./slipway-data reads it from there.`,
 	f.StringVar(&cfg.BuilderIsolation, "builder-isolation", envOr("SLIPWAY_BUILDER_ISOLATION", server.DefaultBuilderIsolation),
 		"whom builders run as: rootless (a user per project, rootless buildah), root, or auto (rootless when the host allows it) (env SLIPWAY_BUILDER_ISOLATION)")
 	return cmd
+}
+
+// addAppsFlags adds the flags of the apps: their gateway, wakes and sleep.
+func addAppsFlags(cmd *cobra.Command, cfg *server.Config) {
+	f := cmd.Flags()
+	f.StringVar(&cfg.AppsListen, "apps-listen", envOr("SLIPWAY_APPS_LISTEN", gateway.DefaultListen),
+		"where the apps' gateway listens: each project's current release answers at http://PROJECT.APPS-DOMAIN:PORT; off serves no apps (env SLIPWAY_APPS_LISTEN)")
+	f.StringVar(&cfg.AppsDomain, "apps-domain", envOr("SLIPWAY_APPS_DOMAIN", gateway.DefaultDomain), "the apps' domain (names under localhost need no DNS set-up)")
+	f.DurationVar(&cfg.WakeTimeout, "wake-timeout", server.DefaultWakeTimeout, "how long a request waits for its sleeping app to start before a 504")
+	f.DurationVar(&cfg.AppIdleTimeout, "app-idle-timeout", server.DefaultAppIdleTimeout, "an app with no open request for this long is frozen")
+	f.DurationVar(&cfg.AppStopAfter, "app-stop-after", server.DefaultAppStopAfter, "an app with no request for this long is stopped")
+	_ = f.MarkHidden("app-idle-timeout") // per project (--idle-timeout) later
+	_ = f.MarkHidden("app-stop-after")
 }

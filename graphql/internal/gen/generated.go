@@ -195,6 +195,7 @@ type ComplexityRoot struct {
 
 	Project struct {
 		App          func(childComplexity int) int
+		AppURL       func(childComplexity int) int
 		Branch       func(childComplexity int) int
 		BuildArgs    func(childComplexity int) int
 		Context      func(childComplexity int) int
@@ -303,6 +304,7 @@ type ProjectResolver interface {
 	Repo(ctx context.Context, obj *slipway.Project) (string, error)
 
 	WebhookURL(ctx context.Context, obj *slipway.Project) (string, error)
+	AppURL(ctx context.Context, obj *slipway.Project) (*string, error)
 
 	Deployments(ctx context.Context, obj *slipway.Project, first *int) ([]*slipway.Deployment, error)
 	Machine(ctx context.Context, obj *slipway.Project) (*slipway.Machine, error)
@@ -1053,6 +1055,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Project.App(childComplexity), true
+	case "Project.appURL":
+		if e.ComplexityRoot.Project.AppURL == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Project.AppURL(childComplexity), true
 	case "Project.branch":
 		if e.ComplexityRoot.Project.Branch == nil {
 			break
@@ -1575,6 +1583,12 @@ type Project {
   The shared <server>/webhooks/github keeps working.
   """
   webhookURL: String!
+  """
+  The URL the project's app answers at on the server's apps' gateway (its
+  current release, woken by the first request), or null when the server
+  serves no apps.
+  """
+  appURL: String
   createdAt: Time!
   "The project's deployments, newest first (at most first, default 100, max 1000)."
   deployments(first: Int): [Deployment!]!
@@ -2151,6 +2165,8 @@ func (ec *executionContext) childFields_Project(ctx context.Context, field graph
 		return ec.fieldContext_Project_context(ctx, field)
 	case "webhookURL":
 		return ec.fieldContext_Project_webhookURL(ctx, field)
+	case "appURL":
+		return ec.fieldContext_Project_appURL(ctx, field)
 	case "createdAt":
 		return ec.fieldContext_Project_createdAt(ctx, field)
 	case "deployments":
@@ -5794,6 +5810,29 @@ func (ec *executionContext) fieldContext_Project_webhookURL(_ context.Context, f
 	return graphql.NewScalarFieldContext("Project", field, true, true, "String")
 }
 
+func (ec *executionContext) _Project_appURL(ctx context.Context, field graphql.CollectedField, obj *slipway.Project) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Project_appURL(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Project().AppURL(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Project_appURL(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Project", field, true, true, "String")
+}
+
 func (ec *executionContext) _Project_createdAt(ctx context.Context, field graphql.CollectedField, obj *slipway.Project) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -9010,6 +9049,12 @@ func (ec *executionContext) _Project(ctx context.Context, sel ast.SelectionSet, 
 				true, true,
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Project_webhookURL(ctx, field, obj)
+				})
+		case "appURL":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Project_appURL(ctx, field, obj)
 				})
 		case "createdAt":
 			out.Values[i] = ec._Project_createdAt(ctx, field, obj)
