@@ -121,6 +121,12 @@ func (g *Gateway) run(route Route, app App, wk *wake) {
 		log.Warn("app did not wake", slog.Bool("timed_out", wk.timedOut), slog.Any("error", err))
 		return
 	}
+	if len(res.Phases) == 0 {
+		// Nothing was started or thawed (an app re-checking which
+		// release it serves): not worth a line at info, under traffic.
+		log.Debug("app already serving")
+		return
+	}
 	log.Info("app woke", slog.String("phases", phaseList(res.Phases)))
 }
 
