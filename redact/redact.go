@@ -45,6 +45,9 @@ type Redactor struct {
 	r *strings.Replacer
 	// forms are the strings masked, longest first.
 	forms []string
+	// percent are the forms holding %XX escapes, their hex digits in
+	// lower case, each once: what mixedPercent folds against.
+	percent []string
 }
 
 // New returns a Redactor for secrets. Empty secrets, and secrets shorter
@@ -82,7 +85,13 @@ func New(secrets ...string) *Redactor {
 	for _, f := range list {
 		pairs = append(pairs, f, Mask)
 	}
-	return &Redactor{r: strings.NewReplacer(pairs...), forms: list}
+	var percent []string
+	for _, f := range list {
+		if l := lowerPercent(f); strings.Contains(l, "%") && !slices.Contains(percent, l) {
+			percent = append(percent, l)
+		}
+	}
+	return &Redactor{r: strings.NewReplacer(pairs...), forms: list, percent: percent}
 }
 
 // secretLines returns the lines of a multi-line secret worth masking on
@@ -209,14 +218,11 @@ func (r *Redactor) Redact(s string) string {
 // holding escapes is compared with the hex digits of its escapes folded
 // (foldPercentAt).
 func (r *Redactor) mixedPercent(s string) string {
-	if !strings.Contains(s, "%") {
+	if len(r.percent) == 0 || !strings.Contains(s, "%") {
 		return s
 	}
 	var spans [][2]int
-	for _, f := range r.forms {
-		if !strings.Contains(f, "%") {
-			continue
-		}
+	for _, f := range r.percent {
 		for i := 0; i+len(f) <= len(s); i++ {
 			if foldPercentAt(s, i, f) {
 				spans = append(spans, [2]int{i, i + len(f)})
