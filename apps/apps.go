@@ -53,6 +53,9 @@ const (
 	LabelPort = "slipway.port"
 	// LabelHealthPath holds the health check path.
 	LabelHealthPath = "slipway.health-path"
+	// LabelSpec holds the spec's fingerprint (Runtime.Fingerprint): a
+	// container runs exactly the Spec whose fingerprint it carries.
+	LabelSpec = "slipway.spec"
 	// LabelEnvKeys holds the names (never the values) of Spec.Env, so
 	// that an adopted app's output is masked as well.
 	LabelEnvKeys = "slipway.env-keys"
@@ -250,6 +253,8 @@ type Instance struct {
 	Port, HostPort int
 	// HealthPath is the Spec's health check path.
 	HealthPath string
+	// Spec is the fingerprint of the Spec it runs (Runtime.Fingerprint).
+	Spec string
 
 	// fz is the container's freezer, once found; guarded by the
 	// Runtime's lock of Name.
@@ -275,6 +280,10 @@ const (
 	// out-of-memory kill); Wake starts it again.
 	Failed State = "failed"
 )
+
+// ErrPort says Start cannot tell the app's port: the image EXPOSEs none
+// or several, and Spec.Port is 0.
+var ErrPort = errors.New("set the port the app listens on")
 
 // ErrNotFound says an app's container does not exist (any more).
 var ErrNotFound = errors.New("no such app container")

@@ -25,6 +25,11 @@ func (r *Runtime) Start(ctx context.Context, spec Spec) (*Instance, error) {
 		return nil, err
 	}
 	name := Name(spec.Project, spec.Release)
+	// The spec as given (Port 0 stays 0): what Find fingerprints.
+	fp, err := r.Fingerprint(spec)
+	if err != nil {
+		return nil, err
+	}
 	defer r.lock(name)()
 	if _, err := r.svc.inspect(ctx, name); err == nil {
 		return nil, fmt.Errorf("start app %s: its container exists already: wake or remove it", name)
@@ -39,7 +44,7 @@ func (r *Runtime) Start(ctx context.Context, spec Spec) (*Instance, error) {
 			return nil, fmt.Errorf("start app %s: %w", name, err)
 		}
 	}
-	inst, err := r.create(ctx, name, spec)
+	inst, err := r.create(ctx, name, spec, fp)
 	if err != nil {
 		return nil, fmt.Errorf("start app %s: %w", name, err)
 	}
@@ -62,7 +67,7 @@ func (r *Runtime) Start(ctx context.Context, spec Spec) (*Instance, error) {
 
 // create creates spec's container with a free host port; the environment
 // goes through a 0600 env file, never argv.
-func (r *Runtime) create(ctx context.Context, name string, spec Spec) (*Instance, error) {
+func (r *Runtime) create(ctx context.Context, name string, spec Spec, fp string) (*Instance, error) {
 	hostPort, err := freePort()
 	if err != nil {
 		return nil, err
@@ -77,7 +82,7 @@ func (r *Runtime) create(ctx context.Context, name string, spec Spec) (*Instance
 		k, _, _ := strings.Cut(kv, "=")
 		keys = append(keys, k)
 	}
-	args := []string{"create", "--name", name,
+	args := []string{"create", "--name", name, "--label", LabelSpec + "=" + fp,
 		"--label", LabelApp + "=" + spec.Project, "--label", LabelRelease + "=" + spec.Release,
 		"--label", LabelPort + "=" + strconv.Itoa(spec.Port), "--label", LabelHealthPath + "=" + spec.HealthPath,
 		"--label", LabelEnvKeys + "=" + strings.Join(keys, ","),
@@ -106,7 +111,7 @@ func (r *Runtime) create(ctx context.Context, name string, spec Spec) (*Instance
 	}
 	return &Instance{
 		Name: name, ID: strings.TrimSpace(string(out)), Project: spec.Project, Release: spec.Release, Image: spec.Image,
-		Port: spec.Port, HostPort: hostPort, HealthPath: spec.HealthPath,
+		Port: spec.Port, HostPort: hostPort, HealthPath: spec.HealthPath, Spec: fp,
 	}, nil
 }
 

@@ -247,7 +247,7 @@ func TestStartRefuses(t *testing.T) {
 		spec Spec
 		want string
 	}{
-		{"no EXPOSE", Spec{Project: "demo", Release: "np", Image: imgs.noPort}, "the image exposes no port: set PORT"},
+		{"no EXPOSE", Spec{Project: "demo", Release: "np", Image: imgs.noPort}, "the image exposes no TCP port (EXPOSE) and the app has no port set"},
 		{"PORT in env", Spec{Project: "demo", Release: "p", Image: imgs.app, Env: []string{"PORT=1"}}, "PORT is set by Slipway"},
 		{"bad env", Spec{Project: "demo", Release: "e", Image: imgs.app, Env: []string{secretValue}}, "entry 1 is not KEY=VALUE"},
 		{"bad project", Spec{Project: "Demo", Release: "r", Image: imgs.app}, "lowercase"},
@@ -259,6 +259,9 @@ func TestStartRefuses(t *testing.T) {
 				t.Errorf("Start = %v; want an error saying %q (and no env value)", err, c.want)
 			}
 		})
+	}
+	if _, err := r.Start(t.Context(), Spec{Project: "demo", Release: "np", Image: imgs.noPort}); !errors.Is(err, ErrPort) {
+		t.Errorf("Start of an image without EXPOSE = %v, want ErrPort", err)
 	}
 	// With PORT set, the image without EXPOSE serves.
 	inst, err := r.Start(t.Context(), Spec{Project: "demo", Release: "np2", Image: imgs.noPort, Port: 9000})
@@ -409,4 +412,39 @@ func hostAddress(t *testing.T) string {
 		}
 	}
 	return ""
+}
+
+// Find returns the container that runs a spec as it is, whatever its
+// release (a rollback reuses it); another environment or setting is
+// another spec; the fingerprint label tells nothing of the environment.
+func TestFind(t *testing.T) {
+	imgs := testImages(t)
+	r := newRuntime(t, cleanDir(t))
+	spec := Spec{Project: "demo", Release: "one", Image: imgs.app, Env: []string{"SECRET=" + secretValue, "A=1"}, MemoryBytes: 64 << 20}
+	inst, err := r.Start(t.Context(), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	later := spec
+	later.Release = "two"
+	later.Env = []string{"A=1", "SECRET=" + secretValue} // another order, same environment
+	found, err := r.Find(t.Context(), later)
+	if err != nil || found.Name != inst.Name || found.HostPort != inst.HostPort {
+		t.Fatalf("Find of the same spec under another release = %+v, %v; want %s", found, err, inst.Name)
+	}
+	for name, change := range map[string]func(*Spec){
+		"env":    func(s *Spec) { s.Env = []string{"A=2", "SECRET=" + secretValue} },
+		"memory": func(s *Spec) { s.MemoryBytes = 128 << 20 },
+		"health": func(s *Spec) { s.HealthPath = "/cgi-bin/env" },
+	} {
+		other := later
+		change(&other)
+		if _, err := r.Find(t.Context(), other); !errors.Is(err, ErrNotFound) {
+			t.Errorf("Find with another %s = %v, want ErrNotFound", name, err)
+		}
+	}
+	out, err := r.podman(t.Context(), "inspect", "--format", "{{json .Config.Labels}}", inst.Name)
+	if err != nil || !strings.Contains(string(out), LabelSpec) || strings.Contains(string(out), secretValue) {
+		t.Errorf("labels %s (%v): want a fingerprint and no env value", out, err)
+	}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/slipway-ci/slipway"
 	"github.com/slipway-ci/slipway/apps"
 	"github.com/slipway-ci/slipway/buildah"
+	"github.com/slipway-ci/slipway/deploy"
 	"github.com/slipway-ci/slipway/gateway"
 )
 
@@ -28,19 +29,25 @@ const releaseRecheck = 2 * time.Second
 // project's app runs its current release, the image of its latest
 // succeeded deployment (a rollback is a deployment too).
 type appHost struct {
-	rt        *apps.Runtime
-	store     slipway.Store
-	log       *slog.Logger
-	idle      time.Duration // running with no open request → frozen
-	stopAfter time.Duration // since the last request → stopped
+	rt    *apps.Runtime
+	store slipway.Store
+	// env returns a project's runtime environment (KEY=VALUE, secrets
+	// included): deploy.Projects.RuntimeEnv.
+	env func(ctx context.Context, project string) ([]string, error)
+	log *slog.Logger
+	// idle (running with no open request → frozen) and stopAfter (since
+	// the last request → stopped) apply to projects that do not set
+	// their own (slipway.AppSettings).
+	idle      time.Duration
+	stopAfter time.Duration
 
 	mu     sync.Mutex
 	apps   map[string]*projectApp
 	closed bool
 }
 
-func newAppHost(rt *apps.Runtime, store slipway.Store, idle, stopAfter time.Duration, log *slog.Logger) *appHost {
-	return &appHost{rt: rt, store: store, log: log, idle: idle, stopAfter: stopAfter, apps: map[string]*projectApp{}}
+func newAppHost(rt *apps.Runtime, store slipway.Store, env func(context.Context, string) ([]string, error), idle, stopAfter time.Duration, log *slog.Logger) *appHost {
+	return &appHost{rt: rt, store: store, env: env, log: log, idle: idle, stopAfter: stopAfter, apps: map[string]*projectApp{}}
 }
 
 // Lookup implements gateway.Apps. A project not seen yet is looked up in
@@ -74,15 +81,19 @@ func (h *appHost) app(project string) *projectApp {
 	a, ok := h.apps[project]
 	if !ok {
 		a = &projectApp{h: h, project: project}
+		a.ep.Store(new(epoch))
+		a.setTimers(slipway.AppSettings{})
 		h.apps[project] = a
 	}
 	return a
 }
 
 // adopt takes over the containers a restarted server finds
-// (apps.Runtime.Reconcile): a project's running one serves until its idle
-// timer puts it to sleep, a frozen one is stopped at stop-after unless a
-// request wakes it first.
+// (apps.Runtime.Reconcile): a project's current release, running, serves
+// until its idle timer puts it to sleep; frozen, it is stopped at
+// stop-after unless a request wakes it first. A running or frozen
+// container of another release (one the server was draining when it
+// stopped) is stopped.
 func (h *appHost) adopt(ctx context.Context) error {
 	insts, err := h.rt.Reconcile(ctx)
 	if err != nil {
@@ -94,16 +105,20 @@ func (h *appHost) adopt(ctx context.Context) error {
 			continue
 		}
 		a := h.app(inst.Project)
-		if !a.cur.CompareAndSwap(nil, inst) {
+		cur, err := a.currentRelease(ctx)
+		if err != nil || !a.runs(ctx, inst, cur) || !a.cur.CompareAndSwap(nil, inst) {
+			h.log.Info("apps: stop a release that no longer serves", "project", inst.Project, "release", inst.Release)
+			go h.stopQuietly(inst)
 			continue
 		}
+		a.release.Store(&cur.ID)
 		if st == apps.Running {
 			a.setServing(inst.Addr())
 			a.idleFrom(a.gen.Add(1))
 			continue
 		}
 		g := a.gen.Add(1) // frozen: stopped at stop-after, unless woken
-		time.AfterFunc(max(h.stopAfter-h.idle, 0), func() { a.sleep(g, apps.Stopped) })
+		time.AfterFunc(max(time.Duration(a.stopAfter.Load()-a.idle.Load()), 0), func() { a.sleep(g, apps.Stopped) })
 	}
 	return nil
 }
@@ -148,8 +163,17 @@ type projectApp struct {
 	// request's start and end and cancels older idle timers.
 	open atomic.Int64
 	gen  atomic.Uint64
+	// release is the deployment whose release cur serves: cur's own, or
+	// a later one of the same spec (a rollback).
+	release atomic.Pointer[string]
 	// lastOutput is the output of the last start that failed.
 	lastOutput atomic.Pointer[[]string]
+	// ep counts the requests begun since the last switch of release, so
+	// that the release it replaced can drain them.
+	ep atomic.Pointer[epoch]
+	// idle and stopAfter are the project's sleep timers (nanoseconds),
+	// read from its settings at each wake and release.
+	idle, stopAfter atomic.Int64
 }
 
 func (a *projectApp) setServing(addr string) {
@@ -168,11 +192,14 @@ func (a *projectApp) Serving() (string, bool) {
 
 // Begin implements gateway.App.
 func (a *projectApp) Begin() func() {
+	e := a.ep.Load()
+	e.open.Add(1)
 	a.open.Add(1)
 	a.gen.Add(1)
 	var once sync.Once
 	return func() {
 		once.Do(func() {
+			e.open.Add(-1)
 			g := a.gen.Add(1)
 			if a.open.Add(-1) == 0 {
 				a.idleFrom(g)
@@ -184,11 +211,26 @@ func (a *projectApp) Begin() func() {
 // idleFrom freezes the app after the idle timeout, then stops it at
 // stop-after, unless a request starts or ends meanwhile (gen changes).
 func (a *projectApp) idleFrom(g uint64) {
-	time.AfterFunc(a.h.idle, func() {
+	idle, stopAfter := time.Duration(a.idle.Load()), time.Duration(a.stopAfter.Load())
+	time.AfterFunc(idle, func() {
 		if a.sleep(g, apps.Frozen) {
-			time.AfterFunc(max(a.h.stopAfter-a.h.idle, 0), func() { a.sleep(g, apps.Stopped) })
+			time.AfterFunc(max(stopAfter-idle, 0), func() { a.sleep(g, apps.Stopped) })
 		}
 	})
+}
+
+// setTimers takes the project's idle timeout and stop-after, or the
+// server's where it sets none.
+func (a *projectApp) setTimers(s slipway.AppSettings) {
+	idle, stopAfter := s.IdleTimeout, s.StopAfter
+	if idle <= 0 {
+		idle = a.h.idle
+	}
+	if stopAfter <= 0 {
+		stopAfter = a.h.stopAfter
+	}
+	a.idle.Store(int64(idle))
+	a.stopAfter.Store(int64(max(stopAfter, idle)))
 }
 
 // sleep freezes or stops the app if no request started or ended since
@@ -232,7 +274,7 @@ func (a *projectApp) Wake(ctx context.Context) (gateway.Woken, error) {
 		return gateway.Woken{}, err
 	}
 	old := a.cur.Load()
-	if old != nil && old.Release == d.ID {
+	if old != nil && (old.Release == d.ID || a.serves() == d.ID) {
 		rep, err := a.h.rt.Wake(ctx, old)
 		if err == nil {
 			a.setServing(old.Addr())
@@ -246,22 +288,22 @@ func (a *projectApp) Wake(ctx context.Context) (gateway.Woken, error) {
 	if err != nil {
 		return gateway.Woken{}, a.failed(err)
 	}
-	a.cur.Store(inst)
-	a.lastOutput.Store(nil)
-	a.setServing(inst.Addr())
-	if old != nil && old.Release != inst.Release {
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
-		defer cancel()
-		if err := a.h.rt.Stop(sctx, old); err != nil && !errors.Is(err, apps.ErrNotFound) {
-			a.h.log.Warn("apps: stop the replaced release", "project", a.project, "release", old.Release, "error", err)
-		}
-	}
+	a.take(inst, d.ID)
 	return gateway.Woken{Addr: inst.Addr(), Phases: phases}, nil
 }
 
-// bring wakes the container of d's release if it exists, else starts it.
+// bring wakes a container that runs d's release as it would start now
+// (its own, or one of an earlier release with the same image, settings
+// and environment: a rollback), else starts one.
 func (a *projectApp) bring(ctx context.Context, d *slipway.Deployment) (*apps.Instance, []gateway.Phase, error) {
+	spec, err := a.spec(ctx, d)
+	if err != nil {
+		return nil, nil, err
+	}
 	inst, err := a.h.rt.Get(ctx, a.project, d.ID)
+	if errors.Is(err, apps.ErrNotFound) {
+		inst, err = a.h.rt.Find(ctx, spec)
+	}
 	if err == nil {
 		rep, err := a.h.rt.Wake(ctx, inst)
 		return inst, wakePhases(rep), err
@@ -270,7 +312,7 @@ func (a *projectApp) bring(ctx context.Context, d *slipway.Deployment) (*apps.In
 		return nil, nil, err
 	}
 	start := time.Now()
-	inst, err = a.h.rt.Start(ctx, apps.Spec{Project: a.project, Release: d.ID, Image: d.Image})
+	inst, err = a.h.rt.Start(ctx, spec)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -289,9 +331,25 @@ func (a *projectApp) failed(err error) error {
 	return err
 }
 
-// currentRelease is the project's latest succeeded deployment with an
-// image, or ENOTFOUND.
+// currentRelease is the project's current release (Project.Release),
+// or for a project released before the release phase existed its latest
+// succeeded deployment with an image; ENOTFOUND when there is none. It
+// takes the project's sleep timers on the way.
 func (a *projectApp) currentRelease(ctx context.Context) (*slipway.Deployment, error) {
+	p, err := a.h.store.Project(ctx, a.project)
+	if err != nil {
+		return nil, err
+	}
+	a.setTimers(p.App)
+	if p.Release != "" {
+		d, err := a.h.store.Deployment(ctx, p.Release)
+		if err == nil && d.Image != "" {
+			return d, nil
+		}
+		if err != nil && slipway.ErrorCode(err) != slipway.ENOTFOUND {
+			return nil, err
+		}
+	}
 	for _, limit := range []int{20, 0} {
 		ds, err := a.h.store.Deployments(ctx, a.project, limit)
 		if err != nil {
@@ -361,7 +419,8 @@ func (p *parts) startApps(ctx context.Context) error {
 		return fmt.Errorf("start the app runtime (--apps-listen off turns apps off): %w", err)
 	}
 	p.appsRT = rt
-	p.appHost = newAppHost(rt, p.store, p.cfg.AppIdleTimeout, p.cfg.AppStopAfter, p.log)
+	env := deploy.NewProjects(deploy.ProjectsConfig{Store: p.store}).RuntimeEnv
+	p.appHost = newAppHost(rt, p.store, env, p.cfg.AppIdleTimeout, p.cfg.AppStopAfter, p.log)
 	if err := p.appHost.adopt(ctx); err != nil {
 		p.log.Error("apps: adopt the running apps", "error", err)
 	}

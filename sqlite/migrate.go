@@ -201,6 +201,10 @@ CREATE TABLE project_env (
 	PRIMARY KEY (project, name)
 ) STRICT;
 `,
+	// 19: a project's current release: the deployment its app serves.
+	`
+ALTER TABLE projects ADD COLUMN release_id TEXT NOT NULL DEFAULT '';
+`,
 }
 
 // goSteps are the migrations that need Go besides their SQL, by their SQL
