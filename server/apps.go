@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -294,13 +295,21 @@ func (a *projectApp) Wake(ctx context.Context) (gateway.Woken, error) {
 
 // bring wakes a container that runs d's release as it would start now
 // (its own, or one of an earlier release with the same image, settings
-// and environment: a rollback), else starts one.
+// and environment: a rollback), else starts one. A sleeping container of
+// d set up otherwise (the project's settings or environment changed
+// since) is replaced: a change takes effect at the app's next start.
 func (a *projectApp) bring(ctx context.Context, d *slipway.Deployment) (*apps.Instance, []gateway.Phase, error) {
 	spec, err := a.spec(ctx, d)
 	if err != nil {
 		return nil, nil, err
 	}
 	inst, err := a.h.rt.Get(ctx, a.project, d.ID)
+	if err == nil && a.stale(ctx, inst, spec) {
+		err = a.h.rt.Remove(ctx, inst) // started anew below, as set up now
+		if err == nil {
+			err = apps.ErrNotFound
+		}
+	}
 	if errors.Is(err, apps.ErrNotFound) {
 		inst, err = a.h.rt.Find(ctx, spec)
 	}
@@ -442,7 +451,12 @@ func (p *parts) startAppsGateway(context.Context) error {
 	if p.appHost == nil {
 		return nil
 	}
-	gw, err := gateway.New(gateway.Config{Apps: p.appHost, Domain: p.cfg.AppsDomain, WakeTimeout: p.cfg.WakeTimeout, Logger: p.log})
+	trusted, err := parseTrustedProxies(p.cfg.AppsTrustedProxies)
+	if err != nil {
+		return err
+	}
+	gw, err := gateway.New(gateway.Config{Apps: p.appHost, Domain: p.cfg.AppsDomain, WakeTimeout: p.cfg.WakeTimeout,
+		TrustedProxies: trusted, Logger: p.log})
 	if err != nil {
 		return err
 	}
@@ -454,6 +468,25 @@ func (p *parts) startAppsGateway(context.Context) error {
 	addr := p.appsServer.Addr().String()
 	p.appsAddr.Store(&addr)
 	return nil
+}
+
+// parseTrustedProxies parses --apps-trusted-proxy values: addresses
+// (one host) or CIDRs.
+func parseTrustedProxies(vals []string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, v := range vals {
+		v = strings.TrimSpace(v)
+		if pfx, err := netip.ParsePrefix(v); err == nil {
+			out = append(out, pfx.Masked())
+			continue
+		}
+		addr, err := netip.ParseAddr(v)
+		if err != nil {
+			return nil, fmt.Errorf("--apps-trusted-proxy %q is neither an IP address (10.0.0.5) nor a CIDR (10.0.0.0/8)", v)
+		}
+		out = append(out, netip.PrefixFrom(addr.Unmap(), addr.Unmap().BitLen()))
+	}
+	return out, nil
 }
 
 func (p *parts) stopAppsGateway(ctx context.Context) error {

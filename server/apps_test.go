@@ -2,6 +2,7 @@ package server
 
 import (
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -59,5 +60,21 @@ func TestAppHostReleases(t *testing.T) {
 	a := app.(*projectApp)
 	if _, err := a.currentRelease(t.Context()); err != nil || time.Duration(a.idle.Load()) != 90*time.Second || time.Duration(a.stopAfter.Load()) != time.Hour {
 		t.Errorf("timers: idle %v, stop after %v (%v); want the project's 1m30s and the server's 1h", time.Duration(a.idle.Load()), time.Duration(a.stopAfter.Load()), err)
+	}
+}
+
+func TestParseTrustedProxies(t *testing.T) {
+	got, err := parseTrustedProxies([]string{"10.0.0.5", " 192.168.1.0/24", "::1", "10.1.2.3/8"})
+	want := []string{"10.0.0.5/32", "192.168.1.0/24", "::1/128", "10.0.0.0/8"}
+	if err != nil || len(got) != len(want) {
+		t.Fatalf("parseTrustedProxies = %v, %v; want %v", got, err, want)
+	}
+	for i := range want {
+		if got[i].String() != want[i] {
+			t.Errorf("entry %d = %s, want %s", i, got[i], want[i])
+		}
+	}
+	if _, err := parseTrustedProxies([]string{"proxy.example"}); err == nil || !strings.Contains(err.Error(), "--apps-trusted-proxy \"proxy.example\"") {
+		t.Errorf("a host name: %v, want an error naming the flag and value", err)
 	}
 }

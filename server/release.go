@@ -209,3 +209,14 @@ func (a *projectApp) runs(ctx context.Context, inst *apps.Instance, d *slipway.D
 	fp, err := a.h.rt.Fingerprint(spec)
 	return err == nil && fp == inst.Spec
 }
+
+// stale reports whether inst, d's own container, is stopped and runs
+// another spec than spec (the project's settings or environment changed).
+func (a *projectApp) stale(ctx context.Context, inst *apps.Instance, spec apps.Spec) bool {
+	fp, err := a.h.rt.Fingerprint(spec)
+	if err != nil || fp == inst.Spec {
+		return false
+	}
+	st, err := a.h.rt.State(ctx, inst)
+	return err == nil && (st == apps.Stopped || st == apps.Failed)
+}
