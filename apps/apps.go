@@ -290,7 +290,13 @@ type UnhealthyError struct {
 	Reason string
 	// Output is the app's last lines of output (stdout and stderr).
 	Output []string
+	// Err is the context's error when the wait for the app was cut
+	// short (a wake's timeout), else nil: errors.Is sees it.
+	Err error
 }
+
+// Unwrap returns Err.
+func (e *UnhealthyError) Unwrap() error { return e.Err }
 
 func (e *UnhealthyError) Error() string {
 	msg := fmt.Sprintf("app %s is not healthy: %s", e.Name, e.Reason)

@@ -174,8 +174,9 @@ var healthClient = &http.Client{
 }
 
 // waitHealthy polls inst's health path until it answers 2xx or 3xx. It
-// fails, with an *UnhealthyError, when the container exits or after
-// Config.HealthTimeout.
+// fails, with an *UnhealthyError, when the container exits, after
+// Config.HealthTimeout, or when parent ends first (the error then wraps
+// parent's).
 func (r *Runtime) waitHealthy(parent context.Context, inst *Instance) error {
 	ctx, cancel := context.WithTimeout(parent, r.cfg.HealthTimeout)
 	defer cancel()
@@ -207,7 +208,7 @@ func (r *Runtime) waitHealthy(parent context.Context, inst *Instance) error {
 		select {
 		case <-ctx.Done():
 			if parent.Err() != nil {
-				return parent.Err()
+				return r.cutShort(parent, inst, last)
 			}
 			return r.unhealthy(parent, inst, fmt.Sprintf("%s within %s", last, r.cfg.HealthTimeout))
 		case <-time.After(wait):
@@ -229,6 +230,21 @@ func exitReason(c *container) string {
 		return "it ran out of memory and was killed"
 	}
 	return fmt.Sprintf("it exited with status %d while starting", c.State.ExitCode)
+}
+
+// cutShort makes the UnhealthyError of inst when the caller stopped
+// waiting (parent ended: a wake's timeout): it wraps parent's error and
+// carries the app's last output, read before the app is stopped, so that
+// a 504 page can say why the app did not answer.
+func (r *Runtime) cutShort(parent context.Context, inst *Instance, last string) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(parent), 5*time.Second)
+	defer cancel()
+	err := r.unhealthy(ctx, inst, last+" before the wait for it ended")
+	var ue *UnhealthyError
+	if errors.As(err, &ue) {
+		ue.Err = parent.Err()
+	}
+	return err
 }
 
 // unhealthy makes the UnhealthyError of inst, with its last output.
