@@ -30,6 +30,16 @@ func marker(t *testing.T, prefix string) string {
 	return prefix + "-" + hex.EncodeToString(b)
 }
 
+// startAppsServer starts a server whose apps are served on a gateway at
+// a free port, with extra flags, and pushes the base image to its
+// registry: it returns the server, the gateway's address and the base
+// image.
+func startAppsServer(t *testing.T, extra ...string) (s *serverProc, addr, base string) {
+	t.Helper()
+	s = startServer(t, t.TempDir(), "127.0.0.1:0", append([]string{"--apps-listen", "127.0.0.1:0"}, extra...)...)
+	return s, s.appsAddr(t), testenv.BaseImage(t, testenv.Builder(t), s.Host)
+}
+
 // httpdRepo makes a repository whose image serves body with busybox httpd
 // on port 8000, from the base image at base.
 func httpdRepo(t *testing.T, base, body string) (dir, sha string) {

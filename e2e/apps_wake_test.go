@@ -4,17 +4,13 @@ import (
 	"net/http"
 	"strings"
 	"testing"
-
-	"github.com/slipway-ci/slipway/internal/testenv"
 )
 
 // 50 requests arriving together at an app that never ran, then at the
 // same app stopped, are all held and answered 200 by one wake: one start
 // of the app, one "app woke" line, a Server-Timing on every answer.
 func TestAppsWake50(t *testing.T) {
-	s := startServer(t, t.TempDir(), "127.0.0.1:0", "--apps-listen", "127.0.0.1:0", "--app-idle-timeout", "1s", "--app-stop-after", "3s")
-	addr := s.appsAddr(t)
-	base := testenv.BaseImage(t, testenv.Builder(t), s.Host)
+	s, addr, base := startAppsServer(t, "--app-idle-timeout", "1s", "--app-stop-after", "3s")
 	dir, sha := httpdRepo(t, base, "fifty\n")
 	s.addProject(t, "burst", dir)
 	d := s.deployWait(t, "burst", sha)
