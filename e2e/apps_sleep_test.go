@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"io"
 	"net/http"
 	"os"
 	"strings"
@@ -85,7 +86,8 @@ func cgroupFile(dirs []string, controller, file string) string {
 // A WebSocket through the gateway reaches a deployed app (woken by the
 // upgrade itself) and echoes text and binary messages; while it is open
 // the app is kept awake past the idle and stop timeouts, with no traffic;
-// once it closes the app sleeps.
+// once it closes the app sleeps. A long streamed download keeps it awake
+// the same way.
 func TestAppsWebSocket(t *testing.T) {
 	s, addr, base := startAppsServer(t, "--app-idle-timeout", "2s", "--app-stop-after", "4s")
 	dir, sha := echoRepo(t, base, "echo here")
@@ -131,6 +133,34 @@ func TestAppsWebSocket(t *testing.T) {
 		t.Errorf("close the WebSocket: %v", err)
 	}
 	waitAsleep(t, s, "echo", "frozen", 1)
+
+	// A long download keeps it awake as well, until its last byte.
+	lines := streamLines(t, addr, "echo.localhost", 7*time.Second)
+	if n := countLines(s, asleep); n != 1 || lines < 20 {
+		t.Errorf("a 7s download through the gateway: %d lines, and the app was put to sleep %d times in all, want about 28 lines and once (before it)\nserver:\n%s", lines, n, s.out)
+	}
+	waitAsleep(t, s, "echo", "frozen", 2)
+}
+
+// streamLines downloads /stream?for=d from host's app through the
+// gateway at addr and returns how many lines came.
+func streamLines(t *testing.T, addr, host string, d time.Duration) int {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, "http://"+addr+"/stream?for="+d.String(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Host = host
+	resp, err := (&http.Client{Timeout: time.Minute}).Do(req)
+	if err != nil {
+		t.Fatalf("GET /stream of %s: %v", host, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /stream of %s: %s, %v", host, resp.Status, err)
+	}
+	return strings.Count(string(b), "\n")
 }
 
 // An app that never answers its health path: its request gets, at

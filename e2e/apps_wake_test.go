@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/slipway-ci/slipway/internal/testenv"
 )
 
 // 50 requests arriving together at an app that never ran, then at the
@@ -11,7 +13,10 @@ import (
 // of the app, one "app woke" line, a Server-Timing on every answer.
 func TestAppsWake50(t *testing.T) {
 	s, addr, base := startAppsServer(t, "--app-idle-timeout", "1s", "--app-stop-after", "3s")
-	dir, sha := httpdRepo(t, base, "fifty\n")
+	// The app binds its port a second after it starts: all 50 requests
+	// arrive while its wake is in flight.
+	dockerfile := "FROM " + base + "\nCOPY index.html /app/index.html\nEXPOSE 8000\nCMD [\"sh\", \"-c\", \"sleep 1; exec httpd -f -p 8000 -h /app\"]\n"
+	dir, sha := testenv.GitRepo(t, map[string]string{"Dockerfile": dockerfile, "index.html": "fifty\n"})
 	s.addProject(t, "burst", dir)
 	d := s.deployWait(t, "burst", sha)
 
@@ -27,8 +32,8 @@ func TestAppsWake50(t *testing.T) {
 				waited++
 			}
 		}
-		// All 50 are sent before the app can have started (a start takes
-		// hundreds of milliseconds): each was held on the wake.
+		// All 50 were sent before the app could answer: each was held on
+		// the wake.
 		if waited != len(res) {
 			t.Errorf("%s: %d of %d answers carry a Server-Timing with wake and %s, want all (one: %q)", when, waited, len(res), phase, res[0].timing)
 		}

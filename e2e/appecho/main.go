@@ -1,7 +1,8 @@
 // Command appecho is the app the e2e tests deploy when busybox httpd is
 // not enough: it serves on $PORT, answers GET / with its -say text (which
 // also names its process in `ps`, so that a test can tell whether any of
-// it is left), and echoes every WebSocket message sent to /ws.
+// it is left), echoes every WebSocket message sent to /ws, and streams a
+// line every 250 ms for as long as /stream?for=DURATION asks.
 //
 // It is compiled statically by the tests and copied into an image made
 // FROM the busybox base image: no registry is needed.
@@ -33,6 +34,7 @@ func main() {
 		fmt.Fprintln(w, *say)
 	})
 	mux.HandleFunc("/ws", echo)
+	mux.HandleFunc("GET /stream", stream)
 	srv := &http.Server{Addr: ":" + port, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
@@ -62,6 +64,28 @@ func echo(w http.ResponseWriter, r *http.Request) {
 		}
 		if err := c.Write(r.Context(), typ, msg); err != nil {
 			return
+		}
+	}
+}
+
+// stream writes a line every 250 ms, flushed, until the duration in the
+// query's "for" has passed.
+func stream(w http.ResponseWriter, r *http.Request) {
+	d, err := time.ParseDuration(r.URL.Query().Get("for"))
+	if err != nil {
+		http.Error(w, "stream?for=DURATION", http.StatusBadRequest)
+		return
+	}
+	rc := http.NewResponseController(w)
+	for end := time.Now().Add(d); time.Now().Before(end); {
+		fmt.Fprintf(w, "%s\n", time.Now().Format(time.RFC3339Nano))
+		if err := rc.Flush(); err != nil {
+			return
+		}
+		select {
+		case <-r.Context().Done():
+			return
+		case <-time.After(250 * time.Millisecond):
 		}
 	}
 }
