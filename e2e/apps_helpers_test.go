@@ -72,10 +72,11 @@ func processesWith(word string) []string {
 			continue
 		}
 		b, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
-		if err != nil || !strings.Contains(string(b), word) {
+		cmd := strings.ReplaceAll(string(b), "\x00", " ")
+		if err != nil || !strings.Contains(cmd, word) {
 			continue
 		}
-		found = append(found, e.Name()+": "+strings.ReplaceAll(strings.TrimSpace(string(b)), "\x00", " "))
+		found = append(found, e.Name()+": "+cmd)
 	}
 	return found
 }

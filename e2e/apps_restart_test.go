@@ -15,9 +15,9 @@ import (
 // A server restarted on the same data directory keeps its apps: a
 // running app is adopted and keeps serving (the same process, never
 // started again), a frozen one is thawed and a stopped one started by its
-// next request. Clients hitting two apps across the restart get an
-// error only while the gateway's listener is down, and never the other
-// app's answer.
+// next request, after a crash as well. Clients hitting two apps across
+// the restart get an error only while the gateway's listener is down, and
+// never the other app's answer.
 func TestAppsRestart(t *testing.T) {
 	dataDir := t.TempDir()
 	flags := []string{"--apps-listen", freeAddr(t), "--app-idle-timeout", "3s", "--app-stop-after", "10s"}
@@ -63,14 +63,29 @@ func TestAppsRestart(t *testing.T) {
 		t.Fatalf("alpha after it stopped: %d %q, want 200", code, body)
 	}
 	waitAsleep(t, s, "alpha", "frozen", 2)
-	s.stop(t)
+	s.kill9(t) // a crash, this time
 	s = startServer(t, dataDir, "127.0.0.1:0", flags...)
 	for _, c := range []struct{ project, phase string }{{"alpha", "thaw"}, {"beta", "start"}} {
 		code, body, h := appGet(t, addr, c.project+".localhost")
 		if code != http.StatusOK || body != c.project+"\n" || !regexp.MustCompile(`wake;dur=.*`+c.phase).MatchString(h.Get("Server-Timing")) {
-			t.Errorf("%s after a restart: %d %q Server-Timing %q, want 200 woken by a %s\nserver:\n%s", c.project, code, body, h.Get("Server-Timing"), c.phase, s.out)
+			t.Errorf("%s after a crash: %d %q Server-Timing %q, want 200 woken by a %s\nserver:\n%s", c.project, code, body, h.Get("Server-Timing"), c.phase, s.out)
 		}
 	}
+	// The crashed server's podman API service went with it.
+	if ps := processesWith(" system service "); countWith(ps, dataDir) != 1 {
+		t.Errorf("podman API services of this data directory after a crash: %q, want one", ps)
+	}
+}
+
+// countWith counts the strings of ss that hold word.
+func countWith(ss []string, word string) int {
+	n := 0
+	for _, s := range ss {
+		if strings.Contains(s, word) {
+			n++
+		}
+	}
+	return n
 }
 
 // loop sends GETs to apps through a gateway, one client per app, until
