@@ -20,31 +20,44 @@ import (
 // (the container is removed); any other failure also removes what it
 // made. A container of that name must not exist yet.
 func (r *Runtime) Start(ctx context.Context, spec Spec) (*Instance, error) {
+	inst, _, err := r.StartTimed(ctx, spec)
+	return inst, err
+}
+
+// StartTimed is Start, and says how long its phases took (Pull, Create,
+// Start, Health), for a first request's Server-Timing.
+func (r *Runtime) StartTimed(ctx context.Context, spec Spec) (*Instance, WakeReport, error) {
+	t0 := time.Now()
+	var rep WakeReport
 	spec, err := spec.withDefaults()
 	if err != nil {
-		return nil, err
+		return nil, rep, err
 	}
 	name := Name(spec.Project, spec.Release)
 	defer r.lock(name)()
 	if _, err := r.svc.inspect(ctx, name); err == nil {
-		return nil, fmt.Errorf("start app %s: its container exists already: wake or remove it", name)
+		return nil, rep, fmt.Errorf("start app %s: its container exists already: wake or remove it", name)
 	} else if !errors.Is(err, ErrNotFound) {
-		return nil, fmt.Errorf("start app %s: %w", name, err)
+		return nil, rep, fmt.Errorf("start app %s: %w", name, err)
 	}
 	if err := r.ensureImage(ctx, spec.Image); err != nil {
-		return nil, fmt.Errorf("start app %s: %w", name, err)
+		return nil, rep, fmt.Errorf("start app %s: %w", name, err)
 	}
 	if spec.Port == 0 {
 		if spec.Port, err = r.imagePort(ctx, spec.Image); err != nil {
-			return nil, fmt.Errorf("start app %s: %w", name, err)
+			return nil, rep, fmt.Errorf("start app %s: %w", name, err)
 		}
 	}
+	rep.Pull = time.Since(t0)
 	inst, err := r.create(ctx, name, spec)
 	if err != nil {
-		return nil, fmt.Errorf("start app %s: %w", name, err)
+		return nil, rep, fmt.Errorf("start app %s: %w", name, err)
 	}
+	rep.Create = time.Since(t0) - rep.Pull
 	r.cfg.Logger.Info("apps: starting", "app", name, "image", spec.Image, "port", spec.Port, "host_port", inst.HostPort)
-	if _, _, err := r.startHealthy(ctx, inst); err != nil {
+	rep.Start, rep.Health, err = r.startHealthy(ctx, inst)
+	rep.Total = time.Since(t0)
+	if err != nil {
 		// Nothing stays behind: not even a stopped container.
 		rmCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 		defer cancel()
@@ -53,11 +66,11 @@ func (r *Runtime) Start(ctx context.Context, spec Spec) (*Instance, error) {
 		}
 		var ue *UnhealthyError
 		if errors.As(err, &ue) {
-			return nil, err
+			return nil, rep, err
 		}
-		return nil, fmt.Errorf("start app %s: %w", name, err)
+		return nil, rep, fmt.Errorf("start app %s: %w", name, err)
 	}
-	return inst, nil
+	return inst, rep, nil
 }
 
 // create creates spec's container with a free host port; the environment
