@@ -179,8 +179,13 @@ func TestAppsWakeTimeout(t *testing.T) {
 	dir, sha := testenv.GitRepo(t, map[string]string{"Dockerfile": dockerfile, "index.html": "healthy while young\n"})
 	s.addProject(t, "never", dir)
 	before := time.Now()
-	s.deployWait(t, "never", sha)
+	d := s.deployWait(t, "never", sha)
 	time.Sleep(time.Until(before.Add(31 * time.Second)))
+	if st := appState(t, s, "never", d.ID); st == "running" {
+		// A release that checks its app's health started it while it was
+		// young: let it go to sleep, so that the request below wakes it.
+		waitAsleep(t, s, "never", "stopped", 1)
+	}
 
 	var seen atomic.Bool // the app ran meanwhile: "nothing left" means something
 	stop, done := make(chan struct{}), make(chan struct{})
