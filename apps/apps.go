@@ -299,7 +299,13 @@ type UnhealthyError struct {
 	Reason string
 	// Output is the app's last lines of output (stdout and stderr).
 	Output []string
+	// Err is the context's error when the wait for the app was cut
+	// short (a wake's timeout), else nil: errors.Is sees it.
+	Err error
 }
+
+// Unwrap returns Err.
+func (e *UnhealthyError) Unwrap() error { return e.Err }
 
 func (e *UnhealthyError) Error() string {
 	msg := fmt.Sprintf("app %s is not healthy: %s", e.Name, e.Reason)
@@ -309,13 +315,17 @@ func (e *UnhealthyError) Error() string {
 	return msg
 }
 
-// WakeReport says what a Wake did and how long its phases took, for the
-// gateway's Server-Timing header.
+// WakeReport says what a Wake (or a StartTimed) did and how long its
+// phases took, for the gateway's Server-Timing header.
 type WakeReport struct {
-	// From is the state the app was in.
+	// From is the state the app was in; "" for a StartTimed.
 	From State
 	// Thaw is the time the freezer took (From Frozen).
 	Thaw time.Duration
+	// Pull is the time StartTimed took to find the image, pulling it
+	// unless the storage had it; Create the time it took to create the
+	// container.
+	Pull, Create time.Duration
 	// Start is the time podman took to start the container, Health the
 	// time until the health path answered (From Stopped or Failed).
 	Start, Health time.Duration

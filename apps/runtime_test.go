@@ -1,6 +1,7 @@
 package apps
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -235,6 +236,27 @@ func TestUnhealthyApp(t *testing.T) {
 	}
 	if out, err := r.podman(t.Context(), "ps", "--all", "--quiet"); err != nil || strings.TrimSpace(string(out)) != "" {
 		t.Errorf("podman ps --all = %q, %v; want no container", out, err)
+	}
+}
+
+// TestStartCutShort: a Start whose context ends before the app answers
+// (a wake's timeout) fails with the app's output and the context's
+// error, and leaves nothing behind.
+func TestStartCutShort(t *testing.T) {
+	imgs := testImages(t)
+	r := newRuntime(t, cleanDir(t))
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
+	defer cancel()
+	_, err := r.Start(ctx, Spec{Project: "demo", Release: "silent1", Image: imgs.silent})
+	var ue *UnhealthyError
+	if !errors.As(err, &ue) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Start cut short = %v; want an *UnhealthyError wrapping the context's deadline", err)
+	}
+	if out := strings.Join(ue.Output, "\n"); !strings.Contains(out, "waiting for a database that never answers") {
+		t.Errorf("UnhealthyError.Output = %q; want the app's output line", out)
+	}
+	if insts, err := r.Reconcile(t.Context()); err != nil || len(insts) != 0 {
+		t.Errorf("after a Start cut short, Reconcile = %d apps, %v; want none", len(insts), err)
 	}
 }
 

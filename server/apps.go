@@ -320,13 +320,12 @@ func (a *projectApp) bring(ctx context.Context, d *slipway.Deployment) (*apps.In
 	if !errors.Is(err, apps.ErrNotFound) {
 		return nil, nil, err
 	}
-	start := time.Now()
-	inst, err = a.h.rt.Start(ctx, spec)
+	inst, rep, err := a.h.rt.StartTimed(ctx, spec)
 	if err != nil {
 		return nil, nil, err
 	}
-	a.h.log.Info("app started", "project", a.project, "release", d.ID, "image", d.Image, "took", time.Since(start))
-	return inst, []gateway.Phase{{Name: "start", Dur: time.Since(start)}}, nil
+	a.h.log.Info("app started", "project", a.project, "release", d.ID, "image", d.Image, "took", rep.Total)
+	return inst, wakePhases(rep), nil
 }
 
 // failed keeps the output of an app that did not become healthy for
@@ -376,16 +375,21 @@ func (a *projectApp) currentRelease(ctx context.Context) (*slipway.Deployment, e
 	return nil, slipway.Errorf(slipway.ENOTFOUND, "project %s has nothing deployed yet: deploy it with `slipway deploy %s`", a.project, a.project)
 }
 
-// wakePhases are the Server-Timing phases of rep: none when the app was
-// running already.
+// wakePhases are the Server-Timing phases of rep (of a Wake or a
+// StartTimed), those it went through: none when the app was running
+// already.
 func wakePhases(rep apps.WakeReport) []gateway.Phase {
-	switch rep.From {
-	case apps.Frozen:
-		return []gateway.Phase{{Name: "thaw", Dur: rep.Thaw}}
-	case apps.Stopped, apps.Failed:
-		return []gateway.Phase{{Name: "start", Dur: rep.Start}, {Name: "health", Dur: rep.Health}}
+	if rep.From == apps.Running {
+		return nil
 	}
-	return nil
+	var ps []gateway.Phase
+	for _, p := range []gateway.Phase{{Name: "thaw", Dur: rep.Thaw}, {Name: "pull", Dur: rep.Pull},
+		{Name: "create", Dur: rep.Create}, {Name: "start", Dur: rep.Start}, {Name: "health", Dur: rep.Health}} {
+		if p.Dur > 0 {
+			ps = append(ps, p)
+		}
+	}
+	return ps
 }
 
 // LastOutput implements gateway.App.
