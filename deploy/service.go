@@ -81,6 +81,9 @@ func (s *Service) Deploy(ctx context.Context, req slipway.DeployRequest) (*slipw
 	if err := slipway.ValidateRef(ref); err != nil {
 		return nil, "", err
 	}
+	if err := checkPreview(req.Preview, ref); err != nil {
+		return nil, "", err
+	}
 	commit := strings.ToLower(req.Commit)
 	if commit != "" && !slipway.ValidCommit(commit) {
 		return nil, "", slipway.Errorf(slipway.EINVALID, "invalid commit %q: give the full 40-character SHA", req.Commit)
@@ -117,6 +120,7 @@ func (s *Service) Deploy(ctx context.Context, req slipway.DeployRequest) (*slipw
 		Status:     slipway.StatusQueued,
 		Image:      ImageRef(s.cfg.Registry, p.Name, commit),
 		DeliveryID: DeliveryKey(req),
+		Preview:    req.Preview,
 	}
 	existing, created, err := s.cfg.Store.CreateDeployment(ctx, d)
 	if err != nil {
@@ -155,6 +159,7 @@ func (s *Service) startWith(ctx context.Context, p *slipway.Project, d *slipway.
 		QueuedAt:     d.CreatedAt,
 		MaxBuild:     s.cfg.MaxBuild,
 		Reuse:        reuse,
+		Preview:      d.Preview,
 	}
 	if reuse == nil {
 		in.BuildArgs = slipway.BuildArgsMap(p.BuildArgs)
@@ -174,6 +179,22 @@ func (s *Service) startWith(ctx context.Context, p *slipway.Project, d *slipway.
 		return nil
 	}
 	return s.failStart(ctx, p, d, err)
+}
+
+// checkPreview checks that a preview's deployment is of its pull
+// request's head ref (refs/pull/<n>/head), so that its builds supersede
+// each other and nothing else (ProjectWorkflow compares refs), and that a
+// deployment of such a ref is a preview.
+func checkPreview(n int, ref string) error {
+	switch {
+	case n < 0:
+		return slipway.Errorf(slipway.EINVALID, "invalid pull request number %d", n)
+	case n > 0 && slipway.PreviewOfRef(ref) != n:
+		return slipway.Errorf(slipway.EINVALID, "the preview of pull request #%d deploys its head, %s, not %s", n, slipway.PreviewRef(n), ref)
+	case n == 0 && slipway.PreviewOfRef(ref) != 0:
+		return slipway.Errorf(slipway.EINVALID, "%s is a pull request's head: it is deployed as its preview, not as the project's release", ref)
+	}
+	return nil
 }
 
 // addSecrets puts the names of the project's build secrets and the
@@ -317,7 +338,8 @@ func (s *Service) Rollback(ctx context.Context, project, to string) (*slipway.De
 // the successful one before the latest successful one.
 func rollbackTarget(ds []*slipway.Deployment, to string) (*slipway.Deployment, error) {
 	usable := func(d *slipway.Deployment) bool {
-		return d.Status == slipway.StatusSucceeded && d.Digest != "" && d.Image != ""
+		// A pull request's preview is never the project's release.
+		return d.Status == slipway.StatusSucceeded && d.Digest != "" && d.Image != "" && d.Preview == 0
 	}
 	if to == "" {
 		var latest *slipway.Deployment
@@ -338,6 +360,9 @@ func rollbackTarget(ds []*slipway.Deployment, to string) (*slipway.Deployment, e
 	for _, d := range ds {
 		if d.ID == to || (isSHA && strings.HasPrefix(d.Commit, to)) {
 			if !usable(d) {
+				if d.ID == to && d.Preview != 0 {
+					return nil, slipway.Errorf(slipway.EINVALID, "deployment %s built the preview of pull request #%d: a preview is never the project's release", d.ID, d.Preview)
+				}
 				if d.ID == to {
 					return nil, slipway.Errorf(slipway.EINVALID, "deployment %s is %s: only a successful deployment's image can be rolled back to", d.ID, d.Status)
 				}

@@ -15,8 +15,10 @@ func TestRollbackTarget(t *testing.T) {
 		return &slipway.Deployment{ID: id, Commit: sha(c), Status: slipway.StatusSucceeded, Image: "r/app:" + sha(c), Digest: digest}
 	}
 	failed := &slipway.Deployment{ID: "d-5", Commit: sha('e'), Status: slipway.StatusFailed}
+	preview := ok("d-6", 'f', "sha256:6")
+	preview.Preview = 3
 	// Newest first, as the store lists them.
-	ds := []*slipway.Deployment{failed, ok("d-4", 'd', "sha256:4"), ok("d-3", 'd', "sha256:4"), ok("d-2", 'b', "sha256:2"), ok("d-1", 'a', "sha256:1")}
+	ds := []*slipway.Deployment{preview, failed, ok("d-4", 'd', "sha256:4"), ok("d-3", 'd', "sha256:4"), ok("d-2", 'b', "sha256:2"), ok("d-1", 'a', "sha256:1")}
 	for _, tc := range []struct {
 		to      string
 		want    string
@@ -28,6 +30,8 @@ func TestRollbackTarget(t *testing.T) {
 		{to: sha('b'), want: "d-2"},
 		{to: "DDDDDDD", want: "d-4"},
 		{to: "d-5", errCode: slipway.EINVALID},
+		{to: "d-6", errCode: slipway.EINVALID}, // a pull request's preview
+		{to: "fffffff", errCode: slipway.ENOTFOUND},
 		{to: "eeeeeee", errCode: slipway.ENOTFOUND},
 		{to: "d-9", errCode: slipway.ENOTFOUND},
 		{to: "abc", errCode: slipway.ENOTFOUND},
@@ -83,4 +87,24 @@ func storeWithApp(t *testing.T) *sqlite.DB {
 		t.Fatal(err)
 	}
 	return store
+}
+
+func TestCheckPreview(t *testing.T) {
+	for _, tc := range []struct {
+		n    int
+		ref  string
+		want string
+	}{
+		{0, "refs/heads/main", ""},
+		{0, "main", ""},
+		{4, "refs/pull/4/head", ""},
+		{4, "refs/pull/5/head", slipway.EINVALID},
+		{4, "refs/heads/main", slipway.EINVALID},
+		{0, "refs/pull/4/head", slipway.EINVALID},
+		{-1, "main", slipway.EINVALID},
+	} {
+		if got := slipway.ErrorCode(checkPreview(tc.n, tc.ref)); got != tc.want {
+			t.Errorf("checkPreview(%d, %q) = %q, want %q", tc.n, tc.ref, got, tc.want)
+		}
+	}
 }

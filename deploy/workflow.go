@@ -75,6 +75,10 @@ type DeploymentInput struct {
 	// filled in). Added after histories were recorded: omitted when zero,
 	// and an agent given none applies the defaults.
 	LogLimit slipway.LogLimit `json:",omitzero"`
+	// Preview is the pull request the deployment previews (its Ref is
+	// refs/pull/<N>/head), 0 for the project's own: a preview never
+	// becomes the project's release. Omitted when zero.
+	Preview int `json:",omitempty"`
 }
 
 // finishRetry is how FinishDeployment is retried: without a practical
@@ -239,6 +243,7 @@ func DeploymentWorkflow(ctx workflow.Context, in DeploymentInput) (res slipway.D
 			Project:      in.Project,
 			Repo:         in.Repo,
 			Commit:       in.Commit,
+			Ref:          in.Ref,
 			Dockerfile:   in.Dockerfile,
 			Context:      in.Context,
 			Image:        in.Image,
