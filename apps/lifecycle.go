@@ -81,6 +81,7 @@ func (r *Runtime) create(ctx context.Context, name string, spec Spec) (*Instance
 		"--label", LabelApp + "=" + spec.Project, "--label", LabelRelease + "=" + spec.Release,
 		"--label", LabelPort + "=" + strconv.Itoa(spec.Port), "--label", LabelHealthPath + "=" + spec.HealthPath,
 		"--label", LabelEnvKeys + "=" + strings.Join(keys, ","),
+		"--label", LabelPreview + "=" + strconv.Itoa(spec.Preview),
 		"--publish", fmt.Sprintf("127.0.0.1:%d:%d/tcp", hostPort, spec.Port),
 		"--env-file", envFile, "--hostname", spec.Project,
 		"--pids-limit", strconv.FormatInt(r.cfg.PidsLimit, 10),
@@ -106,7 +107,7 @@ func (r *Runtime) create(ctx context.Context, name string, spec Spec) (*Instance
 	}
 	return &Instance{
 		Name: name, ID: strings.TrimSpace(string(out)), Project: spec.Project, Release: spec.Release, Image: spec.Image,
-		Port: spec.Port, HostPort: hostPort, HealthPath: spec.HealthPath,
+		Port: spec.Port, HostPort: hostPort, HealthPath: spec.HealthPath, Preview: spec.Preview,
 	}, nil
 }
 

@@ -33,6 +33,8 @@ type appHost struct {
 	log       *slog.Logger
 	idle      time.Duration // running with no open request → frozen
 	stopAfter time.Duration // since the last request → stopped
+	// previews serves pull requests' previews (previews.go).
+	previews *previews
 
 	mu     sync.Mutex
 	apps   map[string]*projectApp
@@ -45,10 +47,10 @@ func newAppHost(rt *apps.Runtime, store slipway.Store, idle, stopAfter time.Dura
 
 // Lookup implements gateway.Apps. A project not seen yet is looked up in
 // the store (one indexed read), so that names that are no project get a
-// 404 and no entry. Previews are not served yet.
+// 404 and no entry. A preview's route: see lookupPreview.
 func (h *appHost) Lookup(route gateway.Route) (gateway.App, bool) {
 	if route.Preview != 0 {
-		return nil, false
+		return h.lookupPreview(route)
 	}
 	h.mu.Lock()
 	a, ok := h.apps[route.Project]
@@ -88,12 +90,15 @@ func (h *appHost) adopt(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if insts, err = h.previews.reconcile(ctx, h, insts); err != nil {
+		h.log.Error("apps: reconcile the previews", "error", err)
+	}
 	for _, inst := range insts {
 		st, err := h.rt.State(ctx, inst)
 		if err != nil || (st != apps.Running && st != apps.Frozen) {
 			continue
 		}
-		a := h.app(inst.Project)
+		a := h.appOf(inst)
 		if !a.cur.CompareAndSwap(nil, inst) {
 			continue
 		}
@@ -135,6 +140,9 @@ func (h *appHost) isClosed() bool {
 type projectApp struct {
 	h       *appHost
 	project string
+	// preview is the pull request whose preview this is, 0 for the
+	// project's own app.
+	preview int
 
 	// mu serializes wakes and sleeps.
 	mu sync.Mutex
@@ -270,7 +278,7 @@ func (a *projectApp) bring(ctx context.Context, d *slipway.Deployment) (*apps.In
 		return nil, nil, err
 	}
 	start := time.Now()
-	inst, err = a.h.rt.Start(ctx, apps.Spec{Project: a.project, Release: d.ID, Image: d.Image})
+	inst, err = a.h.rt.Start(ctx, apps.Spec{Project: a.project, Release: d.ID, Image: d.Image, Preview: a.preview})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -290,15 +298,19 @@ func (a *projectApp) failed(err error) error {
 }
 
 // currentRelease is the project's latest succeeded deployment with an
-// image, or ENOTFOUND.
+// image, never a preview's, or ENOTFOUND; a preview's app runs its own
+// (previews.release).
 func (a *projectApp) currentRelease(ctx context.Context) (*slipway.Deployment, error) {
+	if a.preview != 0 {
+		return a.h.previews.release(ctx, a.project, a.preview)
+	}
 	for _, limit := range []int{20, 0} {
 		ds, err := a.h.store.Deployments(ctx, a.project, limit)
 		if err != nil {
 			return nil, err
 		}
 		for _, d := range ds {
-			if d.Status == slipway.StatusSucceeded && d.Image != "" {
+			if d.Status == slipway.StatusSucceeded && d.Image != "" && d.Preview == 0 {
 				return d, nil
 			}
 		}
@@ -362,9 +374,12 @@ func (p *parts) startApps(ctx context.Context) error {
 	}
 	p.appsRT = rt
 	p.appHost = newAppHost(rt, p.store, p.cfg.AppIdleTimeout, p.cfg.AppStopAfter, p.log)
+	p.appHost.previews = p.previews
+	p.previews.host.Store(p.appHost)
 	if err := p.appHost.adopt(ctx); err != nil {
 		p.log.Error("apps: adopt the running apps", "error", err)
 	}
+	p.previews.start(p.appHost)
 	return nil
 }
 
@@ -372,6 +387,7 @@ func (p *parts) stopApps() {
 	if p.appsRT == nil {
 		return
 	}
+	p.previews.close()
 	p.appHost.close()
 	if err := p.appsRT.Close(); err != nil {
 		p.log.Warn("stop the app runtime", "error", err)
