@@ -443,7 +443,8 @@ func (p *parts) startHTTP(context.Context) error {
 	mountWebhooks(mux, github.NewHandler(github.HandlerConfig{Store: p.store, Deployer: p.deployer, Previews: p.previews,
 		MaxAge: p.cfg.WebhookMaxAge, Logger: p.log}))
 	mux.Handle("/graphql", graphql.NewHandler(graphql.Config{Store: p.store, Deployer: p.deployer, Machines: p.machines, Tokens: p.store,
-		Live: p.watcher, Secrets: p.store, PublicURL: p.publicURL, AppURL: p.appURL, Logger: p.log}))
+		Live: p.watcher, Secrets: p.store, PublicURL: p.publicURL, AppURL: p.appURL, Logger: p.log,
+		Previews: p.store, PreviewURL: p.previewURL}))
 	if p.registry != nil {
 		mux.Handle("/v2/", p.registry)
 	}

@@ -406,3 +406,13 @@ func (s *previews) busy(key string) bool {
 	h.mu.Unlock()
 	return a != nil && a.open.Load() > 0
 }
+
+// previewURL is the URL of pull request n's preview of project, or ""
+// while no apps are served (graphql.Config.PreviewURL).
+func (p *parts) previewURL(project string, n int) string {
+	addr := p.appsAddr.Load()
+	if addr == nil {
+		return ""
+	}
+	return gateway.Route{Project: project, Preview: n}.URL(p.cfg.AppsDomain, *addr)
+}
