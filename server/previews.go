@@ -229,7 +229,7 @@ func (h *appHost) appOf(inst *apps.Instance) *projectApp {
 }
 
 // removePreviewApp stops serving pull request n's preview of project and
-// removes its containers (and the images no container uses any more).
+// removes its containers.
 func (h *appHost) removePreviewApp(ctx context.Context, project string, n int) error {
 	key := gateway.Route{Project: project, Preview: n}.String()
 	h.mu.Lock()
@@ -247,18 +247,13 @@ func (h *appHost) removePreviewApp(ctx context.Context, project string, n int) e
 	if err != nil {
 		return err
 	}
-	var removed int
+	// The images stay in the runtime's storage: a prune here could race
+	// another app's start between its pull and its create.
 	for _, inst := range insts {
 		if inst.Project == project && inst.Preview == n {
 			if err := h.rt.Remove(ctx, inst); err != nil {
 				return err
 			}
-			removed++
-		}
-	}
-	if removed > 0 {
-		if err := h.rt.PruneImages(ctx); err != nil {
-			h.log.Warn("apps: prune the images of a removed preview", "project", project, "pull_request", n, "error", err)
 		}
 	}
 	return nil
