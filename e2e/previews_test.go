@@ -1,9 +1,7 @@
 package e2e
 
 import (
-	"bytes"
 	"encoding/json"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -51,23 +49,7 @@ func prPayload(t *testing.T, action string, n int, repoURL, sha string) []byte {
 // webhook URL.
 func (s *serverProc) sendPR(t *testing.T, secret, delivery string, body []byte) webhookAnswer {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, s.URL+github.Path, bytes.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("X-GitHub-Event", "pull_request")
-	req.Header.Set("X-GitHub-Delivery", delivery)
-	req.Header.Set("X-Hub-Signature-256", github.Sign(secret, body))
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("POST webhook: %v", err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	var a webhookAnswer
-	if err := json.Unmarshal(raw, &a); err != nil {
-		t.Fatalf("webhook answer is not JSON: %s", raw)
-	}
-	a.Status = resp.StatusCode
-	return a
+	return s.sendEvent(t, s.URL+github.Path, "pull_request", secret, delivery, body)
 }
 
 // previewContainers lists the names of the containers of pull request
