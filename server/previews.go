@@ -127,9 +127,9 @@ func (s *previews) remove(ctx context.Context, project string, n int) error {
 	return nil
 }
 
-// release is the app's release of pull request n of project: its latest
-// succeeded preview deployment with an image; ENOTFOUND while it has none,
-// or when the pull request has no open preview.
+// release is the app's release of pull request n of project: the
+// succeeded build of its head, else its latest succeeded build; ENOTFOUND
+// while it has none, or when the pull request has no open preview.
 func (s *previews) release(ctx context.Context, project string, n int) (*slipway.Deployment, error) {
 	p, err := s.store.Preview(ctx, project, n)
 	if err != nil || p.State != slipway.PreviewOpen {
@@ -138,12 +138,21 @@ func (s *previews) release(ctx context.Context, project string, n int) (*slipway
 		}
 		return nil, err
 	}
+	// The build of its head (which may be older than another build, when
+	// the pull request was pushed back to an earlier head), else, while
+	// that builds, the latest successful one.
+	servable := func(d *slipway.Deployment) bool {
+		return d.Preview == n && d.Status == slipway.StatusSucceeded && d.Image != ""
+	}
+	if d, err := s.store.Deployment(ctx, p.Deployment); err == nil && servable(d) {
+		return d, nil
+	}
 	ds, err := s.store.Deployments(ctx, project, 0)
 	if err != nil {
 		return nil, err
 	}
 	for _, d := range ds {
-		if d.Preview == n && d.Status == slipway.StatusSucceeded && d.Image != "" {
+		if servable(d) {
 			return d, nil
 		}
 	}

@@ -58,6 +58,18 @@ func TestPreviewLookup(t *testing.T) {
 	if got, err := app.(*projectApp).currentRelease(ctx); err != nil || got.ID != built.ID {
 		t.Errorf("preview #3's release = %v, %v; want %s (its own build, not production's nor #5's)", got, err, built.ID)
 	}
+	// Pushed back to the head of an earlier build: that build serves,
+	// though a later one exists.
+	later := sqlitetest.AddDeployment(t, store, slipway.Deployment{Project: "web", Ref: slipway.PreviewRef(3), Commit: "c4", Status: slipway.StatusSucceeded, Image: "r/web:c4", Digest: "sha256:4", Preview: 3})
+	if got, err := app.(*projectApp).currentRelease(ctx); err != nil || got.ID != later.ID {
+		t.Errorf("preview #3's release with a newer build = %v, %v; want %s", got, err, later.ID)
+	}
+	if _, err := store.PutPreview(ctx, &slipway.Preview{Project: "web", Number: 3, HeadSHA: sha, Deployment: built.ID}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := app.(*projectApp).currentRelease(ctx); err != nil || got.ID != built.ID {
+		t.Errorf("preview #3's release, its head back at %s's commit = %v, %v; want %s", built.ID, got, err, built.ID)
+	}
 	if err := store.SetPreviewState(ctx, "web", 3, slipway.PreviewClosed); err != nil {
 		t.Fatal(err)
 	}
