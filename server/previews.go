@@ -147,13 +147,18 @@ func (s *previews) release(ctx context.Context, project string, n int) (*slipway
 	if d, err := s.store.Deployment(ctx, p.Deployment); err == nil && servable(d) {
 		return d, nil
 	}
-	ds, err := s.store.Deployments(ctx, project, 0)
-	if err != nil {
-		return nil, err
-	}
-	for _, d := range ds {
-		if servable(d) {
-			return d, nil
+	for _, limit := range []int{50, 0} {
+		ds, err := s.store.Deployments(ctx, project, limit)
+		if err != nil {
+			return nil, err
+		}
+		for _, d := range ds {
+			if servable(d) {
+				return d, nil
+			}
+		}
+		if len(ds) < limit {
+			break
 		}
 	}
 	return nil, slipway.Errorf(slipway.ENOTFOUND, "the preview of pull request #%d of %s has no successful build yet (deployment %s of %s)", n, project, p.Deployment, short(p.HeadSHA))
@@ -331,7 +336,8 @@ func (s *previews) start(h *appHost) {
 	}()
 }
 
-// close stops the sweep and waits for it; safe without start.
+// close stops the sweep, waits for it and writes the last requests not
+// written yet; safe without start.
 func (s *previews) close() {
 	if s.stop == nil {
 		return
@@ -339,28 +345,18 @@ func (s *previews) close() {
 	close(s.stop)
 	<-s.done
 	s.stop = nil
+	// The last requests since the last write: the TTL counts from them
+	// after a restart.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s.flush(ctx, time.Now(), true)
 }
 
 // sweep writes the last requests seen since the last write (at most one
 // write per preview per touchEvery), finishes removing closed previews
 // and removes the open ones idle past the TTL.
 func (s *previews) sweep(ctx context.Context, now time.Time) {
-	s.mu.Lock()
-	seen := make(map[string]*previewSeen, len(s.seen))
-	for k, e := range s.seen {
-		seen[k] = e
-	}
-	s.mu.Unlock()
-	for _, e := range seen {
-		last, written := e.last.Load(), e.written.Load()
-		if last > written && now.Sub(time.Unix(0, written)) >= touchEvery {
-			if err := s.store.TouchPreview(ctx, e.project, e.number, time.Unix(0, last)); err != nil {
-				s.log.Warn("preview: record the last request", "project", e.project, "pull_request", e.number, "error", err)
-				continue
-			}
-			e.written.Store(last)
-		}
-	}
+	seen := s.flush(ctx, now, false)
 	ps, err := s.store.Previews(ctx, "")
 	if err != nil {
 		s.log.Warn("preview: list previews", "error", err)
@@ -380,6 +376,29 @@ func (s *previews) sweep(ctx context.Context, now time.Time) {
 			}
 		}
 	}
+}
+
+// flush writes the previews' last requests seen since the last write: all
+// of them, or (unless all) those whose last write is touchEvery old. It
+// returns what it looked at, by route.
+func (s *previews) flush(ctx context.Context, now time.Time, all bool) map[string]*previewSeen {
+	s.mu.Lock()
+	seen := make(map[string]*previewSeen, len(s.seen))
+	for k, e := range s.seen {
+		seen[k] = e
+	}
+	s.mu.Unlock()
+	for _, e := range seen {
+		last, written := e.last.Load(), e.written.Load()
+		if last > written && (all || now.Sub(time.Unix(0, written)) >= touchEvery) {
+			if err := s.store.TouchPreview(ctx, e.project, e.number, time.Unix(0, last)); err != nil {
+				s.log.Warn("preview: record the last request", "project", e.project, "pull_request", e.number, "error", err)
+				continue
+			}
+			e.written.Store(last)
+		}
+	}
+	return seen
 }
 
 // idle is how long p has had no request at now: since its last request

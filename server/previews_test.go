@@ -118,3 +118,23 @@ func TestPreviewSweep(t *testing.T) {
 		t.Errorf("preview #6, idle 2h past its last request: %v, want it removed", err)
 	}
 }
+
+// Stopping the server writes the last requests the sweep has not written
+// yet: the TTL counts from them after a restart.
+func TestPreviewsCloseWritesLastRequest(t *testing.T) {
+	store := sqlitetest.Open(t)
+	s := newPreviews(store, &sqlitetest.Deployer{Store: store}, time.Hour, slog.New(slog.DiscardHandler))
+	sqlitetest.AddProject(t, store, slipway.Project{Name: "web", Repo: "file:///nowhere", Branch: "main"})
+	if _, _, err := s.OpenPreview(t.Context(), slipway.PreviewRequest{Project: "web", Number: 2, HeadSHA: strings.Repeat("a", 40)}); err != nil {
+		t.Fatal(err)
+	}
+	s.start(nil)
+	before := time.Now()
+	s.requested(gateway.Route{Project: "web", Preview: 2})
+	s.close()
+	s.close() // safe twice
+	p, err := store.Preview(t.Context(), "web", 2)
+	if err != nil || p.LastRequestAt == nil || p.LastRequestAt.Before(before) {
+		t.Errorf("after close: %+v, %v; want the request at %v recorded", p, err, before)
+	}
+}
