@@ -118,8 +118,8 @@ type HandlerConfig struct {
 	// nothing: the Deployer sees to that).
 	MaxAge time.Duration
 	// Previews, if set, opens and closes pull requests' previews
-	// (pull_request deliveries); nil answers those deliveries 202 and
-	// does nothing.
+	// (pull_request deliveries); nil (a server that serves no apps)
+	// answers those deliveries 202 and does nothing.
 	Previews slipway.Previewer
 	// Logger receives one record per delivery. Nil means slog.Default().
 	Logger *slog.Logger
@@ -414,7 +414,7 @@ func (h *handler) dispatch(ctx context.Context, d *delivery, ev any, urls []stri
 		return h.push(ctx, ev, projects, d.id)
 	case *gh.PullRequestEvent:
 		if h.previews == nil {
-			return reply(http.StatusAccepted, "event %q (action %q) accepted but not acted on: this server builds no previews", d.event, ev.GetAction())
+			return reply(http.StatusAccepted, "event %q (action %q) accepted but not acted on: this server builds no previews (it serves no apps)", d.event, ev.GetAction())
 		}
 		if len(projects) == 0 {
 			return noProject(firstOr(urls, "this delivery's repository"))

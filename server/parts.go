@@ -440,8 +440,11 @@ func (p *parts) startRetention(ctx context.Context) error {
 func (p *parts) startHTTP(context.Context) error {
 	mux := http.NewServeMux()
 	p.previews = newPreviews(p.store, p.deployer, p.cfg.PreviewTTL, p.log)
-	mountWebhooks(mux, github.NewHandler(github.HandlerConfig{Store: p.store, Deployer: p.deployer, Previews: p.previews,
-		MaxAge: p.cfg.WebhookMaxAge, Logger: p.log}))
+	hooks := github.HandlerConfig{Store: p.store, Deployer: p.deployer, MaxAge: p.cfg.WebhookMaxAge, Logger: p.log}
+	if p.cfg.AppsListen != AppsOff {
+		hooks.Previews = p.previews // with no apps served, no previews are built
+	}
+	mountWebhooks(mux, github.NewHandler(hooks))
 	mux.Handle("/graphql", graphql.NewHandler(graphql.Config{Store: p.store, Deployer: p.deployer, Machines: p.machines, Tokens: p.store,
 		Live: p.watcher, Secrets: p.store, PublicURL: p.publicURL, AppURL: p.appURL, Logger: p.log,
 		Previews: p.store, PreviewURL: p.previewURL}))
