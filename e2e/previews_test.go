@@ -5,12 +5,14 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/slipway-ci/slipway/github"
 	"github.com/slipway-ci/slipway/internal/testenv"
+	"github.com/slipway-ci/slipway/sqlite"
 )
 
 // prPayload is octokit's pull_request fixture of action, rewritten for
@@ -53,10 +55,10 @@ func (s *serverProc) sendPR(t *testing.T, secret, delivery string, body []byte) 
 }
 
 // previewContainers lists the names of the containers of pull request
-// 7's preview in s's app runtime.
-func previewContainers(t *testing.T, dataDir string) []string {
+// n's preview in the app runtime of the server with dataDir.
+func previewContainers(t *testing.T, dataDir string, n int) []string {
 	t.Helper()
-	out, err := appsPodman(dataDir, "ps", "--all", "--filter", "label=slipway.preview=7", "--format", "{{.Names}}").CombinedOutput()
+	out, err := appsPodman(dataDir, "ps", "--all", "--filter", "label=slipway.preview="+strconv.Itoa(n), "--format", "{{.Names}}").CombinedOutput()
 	if err != nil {
 		t.Fatalf("podman ps: %v: %s", err, out)
 	}
@@ -103,7 +105,8 @@ func waitBody(t *testing.T, s *serverProc, addr, host, want string) {
 // fetched by refs/pull/7/head) and serves it at pr-7.web.localhost while
 // web.localhost serves production; synchronize serves the new head; a
 // restart keeps it serving; closed answers 404 and leaves no container;
-// reopened serves again; an idle preview is removed after --preview-ttl.
+// reopened serves again; at a start, a preview container without a record
+// is removed; an idle preview is removed after --preview-ttl.
 func TestPreviews(t *testing.T) {
 	dataDir, listen := t.TempDir(), freeAddr(t)
 	s := startServer(t, dataDir, listen, "--apps-listen", "127.0.0.1:0")
@@ -157,7 +160,7 @@ func TestPreviews(t *testing.T) {
 	waitBody(t, s, addr, "pr-7.web.localhost", "preview two\n")
 	waitBody(t, s, addr, "web.localhost", "production\n")
 
-	if n := len(previewContainers(t, dataDir)); n == 0 {
+	if n := len(previewContainers(t, dataDir, 7)); n == 0 {
 		t.Fatal("no container of the preview before it closed: the check below would prove nothing")
 	}
 	if a := s.sendPR(t, "s3cret", "pr-closed", prPayload(t, "closed", 7, repoURL, sha2)); a.Status != http.StatusOK {
@@ -166,7 +169,7 @@ func TestPreviews(t *testing.T) {
 	if code, body, _ := appGet(t, addr, "pr-7.web.localhost"); code != http.StatusNotFound || !strings.Contains(body, "has no preview") {
 		t.Errorf("after closed: %d %q, want 404 saying there is no preview", code, body)
 	}
-	if left := previewContainers(t, dataDir); len(left) != 0 {
+	if left := previewContainers(t, dataDir, 7); len(left) != 0 {
 		t.Errorf("after closed, the preview's containers are left: %v", left)
 	}
 	if ps := s.previews(t, "web"); len(ps) != 0 {
@@ -179,14 +182,40 @@ func TestPreviews(t *testing.T) {
 		t.Fatalf("reopened = %d %q, want 2xx", a.Status, a.Message)
 	}
 	waitBody(t, s, addr, "pr-7.web.localhost", "preview two\n")
+
+	// Pull request 9's preview serves, then its record is lost while the
+	// server is down: the next start removes its containers.
+	testenv.Git(t, dir, "update-ref", "refs/pull/9/head", sha2)
+	a = s.sendPR(t, "s3cret", "pr9-opened", prPayload(t, "opened", 9, repoURL, sha2))
+	if a.Status != http.StatusAccepted || a.Deployment == "" {
+		t.Fatalf("opened #9 = %d %q, want 202 with a deployment", a.Status, a.Message)
+	}
+	if d := s.waitFinished(t, "web", a.Deployment, 5*time.Minute); d.Status != "succeeded" {
+		t.Fatalf("the build of #9 ended %s: %s", d.Status, d.Error)
+	}
+	waitBody(t, s, addr, "pr-9.web.localhost", "preview two\n")
+	if len(previewContainers(t, dataDir, 9)) == 0 {
+		t.Fatal("no container of preview #9: the check below would prove nothing")
+	}
 	s.stop(t)
+	db, err := sqlite.Open(filepath.Join(dataDir, "slipway.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.DeletePreview(t.Context(), "web", 9); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
 	s = startServer(t, dataDir, listen, "--apps-listen", "127.0.0.1:0", "--preview-ttl", "5s")
 	addr = s.appsAddr(t)
+	if left := previewContainers(t, dataDir, 9); len(left) != 0 {
+		t.Errorf("the containers of preview #9, which has no record, are left after a start: %v", left)
+	}
 	deadline := time.Now().Add(time.Minute)
-	for len(s.previews(t, "web")) > 0 || len(previewContainers(t, dataDir)) > 0 {
+	for len(s.previews(t, "web")) > 0 || len(previewContainers(t, dataDir, 7)) > 0 {
 		if time.Now().After(deadline) {
 			t.Fatalf("the idle preview is still there a minute after a restart with --preview-ttl 5s: %+v, containers %v\nserver:\n%s",
-				s.previews(t, "web"), previewContainers(t, dataDir), s.out)
+				s.previews(t, "web"), previewContainers(t, dataDir, 7), s.out)
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
