@@ -54,6 +54,20 @@ func (s *serverProc) sendPR(t *testing.T, secret, delivery string, body []byte) 
 	return s.sendEvent(t, s.URL+github.Path, "pull_request", secret, delivery, body)
 }
 
+// buildPR sends a pull_request delivery of action for pull request n at
+// sha (signed with the test project's secret) and waits for the build it
+// queues to succeed.
+func (s *serverProc) buildPR(t *testing.T, action string, n int, repoURL, sha string) {
+	t.Helper()
+	a := s.sendPR(t, "s3cret", action+"-"+strconv.Itoa(n)+"-"+sha[:7], prPayload(t, action, n, repoURL, sha))
+	if a.Status != http.StatusAccepted || a.Deployment == "" {
+		t.Fatalf("%s #%d = %d %q, want 202 with a deployment", action, n, a.Status, a.Message)
+	}
+	if d := s.waitFinished(t, "web", a.Deployment, 5*time.Minute); d.Status != "succeeded" {
+		t.Fatalf("the build of #%d at %s ended %s: %s\nagent:\n%s", n, sha, d.Status, d.Error, s.agentLog("web"))
+	}
+}
+
 // previewContainers lists the names of the containers of pull request
 // n's preview in the app runtime of the server with dataDir.
 func previewContainers(t *testing.T, dataDir string, n int) []string {
@@ -122,13 +136,7 @@ func TestPreviews(t *testing.T) {
 	testenv.Git(t, dir, "checkout", "--quiet", "--detach")
 	sha1 := testenv.Commit(t, dir, map[string]string{"index.html": "preview one\n"})
 	testenv.Git(t, dir, "update-ref", "refs/pull/7/head", sha1)
-	a := s.sendPR(t, "s3cret", "pr-opened", prPayload(t, "opened", 7, repoURL, sha1))
-	if a.Status != http.StatusAccepted || a.Deployment == "" {
-		t.Fatalf("opened = %d %q, want 202 with a deployment", a.Status, a.Message)
-	}
-	if d := s.waitFinished(t, "web", a.Deployment, 5*time.Minute); d.Status != "succeeded" {
-		t.Fatalf("the preview's build %s ended %s: %s\nagent:\n%s", d.ID, d.Status, d.Error, s.agentLog("web"))
-	}
+	s.buildPR(t, "opened", 7, repoURL, sha1)
 	waitBody(t, s, addr, "pr-7.web.localhost", "preview one\n")
 	waitBody(t, s, addr, "web.localhost", "production\n")
 	ps := s.previews(t, "web")
@@ -142,13 +150,7 @@ func TestPreviews(t *testing.T) {
 
 	sha2 := testenv.Commit(t, dir, map[string]string{"index.html": "preview two\n"})
 	testenv.Git(t, dir, "update-ref", "refs/pull/7/head", sha2)
-	a = s.sendPR(t, "s3cret", "pr-sync", prPayload(t, "synchronize", 7, repoURL, sha2))
-	if a.Status != http.StatusAccepted || a.Deployment == "" {
-		t.Fatalf("synchronize = %d %q, want 202 with a deployment", a.Status, a.Message)
-	}
-	if d := s.waitFinished(t, "web", a.Deployment, 5*time.Minute); d.Status != "succeeded" {
-		t.Fatalf("the preview's second build ended %s: %s", d.Status, d.Error)
-	}
+	s.buildPR(t, "synchronize", 7, repoURL, sha2)
 	waitBody(t, s, addr, "pr-7.web.localhost", "preview two\n")
 	if deps, _ := s.cli(t, "deployments", "web"); !strings.Contains(deps, "(pr-7)") {
 		t.Errorf("slipway deployments does not mark the preview's builds:\n%s", deps)
@@ -186,13 +188,7 @@ func TestPreviews(t *testing.T) {
 	// Pull request 9's preview serves, then its record is lost while the
 	// server is down: the next start removes its containers.
 	testenv.Git(t, dir, "update-ref", "refs/pull/9/head", sha2)
-	a = s.sendPR(t, "s3cret", "pr9-opened", prPayload(t, "opened", 9, repoURL, sha2))
-	if a.Status != http.StatusAccepted || a.Deployment == "" {
-		t.Fatalf("opened #9 = %d %q, want 202 with a deployment", a.Status, a.Message)
-	}
-	if d := s.waitFinished(t, "web", a.Deployment, 5*time.Minute); d.Status != "succeeded" {
-		t.Fatalf("the build of #9 ended %s: %s", d.Status, d.Error)
-	}
+	s.buildPR(t, "opened", 9, repoURL, sha2)
 	waitBody(t, s, addr, "pr-9.web.localhost", "preview two\n")
 	if len(previewContainers(t, dataDir, 9)) == 0 {
 		t.Fatal("no container of preview #9: the check below would prove nothing")
