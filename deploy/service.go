@@ -147,6 +147,25 @@ func (s *Service) start(ctx context.Context, p *slipway.Project, d *slipway.Depl
 }
 
 func (s *Service) startWith(ctx context.Context, p *slipway.Project, d *slipway.Deployment, reuse *ReuseImage) error {
+	in, err := s.input(ctx, p, d, reuse)
+	if err != nil {
+		return s.failStart(ctx, p, d, err)
+	}
+	// The project's workflow runs its deployments one at a time and lets a
+	// newer push to a branch supersede the older ones.
+	_, err = s.cfg.Temporal.SignalWithStartWorkflow(ctx, ProjectWorkflowID(p.Name), SignalDeploy, in,
+		client.StartWorkflowOptions{ID: ProjectWorkflowID(p.Name), TaskQueue: ControlQueue},
+		ProjectWorkflow, p.Name, []DeploymentInput(nil))
+	if err == nil {
+		return nil
+	}
+	return s.failStart(ctx, p, d, err)
+}
+
+// input is the workflow input of d. A pull request's preview gets no
+// build secrets: its Dockerfile is the pull request's, from a fork too,
+// and could print them into its image.
+func (s *Service) input(ctx context.Context, p *slipway.Project, d *slipway.Deployment, reuse *ReuseImage) (DeploymentInput, error) {
 	in := DeploymentInput{
 		DeploymentID: d.ID,
 		Project:      p.Name,
@@ -165,20 +184,12 @@ func (s *Service) startWith(ctx context.Context, p *slipway.Project, d *slipway.
 		in.BuildArgs = slipway.BuildArgsMap(p.BuildArgs)
 		in.LogLimit = p.LogLimit.Effective()
 	}
-	if s.cfg.Secrets != nil && reuse == nil {
+	if s.cfg.Secrets != nil && reuse == nil && d.Preview == 0 {
 		if err := s.addSecrets(ctx, &in); err != nil {
-			return s.failStart(ctx, p, d, err)
+			return in, err
 		}
 	}
-	// The project's workflow runs its deployments one at a time and lets a
-	// newer push to a branch supersede the older ones.
-	_, err := s.cfg.Temporal.SignalWithStartWorkflow(ctx, ProjectWorkflowID(p.Name), SignalDeploy, in,
-		client.StartWorkflowOptions{ID: ProjectWorkflowID(p.Name), TaskQueue: ControlQueue},
-		ProjectWorkflow, p.Name, []DeploymentInput(nil))
-	if err == nil {
-		return nil
-	}
-	return s.failStart(ctx, p, d, err)
+	return in, nil
 }
 
 // checkPreview checks that a preview's deployment is of its pull

@@ -108,3 +108,27 @@ func TestCheckPreview(t *testing.T) {
 		}
 	}
 }
+
+// A deployment's workflow input names the project's build secrets, but a
+// pull request's preview gets none: its Dockerfile is the pull request's.
+func TestInputSecrets(t *testing.T) {
+	store := storeWithApp(t)
+	ctx := t.Context()
+	if _, err := store.SetSecret(ctx, "app", "NPM_TOKEN", []byte("s3cret-value")); err != nil {
+		t.Fatal(err)
+	}
+	p, err := store.Project(ctx, "app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := NewService(ServiceConfig{Store: store, Secrets: store, Registry: "reg"})
+	sha := strings.Repeat("a", 40)
+	prod, err := svc.input(ctx, p, &slipway.Deployment{ID: "d-1", Project: "app", Ref: "refs/heads/main", Commit: sha}, nil)
+	if err != nil || len(prod.Secrets) != 1 || prod.Secrets[0] != "NPM_TOKEN" || prod.SecretsToken == "" {
+		t.Errorf("production input = secrets %v token %q, %v; want NPM_TOKEN and a token", prod.Secrets, prod.SecretsToken, err)
+	}
+	pr, err := svc.input(ctx, p, &slipway.Deployment{ID: "d-2", Project: "app", Ref: slipway.PreviewRef(4), Commit: sha, Preview: 4}, nil)
+	if err != nil || len(pr.Secrets) != 0 || pr.SecretsToken != "" || pr.Preview != 4 || pr.Ref != "refs/pull/4/head" {
+		t.Errorf("preview input = secrets %v token %q preview %d ref %s, %v; want no secrets, preview 4 of refs/pull/4/head", pr.Secrets, pr.SecretsToken, pr.Preview, pr.Ref, err)
+	}
+}
