@@ -24,6 +24,7 @@ type Runtime struct {
 	conf  string // containers.conf
 	svc   *service
 	locks sync.Map // container name → *sync.Mutex
+	nets  sync.Map // a running app's Addr → netTarget (DialContext)
 }
 
 // New checks podman, writes the runtime's containers.conf and starts its

@@ -22,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/netip"
@@ -107,6 +108,12 @@ type Config struct {
 	// retried (the app may still be binding its port) before the request
 	// is answered 502. Default 2 s.
 	ConnectRetry time.Duration
+	// Dial connects to a backend's address (what App.Serving and
+	// App.Wake return), e.g. the app runtime's DialContext, which enters
+	// the app's own network namespace. Its refused connections must wrap
+	// syscall.ECONNREFUSED (they are retried for ConnectRetry). Default:
+	// a plain TCP dial.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 	// MaxIdleConnsPerApp bounds the idle keep-alive connections kept to
 	// each backend. Default 256.
 	MaxIdleConnsPerApp int
@@ -183,6 +190,7 @@ func New(cfg Config) (*Gateway, error) {
 		Rewrite:       g.rewrite,
 		Transport:     g.transport,
 		FlushInterval: -1,
+		BufferPool:    bufferPool{},
 		ErrorHandler:  g.backendError,
 		ErrorLog:      slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
 	}

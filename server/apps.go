@@ -252,7 +252,7 @@ func (a *projectApp) Wake(ctx context.Context) (gateway.Woken, error) {
 	if old != nil && old.Release != inst.Release {
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 		defer cancel()
-		if err := a.h.rt.Stop(sctx, old); err != nil && !errors.Is(err, apps.ErrNotFound) {
+		if err := a.h.rt.Retire(sctx, old); err != nil && !errors.Is(err, apps.ErrNotFound) {
 			a.h.log.Warn("apps: stop the replaced release", "project", a.project, "release", old.Release, "error", err)
 		}
 	}
@@ -383,7 +383,8 @@ func (p *parts) startAppsGateway(context.Context) error {
 	if p.appHost == nil {
 		return nil
 	}
-	gw, err := gateway.New(gateway.Config{Apps: p.appHost, Domain: p.cfg.AppsDomain, WakeTimeout: p.cfg.WakeTimeout, Logger: p.log})
+	gw, err := gateway.New(gateway.Config{Apps: p.appHost, Dial: p.appsRT.DialContext, Domain: p.cfg.AppsDomain,
+		WakeTimeout: p.cfg.WakeTimeout, Logger: p.log})
 	if err != nil {
 		return err
 	}
