@@ -1,0 +1,246 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/slipway-ci/slipway/apps"
+)
+
+// sleepResult is what many sleeping apps cost.
+type sleepResult struct {
+	Apps, Frozen, Stopped int
+	// Made is how long it took to start them all.
+	Made time.Duration
+	// RSSBefore and RSSAfter are this process's resident set (it hosts
+	// the app runtime and the gateway) before the apps were made and once
+	// they all sleep, after a GC; ServiceBefore/After that of the
+	// runtime's podman API service.
+	RSSBefore, RSSAfter         int64
+	ServiceBefore, ServiceAfter int64
+	// Window is how long CPU time was counted; ControlCPU is the CPU time
+	// this process and the podman API service used meanwhile, AppsCPU
+	// that of every other process of the runtime (conmon, the apps'
+	// processes, their network helpers), Procs how many those were, and
+	// AppsRSS their resident memory.
+	Window              time.Duration
+	ControlCPU, AppsCPU time.Duration
+	// SelfCPU and ServiceCPU are ControlCPU's parts.
+	SelfCPU, ServiceCPU time.Duration
+	Procs               int
+	AppsRSS             int64
+}
+
+// measureSleeping starts n apps (the images in turn), freezes half of
+// them and stops the others, then counts what they cost over window.
+func (e *env) measureSleeping(ctx context.Context, imgs []image, n, workers int, window time.Duration) (sleepResult, error) {
+	res := sleepResult{Apps: n, Window: window}
+	res.RSSBefore, res.ServiceBefore = e.controlRSS()
+	t0 := time.Now()
+	var mu sync.Mutex
+	var firstErr error
+	jobs := make(chan int)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for i := range jobs {
+				if err := e.sleepingApp(ctx, imgs[i%len(imgs)], i, &res, &mu); err != nil {
+					mu.Lock()
+					firstErr = cmpOr(firstErr, err)
+					mu.Unlock()
+				}
+			}
+		})
+	}
+	for i := range n {
+		jobs <- i
+	}
+	close(jobs)
+	wg.Wait()
+	if firstErr != nil {
+		return res, firstErr
+	}
+	res.Made = time.Since(t0)
+	time.Sleep(2 * time.Second) // podman's clean-ups after the stops
+	res.RSSAfter, res.ServiceAfter = e.controlRSS()
+
+	self0, svc0, apps0, _, _ := e.cpuNow()
+	time.Sleep(window)
+	self1, svc1, apps1, procs, rss := e.cpuNow()
+	res.SelfCPU, res.ServiceCPU = self1-self0, svc1-svc0
+	res.ControlCPU = res.SelfCPU + res.ServiceCPU
+	res.AppsCPU, res.Procs, res.AppsRSS = apps1-apps0, procs, rss
+	return res, nil
+}
+
+// sleepingApp starts app i and puts it to sleep: even ones frozen, odd
+// ones stopped.
+func (e *env) sleepingApp(ctx context.Context, img image, i int, res *sleepResult, mu *sync.Mutex) error {
+	a, err := e.startApp(ctx, img, fmt.Sprintf("idle-%03d", i), "r1")
+	if err != nil {
+		return err
+	}
+	depth := apps.Frozen
+	if i%2 == 1 {
+		depth = apps.Stopped
+	}
+	if err := a.sleep(ctx, e.gw, depth); err != nil {
+		return err
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if depth == apps.Frozen {
+		res.Frozen++
+	} else {
+		res.Stopped++
+	}
+	return nil
+}
+
+func cmpOr(a, b error) error {
+	if a != nil {
+		return a
+	}
+	return b
+}
+
+// controlRSS returns, after a GC, this process's resident set and the
+// podman API service's, in bytes.
+func (e *env) controlRSS() (self, svc int64) {
+	runtime.GC()
+	debug.FreeOSMemory()
+	self = procRSS(os.Getpid())
+	if pid := e.servicePID(); pid > 0 {
+		svc = procRSS(pid)
+	}
+	return self, svc
+}
+
+// servicePID finds the runtime's podman API service: this process's child
+// running `podman ... system service`.
+func (e *env) servicePID() int {
+	for _, pid := range pids() {
+		if ppid(pid) == os.Getpid() && bytes.Contains(cmdline(pid), []byte("system\x00service")) {
+			return pid
+		}
+	}
+	return 0
+}
+
+// cpuNow returns the CPU time used so far by this process, by the podman
+// API service, and by every other process of the runtime: those whose
+// command line names the runtime's directory (conmon) and their
+// descendants (the apps, their network helpers). It also returns how
+// many of those there are and their resident memory.
+func (e *env) cpuNow() (self, svc, others time.Duration, procs int, rss int64) {
+	self = procCPU(os.Getpid())
+	svcPID := e.servicePID()
+	if svcPID > 0 {
+		svc = procCPU(svcPID)
+	}
+	all := pids()
+	parent := map[int]int{}
+	for _, pid := range all {
+		parent[pid] = ppid(pid)
+	}
+	ours := map[int]bool{}
+	for _, pid := range all {
+		if pid != os.Getpid() && pid != svcPID && bytes.Contains(cmdline(pid), []byte(e.dir)) {
+			ours[pid] = true
+		}
+	}
+	for changed := true; changed; {
+		changed = false
+		for _, pid := range all {
+			if !ours[pid] && ours[parent[pid]] {
+				ours[pid], changed = true, true
+			}
+		}
+	}
+	for pid := range ours {
+		others += procCPU(pid)
+		rss += procRSS(pid)
+	}
+	return self, svc, others, len(ours), rss
+}
+
+func pids() []int {
+	ents, _ := os.ReadDir("/proc")
+	var out []int
+	for _, e := range ents {
+		if pid, err := strconv.Atoi(e.Name()); err == nil {
+			out = append(out, pid)
+		}
+	}
+	return out
+}
+
+func cmdline(pid int) []byte {
+	b, _ := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "cmdline"))
+	return b
+}
+
+// statFields returns the fields of /proc/pid/stat after the command name.
+func statFields(pid int) []string {
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return nil
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return nil
+	}
+	return strings.Fields(string(b[i+1:]))
+}
+
+func ppid(pid int) int {
+	f := statFields(pid)
+	if len(f) < 2 {
+		return 0
+	}
+	n, _ := strconv.Atoi(f[1])
+	return n
+}
+
+// clockTicks is USER_HZ, the unit of /proc/pid/stat's CPU times (100 on
+// Linux for every architecture Go supports here).
+const clockTicks = 100
+
+// procCPU returns the user + system CPU time of pid (and of its children
+// it has waited for).
+func procCPU(pid int) time.Duration {
+	f := statFields(pid)
+	if len(f) < 15 {
+		return 0
+	}
+	var ticks int64
+	for _, i := range []int{11, 12, 13, 14} { // utime stime cutime cstime
+		n, _ := strconv.ParseInt(f[i], 10, 64)
+		ticks += n
+	}
+	return time.Duration(ticks) * time.Second / clockTicks
+}
+
+// procRSS returns pid's resident set in bytes.
+func procRSS(pid int) int64 {
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "status"))
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) >= 2 && f[0] == "VmRSS:" {
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
