@@ -161,6 +161,10 @@ func (c Config) withDefaults() (Config, error) {
 	return c, nil
 }
 
+// flushInterval is how long a part of a response of known length may wait
+// in the gateway's buffer.
+const flushInterval = 100 * time.Millisecond
+
 // Gateway is the apps' gateway, an http.Handler. Create it with New; Close
 // it when its listener is closed.
 type Gateway struct {
@@ -189,7 +193,12 @@ func New(cfg Config) (*Gateway, error) {
 	g.proxy = &httputil.ReverseProxy{
 		Rewrite:       g.rewrite,
 		Transport:     g.transport,
-		FlushInterval: -1,
+		// A streamed response (no length) or an event stream is flushed
+		// after every write anyway; one of known length at least every
+		// flushInterval, else when done: one write for a small answer,
+		// where -1 cost a timer goroutine and a write for the headers
+		// alone on every request.
+		FlushInterval: flushInterval,
 		BufferPool:    bufferPool{},
 		ErrorHandler:  g.backendError,
 		ErrorLog:      slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),

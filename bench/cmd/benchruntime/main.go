@@ -75,9 +75,18 @@ type Config struct {
 	Apps []string
 	// CPUProfile receives a CPU profile of the warm comparisons.
 	CPUProfile string
+	// InProcess sends the warm comparisons' requests from this process
+	// (beside the gateway) instead of from a child process.
+	InProcess bool
 }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == loadCommand {
+		if err := runLoad(os.Args[2:]); err != nil {
+			log.Fatalf("benchruntime load: %v", err)
+		}
+		return
+	}
 	var cfg Config
 	var conc string
 	flag.IntVar(&cfg.Rounds, "rounds", 15, "wakes measured per app and depth")
@@ -93,6 +102,7 @@ func main() {
 	flag.StringVar(&cfg.Out, "out", "bench/results/RUNTIME.md", "where to write the Markdown report (empty: nowhere)")
 	flag.StringVar(&cfg.Label, "label", "", "a label for this run, printed with the table")
 	appList := flag.String("apps", "busybox-httpd,go-notes", "sample apps to measure")
+	flag.BoolVar(&cfg.InProcess, "in-process-client", false, "send the warm comparisons' requests from this process, beside the gateway, not from a child process")
 	flag.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write a CPU profile of the warm comparisons to this file")
 	flag.Parse()
 	cfg.Network = apps.Network(*network)
@@ -126,6 +136,8 @@ type env struct {
 	gwAddr string
 	// fresh and direct open a new connection for every request.
 	fresh, direct *http.Client
+	// inProcess is Config.InProcess.
+	inProcess bool
 }
 
 func run(ctx context.Context, cfg Config) error {
@@ -210,7 +222,7 @@ func newEnv(ctx context.Context, cfg Config) (*env, error) {
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	e := &env{dir: dir, rt: rt, host: newHost(rt), fresh: freshClient(), direct: freshClient()}
+	e := &env{dir: dir, rt: rt, host: newHost(rt), fresh: freshClient(), direct: freshClient(), inProcess: cfg.InProcess}
 	e.direct.Timeout = 2 * time.Second
 	gcfg := gateway.Config{Apps: e.host, Dial: rt.DialContext, Logger: quiet}
 	if cfg.PublishedPort {

@@ -49,8 +49,14 @@ func (e *env) measureOverhead(ctx context.Context, img image, concurrencies []in
 	}
 	var out []overheadResult
 	for _, c := range concurrencies {
-		direct := newLoader(a.inst.Addr(), "", img.Path, c)
-		gw := newLoader(e.gwAddr, a.inst.Project+".localhost", img.Path, c)
+		var direct, gw client
+		if e.inProcess {
+			direct = newLoader(a.inst.Addr(), "", img.Path, c)
+			gw = newLoader(e.gwAddr, a.inst.Project+".localhost", img.Path, c)
+		} else {
+			direct = &procLoader{addr: a.inst.Addr(), path: img.Path, c: c}
+			gw = &procLoader{addr: e.gwAddr, host: a.inst.Project + ".localhost", path: img.Path, c: c}
+		}
 		direct.run(roundTime / 2) // warm up: connections, the app's caches
 		gw.run(roundTime / 2)
 		r := overheadResult{Image: img.Name, Concurrency: c}
@@ -66,12 +72,22 @@ func (e *env) measureOverhead(ctx context.Context, img image, concurrencies []in
 		direct.close()
 		gw.close()
 		if r.Direct.errors+r.Gateway.errors > 0 {
-			return nil, fmt.Errorf("%s at concurrency %d: %d direct and %d gateway requests failed, e.g. %v",
-				img.Name, c, r.Direct.errors, r.Gateway.errors, direct.firstErr.Load())
+			return nil, fmt.Errorf("%s at concurrency %d: %d direct and %d gateway requests failed, e.g. %s",
+				img.Name, c, r.Direct.errors, r.Gateway.errors, cmpOr(direct.err(), gw.err()))
 		}
 		out = append(out, r)
 	}
 	return out, nil
+}
+
+// client is one side's load: in this process (loader) or in a child
+// process (procLoader).
+type client interface {
+	// run sends requests for d and returns what they measured.
+	run(d time.Duration) side
+	close()
+	// err is the first error seen, or "".
+	err() string
 }
 
 // loader sends GETs to one address from c concurrent clients over
@@ -96,6 +112,13 @@ func newLoader(addr, host, path string, c int) *loader {
 }
 
 func (l *loader) close() { l.tr.CloseIdleConnections() }
+
+func (l *loader) err() string {
+	if e, ok := l.firstErr.Load().(error); ok {
+		return e.Error()
+	}
+	return ""
+}
 
 // run sends requests from l.c clients for d and returns their latencies.
 func (l *loader) run(d time.Duration) side {

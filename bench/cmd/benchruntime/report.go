@@ -73,8 +73,12 @@ func (r report) wakeTable(b *strings.Builder) {
 }
 
 func (r report) overheadTable(b *strings.Builder) {
-	fmt.Fprintf(b, "## A warm app: through the gateway against its published port (%d alternating rounds of %s per side)\n\n",
-		r.cfg.OverheadRounds, r.cfg.RoundTime)
+	clients := "a child process per round, after its warm-up"
+	if r.cfg.InProcess {
+		clients = "goroutines of the gateway's own process"
+	}
+	fmt.Fprintf(b, "## A warm app: through the gateway against its published port (%d alternating rounds of %s per side; clients: %s)\n\n",
+		r.cfg.OverheadRounds, r.cfg.RoundTime, clients)
 	b.WriteString("| app | concurrency | direct req/s | gateway req/s | ratio | target ≥ 0.80 | direct p50 | gateway p50 | added p50 | target ≤ 1 ms |\n")
 	b.WriteString("|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, o := range r.overhead {

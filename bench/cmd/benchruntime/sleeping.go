@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"os"
@@ -55,7 +56,7 @@ func (e *env) measureSleeping(ctx context.Context, imgs []image, n, workers int,
 			for i := range jobs {
 				if err := e.sleepingApp(ctx, imgs[i%len(imgs)], i, &res, &mu); err != nil {
 					mu.Lock()
-					firstErr = cmpOr(firstErr, err)
+					firstErr = cmp.Or(firstErr, err)
 					mu.Unlock()
 				}
 			}
@@ -73,9 +74,13 @@ func (e *env) measureSleeping(ctx context.Context, imgs []image, n, workers int,
 	time.Sleep(2 * time.Second) // podman's clean-ups after the stops
 	res.RSSAfter, res.ServiceAfter = e.controlRSS()
 
-	self0, svc0, apps0, _, _ := e.cpuNow()
+	// The scans of /proc are not counted: the control plane's times are
+	// read after the first and before the second.
+	apps0, _, _ := e.appsCPU()
+	self0, svc0 := e.controlCPU()
 	time.Sleep(window)
-	self1, svc1, apps1, procs, rss := e.cpuNow()
+	self1, svc1 := e.controlCPU()
+	apps1, procs, rss := e.appsCPU()
 	res.SelfCPU, res.ServiceCPU = self1-self0, svc1-svc0
 	res.ControlCPU = res.SelfCPU + res.ServiceCPU
 	res.AppsCPU, res.Procs, res.AppsRSS = apps1-apps0, procs, rss
@@ -106,12 +111,7 @@ func (e *env) sleepingApp(ctx context.Context, img image, i int, res *sleepResul
 	return nil
 }
 
-func cmpOr(a, b error) error {
-	if a != nil {
-		return a
-	}
-	return b
-}
+func cmpOr(a, b string) string { return cmp.Or(a, b) }
 
 // controlRSS returns, after a GC, this process's resident set and the
 // podman API service's, in bytes.
@@ -136,17 +136,22 @@ func (e *env) servicePID() int {
 	return 0
 }
 
-// cpuNow returns the CPU time used so far by this process, by the podman
-// API service, and by every other process of the runtime: those whose
-// command line names the runtime's directory (conmon) and their
-// descendants (the apps, their network helpers). It also returns how
-// many of those there are and their resident memory.
-func (e *env) cpuNow() (self, svc, others time.Duration, procs int, rss int64) {
+// controlCPU returns the CPU time used so far by this process and by
+// the podman API service.
+func (e *env) controlCPU() (self, svc time.Duration) {
 	self = procCPU(os.Getpid())
-	svcPID := e.servicePID()
-	if svcPID > 0 {
-		svc = procCPU(svcPID)
+	if pid := e.servicePID(); pid > 0 {
+		svc = procCPU(pid)
 	}
+	return self, svc
+}
+
+// appsCPU returns the CPU time used so far by every other process of the
+// runtime: those whose command line names the runtime's directory
+// (conmon) and their descendants (the apps, their network helpers), with
+// how many there are and their resident memory.
+func (e *env) appsCPU() (cpu time.Duration, procs int, rss int64) {
+	svcPID := e.servicePID()
 	all := pids()
 	parent := map[int]int{}
 	for _, pid := range all {
@@ -167,10 +172,10 @@ func (e *env) cpuNow() (self, svc, others time.Duration, procs int, rss int64) {
 		}
 	}
 	for pid := range ours {
-		others += procCPU(pid)
+		cpu += procCPU(pid)
 		rss += procRSS(pid)
 	}
-	return self, svc, others, len(ours), rss
+	return cpu, len(ours), rss
 }
 
 func pids() []int {
