@@ -191,8 +191,8 @@ func New(cfg Config) (*Gateway, error) {
 	g.ctx, g.cancel = context.WithCancel(context.Background())
 	g.transport = newTransport(cfg)
 	g.proxy = &httputil.ReverseProxy{
-		Rewrite:       g.rewrite,
-		Transport:     g.transport,
+		Rewrite:   g.rewrite,
+		Transport: g.transport,
 		// A streamed response (no length) or an event stream is flushed
 		// after every write anyway; one of known length at least every
 		// flushInterval, else when done: one write for a small answer,
