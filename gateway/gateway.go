@@ -170,7 +170,7 @@ const flushInterval = 100 * time.Millisecond
 type Gateway struct {
 	cfg       Config
 	proxy     *httputil.ReverseProxy
-	transport *http.Transport
+	transport *leanTransport
 
 	// ctx ends at Close: it bounds the wakes in flight and the upgraded
 	// connections.

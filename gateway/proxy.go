@@ -20,23 +20,29 @@ type targetKey struct{}
 // newTransport returns the transport shared by every backend: HTTP/1.1
 // with keep-alive (the apps speak plain HTTP/1.1), no transparent
 // compression (the app's encoding passes through untouched), and a dialer
-// that retries a refused connection for cfg.ConnectRetry.
-func newTransport(cfg Config) *http.Transport {
+// that retries a refused connection for cfg.ConnectRetry; requests
+// without a body take its lean path (leanTransport).
+func newTransport(cfg Config) *leanTransport {
 	d := &retryDialer{dial: cfg.Dial, retry: cfg.ConnectRetry}
 	if d.dial == nil {
 		nd := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
 		d.dial = nd.DialContext
 	}
-	return &http.Transport{
+	std := &http.Transport{
 		DialContext:           d.DialContext,
 		MaxIdleConns:          0, // no limit over all backends
 		MaxIdleConnsPerHost:   cfg.MaxIdleConnsPerApp,
-		IdleConnTimeout:       90 * time.Second,
+		IdleConnTimeout:       idleConnTimeout,
 		ExpectContinueTimeout: time.Second,
 		DisableCompression:    true,
 		ForceAttemptHTTP2:     false,
 	}
+	return &leanTransport{std: std, dial: d.DialContext, maxIdle: cfg.MaxIdleConnsPerApp, idleFor: idleConnTimeout}
 }
+
+// idleConnTimeout is how long a kept-alive connection to a backend stays
+// unused before it is closed.
+const idleConnTimeout = 90 * time.Second
 
 // retryDialer dials a backend, retrying a refused connection: right after
 // a wake the app may still be binding its port.
