@@ -1,14 +1,12 @@
 package apps
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net"
 	"os"
 	"runtime"
 	"strconv"
-	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -56,26 +54,6 @@ func (r *Runtime) setNet(inst *Instance, pid int) {
 		r.nets.Store(inst.Addr(), netTarget{pid: pid, port: inst.Port, started: started})
 	}
 }
-
-// startTime returns the start time of process pid, in clock ticks since
-// boot (field 22 of /proc/<pid>/stat).
-func startTime(pid int) (string, error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return "", err
-	}
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return "", fmt.Errorf("/proc/%d/stat: unexpected format", pid)
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 20 {
-		return "", fmt.Errorf("/proc/%d/stat: unexpected format", pid)
-	}
-	return f[19], nil
-}
-
-func (r *Runtime) forgetNet(inst *Instance) { r.nets.Delete(inst.Addr()) }
 
 // errNamespace marks the failure to enter a namespace (as opposed to a
 // failed connection inside it).
@@ -137,45 +115,4 @@ func dialIn(ctx context.Context, t netTarget) (net.Conn, error) {
 	}()
 	res := <-done
 	return res.c, res.err
-}
-
-// waitCleanup waits, for at most limit, until no `podman container
-// cleanup` of the container id runs (conmon starts one when a container
-// exits).
-func waitCleanup(ctx context.Context, id string, limit time.Duration) error {
-	if id == "" {
-		return nil
-	}
-	needle := []byte("\x00cleanup\x00" + id)
-	deadline := time.Now().Add(limit)
-	for wait := time.Millisecond; ; wait = min(2*wait, 50*time.Millisecond) {
-		if !cleanupRunning(needle) {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("podman's clean-up of %.12s still runs after %s", id, limit)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(wait):
-		}
-	}
-}
-
-// cleanupRunning says whether a process's command line holds needle.
-func cleanupRunning(needle []byte) bool {
-	ents, err := os.ReadDir("/proc")
-	if err != nil {
-		return false
-	}
-	for _, e := range ents {
-		if c := e.Name()[0]; c < '0' || c > '9' {
-			continue
-		}
-		if b, err := os.ReadFile("/proc/" + e.Name() + "/cmdline"); err == nil && bytes.Contains(b, needle) {
-			return true
-		}
-	}
-	return false
 }

@@ -96,14 +96,15 @@ func (r *Runtime) stop(ctx context.Context, inst *Instance, prime bool) error {
 		return fmt.Errorf("stop app %s: %w", inst.Name, err)
 	}
 	r.forgetNet(inst)
+	conmon := r.conmonOf(ctx, inst)
 	if err := r.svc.stop(ctx, inst.Name, r.cfg.StopTimeout); err != nil {
 		return fmt.Errorf("stop app %s: %w", inst.Name, err)
 	}
 	if prime {
 		// podman's own clean-up of the stopped container (conmon's exit
-		// command) runs on its own: priming before it ends would have
-		// the clean-up undo it.
-		if err := waitCleanup(ctx, inst.ID, r.cfg.StopTimeout); err != nil {
+		// command, which conmon waits for) runs on its own: priming
+		// before it ends would have the clean-up undo it.
+		if err := conmon.waitGone(ctx, r.cfg.StopTimeout+10*time.Second); err != nil {
 			r.cfg.Logger.Warn("apps: wait for podman's clean-up of a stopped app", "app", inst.Name, "err", err)
 		}
 		// Not priming only makes the next wake slower: the app is stopped.
