@@ -15,8 +15,8 @@ const (
 	targetOverheadP50  = time.Millisecond
 	targetRPSRatio     = 0.8
 	targetRSSGrowth    = 100 << 20
-	// targetIdleCPU is what "0 CPU" is taken to mean over the window: at
-	// most 0.1 % of one core (the kernel's accounting has a 10 ms tick).
+	// targetIdleCPUShare is what "0 CPU" is taken to mean over the
+	// window: at most 0.1 % of one core.
 	targetIdleCPUShare = 0.001
 )
 
@@ -99,8 +99,12 @@ func (r report) sleepingTable(b *strings.Builder) {
 	fmt.Fprintf(b, "## %d sleeping apps (%d frozen, %d stopped; made in %s)\n\n", s.Apps, s.Frozen, s.Stopped, s.Made.Round(time.Second))
 	b.WriteString("| figure | value | target | |\n|---|---|---|---|\n")
 	limit := time.Duration(float64(s.Window) * targetIdleCPUShare)
-	fmt.Fprintf(b, "| control plane CPU over %s (this process %s + podman API service %s) | %s | ≤ %s (0.1 %% of a core) | %s |\n",
-		s.Window, ms(s.SelfCPU), ms(s.ServiceCPU), ms(s.ControlCPU), ms(limit), met(s.ControlCPU <= limit))
+	fmt.Fprintf(b, "| control plane CPU over %s before the apps were made (this process %s + podman API service %s) | %s | (the baseline) | |\n",
+		s.Window, ms(s.BaseSelfCPU), ms(s.BaseServiceCPU), ms(s.BaseSelfCPU+s.BaseServiceCPU))
+	fmt.Fprintf(b, "| control plane CPU over %s with the apps asleep (this process %s + podman API service %s) | %s | | |\n",
+		s.Window, ms(s.SelfCPU), ms(s.ServiceCPU), ms(s.ControlCPU))
+	fmt.Fprintf(b, "| what the sleeping apps add to the control plane's CPU | %s | ≤ %s (0.1 %% of a core) | %s |\n",
+		ms(s.addedCPU()), ms(limit), met(s.addedCPU() <= limit))
 	fmt.Fprintf(b, "| the apps' processes' CPU over %s (%d: conmon, apps, network helpers) | %s | ≤ %s | %s |\n",
 		s.Window, s.Procs, ms(s.AppsCPU), ms(limit), met(s.AppsCPU <= limit))
 	growth := s.RSSAfter - s.RSSBefore
@@ -131,7 +135,13 @@ func (r report) summary(b *strings.Builder) {
 	fmt.Fprintf(b, "- gateway ≥ 0.8× direct req/s: %s\n", met(rps))
 	if s := r.sleeping; s != nil {
 		limit := time.Duration(float64(s.Window) * targetIdleCPUShare)
-		fmt.Fprintf(b, "- %d sleeping apps cost no CPU: %s\n", s.Apps, met(s.ControlCPU <= limit && s.AppsCPU <= limit))
+		fmt.Fprintf(b, "- %d sleeping apps cost no CPU: %s\n", s.Apps, met(s.addedCPU() <= limit && s.AppsCPU <= limit))
 		fmt.Fprintf(b, "- control plane RSS grows < 100 MB: %s\n", met(s.RSSAfter-s.RSSBefore < targetRSSGrowth))
 	}
+}
+
+// addedCPU is what the sleeping apps add to the control plane's CPU time
+// over the window.
+func (s sleepResult) addedCPU() time.Duration {
+	return s.ControlCPU - (s.BaseSelfCPU + s.BaseServiceCPU)
 }

@@ -37,6 +37,9 @@ type sleepResult struct {
 	ControlCPU, AppsCPU time.Duration
 	// SelfCPU and ServiceCPU are ControlCPU's parts.
 	SelfCPU, ServiceCPU time.Duration
+	// BaseSelfCPU and BaseServiceCPU are the same over a window before
+	// any of the apps was made: what the control plane costs idle.
+	BaseSelfCPU, BaseServiceCPU time.Duration
 	Procs               int
 	AppsRSS             int64
 }
@@ -46,6 +49,10 @@ type sleepResult struct {
 func (e *env) measureSleeping(ctx context.Context, imgs []image, n, workers int, window time.Duration) (sleepResult, error) {
 	res := sleepResult{Apps: n, Window: window}
 	res.RSSBefore, res.ServiceBefore = e.controlRSS()
+	self0, svc0 := e.controlCPU()
+	time.Sleep(window)
+	self1, svc1 := e.controlCPU()
+	res.BaseSelfCPU, res.BaseServiceCPU = self1-self0, svc1-svc0
 	t0 := time.Now()
 	var mu sync.Mutex
 	var firstErr error
@@ -77,9 +84,9 @@ func (e *env) measureSleeping(ctx context.Context, imgs []image, n, workers int,
 	// The scans of /proc are not counted: the control plane's times are
 	// read after the first and before the second.
 	apps0, _, _ := e.appsCPU()
-	self0, svc0 := e.controlCPU()
+	self0, svc0 = e.controlCPU()
 	time.Sleep(window)
-	self1, svc1 := e.controlCPU()
+	self1, svc1 = e.controlCPU()
 	apps1, procs, rss := e.appsCPU()
 	res.SelfCPU, res.ServiceCPU = self1-self0, svc1-svc0
 	res.ControlCPU = res.SelfCPU + res.ServiceCPU
@@ -216,23 +223,28 @@ func ppid(pid int) int {
 	return n
 }
 
-// clockTicks is USER_HZ, the unit of /proc/pid/stat's CPU times (100 on
-// Linux for every architecture Go supports here).
-const clockTicks = 100
-
-// procCPU returns the user + system CPU time of pid (and of its children
-// it has waited for).
+// procCPU returns the time pid's threads have spent on a CPU, to the
+// nanosecond (the scheduler's own count, /proc/<pid>/task/*/schedstat,
+// rather than utime and stime, which are sampled at each 10 ms tick and
+// charge a whole tick to a process that ran a microsecond then).
 func procCPU(pid int) time.Duration {
-	f := statFields(pid)
-	if len(f) < 15 {
+	dir := filepath.Join("/proc", strconv.Itoa(pid), "task")
+	tasks, err := os.ReadDir(dir)
+	if err != nil {
 		return 0
 	}
-	var ticks int64
-	for _, i := range []int{11, 12, 13, 14} { // utime stime cutime cstime
-		n, _ := strconv.ParseInt(f[i], 10, 64)
-		ticks += n
+	var total time.Duration
+	for _, task := range tasks {
+		b, err := os.ReadFile(filepath.Join(dir, task.Name(), "schedstat"))
+		if err != nil {
+			continue
+		}
+		if f := strings.Fields(string(b)); len(f) > 0 {
+			ns, _ := strconv.ParseInt(f[0], 10, 64)
+			total += time.Duration(ns)
+		}
 	}
-	return time.Duration(ticks) * time.Second / clockTicks
+	return total
 }
 
 // procRSS returns pid's resident set in bytes.
