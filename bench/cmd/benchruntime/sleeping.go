@@ -40,8 +40,8 @@ type sleepResult struct {
 	// BaseSelfCPU and BaseServiceCPU are the same over a window before
 	// any of the apps was made: what the control plane costs idle.
 	BaseSelfCPU, BaseServiceCPU time.Duration
-	Procs               int
-	AppsRSS             int64
+	Procs                       int
+	AppsRSS                     int64
 }
 
 // measureSleeping starts n apps (the images in turn), freezes half of
