@@ -82,8 +82,10 @@ func (e *env) measureSleeping(ctx context.Context, imgs []image, n, workers int,
 	res.RSSAfter, res.ServiceAfter = e.controlRSS()
 
 	// The scans of /proc are not counted: the control plane's times are
-	// read after the first and before the second.
+	// read after the first (and the collection of its garbage, which
+	// would run in the window otherwise) and before the second.
 	apps0, _, _ := e.appsCPU()
+	runtime.GC()
 	self0, svc0 = e.controlCPU()
 	time.Sleep(window)
 	self1, svc1 = e.controlCPU()
