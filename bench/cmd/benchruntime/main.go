@@ -75,6 +75,8 @@ type Config struct {
 	Apps []string
 	// CPUProfile receives a CPU profile of the warm comparisons.
 	CPUProfile string
+	// IdleProfile receives a CPU profile of the sleeping apps' window.
+	IdleProfile string
 	// InProcess sends the warm comparisons' requests from this process
 	// (beside the gateway) instead of from a child process.
 	InProcess bool
@@ -103,6 +105,7 @@ func main() {
 	flag.StringVar(&cfg.Label, "label", "", "a label for this run, printed with the table")
 	appList := flag.String("apps", "busybox-httpd,go-notes", "sample apps to measure")
 	flag.BoolVar(&cfg.InProcess, "in-process-client", false, "send the warm comparisons' requests from this process, beside the gateway, not from a child process")
+	flag.StringVar(&cfg.IdleProfile, "idle-profile", "", "write a CPU profile of the sleeping apps' window to this file")
 	flag.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write a CPU profile of the warm comparisons to this file")
 	flag.Parse()
 	cfg.Network = apps.Network(*network)
@@ -136,8 +139,11 @@ type env struct {
 	gwAddr string
 	// fresh and direct open a new connection for every request.
 	fresh, direct *http.Client
-	// inProcess is Config.InProcess.
-	inProcess bool
+	// inProcess is Config.InProcess; idleProfile Config.IdleProfile.
+	inProcess   bool
+	idleProfile string
+	// svcPID is the runtime's podman API service, once found.
+	svcPID int
 }
 
 func run(ctx context.Context, cfg Config) error {
@@ -222,7 +228,7 @@ func newEnv(ctx context.Context, cfg Config) (*env, error) {
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	e := &env{dir: dir, rt: rt, host: newHost(rt), fresh: freshClient(), direct: freshClient(), inProcess: cfg.InProcess}
+	e := &env{dir: dir, rt: rt, host: newHost(rt), fresh: freshClient(), direct: freshClient(), inProcess: cfg.InProcess, idleProfile: cfg.IdleProfile}
 	e.direct.Timeout = 2 * time.Second
 	gcfg := gateway.Config{Apps: e.host, Dial: rt.DialContext, Logger: quiet}
 	if cfg.PublishedPort {

@@ -86,6 +86,13 @@ func (e *env) measureSleeping(ctx context.Context, imgs []image, n, workers int,
 	// would run in the window otherwise) and before the second.
 	apps0, _, _ := e.appsCPU()
 	runtime.GC()
+	if e.idleProfile != "" {
+		stop, err := startProfile(e.idleProfile)
+		if err != nil {
+			return res, err
+		}
+		defer stop()
+	}
 	self0, svc0 = e.controlCPU()
 	time.Sleep(window)
 	self1, svc1 = e.controlCPU()
@@ -137,8 +144,12 @@ func (e *env) controlRSS() (self, svc int64) {
 // servicePID finds the runtime's podman API service: this process's child
 // running `podman ... system service`.
 func (e *env) servicePID() int {
+	if e.svcPID > 0 && ppid(e.svcPID) == os.Getpid() {
+		return e.svcPID
+	}
 	for _, pid := range pids() {
 		if ppid(pid) == os.Getpid() && bytes.Contains(cmdline(pid), []byte("system\x00service")) {
+			e.svcPID = pid
 			return pid
 		}
 	}
@@ -148,11 +159,10 @@ func (e *env) servicePID() int {
 // controlCPU returns the CPU time used so far by this process and by
 // the podman API service.
 func (e *env) controlCPU() (self, svc time.Duration) {
-	self = procCPU(os.Getpid())
 	if pid := e.servicePID(); pid > 0 {
 		svc = procCPU(pid)
 	}
-	return self, svc
+	return procCPU(os.Getpid()), svc // last: the scan above is not counted
 }
 
 // appsCPU returns the CPU time used so far by every other process of the
