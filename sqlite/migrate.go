@@ -201,6 +201,18 @@ CREATE TABLE project_env (
 	PRIMARY KEY (project, name)
 ) STRICT;
 `,
+	// 19: the projects' app output (see applog.go), numbered per project.
+	`
+CREATE TABLE app_log_lines (
+	project TEXT NOT NULL REFERENCES projects (name) ON DELETE CASCADE,
+	n       INTEGER NOT NULL,
+	release TEXT NOT NULL,
+	time    TEXT NOT NULL,
+	stream  TEXT NOT NULL DEFAULT '',
+	text    TEXT NOT NULL DEFAULT '',
+	PRIMARY KEY (project, n)
+) STRICT;
+`,
 }
 
 // goSteps are the migrations that need Go besides their SQL, by their SQL
