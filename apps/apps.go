@@ -65,6 +65,8 @@ const (
 	DefaultHealthTimeout = 30 * time.Second
 	DefaultStopTimeout   = 10 * time.Second
 	DefaultPidsLimit     = 1024
+	// DefaultLogMaxBytes is Config.LogMaxBytes' default: 10 MiB.
+	DefaultLogMaxBytes = 10 << 20
 	// DefaultOutputLines is how many of an app's last output lines an
 	// UnhealthyError carries.
 	DefaultOutputLines = 20
@@ -106,6 +108,16 @@ type Config struct {
 	// then only runs `runc start`: tens of milliseconds instead of a
 	// whole container start. Off: a stopped app has no process at all.
 	PrimeStopped bool
+	// LogMaxBytes bounds an app's log file (podman's k8s-file, which
+	// Logs, LogSource and the server's collector read): past it conmon
+	// starts the file anew. Default DefaultLogMaxBytes.
+	LogMaxBytes int64
+	// OnStart, when set, is called with an app's instance just before its
+	// container starts (a Start, a Wake from stopped), so that a follower
+	// of its output (LogSource) watches it from its first line. It runs
+	// with the app's lock held: it must return at once and must not call
+	// the Runtime back.
+	OnStart func(*Instance)
 	// Logger receives what the runtime does (never an env value); default
 	// slog.Default().
 	Logger *slog.Logger
@@ -151,6 +163,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.PidsLimit <= 0 {
 		c.PidsLimit = DefaultPidsLimit
+	}
+	if c.LogMaxBytes <= 0 {
+		c.LogMaxBytes = DefaultLogMaxBytes
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
