@@ -87,6 +87,11 @@ type Config struct {
 	// AppURL returns the URL of a project's app, or "" when the server
 	// serves no apps. Nil: no apps.
 	AppURL func(project string) string
+	// Apps, if set, says what the projects' apps do (Project.appStatus)
+	// and follows their output (the appLogs subscription). Nil: no apps.
+	Apps Apps
+	// AppLogs, if set, keeps the apps' output (the appLogs query).
+	AppLogs slipway.AppLogStore
 	// Logger receives internal errors and recovered panics (default:
 	// slog.Default()).
 	Logger *slog.Logger

@@ -20,6 +20,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/slipway-ci/slipway"
+	"github.com/slipway-ci/slipway/applog"
 	"github.com/slipway-ci/slipway/apps"
 	"github.com/slipway-ci/slipway/buildah"
 	"github.com/slipway-ci/slipway/builder"
@@ -103,6 +104,10 @@ type parts struct {
 	// appsAddr is the apps' gateway's address once it listens, for the
 	// API (which serves before it starts).
 	appsAddr atomic.Pointer[string]
+	// appLogs collects the apps' output, appsLive is appHost for the API
+	// once both run (applogs.go).
+	appLogs  atomic.Pointer[applog.Pipeline]
+	appsLive atomic.Pointer[appHost]
 	// serveErr receives what http.Server.Serve returned; served is closed
 	// once it has.
 	serveErr chan error
@@ -141,6 +146,7 @@ func (p *parts) components() []component {
 		{name: "log retention", start: p.startRetention, stop: noError(func() { p.stopRetention() })},
 		{name: "HTTP server", start: p.startHTTP, stop: p.stopHTTP},
 		{name: "app runtime", start: p.startApps, stop: noError(p.stopApps)},
+		{name: "app logs", start: p.startAppLogs, stop: noError(p.stopAppLogs)},
 		{name: "apps gateway", start: p.startAppsGateway, stop: p.stopAppsGateway},
 		{name: "demo", start: p.startDemo},
 	}
@@ -438,7 +444,8 @@ func (p *parts) startHTTP(context.Context) error {
 	mux := http.NewServeMux()
 	mountWebhooks(mux, github.NewHandler(github.HandlerConfig{Store: p.store, Deployer: p.deployer, MaxAge: p.cfg.WebhookMaxAge, Logger: p.log}))
 	mux.Handle("/graphql", graphql.NewHandler(graphql.Config{Store: p.store, Deployer: p.deployer, Machines: p.machines, Tokens: p.store,
-		Live: p.watcher, Secrets: p.store, PublicURL: p.publicURL, AppURL: p.appURL, Logger: p.log}))
+		Live: p.watcher, Secrets: p.store, PublicURL: p.publicURL, AppURL: p.appURL, Logger: p.log,
+		Apps: appsView{p}, AppLogs: p.store}))
 	if p.registry != nil {
 		mux.Handle("/v2/", p.registry)
 	}
