@@ -82,7 +82,8 @@ func waitAppLogs(t *testing.T, s *serverProc, project string, want ...string) ma
 // The output of a project's app goes through the log pipeline: `slipway
 // app logs` shows each line with its release and stream, -f follows new
 // lines live and ends cleanly on Ctrl-C, the runtime environment's
-// values are masked, and the API says what the app does.
+// values are masked, the API says what the app does, and the web UI shows
+// it (checkAppUI).
 func TestAppLogs(t *testing.T) {
 	s := startServer(t, t.TempDir(), "127.0.0.1:0", "--apps-listen", "127.0.0.1:0")
 	addr := s.appsAddr(t)
@@ -137,6 +138,7 @@ func TestAppLogs(t *testing.T) {
 		t.Errorf("slipway app logs web: exit %d, want the lines with release and stream and never the secret:\n%s", code, out)
 	}
 	checkAppStatus(t, s, d.ID, addr)
+	checkAppUI(t, s, addr, d.ID)
 }
 
 // checkAppSecret checks that the app line that printed SECRET_TOKEN
