@@ -38,7 +38,7 @@ func (f files) LogSource(_ context.Context, inst *apps.Instance) (string, func(s
 
 // write appends k8s-file lines to inst's log: each "stdout text" or
 // "stderr text", "P" after the stream for a partial line.
-func (f files) write(t *testing.T, inst *apps.Instance, lines ...string) {
+func (f files) write(t testing.TB, inst *apps.Instance, lines ...string) {
 	t.Helper()
 	if err := os.MkdirAll(filepath.Dir(f.path(inst)), 0o755); err != nil {
 		t.Fatal(err)
