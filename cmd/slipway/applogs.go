@@ -37,8 +37,8 @@ lines (default 100), of one --release (a deployment id) if given. With -f it
 then prints each new line as the app writes it, until Ctrl-C. --json prints
 one JSON object per line (n, release, time, stream, text).
 
-The output is kept by the project's log retention ('slipway project set
---log-max-age/--log-max-size'), at most 100,000 lines.`,
+The output is kept by the project's log retention ('slipway project set NAME
+--log-retention AGE --log-retention-size SIZE'), at most 100,000 lines.`,
 		Args: exactArgs("NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if q.Tail < 0 {
