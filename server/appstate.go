@@ -47,12 +47,12 @@ func (h *appHost) status(ctx context.Context, project string) (slipway.AppStatus
 		return st, nil
 	}
 	st.Release = inst.Release
-	if out := a.lastOutput.Load(); out != nil && len(*out) > 0 {
-		st.State = slipway.AppFailed
-		return st, nil
-	}
 	if addr := a.addr.Load(); addr != nil && *addr != "" {
 		st.State = slipway.AppServing
+		return st, nil
+	}
+	if out := a.lastOutput.Load(); out != nil && len(*out) > 0 {
+		st.State = slipway.AppFailed // its last wake did not become healthy
 		return st, nil
 	}
 	s, err := h.rt.State(ctx, inst)
