@@ -244,6 +244,15 @@ type AppSettingsStore interface {
 	SetAppSettings(ctx context.Context, project string, a AppSettings) (*Project, error)
 }
 
+// ReleaseStore is a store that records each project's current release.
+// The SQLite store is one.
+type ReleaseStore interface {
+	// SetRelease records deployment as project's current release
+	// (Project.Release). An unknown project is ENOTFOUND, a deployment
+	// of another project EINVALID.
+	SetRelease(ctx context.Context, project, deployment string) error
+}
+
 // EnvVar is a project's runtime environment variable as users see it: its
 // name and when it was last set. Its value is write-only, like a build
 // secret's: no listing or API answer carries it.

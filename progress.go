@@ -10,7 +10,10 @@ const (
 	PhaseFetch = "fetch"
 	PhaseBuild = "build"
 	PhasePush  = "push"
-	PhaseDone  = "done"
+	// PhaseRelease: the image starts beside the app's current release, is
+	// health-checked and takes its traffic.
+	PhaseRelease = "release"
+	PhaseDone    = "done"
 )
 
 // Progress is where a deployment is now: its phase and, while it builds,
@@ -18,7 +21,7 @@ const (
 // holds it (see deploy.QueryState); once it ended it follows from the
 // record (ProgressOf).
 type Progress struct {
-	// Phase is one of queue, wake, fetch, build, push, done.
+	// Phase is one of queue, wake, fetch, build, push, release, done.
 	Phase string `json:"phase"`
 	// Step and StepsTotal are the current step's "STEP n/m" as podman
 	// prints it: within its stage, for a multi-stage build. Once the

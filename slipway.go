@@ -69,6 +69,10 @@ type Project struct {
 	// App is how the project's app runs; its zero fields take the
 	// defaults (AppSettings.Effective).
 	App AppSettings `json:"app"`
+	// Release is the id of the deployment whose image the project's app
+	// serves (its current release), set by the deployment's release
+	// phase (ReleaseStore.SetRelease); empty before the first release.
+	Release string `json:"release,omitempty"`
 	// BuildArgs are the values of the Dockerfile's ARGs its builds get
 	// (--build-arg NAME=VALUE), by name (see ValidateBuildArgs). A
 	// deployment builds with the values of when it was asked for.

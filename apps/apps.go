@@ -53,6 +53,9 @@ const (
 	LabelPort = "slipway.port"
 	// LabelHealthPath holds the health check path.
 	LabelHealthPath = "slipway.health-path"
+	// LabelSpec holds the spec's fingerprint (Runtime.Fingerprint): a
+	// container runs exactly the Spec whose fingerprint it carries.
+	LabelSpec = "slipway.spec"
 	// LabelEnvKeys holds the names (never the values) of Spec.Env, so
 	// that an adopted app's output is masked as well.
 	LabelEnvKeys = "slipway.env-keys"
@@ -265,6 +268,8 @@ type Instance struct {
 	Port, HostPort int
 	// HealthPath is the Spec's health check path.
 	HealthPath string
+	// Spec is the fingerprint of the Spec it runs (Runtime.Fingerprint).
+	Spec string
 
 	// fz is the container's freezer, once found; guarded by the
 	// Runtime's lock of Name.
@@ -291,6 +296,10 @@ const (
 	Failed State = "failed"
 )
 
+// ErrPort says Start cannot tell the app's port: the image EXPOSEs none
+// or several, and Spec.Port is 0.
+var ErrPort = errors.New("set the port the app listens on")
+
 // ErrNotFound says an app's container does not exist (any more).
 var ErrNotFound = errors.New("no such app container")
 
@@ -305,7 +314,13 @@ type UnhealthyError struct {
 	Reason string
 	// Output is the app's last lines of output (stdout and stderr).
 	Output []string
+	// Err is the context's error when the wait for the app was cut
+	// short (a wake's timeout), else nil: errors.Is sees it.
+	Err error
 }
+
+// Unwrap returns Err.
+func (e *UnhealthyError) Unwrap() error { return e.Err }
 
 func (e *UnhealthyError) Error() string {
 	msg := fmt.Sprintf("app %s is not healthy: %s", e.Name, e.Reason)
@@ -315,13 +330,17 @@ func (e *UnhealthyError) Error() string {
 	return msg
 }
 
-// WakeReport says what a Wake did and how long its phases took, for the
-// gateway's Server-Timing header.
+// WakeReport says what a Wake (or a StartTimed) did and how long its
+// phases took, for the gateway's Server-Timing header.
 type WakeReport struct {
-	// From is the state the app was in.
+	// From is the state the app was in; "" for a StartTimed.
 	From State
 	// Thaw is the time the freezer took (From Frozen).
 	Thaw time.Duration
+	// Pull is the time StartTimed took to find the image, pulling it
+	// unless the storage had it; Create the time it took to create the
+	// container.
+	Pull, Create time.Duration
 	// Start is the time podman took to start the container, Health the
 	// time until the health path answered (From Stopped or Failed).
 	Start, Health time.Duration

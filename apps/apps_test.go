@@ -29,6 +29,8 @@ type images struct {
 	bad string
 	// noPort is app without EXPOSE.
 	noPort string
+	// silent prints a line and never listens.
+	silent string
 }
 
 // appScript is the app's command: it writes its web root on the
@@ -43,6 +45,9 @@ echo "greeting is $GREETING"
 trap 'exit 0' TERM
 httpd -f -p "$PORT" -h /tmp/www &
 wait`
+
+const silentScript = `echo "waiting for a database that never answers"
+sleep 3600`
 
 const badScript = `echo "booting bad app"
 echo "fatal: cannot reach the database at $DATABASE_URL" >&2
@@ -71,7 +76,8 @@ func testImages(t *testing.T) images {
 		}
 		return ref
 	}
-	return images{app: mk("demo", appScript, true), bad: mk("bad", badScript, true), noPort: mk("noport", appScript, false)}
+	return images{app: mk("demo", appScript, true), bad: mk("bad", badScript, true), noPort: mk("noport", appScript, false),
+		silent: mk("silent", silentScript, true)}
 }
 
 // newRuntime returns a Runtime on a temporary directory; cleanup removes

@@ -20,31 +20,49 @@ import (
 // (the container is removed); any other failure also removes what it
 // made. A container of that name must not exist yet.
 func (r *Runtime) Start(ctx context.Context, spec Spec) (*Instance, error) {
+	inst, _, err := r.StartTimed(ctx, spec)
+	return inst, err
+}
+
+// StartTimed is Start, and says how long its phases took (Pull, Create,
+// Start, Health), for a first request's Server-Timing.
+func (r *Runtime) StartTimed(ctx context.Context, spec Spec) (*Instance, WakeReport, error) {
+	t0 := time.Now()
+	var rep WakeReport
 	spec, err := spec.withDefaults()
 	if err != nil {
-		return nil, err
+		return nil, rep, err
 	}
 	name := Name(spec.Project, spec.Release)
+	// The spec as given (Port 0 stays 0): what Find fingerprints.
+	fp, err := r.Fingerprint(spec)
+	if err != nil {
+		return nil, rep, err
+	}
 	defer r.lock(name)()
 	if _, err := r.svc.inspect(ctx, name); err == nil {
-		return nil, fmt.Errorf("start app %s: its container exists already: wake or remove it", name)
+		return nil, rep, fmt.Errorf("start app %s: its container exists already: wake or remove it", name)
 	} else if !errors.Is(err, ErrNotFound) {
-		return nil, fmt.Errorf("start app %s: %w", name, err)
+		return nil, rep, fmt.Errorf("start app %s: %w", name, err)
 	}
 	if err := r.ensureImage(ctx, spec.Image); err != nil {
-		return nil, fmt.Errorf("start app %s: %w", name, err)
+		return nil, rep, fmt.Errorf("start app %s: %w", name, err)
 	}
 	if spec.Port == 0 {
 		if spec.Port, err = r.imagePort(ctx, spec.Image); err != nil {
-			return nil, fmt.Errorf("start app %s: %w", name, err)
+			return nil, rep, fmt.Errorf("start app %s: %w", name, err)
 		}
 	}
-	inst, err := r.create(ctx, name, spec)
+	rep.Pull = time.Since(t0)
+	inst, err := r.create(ctx, name, spec, fp)
 	if err != nil {
-		return nil, fmt.Errorf("start app %s: %w", name, err)
+		return nil, rep, fmt.Errorf("start app %s: %w", name, err)
 	}
+	rep.Create = time.Since(t0) - rep.Pull
 	r.cfg.Logger.Info("apps: starting", "app", name, "image", spec.Image, "port", spec.Port, "host_port", inst.HostPort)
-	if _, _, err := r.startHealthy(ctx, inst); err != nil {
+	rep.Start, rep.Health, err = r.startHealthy(ctx, inst)
+	rep.Total = time.Since(t0)
+	if err != nil {
 		// Nothing stays behind: not even a stopped container.
 		rmCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 		defer cancel()
@@ -53,16 +71,16 @@ func (r *Runtime) Start(ctx context.Context, spec Spec) (*Instance, error) {
 		}
 		var ue *UnhealthyError
 		if errors.As(err, &ue) {
-			return nil, err
+			return nil, rep, err
 		}
-		return nil, fmt.Errorf("start app %s: %w", name, err)
+		return nil, rep, fmt.Errorf("start app %s: %w", name, err)
 	}
-	return inst, nil
+	return inst, rep, nil
 }
 
 // create creates spec's container with a free host port; the environment
 // goes through a 0600 env file, never argv.
-func (r *Runtime) create(ctx context.Context, name string, spec Spec) (*Instance, error) {
+func (r *Runtime) create(ctx context.Context, name string, spec Spec, fp string) (*Instance, error) {
 	hostPort, err := freePort()
 	if err != nil {
 		return nil, err
@@ -77,7 +95,7 @@ func (r *Runtime) create(ctx context.Context, name string, spec Spec) (*Instance
 		k, _, _ := strings.Cut(kv, "=")
 		keys = append(keys, k)
 	}
-	args := []string{"create", "--name", name,
+	args := []string{"create", "--name", name, "--label", LabelSpec + "=" + fp,
 		"--label", LabelApp + "=" + spec.Project, "--label", LabelRelease + "=" + spec.Release,
 		"--label", LabelPort + "=" + strconv.Itoa(spec.Port), "--label", LabelHealthPath + "=" + spec.HealthPath,
 		"--label", LabelEnvKeys + "=" + strings.Join(keys, ","),
@@ -107,7 +125,7 @@ func (r *Runtime) create(ctx context.Context, name string, spec Spec) (*Instance
 	}
 	return &Instance{
 		Name: name, ID: strings.TrimSpace(string(out)), Project: spec.Project, Release: spec.Release, Image: spec.Image,
-		Port: spec.Port, HostPort: hostPort, HealthPath: spec.HealthPath,
+		Port: spec.Port, HostPort: hostPort, HealthPath: spec.HealthPath, Spec: fp,
 	}, nil
 }
 
@@ -178,8 +196,9 @@ var healthClient = &http.Client{
 }
 
 // waitHealthy polls inst's health path until it answers 2xx or 3xx. It
-// fails, with an *UnhealthyError, when the container exits or after
-// Config.HealthTimeout.
+// fails, with an *UnhealthyError, when the container exits, after
+// Config.HealthTimeout, or when parent ends first (the error then wraps
+// parent's).
 func (r *Runtime) waitHealthy(parent context.Context, inst *Instance) error {
 	ctx, cancel := context.WithTimeout(parent, r.cfg.HealthTimeout)
 	defer cancel()
@@ -211,7 +230,7 @@ func (r *Runtime) waitHealthy(parent context.Context, inst *Instance) error {
 		select {
 		case <-ctx.Done():
 			if parent.Err() != nil {
-				return parent.Err()
+				return r.cutShort(parent, inst, last)
 			}
 			return r.unhealthy(parent, inst, fmt.Sprintf("%s within %s", last, r.cfg.HealthTimeout))
 		case <-time.After(wait):
@@ -233,6 +252,21 @@ func exitReason(c *container) string {
 		return "it ran out of memory and was killed"
 	}
 	return fmt.Sprintf("it exited with status %d while starting", c.State.ExitCode)
+}
+
+// cutShort makes the UnhealthyError of inst when the caller stopped
+// waiting (parent ended: a wake's timeout): it wraps parent's error and
+// carries the app's last output, read before the app is stopped, so that
+// a 504 page can say why the app did not answer.
+func (r *Runtime) cutShort(parent context.Context, inst *Instance, last string) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(parent), 5*time.Second)
+	defer cancel()
+	err := r.unhealthy(ctx, inst, last+" before the wait for it ended")
+	var ue *UnhealthyError
+	if errors.As(err, &ue) {
+		ue.Err = parent.Err()
+	}
+	return err
 }
 
 // unhealthy makes the UnhealthyError of inst, with its last output.

@@ -24,6 +24,8 @@ type Runtime struct {
 	conf  string // containers.conf
 	svc   *service
 	locks sync.Map // container name → *sync.Mutex
+	// specKey keys the specs' fingerprints (Fingerprint).
+	specKey []byte
 }
 
 // New checks podman, writes the runtime's containers.conf and starts its
@@ -52,6 +54,9 @@ func New(ctx context.Context, cfg Config) (*Runtime, error) {
 	}
 	if err := os.WriteFile(r.conf, []byte(r.containersConf()), 0o600); err != nil {
 		return nil, fmt.Errorf("apps: write containers.conf: %w", err)
+	}
+	if r.specKey, err = loadSpecKey(filepath.Join(cfg.Dir, "spec.key")); err != nil {
+		return nil, fmt.Errorf("apps: %w", err)
 	}
 	r.svc = newService(r)
 	if err := r.svc.ensure(ctx); err != nil {
@@ -176,11 +181,11 @@ func (r *Runtime) imagePort(ctx context.Context, image string) (int, error) {
 	}
 	switch len(ports) {
 	case 0:
-		return 0, errors.New("the image exposes no port: set PORT")
+		return 0, fmt.Errorf("the image exposes no TCP port (EXPOSE) and the app has no port set: %w", ErrPort)
 	case 1:
 		return ports[0], nil
 	default:
-		return 0, fmt.Errorf("the image exposes %d ports %v: set PORT to the one that serves HTTP", len(ports), ports)
+		return 0, fmt.Errorf("the image exposes %d ports %v and the app has no port set to pick the one that serves HTTP: %w", len(ports), ports, ErrPort)
 	}
 }
 

@@ -1,6 +1,7 @@
 package apps
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -238,6 +239,27 @@ func TestUnhealthyApp(t *testing.T) {
 	}
 }
 
+// TestStartCutShort: a Start whose context ends before the app answers
+// (a wake's timeout) fails with the app's output and the context's
+// error, and leaves nothing behind.
+func TestStartCutShort(t *testing.T) {
+	imgs := testImages(t)
+	r := newRuntime(t, cleanDir(t))
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
+	defer cancel()
+	_, err := r.Start(ctx, Spec{Project: "demo", Release: "silent1", Image: imgs.silent})
+	var ue *UnhealthyError
+	if !errors.As(err, &ue) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Start cut short = %v; want an *UnhealthyError wrapping the context's deadline", err)
+	}
+	if out := strings.Join(ue.Output, "\n"); !strings.Contains(out, "waiting for a database that never answers") {
+		t.Errorf("UnhealthyError.Output = %q; want the app's output line", out)
+	}
+	if insts, err := r.Reconcile(t.Context()); err != nil || len(insts) != 0 {
+		t.Errorf("after a Start cut short, Reconcile = %d apps, %v; want none", len(insts), err)
+	}
+}
+
 // TestStartRefuses: what Start refuses, before running anything.
 func TestStartRefuses(t *testing.T) {
 	imgs := testImages(t)
@@ -247,7 +269,7 @@ func TestStartRefuses(t *testing.T) {
 		spec Spec
 		want string
 	}{
-		{"no EXPOSE", Spec{Project: "demo", Release: "np", Image: imgs.noPort}, "the image exposes no port: set PORT"},
+		{"no EXPOSE", Spec{Project: "demo", Release: "np", Image: imgs.noPort}, "the image exposes no TCP port (EXPOSE) and the app has no port set"},
 		{"PORT in env", Spec{Project: "demo", Release: "p", Image: imgs.app, Env: []string{"PORT=1"}}, "PORT is set by Slipway"},
 		{"bad env", Spec{Project: "demo", Release: "e", Image: imgs.app, Env: []string{secretValue}}, "entry 1 is not KEY=VALUE"},
 		{"bad project", Spec{Project: "Demo", Release: "r", Image: imgs.app}, "lowercase"},
@@ -259,6 +281,9 @@ func TestStartRefuses(t *testing.T) {
 				t.Errorf("Start = %v; want an error saying %q (and no env value)", err, c.want)
 			}
 		})
+	}
+	if _, err := r.Start(t.Context(), Spec{Project: "demo", Release: "np", Image: imgs.noPort}); !errors.Is(err, ErrPort) {
+		t.Errorf("Start of an image without EXPOSE = %v, want ErrPort", err)
 	}
 	// With PORT set, the image without EXPOSE serves.
 	inst, err := r.Start(t.Context(), Spec{Project: "demo", Release: "np2", Image: imgs.noPort, Port: 9000})
@@ -409,4 +434,39 @@ func hostAddress(t *testing.T) string {
 		}
 	}
 	return ""
+}
+
+// Find returns the container that runs a spec as it is, whatever its
+// release (a rollback reuses it); another environment or setting is
+// another spec; the fingerprint label tells nothing of the environment.
+func TestFind(t *testing.T) {
+	imgs := testImages(t)
+	r := newRuntime(t, cleanDir(t))
+	spec := Spec{Project: "demo", Release: "one", Image: imgs.app, Env: []string{"SECRET=" + secretValue, "A=1"}, MemoryBytes: 64 << 20}
+	inst, err := r.Start(t.Context(), spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	later := spec
+	later.Release = "two"
+	later.Env = []string{"A=1", "SECRET=" + secretValue} // another order, same environment
+	found, err := r.Find(t.Context(), later)
+	if err != nil || found.Name != inst.Name || found.HostPort != inst.HostPort {
+		t.Fatalf("Find of the same spec under another release = %+v, %v; want %s", found, err, inst.Name)
+	}
+	for name, change := range map[string]func(*Spec){
+		"env":    func(s *Spec) { s.Env = []string{"A=2", "SECRET=" + secretValue} },
+		"memory": func(s *Spec) { s.MemoryBytes = 128 << 20 },
+		"health": func(s *Spec) { s.HealthPath = "/cgi-bin/env" },
+	} {
+		other := later
+		change(&other)
+		if _, err := r.Find(t.Context(), other); !errors.Is(err, ErrNotFound) {
+			t.Errorf("Find with another %s = %v, want ErrNotFound", name, err)
+		}
+	}
+	out, err := r.podman(t.Context(), "inspect", "--format", "{{json .Config.Labels}}", inst.Name)
+	if err != nil || !strings.Contains(string(out), LabelSpec) || strings.Contains(string(out), secretValue) {
+		t.Errorf("labels %s (%v): want a fingerprint and no env value", out, err)
+	}
 }

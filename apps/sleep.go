@@ -245,7 +245,7 @@ func instanceOf(id, name, image string, labels map[string]string) *Instance {
 	port, _ := strconv.Atoi(labels[LabelPort])
 	inst := &Instance{
 		Name: name, ID: id, Project: labels[LabelApp], Release: labels[LabelRelease], Image: image,
-		Port: port, HealthPath: labels[LabelHealthPath],
+		Port: port, HealthPath: labels[LabelHealthPath], Spec: labels[LabelSpec],
 	}
 	return inst
 }

@@ -29,6 +29,12 @@ type ControlActivities struct {
 	Logs LogArchive
 	// LogWait bounds AwaitLog's wait; default 30 s.
 	LogWait time.Duration
+	// Releases records the projects' current releases; default Store,
+	// if it is one.
+	Releases slipway.ReleaseStore
+	// Apps runs the projects' apps for the release phase; nil when apps
+	// are off (the Release activity then only records the release).
+	Apps Releaser
 	// Logger reports incomplete logs; default none.
 	Logger *slog.Logger
 	// Now is the clock; default time.Now.

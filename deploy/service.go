@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
@@ -281,7 +282,7 @@ func (s *Service) Rollback(ctx context.Context, project, to string) (*slipway.De
 	if err != nil {
 		return nil, err
 	}
-	target, err := rollbackTarget(ds, to)
+	target, err := rollbackTarget(ds, to, p.Release)
 	if err != nil {
 		return nil, err
 	}
@@ -314,15 +315,19 @@ func (s *Service) Rollback(ctx context.Context, project, to string) (*slipway.De
 
 // rollbackTarget picks the deployment to roll back to from ds (newest
 // first): the one named by to (a deployment id or a commit SHA prefix), or
-// the successful one before the latest successful one.
-func rollbackTarget(ds []*slipway.Deployment, to string) (*slipway.Deployment, error) {
+// the successful one with another image before the current release
+// (current, a deployment id; the latest successful one when "").
+func rollbackTarget(ds []*slipway.Deployment, to, current string) (*slipway.Deployment, error) {
 	usable := func(d *slipway.Deployment) bool {
 		return d.Status == slipway.StatusSucceeded && d.Digest != "" && d.Image != ""
 	}
 	if to == "" {
 		var latest *slipway.Deployment
+		if current != "" && !slices.ContainsFunc(ds, func(d *slipway.Deployment) bool { return d.ID == current && usable(d) }) {
+			current = ""
+		}
 		for _, d := range ds {
-			if !usable(d) {
+			if !usable(d) || (latest == nil && current != "" && d.ID != current) {
 				continue
 			}
 			if latest == nil {

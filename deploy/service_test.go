@@ -32,7 +32,7 @@ func TestRollbackTarget(t *testing.T) {
 		{to: "d-9", errCode: slipway.ENOTFOUND},
 		{to: "abc", errCode: slipway.ENOTFOUND},
 	} {
-		got, err := rollbackTarget(ds, tc.to)
+		got, err := rollbackTarget(ds, tc.to, "")
 		if tc.errCode != "" {
 			if slipway.ErrorCode(err) != tc.errCode {
 				t.Errorf("rollbackTarget(%q) = %v, %v; want error %s", tc.to, got, err, tc.errCode)
@@ -43,8 +43,16 @@ func TestRollbackTarget(t *testing.T) {
 			t.Errorf("rollbackTarget(%q) = %v, %v; want %s", tc.to, got, err, tc.want)
 		}
 	}
-	if _, err := rollbackTarget([]*slipway.Deployment{ok("d-1", 'a', "sha256:1")}, ""); slipway.ErrorCode(err) != slipway.ENOTFOUND {
+	if _, err := rollbackTarget([]*slipway.Deployment{ok("d-1", 'a', "sha256:1")}, "", ""); slipway.ErrorCode(err) != slipway.ENOTFOUND {
 		t.Errorf("rollback with a single successful deployment = %v, want not found", err)
+	}
+	// After a rollback to d-2 (the current release), the next one goes
+	// further back, not forward to d-4.
+	if got, err := rollbackTarget(ds, "", "d-2"); err != nil || got.ID != "d-1" {
+		t.Errorf("rollback from the current release d-2 = %v, %v; want d-1", got, err)
+	}
+	if got, err := rollbackTarget(ds, "", "d-9"); err != nil || got.ID != "d-2" {
+		t.Errorf("rollback with an unknown current release = %v, %v; want d-2 (from the latest)", got, err)
 	}
 }
 

@@ -220,6 +220,11 @@ func DeploymentWorkflow(ctx workflow.Context, in DeploymentInput) (res slipway.D
 		if err := workflow.ExecuteActivity(ctrl, ActivityMarkBuilding, in.DeploymentID).Get(ctx, nil); err != nil {
 			return failed("record building", err), nil
 		}
+		if workflow.GetVersion(ctx, versionRelease, workflow.DefaultVersion, 1) == 1 {
+			if err := release(ctx, ctrl, in, in.Reuse.Image, progress, timings); err != nil {
+				return releaseFailed(err, in.Reuse.Image, in.Reuse.Digest, nil), nil
+			}
+		}
 		return slipway.DeploymentResult{Status: slipway.StatusSucceeded, Image: in.Reuse.Image, Digest: in.Reuse.Digest}, nil
 	}
 
@@ -334,6 +339,11 @@ func DeploymentWorkflow(ctx workflow.Context, in DeploymentInput) (res slipway.D
 	}
 	for _, k := range sortedKeys(built.Timings) {
 		timings[k] = built.Timings[k]
+	}
+	if workflow.GetVersion(ctx, versionRelease, workflow.DefaultVersion, 1) == 1 {
+		if err := release(ctx, ctrl, in, built.Image, progress, timings); err != nil {
+			return releaseFailed(err, built.Image, built.Digest, built.Steps), nil
+		}
 	}
 	return slipway.DeploymentResult{Status: slipway.StatusSucceeded, Image: built.Image, Digest: built.Digest, Steps: built.Steps}, nil
 }

@@ -41,6 +41,9 @@ type fakeActivities struct {
 	// wake starts: the stand-in Fetch waits for one (or its cancellation).
 	woken    chan struct{}
 	wakeOnce sync.Once
+	// release, if set, answers the Release activity.
+	release  func(ReleaseInput) error
+	released []ReleaseInput
 }
 
 // wokenCh is closed once a wake succeeded.
@@ -107,6 +110,16 @@ func (f *fakeActivities) register(env registrar) {
 		f.mu.Unlock()
 		return nil
 	}, activity.RegisterOptions{Name: ActivityFinish})
+	env.RegisterActivityWithOptions(func(ctx context.Context, in ReleaseInput) error {
+		f.count(ActivityRelease)
+		f.mu.Lock()
+		f.released = append(f.released, in)
+		f.mu.Unlock()
+		if f.release != nil {
+			return f.release(in)
+		}
+		return nil
+	}, activity.RegisterOptions{Name: ActivityRelease})
 	env.RegisterActivityWithOptions(func(ctx context.Context, in LogWaitInput) (LogWaitResult, error) {
 		f.count(ActivityAwaitLog)
 		f.mu.Lock()
@@ -189,10 +202,13 @@ func TestDeploymentSucceeds(t *testing.T) {
 	if r.Status != slipway.StatusSucceeded || r.Digest != "sha256:abc" || r.Image != input().Image {
 		t.Fatalf("result = %+v, want succeeded with digest and image", r)
 	}
-	for _, k := range []string{"queue", "wake", "fetch", "build", "push", "total"} {
+	for _, k := range []string{"queue", "wake", "fetch", "build", "push", "release", "total"} {
 		if _, ok := r.Timings[k]; !ok {
 			t.Errorf("timings %v lack %q", r.Timings, k)
 		}
+	}
+	if len(f.released) != 1 || f.released[0] != (ReleaseInput{Project: "app", DeploymentID: input().DeploymentID, Image: input().Image}) {
+		t.Errorf("released %+v, want the built image once", f.released)
 	}
 	if r.Timings["queue"] != 1000 {
 		t.Errorf("queue timing = %d ms, want 1000 (queued 1s before the workflow started)", r.Timings["queue"])
@@ -255,6 +271,39 @@ func TestFailedBuildRecordsPhaseTimings(t *testing.T) {
 	}
 	if _, ok := r.Timings["push"]; ok {
 		t.Errorf("failed build's timings %v have a push it never reached", r.Timings)
+	}
+}
+
+// An image that does not become healthy fails the deployment at phase
+// release, with the app's output; it is not retried.
+func TestReleaseFailure(t *testing.T) {
+	f := &fakeActivities{release: func(ReleaseInput) error {
+		return temporal.NewNonRetryableApplicationError("the new release did not become healthy: it exited with status 3", errReleaseUnhealthy, nil,
+			builder.FailureDetails{Step: slipway.PhaseRelease, Tail: []string{"panic: no DATABASE_URL"}})
+	}}
+	r := run(t, f, nil)
+	if r.Status != slipway.StatusFailed || r.FailedStep != "release" || !strings.Contains(r.Error, "exited with status 3") ||
+		!strings.Contains(r.Error, "no DATABASE_URL") || strings.HasPrefix(r.Error, "release: ") {
+		t.Fatalf("result = %+v, want failed at release with the app's output", r)
+	}
+	if r.Image != input().Image || r.Digest != "sha256:abc" {
+		t.Errorf("a failed release's record lost its image: %+v", r)
+	}
+	if _, ok := r.Timings["release"]; !ok {
+		t.Errorf("timings %v lack release", r.Timings)
+	}
+	if f.calls[ActivityRelease] != 1 {
+		t.Errorf("Release ran %d times; an unhealthy app must not be retried", f.calls[ActivityRelease])
+	}
+	// A transient failure (the store busy) is retried.
+	f = &fakeActivities{release: func(ReleaseInput) error {
+		if len(f.released) < 3 {
+			return errors.New("database is locked")
+		}
+		return nil
+	}}
+	if r := run(t, f, nil); r.Status != slipway.StatusSucceeded || f.calls[ActivityRelease] != 3 {
+		t.Errorf("after transient release errors: %+v, %d attempts; want succeeded at the third", r, f.calls[ActivityRelease])
 	}
 }
 
@@ -430,6 +479,9 @@ func TestRollbackRunsNoBuild(t *testing.T) {
 	r := f.finished[0].Result
 	if r.Status != slipway.StatusSucceeded || r.Digest != "sha256:old" || r.Image != "reg/app:old" {
 		t.Errorf("rollback result = %+v, want succeeded with the earlier image", r)
+	}
+	if len(f.released) != 1 || f.released[0].Image != "reg/app:old" {
+		t.Errorf("a rollback released %+v, want the earlier image once", f.released)
 	}
 	if r.LogComplete == nil || !*r.LogComplete {
 		t.Errorf("a rollback's (empty) log recorded complete %v, want complete", r.LogComplete)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"github.com/slipway-ci/slipway"
 	"github.com/slipway-ci/slipway/apps"
 	"github.com/slipway-ci/slipway/buildah"
+	"github.com/slipway-ci/slipway/deploy"
 	"github.com/slipway-ci/slipway/gateway"
 )
 
@@ -28,19 +30,25 @@ const releaseRecheck = 2 * time.Second
 // project's app runs its current release, the image of its latest
 // succeeded deployment (a rollback is a deployment too).
 type appHost struct {
-	rt        *apps.Runtime
-	store     slipway.Store
-	log       *slog.Logger
-	idle      time.Duration // running with no open request → frozen
-	stopAfter time.Duration // since the last request → stopped
+	rt    *apps.Runtime
+	store slipway.Store
+	// env returns a project's runtime environment (KEY=VALUE, secrets
+	// included): deploy.Projects.RuntimeEnv.
+	env func(ctx context.Context, project string) ([]string, error)
+	log *slog.Logger
+	// idle (running with no open request → frozen) and stopAfter (since
+	// the last request → stopped) apply to projects that do not set
+	// their own (slipway.AppSettings).
+	idle      time.Duration
+	stopAfter time.Duration
 
 	mu     sync.Mutex
 	apps   map[string]*projectApp
 	closed bool
 }
 
-func newAppHost(rt *apps.Runtime, store slipway.Store, idle, stopAfter time.Duration, log *slog.Logger) *appHost {
-	return &appHost{rt: rt, store: store, log: log, idle: idle, stopAfter: stopAfter, apps: map[string]*projectApp{}}
+func newAppHost(rt *apps.Runtime, store slipway.Store, env func(context.Context, string) ([]string, error), idle, stopAfter time.Duration, log *slog.Logger) *appHost {
+	return &appHost{rt: rt, store: store, env: env, log: log, idle: idle, stopAfter: stopAfter, apps: map[string]*projectApp{}}
 }
 
 // Lookup implements gateway.Apps. A project not seen yet is looked up in
@@ -74,15 +82,19 @@ func (h *appHost) app(project string) *projectApp {
 	a, ok := h.apps[project]
 	if !ok {
 		a = &projectApp{h: h, project: project}
+		a.ep.Store(new(epoch))
+		a.setTimers(slipway.AppSettings{})
 		h.apps[project] = a
 	}
 	return a
 }
 
 // adopt takes over the containers a restarted server finds
-// (apps.Runtime.Reconcile): a project's running one serves until its idle
-// timer puts it to sleep, a frozen one is stopped at stop-after unless a
-// request wakes it first.
+// (apps.Runtime.Reconcile): a project's current release, running, serves
+// until its idle timer puts it to sleep; frozen, it is stopped at
+// stop-after unless a request wakes it first. A running or frozen
+// container of another release (one the server was draining when it
+// stopped) is stopped.
 func (h *appHost) adopt(ctx context.Context) error {
 	insts, err := h.rt.Reconcile(ctx)
 	if err != nil {
@@ -94,16 +106,20 @@ func (h *appHost) adopt(ctx context.Context) error {
 			continue
 		}
 		a := h.app(inst.Project)
-		if !a.cur.CompareAndSwap(nil, inst) {
+		cur, err := a.currentRelease(ctx)
+		if err != nil || !a.runs(ctx, inst, cur) || !a.cur.CompareAndSwap(nil, inst) {
+			h.log.Info("apps: stop a release that no longer serves", "project", inst.Project, "release", inst.Release)
+			go h.stopQuietly(inst)
 			continue
 		}
+		a.release.Store(&cur.ID)
 		if st == apps.Running {
 			a.setServing(inst.Addr())
 			a.idleFrom(a.gen.Add(1))
 			continue
 		}
 		g := a.gen.Add(1) // frozen: stopped at stop-after, unless woken
-		time.AfterFunc(max(h.stopAfter-h.idle, 0), func() { a.sleep(g, apps.Stopped) })
+		time.AfterFunc(max(time.Duration(a.stopAfter.Load()-a.idle.Load()), 0), func() { a.sleep(g, apps.Stopped) })
 	}
 	return nil
 }
@@ -148,8 +164,17 @@ type projectApp struct {
 	// request's start and end and cancels older idle timers.
 	open atomic.Int64
 	gen  atomic.Uint64
+	// release is the deployment whose release cur serves: cur's own, or
+	// a later one of the same spec (a rollback).
+	release atomic.Pointer[string]
 	// lastOutput is the output of the last start that failed.
 	lastOutput atomic.Pointer[[]string]
+	// ep counts the requests begun since the last switch of release, so
+	// that the release it replaced can drain them.
+	ep atomic.Pointer[epoch]
+	// idle and stopAfter are the project's sleep timers (nanoseconds),
+	// read from its settings at each wake and release.
+	idle, stopAfter atomic.Int64
 	// lastWake is when the last wake that did something began, and how
 	// long it took (appstate.go).
 	lastWake atomic.Pointer[wakeRecord]
@@ -171,11 +196,14 @@ func (a *projectApp) Serving() (string, bool) {
 
 // Begin implements gateway.App.
 func (a *projectApp) Begin() func() {
+	e := a.ep.Load()
+	e.open.Add(1)
 	a.open.Add(1)
 	a.gen.Add(1)
 	var once sync.Once
 	return func() {
 		once.Do(func() {
+			e.open.Add(-1)
 			g := a.gen.Add(1)
 			if a.open.Add(-1) == 0 {
 				a.idleFrom(g)
@@ -187,11 +215,26 @@ func (a *projectApp) Begin() func() {
 // idleFrom freezes the app after the idle timeout, then stops it at
 // stop-after, unless a request starts or ends meanwhile (gen changes).
 func (a *projectApp) idleFrom(g uint64) {
-	time.AfterFunc(a.h.idle, func() {
+	idle, stopAfter := time.Duration(a.idle.Load()), time.Duration(a.stopAfter.Load())
+	time.AfterFunc(idle, func() {
 		if a.sleep(g, apps.Frozen) {
-			time.AfterFunc(max(a.h.stopAfter-a.h.idle, 0), func() { a.sleep(g, apps.Stopped) })
+			time.AfterFunc(max(stopAfter-idle, 0), func() { a.sleep(g, apps.Stopped) })
 		}
 	})
+}
+
+// setTimers takes the project's idle timeout and stop-after, or the
+// server's where it sets none.
+func (a *projectApp) setTimers(s slipway.AppSettings) {
+	idle, stopAfter := s.IdleTimeout, s.StopAfter
+	if idle <= 0 {
+		idle = a.h.idle
+	}
+	if stopAfter <= 0 {
+		stopAfter = a.h.stopAfter
+	}
+	a.idle.Store(int64(idle))
+	a.stopAfter.Store(int64(max(stopAfter, idle)))
 }
 
 // sleep freezes or stops the app if no request started or ended since
@@ -236,7 +279,7 @@ func (a *projectApp) Wake(ctx context.Context) (w gateway.Woken, err error) {
 		return gateway.Woken{}, err
 	}
 	old := a.cur.Load()
-	if old != nil && old.Release == d.ID {
+	if old != nil && (old.Release == d.ID || a.serves() == d.ID) {
 		rep, err := a.h.rt.Wake(ctx, old)
 		if err == nil {
 			a.setServing(old.Addr())
@@ -250,22 +293,30 @@ func (a *projectApp) Wake(ctx context.Context) (w gateway.Woken, err error) {
 	if err != nil {
 		return gateway.Woken{}, a.failed(err)
 	}
-	a.cur.Store(inst)
-	a.lastOutput.Store(nil)
-	a.setServing(inst.Addr())
-	if old != nil && old.Release != inst.Release {
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
-		defer cancel()
-		if err := a.h.rt.Stop(sctx, old); err != nil && !errors.Is(err, apps.ErrNotFound) {
-			a.h.log.Warn("apps: stop the replaced release", "project", a.project, "release", old.Release, "error", err)
-		}
-	}
+	a.take(inst, d.ID)
 	return gateway.Woken{Addr: inst.Addr(), Phases: phases}, nil
 }
 
-// bring wakes the container of d's release if it exists, else starts it.
+// bring wakes a container that runs d's release as it would start now
+// (its own, or one of an earlier release with the same image, settings
+// and environment: a rollback), else starts one. A sleeping container of
+// d set up otherwise (the project's settings or environment changed
+// since) is replaced: a change takes effect at the app's next start.
 func (a *projectApp) bring(ctx context.Context, d *slipway.Deployment) (*apps.Instance, []gateway.Phase, error) {
+	spec, err := a.spec(ctx, d)
+	if err != nil {
+		return nil, nil, err
+	}
 	inst, err := a.h.rt.Get(ctx, a.project, d.ID)
+	if err == nil && a.stale(ctx, inst, spec) {
+		err = a.h.rt.Remove(ctx, inst) // started anew below, as set up now
+		if err == nil {
+			err = apps.ErrNotFound
+		}
+	}
+	if errors.Is(err, apps.ErrNotFound) {
+		inst, err = a.h.rt.Find(ctx, spec)
+	}
 	if err == nil {
 		rep, err := a.h.rt.Wake(ctx, inst)
 		return inst, wakePhases(rep), err
@@ -273,13 +324,12 @@ func (a *projectApp) bring(ctx context.Context, d *slipway.Deployment) (*apps.In
 	if !errors.Is(err, apps.ErrNotFound) {
 		return nil, nil, err
 	}
-	start := time.Now()
-	inst, err = a.h.rt.Start(ctx, apps.Spec{Project: a.project, Release: d.ID, Image: d.Image})
+	inst, rep, err := a.h.rt.StartTimed(ctx, spec)
 	if err != nil {
 		return nil, nil, err
 	}
-	a.h.log.Info("app started", "project", a.project, "release", d.ID, "image", d.Image, "took", time.Since(start))
-	return inst, []gateway.Phase{{Name: "start", Dur: time.Since(start)}}, nil
+	a.h.log.Info("app started", "project", a.project, "release", d.ID, "image", d.Image, "took", rep.Total)
+	return inst, wakePhases(rep), nil
 }
 
 // failed keeps the output of an app that did not become healthy for
@@ -293,9 +343,25 @@ func (a *projectApp) failed(err error) error {
 	return err
 }
 
-// currentRelease is the project's latest succeeded deployment with an
-// image, or ENOTFOUND.
+// currentRelease is the project's current release (Project.Release),
+// or for a project released before the release phase existed its latest
+// succeeded deployment with an image; ENOTFOUND when there is none. It
+// takes the project's sleep timers on the way.
 func (a *projectApp) currentRelease(ctx context.Context) (*slipway.Deployment, error) {
+	p, err := a.h.store.Project(ctx, a.project)
+	if err != nil {
+		return nil, err
+	}
+	a.setTimers(p.App)
+	if p.Release != "" {
+		d, err := a.h.store.Deployment(ctx, p.Release)
+		if err == nil && d.Image != "" {
+			return d, nil
+		}
+		if err != nil && slipway.ErrorCode(err) != slipway.ENOTFOUND {
+			return nil, err
+		}
+	}
 	for _, limit := range []int{20, 0} {
 		ds, err := a.h.store.Deployments(ctx, a.project, limit)
 		if err != nil {
@@ -313,16 +379,21 @@ func (a *projectApp) currentRelease(ctx context.Context) (*slipway.Deployment, e
 	return nil, slipway.Errorf(slipway.ENOTFOUND, "project %s has nothing deployed yet: deploy it with `slipway deploy %s`", a.project, a.project)
 }
 
-// wakePhases are the Server-Timing phases of rep: none when the app was
-// running already.
+// wakePhases are the Server-Timing phases of rep (of a Wake or a
+// StartTimed), those it went through: none when the app was running
+// already.
 func wakePhases(rep apps.WakeReport) []gateway.Phase {
-	switch rep.From {
-	case apps.Frozen:
-		return []gateway.Phase{{Name: "thaw", Dur: rep.Thaw}}
-	case apps.Stopped, apps.Failed:
-		return []gateway.Phase{{Name: "start", Dur: rep.Start}, {Name: "health", Dur: rep.Health}}
+	if rep.From == apps.Running {
+		return nil
 	}
-	return nil
+	var ps []gateway.Phase
+	for _, p := range []gateway.Phase{{Name: "thaw", Dur: rep.Thaw}, {Name: "pull", Dur: rep.Pull},
+		{Name: "create", Dur: rep.Create}, {Name: "start", Dur: rep.Start}, {Name: "health", Dur: rep.Health}} {
+		if p.Dur > 0 {
+			ps = append(ps, p)
+		}
+	}
+	return ps
 }
 
 // LastOutput implements gateway.App.
@@ -365,7 +436,8 @@ func (p *parts) startApps(ctx context.Context) error {
 		return fmt.Errorf("start the app runtime (--apps-listen off turns apps off): %w", err)
 	}
 	p.appsRT = rt
-	p.appHost = newAppHost(rt, p.store, p.cfg.AppIdleTimeout, p.cfg.AppStopAfter, p.log)
+	env := deploy.NewProjects(deploy.ProjectsConfig{Store: p.store}).RuntimeEnv
+	p.appHost = newAppHost(rt, p.store, env, p.cfg.AppIdleTimeout, p.cfg.AppStopAfter, p.log)
 	if err := p.appHost.adopt(ctx); err != nil {
 		p.log.Error("apps: adopt the running apps", "error", err)
 	}
@@ -387,7 +459,12 @@ func (p *parts) startAppsGateway(context.Context) error {
 	if p.appHost == nil {
 		return nil
 	}
-	gw, err := gateway.New(gateway.Config{Apps: p.appHost, Domain: p.cfg.AppsDomain, WakeTimeout: p.cfg.WakeTimeout, Logger: p.log})
+	trusted, err := parseTrustedProxies(p.cfg.AppsTrustedProxies)
+	if err != nil {
+		return err
+	}
+	gw, err := gateway.New(gateway.Config{Apps: p.appHost, Domain: p.cfg.AppsDomain, WakeTimeout: p.cfg.WakeTimeout,
+		TrustedProxies: trusted, Logger: p.log})
 	if err != nil {
 		return err
 	}
@@ -399,6 +476,25 @@ func (p *parts) startAppsGateway(context.Context) error {
 	addr := p.appsServer.Addr().String()
 	p.appsAddr.Store(&addr)
 	return nil
+}
+
+// parseTrustedProxies parses --apps-trusted-proxy values: addresses
+// (one host) or CIDRs.
+func parseTrustedProxies(vals []string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, v := range vals {
+		v = strings.TrimSpace(v)
+		if pfx, err := netip.ParsePrefix(v); err == nil {
+			out = append(out, pfx.Masked())
+			continue
+		}
+		addr, err := netip.ParseAddr(v)
+		if err != nil {
+			return nil, fmt.Errorf("--apps-trusted-proxy %q is neither an IP address (10.0.0.5) nor a CIDR (10.0.0.0/8)", v)
+		}
+		out = append(out, netip.PrefixFrom(addr.Unmap(), addr.Unmap().BitLen()))
+	}
+	return out, nil
 }
 
 func (p *parts) stopAppsGateway(ctx context.Context) error {

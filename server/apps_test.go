@@ -2,6 +2,7 @@ package server
 
 import (
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -16,7 +17,7 @@ import (
 // the newest succeeded deployment with an image.
 func TestAppHostReleases(t *testing.T) {
 	store := sqlitetest.Open(t)
-	h := newAppHost(nil, store, time.Minute, time.Hour, slog.New(slog.DiscardHandler))
+	h := newAppHost(nil, store, nil, time.Minute, time.Hour, slog.New(slog.DiscardHandler))
 	if _, ok := h.Lookup(gateway.Route{Project: "nosuch"}); ok {
 		t.Error("Lookup of an unknown project found an app")
 	}
@@ -42,5 +43,38 @@ func TestAppHostReleases(t *testing.T) {
 	}
 	if _, ok := app.Serving(); ok {
 		t.Error("an app never woken says it serves")
+	}
+	// Once the release phase recorded a release, that one serves, even
+	// when a newer deployment succeeded (a rollback's target is older).
+	ok3 := sqlitetest.AddDeployment(t, store, slipway.Deployment{Project: "web", Commit: "c3", Status: slipway.StatusSucceeded, Image: "r/web:c3", Digest: "sha256:3"})
+	if err := store.SetRelease(t.Context(), "web", ok1.ID); err != nil {
+		t.Fatal(err)
+	}
+	if d, err := app.(*projectApp).currentRelease(t.Context()); err != nil || d.ID != ok1.ID {
+		t.Errorf("current release = %v, %v; want the recorded release %s, not %s", d, err, ok1.ID, ok3.ID)
+	}
+	// The project's own idle timeout and stop-after win over the server's.
+	if _, err := store.SetAppSettings(t.Context(), "web", slipway.AppSettings{IdleTimeout: 90 * time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	a := app.(*projectApp)
+	if _, err := a.currentRelease(t.Context()); err != nil || time.Duration(a.idle.Load()) != 90*time.Second || time.Duration(a.stopAfter.Load()) != time.Hour {
+		t.Errorf("timers: idle %v, stop after %v (%v); want the project's 1m30s and the server's 1h", time.Duration(a.idle.Load()), time.Duration(a.stopAfter.Load()), err)
+	}
+}
+
+func TestParseTrustedProxies(t *testing.T) {
+	got, err := parseTrustedProxies([]string{"10.0.0.5", " 192.168.1.0/24", "::1", "10.1.2.3/8"})
+	want := []string{"10.0.0.5/32", "192.168.1.0/24", "::1/128", "10.0.0.0/8"}
+	if err != nil || len(got) != len(want) {
+		t.Fatalf("parseTrustedProxies = %v, %v; want %v", got, err, want)
+	}
+	for i := range want {
+		if got[i].String() != want[i] {
+			t.Errorf("entry %d = %s, want %s", i, got[i], want[i])
+		}
+	}
+	if _, err := parseTrustedProxies([]string{"proxy.example"}); err == nil || !strings.Contains(err.Error(), "--apps-trusted-proxy \"proxy.example\"") {
+		t.Errorf("a host name: %v, want an error naming the flag and value", err)
 	}
 }

@@ -47,6 +47,9 @@ func (h *appHost) status(ctx context.Context, project string) (slipway.AppStatus
 		return st, nil
 	}
 	st.Release = inst.Release
+	if r := a.serves(); r != "" {
+		st.Release = r // a rollback serves an earlier release's container
+	}
 	if addr := a.addr.Load(); addr != nil && *addr != "" {
 		st.State = slipway.AppServing
 		return st, nil

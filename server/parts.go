@@ -141,12 +141,12 @@ func (p *parts) components() []component {
 		{name: "state", start: func(context.Context) error { return p.saveState() }},
 		{name: "machine provider", start: p.startMachines, stop: func(context.Context) error { return p.machines.Close() }},
 		{name: "deployer", start: p.startDeployer, stop: noError(func() { p.waker.Stop() })},
+		{name: "app runtime", start: p.startApps, stop: noError(p.stopApps)},
+		{name: "app logs", start: p.startAppLogs, stop: noError(p.stopAppLogs)},
 		{name: "control worker", start: p.startWorker, stop: noError(func() { p.worker.Stop() })},
 		{name: "reconciliation", start: p.reconcile},
 		{name: "log retention", start: p.startRetention, stop: noError(func() { p.stopRetention() })},
 		{name: "HTTP server", start: p.startHTTP, stop: p.stopHTTP},
-		{name: "app runtime", start: p.startApps, stop: noError(p.stopApps)},
-		{name: "app logs", start: p.startAppLogs, stop: noError(p.stopAppLogs)},
 		{name: "apps gateway", start: p.startAppsGateway, stop: p.stopAppsGateway},
 		{name: "demo", start: p.startDemo},
 	}
@@ -405,7 +405,10 @@ func (p *parts) startWorker(context.Context) error {
 	w.RegisterWorkflowWithOptions(deploy.ProjectWorkflow, workflow.RegisterOptions{Name: "ProjectWorkflow"})
 	w.RegisterWorkflowWithOptions(deploy.DeploymentWorkflow, workflow.RegisterOptions{Name: "DeploymentWorkflow"})
 	acts := &deploy.ControlActivities{Store: p.deployments, Machines: p.machines, Secrets: p.store, Slots: p.slots,
-		Logs: p.logs, Logger: p.log}
+		Logs: p.logs, Logger: p.log, Releases: p.store}
+	if p.appHost != nil {
+		acts.Apps = p.appHost
+	}
 	for name, f := range map[string]any{
 		deploy.ActivityMarkBuilding:   acts.MarkBuilding,
 		deploy.ActivityWake:           acts.WakeMachine,
@@ -414,6 +417,7 @@ func (p *parts) startWorker(context.Context) error {
 		deploy.ActivityTryAcquireSlot: acts.TryAcquireBuildSlot,
 		deploy.ActivityReleaseSlot:    acts.ReleaseBuildSlot,
 		deploy.ActivityAwaitLog:       acts.AwaitLog,
+		deploy.ActivityRelease:        acts.Release,
 	} {
 		w.RegisterActivityWithOptions(f, activity.RegisterOptions{Name: name})
 	}

@@ -159,6 +159,10 @@ type Config struct {
 	// AppsDomain is the apps' domain; default gateway.DefaultDomain
 	// (localhost: browsers resolve its names to the loopback).
 	AppsDomain string
+	// AppsTrustedProxies are the addresses or CIDRs of proxies in front of
+	// the apps' gateway whose X-Forwarded-* headers are kept
+	// (gateway.Config.TrustedProxies).
+	AppsTrustedProxies []string
 	// WakeTimeout bounds how long a request waits for its app to wake
 	// (504 after it); default DefaultWakeTimeout.
 	WakeTimeout time.Duration

@@ -2,6 +2,8 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"fmt"
 	"time"
 
@@ -138,4 +140,31 @@ func (db *DB) EnvValues(ctx context.Context, project string) ([]slipway.EnvValue
 		return nil, err
 	}
 	return out, nil
+}
+
+var _ slipway.ReleaseStore = (*DB)(nil)
+
+// SetRelease implements slipway.ReleaseStore.
+func (db *DB) SetRelease(ctx context.Context, project, deployment string) error {
+	var owner string
+	err := db.read.QueryRowContext(ctx, `SELECT project FROM deployments WHERE id = ?`, deployment).Scan(&owner)
+	if err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return slipway.Errorf(slipway.ENOTFOUND, "deployment %q not found", deployment)
+		}
+		return fmt.Errorf("set the release of project %q: %w", project, err)
+	}
+	if owner != project {
+		return slipway.Errorf(slipway.EINVALID, "deployment %s is not one of project %q", deployment, project)
+	}
+	res, err := db.write.ExecContext(ctx, `UPDATE projects SET release_id = ? WHERE name = ?`, deployment, project)
+	if err != nil {
+		return fmt.Errorf("set the release of project %q: %w", project, err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("set the release of project %q: %w", project, err)
+	} else if n == 0 {
+		return slipway.Errorf(slipway.ENOTFOUND, "project %q not found", project)
+	}
+	return nil
 }

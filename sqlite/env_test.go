@@ -194,3 +194,32 @@ func TestEnvSizeLimit(t *testing.T) {
 		t.Errorf("one byte past the limit: %v, want too_large", err)
 	}
 }
+
+func TestSetRelease(t *testing.T) {
+	db, _ := openTest(t)
+	ctx := t.Context()
+	for _, name := range []string{"app", "other"} {
+		if err := db.CreateProject(ctx, &slipway.Project{Name: name, Repo: "file:///r", Branch: "main"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if p, err := db.Project(ctx, "app"); err != nil || p.Release != "" {
+		t.Fatalf("a new project's release: %q, %v; want none", p.Release, err)
+	}
+	d := mustCreateDeployment(t, db, &slipway.Deployment{Project: "app"})
+	if err := db.SetRelease(ctx, "app", d.ID); err != nil {
+		t.Fatal(err)
+	}
+	if p, err := db.Project(ctx, "app"); err != nil || p.Release != d.ID {
+		t.Errorf("release after SetRelease: %q, %v; want %s", p.Release, err, d.ID)
+	}
+	if err := db.SetRelease(ctx, "other", d.ID); slipway.ErrorCode(err) != slipway.EINVALID {
+		t.Errorf("another project's deployment: %v, want invalid", err)
+	}
+	if err := db.SetRelease(ctx, "app", "nope"); slipway.ErrorCode(err) != slipway.ENOTFOUND {
+		t.Errorf("unknown deployment: %v, want not_found", err)
+	}
+	if p, _ := db.Project(ctx, "other"); p.Release != "" {
+		t.Errorf("other project's release: %q, want none", p.Release)
+	}
+}

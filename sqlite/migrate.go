@@ -201,7 +201,11 @@ CREATE TABLE project_env (
 	PRIMARY KEY (project, name)
 ) STRICT;
 `,
-	// 19: the projects' app output (see applog.go), numbered per project.
+	// 19: a project's current release: the deployment its app serves.
+	`
+ALTER TABLE projects ADD COLUMN release_id TEXT NOT NULL DEFAULT '';
+`,
+	// 20: the projects' app output (see applog.go), numbered per project.
 	`
 CREATE TABLE app_log_lines (
 	project TEXT NOT NULL REFERENCES projects (name) ON DELETE CASCADE,

@@ -16,7 +16,7 @@ import (
 
 const projectColumns = `name, repo, branch, dockerfile, context, webhook_secret, created_at,
 	log_retention_seconds, log_retention_bytes, build_args, hook_id, log_max_lines, log_max_bytes,
-	app_memory_bytes, app_cpus, app_health_path, app_idle_timeout_ms, app_stop_after_ms, app_port`
+	app_memory_bytes, app_cpus, app_health_path, app_idle_timeout_ms, app_stop_after_ms, app_port, release_id`
 
 // CreateProject stores p. An empty HookID is set to a new random one
 // (newHookID), which p gets back. The name must pass slipway.ValidateProjectName
@@ -225,7 +225,7 @@ func scanProjectRow(s scanner) (*slipway.Project, error) {
 	var idleMS, stopMS int64
 	if err := s.Scan(&p.Name, &p.Repo, &p.Branch, &p.Dockerfile, &p.Context, &p.WebhookSecret, &created,
 		&retentionSecs, &p.LogRetention.MaxBytes, &buildArgs, &p.HookID, &p.LogLimit.MaxLines, &p.LogLimit.MaxBytes,
-		&p.App.MemoryBytes, &p.App.CPUs, &p.App.HealthPath, &idleMS, &stopMS, &p.App.Port); err != nil {
+		&p.App.MemoryBytes, &p.App.CPUs, &p.App.HealthPath, &idleMS, &stopMS, &p.App.Port, &p.Release); err != nil {
 		return nil, err
 	}
 	p.App.IdleTimeout = time.Duration(idleMS) * time.Millisecond

@@ -162,6 +162,7 @@ func TestSearchIndexesOldLines(t *testing.T) {
 		`ALTER TABLE projects DROP COLUMN app_memory_bytes`, `ALTER TABLE projects DROP COLUMN app_cpus`,
 		`ALTER TABLE projects DROP COLUMN app_health_path`, `ALTER TABLE projects DROP COLUMN app_idle_timeout_ms`,
 		`ALTER TABLE projects DROP COLUMN app_stop_after_ms`, `ALTER TABLE projects DROP COLUMN app_port`,
+		`ALTER TABLE projects DROP COLUMN release_id`,
 	} {
 		if _, err := db.write.ExecContext(ctx, stmt); err != nil {
 			t.Fatalf("%s: %v", stmt, err)

@@ -115,7 +115,7 @@ func newEnvSetCmd(g *globals) *cobra.Command {
 read from standard input (typed without echo when it is a terminal) or from
 --value-file, never from the command line; one trailing newline is dropped.
 A value is one line of text (up to 64 KiB). The app gets it from its next
-start.`,
+start: its next deployment (or rollback), or its next wake from stopped.`,
 		Example: `  printf %s "$DATABASE_URL" | slipway env set web DATABASE_URL
   slipway env set web API_KEY --value-file ./api-key`,
 		Args: exactArgs("PROJECT", "KEY"),
@@ -135,7 +135,7 @@ start.`,
 			if _, err := g.client().SetEnv(cmd.Context(), project, name, v); err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "Environment variable %s of %s set; the app gets it from its next start.\n", name, project)
+			fmt.Fprintf(cmd.OutOrStdout(), "Environment variable %s of %s set; the app gets it from its next start (deploy it again to apply it now: slipway deploy %s).\n", name, project, project)
 			return nil
 		},
 	}

@@ -62,6 +62,9 @@ func printFields(w io.Writer, d *slipway.Deployment, now time.Time) error {
 	field("started", when(d.StartedAt, now))
 	field("finished", when(d.FinishedAt, now))
 	field("duration", duration(d))
+	if _, ok := servingMs(d); ok {
+		field("serving", serving(d)+" from the push")
+	}
 	if p := d.Progress; p != nil && !d.Status.Terminal() {
 		field("progress", progressText(p))
 	}

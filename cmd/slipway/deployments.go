@@ -58,10 +58,10 @@ func newDeploymentsCmd(g *globals) *cobra.Command {
 func printDeployments(w io.Writer, ds []*slipway.Deployment, now time.Time) error {
 	var table bytes.Buffer
 	tw := tabwriter.NewWriter(&table, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tSTATUS\tCOMMIT\tIMAGE\tDIGEST\tDURATION\tCREATED\tPHASES")
+	fmt.Fprintln(tw, "ID\tSTATUS\tCOMMIT\tIMAGE\tDIGEST\tDURATION\tSERVING\tCREATED\tPHASES")
 	for _, d := range ds {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
-			d.ID, d.Status, orDash(shorten(d.Commit, 12)), orDash(d.Image), orDash(shortDigest(d.Digest)), duration(d), age(d.CreatedAt, now),
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
+			d.ID, d.Status, orDash(shorten(d.Commit, 12)), orDash(d.Image), orDash(shortDigest(d.Digest)), duration(d), serving(d), age(d.CreatedAt, now),
 			orDash(phaseSummary(d)))
 	}
 	if err := tw.Flush(); err != nil {
@@ -108,10 +108,13 @@ type deploymentJSON struct {
 	Timings    map[string]int64    `json:"timings"`
 	Steps      []slipway.BuildStep `json:"steps"`
 	DurationMs *int64              `json:"durationMs"`
-	CreatedAt  time.Time           `json:"createdAt"`
-	StartedAt  *time.Time          `json:"startedAt"`
-	FinishedAt *time.Time          `json:"finishedAt"`
-	LogPruned  bool                `json:"logPruned"`
+	// ServingMs: from the push (queued) until the image served; null for
+	// a deployment not released.
+	ServingMs  *int64     `json:"servingMs"`
+	CreatedAt  time.Time  `json:"createdAt"`
+	StartedAt  *time.Time `json:"startedAt"`
+	FinishedAt *time.Time `json:"finishedAt"`
+	LogPruned  bool       `json:"logPruned"`
 	// LogComplete: null while running (or unknown), else whether the
 	// stored log was complete when it ended.
 	LogComplete   *bool             `json:"logComplete"`
@@ -143,6 +146,9 @@ func toJSON(d *slipway.Deployment) deploymentJSON {
 	if ms, ok := durationMs(d); ok {
 		out.DurationMs = &ms
 	}
+	if ms, ok := servingMs(d); ok {
+		out.ServingMs = &ms
+	}
 	return out
 }
 
@@ -172,7 +178,26 @@ func duration(d *slipway.Deployment) string {
 }
 
 // phaseOrder is the order phases are shown in; others follow by name.
-var phaseOrder = []string{"queue", "wake", "fetch", "build", "push", "total"}
+var phaseOrder = []string{"queue", "wake", "fetch", "build", "push", "release", "total"}
+
+// servingMs is how long d took from its push (queued) until its image
+// served (the end of its release phase); ok is false for a deployment
+// that was not released.
+func servingMs(d *slipway.Deployment) (ms int64, ok bool) {
+	if _, released := d.Timings[slipway.PhaseRelease]; !released || d.Status != slipway.StatusSucceeded {
+		return 0, false
+	}
+	return durationMs(d)
+}
+
+// serving formats servingMs: "in 12.3s", or "-".
+func serving(d *slipway.Deployment) string {
+	n, ok := servingMs(d)
+	if !ok {
+		return "-"
+	}
+	return "in " + ms(n)
+}
 
 // phases lists the phases of d's timings in phaseOrder, then the others by
 // name.

@@ -110,7 +110,7 @@ func TestDeploymentShow(t *testing.T) {
 		`(?m)^digest:\s+` + regexp.QuoteMeta(digest) + `$`,
 		`(?m)^duration:\s+1m29s$`,
 		`(?m)^PHASE\s+DURATION\n` +
-			`queue\s+12ms\nwake\s+85ms\nfetch\s+1\.2s\nbuild\s+1m20s\npush\s+7\.7s\ntotal\s+1m29s\n`,
+			`queue\s+12ms\nwake\s+85ms\nfetch\s+1\.2s\nbuild\s+1m20s\npush\s+7\.7s\nrelease\s+480ms\ntotal\s+1m29s\n`,
 		`(?m)^STEPS \(3, 2 cached\)\n` +
 			`#\s+DURATION\s+CACHE\s+STEP\s+WHY\n` +
 			`1\s+4ms\s+cached\s+STEP 1/3: FROM 127\.0\.0\.1:8080/base/node:22\s*\n` +

@@ -125,7 +125,7 @@ func (ts *testServer) seed(t *testing.T) {
 	s1, f1 := t0.Add(time.Second), t0.Add(90*time.Second)
 	sqlitetest.AddDeployment(t, ts.store, slipway.Deployment{ID: "d-ok", Project: "web", Ref: "refs/heads/main", Commit: shaA, Trigger: slipway.TriggerWebhook,
 		Status: slipway.StatusSucceeded, Image: "127.0.0.1:8080/web:" + shaA, Digest: digest,
-		Timings: map[string]int64{"queue": 12, "wake": 85, "fetch": 1200, "build": 80000, "push": 7703, "total": 89000},
+		Timings: map[string]int64{"queue": 12, "wake": 85, "fetch": 1200, "build": 80000, "push": 7703, "release": 480, "total": 89000},
 		Steps: []slipway.BuildStep{
 			{N: 1, Instruction: "STEP 1/3: FROM 127.0.0.1:8080/base/node:22", Cached: true, DurationMs: 4},
 			{N: 2, Instruction: "STEP 2/3: RUN --mount=type=cache,target=/root/.npm npm ci", Cached: true, DurationMs: 310},
@@ -167,7 +167,7 @@ func TestDeploymentsJSON(t *testing.T) {
 		t.Errorf("failed deployment = %v", bad)
 	}
 	if ok["id"] != "d-ok" || ok["status"] != "succeeded" || ok["digest"] != digest || ok["image"] != "127.0.0.1:8080/web:"+shaA ||
-		ok["error"] != nil || ok["durationMs"] != float64(89000) || ok["timings"].(map[string]any)["build"] != float64(80000) {
+		ok["error"] != nil || ok["durationMs"] != float64(89000) || ok["servingMs"] != float64(89000) || ok["timings"].(map[string]any)["build"] != float64(80000) {
 		t.Errorf("succeeded deployment = %v", ok)
 	}
 	if steps := ok["steps"].([]any); len(steps) != 3 || steps[1].(map[string]any)["cached"] != true ||
@@ -204,13 +204,13 @@ func TestDeploymentsTable(t *testing.T) {
 	}
 	lines := strings.Split(strings.TrimSpace(stdout), "\n")
 	want := []*regexp.Regexp{
-		regexp.MustCompile(`^ID\s+STATUS\s+COMMIT\s+IMAGE\s+DIGEST\s+DURATION\s+CREATED\s+PHASES$`),
-		regexp.MustCompile(`^d-bad\s+failed\s+bbbbbbbbbbbb\s+-\s+-\s+5s\s+30m ago\s+-$`),
+		regexp.MustCompile(`^ID\s+STATUS\s+COMMIT\s+IMAGE\s+DIGEST\s+DURATION\s+SERVING\s+CREATED\s+PHASES$`),
+		regexp.MustCompile(`^d-bad\s+failed\s+bbbbbbbbbbbb\s+-\s+-\s+5s\s+-\s+30m ago\s+-$`),
 		regexp.MustCompile(`^    failed step: STEP 2/3: RUN make$`),
 		regexp.MustCompile(`^    RUN exit status 1$`),
 		regexp.MustCompile(`^    make: \*\*\* \[all\] Error 1$`),
-		regexp.MustCompile(`^d-ok\s+succeeded\s+aaaaaaaaaaaa\s+127\.0\.0\.1:8080/web:a{40}\s+sha256:012345678901\s+1m29s\s+(59m|1h) ago\s+` +
-			`queue 12ms wake 85ms fetch 1\.2s build 1m20s \(2/3 cached\) push 7\.7s$`),
+		regexp.MustCompile(`^d-ok\s+succeeded\s+aaaaaaaaaaaa\s+127\.0\.0\.1:8080/web:a{40}\s+sha256:012345678901\s+1m29s\s+in 1m29s\s+(59m|1h) ago\s+` +
+			`queue 12ms wake 85ms fetch 1\.2s build 1m20s \(2/3 cached\) push 7\.7s release 480ms$`),
 	}
 	if len(lines) != len(want) {
 		t.Fatalf("got %d lines, want %d:\n%s", len(lines), len(want), stdout)

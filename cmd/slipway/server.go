@@ -121,6 +121,8 @@ func addAppsFlags(cmd *cobra.Command, cfg *server.Config) {
 	f.DurationVar(&cfg.WakeTimeout, "wake-timeout", server.DefaultWakeTimeout, "how long a request waits for its sleeping app to start before a 504")
 	f.DurationVar(&cfg.AppIdleTimeout, "app-idle-timeout", server.DefaultAppIdleTimeout, "an app with no open request for this long is frozen")
 	f.DurationVar(&cfg.AppStopAfter, "app-stop-after", server.DefaultAppStopAfter, "an app with no request for this long is stopped")
-	_ = f.MarkHidden("app-idle-timeout") // per project (--idle-timeout) later
+	f.StringSliceVar(&cfg.AppsTrustedProxies, "apps-trusted-proxy", nil,
+		"an address or CIDR of a proxy in front of the apps' gateway (e.g. the TLS terminator) whose X-Forwarded-For/-Host/-Proto are kept; repeatable; others' are replaced")
+	_ = f.MarkHidden("app-idle-timeout") // server-wide defaults; projects set theirs (project set --idle-timeout)
 	_ = f.MarkHidden("app-stop-after")
 }

@@ -103,6 +103,7 @@ var packages = map[string]struct {
 	"bench/cmd/benchlogs":   {wiring, notShipped},
 	"e2e":                   {wiring, notShipped},
 	"e2e/attacker":          {wiring, notShipped},
+	"e2e/appecho":           {wiring, notShipped},
 	"internal/archtest":     {testSupport, notShipped},
 	"internal/logtest":      {testSupport, notShipped},
 	"internal/testenv":      {testSupport, notShipped},
