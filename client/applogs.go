@@ -16,7 +16,7 @@ type AppStatus struct {
 		ID string `json:"id"`
 	} `json:"release"`
 	LastWakeAt *time.Time `json:"lastWakeAt"`
-	LastWakeMs *int       `json:"lastWakeMs"`
+	LastWakeMs *float64   `json:"lastWakeMs"`
 	URL        *string    `json:"url"`
 }
 

@@ -72,11 +72,11 @@ func (r *appStatusResolver) LastWakeAt(ctx context.Context, obj *slipway.AppStat
 }
 
 // LastWakeMs is the resolver for the lastWakeMs field.
-func (r *appStatusResolver) LastWakeMs(ctx context.Context, obj *slipway.AppStatus) (*int, error) {
+func (r *appStatusResolver) LastWakeMs(ctx context.Context, obj *slipway.AppStatus) (*float64, error) {
 	if obj.LastWake.IsZero() {
 		return nil, nil
 	}
-	ms := int(obj.LastWakeDuration.Milliseconds())
+	ms := float64(obj.LastWakeDuration.Microseconds()) / 1000
 	return &ms, nil
 }
 

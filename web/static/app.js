@@ -974,7 +974,7 @@ function appCard(p) {
     ? h("a", { class: "mono", id: "app-release", href: `/deployments/${encodeURIComponent(a.release.id)}`, title: a.release.id, text: shortSHA(a.release.commit) })
     : h("span", { class: "muted", id: "app-release", text: "—" });
   const wake = a.lastWakeAt
-    ? h("span", { id: "app-last-wake" }, ago(a.lastWakeAt), ` · took ${fmtDuration(a.lastWakeMs)}`)
+    ? h("span", { id: "app-last-wake" }, ago(a.lastWakeAt), ` · took ${a.lastWakeMs < 10 ? `${a.lastWakeMs.toFixed(1)} ms` : fmtDuration(a.lastWakeMs)}`)
     : h("span", { class: "muted", id: "app-last-wake", text: "Not since the server started" });
   return h(
     "section",

@@ -274,7 +274,7 @@ type AppStatusResolver interface {
 	State(ctx context.Context, obj *slipway.AppStatus) (string, error)
 	Release(ctx context.Context, obj *slipway.AppStatus) (*slipway.Deployment, error)
 	LastWakeAt(ctx context.Context, obj *slipway.AppStatus) (*time.Time, error)
-	LastWakeMs(ctx context.Context, obj *slipway.AppStatus) (*int, error)
+	LastWakeMs(ctx context.Context, obj *slipway.AppStatus) (*float64, error)
 	URL(ctx context.Context, obj *slipway.AppStatus) (*string, error)
 }
 type DeploymentResolver interface {
@@ -1672,8 +1672,8 @@ type AppStatus {
   release: Deployment
   "When a request last woke the app (a thaw or a start) since the server started."
   lastWakeAt: Time
-  "How long that wake took, in milliseconds."
-  lastWakeMs: Int
+  "How long that wake took, in milliseconds (a thaw takes about one)."
+  lastWakeMs: Float
   "Where the app answers, or null when the server serves no apps."
   url: String
 }
@@ -3837,15 +3837,15 @@ func (ec *executionContext) _AppStatus_lastWakeMs(ctx context.Context, field gra
 			return ec.Resolvers.AppStatus().LastWakeMs(ctx, obj)
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v *int) graphql.Marshaler {
-			return ec.marshalOInt2ᚖint(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v *float64) graphql.Marshaler {
+			return ec.marshalOFloat2ᚖfloat64(ctx, selections, v)
 		},
 		true,
 		false,
 	)
 }
 func (ec *executionContext) fieldContext_AppStatus_lastWakeMs(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("AppStatus", field, true, true, "Int")
+	return graphql.NewScalarFieldContext("AppStatus", field, true, true, "Float")
 }
 
 func (ec *executionContext) _AppStatus_url(ctx context.Context, field graphql.CollectedField, obj *slipway.AppStatus) (ret graphql.Marshaler) {
@@ -11131,6 +11131,23 @@ func (ec *executionContext) marshalODeployment2ᚖgithubᚗcomᚋslipwayᚑciᚋ
 		return graphql.Null
 	}
 	return ec._Deployment(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalOFloat2ᚖfloat64(ctx context.Context, v any) (*float64, error) {
+	if v == nil {
+		return nil, nil
+	}
+	res, err := graphql.UnmarshalFloatContext(ctx, v)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOFloat2ᚖfloat64(ctx context.Context, sel ast.SelectionSet, v *float64) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	_ = sel
+	res := graphql.MarshalFloatContext(*v)
+	return graphql.WrapContextMarshaler(ctx, res)
 }
 
 func (ec *executionContext) unmarshalOID2ᚖstring(ctx context.Context, v any) (*string, error) {
