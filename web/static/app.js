@@ -1001,6 +1001,8 @@ const Q_APP_LOGS = `query AppLogs($p: String!, $after: Int, $tail: Int) {
   appLogs(project: $p, after: $after, tail: $tail) { n release time stream text }
 }`;
 
+const Q_APP_STATE = `query AppState($p: String!) { project(name: $p) { appStatus { state url } } }`;
+
 const S_APP_LOGS = `subscription AppLogs($p: String!, $after: Int) { appLogs(project: $p, after: $after) { n release time stream text } }`;
 
 /** appLogsPage shows a project's app output: its last lines, then new ones live, in the build log's view. */
@@ -1020,15 +1022,25 @@ function appLogsPage(root, { name }, signal) {
         clear(root).append(emptyState(`No project named ${name}`, "It may have been removed, or the link is mistyped."));
         return;
       }
-      const a = data.project.appStatus;
-      clear(head).append(
-        pageHeader({
-          crumbs,
-          title: `${name} app logs`,
-          badge: h("span", { class: `badge app-state app-${a.state}`, id: "app-state", dataset: { state: a.state } }, h("span", { class: "badge-dot", "aria-hidden": "true" }), APP_STATE_LABEL[a.state] || a.state),
-          subtitle: a.url ? h("a", { class: "mono", href: a.url, target: "_blank", rel: "noopener", text: a.url }) : null,
-        }),
-      );
+      let shown = "";
+      const renderHead = (a) => {
+        if (`${a.state} ${a.url}` === shown) return;
+        shown = `${a.state} ${a.url}`;
+        clear(head).append(
+          pageHeader({
+            crumbs,
+            title: `${name} app logs`,
+            badge: h("span", { class: `badge app-state app-${a.state}`, id: "app-state", dataset: { state: a.state } }, h("span", { class: "badge-dot", "aria-hidden": "true" }), APP_STATE_LABEL[a.state] || a.state),
+            subtitle: a.url ? h("a", { class: "mono", href: a.url, target: "_blank", rel: "noopener", text: a.url }) : null,
+          }),
+        );
+      };
+      renderHead(data.project.appStatus);
+      // The state changes while the page is open (a request wakes the app, idle freezes it).
+      poll(LIST_POLL_MS, signal, async () => {
+        const p = (await gql(Q_APP_STATE, { p: name }, signal)).project;
+        if (p) renderHead(p.appStatus);
+      });
       show(data.appLogs);
       let after = data.appLogs.length ? data.appLogs[data.appLogs.length - 1].n : 0;
       log.setLive(true);
