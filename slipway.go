@@ -132,6 +132,11 @@ type Deployment struct {
 	// LogLines is the number of the deployment's last log line, as far as
 	// it is known when it ended (0: none).
 	LogLines int64 `json:"logLines,omitempty"`
+	// Preview is the number of the pull request whose preview the
+	// deployment builds (its Ref is refs/pull/<N>/head), or 0 for a
+	// deployment of the project itself. A preview deployment never
+	// becomes the project's current release.
+	Preview int `json:"preview,omitempty"`
 	// Progress, when set, is the deployment's progress as read with its
 	// record (the API fills it in for subscribers); it is not stored.
 	Progress   *Progress  `json:"progress,omitempty"`
@@ -289,6 +294,10 @@ type DeployRequest struct {
 	// window allows: a deployment of its commit from its branch, by any
 	// trigger, answers it instead of a new build.
 	Stale bool
+	// Preview, when not 0, is the number of the pull request the
+	// deployment previews (see Deployment.Preview); Ref is then its head
+	// ref, refs/pull/<N>/head.
+	Preview int
 }
 
 // DeployOutcome says what Deploy did with a request: created a deployment,

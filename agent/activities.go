@@ -368,7 +368,7 @@ func (a *Activities) Fetch(ctx context.Context, in builder.BuildInput) (_ builde
 		return builder.FetchResult{}, j.buildFailed("fetch", nil, "invalid commit %q", in.Commit)
 	}
 	j.line("fetch", "fetching %s from %s", in.Commit, in.Repo)
-	m := &gitmirror.Mirror{Dir: a.layout.Mirror, URL: in.Repo, Prepared: a.layout.Prepared}
+	m := &gitmirror.Mirror{Dir: a.layout.Mirror, URL: in.Repo, Prepared: a.layout.Prepared, Ref: in.Ref}
 	start := time.Now()
 	if err := m.Fetch(ctx, in.Commit, j.writer("stderr", "fetch")); err != nil {
 		if ctx.Err() != nil {

@@ -101,6 +101,9 @@ func TestCollectArchiveFollow(t *testing.T) {
 
 	r1 := &apps.Instance{Name: "slipway-app-web-d1", Project: "web", Release: "d1"}
 	src.write(t, r1, "stdout before the collector", "stderr P a long ", "stderr line, whole")
+	preview := &apps.Instance{Name: "slipway-app-web-pr-3-d9", Project: "web", Release: "d9", Preview: 3}
+	src.write(t, preview, "stdout a preview's line")
+	p.Add(preview)
 	p.Add(r1)
 	src.write(t, r1, "stdout the key is "+secret)
 	lines := waitStored(t, store, "web", 3)

@@ -40,8 +40,12 @@ const readChunk = 1 << 20
 // Add makes the collector follow inst's output from its first line not
 // yet published (apps.Config.OnStart, and the apps a restarted server
 // finds). Adding an app it follows already is harmless. It does not
-// wait for the collector.
+// wait for the collector. A pull request's preview (inst.Preview > 0) is
+// not followed: its output is not the project's app's.
 func (p *Pipeline) Add(inst *apps.Instance) {
+	if inst.Preview > 0 {
+		return
+	}
 	select {
 	case p.add <- inst:
 	case <-p.done:

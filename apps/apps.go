@@ -59,6 +59,9 @@ const (
 	// LabelEnvKeys holds the names (never the values) of Spec.Env, so
 	// that an adopted app's output is masked as well.
 	LabelEnvKeys = "slipway.env-keys"
+	// LabelPreview holds Spec.Preview, the pull request number of a
+	// preview's app (absent: the project's own app).
+	LabelPreview = "slipway.preview"
 )
 
 // Defaults, filled in by Config.withDefaults and Spec.withDefaults.
@@ -204,6 +207,9 @@ type Spec struct {
 	// Writable gives the app a writable root file system; by default it
 	// is read-only, with tmpfs on /tmp, /run and /var/tmp.
 	Writable bool
+	// Preview is the number of the pull request whose preview this app
+	// serves, 0 for the project's own app (label LabelPreview).
+	Preview int
 }
 
 var (
@@ -224,6 +230,9 @@ func (s Spec) withDefaults() (Spec, error) {
 	}
 	if s.Port < 0 || s.Port > 65535 {
 		return s, fmt.Errorf("app %s: port %d is out of range", s.Project, s.Port)
+	}
+	if s.Preview < 0 {
+		return s, fmt.Errorf("app %s: invalid pull request number %d", s.Project, s.Preview)
 	}
 	if s.MemoryBytes < 0 || s.CPUs < 0 {
 		return s, fmt.Errorf("app %s: negative memory or CPU limit", s.Project)
@@ -270,6 +279,8 @@ type Instance struct {
 	HealthPath string
 	// Spec is the fingerprint of the Spec it runs (Runtime.Fingerprint).
 	Spec string
+	// Preview is the Spec's pull request number (0: the project's app).
+	Preview int
 
 	// fz is the container's freezer, once found; guarded by the
 	// Runtime's lock of Name.

@@ -99,6 +99,7 @@ func (r *Runtime) create(ctx context.Context, name string, spec Spec, fp string)
 		"--label", LabelApp + "=" + spec.Project, "--label", LabelRelease + "=" + spec.Release,
 		"--label", LabelPort + "=" + strconv.Itoa(spec.Port), "--label", LabelHealthPath + "=" + spec.HealthPath,
 		"--label", LabelEnvKeys + "=" + strings.Join(keys, ","),
+		"--label", LabelPreview + "=" + strconv.Itoa(spec.Preview),
 		"--publish", fmt.Sprintf("127.0.0.1:%d:%d/tcp", hostPort, spec.Port),
 		"--env-file", envFile, "--hostname", spec.Project,
 		"--pids-limit", strconv.FormatInt(r.cfg.PidsLimit, 10),
@@ -125,7 +126,7 @@ func (r *Runtime) create(ctx context.Context, name string, spec Spec, fp string)
 	}
 	return &Instance{
 		Name: name, ID: strings.TrimSpace(string(out)), Project: spec.Project, Release: spec.Release, Image: spec.Image,
-		Port: spec.Port, HostPort: hostPort, HealthPath: spec.HealthPath, Spec: fp,
+		Port: spec.Port, HostPort: hostPort, HealthPath: spec.HealthPath, Spec: fp, Preview: spec.Preview,
 	}, nil
 }
 

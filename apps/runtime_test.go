@@ -309,7 +309,7 @@ func TestReconcile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stopped, err := r1.Start(ctx, Spec{Project: "other", Release: "b", Image: imgs.app})
+	stopped, err := r1.Start(ctx, Spec{Project: "other", Release: "b", Image: imgs.app, Preview: 5})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -328,7 +328,8 @@ func TestReconcile(t *testing.T) {
 		byName[i.Name] = i
 	}
 	a, b := byName[running.Name], byName[stopped.Name]
-	if a == nil || b == nil || a.HostPort != running.HostPort || a.Port != 8000 || a.Project != "demo" || a.Release != "a" || a.HealthPath != "/" {
+	if a == nil || b == nil || a.HostPort != running.HostPort || a.Port != 8000 || a.Project != "demo" || a.Release != "a" || a.HealthPath != "/" ||
+		a.Preview != 0 || b.Preview != 5 {
 		t.Fatalf("Reconcile = %+v; want %+v and %s", insts, running, stopped.Name)
 	}
 	wantState(t, r2, a, Running)

@@ -243,9 +243,10 @@ func (r *Runtime) Reconcile(ctx context.Context) ([]*Instance, error) {
 // instanceOf makes the Instance of a container from its labels.
 func instanceOf(id, name, image string, labels map[string]string) *Instance {
 	port, _ := strconv.Atoi(labels[LabelPort])
+	preview, _ := strconv.Atoi(labels[LabelPreview])
 	inst := &Instance{
 		Name: name, ID: id, Project: labels[LabelApp], Release: labels[LabelRelease], Image: image,
-		Port: port, HealthPath: labels[LabelHealthPath], Spec: labels[LabelSpec],
+		Port: port, HealthPath: labels[LabelHealthPath], Spec: labels[LabelSpec], Preview: preview,
 	}
 	return inst
 }

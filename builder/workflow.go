@@ -18,6 +18,11 @@ type BuildInput struct {
 	Commit       string
 	Dockerfile   string
 	Context      string
+	// Ref is the ref Commit was asked for. The fetch asks for a ref
+	// outside refs/heads (a pull request's refs/pull/<N>/head) when the
+	// branches lack the commit. Added after histories were recorded:
+	// omitted when empty.
+	Ref string `json:",omitempty"`
 	// Image is the full reference to push: <registry>/<project>:<commit>.
 	Image string
 	// Dir is the checkout on the machine's volume (set after Fetch).

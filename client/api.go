@@ -54,7 +54,7 @@ const projectFields = `name repo branch dockerfile context createdAt logRetentio
 	app { memoryBytes cpus healthPath idleTimeoutSeconds stopAfterSeconds port }`
 
 const deploymentFields = `id project ref commit trigger status image digest error failedStep
-	timings { phase ms } steps { n instruction cached inRegistry durationMs why } createdAt startedAt finishedAt logPruned logComplete logCompleteAt logLines
+	timings { phase ms } steps { n instruction cached inRegistry durationMs why } createdAt startedAt finishedAt logPruned logComplete logCompleteAt logLines preview
 	progress { phase step stepsTotal stage stages instruction cachedSteps }`
 
 const machineFields = `project provider isolation user state pid volumeDir volumeBytes lastWokeAt lastWakeMs lastSleptAt error updatedAt`
@@ -299,7 +299,10 @@ type deployment struct {
 	LogComplete   *bool      `json:"logComplete"`
 	LogCompleteAt *time.Time `json:"logCompleteAt"`
 	LogLines      int64      `json:"logLines"`
-	Progress      *struct {
+	// Preview is null for the project's own deployments (and from servers
+	// older than the field).
+	Preview  *int `json:"preview"`
+	Progress *struct {
 		Phase       string  `json:"phase"`
 		Step        int     `json:"step"`
 		StepsTotal  int     `json:"stepsTotal"`
@@ -326,6 +329,9 @@ func (d *deployment) domain() *slipway.Deployment {
 		FinishedAt:  d.FinishedAt,
 		LogPruned:   d.LogPruned,
 		LogComplete: d.LogComplete, LogCompleteAt: d.LogCompleteAt, LogLines: d.LogLines,
+	}
+	if d.Preview != nil {
+		out.Preview = *d.Preview
 	}
 	if p := d.Progress; p != nil {
 		out.Progress = &slipway.Progress{Phase: p.Phase, Step: p.Step, StepsTotal: p.StepsTotal, CachedSteps: p.CachedSteps}

@@ -20,7 +20,9 @@ const recentForReplay = 200
 //   - A webhook delivery of a commit a webhook already deployed from its
 //     branch is answered by that deployment: DeployRedelivered when it
 //     was made for the same delivery id, else DeployReplayed (a delivery
-//     replayed under another id, or an old one).
+//     replayed under another id, or an old one). For a pull request's
+//     preview (req.Preview) a build that was cancelled or superseded does
+//     not answer a new delivery: its head builds again.
 //
 // A delivery id seen before is also caught atomically by the store when
 // the deployment is recorded (slipway.Store.CreateDeployment, see
@@ -47,6 +49,12 @@ func Earlier(ctx context.Context, store slipway.Store, req slipway.DeployRequest
 		if d.Commit == req.Commit && d.Trigger == slipway.TriggerWebhook && branchOf(d.Ref) == branchOf(req.Ref) {
 			if req.DeliveryID != "" && (d.DeliveryID == DeliveryKey(req) || d.DeliveryID == req.DeliveryID) {
 				return d, slipway.DeployRedelivered, nil
+			}
+			if req.Preview != 0 && (d.Status == slipway.StatusCancelled || d.Status == slipway.StatusSuperseded) {
+				// A pull request reopened, or pushed back to, after that
+				// build stopped: a preview never becomes the release, so
+				// building its head again rolls nothing back.
+				continue
 			}
 			return d, slipway.DeployReplayed, nil
 		}

@@ -3,6 +3,7 @@ package deploy
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/slipway-ci/slipway"
 )
@@ -18,10 +19,19 @@ func TestEarlier(t *testing.T) {
 		{ID: "d-hand", Project: "app", Ref: "main", Commit: sha("b"), Trigger: slipway.TriggerManual},
 		{ID: "d-other", Project: "app", Ref: "refs/heads/other", Commit: sha("c"), Trigger: slipway.TriggerWebhook, DeliveryID: "two"},
 		{ID: "d-keyed", Project: "app", Ref: "refs/heads/main", Commit: sha("e"), Trigger: slipway.TriggerWebhook, DeliveryID: "three/app"},
+		{ID: "d-pr-gone", Project: "app", Ref: "refs/pull/3/head", Commit: sha("f"), Trigger: slipway.TriggerWebhook, DeliveryID: "four/app", Preview: 3},
+		{ID: "d-pr", Project: "app", Ref: "refs/pull/3/head", Commit: sha("9"), Trigger: slipway.TriggerWebhook, DeliveryID: "five/app", Preview: 3},
 	} {
 		if _, _, err := store.CreateDeployment(ctx, d); err != nil {
 			t.Fatal(err)
 		}
+	}
+	// A pull request closed while its head built: the build was cancelled.
+	if err := store.FinishDeployment(ctx, "d-pr-gone", slipway.DeploymentResult{Status: slipway.StatusCancelled}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	pr := func(commit, delivery string) slipway.DeployRequest {
+		return slipway.DeployRequest{Project: "app", Ref: "refs/pull/3/head", Commit: commit, Trigger: slipway.TriggerWebhook, DeliveryID: delivery, Preview: 3}
 	}
 	if key := DeliveryKey(slipway.DeployRequest{Project: "app", DeliveryID: "three"}); key != "three/app" {
 		t.Errorf("DeliveryKey = %q, want three/app", key)
@@ -43,6 +53,12 @@ func TestEarlier(t *testing.T) {
 		{"fresh, deployed by hand", hook(sha("b"), "new", false), "", ""},
 		{"stale, deployed from another branch", hook(sha("c"), "new", true), "", ""},
 		{"new commit", hook(sha("d"), "new", false), "", ""},
+		{"preview: head built before", pr(sha("9"), "new"), "d-pr", slipway.DeployReplayed},
+		// Reopened, or pushed back to, after its build was cancelled or
+		// superseded: a preview's replay cannot touch the project's
+		// release, so the head builds again.
+		{"preview: head whose build was cancelled", pr(sha("f"), "new"), "", ""},
+		{"preview: redelivery of the cancelled build's delivery", pr(sha("f"), "four"), "d-pr-gone", slipway.DeployRedelivered},
 		{"manual of a deployed commit", slipway.DeployRequest{Project: "app", Ref: "main", Commit: sha("a"), Trigger: slipway.TriggerManual}, "", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

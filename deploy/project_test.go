@@ -151,3 +151,42 @@ func TestCancelRunningDeployment(t *testing.T) {
 		t.Errorf("a cancelled build pushed")
 	}
 }
+
+// A pull request's builds (refs/pull/<N>/head) supersede the older
+// builds of the same pull request only: never the project's own, nor
+// another pull request's.
+func TestPreviewBuildsSupersedeTheirOwnOnly(t *testing.T) {
+	f := &fakeActivities{}
+	release := make(chan struct{})
+	f.build = func(ctx context.Context) (builder.BuildActivityResult, error) {
+		if activity.GetInfo(ctx).WorkflowExecution.ID == "build-d1" {
+			select {
+			case <-release:
+			case <-ctx.Done():
+				return builder.BuildActivityResult{}, ctx.Err()
+			}
+		}
+		return builder.BuildActivityResult{}, nil
+	}
+	env := projectEnv(t, f)
+	pr := func(id string, n int) DeploymentInput {
+		in := deployment(id, slipway.PreviewRef(n))
+		in.Preview = n
+		return in
+	}
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalDeploy, pr("p7a", 7)) }, 100*time.Millisecond)
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalDeploy, pr("p9", 9)) }, 150*time.Millisecond)
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalDeploy, pr("p7b", 7)) }, 200*time.Millisecond)
+	env.RegisterDelayedCallback(func() { close(release) }, 300*time.Millisecond)
+	env.ExecuteWorkflow(ProjectWorkflow, "app", []DeploymentInput{deployment("d1", "refs/heads/main")})
+	if err := env.GetWorkflowError(); err != nil {
+		t.Fatalf("project workflow: %v", err)
+	}
+	r := results(f)
+	want := map[string]slipway.Status{"d1": slipway.StatusSucceeded, "p7a": slipway.StatusSuperseded, "p9": slipway.StatusSucceeded, "p7b": slipway.StatusSucceeded}
+	for id, st := range want {
+		if r[id].Status != st {
+			t.Errorf("%s = %+v, want %s", id, r[id], st)
+		}
+	}
+}

@@ -24,7 +24,8 @@ import (
 // rollback). An image that does not become healthy fails the deployment at
 // phase "release" with the app's last output, and the current release
 // keeps serving. Without an app runtime (apps off) the activity only
-// records the release.
+// records the release. A pull request's preview deployment has no release
+// phase: its preview app starts it on its first request.
 
 // ActivityRelease is the control activity of the release phase.
 const ActivityRelease = "Release"

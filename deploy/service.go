@@ -82,6 +82,9 @@ func (s *Service) Deploy(ctx context.Context, req slipway.DeployRequest) (*slipw
 	if err := slipway.ValidateRef(ref); err != nil {
 		return nil, "", err
 	}
+	if err := checkPreview(req.Preview, ref); err != nil {
+		return nil, "", err
+	}
 	commit := strings.ToLower(req.Commit)
 	if commit != "" && !slipway.ValidCommit(commit) {
 		return nil, "", slipway.Errorf(slipway.EINVALID, "invalid commit %q: give the full 40-character SHA", req.Commit)
@@ -118,6 +121,7 @@ func (s *Service) Deploy(ctx context.Context, req slipway.DeployRequest) (*slipw
 		Status:     slipway.StatusQueued,
 		Image:      ImageRef(s.cfg.Registry, p.Name, commit),
 		DeliveryID: DeliveryKey(req),
+		Preview:    req.Preview,
 	}
 	existing, created, err := s.cfg.Store.CreateDeployment(ctx, d)
 	if err != nil {
@@ -144,6 +148,25 @@ func (s *Service) start(ctx context.Context, p *slipway.Project, d *slipway.Depl
 }
 
 func (s *Service) startWith(ctx context.Context, p *slipway.Project, d *slipway.Deployment, reuse *ReuseImage) error {
+	in, err := s.input(ctx, p, d, reuse)
+	if err != nil {
+		return s.failStart(ctx, p, d, err)
+	}
+	// The project's workflow runs its deployments one at a time and lets a
+	// newer push to a branch supersede the older ones.
+	_, err = s.cfg.Temporal.SignalWithStartWorkflow(ctx, ProjectWorkflowID(p.Name), SignalDeploy, in,
+		client.StartWorkflowOptions{ID: ProjectWorkflowID(p.Name), TaskQueue: ControlQueue},
+		ProjectWorkflow, p.Name, []DeploymentInput(nil))
+	if err == nil {
+		return nil
+	}
+	return s.failStart(ctx, p, d, err)
+}
+
+// input is the workflow input of d. A pull request's preview gets no
+// build secrets: its Dockerfile is the pull request's, from a fork too,
+// and could print them into its image.
+func (s *Service) input(ctx context.Context, p *slipway.Project, d *slipway.Deployment, reuse *ReuseImage) (DeploymentInput, error) {
 	in := DeploymentInput{
 		DeploymentID: d.ID,
 		Project:      p.Name,
@@ -156,25 +179,34 @@ func (s *Service) startWith(ctx context.Context, p *slipway.Project, d *slipway.
 		QueuedAt:     d.CreatedAt,
 		MaxBuild:     s.cfg.MaxBuild,
 		Reuse:        reuse,
+		Preview:      d.Preview,
 	}
 	if reuse == nil {
 		in.BuildArgs = slipway.BuildArgsMap(p.BuildArgs)
 		in.LogLimit = p.LogLimit.Effective()
 	}
-	if s.cfg.Secrets != nil && reuse == nil {
+	if s.cfg.Secrets != nil && reuse == nil && d.Preview == 0 {
 		if err := s.addSecrets(ctx, &in); err != nil {
-			return s.failStart(ctx, p, d, err)
+			return in, err
 		}
 	}
-	// The project's workflow runs its deployments one at a time and lets a
-	// newer push to a branch supersede the older ones.
-	_, err := s.cfg.Temporal.SignalWithStartWorkflow(ctx, ProjectWorkflowID(p.Name), SignalDeploy, in,
-		client.StartWorkflowOptions{ID: ProjectWorkflowID(p.Name), TaskQueue: ControlQueue},
-		ProjectWorkflow, p.Name, []DeploymentInput(nil))
-	if err == nil {
-		return nil
+	return in, nil
+}
+
+// checkPreview checks that a preview's deployment is of its pull
+// request's head ref (refs/pull/<n>/head), so that its builds supersede
+// each other and nothing else (ProjectWorkflow compares refs), and that a
+// deployment of such a ref is a preview.
+func checkPreview(n int, ref string) error {
+	switch {
+	case n < 0:
+		return slipway.Errorf(slipway.EINVALID, "invalid pull request number %d", n)
+	case n > 0 && slipway.PreviewOfRef(ref) != n:
+		return slipway.Errorf(slipway.EINVALID, "the preview of pull request #%d deploys its head, %s, not %s", n, slipway.PreviewRef(n), ref)
+	case n == 0 && slipway.PreviewOfRef(ref) != 0:
+		return slipway.Errorf(slipway.EINVALID, "%s is a pull request's head: it is deployed as its preview, not as the project's release", ref)
 	}
-	return s.failStart(ctx, p, d, err)
+	return nil
 }
 
 // addSecrets puts the names of the project's build secrets and the
@@ -319,7 +351,8 @@ func (s *Service) Rollback(ctx context.Context, project, to string) (*slipway.De
 // (current, a deployment id; the latest successful one when "").
 func rollbackTarget(ds []*slipway.Deployment, to, current string) (*slipway.Deployment, error) {
 	usable := func(d *slipway.Deployment) bool {
-		return d.Status == slipway.StatusSucceeded && d.Digest != "" && d.Image != ""
+		// A pull request's preview is never the project's release.
+		return d.Status == slipway.StatusSucceeded && d.Digest != "" && d.Image != "" && d.Preview == 0
 	}
 	if to == "" {
 		var latest *slipway.Deployment
@@ -343,6 +376,9 @@ func rollbackTarget(ds []*slipway.Deployment, to, current string) (*slipway.Depl
 	for _, d := range ds {
 		if d.ID == to || (isSHA && strings.HasPrefix(d.Commit, to)) {
 			if !usable(d) {
+				if d.ID == to && d.Preview != 0 {
+					return nil, slipway.Errorf(slipway.EINVALID, "deployment %s built the preview of pull request #%d: a preview is never the project's release", d.ID, d.Preview)
+				}
 				if d.ID == to {
 					return nil, slipway.Errorf(slipway.EINVALID, "deployment %s is %s: only a successful deployment's image can be rolled back to", d.ID, d.Status)
 				}

@@ -15,8 +15,10 @@ func TestRollbackTarget(t *testing.T) {
 		return &slipway.Deployment{ID: id, Commit: sha(c), Status: slipway.StatusSucceeded, Image: "r/app:" + sha(c), Digest: digest}
 	}
 	failed := &slipway.Deployment{ID: "d-5", Commit: sha('e'), Status: slipway.StatusFailed}
+	preview := ok("d-6", 'f', "sha256:6")
+	preview.Preview = 3
 	// Newest first, as the store lists them.
-	ds := []*slipway.Deployment{failed, ok("d-4", 'd', "sha256:4"), ok("d-3", 'd', "sha256:4"), ok("d-2", 'b', "sha256:2"), ok("d-1", 'a', "sha256:1")}
+	ds := []*slipway.Deployment{preview, failed, ok("d-4", 'd', "sha256:4"), ok("d-3", 'd', "sha256:4"), ok("d-2", 'b', "sha256:2"), ok("d-1", 'a', "sha256:1")}
 	for _, tc := range []struct {
 		to      string
 		want    string
@@ -28,6 +30,8 @@ func TestRollbackTarget(t *testing.T) {
 		{to: sha('b'), want: "d-2"},
 		{to: "DDDDDDD", want: "d-4"},
 		{to: "d-5", errCode: slipway.EINVALID},
+		{to: "d-6", errCode: slipway.EINVALID}, // a pull request's preview
+		{to: "fffffff", errCode: slipway.ENOTFOUND},
 		{to: "eeeeeee", errCode: slipway.ENOTFOUND},
 		{to: "d-9", errCode: slipway.ENOTFOUND},
 		{to: "abc", errCode: slipway.ENOTFOUND},
@@ -91,4 +95,48 @@ func storeWithApp(t *testing.T) *sqlite.DB {
 		t.Fatal(err)
 	}
 	return store
+}
+
+func TestCheckPreview(t *testing.T) {
+	for _, tc := range []struct {
+		n    int
+		ref  string
+		want string
+	}{
+		{0, "refs/heads/main", ""},
+		{0, "main", ""},
+		{4, "refs/pull/4/head", ""},
+		{4, "refs/pull/5/head", slipway.EINVALID},
+		{4, "refs/heads/main", slipway.EINVALID},
+		{0, "refs/pull/4/head", slipway.EINVALID},
+		{-1, "main", slipway.EINVALID},
+	} {
+		if got := slipway.ErrorCode(checkPreview(tc.n, tc.ref)); got != tc.want {
+			t.Errorf("checkPreview(%d, %q) = %q, want %q", tc.n, tc.ref, got, tc.want)
+		}
+	}
+}
+
+// A deployment's workflow input names the project's build secrets, but a
+// pull request's preview gets none: its Dockerfile is the pull request's.
+func TestInputSecrets(t *testing.T) {
+	store := storeWithApp(t)
+	ctx := t.Context()
+	if _, err := store.SetSecret(ctx, "app", "NPM_TOKEN", []byte("s3cret-value")); err != nil {
+		t.Fatal(err)
+	}
+	p, err := store.Project(ctx, "app")
+	if err != nil {
+		t.Fatal(err)
+	}
+	svc := NewService(ServiceConfig{Store: store, Secrets: store, Registry: "reg"})
+	sha := strings.Repeat("a", 40)
+	prod, err := svc.input(ctx, p, &slipway.Deployment{ID: "d-1", Project: "app", Ref: "refs/heads/main", Commit: sha}, nil)
+	if err != nil || len(prod.Secrets) != 1 || prod.Secrets[0] != "NPM_TOKEN" || prod.SecretsToken == "" {
+		t.Errorf("production input = secrets %v token %q, %v; want NPM_TOKEN and a token", prod.Secrets, prod.SecretsToken, err)
+	}
+	pr, err := svc.input(ctx, p, &slipway.Deployment{ID: "d-2", Project: "app", Ref: slipway.PreviewRef(4), Commit: sha, Preview: 4}, nil)
+	if err != nil || len(pr.Secrets) != 0 || pr.SecretsToken != "" || pr.Preview != 4 || pr.Ref != "refs/pull/4/head" {
+		t.Errorf("preview input = secrets %v token %q preview %d ref %s, %v; want no secrets, preview 4 of refs/pull/4/head", pr.Secrets, pr.SecretsToken, pr.Preview, pr.Ref, err)
+	}
 }

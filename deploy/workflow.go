@@ -75,6 +75,10 @@ type DeploymentInput struct {
 	// filled in). Added after histories were recorded: omitted when zero,
 	// and an agent given none applies the defaults.
 	LogLimit slipway.LogLimit `json:",omitzero"`
+	// Preview is the pull request the deployment previews (its Ref is
+	// refs/pull/<N>/head), 0 for the project's own: a preview never
+	// becomes the project's release. Omitted when zero.
+	Preview int `json:",omitempty"`
 }
 
 // finishRetry is how FinishDeployment is retried: without a practical
@@ -220,7 +224,7 @@ func DeploymentWorkflow(ctx workflow.Context, in DeploymentInput) (res slipway.D
 		if err := workflow.ExecuteActivity(ctrl, ActivityMarkBuilding, in.DeploymentID).Get(ctx, nil); err != nil {
 			return failed("record building", err), nil
 		}
-		if workflow.GetVersion(ctx, versionRelease, workflow.DefaultVersion, 1) == 1 {
+		if in.Preview == 0 && workflow.GetVersion(ctx, versionRelease, workflow.DefaultVersion, 1) == 1 {
 			if err := release(ctx, ctrl, in, in.Reuse.Image, progress, timings); err != nil {
 				return releaseFailed(err, in.Reuse.Image, in.Reuse.Digest, nil), nil
 			}
@@ -244,6 +248,7 @@ func DeploymentWorkflow(ctx workflow.Context, in DeploymentInput) (res slipway.D
 			Project:      in.Project,
 			Repo:         in.Repo,
 			Commit:       in.Commit,
+			Ref:          in.Ref,
 			Dockerfile:   in.Dockerfile,
 			Context:      in.Context,
 			Image:        in.Image,
@@ -340,7 +345,7 @@ func DeploymentWorkflow(ctx workflow.Context, in DeploymentInput) (res slipway.D
 	for _, k := range sortedKeys(built.Timings) {
 		timings[k] = built.Timings[k]
 	}
-	if workflow.GetVersion(ctx, versionRelease, workflow.DefaultVersion, 1) == 1 {
+	if in.Preview == 0 && workflow.GetVersion(ctx, versionRelease, workflow.DefaultVersion, 1) == 1 {
 		if err := release(ctx, ctrl, in, built.Image, progress, timings); err != nil {
 			return releaseFailed(err, built.Image, built.Digest, built.Steps), nil
 		}

@@ -405,9 +405,15 @@ func (s *serverProc) sendPush(t *testing.T, secret, delivery string, body []byte
 // sendPushTo sends a push delivery signed with secret to url.
 func (s *serverProc) sendPushTo(t *testing.T, url, secret, delivery string, body []byte) webhookAnswer {
 	t.Helper()
+	return s.sendEvent(t, url, "push", secret, delivery, body)
+}
+
+// sendEvent sends a delivery of event signed with secret to url.
+func (s *serverProc) sendEvent(t *testing.T, url, event, secret, delivery string, body []byte) webhookAnswer {
+	t.Helper()
 	req, _ := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("X-GitHub-Event", "push")
+	req.Header.Set("X-GitHub-Event", event)
 	req.Header.Set("X-GitHub-Delivery", delivery)
 	req.Header.Set("X-Hub-Signature-256", github.Sign(secret, body))
 	resp, err := http.DefaultClient.Do(req)

@@ -16,7 +16,10 @@
 // which decides whether the push needs a new deployment (not for a
 // redelivery, a replay, or a push older than the webhook window,
 // HandlerConfig.MaxAge, whose commit was already deployed), records it and
-// starts its workflow. It never writes to the store itself and does
+// starts its workflow. A verified pull_request delivery goes to a
+// slipway.Previewer (HandlerConfig.Previews), which builds the pull
+// request's head as a preview or removes it (see pullRequest). It never
+// writes to the store itself and does
 // nothing for a delivery it rejects; it must not build, fetch or wait for
 // anything, so it answers within milliseconds.
 package github
@@ -114,6 +117,10 @@ type HandlerConfig struct {
 	// commit among the project's recent webhook deployments still builds
 	// nothing: the Deployer sees to that).
 	MaxAge time.Duration
+	// Previews, if set, opens and closes pull requests' previews
+	// (pull_request deliveries); nil (a server that serves no apps)
+	// answers those deliveries 202 and does nothing.
+	Previews slipway.Previewer
 	// Logger receives one record per delivery. Nil means slog.Default().
 	Logger *slog.Logger
 	// Now is the clock deliveries' ages are measured with; nil means
@@ -138,6 +145,7 @@ type Response struct {
 type handler struct {
 	store     slipway.Store
 	deployer  slipway.Deployer
+	previews  slipway.Previewer
 	maxBody   int64
 	readTime  time.Duration
 	appSecret string
@@ -173,6 +181,7 @@ func NewHandler(cfg HandlerConfig) http.Handler {
 	return &handler{
 		store:     cfg.Store,
 		deployer:  cfg.Deployer,
+		previews:  cfg.Previews,
 		maxBody:   cfg.MaxBodyBytes,
 		readTime:  cfg.ReadTimeout,
 		appSecret: cfg.AppSecret,
@@ -404,7 +413,13 @@ func (h *handler) dispatch(ctx context.Context, d *delivery, ev any, urls []stri
 		}
 		return h.push(ctx, ev, projects, d.id)
 	case *gh.PullRequestEvent:
-		return reply(http.StatusAccepted, "event %q (action %q) accepted but not acted on yet", d.event, ev.GetAction())
+		if h.previews == nil {
+			return reply(http.StatusAccepted, "event %q (action %q) accepted but not acted on: this server builds no previews (it serves no apps)", d.event, ev.GetAction())
+		}
+		if len(projects) == 0 {
+			return noProject(firstOr(urls, "this delivery's repository"))
+		}
+		return h.pullRequest(ctx, ev, projects, d.id)
 	case *gh.InstallationEvent:
 		return reply(http.StatusAccepted, "event %q (action %q) accepted but not acted on yet", d.event, ev.GetAction())
 	}

@@ -369,7 +369,7 @@ func TestWebhook(t *testing.T) {
 		{
 			name: "pull request", body: func(t *testing.T) []byte { return fixture(t, "pull_request.opened.payload.json", nil) },
 			headers:    headers("X-GitHub-Event", "pull_request"),
-			wantStatus: http.StatusAccepted, wantMessage: `event "pull_request" (action "opened") accepted but not acted on yet`,
+			wantStatus: http.StatusAccepted, wantMessage: `event "pull_request" (action "opened") accepted but not acted on: this server builds no previews`,
 		},
 		{
 			name: "installation", body: func(t *testing.T) []byte { return fixture(t, "installation.created.payload.json", nil) },

@@ -41,6 +41,11 @@ type Mirror struct {
 	// instead of checking the commit out again. On the destination's
 	// filesystem.
 	Prepared string
+	// Ref, if set, is the ref the commit to fetch was asked for. When it
+	// is outside refs/heads (a pull request's head, refs/pull/<N>/head,
+	// which GitHub keeps on the base repository even for a pull request
+	// from a fork) and the branches lack the commit, Fetch asks for it.
+	Ref string
 }
 
 // NotFoundError says the repository does not have the commit.
@@ -89,6 +94,9 @@ func (m *Mirror) Fetch(ctx context.Context, commit string, out io.Writer) error 
 	if m.has(ctx, commit) {
 		return nil
 	}
+	if err := m.fetchRef(ctx, commit, out); err != nil || m.has(ctx, commit) {
+		return err
+	}
 	// Not on a branch: ask for the SHA itself, and keep a ref to it so gc
 	// does not drop it before the checkout.
 	if _, err := m.git(ctx, out, "fetch", "--no-tags", "--no-write-fetch-head", "--no-auto-maintenance", "origin",
@@ -113,6 +121,26 @@ func (m *Mirror) Fetch(ctx context.Context, commit string, out io.Writer) error 
 		return nil
 	}
 	return &NotFoundError{Commit: commit, Repo: redact(m.URL)}
+}
+
+// fetchRef fetches m.Ref, when it is a ref outside refs/heads, into a
+// ref that keeps commit from gc until its checkout. A remote without the
+// ref is no error here: the fetch by SHA comes next. Callers hold the
+// lock.
+func (m *Mirror) fetchRef(ctx context.Context, commit string, out io.Writer) error {
+	if !strings.HasPrefix(m.Ref, "refs/") || strings.HasPrefix(m.Ref, "refs/heads/") || slipway.ValidateRef(m.Ref) != nil {
+		return nil
+	}
+	if _, err := m.git(ctx, out, "fetch", "--no-tags", "--no-write-fetch-head", "--no-auto-maintenance", "origin",
+		"+"+m.Ref+":refs/slipway/commits/"+commit); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if out != nil {
+			fmt.Fprintf(out, "fetch %s: %v\n", m.Ref, err)
+		}
+	}
+	return nil
 }
 
 // fetchBranches fetches the remote's branches into the mirror: only the

@@ -520,3 +520,40 @@ func TestURLNeverOnTheCommandLine(t *testing.T) {
 		t.Errorf("origin = %q, want %q", got, url)
 	}
 }
+
+// Fetch asks for a pull request's head ref, refs/pull/N/head, when the
+// branches lack the commit (a remote that does not serve commits by SHA
+// still serves the ref). The ref here points past the commit asked for, so
+// the mirror having the later commit shows the ref was fetched (a fetch by
+// SHA alone would not bring it).
+func TestFetchPullRequestRef(t *testing.T) {
+	repo, _ := testenv.GitRepo(t, map[string]string{"a": "1"})
+	testenv.Git(t, repo, "checkout", "--quiet", "-b", "topic")
+	sha := testenv.Commit(t, repo, map[string]string{"a": "pr"})
+	later := testenv.Commit(t, repo, map[string]string{"a": "pr2"})
+	testenv.Git(t, repo, "update-ref", "refs/pull/7/head", later)
+	testenv.Git(t, repo, "checkout", "--quiet", "main")
+	testenv.Git(t, repo, "branch", "--quiet", "-D", "topic")
+
+	plain := &gitmirror.Mirror{Dir: filepath.Join(t.TempDir(), "m.git"), URL: "file://" + repo}
+	if err := plain.Fetch(t.Context(), sha, nil); err != nil {
+		t.Fatal(err)
+	}
+	if hasCommit(plain.Dir, later) {
+		t.Fatal("a fetch by SHA brought the later commit too: this test cannot tell the ref fetch from it")
+	}
+	m := &gitmirror.Mirror{Dir: filepath.Join(t.TempDir(), "m.git"), URL: "file://" + repo, Ref: "refs/pull/7/head"}
+	if err := m.Fetch(t.Context(), sha, nil); err != nil {
+		t.Fatal(err)
+	}
+	if !hasCommit(m.Dir, later) {
+		t.Error("Fetch with Ref refs/pull/7/head did not fetch the ref")
+	}
+	dst := filepath.Join(t.TempDir(), "co")
+	if err := m.Checkout(t.Context(), sha, dst); err != nil {
+		t.Fatal(err)
+	}
+	if got := readFile(t, filepath.Join(dst, "a")); got != "pr" {
+		t.Errorf("a = %q, want pr", got)
+	}
+}

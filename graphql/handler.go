@@ -87,6 +87,12 @@ type Config struct {
 	// AppURL returns the URL of a project's app, or "" when the server
 	// serves no apps. Nil: no apps.
 	AppURL func(project string) string
+	// PreviewURL returns the URL of a pull request's preview of a project,
+	// or "" when the server serves no apps. Nil: no apps.
+	PreviewURL func(project string, number int) string
+	// Previews, if set, lists the projects' previews (Project.previews);
+	// without it the list is empty.
+	Previews slipway.PreviewStore
 	// Apps, if set, says what the projects' apps do (Project.appStatus)
 	// and follows their output (the appLogs subscription). Nil: no apps.
 	Apps Apps

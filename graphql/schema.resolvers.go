@@ -123,6 +123,15 @@ func (r *deploymentResolver) DurationMs(ctx context.Context, obj *slipway.Deploy
 	return &n, nil
 }
 
+// Preview is the resolver for the preview field.
+func (r *deploymentResolver) Preview(ctx context.Context, obj *slipway.Deployment) (*int, error) {
+	if obj.Preview == 0 {
+		return nil, nil
+	}
+	n := obj.Preview
+	return &n, nil
+}
+
 // Progress is the resolver for the progress field.
 func (r *deploymentResolver) Progress(ctx context.Context, obj *slipway.Deployment) (*slipway.Progress, error) {
 	if obj.Progress != nil {
@@ -348,6 +357,35 @@ func (r *mutationResolver) DeleteProject(ctx context.Context, name string) (*gen
 	return &gen.DeleteProjectPayload{Name: name, DeploymentsRemoved: n}, nil
 }
 
+// State is the resolver for the state field.
+func (r *previewResolver) State(ctx context.Context, obj *slipway.Preview) (string, error) {
+	return string(obj.State), nil
+}
+
+// URL is the resolver for the url field.
+func (r *previewResolver) URL(ctx context.Context, obj *slipway.Preview) (*string, error) {
+	if r.cfg.PreviewURL == nil {
+		return nil, nil
+	}
+	u := r.cfg.PreviewURL(obj.Project, obj.Number)
+	if u == "" {
+		return nil, nil
+	}
+	return &u, nil
+}
+
+// Deployment is the resolver for the deployment field.
+func (r *previewResolver) Deployment(ctx context.Context, obj *slipway.Preview) (*slipway.Deployment, error) {
+	if obj.Deployment == "" {
+		return nil, nil
+	}
+	d, err := r.cfg.Store.Deployment(ctx, obj.Deployment)
+	if slipway.ErrorCode(err) == slipway.ENOTFOUND {
+		return nil, nil
+	}
+	return d, err
+}
+
 // Stage is the resolver for the stage field.
 func (r *progressResolver) Stage(ctx context.Context, obj *slipway.Progress) (*int, error) {
 	return nonZero(int64(obj.Stage)), nil
@@ -430,6 +468,18 @@ func (r *projectResolver) AppStatus(ctx context.Context, obj *slipway.Project) (
 // Env is the resolver for the env field.
 func (r *projectResolver) Env(ctx context.Context, obj *slipway.Project) ([]*slipway.EnvVar, error) {
 	return r.cfg.Projects.Env(ctx, obj.Name)
+}
+
+// Previews is the resolver for the previews field.
+func (r *projectResolver) Previews(ctx context.Context, obj *slipway.Project) ([]*slipway.Preview, error) {
+	if r.cfg.Previews == nil {
+		return []*slipway.Preview{}, nil
+	}
+	ps, err := r.cfg.Previews.Previews(ctx, obj.Name)
+	if ps == nil && err == nil {
+		ps = []*slipway.Preview{}
+	}
+	return ps, err
 }
 
 // Projects is the resolver for the projects field.
@@ -554,6 +604,9 @@ func (r *Resolver) Machine() gen.MachineResolver { return &machineResolver{r} }
 // Mutation returns gen.MutationResolver implementation.
 func (r *Resolver) Mutation() gen.MutationResolver { return &mutationResolver{r} }
 
+// Preview returns gen.PreviewResolver implementation.
+func (r *Resolver) Preview() gen.PreviewResolver { return &previewResolver{r} }
+
 // Progress returns gen.ProgressResolver implementation.
 func (r *Resolver) Progress() gen.ProgressResolver { return &progressResolver{r} }
 
@@ -574,6 +627,7 @@ type (
 	logRetentionResolver struct{ *Resolver }
 	machineResolver      struct{ *Resolver }
 	mutationResolver     struct{ *Resolver }
+	previewResolver      struct{ *Resolver }
 	progressResolver     struct{ *Resolver }
 	projectResolver      struct{ *Resolver }
 	queryResolver        struct{ *Resolver }

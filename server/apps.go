@@ -41,6 +41,8 @@ type appHost struct {
 	// their own (slipway.AppSettings).
 	idle      time.Duration
 	stopAfter time.Duration
+	// previews serves pull requests' previews (previews.go).
+	previews *previews
 
 	mu     sync.Mutex
 	apps   map[string]*projectApp
@@ -53,10 +55,10 @@ func newAppHost(rt *apps.Runtime, store slipway.Store, env func(context.Context,
 
 // Lookup implements gateway.Apps. A project not seen yet is looked up in
 // the store (one indexed read), so that names that are no project get a
-// 404 and no entry. Previews are not served yet.
+// 404 and no entry. A preview's route: see lookupPreview.
 func (h *appHost) Lookup(route gateway.Route) (gateway.App, bool) {
 	if route.Preview != 0 {
-		return nil, false
+		return h.lookupPreview(route)
 	}
 	h.mu.Lock()
 	a, ok := h.apps[route.Project]
@@ -81,11 +83,18 @@ func (h *appHost) app(project string) *projectApp {
 	defer h.mu.Unlock()
 	a, ok := h.apps[project]
 	if !ok {
-		a = &projectApp{h: h, project: project}
-		a.ep.Store(new(epoch))
-		a.setTimers(slipway.AppSettings{})
+		a = h.newApp(project, 0)
 		h.apps[project] = a
 	}
+	return a
+}
+
+// newApp makes the app of project, or of its pull request preview's
+// when preview is not 0.
+func (h *appHost) newApp(project string, preview int) *projectApp {
+	a := &projectApp{h: h, project: project, preview: preview}
+	a.ep.Store(new(epoch))
+	a.setTimers(slipway.AppSettings{})
 	return a
 }
 
@@ -100,12 +109,15 @@ func (h *appHost) adopt(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	if insts, err = h.previews.reconcile(ctx, h, insts); err != nil {
+		h.log.Error("apps: reconcile the previews", "error", err)
+	}
 	for _, inst := range insts {
 		st, err := h.rt.State(ctx, inst)
 		if err != nil || (st != apps.Running && st != apps.Frozen) {
 			continue
 		}
-		a := h.app(inst.Project)
+		a := h.appOf(inst)
 		cur, err := a.currentRelease(ctx)
 		if err != nil || !a.runs(ctx, inst, cur) || !a.cur.CompareAndSwap(nil, inst) {
 			h.log.Info("apps: stop a release that no longer serves", "project", inst.Project, "release", inst.Release)
@@ -151,6 +163,9 @@ func (h *appHost) isClosed() bool {
 type projectApp struct {
 	h       *appHost
 	project string
+	// preview is the pull request whose preview this is, 0 for the
+	// project's own app.
+	preview int
 
 	// mu serializes wakes and sleeps.
 	mu sync.Mutex
@@ -345,17 +360,21 @@ func (a *projectApp) failed(err error) error {
 
 // currentRelease is the project's current release (Project.Release),
 // or for a project released before the release phase existed its latest
-// succeeded deployment with an image; ENOTFOUND when there is none. It
-// takes the project's sleep timers on the way.
+// succeeded deployment with an image, never a preview's; a preview's app
+// runs its own (previews.release). ENOTFOUND when there is none. It takes
+// the project's sleep timers on the way.
 func (a *projectApp) currentRelease(ctx context.Context) (*slipway.Deployment, error) {
 	p, err := a.h.store.Project(ctx, a.project)
 	if err != nil {
 		return nil, err
 	}
 	a.setTimers(p.App)
+	if a.preview != 0 {
+		return a.h.previews.release(ctx, a.project, a.preview)
+	}
 	if p.Release != "" {
 		d, err := a.h.store.Deployment(ctx, p.Release)
-		if err == nil && d.Image != "" {
+		if err == nil && d.Image != "" && d.Preview == 0 {
 			return d, nil
 		}
 		if err != nil && slipway.ErrorCode(err) != slipway.ENOTFOUND {
@@ -368,7 +387,7 @@ func (a *projectApp) currentRelease(ctx context.Context) (*slipway.Deployment, e
 			return nil, err
 		}
 		for _, d := range ds {
-			if d.Status == slipway.StatusSucceeded && d.Image != "" {
+			if d.Status == slipway.StatusSucceeded && d.Image != "" && d.Preview == 0 {
 				return d, nil
 			}
 		}
@@ -438,9 +457,12 @@ func (p *parts) startApps(ctx context.Context) error {
 	p.appsRT = rt
 	env := deploy.NewProjects(deploy.ProjectsConfig{Store: p.store}).RuntimeEnv
 	p.appHost = newAppHost(rt, p.store, env, p.cfg.AppIdleTimeout, p.cfg.AppStopAfter, p.log)
+	p.appHost.previews = p.previews
+	p.previews.host.Store(p.appHost)
 	if err := p.appHost.adopt(ctx); err != nil {
 		p.log.Error("apps: adopt the running apps", "error", err)
 	}
+	p.previews.start(p.appHost)
 	return nil
 }
 
@@ -448,6 +470,7 @@ func (p *parts) stopApps() {
 	if p.appsRT == nil {
 		return
 	}
+	p.previews.close()
 	p.appHost.close()
 	if err := p.appsRT.Close(); err != nil {
 		p.log.Warn("stop the app runtime", "error", err)

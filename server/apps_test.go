@@ -11,10 +11,10 @@ import (
 	"github.com/slipway-ci/slipway/sqlite/sqlitetest"
 )
 
-// The adapter finds apps by the store: an unknown project or a preview
-// has none (404), a known one's wake says nothing is deployed (ENOTFOUND,
-// a 404 page) until a deployment succeeds, and its current release is
-// the newest succeeded deployment with an image.
+// The adapter finds apps by the store: an unknown project has none
+// (404), a known one's wake says nothing is deployed (ENOTFOUND, a 404
+// page) until a deployment succeeds, and its current release is the
+// newest succeeded deployment with an image that is no preview.
 func TestAppHostReleases(t *testing.T) {
 	store := sqlitetest.Open(t)
 	h := newAppHost(nil, store, nil, time.Minute, time.Hour, slog.New(slog.DiscardHandler))
@@ -22,9 +22,6 @@ func TestAppHostReleases(t *testing.T) {
 		t.Error("Lookup of an unknown project found an app")
 	}
 	sqlitetest.AddProject(t, store, slipway.Project{Name: "web", Repo: "file:///nowhere"})
-	if _, ok := h.Lookup(gateway.Route{Project: "web", Preview: 3}); ok {
-		t.Error("Lookup of a preview found an app (previews are not served yet)")
-	}
 	app, ok := h.Lookup(gateway.Route{Project: "web"})
 	if !ok {
 		t.Fatal("Lookup of a project found no app")
@@ -37,9 +34,10 @@ func TestAppHostReleases(t *testing.T) {
 	}
 	ok1 := sqlitetest.AddDeployment(t, store, slipway.Deployment{Project: "web", Commit: "c1", Status: slipway.StatusSucceeded, Image: "r/web:c1", Digest: "sha256:1"})
 	sqlitetest.AddDeployment(t, store, slipway.Deployment{Project: "web", Commit: "c2", Status: slipway.StatusFailed, Error: "boom"})
+	sqlitetest.AddDeployment(t, store, slipway.Deployment{Project: "web", Ref: slipway.PreviewRef(4), Commit: "c3", Status: slipway.StatusSucceeded, Image: "r/web:c3", Digest: "sha256:3", Preview: 4})
 	d, err := app.(*projectApp).currentRelease(t.Context())
 	if err != nil || d.ID != ok1.ID {
-		t.Errorf("current release = %v, %v; want the succeeded deployment %s, not the newer failed one", d, err, ok1.ID)
+		t.Errorf("current release = %v, %v; want the succeeded deployment %s, not the newer failed one nor the preview", d, err, ok1.ID)
 	}
 	if _, ok := app.Serving(); ok {
 		t.Error("an app never woken says it serves")

@@ -98,8 +98,11 @@ type parts struct {
 	http                       *http.Server
 	// appsRT runs the apps, appHost finds and sleeps them, appsServer is
 	// their gateway's listener; all nil with Config.AppsListen AppsOff.
-	appsRT     *apps.Runtime
-	appHost    *appHost
+	appsRT  *apps.Runtime
+	appHost *appHost
+	// previews opens, serves and removes pull requests' previews
+	// (previews.go); made with the HTTP server (webhooks).
+	previews   *previews
 	appsServer *gateway.Server
 	// appsAddr is the apps' gateway's address once it listens, for the
 	// API (which serves before it starts).
@@ -446,10 +449,15 @@ func (p *parts) startRetention(ctx context.Context) error {
 // the web page on the listener.
 func (p *parts) startHTTP(context.Context) error {
 	mux := http.NewServeMux()
-	mountWebhooks(mux, github.NewHandler(github.HandlerConfig{Store: p.store, Deployer: p.deployer, MaxAge: p.cfg.WebhookMaxAge, Logger: p.log}))
+	p.previews = newPreviews(p.store, p.deployer, p.cfg.PreviewTTL, p.log)
+	hooks := github.HandlerConfig{Store: p.store, Deployer: p.deployer, MaxAge: p.cfg.WebhookMaxAge, Logger: p.log}
+	if p.cfg.AppsListen != AppsOff {
+		hooks.Previews = p.previews // with no apps served, no previews are built
+	}
+	mountWebhooks(mux, github.NewHandler(hooks))
 	mux.Handle("/graphql", graphql.NewHandler(graphql.Config{Store: p.store, Deployer: p.deployer, Machines: p.machines, Tokens: p.store,
 		Live: p.watcher, Secrets: p.store, PublicURL: p.publicURL, AppURL: p.appURL, Logger: p.log,
-		Apps: appsView{p}, AppLogs: p.store}))
+		Previews: p.store, PreviewURL: p.previewURL, Apps: appsView{p}, AppLogs: p.store}))
 	if p.registry != nil {
 		mux.Handle("/v2/", p.registry)
 	}

@@ -136,7 +136,7 @@ func (a *projectApp) prune() {
 	}
 	removed := 0
 	for _, inst := range insts {
-		if inst.Project != a.project || keep[inst.Release] {
+		if inst.Project != a.project || inst.Preview != a.preview || keep[inst.Release] {
 			continue
 		}
 		if err := a.h.rt.Remove(ctx, inst); err != nil {
@@ -166,6 +166,9 @@ func (a *projectApp) keptReleases(ctx context.Context) (map[string]bool, error) 
 	}
 	n := 0
 	for _, d := range ds {
+		if d.Preview != a.preview {
+			continue
+		}
 		if !d.Status.Terminal() {
 			keep[d.ID] = true // a release in progress
 			continue
@@ -179,19 +182,23 @@ func (a *projectApp) keptReleases(ctx context.Context) (map[string]bool, error) 
 }
 
 // spec is what the app of d runs: d's image with the project's settings
-// and runtime environment as they are now.
+// and runtime environment (none for a preview) as they are now.
 func (a *projectApp) spec(ctx context.Context, d *slipway.Deployment) (apps.Spec, error) {
 	p, err := a.h.store.Project(ctx, a.project)
 	if err != nil {
 		return apps.Spec{}, err
 	}
-	env, err := a.h.env(ctx, a.project)
-	if err != nil {
-		return apps.Spec{}, fmt.Errorf("app %s: %w", a.project, err)
+	var env []string
+	if a.preview == 0 && a.h.env != nil {
+		// A preview runs a pull request's code, maybe a fork's: it gets
+		// none of the project's runtime secrets.
+		if env, err = a.h.env(ctx, a.project); err != nil {
+			return apps.Spec{}, fmt.Errorf("app %s: %w", a.project, err)
+		}
 	}
 	e := p.App.Effective()
 	return apps.Spec{
-		Project: a.project, Release: d.ID, Image: d.Image, Port: e.Port, Env: env,
+		Project: a.project, Release: d.ID, Image: d.Image, Port: e.Port, Env: env, Preview: a.preview,
 		MemoryBytes: e.MemoryBytes, CPUs: e.CPUs, HealthPath: e.HealthPath,
 	}, nil
 }

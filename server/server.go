@@ -42,6 +42,8 @@ const (
 	DefaultWakeTimeout    = 30 * time.Second
 	DefaultAppIdleTimeout = 5 * time.Minute
 	DefaultAppStopAfter   = time.Hour
+	// DefaultPreviewTTL is Config.PreviewTTL's default: a week.
+	DefaultPreviewTTL = 7 * 24 * time.Hour
 )
 
 // Config configures `slipway server`. Zero fields mean their default, set
@@ -170,6 +172,12 @@ type Config struct {
 	// it is frozen; AppStopAfter how long after its last request it is
 	// stopped. Defaults DefaultAppIdleTimeout and DefaultAppStopAfter.
 	AppIdleTimeout, AppStopAfter time.Duration
+	// PreviewTTL is how long a pull request's preview lives after its
+	// last request (or, never requested, after its last build was asked
+	// for): past it the preview's app and record are removed. Zero means
+	// DefaultPreviewTTL; negative keeps previews until their pull request
+	// closes.
+	PreviewTTL time.Duration
 	// Logger receives the server's messages; default a text logger on
 	// stderr.
 	Logger *slog.Logger
@@ -220,6 +228,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.AppStopAfter <= 0 {
 		c.AppStopAfter = DefaultAppStopAfter
+	}
+	if c.PreviewTTL == 0 {
+		c.PreviewTTL = DefaultPreviewTTL
 	}
 	if c.LogPruneEvery <= 0 {
 		c.LogPruneEvery = DefaultLogPruneEvery

@@ -15,7 +15,7 @@ import (
 
 const deploymentColumns = `id, project, ref, commit_sha, "trigger", status, image, digest, error, failed_step,
 	delivery_id, timings, created_at, started_at, finished_at, steps, log_pruned_at,
-	log_complete, log_complete_at, log_lines`
+	log_complete, log_complete_at, log_lines, preview`
 
 // unfinished selects deployments that are not in a terminal state. It is
 // spelled out with literals (slipway.StatusQueued, slipway.StatusBuilding)
@@ -81,9 +81,9 @@ func (db *DB) CreateDeployment(ctx context.Context, d *slipway.Deployment) (*sli
 	}
 
 	_, err = tx.ExecContext(ctx, `INSERT INTO deployments (`+deploymentColumns+`)
-	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?, NULL, NULL, NULL, 0)`,
+	VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?, NULL, NULL, NULL, 0, ?)`,
 		nd.ID, nd.Project, nd.Ref, nd.Commit, string(nd.Trigger), string(nd.Status), nd.Image, nd.Digest,
-		nd.Error, nd.FailedStep, nd.DeliveryID, timings, formatTime(nd.CreatedAt), steps)
+		nd.Error, nd.FailedStep, nd.DeliveryID, timings, formatTime(nd.CreatedAt), steps, nd.Preview)
 	switch {
 	case err == nil:
 	case nd.DeliveryID != "" && isConstraint(err, codeConstraintUnique):
@@ -276,7 +276,7 @@ func scanDeployment(s scanner) (*slipway.Deployment, error) {
 	)
 	if err := s.Scan(&d.ID, &d.Project, &d.Ref, &d.Commit, &trigger, &status, &d.Image, &d.Digest, &d.Error,
 		&d.FailedStep, &d.DeliveryID, &timings, &created, &started, &finished, &steps, &pruned,
-		&complete, &completeAt, &d.LogLines); err != nil {
+		&complete, &completeAt, &d.LogLines, &d.Preview); err != nil {
 		return nil, err
 	}
 	d.LogPruned = pruned.Valid

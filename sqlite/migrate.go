@@ -201,11 +201,29 @@ CREATE TABLE project_env (
 	PRIMARY KEY (project, name)
 ) STRICT;
 `,
-	// 19: a project's current release: the deployment its app serves.
+	// 19: pull request previews: a deployment's pull request number (0:
+	// the project's own), and the previews' records (see preview.go).
+	`
+ALTER TABLE deployments ADD COLUMN preview INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE previews (
+	project         TEXT NOT NULL REFERENCES projects (name) ON DELETE CASCADE,
+	number          INTEGER NOT NULL,
+	head_ref        TEXT NOT NULL,
+	head_branch     TEXT NOT NULL DEFAULT '',
+	head_sha        TEXT NOT NULL,
+	state           TEXT NOT NULL, -- slipway.PreviewState
+	deployment      TEXT NOT NULL DEFAULT '',
+	created_at      TEXT NOT NULL,
+	updated_at      TEXT NOT NULL,
+	last_request_at TEXT,
+	PRIMARY KEY (project, number)
+) STRICT;
+`,
+	// 20: a project's current release: the deployment its app serves.
 	`
 ALTER TABLE projects ADD COLUMN release_id TEXT NOT NULL DEFAULT '';
 `,
-	// 20: the projects' app output (see applog.go), numbered per project.
+	// 21: the projects' app output (see applog.go), numbered per project.
 	`
 CREATE TABLE app_log_lines (
 	project TEXT NOT NULL REFERENCES projects (name) ON DELETE CASCADE,

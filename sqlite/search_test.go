@@ -138,7 +138,8 @@ func TestSearchIndexesOldLines(t *testing.T) {
 	ctx := t.Context()
 	// Back to schema 3 with lines in it, as an older Slipway left it.
 	for _, stmt := range []string{
-		`DROP TABLE log_lines_fts`, `DROP TABLE api_tokens`, `DROP TABLE log_index`, `DROP TABLE project_secrets`, `DROP TABLE project_env`, `DROP TABLE app_log_lines`,
+		`DROP TABLE log_lines_fts`, `DROP TABLE api_tokens`, `DROP TABLE log_index`, `DROP TABLE project_secrets`, `DROP TABLE project_env`, `DROP TABLE previews`,
+		`DROP TABLE app_log_lines`,
 		`ALTER TABLE machines DROP COLUMN isolation`, `ALTER TABLE machines DROP COLUMN builder_user`, `DROP INDEX deployments_project_commit`,
 		`DELETE FROM schema_migrations WHERE version > 3`,
 	} {
@@ -162,6 +163,7 @@ func TestSearchIndexesOldLines(t *testing.T) {
 		`ALTER TABLE projects DROP COLUMN app_memory_bytes`, `ALTER TABLE projects DROP COLUMN app_cpus`,
 		`ALTER TABLE projects DROP COLUMN app_health_path`, `ALTER TABLE projects DROP COLUMN app_idle_timeout_ms`,
 		`ALTER TABLE projects DROP COLUMN app_stop_after_ms`, `ALTER TABLE projects DROP COLUMN app_port`,
+		`ALTER TABLE deployments DROP COLUMN preview`,
 		`ALTER TABLE projects DROP COLUMN release_id`,
 	} {
 		if _, err := db.write.ExecContext(ctx, stmt); err != nil {

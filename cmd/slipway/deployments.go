@@ -61,7 +61,7 @@ func printDeployments(w io.Writer, ds []*slipway.Deployment, now time.Time) erro
 	fmt.Fprintln(tw, "ID\tSTATUS\tCOMMIT\tIMAGE\tDIGEST\tDURATION\tSERVING\tCREATED\tPHASES")
 	for _, d := range ds {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
-			d.ID, d.Status, orDash(shorten(d.Commit, 12)), orDash(d.Image), orDash(shortDigest(d.Digest)), duration(d), serving(d), age(d.CreatedAt, now),
+			d.ID, d.Status, commitCell(d), orDash(d.Image), orDash(shortDigest(d.Digest)), duration(d), serving(d), age(d.CreatedAt, now),
 			orDash(phaseSummary(d)))
 	}
 	if err := tw.Flush(); err != nil {
@@ -90,6 +90,16 @@ func printDeployments(w io.Writer, ds []*slipway.Deployment, now time.Time) erro
 		}
 	}
 	return nil
+}
+
+// commitCell is d's short commit, marked "(pr-N)" for a pull request's
+// preview.
+func commitCell(d *slipway.Deployment) string {
+	c := orDash(shorten(d.Commit, 12))
+	if d.Preview != 0 {
+		c += fmt.Sprintf(" (pr-%d)", d.Preview)
+	}
+	return c
 }
 
 // deploymentJSON is a deployment as `deployments --json` prints it: every
@@ -121,6 +131,9 @@ type deploymentJSON struct {
 	LogCompleteAt *time.Time        `json:"logCompleteAt"`
 	LogLines      int64             `json:"logLines"`
 	Progress      *slipway.Progress `json:"progress"`
+	// Preview is the pull request whose preview the deployment builds,
+	// null for the project's own.
+	Preview *int `json:"preview"`
 }
 
 func toJSON(d *slipway.Deployment) deploymentJSON {
@@ -132,6 +145,9 @@ func toJSON(d *slipway.Deployment) deploymentJSON {
 	}
 	if d.Error != "" {
 		out.Error = &d.Error
+	}
+	if d.Preview != 0 {
+		out.Preview = &d.Preview
 	}
 	if d.FailedStep != "" {
 		out.FailedStep = &d.FailedStep

@@ -88,7 +88,8 @@ func newServer(t *testing.T) *testServer {
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
 	mux.Handle("/graphql", graphql.NewHandler(graphql.Config{
-		Store: store, Deployer: ts.deployer, Tokens: db, Secrets: db, PublicURL: srv.URL,
+		Store: store, Deployer: ts.deployer, Tokens: db, Secrets: db, PublicURL: srv.URL, Previews: db,
+		PreviewURL:   func(project string, n int) string { return fmt.Sprintf("http://pr-%d.%s.localhost:8081", n, project) },
 		PollInterval: 10 * time.Millisecond,
 		Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}))

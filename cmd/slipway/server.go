@@ -5,7 +5,9 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -123,6 +125,45 @@ func addAppsFlags(cmd *cobra.Command, cfg *server.Config) {
 	f.DurationVar(&cfg.AppStopAfter, "app-stop-after", server.DefaultAppStopAfter, "an app with no request for this long is stopped")
 	f.StringSliceVar(&cfg.AppsTrustedProxies, "apps-trusted-proxy", nil,
 		"an address or CIDR of a proxy in front of the apps' gateway (e.g. the TLS terminator) whose X-Forwarded-For/-Host/-Proto are kept; repeatable; others' are replaced")
+	cfg.PreviewTTL = server.DefaultPreviewTTL
+	f.Var((*previewTTL)(&cfg.PreviewTTL), "preview-ttl",
+		"a pull request's preview with no request for this long is removed (containers and record), e.g. 72h or 7d; off keeps previews until their pull request closes")
 	_ = f.MarkHidden("app-idle-timeout") // server-wide defaults; projects set theirs (project set --idle-timeout)
 	_ = f.MarkHidden("app-stop-after")
 }
+
+// previewTTL is --preview-ttl: a duration (with d for days), or off (or
+// 0), which the server's Config takes as negative.
+type previewTTL time.Duration
+
+func (v *previewTTL) String() string {
+	switch d := time.Duration(*v); {
+	case d < 0:
+		return "off"
+	case d == 0:
+		return ""
+	case d%(24*time.Hour) == 0:
+		return strconv.Itoa(int(d/(24*time.Hour))) + "d"
+	default:
+		return d.String()
+	}
+}
+
+func (v *previewTTL) Set(s string) error {
+	if s == "off" || s == "0" {
+		*v = -1
+		return nil
+	}
+	d, err := time.ParseDuration(s)
+	if days, ok := strings.CutSuffix(s, "d"); ok && err != nil {
+		n, perr := strconv.Atoi(days)
+		d, err = time.Duration(n)*24*time.Hour, perr
+	}
+	if err != nil || d <= 0 {
+		return fmt.Errorf("want a positive duration such as 72h or 7d, or off")
+	}
+	*v = previewTTL(d)
+	return nil
+}
+
+func (v *previewTTL) Type() string { return "duration" }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/slipway-ci/slipway/github"
 	"github.com/slipway-ci/slipway/server"
@@ -28,6 +29,7 @@ func TestServerFlagDefaults(t *testing.T) {
 		"builder-isolation":  d.BuilderIsolation,
 		// A zero Config.WebhookMaxAge is github's default window.
 		"webhook-max-age": github.DefaultMaxAge.String(),
+		"preview-ttl":     "7d",
 	}
 	flags := newServerCmd().Flags()
 	for name, w := range want {
@@ -59,5 +61,34 @@ func TestRegistryTLSFlags(t *testing.T) {
 	}
 	if v, _ := f.GetBool("registry-insecure"); !v {
 		t.Error("--registry-insecure did not set")
+	}
+}
+
+func TestPreviewTTLFlag(t *testing.T) {
+	for _, tc := range []struct {
+		arg  string
+		want time.Duration
+		bad  bool
+	}{
+		{arg: "off", want: -1},
+		{arg: "0", want: -1},
+		{arg: "7d", want: 7 * 24 * time.Hour},
+		{arg: "90m", want: 90 * time.Minute},
+		{arg: "3s", want: 3 * time.Second},
+		{arg: "-1h", bad: true},
+		{arg: "soon", bad: true},
+		{arg: "xd", bad: true},
+	} {
+		var v previewTTL
+		err := v.Set(tc.arg)
+		if tc.bad {
+			if err == nil {
+				t.Errorf("--preview-ttl %s = %v, want an error", tc.arg, time.Duration(v))
+			}
+			continue
+		}
+		if err != nil || time.Duration(v) != tc.want {
+			t.Errorf("--preview-ttl %s = %v, %v; want %v", tc.arg, time.Duration(v), err, tc.want)
+		}
 	}
 }

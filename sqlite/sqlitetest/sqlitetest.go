@@ -156,7 +156,7 @@ func (d *Deployer) Deploy(ctx context.Context, req slipway.DeployRequest) (*slip
 	for {
 		d.next++
 		dep := &slipway.Deployment{ID: fmt.Sprintf("d-%d", d.next), Project: req.Project, Ref: req.Ref, Commit: req.Commit,
-			Trigger: req.Trigger, DeliveryID: deploy.DeliveryKey(req)}
+			Trigger: req.Trigger, DeliveryID: deploy.DeliveryKey(req), Preview: req.Preview}
 		got, created, err := d.Store.CreateDeployment(ctx, dep)
 		if slipway.ErrorCode(err) == slipway.ECONFLICT {
 			continue // a deployment the test seeded has this id

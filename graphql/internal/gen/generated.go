@@ -35,6 +35,7 @@ type ResolverRoot interface {
 	LogRetention() LogRetentionResolver
 	Machine() MachineResolver
 	Mutation() MutationResolver
+	Preview() PreviewResolver
 	Progress() ProgressResolver
 	Project() ProjectResolver
 	Query() QueryResolver
@@ -126,6 +127,7 @@ type ComplexityRoot struct {
 		LogLines      func(childComplexity int) int
 		LogPruned     func(childComplexity int) int
 		Logs          func(childComplexity int, from *int, after *int, search *string, step *string, first *int) int
+		Preview       func(childComplexity int) int
 		Progress      func(childComplexity int) int
 		Project       func(childComplexity int) int
 		Ref           func(childComplexity int) int
@@ -200,6 +202,19 @@ type ComplexityRoot struct {
 		Phase func(childComplexity int) int
 	}
 
+	Preview struct {
+		CreatedAt     func(childComplexity int) int
+		Deployment    func(childComplexity int) int
+		HeadBranch    func(childComplexity int) int
+		HeadRef       func(childComplexity int) int
+		HeadSHA       func(childComplexity int) int
+		LastRequestAt func(childComplexity int) int
+		Number        func(childComplexity int) int
+		State         func(childComplexity int) int
+		URL           func(childComplexity int) int
+		UpdatedAt     func(childComplexity int) int
+	}
+
 	Progress struct {
 		CachedSteps func(childComplexity int) int
 		Instruction func(childComplexity int) int
@@ -225,6 +240,7 @@ type ComplexityRoot struct {
 		LogRetention func(childComplexity int) int
 		Machine      func(childComplexity int) int
 		Name         func(childComplexity int) int
+		Previews     func(childComplexity int) int
 		Repo         func(childComplexity int) int
 		Secrets      func(childComplexity int) int
 		WebhookURL   func(childComplexity int) int
@@ -285,6 +301,7 @@ type DeploymentResolver interface {
 	Timings(ctx context.Context, obj *slipway.Deployment) ([]*PhaseTiming, error)
 	DurationMs(ctx context.Context, obj *slipway.Deployment) (*int, error)
 
+	Preview(ctx context.Context, obj *slipway.Deployment) (*int, error)
 	Progress(ctx context.Context, obj *slipway.Deployment) (*slipway.Progress, error)
 	Logs(ctx context.Context, obj *slipway.Deployment, from *int, after *int, search *string, step *string, first *int) ([]*slipway.LogLine, error)
 }
@@ -322,6 +339,12 @@ type MutationResolver interface {
 	DeleteEnv(ctx context.Context, project string, name string) (*slipway.EnvVar, error)
 	DeleteProject(ctx context.Context, name string) (*DeleteProjectPayload, error)
 }
+type PreviewResolver interface {
+	State(ctx context.Context, obj *slipway.Preview) (string, error)
+
+	URL(ctx context.Context, obj *slipway.Preview) (*string, error)
+	Deployment(ctx context.Context, obj *slipway.Preview) (*slipway.Deployment, error)
+}
 type ProgressResolver interface {
 	Stage(ctx context.Context, obj *slipway.Progress) (*int, error)
 	Stages(ctx context.Context, obj *slipway.Progress) (*int, error)
@@ -342,6 +365,7 @@ type ProjectResolver interface {
 	App(ctx context.Context, obj *slipway.Project) (*slipway.AppSettings, error)
 	AppStatus(ctx context.Context, obj *slipway.Project) (*slipway.AppStatus, error)
 	Env(ctx context.Context, obj *slipway.Project) ([]*slipway.EnvVar, error)
+	Previews(ctx context.Context, obj *slipway.Project) ([]*slipway.Preview, error)
 }
 type QueryResolver interface {
 	Projects(ctx context.Context) ([]*slipway.Project, error)
@@ -709,6 +733,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Deployment.Logs(childComplexity, args["from"].(*int), args["after"].(*int), args["search"].(*string), args["step"].(*string), args["first"].(*int)), true
+	case "Deployment.preview":
+		if e.ComplexityRoot.Deployment.Preview == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Deployment.Preview(childComplexity), true
 	case "Deployment.progress":
 		if e.ComplexityRoot.Deployment.Progress == nil {
 			break
@@ -1098,6 +1128,67 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.PhaseTiming.Phase(childComplexity), true
 
+	case "Preview.createdAt":
+		if e.ComplexityRoot.Preview.CreatedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Preview.CreatedAt(childComplexity), true
+	case "Preview.deployment":
+		if e.ComplexityRoot.Preview.Deployment == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Preview.Deployment(childComplexity), true
+	case "Preview.headBranch":
+		if e.ComplexityRoot.Preview.HeadBranch == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Preview.HeadBranch(childComplexity), true
+	case "Preview.headRef":
+		if e.ComplexityRoot.Preview.HeadRef == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Preview.HeadRef(childComplexity), true
+	case "Preview.headSha":
+		if e.ComplexityRoot.Preview.HeadSHA == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Preview.HeadSHA(childComplexity), true
+	case "Preview.lastRequestAt":
+		if e.ComplexityRoot.Preview.LastRequestAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Preview.LastRequestAt(childComplexity), true
+	case "Preview.number":
+		if e.ComplexityRoot.Preview.Number == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Preview.Number(childComplexity), true
+	case "Preview.state":
+		if e.ComplexityRoot.Preview.State == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Preview.State(childComplexity), true
+	case "Preview.url":
+		if e.ComplexityRoot.Preview.URL == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Preview.URL(childComplexity), true
+	case "Preview.updatedAt":
+		if e.ComplexityRoot.Preview.UpdatedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Preview.UpdatedAt(childComplexity), true
+
 	case "Progress.cachedSteps":
 		if e.ComplexityRoot.Progress.CachedSteps == nil {
 			break
@@ -1230,6 +1321,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Project.Name(childComplexity), true
+	case "Project.previews":
+		if e.ComplexityRoot.Project.Previews == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Project.Previews(childComplexity), true
 	case "Project.repo":
 		if e.ComplexityRoot.Project.Repo == nil {
 			break
@@ -1768,6 +1865,35 @@ type Project {
   appStatus: AppStatus!
   "The project's runtime environment variables, by name (their values are never shown)."
   env: [EnvVar!]!
+  "The project's pull requests' previews, by number."
+  previews: [Preview!]!
+}
+
+"""
+A pull request's preview: its head, built on the project's builder, served
+at pr-<number>.<project>.<apps-domain> and sleeping like any app. It is
+removed when the pull request closes, or after the server's preview TTL
+without a request.
+"""
+type Preview {
+  "The pull request's number."
+  number: Int!
+  "open; closed while its app is being removed."
+  state: String!
+  "The ref the head is fetched from, refs/pull/<number>/head."
+  headRef: String!
+  "The pull request's branch (in the fork, for a pull request from a fork)."
+  headBranch: String!
+  "The head commit the preview was last asked to build."
+  headSha: String!
+  "The URL the preview answers at, or null when the server serves no apps."
+  url: String
+  "The deployment made for headSha (it may still be building; the preview serves its latest successful build meanwhile)."
+  deployment: Deployment
+  createdAt: Time!
+  updatedAt: Time!
+  "When the preview last served a request, as recorded (at most about once a minute), or null."
+  lastRequestAt: Time
 }
 
 "How a project's app runs, defaults filled in."
@@ -1887,6 +2013,8 @@ type Deployment {
   logCompleteAt: Time
   "The number of the deployment's last log line, once it ended (0: none)."
   logLines: Int!
+  "The pull request whose preview the deployment builds, or null for the project's own deployment."
+  preview: Int
   """
   Where the deployment is now: its phase and, while it builds, the
   Dockerfile step podman is on. Read from the deployment's workflow while
@@ -2225,6 +2353,8 @@ func (ec *executionContext) childFields_Deployment(ctx context.Context, field gr
 		return ec.fieldContext_Deployment_logCompleteAt(ctx, field)
 	case "logLines":
 		return ec.fieldContext_Deployment_logLines(ctx, field)
+	case "preview":
+		return ec.fieldContext_Deployment_preview(ctx, field)
 	case "progress":
 		return ec.fieldContext_Deployment_progress(ctx, field)
 	case "logs":
@@ -2325,6 +2455,32 @@ func (ec *executionContext) childFields_PhaseTiming(ctx context.Context, field g
 	return nil, fmt.Errorf("no field named %q was found under type PhaseTiming", field.Name)
 }
 
+func (ec *executionContext) childFields_Preview(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "number":
+		return ec.fieldContext_Preview_number(ctx, field)
+	case "state":
+		return ec.fieldContext_Preview_state(ctx, field)
+	case "headRef":
+		return ec.fieldContext_Preview_headRef(ctx, field)
+	case "headBranch":
+		return ec.fieldContext_Preview_headBranch(ctx, field)
+	case "headSha":
+		return ec.fieldContext_Preview_headSha(ctx, field)
+	case "url":
+		return ec.fieldContext_Preview_url(ctx, field)
+	case "deployment":
+		return ec.fieldContext_Preview_deployment(ctx, field)
+	case "createdAt":
+		return ec.fieldContext_Preview_createdAt(ctx, field)
+	case "updatedAt":
+		return ec.fieldContext_Preview_updatedAt(ctx, field)
+	case "lastRequestAt":
+		return ec.fieldContext_Preview_lastRequestAt(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type Preview", field.Name)
+}
+
 func (ec *executionContext) childFields_Progress(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "phase":
@@ -2381,6 +2537,8 @@ func (ec *executionContext) childFields_Project(ctx context.Context, field graph
 		return ec.fieldContext_Project_appStatus(ctx, field)
 	case "env":
 		return ec.fieldContext_Project_env(ctx, field)
+	case "previews":
+		return ec.fieldContext_Project_previews(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Project", field.Name)
 }
@@ -4634,6 +4792,29 @@ func (ec *executionContext) fieldContext_Deployment_logLines(_ context.Context, 
 	return graphql.NewScalarFieldContext("Deployment", field, false, false, "Int")
 }
 
+func (ec *executionContext) _Deployment_preview(ctx context.Context, field graphql.CollectedField, obj *slipway.Deployment) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Deployment_preview(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Deployment().Preview(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *int) graphql.Marshaler {
+			return ec.marshalOInt2ᚖint(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Deployment_preview(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Deployment", field, true, true, "Int")
+}
+
 func (ec *executionContext) _Deployment_progress(ctx context.Context, field graphql.CollectedField, obj *slipway.Deployment) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -6014,6 +6195,245 @@ func (ec *executionContext) fieldContext_PhaseTiming_ms(_ context.Context, field
 	return graphql.NewScalarFieldContext("PhaseTiming", field, false, false, "Int")
 }
 
+func (ec *executionContext) _Preview_number(ctx context.Context, field graphql.CollectedField, obj *slipway.Preview) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Preview_number(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Number, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int) graphql.Marshaler {
+			return ec.marshalNInt2int(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Preview_number(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Preview", field, false, false, "Int")
+}
+
+func (ec *executionContext) _Preview_state(ctx context.Context, field graphql.CollectedField, obj *slipway.Preview) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Preview_state(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Preview().State(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Preview_state(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Preview", field, true, true, "String")
+}
+
+func (ec *executionContext) _Preview_headRef(ctx context.Context, field graphql.CollectedField, obj *slipway.Preview) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Preview_headRef(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.HeadRef, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Preview_headRef(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Preview", field, false, false, "String")
+}
+
+func (ec *executionContext) _Preview_headBranch(ctx context.Context, field graphql.CollectedField, obj *slipway.Preview) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Preview_headBranch(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.HeadBranch, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Preview_headBranch(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Preview", field, false, false, "String")
+}
+
+func (ec *executionContext) _Preview_headSha(ctx context.Context, field graphql.CollectedField, obj *slipway.Preview) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Preview_headSha(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.HeadSHA, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Preview_headSha(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Preview", field, false, false, "String")
+}
+
+func (ec *executionContext) _Preview_url(ctx context.Context, field graphql.CollectedField, obj *slipway.Preview) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Preview_url(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Preview().URL(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Preview_url(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Preview", field, true, true, "String")
+}
+
+func (ec *executionContext) _Preview_deployment(ctx context.Context, field graphql.CollectedField, obj *slipway.Preview) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Preview_deployment(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Preview().Deployment(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *slipway.Deployment) graphql.Marshaler {
+			return ec.marshalODeployment2ᚖgithubᚗcomᚋslipwayᚑciᚋslipwayᚐDeployment(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Preview_deployment(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Preview",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Deployment(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Preview_createdAt(ctx context.Context, field graphql.CollectedField, obj *slipway.Preview) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Preview_createdAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.CreatedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Preview_createdAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Preview", field, false, false, "Time")
+}
+
+func (ec *executionContext) _Preview_updatedAt(ctx context.Context, field graphql.CollectedField, obj *slipway.Preview) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Preview_updatedAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.UpdatedAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Preview_updatedAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Preview", field, false, false, "Time")
+}
+
+func (ec *executionContext) _Preview_lastRequestAt(ctx context.Context, field graphql.CollectedField, obj *slipway.Preview) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Preview_lastRequestAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.LastRequestAt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Preview_lastRequestAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Preview", field, false, false, "Time")
+}
+
 func (ec *executionContext) _Progress_phase(ctx context.Context, field graphql.CollectedField, obj *slipway.Progress) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -6654,6 +7074,38 @@ func (ec *executionContext) fieldContext_Project_env(_ context.Context, field gr
 		IsResolver: true,
 		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 			return ec.childFields_EnvVar(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Project_previews(ctx context.Context, field graphql.CollectedField, obj *slipway.Project) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Project_previews(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Project().Previews(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*slipway.Preview) graphql.Marshaler {
+			return ec.marshalNPreview2ᚕᚖgithubᚗcomᚋslipwayᚑciᚋslipwayᚐPreviewᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Project_previews(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Project",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Preview(ctx, field)
 		},
 	}
 	return fc, nil
@@ -9189,6 +9641,12 @@ func (ec *executionContext) _Deployment(ctx context.Context, sel ast.SelectionSe
 			if out.Values[i] == graphql.Null {
 				atomic.AddUint32(&out.Invalids, 1)
 			}
+		case "preview":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Deployment_preview(ctx, field, obj)
+				})
 		case "progress":
 			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
 				true, true,
@@ -9675,6 +10133,87 @@ func (ec *executionContext) _PhaseTiming(ctx context.Context, sel ast.SelectionS
 	return out
 }
 
+var previewImplementors = []string{"Preview"}
+
+func (ec *executionContext) _Preview(ctx context.Context, sel ast.SelectionSet, obj *slipway.Preview) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, previewImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("Preview")
+		case "number":
+			out.Values[i] = ec._Preview_number(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "state":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Preview_state(ctx, field, obj)
+				})
+		case "headRef":
+			out.Values[i] = ec._Preview_headRef(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "headBranch":
+			out.Values[i] = ec._Preview_headBranch(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "headSha":
+			out.Values[i] = ec._Preview_headSha(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "url":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Preview_url(ctx, field, obj)
+				})
+		case "deployment":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Preview_deployment(ctx, field, obj)
+				})
+		case "createdAt":
+			out.Values[i] = ec._Preview_createdAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "updatedAt":
+			out.Values[i] = ec._Preview_updatedAt(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "lastRequestAt":
+			out.Values[i] = ec._Preview_lastRequestAt(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var progressImplementors = []string{"Progress"}
 
 func (ec *executionContext) _Progress(ctx context.Context, sel ast.SelectionSet, obj *slipway.Progress) graphql.Marshaler {
@@ -9846,6 +10385,12 @@ func (ec *executionContext) _Project(ctx context.Context, sel ast.SelectionSet, 
 				true, true,
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Project_env(ctx, field, obj)
+				})
+		case "previews":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Project_previews(ctx, field, obj)
 				})
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
@@ -10831,6 +11376,30 @@ func (ec *executionContext) marshalNPhaseTiming2ᚖgithubᚗcomᚋslipwayᚑci�
 		return graphql.Null
 	}
 	return ec._PhaseTiming(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNPreview2ᚕᚖgithubᚗcomᚋslipwayᚑciᚋslipwayᚐPreviewᚄ(ctx context.Context, sel ast.SelectionSet, v []*slipway.Preview) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNPreview2ᚖgithubᚗcomᚋslipwayᚑciᚋslipwayᚐPreview(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNPreview2ᚖgithubᚗcomᚋslipwayᚑciᚋslipwayᚐPreview(ctx context.Context, sel ast.SelectionSet, v *slipway.Preview) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "Preview!")
+		return graphql.Null
+	}
+	return ec._Preview(ctx, sel, v)
 }
 
 func (ec *executionContext) marshalNProgress2ᚖgithubᚗcomᚋslipwayᚑciᚋslipwayᚐProgress(ctx context.Context, sel ast.SelectionSet, v *slipway.Progress) graphql.Marshaler {
