@@ -101,7 +101,7 @@ type parts struct {
 	appsRT  *apps.Runtime
 	appHost *appHost
 	// previews opens, serves and removes pull requests' previews
-	// (previews.go); made with the HTTP server (webhooks).
+	// (previews.go); made with the deployer.
 	previews   *previews
 	appsServer *gateway.Server
 	// appsAddr is the apps' gateway's address once it listens, for the
@@ -398,6 +398,7 @@ func (p *parts) startDeployer(context.Context) error {
 		EarlyWake:   p.waker.Wake,
 		Logger:      p.log,
 	})
+	p.previews = newPreviews(p.store, p.deployer, p.cfg.PreviewTTL, p.log)
 	return nil
 }
 
@@ -449,7 +450,6 @@ func (p *parts) startRetention(ctx context.Context) error {
 // the web page on the listener.
 func (p *parts) startHTTP(context.Context) error {
 	mux := http.NewServeMux()
-	p.previews = newPreviews(p.store, p.deployer, p.cfg.PreviewTTL, p.log)
 	hooks := github.HandlerConfig{Store: p.store, Deployer: p.deployer, MaxAge: p.cfg.WebhookMaxAge, Logger: p.log}
 	if p.cfg.AppsListen != AppsOff {
 		hooks.Previews = p.previews // with no apps served, no previews are built
