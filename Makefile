@@ -1,4 +1,4 @@
-.PHONY: run test build bench bench-logs faults
+.PHONY: run test build bench bench-logs bench-runtime faults
 run:
 	scripts/run
 test:
@@ -14,6 +14,12 @@ bench: bench-logs
 # podman needed; writes bench/results/LOGS.md. Flags: BENCH_LOGS_FLAGS.
 bench-logs:
 	go run ./bench/cmd/benchlogs $(BENCH_LOGS_FLAGS)
+# The app runtime's figures (issue 17, item 3; bench/README.md, "App
+# runtime"): wakes, the gateway's overhead and 200 sleeping apps, side by
+# side; about 10 minutes; needs root, podman, runc, busybox-static and Go.
+# Writes bench/results/RUNTIME.md. Flags: BENCH_RUNTIME_FLAGS.
+bench-runtime:
+	go run ./bench/cmd/benchruntime $(BENCH_RUNTIME_FLAGS)
 # The fault suite (issue 5; e2e/faults_test.go): kills agents and the server
 # mid-build, cuts the registry, deletes volumes, replays deliveries and sends
 # a bad-input corpus. About 5 minutes; needs root and podman, like make test.

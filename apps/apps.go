@@ -9,9 +9,11 @@
 // first request waits for stays off it: a thaw writes the container's
 // cgroup freezer file directly, and a start from stopped asks a podman API
 // service (`podman system service` on a unix socket) that the Runtime
-// keeps running, so no request pays the podman CLI's own start-up. With
-// Config.PrimeStopped a stopped app's container is left created in runc
-// but not started, and its wake is a `runc start`.
+// keeps running, so no request pays the podman CLI's own start-up. A
+// stopped app's container is left created in runc but not started
+// (unless Config.NoPrime), so its wake is a `runc start`. The gateway
+// reaches a running app inside its own network namespace
+// (Runtime.DialContext), not through its published port's forwarder.
 //
 // It runs apps as root only: on a host with cgroup v1 (these machines'
 // hybrid layout) rootless podman ignores memory and CPU limits and gives
@@ -107,13 +109,16 @@ type Config struct {
 	// Network is how apps reach the network: NetworkIsolated (default)
 	// or NetworkBridge.
 	Network Network
-	// PrimeStopped makes Stop leave a stopped app's container created in
-	// the OCI runtime but not started (`podman init`): the app's own
-	// processes are gone and use no CPU, but conmon and runc's init wait
-	// for the start (about 14 MB of RSS per app, measured), and a Wake
-	// then only runs `runc start`: tens of milliseconds instead of a
-	// whole container start. Off: a stopped app has no process at all.
-	PrimeStopped bool
+	// NoPrime makes Stop leave a stopped app with no process at all, and
+	// its Wake a whole container start through the API service (about
+	// 0.6× of `podman start`). By default Stop leaves the container
+	// created in the OCI runtime but not started (`podman init`, "primed"):
+	// the app's own processes are gone and use no CPU, but conmon and
+	// runc's init wait for the start (about 14 MB of RSS per app,
+	// measured; with NetworkIsolated its network helpers too), and a Wake
+	// is then only `runc start`: tens of milliseconds, about 0.2× of
+	// `podman start` (make bench-runtime).
+	NoPrime bool
 	// LogMaxBytes bounds an app's log file (podman's k8s-file, which
 	// Logs, LogSource and the server's collector read): past it conmon
 	// starts the file anew. Default DefaultLogMaxBytes.

@@ -13,8 +13,8 @@ import (
 
 // TestWakeFigures measures, interleaved in one run, the time from asking
 // an app to wake until its first byte: from frozen (Wake thaws), from
-// stopped through this package (Wake: the API service), from stopped
-// with Config.PrimeStopped (Wake: only runc start), and from stopped by
+// stopped without priming (Retire, then Wake: the API service), from
+// stopped and primed (Stop, then Wake: only runc start), and from stopped by
 // hand (`podman start` of the CLI, then polling the port the same
 // way). It logs the medians side by side and their ratio (issue 17's
 // targets: frozen ≤ 30 ms; stopped ≤ 0.6× by hand). It asserts behaviour
@@ -47,7 +47,7 @@ func TestWakeFigures(t *testing.T) {
 		}
 		frozen = append(frozen, firstByte(t, url, t0, false))
 
-		if err := r.Stop(ctx, inst); err != nil {
+		if err := r.Retire(ctx, inst); err != nil { // not primed
 			t.Fatal(err)
 		}
 		t0 = time.Now()
@@ -56,11 +56,9 @@ func TestWakeFigures(t *testing.T) {
 		}
 		ours = append(ours, firstByte(t, url, t0, false))
 
-		r.cfg.PrimeStopped = true
-		if err := r.Stop(ctx, inst); err != nil {
+		if err := r.Stop(ctx, inst); err != nil { // primed
 			t.Fatal(err)
 		}
-		r.cfg.PrimeStopped = false
 		primedKB = append(primedKB, primedCost(t, r, inst))
 		t0 = time.Now()
 		if _, err := r.Wake(ctx, inst); err != nil {
@@ -68,7 +66,7 @@ func TestWakeFigures(t *testing.T) {
 		}
 		primed = append(primed, firstByte(t, url, t0, false))
 
-		if err := r.Stop(ctx, inst); err != nil {
+		if err := r.Retire(ctx, inst); err != nil {
 			t.Fatal(err)
 		}
 		t0 = time.Now()

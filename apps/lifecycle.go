@@ -183,7 +183,12 @@ func (r *Runtime) startHealthy(ctx context.Context, inst *Instance) (start, heal
 		}
 		return start, health, err
 	}
-	return start, time.Since(t0) - start, nil
+	health = time.Since(t0) - start
+	// Where DialContext finds it: one API call, after the first answer.
+	if c, err := r.svc.inspect(ctx, inst.Name); err == nil {
+		r.setNet(inst, c.State.Pid)
+	}
+	return start, health, nil
 }
 
 // healthClient asks health paths: no proxy, no redirects followed (a 3xx

@@ -24,6 +24,7 @@ type Runtime struct {
 	conf  string // containers.conf
 	svc   *service
 	locks sync.Map // container name → *sync.Mutex
+	nets  sync.Map // a running app's Addr → netTarget (DialContext)
 	// specKey keys the specs' fingerprints (Fingerprint).
 	specKey []byte
 }

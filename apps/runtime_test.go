@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -44,7 +45,10 @@ func TestLifecycle(t *testing.T) {
 	t.Run("limits", func(t *testing.T) { checkLimits(t, r, inst) })
 	t.Run("freeze", func(t *testing.T) { checkFreeze(t, r, inst) })
 	t.Run("stop and wake", func(t *testing.T) { checkStopWake(t, r, inst) })
-	t.Run("primed stop and wake", func(t *testing.T) { checkPrimed(t, r, inst) })
+	t.Run("dial inside its network namespace", func(t *testing.T) { checkDial(t, r, inst) })
+	t.Run("stop without priming", func(t *testing.T) { checkNoPrime(t, r, inst) })
+	t.Run("retire", func(t *testing.T) { checkRetire(t, r, inst) })
+	t.Run("primed, across a restart", func(st *testing.T) { r = checkPrimedRestart(st, t, r, inst) })
 	t.Run("remove", func(t *testing.T) { checkRemove(t, r, inst) })
 }
 
@@ -111,6 +115,7 @@ func checkStopWake(t *testing.T, r *Runtime, inst *Instance) {
 		t.Fatal(err)
 	}
 	wantState(t, r, inst, Stopped)
+	wantPrimed(t, r, inst, true)
 	if !processGone(pid) {
 		t.Errorf("the app's process %s is still there after Stop", pid)
 	}
@@ -155,32 +160,145 @@ func checkStopWake(t *testing.T, r *Runtime, inst *Instance) {
 	mustGet(t, inst, "/")
 }
 
-// checkPrimed: with PrimeStopped, a stopped app's own process is gone
-// too, it does not answer, and Wake starts it.
-func checkPrimed(t *testing.T, r *Runtime, inst *Instance) {
+// wantPrimed checks podman's status of a stopped app: created in runc
+// (primed) or exited.
+func wantPrimed(t *testing.T, r *Runtime, inst *Instance, primed bool) {
+	t.Helper()
+	status := inspectField(t, r, inst.Name, "{{.State.Status}}")
+	// podman 4.3 says either, for a container created in runc.
+	if got := status == "initialized" || status == "created"; got != primed {
+		t.Errorf("podman's status of a stopped app = %q; primed (initialized or created): %v, want %v", status, got, primed)
+	}
+}
+
+// checkNoPrime: with Config.NoPrime, a stopped app keeps no process, not
+// even conmon, and Wake starts it.
+func checkNoPrime(t *testing.T, r *Runtime, inst *Instance) {
 	ctx := t.Context()
-	r.cfg.PrimeStopped = true
-	defer func() { r.cfg.PrimeStopped = false }()
+	r.cfg.NoPrime = true
+	defer func() { r.cfg.NoPrime = false }()
 	pid := inspectField(t, r, inst.Name, "{{.State.Pid}}")
+	conmon := inspectField(t, r, inst.Name, "{{.State.ConmonPid}}")
 	if err := r.Stop(ctx, inst); err != nil {
 		t.Fatal(err)
 	}
 	wantState(t, r, inst, Stopped)
-	// podman 4.3 says either, for a container created in runc.
-	if status := inspectField(t, r, inst.Name, "{{.State.Status}}"); status != "initialized" && status != "created" {
-		t.Errorf("podman's status of a primed app = %q, want initialized or created", status)
-	}
-	if !processGone(pid) {
-		t.Errorf("the app's process %s is still there after Stop", pid)
+	wantPrimed(t, r, inst, false)
+	if !processGone(pid) || !processGone(conmon) {
+		t.Errorf("the app's process %s or its conmon %s is still there after Stop", pid, conmon)
 	}
 	if _, _, err := get("http://"+inst.Addr()+"/", time.Second); err == nil {
-		t.Error("a stopped, primed app answered")
+		t.Error("a stopped app answered")
 	}
 	if rep, err := r.Wake(ctx, inst); err != nil || rep.From != Stopped {
 		t.Fatalf("Wake = %+v, %v; want From stopped", rep, err)
 	}
 	mustGet(t, inst, "/")
 	wantState(t, r, inst, Running)
+}
+
+// checkRetire: a retired app is stopped and not primed, whatever
+// Config.NoPrime says, and wakes.
+func checkRetire(t *testing.T, r *Runtime, inst *Instance) {
+	ctx := t.Context()
+	if err := r.Retire(ctx, inst); err != nil {
+		t.Fatal(err)
+	}
+	wantState(t, r, inst, Stopped)
+	wantPrimed(t, r, inst, false)
+	if rep, err := r.Wake(ctx, inst); err != nil || rep.From != Stopped {
+		t.Fatalf("Wake = %+v, %v; want From stopped", rep, err)
+	}
+	mustGet(t, inst, "/")
+}
+
+// checkPrimedRestart: an app stopped (primed) by one Runtime, which is
+// then closed, is found stopped by a new one on the same directory (a
+// restarted server), which wakes it with its limits, stops it cleanly,
+// primes it again and wakes it. It returns the new Runtime, made for
+// parent.
+func checkPrimedRestart(t, parent *testing.T, r *Runtime, inst *Instance) *Runtime {
+	ctx := t.Context()
+	if err := r.Stop(ctx, inst); err != nil {
+		t.Fatal(err)
+	}
+	r.Close()
+	r2 := newRuntimeWith(parent, Config{Dir: r.cfg.Dir})
+	insts, err := r2.Reconcile(ctx)
+	if err != nil || len(insts) != 1 || insts[0].Name != inst.Name || insts[0].HostPort != inst.HostPort {
+		t.Fatalf("Reconcile = %+v, %v; want %s on port %d", insts, err, inst.Name, inst.HostPort)
+	}
+	adopted := insts[0]
+	wantState(t, r2, adopted, Stopped)
+	if rep, err := r2.Wake(ctx, adopted); err != nil || rep.From != Stopped {
+		t.Fatalf("Wake after a restart = %+v, %v; want From stopped", rep, err)
+	}
+	mustGet(t, adopted, "/")
+	cg := inspectField(t, r2, inst.Name, "{{.State.CgroupPath}}")
+	b, err := os.ReadFile(filepath.Join(cgroupRoot, "memory", cg, "memory.limit_in_bytes"))
+	if err != nil || strings.TrimSpace(string(b)) != fmt.Sprint(64<<20) {
+		t.Errorf("memory limit of the woken app: %q, %v; want %d", b, err, 64<<20)
+	}
+	pid := inspectField(t, r2, inst.Name, "{{.State.Pid}}")
+	if err := r2.Stop(ctx, adopted); err != nil {
+		t.Fatal(err)
+	}
+	wantState(t, r2, adopted, Stopped)
+	wantPrimed(t, r2, adopted, true)
+	if !processGone(pid) {
+		t.Errorf("the app's process %s is still there after Stop", pid)
+	}
+	if rep, err := r2.Wake(ctx, adopted); err != nil || rep.From != Stopped {
+		t.Fatalf("second Wake after a restart = %+v, %v; want From stopped", rep, err)
+	}
+	mustGet(t, adopted, "/")
+	return r2
+}
+
+// checkDial: DialContext reaches the app inside its own network namespace
+// (the peer is its port there, not the published one), also after a
+// stop and a wake (a new namespace); a stopped app is dialled no more.
+func checkDial(t *testing.T, r *Runtime, inst *Instance) {
+	ctx := t.Context()
+	dialGet := func() {
+		t.Helper()
+		c, err := r.DialContext(ctx, "tcp", inst.Addr())
+		if err != nil {
+			t.Fatalf("DialContext(%s): %v", inst.Addr(), err)
+		}
+		defer c.Close()
+		if got, want := c.RemoteAddr().String(), fmt.Sprintf("127.0.0.1:%d", inst.Port); got != want {
+			t.Errorf("DialContext(%s) reached %s, want %s (inside the app's namespace)", inst.Addr(), got, want)
+		}
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		fmt.Fprintf(c, "GET / HTTP/1.0\r\nHost: app\r\n\r\n")
+		b, _ := io.ReadAll(c)
+		if !strings.HasPrefix(string(b), "HTTP/1.") || !strings.HasSuffix(string(b), "ok\n") {
+			t.Errorf("GET / over DialContext's connection = %q, want the app's ok", b)
+		}
+	}
+	dialGet()
+	if err := r.Stop(ctx, inst); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := r.nets.Load(inst.Addr()); ok {
+		t.Error("a stopped app is still dialled inside its namespace")
+	}
+	if _, err := r.Wake(ctx, inst); err != nil {
+		t.Fatal(err)
+	}
+	dialGet()
+	// Another address is dialled as it is.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	c, err := r.DialContext(ctx, "tcp", ln.Addr().String())
+	if err != nil || c.RemoteAddr().String() != ln.Addr().String() {
+		t.Fatalf("DialContext of another address: %v, %v", c, err)
+	}
+	c.Close()
 }
 
 func checkRemove(t *testing.T, r *Runtime, inst *Instance) {

@@ -222,6 +222,7 @@ type container struct {
 		Status    string `json:"Status"`
 		Running   bool   `json:"Running"`
 		Pid       int    `json:"Pid"`
+		ConmonPid int    `json:"ConmonPid"`
 		ExitCode  int    `json:"ExitCode"`
 		OOMKilled bool   `json:"OOMKilled"`
 	} `json:"State"`

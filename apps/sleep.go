@@ -72,9 +72,22 @@ func (r *Runtime) thawLocked(ctx context.Context, inst *Instance) (bool, error) 
 
 // Stop ends inst's processes (SIGTERM, then SIGKILL after
 // Config.StopTimeout; a frozen app is thawed first so that it can exit)
-// and keeps its container for a fast Wake or a rollback: no memory and no
-// CPU are left in use.
+// and keeps its container for a fast Wake or a rollback: no CPU is left
+// in use. Unless Config.NoPrime, the container is then primed: created in
+// runc again, its processes not started (conmon and runc's init wait, with
+// a few MB of memory), so that a Wake is only `runc start`.
 func (r *Runtime) Stop(ctx context.Context, inst *Instance) error {
+	return r.stop(ctx, inst, !r.cfg.NoPrime)
+}
+
+// Retire stops inst as Stop does but never primes it: no process of it is
+// left, not even conmon. It is for a release that another replaced, kept
+// for a rollback: its next start is a whole container start.
+func (r *Runtime) Retire(ctx context.Context, inst *Instance) error {
+	return r.stop(ctx, inst, false)
+}
+
+func (r *Runtime) stop(ctx context.Context, inst *Instance, prime bool) error {
 	defer r.lock(inst.Name)()
 	if _, err := r.thawLocked(ctx, inst); err != nil {
 		return fmt.Errorf("stop app %s: %w", inst.Name, err)
@@ -82,15 +95,24 @@ func (r *Runtime) Stop(ctx context.Context, inst *Instance) error {
 	if err := r.markStopped(inst.Name, true); err != nil {
 		return fmt.Errorf("stop app %s: %w", inst.Name, err)
 	}
+	r.forgetNet(inst)
+	conmon := r.conmonOf(ctx, inst)
 	if err := r.svc.stop(ctx, inst.Name, r.cfg.StopTimeout); err != nil {
 		return fmt.Errorf("stop app %s: %w", inst.Name, err)
 	}
-	if r.cfg.PrimeStopped {
+	if prime {
+		// podman's own clean-up of the stopped container (conmon's exit
+		// command, which conmon waits for) runs on its own: priming
+		// before it ends would have the clean-up undo it.
+		if err := conmon.waitGone(ctx, r.cfg.StopTimeout+10*time.Second); err != nil {
+			r.cfg.Logger.Warn("apps: wait for podman's clean-up of a stopped app", "app", inst.Name, "err", err)
+		}
+		// Not priming only makes the next wake slower: the app is stopped.
 		if err := r.svc.init(ctx, inst.Name); err != nil {
-			return fmt.Errorf("stop app %s: prime its next start: %w", inst.Name, err)
+			r.cfg.Logger.Warn("apps: prime a stopped app's next start", "app", inst.Name, "err", err)
 		}
 	}
-	r.cfg.Logger.Info("apps: stopped", "app", inst.Name, "primed", r.cfg.PrimeStopped)
+	r.cfg.Logger.Info("apps: stopped", "app", inst.Name, "primed", prime)
 	return nil
 }
 
@@ -142,6 +164,7 @@ func (r *Runtime) Remove(ctx context.Context, inst *Instance) error {
 	if _, err := r.thawLocked(ctx, inst); err != nil && !errors.Is(err, ErrNotFound) {
 		return fmt.Errorf("remove app %s: %w", inst.Name, err)
 	}
+	r.forgetNet(inst)
 	if err := r.svc.remove(ctx, inst.Name); err != nil {
 		return fmt.Errorf("remove app %s: %w", inst.Name, err)
 	}
@@ -189,8 +212,10 @@ func (r *Runtime) state(ctx context.Context, inst *Instance) (State, *container,
 		if frozen, err := fz.frozen(); err != nil {
 			return "", c, err
 		} else if frozen {
+			r.setNet(inst, c.State.Pid)
 			return Frozen, c, nil
 		}
+		r.setNet(inst, c.State.Pid)
 		return Running, c, nil
 	case c.State.Status == "created" || c.State.Status == "configured" || c.State.Status == "initialized":
 		return Stopped, c, nil

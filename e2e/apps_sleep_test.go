@@ -17,11 +17,13 @@ import (
 )
 
 // An idle app is frozen (its processes kept, paused by the cgroup
-// freezer), then stopped: then none of its processes is left on the host
-// (its command, conmon), and its cgroups, with the memory they held, are
-// gone or empty.
+// freezer), then stopped: with --apps-stopped-bare none of its processes
+// is left on the host (its command, conmon), and its cgroups, with the
+// memory they held, are gone or empty. (By default a stopped app is
+// primed: its own processes are gone, conmon and runc's init wait; see
+// TestApps.)
 func TestAppsSleepNoProcess(t *testing.T) {
-	s, addr, base := startAppsServer(t, "--app-idle-timeout", "2s", "--app-stop-after", "4s")
+	s, addr, base := startAppsServer(t, "--app-idle-timeout", "2s", "--app-stop-after", "4s", "--apps-stopped-bare")
 	mark := marker(t, "sleeper")
 	// httpd's realm (-r) is unused: it puts mark in the app's command line.
 	dockerfile := "FROM " + base + "\nCOPY index.html /app/index.html\nEXPOSE 8000\nCMD [\"httpd\", \"-f\", \"-p\", \"8000\", \"-h\", \"/app\", \"-r\", \"" + mark + "\"]\n"

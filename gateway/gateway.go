@@ -22,6 +22,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/netip"
@@ -107,6 +108,12 @@ type Config struct {
 	// retried (the app may still be binding its port) before the request
 	// is answered 502. Default 2 s.
 	ConnectRetry time.Duration
+	// Dial connects to a backend's address (what App.Serving and
+	// App.Wake return), e.g. the app runtime's DialContext, which enters
+	// the app's own network namespace. Its refused connections must wrap
+	// syscall.ECONNREFUSED (they are retried for ConnectRetry). Default:
+	// a plain TCP dial.
+	Dial func(ctx context.Context, network, addr string) (net.Conn, error)
 	// MaxIdleConnsPerApp bounds the idle keep-alive connections kept to
 	// each backend. Default 256.
 	MaxIdleConnsPerApp int
@@ -154,12 +161,16 @@ func (c Config) withDefaults() (Config, error) {
 	return c, nil
 }
 
+// flushInterval is how long a part of a response of known length may wait
+// in the gateway's buffer.
+const flushInterval = 100 * time.Millisecond
+
 // Gateway is the apps' gateway, an http.Handler. Create it with New; Close
 // it when its listener is closed.
 type Gateway struct {
 	cfg       Config
 	proxy     *httputil.ReverseProxy
-	transport *http.Transport
+	transport *leanTransport
 
 	// ctx ends at Close: it bounds the wakes in flight and the upgraded
 	// connections.
@@ -180,9 +191,15 @@ func New(cfg Config) (*Gateway, error) {
 	g.ctx, g.cancel = context.WithCancel(context.Background())
 	g.transport = newTransport(cfg)
 	g.proxy = &httputil.ReverseProxy{
-		Rewrite:       g.rewrite,
-		Transport:     g.transport,
-		FlushInterval: -1,
+		Rewrite:   g.rewrite,
+		Transport: g.transport,
+		// A streamed response (no length) or an event stream is flushed
+		// after every write anyway; one of known length at least every
+		// flushInterval, else when done: one write for a small answer,
+		// where -1 cost a timer goroutine and a write for the headers
+		// alone on every request.
+		FlushInterval: flushInterval,
+		BufferPool:    bufferPool{},
 		ErrorHandler:  g.backendError,
 		ErrorLog:      slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
 	}

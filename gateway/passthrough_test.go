@@ -124,6 +124,47 @@ func TestStreamingResponseArrivesChunkByChunk(t *testing.T) {
 	waitFor(t, "the streamed response to end its request", func() bool { return app.open.Load() == 0 })
 }
 
+// A response of known length whose body comes slowly is not held until
+// it ends: its first part arrives within the flush interval.
+func TestSlowResponseOfKnownLengthIsFlushed(t *testing.T) {
+	next := make(chan struct{})
+	app := awake(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "13")
+		_, _ = io.WriteString(w, "first\n")
+		_ = http.NewResponseController(w).Flush()
+		select {
+		case <-next:
+		case <-r.Context().Done():
+			return
+		}
+		_, _ = io.WriteString(w, "second\n")
+	}))
+	tg := startGateway(t, Config{Apps: fakeApps{demo: app}})
+	req, _ := http.NewRequestWithContext(t.Context(), http.MethodGet, "http://demo.localhost/slow", nil)
+	resp, err := tg.client.Do(req)
+	if err != nil {
+		t.Fatalf("GET /slow: %v", err)
+	}
+	defer resp.Body.Close()
+	defer close(next)
+	if resp.ContentLength != 13 {
+		t.Errorf("Content-Length %d, want 13", resp.ContentLength)
+	}
+	got := make(chan string, 1)
+	go func() {
+		line, _ := bufio.NewReader(resp.Body).ReadString('\n')
+		got <- line
+	}()
+	select {
+	case l := <-got:
+		if l != "first\n" {
+			t.Errorf("first line %q, want first", l)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the first part did not arrive before the response ended: the gateway holds it")
+	}
+}
+
 func TestRequestBodyIsStreamed(t *testing.T) {
 	gotFirst := make(chan struct{})
 	app := awake(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

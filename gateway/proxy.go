@@ -9,6 +9,7 @@ import (
 	"net/http/httputil"
 	"net/netip"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -19,28 +20,35 @@ type targetKey struct{}
 // newTransport returns the transport shared by every backend: HTTP/1.1
 // with keep-alive (the apps speak plain HTTP/1.1), no transparent
 // compression (the app's encoding passes through untouched), and a dialer
-// that retries a refused connection for cfg.ConnectRetry.
-func newTransport(cfg Config) *http.Transport {
-	d := &retryDialer{
-		dialer: net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second},
-		retry:  cfg.ConnectRetry,
+// that retries a refused connection for cfg.ConnectRetry; requests
+// without a body take its lean path (leanTransport).
+func newTransport(cfg Config) *leanTransport {
+	d := &retryDialer{dial: cfg.Dial, retry: cfg.ConnectRetry}
+	if d.dial == nil {
+		nd := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
+		d.dial = nd.DialContext
 	}
-	return &http.Transport{
+	std := &http.Transport{
 		DialContext:           d.DialContext,
 		MaxIdleConns:          0, // no limit over all backends
 		MaxIdleConnsPerHost:   cfg.MaxIdleConnsPerApp,
-		IdleConnTimeout:       90 * time.Second,
+		IdleConnTimeout:       idleConnTimeout,
 		ExpectContinueTimeout: time.Second,
 		DisableCompression:    true,
 		ForceAttemptHTTP2:     false,
 	}
+	return &leanTransport{std: std, dial: d.DialContext, maxIdle: cfg.MaxIdleConnsPerApp, idleFor: idleConnTimeout}
 }
+
+// idleConnTimeout is how long a kept-alive connection to a backend stays
+// unused before it is closed.
+const idleConnTimeout = 90 * time.Second
 
 // retryDialer dials a backend, retrying a refused connection: right after
 // a wake the app may still be binding its port.
 type retryDialer struct {
-	dialer net.Dialer
-	retry  time.Duration
+	dial  func(ctx context.Context, network, addr string) (net.Conn, error)
+	retry time.Duration
 }
 
 // DialContext dials addr, retrying while it is refused, for at most
@@ -49,7 +57,7 @@ func (d *retryDialer) DialContext(ctx context.Context, network, addr string) (ne
 	deadline := time.Now().Add(d.retry)
 	pause := 5 * time.Millisecond
 	for {
-		c, err := d.dialer.DialContext(ctx, network, addr)
+		c, err := d.dial(ctx, network, addr)
 		if err == nil || !errors.Is(err, syscall.ECONNREFUSED) {
 			return c, err
 		}
@@ -137,4 +145,19 @@ func (g *Gateway) backendError(w http.ResponseWriter, r *http.Request, err error
 		slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.Any("error", err))
 	g.page(w, r, page{status: http.StatusBadGateway, title: "The app did not answer",
 		message: "The app is running but did not answer this request."})
+}
+
+// bufferPool lends ReverseProxy the buffers it copies bodies with, so that
+// a request does not allocate its own 32 KB.
+type bufferPool struct{}
+
+var buffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+func (bufferPool) Get() []byte { return *buffers.Get().(*[]byte) }
+
+func (bufferPool) Put(b []byte) {
+	if cap(b) >= 32<<10 {
+		b = b[:cap(b)]
+		buffers.Put(&b)
+	}
 }

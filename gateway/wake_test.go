@@ -3,8 +3,10 @@ package gateway
 import (
 	"context"
 	"errors"
+	"net"
 	"net/http"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -232,5 +234,31 @@ func TestCloseAnswersHeldRequests503(t *testing.T) {
 	}
 	if s := tg.status(t, "http://demo.localhost/"); s != http.StatusServiceUnavailable {
 		t.Errorf("a request after Close got %d, want 503", s)
+	}
+}
+
+// Config.Dial connects to the backend's address: the gateway dials
+// nothing else, and a refused connection from it is retried as well.
+func TestConfigDialConnectsToBackends(t *testing.T) {
+	app := &fakeApp{t: t, handler: echoBackend("demo"), bindLate: 200 * time.Millisecond}
+	var mu sync.Mutex
+	var asked []string
+	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+		mu.Lock()
+		asked = append(asked, addr)
+		mu.Unlock()
+		var d net.Dialer
+		return d.DialContext(ctx, network, addr)
+	}
+	tg := startGateway(t, Config{Apps: fakeApps{demo: app}, Dial: dial})
+	resp, body := tg.get(t, "http://demo.localhost/", nil)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("status %d, body %q; want 200 through Config.Dial", resp.StatusCode, body)
+	}
+	addr, _ := app.Serving()
+	mu.Lock()
+	defer mu.Unlock()
+	if len(asked) < 2 || slices.ContainsFunc(asked, func(a string) bool { return a != addr }) {
+		t.Errorf("Config.Dial was asked for %q; want %s, more than once (refused, then retried)", asked, addr)
 	}
 }

@@ -121,7 +121,7 @@ func (h *appHost) adopt(ctx context.Context) error {
 		cur, err := a.currentRelease(ctx)
 		if err != nil || !a.runs(ctx, inst, cur) || !a.cur.CompareAndSwap(nil, inst) {
 			h.log.Info("apps: stop a release that no longer serves", "project", inst.Project, "release", inst.Release)
-			go h.stopQuietly(inst)
+			go h.retireQuietly(inst)
 			continue
 		}
 		a.release.Store(&cur.ID)
@@ -443,7 +443,8 @@ func (p *parts) startApps(ctx context.Context) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	cfg := apps.Config{Dir: dir, RegistryInsecure: !registryTLSVerify(p.cfg), Logger: p.log.With("part", "apps"), OnStart: p.collectAppLogs}
+	cfg := apps.Config{Dir: dir, RegistryInsecure: !registryTLSVerify(p.cfg), NoPrime: p.cfg.AppsNoPrime, Logger: p.log.With("part", "apps"),
+		OnStart: p.collectAppLogs}
 	if rc := p.registryClient(); rc.cred != "" {
 		cfg.AuthFile = filepath.Join(dir, "containers-auth.json")
 		if err := buildah.WriteAuthFile(cfg.AuthFile, strings.SplitN(rc.host, "/", 2)[0], rc.user, rc.cred); err != nil {
@@ -486,8 +487,8 @@ func (p *parts) startAppsGateway(context.Context) error {
 	if err != nil {
 		return err
 	}
-	gw, err := gateway.New(gateway.Config{Apps: p.appHost, Domain: p.cfg.AppsDomain, WakeTimeout: p.cfg.WakeTimeout,
-		TrustedProxies: trusted, Logger: p.log})
+	gw, err := gateway.New(gateway.Config{Apps: p.appHost, Dial: p.appsRT.DialContext, Domain: p.cfg.AppsDomain,
+		WakeTimeout: p.cfg.WakeTimeout, TrustedProxies: trusted, Logger: p.log})
 	if err != nil {
 		return err
 	}

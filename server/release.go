@@ -53,7 +53,7 @@ func (h *appHost) Release(ctx context.Context, in deploy.ReleaseInput, record fu
 		serving := a.cur.Load()
 		a.mu.Unlock()
 		if serving == nil || serving.Name != inst.Name {
-			h.stopQuietly(inst)
+			h.retireQuietly(inst)
 		}
 		return err
 	}
@@ -104,17 +104,18 @@ func (a *projectApp) retire(old *apps.Instance, drained *epoch) {
 	if cur := a.cur.Load(); a.h.isClosed() || (cur != nil && cur.Name == old.Name) {
 		return
 	}
-	a.h.stopQuietly(old)
+	a.h.retireQuietly(old)
 	a.h.log.Info("app release retired", "project", a.project, "release", old.Release, "drained", drained.open.Load() == 0)
 	a.prune()
 }
 
-// stopQuietly stops inst, logging a failure.
-func (h *appHost) stopQuietly(inst *apps.Instance) {
+// retireQuietly stops inst for good (no process kept for a fast
+// start: apps.Runtime.Retire), logging a failure.
+func (h *appHost) retireQuietly(inst *apps.Instance) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if err := h.rt.Stop(ctx, inst); err != nil && !errors.Is(err, apps.ErrNotFound) {
-		h.log.Warn("apps: stop a release", "project", inst.Project, "release", inst.Release, "error", err)
+	if err := h.rt.Retire(ctx, inst); err != nil && !errors.Is(err, apps.ErrNotFound) {
+		h.log.Warn("apps: retire a release", "project", inst.Project, "release", inst.Release, "error", err)
 	}
 }
 

@@ -161,6 +161,9 @@ type Config struct {
 	// AppsDomain is the apps' domain; default gateway.DefaultDomain
 	// (localhost: browsers resolve its names to the loopback).
 	AppsDomain string
+	// AppsNoPrime leaves a stopped app with no process at all
+	// (apps.Config.NoPrime): a slower wake.
+	AppsNoPrime bool
 	// AppsTrustedProxies are the addresses or CIDRs of proxies in front of
 	// the apps' gateway whose X-Forwarded-* headers are kept
 	// (gateway.Config.TrustedProxies).

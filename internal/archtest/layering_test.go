@@ -109,6 +109,9 @@ var packages = map[string]struct {
 	"internal/testenv":      {testSupport, notShipped},
 	"sqlite/sqlitetest":     {testSupport, notShipped},
 	"web/webtest":           {testSupport, notShipped},
+
+	// make bench-runtime (issue 17, item 3)
+	"bench/cmd/benchruntime": {wiring, notShipped},
 }
 
 // allowedEdges are the adapters' sideways imports (adapter → adapter),
