@@ -198,6 +198,9 @@ type PruneResult struct {
 	Lines int64
 	// Bytes is how much log text was deleted.
 	Bytes int64
+	// AppLines is how many lines of app output were deleted (see
+	// AppLogStore).
+	AppLines int64
 }
 
 // LogPruner is a store that applies the projects' log retention. The

@@ -73,6 +73,8 @@ const (
 	DefaultHealthTimeout = 30 * time.Second
 	DefaultStopTimeout   = 10 * time.Second
 	DefaultPidsLimit     = 1024
+	// DefaultLogMaxBytes is Config.LogMaxBytes' default: 10 MiB.
+	DefaultLogMaxBytes = 10 << 20
 	// DefaultOutputLines is how many of an app's last output lines an
 	// UnhealthyError carries.
 	DefaultOutputLines = 20
@@ -117,6 +119,16 @@ type Config struct {
 	// is then only `runc start`: tens of milliseconds, about 0.2× of
 	// `podman start` (make bench-runtime).
 	NoPrime bool
+	// LogMaxBytes bounds an app's log file (podman's k8s-file, which
+	// Logs, LogSource and the server's collector read): past it conmon
+	// starts the file anew. Default DefaultLogMaxBytes.
+	LogMaxBytes int64
+	// OnStart, when set, is called with an app's instance just before its
+	// container starts (a Start, a Wake from stopped), so that a follower
+	// of its output (LogSource) watches it from its first line. It runs
+	// with the app's lock held: it must return at once and must not call
+	// the Runtime back.
+	OnStart func(*Instance)
 	// Logger receives what the runtime does (never an env value); default
 	// slog.Default().
 	Logger *slog.Logger
@@ -162,6 +174,9 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.PidsLimit <= 0 {
 		c.PidsLimit = DefaultPidsLimit
+	}
+	if c.LogMaxBytes <= 0 {
+		c.LogMaxBytes = DefaultLogMaxBytes
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

@@ -106,6 +106,7 @@ func (r *Runtime) create(ctx context.Context, name string, spec Spec, fp string)
 		"--security-opt", "no-new-privileges", "--cap-drop", "all", "--cap-add", appCapabilities,
 		"--stop-timeout", strconv.Itoa(int(r.cfg.StopTimeout.Round(time.Second) / time.Second)),
 		"--restart", "no", "--pull", "never",
+		"--log-driver", "k8s-file", "--log-opt", "max-size=" + strconv.FormatInt(r.cfg.LogMaxBytes, 10),
 	}
 	if r.cfg.Network == NetworkIsolated {
 		args = append(args, "--network", "slirp4netns:allow_host_loopback=false")
@@ -163,6 +164,9 @@ func (r *Runtime) writeEnvFile(spec Spec) (string, error) {
 func (r *Runtime) startHealthy(ctx context.Context, inst *Instance) (start, health time.Duration, err error) {
 	if err := r.markStopped(inst.Name, false); err != nil {
 		return 0, 0, err
+	}
+	if r.cfg.OnStart != nil {
+		r.cfg.OnStart(inst)
 	}
 	t0 := time.Now()
 	if err := r.svc.start(ctx, inst.Name); err != nil {

@@ -61,6 +61,20 @@ func (r *Runtime) LogPath(ctx context.Context, inst *Instance) (string, error) {
 	return c.HostConfig.LogConfig.Path, nil
 }
 
+// LogSource returns what a follower of inst's output needs: the file it
+// is written to (as LogPath) and a function masking the values of its
+// Spec.Env in a line, as Logs masks them.
+func (r *Runtime) LogSource(ctx context.Context, inst *Instance) (path string, mask func(string) string, err error) {
+	c, err := r.svc.inspect(ctx, inst.Name)
+	if err != nil {
+		return "", nil, fmt.Errorf("logs of app %s: %w", inst.Name, err)
+	}
+	if lc := c.HostConfig.LogConfig; lc.Type != "k8s-file" || lc.Path == "" {
+		return "", nil, fmt.Errorf("logs of app %s: its log driver is %q, not k8s-file", inst.Name, lc.Type)
+	}
+	return c.HostConfig.LogConfig.Path, maskerOf(c).mask, nil
+}
+
 // LogLine is one line of a k8s-file log.
 type LogLine struct {
 	// Time is the line's timestamp as written (RFC 3339 with nanoseconds).

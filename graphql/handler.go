@@ -93,6 +93,11 @@ type Config struct {
 	// Previews, if set, lists the projects' previews (Project.previews);
 	// without it the list is empty.
 	Previews slipway.PreviewStore
+	// Apps, if set, says what the projects' apps do (Project.appStatus)
+	// and follows their output (the appLogs subscription). Nil: no apps.
+	Apps Apps
+	// AppLogs, if set, keeps the apps' output (the appLogs query).
+	AppLogs slipway.AppLogStore
 	// Logger receives internal errors and recovered panics (default:
 	// slog.Default()).
 	Logger *slog.Logger

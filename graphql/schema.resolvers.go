@@ -46,6 +46,45 @@ func (r *appSettingsResolver) Summary(ctx context.Context, obj *slipway.AppSetti
 	return obj.String(), nil
 }
 
+// State is the resolver for the state field.
+func (r *appStatusResolver) State(ctx context.Context, obj *slipway.AppStatus) (string, error) {
+	return string(obj.State), nil
+}
+
+// Release is the resolver for the release field.
+func (r *appStatusResolver) Release(ctx context.Context, obj *slipway.AppStatus) (*slipway.Deployment, error) {
+	if obj.Release == "" {
+		return nil, nil
+	}
+	d, err := r.cfg.Store.Deployment(ctx, obj.Release)
+	if slipway.ErrorCode(err) == slipway.ENOTFOUND {
+		return nil, nil
+	}
+	return d, err
+}
+
+// LastWakeAt is the resolver for the lastWakeAt field.
+func (r *appStatusResolver) LastWakeAt(ctx context.Context, obj *slipway.AppStatus) (*time.Time, error) {
+	if obj.LastWake.IsZero() {
+		return nil, nil
+	}
+	return &obj.LastWake, nil
+}
+
+// LastWakeMs is the resolver for the lastWakeMs field.
+func (r *appStatusResolver) LastWakeMs(ctx context.Context, obj *slipway.AppStatus) (*float64, error) {
+	if obj.LastWake.IsZero() {
+		return nil, nil
+	}
+	ms := float64(obj.LastWakeDuration.Microseconds()) / 1000
+	return &ms, nil
+}
+
+// URL is the resolver for the url field.
+func (r *appStatusResolver) URL(ctx context.Context, obj *slipway.AppStatus) (*string, error) {
+	return nonEmpty(obj.URL), nil
+}
+
 // Trigger is the resolver for the trigger field.
 func (r *deploymentResolver) Trigger(ctx context.Context, obj *slipway.Deployment) (string, error) {
 	return string(obj.Trigger), nil
@@ -421,6 +460,11 @@ func (r *projectResolver) App(ctx context.Context, obj *slipway.Project) (*slipw
 	return &a, nil
 }
 
+// AppStatus is the resolver for the appStatus field.
+func (r *projectResolver) AppStatus(ctx context.Context, obj *slipway.Project) (*slipway.AppStatus, error) {
+	return r.appStatus(ctx, obj.Name)
+}
+
 // Env is the resolver for the env field.
 func (r *projectResolver) Env(ctx context.Context, obj *slipway.Project) ([]*slipway.EnvVar, error) {
 	return r.cfg.Projects.Env(ctx, obj.Name)
@@ -502,6 +546,11 @@ func (r *queryResolver) Tokens(ctx context.Context) ([]*slipway.APIToken, error)
 	return ts, nil
 }
 
+// AppLogs is the resolver for the appLogs field.
+func (r *queryResolver) AppLogs(ctx context.Context, project string, tail *int, after *int, release *string) ([]*slipway.AppLogLine, error) {
+	return r.appLogs(ctx, project, tail, after, release)
+}
+
 // DeploymentUpdated is the resolver for the deploymentUpdated field.
 func (r *subscriptionResolver) DeploymentUpdated(ctx context.Context, id string) (<-chan *slipway.Deployment, error) {
 	return r.deploymentUpdates(ctx, id)
@@ -529,8 +578,16 @@ func (r *subscriptionResolver) DeploymentLogLines(ctx context.Context, id string
 	return r.deploymentLogBatches(ctx, id, from, size)
 }
 
+// AppLogs is the resolver for the appLogs field.
+func (r *subscriptionResolver) AppLogs(ctx context.Context, project string, after *int, release *string) (<-chan []*slipway.AppLogLine, error) {
+	return r.followAppLogs(ctx, project, after, release)
+}
+
 // AppSettings returns gen.AppSettingsResolver implementation.
 func (r *Resolver) AppSettings() gen.AppSettingsResolver { return &appSettingsResolver{r} }
+
+// AppStatus returns gen.AppStatusResolver implementation.
+func (r *Resolver) AppStatus() gen.AppStatusResolver { return &appStatusResolver{r} }
 
 // Deployment returns gen.DeploymentResolver implementation.
 func (r *Resolver) Deployment() gen.DeploymentResolver { return &deploymentResolver{r} }
@@ -564,6 +621,7 @@ func (r *Resolver) Subscription() gen.SubscriptionResolver { return &subscriptio
 
 type (
 	appSettingsResolver  struct{ *Resolver }
+	appStatusResolver    struct{ *Resolver }
 	deploymentResolver   struct{ *Resolver }
 	logLimitResolver     struct{ *Resolver }
 	logRetentionResolver struct{ *Resolver }

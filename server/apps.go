@@ -190,6 +190,9 @@ type projectApp struct {
 	// idle and stopAfter are the project's sleep timers (nanoseconds),
 	// read from its settings at each wake and release.
 	idle, stopAfter atomic.Int64
+	// lastWake is when the last wake that did something began, and how
+	// long it took (appstate.go).
+	lastWake atomic.Pointer[wakeRecord]
 }
 
 func (a *projectApp) setServing(addr string) {
@@ -282,7 +285,8 @@ func (a *projectApp) sleep(g uint64, depth apps.State) bool {
 // Wake implements gateway.App: it brings the project's current release
 // to serving, starting it if it never ran here, and stops the release it
 // replaces (kept stopped for a rollback).
-func (a *projectApp) Wake(ctx context.Context) (gateway.Woken, error) {
+func (a *projectApp) Wake(ctx context.Context) (w gateway.Woken, err error) {
+	defer a.noteWake(time.Now(), &w, &err)
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	d, err := a.currentRelease(ctx)
@@ -439,7 +443,8 @@ func (p *parts) startApps(ctx context.Context) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	cfg := apps.Config{Dir: dir, RegistryInsecure: !registryTLSVerify(p.cfg), NoPrime: p.cfg.AppsNoPrime, Logger: p.log.With("part", "apps")}
+	cfg := apps.Config{Dir: dir, RegistryInsecure: !registryTLSVerify(p.cfg), NoPrime: p.cfg.AppsNoPrime, Logger: p.log.With("part", "apps"),
+		OnStart: p.collectAppLogs}
 	if rc := p.registryClient(); rc.cred != "" {
 		cfg.AuthFile = filepath.Join(dir, "containers-auth.json")
 		if err := buildah.WriteAuthFile(cfg.AuthFile, strings.SplitN(rc.host, "/", 2)[0], rc.user, rc.cred); err != nil {

@@ -20,6 +20,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/slipway-ci/slipway"
+	"github.com/slipway-ci/slipway/applog"
 	"github.com/slipway-ci/slipway/apps"
 	"github.com/slipway-ci/slipway/buildah"
 	"github.com/slipway-ci/slipway/builder"
@@ -106,6 +107,10 @@ type parts struct {
 	// appsAddr is the apps' gateway's address once it listens, for the
 	// API (which serves before it starts).
 	appsAddr atomic.Pointer[string]
+	// appLogs collects the apps' output, appsLive is appHost for the API
+	// once both run (applogs.go).
+	appLogs  atomic.Pointer[applog.Pipeline]
+	appsLive atomic.Pointer[appHost]
 	// serveErr receives what http.Server.Serve returned; served is closed
 	// once it has.
 	serveErr chan error
@@ -140,6 +145,7 @@ func (p *parts) components() []component {
 		{name: "machine provider", start: p.startMachines, stop: func(context.Context) error { return p.machines.Close() }},
 		{name: "deployer", start: p.startDeployer, stop: noError(func() { p.waker.Stop() })},
 		{name: "app runtime", start: p.startApps, stop: noError(p.stopApps)},
+		{name: "app logs", start: p.startAppLogs, stop: noError(p.stopAppLogs)},
 		{name: "control worker", start: p.startWorker, stop: noError(func() { p.worker.Stop() })},
 		{name: "reconciliation", start: p.reconcile},
 		{name: "log retention", start: p.startRetention, stop: noError(func() { p.stopRetention() })},
@@ -451,7 +457,7 @@ func (p *parts) startHTTP(context.Context) error {
 	mountWebhooks(mux, github.NewHandler(hooks))
 	mux.Handle("/graphql", graphql.NewHandler(graphql.Config{Store: p.store, Deployer: p.deployer, Machines: p.machines, Tokens: p.store,
 		Live: p.watcher, Secrets: p.store, PublicURL: p.publicURL, AppURL: p.appURL, Logger: p.log,
-		Previews: p.store, PreviewURL: p.previewURL}))
+		Previews: p.store, PreviewURL: p.previewURL, Apps: appsView{p}, AppLogs: p.store}))
 	if p.registry != nil {
 		mux.Handle("/v2/", p.registry)
 	}

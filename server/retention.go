@@ -31,9 +31,9 @@ func startLogPruner(ctx context.Context, p slipway.LogPruner, every time.Duratio
 			switch {
 			case err != nil && ctx.Err() == nil:
 				log.Error("log retention", "error", err)
-			case res.Deployments > 0:
+			case res.Deployments > 0 || res.AppLines > 0:
 				log.Info("log retention pruned old logs", "deployments", res.Deployments, "lines", res.Lines, "bytes", res.Bytes,
-					"took", time.Since(start).Round(time.Millisecond))
+					"app_lines", res.AppLines, "took", time.Since(start).Round(time.Millisecond))
 			}
 			select {
 			case <-ctx.Done():

@@ -223,6 +223,18 @@ CREATE TABLE previews (
 	`
 ALTER TABLE projects ADD COLUMN release_id TEXT NOT NULL DEFAULT '';
 `,
+	// 21: the projects' app output (see applog.go), numbered per project.
+	`
+CREATE TABLE app_log_lines (
+	project TEXT NOT NULL REFERENCES projects (name) ON DELETE CASCADE,
+	n       INTEGER NOT NULL,
+	release TEXT NOT NULL,
+	time    TEXT NOT NULL,
+	stream  TEXT NOT NULL DEFAULT '',
+	text    TEXT NOT NULL DEFAULT '',
+	PRIMARY KEY (project, n)
+) STRICT;
+`,
 }
 
 // goSteps are the migrations that need Go besides their SQL, by their SQL

@@ -109,7 +109,9 @@ func (db *DB) PruneLogs(ctx context.Context, now time.Time) (slipway.PruneResult
 			}
 		}
 	}
-	return total, nil
+	var err2 error
+	total.AppLines, err2 = db.pruneAllAppLogs(ctx, now)
+	return total, err2
 }
 
 // pruneByAge drops the logs of the project's deployments that ended

@@ -139,6 +139,7 @@ func TestSearchIndexesOldLines(t *testing.T) {
 	// Back to schema 3 with lines in it, as an older Slipway left it.
 	for _, stmt := range []string{
 		`DROP TABLE log_lines_fts`, `DROP TABLE api_tokens`, `DROP TABLE log_index`, `DROP TABLE project_secrets`, `DROP TABLE project_env`, `DROP TABLE previews`,
+		`DROP TABLE app_log_lines`,
 		`ALTER TABLE machines DROP COLUMN isolation`, `ALTER TABLE machines DROP COLUMN builder_user`, `DROP INDEX deployments_project_commit`,
 		`DELETE FROM schema_migrations WHERE version > 3`,
 	} {

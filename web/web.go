@@ -27,7 +27,7 @@ var static embed.FS
 
 // spaRoute matches the paths the app routes itself (see routes in
 // app.js); the server answers them with index.html.
-var spaRoute = regexp.MustCompile(`^/(?:projects/?|projects/[^/]+/?|deployments/[^/]+/?)$`)
+var spaRoute = regexp.MustCompile(`^/(?:projects/?|projects/[^/]+/?|projects/[^/]+/logs/?|deployments/[^/]+/?)$`)
 
 // asset is one embedded file ready to serve.
 type asset struct {
@@ -62,7 +62,7 @@ const csp = "default-src 'self'; script-src 'self'; style-src 'self'; img-src 's
 
 // Handler returns the web UI's handler, to be mounted at "/". It answers
 // GET and HEAD: "/" and the app's routes (/projects, /projects/NAME,
-// /deployments/ID) with index.html, the app's assets by name, and 404 for
+// /projects/NAME/logs, /deployments/ID) with index.html, the app's assets by name, and 404 for
 // anything else.
 func Handler() http.Handler {
 	h, err := newHandler(static)

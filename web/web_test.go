@@ -37,6 +37,7 @@ func TestHandlerRoutes(t *testing.T) {
 		{"GET", "/projects", 200, "text/html; charset=utf-8", "no-cache", "<title>Slipway</title>"},
 		{"GET", "/projects/demo", 200, "text/html; charset=utf-8", "no-cache", "<title>Slipway</title>"},
 		{"GET", "/projects/demo/", 200, "text/html; charset=utf-8", "no-cache", "<title>Slipway</title>"},
+		{"GET", "/projects/demo/logs", 200, "text/html; charset=utf-8", "no-cache", "<title>Slipway</title>"},
 		{"GET", "/deployments/d-06h1rq9d21r2181kp30757te8k", 200, "text/html; charset=utf-8", "no-cache", "<title>Slipway</title>"},
 		{"GET", "/app.js", 200, "text/javascript; charset=utf-8", "no-cache", "async function* followDeployment"},
 		{"GET", "/app.js?v=" + js.version, 200, "text/javascript; charset=utf-8", "public, max-age=31536000, immutable", "async function* followDeployment"},

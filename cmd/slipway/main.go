@@ -141,7 +141,7 @@ when that file is there. 'slipway token create' makes more tokens.`,
 
 	root.AddCommand(newProjectCmd(g), newProjectsCmd(g), newDeployCmd(g), newDeploymentsCmd(g), newDeploymentCmd(g),
 		newLogsCmd(g), newMachinesCmd(g), newRollbackCmd(g), newOpenCmd(g), newCancelCmd(g), newTokenCmd(g), newTokensCmd(g),
-		newSecretCmd(g), newSecretsCmd(g), newEnvCmd(g), newPreviewsCmd(g))
+		newSecretCmd(g), newSecretsCmd(g), newEnvCmd(g), newPreviewsCmd(g), newAppCmd(g))
 	addServerCommands(root)
 
 	started = new(bool)

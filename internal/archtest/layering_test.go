@@ -70,6 +70,7 @@ var packages = map[string]struct {
 	"credential":            {shared, serverSide},
 	"internal/leakcheck":    {shared, bothSides},
 	"agent":                 {adapter, agentSide},
+	"applog":                {adapter, serverSide},
 	"apps":                  {adapter, serverSide},
 	"buildah":               {adapter, bothSides},
 	"buildah/baseimage":     {adapter, serverSide},
@@ -118,6 +119,8 @@ var packages = map[string]struct {
 // one fails TestImportsFollowTheLayers until it is listed here, with a
 // reason, or goes through the root package's interfaces instead.
 var allowedEdges = map[string]string{
+	"applog → apps":                  "the app log collector follows the log files of the app runtime's containers",
+	"applog → natslog":               "app lines are cut and named as build log lines are",
 	"agent → buildah":                "the agent builds with buildah on its machine's volume",
 	"agent → buildsecrets":           "the agent asks the control plane for a build's secrets",
 	"agent → events":                 "the agent announces that a building deployment made progress",

@@ -313,6 +313,7 @@ const Q_PROJECTS = `query Projects {
 const Q_PROJECT = `query Project($name: String!) {
   project(name: $name) {
     name repo branch dockerfile context webhookURL createdAt
+    appStatus { state url lastWakeAt lastWakeMs release { id commit } }
     deployments(first: 50) { ${DEPLOYMENT_FIELDS} ${PROGRESS_FIELDS} }
   }
 }`;
@@ -915,7 +916,7 @@ function projectPage(root, { name }, signal) {
     if (first) {
       clear(head).append(projectHeader(project, signal));
     }
-    clear(body).append(projectInfo(project), deploymentsSection(project));
+    clear(body).append(projectInfo(project), appCard(project), deploymentsSection(project));
   }
   poll(LIST_POLL_MS, signal, refresh);
 }
@@ -958,6 +959,181 @@ function projectInfo(p) {
     item("Webhook", h("span", { class: "mono truncate", title: p.webhookURL, text: p.webhookURL }), copyButton(p.webhookURL)),
     item("Added", ago(p.createdAt)),
   );
+}
+
+const APP_STATE_LABEL = { serving: "Serving", frozen: "Frozen", stopped: "Stopped", failed: "Failed", none: "Not deployed" };
+
+/** appCard is the project's app: its URL, state, current release, last wake and a link to its output. */
+function appCard(p) {
+  const a = p.appStatus;
+  const item = (label, ...value) => h("div", { class: "kv" }, h("div", { class: "kv-label", text: label }), h("div", { class: "kv-value" }, value));
+  const url = a.url
+    ? [h("a", { class: "mono truncate", id: "app-url", href: a.url, target: "_blank", rel: "noopener", title: a.url, text: a.url }), copyButton(a.url)]
+    : h("span", { class: "muted", id: "app-url", text: "The server serves no apps" });
+  const release = a.release
+    ? h("a", { class: "mono", id: "app-release", href: `/deployments/${encodeURIComponent(a.release.id)}`, title: a.release.id, text: shortSHA(a.release.commit) })
+    : h("span", { class: "muted", id: "app-release", text: "—" });
+  const wake = a.lastWakeAt
+    ? h("span", { id: "app-last-wake" }, ago(a.lastWakeAt), ` · took ${a.lastWakeMs < 10 ? `${a.lastWakeMs.toFixed(1)} ms` : fmtDuration(a.lastWakeMs)}`)
+    : h("span", { class: "muted", id: "app-last-wake", text: "Not since the server started" });
+  return h(
+    "section",
+    { class: "section", id: "app" },
+    h(
+      "div",
+      { class: "section-head" },
+      h("h2", { class: "section-title", text: "App" }),
+      h("a", { class: "btn btn-small", id: "app-logs-link", href: `/projects/${encodeURIComponent(p.name)}/logs`, text: "App logs" }),
+    ),
+    h(
+      "div",
+      { class: "card info-grid app-grid" },
+      item("State", h("span", { class: `badge app-state app-${a.state}`, id: "app-state", dataset: { state: a.state } }, h("span", { class: "badge-dot", "aria-hidden": "true" }), APP_STATE_LABEL[a.state] || a.state)),
+      item("URL", url),
+      item("Release", release),
+      item("Last wake", wake),
+    ),
+  );
+}
+
+const Q_APP_LOGS = `query AppLogs($p: String!, $after: Int, $tail: Int) {
+  project(name: $p) { name appStatus { state url release { id commit } } }
+  appLogs(project: $p, after: $after, tail: $tail) { n release time stream text }
+}`;
+
+const Q_APP_STATE = `query AppState($p: String!) { project(name: $p) { appStatus { state url } } }`;
+
+const S_APP_LOGS = `subscription AppLogs($p: String!, $after: Int) { appLogs(project: $p, after: $after) { n release time stream text } }`;
+
+/** appLogsPage shows a project's app output: its last lines, then new ones live, in the build log's view. */
+function appLogsPage(root, { name }, signal) {
+  document.title = `${name} app logs · Slipway`;
+  const crumbs = [{ text: "Projects", href: "/" }, { text: name, href: `/projects/${encodeURIComponent(name)}` }, { text: "App logs" }];
+  const head = h("div", {}, pageHeader({ crumbs, title: "App logs" }));
+  const log = new LogView({ title: "App output", id: "app-log", empty: "The app wrote nothing yet." });
+  root.append(head, log.el);
+  signal.addEventListener("abort", () => log.done());
+  // A line's step marker names its release: where one release's output ends and the next begins.
+  const show = (lines) => log.append(lines.map((l) => ({ ...l, step: `release ${l.release}` })));
+  (async () => {
+    try {
+      const data = await gql(Q_APP_LOGS, { p: name, tail: 1000 }, signal);
+      if (!data.project) {
+        clear(root).append(emptyState(`No project named ${name}`, "It may have been removed, or the link is mistyped."));
+        return;
+      }
+      let shown = "";
+      const renderHead = (a) => {
+        if (`${a.state} ${a.url}` === shown) return;
+        shown = `${a.state} ${a.url}`;
+        clear(head).append(
+          pageHeader({
+            crumbs,
+            title: `${name} app logs`,
+            badge: h("span", { class: `badge app-state app-${a.state}`, id: "app-state", dataset: { state: a.state } }, h("span", { class: "badge-dot", "aria-hidden": "true" }), APP_STATE_LABEL[a.state] || a.state),
+            subtitle: a.url ? h("a", { class: "mono", href: a.url, target: "_blank", rel: "noopener", text: a.url }) : null,
+          }),
+        );
+      };
+      renderHead(data.project.appStatus);
+      // The state changes while the page is open (a request wakes the app, idle freezes it).
+      poll(LIST_POLL_MS, signal, async () => {
+        const p = (await gql(Q_APP_STATE, { p: name }, signal)).project;
+        if (p) renderHead(p.appStatus);
+      });
+      show(data.appLogs);
+      let after = data.appLogs.length ? data.appLogs[data.appLogs.length - 1].n : 0;
+      log.setLive(true);
+      for await (const lines of followAppLogs(name, after, signal)) {
+        if (lines.length) after = lines[lines.length - 1].n;
+        show(lines);
+      }
+    } catch (err) {
+      if (isAbort(err)) return;
+      showBanner("follow", err.message);
+      log.setLive(false, "Stopped: " + err.message);
+    }
+  })();
+}
+
+/**
+ * followAppLogs yields batches of a project's new app lines (numbered above
+ * after) through the appLogs subscription; if the WebSocket cannot be used
+ * it polls appLogs(after) instead.
+ */
+async function* followAppLogs(project, after, signal) {
+  try {
+    for await (const lines of subscribeOne(S_APP_LOGS, { p: project, after }, "appLogs", signal)) {
+      if (lines.length) after = lines[lines.length - 1].n;
+      yield lines;
+    }
+    return;
+  } catch (err) {
+    if (isAbort(err) || err instanceof APIError) throw err;
+  }
+  for (;;) {
+    await sleep(POLL_MS, signal);
+    const lines = (await gql(Q_APP_LOGS, { p: project, after, tail: LOG_PAGE }, signal)).appLogs;
+    if (lines.length) after = lines[lines.length - 1].n;
+    yield lines;
+  }
+}
+
+/** subscribeOne runs one subscription on a WebSocket of its own and yields the field of each event. */
+async function* subscribeOne(query, variables, field, signal) {
+  if (signal?.aborted) throw signal.reason;
+  const url = `${location.protocol === "https:" ? "wss:" : "ws:"}//${location.host}/graphql`;
+  const ws = new WebSocket(url, "graphql-transport-ws");
+  const queue = [];
+  let failure = null;
+  let done = false;
+  let wake = null;
+  const poke = () => {
+    wake?.();
+    wake = null;
+  };
+  ws.onopen = () => {
+    const token = apiToken();
+    ws.send(JSON.stringify({ type: "connection_init", payload: token ? { Authorization: `Bearer ${token}` } : {} }));
+  };
+  ws.onmessage = (e) => {
+    const m = JSON.parse(e.data);
+    if (m.type === "connection_ack") ws.send(JSON.stringify({ id: "1", type: "subscribe", payload: { query, variables } }));
+    else if (m.type === "ping") ws.send(JSON.stringify({ type: "pong" }));
+    else if (m.type === "next" && m.payload?.errors?.length) failure ??= apiErrorOf(m.payload.errors);
+    else if (m.type === "next") queue.push(m.payload.data[field]);
+    else if (m.type === "error") failure ??= apiErrorOf(m.payload || [{ message: "the subscription failed" }]);
+    else if (m.type === "complete") done = true;
+    poke();
+  };
+  ws.onclose = (e) => {
+    if (e.code === 4403 || e.code === 4401) failure ??= new APIError("an API token is required", "unauthorized");
+    else if (!done) failure ??= new WSError(`the WebSocket closed (${e.code})`);
+    poke();
+  };
+  const onAbort = () => {
+    failure ??= signal.reason;
+    poke();
+  };
+  signal?.addEventListener("abort", onAbort, { once: true });
+  try {
+    for (;;) {
+      if (queue.length) {
+        yield queue.shift();
+        continue;
+      }
+      if (failure) {
+        if (failure instanceof APIError && failure.code === "unauthorized") throw signInNeeded(failure.message);
+        throw failure;
+      }
+      if (done) return;
+      await new Promise((resolve) => (wake = resolve));
+    }
+  } finally {
+    signal?.removeEventListener("abort", onAbort);
+    ws.onclose = null;
+    if (ws.readyState === WebSocket.CONNECTING || ws.readyState === WebSocket.OPEN) ws.close(1000);
+  }
 }
 
 function deploymentsSection(p) {
@@ -1310,7 +1486,8 @@ function stepsCard(steps) {
  * the newest line in view, and a jump to the failing step.
  */
 class LogView {
-  constructor() {
+  constructor({ title = "Build log", id = "log", empty = "This deployment wrote no log lines." } = {}) {
+    this.emptyLines = empty;
     this.lines = []; // { n, step, stream, segs, plain, lower, el, textEl }
     this.parsers = new Map(); // stream → AnsiParser
     this.query = "";
@@ -1333,11 +1510,11 @@ class LogView {
     this.pane = h("div", { class: "log-pane", id: "log-pane", tabindex: "0" }, this.notice, this.placeholder, this.body);
     this.el = h(
       "section",
-      { class: "card log-card", id: "log" },
+      { class: "card log-card", id },
       h(
         "div",
         { class: "log-toolbar" },
-        h("div", { class: "log-heading" }, h("h2", { class: "card-title", text: "Build log" }), this.state),
+        h("div", { class: "log-heading" }, h("h2", { class: "card-title", text: title }), this.state),
         h("div", { class: "log-tools" }, h("div", { class: "search-box" }, this.search, this.count), this.jumpBtn, this.followBtn, this.downloadBtn),
       ),
       this.pane,
@@ -1408,7 +1585,7 @@ class LogView {
   }
 
   emptyText() {
-    return this.deployment?.logPruned ? "" : "This deployment wrote no log lines.";
+    return this.deployment?.logPruned ? "" : this.emptyLines;
   }
 
   done() {
@@ -1573,6 +1750,7 @@ const routes = [
   [/^\/$/, () => ({}), projectsPage, "projects"],
   [/^\/projects\/?$/, () => ({}), projectsPage, "projects"],
   [/^\/projects\/([^/]+)\/?$/, (m) => ({ name: decodeURIComponent(m[1]) }), projectPage, "projects"],
+  [/^\/projects\/([^/]+)\/logs\/?$/, (m) => ({ name: decodeURIComponent(m[1]) }), appLogsPage, "projects"],
   [/^\/deployments\/([^/]+)\/?$/, (m) => ({ id: decodeURIComponent(m[1]) }), deploymentPage, "projects"],
 ];
 

@@ -29,6 +29,7 @@ type Config = graphql.Config[ResolverRoot, DirectiveRoot, ComplexityRoot]
 
 type ResolverRoot interface {
 	AppSettings() AppSettingsResolver
+	AppStatus() AppStatusResolver
 	Deployment() DeploymentResolver
 	LogLimit() LogLimitResolver
 	LogRetention() LogRetentionResolver
@@ -59,6 +60,14 @@ type ComplexityRoot struct {
 		WebhookURL    func(childComplexity int) int
 	}
 
+	AppLogLine struct {
+		N       func(childComplexity int) int
+		Release func(childComplexity int) int
+		Stream  func(childComplexity int) int
+		Text    func(childComplexity int) int
+		Time    func(childComplexity int) int
+	}
+
 	AppSettings struct {
 		CPUs               func(childComplexity int) int
 		HealthPath         func(childComplexity int) int
@@ -69,6 +78,14 @@ type ComplexityRoot struct {
 		StopAfter          func(childComplexity int) int
 		StopAfterSeconds   func(childComplexity int) int
 		Summary            func(childComplexity int) int
+	}
+
+	AppStatus struct {
+		LastWakeAt func(childComplexity int) int
+		LastWakeMs func(childComplexity int) int
+		Release    func(childComplexity int) int
+		State      func(childComplexity int) int
+		URL        func(childComplexity int) int
 	}
 
 	BuildArg struct {
@@ -210,6 +227,7 @@ type ComplexityRoot struct {
 
 	Project struct {
 		App          func(childComplexity int) int
+		AppStatus    func(childComplexity int) int
 		AppURL       func(childComplexity int) int
 		Branch       func(childComplexity int) int
 		BuildArgs    func(childComplexity int) int
@@ -229,6 +247,7 @@ type ComplexityRoot struct {
 	}
 
 	Query struct {
+		AppLogs     func(childComplexity int, project string, tail *int, after *int, release *string) int
 		Deployment  func(childComplexity int, id string) int
 		Deployments func(childComplexity int, project string, first *int) int
 		Machines    func(childComplexity int) int
@@ -243,6 +262,7 @@ type ComplexityRoot struct {
 	}
 
 	Subscription struct {
+		AppLogs            func(childComplexity int, project string, after *int, release *string) int
 		DeploymentLogLines func(childComplexity int, id string, fromLine *int, max *int) int
 		DeploymentLogs     func(childComplexity int, id string, fromLine *int) int
 		DeploymentUpdated  func(childComplexity int, id string) int
@@ -265,6 +285,13 @@ type AppSettingsResolver interface {
 	StopAfterSeconds(ctx context.Context, obj *slipway.AppSettings) (int, error)
 	Port(ctx context.Context, obj *slipway.AppSettings) (*int, error)
 	Summary(ctx context.Context, obj *slipway.AppSettings) (string, error)
+}
+type AppStatusResolver interface {
+	State(ctx context.Context, obj *slipway.AppStatus) (string, error)
+	Release(ctx context.Context, obj *slipway.AppStatus) (*slipway.Deployment, error)
+	LastWakeAt(ctx context.Context, obj *slipway.AppStatus) (*time.Time, error)
+	LastWakeMs(ctx context.Context, obj *slipway.AppStatus) (*float64, error)
+	URL(ctx context.Context, obj *slipway.AppStatus) (*string, error)
 }
 type DeploymentResolver interface {
 	Trigger(ctx context.Context, obj *slipway.Deployment) (string, error)
@@ -336,6 +363,7 @@ type ProjectResolver interface {
 	Secrets(ctx context.Context, obj *slipway.Project) ([]*slipway.Secret, error)
 
 	App(ctx context.Context, obj *slipway.Project) (*slipway.AppSettings, error)
+	AppStatus(ctx context.Context, obj *slipway.Project) (*slipway.AppStatus, error)
 	Env(ctx context.Context, obj *slipway.Project) ([]*slipway.EnvVar, error)
 	Previews(ctx context.Context, obj *slipway.Project) ([]*slipway.Preview, error)
 }
@@ -346,11 +374,13 @@ type QueryResolver interface {
 	Deployment(ctx context.Context, id string) (*slipway.Deployment, error)
 	Machines(ctx context.Context) ([]*slipway.Machine, error)
 	Tokens(ctx context.Context) ([]*slipway.APIToken, error)
+	AppLogs(ctx context.Context, project string, tail *int, after *int, release *string) ([]*slipway.AppLogLine, error)
 }
 type SubscriptionResolver interface {
 	DeploymentUpdated(ctx context.Context, id string) (<-chan *slipway.Deployment, error)
 	DeploymentLogs(ctx context.Context, id string, fromLine *int) (<-chan *slipway.LogLine, error)
 	DeploymentLogLines(ctx context.Context, id string, fromLine *int, max *int) (<-chan []*slipway.LogLine, error)
+	AppLogs(ctx context.Context, project string, after *int, release *string) (<-chan []*slipway.AppLogLine, error)
 }
 
 // endregion ************************** generated!.gotpl **************************
@@ -421,6 +451,37 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.AddProjectPayload.WebhookURL(childComplexity), true
 
+	case "AppLogLine.n":
+		if e.ComplexityRoot.AppLogLine.N == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AppLogLine.N(childComplexity), true
+	case "AppLogLine.release":
+		if e.ComplexityRoot.AppLogLine.Release == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AppLogLine.Release(childComplexity), true
+	case "AppLogLine.stream":
+		if e.ComplexityRoot.AppLogLine.Stream == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AppLogLine.Stream(childComplexity), true
+	case "AppLogLine.text":
+		if e.ComplexityRoot.AppLogLine.Text == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AppLogLine.Text(childComplexity), true
+	case "AppLogLine.time":
+		if e.ComplexityRoot.AppLogLine.Time == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AppLogLine.Time(childComplexity), true
+
 	case "AppSettings.cpus":
 		if e.ComplexityRoot.AppSettings.CPUs == nil {
 			break
@@ -475,6 +536,37 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.AppSettings.Summary(childComplexity), true
+
+	case "AppStatus.lastWakeAt":
+		if e.ComplexityRoot.AppStatus.LastWakeAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AppStatus.LastWakeAt(childComplexity), true
+	case "AppStatus.lastWakeMs":
+		if e.ComplexityRoot.AppStatus.LastWakeMs == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AppStatus.LastWakeMs(childComplexity), true
+	case "AppStatus.release":
+		if e.ComplexityRoot.AppStatus.Release == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AppStatus.Release(childComplexity), true
+	case "AppStatus.state":
+		if e.ComplexityRoot.AppStatus.State == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AppStatus.State(childComplexity), true
+	case "AppStatus.url":
+		if e.ComplexityRoot.AppStatus.URL == nil {
+			break
+		}
+
+		return e.ComplexityRoot.AppStatus.URL(childComplexity), true
 
 	case "BuildArg.name":
 		if e.ComplexityRoot.BuildArg.Name == nil {
@@ -1146,6 +1238,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Project.App(childComplexity), true
+	case "Project.appStatus":
+		if e.ComplexityRoot.Project.AppStatus == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Project.AppStatus(childComplexity), true
 	case "Project.appURL":
 		if e.ComplexityRoot.Project.AppURL == nil {
 			break
@@ -1248,6 +1346,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.Project.WebhookURL(childComplexity), true
 
+	case "Query.appLogs":
+		if e.ComplexityRoot.Query.AppLogs == nil {
+			break
+		}
+
+		args, err := ec.field_Query_appLogs_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.AppLogs(childComplexity, args["project"].(string), args["tail"].(*int), args["after"].(*int), args["release"].(*string)), true
 	case "Query.deployment":
 		if e.ComplexityRoot.Query.Deployment == nil {
 			break
@@ -1314,6 +1423,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.Secret.UpdatedAt(childComplexity), true
 
+	case "Subscription.appLogs":
+		if e.ComplexityRoot.Subscription.AppLogs == nil {
+			break
+		}
+
+		args, err := ec.field_Subscription_appLogs_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Subscription.AppLogs(childComplexity, args["project"].(string), args["after"].(*int), args["release"].(*string)), true
 	case "Subscription.deploymentLogLines":
 		if e.ComplexityRoot.Subscription.DeploymentLogLines == nil {
 			break
@@ -1484,6 +1604,14 @@ type Query {
   machines: [Machine!]!
   "Every API token, oldest first (the tokens themselves are never shown again)."
   tokens: [APIToken!]!
+  """
+  The output of a project's app (stdout and stderr of the containers of its
+  releases, the values of its runtime environment masked), oldest first:
+  the last tail lines (default 100, max 5000) of those numbered above after
+  (default 0), of one release (a deployment id) if given. Kept by the
+  project's log retention, at most 100,000 lines.
+  """
+  appLogs(project: String!, tail: Int, after: Int, release: ID): [AppLogLine!]!
 }
 
 type Mutation {
@@ -1613,6 +1741,38 @@ type Subscription {
   fast builds use it to keep up.
   """
   deploymentLogLines(id: ID!, fromLine: Int, max: Int): [LogLine!]!
+  """
+  The new output of a project's app as it is written, in batches: the lines
+  numbered above after (default: the last stored one), of one release if
+  given. Runs until the client ends it.
+  """
+  appLogs(project: String!, after: Int, release: ID): [AppLogLine!]!
+}
+
+"One line of an app's output."
+type AppLogLine {
+  "Numbers the project's app lines from 1, across releases."
+  n: Int!
+  "The deployment whose image wrote the line."
+  release: ID!
+  time: Time!
+  "stdout or stderr."
+  stream: String!
+  text: String!
+}
+
+"What a project's app is doing."
+type AppStatus {
+  "serving, frozen, stopped, failed (its last start did not become healthy) or none (nothing deployed, or the server serves no apps)."
+  state: String!
+  "The deployment whose image runs (or last ran, or runs at the next request)."
+  release: Deployment
+  "When a request last woke the app (a thaw or a start) since the server started."
+  lastWakeAt: Time
+  "How long that wake took, in milliseconds (a thaw takes about one)."
+  lastWakeMs: Float
+  "Where the app answers, or null when the server serves no apps."
+  url: String
 }
 
 input AddProjectInput {
@@ -1701,6 +1861,8 @@ type Project {
   buildArgs: [BuildArg!]!
   "How the project's app runs, defaults filled in (see setAppSettings)."
   app: AppSettings!
+  "What the project's app is doing: its state, current release and last wake."
+  appStatus: AppStatus!
   "The project's runtime environment variables, by name (their values are never shown)."
   env: [EnvVar!]!
   "The project's pull requests' previews, by number."
@@ -2045,6 +2207,22 @@ func (ec *executionContext) childFields_AddProjectPayload(ctx context.Context, f
 	return nil, fmt.Errorf("no field named %q was found under type AddProjectPayload", field.Name)
 }
 
+func (ec *executionContext) childFields_AppLogLine(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "n":
+		return ec.fieldContext_AppLogLine_n(ctx, field)
+	case "release":
+		return ec.fieldContext_AppLogLine_release(ctx, field)
+	case "time":
+		return ec.fieldContext_AppLogLine_time(ctx, field)
+	case "stream":
+		return ec.fieldContext_AppLogLine_stream(ctx, field)
+	case "text":
+		return ec.fieldContext_AppLogLine_text(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type AppLogLine", field.Name)
+}
+
 func (ec *executionContext) childFields_AppSettings(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "memoryBytes":
@@ -2067,6 +2245,22 @@ func (ec *executionContext) childFields_AppSettings(ctx context.Context, field g
 		return ec.fieldContext_AppSettings_summary(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type AppSettings", field.Name)
+}
+
+func (ec *executionContext) childFields_AppStatus(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "state":
+		return ec.fieldContext_AppStatus_state(ctx, field)
+	case "release":
+		return ec.fieldContext_AppStatus_release(ctx, field)
+	case "lastWakeAt":
+		return ec.fieldContext_AppStatus_lastWakeAt(ctx, field)
+	case "lastWakeMs":
+		return ec.fieldContext_AppStatus_lastWakeMs(ctx, field)
+	case "url":
+		return ec.fieldContext_AppStatus_url(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type AppStatus", field.Name)
 }
 
 func (ec *executionContext) childFields_BuildArg(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -2339,6 +2533,8 @@ func (ec *executionContext) childFields_Project(ctx context.Context, field graph
 		return ec.fieldContext_Project_buildArgs(ctx, field)
 	case "app":
 		return ec.fieldContext_Project_app(ctx, field)
+	case "appStatus":
+		return ec.fieldContext_Project_appStatus(ctx, field)
 	case "env":
 		return ec.fieldContext_Project_env(ctx, field)
 	case "previews":
@@ -2927,6 +3123,44 @@ func (ec *executionContext) field_Query___type_args(ctx context.Context, rawArgs
 	return args, nil
 }
 
+func (ec *executionContext) field_Query_appLogs_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "project",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["project"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "tail",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["tail"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "after",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["after"] = arg2
+	arg3, err := graphql.ProcessArgField(ctx, rawArgs, "release",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOID2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["release"] = arg3
+	return args, nil
+}
+
 func (ec *executionContext) field_Query_deployment_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
 	var err error
 	args := map[string]any{}
@@ -2974,6 +3208,36 @@ func (ec *executionContext) field_Query_project_args(ctx context.Context, rawArg
 		return nil, err
 	}
 	args["name"] = arg0
+	return args, nil
+}
+
+func (ec *executionContext) field_Subscription_appLogs_args(ctx context.Context, rawArgs map[string]any) (map[string]any, error) {
+	var err error
+	args := map[string]any{}
+	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "project",
+		func(ctx context.Context, v any) (string, error) {
+			return ec.unmarshalNString2string(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["project"] = arg0
+	arg1, err := graphql.ProcessArgField(ctx, rawArgs, "after",
+		func(ctx context.Context, v any) (*int, error) {
+			return ec.unmarshalOInt2ᚖint(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["after"] = arg1
+	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "release",
+		func(ctx context.Context, v any) (*string, error) {
+			return ec.unmarshalOID2ᚖstring(ctx, v)
+		})
+	if err != nil {
+		return nil, err
+	}
+	args["release"] = arg2
 	return args, nil
 }
 
@@ -3319,6 +3583,121 @@ func (ec *executionContext) fieldContext_AddProjectPayload_webhookSecret(_ conte
 	return graphql.NewScalarFieldContext("AddProjectPayload", field, false, false, "String")
 }
 
+func (ec *executionContext) _AppLogLine_n(ctx context.Context, field graphql.CollectedField, obj *slipway.AppLogLine) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AppLogLine_n(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.N, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNInt2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AppLogLine_n(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AppLogLine", field, false, false, "Int")
+}
+
+func (ec *executionContext) _AppLogLine_release(ctx context.Context, field graphql.CollectedField, obj *slipway.AppLogLine) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AppLogLine_release(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Release, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNID2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AppLogLine_release(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AppLogLine", field, false, false, "ID")
+}
+
+func (ec *executionContext) _AppLogLine_time(ctx context.Context, field graphql.CollectedField, obj *slipway.AppLogLine) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AppLogLine_time(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Time, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v time.Time) graphql.Marshaler {
+			return ec.marshalNTime2timeᚐTime(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AppLogLine_time(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AppLogLine", field, false, false, "Time")
+}
+
+func (ec *executionContext) _AppLogLine_stream(ctx context.Context, field graphql.CollectedField, obj *slipway.AppLogLine) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AppLogLine_stream(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Stream, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AppLogLine_stream(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AppLogLine", field, false, false, "String")
+}
+
+func (ec *executionContext) _AppLogLine_text(ctx context.Context, field graphql.CollectedField, obj *slipway.AppLogLine) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AppLogLine_text(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Text, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AppLogLine_text(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AppLogLine", field, false, false, "String")
+}
+
 func (ec *executionContext) _AppSettings_memoryBytes(ctx context.Context, field graphql.CollectedField, obj *slipway.AppSettings) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -3524,6 +3903,130 @@ func (ec *executionContext) _AppSettings_summary(ctx context.Context, field grap
 }
 func (ec *executionContext) fieldContext_AppSettings_summary(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("AppSettings", field, true, true, "String")
+}
+
+func (ec *executionContext) _AppStatus_state(ctx context.Context, field graphql.CollectedField, obj *slipway.AppStatus) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AppStatus_state(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.AppStatus().State(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_AppStatus_state(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AppStatus", field, true, true, "String")
+}
+
+func (ec *executionContext) _AppStatus_release(ctx context.Context, field graphql.CollectedField, obj *slipway.AppStatus) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AppStatus_release(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.AppStatus().Release(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *slipway.Deployment) graphql.Marshaler {
+			return ec.marshalODeployment2ᚖgithubᚗcomᚋslipwayᚑciᚋslipwayᚐDeployment(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_AppStatus_release(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "AppStatus",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Deployment(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _AppStatus_lastWakeAt(ctx context.Context, field graphql.CollectedField, obj *slipway.AppStatus) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AppStatus_lastWakeAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.AppStatus().LastWakeAt(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_AppStatus_lastWakeAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AppStatus", field, true, true, "Time")
+}
+
+func (ec *executionContext) _AppStatus_lastWakeMs(ctx context.Context, field graphql.CollectedField, obj *slipway.AppStatus) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AppStatus_lastWakeMs(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.AppStatus().LastWakeMs(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *float64) graphql.Marshaler {
+			return ec.marshalOFloat2ᚖfloat64(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_AppStatus_lastWakeMs(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AppStatus", field, true, true, "Float")
+}
+
+func (ec *executionContext) _AppStatus_url(ctx context.Context, field graphql.CollectedField, obj *slipway.AppStatus) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_AppStatus_url(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.AppStatus().URL(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_AppStatus_url(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("AppStatus", field, true, true, "String")
 }
 
 func (ec *executionContext) _BuildArg_name(ctx context.Context, field graphql.CollectedField, obj *slipway.BuildArg) (ret graphql.Marshaler) {
@@ -6512,6 +7015,38 @@ func (ec *executionContext) fieldContext_Project_app(_ context.Context, field gr
 	return fc, nil
 }
 
+func (ec *executionContext) _Project_appStatus(ctx context.Context, field graphql.CollectedField, obj *slipway.Project) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Project_appStatus(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Project().AppStatus(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *slipway.AppStatus) graphql.Marshaler {
+			return ec.marshalNAppStatus2ᚖgithubᚗcomᚋslipwayᚑciᚋslipwayᚐAppStatus(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Project_appStatus(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Project",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_AppStatus(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Project_env(ctx context.Context, field graphql.CollectedField, obj *slipway.Project) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -6804,6 +7339,50 @@ func (ec *executionContext) fieldContext_Query_tokens(_ context.Context, field g
 	return fc, nil
 }
 
+func (ec *executionContext) _Query_appLogs(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Query_appLogs(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Query().AppLogs(ctx, fc.Args["project"].(string), fc.Args["tail"].(*int), fc.Args["after"].(*int), fc.Args["release"].(*string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*slipway.AppLogLine) graphql.Marshaler {
+			return ec.marshalNAppLogLine2ᚕᚖgithubᚗcomᚋslipwayᚑciᚋslipwayᚐAppLogLineᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Query_appLogs(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Query",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_AppLogLine(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Query_appLogs_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Query___type(ctx context.Context, field graphql.CollectedField) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -7052,6 +7631,50 @@ func (ec *executionContext) fieldContext_Subscription_deploymentLogLines(ctx con
 	}()
 	ctx = graphql.WithFieldContext(ctx, fc)
 	if fc.Args, err = ec.field_Subscription_deploymentLogLines_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _Subscription_appLogs(ctx context.Context, field graphql.CollectedField) (ret func(ctx context.Context) graphql.Marshaler) {
+	return graphql.ResolveFieldStream(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Subscription_appLogs(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Subscription().AppLogs(ctx, fc.Args["project"].(string), fc.Args["after"].(*int), fc.Args["release"].(*string))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*slipway.AppLogLine) graphql.Marshaler {
+			return ec.marshalNAppLogLine2ᚕᚖgithubᚗcomᚋslipwayᚑciᚋslipwayᚐAppLogLineᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Subscription_appLogs(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Subscription",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_AppLogLine(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Subscription_appLogs_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
 		ec.Error(ctx, err)
 		return fc, err
 	}
@@ -8540,6 +9163,59 @@ func (ec *executionContext) _AddProjectPayload(ctx context.Context, sel ast.Sele
 	return out
 }
 
+var appLogLineImplementors = []string{"AppLogLine"}
+
+func (ec *executionContext) _AppLogLine(ctx context.Context, sel ast.SelectionSet, obj *slipway.AppLogLine) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, appLogLineImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("AppLogLine")
+		case "n":
+			out.Values[i] = ec._AppLogLine_n(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "release":
+			out.Values[i] = ec._AppLogLine_release(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "time":
+			out.Values[i] = ec._AppLogLine_time(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "stream":
+			out.Values[i] = ec._AppLogLine_stream(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "text":
+			out.Values[i] = ec._AppLogLine_text(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 var appSettingsImplementors = []string{"AppSettings"}
 
 func (ec *executionContext) _AppSettings(ctx context.Context, sel ast.SelectionSet, obj *slipway.AppSettings) graphql.Marshaler {
@@ -8601,6 +9277,64 @@ func (ec *executionContext) _AppSettings(ctx context.Context, sel ast.SelectionS
 				true, true,
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._AppSettings_summary(ctx, field, obj)
+				})
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var appStatusImplementors = []string{"AppStatus"}
+
+func (ec *executionContext) _AppStatus(ctx context.Context, sel ast.SelectionSet, obj *slipway.AppStatus) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, appStatusImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("AppStatus")
+		case "state":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._AppStatus_state(ctx, field, obj)
+				})
+		case "release":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._AppStatus_release(ctx, field, obj)
+				})
+		case "lastWakeAt":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._AppStatus_lastWakeAt(ctx, field, obj)
+				})
+		case "lastWakeMs":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._AppStatus_lastWakeMs(ctx, field, obj)
+				})
+		case "url":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._AppStatus_url(ctx, field, obj)
 				})
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
@@ -9640,6 +10374,12 @@ func (ec *executionContext) _Project(ctx context.Context, sel ast.SelectionSet, 
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Project_app(ctx, field, obj)
 				})
+		case "appStatus":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Project_appStatus(ctx, field, obj)
+				})
 		case "env":
 			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
 				true, true,
@@ -9723,6 +10463,12 @@ func (ec *executionContext) _Query(ctx context.Context, sel ast.SelectionSet) gr
 				true, true,
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Query_tokens(ctx, field)
+				})
+		case "appLogs":
+			out.ResolveRootConcurrently(innerCtx, ec.OperationContext, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Query_appLogs(ctx, field)
 				})
 		case "__type":
 			out.Values[i] = ec.OperationContext.RootResolverMiddleware(innerCtx, func(ctx context.Context) (res graphql.Marshaler) {
@@ -9812,6 +10558,8 @@ func (ec *executionContext) _Subscription(ctx context.Context, sel ast.Selection
 		return ec._Subscription_deploymentLogs(ctx, fields[0])
 	case "deploymentLogLines":
 		return ec._Subscription_deploymentLogLines(ctx, fields[0])
+	case "appLogs":
+		return ec._Subscription_appLogs(ctx, fields[0])
 	default:
 		panic("unknown field " + strconv.Quote(fields[0].Name))
 	}
@@ -10254,12 +11002,44 @@ func (ec *executionContext) marshalNAddProjectPayload2ᚖgithubᚗcomᚋslipway�
 	return ec._AddProjectPayload(ctx, sel, v)
 }
 
+func (ec *executionContext) marshalNAppLogLine2ᚕᚖgithubᚗcomᚋslipwayᚑciᚋslipwayᚐAppLogLineᚄ(ctx context.Context, sel ast.SelectionSet, v []*slipway.AppLogLine) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNAppLogLine2ᚖgithubᚗcomᚋslipwayᚑciᚋslipwayᚐAppLogLine(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
+
+func (ec *executionContext) marshalNAppLogLine2ᚖgithubᚗcomᚋslipwayᚑciᚋslipwayᚐAppLogLine(ctx context.Context, sel ast.SelectionSet, v *slipway.AppLogLine) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "AppLogLine!")
+		return graphql.Null
+	}
+	return ec._AppLogLine(ctx, sel, v)
+}
+
 func (ec *executionContext) marshalNAppSettings2ᚖgithubᚗcomᚋslipwayᚑciᚋslipwayᚐAppSettings(ctx context.Context, sel ast.SelectionSet, v *slipway.AppSettings) graphql.Marshaler {
 	if v == nil {
 		graphql.AddInvalidNullError(ctx, "AppSettings!")
 		return graphql.Null
 	}
 	return ec._AppSettings(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNAppStatus2ᚖgithubᚗcomᚋslipwayᚑciᚋslipwayᚐAppStatus(ctx context.Context, sel ast.SelectionSet, v *slipway.AppStatus) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "AppStatus!")
+		return graphql.Null
+	}
+	return ec._AppStatus(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalNBoolean2bool(ctx context.Context, v any) (bool, error) {
@@ -10920,6 +11700,41 @@ func (ec *executionContext) marshalODeployment2ᚖgithubᚗcomᚋslipwayᚑciᚋ
 		return graphql.Null
 	}
 	return ec._Deployment(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalOFloat2ᚖfloat64(ctx context.Context, v any) (*float64, error) {
+	if v == nil {
+		return nil, nil
+	}
+	res, err := graphql.UnmarshalFloatContext(ctx, v)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOFloat2ᚖfloat64(ctx context.Context, sel ast.SelectionSet, v *float64) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	_ = sel
+	res := graphql.MarshalFloatContext(*v)
+	return graphql.WrapContextMarshaler(ctx, res)
+}
+
+func (ec *executionContext) unmarshalOID2ᚖstring(ctx context.Context, v any) (*string, error) {
+	if v == nil {
+		return nil, nil
+	}
+	res, err := graphql.UnmarshalID(v)
+	return &res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOID2ᚖstring(ctx context.Context, sel ast.SelectionSet, v *string) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	_ = sel
+	_ = ctx
+	res := graphql.MarshalID(*v)
+	return res
 }
 
 func (ec *executionContext) unmarshalOInt2ᚖint(ctx context.Context, v any) (*int, error) {
