@@ -127,7 +127,7 @@ func TestProgressMidBuild(t *testing.T) {
 	defer mu.Unlock()
 	// Phases only move forward, and the subscription ends in done with the
 	// build's step counts.
-	order := map[string]int{"queue": 0, "wake": 1, "fetch": 2, "build": 3, "push": 4, "done": 5}
+	order := map[string]int{"queue": 0, "wake": 1, "fetch": 2, "build": 3, "push": 4, "release": 5, "done": 6}
 	for i := 1; i < len(events); i++ {
 		if order[events[i].Phase] < order[events[i-1].Phase] {
 			t.Errorf("phase went back from %s to %s: %+v", events[i-1].Phase, events[i].Phase, events)

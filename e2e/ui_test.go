@@ -158,8 +158,8 @@ func TestWebUI(t *testing.T) {
 	if f.Digest != d.Digest || d.Digest == "" {
 		t.Errorf("the page shows digest %q, the API %q", f.Digest, d.Digest)
 	}
-	if got := strings.Join(f.Phases, ","); got != "queue,wake,fetch,build,push,total" {
-		t.Errorf("timing bars for %s, want queue,wake,fetch,build,push,total", got)
+	if got := strings.Join(f.Phases, ","); got != "queue,wake,fetch,build,push,release,total" {
+		t.Errorf("timing bars for %s, want queue,wake,fetch,build,push,release,total", got)
 	}
 	// The build steps card lists the steps the API reports, in order,
 	// with how each was served.

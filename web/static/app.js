@@ -9,7 +9,7 @@ const TERMINAL = new Set(["SUCCEEDED", "FAILED", "CANCELLED", "SUPERSEDED"]);
 const POLL_MS = 700; // how often a live log is polled
 const LIST_POLL_MS = 2500; // how often lists of deployments are refreshed
 const LOG_PAGE = 5000; // the API's largest page of log lines
-const PHASES = ["queue", "wake", "fetch", "build", "push"];
+const PHASES = ["queue", "wake", "fetch", "build", "push", "release"];
 
 // ---------------------------------------------------------------------------
 // DOM helpers
