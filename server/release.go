@@ -99,12 +99,25 @@ func (a *projectApp) retire(old *apps.Instance, drained *epoch) {
 	for drained.open.Load() > 0 && time.Now().Before(deadline) && !a.h.isClosed() {
 		time.Sleep(10 * time.Millisecond)
 	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
+	// Not under a.mu: a stop may take the app's whole stop timeout, and
+	// the serving release's wakes must not wait for it.
 	if cur := a.cur.Load(); a.h.isClosed() || (cur != nil && cur.Name == old.Name) {
 		return
 	}
 	a.h.retireQuietly(old)
+	a.mu.Lock()
+	if cur := a.cur.Load(); cur != nil && cur.Name == old.Name {
+		// Taken back while it stopped (a rollback to it): it serves again.
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		_, err := a.h.rt.Wake(ctx, old)
+		cancel()
+		a.mu.Unlock()
+		if err != nil {
+			a.h.log.Warn("apps: wake a release taken back", "project", a.project, "release", old.Release, "error", err)
+		}
+		return
+	}
+	a.mu.Unlock()
 	a.h.log.Info("app release retired", "project", a.project, "release", old.Release, "drained", drained.open.Load() == 0)
 	a.prune()
 }
@@ -121,7 +134,7 @@ func (h *appHost) retireQuietly(inst *apps.Instance) {
 
 // prune removes the containers of the project's releases but the last
 // keepReleases deployments with an image and the serving one, then the
-// images no container uses. Call with a.mu held.
+// images no container uses.
 func (a *projectApp) prune() {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
