@@ -553,15 +553,13 @@ func originConfig(url string) string {
 
 // ensure creates the bare mirror if missing and points origin at URL.
 func (m *Mirror) ensure(ctx context.Context) error {
+	// The steps below are quick and local, and a mirror left half made
+	// (a build cancelled while it was being made) would fail every later
+	// fetch: they run to their end whatever ctx does.
+	ctx = context.WithoutCancel(ctx)
 	if _, err := os.Stat(filepath.Join(m.Dir, "HEAD")); errors.Is(err, os.ErrNotExist) {
-		if entries, _ := os.ReadDir(m.Dir); len(entries) > 0 {
-			return fmt.Errorf("gitmirror: %s is not empty and not a git mirror", m.Dir)
-		}
-		if err := os.MkdirAll(m.Dir, 0o755); err != nil {
-			return fmt.Errorf("gitmirror: %w", err)
-		}
-		if _, err := runGit(ctx, "", nil, "init", "--bare", "--quiet", "--", m.Dir); err != nil {
-			return fmt.Errorf("gitmirror: init: %w", err)
+		if err := m.create(ctx); err != nil {
+			return err
 		}
 	} else if err != nil {
 		return fmt.Errorf("gitmirror: %w", err)
@@ -571,15 +569,45 @@ func (m *Mirror) ensure(ctx context.Context) error {
 	if m.originURL() == m.URL {
 		return nil
 	}
-	if err := os.WriteFile(filepath.Join(m.Dir, originFile), []byte(originConfig(m.URL)), 0o600); err != nil {
-		return fmt.Errorf("gitmirror: %w", err)
-	}
 	// A mirror an older Slipway made has the URL in its config: gone,
-	// so that the included file is the one origin.
+	// so that the included file is the one origin. The file is written
+	// last: its URL says the steps before it were done.
 	if _, err := m.git(ctx, nil, "config", "--unset-all", "remote.origin.url"); err != nil && exitCode(err) != 5 {
 		return fmt.Errorf("gitmirror: %w", err)
 	}
 	if _, err := m.git(ctx, nil, "config", "--replace-all", "include.path", originFile); err != nil {
+		return fmt.Errorf("gitmirror: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(m.Dir, originFile), []byte(originConfig(m.URL)), 0o600); err != nil {
+		return fmt.Errorf("gitmirror: %w", err)
+	}
+	return nil
+}
+
+// create makes the bare mirror in a directory beside m.Dir and renames
+// it into place, so that m.Dir is either no mirror or a whole one.
+func (m *Mirror) create(ctx context.Context) error {
+	if entries, _ := os.ReadDir(m.Dir); len(entries) > 0 {
+		return fmt.Errorf("gitmirror: %s is not empty and not a git mirror", m.Dir)
+	}
+	if err := os.MkdirAll(filepath.Dir(m.Dir), 0o755); err != nil {
+		return fmt.Errorf("gitmirror: %w", err)
+	}
+	tmp, err := os.MkdirTemp(filepath.Dir(m.Dir), "."+filepath.Base(m.Dir)+".init-")
+	if err != nil {
+		return fmt.Errorf("gitmirror: %w", err)
+	}
+	defer os.RemoveAll(tmp)
+	if _, err := runGit(ctx, "", nil, "init", "--bare", "--quiet", "--", tmp); err != nil {
+		return fmt.Errorf("gitmirror: init: %w", err)
+	}
+	if err := os.Chmod(tmp, 0o755); err != nil {
+		return fmt.Errorf("gitmirror: %w", err)
+	}
+	if err := os.Remove(m.Dir); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("gitmirror: %w", err)
+	}
+	if err := os.Rename(tmp, m.Dir); err != nil {
 		return fmt.Errorf("gitmirror: %w", err)
 	}
 	return nil
