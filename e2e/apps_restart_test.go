@@ -97,7 +97,8 @@ type loop struct {
 	mu  sync.Mutex
 	ok  map[string]int
 	bad []string // answers other than 200 with the app's name
-	// errs are the times of the requests that got no answer, and why.
+	// errs are the times the requests that got no answer failed (a
+	// request sent just before the listener closed fails after), and why.
 	errs []loopErr
 }
 
@@ -130,7 +131,6 @@ func startLoop(addr string, projects ...string) *loop {
 func (l *loop) get(c *http.Client, addr, project string) {
 	req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/", nil)
 	req.Host = project + ".localhost"
-	t0 := time.Now()
 	resp, err := c.Do(req)
 	var body []byte
 	if err == nil {
@@ -141,7 +141,7 @@ func (l *loop) get(c *http.Client, addr, project string) {
 	defer l.mu.Unlock()
 	switch {
 	case err != nil:
-		l.errs = append(l.errs, loopErr{t0, err})
+		l.errs = append(l.errs, loopErr{time.Now(), err})
 	case resp.StatusCode != http.StatusOK || string(body) != project+"\n":
 		l.bad = append(l.bad, project+": "+resp.Status+" "+strings.TrimSpace(string(body)))
 	default:
